@@ -1,0 +1,1 @@
+"""Users, cred checkers and the protocol-neutral realm."""

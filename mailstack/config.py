@@ -1,0 +1,477 @@
+"""
+Configuration: a TOML file read with tomllib into frozen dataclasses.
+
+Every problem is a L{ConfigError} whose text is one line, C{FILE: KEY: reason}, so
+twistd can exit at start with something a student can act on. Unknown keys, wrong
+types, bad endpoint strings, duplicate ports and missing certificate files are all
+refused here, before any listener starts.
+
+Relative paths in the file are relative to the directory holding the file.
+"""
+
+import dataclasses
+import os.path
+import socket
+import tomllib
+from pathlib import Path
+
+PROTOCOLS = ("smtp", "submission", "pop3", "imap")
+TLS_MODES = ("none", "starttls", "implicit")
+TLS_VERSIONS = ("1.2", "1.3")
+PASSWORD_SCHEMES = ("PLAIN", "BLF-CRYPT")
+ENDPOINT_TYPES = ("tcp", "tcp6", "unix")
+
+
+class ConfigError(Exception):
+    """
+    A configuration problem; C{str()} is one line naming the file, key and reason.
+    """
+
+    def __init__(self, path, key, reason):
+        self.path = path
+        self.key = key
+        self.reason = reason
+        Exception.__init__(self, "%s: %s: %s" % (path, key, reason))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    hostname: str
+    data_dir: Path
+    domains: tuple
+    default_domain: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSConfig:
+    cert: Path
+    key: Path
+    generate_self_signed: bool
+    min_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerConfig:
+    name: str
+    protocol: str
+    endpoint: str
+    tls: str
+    allow_plaintext_auth: bool
+    disabled: tuple
+
+    @property
+    def address(self):
+        """
+        C{(interface, port)} of a TCP endpoint (interface '' means all), or L{None}.
+        """
+        return _endpointAddress(self.endpoint)
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    message_size: int
+    line_length: int
+    smtp_line_length: int
+    text_line_length: int
+    literal_size: int
+    recipients_per_message: int
+    connections_per_ip: int
+    commands_per_session: int
+    bad_commands: int
+    auth_failures_delay: int
+    auth_failures_disconnect: int
+    auth_failure_delay_seconds: float
+    idle_timeout: int
+    command_timeout: int
+    bcrypt_rounds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LabConfig:
+    demo_account: bool
+    demo_address: str
+    demo_password: str
+    demo_scheme: str
+    transcripts: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    path: Path
+    server: ServerConfig
+    tls: TLSConfig
+    listeners: tuple
+    limits: LimitsConfig
+    lab: LabConfig
+
+    @property
+    def users_file(self):
+        """The Dovecot passwd-file of users."""
+        return self.server.data_dir / "users"
+
+    @property
+    def mail_dir(self):
+        """The root of every user's Maildir."""
+        return self.server.data_dir / "mail"
+
+    @property
+    def transcript_dir(self):
+        """Where per-session transcripts are written."""
+        return self.server.data_dir / "transcripts"
+
+    @property
+    def queue_dir(self):
+        """Where outbound mail waits for the smarthost."""
+        return self.server.data_dir / "queue"
+
+    @property
+    def needs_tls(self):
+        """True if any listener offers TLS (STARTTLS/STLS or implicit)."""
+        return any(listener.tls != "none" for listener in self.listeners)
+
+
+# Each section: key -> (type or tuple of types, default). A default of _REQUIRED
+# means the key must be present.
+_REQUIRED = object()
+
+_SERVER = {
+    "hostname": (str, None),
+    "data_dir": (str, "var"),
+    "domains": (list, _REQUIRED),
+    "default_domain": (str, None),
+}
+_TLS = {
+    "cert": (str, "var/tls/cert.pem"),
+    "key": (str, "var/tls/key.pem"),
+    "generate_self_signed": (bool, False),
+    "min_version": (str, "1.2"),
+}
+_LISTENER = {
+    "name": (str, None),
+    "protocol": (str, _REQUIRED),
+    "endpoint": (str, _REQUIRED),
+    "tls": (str, "none"),
+    "allow_plaintext_auth": (bool, False),
+    "disabled": (list, []),
+}
+_LIMITS = {
+    "message_size": (int, 25 * 1024 * 1024),
+    "line_length": (int, 8192),
+    "smtp_line_length": (int, 512),
+    "text_line_length": (int, 1000),
+    "literal_size": (int, 25 * 1024 * 1024),
+    "recipients_per_message": (int, 100),
+    "connections_per_ip": (int, 20),
+    "commands_per_session": (int, 100000),
+    "bad_commands": (int, 20),
+    "auth_failures_delay": (int, 3),
+    "auth_failures_disconnect": (int, 10),
+    "auth_failure_delay_seconds": ((int, float), 2.0),
+    "idle_timeout": (int, 1800),
+    "command_timeout": (int, 600),
+    "bcrypt_rounds": (int, 10),
+}
+_LIMIT_MINIMUMS = {
+    "message_size": 1024,
+    "line_length": 512,
+    "smtp_line_length": 512,
+    "text_line_length": 1000,
+    "literal_size": 1024,
+    "recipients_per_message": 1,
+    "connections_per_ip": 0,
+    "commands_per_session": 1,
+    "bad_commands": 1,
+    "auth_failures_delay": 1,
+    "auth_failures_disconnect": 1,
+    "auth_failure_delay_seconds": 0,
+    "idle_timeout": 1,
+    "command_timeout": 1,
+    "bcrypt_rounds": 4,
+}
+_LAB = {
+    "demo_account": (bool, False),
+    "demo_address": (str, "demo@lab.test"),
+    "demo_password": (str, "demo"),
+    "demo_scheme": (str, "PLAIN"),
+    "transcripts": (bool, False),
+}
+_TOP = ("server", "tls", "listener", "limits", "lab")
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
+               list: "a list", float: "a number"}
+
+
+def loadConfig(path):
+    """
+    Read and validate a configuration file.
+
+    @param path: the TOML file (str or Path).
+    @return: a L{Config}.
+    @raise ConfigError: on any problem, naming file, key and reason.
+    """
+    path = Path(path)
+    shown = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(shown, "-", "file not found")
+    except OSError as e:
+        raise ConfigError(shown, "-", "cannot read file: %s" % (e.strerror,))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(shown, "-", "not valid TOML: %s" % (e,))
+    return _Loader(shown, path.resolve().parent).build(raw)
+
+
+class _Loader:
+    """
+    Turns the parsed TOML dict into a L{Config}, raising on the first problem.
+    """
+
+    def __init__(self, shown, base):
+        self.shown = shown
+        self.base = base
+
+    def error(self, key, reason):
+        return ConfigError(self.shown, key, reason)
+
+    def section(self, raw, name, schema, prefix=None):
+        """
+        Check one table against its schema; return a dict with defaults filled in.
+        """
+        prefix = prefix or name
+        if not isinstance(raw, dict):
+            raise self.error(prefix, "must be a table")
+        for key in raw:
+            if key not in schema:
+                raise self.error("%s.%s" % (prefix, key), "unknown key (allowed: %s)" % (
+                    ", ".join(sorted(schema)),))
+        values = {}
+        for key, (kind, default) in schema.items():
+            full = "%s.%s" % (prefix, key)
+            if key not in raw:
+                if default is _REQUIRED:
+                    raise self.error(full, "required key is missing")
+                values[key] = default
+                continue
+            value = raw[key]
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            # bool is an int in Python; never accept it where a number is wanted.
+            if not isinstance(value, kinds) or (
+                    isinstance(value, bool) and bool not in kinds):
+                raise self.error(full, "must be %s, not %r" % (
+                    " or ".join(_TYPE_NAMES[k] for k in kinds), value))
+            values[key] = value
+        return values
+
+    def path(self, value):
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            p = self.base / p
+        return Path(os.path.normpath(str(p)))
+
+    def build(self, raw):
+        for key in raw:
+            if key not in _TOP:
+                raise self.error(key, "unknown section (allowed: %s)" % (
+                    ", ".join(_TOP),))
+        if "server" not in raw:
+            raise self.error("server", "required section is missing")
+        server = self.buildServer(raw["server"])
+        listeners = self.buildListeners(raw.get("listener", []))
+        tls = self.buildTLS(raw.get("tls", {}), listeners)
+        limits = self.buildLimits(raw.get("limits", {}))
+        lab = self.buildLab(raw.get("lab", {}), server)
+        return Config(path=Path(self.shown), server=server, tls=tls,
+                      listeners=listeners, limits=limits, lab=lab)
+
+    def buildServer(self, raw):
+        values = self.section(raw, "server", _SERVER)
+        domains = []
+        for i, domain in enumerate(values["domains"]):
+            key = "server.domains[%d]" % (i,)
+            if not isinstance(domain, str) or not _isDomain(domain):
+                raise self.error(key, "not a domain name: %r" % (domain,))
+            if domain.lower() in domains:
+                raise self.error(key, "domain listed twice: %r" % (domain,))
+            domains.append(domain.lower())
+        if not domains:
+            raise self.error("server.domains", "at least one local domain is needed")
+        default = values["default_domain"]
+        if default is not None:
+            default = default.lower()
+            if default not in domains:
+                raise self.error("server.default_domain",
+                                 "%r is not one of server.domains" % (default,))
+        hostname = values["hostname"] or socket.getfqdn()
+        if not _isDomain(hostname):
+            raise self.error("server.hostname", "not a host name: %r" % (hostname,))
+        return ServerConfig(hostname=hostname, data_dir=self.path(values["data_dir"]),
+                            domains=tuple(domains), default_domain=default)
+
+    def buildListeners(self, raw):
+        if not isinstance(raw, list):
+            raise self.error("listener", "must be an array of tables ([[listener]])")
+        listeners = []
+        names = set()
+        for i, item in enumerate(raw):
+            prefix = "listener[%d]" % (i,)
+            values = self.section(item, prefix, _LISTENER)
+            if values["protocol"] not in PROTOCOLS:
+                raise self.error(prefix + ".protocol", "must be one of %s, not %r" % (
+                    ", ".join(PROTOCOLS), values["protocol"]))
+            if values["tls"] not in TLS_MODES:
+                raise self.error(prefix + ".tls", "must be one of %s, not %r" % (
+                    ", ".join(TLS_MODES), values["tls"]))
+            reason = _checkEndpoint(values["endpoint"])
+            if reason:
+                raise self.error(prefix + ".endpoint", reason)
+            for j, capability in enumerate(values["disabled"]):
+                if not isinstance(capability, str) or not capability:
+                    raise self.error("%s.disabled[%d]" % (prefix, j),
+                                     "must be a capability name")
+            name = values["name"] or values["protocol"]
+            if name in names:
+                raise self.error(prefix + ".name", "listener name %r used twice" % (name,))
+            names.add(name)
+            listener = ListenerConfig(
+                name=name, protocol=values["protocol"], endpoint=values["endpoint"],
+                tls=values["tls"], allow_plaintext_auth=values["allow_plaintext_auth"],
+                disabled=tuple(c.upper() for c in values["disabled"]))
+            for j, other in enumerate(listeners):
+                if _conflicts(listener.address, other.address):
+                    raise self.error(prefix + ".endpoint",
+                                     "port %d is already used by listener[%d] (%s)" % (
+                                         listener.address[1], j, other.name))
+            listeners.append(listener)
+        return tuple(listeners)
+
+    def buildTLS(self, raw, listeners):
+        values = self.section(raw, "tls", _TLS)
+        if values["min_version"] not in TLS_VERSIONS:
+            raise self.error("tls.min_version", "must be one of %s, not %r" % (
+                ", ".join(TLS_VERSIONS), values["min_version"]))
+        tls = TLSConfig(cert=self.path(values["cert"]), key=self.path(values["key"]),
+                        generate_self_signed=values["generate_self_signed"],
+                        min_version=values["min_version"])
+        if any(l.tls != "none" for l in listeners) and not tls.generate_self_signed:
+            for key in ("cert", "key"):
+                p = getattr(tls, key)
+                if not p.is_file():
+                    raise self.error("tls." + key, "file not found: %s" % (p,))
+        return tls
+
+    def buildLimits(self, raw):
+        values = self.section(raw, "limits", _LIMITS)
+        for key, minimum in _LIMIT_MINIMUMS.items():
+            if values[key] < minimum:
+                raise self.error("limits." + key, "must be at least %s, not %r" % (
+                    minimum, values[key]))
+        values["auth_failure_delay_seconds"] = float(values["auth_failure_delay_seconds"])
+        return LimitsConfig(**values)
+
+    def buildLab(self, raw, server):
+        values = self.section(raw, "lab", _LAB)
+        if values["demo_scheme"] not in PASSWORD_SCHEMES:
+            raise self.error("lab.demo_scheme", "must be one of %s, not %r" % (
+                ", ".join(PASSWORD_SCHEMES), values["demo_scheme"]))
+        address = values["demo_address"].lower()
+        if values["demo_account"]:
+            local, _, domain = address.partition("@")
+            if not local or domain not in server.domains:
+                raise self.error("lab.demo_address",
+                                 "must be an address in one of server.domains, not %r"
+                                 % (values["demo_address"],))
+            if not values["demo_password"]:
+                raise self.error("lab.demo_password", "must not be empty")
+        values["demo_address"] = address
+        return LabConfig(**values)
+
+
+def _isDomain(name):
+    """
+    A plausible DNS name (letters, digits, hyphens, dots), no trailing dot.
+    """
+    if not name or len(name) > 253 or name.endswith("."):
+        return False
+    for label in name.split("."):
+        if not (1 <= len(label) <= 63):
+            return False
+        if label.startswith("-") or label.endswith("-"):
+            return False
+        if not all(c.isascii() and (c.isalnum() or c == "-") for c in label):
+            return False
+    return True
+
+
+def _splitEndpoint(description):
+    """
+    Split a Twisted endpoint string on unescaped colons (backslash escapes), the
+    way L{twisted.internet.endpoints.serverFromString} does.
+    """
+    parts, current, escaped = [], [], False
+    for c in description:
+        if escaped:
+            current.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    parts.append("".join(current))
+    args, kwargs = [], {}
+    for part in parts[1:]:
+        if "=" in part:
+            key, _, value = part.partition("=")
+            kwargs[key] = value
+        else:
+            args.append(part)
+    return parts[0], args, kwargs
+
+
+def _checkEndpoint(description):
+    """
+    @return: L{None} if C{description} is a usable server endpoint, else the reason.
+
+    TLS is configured by the listener's C{tls} key, not by an C{ssl:} endpoint,
+    so that one certificate and one TLS policy serve every listener.
+    """
+    from twisted.internet import endpoints, reactor
+    kind, args, kwargs = _splitEndpoint(description)
+    if kind not in ENDPOINT_TYPES:
+        if kind == "ssl":
+            return ("use endpoint 'tcp:PORT:interface=...' with tls = \"implicit\" "
+                    "instead of an ssl: endpoint")
+        return "endpoint type must be one of %s, not %r" % (
+            ", ".join(ENDPOINT_TYPES), kind)
+    if kind in ("tcp", "tcp6"):
+        port = kwargs.get("port", args[0] if args else None)
+        if port is None or not port.isdigit() or not 0 <= int(port) <= 65535:
+            return "%r: port must be a number from 0 to 65535" % (description,)
+    try:
+        endpoints.serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as e:
+        return "%r: not a valid endpoint (%s)" % (description, e)
+    return None
+
+
+def _endpointAddress(description):
+    kind, args, kwargs = _splitEndpoint(description)
+    if kind not in ("tcp", "tcp6"):
+        return None
+    port = int(kwargs.get("port", args[0] if args else 0))
+    interface = kwargs.get("interface", args[2] if len(args) > 2 else "")
+    return (interface, port)
+
+
+def _conflicts(a, b):
+    """
+    Two TCP addresses collide if they share a non-zero port and either listens on
+    all interfaces or both name the same interface.
+    """
+    if a is None or b is None or a[1] == 0 or a[1] != b[1]:
+        return False
+    return a[0] in ("", "0.0.0.0", "::") or b[0] in ("", "0.0.0.0", "::") or a[0] == b[0]

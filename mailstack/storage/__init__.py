@@ -1,0 +1,1 @@
+"""Storage: the store contract and its Maildir++ implementation."""

@@ -1,0 +1,288 @@
+"""
+The store contract: what protocols (through their adapters) may ask of mail storage.
+
+Protocol code depends on these interfaces only, never on the Maildir classes, so
+another store (SQL, object storage, a test double) can plug in behind the realm.
+
+Conventions shared by every method below:
+
+ - Mailbox names are Python ``str`` in Unicode, hierarchy separator ``/``, e.g.
+   ``"Lists/Python"``; ``INBOX`` is case-insensitive and always exists. The IMAP
+   layer converts to and from modified UTF-7 on the wire; the store converts to its
+   own on-disk form.
+ - Messages are identified by UID (an ``int`` > 0, strictly increasing per mailbox
+   for a given UIDVALIDITY).
+ - Message bytes are always presented in wire form: lines end in CRLF. Sizes are
+   sizes of that wire form (IMAP RFC822.SIZE, POP3 octet counts).
+ - System flags are the IMAP names ``\\Seen \\Answered \\Flagged \\Deleted \\Draft``;
+   any other flag is a keyword. ``\\Recent`` is never stored: it is session state
+   reported through L{IMailboxStore.sync}.
+ - Methods are synchronous and may touch the disk. Delivery (L{IMailboxStore.deliver})
+   touches only files, holds no in-memory state, and is safe to run in a thread
+   (callers use C{deferToThread} so fsync never stalls the reactor). Every other
+   method must be called from the reactor thread.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class StoreError(Exception):
+    """
+    Base of every error the store raises on purpose. C{str(error)} is a short
+    human-readable reason fit to show a user (no paths from outside the store).
+    """
+
+
+class InvalidMailboxName(StoreError):
+    """The name is not acceptable (escapes the user's directory, bad characters...)."""
+
+
+class NoSuchMailbox(StoreError):
+    """The named mailbox does not exist."""
+
+
+class MailboxExists(StoreError):
+    """A mailbox with that name already exists."""
+
+
+class MailboxNotEmpty(StoreError):
+    """The operation needs a mailbox without children (or refuses INBOX)."""
+
+
+class NoSuchMessage(StoreError):
+    """No message with that UID is in the mailbox (it may have been expunged)."""
+
+
+class IMessageInfo(Interface):
+    """
+    Immutable metadata of one message, cheap to obtain (no message body read).
+    """
+
+    uid = Attribute("int: the message's UID.")
+    flags = Attribute("frozenset of str: system flags and keywords, never \\Recent.")
+    size = Attribute("int: octets of the message in wire (CRLF) form.")
+    internalDate = Attribute("float: POSIX time the message arrived (IMAP INTERNALDATE).")
+    key = Attribute("str: the store's stable name of the message (Maildir base name).")
+
+
+class Changes(object):
+    """
+    What a L{IMailboxStore.sync} found changed since the previous sync, in UID terms.
+
+    @ivar added: UIDs of messages new to this mailbox object, ascending.
+    @ivar expunged: UIDs of messages that disappeared, ascending.
+    @ivar flagsChanged: UIDs whose flags changed (and that still exist), ascending.
+    @ivar recent: UIDs among C{added} that are \\Recent for the caller (given to
+        exactly one session of all that ever sync this mailbox).
+    """
+
+    def __init__(self, added=(), expunged=(), flagsChanged=(), recent=()):
+        self.added = sorted(added)
+        self.expunged = sorted(expunged)
+        self.flagsChanged = sorted(flagsChanged)
+        self.recent = sorted(recent)
+
+    def __bool__(self):
+        return bool(self.added or self.expunged or self.flagsChanged)
+
+    def __repr__(self):
+        return "Changes(added=%r, expunged=%r, flagsChanged=%r, recent=%r)" % (
+            self.added, self.expunged, self.flagsChanged, self.recent)
+
+    def __eq__(self, other):
+        if not isinstance(other, Changes):
+            return NotImplemented
+        return (self.added, self.expunged, self.flagsChanged, self.recent) == (
+            other.added, other.expunged, other.flagsChanged, other.recent)
+
+
+class IMailboxListener(Interface):
+    """
+    Told of changes to a mailbox made by anybody (this process or another program).
+    Called in the reactor thread after the change is on disk.
+    """
+
+    def mailboxChanged(mailbox, changes):
+        """
+        @param mailbox: the L{IMailboxStore} that changed.
+        @param changes: a L{Changes}; its C{recent} is always empty here (\\Recent
+            goes only to the session whose own sync found the message).
+        """
+
+
+class IMailboxStore(Interface):
+    """
+    One mailbox (folder). There is one such object per mailbox per process, shared
+    by every session that opens it, so that changes made by one session reach the
+    others through L{addListener}.
+    """
+
+    name = Attribute("str: the mailbox name (Unicode, '/' separated).")
+    uidValidity = Attribute("int: UIDVALIDITY; changes only when UIDs cannot be kept.")
+    uidNext = Attribute("int: the UID the next message will get.")
+
+    def sync():
+        """
+        Bring the in-memory view in line with the disk (new deliveries, renames by
+        other programs, removals), assign UIDs to new messages and persist them.
+
+        Also notifies the listeners (other than through the returned value) of any
+        change found. Cheap when nothing changed on disk.
+
+        @return: L{Changes}, with C{recent} filled in for this caller.
+        """
+
+    def messages():
+        """
+        @return: a list of L{IMessageInfo} in ascending UID order, as of the last sync.
+        """
+
+    def messageInfo(uid):
+        """
+        @return: the L{IMessageInfo} for C{uid}.
+        @raise NoSuchMessage: if it is not there.
+        """
+
+    def openMessage(uid):
+        """
+        Open a message for reading, streaming from the file.
+
+        @return: a binary file-like object (C{read(n)}, C{readline()}, C{seek},
+            C{tell}, C{close}, context manager) yielding the wire (CRLF) form,
+            exactly L{IMessageInfo.size} octets in all.
+        @raise NoSuchMessage: if it is not there.
+        """
+
+    def deliver(source, flags=(), internalDate=None):
+        """
+        Store a new message durably: write to a temporary file, fsync, rename into
+        place, fsync the directory. Thread-safe; touches no in-memory state. The
+        message gets its UID at the next L{sync}.
+
+        @param source: C{bytes}, or a binary file-like object read to its end. Line
+            endings are normalised to CRLF.
+        @param flags: flags to store with it (e.g. C{{"\\\\Seen"}} for IMAP APPEND).
+        @param internalDate: POSIX time for INTERNALDATE, or L{None} for now.
+        @return: the store key (C{str}) of the new message.
+        """
+
+    def append(source, flags=(), internalDate=None):
+        """
+        L{deliver} then L{sync}; for IMAP APPEND, which must report the UID.
+
+        @return: the new message's UID.
+        """
+
+    def setFlags(uid, flags):
+        """
+        Replace the flags of a message (system flags and keywords) and persist them.
+        Notifies listeners.
+
+        @return: the new L{IMessageInfo}.
+        @raise NoSuchMessage: if it is not there.
+        """
+
+    def expunge(uids):
+        """
+        Remove these messages for good. Missing UIDs are ignored. Notifies listeners.
+
+        @return: the list of UIDs actually removed, ascending.
+        """
+
+    def copyTo(uids, destination):
+        """
+        Copy messages (with flags and internal dates) into another mailbox of the
+        same store; the destination is synced so the copies have UIDs.
+
+        @param destination: an L{IMailboxStore}.
+        @return: a list of C{(sourceUID, destinationUID)} pairs, in source UID order.
+        """
+
+    def keywords():
+        """
+        @return: the set of keywords (str) this mailbox can store.
+        """
+
+    def addListener(listener):
+        """
+        Register an L{IMailboxListener}.
+        """
+
+    def removeListener(listener):
+        """
+        Unregister an L{IMailboxListener}; unknown listeners are ignored.
+        """
+
+
+class IAccountStore(Interface):
+    """
+    All mailboxes of one user.
+    """
+
+    address = Attribute("str: the user's address, e.g. 'demo@lab.test'.")
+
+    def listMailboxes():
+        """
+        @return: the sorted list of every mailbox name (str), INBOX included.
+        """
+
+    def hasMailbox(name):
+        """
+        @return: C{True} if the mailbox exists.
+        """
+
+    def getMailbox(name):
+        """
+        @return: the shared L{IMailboxStore} for C{name}.
+        @raise NoSuchMailbox: if it does not exist.
+        @raise InvalidMailboxName: if the name is not acceptable.
+        """
+
+    def createMailbox(name):
+        """
+        Create a mailbox (and any missing parents).
+
+        @raise MailboxExists: if it exists already.
+        @raise InvalidMailboxName: if the name is not acceptable.
+        """
+
+    def deleteMailbox(name):
+        """
+        Delete a mailbox and its messages.
+
+        @raise NoSuchMailbox: if it does not exist.
+        @raise MailboxNotEmpty: for INBOX, or a mailbox with child mailboxes.
+        """
+
+    def renameMailbox(oldName, newName):
+        """
+        Rename a mailbox and its children. Renaming INBOX moves its messages into a
+        new mailbox and leaves INBOX empty (RFC 3501 section 6.3.5).
+
+        @raise NoSuchMailbox: if C{oldName} does not exist.
+        @raise MailboxExists: if C{newName} exists.
+        @raise InvalidMailboxName: if a name is not acceptable.
+        """
+
+    def subscriptions():
+        """
+        @return: the sorted list of subscribed names (they need not exist).
+        """
+
+    def subscribe(name):
+        """Add C{name} to the subscriptions."""
+
+    def unsubscribe(name):
+        """Remove C{name} from the subscriptions; unknown names are ignored."""
+
+
+class IMailStore(Interface):
+    """
+    The whole store: every user's account.
+    """
+
+    def account(address):
+        """
+        @param address: the normalised address (lower case), e.g. 'demo@lab.test'.
+        @return: the L{IAccountStore}, created on disk (with INBOX) if needed.
+        """

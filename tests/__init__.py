@@ -1,0 +1,1 @@
+"""mailstack tests (trial)."""

@@ -1,0 +1,245 @@
+"""
+Tests for L{mailstack.config}: every start-up error names file, key and reason.
+"""
+
+import os
+from pathlib import Path
+
+from twisted.trial import unittest
+
+from mailstack.config import ConfigError, loadConfig
+from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ShippedConfigTests(unittest.TestCase):
+    """
+    The configs in etc/ load and say what DESIGN.md promises.
+    """
+
+    def test_labConfig(self):
+        """The lab config loads with the lab domain, demo account and transcripts."""
+        config = loadConfig(ROOT / "etc" / "mailstack.toml")
+        self.assertEqual(config.server.domains, ("lab.test",))
+        self.assertEqual(config.server.default_domain, "lab.test")
+        self.assertTrue(config.lab.demo_account)
+        self.assertEqual(config.lab.demo_address, "demo@lab.test")
+        self.assertEqual(config.lab.demo_scheme, "PLAIN")
+        self.assertTrue(config.lab.transcripts)
+        self.assertEqual(config.server.data_dir, ROOT / "var")
+        for listener in config.listeners:
+            self.assertEqual(listener.address[0], "127.0.0.1", listener.name)
+
+    def test_productionConfig(self):
+        """The production config has no demo account and no plaintext auth."""
+        text = (ROOT / "etc" / "mailstack-production.toml").read_text()
+        # Its certificate lives in /etc; point it at a generated one to load it.
+        path = writeConfig(self, text.replace("generate_self_signed = false",
+                                              "generate_self_signed = true"))
+        config = loadConfig(path)
+        self.assertFalse(config.lab.demo_account)
+        self.assertFalse(config.lab.transcripts)
+        self.assertEqual(config.server.data_dir, Path("/var/lib/mailstack"))
+        for listener in config.listeners:
+            self.assertFalse(listener.allow_plaintext_auth, listener.name)
+            self.assertIn(listener.address[0], ("", "0.0.0.0", "::"), listener.name)
+
+
+class LoadTests(unittest.TestCase):
+    """
+    Values, defaults and path resolution.
+    """
+
+    def test_defaultsAndPaths(self):
+        """Relative paths resolve against the config file's directory."""
+        path = writeConfig(self)
+        config = loadConfig(path)
+        base = Path(path).resolve().parent
+        self.assertEqual(config.server.data_dir, base / "var")
+        self.assertEqual(config.users_file, base / "var" / "users")
+        self.assertEqual(config.mail_dir, base / "var" / "mail")
+        self.assertEqual(config.tls.cert, base / "var" / "tls" / "cert.pem")
+        self.assertEqual(config.tls.min_version, "1.2")
+        self.assertEqual(config.limits.bcrypt_rounds, 4)
+        self.assertEqual(config.limits.smtp_line_length, 512)
+        self.assertEqual(config.listeners, ())
+        self.assertFalse(config.needs_tls)
+
+    def test_listener(self):
+        """A listener table becomes a ListenerConfig with its address."""
+        path = writeConfig(self, extra=listenerTOML(
+            "imap", "tcp:3143:interface=127.0.0.1", tls="starttls",
+            allow_plaintext_auth=True, disabled=["idle", "move"]))
+        (listener,) = loadConfig(path).listeners
+        self.assertEqual(listener.name, "imap")
+        self.assertEqual(listener.protocol, "imap")
+        self.assertEqual(listener.tls, "starttls")
+        self.assertTrue(listener.allow_plaintext_auth)
+        self.assertEqual(listener.disabled, ("IDLE", "MOVE"))
+        self.assertEqual(listener.address, ("127.0.0.1", 3143))
+
+    def test_configIsFrozen(self):
+        """Config objects cannot be changed after loading."""
+        config = loadConfig(writeConfig(self))
+        with self.assertRaises(Exception):
+            config.server.hostname = "other"
+
+
+class ErrorTests(unittest.TestCase):
+    """
+    Each kind of mistake gives one line: FILE: KEY: reason.
+    """
+
+    def assertConfigError(self, text, key, reasonPart, extra=""):
+        path = writeConfig(self, text, extra)
+        e = self.assertRaises(ConfigError, loadConfig, path)
+        message = str(e)
+        self.assertNotIn("\n", message)
+        self.assertTrue(message.startswith(path + ": " + key + ": "), message)
+        self.assertIn(reasonPart, message)
+        return message
+
+    def test_missingFile(self):
+        """A config file that does not exist is named."""
+        e = self.assertRaises(ConfigError, loadConfig, "/nonexistent/mailstack.toml")
+        self.assertEqual(str(e), "/nonexistent/mailstack.toml: -: file not found")
+
+    def test_badTOML(self):
+        """A TOML syntax error names the file and the line."""
+        self.assertConfigError("[server\n", "-", "not valid TOML")
+
+    def test_unknownSection(self):
+        """An unknown section is refused."""
+        self.assertConfigError(BASE_CONFIG + "\n[smtpd]\nx = 1\n", "smtpd",
+                               "unknown section")
+
+    def test_unknownKey(self):
+        """An unknown key is refused with the allowed keys listed."""
+        self.assertConfigError(BASE_CONFIG.replace("[limits]", "[limits]\nmax_size = 5"),
+                               "limits.max_size", "unknown key")
+
+    def test_unknownListenerKey(self):
+        """An unknown key in a listener names the listener's index."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].port", "unknown key",
+                               extra=listenerTOML("smtp", port=25))
+
+    def test_wrongType(self):
+        """A value of the wrong type is refused."""
+        self.assertConfigError(
+            BASE_CONFIG.replace("bcrypt_rounds = 4", 'bcrypt_rounds = "4"'),
+            "limits.bcrypt_rounds", "must be an integer")
+
+    def test_boolIsNotANumber(self):
+        """true is not accepted where a number is wanted."""
+        self.assertConfigError(
+            BASE_CONFIG.replace("bcrypt_rounds = 4", "bcrypt_rounds = true"),
+            "limits.bcrypt_rounds", "must be an integer")
+
+    def test_limitTooSmall(self):
+        """A limit below its minimum is refused."""
+        self.assertConfigError(
+            BASE_CONFIG.replace("bcrypt_rounds = 4", "message_size = 10"),
+            "limits.message_size", "at least")
+
+    def test_missingRequired(self):
+        """A missing required key is named."""
+        self.assertConfigError(BASE_CONFIG.replace(
+            'domains = ["lab.test", "example.test"]', ""), "server.domains",
+            "required key is missing")
+
+    def test_missingServer(self):
+        """The server section is required."""
+        self.assertConfigError("[lab]\ntranscripts = true\n", "server",
+                               "required section is missing")
+
+    def test_badDomain(self):
+        """A domain that is not a DNS name is refused."""
+        self.assertConfigError(BASE_CONFIG.replace('"example.test"', '"exa mple"'),
+                               "server.domains[1]", "not a domain name")
+
+    def test_defaultDomainNotServed(self):
+        """default_domain must be one of the domains."""
+        self.assertConfigError(BASE_CONFIG.replace(
+            'default_domain = "lab.test"', 'default_domain = "other.test"'),
+            "server.default_domain", "not one of server.domains")
+
+    def test_badProtocol(self):
+        """An unknown listener protocol is refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].protocol", "must be one of",
+                               extra=listenerTOML("http"))
+
+    def test_badTLSMode(self):
+        """An unknown tls mode is refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].tls", "must be one of",
+                               extra=listenerTOML("smtp", tls="yes"))
+
+    def test_badEndpointType(self):
+        """An endpoint type other than tcp/tcp6/unix is refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].endpoint",
+                               "endpoint type must be one of",
+                               extra=listenerTOML("smtp", "udp:25"))
+
+    def test_sslEndpointRedirected(self):
+        """An ssl: endpoint is refused with the way to do it instead."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].endpoint", 'tls = "implicit"',
+                               extra=listenerTOML("smtp", "ssl:465"))
+
+    def test_badPort(self):
+        """A port that is not a number in range is refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].endpoint", "port must be",
+                               extra=listenerTOML("smtp", "tcp:smtp"))
+        self.assertConfigError(BASE_CONFIG, "listener[0].endpoint", "port must be",
+                               extra=listenerTOML("smtp", "tcp:70000"))
+
+    def test_badEndpointArgument(self):
+        """An endpoint with a bad argument is refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].endpoint",
+                               "not a valid endpoint",
+                               extra=listenerTOML("smtp", "tcp:25:colour=blue"))
+
+    def test_duplicatePort(self):
+        """Two listeners on the same port are refused, naming both."""
+        message = self.assertConfigError(
+            BASE_CONFIG, "listener[1].endpoint", "port 3025 is already used by listener[0]",
+            extra=listenerTOML("smtp", "tcp:3025:interface=127.0.0.1")
+            + listenerTOML("pop3", "tcp:3025"))
+        self.assertIn("(smtp)", message)
+
+    def test_samePortOtherInterface(self):
+        """The same port on two different interfaces is allowed."""
+        path = writeConfig(self, extra=listenerTOML("smtp", "tcp:3025:interface=127.0.0.1")
+                           + listenerTOML("pop3", "tcp:3025:interface=127.0.0.2"))
+        self.assertEqual(len(loadConfig(path).listeners), 2)
+
+    def test_duplicateName(self):
+        """Two listeners with the same name are refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[1].name", "used twice",
+                               extra=listenerTOML("smtp", "tcp:1") + listenerTOML(
+                                   "smtp", "tcp:2"))
+
+    def test_missingCertificate(self):
+        """A TLS listener without a cert file (and no generation) is refused."""
+        text = BASE_CONFIG.replace("generate_self_signed = true",
+                                   "generate_self_signed = false")
+        message = self.assertConfigError(text, "tls.cert", "file not found",
+                                         extra=listenerTOML("smtp", tls="starttls"))
+        self.assertIn(os.path.join("var", "tls", "cert.pem"), message)
+
+    def test_badTLSVersion(self):
+        """Only TLS 1.2 and 1.3 may be the minimum."""
+        self.assertConfigError(BASE_CONFIG.replace(
+            "generate_self_signed = true", 'generate_self_signed = true\nmin_version = "1.0"'),
+            "tls.min_version", "must be one of 1.2, 1.3")
+
+    def test_demoAddressOutsideDomains(self):
+        """The demo account must be in a served domain."""
+        self.assertConfigError(BASE_CONFIG.replace(
+            "demo_account = true", 'demo_account = true\ndemo_address = "x@elsewhere"'),
+            "lab.demo_address", "must be an address in one of server.domains")
+
+    def test_badDemoScheme(self):
+        """Only known password schemes are accepted for the demo account."""
+        self.assertConfigError(BASE_CONFIG.replace(
+            "demo_account = true", 'demo_account = true\ndemo_scheme = "MD5"'),
+            "lab.demo_scheme", "must be one of PLAIN, BLF-CRYPT")
