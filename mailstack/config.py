@@ -96,6 +96,19 @@ class LabConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RelayConfig:
+    smarthost: tuple | None
+    require_tls: bool
+    queue_lifetime: int
+    retry_schedule: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class SMTPConfig:
+    bare_newline: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -103,6 +116,8 @@ class Config:
     listeners: tuple
     limits: LimitsConfig
     lab: LabConfig
+    relay: RelayConfig
+    smtp: SMTPConfig
 
     @property
     def users_file(self):
@@ -195,7 +210,17 @@ _LAB = {
     "demo_scheme": (str, "PLAIN"),
     "transcripts": (bool, False),
 }
-_TOP = ("server", "tls", "listener", "limits", "lab")
+_RELAY = {
+    "smarthost": (str, ""),
+    "require_tls": (bool, False),
+    "queue_lifetime": (int, 5 * 24 * 3600),
+    "retry_schedule": (list, [60, 300, 900, 1800, 3600]),
+}
+_SMTP = {
+    "bare_newline": (str, "normalize"),
+}
+BARE_NEWLINE_POLICIES = ("normalize", "reject")
+_TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp")
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
                list: "a list", float: "a number"}
@@ -282,8 +307,11 @@ class _Loader:
         tls = self.buildTLS(raw.get("tls", {}), listeners)
         limits = self.buildLimits(raw.get("limits", {}))
         lab = self.buildLab(raw.get("lab", {}), server)
+        relay = self.buildRelay(raw.get("relay", {}))
+        smtp = self.buildSMTP(raw.get("smtp", {}))
         return Config(path=Path(self.shown), server=server, tls=tls,
-                      listeners=listeners, limits=limits, lab=lab)
+                      listeners=listeners, limits=limits, lab=lab, relay=relay,
+                      smtp=smtp)
 
     def buildServer(self, raw):
         values = self.section(raw, "server", _SERVER)
@@ -386,6 +414,47 @@ class _Loader:
                 raise self.error("lab.demo_password", "must not be empty")
         values["demo_address"] = address
         return LabConfig(**values)
+
+    def buildRelay(self, raw):
+        values = self.section(raw, "relay", _RELAY)
+        smarthost = None
+        if values["smarthost"]:
+            smarthost = _parseHostPort(values["smarthost"])
+            if smarthost is None:
+                raise self.error("relay.smarthost", "must be \"host:port\", not %r" % (
+                    values["smarthost"],))
+        schedule = values["retry_schedule"]
+        if not schedule or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                for v in schedule):
+            raise self.error("relay.retry_schedule",
+                             "must be a non-empty list of positive seconds")
+        if values["queue_lifetime"] < 60:
+            raise self.error("relay.queue_lifetime", "must be at least 60 seconds")
+        return RelayConfig(smarthost=smarthost, require_tls=values["require_tls"],
+                           queue_lifetime=values["queue_lifetime"],
+                           retry_schedule=tuple(schedule))
+
+    def buildSMTP(self, raw):
+        values = self.section(raw, "smtp", _SMTP)
+        if values["bare_newline"] not in BARE_NEWLINE_POLICIES:
+            raise self.error("smtp.bare_newline", "must be one of %s, not %r" % (
+                ", ".join(BARE_NEWLINE_POLICIES), values["bare_newline"]))
+        return SMTPConfig(**values)
+
+
+def _parseHostPort(value):
+    """
+    C{"host:port"} or C{"[v6]:port"} -> C{(host, port)}, or L{None} if malformed.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() for c in host):
+        return None
+    return (host, int(port))
 
 
 def _isDomain(name):

@@ -243,3 +243,39 @@ class ErrorTests(unittest.TestCase):
         self.assertConfigError(BASE_CONFIG.replace(
             "demo_account = true", 'demo_account = true\ndemo_scheme = "MD5"'),
             "lab.demo_scheme", "must be one of PLAIN, BLF-CRYPT")
+
+
+class RelayAndSMTPTests(unittest.TestCase):
+    """
+    The [relay] and [smtp] sections.
+    """
+
+    def test_defaults(self):
+        """Without [relay] there is no smarthost; bare newlines are normalised."""
+        config = loadConfig(writeConfig(self))
+        self.assertIsNone(config.relay.smarthost)
+        self.assertEqual(config.relay.retry_schedule, (60, 300, 900, 1800, 3600))
+        self.assertEqual(config.smtp.bare_newline, "normalize")
+
+    def test_smarthost(self):
+        """A smarthost "host:port" is parsed, IPv6 in brackets too."""
+        config = loadConfig(writeConfig(self, extra='[relay]\nsmarthost = "[::1]:2525"\n'))
+        self.assertEqual(config.relay.smarthost, ("::1", 2525))
+
+    def test_badSmarthost(self):
+        """A smarthost without a port is refused."""
+        path = writeConfig(self, extra='[relay]\nsmarthost = "mx.example.org"\n')
+        e = self.assertRaises(ConfigError, loadConfig, path)
+        self.assertIn(": relay.smarthost: must be", str(e))
+
+    def test_badRetrySchedule(self):
+        """A retry schedule must hold positive numbers."""
+        path = writeConfig(self, extra='[relay]\nretry_schedule = [60, -1]\n')
+        e = self.assertRaises(ConfigError, loadConfig, path)
+        self.assertIn(": relay.retry_schedule: ", str(e))
+
+    def test_badBareNewlinePolicy(self):
+        """Only normalize and reject are bare-newline policies."""
+        path = writeConfig(self, extra='[smtp]\nbare_newline = "allow"\n')
+        e = self.assertRaises(ConfigError, loadConfig, path)
+        self.assertIn(": smtp.bare_newline: must be one of normalize, reject", str(e))
