@@ -1,0 +1,282 @@
+"""
+Config -> a running server: one MultiService of listeners sharing one Portal.
+
+Each C{[[listener]]} becomes an endpoint (a Twisted endpoint string) serving the
+factory its protocol package builds, wrapped the same way for every protocol:
+
+    endpoint -> [TLS, if implicit] -> per-IP limit + session count
+             -> [transcript, if enabled] -> the protocol's factory
+
+Protocol packages register a builder in L{PROTOCOLS}; the builder gets a
+L{ListenerContext} (config, listener, portal, users, store, TLS context) and
+returns the protocol factory plus the line to send when a peer has too many
+connections. The realm is protocol-neutral: it receives the avatar adapters of
+the protocols that are configured.
+
+twistd loads this through the C{mailstack} plugin: L{Options} and L{makeService}.
+"""
+
+import dataclasses
+import importlib
+import sys
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import usage
+
+from mailstack import tls as mstls
+from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.realm import MailRealm, buildPortal
+from mailstack.auth.userdb import PasswdFile
+from mailstack.config import ConfigError, loadConfig
+from mailstack.sessions import LimitingFactory, SessionCounter
+from mailstack.storage.maildir import MaildirStore
+
+log = Logger()
+
+# protocol name -> "module:function". The function takes a ListenerContext and
+# returns a ProtocolBuilt. The module also has avatarAdapters() -> {interface: factory}
+# for the realm, and a transcript redactor class.
+PROTOCOLS = {
+    "smtp": "mailstack.smtp.server:buildFactory",
+    "submission": "mailstack.smtp.server:buildFactory",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerContext:
+    """
+    Everything a protocol package may use to build one listener's factory.
+    """
+    config: object
+    listener: object
+    portal: object
+    users: object
+    store: object
+    tlsContext: object
+    counter: object
+    reactor: object
+    shared: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolBuilt:
+    """
+    What a protocol builder returns.
+
+    @ivar factory: the protocol factory to serve.
+    @ivar refusal: bytes sent to a peer over its per-IP connection limit.
+    @ivar redactorFactory: makes the transcript redactor of one session.
+    @ivar services: services the protocol needs running (a relay queue...),
+        shared between listeners; each is added to the server once.
+    """
+    factory: object
+    refusal: bytes
+    redactorFactory: object
+    services: tuple = ()
+
+
+class StartupError(Exception):
+    """
+    The server cannot start; the text is one line fit for the console.
+    """
+
+
+def _resolve(protocols, name):
+    target = protocols.get(name)
+    if target is None:
+        raise StartupError("protocol %r is not available in this build" % (name,))
+    if callable(target):
+        return target, {}
+    moduleName, _, functionName = target.partition(":")
+    module = importlib.import_module(moduleName)
+    return getattr(module, functionName), getattr(module, "avatarAdapters", dict)()
+
+
+class ListenerService(StreamServerEndpointService):
+    """
+    One listener. Binds in privilegedStartService (before twistd drops root) and
+    raises there if the port cannot be bound, so start-up fails loudly.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, listener, endpoint, factory):
+        StreamServerEndpointService.__init__(self, endpoint, factory)
+        self.listener = listener
+        self.port = None
+        self.setName(listener.name)
+
+    def privilegedStartService(self):
+        try:
+            StreamServerEndpointService.privilegedStartService(self)
+        except Exception as e:
+            raise StartupError("listener %s (%s): cannot listen on %s: %s" % (
+                self.listener.name, self.listener.protocol,
+                self.listener.endpoint, getattr(e, "socketError", None) or e))
+        self._waitingForPort.addCallback(self._bound)
+
+    def _bound(self, port):
+        self.port = port
+        address = port.getHost()
+        where = "%s:%s" % (getattr(address, "host", ""), getattr(address, "port", ""))
+        if not getattr(address, "port", None):
+            where = getattr(address, "name", str(address))
+        log.info("{name} ({protocol}) listening on {where}, TLS: {tls}",
+                 name=self.listener.name, protocol=self.listener.protocol,
+                 where=where, tls=self.listener.tls)
+        return port
+
+
+class MailService(service.MultiService):
+    """
+    The whole server: shared users, store, portal and session counter, and one
+    L{ListenerService} per configured listener.
+    """
+
+    exitOnError = False
+
+    def __init__(self, config, users, store, portal, counter):
+        service.MultiService.__init__(self)
+        self.config = config
+        self.users = users
+        self.store = store
+        self.portal = portal
+        self.counter = counter
+
+    def privilegedStartService(self):
+        try:
+            service.MultiService.privilegedStartService(self)
+        except StartupError as e:
+            if not self.exitOnError:
+                raise
+            sys.stderr.write("mailstack: %s\n" % (e,))
+            sys.stderr.flush()
+            raise SystemExit(1)
+
+    def startService(self):
+        service.MultiService.startService(self)
+        lab = self.config.lab
+        if lab.demo_account:
+            log.info("demo account: {address} password {password!r}",
+                     address=lab.demo_address, password=lab.demo_password)
+        if lab.transcripts:
+            log.info("transcripts in {dir}", dir=str(self.config.transcript_dir))
+
+    def listenerPort(self, name):
+        """
+        @return: the bound port number of the named listener (for tests and port 0).
+        """
+        return self.getServiceNamed(name).port.getHost().port
+
+
+def prepareDataDir(config):
+    """
+    First-start work: the data directory, the certificate (when a listener needs
+    TLS and self-signed generation is on) and the lab's demo account.
+    """
+    for directory in (config.server.data_dir, config.mail_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    if config.needs_tls and config.tls.generate_self_signed:
+        hostnames = [config.server.hostname, "localhost"]
+        if mstls.ensureCertificate(config.tls.cert, config.tls.key, hostnames):
+            log.info("created a self-signed certificate for {names} in {cert}",
+                     names=", ".join(hostnames), cert=str(config.tls.cert))
+    users = PasswdFile(config.users_file, defaultDomain=config.server.default_domain,
+                       bcryptRounds=config.limits.bcrypt_rounds)
+    lab = config.lab
+    if lab.demo_account and users.lookup(lab.demo_address) is None:
+        users.addUser(lab.demo_address, lab.demo_password, scheme=lab.demo_scheme)
+        log.info("created the demo account {address}", address=lab.demo_address)
+    return users
+
+
+def buildService(config, reactor=None, protocols=None):
+    """
+    Build the server from a loaded L{Config}. Creates the data directory, the
+    certificate and the demo account on first start.
+
+    @param protocols: protocol registry (defaults to L{PROTOCOLS}); tests pass
+        their own to serve a fake protocol.
+    @raise StartupError: with a one-line reason.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if protocols is None:
+        protocols = PROTOCOLS
+    try:
+        users = prepareDataDir(config)
+    except OSError as e:
+        raise StartupError("cannot prepare %s: %s" % (
+            config.server.data_dir, e.strerror or e))
+    tlsContext = None
+    if config.needs_tls:
+        try:
+            tlsContext = mstls.serverContextFactory(
+                config.tls.cert, config.tls.key, config.tls.min_version)
+        except mstls.TLSConfigError as e:
+            raise StartupError("%s: tls: %s" % (config.path, e))
+
+    builders, adapters = {}, {}
+    for listener in config.listeners:
+        builder, protocolAdapters = _resolve(protocols, listener.protocol)
+        builders[listener.name] = builder
+        adapters.update(protocolAdapters)
+
+    store = MaildirStore(config.mail_dir)
+    portal = buildPortal(MailRealm(store, adapters), [PasswdFileChecker(users, reactor)])
+    counter = SessionCounter()
+    top = MailService(config, users, store, portal, counter)
+    shared = {}
+    for listener in config.listeners:
+        context = ListenerContext(config=config, listener=listener, portal=portal,
+                                  users=users, store=store, tlsContext=tlsContext,
+                                  counter=counter, reactor=reactor, shared=shared)
+        built = builders[listener.name](context)
+        for extra in built.services:
+            if extra.parent is None:
+                extra.setServiceParent(top)
+        factory = built.factory
+        if config.lab.transcripts:
+            from mailstack.transcript import TranscriptFactory
+            factory = TranscriptFactory(factory, config.transcript_dir,
+                                        listener.protocol, built.redactorFactory)
+        factory = LimitingFactory(factory, counter, listener.protocol,
+                                  config.limits.connections_per_ip, built.refusal)
+        if listener.tls == "implicit":
+            factory = TLSMemoryBIOFactory(tlsContext, False, factory)
+        endpoint = endpoints.serverFromString(reactor, listener.endpoint)
+        ListenerService(listener, endpoint, factory).setServiceParent(top)
+    return top
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd mailstack}.
+    """
+
+    synopsis = "[--config FILE]"
+    longdesc = ("Run the mailstack SMTP, POP3 and IMAP server. Listeners, TLS, "
+                "limits and the lab demo account all come from the TOML config.")
+    optParameters = [
+        ["config", "c", "etc/mailstack.toml", "the TOML configuration file"],
+    ]
+
+
+def makeService(options):
+    """
+    twistd entry point: load the config, build the service; on any configuration
+    or start-up problem print one line and exit with status 1.
+    """
+    try:
+        config = loadConfig(options["config"])
+        top = buildService(config)
+    except (ConfigError, StartupError) as e:
+        sys.stderr.write("mailstack: %s\n" % (e,))
+        sys.stderr.flush()
+        raise SystemExit(1)
+    top.exitOnError = True
+    return top

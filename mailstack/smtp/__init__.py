@@ -1,0 +1,1 @@
+"""SMTP: the server protocol, recipient policy and the relay queue."""

@@ -1,0 +1,106 @@
+"""
+Pure parsing of SMTP command arguments (RFC 5321 section 4.1.2): the reverse- and
+forward-path of MAIL FROM / RCPT TO and their ESMTP parameters.
+
+Lenient where students type by hand (a space after the colon, a path without
+angle brackets) and strict where it matters (no bytes outside ASCII, one mailbox).
+"""
+
+import re
+
+_PATH = re.compile(
+    rb"^(?P<kind>FROM|TO):[ \t]*(?P<path><[^<>]*>|[^ \t<>]+)(?:[ \t]+(?P<params>.*))?$",
+    re.IGNORECASE)
+_ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = re.compile(rb"^%s+(?:\.%s+)*$" % (_ATEXT, _ATEXT))
+_QUOTED = re.compile(rb'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"$')
+_DOMAIN = re.compile(
+    rb"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    rb"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_LITERAL = re.compile(rb"^\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9]{1,3}(?:\.[0-9]{1,3}){3})\]$")
+_PARAM = re.compile(rb"^(?P<key>[A-Za-z0-9][A-Za-z0-9-]*)(?:=(?P<value>[\x21-\x3c\x3e-\x7e]+))?$")
+
+
+class PathSyntaxError(ValueError):
+    """
+    The argument is not a valid path; the text is fit for a 501 reply.
+    """
+
+
+def isDomain(value):
+    """
+    C{True} if C{value} (bytes) is a domain name or an address literal.
+    """
+    return bool(_DOMAIN.match(value) or _LITERAL.match(value))
+
+
+def parseMailbox(value):
+    """
+    Split C{local@domain} (bytes) into C{(local, domain)} as str, domain lower-cased.
+
+    @raise PathSyntaxError: if it is not a mailbox.
+    """
+    local, sep, domain = value.rpartition(b"@")
+    if not sep or not local or not domain:
+        raise PathSyntaxError("address must be local-part@domain")
+    if not (_DOT_ATOM.match(local) or _QUOTED.match(local)):
+        raise PathSyntaxError("bad local part in address")
+    if not isDomain(domain):
+        raise PathSyntaxError("bad domain in address")
+    if len(local) > 64 or len(domain) > 255:
+        raise PathSyntaxError("address too long")
+    return local.decode("ascii"), domain.decode("ascii").lower()
+
+
+def parsePath(kind, argument):
+    """
+    Parse the argument of MAIL (C{kind=b"FROM"}) or RCPT (C{kind=b"TO"}).
+
+    @return: C{(address, params)}: C{address} is the str C{local@domain} (domain
+        lower-cased), C{""} for the null reverse-path C{<>}, or C{"postmaster"} for
+        RCPT TO:<postmaster>; C{params} is a dict of upper-cased keyword (str) to
+        value (str or L{None}), in order.
+    @raise PathSyntaxError: with a reason fit for a 501 reply.
+    """
+    try:
+        argument.decode("ascii")
+    except UnicodeDecodeError:
+        raise PathSyntaxError("8-bit characters are not allowed here (no SMTPUTF8)")
+    match = _PATH.match(argument.strip())
+    if match is None or match.group("kind").upper() != kind:
+        raise PathSyntaxError("syntax is %s:<address>" % (
+            "MAIL FROM" if kind == b"FROM" else "RCPT TO",))
+    path = match.group("path")
+    if path.startswith(b"<"):
+        path = path[1:-1]
+    # Source routes (<@a,@b:user@c>) are obsolete; RFC 5321 C says ignore them.
+    if path.startswith(b"@") and b":" in path:
+        path = path.split(b":", 1)[1]
+    params = parseParameters(match.group("params") or b"")
+    if not path:
+        if kind == b"TO":
+            raise PathSyntaxError("a recipient address is required")
+        return "", params
+    if kind == b"TO" and path.lower() == b"postmaster":
+        return "postmaster", params
+    local, domain = parseMailbox(path)
+    return "%s@%s" % (local, domain), params
+
+
+def parseParameters(text):
+    """
+    Parse ESMTP parameters C{KEY[=VALUE] ...} into an ordered dict.
+
+    @raise PathSyntaxError: on a malformed or repeated parameter.
+    """
+    params = {}
+    for token in text.split():
+        match = _PARAM.match(token)
+        if match is None:
+            raise PathSyntaxError("bad parameter %r" % (token.decode("ascii", "replace"),))
+        key = match.group("key").decode("ascii").upper()
+        if key in params:
+            raise PathSyntaxError("parameter %s given twice" % (key,))
+        value = match.group("value")
+        params[key] = value.decode("ascii") if value is not None else None
+    return params

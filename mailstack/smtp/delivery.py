@@ -1,0 +1,168 @@
+"""
+SMTP policy: who may send as whom, which recipients are local, who may relay,
+and delivery of accepted mail into the store (or the relay queue).
+
+The protocol (mailstack.smtp.server) asks; this module answers with values
+(L{Reply}, L{RecipientDecision}) and never writes to the wire.
+"""
+
+import dataclasses
+import io
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+from mailstack.smtp.reply import Reply
+
+log = Logger()
+
+
+class ISMTPSubmitter(Interface):
+    """
+    The avatar of an authenticated SMTP client.
+    """
+
+    address = Attribute("str: the address the user logged in as (and may send from).")
+
+
+@implementer(ISMTPSubmitter)
+class Submitter:
+    def __init__(self, address):
+        self.address = address
+
+
+def _submitterAdapter(account, avatarId):
+    return Submitter(account.address), None
+
+
+def avatarAdapters():
+    """The realm adapters SMTP needs: an authenticated sender's identity."""
+    return {ISMTPSubmitter: _submitterAdapter}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipientDecision:
+    """
+    C{kind} is C{"local"}, C{"relay"} or L{None} (refused, with C{reply}).
+    """
+    kind: str | None
+    address: str
+    reply: Reply | None = None
+
+
+class ChainedReader(io.RawIOBase):
+    """
+    Read several binary sources one after the other, as one stream (a header
+    prefix, then the spooled body), without copying the body into memory.
+    """
+
+    def __init__(self, *sources):
+        self._sources = [io.BytesIO(s) if isinstance(s, bytes) else s for s in sources]
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while self._sources:
+            data = self._sources[0].read(len(buffer))
+            if data:
+                buffer[:len(data)] = data
+                return len(data)
+            self._sources.pop(0)
+        return 0
+
+
+class SMTPPolicy:
+    """
+    Recipient and sender rules of one server, and delivery into the store.
+
+    @param domains: the local domains (lower case).
+    @param users: the L{mailstack.auth.userdb.PasswdFile}.
+    @param store: an L{IMailStore}.
+    @param queue: a L{mailstack.smtp.queue.RelayQueue} or L{None} (no smarthost).
+    @param runInThread: C{f(callable, *args) -> Deferred}, for disk work with
+        fsync; defaults to the reactor's thread pool.
+    """
+
+    def __init__(self, domains, users, store, queue=None, runInThread=None):
+        self.domains = tuple(domains)
+        self.users = users
+        self.store = store
+        self.queue = queue
+        self.runInThread = runInThread or threads.deferToThread
+
+    def plaintextSecretsAvailable(self):
+        return self.users.hasPlaintextSecrets()
+
+    def isLocal(self, address):
+        return address.rpartition("@")[2] in self.domains
+
+    def checkSender(self, sender, authenticated, submission):
+        """
+        @return: L{None} to accept MAIL FROM, or the refusal L{Reply}.
+        """
+        if authenticated is not None and sender.lower() != authenticated.lower():
+            return Reply(553, "5.7.1", "Sender address <%s> not owned by user %s" % (
+                sender, authenticated))
+        return None
+
+    def checkRecipient(self, recipient, authenticated):
+        """
+        @return: a L{RecipientDecision}.
+        """
+        if recipient == "postmaster":
+            recipient = "postmaster@" + self.domains[0]
+        if self.isLocal(recipient):
+            if self.users.lookup(recipient) is None:
+                return RecipientDecision(None, recipient, Reply(
+                    550, "5.1.1", "<%s>: Recipient address rejected: User unknown" % (
+                        recipient,)))
+            return RecipientDecision("local", recipient.lower())
+        if authenticated is None:
+            return RecipientDecision(None, recipient, Reply(
+                550, "5.7.1", "<%s>: Relay access denied" % (recipient,)))
+        if self.queue is None:
+            return RecipientDecision(None, recipient, Reply(
+                550, "5.7.1", "<%s>: Relaying not available: no smarthost configured" % (
+                    recipient,)))
+        return RecipientDecision("relay", recipient)
+
+    @defer.inlineCallbacks
+    def deliver(self, envelope, received, spool, queueID):
+        """
+        Write the message durably for every recipient: local copies fsynced in
+        each INBOX, relayed ones in the queue. Fires (with L{None}) only then.
+        """
+        local = [address for address, kind in envelope.recipients if kind == "local"]
+        relay = [address for address, kind in envelope.recipients if kind == "relay"]
+        mailboxes = [self.store.account(address).getMailbox("INBOX") for address in local]
+        returnPath = ("Return-Path: <%s>\r\n" % (envelope.sender,)).encode("utf-8")
+        if mailboxes:
+            yield self.runInThread(self._deliverLocal, mailboxes, returnPath + received, spool)
+            for mailbox in mailboxes:
+                mailbox.noteDelivery()
+        if relay:
+            spool.seek(0)
+            yield self.queue.enqueue(envelope.sender, relay, ChainedReader(received, spool))
+        log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
+                 id=queueID, sender=envelope.sender, local=local, relay=relay)
+        return None
+
+    @staticmethod
+    def _deliverLocal(mailboxes, header, spool):
+        for mailbox in mailboxes:
+            spool.seek(0)
+            mailbox.deliver(ChainedReader(header, spool))
+
+    def bounce(self, sender, message):
+        """
+        Deliver a delivery status notification to a local sender's INBOX.
+        """
+        if not sender or not self.isLocal(sender) or self.users.lookup(sender) is None:
+            log.warn("bounce for <{sender}> dropped: not a local user", sender=sender)
+            return defer.succeed(None)
+        mailbox = self.store.account(sender.lower()).getMailbox("INBOX")
+        d = self.runInThread(mailbox.deliver, message)
+        d.addCallback(lambda _: mailbox.noteDelivery())
+        return d

@@ -1,0 +1,767 @@
+"""
+The SMTP server protocol (RFC 5321) with ESMTP extensions: PIPELINING, SIZE,
+8BITMIME, ENHANCEDSTATUSCODES (RFC 2034/3463), STARTTLS (RFC 3207), AUTH
+(RFC 4954: PLAIN, LOGIN, CRAM-MD5), HELP.
+
+Why not twisted.mail.smtp.ESMTP: its framing is the root of most of its defects
+(STARTTLS keeps pipelined plaintext, an over-long DATA line turns the rest of the
+body into commands, bare-LF handling allows smuggling, AUTH crashes on bare or
+malformed input). Framing is the whole protocol, so this module owns it: bytes
+are split into command lines (CRLF or bare LF) or DATA lines (only CRLF.CRLF ends
+DATA), and a small per-state dispatch answers each. Twisted still supplies the
+transport, TLS, cred (portal, credentials, checkers) and timeouts.
+
+Policy (which recipients are local, who may relay, where mail goes) is not here:
+it is the L{SMTPPolicy} passed in (mailstack.smtp.delivery).
+"""
+
+import base64
+import binascii
+import dataclasses
+import email.utils
+import secrets
+import tempfile
+import time
+
+from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+
+from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
+from mailstack.smtp.reply import Reply
+
+log = Logger()
+
+SPOOL_MEMORY = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SMTPSettings:
+    """
+    What one listener offers; built from its config by L{buildFactory}.
+    """
+    hostname: str
+    submission: bool = False
+    tlsMode: str = "none"
+    tlsContext: object = None
+    allowPlaintextAuth: bool = False
+    disabled: frozenset = frozenset()
+    maxMessageSize: int = 25 * 1024 * 1024
+    maxCommandLine: int = 512
+    maxTextLine: int = 1000
+    maxRecipients: int = 100
+    maxBadCommands: int = 20
+    maxCommands: int = 100000
+    authFailuresDelay: int = 3
+    authFailuresDisconnect: int = 10
+    authFailureDelay: float = 2.0
+    timeout: int = 600
+    bareNewline: str = "normalize"
+
+
+class Envelope:
+    """
+    One mail transaction: MAIL FROM, its parameters and the accepted recipients.
+    RSET, a finished DATA and STARTTLS forget it.
+    """
+
+    def __init__(self, sender, params):
+        self.sender = sender
+        self.params = params
+        self.recipients = []  # [(address, kind)] kind: "local" | "relay"
+
+
+class SMTPServer(Protocol, TimeoutMixin):
+    """
+    One SMTP session. States: greeting sent -> commands (with an envelope) ->
+    DATA body -> commands ...; AUTH exchanges read SASL lines instead of commands.
+    """
+
+    def __init__(self, settings, policy, portal, clock=None):
+        self.settings = settings
+        self.policy = policy
+        self.portal = portal
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.callLater = clock.callLater  # for TimeoutMixin
+        self._buffer = b""
+        self._blocked = False
+        self._discardingLine = False
+        self._dataState = None
+        self._saslHandler = None
+        self._disconnecting = False
+        self._commands = 0
+        self._badCommands = 0
+        self._authFailures = 0
+        self.tls = False
+        self._resetSession()
+
+    # -- session state -------------------------------------------------------
+
+    def _resetSession(self):
+        """Forget everything but the connection (start, and after STARTTLS)."""
+        self.helo = None
+        self.esmtp = False
+        self.authenticated = None
+        self._logout = None
+        self.envelope = None
+
+    def connectionMade(self):
+        self.tls = self.settings.tlsMode == "implicit" or ISSLTransport.providedBy(
+            self.transport)
+        self.peer = self.transport.getPeer()
+        self.setTimeout(self.settings.timeout)
+        self.reply(Reply(220, None, "%s ESMTP mailstack ready" % (self.settings.hostname,)))
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        self._discardData()
+        if self._logout is not None:
+            self._logout()
+            self._logout = None
+
+    def timeoutConnection(self):
+        log.info("smtp {peer}: timeout", peer=self._peerText())
+        self._close(Reply(421, "4.4.2", "%s Timeout, closing connection" % (
+            self.settings.hostname,)))
+
+    def _peerText(self):
+        return "%s:%s" % (getattr(self.peer, "host", self.peer),
+                          getattr(self.peer, "port", ""))
+
+    # -- output --------------------------------------------------------------
+
+    def reply(self, reply):
+        self.transport.write(reply.toBytes())
+
+    def _close(self, reply):
+        if self._disconnecting:
+            return
+        self._disconnecting = True
+        self.reply(reply)
+        self.transport.loseConnection()
+
+    # -- framing -------------------------------------------------------------
+
+    def dataReceived(self, data):
+        if self._disconnecting:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
+
+    def _process(self):
+        while self._buffer and not self._blocked and not self._disconnecting:
+            if self._dataState is not None:
+                self._consumeData()
+                continue
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self.settings.maxCommandLine:
+                    self._lineTooLong()
+                return
+            line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+            if self._discardingLine:
+                self._discardingLine = False
+                continue
+            if len(line) + 1 > self.settings.maxCommandLine:
+                self._lineTooLong()
+                continue
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            self._lineReceived(line)
+        if self._blocked and len(self._buffer) > 4 * self.settings.maxCommandLine:
+            self.transport.pauseProducing()
+
+    def _lineTooLong(self):
+        """An over-long command line: answer once, drop it up to its end."""
+        if not self._discardingLine:
+            self._discardingLine = True
+            self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
+                self.settings.maxCommandLine,)))
+            self._countBad()
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            self._buffer = b""
+        else:
+            self._buffer = self._buffer[end + 1:]
+            self._discardingLine = False
+
+    def _block(self, d):
+        """Hold further input until C{d} (which sends the reply) has fired."""
+        self._blocked = True
+
+        def unblock(result):
+            self._blocked = False
+            if not self._disconnecting:
+                self.transport.resumeProducing()
+                self._process()
+            return result
+        d.addErrback(self._internalError)
+        d.addBoth(unblock)
+        return d
+
+    def _internalError(self, failure):
+        log.failure("smtp {peer}: internal error", failure, peer=self._peerText())
+        if not self._disconnecting:
+            self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
+
+    # -- commands ------------------------------------------------------------
+
+    def _lineReceived(self, line):
+        if self._saslHandler is not None:
+            handler, self._saslHandler = self._saslHandler, None
+            handler(line)
+            return
+        self._commands += 1
+        if self._commands > self.settings.maxCommands:
+            self._close(Reply(421, "4.7.0", "Too many commands in one session, closing"))
+            return
+        verb, _, argument = line.strip().partition(b" ")
+        method = getattr(self, "do_" + verb.decode("ascii", "replace").upper(), None)
+        if not verb.isalpha() or method is None:
+            self._countBad()
+            if not self._disconnecting:
+                self.reply(Reply(500, "5.5.2", "Command unrecognized"))
+            return
+        method(argument.strip())
+
+    def _countBad(self):
+        self._badCommands += 1
+        if self._badCommands >= self.settings.maxBadCommands:
+            log.info("smtp {peer}: too many bad commands", peer=self._peerText())
+            self._close(Reply(421, "4.7.0", "Too many errors, closing connection"))
+
+    def _syntax(self, text):
+        self._countBad()
+        if not self._disconnecting:
+            self.reply(Reply(501, "5.5.4", text))
+
+    def _startTLSOffered(self):
+        return (self.settings.tlsMode == "starttls" and not self.tls
+                and "STARTTLS" not in self.settings.disabled)
+
+    def _authMechanisms(self):
+        """SASL mechanisms offered now (RFC 4954: plaintext ones only under TLS
+        unless the listener allows plaintext auth)."""
+        if "AUTH" in self.settings.disabled or self.portal is None:
+            return []
+        mechanisms = []
+        if self.tls or self.settings.allowPlaintextAuth:
+            mechanisms += ["PLAIN", "LOGIN"]
+        if self.policy.plaintextSecretsAvailable():
+            mechanisms.append("CRAM-MD5")
+        return [m for m in mechanisms if m not in self.settings.disabled]
+
+    def extensions(self):
+        """EHLO keywords for this session, in order."""
+        offered = [
+            "PIPELINING",
+            "SIZE %d" % (self.settings.maxMessageSize,),
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if self._startTLSOffered():
+            offered.append("STARTTLS")
+        mechanisms = self._authMechanisms()
+        if mechanisms:
+            offered.append("AUTH " + " ".join(mechanisms))
+        offered.append("HELP")
+        return [e for e in offered if e.split()[0] not in self.settings.disabled]
+
+    def do_EHLO(self, argument):
+        self._hello(argument, True)
+
+    def do_HELO(self, argument):
+        self._hello(argument, False)
+
+    def _hello(self, argument, esmtp):
+        if not argument or b" " in argument or not isDomain(argument):
+            return self._syntax("Syntax: %s hostname" % ("EHLO" if esmtp else "HELO",))
+        self.helo = argument.decode("ascii")
+        self.esmtp = esmtp
+        self.envelope = None
+        greeting = "%s Hello %s [%s]" % (
+            self.settings.hostname, self.helo, getattr(self.peer, "host", ""))
+        if not esmtp:
+            return self.reply(Reply(250, None, greeting))
+        self.reply(Reply(250, None, [greeting] + self.extensions()))
+
+    def do_NOOP(self, argument):
+        self.reply(Reply(250, "2.0.0", "OK"))
+
+    def do_RSET(self, argument):
+        if argument:
+            return self._syntax("Syntax: RSET")
+        self.envelope = None
+        self.reply(Reply(250, "2.0.0", "OK"))
+
+    def do_QUIT(self, argument):
+        self._close(Reply(221, "2.0.0", "%s closing connection" % (self.settings.hostname,)))
+
+    def do_VRFY(self, argument):
+        if not argument:
+            return self._syntax("Syntax: VRFY address")
+        # Never confirm or deny a user (no enumeration), RFC 5321 3.5.3.
+        self.reply(Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+
+    def do_EXPN(self, argument):
+        self.reply(Reply(502, "5.5.1", "EXPN not available"))
+
+    def do_TURN(self, argument):
+        self.reply(Reply(502, "5.5.1", "TURN not available (RFC 2821 removed it)"))
+
+    def do_HELP(self, argument):
+        self.reply(Reply(214, "2.0.0", [
+            "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
+            + (" STARTTLS" if self._startTLSOffered() else "")
+            + (" AUTH" if self._authMechanisms() else ""),
+            "A message: EHLO, MAIL FROM:<you@domain>, RCPT TO:<them@domain>, DATA,",
+            "the message, a line with a single dot; RFC 5321 says the rest.",
+        ]))
+
+    def do_STARTTLS(self, argument):
+        if argument:
+            return self._syntax("Syntax: STARTTLS")
+        if self.tls:
+            return self.reply(Reply(503, "5.5.1", "TLS already active"))
+        if not self._startTLSOffered() or self.settings.tlsContext is None:
+            return self.reply(Reply(454, "4.7.0", "TLS not available"))
+        discarded = len(self._buffer)
+        # RFC 3207 section 4.2 and CVE-2011-0411: anything pipelined after
+        # STARTTLS arrived in plaintext and must not be executed after the handshake.
+        self._buffer = b""
+        if discarded:
+            log.info("smtp {peer}: discarded {n} plaintext bytes sent after STARTTLS",
+                     peer=self._peerText(), n=discarded)
+        self.reply(Reply(220, "2.0.0", "Ready to start TLS"))
+        self.transport.startTLS(self.settings.tlsContext)
+        self.tls = True
+        if self._logout is not None:
+            self._logout()
+        self._resetSession()
+
+    # -- AUTH (RFC 4954) -----------------------------------------------------
+
+    def do_AUTH(self, argument):
+        mechanism, _, initial = argument.partition(b" ")
+        mechanism = mechanism.decode("ascii", "replace").upper()
+        initial = initial.strip() or None
+        if not mechanism:
+            return self._syntax("Syntax: AUTH mechanism [initial-response]")
+        if self.authenticated is not None:
+            return self.reply(Reply(503, "5.5.1", "Already authenticated"))
+        if not self.esmtp:
+            return self.reply(Reply(503, "5.5.1", "Send EHLO first"))
+        if self.envelope is not None:
+            return self.reply(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
+        offered = self._authMechanisms()
+        if mechanism not in offered:
+            if mechanism in ("PLAIN", "LOGIN") and not self.tls and "AUTH" not in self.settings.disabled:
+                return self.reply(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
+            return self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
+        getattr(self, "_auth_" + mechanism.replace("-", "_"))(initial)
+
+    def _saslLine(self, line, then):
+        """Decode one client SASL line (base64), or handle '*' and bad data."""
+        if line.strip() == b"*":
+            return self.reply(Reply(501, "5.0.0", "Authentication cancelled"))
+        try:
+            decoded = base64.b64decode(line.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return self._syntax("Invalid base64 data in AUTH response")
+        then(decoded)
+
+    def _challenge(self, data, then):
+        self.reply(Reply(334, None, base64.b64encode(data).decode("ascii")))
+        self._saslHandler = lambda line: self._saslLine(line, then)
+
+    def _auth_PLAIN(self, initial):
+        def got(decoded):
+            parts = decoded.split(b"\0")
+            if len(parts) != 3 or not parts[1]:
+                return self._syntax("Malformed AUTH PLAIN response")
+            authzid, authcid, password = parts
+            if authzid and authzid != authcid:
+                return self._authFailed()
+            self._login(UsernamePassword(authcid, password))
+        if initial is None:
+            return self._challenge(b"", got)
+        if initial == b"=":
+            return got(b"")
+        self._saslLine(initial, got)
+
+    def _auth_LOGIN(self, initial):
+        def gotUser(user):
+            self._challenge(b"Password:", lambda password: self._login(
+                UsernamePassword(user, password)))
+        if initial is None:
+            return self._challenge(b"Username:", gotUser)
+        self._saslLine(initial, gotUser)
+
+    def _auth_CRAM_MD5(self, initial):
+        if initial is not None:
+            return self._syntax("CRAM-MD5 takes no initial response")
+        credentials = CramMD5Credentials(self.settings.hostname)
+        credentials.challenge = ("<%d.%s@%s>" % (
+            time.time() * 1000, secrets.token_hex(8), self.settings.hostname)).encode("ascii")
+
+        def got(response):
+            try:
+                credentials.setResponse(response)
+            except ValueError:
+                return self._syntax("Malformed CRAM-MD5 response")
+            self._login(credentials)
+        self._challenge(credentials.challenge, got)
+
+    def _login(self, credentials):
+        from mailstack.smtp.delivery import ISMTPSubmitter
+        d = self.portal.login(credentials, None, ISMTPSubmitter)
+
+        def ok(result):
+            _, avatar, logout = result
+            self.authenticated = avatar.address
+            self._logout = logout
+            log.info("smtp {peer}: authenticated as {user}", peer=self._peerText(),
+                     user=avatar.address)
+            self.reply(Reply(235, "2.7.0", "Authentication successful"))
+
+        def failed(failure):
+            failure.trap(UnauthorizedLogin)
+            return self._authFailed()
+        d.addCallbacks(ok, failed)
+        self._block(d)
+
+    def _authFailed(self):
+        self._authFailures += 1
+        log.info("smtp {peer}: authentication failed ({n})", peer=self._peerText(),
+                 n=self._authFailures)
+        reply = Reply(535, "5.7.8", "Authentication credentials invalid")
+        if self._authFailures >= self.settings.authFailuresDisconnect:
+            self._close(Reply(421, "4.7.0", "Too many authentication failures, closing"))
+            return None
+        if self._authFailures >= self.settings.authFailuresDelay:
+            d = defer.Deferred()
+            self.clock.callLater(self.settings.authFailureDelay, d.callback, None)
+            d.addCallback(lambda _: None if self._disconnecting else self.reply(reply))
+            return self._block(d)
+        self.reply(reply)
+        return None
+
+    # -- the mail transaction -----------------------------------------------
+
+    def do_MAIL(self, argument):
+        if self.helo is None:
+            return self.reply(Reply(503, "5.5.1", "Send HELO or EHLO first"))
+        if self.envelope is not None:
+            return self.reply(Reply(503, "5.5.1", "Nested MAIL command"))
+        try:
+            sender, params = parsePath(b"FROM", argument)
+        except PathSyntaxError as e:
+            return self._syntax(str(e))
+        problem = self._checkMailParams(params)
+        if problem is not None:
+            return self.reply(problem)
+        if self.settings.submission and self.authenticated is None:
+            return self.reply(Reply(530, "5.7.0", "Authentication required"))
+        refusal = self.policy.checkSender(sender, self.authenticated, self.settings.submission)
+        if refusal is not None:
+            return self.reply(refusal)
+        self.envelope = Envelope(sender, params)
+        self.reply(Reply(250, "2.1.0", "Sender <%s> OK" % (sender,)))
+
+    def _checkMailParams(self, params):
+        allowed = {"SIZE", "BODY", "AUTH"} if self.esmtp else set()
+        for key, value in params.items():
+            if key not in allowed or key in self.settings.disabled:
+                return Reply(555, "5.5.4", "Unsupported parameter %s" % (key,))
+        if "SIZE" in params:
+            value = params["SIZE"]
+            if value is None or not value.isdigit():
+                return Reply(501, "5.5.4", "SIZE needs a number")
+            if int(value) > self.settings.maxMessageSize:
+                return Reply(552, "5.3.4", "Message size exceeds fixed limit of %d octets" % (
+                    self.settings.maxMessageSize,))
+        if "BODY" in params and (params["BODY"] or "").upper() not in ("7BIT", "8BITMIME"):
+            return Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+        return None
+
+    def do_RCPT(self, argument):
+        if self.envelope is None:
+            return self.reply(Reply(503, "5.5.1", "Need MAIL before RCPT"))
+        try:
+            recipient, params = parsePath(b"TO", argument)
+        except PathSyntaxError as e:
+            return self._syntax(str(e))
+        if params:
+            return self.reply(Reply(555, "5.5.4", "Unsupported parameter %s" % (
+                next(iter(params)),)))
+        if len(self.envelope.recipients) >= self.settings.maxRecipients:
+            return self.reply(Reply(452, "4.5.3", "Too many recipients"))
+        decision = self.policy.checkRecipient(recipient, self.authenticated)
+        if decision.kind is None:
+            return self.reply(decision.reply)
+        self.envelope.recipients.append((decision.address, decision.kind))
+        self.reply(Reply(250, "2.1.5", "Recipient <%s> OK" % (decision.address,)))
+
+    def do_DATA(self, argument):
+        if argument:
+            return self._syntax("Syntax: DATA")
+        if self.envelope is None:
+            return self.reply(Reply(503, "5.5.1", "Need MAIL before DATA"))
+        if not self.envelope.recipients:
+            return self.reply(Reply(554, "5.5.1", "No valid recipients"))
+        self._dataState = _DataState(self.settings)
+        self.reply(Reply(354, None, "End data with <CR><LF>.<CR><LF>"))
+
+    # -- DATA body -------------------------------------------------------------
+
+    def _consumeData(self):
+        state = self._dataState
+        consumed, finished = state.feed(self._buffer)
+        self._buffer = self._buffer[consumed:]
+        if finished:
+            self._dataState = None
+            self._endOfData(state)
+
+    def _discardData(self):
+        if self._dataState is not None:
+            self._dataState.close()
+            self._dataState = None
+
+    def _endOfData(self, state):
+        envelope, self.envelope = self.envelope, None
+        if state.tooBig:
+            state.close()
+            log.info("smtp {peer}: message over {limit} octets refused",
+                     peer=self._peerText(), limit=self.settings.maxMessageSize)
+            return self.reply(Reply(552, "5.3.4", "Message size exceeds fixed limit of %d octets" % (
+                self.settings.maxMessageSize,)))
+        if state.tooLong:
+            state.close()
+            log.info("smtp {peer}: message with a line over {limit} octets refused",
+                     peer=self._peerText(), limit=self.settings.maxTextLine)
+            return self.reply(Reply(500, "5.5.6", "Message has a line longer than %d octets; not accepted" % (
+                self.settings.maxTextLine,)))
+        if state.bare and self.settings.bareNewline == "reject":
+            state.close()
+            return self.reply(Reply(554, "5.6.0", "Message contains a bare CR or LF; not accepted"))
+        queueID = secrets.token_hex(6).upper()
+        header = self.receivedHeader(envelope, queueID)
+        d = self.policy.deliver(envelope, header, state.spool, queueID)
+
+        def done(reply):
+            state.close()
+            self.reply(reply if reply is not None else Reply(
+                250, "2.0.0", "OK: queued as %s" % (queueID,)))
+
+        def failed(failure):
+            state.close()
+            return failure
+        d.addCallbacks(done, failed)
+        self._block(d)
+
+    def receivedHeader(self, envelope, queueID):
+        """The trace header (RFC 5321 4.4) with TLS and auth facts (RFC 3848)."""
+        protocol = "ESMTP" if self.esmtp else "SMTP"
+        if self.tls:
+            protocol += "S"
+        if self.authenticated:
+            protocol += "A"
+        lines = ["Received: from %s (%s [%s])" % (
+            self.helo, getattr(self.peer, "host", "unknown"), getattr(self.peer, "host", ""))]
+        if self.tls:
+            from mailstack.tls import describeConnection
+            description = describeConnection(self.transport)
+            if description:
+                lines.append("\t(using %s)" % (description,))
+        if self.authenticated:
+            lines.append("\t(Authenticated sender: %s)" % (self.authenticated,))
+        forClause = ""
+        if len(envelope.recipients) == 1:
+            forClause = "\n\tfor <%s>" % (envelope.recipients[0][0],)
+        lines.append("\tby %s (mailstack) with %s id %s%s;" % (
+            self.settings.hostname, protocol, queueID, forClause))
+        lines.append("\t%s" % (email.utils.formatdate(localtime=True),))
+        return ("\r\n".join("\r\n".join(l.split("\n")) for l in lines) + "\r\n").encode(
+            "utf-8", "replace")
+
+
+class _DataState:
+    """
+    The DATA body reader: only a line that is exactly "." after a CRLF and itself
+    ended by CRLF ends the message; so <LF>.<LF>, <LF>.<CRLF>, <CR>.<CR> and
+    <CRLF>.<LF> never do (no smuggling of a second message). Lines are
+    dot-unstuffed and written with CRLF to a spool file; bare CR/LF are noted
+    (and normalised), an over-long line or an over-size message is noted and
+    the rest read to the end without being stored, never run as commands.
+    """
+
+    def __init__(self, settings):
+        self.maxSize = settings.maxMessageSize
+        self.maxLine = settings.maxTextLine
+        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self.size = 0
+        self.tooBig = False
+        self.tooLong = False
+        self.bare = False
+        self._afterCRLF = True
+        self._midLine = False
+        self._lineLength = 0
+
+    def close(self):
+        self.spool.close()
+
+    def _write(self, data):
+        if self.tooBig or self.tooLong:
+            return
+        self.size += len(data)
+        if self.size > self.maxSize:
+            self.tooBig = True
+            self.spool.truncate(0)
+            return
+        self.spool.write(data)
+
+    def feed(self, buffer):
+        """
+        Read as much of C{buffer} as forms complete lines.
+
+        @return: C{(octets consumed, finished)}.
+        """
+        pos = 0
+        out = []
+        while True:
+            end = buffer.find(b"\n", pos)
+            if end < 0:
+                break
+            line = buffer[pos:end + 1]
+            pos = end + 1
+            crlf = line.endswith(b"\r\n")
+            content = line[:-2] if crlf else line[:-1]
+            if not self._midLine:
+                if crlf and content == b"." and self._afterCRLF:
+                    self._write(b"".join(out))
+                    self.spool.seek(0)
+                    return pos, True
+                if content.startswith(b"."):
+                    content = content[1:]
+            self._lineLength += len(line) + (0 if crlf else 1)
+            if self._lineLength > self.maxLine:
+                self.tooLong = True
+            self._lineLength = 0
+            self._midLine = False
+            if not crlf or b"\r" in content:
+                self.bare = True
+                content = content.replace(b"\r", b"\r\n")
+            out.append(content + b"\r\n")
+            self._afterCRLF = crlf
+            if len(out) >= 256:
+                self._write(b"".join(out))
+                out = []
+        self._write(b"".join(out))
+        # A long partial line: store what cannot be part of "." or CRLF, keep a tail.
+        rest = len(buffer) - pos
+        if rest > 2 * self.maxLine or (rest > 2 and self._midLine):
+            chunk = buffer[pos:len(buffer) - 1]
+            if not self._midLine and chunk.startswith(b"."):
+                chunk = chunk[1:]
+            if b"\r" in chunk:
+                self.bare = True
+                chunk = chunk.replace(b"\r", b"\r\n")
+            self._lineLength += len(buffer) - 1 - pos
+            if self._lineLength > self.maxLine:
+                self.tooLong = True
+            self._write(chunk)
+            self._midLine = True
+            pos = len(buffer) - 1
+        return pos, False
+
+
+class SMTPFactory(Factory):
+    """
+    Builds L{SMTPServer} sessions for one listener.
+    """
+
+    protocol = SMTPServer
+
+    def __init__(self, settings, policy, portal, clock=None):
+        self.settings = settings
+        self.policy = policy
+        self.portal = portal
+        self.clock = clock
+
+    def buildProtocol(self, addr):
+        p = SMTPServer(self.settings, self.policy, self.portal, self.clock)
+        p.factory = self
+        return p
+
+
+def avatarAdapters():
+    """Realm adapters for SMTP (the authenticated sender)."""
+    from mailstack.smtp.delivery import avatarAdapters
+    return avatarAdapters()
+
+
+def _sharedPolicy(context):
+    """
+    One policy (and one relay queue, if a smarthost is set) per server, shared
+    by the smtp and submission listeners.
+    """
+    from mailstack.smtp.delivery import SMTPPolicy
+    policy = context.shared.get("smtp.policy")
+    if policy is not None:
+        return policy, ()
+    config = context.config
+    policy = SMTPPolicy(config.server.domains, context.users, context.store)
+    services = ()
+    if config.relay.smarthost is not None:
+        from mailstack.smtp.queue import RelayQueue
+        policy.queue = RelayQueue(
+            config.queue_dir, config.relay.smarthost, config.server.hostname,
+            policy.bounce, reactor=context.reactor,
+            retrySchedule=config.relay.retry_schedule,
+            lifetime=config.relay.queue_lifetime, requireTLS=config.relay.require_tls)
+        services = (policy.queue,)
+    context.shared["smtp.policy"] = policy
+    return policy, services
+
+
+def buildFactory(context):
+    """
+    The service's builder for the C{smtp} and C{submission} protocols.
+    """
+    from mailstack.service import ProtocolBuilt
+    from mailstack.transcript import SMTPRedactor
+    config, listener = context.config, context.listener
+    limits = config.limits
+    settings = SMTPSettings(
+        hostname=config.server.hostname,
+        submission=listener.protocol == "submission",
+        tlsMode=listener.tls,
+        tlsContext=context.tlsContext,
+        allowPlaintextAuth=listener.allow_plaintext_auth,
+        disabled=frozenset(listener.disabled),
+        maxMessageSize=limits.message_size,
+        maxCommandLine=limits.smtp_line_length,
+        maxTextLine=limits.text_line_length,
+        maxRecipients=limits.recipients_per_message,
+        maxBadCommands=limits.bad_commands,
+        maxCommands=limits.commands_per_session,
+        authFailuresDelay=limits.auth_failures_delay,
+        authFailuresDisconnect=limits.auth_failures_disconnect,
+        authFailureDelay=limits.auth_failure_delay_seconds,
+        timeout=limits.command_timeout,
+        bareNewline=config.smtp.bare_newline,
+    )
+    policy, services = _sharedPolicy(context)
+    factory = SMTPFactory(settings, policy, context.portal, context.reactor)
+    return ProtocolBuilt(
+        factory=factory,
+        refusal=b"421 4.7.0 Too many connections from your address\r\n",
+        redactorFactory=SMTPRedactor,
+        services=services)
