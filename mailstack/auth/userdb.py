@@ -1,0 +1,630 @@
+"""
+Users in a Dovecot passwd-file: C{address:{SCHEME}secret:::::} lines.
+
+Dovecot reads the same file (so C{doveadm pw} output can be pasted in, and our
+file can serve a Dovecot next to us). Schemes understood: C{BLF-CRYPT} (bcrypt,
+the default) and C{PLAIN} (needed by APOP and CRAM-MD5). A line with any other
+scheme is logged; that user still exists (mail is accepted for it) but cannot log
+in here.
+
+The file is the only truth. Every lookup does one C{os.stat} and reloads when the
+file changed, so a running server sees the admin command's changes at once.
+Changes are read-modify-write under an C{flock} on C{<file>.lock}, written to a
+temporary file in the same directory, fsynced and renamed over the old one, so
+readers never see half a file and concurrent admins never lose each other's work.
+"""
+
+import base64
+import binascii
+import csv
+import dataclasses
+import fcntl
+import hmac
+import io
+import os
+import re
+import tempfile
+import threading
+
+import bcrypt
+from twisted.logger import Logger
+
+log = Logger()
+
+SCHEMES = ("BLF-CRYPT", "PLAIN")
+DEFAULT_SCHEME = "BLF-CRYPT"
+
+# bcrypt looks at no more than 72 bytes; the library refuses longer input.
+BCRYPT_MAX_PASSWORD = 72
+
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Secrets stored PLAIN that could not survive in a ':'-separated line are
+# base64-encoded with Dovecot's encoding suffix: {PLAIN.B64}.
+_UNSAFE_PLAIN = re.compile(r"[:\x00-\x1f\x7f]")
+
+
+class UserError(Exception):
+    """
+    A refused user-database change; C{str()} is one line fit to show an admin.
+    """
+
+
+class InvalidAddress(UserError):
+    """The address is not C{local@domain} in the accepted syntax (or not local)."""
+
+
+class InvalidPassword(UserError):
+    """The password cannot be stored (empty, or too long for bcrypt)."""
+
+
+class InvalidScheme(UserError):
+    """The password scheme is not one of L{SCHEMES}."""
+
+
+class UserExists(UserError):
+    """A user with that address is already in the file."""
+
+
+class NoSuchUser(UserError):
+    """No user with that address is in the file."""
+
+
+class CSVImportError(UserError):
+    """
+    A CSV import was refused and nothing was added; C{str()} is C{FILE:LINE: reason}
+    (or C{FILE: reason} when the file as a whole is unusable).
+    """
+
+    def __init__(self, filename, line, reason):
+        self.filename = filename
+        self.line = line
+        self.reason = reason
+        if line is None:
+            UserError.__init__(self, "%s: %s" % (filename, reason))
+        else:
+            UserError.__init__(self, "%s:%d: %s" % (filename, line, reason))
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """
+    One user of the file. C{secret} is the bcrypt hash for BLF-CRYPT, the
+    password itself for PLAIN, the raw field for any other scheme.
+    """
+
+    address: str
+    scheme: str
+    secret: str = dataclasses.field(repr=False)
+
+
+def isValidAddress(address):
+    """
+    C{True} if C{address} (str) is C{local@domain}: a dot-atom local part and a
+    host name. Never true for anything holding C{:} or a line break.
+    """
+    local, sep, domain = address.rpartition("@")
+    if not sep or len(local) > 64 or len(address) > 254:
+        return False
+    if not _LOCAL.match(local):
+        return False
+    if not domain or len(domain) > 253:
+        return False
+    return all(_LABEL.match(label) for label in domain.split("."))
+
+
+def _encode(text):
+    """str from the file (or a password) -> the exact bytes it came from."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _passwordBytes(password):
+    if isinstance(password, str):
+        return _encode(password)
+    return bytes(password)
+
+
+def _passwordText(password):
+    if isinstance(password, bytes):
+        return password.decode("utf-8", "surrogateescape")
+    return password
+
+
+def _parsePasswordField(field):
+    """
+    C{{SCHEME}secret} -> C{(scheme, secret)}; PLAIN's encoding suffixes decoded.
+    A field without a scheme gets the scheme C{""} (Dovecot would use its
+    configured default, which we do not know).
+    """
+    if not field.startswith("{") or "}" not in field:
+        return "", field
+    scheme, _, secret = field[1:].partition("}")
+    scheme = scheme.upper()
+    base, _, encoding = scheme.partition(".")
+    if base in ("PLAIN", "CLEARTEXT") and encoding:
+        try:
+            if encoding in ("B64", "BASE64"):
+                raw = base64.b64decode(secret, validate=True)
+            elif encoding == "HEX":
+                raw = binascii.unhexlify(secret)
+            else:
+                return scheme, secret
+        except (ValueError, binascii.Error):
+            return scheme, secret
+        return "PLAIN", raw.decode("utf-8", "surrogateescape")
+    if scheme == "CLEARTEXT":
+        return "PLAIN", secret
+    return scheme, secret
+
+
+def _formatPasswordField(scheme, secret):
+    if scheme == "PLAIN" and _UNSAFE_PLAIN.search(secret):
+        return "{PLAIN.B64}" + base64.b64encode(_encode(secret)).decode("ascii")
+    return "{%s}%s" % (scheme, secret)
+
+
+def _splitLines(text):
+    """
+    Lines split on LF only (str.splitlines would also split on characters a
+    PLAIN password may hold).
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _bcryptHash(hashed):
+    """
+    The bytes the bcrypt library accepts: Dovecot writes C{$2y$}, which is the
+    same algorithm as C{$2b$} but unknown to older versions of the library.
+    """
+    hashed = hashed.encode("ascii", "replace")
+    if hashed.startswith(b"$2y$"):
+        hashed = b"$2b$" + hashed[4:]
+    return hashed
+
+
+class PasswdFile:
+    """
+    The users of one Dovecot passwd-file.
+
+    @param path: the file (str or Path); missing means no users yet.
+    @param defaultDomain: domain given to a bare local part at login, or L{None}.
+    @param bcryptRounds: bcrypt cost for new BLF-CRYPT hashes.
+    @param domains: if given, the only domains new users may have (the server's
+        local domains); L{None} accepts any domain.
+    """
+
+    def __init__(self, path, defaultDomain=None, bcryptRounds=10, domains=None):
+        self.path = os.fspath(path)
+        self.lockPath = self.path + ".lock"
+        self.defaultDomain = defaultDomain.lower() if defaultDomain else None
+        self.bcryptRounds = bcryptRounds
+        self.domains = None if domains is None else tuple(d.lower() for d in domains)
+        # Lookups may come from the checker's thread as well as the reactor.
+        self._lock = threading.Lock()
+        self._stamp = None
+        self._users = {}
+        self._dummyHash = None
+
+    # Reading
+
+    def normalize(self, name):
+        """
+        The canonical address for a login name, or L{None} if it cannot be one.
+
+        @param name: str or bytes; case is ignored; a bare local part gets the
+            default domain.
+        """
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        if not isinstance(name, str):
+            return None
+        name = name.lower()
+        if "@" not in name:
+            if self.defaultDomain is None:
+                return None
+            name = "%s@%s" % (name, self.defaultDomain)
+        if not isValidAddress(name):
+            return None
+        return name
+
+    def lookup(self, name):
+        """
+        @return: the L{User} for a login name, or L{None}.
+        """
+        address = self.normalize(name)
+        if address is None:
+            return None
+        return self._current().get(address)
+
+    def listUsers(self):
+        """
+        @return: every L{User}, sorted by address.
+        """
+        users = self._current()
+        return [users[address] for address in sorted(users)]
+
+    def hasPlaintextSecrets(self):
+        """
+        C{True} if some user is stored PLAIN, so APOP and CRAM-MD5 can work.
+        """
+        return any(user.scheme == "PLAIN" for user in self._current().values())
+
+    def plaintextSecret(self, name):
+        """
+        @return: the password of a PLAIN user (str), else L{None}; for mechanisms
+            that need the secret itself (APOP, CRAM-MD5).
+        """
+        user = self.lookup(name)
+        if user is None or user.scheme != "PLAIN":
+            return None
+        return user.secret
+
+    def verifyPassword(self, name, password):
+        """
+        Check a password (str or bytes). Slow for BLF-CRYPT users by design, and
+        as slow for unknown users and unusable schemes, so that timing does not
+        tell who exists. Safe to call from a thread.
+
+        @return: C{True} if C{name} is a user whose password this is.
+        """
+        password = _passwordBytes(password)
+        user = self.lookup(name)
+        if user is not None and user.scheme == "PLAIN":
+            return hmac.compare_digest(_encode(user.secret), password)
+        if user is not None and user.scheme == "BLF-CRYPT":
+            return self._checkBcrypt(password, _bcryptHash(user.secret))
+        self._checkBcrypt(password, self._dummy())
+        return False
+
+    def _checkBcrypt(self, password, hashed):
+        # Other bcrypt implementations (Dovecot's among them) silently use the
+        # first 72 bytes; do the same so their hashes keep working.
+        try:
+            return bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed)
+        except ValueError:
+            log.warn("unusable bcrypt hash in {path}", path=self.path)
+            return False
+
+    def _dummy(self):
+        if self._dummyHash is None:
+            self._dummyHash = bcrypt.hashpw(
+                os.urandom(16).hex().encode("ascii"), bcrypt.gensalt(self.bcryptRounds))
+        return self._dummyHash
+
+    def _current(self):
+        """
+        The users as of the file now, reloading if its identity or size or
+        modification time changed since the last look.
+        """
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                self._stamp, self._users = None, {}
+                return self._users
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if stamp != self._stamp:
+                with open(self.path, "rb") as f:
+                    text = f.read().decode("utf-8", "surrogateescape")
+                self._users = self._parse(text)
+                self._stamp = stamp
+            return self._users
+
+    def _parse(self, text):
+        """
+        File text -> C{{address: User}}; bad lines are logged and skipped.
+        """
+        users = {}
+        for number, line in enumerate(_splitLines(text), 1):
+            parsed = self._parseLine(line)
+            if parsed is None:
+                continue
+            address, fields = parsed
+            where = "%s:%d" % (self.path, number)
+            if not isValidAddress(address):
+                log.warn("{where}: ignoring line: not a valid address", where=where)
+                continue
+            if address in users:
+                log.warn("{where}: ignoring second line for {address}",
+                         where=where, address=address)
+                continue
+            scheme, secret = _parsePasswordField(fields[1] if len(fields) > 1 else "")
+            if scheme not in SCHEMES:
+                log.warn("{where}: {address} cannot log in: password scheme {scheme} "
+                         "is not supported (use BLF-CRYPT or PLAIN)",
+                         where=where, address=address, scheme=scheme or "(none)")
+            users[address] = User(address, scheme, secret)
+        return users
+
+    @staticmethod
+    def _parseLine(line):
+        """
+        @return: C{(address, fields)} for a user line, L{None} for blank lines
+            and comments.
+        """
+        line = line.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            return None
+        fields = line.split(":")
+        return fields[0].strip().lower(), fields
+
+    # Writing
+
+    def addUser(self, address, password, scheme=DEFAULT_SCHEME):
+        """
+        Add a user.
+
+        @raise InvalidAddress, InvalidPassword, InvalidScheme, UserExists: and
+            nothing is written.
+        """
+        address = self.checkNewAddress(address)
+        scheme = self._checkScheme(scheme)
+        self._checkPassword(password, scheme)
+        with self._fileLock():
+            lines = self._readLines()
+            if self._find(lines, address) is not None:
+                raise UserExists("user %s already exists" % (address,))
+            lines.append(self._formatLine(address, scheme, password))
+            self._writeLines(lines)
+
+    def setPassword(self, address, password, scheme=None):
+        """
+        Change a user's password, keeping the scheme unless one is given (a
+        user whose scheme we do not support gets BLF-CRYPT). Other fields of the
+        line are kept.
+
+        @raise NoSuchUser, InvalidPassword, InvalidScheme:
+        """
+        normalized = self.normalize(address)
+        if scheme is not None:
+            scheme = self._checkScheme(scheme)
+        with self._fileLock():
+            lines = self._readLines()
+            index = None if normalized is None else self._find(lines, normalized)
+            if index is None:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+            fields = lines[index].rstrip("\r").split(":")
+            if scheme is None:
+                current, _ = _parsePasswordField(fields[1] if len(fields) > 1 else "")
+                scheme = current if current in SCHEMES else DEFAULT_SCHEME
+            self._checkPassword(password, scheme)
+            field = self._passwordField(scheme, password)
+            fields = [fields[0], field] + fields[2:] if len(fields) > 1 else [
+                fields[0], field, "", "", "", "", ""]
+            lines[index] = ":".join(fields)
+            self._writeLines(lines)
+        return scheme
+
+    def removeUser(self, address):
+        """
+        Remove a user's line.
+
+        @raise NoSuchUser:
+        """
+        normalized = self.normalize(address)
+        with self._fileLock():
+            lines = self._readLines()
+            index = None if normalized is None else self._find(lines, normalized)
+            if index is None:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+            del lines[index]
+            self._writeLines(lines)
+
+    def importCSV(self, source):
+        """
+        Add a class of users at once from CSV rows C{address,password[,scheme]},
+        with an optional header row C{address,password[,scheme]}.
+
+        All or nothing: every row is checked first (address, password, scheme,
+        column count, duplicates within the file and against existing users) and
+        the first bad one raises L{CSVImportError}; nothing is added then.
+
+        @param source: a path, or a text file object.
+        @return: the number of users added.
+        """
+        if isinstance(source, (str, bytes, os.PathLike)):
+            filename = os.fsdecode(source)
+            try:
+                with open(source, encoding="utf-8-sig", newline="") as f:
+                    text = f.read()
+            except UnicodeDecodeError:
+                raise CSVImportError(filename, None, "not UTF-8 text")
+            except OSError as e:
+                raise CSVImportError(filename, None, "cannot read file: %s" % (
+                    e.strerror or e,))
+        else:
+            filename = getattr(source, "name", None) or "<csv>"
+            text = source.read()
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode("utf-8-sig")
+                except UnicodeDecodeError:
+                    raise CSVImportError(filename, None, "not UTF-8 text")
+        rows = self._csvRows(filename, text)
+        with self._fileLock():
+            lines = self._readLines()
+            existing = {parsed[0] for parsed in map(self._parseLine, lines) if parsed}
+            for number, address, _, _ in rows:
+                if address in existing:
+                    raise CSVImportError(filename, number,
+                                         "user %s already exists" % (address,))
+            for number, address, password, scheme in rows:
+                lines.append(self._formatLine(address, scheme, password))
+            if rows:
+                self._writeLines(lines)
+        return len(rows)
+
+    def _csvRows(self, filename, text):
+        """
+        Check every row of a CSV text; return C{[(line, address, password, scheme)]}.
+        """
+        rows, seen = [], {}
+        reader = csv.reader(io.StringIO(text, newline=""))
+        first = True
+        end = 0
+        while True:
+            start = end + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise CSVImportError(filename, reader.line_num, "not valid CSV: %s" % (e,))
+            end = reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if first:
+                first = False
+                header = [cell.strip().lower() for cell in row]
+                if header in (["address", "password"], ["address", "password", "scheme"]):
+                    continue
+            if len(row) not in (2, 3):
+                raise CSVImportError(filename, start,
+                                     "expected 2 or 3 columns (address,password[,scheme]), "
+                                     "found %d" % (len(row),))
+            try:
+                address = self.checkNewAddress(row[0].strip())
+                scheme = self._checkScheme(row[2].strip() if len(row) == 3 and row[2].strip()
+                                           else DEFAULT_SCHEME)
+                self._checkPassword(row[1], scheme)
+            except UserError as e:
+                raise CSVImportError(filename, start, str(e))
+            if address in seen:
+                raise CSVImportError(filename, start, "%s is already on line %d" % (
+                    address, seen[address]))
+            seen[address] = start
+            rows.append((start, address, row[1], scheme))
+        return rows
+
+    def checkNewAddress(self, address):
+        """
+        Normalise the address of a would-be new user, checking syntax and domain
+        (so a caller can refuse it before asking for a password).
+
+        @return: the normalised address.
+        @raise InvalidAddress:
+        """
+        normalized = self.normalize(address)
+        if normalized is None:
+            if isinstance(address, bytes):
+                address = address.decode("ascii", "replace")
+            if "@" not in address and self.defaultDomain is None:
+                raise InvalidAddress("%r is not an address (local@domain) and no "
+                                     "default domain is set" % (address,))
+            raise InvalidAddress("%r is not a valid address" % (address,))
+        domain = normalized.rpartition("@")[2]
+        if self.domains is not None and domain not in self.domains:
+            raise InvalidAddress("domain %s is not a local domain (server.domains)" % (
+                domain,))
+        return normalized
+
+    @staticmethod
+    def _checkScheme(scheme):
+        upper = (scheme or "").upper()
+        if upper not in SCHEMES:
+            raise InvalidScheme("unknown password scheme %r (use %s)" % (
+                scheme, " or ".join(SCHEMES)))
+        return upper
+
+    @staticmethod
+    def _checkPassword(password, scheme):
+        if not password:
+            raise InvalidPassword("empty password")
+        if scheme == "BLF-CRYPT" and len(_passwordBytes(password)) > BCRYPT_MAX_PASSWORD:
+            raise InvalidPassword("password longer than %d bytes cannot be stored with "
+                                  "BLF-CRYPT (use a shorter one)" % (BCRYPT_MAX_PASSWORD,))
+
+    def _passwordField(self, scheme, password):
+        if scheme == "PLAIN":
+            return _formatPasswordField("PLAIN", _passwordText(password))
+        hashed = bcrypt.hashpw(_passwordBytes(password), bcrypt.gensalt(self.bcryptRounds))
+        # $2y$ is what doveadm writes and what every Dovecot build understands.
+        return "{BLF-CRYPT}$2y$" + hashed.decode("ascii")[4:]
+
+    def _formatLine(self, address, scheme, password):
+        return "%s:%s:::::" % (address, self._passwordField(scheme, password))
+
+    def _find(self, lines, address):
+        for index, line in enumerate(lines):
+            parsed = self._parseLine(line)
+            if parsed is not None and parsed[0] == address:
+                return index
+        return None
+
+    def _readLines(self):
+        """
+        The file's lines as they are on disk now (call with the file lock held).
+        """
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        return _splitLines(data.decode("utf-8", "surrogateescape"))
+
+    def _writeLines(self, lines):
+        """
+        Replace the file atomically: temporary file, fsync, rename, fsync the
+        directory. Mode 0600: the file holds secrets.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        data = "".join(line + "\n" for line in lines)
+        fd, temporary = tempfile.mkstemp(
+            dir=directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(_encode(data))
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(temporary, self.path)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+        dirfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+        with self._lock:
+            self._stamp = None
+
+    def _fileLock(self):
+        return _FileLock(self.lockPath)
+
+
+class _FileLock:
+    """
+    An exclusive C{flock} on a lock file beside the users file, held for one
+    read-modify-write; creates the directory on first use.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+        return False

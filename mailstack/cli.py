@@ -1,0 +1,208 @@
+"""
+The C{mailstack} admin command: users and the TLS certificate.
+
+    mailstack [--config FILE] user add ADDRESS [--password-stdin] [--scheme S]
+    mailstack [--config FILE] user passwd ADDRESS [--password-stdin] [--scheme S]
+    mailstack [--config FILE] user del ADDRESS
+    mailstack [--config FILE] user list
+    mailstack [--config FILE] user import FILE.csv
+    mailstack [--config FILE] cert generate [--force]
+
+It edits the same files the server reads (a running server sees user changes at
+once). Success prints one line on stdout; any failure prints one line
+C{mailstack: reason} on stderr and exits with status 1.
+"""
+
+import argparse
+import functools
+import sys
+from getpass import getpass
+
+from mailstack.auth.userdb import SCHEMES, PasswdFile, UserError
+from mailstack.config import ConfigError, loadConfig
+
+DEFAULT_CONFIG = "etc/mailstack.toml"
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr."""
+
+
+class _Exit(Exception):
+    """argparse wanted to exit (help, usage error) with this status."""
+
+    def __init__(self, status):
+        Exception.__init__(self, status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argparse parser that writes to the streams given to L{main} and never
+    calls C{sys.exit}, so tests (and callers) keep control.
+    """
+
+    def __init__(self, *args, streams, **kwargs):
+        argparse.ArgumentParser.__init__(self, *args, **kwargs)
+        self.streams = streams
+
+    def subcommands(self, **kwargs):
+        """C{add_subparsers} whose parsers write to the same streams."""
+        return self.add_subparsers(
+            parser_class=functools.partial(_Parser, streams=self.streams), **kwargs)
+
+    def _print_message(self, message, file=None):
+        if message:
+            out, err = self.streams
+            (out if file is sys.stdout else err).write(message)
+
+    def exit(self, status=0, message=None):
+        if message:
+            self.streams[1].write(message)
+        raise _Exit(status)
+
+
+def buildParser(stdout, stderr):
+    """
+    The argument parser of the C{mailstack} command.
+    """
+    parser = _Parser(prog="mailstack", description="Administer a mailstack server.",
+                     streams=(stdout, stderr))
+    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE",
+                        help="configuration file (default: %(default)s)")
+    commands = parser.subcommands(dest="command", metavar="COMMAND", required=True)
+
+    user = commands.add_parser("user", help="manage users")
+    userCommands = user.subcommands(dest="action", metavar="ACTION", required=True)
+    for name, helpText in (("add", "add a user"), ("passwd", "change a user's password")):
+        sub = userCommands.add_parser(name, help=helpText)
+        sub.add_argument("address", metavar="ADDRESS",
+                         help="address, or a bare name in the default domain")
+        sub.add_argument("--password-stdin", action="store_true",
+                         help="read the password from the first line of stdin")
+        sub.add_argument("--scheme", type=str.upper, choices=SCHEMES,
+                         default="BLF-CRYPT" if name == "add" else None,
+                         help="password scheme (PLAIN lets APOP and CRAM-MD5 work)")
+    sub = userCommands.add_parser("del", help="remove a user (mail is kept)")
+    sub.add_argument("address", metavar="ADDRESS")
+    userCommands.add_parser("list", help="list users and their password schemes")
+    sub = userCommands.add_parser("import", help="add users from address,password CSV")
+    sub.add_argument("csvFile", metavar="FILE.csv")
+
+    cert = commands.add_parser("cert", help="manage the TLS certificate")
+    certCommands = cert.subcommands(dest="action", metavar="ACTION", required=True)
+    sub = certCommands.add_parser("generate", help="write a self-signed certificate")
+    sub.add_argument("--force", action="store_true", help="replace existing files")
+    return parser
+
+
+def main(argv=None, stdin=None, stdout=None, stderr=None):
+    """
+    Run the command.
+
+    @param argv: the arguments (without the program name); C{sys.argv[1:]} by default.
+    @return: the exit status: 0 on success, 1 on failure, 2 on a usage error.
+    """
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    parser = buildParser(stdout, stderr)
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except _Exit as e:
+        return e.status
+    try:
+        config = loadConfig(args.config)
+        if args.command == "user":
+            message = _userCommand(config, args, stdin, stderr)
+        else:
+            message = _certCommand(config, args)
+    except (CommandError, ConfigError, UserError) as e:
+        stderr.write("mailstack: %s\n" % (e,))
+        return 1
+    except OSError as e:
+        where = " %s" % (e.filename,) if e.filename else ""
+        stderr.write("mailstack: cannot access%s: %s\n" % (where, e.strerror or e))
+        return 1
+    except KeyboardInterrupt:
+        stderr.write("\nmailstack: interrupted\n")
+        return 1
+    if message:
+        stdout.write(message + "\n")
+    return 0
+
+
+def _openUsers(config):
+    return PasswdFile(config.users_file, defaultDomain=config.server.default_domain,
+                      bcryptRounds=config.limits.bcrypt_rounds,
+                      domains=config.server.domains)
+
+
+def _userCommand(config, args, stdin, stderr):
+    users = _openUsers(config)
+    if args.action == "add":
+        # Check the address before asking for a password nobody can use.
+        address = users.checkNewAddress(args.address)
+        password = _readPassword(address, args.password_stdin, stdin, stderr)
+        users.addUser(address, password, scheme=args.scheme)
+        return "added %s (%s)" % (address, args.scheme)
+    if args.action == "passwd":
+        user = users.lookup(args.address)
+        if user is None:
+            raise CommandError("no such user: %s" % (
+                users.normalize(args.address) or args.address,))
+        password = _readPassword(user.address, args.password_stdin, stdin, stderr)
+        scheme = users.setPassword(user.address, password, scheme=args.scheme)
+        return "changed password of %s (%s)" % (user.address, scheme)
+    if args.action == "del":
+        address = users.normalize(args.address) or args.address
+        users.removeUser(args.address)
+        return "removed %s (its mail is kept)" % (address,)
+    if args.action == "list":
+        listed = users.listUsers()
+        width = max((len(user.address) for user in listed), default=0)
+        return "\n".join("%s  %s" % (user.address.ljust(width), user.scheme or "(none)")
+                         for user in listed)
+    count = users.importCSV(args.csvFile)
+    return "imported %d user%s from %s" % (count, "" if count == 1 else "s", args.csvFile)
+
+
+def _readPassword(address, fromStdin, stdin, stderr):
+    """
+    One line from stdin, or typed twice at a prompt that does not echo.
+    """
+    if fromStdin:
+        line = stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise CommandError("no password on standard input")
+        return password
+    try:
+        password = getpass("Password for %s: " % (address,), stream=stderr)
+        if not password:
+            raise CommandError("empty password")
+        again = getpass("Retype password: ", stream=stderr)
+    except EOFError:
+        raise CommandError("no password given")
+    if password != again:
+        raise CommandError("passwords do not match")
+    return password
+
+
+def _certCommand(config, args):
+    from mailstack import tls
+    hostnames = [config.server.hostname]
+    if "localhost" not in hostnames:
+        hostnames.append("localhost")
+    cert, key = config.tls.cert, config.tls.key
+    try:
+        created = tls.ensureCertificate(cert, key, hostnames, force=args.force)
+    except tls.TLSConfigError as e:
+        raise CommandError(str(e))
+    if not created:
+        return "certificate exists: %s (use --force to replace)" % (cert,)
+    return "wrote %s and %s for %s" % (cert, key, ", ".join(hostnames))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
