@@ -173,6 +173,18 @@ class IMailboxStore(Interface):
         @return: the new message's UID.
         """
 
+    def noteDelivery():
+        """
+        Tell this process's listeners that new mail may have arrived (after
+        L{deliver} ran in a thread): performs a L{sync} in the reactor thread and
+        notifies listeners of added messages, without claiming \\Recent for any
+        session. The new messages stay unclaimed, so the next L{sync} called by a
+        session claims them: that caller's C{Changes.recent} then lists them even
+        though listeners were already told they were added.
+
+        @return: the L{Changes} found (C{recent} always empty).
+        """
+
     def setFlags(uid, flags):
         """
         Replace the flags of a message (system flags and keywords) and persist them.
