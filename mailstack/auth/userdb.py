@@ -37,8 +37,9 @@ DEFAULT_SCHEME = "BLF-CRYPT"
 # bcrypt looks at no more than 72 bytes; the library refuses longer input.
 BCRYPT_MAX_PASSWORD = 72
 
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # Secrets stored PLAIN that could not survive in a ':'-separated line are
 # base64-encoded with Dovecot's encoding suffix: {PLAIN.B64}.
 _UNSAFE_PLAIN = re.compile(r"[:\x00-\x1f\x7f]")
@@ -106,11 +107,11 @@ def isValidAddress(address):
     local, sep, domain = address.rpartition("@")
     if not sep or len(local) > 64 or len(address) > 254:
         return False
-    if not _LOCAL.match(local):
+    if not _LOCAL.fullmatch(local):
         return False
     if not domain or len(domain) > 253:
         return False
-    return all(_LABEL.match(label) for label in domain.split("."))
+    return all(_LABEL.fullmatch(label) for label in domain.split("."))
 
 
 def _encode(text):
