@@ -1,0 +1,214 @@
+"""
+Open sessions per protocol and per client address, and the per-IP connection
+limit of each listener.
+
+The limit is per service (protocol name) and client IP, like Postfix's
+C{smtpd_client_connection_count_limit}: a class of students behind one NAT
+address filling the IMAP limit can still send mail. Listeners of the same
+protocol name share the count (IMAP on 143 and IMAPS on 993 are one service).
+A refused client gets one line (its protocol's "try later" reply) and is
+disconnected before the protocol's own code ever runs.
+
+The wrapper protocol is transparent: everything the inner protocol asks of its
+transport (write, getPeer, startTLS, getHandle...) is forwarded, and it provides
+the interfaces its own transport provides, including ISSLTransport once
+STARTTLS has run.
+"""
+
+import collections
+import ipaddress
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from zope.interface import directlyProvides, providedBy
+
+log = Logger()
+
+
+def clientIP(address):
+    """
+    The client IP of a peer address as a string (IPv4-mapped IPv6 addresses
+    as plain IPv4), or None for peers without one (UNIX sockets).
+    """
+    host = getattr(address, "host", None)
+    if not host:
+        return None
+    try:
+        parsed = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else parsed)
+
+
+class SessionCounter:
+    """
+    Counts the sessions of the whole server: open ones per protocol name and per
+    client IP, and totals since start (for a console and benchmarks).
+
+    One instance is shared by every listener (service.py makes it).
+
+    @ivar total: {protocol: sessions accepted since start}.
+    @ivar refused: {protocol: connections refused by a limit since start}.
+    """
+
+    def __init__(self):
+        self._open = collections.Counter()
+        self._perIP = collections.defaultdict(collections.Counter)
+        self.total = collections.Counter()
+        self.refused = collections.Counter()
+
+    def open(self, protocol, ip):
+        """
+        Count a new session of C{protocol} from C{ip} (None: no IP, not counted
+        per address).
+        """
+        self._open[protocol] += 1
+        self.total[protocol] += 1
+        if ip is not None:
+            self._perIP[protocol][ip] += 1
+
+    def close(self, protocol, ip):
+        """
+        Forget a session counted by L{open}.
+        """
+        if self._open[protocol] > 0:
+            self._open[protocol] -= 1
+        if not self._open[protocol]:
+            del self._open[protocol]
+        if ip is not None and protocol in self._perIP:
+            perIP = self._perIP[protocol]
+            perIP[ip] -= 1
+            if perIP[ip] <= 0:
+                del perIP[ip]
+            if not perIP:
+                del self._perIP[protocol]
+
+    def refuse(self, protocol, ip):
+        """
+        Note a connection refused by a limit (only the total is kept).
+        """
+        self.refused[protocol] += 1
+
+    def count(self, protocol=None, ip=None):
+        """
+        Open sessions: of C{protocol} (all protocols if None) from C{ip}
+        (all clients if None).
+        """
+        if ip is None:
+            if protocol is None:
+                return sum(self._open.values())
+            return self._open.get(protocol, 0)
+        if protocol is None:
+            return sum(perIP.get(ip, 0) for perIP in self._perIP.values())
+        perIP = self._perIP.get(protocol)
+        return perIP.get(ip, 0) if perIP else 0
+
+    def snapshot(self):
+        """
+        A plain-data copy of the counters::
+
+            {"open": {protocol: n}, "perIP": {protocol: {ip: n}},
+             "total": {protocol: n}, "refused": {protocol: n}}
+        """
+        return {
+            "open": dict(self._open),
+            "perIP": {p: dict(c) for p, c in self._perIP.items()},
+            "total": dict(self.total),
+            "refused": dict(self.refused),
+        }
+
+
+class _RefusingProtocol(Protocol):
+    """
+    Sends the refusal line and hangs up; stands in for a refused session.
+    """
+
+    def __init__(self, refusal):
+        self.refusal = refusal
+
+    def connectionMade(self):
+        if self.refusal:
+            self.transport.write(self.refusal)
+        self.transport.loseConnection()
+
+    def dataReceived(self, data):
+        """Ignore whatever the refused client sends while we hang up."""
+
+
+class LimitingProtocol(ProtocolWrapper):
+    """
+    Counts its session in the factory's L{SessionCounter} while connected and
+    otherwise passes everything through.
+    """
+
+    _counted = False
+    _ip = None
+
+    def makeConnection(self, transport):
+        self._ip = clientIP(transport.getPeer())
+        self.factory.counter.open(self.factory.protocolName, self._ip)
+        self._counted = True
+        ProtocolWrapper.makeConnection(self, transport)
+
+    def startTLS(self, *args, **kwargs):
+        """
+        Start TLS on the real transport, then provide what it now provides
+        (ISSLTransport) so the inner protocol sees the change.
+        """
+        result = self.transport.startTLS(*args, **kwargs)
+        directlyProvides(self, providedBy(self.transport))
+        return result
+
+    def connectionLost(self, reason):
+        if self._counted:
+            self._counted = False
+            self.factory.counter.close(self.factory.protocolName, self._ip)
+        ProtocolWrapper.connectionLost(self, reason)
+
+
+class LimitingFactory(WrappingFactory):
+    """
+    Wraps a listener's factory: counts its sessions and refuses a client IP
+    that already has C{maxPerIP} sessions of the same protocol name.
+
+    @param counter: the server's L{SessionCounter}.
+    @param protocolName: the service name counted (C{smtp}, C{imap}...).
+    @param maxPerIP: open sessions allowed per client IP; 0 means no limit.
+        Peers without an IP (UNIX sockets) are never limited.
+    @param refusal: the bytes sent to a refused client (one protocol line
+        with CRLF), e.g. C{b"421 4.7.0 Too many connections from your address\\r\\n"}.
+    @param clock: unused today; accepted so callers can pass a reactor the
+        same way to every wrapper.
+    """
+
+    protocol = LimitingProtocol
+
+    def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal,
+                 clock=None):
+        WrappingFactory.__init__(self, wrappedFactory)
+        self.counter = counter
+        self.protocolName = protocolName
+        self.maxPerIP = maxPerIP
+        self.refusal = refusal
+        self.clock = clock
+
+    def logPrefix(self):
+        return "%s (limit)" % (self.protocolName,)
+
+    def buildProtocol(self, addr):
+        ip = clientIP(addr)
+        if ip is not None and self.maxPerIP:
+            current = self.counter.count(self.protocolName, ip)
+            if current >= self.maxPerIP:
+                self.counter.refuse(self.protocolName, ip)
+                log.info("{protocol}: refused connection from {ip}: {current} "
+                         "sessions open, limit {limit} per address",
+                         protocol=self.protocolName, ip=ip, current=current,
+                         limit=self.maxPerIP)
+                return _RefusingProtocol(self.refusal)
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return self.protocol(self, inner)
