@@ -5,6 +5,7 @@ Tests for L{mailstack.auth.userdb}: the Dovecot passwd-file of users.
 import io
 import os
 import stat
+import threading
 
 import bcrypt
 from twisted.logger import capturedLogs, formatEvent
@@ -82,7 +83,7 @@ class NormalizeTests(PasswdFileMixin, unittest.TestCase):
     def test_invalid(self):
         """Invalid names normalise to None."""
         users = self.passwdFile()
-        for name in ["", "a:b", "a..b", "x@", "a@b@c", "demo\n"]:
+        for name in ["", "a:b", "a..b", "x@", "a@b@c", "demo\n", "\u212aim@lab.test"]:
             self.assertIsNone(users.normalize(name), name)
 
 
@@ -384,6 +385,31 @@ class ChangeTests(PasswdFileMixin, unittest.TestCase):
         self.assertEqual(self.read(), "# keep\nb@lab.test:{PLAIN}b:::::\n")
         self.assertIsNone(users.lookup("a"))
         self.assertRaises(NoSuchUser, users.removeUser, "a")
+
+    def test_removeDuplicates(self):
+        """removeUser removes every line of the address, so the user is gone."""
+        self.write("a@lab.test:{PLAIN}a\nb@lab.test:{PLAIN}b\nA@lab.test:{PLAIN}again\n")
+        users = self.passwdFile()
+        users.removeUser("a")
+        self.assertEqual(self.read(), "b@lab.test:{PLAIN}b\n")
+
+    def test_concurrentWriters(self):
+        """Writers racing (threads here, processes alike) never lose a change."""
+        errors = []
+
+        def add(name):
+            try:
+                self.passwdFile().addUser(name, "pw", scheme="PLAIN")
+            except Exception as e:
+                errors.append(e)
+        workers = [threading.Thread(target=add, args=("user%d" % (i,),))
+                   for i in range(20)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(self.passwdFile().listUsers()), 20)
 
     def test_atomicWriteLeavesNoTemporary(self):
         """Only the file and its lock file remain after writes."""

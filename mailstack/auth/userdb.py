@@ -175,6 +175,11 @@ def _splitLines(text):
     return lines
 
 
+def _stamp(st):
+    """What tells that the file changed: a rename (inode), size or times."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _bcryptHash(hashed):
     """
     The bytes the bcrypt library accepts: Dovecot writes C{$2y$}, which is the
@@ -223,7 +228,8 @@ class PasswdFile:
                 name = name.decode("ascii")
             except UnicodeDecodeError:
                 return None
-        if not isinstance(name, str):
+        # Non-ASCII first: str.lower() maps some of it to ASCII (KELVIN SIGN -> k).
+        if not isinstance(name, str) or not name.isascii():
             return None
         name = name.lower()
         if "@" not in name:
@@ -309,9 +315,10 @@ class PasswdFile:
             except FileNotFoundError:
                 self._stamp, self._users = None, {}
                 return self._users
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if stamp != self._stamp:
+            if _stamp(st) != self._stamp:
                 with open(self.path, "rb") as f:
+                    # The stamp of what is read, even if the file was just replaced.
+                    stamp = _stamp(os.fstat(f.fileno()))
                     text = f.read().decode("utf-8", "surrogateescape")
                 self._users = self._parse(text)
                 self._stamp = stamp
@@ -404,18 +411,19 @@ class PasswdFile:
 
     def removeUser(self, address):
         """
-        Remove a user's line.
+        Remove a user's line (every line for that address, should the file
+        hold more than one: after a removal the user must be gone).
 
         @raise NoSuchUser:
         """
         normalized = self.normalize(address)
         with self._fileLock():
             lines = self._readLines()
-            index = None if normalized is None else self._find(lines, normalized)
-            if index is None:
+            kept = [line for line in lines
+                    if (self._parseLine(line) or (None,))[0] != normalized]
+            if normalized is None or len(kept) == len(lines):
                 raise NoSuchUser("no such user: %s" % (normalized or address,))
-            del lines[index]
-            self._writeLines(lines)
+            self._writeLines(kept)
 
     def importCSV(self, source):
         """
