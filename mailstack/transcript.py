@@ -14,6 +14,8 @@ C{<directory>/<protocol>/<YYYY-MM-DD>/<HHMMSS>-<ip>-<port>-<n>.log}::
     ...
     2025-03-01T10:15:09.001+01:00 # closed: Connection was closed cleanly.
 
+Client bytes are recorded as they arrive, before the protocol handles them,
+so the lines of a pipelined chunk appear together, ahead of their replies.
 Lines are split on LF (a trailing CR is dropped), decoded as UTF-8 with other
 bytes and control characters shown as C{\\xNN}. What is recorded passes a
 per-protocol redactor first (L{SMTPRedactor}, L{POP3Redactor}, L{IMAPRedactor}):
@@ -461,10 +463,14 @@ class SessionTranscript:
         self._line("#", text)
 
     def clientData(self, data):
+        if self._file is None or self._truncated:
+            return
         for head, dropped in self._client.feed(data):
             self._record("C:", self._redactor.client, head, dropped)
 
     def serverData(self, data):
+        if self._file is None or self._truncated:
+            return
         for head, dropped in self._server.feed(data):
             self._record("S:", self._redactor.server, head, dropped)
 

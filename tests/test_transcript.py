@@ -419,6 +419,10 @@ class IMAPRedactorTests(unittest.TestCase):
         """Quoted strings with escapes and spaces."""
         self.assertEqual(IMAPRedactor().client(b'a LOGIN "al \\"ice" "p\\"w d"'),
                          b'a LOGIN "al \\"ice" ***')
+        self.assertEqual(exchange(
+            IMAPRedactor(), ("C", b'a LOGIN "alice" {6}'), ("S", b"+ Ready"),
+            ("C", b"secret")),
+            [b'a LOGIN "alice" {6}', b"***"])
 
     def test_loginLiteralPassword(self):
         """A literal password: the announcement is kept, its bytes hidden."""
