@@ -1,0 +1,929 @@
+"""
+Tests for L{mailstack.storage.maildir}: the Maildir++ store, checked through its
+files (what Dovecot would see) and through the store contract.
+"""
+
+import errno
+import io
+import os
+import re
+import threading
+import time
+
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from mailstack.storage import maildir
+from mailstack.storage.interfaces import (
+    Changes, IAccountStore, IMailboxStore, IMailStore, IMessageInfo,
+    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox,
+    NoSuchMessage, StoreError)
+from mailstack.storage.maildir import MaildirStore
+
+ADDRESS = "demo@lab.test"
+MESSAGE = b"From: a@lab.test\nSubject: hello\n\nline one\nline two\n"
+MESSAGE_CRLF = MESSAGE.replace(b"\n", b"\r\n")
+NAME_PATTERN = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^/:]+),S=(\d+),W=(\d+)$")
+
+
+class RecordingListener:
+    """An IMailboxListener that keeps what it is told."""
+
+    def __init__(self):
+        self.changes = []
+
+    def mailboxChanged(self, mailbox, changes):
+        self.changes.append((mailbox, changes))
+
+
+class ChunkedSource(io.RawIOBase):
+    """A binary source that hands out its data in fixed-size pieces."""
+
+    def __init__(self, data, size):
+        self._data = data
+        self._size = size
+        self.reads = []
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        piece, self._data = self._data[:self._size], self._data[self._size:]
+        self.reads.append(n)
+        return piece
+
+
+class MaildirTestCase(TestCase):
+    """Shared set-up: a store in a fresh directory and paths into it."""
+
+    def setUp(self):
+        self.root = self.mktemp()
+        self.store = MaildirStore(self.root)
+        self.account = self.store.account(ADDRESS)
+        self.home = os.path.join(self.root, "lab.test", "demo")
+        self.inbox = self.account.getMailbox("INBOX")
+
+    def freshInbox(self):
+        """The INBOX as another process (a new store on the same files) sees it."""
+        return MaildirStore(self.root).account(ADDRESS).getMailbox("INBOX")
+
+    def path(self, *parts):
+        return os.path.join(self.home, *parts)
+
+    def files(self, *parts):
+        return sorted(os.listdir(self.path(*parts)))
+
+    def read(self, *parts):
+        with open(self.path(*parts), "rb") as f:
+            return f.read()
+
+    def write(self, data, *parts, mtime=None):
+        path = self.path(*parts)
+        with open(path, "wb") as f:
+            f.write(data)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+        return path
+
+    def ageStamps(self, mailbox):
+        """Make the directories look untouched for a while (so sync trusts stamps)."""
+        old = time.time() - 100
+        for name in ("new", "cur", "dovecot-uidlist"):
+            os.utime(os.path.join(mailbox.path, name), (old, old))
+
+    def captureLog(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
+
+class StoreTests(MaildirTestCase):
+    """
+    L{MaildirStore} and accounts: layout, caching, refused addresses.
+    """
+
+    def test_interfaces(self):
+        """The store, account, mailbox and message info provide the contract."""
+        self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        self.assertTrue(verifyObject(IMailStore, self.store))
+        self.assertTrue(verifyObject(IAccountStore, self.account))
+        self.assertTrue(verifyObject(IMailboxStore, self.inbox))
+        self.assertTrue(verifyObject(IMessageInfo, self.inbox.messageInfo(1)))
+
+    def test_layout(self):
+        """An account lives at root/<domain>/<localpart> (lower case) with cur/new/tmp."""
+        account = self.store.account("Jane.Doe@Example.TEST")
+        self.assertEqual(account.address, "jane.doe@example.test")
+        home = os.path.join(self.root, "example.test", "jane.doe")
+        for sub in ("cur", "new", "tmp"):
+            self.assertTrue(os.path.isdir(os.path.join(home, sub)))
+        self.assertFalse(os.path.exists(os.path.join(home, "maildirfolder")))
+
+    def test_sharedObjects(self):
+        """One account and one mailbox object per path, so sessions share listeners."""
+        self.assertIs(self.store.account("DEMO@lab.test"), self.account)
+        self.assertIs(self.account.getMailbox("inbox"), self.inbox)
+        self.account.createMailbox("Sent")
+        self.assertIs(self.account.getMailbox("Sent"), self.account.getMailbox("Sent"))
+
+    def test_badAddresses(self):
+        """Addresses that could escape the mail directory are refused."""
+        for address in ["../x@lab.test", "a/b@lab.test", "x@..", "x@lab/..", "x@",
+                        "@lab.test", "noat", "a\x00b@lab.test", "a..b@lab.test",
+                        ".@lab.test", "x@.."]:
+            self.assertRaises(ValueError, self.store.account, address)
+            self.assertRaises(InvalidMailboxName, self.store.account, address)
+        self.assertEqual(os.listdir(self.root), ["lab.test"])
+
+
+class MailboxNameTests(MaildirTestCase):
+    """
+    Folders: Maildir++ directories, name checks, create, delete, rename.
+    """
+
+    def test_createFolder(self):
+        """Creating a nested folder creates its parent too, each a Maildir++ folder."""
+        self.account.createMailbox("Lists/Python")
+        for folder in (".Lists", ".Lists.Python"):
+            self.assertEqual(self.files(folder), ["cur", "maildirfolder", "new", "tmp"])
+            self.assertEqual(self.read(folder, "maildirfolder"), b"")
+        self.assertEqual(self.account.listMailboxes(), ["INBOX", "Lists", "Lists/Python"])
+        self.assertTrue(self.account.hasMailbox("Lists/Python"))
+        self.assertFalse(self.account.hasMailbox("Lists/Perl"))
+
+    def test_createExisting(self):
+        """Creating an existing mailbox (INBOX included, any case) fails."""
+        self.account.createMailbox("Sent")
+        self.assertRaises(MailboxExists, self.account.createMailbox, "Sent")
+        self.assertRaises(MailboxExists, self.account.createMailbox, "InBox")
+
+    def test_createTrailingSeparator(self):
+        """CREATE "Work/" creates Work (RFC 3501 allows the trailing separator)."""
+        self.account.createMailbox("Work/")
+        self.assertEqual(self.account.listMailboxes(), ["INBOX", "Work"])
+
+    def test_modifiedUTF7OnDisk(self):
+        """Folder directories are named in modified UTF-7, listed in Unicode."""
+        self.account.createMailbox("\u65e5\u672c\u8a9e")
+        self.account.createMailbox("Tom & Jerry/\u00e9t\u00e9")
+        self.assertIn(".&ZeVnLIqe-", os.listdir(self.home))
+        self.assertIn(".Tom &- Jerry.&AOk-t&AOk-", os.listdir(self.home))
+        self.assertEqual(self.account.listMailboxes(),
+                         ["INBOX", "Tom & Jerry", "Tom & Jerry/\u00e9t\u00e9", "\u65e5\u672c\u8a9e"])
+        self.assertEqual(self.account.getMailbox("\u65e5\u672c\u8a9e").path,
+                         self.path(".&ZeVnLIqe-"))
+
+    def test_refusedNames(self):
+        """Unsafe or unrepresentable names are refused, saying why, creating nothing."""
+        before = sorted(os.listdir(self.home))
+        reasons = {"": "empty", "..": "'..'", "a/../b": "'..'", "/abs": "start with '/'",
+                   "a\x01b": "control", "a\x7fb": "control", "a\x00b": "NUL",
+                   "a.b": "'.' is not allowed", "a//b": "empty level", "x" * 300: "too long"}
+        for name, reason in reasons.items():
+            for method in (self.account.createMailbox, self.account.getMailbox):
+                error = self.assertRaises(InvalidMailboxName, method, name)
+                self.assertIn(reason, str(error))
+            self.assertFalse(self.account.hasMailbox(name))
+        self.assertEqual(sorted(os.listdir(self.home)), before)
+
+    def test_getMissing(self):
+        """Opening a mailbox that does not exist fails with NoSuchMailbox."""
+        self.assertRaises(NoSuchMailbox, self.account.getMailbox, "Nope")
+
+    def test_foreignDirectoriesIgnored(self):
+        """Directories that are not well-formed folder names are not listed."""
+        os.mkdir(self.path("..DOVECOT-TRASHED"))
+        os.mkdir(self.path(".bad&name"))
+        os.mkdir(self.path("notafolder"))
+        self.assertEqual(self.account.listMailboxes(), ["INBOX"])
+
+    def test_delete(self):
+        """Deleting removes the folder and its mail; open sessions see expunges."""
+        self.account.createMailbox("Old")
+        old = self.account.getMailbox("Old")
+        old.append(MESSAGE)
+        listener = RecordingListener()
+        old.addListener(listener)
+        self.account.deleteMailbox("Old")
+        self.assertFalse(os.path.exists(self.path(".Old")))
+        self.assertEqual(self.account.listMailboxes(), ["INBOX"])
+        self.assertEqual(listener.changes, [(old, Changes(expunged=[1]))])
+        self.assertEqual([n for n in os.listdir(self.home) if "deleted" in n], [])
+        self.assertRaises(NoSuchMailbox, old.deliver, MESSAGE)
+
+    def test_deleteRefused(self):
+        """INBOX and mailboxes with children cannot be deleted; missing ones fail."""
+        self.account.createMailbox("A/B")
+        self.assertRaises(MailboxNotEmpty, self.account.deleteMailbox, "INBOX")
+        error = self.assertRaises(MailboxNotEmpty, self.account.deleteMailbox, "A")
+        self.assertIn("child", str(error))
+        self.assertRaises(NoSuchMailbox, self.account.deleteMailbox, "Nope")
+        self.account.deleteMailbox("A/B")
+        self.account.deleteMailbox("A")
+        self.assertEqual(self.account.listMailboxes(), ["INBOX"])
+
+    def test_renameWithChildren(self):
+        """Renaming moves the folder and every child; messages keep their UIDs."""
+        self.account.createMailbox("A/B/C")
+        box = self.account.getMailbox("A/B")
+        box.append(MESSAGE)
+        uid, validity = box.append(MESSAGE_CRLF + b"2"), box.uidValidity
+        self.account.createMailbox("AB")
+        self.account.renameMailbox("A", "X/Y")
+        self.assertEqual(self.account.listMailboxes(),
+                         ["AB", "INBOX", "X", "X/Y", "X/Y/B", "X/Y/B/C"])
+        self.assertIn(".X.Y.B.C", os.listdir(self.home))
+        moved = self.account.getMailbox("X/Y/B")
+        self.assertEqual(moved.uidValidity, validity)
+        with moved.openMessage(uid) as f:
+            self.assertEqual(f.read(), MESSAGE_CRLF + b"2")
+        self.assertRaises(NoSuchMailbox, self.account.getMailbox, "A/B")
+
+    def test_renameRefused(self):
+        """Rename fails for a missing source, an existing target, or into itself."""
+        self.account.createMailbox("A")
+        self.account.createMailbox("B")
+        self.assertRaises(NoSuchMailbox, self.account.renameMailbox, "Nope", "C")
+        self.assertRaises(MailboxExists, self.account.renameMailbox, "A", "B")
+        self.assertRaises(MailboxExists, self.account.renameMailbox, "A", "INBOX")
+        self.assertRaises(InvalidMailboxName, self.account.renameMailbox, "A", "A/Sub")
+        self.assertRaises(InvalidMailboxName, self.account.renameMailbox, "A", "a.b")
+
+    def test_renameInbox(self):
+        """Renaming INBOX moves its messages, in order, and leaves INBOX empty."""
+        for n in range(3):  # later messages have older dates: order is by UID
+            self.inbox.append(MESSAGE + b"%d\n" % (n,), internalDate=1000000000 - n)
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        self.account.renameMailbox("INBOX", "Archive/2024")
+        self.assertEqual(self.inbox.messages(), [])
+        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(listener.changes[-1][1].expunged, [1, 2, 3])
+        self.assertEqual(self.files("new") + self.files("cur"), [])
+        archive = self.account.getMailbox("Archive/2024")
+        bodies = []
+        for info in archive.messages():
+            with archive.openMessage(info.uid) as f:
+                bodies.append(f.read())
+        self.assertEqual(bodies, [MESSAGE_CRLF + b"%d\r\n" % (n,) for n in range(3)])
+        self.assertIn("INBOX", self.account.listMailboxes())
+
+
+class SubscriptionTests(MaildirTestCase):
+    """
+    The C{subscriptions} file: written one name per line, Dovecot's v2 form read too.
+    """
+
+    def test_subscribeWritesPlainFile(self):
+        """Subscriptions are stored Maildir++ style, one per line, modified UTF-7."""
+        self.account.subscribe("Lists/Python")
+        self.account.subscribe("inbox")
+        self.account.subscribe("\u65e5\u672c\u8a9e")
+        self.account.subscribe("Lists/Python")
+        self.assertEqual(self.read("subscriptions").decode("ascii").splitlines(),
+                         ["INBOX", "Lists.Python", "&ZeVnLIqe-"])
+        self.assertEqual(self.account.subscriptions(),
+                         ["INBOX", "Lists/Python", "\u65e5\u672c\u8a9e"])
+        self.assertFalse(os.path.exists(self.path("subscriptions.lock")))
+
+    def test_unsubscribe(self):
+        """Unsubscribing removes the name; unknown or invalid names are ignored."""
+        self.account.subscribe("A")
+        self.account.subscribe("B")
+        self.account.unsubscribe("A")
+        self.account.unsubscribe("Never")
+        self.account.unsubscribe("a.b")
+        self.assertEqual(self.account.subscriptions(), ["B"])
+
+    def test_readPlainFormat(self):
+        """An old-style (Dovecot v1, Courier) file is read, '.' as separator."""
+        self.write(b"INBOX\nSent\nLists.Python\n&ZeVnLIqe-\n", "subscriptions")
+        self.assertEqual(self.account.subscriptions(),
+                         ["INBOX", "Lists/Python", "Sent", "\u65e5\u672c\u8a9e"])
+
+    def test_readVersion2(self):
+        """Dovecot's "V\\t2" file, with tab-separated levels, is read."""
+        self.write(b"V\t2\n\nINBOX\nLists\tPython\nTrash\n&ZeVnLIqe-\tSub\n", "subscriptions")
+        self.assertEqual(self.account.subscriptions(),
+                         ["INBOX", "Lists/Python", "Trash", "\u65e5\u672c\u8a9e/Sub"])
+        self.account.subscribe("New")
+        self.assertEqual(self.read("subscriptions"),
+                         b"INBOX\nLists.Python\nNew\nTrash\n&ZeVnLIqe-.Sub\n")
+
+    def test_missingFile(self):
+        """Without a file there are no subscriptions."""
+        self.assertEqual(self.account.subscriptions(), [])
+
+
+class DeliveryTests(MaildirTestCase):
+    """
+    L{MaildirMailbox.deliver}: tmp/ then new/, CRLF, sizes in the name.
+    """
+
+    def test_newFile(self):
+        """A delivery is one file in new/, named <time>.M.P.Q.<host>,S=,W=, in CRLF."""
+        key = self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.files("new"), [key])
+        self.assertEqual(self.files("tmp"), [])
+        match = NAME_PATTERN.match(key)
+        self.assertIsNotNone(match, key)
+        self.assertEqual(int(match.group(3)), os.getpid())
+        self.assertEqual(self.read("new", key), MESSAGE_CRLF)
+        self.assertEqual(int(match.group(6)), os.path.getsize(self.path("new", key)))
+        self.assertEqual(int(match.group(7)), len(MESSAGE_CRLF))
+
+    def test_uniqueNames(self):
+        """Each delivery gets its own name (the Q sequence differs)."""
+        keys = {self.inbox.deliver(MESSAGE) for _ in range(20)}
+        self.assertEqual(len(keys), 20)
+        self.assertEqual(len(self.files("new")), 20)
+
+    def test_lineEndings(self):
+        """Bare LF becomes CRLF; CRLF split across reads stays CRLF; lone CR is kept."""
+        data = b"a\r\nb\nc\r\n\r\nd\re\n\nf"
+        for size in (1, 2, 3, 5, 64):
+            key = self.inbox.deliver(ChunkedSource(data, size))
+            self.assertEqual(self.read("new", key), b"a\r\nb\r\nc\r\n\r\nd\re\r\n\r\nf")
+
+    def test_readsInChunks(self):
+        """The source is read 64 KiB at a time, not all at once."""
+        source = ChunkedSource(b"x" * 200000, 65536)
+        self.inbox.deliver(source)
+        self.assertEqual(set(source.reads), {65536})
+
+    def test_flagsGoToCur(self):
+        """A delivery with flags goes straight to cur/ with the :2, info."""
+        key = self.inbox.deliver(MESSAGE, flags={"\\Seen", "\\Flagged"})
+        self.assertEqual(self.files("cur"), [key + ":2,FS"])
+        self.assertEqual(self.files("new"), [])
+
+    def test_internalDate(self):
+        """The internal date becomes the file's mtime and INTERNALDATE."""
+        key = self.inbox.deliver(MESSAGE, internalDate=1000000000)
+        self.assertEqual(os.stat(self.path("new", key)).st_mtime, 1000000000)
+        uid = self.inbox.append(MESSAGE, internalDate=1234567890.0)
+        self.assertEqual(self.inbox.messageInfo(uid).internalDate, 1234567890.0)
+
+    def test_hostnameEscaped(self):
+        """'/' and ':' in the host name are written \\057 and \\072."""
+        self.patch(maildir.socket, "gethostname", lambda: "a/b:c")
+        key = self.inbox.deliver(MESSAGE)
+        self.assertIn(".a\\057b\\072c,S=", key)
+        self.assertEqual(self.files("new"), [key])
+
+    def test_noInMemoryChange(self):
+        """Delivery touches only files: the message appears at the next sync."""
+        self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.inbox.messages(), [])
+        self.assertEqual(self.inbox.sync().added, [1])
+
+    def test_threads(self):
+        """Deliveries from several threads at once all arrive intact."""
+        errors = []
+
+        def work(n):
+            try:
+                for i in range(10):
+                    self.inbox.deliver(b"thread %d message %d\n" % (n, i))
+            except Exception as e:
+                errors.append(e)
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(self.inbox.sync().added), 40)
+
+    def test_failedSourceLeavesNothing(self):
+        """If reading the source fails, the partial file is removed."""
+        class Broken(io.RawIOBase):
+            calls = 0
+
+            def read(self, n=-1):
+                self.calls += 1
+                if self.calls > 1:
+                    raise IOError("connection lost")
+                return b"partial\n"
+        self.assertRaises(IOError, self.inbox.deliver, Broken())
+        self.assertEqual(self.files("tmp") + self.files("new"), [])
+
+    def test_tmpFileNotAMessage(self):
+        """A file left in tmp/ by a crash between write and rename is never a message."""
+        self.write(MESSAGE, "tmp", "1.M1P1Q1.host")
+        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.freshInbox().messages(), [])
+
+    def test_cleanTemporary(self):
+        """Files in tmp/ older than 36 hours are removed, younger ones kept."""
+        old = time.time() - 37 * 3600
+        self.write(b"old", "tmp", "old", mtime=old)
+        self.write(b"young", "tmp", "young", mtime=time.time() - 3600)
+        self.assertEqual(self.inbox.cleanTemporary(), 1)
+        self.assertEqual(self.files("tmp"), ["young"])
+
+    def test_cleanTemporaryOnOpen(self):
+        """Opening INBOX for the first time in a process cleans tmp/."""
+        self.write(b"old", "tmp", "old", mtime=time.time() - 37 * 3600)
+        self.freshInbox()
+        self.assertEqual(self.files("tmp"), [])
+
+
+class UIDListTests(MaildirTestCase):
+    """
+    UIDs in dovecot-uidlist: format, persistence, rebuilds, the dotlock.
+    """
+
+    def test_format(self):
+        """The uidlist is Dovecot's version 3: header V N G, then '<uid> :<base>'."""
+        keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
+        self.assertEqual(self.inbox.sync().added, [1, 2])
+        lines = self.read("dovecot-uidlist").decode().splitlines()
+        self.assertRegex(lines[0], r"^3 V(\d+) N3 G[0-9a-f]{32}$")
+        self.assertEqual(int(lines[0].split()[1][1:]), self.inbox.uidValidity)
+        self.assertEqual(lines[1:], ["1 :" + keys[0], "2 :" + keys[1]])
+        self.assertEqual(self.inbox.uidNext, 3)
+        self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
+
+    def test_newMailboxHasUIDValidity(self):
+        """A new mailbox gets UIDVALIDITY = the current time, written at once."""
+        self.account.createMailbox("Fresh")
+        before = int(time.time())
+        box = self.account.getMailbox("Fresh")
+        self.assertTrue(before - 1 <= box.uidValidity <= time.time())
+        self.assertEqual(box.uidNext, 1)
+        self.assertTrue(os.path.exists(self.path(".Fresh", "dovecot-uidlist")))
+
+    def test_stableAcrossProcesses(self):
+        """Another store on the same files sees the same UIDs and UIDVALIDITY."""
+        keys = [self.inbox.deliver(MESSAGE) for _ in range(3)]
+        self.inbox.sync()
+        self.inbox.expunge([2])
+        other = self.freshInbox()
+        self.assertEqual(other.uidValidity, self.inbox.uidValidity)
+        self.assertEqual([(m.uid, m.key) for m in other.messages()],
+                         [(1, keys[0]), (3, keys[2])])
+        self.assertEqual(other.append(MESSAGE), 4)
+
+    def test_readsDovecotVersion3(self):
+        """A uidlist written by Dovecot (with extension fields) is read; UIDs kept."""
+        self.write(b"a\nb\n", "cur", "1700000001.M1P1.dove,S=4:2,S")
+        self.write(MESSAGE_CRLF, "cur", "1700000002.M2P1.dove,S=%d,W=%d:2,"
+                   % (len(MESSAGE_CRLF), len(MESSAGE_CRLF)))
+        self.write(b"3 V1700000000 N20 G0123456789abcdef0123456789abcdef X1\n"
+                   b"5 W6 GABC :1700000001.M1P1.dove,S=4\n"
+                   b"7 :1700000002.M2P1.dove,S=%d,W=%d\n"
+                   b"9 :1700000003.M3P1.dove,S=4\n"
+                   % (len(MESSAGE_CRLF), len(MESSAGE_CRLF)), "dovecot-uidlist")
+        box = self.freshInbox()
+        self.assertEqual(box.uidValidity, 1700000000)
+        self.assertEqual(box.uidNext, 20)
+        self.assertEqual([m.uid for m in box.messages()], [5, 7])
+        self.assertEqual(box.messageInfo(5).flags, {"\\Seen"})
+        self.assertEqual(box.messageInfo(5).size, 6)
+        with box.openMessage(5) as f:
+            self.assertEqual(f.read(), b"a\r\nb\r\n")
+        self.assertEqual(box.append(MESSAGE), 20)
+        text = self.read("dovecot-uidlist").decode()
+        self.assertTrue(text.startswith("3 V1700000000 N21 G0123456789abcdef0123456789abcdef X1\n"))
+        self.assertIn("5 W6 GABC :1700000001.M1P1.dove,S=4\n", text)
+        self.assertNotIn("1700000003", text)
+
+    def test_readsVersion1(self):
+        """An old version 1 uidlist (Dovecot 1.0, Courier) is read; UIDs kept."""
+        self.write(MESSAGE_CRLF, "cur", "1600000001.M1P1.old:2,")
+        self.write(b"1 1600000000 10\n3 1600000001.M1P1.old\n", "dovecot-uidlist")
+        box = self.freshInbox()
+        self.assertEqual((box.uidValidity, box.uidNext), (1600000000, 10))
+        self.assertEqual([m.uid for m in box.messages()], [3])
+        self.assertEqual(box.append(MESSAGE), 10)
+        self.assertTrue(self.read("dovecot-uidlist").startswith(b"3 V1600000000 N11 G"))
+
+    def test_deletedUIDListRebuilt(self):
+        """Without the uidlist the files are kept, renumbered in order, list rewritten."""
+        keys = [self.inbox.deliver(MESSAGE, internalDate=1000000000 + n) for n in range(3)]
+        self.inbox.sync()
+        self.inbox.expunge([1])
+        os.unlink(self.path("dovecot-uidlist"))
+        box = self.freshInbox()
+        self.assertEqual([(m.uid, m.key) for m in box.messages()], [(1, keys[1]), (2, keys[2])])
+        self.assertTrue(os.path.exists(self.path("dovecot-uidlist")))
+
+    def test_deletedUIDListSameProcess(self):
+        """A session that had UIDs sees a new, larger UIDVALIDITY after a rebuild."""
+        self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        validity = self.inbox.uidValidity
+        os.unlink(self.path("dovecot-uidlist"))
+        changes = self.inbox.sync()
+        self.assertGreater(self.inbox.uidValidity, validity)
+        self.assertEqual((changes.expunged, changes.added), ([1], [1]))
+
+    def test_corruptUIDList(self):
+        """A corrupt uidlist is rebuilt with a larger UIDVALIDITY, and logged."""
+        self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        future = int(time.time()) + 1000
+        self.write(b"3 V%d N5 G0123456789abcdef0123456789abcdef\nxyz :abc\n" % (future,),
+                   "dovecot-uidlist")
+        events = self.captureLog()
+        box = self.freshInbox()
+        self.assertEqual(box.uidValidity, future + 1)
+        self.assertEqual([m.uid for m in box.messages()], [1])
+        self.assertTrue(any("corrupt dovecot-uidlist" in e.get("log_format", "")
+                            for e in events))
+
+    def test_unreadableUIDList(self):
+        """A uidlist with no readable header is rebuilt with UIDVALIDITY = now."""
+        self.write(b"garbage\n", "dovecot-uidlist")
+        before = int(time.time())
+        box = self.freshInbox()
+        self.assertGreaterEqual(box.uidValidity, before)
+        self.assertTrue(self.read("dovecot-uidlist").startswith(b"3 V"))
+
+    def test_unorderedUIDsCorrupt(self):
+        """UIDs out of order mean corruption (as Dovecot judges it)."""
+        self.write(b"3 V100 N9 G0123456789abcdef0123456789abcdef\n5 :a\n4 :b\n",
+                   "dovecot-uidlist")
+        self.assertGreater(self.freshInbox().uidValidity, 100)
+
+    def test_staleLockRemoved(self):
+        """A lock older than 120 s is a dead process's: removed, the sync proceeds."""
+        self.write(b"", "dovecot-uidlist.lock", mtime=time.time() - 200)
+        self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.inbox.sync().added, [1])
+        self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
+
+    def test_freshLockWaitsThenFails(self):
+        """A live lock makes UID assignment wait, then fail with StoreError."""
+        self.write(b"", "dovecot-uidlist.lock")
+        self.inbox.lockTimeout = 0.2
+        self.inbox.deliver(MESSAGE)
+        start = time.monotonic()
+        error = self.assertRaises(StoreError, self.inbox.sync)
+        self.assertGreaterEqual(time.monotonic() - start, 0.2)
+        self.assertIn("locked", str(error))
+        self.assertTrue(os.path.exists(self.path("dovecot-uidlist.lock")))
+        os.unlink(self.path("dovecot-uidlist.lock"))
+        self.assertEqual(self.inbox.sync().added, [1])
+
+    def test_unknownFilesOrderedByTime(self):
+        """Files another MDA drops in get UIDs by mtime, then name."""
+        self.write(b"x\n", "new", "300.M1P1.mda", mtime=3000)
+        self.write(b"x\n", "new", "100.M1P1.mda", mtime=5000)
+        self.write(b"x\n", "new", "200.M1P1.mda", mtime=1000)
+        self.inbox.sync()
+        self.assertEqual([m.key for m in self.inbox.messages()],
+                         ["200.M1P1.mda", "300.M1P1.mda", "100.M1P1.mda"])
+
+    def test_vanishedFilesExpunged(self):
+        """A file removed by another program is reported expunged and leaves the list."""
+        keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
+        self.inbox.sync()
+        os.unlink(self.path("cur", keys[0] + ":2,"))
+        self.assertEqual(self.inbox.sync(), Changes(expunged=[1]))
+        self.assertRaises(NoSuchMessage, self.inbox.messageInfo, 1)
+        self.inbox.append(MESSAGE)
+        self.assertNotIn(keys[0], self.read("dovecot-uidlist").decode())
+
+    def test_syncCheapWhenUnchanged(self):
+        """When new/, cur/ and the uidlist are unchanged, sync does not list them."""
+        self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        listings = []
+        original = self.inbox._listFiles
+        self.inbox._listFiles = lambda: listings.append(1) or original()
+        self.ageStamps(self.inbox)
+        self.inbox.sync()
+        count = len(listings)
+        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(len(listings), count)
+        self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.inbox.sync().added, [2])
+        self.assertGreater(len(listings), count)
+
+
+class FlagTests(MaildirTestCase):
+    """
+    Flags in file names, keywords in dovecot-keywords.
+    """
+
+    def setUp(self):
+        MaildirTestCase.setUp(self)
+        self.key = self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+
+    def test_roundTrip(self):
+        """System flags become sorted DFRST letters and read back the same."""
+        flags = {"\\Seen", "\\Answered", "\\Deleted", "\\Draft", "\\Flagged"}
+        info = self.inbox.setFlags(1, flags)
+        self.assertEqual(info.flags, flags)
+        self.assertEqual(self.files("cur"), [self.key + ":2,DFRST"])
+        self.assertEqual(self.freshInbox().messageInfo(1).flags, flags)
+        self.inbox.setFlags(1, set())
+        self.assertEqual(self.files("cur"), [self.key + ":2,"])
+        self.assertEqual(self.freshInbox().messageInfo(1).flags, set())
+
+    def test_caseInsensitiveSystemFlags(self):
+        """System flag names are matched case-insensitively; \\Recent is not stored."""
+        info = self.inbox.setFlags(1, {"\\SEEN", "\\Recent"})
+        self.assertEqual(info.flags, {"\\Seen"})
+
+    def test_keywords(self):
+        """Keywords get letters a, b... recorded in dovecot-keywords."""
+        info = self.inbox.setFlags(1, {"\\Seen", "Work", "$Forwarded"})
+        self.assertEqual(info.flags, {"\\Seen", "Work", "$Forwarded"})
+        self.assertEqual(self.read("dovecot-keywords"), b"0 $Forwarded\n1 Work\n")
+        self.assertEqual(self.files("cur"), [self.key + ":2,Sab"])
+        self.assertEqual(self.inbox.keywords(), {"Work", "$Forwarded"})
+        fresh = self.freshInbox()
+        self.assertEqual(fresh.messageInfo(1).flags, {"\\Seen", "Work", "$Forwarded"})
+        uid = self.inbox.append(MESSAGE, flags={"work"})
+        self.assertEqual(self.inbox.messageInfo(uid).flags, {"Work"})
+        self.assertEqual(self.read("dovecot-keywords"), b"0 $Forwarded\n1 Work\n")
+
+    def test_dovecotKeywordsFile(self):
+        """Letters map through an existing dovecot-keywords file."""
+        self.write(b"0 Junk\n3 NonJunk\n", "dovecot-keywords")
+        os.rename(self.path("cur", self.key + ":2,"), self.path("cur", self.key + ":2,Sd"))
+        self.inbox.sync()
+        self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen", "NonJunk"})
+        self.inbox.setFlags(1, {"Junk", "Later"})
+        self.assertEqual(self.files("cur"), [self.key + ":2,ab"])
+        self.assertEqual(self.read("dovecot-keywords"), b"0 Junk\n1 Later\n3 NonJunk\n")
+
+    def test_keywordLimit(self):
+        """A mailbox holds at most 26 keywords; the 27th is refused."""
+        names = {"k%02d" % (n,) for n in range(26)}
+        self.inbox.setFlags(1, names)
+        self.assertEqual(self.inbox.keywords(), names)
+        before = self.read("dovecot-keywords")
+        error = self.assertRaises(StoreError, self.inbox.setFlags, 1, {"one-too-many"})
+        self.assertIn("26", str(error))
+        self.assertEqual(self.read("dovecot-keywords"), before)
+        self.assertEqual(self.inbox.messageInfo(1).flags, names)
+
+    def test_invalidFlags(self):
+        """Unknown system flags and malformed keywords are refused."""
+        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"\\Bogus"})
+        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"two words"})
+        self.assertRaises(StoreError, self.inbox.setFlags, 1, {""})
+        self.assertRaises(NoSuchMessage, self.inbox.setFlags, 99, {"\\Seen"})
+
+    def test_unknownLettersPreserved(self):
+        """Letters IMAP cannot express (P = passed) survive flag changes."""
+        os.rename(self.path("cur", self.key + ":2,"), self.path("cur", self.key + ":2,PS"))
+        self.inbox.sync()
+        self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen"})
+        self.inbox.setFlags(1, {"\\Flagged"})
+        self.assertEqual(self.files("cur"), [self.key + ":2,FP"])
+
+    def test_changeByOtherProgram(self):
+        """A flag change made by renaming the file is found and announced."""
+        self.inbox.sync()
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        os.rename(self.path("cur", self.key + ":2,"), self.path("cur", self.key + ":2,S"))
+        self.assertEqual(self.inbox.sync().flagsChanged, [1])
+        self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen"})
+        self.assertEqual(listener.changes, [(self.inbox, Changes(flagsChanged=[1]))])
+
+    def test_setFlagsNotifies(self):
+        """Listeners hear of flag changes, but not of a no-op store."""
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        self.inbox.setFlags(1, {"\\Seen"})
+        self.inbox.setFlags(1, {"\\Seen"})
+        self.assertEqual(listener.changes, [(self.inbox, Changes(flagsChanged=[1]))])
+
+
+class RecentAndListenerTests(MaildirTestCase):
+    """
+    \\Recent goes to exactly one session; listeners hear of others' changes.
+    """
+
+    def test_recentToOneSession(self):
+        """Of two sessions syncing the shared mailbox, only the first gets \\Recent."""
+        self.inbox.deliver(MESSAGE)
+        first = self.account.getMailbox("INBOX").sync()
+        second = self.account.getMailbox("INBOX").sync()
+        self.assertEqual((first.added, first.recent), ([1], [1]))
+        self.assertEqual(second, Changes())
+        self.assertEqual(self.files("new"), [])
+
+    def test_recentAcrossProcesses(self):
+        """A second process's sync sees the message but not as \\Recent."""
+        self.inbox.deliver(MESSAGE)
+        other = self.freshInbox()
+        self.assertEqual(other.sync(), Changes(recent=[1]))
+        self.assertEqual(self.inbox.sync(), Changes(added=[1]))
+        self.assertEqual([m.uid for m in self.inbox.messages()], [1])
+
+    def test_recentNotForListeners(self):
+        """Listeners are told of additions with an empty recent list."""
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.inbox.sync().recent, [1])
+        self.assertEqual(listener.changes, [(self.inbox, Changes(added=[1]))])
+
+    def test_noteDelivery(self):
+        """noteDelivery tells listeners, and leaves \\Recent for the next session sync."""
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        key = self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.inbox.noteDelivery(), Changes(added=[1]))
+        self.assertEqual(listener.changes, [(self.inbox, Changes(added=[1]))])
+        self.assertEqual(self.files("new"), [key])
+        self.assertEqual(self.inbox.sync(), Changes(recent=[1]))
+        self.assertEqual(self.files("cur"), [key + ":2,"])
+        self.assertEqual(self.inbox.sync(), Changes())
+
+    def test_expungeToldToOtherSession(self):
+        """Session B's listener is told when session A expunges."""
+        for _ in range(3):
+            self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        sessionB = RecordingListener()
+        self.account.getMailbox("INBOX").addListener(sessionB)
+        self.assertEqual(self.inbox.expunge([2, 7]), [2])
+        self.assertEqual(sessionB.changes, [(self.inbox, Changes(expunged=[2]))])
+        self.assertEqual([m.uid for m in self.inbox.messages()], [1, 3])
+        self.assertEqual(len(self.files("cur")), 2)
+        self.assertNotIn("\n2 :", self.read("dovecot-uidlist").decode())
+
+    def test_expungeDeleted(self):
+        """expunge(None) removes exactly the messages flagged \\Deleted."""
+        for _ in range(3):
+            self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        self.inbox.setFlags(1, {"\\Deleted"})
+        self.inbox.setFlags(3, {"\\Deleted", "\\Seen"})
+        self.assertEqual(self.inbox.expunge(None), [1, 3])
+        self.assertEqual([m.uid for m in self.freshInbox().messages()], [2])
+
+    def test_removeListener(self):
+        """A removed listener is not called; removing an unknown one is harmless."""
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        self.inbox.removeListener(listener)
+        self.inbox.removeListener(RecordingListener())
+        self.inbox.append(MESSAGE)
+        self.assertEqual(listener.changes, [])
+
+    def test_failingListener(self):
+        """A listener that raises is logged; the others are still told."""
+        class Broken:
+            def mailboxChanged(self, mailbox, changes):
+                raise RuntimeError("boom")
+        listener = RecordingListener()
+        self.inbox.addListener(Broken())
+        self.inbox.addListener(listener)
+        self.inbox.append(MESSAGE)
+        self.assertEqual(len(listener.changes), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_appendReturnsUID(self):
+        """append stores and returns the UID at once; flags go with it."""
+        uid = self.inbox.append(MESSAGE, flags={"\\Seen"})
+        self.assertEqual(uid, 1)
+        self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen"})
+        self.assertEqual(self.inbox.append(MESSAGE), 2)
+        self.assertEqual(self.inbox.uidNext, 3)
+
+
+class MessageTests(MaildirTestCase):
+    """
+    Reading messages: streamed, always CRLF, right sizes.
+    """
+
+    def test_bigMessageStreamed(self):
+        """A 5 MB message is served from the file in chunks, not loaded whole."""
+        line = b"0123456789" * 7 + b"\n"
+        body = b"Subject: big\n\n" + line * (5 * 1024 * 1024 // len(line))
+        uid = self.inbox.append(io.BytesIO(body))
+        expected = body.replace(b"\n", b"\r\n")
+        self.assertEqual(self.inbox.messageInfo(uid).size, len(expected))
+        with self.inbox.openMessage(uid) as f:
+            self.assertNotIsInstance(f, io.BytesIO)
+            self.assertFalse(hasattr(f, "getvalue"))
+            chunks = []
+            while True:
+                chunk = f.read(65536)
+                if not chunk:
+                    break
+                self.assertLessEqual(len(chunk), 65536)
+                chunks.append(chunk)
+            self.assertGreater(len(chunks), 70)
+            self.assertEqual(b"".join(chunks), expected)
+
+    def test_lfFileFromOtherMDA(self):
+        """A file with LF line ends (another MDA) is served as CRLF, with its CRLF size."""
+        body = b"Subject: lf\n\n" + b"".join(b"line %d\n" % (n,) for n in range(20000))
+        self.write(body, "new", "1700000000.M1P1.mda")
+        self.inbox.sync()
+        expected = body.replace(b"\n", b"\r\n")
+        self.assertEqual(self.inbox.messageInfo(1).size, len(expected))
+        with self.inbox.openMessage(1) as f:
+            self.assertEqual(f.readline(), b"Subject: lf\r\n")
+            self.assertEqual(f.tell(), 13)
+            self.assertLessEqual(len(f.read(65536)), 65536)
+            f.seek(0)
+            self.assertEqual(f.read(), expected)
+            f.seek(len(expected) - 9)
+            self.assertEqual(f.read(), b"ne 19999\r\n"[1:])
+
+    def test_lfFileWithSizeFields(self):
+        """A Dovecot-style name with S= (disk) and W= (CRLF) sizes is trusted."""
+        self.write(b"a\nb\n", "cur", "1700000000.M1P1.dove,S=4,W=6:2,S")
+        self.inbox.sync()
+        self.assertEqual(self.inbox.messageInfo(1).size, 6)
+        with self.inbox.openMessage(1) as f:
+            self.assertEqual(f.read(), b"a\r\nb\r\n")
+
+    def test_crlfFileServedAsIs(self):
+        """Our own CRLF files are served straight from the file."""
+        uid = self.inbox.append(MESSAGE)
+        with self.inbox.openMessage(uid) as f:
+            self.assertEqual(f.read(), MESSAGE_CRLF)
+            f.seek(0)
+            self.assertEqual(f.readline(), b"From: a@lab.test\r\n")
+
+    def test_missingMessage(self):
+        """Unknown UIDs raise NoSuchMessage."""
+        self.assertRaises(NoSuchMessage, self.inbox.messageInfo, 1)
+        self.assertRaises(NoSuchMessage, self.inbox.openMessage, 1)
+
+    def test_renamedByOtherProgram(self):
+        """A message whose file another program renamed (flags) can still be read."""
+        key = self.inbox.deliver(MESSAGE)
+        self.inbox.sync()
+        os.rename(self.path("cur", key + ":2,"), self.path("cur", key + ":2,S"))
+        with self.inbox.openMessage(1) as f:
+            self.assertEqual(f.read(), MESSAGE_CRLF)
+
+    def test_messagesInfo(self):
+        """messages() lists every message in UID order with flags, size, date, key."""
+        first = self.inbox.deliver(MESSAGE, internalDate=1000000000)
+        self.inbox.deliver(b"x", flags={"\\Draft"})
+        self.inbox.sync()
+        infos = self.inbox.messages()
+        self.assertEqual([(i.uid, i.flags, i.size) for i in infos],
+                         [(1, frozenset(), len(MESSAGE_CRLF)), (2, {"\\Draft"}, 1)])
+        self.assertEqual((infos[0].internalDate, infos[0].key), (1000000000, first))
+
+
+class CopyTests(MaildirTestCase):
+    """
+    L{MaildirMailbox.copyTo}.
+    """
+
+    def setUp(self):
+        MaildirTestCase.setUp(self)
+        self.inbox.append(MESSAGE, flags={"\\Seen", "Work"}, internalDate=1000000000)
+        self.inbox.append(b"second\n")
+        self.inbox.append(b"third\n")
+        self.account.createMailbox("Saved")
+        self.saved = self.account.getMailbox("Saved")
+        self.saved.append(b"already here\n")
+
+    def test_copy(self):
+        """Copies get new UIDs in the destination with flags, keywords and dates."""
+        listener = RecordingListener()
+        self.saved.addListener(listener)
+        pairs = self.inbox.copyTo([3, 1, 99], self.saved)
+        self.assertEqual(pairs, [(1, 2), (3, 3)])
+        copied = self.saved.messageInfo(2)
+        self.assertEqual(copied.flags, {"\\Seen", "Work"})
+        self.assertEqual(copied.internalDate, 1000000000)
+        with self.saved.openMessage(3) as f:
+            self.assertEqual(f.read(), b"third\r\n")
+        self.assertEqual(self.read(".Saved", "dovecot-keywords"), b"0 Work\n")
+        self.assertEqual([m.uid for m in self.inbox.messages()], [1, 2, 3])
+        self.assertEqual(listener.changes, [(self.saved, Changes(added=[2, 3]))])
+        self.assertEqual(self.files(".Saved", "tmp"), [])
+
+    def test_hardLinked(self):
+        """On one filesystem a copy is a hard link, not a second copy of the bytes."""
+        self.inbox.copyTo([2], self.saved)
+        source = self.inbox._entryPath(self.inbox._entries[2])
+        target = self.saved._entryPath(self.saved._entries[2])
+        self.assertEqual(os.stat(source).st_ino, os.stat(target).st_ino)
+
+    def test_copyAcrossFilesystems(self):
+        """When linking fails (another filesystem), the file is copied."""
+        def noLink(source, target):
+            raise OSError(errno.EXDEV, "cross-device link")
+        self.patch(maildir.os, "link", noLink)
+        self.assertEqual(self.inbox.copyTo([1], self.saved), [(1, 2)])
+        with self.saved.openMessage(2) as f:
+            self.assertEqual(f.read(), MESSAGE_CRLF)
+        self.assertEqual(self.saved.messageInfo(2).internalDate, 1000000000)
+
+    def test_copyToDeletedMailbox(self):
+        """Copying into a mailbox deleted meanwhile fails with NoSuchMailbox."""
+        self.account.deleteMailbox("Saved")
+        self.assertRaises(NoSuchMailbox, self.inbox.copyTo, [1], self.saved)
