@@ -671,6 +671,10 @@ class FlagTests(MaildirTestCase):
         self.assertRaises(StoreError, self.inbox.setFlags, 1, {"\\Bogus"})
         self.assertRaises(StoreError, self.inbox.setFlags, 1, {"two words"})
         self.assertRaises(StoreError, self.inbox.setFlags, 1, {""})
+        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"caf\u00e9"})
+        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"\U0001f600"})
+        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"a(b"})
+        self.assertEqual(self.inbox.messageInfo(1).flags, set())
         self.assertRaises(NoSuchMessage, self.inbox.setFlags, 99, {"\\Seen"})
 
     def test_unknownLettersPreserved(self):
@@ -835,6 +839,23 @@ class MessageTests(MaildirTestCase):
             self.assertEqual(f.read(), expected)
             f.seek(len(expected) - 9)
             self.assertEqual(f.read(), b"ne 19999\r\n"[1:])
+
+    def test_lfSizeRemembered(self):
+        """The CRLF size of a foreign LF file is stored as Dovecot's W field, once."""
+        self.write(b"a\nb\n", "new", "1700000000.M1P1.mda,S=4")
+        self.inbox.sync()
+        self.assertIn("1 W6 :1700000000.M1P1.mda,S=4\n", self.read("dovecot-uidlist").decode())
+        self.patch(maildir, "_wireSize", lambda path: self.fail("size computed again"))
+        self.assertEqual(self.freshInbox().messageInfo(1).size, 6)
+
+    def test_vanishedFileStillListed(self):
+        """Until the next sync, a message removed by another program stays listed."""
+        keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
+        self.inbox.sync()
+        os.unlink(self.path("cur", keys[0] + ":2,"))
+        self.assertEqual([m.uid for m in self.inbox.messages()], [1, 2])
+        self.assertRaises(NoSuchMessage, self.inbox.openMessage, 1)
+        self.assertEqual(self.inbox.sync().expunged, [1])
 
     def test_lfFileWithSizeFields(self):
         """A Dovecot-style name with S= (disk) and W= (CRLF) sizes is trusted."""

@@ -42,7 +42,7 @@ _LETTER_FLAGS = {letter: flag for flag, letter in _FLAG_LETTERS.items()}
 _FLAGS_BY_LOWER = {flag.lower(): flag for flag in _FLAG_LETTERS}
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_BAD_KEYWORD = re.compile(r'[\x00-\x20\x7f-\uffff(){%*"\\\]]')
+_BAD_KEYWORD = re.compile(r'[^\x21-\x7e]|[(){%*"\\\]]')
 _V2_SUBSCRIPTIONS = "V\t2\n\n"
 
 
@@ -70,6 +70,16 @@ def _toCRLF(chunk, afterCR):
     else:
         out = _BARE_LF.sub(b"\r\n", chunk)
     return out, chunk[-1:] == b"\r"
+
+
+def _wireSize(path):
+    """The size of a file once its bare LFs are CRLF (reads it through once)."""
+    size, afterCR = 0, False
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_SIZE), b""):
+            converted, afterCR = _toCRLF(chunk, afterCR)
+            size += len(converted)
+    return size
 
 
 def _fsyncDirectory(path):
@@ -395,6 +405,7 @@ class MaildirMailbox:
         self._keywordsStamp = None
         self._listeners = []
         self._gone = False
+        self._hasNew = False
         self.cleanTemporary()
         self._sync(claimRecent=False)
 
@@ -440,7 +451,7 @@ class MaildirMailbox:
         added = expunged = flagsChanged = ()
         if stamps != self._stamps or self._recentlyChanged(stamps):
             added, expunged, flagsChanged = self._rescan(order)
-        recent = self._claimNew() if claimRecent else []
+        recent = self._claimNew() if claimRecent and self._hasNew else []
         self._stamps = self._currentStamps()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
@@ -535,7 +546,7 @@ class MaildirMailbox:
                 unknown = sorted((base for base in listing if base not in uidlist.records),
                                  key=self._sortKey(listing, order))
                 for base in unknown:
-                    uidlist.records[base] = (uidlist.nextUID, [])
+                    uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
                     uidlist.nextUID += 1
                 for base in [b for b in uidlist.records if b not in listing]:
                     del uidlist.records[base]
@@ -569,13 +580,32 @@ class MaildirMailbox:
                     added.append(uid)
                 entry = _Entry(uid, base, subdir, filename, extensions)
             entries[uid] = entry
+            if entry.wireSize is None:
+                try:
+                    self._fillSizes(entry)
+                except FileNotFoundError:
+                    pass
         expunged.extend(uid for uid in old if uid not in entries)
         self._setEntries(entries)
         self._uidValidity = uidlist.uidValidity
         self._uidNext = uidlist.nextUID
         return added, expunged, flagsChanged
 
+    def _sizeExtension(self, location):
+        """
+        Dovecot's C{W<size>} uidlist field for a file whose name lacks C{W=}, so
+        the CRLF size of a foreign LF file is computed once, not once per process.
+        """
+        subdir, filename = location
+        if _sizeFields(filename)[1] is not None:
+            return []
+        try:
+            return ["W%d" % (_wireSize(self._sub(subdir, filename)),)]
+        except FileNotFoundError:
+            return []
+
     def _setEntries(self, entries):
+        self._hasNew = any(entry.subdir == "new" for entry in entries.values())
         self._entries = entries
         self._byBase = {entry.base: uid for uid, entry in entries.items()}
         self._sortedUIDs = sorted(entries)
@@ -595,6 +625,7 @@ class MaildirMailbox:
                 continue
             entry.subdir, entry.filename = "cur", filename
             recent.append(uid)
+        self._hasNew = False
         return recent
 
     def _vanish(self):
@@ -651,13 +682,7 @@ class MaildirMailbox:
         st = os.stat(path)
         entry.mtime = st.st_mtime
         entry.diskSize = diskSize if diskSize is not None else st.st_size
-        if wireSize is None:
-            wireSize, afterCR = 0, False
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(CHUNK_SIZE), b""):
-                    converted, afterCR = _toCRLF(chunk, afterCR)
-                    wireSize += len(converted)
-        entry.wireSize = wireSize
+        entry.wireSize = wireSize if wireSize is not None else _wireSize(path)
 
     def _reopen(self, entry):
         """Find a message file renamed by another program; False if it is gone."""
@@ -676,9 +701,12 @@ class MaildirMailbox:
             return operation()
 
     def _info(self, entry):
-        self._withFile(entry, lambda: self._fillSizes(entry))
-        return MessageInfo(entry.uid, self._flagsOf(entry), entry.wireSize,
-                           entry.mtime, entry.base)
+        try:
+            self._withFile(entry, lambda: self._fillSizes(entry))
+        except NoSuchMessage:
+            pass  # removed by another program since the sync; the next sync says so
+        return MessageInfo(entry.uid, self._flagsOf(entry), entry.wireSize or 0,
+                           entry.mtime or 0.0, entry.base)
 
     def messages(self):
         return [self._info(self._entries[uid]) for uid in self._sortedUIDs]
