@@ -944,6 +944,26 @@ class CopyTests(MaildirTestCase):
             self.assertEqual(f.read(), MESSAGE_CRLF)
         self.assertEqual(self.saved.messageInfo(2).internalDate, 1000000000)
 
+    def test_copyAllOrNothing(self):
+        """If one copy fails, the copies already made are removed."""
+        calls = []
+        original = maildir.shutil.copy2
+
+        def noLink(source, target):
+            raise OSError(errno.EXDEV, "cross-device link")
+
+        def failSecond(source, target):
+            calls.append(target)
+            original(source, target)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "no space left on device")
+        self.patch(maildir.os, "link", noLink)
+        self.patch(maildir.shutil, "copy2", failSecond)
+        self.assertRaises(OSError, self.inbox.copyTo, [1, 2, 3], self.saved)
+        self.assertEqual(self.files(".Saved", "tmp"), [])
+        self.assertEqual(len(self.files(".Saved", "new") + self.files(".Saved", "cur")), 1)
+        self.assertEqual(self.saved.sync().added, [])
+
     def test_copyToDeletedMailbox(self):
         """Copying into a mailbox deleted meanwhile fails with NoSuchMailbox."""
         self.account.deleteMailbox("Saved")

@@ -451,8 +451,9 @@ class MaildirMailbox:
         added = expunged = flagsChanged = ()
         if stamps != self._stamps or self._recentlyChanged(stamps):
             added, expunged, flagsChanged = self._rescan(order)
+        # The stamps from before the scan: a change made during it shows next time.
+        self._stamps = stamps
         recent = self._claimNew() if claimRecent and self._hasNew else []
-        self._stamps = self._currentStamps()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
 
@@ -751,7 +752,7 @@ class MaildirMailbox:
         if wanted:
             names = _readKeywords(self._sub(KEYWORDS))
             if self._missingKeywords(names, wanted):
-                with _DotLock(self._sub(UIDLIST), self.lockTimeout, self.staleLockAge):
+                with self._lock():
                     names = self._addKeywords(wanted)
             lower = [name.lower() if name else None for name in names]
             letters.update(chr(97 + lower.index(flag.lower())) for flag in wanted)
@@ -772,6 +773,11 @@ class MaildirMailbox:
                                  "maximum" % (MAX_KEYWORDS,))
             names[names.index(None)] = flag
         text = "".join("%d %s\n" % (i, name) for i, name in enumerate(names) if name)
+        # Holding the uidlist lock, a keywords lock can only be a crash's leftover.
+        try:
+            os.unlink(self._sub(KEYWORDS + ".lock"))
+        except FileNotFoundError:
+            pass
         with _DotLock(self._sub(KEYWORDS), self.lockTimeout, self.staleLockAge) as lock:
             lock.commit(text.encode("utf-8"))
         return names
@@ -879,6 +885,10 @@ class MaildirMailbox:
         return removed
 
     def copyTo(self, uids, destination):
+        """
+        Copy by hard link (a real copy across filesystems). All or nothing: if one
+        message cannot be placed, the copies already made are removed (RFC 3501 COPY).
+        """
         uids = [uid for uid in sorted(set(uids)) if uid in self._entries]
         if not isinstance(destination, MaildirMailbox):
             pairs = []
@@ -889,28 +899,41 @@ class MaildirMailbox:
             return pairs
         if destination._gone or not os.path.isdir(destination._sub("tmp")):
             raise NoSuchMailbox("mailbox %s no longer exists" % (destination.name,))
-        copied = []
+        plan = []
         for uid in uids:
             entry = self._entries[uid]
             try:
-                info = self._info(entry)
+                self._withFile(entry, lambda: self._fillSizes(entry))
             except NoSuchMessage:
                 continue  # expunged by another program meanwhile
-            letters = "".join(sorted(destination._letters(info.flags)))
-            name = _uniqueName()
-            tmpPath = destination._sub("tmp", name)
-            try:
-                os.link(self._entryPath(entry), tmpPath)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                shutil.copy2(self._entryPath(entry), tmpPath)
-                with open(tmpPath, "rb") as f:
-                    os.fsync(f.fileno())
-            base = "%s,S=%d,W=%d" % (name, entry.diskSize, entry.wireSize)
-            subdir = "cur" if letters else "new"
-            os.rename(tmpPath, destination._sub(subdir, base + (":2," + letters if letters else "")))
-            copied.append((uid, base))
+            plan.append((uid, entry, "".join(sorted(destination._letters(self._flagsOf(entry))))))
+        copied, placed, tmpPath = [], [], None
+        try:
+            for uid, entry, letters in plan:
+                name = _uniqueName()
+                tmpPath = destination._sub("tmp", name)
+                try:
+                    self._withFile(entry, lambda: os.link(self._entryPath(entry), tmpPath))
+                except NoSuchMessage:
+                    continue
+                except OSError:  # another filesystem, or no hard links there
+                    shutil.copy2(self._entryPath(entry), tmpPath)
+                    with open(tmpPath, "rb") as f:
+                        os.fsync(f.fileno())
+                base = "%s,S=%d,W=%d" % (name, entry.diskSize, entry.wireSize)
+                target = destination._sub("cur" if letters else "new",
+                                          base + (":2," + letters if letters else ""))
+                placed.append(tmpPath)
+                os.rename(tmpPath, target)
+                placed[-1] = target
+                copied.append((uid, base))
+        except BaseException:
+            for path in placed + [tmpPath]:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            raise
         for subdir in ("new", "cur"):
             _fsyncDirectory(destination._sub(subdir))
         destination._sync(claimRecent=False, order={base: i for i, (_, base) in enumerate(copied)})
