@@ -115,7 +115,7 @@ class CommandTests(SMTPTestMixin, unittest.TestCase):
     def test_ehloExtensions(self):
         """EHLO lists the extensions; AUTH PLAIN is hidden before TLS."""
         out = self.ehlo()
-        self.assertEqual(out, b"250-mx.lab.test Hello client.example []\r\n"
+        self.assertEqual(out, b"250-mx.lab.test Hello client.example [192.168.1.1]\r\n"
                               b"250-PIPELINING\r\n250-SIZE 2000\r\n250-8BITMIME\r\n"
                               b"250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n"
                               b"250-AUTH CRAM-MD5\r\n250 HELP\r\n")
@@ -143,7 +143,7 @@ class CommandTests(SMTPTestMixin, unittest.TestCase):
     def test_helo(self):
         """HELO answers with one line and no extensions."""
         self.assertEqual(self.send(b"HELO client.example\r\n"),
-                         b"250 mx.lab.test Hello client.example []\r\n")
+                         b"250 mx.lab.test Hello client.example [192.168.1.1]\r\n")
 
     def test_heloNeedsArgument(self):
         """EHLO without a hostname is a syntax error."""

@@ -158,7 +158,8 @@ class SMTPServer(Protocol, TimeoutMixin):
     def _process(self):
         while self._buffer and not self._blocked and not self._disconnecting:
             if self._dataState is not None:
-                self._consumeData()
+                if not self._consumeData():
+                    return
                 continue
             end = self._buffer.find(b"\n")
             if end < 0:
@@ -170,7 +171,7 @@ class SMTPServer(Protocol, TimeoutMixin):
                 self._discardingLine = False
                 continue
             if len(line) + 1 > self.settings.maxCommandLine:
-                self._lineTooLong()
+                self._replyLineTooLong()
                 continue
             if line.endswith(b"\r"):
                 line = line[:-1]
@@ -182,15 +183,18 @@ class SMTPServer(Protocol, TimeoutMixin):
         """An over-long command line: answer once, drop it up to its end."""
         if not self._discardingLine:
             self._discardingLine = True
-            self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
-                self.settings.maxCommandLine,)))
-            self._countBad()
+            self._replyLineTooLong()
         end = self._buffer.find(b"\n")
         if end < 0:
             self._buffer = b""
         else:
             self._buffer = self._buffer[end + 1:]
             self._discardingLine = False
+
+    def _replyLineTooLong(self):
+        self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
+            self.settings.maxCommandLine,)))
+        self._countBad()
 
     def _block(self, d):
         """Hold further input until C{d} (which sends the reply) has fired."""
@@ -528,6 +532,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         if finished:
             self._dataState = None
             self._endOfData(state)
+        return consumed > 0 or finished
 
     def _discardData(self):
         if self._dataState is not None:
