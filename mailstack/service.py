@@ -43,6 +43,8 @@ log = Logger()
 PROTOCOLS = {
     "smtp": "mailstack.smtp.server:buildFactory",
     "submission": "mailstack.smtp.server:buildFactory",
+    "pop3": "mailstack.pop3.server:buildFactory",
+    "imap": "mailstack.imap.server:buildFactory",
 }
 
 
@@ -243,7 +245,8 @@ def buildService(config, reactor=None, protocols=None):
         if config.lab.transcripts:
             from mailstack.transcript import TranscriptFactory
             factory = TranscriptFactory(factory, config.transcript_dir,
-                                        listener.protocol, built.redactorFactory)
+                                        listener.protocol, built.redactorFactory,
+                                        clock=reactor)
         factory = LimitingFactory(factory, counter, listener.protocol,
                                   config.limits.connections_per_ip, built.refusal)
         if listener.tls == "implicit":
