@@ -112,7 +112,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     except _Exit as e:
         return e.status
     try:
-        config = loadConfig(args.config)
+        config = loadConfig(args.config, checkFiles=False)
         if args.command == "user":
             message = _userCommand(config, args, stdin, stderr)
         else:

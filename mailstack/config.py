@@ -226,11 +226,14 @@ _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
                list: "a list", float: "a number"}
 
 
-def loadConfig(path):
+def loadConfig(path, checkFiles=True):
     """
     Read and validate a configuration file.
 
     @param path: the TOML file (str or Path).
+    @param checkFiles: require the certificate files to exist when a listener
+        needs them; the admin CLI passes C{False} so that C{cert generate} and
+        user management work before any certificate is installed.
     @return: a L{Config}.
     @raise ConfigError: on any problem, naming file, key and reason.
     """
@@ -245,7 +248,7 @@ def loadConfig(path):
         raise ConfigError(shown, "-", "cannot read file: %s" % (e.strerror,))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(shown, "-", "not valid TOML: %s" % (e,))
-    return _Loader(shown, path.resolve().parent).build(raw)
+    return _Loader(shown, path.resolve().parent, checkFiles).build(raw)
 
 
 class _Loader:
@@ -253,9 +256,10 @@ class _Loader:
     Turns the parsed TOML dict into a L{Config}, raising on the first problem.
     """
 
-    def __init__(self, shown, base):
+    def __init__(self, shown, base, checkFiles=True):
         self.shown = shown
         self.base = base
+        self.checkFiles = checkFiles
 
     def error(self, key, reason):
         return ConfigError(self.shown, key, reason)
@@ -382,7 +386,8 @@ class _Loader:
         tls = TLSConfig(cert=self.path(values["cert"]), key=self.path(values["key"]),
                         generate_self_signed=values["generate_self_signed"],
                         min_version=values["min_version"])
-        if any(l.tls != "none" for l in listeners) and not tls.generate_self_signed:
+        if (self.checkFiles and not tls.generate_self_signed
+                and any(l.tls != "none" for l in listeners)):
             for key in ("cert", "key"):
                 p = getattr(tls, key)
                 if not p.is_file():

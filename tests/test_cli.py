@@ -8,14 +8,10 @@ import stat
 
 from twisted.trial import unittest
 
-from mailstack import cli
+from mailstack import cli, tls
 from mailstack.auth.userdb import PasswdFile
-from tests.helpers import BASE_CONFIG, writeConfig
+from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
 
-try:
-    from mailstack import tls
-except ImportError:
-    tls = None
 
 
 class CLITestCase(unittest.TestCase):
@@ -319,8 +315,6 @@ class GeneralTests(CLITestCase):
 
 
 class CertTests(CLITestCase):
-    if tls is None:
-        skip = "mailstack/tls.py (ensureCertificate) is not there yet"
 
     def paths(self):
         return (os.path.join(self.directory, "var", "tls", "cert.pem"),
@@ -334,6 +328,23 @@ class CertTests(CLITestCase):
             cert, key), ""))
         self.assertTrue(os.path.exists(cert))
         self.assertTrue(os.path.exists(key))
+
+    def test_generateBeforeCertificatesExist(self):
+        """
+        With a production-style config (TLS listeners, no self-signed generation,
+        no certificate yet) the CLI still works: cert generate creates the files
+        the server then needs.
+        """
+        self.config = writeConfig(self, BASE_CONFIG.replace(
+            "generate_self_signed = true", "generate_self_signed = false"),
+            listenerTOML("imap", tls="implicit"))
+        self.directory = os.path.abspath(os.path.dirname(self.config))
+        self.usersPath = os.path.join(self.directory, "var", "users")
+        cert, key = self.paths()
+        self.assertEqual(self.mailstack("user", "add", "kim@lab.test", "--password-stdin",
+                                        stdin="pw\n")[0], 0)
+        self.assertEqual(self.mailstack("cert", "generate")[0], 0)
+        self.assertTrue(os.path.exists(cert))
 
     def test_exists(self):
         """A second cert generate keeps the files; --force replaces them."""
