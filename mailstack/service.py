@@ -251,6 +251,7 @@ def buildService(config, reactor=None, protocols=None):
                                   config.limits.connections_per_ip, built.refusal)
         if listener.tls == "implicit":
             factory = TLSMemoryBIOFactory(tlsContext, False, factory)
+            factory.noisy = False
         endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)
     return top

@@ -183,6 +183,8 @@ class LimitingFactory(WrappingFactory):
         same way to every wrapper.
     """
 
+    noisy = False  # no "Starting/Stopping factory" lines for every listener
+
     protocol = LimitingProtocol
 
     def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal,

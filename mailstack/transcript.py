@@ -636,6 +636,8 @@ class TranscriptFactory(WrappingFactory):
     @param clock: an L{IReactorTime} for timestamps and flushes (the reactor).
     """
 
+    noisy = False  # no "Starting/Stopping factory" lines for every listener
+
     protocol = TranscriptProtocol
     maxLineLength = 4096
     maxSessionBytes = 10 * 1024 * 1024

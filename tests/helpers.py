@@ -59,3 +59,23 @@ def listenerTOML(protocol, endpoint="tcp:0:interface=127.0.0.1", tls="none",
             value = "[%s]" % (", ".join('"%s"' % (v,) for v in value),)
         lines.append("%s = %s" % (key, value))
     return "\n" + "\n".join(lines) + "\n"
+
+
+def startServer(testCase, extra, text=BASE_CONFIG, reactor=None):
+    """
+    Build and start the real service from a config with C{extra} appended, on
+    loopback; stopped when the test ends.
+
+    @return: C{(service, directory)}: the running L{mailstack.service.MailService}
+        (C{service.listenerPort(name)} gives a bound port) and the config's
+        directory (its C{var/} holds mail, users, certificate, transcripts).
+    """
+    from mailstack.config import loadConfig
+    from mailstack.service import buildService
+    if reactor is None:
+        from twisted.internet import reactor
+    path = writeConfig(testCase, text, extra)
+    top = buildService(loadConfig(path), reactor)
+    top.startService()
+    testCase.addCleanup(top.stopService)
+    return top, os.path.dirname(os.path.abspath(path))

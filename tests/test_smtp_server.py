@@ -113,12 +113,12 @@ class CommandTests(SMTPTestMixin, unittest.TestCase):
     """
 
     def test_ehloExtensions(self):
-        """EHLO lists the extensions; AUTH PLAIN is hidden before TLS."""
+        """EHLO lists the extensions; no AUTH at all before TLS (smtpd_tls_auth_only)."""
         out = self.ehlo()
         self.assertEqual(out, b"250-mx.lab.test Hello client.example [192.168.1.1]\r\n"
                               b"250-PIPELINING\r\n250-SIZE 2000\r\n250-8BITMIME\r\n"
                               b"250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n"
-                              b"250-AUTH CRAM-MD5\r\n250 HELP\r\n")
+                              b"250 HELP\r\n")
 
     def test_ehloPlaintextAllowed(self):
         """With plaintext auth allowed (lab), PLAIN and LOGIN are offered in clear."""

@@ -251,13 +251,15 @@ class SMTPServer(Protocol, TimeoutMixin):
                 and "STARTTLS" not in self.settings.disabled)
 
     def _authMechanisms(self):
-        """SASL mechanisms offered now (RFC 4954: plaintext ones only under TLS
-        unless the listener allows plaintext auth)."""
+        """SASL mechanisms offered now. Without TLS and without
+        allow_plaintext_auth none at all, CRAM-MD5 included (like Postfix's
+        smtpd_tls_auth_only: the whole session, not only the password, is
+        worth protecting, and DESIGN.md promises no AUTH before STARTTLS)."""
         if "AUTH" in self.settings.disabled or self.portal is None:
             return []
-        mechanisms = []
-        if self.tls or self.settings.allowPlaintextAuth:
-            mechanisms += ["PLAIN", "LOGIN"]
+        if not (self.tls or self.settings.allowPlaintextAuth):
+            return []
+        mechanisms = ["PLAIN", "LOGIN"]
         if self.policy.plaintextSecretsAvailable():
             mechanisms.append("CRAM-MD5")
         return [m for m in mechanisms if m not in self.settings.disabled]
@@ -366,7 +368,9 @@ class SMTPServer(Protocol, TimeoutMixin):
             return self.reply(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
         offered = self._authMechanisms()
         if mechanism not in offered:
-            if mechanism in ("PLAIN", "LOGIN") and not self.tls and "AUTH" not in self.settings.disabled:
+            if (mechanism in ("PLAIN", "LOGIN", "CRAM-MD5") and not self.tls
+                    and "AUTH" not in self.settings.disabled
+                    and mechanism not in self.settings.disabled):
                 return self.reply(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
             return self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
         getattr(self, "_auth_" + mechanism.replace("-", "_"))(initial)
@@ -691,6 +695,8 @@ class SMTPFactory(Factory):
     """
     Builds L{SMTPServer} sessions for one listener.
     """
+
+    noisy = False  # no "Starting/Stopping factory" lines for every listener
 
     protocol = SMTPServer
 

@@ -1,0 +1,371 @@
+"""
+End-to-end SMTP: the real service from a config on loopback, driven by the
+standard library's smtplib (and raw sockets where smtplib is too polite), with
+real TLS and a real Maildir.
+"""
+
+import glob
+import os
+import smtplib
+import socket
+import ssl
+
+from twisted.internet import defer, threads
+from twisted.trial import unittest
+
+from tests.helpers import BASE_CONFIG, listenerTOML, startServer
+
+LISTENERS = (
+    listenerTOML("smtp", tls="starttls", name="mta", allow_plaintext_auth=True)
+    + listenerTOML("submission", tls="starttls", name="submission")
+    + listenerTOML("submission", tls="implicit", name="submissions"))
+
+MESSAGE = (b"From: Kim <kim@example.com>\r\n"
+           b"To: demo@lab.test\r\n"
+           b"Subject: lab 1\r\n"
+           b"\r\n"
+           b"Hello from the lab.\r\n"
+           b".leading dot survives\r\n")
+
+
+class SMTPTestCase(unittest.TestCase):
+    extraConfig = ""
+
+    def setUp(self):
+        text = BASE_CONFIG.replace("[limits]", "[limits]\nmessage_size = 100000")
+        self.server, self.directory = startServer(self, LISTENERS + self.extraConfig, text)
+        self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
+
+    def port(self, name):
+        return self.server.listenerPort(name)
+
+    def tlsContext(self):
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def inbox(self, address="demo@lab.test"):
+        local, domain = address.split("@")
+        base = os.path.join(self.directory, "var", "mail", domain, local)
+        return sorted(glob.glob(os.path.join(base, "new", "*")) +
+                      glob.glob(os.path.join(base, "cur", "*")))
+
+    def stored(self, address="demo@lab.test"):
+        files = self.inbox(address)
+        self.assertEqual(len(files), 1, files)
+        with open(files[0], "rb") as f:
+            return f.read()
+
+    def client(self, name="mta", implicit=False):
+        if implicit:
+            c = smtplib.SMTP_SSL("127.0.0.1", self.port(name), context=self.tlsContext(),
+                                 timeout=10)
+        else:
+            c = smtplib.SMTP("127.0.0.1", self.port(name), timeout=10)
+        return c
+
+    def inThread(self, f, *args):
+        return threads.deferToThread(f, *args)
+
+
+class MTATests(SMTPTestCase):
+    @defer.inlineCallbacks
+    def test_localDelivery(self):
+        """Mail for a local user is stored, fsynced, in the user's Maildir new/."""
+        def send():
+            c = self.client()
+            refused = c.sendmail("kim@example.com", ["demo@lab.test"], MESSAGE)
+            c.quit()
+            return refused
+        self.assertEqual((yield self.inThread(send)), {})
+        stored = self.stored()
+        self.assertTrue(stored.startswith(b"Return-Path: <kim@example.com>\r\nReceived: from "))
+        self.assertTrue(stored.endswith(MESSAGE), stored)
+        (path,) = self.inbox()
+        self.assertEqual(os.path.basename(os.path.dirname(path)), "new")
+        self.assertIn(",S=%d" % (len(stored),), os.path.basename(path))
+
+    @defer.inlineCallbacks
+    def test_noOpenRelay(self):
+        """An unauthenticated client cannot relay: 550 5.7.1, nothing stored."""
+        def send():
+            c = self.client()
+            c.ehlo("client.example")
+            c.mail("kim@example.com")
+            reply = c.rcpt("victim@elsewhere.example")
+            c.quit()
+            return reply
+        code, text = yield self.inThread(send)
+        self.assertEqual(code, 550)
+        self.assertTrue(text.startswith(b"5.7.1 "), text)
+        self.assertEqual(glob.glob(os.path.join(self.directory, "var", "queue", "*", "*")), [])
+
+    @defer.inlineCallbacks
+    def test_unknownUser(self):
+        """An unknown local recipient gets 550 5.1.1; known ones in the same mail still get it."""
+        def send():
+            c = self.client()
+            refused = c.sendmail("kim@example.com", ["nobody@lab.test", "demo@lab.test"],
+                                 MESSAGE)
+            c.quit()
+            return refused
+        refused = yield self.inThread(send)
+        self.assertEqual(list(refused), ["nobody@lab.test"])
+        self.assertEqual(refused["nobody@lab.test"][0], 550)
+        self.assertTrue(refused["nobody@lab.test"][1].startswith(b"5.1.1 "))
+        self.assertTrue(self.stored().endswith(MESSAGE))
+
+    @defer.inlineCallbacks
+    def test_sizeLimit(self):
+        """SIZE over the limit is refused at MAIL (552 5.3.4), and so is a big body."""
+        def send():
+            c = self.client()
+            c.ehlo("client.example")
+            declared = c.mail("kim@example.com", ["SIZE=200000"])
+            c.rset()
+            c.mail("kim@example.com")
+            c.rcpt("demo@lab.test")
+            body = c.data(b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 2000)
+            after = c.noop()
+            c.quit()
+            return declared, body, after
+        declared, body, after = yield self.inThread(send)
+        self.assertEqual(declared[0], 552)
+        self.assertEqual(body[0], 552)
+        self.assertTrue(body[1].startswith(b"5.3.4 "))
+        self.assertEqual(after[0], 250)
+        self.assertEqual(self.inbox(), [])
+
+    @defer.inlineCallbacks
+    def test_startTLS(self):
+        """STARTTLS on port 25-style listener upgrades the session; mail still flows."""
+        def send():
+            c = self.client()
+            c.ehlo("client.example")
+            before = c.has_extn("starttls")
+            c.starttls(context=self.tlsContext())
+            c.ehlo("client.example")
+            after = c.has_extn("starttls")
+            version = c.sock.version()
+            c.sendmail("kim@example.com", ["demo@lab.test"], MESSAGE)
+            c.quit()
+            return before, after, version
+        before, after, version = yield self.inThread(send)
+        self.assertEqual((before, after), (True, False))
+        self.assertIn(version, ("TLSv1.2", "TLSv1.3"))
+        self.assertIn(b"(using %s with cipher " % (version.encode(),), self.stored())
+
+    @defer.inlineCallbacks
+    def test_startTLSDiscardsInjectedCommands(self):
+        """
+        Commands pipelined after STARTTLS in the same packet are dropped, not run
+        after the handshake (CVE-2011-0411): the first reply over TLS is EHLO's.
+        """
+        def attack():
+            sock = socket.create_connection(("127.0.0.1", self.port("mta")), timeout=10)
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"EHLO x\r\n")
+            while not f.readline().startswith(b"250 "):
+                pass
+            sock.sendall(b"STARTTLS\r\nMAIL FROM:<evil@example.com>\r\n")
+            ready = f.readline()
+            tls = self.tlsContext().wrap_socket(sock, server_hostname="localhost")
+            g = tls.makefile("rb")
+            tls.sendall(b"RCPT TO:<demo@lab.test>\r\n")
+            first = g.readline()
+            tls.close()
+            return ready, first
+        ready, first = yield self.inThread(attack)
+        self.assertTrue(ready.startswith(b"220 "))
+        self.assertTrue(first.startswith(b"503 5.5.1 "), first)
+
+    @defer.inlineCallbacks
+    def test_pipelining(self):
+        """A pipelined transaction is answered in order, reply for reply."""
+        def send():
+            sock = socket.create_connection(("127.0.0.1", self.port("mta")), timeout=10)
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"EHLO x\r\nMAIL FROM:<kim@example.com>\r\nRCPT TO:<demo@lab.test>\r\n"
+                         b"RCPT TO:<ghost@lab.test>\r\nDATA\r\n")
+            replies = []
+            while len(replies) < 5:
+                line = f.readline()
+                if not line.startswith(b"250-"):
+                    replies.append(line[:3])
+            sock.sendall(MESSAGE.replace(b"\r\n.", b"\r\n..") + b".\r\nQUIT\r\n")
+            replies.append(f.readline()[:3])
+            replies.append(f.readline()[:3])
+            sock.close()
+            return replies
+        replies = yield self.inThread(send)
+        self.assertEqual(replies, [b"250", b"250", b"250", b"550", b"354", b"250", b"221"])
+        self.assertTrue(self.stored().endswith(MESSAGE))
+
+    @defer.inlineCallbacks
+    def test_smugglingNotAccepted(self):
+        """<LF>.<LF> inside DATA does not end the message: no second message is smuggled."""
+        def send():
+            sock = socket.create_connection(("127.0.0.1", self.port("mta")), timeout=10)
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"HELO x\r\n")
+            f.readline()
+            sock.sendall(b"MAIL FROM:<kim@example.com>\r\nRCPT TO:<demo@lab.test>\r\nDATA\r\n")
+            for _ in range(3):
+                f.readline()
+            sock.sendall(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@example.com>\r\n"
+                         b"RCPT TO:<demo@lab.test>\r\nDATA\r\nSubject: two\r\n\r\n.\r\n")
+            reply = f.readline()
+            sock.sendall(b"QUIT\r\n")
+            f.readline()
+            sock.close()
+            return reply
+        reply = yield self.inThread(send)
+        self.assertTrue(reply.startswith(b"250 "), reply)
+        self.assertEqual(len(self.inbox()), 1)
+        stored = self.stored()
+        self.assertIn(b"MAIL FROM:<evil@example.com>", stored)
+
+
+class SubmissionTests(SMTPTestCase):
+    @defer.inlineCallbacks
+    def test_submissionNeedsAuth(self):
+        """Submission refuses MAIL before AUTH with 530 5.7.0."""
+        def send():
+            c = self.client("submission")
+            c.ehlo("client.example")
+            reply = c.mail("demo@lab.test")
+            c.quit()
+            return reply
+        code, text = yield self.inThread(send)
+        self.assertEqual(code, 530)
+        self.assertTrue(text.startswith(b"5.7.0 "), text)
+
+    @defer.inlineCallbacks
+    def test_noAuthBeforeTLS(self):
+        """Without allow_plaintext_auth, AUTH is offered only after STARTTLS."""
+        def session():
+            c = self.client("submission")
+            c.ehlo("client.example")
+            before = c.has_extn("auth")
+            refused = c.docmd("AUTH", "PLAIN AGRlbW8AZGVtbw==")
+            c.starttls(context=self.tlsContext())
+            c.ehlo("client.example")
+            after = c.esmtp_features.get("auth", "")
+            c.quit()
+            return before, refused, after
+        before, refused, after = yield self.inThread(session)
+        self.assertFalse(before)
+        self.assertEqual(refused[0], 538)
+        self.assertTrue(refused[1].startswith(b"5.7.11 "), refused)
+        self.assertIn("PLAIN", after.split())
+
+    @defer.inlineCallbacks
+    def test_submitAfterStartTLS(self):
+        """AUTH PLAIN after STARTTLS, then mail from the user's own address is accepted."""
+        def send():
+            c = self.client("submission")
+            c.starttls(context=self.tlsContext())
+            c.login("demo", "demo")
+            refused = c.sendmail("demo@lab.test", ["demo@lab.test"], MESSAGE)
+            c.quit()
+            return refused
+        self.assertEqual((yield self.inThread(send)), {})
+        stored = self.stored()
+        self.assertIn(b"with ESMTPSA id ", stored)
+        self.assertIn(b"(Authenticated sender: demo@lab.test)", stored)
+
+    @defer.inlineCallbacks
+    def test_badPasswordGeneric(self):
+        """A wrong password and an unknown user get the same 535 5.7.8 reply."""
+        def attempt(user, password):
+            c = self.client("submissions", implicit=True)
+            try:
+                c.login(user, password)
+            except smtplib.SMTPAuthenticationError as e:
+                return e.smtp_code, e.smtp_error
+            finally:
+                c.close()
+        wrong = yield self.inThread(attempt, "demo@lab.test", "nope")
+        unknown = yield self.inThread(attempt, "ghost@lab.test", "nope")
+        self.assertEqual(wrong, unknown)
+        self.assertEqual(wrong[0], 535)
+        self.assertTrue(wrong[1].startswith(b"5.7.8 "), wrong)
+
+    @defer.inlineCallbacks
+    def test_implicitTLS(self):
+        """Port 465 style: TLS from the first byte, no STARTTLS advertised, AUTH offered."""
+        def send():
+            c = self.client("submissions", implicit=True)
+            c.ehlo("client.example")
+            features = set(c.esmtp_features)
+            c.login("demo@lab.test", "demo")
+            c.sendmail("demo@lab.test", ["demo@lab.test"], MESSAGE)
+            c.quit()
+            return features
+        features = yield self.inThread(send)
+        self.assertNotIn("starttls", features)
+        self.assertIn("auth", features)
+        self.assertIn(b"with ESMTPSA id ", self.stored())
+
+    @defer.inlineCallbacks
+    def test_forgedSender(self):
+        """An authenticated user cannot send as someone else: 553 5.7.1."""
+        def send():
+            c = self.client("submissions", implicit=True)
+            c.login("demo@lab.test", "demo")
+            c.ehlo("x")
+            reply = c.mail("boss@lab.test")
+            c.quit()
+            return reply
+        code, text = yield self.inThread(send)
+        self.assertEqual(code, 553)
+        self.assertTrue(text.startswith(b"5.7.1 "), text)
+
+    @defer.inlineCallbacks
+    def test_relayWithoutSmarthost(self):
+        """An authenticated user's mail to another domain is refused when no smarthost is set."""
+        def send():
+            c = self.client("submissions", implicit=True)
+            c.login("demo@lab.test", "demo")
+            c.ehlo("x")
+            c.mail("demo@lab.test")
+            reply = c.rcpt("friend@elsewhere.example")
+            c.quit()
+            return reply
+        code, text = yield self.inThread(send)
+        self.assertEqual(code, 550)
+        self.assertIn(b"no smarthost", text)
+
+
+class TranscriptTests(SMTPTestCase):
+    @defer.inlineCallbacks
+    def test_passwordRedacted(self):
+        """The lab transcript shows the session but not the AUTH payload."""
+        def send():
+            c = self.client("mta")
+            c.ehlo("client.example")
+            c.user, c.password = "demo", "demo"
+            c.auth("PLAIN", c.auth_plain)
+            c.quit()
+        yield self.inThread(send)
+        paths = glob.glob(os.path.join(self.directory, "var", "transcripts", "smtp", "*", "*"))
+        self.assertEqual(len(paths), 1)
+        for _ in range(100):
+            with open(paths[0], "rb") as f:
+                text = f.read()
+            if b"# closed" in text:
+                break
+            yield _sleep(0.05)
+        self.assertIn(b"C: ehlo client.example", text)
+        self.assertIn(b"S: 235 2.7.0 Authentication successful", text)
+        self.assertIn(b"C: AUTH PLAIN ***", text)
+        self.assertNotIn(b"AGRlbW8AZGVtbw", text)
+
+
+def _sleep(seconds):
+    from twisted.internet import reactor
+    d = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
