@@ -22,8 +22,11 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 
 # compat32 keeps "smtp; 550 ..." and "rfc822; a@b" as written (the newer
-# policies would RFC 2047-encode or re-fold them); CRLF because this is mail
-POLICY = compat32.clone(linesep="\r\n")
+# policies would RFC 2047-encode them); no folding (it would break a field at
+# its ";"), so field values are kept under the 998 octet line limit instead;
+# CRLF because this is mail
+POLICY = compat32.clone(linesep="\r\n", max_line_length=None)
+MAX_FIELD = 900
 
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -75,7 +78,8 @@ def encodeAddressType(address):
 def _oneLine(text):
     """Collapse a (multi-line) reply or error into one printable ASCII line."""
     text = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    return text.encode("ascii", "replace").decode("ascii")
+    text = text.encode("ascii", "replace").decode("ascii")
+    return text if len(text) <= MAX_FIELD else text[:MAX_FIELD - 3] + "..."
 
 
 def headerSection(data):
