@@ -710,3 +710,53 @@ class DSNTests(unittest.TestCase):
         self.assertEqual(dsn.headerSection(b"A: 1\r\nB: 2\r\n\r\nbody\r\n"),
                          b"A: 1\r\nB: 2\r\n")
         self.assertEqual(dsn.headerSection(b"A: 1\n\nbody"), b"A: 1\r\n")
+
+
+class ServiceTests(unittest.TestCase):
+    """
+    The queue inside the real service: submission -> queue -> smarthost, and
+    a bounce into the sender's INBOX.
+    """
+
+    @defer.inlineCallbacks
+    def test_submitRelayAndBounce(self):
+        """An authenticated user's mail reaches the smarthost; a 550 recipient bounces to INBOX."""
+        import glob
+        import smtplib
+
+        from twisted.internet import threads
+
+        from tests.helpers import listenerTOML, startServer
+        smarthost = FakeSmarthostFactory()
+        smarthost.replies["nobody@remote.test"] = [b"550 5.1.1 no such user"]
+        port = reactor.listenTCP(0, smarthost, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        extra = listenerTOML("submission", tls="starttls", name="submission",
+                             allow_plaintext_auth=True) + (
+            '\n[relay]\nsmarthost = "127.0.0.1:%d"\nretry_schedule = [1]\n'
+            % (port.getHost().port,))
+        server, directory = startServer(self, extra)
+        queue = server.getServiceNamed("relay-queue")
+
+        def send():
+            c = smtplib.SMTP("127.0.0.1", server.listenerPort("submission"), timeout=10)
+            c.login("demo@lab.test", "demo")
+            refused = c.sendmail("demo@lab.test", ["bob@remote.test", "nobody@remote.test"],
+                                 MESSAGE[MESSAGE.index(b"From:"):])
+            c.quit()
+            return refused
+        self.assertEqual((yield threads.deferToThread(send)), {})
+        yield queue.deliverNow()
+        [message] = smarthost.messages
+        self.assertEqual(message["recipients"], ["bob@remote.test"])
+        self.assertTrue(message["data"].startswith(b"Received: from "))
+        self.assertTrue(message["data"].endswith(MESSAGE[MESSAGE.index(b"From:"):]))
+        self.assertEqual(len(queue), 0)
+        inbox = os.path.join(directory, "var", "mail", "lab.test", "demo")
+        [bounce] = glob.glob(os.path.join(inbox, "new", "*"))
+        with open(bounce, "rb") as f:
+            report = email.message_from_bytes(f.read())
+        self.assertEqual(report.get_content_type(), "multipart/report")
+        block = report.get_payload()[1].get_payload()[1]
+        self.assertEqual(block["Final-Recipient"], "rfc822; nobody@remote.test")
+        self.assertEqual(block["Status"], "5.1.1")

@@ -379,6 +379,8 @@ class RelayClient(smtp.ESMTPClient):
 class RelayClientFactory(protocol.Factory):
     """Builds the one L{RelayClient} of an attempt."""
 
+    noisy = False
+
     def __init__(self, **kwargs):
         self.kwargs = kwargs
         self.client = None
