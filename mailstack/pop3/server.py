@@ -1,0 +1,745 @@
+"""
+The POP3 server protocol: RFC 1939 with CAPA and response codes (RFC 2449,
+RFC 3206), STLS (RFC 2595) and SASL AUTH (RFC 5034: PLAIN, LOGIN, CRAM-MD5).
+
+Why our own engine and not a subclass of twisted.mail.pop3.POP3: the stock
+class's defects sit in the parts a subclass would inherit. Its framing
+(C{LineOnlyReceiver} plus C{line.split(b" ")} dispatch) turns every malformed
+or unexpected command into a traceback text sent to the client; APOP compares a
+str digest with bytes and never succeeds; AUTH with an initial response raises
+TypeError and its SASL state parses responses CRAM-MD5-style only; there is no
+STLS, so no place to discard plaintext pipelined after it; RETR and TOP go
+through C{transformChunk}, which misses a "." that starts the message or a
+chunk and turns CRLF into CR CR LF; DELE is handed straight to the mailbox.
+Overriding all of that leaves nothing of the class but its name, so this module
+owns framing, states and replies (as mailstack.smtp.server does); Twisted still
+supplies the transport, TLS, cred (portal, credentials, checkers), producers and
+timeouts. tests/test_pop3_server.py runs the defect scenarios against both.
+
+The avatar is our L{IMaildrop} (mailstack.pop3.mailbox), not
+C{twisted.mail.pop3.IMailbox}: a POP3 session needs a snapshot, deletion marks
+applied only at QUIT and an exclusive lock, which that interface cannot say.
+"""
+
+import base64
+import binascii
+import dataclasses
+import os
+import secrets
+
+from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
+from twisted.cred.error import LoginFailed
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from mailstack.auth.checkers import APOPCredentials
+from mailstack.pop3.mailbox import (
+    IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber,
+    maildropAdapter)
+from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader, stuff
+from mailstack.storage.interfaces import StoreError
+
+log = Logger()
+
+AUTHORIZATION = "AUTHORIZATION"
+TRANSACTION = "TRANSACTION"
+
+PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure connections"
+AUTH_FAILED = "Authentication failed"
+
+# verb -> (states it is allowed in, the listener capability that switches it off)
+COMMANDS = {
+    "CAPA": ((AUTHORIZATION, TRANSACTION), None),
+    "QUIT": ((AUTHORIZATION, TRANSACTION), None),
+    "USER": ((AUTHORIZATION,), "USER"),
+    "PASS": ((AUTHORIZATION,), "USER"),
+    "APOP": ((AUTHORIZATION,), "APOP"),
+    "AUTH": ((AUTHORIZATION,), "SASL"),
+    "STLS": ((AUTHORIZATION,), "STLS"),
+    "STAT": ((TRANSACTION,), None),
+    "LIST": ((TRANSACTION,), None),
+    "UIDL": ((TRANSACTION,), "UIDL"),
+    "RETR": ((TRANSACTION,), None),
+    "TOP": ((TRANSACTION,), "TOP"),
+    "DELE": ((TRANSACTION,), None),
+    "NOOP": ((TRANSACTION,), None),
+    "RSET": ((TRANSACTION,), None),
+}
+
+# Commands students find in old books, answered with why they do not work.
+OBSOLETE = {
+    "LAST": "LAST was removed from POP3 by RFC 1939; use UIDL",
+    "RPOP": "RPOP is not supported (RFC 1939 removed it)",
+    "TURN": "TURN is not a POP3 command (and unsafe in SMTP)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class POP3Settings:
+    """
+    What one listener offers; built from its config by L{buildFactory}.
+    """
+    hostname: str
+    tlsMode: str = "none"
+    tlsContext: object = None
+    allowPlaintextAuth: bool = False
+    disabled: frozenset = frozenset()
+    maxLine: int = 8192
+    maxBadCommands: int = 20
+    maxCommands: int = 100000
+    authFailuresDelay: int = 3
+    authFailuresDisconnect: int = 10
+    authFailureDelay: float = 2.0
+    idleTimeout: int = 1800
+    chunkSize: int = CHUNK_SIZE
+
+
+class POP3Server(Protocol, TimeoutMixin):
+    """
+    One POP3 session: AUTHORIZATION -> TRANSACTION -> (QUIT) UPDATE.
+
+    @param plaintextSecrets: callable answering whether any user's secret is
+        stored in plaintext (then APOP and CRAM-MD5 are offered).
+    @param timestamp: the APOP timestamp (bytes) to greet with; generated if
+        L{None}.
+    """
+
+    def __init__(self, settings, portal, plaintextSecrets=None, clock=None,
+                 timestamp=None):
+        self.settings = settings
+        self.portal = portal
+        self.plaintextSecrets = plaintextSecrets or (lambda: False)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.callLater = clock.callLater  # for TimeoutMixin
+        self.timestamp = timestamp
+        self.state = AUTHORIZATION
+        self.tls = False
+        self.maildrop = None
+        self._logout = None
+        self._user = None
+        self._buffer = b""
+        self._processing = False
+        self._blocked = False
+        self._inputPaused = False
+        self._discardingLine = False
+        self._closing = False
+        self._saslHandler = None
+        self._sender = None
+        self._delayed = None
+        self._commands = 0
+        self._badCommands = 0
+        self._authFailures = 0
+
+    # -- connection ------------------------------------------------------------
+
+    def connectionMade(self):
+        self.tls = self.settings.tlsMode == "implicit" or ISSLTransport.providedBy(
+            self.transport)
+        self.peer = self.transport.getPeer()
+        self.setTimeout(self.settings.idleTimeout)
+        if self._on("APOP") and self.plaintextSecrets():
+            if self.timestamp is None:
+                self.timestamp = ("<%d.%d.%s@%s>" % (
+                    os.getpid(), int(self.clock.seconds()), secrets.token_hex(4),
+                    self.settings.hostname)).encode("ascii")
+        else:
+            self.timestamp = None
+        greeting = "mailstack POP3 server ready"
+        if self.timestamp:
+            greeting += " " + self.timestamp.decode("ascii")
+        self._ok(greeting)
+
+    def connectionLost(self, reason):
+        self._closing = True
+        self.setTimeout(None)
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
+        if self._sender is not None:
+            self._sender.stopProducing()
+        self._endSession()
+
+    def _endSession(self):
+        """Release the maildrop (its lock) without touching the store."""
+        if self._logout is not None:
+            logout, self._logout = self._logout, None
+            logout()
+
+    def timeoutConnection(self):
+        log.info("pop3 {peer}: idle for {n} seconds, disconnecting", peer=self._peerText(),
+                 n=self.settings.idleTimeout)
+        if self._sender is not None:
+            # Mid-response: an -ERR line would be taken as message text.
+            self._closing = True
+            self.transport.abortConnection()
+            return
+        self._close("-ERR Disconnected for inactivity.")
+
+    def _peerText(self):
+        return "%s:%s" % (getattr(self.peer, "host", self.peer), getattr(self.peer, "port", ""))
+
+    def _on(self, capability):
+        return capability not in self.settings.disabled
+
+    # -- output ----------------------------------------------------------------
+
+    def _write(self, line):
+        self.transport.write(line.encode("utf-8") + b"\r\n")
+
+    def _ok(self, text=None):
+        self._write("+OK" if text is None else "+OK " + text)
+
+    def _err(self, text, code=None):
+        """An -ERR reply, with its RFC 2449/3206 response code when offered."""
+        if code is not None and self._on("AUTH-RESP-CODE" if code == "AUTH" else "RESP-CODES"):
+            text = "[%s] %s" % (code, text)
+        log.info("pop3 {peer}: -ERR {text}", peer=self._peerText(), text=text)
+        self._write("-ERR " + text)
+
+    def _multi(self, first, lines):
+        """A multi-line response (RFC 1939 section 3), byte-stuffed."""
+        body = "".join(line + "\r\n" for line in lines).encode("utf-8")
+        self.transport.write(b"+OK " + first.encode("utf-8") + b"\r\n" + stuff(body))
+
+    def _close(self, line):
+        if self._closing:
+            return
+        self._closing = True
+        self._write(line)
+        self.transport.loseConnection()
+
+    # -- framing ---------------------------------------------------------------
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
+
+    def _process(self):
+        """Run complete command lines (CRLF or bare LF) until blocked."""
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while self._buffer and not self._blocked and not self._closing:
+                end = self._buffer.find(b"\n")
+                if end < 0:
+                    if self._discardingLine:
+                        self._buffer = b""
+                    elif len(self._buffer) >= self.settings.maxLine:
+                        self._buffer = b""
+                        self._discardingLine = True
+                        self._lineTooLong()
+                    break
+                line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+                if self._discardingLine:
+                    self._discardingLine = False
+                    continue
+                if len(line) + 1 > self.settings.maxLine:
+                    self._lineTooLong()
+                    continue
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                self._lineReceived(line)
+        finally:
+            self._processing = False
+        if (self._blocked and not self._inputPaused and not self._closing
+                and len(self._buffer) > 4 * self.settings.maxLine):
+            self._inputPaused = True
+            self.transport.pauseProducing()
+
+    def _lineTooLong(self):
+        if self._countBad():
+            self._err("Line too long (limit %d octets)" % (self.settings.maxLine,))
+
+    def _wait(self, d):
+        """
+        Hold further input until C{d} (which sends the reply) has fired. Only
+        the latest wait unblocks (an auth delay may start inside a login).
+        """
+        token = self._blocked = object()
+        d.addErrback(self._internalError)
+        d.addBoth(self._unblock, token)
+        return d
+
+    def _unblock(self, result, token):
+        if self._blocked is not token:
+            return None
+        self._blocked = False
+        if self._inputPaused and not self._closing:
+            self._inputPaused = False
+            self.transport.resumeProducing()
+        self._process()
+        return None
+
+    def _internalError(self, failure):
+        log.failure("pop3 {peer}: internal error", failure, peer=self._peerText())
+        if not self._closing:
+            self._err("Internal error", "SYS/TEMP")
+
+    def _countBad(self):
+        """Count a bad command; at the limit, close. @return: still open?"""
+        self._badCommands += 1
+        if self._badCommands >= self.settings.maxBadCommands:
+            log.info("pop3 {peer}: too many bad commands", peer=self._peerText())
+            self._close("-ERR Too many bad commands, closing connection")
+        return not self._closing
+
+    def _syntax(self, text):
+        if self._countBad():
+            self._err("Syntax: " + text)
+
+    # -- dispatch ----------------------------------------------------------------
+
+    def _lineReceived(self, line):
+        if self._saslHandler is not None:
+            handler, self._saslHandler = self._saslHandler, None
+            return self._guarded(handler, line)
+        self._commands += 1
+        if self._commands > self.settings.maxCommands:
+            log.info("pop3 {peer}: command limit reached", peer=self._peerText())
+            return self._close("-ERR Too many commands in one session, closing connection")
+        verb, _, argument = line.lstrip(b" ").partition(b" ")
+        name = verb.decode("ascii", "replace").upper()
+        if not name:
+            return self._err("No command given")
+        spec = COMMANDS.get(name)
+        if spec is None:
+            if not self._countBad():
+                return None
+            if name in OBSOLETE:
+                return self._err(OBSOLETE[name])
+            if name.isalnum() and name.isascii() and len(name) <= 16:
+                return self._err("Unknown command: %s" % (name,))
+            return self._err("Unknown command")
+        states, capability = spec
+        if self.state not in states:
+            if not self._countBad():
+                return None
+            if self.state == AUTHORIZATION:
+                return self._err("%s needs a login first (USER/PASS, APOP or AUTH)" % (name,))
+            return self._err("%s is only allowed before login; already logged in" % (name,))
+        if capability is not None and not self._on(capability):
+            return self._err("%s is disabled on this server" % (name,))
+        return self._guarded(getattr(self, "do_" + name), argument)
+
+    def _guarded(self, method, argument):
+        """Run a handler; an exception becomes -ERR [SYS/TEMP], never a traceback."""
+        try:
+            return method(argument)
+        except Exception:
+            self._internalError(Failure())
+            return None
+
+    # -- AUTHORIZATION ----------------------------------------------------------
+
+    def _plaintextAllowed(self):
+        return self.tls or self.settings.allowPlaintextAuth
+
+    def _startTLSOffered(self):
+        return (self.settings.tlsMode == "starttls" and not self.tls
+                and self.settings.tlsContext is not None and self._on("STLS"))
+
+    def mechanisms(self):
+        """SASL mechanisms offered now (plaintext ones only if allowed)."""
+        if not self._on("SASL") or self.portal is None:
+            return []
+        offered = []
+        if self._plaintextAllowed():
+            offered += ["PLAIN", "LOGIN"]
+        if self.plaintextSecrets():
+            offered.append("CRAM-MD5")
+        return [m for m in offered if self._on(m)]
+
+    def capabilities(self):
+        """CAPA lines (RFC 2449) for this session, in order."""
+        capabilities = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self._plaintextAllowed():
+            capabilities.append("USER")
+        mechanisms = self.mechanisms()
+        if mechanisms:
+            capabilities.append("SASL " + " ".join(mechanisms))
+        if self.state == AUTHORIZATION and self._startTLSOffered():
+            capabilities.append("STLS")
+        capabilities += ["EXPIRE NEVER", "IMPLEMENTATION mailstack"]
+        return [c for c in capabilities if self._on(c.split()[0])]
+
+    def do_CAPA(self, argument):
+        if argument.strip():
+            return self._syntax("CAPA")
+        self._multi("Capability list follows", self.capabilities())
+
+    def do_QUIT(self, argument):
+        if self.state == AUTHORIZATION:
+            return self._close("+OK mailstack POP3 server signing off")
+        # UPDATE state (RFC 1939 section 6): only now are DELE marks applied.
+        count, _ = self.maildrop.stat()
+        try:
+            removed = self.maildrop.commit()
+        except Exception:
+            log.failure("pop3 {peer}: {user}: removing deleted messages failed",
+                        peer=self._peerText(), user=self.maildrop.address)
+            self._endSession()
+            return self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
+        log.info("pop3 {peer}: {user} logged out, {n} messages deleted",
+                 peer=self._peerText(), user=self.maildrop.address, n=removed)
+        self._endSession()
+        self._close("+OK mailstack POP3 server signing off (%d deleted, %d left)" % (
+            removed, count))
+
+    def do_STLS(self, argument):
+        if argument.strip():
+            return self._syntax("STLS")
+        if self.tls:
+            return self._err("TLS already active")
+        if not self._startTLSOffered():
+            return self._err("STLS not available on this port")
+        discarded = len(self._buffer)
+        # RFC 2595 section 4 and CVE-2011-0411: bytes pipelined after STLS came
+        # in plaintext; running them after the handshake would let a
+        # man-in-the-middle inject commands into the protected session.
+        self._buffer = b""
+        self._discardingLine = False
+        if discarded:
+            log.info("pop3 {peer}: discarded {n} plaintext bytes sent after STLS",
+                     peer=self._peerText(), n=discarded)
+        self._ok("Begin TLS negotiation now")
+        self.transport.startTLS(self.settings.tlsContext)
+        self.tls = True
+        self._user = None  # fresh AUTHORIZATION state
+
+    def do_USER(self, argument):
+        if not self._plaintextAllowed():
+            return self._err(PLAINTEXT_REFUSED, "AUTH")
+        name = argument.strip()
+        if not name or b" " in name:
+            return self._syntax("USER name")
+        self._user = name
+        # The same reply for every name: no user enumeration.
+        self._ok("Send PASS")
+
+    def do_PASS(self, argument):
+        if not self._plaintextAllowed():
+            return self._err(PLAINTEXT_REFUSED, "AUTH")
+        if self._user is None:
+            if self._countBad():
+                self._err("Send USER first")
+            return None
+        user, self._user = self._user, None
+        self._login(UsernamePassword(user, argument))
+
+    def do_APOP(self, argument):
+        parts = argument.split()
+        if len(parts) != 2:
+            return self._syntax("APOP name digest")
+        if self.timestamp is None:
+            return self._err("APOP not available (no greeting timestamp)")
+        self._login(APOPCredentials(self.timestamp, parts[0], parts[1]))
+
+    def do_AUTH(self, argument):
+        mechanism, _, initial = argument.strip().partition(b" ")
+        mechanism = mechanism.decode("ascii", "replace").upper()
+        offered = self.mechanisms()
+        if not mechanism:
+            return self._multi("Available SASL mechanisms", offered)
+        if mechanism not in offered:
+            if (mechanism in ("PLAIN", "LOGIN") and self._on(mechanism)
+                    and not self._plaintextAllowed()):
+                return self._err(PLAINTEXT_REFUSED, "AUTH")
+            return self._err("Unsupported authentication mechanism")
+        initial = initial.strip() or None
+        getattr(self, "_auth_" + mechanism.replace("-", "_"))(initial)
+
+    def _saslLine(self, line, then):
+        """Decode one client SASL response (RFC 5034 section 4)."""
+        line = line.strip()
+        if line == b"*":
+            return self._err("Authentication cancelled")
+        if line == b"=":
+            return then(b"")
+        try:
+            decoded = base64.b64decode(line, validate=True)
+        except (binascii.Error, ValueError):
+            if self._countBad():
+                self._err("Invalid base64 data in AUTH response")
+            return None
+        then(decoded)
+
+    def _challenge(self, data, then):
+        self._write("+ " + base64.b64encode(data).decode("ascii"))
+        self._saslHandler = lambda line: self._saslLine(line, then)
+
+    def _auth_PLAIN(self, initial):
+        def got(decoded):
+            parts = decoded.split(b"\0")
+            if len(parts) != 3 or not parts[1]:
+                if self._countBad():
+                    self._err("Malformed PLAIN response")
+                return None
+            authzid, authcid, password = parts
+            if authzid and authzid.lower() != authcid.lower():
+                return self._authFailed()  # no proxy authorization
+            self._login(UsernamePassword(authcid, password))
+        if initial is None:
+            return self._challenge(b"", got)
+        self._saslLine(initial, got)
+
+    def _auth_LOGIN(self, initial):
+        def gotUser(user):
+            self._challenge(b"Password:", lambda password: self._login(
+                UsernamePassword(user, password)))
+        if initial is None:
+            return self._challenge(b"Username:", gotUser)
+        self._saslLine(initial, gotUser)
+
+    def _auth_CRAM_MD5(self, initial):
+        if initial is not None:
+            return self._syntax("AUTH CRAM-MD5 (no initial response)")
+        credentials = CramMD5Credentials(self.settings.hostname)
+        credentials.challenge = ("<%d.%d.%s@%s>" % (
+            os.getpid(), int(self.clock.seconds()), secrets.token_hex(8),
+            self.settings.hostname)).encode("ascii")
+
+        def got(response):
+            try:
+                credentials.setResponse(response)
+            except ValueError:
+                if self._countBad():
+                    self._err("Malformed CRAM-MD5 response")
+                return None
+            self._login(credentials)
+        self._challenge(credentials.challenge, got)
+
+    def _login(self, credentials):
+        d = self.portal.login(credentials, None, IMaildrop)
+
+        def ok(result):
+            _, maildrop, logout = result
+            if self._closing:  # the client left while the password was checked
+                logout()
+                return None
+            try:
+                maildrop.open()
+            except MaildropLocked:
+                logout()
+                log.info("pop3 {peer}: {user}: maildrop locked by another session",
+                         peer=self._peerText(), user=maildrop.address)
+                return self._err("Mailbox is locked by another POP3 session", "IN-USE")
+            except Exception:
+                logout()
+                log.failure("pop3 {peer}: {user}: cannot open the maildrop",
+                            peer=self._peerText(), user=maildrop.address)
+                return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
+            self.maildrop, self._logout = maildrop, logout
+            self.state = TRANSACTION
+            count, octets = maildrop.stat()
+            log.info("pop3 {peer}: {user} logged in, {count} messages",
+                     peer=self._peerText(), user=maildrop.address, count=count)
+            self._ok("Logged in, %d messages (%d octets)" % (count, octets))
+
+        def failed(failure):
+            failure.trap(LoginFailed)
+            return self._authFailed()
+        d.addCallbacks(ok, failed)
+        self._wait(d)
+
+    def _authFailed(self):
+        """The one generic failure (RFC 3206 [AUTH]), slowed and then cut off."""
+        self._authFailures += 1
+        log.info("pop3 {peer}: authentication failed ({n})", peer=self._peerText(),
+                 n=self._authFailures)
+        last = self._authFailures >= self.settings.authFailuresDisconnect
+
+        def reply(_=None):
+            self._delayed = None
+            if self._closing:
+                return
+            if last:
+                self._err(AUTH_FAILED + "; too many failures, closing connection", "AUTH")
+                self._closing = True
+                self.transport.loseConnection()
+            else:
+                self._err(AUTH_FAILED, "AUTH")
+        if self._authFailures >= self.settings.authFailuresDelay:
+            d = defer.Deferred()
+            self._delayed = self.clock.callLater(self.settings.authFailureDelay, d.callback, None)
+            d.addCallback(reply)
+            return self._wait(d)
+        reply()
+        return None
+
+    # -- TRANSACTION --------------------------------------------------------------
+
+    def _number(self, argument, syntax, count=1):
+        """Parse C{count} non-negative integers, or reply with the syntax."""
+        parts = argument.split()
+        if len(parts) != count or not all(p.isdigit() and len(p) < 10 for p in parts):
+            self._syntax(syntax)
+            return None
+        return [int(p) for p in parts]
+
+    def _message(self, number, operation):
+        """Run C{operation(number)}, answering -ERR for a bad or deleted number."""
+        try:
+            return True, operation(number)
+        except NoSuchMessageNumber:
+            self._err("No such message, only %d messages in maildrop" % (
+                self.maildrop.count(),))
+        except MessageDeleted:
+            self._err("Message %d already deleted" % (number,))
+        except MessageGone:
+            self._err("Message %d was removed by another session" % (number,))
+        return False, None
+
+    def do_STAT(self, argument):
+        if argument.strip():
+            return self._syntax("STAT")
+        self._ok("%d %d" % self.maildrop.stat())
+
+    def do_LIST(self, argument):
+        if argument.strip():
+            numbers = self._number(argument, "LIST [message]")
+            if numbers is not None:
+                found, size = self._message(numbers[0], self.maildrop.size)
+                if found:
+                    self._ok("%d %d" % (numbers[0], size))
+            return None
+        count, octets = self.maildrop.stat()
+        self._multi("%d messages (%d octets)" % (count, octets),
+                    ["%d %d" % entry for entry in self.maildrop.listing()])
+
+    def do_UIDL(self, argument):
+        if argument.strip():
+            numbers = self._number(argument, "UIDL [message]")
+            if numbers is not None:
+                found, uid = self._message(numbers[0], self.maildrop.uniqueID)
+                if found:
+                    self._ok("%d %s" % (numbers[0], uid))
+            return None
+        self._multi("Unique-ID listing follows",
+                    ["%d %s" % entry for entry in self.maildrop.uniqueIDs()])
+
+    def do_RETR(self, argument):
+        numbers = self._number(argument, "RETR message")
+        if numbers is None:
+            return None
+        found, size = self._message(numbers[0], self.maildrop.size)
+        if found:
+            self._send(numbers[0], None, "%d octets" % (size,))
+
+    def do_TOP(self, argument):
+        numbers = self._number(argument, "TOP message lines", count=2)
+        if numbers is None:
+            return None
+        found, _ = self._message(numbers[0], self.maildrop.size)
+        if found:
+            self._send(numbers[0], numbers[1], "Top of message follows")
+
+    def _send(self, number, lines, first):
+        found, source = self._message(number, self.maildrop.openMessage)
+        if not found:
+            return
+        if lines is not None:
+            source = TopReader(source, lines)
+        self._ok(first)
+        sender = self._sender = MessageSender(
+            source, self.transport, self.settings.chunkSize, progress=self.resetTimeout)
+
+        def sent(completed):
+            self._sender = None
+            if completed and lines is None:
+                try:
+                    self.maildrop.markSeen(number)
+                except (MessageGone, StoreError, OSError) as e:
+                    log.info("pop3 {peer}: cannot mark message {n} seen: {e}",
+                             peer=self._peerText(), n=number, e=e)
+
+        def broken(failure):
+            # The +OK and part of the message are out: an -ERR now would read as
+            # message text, so the only honest end is closing the connection.
+            self._sender = None
+            log.failure("pop3 {peer}: reading message {n} failed", failure,
+                        peer=self._peerText(), n=number)
+            self._closing = True
+            self.transport.loseConnection()
+        self._wait(sender.start().addCallbacks(sent, broken))
+
+    def do_DELE(self, argument):
+        numbers = self._number(argument, "DELE message")
+        if numbers is not None:
+            found, _ = self._message(numbers[0], self.maildrop.delete)
+            if found:
+                self._ok("Message %d deleted" % (numbers[0],))
+
+    def do_NOOP(self, argument):
+        if argument.strip():
+            return self._syntax("NOOP")
+        self._ok()
+
+    def do_RSET(self, argument):
+        if argument.strip():
+            return self._syntax("RSET")
+        self.maildrop.reset()
+        self._ok("Maildrop has %d messages (%d octets)" % self.maildrop.stat())
+
+
+class POP3Factory(Factory):
+    """
+    Builds L{POP3Server} sessions for one listener.
+    """
+
+    protocol = POP3Server
+
+    def __init__(self, settings, portal, plaintextSecrets=None, clock=None):
+        self.settings = settings
+        self.portal = portal
+        self.plaintextSecrets = plaintextSecrets
+        self.clock = clock
+
+    def buildProtocol(self, addr):
+        p = POP3Server(self.settings, self.portal, self.plaintextSecrets, self.clock)
+        p.factory = self
+        return p
+
+
+def avatarAdapters():
+    """Realm adapters for POP3: the L{IMaildrop} over the user's INBOX."""
+    return {IMaildrop: maildropAdapter}
+
+
+def buildFactory(context):
+    """
+    The service's builder for the C{pop3} protocol.
+    """
+    from mailstack.service import ProtocolBuilt
+    from mailstack.transcript import POP3Redactor
+    config, listener = context.config, context.listener
+    limits = config.limits
+    settings = POP3Settings(
+        hostname=config.server.hostname,
+        tlsMode=listener.tls,
+        tlsContext=context.tlsContext,
+        allowPlaintextAuth=listener.allow_plaintext_auth,
+        disabled=frozenset(listener.disabled),
+        maxLine=limits.line_length,
+        maxBadCommands=limits.bad_commands,
+        maxCommands=limits.commands_per_session,
+        authFailuresDelay=limits.auth_failures_delay,
+        authFailuresDisconnect=limits.auth_failures_disconnect,
+        authFailureDelay=limits.auth_failure_delay_seconds,
+        idleTimeout=limits.idle_timeout,
+    )
+    users = context.users
+    plaintextSecrets = users.hasPlaintextSecrets if users is not None else None
+    factory = POP3Factory(settings, context.portal, plaintextSecrets, context.reactor)
+    return ProtocolBuilt(
+        factory=factory,
+        refusal=b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
+        redactorFactory=POP3Redactor)

@@ -1,0 +1,165 @@
+"""
+Sending one message as a POP3 multi-line response (RETR, TOP).
+
+The message is read from the store in chunks and never held whole in memory:
+L{MessageSender} is a pull producer (C{IPullProducer}) registered with the
+transport, which asks for the next chunk only when it has written the previous
+one, so a slow client holds back the reading (backpressure) and a 50 MB message
+costs one chunk of memory.
+
+Byte-stuffing (RFC 1939 section 3) is done by L{DotStuffer}, which remembers
+whether the previous chunk ended a line: a "." that starts a line is doubled
+even when it is the first octet of the message or of a chunk. (Twisted's
+C{POP3.transformChunk} misses both cases and turns CRLF into CR CR LF.)
+"""
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+CHUNK_SIZE = 64 * 1024
+TERMINATOR = b".\r\n"
+
+
+class DotStuffer:
+    """
+    Byte-stuffs a stream given in arbitrary chunks.
+
+    @ivar atLineStart: whether the next octet begins a line.
+    """
+
+    def __init__(self):
+        self.atLineStart = True
+
+    def feed(self, chunk):
+        """@return: C{chunk} with every line-initial "." doubled."""
+        if not chunk:
+            return b""
+        out = chunk.replace(b"\n.", b"\n..")
+        if self.atLineStart and chunk[:1] == b".":
+            out = b"." + out
+        self.atLineStart = chunk[-1:] == b"\n"
+        return out
+
+    def end(self):
+        """@return: the end of the response: a CRLF if the message did not end
+        with one, then ".", CRLF."""
+        return (b"" if self.atLineStart else b"\r\n") + TERMINATOR
+
+
+def stuff(message):
+    """The whole multi-line body for C{message} (bytes), terminator included."""
+    stuffer = DotStuffer()
+    return stuffer.feed(message) + stuffer.end()
+
+
+class TopReader:
+    """
+    A file-like reader giving the header of a message, the blank line after it
+    and then at most C{lines} lines of the body (RFC 1939 TOP). Reads the source
+    a line (or at most C{chunkSize} octets of a long line) at a time and stops
+    reading as soon as it has what it needs. A message without a blank line is
+    all header.
+    """
+
+    def __init__(self, source, lines):
+        self.source = source
+        self.lines = lines
+        self._inHeader = True
+        self._atLineStart = True
+        self._done = False
+
+    def read(self, size=CHUNK_SIZE):
+        if self._done:
+            return b""
+        piece = self.source.readline(size)
+        if not piece:
+            self._done = True
+            return b""
+        complete = piece.endswith(b"\n")
+        if self._inHeader:
+            if self._atLineStart and piece in (b"\r\n", b"\n"):
+                self._inHeader = False
+                if self.lines == 0:
+                    self._done = True
+        elif complete:
+            self.lines -= 1
+            if self.lines == 0:
+                self._done = True
+        self._atLineStart = complete
+        return piece
+
+    def close(self):
+        self.source.close()
+
+
+@implementer(IPullProducer)
+class MessageSender:
+    """
+    Streams one message from a binary file to a consumer (the transport),
+    byte-stuffed and terminated, one chunk per C{resumeProducing}.
+
+    @param source: an object with C{read(n)} and C{close()}; closed at the end.
+    @param consumer: the transport.
+    @param progress: called after each chunk is written (resets the idle timer).
+    """
+
+    def __init__(self, source, consumer, chunkSize=CHUNK_SIZE, progress=None):
+        self.source = source
+        self.consumer = consumer
+        self.chunkSize = chunkSize
+        self.progress = progress
+        self.stuffer = DotStuffer()
+        self.sent = 0
+        self._finished = False
+        self.deferred = defer.Deferred()
+
+    def start(self):
+        """
+        Register with the consumer and start sending.
+
+        @return: a Deferred firing with C{True} once the terminator is written,
+            C{False} if the consumer stopped us (connection lost), or failing
+            if the source could not be read (the response is then incomplete).
+        """
+        self.consumer.registerProducer(self, False)
+        return self.deferred
+
+    def resumeProducing(self):
+        if self._finished:
+            return
+        try:
+            chunk = self.source.read(self.chunkSize)
+        except Exception:
+            self._finish(Failure())
+            return
+        if chunk:
+            data = self.stuffer.feed(chunk)
+            self.sent += len(data)
+            self.consumer.write(data)
+            if self.progress is not None:
+                self.progress()
+            return
+        self.consumer.write(self.stuffer.end())
+        self._finish(True)
+
+    def pauseProducing(self):
+        pass  # a pull producer is not asked to pause; here for IProducer
+
+    def stopProducing(self):
+        if not self._finished:
+            self._finish(False, unregister=False)
+
+    def _finish(self, result, unregister=True):
+        self._finished = True
+        try:
+            self.source.close()
+        except Exception:
+            pass
+        if unregister:
+            self.consumer.unregisterProducer()
+        if isinstance(result, Failure):
+            self.deferred.errback(result)
+        else:
+            self.deferred.callback(result)

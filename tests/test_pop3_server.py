@@ -1,0 +1,1230 @@
+"""
+Unit tests for L{mailstack.pop3.server} and L{mailstack.pop3.stream}: exact
+bytes over a StringTransport, with a real passwd-file, checker, realm and Maildir
+store behind the portal (the checker's thread pool is replaced by a synchronous
+one, time by a L{task.Clock}).
+
+L{TwistedDefectScenarios} holds one test per POP3 defect of
+../shared/TWISTED-NOTES.md; it runs against our server (and passes) and against
+stock C{twisted.mail.pop3.POP3} (expected to fail, marked C{todo}).
+"""
+
+import base64
+import hashlib
+import hmac
+import io
+import os
+import re
+
+from twisted.cred.credentials import CramMD5Credentials
+from twisted.internet import defer, task
+from twisted.internet.testing import StringTransport
+from twisted.mail import maildir as twistedMaildir
+from twisted.mail import pop3 as twistedPOP3
+from twisted.mail.imap4 import PLAINCredentials
+from twisted.trial import unittest
+
+from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.realm import MailRealm, buildPortal
+from mailstack.auth.userdb import PasswdFile
+from mailstack.pop3 import server as pop3server
+from mailstack.pop3.mailbox import IMaildrop, MaildropLocks, maildropAdapter
+from mailstack.pop3.server import POP3Server, POP3Settings
+from mailstack.pop3.stream import DotStuffer, MessageSender, TopReader, stuff
+from mailstack.storage.maildir import MaildirStore
+
+RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
+RFC_DIGEST = b"c4c9334bac560ecc979e58001b3e22fb"
+
+MESSAGE_1 = b"From: bob@lab.test\r\nSubject: one\r\n\r\nHello\r\n.hidden dot\r\nBye\r\n"
+MESSAGE_2 = b"Subject: two\r\n\r\nline 1\r\nline 2\r\nline 3\r\n"
+
+
+class SyncThreadPool:
+    """Runs 'threaded' work at once, so the checker answers synchronously."""
+
+    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
+        try:
+            result = f(*args, **kwargs)
+        except Exception:
+            from twisted.python.failure import Failure
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+
+class FakeReactor(task.Clock):
+    """A clock that also offers a synchronous thread pool."""
+
+    def getThreadPool(self):
+        return SyncThreadPool()
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class FakeTLSTransport(StringTransport):
+    """Records startTLS and what was written before it."""
+
+    def __init__(self, *args, **kwargs):
+        StringTransport.__init__(self, *args, **kwargs)
+        self.tlsStarted = None
+        self.aborted = False
+
+    def startTLS(self, context):
+        self.tlsStarted = self.value()
+        self.tlsContext = context
+
+    def abortConnection(self):
+        self.aborted = True
+        self.loseConnection()
+
+
+def pump(transport):
+    """Let a registered pull producer run to the end."""
+    while transport.producer is not None:
+        transport.producer.resumeProducing()
+
+
+def referenceStuffing(message):
+    """Byte-stuffing written line by line, independently of DotStuffer."""
+    lines = message.split(b"\r\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
+                    for line in lines) + b".\r\n"
+
+
+class Session:
+    """One client connection to a server under test."""
+
+    def __init__(self, server, transport, clock):
+        self.server = server
+        self.transport = transport
+        self.clock = clock
+        server.makeConnection(transport)
+        self.greeting = transport.value()
+        transport.clear()
+
+    def send(self, data):
+        self.transport.clear()
+        self.server.dataReceived(data)
+        pump(self.transport)
+        return self.transport.value()
+
+    def drop(self):
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+        self.server.connectionLost(Failure(ConnectionLost()))
+
+    def login(self, user=b"alice", password=b"secret"):
+        self.send(b"USER " + user + b"\r\n")
+        return self.send(b"PASS " + password + b"\r\n")
+
+    def body(self, reply):
+        """The multi-line body of a reply, after its +OK line."""
+        first, _, rest = reply.partition(b"\r\n")
+        return rest
+
+
+class StoreMixin:
+    """A passwd-file, a Maildir store, a realm and a portal in a temp dir."""
+
+    def setUp(self):
+        self.reactor = FakeReactor()
+        base = self.mktemp()
+        os.makedirs(base)
+        self.users = PasswdFile(os.path.join(base, "users"), defaultDomain="lab.test",
+                                bcryptRounds=4)
+        self.users.addUser("alice@lab.test", "secret", scheme="PLAIN")
+        self.users.addUser("mrose@lab.test", "tanstaaf", scheme="PLAIN")
+        self.users.addUser("carol@lab.test", "correct horse", scheme="PLAIN")
+        self.users.addUser("bob@lab.test", "hunter2", scheme="BLF-CRYPT")
+        self.store = MaildirStore(os.path.join(base, "mail"))
+        self.locks = MaildropLocks()
+        self.realm = MailRealm(self.store, self.adapters())
+        self.portal = buildPortal(self.realm, [PasswdFileChecker(self.users, self.reactor)])
+
+    def adapters(self):
+        return {IMaildrop: lambda account, address: maildropAdapter(
+            account, address, self.locks)}
+
+    def inbox(self, address="alice@lab.test"):
+        return self.store.account(address).getMailbox("INBOX")
+
+    def deliver(self, message, address="alice@lab.test"):
+        inbox = self.inbox(address)
+        inbox.deliver(message)
+        inbox.noteDelivery()
+
+    def maildirFiles(self, address="alice@lab.test"):
+        path = self.store.account(address).path
+        return sorted(os.listdir(os.path.join(path, "new")) + os.listdir(
+            os.path.join(path, "cur")))
+
+
+class POP3TestMixin(StoreMixin):
+    settings = dict(hostname="mail.lab.test", tlsMode="starttls", tlsContext=object(),
+                    allowPlaintextAuth=True, maxLine=512, maxBadCommands=5,
+                    authFailuresDelay=2, authFailuresDisconnect=4,
+                    authFailureDelay=3.0, idleTimeout=600)
+
+    def connect(self, timestamp=None, plaintextSecrets=None, **overrides):
+        settings = dict(self.settings)
+        settings.update(overrides)
+        if plaintextSecrets is None:
+            plaintextSecrets = self.users.hasPlaintextSecrets
+        server = POP3Server(POP3Settings(**settings), self.portal, plaintextSecrets,
+                            self.reactor, timestamp=timestamp)
+        return Session(server, FakeTLSTransport(), self.reactor)
+
+    def loggedIn(self, **overrides):
+        session = self.connect(**overrides)
+        reply = session.login()
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+        return session
+
+
+class GreetingTests(POP3TestMixin, unittest.TestCase):
+    """
+    The greeting and its APOP timestamp.
+    """
+
+    def test_timestampWhenPlaintextSecrets(self):
+        """With {PLAIN} users the greeting carries <pid.time.random@hostname>."""
+        self.reactor.advance(1700000000)
+        greeting = self.connect().greeting
+        match = re.match(rb"^\+OK mailstack POP3 server ready <(\d+)\.(\d+)\.([0-9a-f]+)"
+                         rb"@mail\.lab\.test>\r\n$", greeting)
+        self.assertIsNotNone(match, greeting)
+        self.assertEqual(int(match.group(1)), os.getpid())
+        self.assertEqual(match.group(2), b"1700000000")
+
+    def test_timestampUnique(self):
+        """Two sessions in the same second get different timestamps."""
+        self.assertNotEqual(self.connect().greeting, self.connect().greeting)
+
+    def test_noTimestampWithoutPlaintextSecrets(self):
+        """Without {PLAIN} users APOP cannot work: no timestamp, APOP refused."""
+        session = self.connect(plaintextSecrets=lambda: False)
+        self.assertEqual(session.greeting, b"+OK mailstack POP3 server ready\r\n")
+        self.assertEqual(session.send(b"APOP alice " + RFC_DIGEST + b"\r\n"),
+                         b"-ERR APOP not available (no greeting timestamp)\r\n")
+
+    def test_apopDisabled(self):
+        """A listener with APOP disabled greets without a timestamp."""
+        session = self.connect(disabled=frozenset(["APOP"]))
+        self.assertEqual(session.greeting, b"+OK mailstack POP3 server ready\r\n")
+        self.assertEqual(session.send(b"APOP alice " + RFC_DIGEST + b"\r\n"),
+                         b"-ERR APOP is disabled on this server\r\n")
+
+
+class CapabilityTests(POP3TestMixin, unittest.TestCase):
+    """
+    CAPA (RFC 2449) per listener, TLS state and login state.
+    """
+
+    def test_labListener(self):
+        """Lab listener (STLS, plaintext allowed): the full list."""
+        self.assertEqual(self.connect().send(b"CAPA\r\n"),
+                         b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+                         b"AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\n"
+                         b"SASL PLAIN LOGIN CRAM-MD5\r\nSTLS\r\nEXPIRE NEVER\r\n"
+                         b"IMPLEMENTATION mailstack\r\n.\r\n")
+
+    def test_productionBeforeSTLS(self):
+        """Plaintext auth refused: no USER and no SASL PLAIN/LOGIN before STLS."""
+        session = self.connect(allowPlaintextAuth=False)
+        self.assertEqual(session.send(b"CAPA\r\n"),
+                         b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+                         b"AUTH-RESP-CODE\r\nPIPELINING\r\nSASL CRAM-MD5\r\nSTLS\r\n"
+                         b"EXPIRE NEVER\r\nIMPLEMENTATION mailstack\r\n.\r\n")
+
+    def test_productionWithoutPlaintextSecrets(self):
+        """No {PLAIN} users and no TLS yet: no SASL line at all."""
+        session = self.connect(allowPlaintextAuth=False, plaintextSecrets=lambda: False)
+        out = session.send(b"CAPA\r\n")
+        self.assertNotIn(b"SASL", out)
+        self.assertNotIn(b"USER", out)
+
+    def test_productionAfterSTLS(self):
+        """After STLS: USER and SASL PLAIN LOGIN appear, STLS is gone."""
+        session = self.connect(allowPlaintextAuth=False)
+        self.assertEqual(session.send(b"STLS\r\n"), b"+OK Begin TLS negotiation now\r\n")
+        out = session.send(b"CAPA\r\n")
+        self.assertIn(b"\r\nUSER\r\nSASL PLAIN LOGIN CRAM-MD5\r\n", out)
+        self.assertNotIn(b"STLS", out)
+
+    def test_implicitTLS(self):
+        """An implicit-TLS listener never offers STLS."""
+        session = self.connect(tlsMode="implicit", allowPlaintextAuth=False)
+        out = session.send(b"CAPA\r\n")
+        self.assertNotIn(b"STLS", out)
+        self.assertIn(b"\r\nUSER\r\n", out)
+        self.assertEqual(session.send(b"STLS\r\n"), b"-ERR TLS already active\r\n")
+
+    def test_noTLSConfigured(self):
+        """A plain listener neither offers nor accepts STLS."""
+        session = self.connect(tlsMode="none", tlsContext=None)
+        self.assertNotIn(b"STLS", session.send(b"CAPA\r\n"))
+        self.assertEqual(session.send(b"STLS\r\n"), b"-ERR STLS not available on this port\r\n")
+
+    def test_transactionState(self):
+        """After login CAPA still answers, without STLS."""
+        session = self.loggedIn()
+        out = session.send(b"CAPA\r\n")
+        self.assertTrue(out.startswith(b"+OK Capability list follows\r\nTOP\r\n"))
+        self.assertNotIn(b"STLS", out)
+
+    def test_disabled(self):
+        """Capabilities a teacher disables vanish from CAPA and their commands fail."""
+        session = self.connect(disabled=frozenset(
+            ["APOP", "TOP", "UIDL", "STLS", "USER", "SASL"]))
+        self.assertEqual(session.send(b"CAPA\r\n"),
+                         b"+OK Capability list follows\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
+                         b"PIPELINING\r\nEXPIRE NEVER\r\nIMPLEMENTATION mailstack\r\n.\r\n")
+        self.assertEqual(session.send(b"USER alice\r\n"),
+                         b"-ERR USER is disabled on this server\r\n")
+        self.assertEqual(session.send(b"STLS\r\n"), b"-ERR STLS is disabled on this server\r\n")
+        self.assertEqual(session.send(b"AUTH PLAIN\r\n"),
+                         b"-ERR AUTH is disabled on this server\r\n")
+
+    def test_disabledTopAndUIDLInTransaction(self):
+        """Disabled TOP and UIDL are refused after login too."""
+        self.deliver(MESSAGE_1)
+        session = self.loggedIn(disabled=frozenset(["TOP", "UIDL"]))
+        self.assertEqual(session.send(b"TOP 1 0\r\n"), b"-ERR TOP is disabled on this server\r\n")
+        self.assertEqual(session.send(b"UIDL\r\n"), b"-ERR UIDL is disabled on this server\r\n")
+
+    def test_disabledMechanism(self):
+        """A single SASL mechanism can be switched off."""
+        session = self.connect(disabled=frozenset(["CRAM-MD5"]))
+        self.assertIn(b"SASL PLAIN LOGIN\r\n", session.send(b"CAPA\r\n"))
+        self.assertEqual(session.send(b"AUTH CRAM-MD5\r\n"),
+                         b"-ERR Unsupported authentication mechanism\r\n")
+
+    def test_responseCodesDisabled(self):
+        """Without RESP-CODES/AUTH-RESP-CODE the [CODE] prefix is left out."""
+        session = self.connect(disabled=frozenset(["AUTH-RESP-CODE"]))
+        session.send(b"USER alice\r\n")
+        self.assertEqual(session.send(b"PASS wrong\r\n"), b"-ERR Authentication failed\r\n")
+
+
+class AuthorizationTests(POP3TestMixin, unittest.TestCase):
+    """
+    USER/PASS, APOP and SASL, their failures and limits.
+    """
+
+    def test_userPass(self):
+        """USER/PASS logs in and tells the maildrop size."""
+        self.deliver(MESSAGE_1)
+        session = self.connect()
+        self.assertEqual(session.send(b"USER alice@lab.test\r\n"), b"+OK Send PASS\r\n")
+        self.assertEqual(session.send(b"PASS secret\r\n"),
+                         b"+OK Logged in, 1 messages (%d octets)\r\n" % (len(MESSAGE_1),))
+
+    def test_userPassBcrypt(self):
+        """A BLF-CRYPT user logs in with USER/PASS."""
+        reply = self.connect().login(b"bob", b"hunter2")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_passwordWithSpaces(self):
+        """PASS takes the rest of the line: passwords may contain spaces."""
+        reply = self.connect().login(b"carol", b"correct horse")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_genericFailure(self):
+        """Unknown user and wrong password get the same reply (no enumeration)."""
+        session = self.connect(authFailuresDelay=10)
+        self.assertEqual(session.send(b"USER nobody\r\n"), b"+OK Send PASS\r\n")
+        unknown = session.send(b"PASS secret\r\n")
+        wrong = session.login(b"alice", b"wrong")
+        self.assertEqual(unknown, b"-ERR [AUTH] Authentication failed\r\n")
+        self.assertEqual(wrong, unknown)
+
+    def test_passWithoutUser(self):
+        """PASS needs USER first."""
+        self.assertEqual(self.connect().send(b"PASS secret\r\n"), b"-ERR Send USER first\r\n")
+
+    def test_plaintextRefusedBeforeTLS(self):
+        """Production listener: USER, PASS and AUTH PLAIN/LOGIN refused before STLS."""
+        session = self.connect(allowPlaintextAuth=False)
+        refused = (b"-ERR [AUTH] Plaintext authentication disallowed on "
+                   b"non-secure connections\r\n")
+        self.assertEqual(session.send(b"USER alice\r\n"), refused)
+        self.assertEqual(session.send(b"PASS secret\r\n"), refused)
+        self.assertEqual(session.send(b"AUTH PLAIN\r\n"), refused)
+        self.assertEqual(session.send(b"AUTH LOGIN\r\n"), refused)
+        session.send(b"STLS\r\n")
+        self.assertTrue(session.login().startswith(b"+OK Logged in"))
+
+    def test_apopRFCVector(self):
+        """APOP with RFC 1939's example timestamp, secret and digest succeeds."""
+        session = self.connect(timestamp=RFC_TIMESTAMP)
+        self.assertTrue(session.greeting.endswith(RFC_TIMESTAMP + b"\r\n"))
+        reply = session.send(b"APOP mrose " + RFC_DIGEST + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_apopAllowedWithoutTLS(self):
+        """APOP does not send the password, so it works before STLS."""
+        session = self.connect(timestamp=RFC_TIMESTAMP, allowPlaintextAuth=False)
+        reply = session.send(b"APOP mrose " + RFC_DIGEST + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_apopWrongDigest(self):
+        """A wrong APOP digest gets the generic failure."""
+        session = self.connect(timestamp=RFC_TIMESTAMP)
+        self.assertEqual(session.send(b"APOP mrose " + b"0" * 32 + b"\r\n"),
+                         b"-ERR [AUTH] Authentication failed\r\n")
+
+    def test_apopHashedUser(self):
+        """APOP for a BLF-CRYPT user fails like any failure."""
+        session = self.connect()
+        digest = hashlib.md5(session.server.timestamp + b"hunter2").hexdigest().encode()
+        self.assertEqual(session.send(b"APOP bob " + digest + b"\r\n"),
+                         b"-ERR [AUTH] Authentication failed\r\n")
+
+    def test_apopSyntax(self):
+        """APOP takes a name and a digest."""
+        self.assertEqual(self.connect().send(b"APOP mrose\r\n"),
+                         b"-ERR Syntax: APOP name digest\r\n")
+
+    def test_authListsMechanisms(self):
+        """AUTH without arguments lists the mechanisms offered."""
+        self.assertEqual(self.connect().send(b"AUTH\r\n"),
+                         b"+OK Available SASL mechanisms\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\n.\r\n")
+
+    def test_authPlainInitialResponse(self):
+        """AUTH PLAIN with an initial response (RFC 5034) logs in in one line."""
+        ir = base64.b64encode(b"\0alice\0secret")
+        reply = self.connect().send(b"AUTH PLAIN " + ir + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authPlainChallenge(self):
+        """AUTH PLAIN without initial response: empty challenge, then the response."""
+        session = self.connect()
+        self.assertEqual(session.send(b"AUTH PLAIN\r\n"), b"+ \r\n")
+        reply = session.send(base64.b64encode(b"alice\0alice\0secret") + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authPlainOtherAuthzid(self):
+        """Logging in as somebody else (authzid) is refused."""
+        ir = base64.b64encode(b"bob\0alice\0secret")
+        self.assertEqual(self.connect().send(b"AUTH PLAIN " + ir + b"\r\n"),
+                         b"-ERR [AUTH] Authentication failed\r\n")
+
+    def test_authPlainWrong(self):
+        """A wrong AUTH PLAIN password gets the generic failure."""
+        ir = base64.b64encode(b"\0alice\0nope")
+        self.assertEqual(self.connect().send(b"AUTH PLAIN " + ir + b"\r\n"),
+                         b"-ERR [AUTH] Authentication failed\r\n")
+
+    def test_authPlainMalformed(self):
+        """Bad base64 or a response without NULs: -ERR, session intact."""
+        session = self.connect()
+        self.assertEqual(session.send(b"AUTH PLAIN !!!\r\n"),
+                         b"-ERR Invalid base64 data in AUTH response\r\n")
+        self.assertEqual(session.send(b"AUTH PLAIN " + base64.b64encode(b"alice") + b"\r\n"),
+                         b"-ERR Malformed PLAIN response\r\n")
+        self.assertTrue(session.send(b"NOOP\r\n").startswith(b"-ERR NOOP needs a login"))
+
+    def test_authCancel(self):
+        """'*' cancels an AUTH exchange."""
+        session = self.connect()
+        session.send(b"AUTH LOGIN\r\n")
+        self.assertEqual(session.send(b"*\r\n"), b"-ERR Authentication cancelled\r\n")
+        self.assertEqual(session.send(b"USER alice\r\n"), b"+OK Send PASS\r\n")
+
+    def test_authLogin(self):
+        """AUTH LOGIN asks Username: then Password:."""
+        session = self.connect()
+        self.assertEqual(session.send(b"AUTH LOGIN\r\n"), b"+ VXNlcm5hbWU6\r\n")
+        self.assertEqual(session.send(base64.b64encode(b"alice") + b"\r\n"),
+                         b"+ UGFzc3dvcmQ6\r\n")
+        reply = session.send(base64.b64encode(b"secret") + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authLoginInitialResponse(self):
+        """AUTH LOGIN with the user name as initial response."""
+        session = self.connect()
+        self.assertEqual(session.send(b"AUTH LOGIN " + base64.b64encode(b"alice") + b"\r\n"),
+                         b"+ UGFzc3dvcmQ6\r\n")
+        reply = session.send(base64.b64encode(b"secret") + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authCramMD5(self):
+        """AUTH CRAM-MD5: the HMAC of the challenge logs a {PLAIN} user in."""
+        session = self.connect()
+        out = session.send(b"AUTH CRAM-MD5\r\n")
+        self.assertTrue(out.startswith(b"+ "))
+        challenge = base64.b64decode(out[2:].strip())
+        self.assertTrue(re.match(rb"^<\d+\.\d+\.[0-9a-f]+@mail\.lab\.test>$", challenge))
+        digest = hmac.new(b"secret", challenge, "md5").hexdigest().encode()
+        reply = session.send(base64.b64encode(b"alice " + digest) + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_cramMD5NeedsPlaintextSecrets(self):
+        """Without {PLAIN} users CRAM-MD5 is neither listed nor accepted."""
+        session = self.connect(plaintextSecrets=lambda: False)
+        self.assertEqual(session.send(b"AUTH\r\n"),
+                         b"+OK Available SASL mechanisms\r\nPLAIN\r\nLOGIN\r\n.\r\n")
+        self.assertEqual(session.send(b"AUTH CRAM-MD5\r\n"),
+                         b"-ERR Unsupported authentication mechanism\r\n")
+
+    def test_unknownMechanism(self):
+        """An unknown SASL mechanism is refused."""
+        self.assertEqual(self.connect().send(b"AUTH GSSAPI\r\n"),
+                         b"-ERR Unsupported authentication mechanism\r\n")
+
+    def test_failureDelay(self):
+        """From the configured count on, the failure reply waits (no pipelined
+        guessing meanwhile)."""
+        session = self.connect()
+        self.assertEqual(session.login(b"alice", b"x1"), b"-ERR [AUTH] Authentication failed\r\n")
+        self.assertEqual(session.login(b"alice", b"x2"), b"")
+        self.assertEqual(session.send(b"USER alice\r\nPASS secret\r\n"), b"")
+        self.reactor.advance(2.9)
+        self.assertEqual(session.transport.value(), b"")
+        self.reactor.advance(0.1)
+        out = session.transport.value()
+        self.assertTrue(out.startswith(b"-ERR [AUTH] Authentication failed\r\n"
+                                       b"+OK Send PASS\r\n+OK Logged in"), out)
+
+    def test_failureDisconnect(self):
+        """At the configured count the session is closed."""
+        session = self.connect(authFailuresDelay=10)
+        for attempt in range(3):
+            session.login(b"alice", b"wrong")
+        self.assertFalse(session.transport.disconnecting)
+        self.assertEqual(session.login(b"alice", b"wrong"),
+                         b"-ERR [AUTH] Authentication failed; too many failures, "
+                         b"closing connection\r\n")
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_alreadyLoggedIn(self):
+        """AUTHORIZATION commands after login: -ERR with the reason."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"USER alice\r\n"),
+                         b"-ERR USER is only allowed before login; already logged in\r\n")
+        self.assertEqual(session.send(b"STLS\r\n"),
+                         b"-ERR STLS is only allowed before login; already logged in\r\n")
+
+    def test_clientGoneDuringCheck(self):
+        """A client that leaves while its password is checked holds no lock."""
+        pending = defer.Deferred()
+        original = self.portal.login
+        self.portal.login = lambda *args: pending
+        session = self.connect()
+        session.send(b"USER alice\r\nPASS secret\r\n")
+        session.drop()
+        self.portal.login = original
+        original(*self._credentials()).chainDeferred(pending)
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertTrue(self.connect().login().startswith(b"+OK Logged in"))
+
+    def _credentials(self):
+        from twisted.cred.credentials import UsernamePassword
+        return UsernamePassword(b"alice", b"secret"), None, IMaildrop
+
+
+class STLSTests(POP3TestMixin, unittest.TestCase):
+    """
+    STLS (RFC 2595).
+    """
+
+    def test_discardsPipelinedPlaintext(self):
+        """Commands sent with STLS in one packet are dropped, not run after TLS."""
+        session = self.connect()
+        out = session.send(b"STLS\r\nUSER alice\r\nPASS secret\r\n")
+        self.assertEqual(out, b"+OK Begin TLS negotiation now\r\n")
+        self.assertEqual(session.transport.tlsStarted, out)
+        self.assertEqual(session.server.state, pop3server.AUTHORIZATION)
+
+    def test_forgetsUser(self):
+        """A USER given before STLS is forgotten after it."""
+        session = self.connect()
+        session.send(b"USER alice\r\n")
+        session.send(b"STLS\r\n")
+        self.assertEqual(session.send(b"PASS secret\r\n"), b"-ERR Send USER first\r\n")
+
+    def test_twice(self):
+        """A second STLS is refused."""
+        session = self.connect()
+        session.send(b"STLS\r\n")
+        self.assertEqual(session.send(b"STLS\r\n"), b"-ERR TLS already active\r\n")
+
+    def test_syntax(self):
+        """STLS takes no argument."""
+        self.assertEqual(self.connect().send(b"STLS now\r\n"), b"-ERR Syntax: STLS\r\n")
+
+
+class TransactionTests(POP3TestMixin, unittest.TestCase):
+    """
+    STAT, LIST, UIDL, RETR, TOP, DELE, RSET, NOOP, QUIT.
+    """
+
+    def setUp(self):
+        POP3TestMixin.setUp(self)
+        self.deliver(MESSAGE_1)
+        self.deliver(MESSAGE_2)
+
+    def uidls(self):
+        inbox = self.inbox()
+        return ["%08X%08X" % (info.uid, inbox.uidValidity) for info in inbox.messages()]
+
+    def test_stat(self):
+        """STAT: count and octets."""
+        self.assertEqual(self.loggedIn().send(b"STAT\r\n"),
+                         b"+OK 2 %d\r\n" % (len(MESSAGE_1) + len(MESSAGE_2),))
+
+    def test_list(self):
+        """LIST and LIST n give the CRLF sizes."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"LIST\r\n"),
+                         b"+OK 2 messages (%d octets)\r\n1 %d\r\n2 %d\r\n.\r\n" % (
+                             len(MESSAGE_1) + len(MESSAGE_2), len(MESSAGE_1), len(MESSAGE_2)))
+        self.assertEqual(session.send(b"LIST 2\r\n"), b"+OK 2 %d\r\n" % (len(MESSAGE_2),))
+
+    def test_listErrors(self):
+        """LIST of a missing number or garbage: -ERR, session intact."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"LIST 3\r\n"),
+                         b"-ERR No such message, only 2 messages in maildrop\r\n")
+        self.assertEqual(session.send(b"LIST 0\r\n"),
+                         b"-ERR No such message, only 2 messages in maildrop\r\n")
+        self.assertEqual(session.send(b"LIST x\r\n"), b"-ERR Syntax: LIST [message]\r\n")
+        self.assertEqual(session.send(b"LIST -1\r\n"), b"-ERR Syntax: LIST [message]\r\n")
+        self.assertTrue(session.send(b"STAT\r\n").startswith(b"+OK 2 "))
+
+    def test_uidl(self):
+        """UIDL gives Dovecot-style <uid><uidvalidity> hex unique-ids."""
+        one, two = self.uidls()
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"UIDL\r\n"),
+                         ("+OK Unique-ID listing follows\r\n1 %s\r\n2 %s\r\n.\r\n" % (
+                             one, two)).encode())
+        self.assertEqual(session.send(b"UIDL 2\r\n"), ("+OK 2 %s\r\n" % (two,)).encode())
+        self.assertEqual(len(one), 16)
+
+    def test_uidlStable(self):
+        """UIDL is the same in the next session and after flags change."""
+        first = self.loggedIn().send(b"UIDL\r\n")
+        self.locks = MaildropLocks()
+        inbox = self.inbox()
+        for info in inbox.messages():
+            inbox.setFlags(info.uid, {"\\Seen", "\\Flagged"})
+        self.assertEqual(self.loggedIn().send(b"UIDL\r\n"), first)
+
+    def test_retr(self):
+        """RETR sends the message byte-stuffed and terminated, then marks it \\Seen."""
+        session = self.loggedIn()
+        out = session.send(b"RETR 1\r\n")
+        self.assertEqual(out, b"+OK %d octets\r\n" % (len(MESSAGE_1),)
+                         + MESSAGE_1.replace(b"\r\n.hidden", b"\r\n..hidden") + b".\r\n")
+        flags = [info.flags for info in self.inbox().messages()]
+        self.assertEqual(flags, [frozenset(["\\Seen"]), frozenset()])
+
+    def test_top(self):
+        """TOP n 1: header, blank line, one body line; no \\Seen."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"TOP 2 1\r\n"),
+                         b"+OK Top of message follows\r\nSubject: two\r\n\r\nline 1\r\n.\r\n")
+        self.assertEqual(session.send(b"TOP 2 0\r\n"),
+                         b"+OK Top of message follows\r\nSubject: two\r\n\r\n.\r\n")
+        self.assertEqual(session.send(b"TOP 2 99\r\n"),
+                         b"+OK Top of message follows\r\n" + MESSAGE_2 + b".\r\n")
+        self.assertEqual(session.send(b"TOP 1 2\r\n"),
+                         b"+OK Top of message follows\r\nFrom: bob@lab.test\r\n"
+                         b"Subject: one\r\n\r\nHello\r\n..hidden dot\r\n.\r\n")
+        self.assertEqual([info.flags for info in self.inbox().messages()],
+                         [frozenset(), frozenset()])
+
+    def test_topNeedsTwoArguments(self):
+        """TOP with one argument (as some textbooks show) is a syntax error."""
+        self.assertEqual(self.loggedIn().send(b"TOP 1\r\n"),
+                         b"-ERR Syntax: TOP message lines\r\n")
+
+    def test_topLongHeaderLine(self):
+        """A header line longer than a chunk does not end the header early."""
+        self.deliver(b"X-Long: " + b"a" * 100 + b"\r\n\r\nbody 1\r\nbody 2\r\n")
+        session = self.loggedIn(chunkSize=16)
+        self.assertEqual(session.send(b"TOP 3 1\r\n"),
+                         b"+OK Top of message follows\r\nX-Long: " + b"a" * 100
+                         + b"\r\n\r\nbody 1\r\n.\r\n")
+
+    def test_dele(self):
+        """DELE marks: STAT/LIST skip it, RETR/LIST/DELE of it fail, the file stays."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"DELE 1\r\n"), b"+OK Message 1 deleted\r\n")
+        self.assertEqual(session.send(b"STAT\r\n"), b"+OK 1 %d\r\n" % (len(MESSAGE_2),))
+        self.assertEqual(session.send(b"LIST\r\n"),
+                         b"+OK 1 messages (%d octets)\r\n2 %d\r\n.\r\n" % (
+                             len(MESSAGE_2), len(MESSAGE_2)))
+        for command in (b"RETR 1", b"LIST 1", b"UIDL 1", b"TOP 1 0", b"DELE 1"):
+            self.assertEqual(session.send(command + b"\r\n"),
+                             b"-ERR Message 1 already deleted\r\n")
+        self.assertEqual(len(self.maildirFiles()), 2)
+
+    def test_quitDeletes(self):
+        """QUIT (UPDATE state) removes the marked messages from the Maildir."""
+        session = self.loggedIn()
+        session.send(b"DELE 1\r\n")
+        self.assertEqual(session.send(b"QUIT\r\n"),
+                         b"+OK mailstack POP3 server signing off (1 deleted, 1 left)\r\n")
+        self.assertTrue(session.transport.disconnecting)
+        self.assertEqual(len(self.maildirFiles()), 1)
+        self.assertEqual(len(self.inbox().messages()), 1)
+
+    def test_dropDeletesNothing(self):
+        """A dropped connection deletes nothing and releases the lock."""
+        session = self.loggedIn()
+        session.send(b"DELE 1\r\nDELE 2\r\n")
+        session.drop()
+        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+
+    def test_rset(self):
+        """RSET unmarks every message."""
+        session = self.loggedIn()
+        session.send(b"DELE 1\r\nDELE 2\r\n")
+        self.assertEqual(session.send(b"RSET\r\n"),
+                         b"+OK Maildrop has 2 messages (%d octets)\r\n" % (
+                             len(MESSAGE_1) + len(MESSAGE_2),))
+        session.send(b"QUIT\r\n")
+        self.assertEqual(len(self.maildirFiles()), 2)
+
+    def test_noop(self):
+        """NOOP answers +OK; with an argument it is a syntax error."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"NOOP\r\n"), b"+OK\r\n")
+        self.assertEqual(session.send(b"NOOP x\r\n"), b"-ERR Syntax: NOOP\r\n")
+
+    def test_quitBeforeLogin(self):
+        """QUIT in AUTHORIZATION just signs off."""
+        session = self.connect()
+        self.assertEqual(session.send(b"QUIT\r\n"),
+                         b"+OK mailstack POP3 server signing off\r\n")
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_snapshot(self):
+        """Mail arriving after login shows only in the next session."""
+        session = self.loggedIn()
+        self.deliver(b"Subject: three\r\n\r\nlate\r\n")
+        self.assertEqual(session.send(b"STAT\r\n")[:6], b"+OK 2 ")
+        self.assertEqual(session.send(b"LIST 3\r\n"),
+                         b"-ERR No such message, only 2 messages in maildrop\r\n")
+        session.send(b"QUIT\r\n")
+        self.assertEqual(self.loggedIn().send(b"STAT\r\n")[:6], b"+OK 3 ")
+
+    def test_expungedByIMAP(self):
+        """A message expunged by another session is 'removed', never another one."""
+        session = self.loggedIn()
+        inbox = self.inbox()
+        inbox.expunge([inbox.messages()[0].uid])
+        self.assertEqual(session.send(b"RETR 1\r\n"),
+                         b"-ERR Message 1 was removed by another session\r\n")
+        session.send(b"DELE 1\r\nDELE 2\r\n")
+        self.assertTrue(session.send(b"QUIT\r\n").startswith(b"+OK"))
+        self.assertEqual(self.maildirFiles(), [])
+
+    def test_commitFailure(self):
+        """If removal fails at QUIT: -ERR [SYS/TEMP], and nothing else is lost."""
+        session = self.loggedIn()
+        session.send(b"DELE 2\r\n")
+
+        def broken(uids):
+            raise OSError(13, "Permission denied")
+        self.inbox().expunge = broken
+        self.assertEqual(session.send(b"QUIT\r\n"),
+                         b"-ERR [SYS/TEMP] Some deleted messages not removed\r\n")
+        del self.inbox().expunge
+        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.errors = self.flushLoggedErrors(OSError)
+        self.assertEqual(len(self.errors), 1)
+
+    def test_inUse(self):
+        """A second session for the same user gets [IN-USE]; the first goes on."""
+        first = self.loggedIn()
+        second = self.connect()
+        self.assertEqual(second.login(),
+                         b"-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
+        self.assertEqual(second.server.state, pop3server.AUTHORIZATION)
+        first.send(b"DELE 1\r\n")
+        self.assertEqual(first.send(b"QUIT\r\n")[:3], b"+OK")
+        self.assertEqual(len(self.maildirFiles()), 1)
+        self.assertTrue(second.login().startswith(b"+OK Logged in, 1 messages"))
+
+    def test_inUseOtherUser(self):
+        """The lock is per user: another user logs in meanwhile."""
+        self.loggedIn()
+        self.assertTrue(self.connect().login(b"carol", b"correct horse").startswith(b"+OK"))
+
+    def test_pipelining(self):
+        """Pipelined commands are answered in order, RETR included."""
+        out = self.loggedIn().send(b"STAT\r\nRETR 2\r\nLIST 1\r\nNOOP\r\n")
+        self.assertEqual(out, b"+OK 2 %d\r\n+OK %d octets\r\n%s.\r\n+OK 1 %d\r\n+OK\r\n" % (
+            len(MESSAGE_1) + len(MESSAGE_2), len(MESSAGE_2), MESSAGE_2, len(MESSAGE_1)))
+
+    def test_commandsWaitForRETR(self):
+        """A command arriving while a message streams is answered after it."""
+        session = self.loggedIn(chunkSize=8)
+        session.transport.clear()
+        session.server.dataReceived(b"RETR 2\r\n")
+        session.transport.producer.resumeProducing()
+        session.server.dataReceived(b"NOOP\r\n")
+        self.assertNotIn(b"+OK\r\n", session.transport.value())
+        pump(session.transport)
+        self.assertTrue(session.transport.value().endswith(b"line 3\r\n.\r\n+OK\r\n"))
+
+    def test_retrReadError(self):
+        """A read error mid-message closes the connection (no -ERR inside data)."""
+        session = self.loggedIn(chunkSize=8)
+        original = session.server.maildrop.openMessage
+
+        class Failing(io.BytesIO):
+            def read(self, n=-1):
+                if self.tell() >= 8:
+                    raise OSError(5, "Input/output error")
+                return io.BytesIO.read(self, n)
+
+        session.server.maildrop.openMessage = lambda n: (original(n).close(), Failing(
+            MESSAGE_1))[1]
+        out = session.send(b"RETR 1\r\n")
+        self.assertEqual(out, b"+OK %d octets\r\n" % (len(MESSAGE_1),) + MESSAGE_1[:8])
+        self.assertTrue(session.transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class FramingTests(POP3TestMixin, unittest.TestCase):
+    """
+    Lines, limits, unknown commands, timeouts, internal errors.
+    """
+
+    def test_bareLF(self):
+        """Lines ending in a bare LF (netcat) work like CRLF ones."""
+        session = self.connect()
+        self.assertEqual(session.send(b"USER alice\n"), b"+OK Send PASS\n"[:-1] + b"\r\n")
+        self.assertTrue(session.send(b"PASS secret\n").startswith(b"+OK Logged in"))
+
+    def test_lowercase(self):
+        """Commands are case-insensitive."""
+        self.assertEqual(self.connect().send(b"user alice\r\n"), b"+OK Send PASS\r\n")
+
+    def test_lineTooLong(self):
+        """An over-long line: -ERR, and the next command works."""
+        session = self.connect()
+        out = session.send(b"USER " + b"a" * 600 + b"\r\nCAPA\r\n")
+        self.assertTrue(out.startswith(b"-ERR Line too long (limit 512 octets)\r\n"
+                                       b"+OK Capability list follows\r\n"), out)
+
+    def test_lineTooLongInPieces(self):
+        """An over-long line sent in pieces is answered once and skipped whole."""
+        session = self.connect()
+        self.assertEqual(session.send(b"USER " + b"a" * 600),
+                         b"-ERR Line too long (limit 512 octets)\r\n")
+        self.assertEqual(session.send(b"b" * 600), b"")
+        self.assertEqual(session.send(b"c\r\nNOOP x\r\n"),
+                         b"-ERR NOOP needs a login first (USER/PASS, APOP or AUTH)\r\n")
+
+    def test_unknownCommand(self):
+        """Unknown and obsolete commands: -ERR, session continues."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"XYZZY\r\n"), b"-ERR Unknown command: XYZZY\r\n")
+        self.assertEqual(session.send(b"LAST\r\n"),
+                         b"-ERR LAST was removed from POP3 by RFC 1939; use UIDL\r\n")
+        self.assertEqual(session.send(b"TURN\r\n"),
+                         b"-ERR TURN is not a POP3 command (and unsafe in SMTP)\r\n")
+        self.assertEqual(session.send(b"\xff\xfe\r\n"), b"-ERR Unknown command\r\n")
+        self.assertEqual(session.send(b"NOOP\r\n"), b"+OK\r\n")
+
+    def test_emptyLine(self):
+        """An empty line (Enter in telnet) is answered and not counted as bad."""
+        session = self.connect()
+        for i in range(10):
+            self.assertEqual(session.send(b"\r\n"), b"-ERR No command given\r\n")
+        self.assertFalse(session.transport.disconnecting)
+
+    def test_wrongState(self):
+        """TRANSACTION commands before login: -ERR with the reason."""
+        self.assertEqual(self.connect().send(b"STAT\r\n"),
+                         b"-ERR STAT needs a login first (USER/PASS, APOP or AUTH)\r\n")
+
+    def test_badCommandLimit(self):
+        """After the configured number of bad commands the session is closed."""
+        session = self.connect()
+        out = session.send(b"BAD\r\n" * 6)
+        self.assertEqual(out, b"-ERR Unknown command: BAD\r\n" * 4
+                         + b"-ERR Too many bad commands, closing connection\r\n")
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_commandLimit(self):
+        """commands_per_session: the session is closed past the limit."""
+        session = self.connect(maxCommands=3)
+        out = session.send(b"CAPA\r\n" * 2 + b"QUIT\r\nCAPA\r\n")
+        self.assertTrue(out.endswith(b"+OK mailstack POP3 server signing off\r\n"))
+        session = self.connect(maxCommands=2)
+        out = session.send(b"USER a\r\nUSER a\r\nUSER a\r\n")
+        self.assertEqual(out, b"+OK Send PASS\r\n" * 2
+                         + b"-ERR Too many commands in one session, closing connection\r\n")
+
+    def test_idleTimeout(self):
+        """After idle_timeout seconds without a command: -ERR and close."""
+        session = self.loggedIn()
+        self.reactor.advance(599)
+        session.send(b"NOOP\r\n")
+        self.reactor.advance(599)
+        self.assertFalse(session.transport.disconnecting)
+        session.transport.clear()
+        self.reactor.advance(1)
+        self.assertEqual(session.transport.value(), b"-ERR Disconnected for inactivity.\r\n")
+        self.assertTrue(session.transport.disconnecting)
+        session.drop()
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+
+    def test_idleDuringRETR(self):
+        """A client that stops reading mid-message is cut off without an -ERR line."""
+        self.deliver(MESSAGE_1)
+        session = self.loggedIn(chunkSize=8)
+        session.transport.clear()
+        session.server.dataReceived(b"RETR 1\r\n")
+        self.reactor.advance(600)
+        self.assertTrue(session.transport.aborted)
+        self.assertNotIn(b"-ERR", session.transport.value())
+
+    def test_internalError(self):
+        """A failing handler gives -ERR [SYS/TEMP], never a traceback; session lives."""
+        session = self.loggedIn()
+
+        def broken():
+            raise RuntimeError("boom")
+        session.server.maildrop.stat = broken
+        self.assertEqual(session.send(b"STAT\r\n"), b"-ERR [SYS/TEMP] Internal error\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(session.send(b"NOOP\r\n"), b"+OK\r\n")
+
+
+class DotStufferTests(unittest.TestCase):
+    """
+    Byte-stuffing of a message given in chunks.
+    """
+
+    def test_firstLine(self):
+        """A message starting with '.' gets it doubled."""
+        self.assertEqual(stuff(b".first\r\nx\r\n"), b"..first\r\nx\r\n.\r\n")
+
+    def test_chunkBoundary(self):
+        """A '.' at the start of a chunk that starts a line is doubled."""
+        stuffer = DotStuffer()
+        out = stuffer.feed(b"a\r\n") + stuffer.feed(b".b\r\n") + stuffer.feed(b"c.\r") \
+            + stuffer.feed(b"\n.") + stuffer.feed(b".\r\n") + stuffer.end()
+        self.assertEqual(out, b"a\r\n..b\r\nc.\r\n...\r\n.\r\n")
+
+    def test_noFinalCRLF(self):
+        """A message without a final CRLF gets one before the terminator."""
+        self.assertEqual(stuff(b"abc"), b"abc\r\n.\r\n")
+        self.assertEqual(stuff(b""), b".\r\n")
+
+    def test_everySplit(self):
+        """Any split of a tricky message stuffs the same as the line-wise reference."""
+        message = b".\r\n..\r\nA\r\n.B\r\n\r\n.\r\n.C"
+        expected = referenceStuffing(message)
+        for size in range(1, len(message) + 1):
+            stuffer = DotStuffer()
+            out = b"".join(stuffer.feed(message[i:i + size])
+                           for i in range(0, len(message), size)) + stuffer.end()
+            self.assertEqual(out, expected, size)
+
+
+class TopReaderTests(unittest.TestCase):
+    """
+    Header plus N body lines.
+    """
+
+    def read(self, message, lines, size=1024):
+        reader = TopReader(io.BytesIO(message), lines)
+        return b"".join(iter(lambda: reader.read(size), b""))
+
+    def test_noBlankLine(self):
+        """A message with no blank line is all header."""
+        self.assertEqual(self.read(b"A: b\r\nC: d\r\n", 0), b"A: b\r\nC: d\r\n")
+
+    def test_bodyLines(self):
+        """Counts whole lines even when read in small pieces."""
+        message = b"A: b\r\n\r\n" + b"x" * 50 + b"\r\nsecond\r\nthird\r\n"
+        for size in (3, 7, 1024):
+            self.assertEqual(self.read(message, 2, size),
+                             b"A: b\r\n\r\n" + b"x" * 50 + b"\r\nsecond\r\n")
+
+    def test_stopsReading(self):
+        """TOP of a huge message reads only what it sends."""
+        source = io.BytesIO(b"A: b\r\n\r\nbody\r\n" + b"y" * 1000000)
+        reader = TopReader(source, 1)
+        self.assertEqual(b"".join(iter(lambda: reader.read(4096), b"")),
+                         b"A: b\r\n\r\nbody\r\n")
+        self.assertLess(source.tell(), 5000)
+
+
+class RecordingFile(io.BytesIO):
+    """Remembers the sizes asked of read()."""
+
+    def __init__(self, data):
+        io.BytesIO.__init__(self, data)
+        self.reads = []
+
+    def read(self, n=-1):
+        self.reads.append(n)
+        return io.BytesIO.read(self, n)
+
+
+class MessageSenderTests(unittest.TestCase):
+    """
+    The pull producer that streams a message.
+    """
+
+    def test_oneChunkPerPull(self):
+        """Nothing is read or written until the transport asks, one chunk each time."""
+        message = (b"x" * 9 + b"\r\n") * 100
+        source = RecordingFile(message)
+        transport = StringTransport()
+        d = MessageSender(source, transport, chunkSize=100).start()
+        self.assertIs(transport.producer.__class__, MessageSender)
+        self.assertFalse(transport.streaming)
+        self.assertEqual(transport.value(), b"")
+        transport.producer.resumeProducing()
+        self.assertEqual(transport.value(), message[:100])
+        self.assertEqual(source.reads, [100])
+        pump(transport)
+        self.assertEqual(transport.value(), message + b".\r\n")
+        self.assertTrue(all(n == 100 for n in source.reads))
+        self.assertTrue(source.closed)
+        self.assertTrue(self.successResultOf(d))
+
+    def test_stopped(self):
+        """A lost connection stops the sender and closes the file."""
+        source = RecordingFile(b"abc\r\n" * 100)
+        transport = StringTransport()
+        d = MessageSender(source, transport, chunkSize=10).start()
+        transport.producer.resumeProducing()
+        transport.producer.stopProducing()
+        self.assertFalse(self.successResultOf(d))
+        self.assertTrue(source.closed)
+
+    def test_chunkBoundaries(self):
+        """Lines starting with '.' on every chunk boundary come out right."""
+        lines = [b"." * (i % 3) + b"z" * (i % 7) for i in range(200)]
+        message = b"".join(line + b"\r\n" for line in lines)
+        for size in (1, 2, 3, 5, 8, 64):
+            transport = StringTransport()
+            MessageSender(io.BytesIO(message), transport, chunkSize=size).start()
+            pump(transport)
+            self.assertEqual(transport.value(), referenceStuffing(message), size)
+
+
+# -- the TWISTED-NOTES defects, on stock twisted.mail.pop3 and on ours ------------
+
+class BinaryMailbox(twistedPOP3.Mailbox):
+    """
+    A correct stock pop3.IMailbox over our store: binary files with LF line
+    ends, as stock POP3 expects (its transformChunk makes them CRLF), so what
+    fails is the stuffing alone.
+    """
+
+    def __init__(self, inbox):
+        self.inbox = inbox
+        inbox.noteDelivery()
+        self.infos = inbox.messages()
+
+    def listMessages(self, i=None):
+        if i is None:
+            return [info.size for info in self.infos]
+        return self.infos[i].size
+
+    def getMessage(self, i):
+        with self.inbox.openMessage(self.infos[i].uid) as f:
+            return io.BytesIO(f.read().replace(b"\r\n", b"\n"))
+
+    def getUidl(self, i):
+        return b"%d" % (self.infos[i].uid,)
+
+
+class StockChallengers:
+    """A factory giving stock POP3 its SASL mechanisms."""
+
+    challengers = {b"PLAIN": PLAINCredentials, b"CRAM-MD5": CramMD5Credentials}
+
+    def cap_IMPLEMENTATION(self):
+        return "stock"
+
+
+class TwistedDefectScenarios(StoreMixin):
+    """
+    One test per POP3 defect listed in ../shared/TWISTED-NOTES.md, in terms a
+    client sees. Subclasses say which server answers.
+    """
+
+    def login(self, session):
+        reply = session.login()
+        self.assertTrue(reply.startswith(b"+OK"), reply)
+
+    def retrieved(self, message):
+        """The bytes RETR sends for C{message} after its +OK line."""
+        self.deliver(message)
+        session = self.open()
+        self.login(session)
+        out = session.send(b"RETR 1\r\n")
+        self.assertTrue(out.startswith(b"+OK"), out)
+        return session.body(out)
+
+    def test_apopRFCVector(self):
+        """APOP: RFC 1939's timestamp + 'tanstaaf' -> c4c9334b...: logged in."""
+        session = self.open(timestamp=RFC_TIMESTAMP)
+        self.assertIn(RFC_TIMESTAMP, session.greeting)
+        reply = session.send(b"APOP mrose " + RFC_DIGEST + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK"), reply)
+
+    def test_authPlainInitialResponse(self):
+        """AUTH PLAIN with an initial response logs in."""
+        session = self.open()
+        reply = session.send(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0secret") + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK"), reply)
+
+    def test_stlsDiscardsInjection(self):
+        """STLS starts TLS and drops plaintext pipelined after it."""
+        session = self.open()
+        out = session.send(b"STLS\r\nUSER mallory\r\n")
+        self.assertTrue(out.startswith(b"+OK"), out)
+        self.assertEqual(out.count(b"\r\n"), 1, out)
+        self.assertIsNotNone(session.transport.tlsStarted)
+
+    def test_stuffingFirstLine(self):
+        """A message whose first line starts with '.' is stuffed."""
+        message = b".first line\r\nsecond\r\n"
+        self.assertEqual(self.retrieved(message), referenceStuffing(message))
+
+    def test_stuffingChunkBoundary(self):
+        """'.' lines on a stock chunk edge (16 KiB of its LF text) and on ours
+        (64 KiB of the CRLF text) are stuffed."""
+        message = b"Subject: dots\r\n\r\n" + b"a" * 16368 + b"\r\n.dot\r\n"
+        message += b"b" * (65536 - len(message) - 2) + b"\r\n.dot\r\n.\r\nend\r\n"
+        self.assertEqual(message.replace(b"\r\n", b"\n").index(b".dot"), 16384)
+        self.assertEqual(message.index(b".dot", 16390), 65536)
+        self.assertEqual(self.retrieved(message), referenceStuffing(message))
+
+
+class MaildirDefectScenarios(StoreMixin):
+    """
+    The defects of twisted.mail.maildir.MaildirMailbox, seen through POP3.
+    """
+
+    def login(self, session):
+        reply = session.login()
+        self.assertTrue(reply.startswith(b"+OK"), reply)
+
+    def test_retrFromMaildir(self):
+        """RETR of a message in the Maildir returns its exact bytes."""
+        self.deliver(MESSAGE_2)
+        session = self.open()
+        self.login(session)
+        out = session.send(b"RETR 1\r\n")
+        self.assertEqual(session.body(out), MESSAGE_2 + b".\r\n")
+
+    def test_deleDeferredToQuit(self):
+        """DELE removes nothing until QUIT; a dropped session deletes nothing."""
+        self.deliver(MESSAGE_2)
+        session = self.open()
+        self.login(session)
+        self.assertTrue(session.send(b"DELE 1\r\n").startswith(b"+OK"))
+        self.assertEqual(len(self.maildirFiles()), 1)
+        session.drop()
+        self.assertEqual(len(self.maildirFiles()), 1)
+        session = self.open()
+        self.login(session)
+        session.send(b"DELE 1\r\n")
+        session.send(b"QUIT\r\n")
+        self.assertEqual(self.maildirFiles(), [])
+
+    def test_uidlStableAcrossRename(self):
+        """UIDL stays the same after the file is renamed by a flag change."""
+        self.deliver(MESSAGE_2)
+        session = self.open()
+        self.login(session)
+        before = session.send(b"UIDL\r\n")
+        session.send(b"QUIT\r\n")
+        session.drop()
+        inbox = self.inbox()
+        inbox.setFlags(inbox.messages()[0].uid, {"\\Seen"})
+        session = self.open()
+        self.login(session)
+        self.assertEqual(session.send(b"UIDL\r\n"), before)
+
+    def test_maildropLock(self):
+        """A second session for the same user is refused with [IN-USE]."""
+        first = self.open()
+        self.login(first)
+        second = self.open()
+        self.assertEqual(second.login(),
+                         b"-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
+
+
+class OursMixin:
+    """Our server, lab listener settings."""
+
+    def open(self, timestamp=None):
+        server = POP3Server(
+            POP3Settings(hostname="mail.lab.test", tlsMode="starttls",
+                         tlsContext=object(), allowPlaintextAuth=True),
+            self.portal, self.users.hasPlaintextSecrets, self.reactor, timestamp=timestamp)
+        return Session(server, FakeTLSTransport(), self.reactor)
+
+
+class StockMixin:
+    """Stock twisted.mail.pop3.POP3 with the same portal."""
+
+    todo = "defect of stock twisted.mail (../shared/TWISTED-NOTES.md)"
+
+    def stockMailbox(self, account):
+        return BinaryMailbox(account.getMailbox("INBOX"))
+
+    def adapters(self):
+        return {twistedPOP3.IMailbox: lambda account, address: (
+            self.stockMailbox(account), None)}
+
+    def open(self, timestamp=None):
+        # Stock POP3 logs its tracebacks; the failing assertion is what counts.
+        self.addCleanup(self.flushLoggedErrors)
+        server = twistedPOP3.POP3()
+        server.portal = self.portal
+        server.factory = StockChallengers()
+        server.magic = timestamp
+        server.callLater = self.reactor.callLater
+        server.schedule = lambda iterator: (list(iterator), defer.succeed(None))[1]
+        return Session(server, FakeTLSTransport(), self.reactor)
+
+
+class TwistedDefectTests(OursMixin, TwistedDefectScenarios, unittest.TestCase):
+    """
+    Our server has none of stock twisted.mail.pop3's protocol defects.
+    """
+
+
+class StockTwistedDefectTests(StockMixin, TwistedDefectScenarios, unittest.TestCase):
+    """
+    Stock twisted.mail.pop3.POP3 shows each protocol defect (expected failures).
+    """
+
+
+class MaildirDefectTests(OursMixin, MaildirDefectScenarios, unittest.TestCase):
+    """
+    Our maildrop has none of twisted.mail.maildir.MaildirMailbox's defects.
+    """
+
+
+class StockMaildirDefectTests(StockMixin, MaildirDefectScenarios, unittest.TestCase):
+    """
+    Stock POP3 over twisted.mail.maildir.MaildirMailbox shows each defect
+    (expected failures).
+    """
+
+    def stockMailbox(self, account):
+        return twistedMaildir.MaildirMailbox(os.fsencode(account.path))
