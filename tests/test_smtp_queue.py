@@ -63,6 +63,8 @@ class FakeSmarthost(LineReceiver):
         elif command == b"HELO":
             self.reset()
             self.sendLine(b"250 fake.test")
+        elif command == b"STARTTLS" and factory.startTLSReply:
+            self.sendLine(factory.startTLSReply)
         elif command == b"STARTTLS" and factory.tlsOptions is not None:
             self.sendLine(b"220 2.0.0 go ahead")
             self.transport.startTLS(factory.tlsOptions)
@@ -114,6 +116,7 @@ class FakeSmarthostFactory(protocol.ServerFactory):
         self.replies = {}  # address -> [reply, ...]; the last one repeats
         self.mailReply = b"250 2.1.0 ok"
         self.dataReply = b"250 2.0.0 queued"
+        self.startTLSReply = None  # e.g. b"454 ...": refuse STARTTLS
         self.messages = []
         self.connections = 0
 
@@ -218,6 +221,11 @@ class EnqueueTests(QueueTestMixin, unittest.TestCase):
         self.assertEqual(len(set(ids)), 20)
         self.assertEqual(self.files("env"), sorted(ids))
 
+    def test_queueIsTrue(self):
+        """An empty queue is still true (callers test for None)."""
+        self.assertTrue(self.makeQueue(start=False))
+        self.assertEqual(len(self.makeQueue(start=False)), 0)
+
     def test_noRecipients(self):
         """A message without recipients is refused."""
         queue = self.makeQueue(start=False)
@@ -255,6 +263,15 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
         self.assertEqual(self.files("msg"), [])
         self.assertEqual(self.files("env"), [])
         self.assertEqual(self.bounce.bounces, [])
+
+    @defer.inlineCallbacks
+    def test_largeMessage(self):
+        """A multi-megabyte message (dots at chunk edges) arrives byte for byte."""
+        line = b"." + b"x" * 75 + b"\r\n"
+        big = MESSAGE + line * 40000
+        queue = self.makeQueue()
+        yield self.send(queue, ["bob@remote.test"], message=big)
+        self.assertEqual(self.smarthost.messages[0]["data"], big)
 
     @defer.inlineCallbacks
     def test_enqueueAttemptsAtOnce(self):
@@ -653,6 +670,27 @@ class RequireTLSTests(QueueTestMixin, unittest.TestCase):
         yield self.send(queue, ["bob@remote.test"])
         [message] = self.smarthost.messages
         self.assertTrue(message["tls"])
+
+    @defer.inlineCallbacks
+    def test_opportunisticRefused(self):
+        """Without requireTLS, a STARTTLS refused with 454 falls back to plaintext."""
+        self.smarthost.tlsOptions = self.serverOptions
+        self.smarthost.startTLSReply = b"454 4.7.0 TLS not available"
+        queue = self.makeQueue()
+        yield self.send(queue, ["bob@remote.test"])
+        [message] = self.smarthost.messages
+        self.assertFalse(message["tls"])
+        self.assertEqual(message["data"], MESSAGE)
+
+    @defer.inlineCallbacks
+    def test_requiredRefused(self):
+        """With requireTLS, a STARTTLS refused with 454 keeps the message queued."""
+        self.smarthost.tlsOptions = self.serverOptions
+        self.smarthost.startTLSReply = b"454 4.7.0 TLS not available"
+        queue = self.makeQueue(requireTLS=True, clientTLSContext=self.trusting())
+        queueID = yield self.send(queue, ["bob@remote.test"])
+        self.assertEqual(self.smarthost.messages, [])
+        self.assertEqual(self.envelope(queueID)["recipients"][0]["state"], PENDING)
 
 
 class DataEncoderTests(unittest.TestCase):

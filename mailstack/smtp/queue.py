@@ -527,6 +527,10 @@ class RelayQueue(service.Service):
     def __len__(self):
         return len(self._entries)
 
+    def __bool__(self):
+        # an empty queue is still a queue (callers test "queue is None")
+        return True
+
     def queued(self):
         """
         A snapshot of the queue, oldest first: one dict per message with
