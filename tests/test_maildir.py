@@ -1,6 +1,8 @@
 """
 Tests for L{mailstack.storage.maildir}: the Maildir++ store, checked through its
-files (what Dovecot would see) and through the store contract.
+files (what Dovecot would see) and through the store contract. The mailbox's use of
+dovecot-uidlist and the account's subscriptions are tested in L{tests.test_uidlist}
+and L{tests.test_subscriptions}, with those modules.
 """
 
 import errno
@@ -14,7 +16,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from mailstack.storage import maildir
+from mailstack.storage import crlf, files, maildir
 from mailstack.storage.interfaces import (
     Changes, IAccountStore, IMailboxStore, IMailStore, IMessageInfo,
     InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox,
@@ -272,52 +274,6 @@ class MailboxNameTests(MaildirTestCase):
         self.assertIn("INBOX", self.account.listMailboxes())
 
 
-class SubscriptionTests(MaildirTestCase):
-    """
-    The C{subscriptions} file: written one name per line, Dovecot's v2 form read too.
-    """
-
-    def test_subscribeWritesPlainFile(self):
-        """Subscriptions are stored Maildir++ style, one per line, modified UTF-7."""
-        self.account.subscribe("Lists/Python")
-        self.account.subscribe("inbox")
-        self.account.subscribe("\u65e5\u672c\u8a9e")
-        self.account.subscribe("Lists/Python")
-        self.assertEqual(self.read("subscriptions").decode("ascii").splitlines(),
-                         ["INBOX", "Lists.Python", "&ZeVnLIqe-"])
-        self.assertEqual(self.account.subscriptions(),
-                         ["INBOX", "Lists/Python", "\u65e5\u672c\u8a9e"])
-        self.assertFalse(os.path.exists(self.path("subscriptions.lock")))
-
-    def test_unsubscribe(self):
-        """Unsubscribing removes the name; unknown or invalid names are ignored."""
-        self.account.subscribe("A")
-        self.account.subscribe("B")
-        self.account.unsubscribe("A")
-        self.account.unsubscribe("Never")
-        self.account.unsubscribe("a.b")
-        self.assertEqual(self.account.subscriptions(), ["B"])
-
-    def test_readPlainFormat(self):
-        """An old-style (Dovecot v1, Courier) file is read, '.' as separator."""
-        self.write(b"INBOX\nSent\nLists.Python\n&ZeVnLIqe-\n", "subscriptions")
-        self.assertEqual(self.account.subscriptions(),
-                         ["INBOX", "Lists/Python", "Sent", "\u65e5\u672c\u8a9e"])
-
-    def test_readVersion2(self):
-        """Dovecot's "V\\t2" file, with tab-separated levels, is read."""
-        self.write(b"V\t2\n\nINBOX\nLists\tPython\nTrash\n&ZeVnLIqe-\tSub\n", "subscriptions")
-        self.assertEqual(self.account.subscriptions(),
-                         ["INBOX", "Lists/Python", "Trash", "\u65e5\u672c\u8a9e/Sub"])
-        self.account.subscribe("New")
-        self.assertEqual(self.read("subscriptions"),
-                         b"INBOX\nLists.Python\nNew\nTrash\n&ZeVnLIqe-.Sub\n")
-
-    def test_missingFile(self):
-        """Without a file there are no subscriptions."""
-        self.assertEqual(self.account.subscriptions(), [])
-
-
 class DeliveryTests(MaildirTestCase):
     """
     L{MaildirMailbox.deliver}: tmp/ then new/, CRLF, sizes in the name.
@@ -369,7 +325,7 @@ class DeliveryTests(MaildirTestCase):
 
     def test_hostnameEscaped(self):
         """'/' and ':' in the host name are written \\057 and \\072."""
-        self.patch(maildir.socket, "gethostname", lambda: "a/b:c")
+        self.patch(files.socket, "gethostname", lambda: "a/b:c")
         key = self.inbox.deliver(MESSAGE)
         self.assertIn(".a\\057b\\072c,S=", key)
         self.assertEqual(self.files("new"), [key])
@@ -430,180 +386,6 @@ class DeliveryTests(MaildirTestCase):
         self.write(b"old", "tmp", "old", mtime=time.time() - 37 * 3600)
         self.freshInbox()
         self.assertEqual(self.files("tmp"), [])
-
-
-class UIDListTests(MaildirTestCase):
-    """
-    UIDs in dovecot-uidlist: format, persistence, rebuilds, the dotlock.
-    """
-
-    def test_format(self):
-        """The uidlist is Dovecot's version 3: header V N G, then '<uid> :<base>'."""
-        keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
-        self.assertEqual(self.inbox.sync().added, [1, 2])
-        lines = self.read("dovecot-uidlist").decode().splitlines()
-        self.assertRegex(lines[0], r"^3 V(\d+) N3 G[0-9a-f]{32}$")
-        self.assertEqual(int(lines[0].split()[1][1:]), self.inbox.uidValidity)
-        self.assertEqual(lines[1:], ["1 :" + keys[0], "2 :" + keys[1]])
-        self.assertEqual(self.inbox.uidNext, 3)
-        self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
-
-    def test_newMailboxHasUIDValidity(self):
-        """A new mailbox gets UIDVALIDITY = the current time, written at once."""
-        self.account.createMailbox("Fresh")
-        before = int(time.time())
-        box = self.account.getMailbox("Fresh")
-        self.assertTrue(before - 1 <= box.uidValidity <= time.time())
-        self.assertEqual(box.uidNext, 1)
-        self.assertTrue(os.path.exists(self.path(".Fresh", "dovecot-uidlist")))
-
-    def test_stableAcrossProcesses(self):
-        """Another store on the same files sees the same UIDs and UIDVALIDITY."""
-        keys = [self.inbox.deliver(MESSAGE) for _ in range(3)]
-        self.inbox.sync()
-        self.inbox.expunge([2])
-        other = self.freshInbox()
-        self.assertEqual(other.uidValidity, self.inbox.uidValidity)
-        self.assertEqual([(m.uid, m.key) for m in other.messages()],
-                         [(1, keys[0]), (3, keys[2])])
-        self.assertEqual(other.append(MESSAGE), 4)
-
-    def test_readsDovecotVersion3(self):
-        """A uidlist written by Dovecot (with extension fields) is read; UIDs kept."""
-        self.write(b"a\nb\n", "cur", "1700000001.M1P1.dove,S=4:2,S")
-        self.write(MESSAGE_CRLF, "cur", "1700000002.M2P1.dove,S=%d,W=%d:2,"
-                   % (len(MESSAGE_CRLF), len(MESSAGE_CRLF)))
-        self.write(b"3 V1700000000 N20 G0123456789abcdef0123456789abcdef X1\n"
-                   b"5 W6 GABC :1700000001.M1P1.dove,S=4\n"
-                   b"7 :1700000002.M2P1.dove,S=%d,W=%d\n"
-                   b"9 :1700000003.M3P1.dove,S=4\n"
-                   % (len(MESSAGE_CRLF), len(MESSAGE_CRLF)), "dovecot-uidlist")
-        box = self.freshInbox()
-        self.assertEqual(box.uidValidity, 1700000000)
-        self.assertEqual(box.uidNext, 20)
-        self.assertEqual([m.uid for m in box.messages()], [5, 7])
-        self.assertEqual(box.messageInfo(5).flags, {"\\Seen"})
-        self.assertEqual(box.messageInfo(5).size, 6)
-        with box.openMessage(5) as f:
-            self.assertEqual(f.read(), b"a\r\nb\r\n")
-        self.assertEqual(box.append(MESSAGE), 20)
-        text = self.read("dovecot-uidlist").decode()
-        self.assertTrue(text.startswith("3 V1700000000 N21 G0123456789abcdef0123456789abcdef X1\n"))
-        self.assertIn("5 W6 GABC :1700000001.M1P1.dove,S=4\n", text)
-        self.assertNotIn("1700000003", text)
-
-    def test_readsVersion1(self):
-        """An old version 1 uidlist (Dovecot 1.0, Courier) is read; UIDs kept."""
-        self.write(MESSAGE_CRLF, "cur", "1600000001.M1P1.old:2,")
-        self.write(b"1 1600000000 10\n3 1600000001.M1P1.old\n", "dovecot-uidlist")
-        box = self.freshInbox()
-        self.assertEqual((box.uidValidity, box.uidNext), (1600000000, 10))
-        self.assertEqual([m.uid for m in box.messages()], [3])
-        self.assertEqual(box.append(MESSAGE), 10)
-        self.assertTrue(self.read("dovecot-uidlist").startswith(b"3 V1600000000 N11 G"))
-
-    def test_deletedUIDListRebuilt(self):
-        """Without the uidlist the files are kept, renumbered in order, list rewritten."""
-        keys = [self.inbox.deliver(MESSAGE, internalDate=1000000000 + n) for n in range(3)]
-        self.inbox.sync()
-        self.inbox.expunge([1])
-        os.unlink(self.path("dovecot-uidlist"))
-        box = self.freshInbox()
-        self.assertEqual([(m.uid, m.key) for m in box.messages()], [(1, keys[1]), (2, keys[2])])
-        self.assertTrue(os.path.exists(self.path("dovecot-uidlist")))
-
-    def test_deletedUIDListSameProcess(self):
-        """A session that had UIDs sees a new, larger UIDVALIDITY after a rebuild."""
-        self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
-        validity = self.inbox.uidValidity
-        os.unlink(self.path("dovecot-uidlist"))
-        changes = self.inbox.sync()
-        self.assertGreater(self.inbox.uidValidity, validity)
-        self.assertEqual((changes.expunged, changes.added), ([1], [1]))
-
-    def test_corruptUIDList(self):
-        """A corrupt uidlist is rebuilt with a larger UIDVALIDITY, and logged."""
-        self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
-        future = int(time.time()) + 1000
-        self.write(b"3 V%d N5 G0123456789abcdef0123456789abcdef\nxyz :abc\n" % (future,),
-                   "dovecot-uidlist")
-        events = self.captureLog()
-        box = self.freshInbox()
-        self.assertEqual(box.uidValidity, future + 1)
-        self.assertEqual([m.uid for m in box.messages()], [1])
-        self.assertTrue(any("corrupt dovecot-uidlist" in e.get("log_format", "")
-                            for e in events))
-
-    def test_unreadableUIDList(self):
-        """A uidlist with no readable header is rebuilt with UIDVALIDITY = now."""
-        self.write(b"garbage\n", "dovecot-uidlist")
-        before = int(time.time())
-        box = self.freshInbox()
-        self.assertGreaterEqual(box.uidValidity, before)
-        self.assertTrue(self.read("dovecot-uidlist").startswith(b"3 V"))
-
-    def test_unorderedUIDsCorrupt(self):
-        """UIDs out of order mean corruption (as Dovecot judges it)."""
-        self.write(b"3 V100 N9 G0123456789abcdef0123456789abcdef\n5 :a\n4 :b\n",
-                   "dovecot-uidlist")
-        self.assertGreater(self.freshInbox().uidValidity, 100)
-
-    def test_staleLockRemoved(self):
-        """A lock older than 120 s is a dead process's: removed, the sync proceeds."""
-        self.write(b"", "dovecot-uidlist.lock", mtime=time.time() - 200)
-        self.inbox.deliver(MESSAGE)
-        self.assertEqual(self.inbox.sync().added, [1])
-        self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
-
-    def test_freshLockWaitsThenFails(self):
-        """A live lock makes UID assignment wait, then fail with StoreError."""
-        self.write(b"", "dovecot-uidlist.lock")
-        self.inbox.lockTimeout = 0.2
-        self.inbox.deliver(MESSAGE)
-        start = time.monotonic()
-        error = self.assertRaises(StoreError, self.inbox.sync)
-        self.assertGreaterEqual(time.monotonic() - start, 0.2)
-        self.assertIn("locked", str(error))
-        self.assertTrue(os.path.exists(self.path("dovecot-uidlist.lock")))
-        os.unlink(self.path("dovecot-uidlist.lock"))
-        self.assertEqual(self.inbox.sync().added, [1])
-
-    def test_unknownFilesOrderedByTime(self):
-        """Files another MDA drops in get UIDs by mtime, then name."""
-        self.write(b"x\n", "new", "300.M1P1.mda", mtime=3000)
-        self.write(b"x\n", "new", "100.M1P1.mda", mtime=5000)
-        self.write(b"x\n", "new", "200.M1P1.mda", mtime=1000)
-        self.inbox.sync()
-        self.assertEqual([m.key for m in self.inbox.messages()],
-                         ["200.M1P1.mda", "300.M1P1.mda", "100.M1P1.mda"])
-
-    def test_vanishedFilesExpunged(self):
-        """A file removed by another program is reported expunged and leaves the list."""
-        keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
-        self.inbox.sync()
-        os.unlink(self.path("cur", keys[0] + ":2,"))
-        self.assertEqual(self.inbox.sync(), Changes(expunged=[1]))
-        self.assertRaises(NoSuchMessage, self.inbox.messageInfo, 1)
-        self.inbox.append(MESSAGE)
-        self.assertNotIn(keys[0], self.read("dovecot-uidlist").decode())
-
-    def test_syncCheapWhenUnchanged(self):
-        """When new/, cur/ and the uidlist are unchanged, sync does not list them."""
-        self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
-        listings = []
-        original = self.inbox._listFiles
-        self.inbox._listFiles = lambda: listings.append(1) or original()
-        self.ageStamps(self.inbox)
-        self.inbox.sync()
-        count = len(listings)
-        self.assertEqual(self.inbox.sync(), Changes())
-        self.assertEqual(len(listings), count)
-        self.inbox.deliver(MESSAGE)
-        self.assertEqual(self.inbox.sync().added, [2])
-        self.assertGreater(len(listings), count)
 
 
 class FlagTests(MaildirTestCase):
@@ -845,7 +627,7 @@ class MessageTests(MaildirTestCase):
         self.write(b"a\nb\n", "new", "1700000000.M1P1.mda,S=4")
         self.inbox.sync()
         self.assertIn("1 W6 :1700000000.M1P1.mda,S=4\n", self.read("dovecot-uidlist").decode())
-        self.patch(maildir, "_wireSize", lambda path: self.fail("size computed again"))
+        self.patch(crlf, "wireSize", lambda path: self.fail("size computed again"))
         self.assertEqual(self.freshInbox().messageInfo(1).size, 6)
 
     def test_vanishedFileStillListed(self):

@@ -1,0 +1,76 @@
+"""
+Dovecot's dotlock: C{<file>.lock} created with C{O_EXCL} guards C{<file>}; the new
+contents are written into the lock, which is then renamed over the file. Used for
+C{dovecot-uidlist}, C{dovecot-keywords} and C{subscriptions}.
+"""
+
+import os
+import time
+
+from twisted.logger import Logger
+
+from mailstack.storage.interfaces import StoreError
+
+log = Logger()
+
+
+class DotLock:
+    """
+    A Dovecot-style dotlock on C{target}: C{target.lock} created with O_EXCL. The new
+    contents are written into the lock file, which is then renamed over the target
+    (replacing it and releasing the lock in one step).
+
+    @param timeout: seconds to wait for a live lock before raising L{StoreError}.
+    @param staleAge: seconds after which a lock is a dead process's and is removed.
+    """
+
+    def __init__(self, target, timeout, staleAge):
+        self.target = target
+        self.path = target + ".lock"
+        self.timeout = timeout
+        self.staleAge = staleAge
+        self.fd = None
+
+    def __enter__(self):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                return self
+            except FileExistsError:
+                pass
+            try:
+                age = time.time() - os.stat(self.path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > self.staleAge:
+                log.warn("Removing stale lock {path} ({age:.0f} s old)", path=self.path, age=age)
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            if time.monotonic() >= deadline:
+                raise StoreError("mailbox is locked by another process; try again later")
+            time.sleep(0.05)
+
+    def commit(self, data):
+        """Write C{data} into the lock, fsync, rename it over the target."""
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+        os.rename(self.path, self.target)
+
+    def __exit__(self, *excInfo):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,137 @@
+"""
+Maildir's file conventions: the C{cur/ new/ tmp/} directories, unique names
+(C{<sec>.M<usec>P<pid>Q<seq>.<host>}) with C{,S=} and C{,W=} sizes, the C{:2,<flags>}
+info suffix, listing the message files, and cleaning C{tmp/}.
+"""
+
+import itertools
+import os
+import re
+import socket
+import threading
+import time
+
+TMP_MAX_AGE = 36 * 3600
+
+_SIZE_FIELD = re.compile(r",([SW])=(\d+)")
+
+_sequence = itertools.count(1)
+_sequenceLock = threading.Lock()
+
+
+def makeMaildir(path, folder):
+    """Create cur/ new/ tmp/ (and the Maildir++ C{maildirfolder} marker) if missing."""
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    if folder:
+        os.close(os.open(os.path.join(path, "maildirfolder"), os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def fsyncDirectory(path):
+    """Make the renames into a directory durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def uniqueName():
+    """A Maildir unique name: C{<sec>.M<usec>P<pid>Q<seq>.<host>}."""
+    now = time.time()
+    with _sequenceLock:
+        seq = next(_sequence)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+    return "%d.M%dP%dQ%d.%s" % (int(now), int((now % 1) * 1000000), os.getpid(), seq, host)
+
+
+def createTemporary(tmpDir):
+    """
+    Create a new file under a unique name in C{tmpDir}.
+
+    @return: C{(name, path, fd)}, the file open for writing.
+    @raise FileNotFoundError: if C{tmpDir} does not exist.
+    """
+    while True:
+        name = uniqueName()
+        path = os.path.join(tmpDir, name)
+        try:
+            return name, path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+
+
+def messageBase(name, diskSize, wireSize):
+    """The base name of a message file: its unique name and its sizes."""
+    return "%s,S=%d,W=%d" % (name, diskSize, wireSize)
+
+
+def placement(base, letters):
+    """
+    Where a new message with the info C{letters} goes: C{(subdir, filename)}, in
+    cur/ with C{:2,<letters>} if it has flags, else in new/.
+    """
+    if letters:
+        return "cur", base + ":2," + letters
+    return "new", base
+
+
+def splitFilename(filename):
+    """C{'base:2,FS'} -> C{('base', 'FS')}; a name without C{:2,} info has no flags."""
+    base, sep, info = filename.partition(":")
+    return base, (info[2:] if sep and info.startswith("2,") else "")
+
+
+def sizeFields(base):
+    """The C{S=} (size on disk) and C{W=} (CRLF size) fields of a base name, or None."""
+    fields = dict(_SIZE_FIELD.findall(base))
+    return (int(fields["S"]) if "S" in fields else None,
+            int(fields["W"]) if "W" in fields else None)
+
+
+def listMessages(path):
+    """@return: C{{base: (subdir, filename)}} of the messages in new/ then cur/ of C{path}."""
+    listing = {}
+    for subdir in ("new", "cur"):
+        try:
+            names = os.listdir(os.path.join(path, subdir))
+        except FileNotFoundError:
+            continue
+        for filename in names:
+            if filename.startswith(".") or "\n" in filename or "\r" in filename:
+                continue
+            listing[splitFilename(filename)[0]] = (subdir, filename)
+    return listing
+
+
+def stamp(path):
+    """What tells a change of C{path}: C{(mtime_ns, size, inode)}, or None if missing."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def removeStale(tmpDir, maxAge):
+    """
+    Delete the files in C{tmpDir} untouched (neither read nor written) for
+    C{maxAge} seconds.
+
+    @return: how many files were removed.
+    """
+    removed = 0
+    limit = time.time() - maxAge
+    try:
+        entries = list(os.scandir(tmpDir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if entry.is_file(follow_symlinks=False) and max(st.st_atime, st.st_mtime) < limit:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -1,0 +1,184 @@
+"""
+Dovecot's C{dovecot-uidlist}: parsing (versions 1 and 3), writing (version 3), and
+the UIDVALIDITY rules for a list that is missing or corrupt. Callers change the file
+only under its L{mailstack.storage.dotlock.DotLock}.
+"""
+
+import dataclasses
+import re
+import time
+import uuid
+
+from twisted.logger import Logger
+
+log = Logger()
+
+UIDLIST = "dovecot-uidlist"
+
+
+class CorruptUIDList(Exception):
+    """
+    The file is not a uidlist we can read.
+
+    @ivar uidValidity: its UIDVALIDITY if the header was readable, else None.
+    """
+
+    def __init__(self, reason, uidValidity=None):
+        Exception.__init__(self, reason)
+        self.uidValidity = uidValidity
+
+
+@dataclasses.dataclass
+class UIDList:
+    """The contents of a uidlist."""
+
+    uidValidity: int
+    nextUID: int
+    guid: str
+    records: dict  # base name -> (uid, [extension fields such as "W123"])
+    headerExtra: list = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def empty(cls, uidValidity):
+        """A new list without messages, with a fresh mailbox GUID."""
+        return cls(uidValidity, 1, uuid.uuid4().hex, {})
+
+    def format(self):
+        """The file contents, version 3."""
+        header = ["3", "V%d" % (self.uidValidity,), "N%d" % (self.nextUID,), "G" + self.guid]
+        lines = [" ".join(header + self.headerExtra)]
+        for base, (uid, extensions) in sorted(self.records.items(), key=lambda item: item[1][0]):
+            lines.append(" ".join(["%d" % (uid,)] + extensions + [":" + base]))
+        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _parseHeader(line):
+    """
+    @return: C{(version, uidValidity, nextUID, guid or None, [other fields])}
+    @raise CorruptUIDList: if the header is not one of version 1 or 3.
+    """
+    match = re.match(r"(\d) (.*)\Z", line)
+    if match is None:
+        raise CorruptUIDList("invalid header")
+    version, rest = int(match.group(1)), match.group(2)
+    validity = nextUID = 0
+    guid, extra = None, []
+    if version == 1:
+        fields = rest.split()
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            raise CorruptUIDList("invalid version 1 header")
+        validity, nextUID = int(fields[0]), int(fields[1])
+    elif version == 3:
+        for field in rest.split():
+            key, value = field[0], field[1:]
+            if key in "VN":
+                if not value.isdigit():
+                    raise CorruptUIDList("invalid header field %r" % (field,))
+                if key == "V":
+                    validity = int(value)
+                else:
+                    nextUID = int(value)
+            elif key == "G":
+                if not re.match(r"[0-9a-f]{32}\Z", value):
+                    raise CorruptUIDList("invalid mailbox GUID", validity or None)
+                guid = value
+            else:
+                extra.append(field)
+    else:
+        raise CorruptUIDList("unsupported version %d" % (version,))
+    if validity <= 0 or nextUID <= 0:
+        raise CorruptUIDList("header lacks UIDVALIDITY or next UID", validity or None)
+    return version, validity, nextUID, guid, extra
+
+
+def parseUIDList(text):
+    """
+    Parse a dovecot-uidlist (version 1 or 3).
+
+    @raise CorruptUIDList: if it is not one, with the UIDVALIDITY when readable.
+    """
+    lines = text.split("\n")
+    version, validity, nextUID, guid, extra = _parseHeader(lines[0])
+    records = {}
+    lastUID = 0
+    for number, line in enumerate(lines[1:], 2):
+        if not line:
+            continue
+        uidText, space, rest = line.partition(" ")
+        if not uidText.isdigit() or not space or int(uidText) <= lastUID:
+            raise CorruptUIDList("line %d: bad or unordered UID" % (number,), validity)
+        uid = lastUID = int(uidText)
+        extensions = []
+        rest = rest.lstrip(" ")
+        if version == 1:
+            if uid >= nextUID:
+                raise CorruptUIDList("line %d: UID beyond next UID" % (number,), validity)
+            filename = rest
+        else:
+            while rest and not rest.startswith(":"):
+                field, _, rest = rest.partition(" ")
+                if "A" <= field[0] <= "Z":
+                    extensions.append(field)
+                rest = rest.lstrip(" ")
+            if not rest.startswith(":"):
+                raise CorruptUIDList("line %d: no file name" % (number,), validity)
+            filename = rest[1:]
+        base = filename.split(":")[0]
+        if not base or "/" in base:
+            raise CorruptUIDList("line %d: bad file name" % (number,), validity)
+        records[base] = (uid, extensions)
+    return UIDList(validity, max(nextUID, lastUID + 1), guid or uuid.uuid4().hex,
+                   records, extra)
+
+
+def readUIDList(path):
+    """
+    @return: the parsed uidlist at C{path}, or None if there is none.
+    @raise CorruptUIDList: if it cannot be parsed.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return parseUIDList(data.decode("utf-8", "surrogateescape"))
+
+
+def readSoundUIDList(path):
+    """@return: the parsed uidlist at C{path}, or None if it is missing or corrupt."""
+    try:
+        return readUIDList(path)
+    except CorruptUIDList:
+        return None
+
+
+def newUIDValidity(*known):
+    """
+    The UIDVALIDITY for a rebuilt list: the current time, but larger than any of
+    the C{known} values (None or 0 where unknown).
+    """
+    return max([int(time.time())] + [value + 1 for value in known if value])
+
+
+def loadForUpdate(path, knownValidity):
+    """
+    Read the uidlist at C{path} (the caller holds its lock), or start a new one if
+    it is missing or corrupt, with a UIDVALIDITY from L{newUIDValidity}; a rebuild
+    that loses UIDs is logged.
+
+    @param knownValidity: the UIDVALIDITY the caller knew, or None.
+    """
+    try:
+        uidlist = readUIDList(path)
+    except CorruptUIDList as e:
+        validity = newUIDValidity(e.uidValidity, knownValidity)
+        log.warn("{path}: corrupt dovecot-uidlist ({reason}); rebuilding, UIDVALIDITY "
+                 "{old} -> {new}", path=path, reason=str(e), old=e.uidValidity, new=validity)
+        return UIDList.empty(validity)
+    if uidlist is None:
+        validity = newUIDValidity(knownValidity)
+        if knownValidity is not None:
+            log.warn("{path}: dovecot-uidlist vanished; rebuilding with UIDVALIDITY {new}",
+                     path=path, new=validity)
+        return UIDList.empty(validity)
+    return uidlist
