@@ -892,6 +892,24 @@ class FramingTests(POP3TestMixin, unittest.TestCase):
         self.assertTrue(session.transport.aborted)
         self.assertNotIn(b"-ERR", session.transport.value())
 
+    def test_manyPipelined(self):
+        """A packet of thousands of pipelined commands is answered in full."""
+        session = self.loggedIn()
+        self.assertEqual(session.send(b"NOOP\r\n" * 20000), b"+OK\r\n" * 20000)
+
+    def test_inputPausedWhileBlocked(self):
+        """While a reply is delayed, a flood of input pauses reading, then resumes."""
+        session = self.connect()
+        session.login(b"alice", b"x1")
+        session.login(b"alice", b"x2")
+        session.send(b"NOOP\r\n" * 1000)
+        self.assertEqual(session.transport.producerState, "paused")
+        self.reactor.advance(3)
+        self.assertEqual(session.transport.producerState, "producing")
+        out = session.transport.value()
+        self.assertEqual(out.count(b"-ERR NOOP needs a login"), 4)
+        self.assertTrue(out.endswith(b"-ERR Too many bad commands, closing connection\r\n"))
+
     def test_internalError(self):
         """A failing handler gives -ERR [SYS/TEMP], never a traceback; session lives."""
         session = self.loggedIn()

@@ -124,6 +124,7 @@ class POP3Server(Protocol, TimeoutMixin):
         self._logout = None
         self._user = None
         self._buffer = b""
+        self._position = 0
         self._processing = False
         self._blocked = False
         self._inputPaused = False
@@ -222,23 +223,33 @@ class POP3Server(Protocol, TimeoutMixin):
         self._buffer += data
         self._process()
 
+    def _pending(self):
+        """Octets received and not yet taken as lines."""
+        return len(self._buffer) - self._position
+
     def _process(self):
-        """Run complete command lines (CRLF or bare LF) until blocked."""
+        """
+        Run complete command lines (CRLF or bare LF) until blocked. Lines are
+        taken by position and the buffer is cut once at the end, so a packet of
+        many pipelined commands costs linear time.
+        """
         if self._processing:
             return
         self._processing = True
         try:
-            while self._buffer and not self._blocked and not self._closing:
-                end = self._buffer.find(b"\n")
+            while self._pending() and not self._blocked and not self._closing:
+                start = self._position
+                end = self._buffer.find(b"\n", start)
                 if end < 0:
                     if self._discardingLine:
-                        self._buffer = b""
-                    elif len(self._buffer) >= self.settings.maxLine:
-                        self._buffer = b""
+                        self._position = len(self._buffer)
+                    elif self._pending() >= self.settings.maxLine:
+                        self._position = len(self._buffer)
                         self._discardingLine = True
                         self._lineTooLong()
                     break
-                line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+                line = self._buffer[start:end]
+                self._position = end + 1
                 if self._discardingLine:
                     self._discardingLine = False
                     continue
@@ -249,6 +260,8 @@ class POP3Server(Protocol, TimeoutMixin):
                     line = line[:-1]
                 self._lineReceived(line)
         finally:
+            self._buffer = self._buffer[self._position:]
+            self._position = 0
             self._processing = False
         if (self._blocked and not self._inputPaused and not self._closing
                 and len(self._buffer) > 4 * self.settings.maxLine):
@@ -401,11 +414,11 @@ class POP3Server(Protocol, TimeoutMixin):
             return self._err("TLS already active")
         if not self._startTLSOffered():
             return self._err("STLS not available on this port")
-        discarded = len(self._buffer)
+        discarded = self._pending()
         # RFC 2595 section 4 and CVE-2011-0411: bytes pipelined after STLS came
         # in plaintext; running them after the handshake would let a
         # man-in-the-middle inject commands into the protected session.
-        self._buffer = b""
+        self._buffer, self._position = b"", 0
         self._discardingLine = False
         if discarded:
             log.info("pop3 {peer}: discarded {n} plaintext bytes sent after STLS",
