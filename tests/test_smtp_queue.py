@@ -1,7 +1,8 @@
 """
-Tests for L{mailstack.smtp.queue} (the relay queue towards the smarthost) and
-L{mailstack.smtp.dsn} (its bounces): a fake smarthost on 127.0.0.1 answers
-per recipient, real files in a temporary queue directory.
+Tests for L{mailstack.smtp.queue} (the relay queue towards the smarthost),
+L{mailstack.smtp.client} (its SMTP client) and L{mailstack.smtp.dsn} (its
+bounces): a fake smarthost on 127.0.0.1 answers per recipient, real files in
+a temporary queue directory.
 """
 
 import email
@@ -17,8 +18,9 @@ from twisted.trial import unittest
 
 from mailstack import tls
 from mailstack.smtp import dsn
-from mailstack.smtp.queue import (DELIVERED, FAILED, PENDING, DataEncoder,
-                                  QueueEntry, QueueError, RecipientState, RelayQueue)
+from mailstack.smtp.client import DataEncoder
+from mailstack.smtp.queue import (DELIVERED, FAILED, PENDING, QueueEntry, QueueError,
+                                  RecipientState, RelayQueue)
 
 MESSAGE = (b"Received: from client (client [127.0.0.1])\r\n"
            b"\tby mail.lab.test (mailstack) with ESMTPA id 1234;\r\n"
