@@ -34,6 +34,7 @@ from mailstack.auth.userdb import PasswdFile
 from mailstack.config import ConfigError, loadConfig
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.watch import MailboxWatcher
 
 log = Logger()
 
@@ -228,10 +229,12 @@ def buildService(config, reactor=None, protocols=None):
         builders[listener.name] = builder
         adapters.update(protocolAdapters)
 
-    store = MaildirStore(config.mail_dir)
+    watcher = MailboxWatcher(reactor)
+    store = MaildirStore(config.mail_dir, watcher)
     portal = buildPortal(MailRealm(store, adapters), [PasswdFileChecker(users, reactor)])
     counter = SessionCounter()
     top = MailService(config, users, store, portal, counter)
+    watcher.setServiceParent(top)
     shared = {}
     for listener in config.listeners:
         context = ListenerContext(config=config, listener=listener, portal=portal,

@@ -87,9 +87,10 @@ class MaildirMailbox:
     lockTimeout = 10.0
     staleLockAge = 120.0
 
-    def __init__(self, name, path):
+    def __init__(self, name, path, watcher=None):
         self.name = name
         self.path = path
+        self.watcher = watcher
         self._entries = {}
         self._byBase = {}
         self._sortedUIDs = []
@@ -306,10 +307,14 @@ class MaildirMailbox:
     def addListener(self, listener):
         if listener not in self._listeners:
             self._listeners.append(listener)
+            if self.watcher is not None and len(self._listeners) == 1:
+                self.watcher.watch(self)
 
     def removeListener(self, listener):
         if listener in self._listeners:
             self._listeners.remove(listener)
+            if self.watcher is not None and not self._listeners:
+                self.watcher.unwatch(self)
 
     # Reading
 
@@ -570,9 +575,10 @@ class MaildirAccount:
     Mailbox objects are cached, one per directory, so sessions share them.
     """
 
-    def __init__(self, address, path):
+    def __init__(self, address, path, watcher=None):
         self.address = address
         self.path = path
+        self.watcher = watcher
         self._mailboxes = {}
         makeMaildir(path, folder=False)
 
@@ -610,7 +616,7 @@ class MaildirAccount:
         if not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
         makeMaildir(path, folder=bool(dirName))
-        mailbox = self._mailboxes[dirName] = MaildirMailbox(canonical, path)
+        mailbox = self._mailboxes[dirName] = MaildirMailbox(canonical, path, self.watcher)
         return mailbox
 
     def createMailbox(self, name):
@@ -739,10 +745,13 @@ class MaildirStore:
     Every user's Maildir++ under C{root/<domain>/<localpart>/}.
 
     @param root: the mail directory (created on first use).
+    @param watcher: a L{mailstack.storage.watch.MailboxWatcher} that tells open
+        sessions of changes made by other programs, or L{None}.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, watcher=None):
         self.root = root
+        self.watcher = watcher
         self._accounts = {}
 
     def account(self, address):
@@ -750,7 +759,7 @@ class MaildirStore:
         path = _accountPath(self.root, address)
         account = self._accounts.get(path)
         if account is None:
-            account = self._accounts[path] = MaildirAccount(address, path)
+            account = self._accounts[path] = MaildirAccount(address, path, self.watcher)
         else:
             makeMaildir(path, folder=False)
         return account

@@ -1,0 +1,123 @@
+"""
+Noticing changes other programs make in a Maildir (another MDA delivering,
+Dovecot expunging, a student copying a file into new/), so open sessions hear
+of them without issuing a command that syncs.
+
+Linux: inotify on each watched mailbox's new/ and cur/; elsewhere (or when
+inotify cannot be used) a slow poll. Either way the reaction is the mailbox's
+own cheap L{noteDelivery} sync (mtime stamps first, a rescan only if they
+moved), debounced so a burst of files costs one sync. Only mailboxes with
+listeners (open IMAP sessions) are watched.
+"""
+
+from twisted.application import service
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+log = Logger()
+
+try:
+    from twisted.internet import inotify
+except ImportError:  # not Linux
+    inotify = None
+
+
+class MailboxWatcher(service.Service):
+    """
+    @param reactor: the reactor (timers, inotify).
+    @param delay: seconds to wait after a change before syncing (debounce).
+    @param pollInterval: seconds between polls when inotify is not available.
+    @param useInotify: C{False} forces polling (tests, network filesystems).
+    """
+
+    def __init__(self, reactor=None, delay=0.05, pollInterval=5.0, useInotify=True):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.delay = delay
+        self.pollInterval = pollInterval
+        self._watched = {}
+        self._pending = {}
+        self._notifier = None
+        self._poll = None
+        self._useInotify = useInotify and inotify is not None
+
+    @property
+    def mode(self):
+        """C{"inotify"} or C{"poll"}."""
+        return "inotify" if self._useInotify else "poll"
+
+    def _ensureNotifier(self):
+        """The inotify reader, opened on first use (so an unused watcher holds no fd)."""
+        if self._notifier is None and self._useInotify:
+            try:
+                self._notifier = inotify.INotify(self.reactor)
+                self._notifier.startReading()
+            except Exception as e:
+                log.warn("inotify unavailable ({error}); polling Maildirs every {n}s",
+                         error=e, n=self.pollInterval)
+                self._notifier = None
+                self._useInotify = False
+        return self._notifier
+
+    def watch(self, mailbox):
+        """Start noticing outside changes to C{mailbox} (idempotent)."""
+        if mailbox in self._watched:
+            return
+        paths = []
+        if self._ensureNotifier() is not None:
+            mask = (inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM
+                    | inotify.IN_DELETE)
+            for sub in ("new", "cur"):
+                path = FilePath(mailbox.path).child(sub)
+                try:
+                    self._notifier.watch(path, mask, callbacks=[
+                        lambda _, filepath, mask, m=mailbox: self._changed(m)])
+                    paths.append(path)
+                except Exception as e:
+                    log.warn("cannot watch {path}: {error}", path=path.path, error=e)
+        self._watched[mailbox] = paths
+        if self._notifier is None and self._poll is None:
+            self._poll = self.reactor.callLater(self.pollInterval, self._pollAll)
+
+    def unwatch(self, mailbox):
+        """Stop watching C{mailbox}."""
+        for path in self._watched.pop(mailbox, ()):
+            try:
+                self._notifier.ignore(path)
+            except KeyError:
+                pass  # the directory went away; inotify dropped it already
+        call = self._pending.pop(mailbox, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _changed(self, mailbox):
+        if mailbox in self._watched and mailbox not in self._pending:
+            self._pending[mailbox] = self.reactor.callLater(self.delay, self._sync, mailbox)
+
+    def _sync(self, mailbox):
+        self._pending.pop(mailbox, None)
+        if mailbox not in self._watched:
+            return
+        try:
+            mailbox.noteDelivery()
+        except Exception:
+            log.failure("sync of {mailbox} after an outside change failed", mailbox=mailbox)
+
+    def _pollAll(self):
+        self._poll = None
+        for mailbox in list(self._watched):
+            self._sync(mailbox)
+        if self._watched:
+            self._poll = self.reactor.callLater(self.pollInterval, self._pollAll)
+
+    def stopService(self):
+        for mailbox in list(self._watched):
+            self.unwatch(mailbox)
+        if self._poll is not None and self._poll.active():
+            self._poll.cancel()
+        self._poll = None
+        if self._notifier is not None:
+            self._notifier.loseConnection()
+            self._notifier = None
+        return service.Service.stopService(self)

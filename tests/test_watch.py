@@ -1,0 +1,99 @@
+"""
+Tests for L{mailstack.storage.watch}: open sessions hear of mail another program
+puts into the Maildir, with inotify and with the polling fallback.
+"""
+
+import os
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from mailstack.storage.interfaces import IMailboxListener
+from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.watch import MailboxWatcher
+
+
+@implementer(IMailboxListener)
+class Listener:
+    def __init__(self):
+        self.changes = []
+        self.waiting = None
+
+    def mailboxChanged(self, mailbox, changes):
+        self.changes.append(changes)
+        if self.waiting is not None and changes.added:
+            d, self.waiting = self.waiting, None
+            d.callback(changes)
+
+    def nextAddition(self, timeout=10):
+        self.waiting = defer.Deferred()
+        return self.waiting.addTimeout(timeout, reactor)
+
+
+def dropMessage(mailboxPath, name="1700000000.outside.host", body=b"Subject: x\n\nhi\n"):
+    """Deliver the way another MDA does: write into tmp/, rename into new/."""
+    tmp = os.path.join(mailboxPath, "tmp", name)
+    with open(tmp, "wb") as f:
+        f.write(body)
+    os.rename(tmp, os.path.join(mailboxPath, "new", name))
+
+
+class WatcherTests(unittest.TestCase):
+    def open(self, watcher):
+        self.addCleanup(watcher.stopService)
+        store = MaildirStore(self.mktemp(), watcher)
+        mailbox = store.account("demo@lab.test").getMailbox("INBOX")
+        listener = Listener()
+        mailbox.addListener(listener)
+        return mailbox, listener
+
+    @defer.inlineCallbacks
+    def test_inotifyNoticesOutsideDelivery(self):
+        """A file renamed into new/ by another program reaches the listener."""
+        watcher = MailboxWatcher(reactor)
+        if watcher.mode != "inotify":
+            raise unittest.SkipTest("inotify is not available here")
+        mailbox, listener = self.open(watcher)
+        waiting = listener.nextAddition()
+        dropMessage(mailbox.path)
+        changes = yield waiting
+        self.assertEqual(len(changes.added), 1)
+        self.assertEqual([m.uid for m in mailbox.messages()], list(changes.added))
+
+    def test_pollingFallback(self):
+        """Without inotify the watcher polls and still notices."""
+        clock = task.Clock()
+        watcher = MailboxWatcher(clock, pollInterval=5.0, useInotify=False)
+        self.assertEqual(watcher.mode, "poll")
+        mailbox, listener = self.open(watcher)
+        dropMessage(mailbox.path)
+        clock.advance(4.9)
+        self.assertEqual([c for c in listener.changes if c.added], [])
+        clock.advance(0.2)
+        self.assertEqual(len([c for c in listener.changes if c.added]), 1)
+
+    def test_unwatchedWhenNoListeners(self):
+        """Removing the last listener stops watching (no polling of idle mailboxes)."""
+        clock = task.Clock()
+        watcher = MailboxWatcher(clock, useInotify=False)
+        mailbox, listener = self.open(watcher)
+        mailbox.removeListener(listener)
+        dropMessage(mailbox.path)
+        clock.advance(60)
+        self.assertEqual(listener.changes, [])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_burstIsOneSync(self):
+        """Several files arriving together are reported by one debounced sync."""
+        watcher = MailboxWatcher(reactor, delay=0.2)
+        if watcher.mode != "inotify":
+            raise unittest.SkipTest("inotify is not available here")
+        mailbox, listener = self.open(watcher)
+        waiting = listener.nextAddition()
+        for i in range(5):
+            dropMessage(mailbox.path, name="17000000%02d.outside.host" % (i,))
+        changes = yield waiting
+        self.assertEqual(len(changes.added), 5)
+
