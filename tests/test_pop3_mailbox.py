@@ -19,6 +19,17 @@ ONE = b"Subject: one\r\n\r\nfirst\r\n"
 TWO = b"Subject: two\r\n\r\nsecond message\r\n"
 
 
+class Renumbered:
+    """A mailbox seen after its UIDVALIDITY changed (uidlist rebuilt)."""
+
+    def __init__(self, mailbox):
+        self._mailbox = mailbox
+        self.uidValidity = mailbox.uidValidity + 1
+
+    def __getattr__(self, name):
+        return getattr(self._mailbox, name)
+
+
 class MaildropTestMixin:
 
     def setUp(self):
@@ -83,8 +94,7 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         self.assertEqual(uniqueID(10, 0x65A1B2C3), "0000000A65A1B2C3")
 
     def test_uniqueIDStable(self):
-        """Unique-ids survive a new session, a flag change and a rename by another
-        program, and a fresh store object reading the same Maildir."""
+        """Unique-ids survive sessions, flag changes, foreign renames and a fresh store."""
         first = self.opened().uniqueIDs()
         info = self.inbox.messages()[1]
         self.inbox.setFlags(info.uid, {"\\Seen", "\\Answered"})
@@ -148,7 +158,7 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         """After the store's UIDs were reset, nothing is sent or deleted by old numbers."""
         maildrop = self.opened()
         maildrop.delete(1)
-        self.inbox._uidValidity += 1
+        maildrop.mailbox = Renumbered(maildrop.mailbox)
         self.assertRaises(MessageGone, maildrop.openMessage, 2)
         self.assertRaises(StoreError, maildrop.commit)
         self.assertEqual(len(self.files()), 2)

@@ -321,7 +321,7 @@ class AuthorizationTests(POP3TestMixin, unittest.TestCase):
         session = self.connect()
         self.assertEqual(session.send(b"USER alice@lab.test\r\n"), b"+OK Send PASS\r\n")
         self.assertEqual(session.send(b"PASS secret\r\n"),
-                         b"+OK Logged in, 1 messages (%d octets)\r\n" % (len(MESSAGE_1),))
+                         b"+OK Logged in, 1 message (%d octets)\r\n" % (len(MESSAGE_1),))
 
     def test_userPassBcrypt(self):
         """A BLF-CRYPT user logs in with USER/PASS."""
@@ -477,8 +477,7 @@ class AuthorizationTests(POP3TestMixin, unittest.TestCase):
                          b"-ERR Unsupported authentication mechanism\r\n")
 
     def test_failureDelay(self):
-        """From the configured count on, the failure reply waits (no pipelined
-        guessing meanwhile)."""
+        """From the configured count on, failure replies (and pipelined commands) wait."""
         session = self.connect()
         self.assertEqual(session.login(b"alice", b"x1"), b"-ERR [AUTH] Authentication failed\r\n")
         self.assertEqual(session.login(b"alice", b"x2"), b"")
@@ -658,7 +657,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(session.send(b"DELE 1\r\n"), b"+OK Message 1 deleted\r\n")
         self.assertEqual(session.send(b"STAT\r\n"), b"+OK 1 %d\r\n" % (len(MESSAGE_2),))
         self.assertEqual(session.send(b"LIST\r\n"),
-                         b"+OK 1 messages (%d octets)\r\n2 %d\r\n.\r\n" % (
+                         b"+OK 1 message (%d octets)\r\n2 %d\r\n.\r\n" % (
                              len(MESSAGE_2), len(MESSAGE_2)))
         for command in (b"RETR 1", b"LIST 1", b"UIDL 1", b"TOP 1 0", b"DELE 1"):
             self.assertEqual(session.send(command + b"\r\n"),
@@ -753,7 +752,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         first.send(b"DELE 1\r\n")
         self.assertEqual(first.send(b"QUIT\r\n")[:3], b"+OK")
         self.assertEqual(len(self.maildirFiles()), 1)
-        self.assertTrue(second.login().startswith(b"+OK Logged in, 1 messages"))
+        self.assertTrue(second.login().startswith(b"+OK Logged in, 1 message "))
 
     def test_inUseOtherUser(self):
         """The lock is per user: another user logs in meanwhile."""
@@ -1121,8 +1120,7 @@ class TwistedDefectScenarios(StoreMixin):
         self.assertEqual(self.retrieved(message), referenceStuffing(message))
 
     def test_stuffingChunkBoundary(self):
-        """'.' lines on a stock chunk edge (16 KiB of its LF text) and on ours
-        (64 KiB of the CRLF text) are stuffed."""
+        """'.' lines on stock's (16 KiB of LF text) and our (64 KiB) chunk edges are stuffed."""
         message = b"Subject: dots\r\n\r\n" + b"a" * 16368 + b"\r\n.dot\r\n"
         message += b"b" * (65536 - len(message) - 2) + b"\r\n.dot\r\n.\r\nend\r\n"
         self.assertEqual(message.replace(b"\r\n", b"\n").index(b".dot"), 16384)

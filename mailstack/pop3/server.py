@@ -555,7 +555,7 @@ class POP3Server(Protocol, TimeoutMixin):
             count, octets = maildrop.stat()
             log.info("pop3 {peer}: {user} logged in, {count} messages",
                      peer=self._peerText(), user=maildrop.address, count=count)
-            self._ok("Logged in, %d messages (%d octets)" % (count, octets))
+            self._ok("Logged in, %s" % (_size(count, octets),))
 
         def failed(failure):
             failure.trap(LoginFailed)
@@ -603,8 +603,8 @@ class POP3Server(Protocol, TimeoutMixin):
         try:
             return True, operation(number)
         except NoSuchMessageNumber:
-            self._err("No such message, only %d messages in maildrop" % (
-                self.maildrop.count(),))
+            self._err("No such message, only %s in maildrop" % (
+                _messages(self.maildrop.count()),))
         except MessageDeleted:
             self._err("Message %d already deleted" % (number,))
         except MessageGone:
@@ -625,7 +625,7 @@ class POP3Server(Protocol, TimeoutMixin):
                     self._ok("%d %d" % (numbers[0], size))
             return None
         count, octets = self.maildrop.stat()
-        self._multi("%d messages (%d octets)" % (count, octets),
+        self._multi(_size(count, octets),
                     ["%d %d" % entry for entry in self.maildrop.listing()])
 
     def do_UIDL(self, argument):
@@ -700,7 +700,16 @@ class POP3Server(Protocol, TimeoutMixin):
         if argument.strip():
             return self._syntax("RSET")
         self.maildrop.reset()
-        self._ok("Maildrop has %d messages (%d octets)" % self.maildrop.stat())
+        self._ok("Maildrop has %s" % (_size(*self.maildrop.stat()),))
+
+
+def _messages(count):
+    return "1 message" if count == 1 else "%d messages" % (count,)
+
+
+def _size(count, octets):
+    """'2 messages (320 octets)', as RFC 1939's examples say it."""
+    return "%s (%d octets)" % (_messages(count), octets)
 
 
 class POP3Factory(Factory):

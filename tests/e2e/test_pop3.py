@@ -108,7 +108,8 @@ class LabListenerTests(POP3TestCase):
             c.quit()
             return welcome, stat, listing, uidl, response, lines, octets
         welcome, stat, listing, uidl, response, lines, octets = yield self.inThread(session)
-        self.assertRegex(welcome, rb"^\+OK mailstack POP3 server ready <\d+\.\d+\.[0-9a-f]+@mail\.lab\.test>$")
+        self.assertRegex(welcome, rb"^\+OK mailstack POP3 server ready "
+                                  rb"<\d+\.\d+\.[0-9a-f]+@mail\.lab\.test>$")
         self.assertEqual(stat, (1, len(TRICKY)))
         self.assertEqual(listing[1], [b"1 %d" % (len(TRICKY),)])
         info = self.inbox().messages()[0]
@@ -128,7 +129,7 @@ class LabListenerTests(POP3TestCase):
             c.quit()
             return reply
         self.assertEqual((yield self.inThread(session)),
-                         b"+OK Logged in, 1 messages (%d octets)" % (len(TRICKY),))
+                         b"+OK Logged in, 1 message (%d octets)" % (len(TRICKY),))
 
     @defer.inlineCallbacks
     def test_badPassword(self):
@@ -273,8 +274,7 @@ class LabListenerTests(POP3TestCase):
 
     @defer.inlineCallbacks
     def test_uidlStableAfterSeen(self):
-        """UIDL is the same in the next session after the message got \\Seen
-        (as an IMAP client would set it)."""
+        """UIDL is unchanged after the message got \\Seen (as IMAP would set it)."""
         self.deliver(TRICKY)
 
         def uidl():
@@ -355,8 +355,7 @@ class ProductionListenerTests(POP3TestCase):
 
     @defer.inlineCallbacks
     def test_userRefusedBeforeSTLS(self):
-        """USER is refused before STLS, CAPA hides USER and SASL PLAIN; after STLS
-        USER/PASS work."""
+        """Before STLS: USER refused, CAPA without USER/SASL PLAIN; after: USER/PASS work."""
         def session():
             c = self.client("pop3prod")
             capabilities = c.capa()
