@@ -1,0 +1,513 @@
+"""
+The authenticated- and selected-state IMAP commands, as a mixin of
+L{mailstack.imap.server.IMAPServer} (which owns framing, states and dispatch).
+
+Each C{do_*} method gets the tag and the parsed arguments and returns
+C{(status, code, text)} for the tagged reply, or a Deferred firing with one
+(FETCH streams its responses; IDLE waits for DONE). Untagged responses are
+written as they are produced; the server adds pending EXISTS/EXPUNGE/FETCH
+updates before the tagged reply.
+"""
+
+import collections
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mailstack.imap import fetch, search
+from mailstack.imap.mailbox import (
+    DELIMITER, BadMailboxName, MailboxView, decodeName, formatListLine, statusLine)
+from mailstack.imap.output import ResponseStreamer
+from mailstack.imap.parser import SYSTEM_FLAGS, FetchAttribute
+from mailstack.imap.response import (
+    Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
+from mailstack.storage import mutf7
+from mailstack.storage.interfaces import NoSuchMessage
+
+log = Logger()
+
+FETCH_CACHE_SIZE = 16
+_STRUCTURE_ITEMS = ("BODY", "BODYSTRUCTURE")
+_HEADER_ITEMS = ("ENVELOPE", "RFC822.HEADER", "RFC822.TEXT")
+
+
+def _checkFlags(flags):
+    """Refuse unknown system flags; drop \\Recent (it cannot be stored)."""
+    for flag in flags:
+        if flag.startswith("\\") and flag not in SYSTEM_FLAGS and flag != "\\Recent":
+            raise Refusal("Invalid system flag %s" % (flag,), status="BAD")
+    return {flag for flag in flags if flag != "\\Recent"}
+
+
+class MailboxCommands:
+    """
+    Commands over the account and the selected mailbox (a mixin: uses the
+    server's C{account}, C{view}, C{state}, C{write}, C{untagged}...).
+    """
+
+    # -- helpers -------------------------------------------------------------
+
+    def _name(self, wire):
+        try:
+            return decodeName(wire)
+        except BadMailboxName as e:
+            raise Refusal(str(e), "CANNOT")
+
+    def _deselect(self):
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+        self.fetchCache.clear()
+        if self.state == "selected":
+            self.state = "authenticated"
+
+    def _changesArrived(self):
+        """The store told the view of changes: push them now if IDLE."""
+        if self._idle is not None and self._idleFlush is None:
+            self._idleFlush = self.clock.callLater(0, self._flushIdle)
+
+    _idleFlush = None
+    _idlePoll = None
+
+    def _flushIdle(self):
+        self._idleFlush = None
+        if self._idle is not None and self.view is not None:
+            self.sendUpdates(allowExpunge=True)
+
+    def _indices(self, messages, byUID):
+        view = self.view
+        if byUID:
+            return messages.uidIndices(view.uids)
+        return messages.sequenceIndices(len(view))
+
+    # -- authenticated state -------------------------------------------------
+
+    def do_SELECT(self, tag, mailbox):
+        return self._select(mailbox, readOnly=False)
+
+    def do_EXAMINE(self, tag, mailbox):
+        return self._select(mailbox, readOnly=True)
+
+    def _select(self, wire, readOnly):
+        self._deselect()
+        store = self.account.getMailbox(self._name(wire))
+        view = MailboxView(store, readOnly, notify=self._changesArrived)
+        infos = store.messages()
+        flags = list(SYSTEM_FLAGS) + sorted(store.keywords())
+        self.untagged(b"FLAGS " + formatFlags(flags))
+        if readOnly:
+            self.untagged(b"OK [PERMANENTFLAGS ()] No permanent flags in read-only mode")
+        else:
+            self.untagged(b"OK [PERMANENTFLAGS %s] Flags permitted" % (
+                formatFlags(flags + ["\\*"]),))
+        self.untagged(b"%d EXISTS" % (len(view),))
+        self.untagged(b"%d RECENT" % (view.recentCount(),))
+        known = {info.uid: info for info in infos}
+        for number, uid in enumerate(view.uids, 1):
+            info = known.get(uid)
+            if info is not None and "\\Seen" not in info.flags:
+                self.untagged(b"OK [UNSEEN %d] Message %d is the first unseen" % (number, number))
+                break
+        self.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % (store.uidValidity,))
+        self.untagged(b"OK [UIDNEXT %d] Predicted next UID" % (store.uidNext,))
+        view.noteReported()
+        self.view = view
+        self.state = "selected"
+        if readOnly:
+            return ("OK", "READ-ONLY", "EXAMINE completed")
+        return ("OK", "READ-WRITE", "SELECT completed")
+
+    def do_CREATE(self, tag, mailbox):
+        name = self._name(mailbox)
+        if name.rstrip(DELIMITER) == "INBOX":
+            return ("NO", "ALREADYEXISTS", "INBOX always exists")
+        self.account.store.createMailbox(name)
+        return ("OK", None, "CREATE completed")
+
+    def do_DELETE(self, tag, mailbox):
+        self.account.store.deleteMailbox(self._name(mailbox))
+        return ("OK", None, "DELETE completed")
+
+    def do_RENAME(self, tag, old, new):
+        self.account.store.renameMailbox(self._name(old), self._name(new))
+        return ("OK", None, "RENAME completed")
+
+    def do_SUBSCRIBE(self, tag, mailbox):
+        self.account.store.subscribe(self._name(mailbox))
+        return ("OK", None, "SUBSCRIBE completed")
+
+    def do_UNSUBSCRIBE(self, tag, mailbox):
+        self.account.store.unsubscribe(self._name(mailbox))
+        return ("OK", None, "UNSUBSCRIBE completed")
+
+    def _listArguments(self, reference, pattern):
+        try:
+            return mutf7.decode(reference.decode("ascii")), mutf7.decode(pattern.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+
+    def _listRoot(self, command, reference):
+        root = b""
+        if DELIMITER.encode() in reference:
+            root = reference.split(DELIMITER.encode(), 1)[0] + DELIMITER.encode()
+        self.untagged(b'%s (\\Noselect) "/" %s' % (command, string(root)))
+
+    def do_LIST(self, tag, reference, pattern):
+        if not pattern:
+            self._listRoot(b"LIST", reference)
+            return ("OK", None, "LIST completed")
+        decoded = self._listArguments(reference, pattern)
+        if decoded is not None:
+            for attributes, name in self.account.listMailboxes(
+                    decoded[0], decoded[1], specialUse=self.extensionEnabled("SPECIAL-USE"),
+                    children=self.extensionEnabled("CHILDREN")):
+                self.write(formatListLine("LIST", attributes, name) + b"\r\n")
+        return ("OK", None, "LIST completed")
+
+    def do_LSUB(self, tag, reference, pattern):
+        if not pattern:
+            self._listRoot(b"LSUB", reference)
+            return ("OK", None, "LSUB completed")
+        decoded = self._listArguments(reference, pattern)
+        if decoded is not None:
+            for attributes, name in self.account.listSubscribed(*decoded):
+                self.write(formatListLine("LSUB", attributes, name) + b"\r\n")
+        return ("OK", None, "LSUB completed")
+
+    def do_STATUS(self, tag, mailbox, items):
+        name = self._name(mailbox)
+        view = self.view if self.view is not None and self.view.store.name == name else None
+        values = self.account.status(name, items, view)
+        self.write(statusLine(name, values) + b"\r\n")
+        return ("OK", None, "STATUS completed")
+
+    def do_APPEND(self, tag, mailbox, flags, date, message):
+        name = self._name(mailbox)
+        flags = _checkFlags(flags)
+        if isinstance(message, bytes):
+            size = len(message)
+        else:
+            size = message.seek(0, 2)
+            message.seek(0)
+        if size == 0:
+            return ("NO", None, "Cannot append an empty message")
+        target = self.account.getMailbox(name)
+        uid = target.append(message, flags, date)
+        code = None
+        if self.extensionEnabled("UIDPLUS"):
+            code = "APPENDUID %d %d" % (target.uidValidity, uid)
+        return ("OK", code, "APPEND completed")
+
+    def do_NAMESPACE(self, tag):
+        self.untagged(b'NAMESPACE (("" "/")) NIL NIL')
+        return ("OK", None, "NAMESPACE completed")
+
+    def do_ENABLE(self, tag, names):
+        # No extension that needs enabling is offered yet (CONDSTORE, QRESYNC...).
+        self.untagged(b"ENABLED")
+        return ("OK", None, "ENABLE completed")
+
+    def do_IDLE(self, tag):
+        d = defer.Deferred()
+        self._idle = d
+        self.write(b"+ idling\r\n")
+        self._lineHandler = self._idleLine
+        if self.view is not None:
+            self.sendUpdates(allowExpunge=True)
+            self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
+        return d
+
+    def _idleLine(self, line):
+        if line is None or line.strip().upper() != b"DONE":
+            return self.bad(None, "Expected DONE to end IDLE")
+        d = self._idle
+        self._stopIdle()
+        d.callback(("OK", None, "IDLE terminated"))
+
+    def _idleTick(self):
+        """Poll the store while idle: deliveries by other programs show up within a tick."""
+        self._idlePoll = None
+        if self._idle is None or self.view is None or self._closing:
+            return
+        self.sendUpdates(allowExpunge=True)
+        self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
+
+    def _stopIdle(self):
+        for name in ("_idlePoll", "_idleFlush"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+        if self._idle is not None:
+            self._idle = None
+            self._lineHandler = None
+
+    # -- selected state ------------------------------------------------------
+
+    def do_CHECK(self, tag):
+        self.view.sync()
+        return ("OK", None, "CHECK completed")
+
+    def do_CLOSE(self, tag):
+        if not self.view.readOnly:
+            self.view.store.expunge(self._deletedUIDs())
+        self._deselect()
+        return ("OK", None, "CLOSE completed")
+
+    def do_UNSELECT(self, tag):
+        self._deselect()
+        return ("OK", None, "UNSELECT completed")
+
+    def _deletedUIDs(self, within=None):
+        infos = self.view.messageInfos()
+        return [uid for uid in self.view.uids
+                if uid in infos and "\\Deleted" in infos[uid].flags
+                and not self.view.isExpunged(uid) and (within is None or uid in within)]
+
+    def do_EXPUNGE(self, tag):
+        return self._expunge(None)
+
+    def do_UID_EXPUNGE(self, tag, messages):
+        within = {self.view.uids[i] for i in messages.uidIndices(self.view.uids)}
+        return self._expunge(within)
+
+    def _expunge(self, within):
+        if self.view.readOnly:
+            return ("NO", None, "Mailbox is read-only (EXAMINE)")
+        self.view.store.expunge(self._deletedUIDs(within))
+        return ("OK", None, "EXPUNGE completed")
+
+    def do_SEARCH(self, tag, charset, key):
+        return self._search(charset, key, byUID=False)
+
+    def do_UID_SEARCH(self, tag, charset, key):
+        return self._search(charset, key, byUID=True)
+
+    def _search(self, charset, key, byUID):
+        try:
+            uids = search.search(self.view, key, charset, self.fetchCache)
+        except search.BadCharset:
+            return ("NO", "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
+        if byUID:
+            numbers = uids
+        else:
+            numbers = [self.view.sequenceNumber(uid) for uid in uids]
+        self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
+        return ("OK", None, "SEARCH completed")
+
+    def do_STORE(self, tag, messages, mode, silent, flags):
+        return self._store(messages, mode, silent, flags, byUID=False)
+
+    def do_UID_STORE(self, tag, messages, mode, silent, flags):
+        return self._store(messages, mode, silent, flags, byUID=True)
+
+    def _store(self, messages, mode, silent, flags, byUID):
+        view = self.view
+        if view.readOnly:
+            return ("NO", None, "Mailbox is read-only (EXAMINE)")
+        flags = _checkFlags(flags)
+        missing = 0
+        for i in self._indices(messages, byUID):
+            uid = view.uids[i]
+            if view.isExpunged(uid):
+                missing += 1
+                continue
+            try:
+                info = view.store.messageInfo(uid)
+                if mode == "+":
+                    new = info.flags | flags
+                elif mode == "-":
+                    new = info.flags - flags
+                else:
+                    new = frozenset(flags)
+                if new != info.flags:
+                    with view.ownChanges([uid]):
+                        info = view.store.setFlags(uid, new)
+            except NoSuchMessage:
+                missing += 1
+                continue
+            view.forgetFlagChange(uid)
+            if not silent:
+                extra = b" UID %d" % (uid,) if byUID else b""
+                self.write(b"* %d FETCH (FLAGS %s%s)\r\n" % (
+                    i + 1, formatFlags(view.flagsOf(info)), extra))
+        if missing:
+            return ("NO", "EXPUNGEISSUED", "Some of the messages were expunged meanwhile")
+        return ("OK", None, "STORE completed")
+
+    def do_COPY(self, tag, messages, mailbox):
+        return self._copy(messages, mailbox, byUID=False, move=False)
+
+    def do_UID_COPY(self, tag, messages, mailbox):
+        return self._copy(messages, mailbox, byUID=True, move=False)
+
+    def do_MOVE(self, tag, messages, mailbox):
+        return self._copy(messages, mailbox, byUID=False, move=True)
+
+    def do_UID_MOVE(self, tag, messages, mailbox):
+        return self._copy(messages, mailbox, byUID=True, move=True)
+
+    def _copy(self, messages, mailbox, byUID, move):
+        view = self.view
+        if move and view.readOnly:
+            return ("NO", None, "Mailbox is read-only (EXAMINE)")
+        uids = [view.uids[i] for i in self._indices(messages, byUID)]
+        destination = self.account.getMailbox(self._name(mailbox))
+        uids = [uid for uid in uids if not view.isExpunged(uid)]
+        pairs = view.store.copyTo(uids, destination) if uids else []
+        code = None
+        if pairs and self.extensionEnabled("UIDPLUS"):
+            code = b"COPYUID %d %s %s" % (
+                destination.uidValidity, formatSequenceSet([p[0] for p in pairs]),
+                formatSequenceSet([p[1] for p in pairs]))
+        if not move:
+            return ("OK", code, "COPY completed")
+        if code is not None:
+            self.untagged(b"OK [" + code + b"] Moved")
+        if destination is not view.store:
+            view.store.expunge([source for source, _ in pairs])
+        return ("OK", None, "MOVE completed")
+
+    # -- FETCH ---------------------------------------------------------------
+
+    def do_FETCH(self, tag, messages, attributes):
+        return self._fetch(messages, attributes, byUID=False)
+
+    def do_UID_FETCH(self, tag, messages, attributes):
+        return self._fetch(messages, attributes, byUID=True)
+
+    def _fetch(self, messages, attributes, byUID):
+        view = self.view
+        indices = self._indices(messages, byUID)
+        if byUID and not any(a.name == "UID" for a in attributes):
+            attributes = [FetchAttribute("UID")] + list(attributes)
+        setSeen = not view.readOnly and any(a.isBody and not a.peek for a in attributes)
+        state = collections.Counter()
+        work = [(i + 1, view.uids[i]) for i in indices]
+        streamer = ResponseStreamer(self.transport, self.clock, self.resetTimeout)
+        d = streamer.start(self._fetchPieces(work, attributes, setSeen, state))
+
+        def done(_):
+            if state["missing"]:
+                return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
+            if state["failed"]:
+                return ("NO", "SERVERBUG", "Some messages could not be fetched")
+            return ("OK", None, "FETCH completed")
+        return d.addCallback(done)
+
+    def _fetchPieces(self, work, attributes, setSeen, state):
+        for number, uid in work:
+            if self.view is None:
+                return
+            if self.view.isExpunged(uid):
+                state["missing"] += 1
+                continue
+            try:
+                pieces, f = self._fetchMessage(number, uid, attributes, setSeen)
+            except NoSuchMessage:
+                state["missing"] += 1
+                continue
+            except Exception:
+                log.failure("imap {peer}: FETCH of UID {uid} failed", peer=self.peerText(),
+                            uid=uid)
+                state["failed"] += 1
+                continue
+            try:
+                yield from pieces
+            finally:
+                if f is not None:
+                    f.close()
+
+    def _parsed(self, uid, f, size, full):
+        cache = self.fetchCache
+        part = cache.get(uid)
+        if part is not None and (part.complete or not full):
+            cache.move_to_end(uid)
+            return part
+        f.seek(0)
+        part = fetch.parseStructure(f) if full else fetch.parseHeaderOnly(f, size)
+        cache[uid] = part
+        while len(cache) > FETCH_CACHE_SIZE:
+            cache.popitem(last=False)
+        return part
+
+    def _fetchMessage(self, number, uid, attributes, setSeen):
+        """
+        The pieces of one message's FETCH response and the file they stream
+        from (the caller closes it). Everything that can fail happens here,
+        before anything is written.
+        """
+        view = self.view
+        store = view.store
+        info = store.messageInfo(uid)
+        full = any(a.name in _STRUCTURE_ITEMS or (a.section is not None and a.section.part)
+                   for a in attributes)
+        header = full or any(a.name in _HEADER_ITEMS or (a.section is not None and a.section.text)
+                             for a in attributes)
+        needFile = header or any(a.isBody for a in attributes)
+        f = store.openMessage(uid) if needFile else None
+        try:
+            root = self._parsed(uid, f, info.size, full) if header else None
+            addFlags = False
+            if setSeen and "\\Seen" not in info.flags:
+                with view.ownChanges([uid]):
+                    info = store.setFlags(uid, info.flags | {"\\Seen"})
+                view.forgetFlagChange(uid)
+                addFlags = not any(a.name == "FLAGS" for a in attributes)
+            items = []
+            for attribute in attributes:
+                items.append(self._fetchItem(attribute, info, root, f))
+            if addFlags:
+                items.append([b"FLAGS " + formatFlags(view.flagsOf(info))])
+        except BaseException:
+            if f is not None:
+                f.close()
+            raise
+        pieces = [b"* %d FETCH (" % (number,)]
+        for i, item in enumerate(items):
+            if i:
+                pieces.append(b" ")
+            pieces.extend(item)
+        pieces.append(b")\r\n")
+        return pieces, f
+
+    def _fetchItem(self, attribute, info, root, f):
+        name = attribute.name
+        if name == "UID":
+            return [b"UID %d" % (info.uid,)]
+        if name == "FLAGS":
+            return [b"FLAGS " + formatFlags(self.view.flagsOf(info))]
+        if name == "INTERNALDATE":
+            return [b"INTERNALDATE " + formatInternalDate(info.internalDate)]
+        if name == "RFC822.SIZE":
+            return [b"RFC822.SIZE %d" % (info.size,)]
+        if name == "ENVELOPE":
+            return [b"ENVELOPE " + fetch.envelope(root)]
+        if name == "BODYSTRUCTURE":
+            return [b"BODYSTRUCTURE " + fetch.bodyStructure(root, True)]
+        if name == "BODY" and attribute.section is None:
+            return [b"BODY " + fetch.bodyStructure(root, False)]
+        if name == "RFC822":
+            where = (0, info.size)
+        elif name == "RFC822.HEADER":
+            where = (0, root.headerEnd)
+        elif name == "RFC822.TEXT":
+            where = (root.headerEnd, info.size)
+        elif not attribute.section.part and not attribute.section.text:
+            where = (0, info.size)
+        else:
+            where = fetch.locate(root, attribute.section)
+        label = attribute.label()
+        if isinstance(where, bytes):
+            data = where
+            if attribute.partial is not None:
+                offset, length = attribute.partial
+                data = data[offset:offset + length]
+            return [label + b" {%d}\r\n" % (len(data),), data]
+        start, end = where
+        if attribute.partial is not None:
+            offset, length = attribute.partial
+            start = min(start + offset, end)
+            end = min(start + length, end)
+        return [label + b" {%d}\r\n" % (end - start,), (f, start, end - start)]
+

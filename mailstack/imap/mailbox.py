@@ -1,0 +1,337 @@
+"""
+The IMAP side of the store: the avatar (L{IMAPAccount}, what a login gives the
+protocol) and the per-session view of a selected mailbox (L{MailboxView}).
+
+The store has one mailbox object per folder, shared by every session, and
+tells each registered listener of every change (including the session's own:
+updates are applied idempotently here). A view keeps the session's message
+sequence: UIDs in order, as the client knows them. Changes wait in the view
+until the server may report them: new messages (EXISTS) at any command's end,
+expunges (EXPUNGE) only where RFC 3501 7.4.1 allows, flag changes (FETCH) at
+a command's end. So sequence numbers never go stale: a message expunged by
+another session keeps its number until this session is told.
+"""
+
+import bisect
+import contextlib
+import re
+
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from mailstack.imap.response import formatFlags, string
+from mailstack.storage import mutf7
+from mailstack.storage.interfaces import IMailboxListener, NoSuchMessage, StoreError
+
+log = Logger()
+
+DELIMITER = "/"
+SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash",
+               "Junk": "\\Junk", "Archive": "\\Archive"}
+
+
+class IIMAPAccount(Interface):
+    """The avatar an IMAP login yields: an L{IMAPAccount}."""
+
+
+class BadMailboxName(StoreError):
+    """A mailbox name on the wire that is not modified UTF-7."""
+
+
+def decodeName(wire):
+    """
+    A mailbox name from the wire (modified UTF-7 bytes) -> the store's str.
+    C{INBOX} is case-insensitive, also as a first level.
+
+    @raise BadMailboxName: if it is not valid modified UTF-7.
+    """
+    try:
+        name = mutf7.decode(wire.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadMailboxName("Mailbox name is not valid modified UTF-7")
+    head, sep, rest = name.partition(DELIMITER)
+    if head.upper() == "INBOX":
+        name = "INBOX" + sep + rest
+    return name
+
+
+def encodeName(name):
+    """The store's name -> modified UTF-7 bytes for the wire."""
+    return mutf7.encode(name).encode("ascii")
+
+
+def _patternRegex(pattern):
+    """A LIST pattern (str): C{*} matches anything, C{%} anything but the delimiter."""
+    out = []
+    for char in pattern:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _normalizePattern(pattern):
+    if pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", DELIMITER):
+        return "INBOX" + pattern[5:]
+    return pattern
+
+
+def _parents(name):
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
+
+
+@implementer(IIMAPAccount)
+class IMAPAccount:
+    """
+    One user's mailboxes as IMAP sees them.
+
+    @param store: the user's L{mailstack.storage.interfaces.IAccountStore}.
+    """
+
+    def __init__(self, store, address):
+        self.store = store
+        self.address = address
+
+    def getMailbox(self, name):
+        return self.store.getMailbox(name)
+
+    def listMailboxes(self, reference, pattern, specialUse=True, children=True):
+        """
+        LIST: C{[(attributes, name)]}, names as str. Parents that do not
+        exist themselves (folders made by other programs) are C{\\Noselect}.
+        """
+        names = set(self.store.listMailboxes())
+        implied = {parent for name in names for parent in _parents(name)} - names
+        matcher = _patternRegex(_normalizePattern(reference + pattern))
+        everything = names | implied
+        withChildren = {parent for name in everything for parent in _parents(name)}
+        out = []
+        for name in sorted(everything, key=lambda n: (n != "INBOX", n)):
+            if not matcher.fullmatch(name):
+                continue
+            attributes = []
+            if name in implied:
+                attributes.append("\\Noselect")
+            if children:
+                attributes.append("\\HasChildren" if name in withChildren else "\\HasNoChildren")
+            if specialUse and name in SPECIAL_USE and name not in implied:
+                attributes.append(SPECIAL_USE[name])
+            out.append((attributes, name))
+        return out
+
+    def listSubscribed(self, reference, pattern):
+        """LSUB: C{[(attributes, name)]}."""
+        full = _normalizePattern(reference + pattern)
+        matcher = _patternRegex(full)
+        subscribed = set(self.store.subscriptions())
+        out = []
+        for name in sorted(subscribed, key=lambda n: (n != "INBOX", n)):
+            if matcher.fullmatch(name):
+                out.append(([] if self.store.hasMailbox(name) else ["\\Noselect"], name))
+        if "%" in full and "*" not in full:
+            implied = {p for name in subscribed for p in _parents(name)} - subscribed
+            for name in sorted(implied):
+                if matcher.fullmatch(name):
+                    out.append((["\\Noselect"], name))
+        return out
+
+    def status(self, name, items, view=None):
+        """
+        STATUS values, C{[(item, number)]} in the order asked.
+
+        @param view: the session's L{MailboxView} if this mailbox is selected
+            (its \\Recent messages are known only there).
+        """
+        mailbox = self.store.getMailbox(name)
+        if view is None or view.store is not mailbox:
+            mailbox.noteDelivery()
+        messages = mailbox.messages()
+        values = {
+            "MESSAGES": len(messages),
+            "RECENT": len(view.recent) if view is not None and view.store is mailbox else 0,
+            "UIDNEXT": mailbox.uidNext,
+            "UIDVALIDITY": mailbox.uidValidity,
+            "UNSEEN": sum(1 for info in messages if "\\Seen" not in info.flags),
+        }
+        return [(item, values[item]) for item in items]
+
+
+def formatListLine(command, attributes, name):
+    """C{* LIST (\\HasNoChildren) "/" "INBOX"}."""
+    return b"* %s %s %s %s" % (
+        command.encode("ascii"), formatFlags(attributes), string(DELIMITER),
+        string(encodeName(name)))
+
+
+@implementer(IMailboxListener)
+class MailboxView:
+    """
+    One session's view of its selected mailbox.
+
+    @ivar uids: the UIDs of the messages the client knows, in sequence order.
+    @ivar recent: UIDs that are \\Recent for this session.
+    @param notify: called (no arguments) whenever changes arrive, e.g. to
+        push them to an IDLE client.
+    """
+
+    def __init__(self, store, readOnly, notify=None):
+        self.store = store
+        self.readOnly = readOnly
+        self.notify = None
+        self.uids = []
+        self.recent = set()
+        self._expunged = set()
+        self._added = set()
+        self._flagsChanged = set()
+        self._own = frozenset()
+        store.addListener(self)
+        self.recent.update(store.sync().recent)
+        self.uids = [info.uid for info in store.messages()]
+        self._added.clear()
+        self._expunged.clear()
+        self._flagsChanged.clear()
+        self.uidValidity = store.uidValidity
+        self._reportedExists = len(self.uids)
+        self._reportedRecent = self.recentCount()
+        self.notify = notify
+
+    def close(self):
+        self.store.removeListener(self)
+        self.notify = None
+
+    # -- lookups -------------------------------------------------------------
+
+    def __len__(self):
+        return len(self.uids)
+
+    def has(self, uid):
+        i = bisect.bisect_left(self.uids, uid)
+        return i < len(self.uids) and self.uids[i] == uid
+
+    def sequenceNumber(self, uid):
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def isExpunged(self, uid):
+        """Whether the message is gone from the store but not yet reported."""
+        return uid in self._expunged
+
+    def recentCount(self):
+        return sum(1 for uid in self.recent if self.has(uid))
+
+    def flagsOf(self, info):
+        """The flags to show for a message: stored ones plus \\Recent."""
+        if info.uid in self.recent:
+            return info.flags | {"\\Recent"}
+        return info.flags
+
+    def messageInfos(self):
+        """C{{uid: IMessageInfo}} for the messages of the view still in the store."""
+        return {info.uid: info for info in self.store.messages() if self.has(info.uid)}
+
+    # -- changes -------------------------------------------------------------
+
+    def mailboxChanged(self, mailbox, changes):
+        if mailbox is not self.store:
+            return
+        for uid in changes.expunged:
+            if uid in self._added:
+                self._added.discard(uid)
+            elif self.has(uid):
+                self._expunged.add(uid)
+        for uid in changes.added:
+            if not self.has(uid):
+                self._added.add(uid)
+        for uid in changes.flagsChanged:
+            if uid not in self._own and self.has(uid):
+                self._flagsChanged.add(uid)
+        if self.notify is not None and (changes.added or changes.expunged or changes.flagsChanged):
+            self.notify()
+
+    @contextlib.contextmanager
+    def ownChanges(self, uids):
+        """Flag changes to C{uids} made inside are this session's own (it reports them)."""
+        self._own = frozenset(uids)
+        try:
+            yield
+        finally:
+            self._own = frozenset()
+
+    def forgetFlagChange(self, uid):
+        self._flagsChanged.discard(uid)
+
+    def sync(self):
+        """Look at the store (and the disk) for changes; claim new \\Recent messages."""
+        try:
+            self.recent.update(self.store.sync().recent)
+        except StoreError as e:
+            log.warn("{mailbox}: sync failed: {error}", mailbox=self.store, error=e)
+
+    @property
+    def validityChanged(self):
+        return self.store.uidValidity != self.uidValidity
+
+    def pending(self):
+        return bool(self._expunged or self._added or self._flagsChanged)
+
+    def updates(self, allowExpunge=True):
+        """
+        The untagged responses owed to the client (bytes lines without CRLF),
+        applying them to the view.
+        """
+        lines = []
+        if allowExpunge and self._expunged:
+            gone = self._expunged
+            indices = [i for i, uid in enumerate(self.uids) if uid in gone]
+            for i in reversed(indices):
+                lines.append(b"* %d EXPUNGE" % (i + 1,))
+            self.uids = [uid for uid in self.uids if uid not in gone]
+            self.recent -= gone
+            self._flagsChanged -= gone
+            self._expunged = set()
+            self._reportedExists = len(self.uids)
+        if self._added:
+            added = sorted(self._added)
+            if not self.uids or added[0] > self.uids[-1]:
+                self.uids.extend(added)
+                self._added = set()
+        recent = self.recentCount()
+        if len(self.uids) != self._reportedExists or recent > self._reportedRecent:
+            lines.append(b"* %d EXISTS" % (len(self.uids),))
+            lines.append(b"* %d RECENT" % (recent,))
+            self._reportedExists = len(self.uids)
+        self._reportedRecent = recent
+        changed, self._flagsChanged = sorted(self._flagsChanged), set()
+        for uid in changed:
+            number = self.sequenceNumber(uid)
+            if number is None or uid in self._expunged:
+                continue
+            try:
+                info = self.store.messageInfo(uid)
+            except NoSuchMessage:
+                continue
+            lines.append(b"* %d FETCH (FLAGS %s)" % (number, formatFlags(self.flagsOf(info))))
+        return lines
+
+    def noteReported(self):
+        """The current EXISTS/RECENT counts have been sent (SELECT)."""
+        self._reportedExists = len(self.uids)
+        self._reportedRecent = self.recentCount()
+
+
+def statusLine(name, values):
+    return b"* STATUS %s (%s)" % (
+        string(encodeName(name)),
+        b" ".join(b"%s %d" % (item.encode("ascii"), value) for item, value in values))
+
+
+def avatarFactory(account, avatarId):
+    """The realm adapter: an L{IMAPAccount} over the user's store account."""
+    return IMAPAccount(account, avatarId), None
+

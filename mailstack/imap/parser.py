@@ -1,0 +1,770 @@
+"""
+The IMAP4rev1 wire format (RFC 3501 section 9), pure: no I/O, no Twisted.
+
+A client command reaches this module already framed (by the server) as a list
+of parts: C{[line, literal, line, literal, ..., line]}. Each line is bytes
+without its CRLF; every line but the last ends with a literal announcement
+C{{n}} or C{{n+}} (RFC 7888), and the part after it is that literal's content:
+C{bytes}, or a binary file object for a large one (an APPEND message spooled
+to disk). L{Reader} walks those parts token by token; the C{args_*} functions
+parse each command's arguments into plain values, raising L{ParseError}
+(answered with BAD) on any syntax error.
+
+Responses are formatted by L{mailstack.imap.response}.
+"""
+
+import bisect
+import calendar
+import dataclasses
+import datetime
+import re
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBERS = {name.upper(): i + 1 for i, name in enumerate(MONTHS)}
+
+# atom-specials: ( ) { SP CTL list-wildcards quoted-specials resp-specials
+_ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0, 32)) | {127}
+_ATOM_CHARS = frozenset(range(256)) - _ATOM_SPECIALS
+_ASTRING_CHARS = _ATOM_CHARS | {ord("]")}
+_LIST_CHARS = _ASTRING_CHARS | {ord("%"), ord("*")}
+_TAG_CHARS = _ASTRING_CHARS - {ord("+")}
+_FETCH_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
+_DIGITS = frozenset(b"0123456789")
+
+LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\Z")
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS + ("\\Recent",)}
+
+# The largest number IMAP allows (RFC 3501: number is 32-bit unsigned).
+MAX_NUMBER = 4294967295
+
+
+class ParseError(Exception):
+    """
+    A syntax error in a client command; C{str()} is the text for the BAD reply.
+    """
+
+
+def literalAnnouncement(line):
+    """
+    The literal announced at the end of a command line.
+
+    @return: C{(size, synchronizing)}, or L{None} if the line announces none.
+    """
+    match = LITERAL_AT_END.search(line)
+    if match is None:
+        return None
+    return int(match.group(1)), not match.group(2)
+
+
+class Reader:
+    """
+    A cursor over one framed command (see the module docstring).
+
+    @param maxString: the largest literal (in octets) accepted where a string
+        is expected (larger spooled literals are only for APPEND's message).
+    """
+
+    def __init__(self, parts, maxString=65536):
+        self._parts = parts
+        self._i = 0
+        self._pos = 0
+        self.maxString = maxString
+
+    # -- position ------------------------------------------------------------
+
+    def _line(self):
+        return self._parts[self._i]
+
+    def peek(self):
+        """The next octet (as bytes of length 1), or C{b""} at a line's end."""
+        return self._line()[self._pos:self._pos + 1]
+
+    def atEnd(self):
+        return self._i == len(self._parts) - 1 and self._pos >= len(self._line())
+
+    def end(self):
+        if not self.atEnd():
+            raise ParseError("Unexpected characters at end of command")
+
+    def sp(self):
+        if self.peek() != b" ":
+            raise ParseError("Missing space between arguments")
+        self._pos += 1
+
+    def skip(self, expected):
+        """Consume C{expected} (bytes) or raise L{ParseError}."""
+        line = self._line()
+        if line[self._pos:self._pos + len(expected)].upper() != expected.upper():
+            raise ParseError("Expected %s" % (expected.decode("ascii"),))
+        self._pos += len(expected)
+
+    def trySkip(self, expected):
+        """Consume C{expected} if it is next (case-insensitive); say whether it was."""
+        line = self._line()
+        if line[self._pos:self._pos + len(expected)].upper() == expected.upper():
+            self._pos += len(expected)
+            return True
+        return False
+
+    def _run(self, allowed):
+        line = self._line()
+        start = self._pos
+        end = start
+        while end < len(line) and line[end] in allowed:
+            end += 1
+        self._pos = end
+        return line[start:end]
+
+    # -- tokens --------------------------------------------------------------
+
+    def tag(self):
+        tag = self._run(_TAG_CHARS)
+        if not tag:
+            raise ParseError("Invalid tag")
+        return tag
+
+    def atom(self):
+        value = self._run(_ATOM_CHARS)
+        if not value:
+            raise ParseError("Expected an atom")
+        return value
+
+    def keyword(self):
+        """An atom, upper-cased and decoded (command names, search keys...)."""
+        return self.atom().decode("ascii", "replace").upper()
+
+    def number(self):
+        digits = self._run(_DIGITS)
+        if not digits or len(digits) > 10 or int(digits) > MAX_NUMBER:
+            raise ParseError("Expected a number")
+        return int(digits)
+
+    def nzNumber(self):
+        value = self.number()
+        if value == 0:
+            raise ParseError("Expected a non-zero number")
+        return value
+
+    def _literalHere(self):
+        return (self._i < len(self._parts) - 1
+                and LITERAL_AT_END.fullmatch(self._line()[self._pos:]) is not None)
+
+    def literal(self, allowFile=False):
+        """
+        The literal announced here. Large spooled literals come back as the
+        file (with C{allowFile}), else their content if under C{maxString}.
+        """
+        if not self._literalHere():
+            raise ParseError("Invalid literal")
+        value = self._parts[self._i + 1]
+        self._i += 2
+        self._pos = 0
+        if isinstance(value, (bytes, bytearray)):
+            if not allowFile and len(value) > self.maxString:
+                raise ParseError("String too long")
+            return bytes(value)
+        if allowFile:
+            return value
+        value.seek(0)
+        data = value.read(self.maxString + 1)
+        if len(data) > self.maxString:
+            raise ParseError("String too long")
+        return data
+
+    def quoted(self):
+        line = self._line()
+        if line[self._pos:self._pos + 1] != b'"':
+            raise ParseError("Expected a quoted string")
+        out = bytearray()
+        i = self._pos + 1
+        while i < len(line):
+            c = line[i]
+            if c == 0x22:  # "
+                self._pos = i + 1
+                return bytes(out)
+            if c == 0x5c:  # backslash
+                i += 1
+                if i >= len(line):
+                    break
+                c = line[i]
+            elif c == 0:
+                raise ParseError("NUL in quoted string")
+            out.append(c)
+            i += 1
+        raise ParseError("Unterminated quoted string")
+
+    def string(self):
+        first = self.peek()
+        if first == b'"':
+            return self.quoted()
+        if first == b"{":
+            return self.literal()
+        raise ParseError("Expected a string")
+
+    def astring(self):
+        if self.peek() in (b'"', b"{"):
+            return self.string()
+        value = self._run(_ASTRING_CHARS)
+        if not value:
+            raise ParseError("Expected a string or atom")
+        return value
+
+    def nstring(self):
+        """A string or NIL (L{None})."""
+        if self.peek() in (b'"', b"{"):
+            return self.string()
+        if self.trySkip(b"NIL"):
+            return None
+        raise ParseError("Expected a string or NIL")
+
+    def listMailbox(self):
+        """LIST's pattern: an astring that may hold the wildcards % and *."""
+        if self.peek() in (b'"', b"{"):
+            return self.string()
+        value = self._run(_LIST_CHARS)
+        if not value:
+            raise ParseError("Expected a mailbox pattern")
+        return value
+
+    def parenthesized(self, item):
+        """C{"(" item *(SP item) ")"}; an empty list is allowed."""
+        self.skip(b"(")
+        values = []
+        if self.trySkip(b")"):
+            return values
+        while True:
+            values.append(item())
+            if self.trySkip(b")"):
+                return values
+            self.sp()
+
+    # -- compound values -----------------------------------------------------
+
+    def flag(self):
+        if self.trySkip(b"\\"):
+            if self.trySkip(b"*"):
+                return "\\*"
+            name = self.atom().decode("ascii", "replace")
+            flag = "\\" + name
+            return _SYSTEM_BY_LOWER.get(flag.lower(), flag)
+        return self.atom().decode("ascii", "replace")
+
+    def flagList(self):
+        return self.parenthesized(self.flag)
+
+    def sequenceSet(self):
+        return SequenceSet.parse(self)
+
+    def dateTime(self):
+        """C{"dd-Mon-yyyy hh:mm:ss +zzzz"} -> POSIX time."""
+        if self.peek() != b'"':
+            raise ParseError("Expected a quoted date-time")
+        return parseDateTime(self.quoted())
+
+    def date(self):
+        """C{d-Mon-yyyy}, quoted or not -> L{datetime.date}."""
+        if self.peek() == b'"':
+            text = self.quoted()
+        else:
+            text = self._run(_ATOM_CHARS)
+        return parseDate(text)
+
+    def mailbox(self):
+        """A mailbox name as sent (modified UTF-7 bytes)."""
+        return self.astring()
+
+
+def parseDate(text):
+    match = re.fullmatch(rb"(\d{1,2})-([A-Za-z]{3})-(\d{4})", text)
+    if match is None:
+        raise ParseError("Invalid date")
+    month = _MONTH_NUMBERS.get(match.group(2).decode("ascii").upper())
+    try:
+        return datetime.date(int(match.group(3)), month or 0, int(match.group(1)))
+    except (ValueError, TypeError):
+        raise ParseError("Invalid date")
+
+
+def parseDateTime(text):
+    match = re.fullmatch(
+        rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)", text)
+    if match is None:
+        raise ParseError("Invalid date-time")
+    day, month, year, hour, minute, second, sign, zh, zm = match.groups()
+    monthNumber = _MONTH_NUMBERS.get(month.decode("ascii").upper())
+    try:
+        moment = datetime.datetime(int(year), monthNumber or 0, int(day), int(hour),
+                                   int(minute), int(second))
+    except (ValueError, TypeError):
+        raise ParseError("Invalid date-time")
+    offset = (int(zh) * 60 + int(zm)) * 60 * (-1 if sign == b"-" else 1)
+    return calendar.timegm(moment.timetuple()) - offset
+
+
+class SequenceSet:
+    """
+    A parsed sequence set (RFC 3501 C{sequence-set}): ranges of numbers where
+    L{None} stands for C{*}.
+    """
+
+    def __init__(self, ranges):
+        self.ranges = ranges
+
+    def __repr__(self):
+        return "SequenceSet(%r)" % (self.ranges,)
+
+    def __eq__(self, other):
+        return isinstance(other, SequenceSet) and self.ranges == other.ranges
+
+    @classmethod
+    def parse(cls, reader):
+        ranges = []
+        while True:
+            low = cls._number(reader)
+            high = low
+            if reader.trySkip(b":"):
+                high = cls._number(reader)
+            ranges.append((low, high))
+            if not reader.trySkip(b","):
+                return cls(ranges)
+
+    @staticmethod
+    def _number(reader):
+        if reader.trySkip(b"*"):
+            return None
+        try:
+            return reader.nzNumber()
+        except ParseError:
+            raise ParseError("Invalid sequence set")
+
+    @classmethod
+    def fromText(cls, text):
+        reader = Reader([text])
+        result = cls.parse(reader)
+        reader.end()
+        return result
+
+    def sequenceIndices(self, count):
+        """
+        0-based indices for message sequence numbers in a mailbox of C{count}.
+
+        @raise ParseError: for a number above C{count} (or any, if empty).
+        """
+        spans = []
+        for low, high in self.ranges:
+            low = count if low is None else low
+            high = count if high is None else high
+            if low > high:
+                low, high = high, low
+            if low < 1 or high > count:
+                raise ParseError("Invalid message sequence number")
+            spans.append((low - 1, high))
+        return _merge(spans)
+
+    def uidIndices(self, uids):
+        """
+        0-based indices in the ascending list C{uids} of the UIDs in this set;
+        UIDs not there are ignored. C{*} is the largest UID, so C{n:*} always
+        includes the last message (RFC 3501 6.4.8).
+        """
+        if not uids:
+            return []
+        star = uids[-1]
+        spans = []
+        for low, high in self.ranges:
+            low = star if low is None else low
+            high = star if high is None else high
+            if low > high:
+                low, high = high, low
+            spans.append((bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)))
+        return _merge(spans)
+
+    def containsUID(self, uid, star):
+        for low, high in self.ranges:
+            low = star if low is None else low
+            high = star if high is None else high
+            if min(low, high) <= uid <= max(low, high):
+                return True
+        return False
+
+
+def _merge(spans):
+    spans = [span for span in spans if span[0] < span[1]]
+    if len(spans) == 1:
+        return range(*spans[0])
+    spans.sort()
+    out = []
+    last = -1
+    for start, stop in spans:
+        for i in range(max(start, last), stop):
+            out.append(i)
+        last = max(last, stop)
+    return out
+
+
+# -- FETCH attributes --------------------------------------------------------
+
+def _echoName(name):
+    """A header field name as the client sent it: an atom, or quoted."""
+    if name and all(c in _ASTRING_CHARS and c < 128 for c in name):
+        return name
+    return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """
+    C{BODY[part.text (fields)]}: C{part} is a tuple of numbers (empty for the
+    whole message), C{text} one of None, HEADER, HEADER.FIELDS,
+    HEADER.FIELDS.NOT, TEXT, MIME; C{fields} the header names as sent.
+    """
+    part: tuple = ()
+    text: str = None
+    fields: tuple = ()
+
+    def label(self):
+        spec = ".".join(str(n) for n in self.part)
+        if self.text:
+            spec = (spec + "." if spec else "") + self.text
+        out = spec.encode("ascii")
+        if self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            out += b" (" + b" ".join(_echoName(name) for name in self.fields) + b")"
+        return b"[" + out + b"]"
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchAttribute:
+    """
+    One FETCH data item. C{name} is upper-case (BODY.PEEK keeps its name);
+    C{partial} is C{(offset, length)} or None.
+    """
+    name: str
+    section: Section = None
+    partial: tuple = None
+
+    @property
+    def peek(self):
+        return self.name == "BODY.PEEK" or self.name == "RFC822.HEADER"
+
+    @property
+    def isBody(self):
+        """Whether it returns message content (a non-peek one sets \\Seen)."""
+        return self.section is not None or self.name in ("RFC822", "RFC822.HEADER",
+                                                         "RFC822.TEXT")
+
+    def label(self):
+        """The item's name in the FETCH response."""
+        if self.section is None:
+            return self.name.encode("ascii")
+        out = b"BODY" + self.section.label()
+        if self.partial is not None:
+            out += b"<%d>" % (self.partial[0],)
+        return out
+
+
+_SIMPLE_FETCH = ("ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER",
+                 "RFC822.SIZE", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID")
+FETCH_MACROS = {
+    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
+}
+
+
+def _fetchAttribute(reader, extra=()):
+    name = reader._run(_FETCH_NAME_CHARS).decode("ascii").upper()
+    if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
+        section = _section(reader)
+        partial = None
+        if reader.trySkip(b"<"):
+            offset = reader.number()
+            reader.skip(b".")
+            length = reader.nzNumber()
+            reader.skip(b">")
+            partial = (offset, length)
+        return FetchAttribute(name, section, partial)
+    if name in _SIMPLE_FETCH or name in extra:
+        return FetchAttribute(name)
+    raise ParseError("Unknown FETCH attribute %s" % (name or reader.peek().decode("ascii", "replace"),))
+
+
+def _section(reader):
+    reader.skip(b"[")
+    part = []
+    text = None
+    fields = ()
+    if reader.trySkip(b"]"):
+        return Section()
+    while reader.peek() in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
+        part.append(reader.nzNumber())
+        if not reader.trySkip(b"."):
+            break
+    else:
+        text = reader._run(frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
+                           ).decode("ascii").upper()
+        allowed = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT")
+        if part:
+            allowed += ("MIME",)
+        if text not in allowed:
+            raise ParseError("Invalid section %s" % (text,))
+        if text.startswith("HEADER.FIELDS"):
+            reader.sp()
+            fields = tuple(reader.parenthesized(reader.astring))
+            if not fields:
+                raise ParseError("Empty header list")
+    reader.skip(b"]")
+    return Section(tuple(part), text, fields)
+
+
+def args_fetchAttributes(reader, extra=()):
+    """C{fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FAST / FULL}."""
+    if reader.peek() == b"(":
+        items = reader.parenthesized(lambda: _fetchAttribute(reader, extra))
+        if not items:
+            raise ParseError("Empty FETCH attribute list")
+        return items
+    start = reader._pos
+    word = reader._run(_FETCH_NAME_CHARS).decode("ascii").upper()
+    if word in FETCH_MACROS:
+        return [FetchAttribute(name) for name in FETCH_MACROS[word]]
+    reader._pos = start
+    return [_fetchAttribute(reader, extra)]
+
+
+# -- SEARCH keys -------------------------------------------------------------
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
+    "DELETED": ("\\Deleted", True), "UNDELETED": ("\\Deleted", False),
+    "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
+    "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
+    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
+}
+_HEADER_KEYS = ("BCC", "CC", "FROM", "SUBJECT", "TO")
+_DATE_KEYS = {"BEFORE": ("internal", "<"), "ON": ("internal", "="),
+              "SINCE": ("internal", ">="), "SENTBEFORE": ("sent", "<"),
+              "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
+
+
+def args_search(reader, maxDepth=100):
+    """
+    C{[CHARSET astring SP] search-key *(SP search-key)}.
+
+    @return: C{(charset or None, key)}; keys are tuples:
+        C{("ALL",)}, C{("FLAG", name, wanted)}, C{("KEYWORD", name, wanted)},
+        C{("RECENT", wanted)}, C{("HEADER", name, bytes)}, C{("BODY", bytes)},
+        C{("TEXT", bytes)}, C{("DATE", "internal"|"sent", op, date)},
+        C{("SIZE", ">"|"<", n)}, C{("SEQ", SequenceSet)}, C{("UID", SequenceSet)},
+        C{("NOT", key)}, C{("OR", key, key)}, C{("AND", [keys])}.
+    """
+    charset = None
+    start = reader._pos
+    if reader._run(_ATOM_CHARS).upper() == b"CHARSET":
+        reader.sp()
+        charset = reader.astring().decode("ascii", "replace")
+        reader.sp()
+    else:
+        reader._pos = start
+    keys = [_searchKey(reader, maxDepth)]
+    while not reader.atEnd():
+        reader.sp()
+        keys.append(_searchKey(reader, maxDepth))
+    return charset, keys[0] if len(keys) == 1 else ("AND", keys)
+
+
+def _searchKey(reader, depth):
+    if depth <= 0:
+        raise ParseError("Search program nested too deeply")
+    first = reader.peek()
+    if first == b"(":
+        keys = reader.parenthesized(lambda: _searchKey(reader, depth - 1))
+        if not keys:
+            raise ParseError("Empty search key list")
+        return keys[0] if len(keys) == 1 else ("AND", keys)
+    if first == b"*" or first in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
+        return ("SEQ", reader.sequenceSet())
+    name = reader.keyword()
+    if name == "ALL":
+        return ("ALL",)
+    if name in _FLAG_KEYS:
+        return ("FLAG",) + _FLAG_KEYS[name]
+    if name == "NEW":
+        return ("AND", [("RECENT", True), ("FLAG", "\\Seen", False)])
+    if name == "OLD":
+        return ("RECENT", False)
+    if name == "RECENT":
+        return ("RECENT", True)
+    reader.sp()
+    if name in ("KEYWORD", "UNKEYWORD"):
+        return ("KEYWORD", reader.flag(), name == "KEYWORD")
+    if name in _HEADER_KEYS:
+        return ("HEADER", name.encode("ascii"), reader.astring())
+    if name in ("BODY", "TEXT"):
+        return (name, reader.astring())
+    if name == "HEADER":
+        field = reader.astring()
+        reader.sp()
+        return ("HEADER", field, reader.astring())
+    if name in _DATE_KEYS:
+        kind, op = _DATE_KEYS[name]
+        return ("DATE", kind, op, reader.date())
+    if name in ("LARGER", "SMALLER"):
+        return ("SIZE", ">" if name == "LARGER" else "<", reader.number())
+    if name == "UID":
+        return ("UID", reader.sequenceSet())
+    if name == "NOT":
+        return ("NOT", _searchKey(reader, depth - 1))
+    if name == "OR":
+        left = _searchKey(reader, depth - 1)
+        reader.sp()
+        return ("OR", left, _searchKey(reader, depth - 1))
+    raise ParseError("Unknown search key %s" % (name,))
+
+
+# -- command arguments -------------------------------------------------------
+# Each takes a Reader positioned after the command name (and its space, if
+# any arguments are expected) and returns the arguments; the server calls
+# reader.end() afterwards.
+
+def args_none(reader):
+    return ()
+
+
+def args_mailbox(reader):
+    return (reader.mailbox(),)
+
+
+def args_twoMailboxes(reader):
+    first = reader.mailbox()
+    reader.sp()
+    return (first, reader.mailbox())
+
+
+def args_login(reader):
+    user = reader.astring()
+    reader.sp()
+    return (user, reader.astring())
+
+
+def args_authenticate(reader):
+    mechanism = reader.atom().decode("ascii", "replace").upper()
+    initial = None
+    if reader.peek() == b" ":
+        reader.sp()
+        if reader.trySkip(b"="):
+            initial = b""
+        else:
+            initial = reader._run(frozenset(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="))
+            if not initial:
+                raise ParseError("Invalid initial response")
+    return (mechanism, initial)
+
+
+def args_list(reader):
+    reference = reader.mailbox()
+    reader.sp()
+    return (reference, reader.listMailbox())
+
+
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+
+
+def args_status(reader):
+    mailbox = reader.mailbox()
+    reader.sp()
+
+    def item():
+        name = reader.keyword()
+        if name not in STATUS_ITEMS:
+            raise ParseError("Unknown STATUS item %s" % (name,))
+        return name
+    items = reader.parenthesized(item)
+    if not items:
+        raise ParseError("Empty STATUS item list")
+    return (mailbox, items)
+
+
+def args_append(reader):
+    """C{mailbox [SP flag-list] [SP date-time] SP literal}; the message may be a file."""
+    mailbox = reader.mailbox()
+    reader.sp()
+    flags = ()
+    date = None
+    if reader.peek() == b"(":
+        flags = tuple(reader.flagList())
+        reader.sp()
+    if reader.peek() == b'"':
+        date = reader.dateTime()
+        reader.sp()
+    if reader.peek() != b"{":
+        raise ParseError("APPEND needs the message as a literal")
+    message = reader.literal(allowFile=True)
+    return (mailbox, flags, date, message)
+
+
+def args_fetch(reader):
+    messages = reader.sequenceSet()
+    reader.sp()
+    return (messages, args_fetchAttributes(reader))
+
+
+def args_store(reader):
+    """C{sequence-set SP ["+"/"-"]FLAGS[.SILENT] SP (flag-list / flag *(SP flag))}."""
+    messages = reader.sequenceSet()
+    reader.sp()
+    mode = ""
+    if reader.peek() in (b"+", b"-"):
+        mode = reader.peek().decode("ascii")
+        reader._pos += 1
+    name = reader._run(_FETCH_NAME_CHARS).decode("ascii").upper()
+    if name not in ("FLAGS", "FLAGS.SILENT"):
+        raise ParseError("STORE supports FLAGS, +FLAGS and -FLAGS")
+    reader.sp()
+    if reader.peek() == b"(":
+        flags = reader.flagList()
+    else:
+        flags = [reader.flag()]
+        while reader.peek() == b" ":
+            reader.sp()
+            flags.append(reader.flag())
+    if "\\*" in flags:
+        raise ParseError("\\* is not a flag")
+    return (messages, mode, name.endswith(".SILENT"), flags)
+
+
+def args_copy(reader):
+    messages = reader.sequenceSet()
+    reader.sp()
+    return (messages, reader.mailbox())
+
+
+def args_sequenceSet(reader):
+    return (reader.sequenceSet(),)
+
+
+def args_id(reader):
+    """C{"(" string SP nstring *(SP string SP nstring) ")" / NIL} -> dict or None."""
+    if reader.trySkip(b"NIL"):
+        return (None,)
+    values = reader.parenthesized(reader.nstring)
+    if len(values) % 2 or len(values) > 60:
+        raise ParseError("ID needs up to 30 field/value pairs")
+    fields = {}
+    for key, value in zip(values[::2], values[1::2]):
+        if key is None:
+            raise ParseError("ID field names cannot be NIL")
+        fields[key] = value
+    return (fields,)
+
+
+def args_enable(reader):
+    names = [reader.atom().decode("ascii", "replace").upper()]
+    while reader.peek() == b" ":
+        reader.sp()
+        names.append(reader.atom().decode("ascii", "replace").upper())
+    return (names,)
+

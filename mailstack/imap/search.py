@@ -1,0 +1,310 @@
+"""
+SEARCH (RFC 3501 6.4.4) evaluation over a L{mailstack.imap.mailbox.MailboxView}.
+
+Keys come from L{mailstack.imap.parser.args_search}. They are compiled once
+(strings decoded with the command's CHARSET and case-folded, sequence sets
+resolved), then each message is tested with the cheap keys first: flags,
+sizes, dates and UIDs need only the store's metadata; header keys read the
+message's header; BODY and TEXT read the text parts, decoding their
+Content-Transfer-Encoding and charset. Text matching is a case-insensitive
+substring test on decoded text (RFC 2047 encoded words in headers included).
+"""
+
+import base64
+import binascii
+import codecs
+import datetime
+import email.header
+import email.utils
+import quopri
+import time
+
+from mailstack.imap import fetch
+from mailstack.storage.interfaces import NoSuchMessage
+
+# Parts larger than this are searched in raw chunks rather than decoded whole.
+DECODE_LIMIT = 8 * 1024 * 1024
+CHUNK = 1024 * 1024
+
+
+class BadCharset(Exception):
+    """The SEARCH CHARSET is not one we can decode (NO [BADCHARSET])."""
+
+
+def _decoder(charset):
+    if charset is None:
+        return "utf-8"
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise BadCharset(charset)
+
+
+def _cost(key):
+    kind = key[0]
+    if kind in ("HEADER",):
+        return 1
+    if kind in ("BODY", "TEXT"):
+        return 2
+    if kind in ("NOT",):
+        return _cost(key[1])
+    if kind == "OR":
+        return max(_cost(key[1]), _cost(key[2]))
+    if kind == "AND":
+        return max([_cost(k) for k in key[1]] or [0])
+    if kind == "DATE" and key[1] == "sent":
+        return 1
+    return 0
+
+
+def compileKey(key, charset, view):
+    """Decode strings, fold case, resolve sequence sets; order ANDs by cost."""
+    codec = _decoder(charset)
+
+    def text(data):
+        return data.decode(codec, "replace").casefold()
+
+    def walk(key):
+        kind = key[0]
+        if kind == "HEADER":
+            return ("HEADER", key[1].decode("ascii", "replace").lower().encode("ascii"),
+                    text(key[2]))
+        if kind in ("BODY", "TEXT"):
+            return (kind, text(key[1]))
+        if kind == "SEQ":
+            return ("SEQUIDS", frozenset(view.uids[i] for i in key[1].sequenceIndices(len(view))))
+        if kind == "NOT":
+            return ("NOT", walk(key[1]))
+        if kind == "OR":
+            return ("OR", walk(key[1]), walk(key[2]))
+        if kind == "AND":
+            return ("AND", sorted((walk(k) for k in key[1]), key=_cost))
+        return key
+    return walk(key)
+
+
+class _Message:
+    """What a search needs of one message, loaded on first use."""
+
+    def __init__(self, view, info, cache):
+        self.view = view
+        self.info = info
+        self.cache = cache
+        self._header = None
+        self._structure = None
+
+    def header(self):
+        if self._header is None:
+            with self.view.store.openMessage(self.info.uid) as f:
+                self._header = fetch.parseHeaderOnly(f, self.info.size)
+        return self._header
+
+    def structure(self):
+        if self._structure is None:
+            cached = self.cache.get(self.info.uid) if self.cache is not None else None
+            if cached is not None and cached.complete:
+                self._structure = cached
+            else:
+                with self.view.store.openMessage(self.info.uid) as f:
+                    self._structure = fetch.parseStructure(f)
+        return self._structure
+
+
+def decodeHeader(value):
+    """Raw header bytes -> str with RFC 2047 encoded words decoded, never raising."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    if "=?" not in text:
+        return text
+    try:
+        pieces = []
+        for data, charset in email.header.decode_header(text):
+            if isinstance(data, str):
+                pieces.append(data)
+                continue
+            try:
+                pieces.append(data.decode(charset or "ascii", "replace"))
+            except LookupError:
+                pieces.append(data.decode("latin-1"))
+        return "".join(pieces)
+    except Exception:
+        return text
+
+
+def _headerMatches(part, name, needle):
+    values = part.headers(name)
+    if not values:
+        return False
+    if not needle:
+        return True
+    return any(needle in decodeHeader(value).casefold() for value in values)
+
+
+def _allHeaderText(part):
+    return "\n".join(decodeHeader(raw) for _, raw in part.fields).casefold()
+
+
+def _charset(part):
+    for name, value in part.params:
+        if name.lower() == b"charset":
+            try:
+                return codecs.lookup(value.decode("ascii", "replace").strip()).name
+            except LookupError:
+                return "utf-8"
+    return "utf-8"
+
+
+def _transferDecode(part, data):
+    raw = part.header(b"content-transfer-encoding")
+    encoding = raw.strip().lower() if raw else b""
+    try:
+        if encoding == b"base64":
+            return base64.b64decode(b"".join(data.split()) + b"==", validate=False)
+        if encoding == b"quoted-printable":
+            return quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        pass
+    return data
+
+
+def _leaves(part):
+    if part.multipart:
+        for child in part.children:
+            yield from _leaves(child)
+    elif part.message is not None:
+        yield ("header", part.message)
+        yield from _leaves(part.message)
+    else:
+        yield ("body", part)
+
+
+def _bodyMatches(message, needle, withHeader):
+    root = message.structure()
+    if withHeader and needle in _allHeaderText(root):
+        return True
+    if not needle:
+        return True
+    with message.view.store.openMessage(message.info.uid) as f:
+        for kind, part in _leaves(root):
+            if kind == "header":
+                if needle in _allHeaderText(part):
+                    return True
+                continue
+            main = part.mainType.lower()
+            if main not in (b"text", b"message") and main != b"":
+                continue
+            if part.size > DECODE_LIMIT:
+                if _rawChunksMatch(f, part, needle):
+                    return True
+                continue
+            f.seek(part.headerEnd)
+            data = _transferDecode(part, f.read(part.size))
+            if needle in data.decode(_charset(part), "replace").casefold():
+                return True
+    return False
+
+
+def _rawChunksMatch(f, part, needle):
+    f.seek(part.headerEnd)
+    remaining = part.size
+    tail = ""
+    while remaining > 0:
+        data = f.read(min(CHUNK, remaining))
+        if not data:
+            return False
+        remaining -= len(data)
+        text = tail + data.decode("utf-8", "replace").casefold()
+        if needle in text:
+            return True
+        tail = text[-len(needle):]
+    return False
+
+
+def _localDate(timestamp):
+    return datetime.date(*time.localtime(timestamp)[:3])
+
+
+def _sentDate(message):
+    value = message.header().header(b"date")
+    if value:
+        parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
+        if parsed is not None:
+            try:
+                return datetime.date(*parsed[:3])
+            except ValueError:
+                pass
+    return _localDate(message.info.internalDate)
+
+
+def _compareDate(op, actual, wanted):
+    if op == "<":
+        return actual < wanted
+    if op == "=":
+        return actual == wanted
+    return actual >= wanted
+
+
+def matches(key, message, star):
+    kind = key[0]
+    info = message.info
+    if kind == "ALL":
+        return True
+    if kind == "AND":
+        return all(matches(k, message, star) for k in key[1])
+    if kind == "OR":
+        return matches(key[1], message, star) or matches(key[2], message, star)
+    if kind == "NOT":
+        return not matches(key[1], message, star)
+    if kind == "FLAG":
+        return (key[1] in info.flags) == key[2]
+    if kind == "KEYWORD":
+        wanted = key[1].lower()
+        return any(flag.lower() == wanted for flag in info.flags) == key[2]
+    if kind == "RECENT":
+        return (info.uid in message.view.recent) == key[1]
+    if kind == "SIZE":
+        return info.size > key[2] if key[1] == ">" else info.size < key[2]
+    if kind == "UID":
+        return key[1].containsUID(info.uid, star)
+    if kind == "SEQUIDS":
+        return info.uid in key[1]
+    if kind == "DATE":
+        if key[1] == "internal":
+            actual = _localDate(info.internalDate)
+        else:
+            actual = _sentDate(message)
+        return _compareDate(key[2], actual, key[3])
+    if kind == "HEADER":
+        return _headerMatches(message.header(), key[1], key[2])
+    if kind in ("BODY", "TEXT"):
+        if kind == "TEXT" and _headerMatchesAny(message, key[1]):
+            return True
+        return _bodyMatches(message, key[1], False)
+    raise ValueError("unknown search key %r" % (kind,))
+
+
+def _headerMatchesAny(message, needle):
+    return needle in _allHeaderText(message.header())
+
+
+def search(view, key, charset=None, cache=None):
+    """
+    @return: the UIDs in C{view} (in sequence order) whose messages match.
+    @raise BadCharset: for a CHARSET Python cannot decode.
+    """
+    program = compileKey(key, charset, view)
+    infos = view.messageInfos()
+    star = view.uids[-1] if view.uids else 0
+    found = []
+    for uid in view.uids:
+        info = infos.get(uid)
+        if info is None:
+            continue
+        try:
+            if matches(program, _Message(view, info, cache), star):
+                found.append(uid)
+        except NoSuchMessage:
+            continue
+    return found

@@ -1,0 +1,655 @@
+"""
+The IMAP4rev1 server protocol (RFC 3501) with STARTTLS, SASL (PLAIN, LOGIN,
+CRAM-MD5, RFC 4959 SASL-IR) and the small extensions clients expect: LITERAL+
+(RFC 7888), ID (2971), ENABLE (5161), IDLE (2177), NAMESPACE (2342), UNSELECT
+(3691), UIDPLUS (4315), MOVE (6851), CHILDREN (3348), SPECIAL-USE (6154),
+APPENDLIMIT (7889). A listener's C{disabled} list switches any of them off.
+
+Why not twisted.mail.imap4.IMAP4Server: its defects sit in the framing and the
+response formatting, which are most of an IMAP server (see
+../../docs/imap.md and TWISTED-NOTES): STARTTLS keeps pipelined plaintext,
+APPEND literals are unbounded and APPEND without flags crashes, command lines
+over 16 KB disconnect, IDLE ends on any line, partial FETCH, BODYSTRUCTURE,
+SEARCH, LIST and STATUS answer wrongly, SELECT omits response codes, and its
+mailbox listener cannot report EXPUNGE to other sessions. Nothing of it is
+reused; Twisted supplies the transport, TLS, cred and the reactor.
+
+Layout: this module frames input (lines and literals, with limits), keeps
+the session's state (not authenticated, authenticated, selected, logout),
+dispatches commands from a table and answers the commands of any state and of
+the not-authenticated state. L{mailstack.imap.commands} holds the
+authenticated- and selected-state commands (a mixin of L{IMAPServer}).
+"""
+
+import collections
+import dataclasses
+import re
+import tempfile
+
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from mailstack.imap import parser
+from mailstack.imap.auth import AuthenticationCommands
+from mailstack.imap.commands import MailboxCommands
+from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
+from mailstack.imap.parser import ParseError, Reader
+from mailstack.imap.response import Refusal, taggedLine
+from mailstack.storage.interfaces import (
+    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox, NoSuchMessage,
+    StoreError)
+
+log = Logger()
+
+NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = (
+    "not authenticated", "authenticated", "selected", "logout")
+ANY = (NOT_AUTHENTICATED, AUTHENTICATED, SELECTED)
+AUTH = (AUTHENTICATED, SELECTED)
+
+SMALL_LITERAL = 65536
+SPOOL_MEMORY = 1024 * 1024
+_VERB = re.compile(rb"[^ ]+ +(?:UID +)?([A-Za-z]+)")
+_TAG = re.compile(rb'([^\x00-\x20(){%*"\\\]+\x7f-\xff]+) ')
+
+# Extensions, in CAPABILITY order (the names a listener may disable).
+EXTENSIONS = ("LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
+              "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "APPENDLIMIT")
+
+
+@dataclasses.dataclass(frozen=True)
+class IMAPSettings:
+    """
+    What one listener offers; built from its config by L{buildFactory}.
+    """
+    hostname: str
+    tlsMode: str = "none"
+    tlsContext: object = None
+    allowPlaintextAuth: bool = False
+    disabled: frozenset = frozenset()
+    maxLineLength: int = 8192
+    maxLiteralSize: int = 25 * 1024 * 1024
+    maxBadCommands: int = 20
+    maxCommands: int = 100000
+    authFailuresDelay: int = 3
+    authFailuresDisconnect: int = 10
+    authFailureDelay: float = 2.0
+    idleTimeout: int = 1800
+    loginTimeout: int = 600
+    idlePollInterval: float = 1.0
+
+    @property
+    def maxCommandSize(self):
+        """Octets a command may hold outside APPEND's message literal."""
+        return max(8 * self.maxLineLength, 65536)
+
+
+Command = collections.namedtuple("Command", "states parser method extension")
+
+
+def _command(states, parse, method, extension=None):
+    return Command(states, parse, method, extension)
+
+
+COMMANDS = {
+    "CAPABILITY": _command(ANY, None, "do_CAPABILITY"),
+    "NOOP": _command(ANY, None, "do_NOOP"),
+    "LOGOUT": _command(ANY, None, "do_LOGOUT"),
+    "ID": _command(ANY, parser.args_id, "do_ID", "ID"),
+    "STARTTLS": _command((NOT_AUTHENTICATED,), None, "do_STARTTLS", "STARTTLS"),
+    "LOGIN": _command((NOT_AUTHENTICATED,), parser.args_login, "do_LOGIN"),
+    "AUTHENTICATE": _command((NOT_AUTHENTICATED,), parser.args_authenticate,
+                             "do_AUTHENTICATE"),
+    "SELECT": _command(AUTH, parser.args_mailbox, "do_SELECT"),
+    "EXAMINE": _command(AUTH, parser.args_mailbox, "do_EXAMINE"),
+    "CREATE": _command(AUTH, parser.args_mailbox, "do_CREATE"),
+    "DELETE": _command(AUTH, parser.args_mailbox, "do_DELETE"),
+    "RENAME": _command(AUTH, parser.args_twoMailboxes, "do_RENAME"),
+    "SUBSCRIBE": _command(AUTH, parser.args_mailbox, "do_SUBSCRIBE"),
+    "UNSUBSCRIBE": _command(AUTH, parser.args_mailbox, "do_UNSUBSCRIBE"),
+    "LIST": _command(AUTH, parser.args_list, "do_LIST"),
+    "LSUB": _command(AUTH, parser.args_list, "do_LSUB"),
+    "STATUS": _command(AUTH, parser.args_status, "do_STATUS"),
+    "APPEND": _command(AUTH, parser.args_append, "do_APPEND"),
+    "NAMESPACE": _command(AUTH, None, "do_NAMESPACE", "NAMESPACE"),
+    "ENABLE": _command(AUTH, parser.args_enable, "do_ENABLE", "ENABLE"),
+    "IDLE": _command(AUTH, None, "do_IDLE", "IDLE"),
+    "CHECK": _command((SELECTED,), None, "do_CHECK"),
+    "CLOSE": _command((SELECTED,), None, "do_CLOSE"),
+    "UNSELECT": _command((SELECTED,), None, "do_UNSELECT", "UNSELECT"),
+    "EXPUNGE": _command((SELECTED,), None, "do_EXPUNGE"),
+    "SEARCH": _command((SELECTED,), parser.args_search, "do_SEARCH"),
+    "FETCH": _command((SELECTED,), parser.args_fetch, "do_FETCH"),
+    "STORE": _command((SELECTED,), parser.args_store, "do_STORE"),
+    "COPY": _command((SELECTED,), parser.args_copy, "do_COPY"),
+    "MOVE": _command((SELECTED,), parser.args_copy, "do_MOVE", "MOVE"),
+    "UID SEARCH": _command((SELECTED,), parser.args_search, "do_UID_SEARCH"),
+    "UID FETCH": _command((SELECTED,), parser.args_fetch, "do_UID_FETCH"),
+    "UID STORE": _command((SELECTED,), parser.args_store, "do_UID_STORE"),
+    "UID COPY": _command((SELECTED,), parser.args_copy, "do_UID_COPY"),
+    "UID MOVE": _command((SELECTED,), parser.args_copy, "do_UID_MOVE", "MOVE"),
+    "UID EXPUNGE": _command((SELECTED,), parser.args_sequenceSet, "do_UID_EXPUNGE",
+                            "UIDPLUS"),
+}
+
+# Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1).
+NO_EXPUNGE = ("FETCH", "STORE", "SEARCH")
+
+
+class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin):
+    """
+    One IMAP session.
+
+    @param cramAvailable: callable saying whether CRAM-MD5 can work (some
+        user's secret is stored in plaintext).
+    """
+
+    def __init__(self, settings, portal, clock=None, cramAvailable=None):
+        self.settings = settings
+        self.portal = portal
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.callLater = clock.callLater  # for TimeoutMixin
+        self.cramAvailable = cramAvailable or (lambda: False)
+        self.state = NOT_AUTHENTICATED
+        self.tls = False
+        self.account = None
+        self.view = None
+        self._logout = None
+        self._buffer = bytearray()
+        self._parts = []
+        self._commandSize = 0
+        self._verb = None
+        self._literal = None
+        self._spools = []
+        self._discardLine = False
+        self._discardTail = b""
+        self._discardLiteral = 0
+        self._abandoning = False
+        self._lineHandler = None
+        self._pending = None
+        self._paused = False
+        self._closing = False
+        self._commands = 0
+        self._badCommands = 0
+        self._authFailures = 0
+        self._idle = None
+        self.peer = None
+        self.fetchCache = collections.OrderedDict()
+
+    # -- connection ----------------------------------------------------------
+
+    def connectionMade(self):
+        self.tls = self.settings.tlsMode == "implicit" or ISSLTransport.providedBy(
+            self.transport)
+        self.peer = self.transport.getPeer()
+        self.setTimeout(self.settings.loginTimeout)
+        self.write(b"* OK [CAPABILITY %s] %s mailstack IMAP4rev1 ready\r\n" % (
+            self._capabilityText(), self.settings.hostname.encode("ascii", "replace")))
+
+    def connectionLost(self, reason):
+        self._closing = True
+        self.setTimeout(None)
+        self._stopIdle()
+        self._deselect()
+        self._closeSpools()
+        if self._literal is not None:
+            self._closeSink(self._literal[1])
+            self._literal = None
+        if self._logout is not None:
+            logout, self._logout = self._logout, None
+            logout()
+        self.state = LOGOUT
+
+    def timeoutConnection(self):
+        log.info("imap {peer}: autologout", peer=self.peerText())
+        self.bye(b"Autologout; idle for too long")
+
+    def peerText(self):
+        return "%s:%s" % (getattr(self.peer, "host", self.peer), getattr(self.peer, "port", ""))
+
+    # -- output --------------------------------------------------------------
+
+    def write(self, data):
+        if not self._closing:
+            self.transport.write(data)
+
+    def untagged(self, text):
+        self.write(b"* " + text + b"\r\n")
+
+    def bye(self, text):
+        """Send C{* BYE text} and close the connection."""
+        if self._closing:
+            return
+        self.write(b"* BYE " + text + b"\r\n")
+        self._closing = True
+        self.state = LOGOUT
+        self.transport.loseConnection()
+
+    def _tagged(self, tag, status, code, text):
+        self.write(taggedLine(tag, status, code, text))
+
+    def bad(self, tag, text):
+        """A syntax error: BAD (tagged, or untagged without a tag); count it."""
+        if tag is None:
+            self.write(b"* BAD " + text.encode("utf-8") + b"\r\n")
+        else:
+            self._tagged(tag, "BAD", None, text)
+        self._countBad()
+
+    def _countBad(self):
+        self._badCommands += 1
+        if self._badCommands >= self.settings.maxBadCommands:
+            log.info("imap {peer}: too many invalid commands", peer=self.peerText())
+            self.bye(b"Too many invalid commands")
+
+    # -- framing -------------------------------------------------------------
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
+
+    def _process(self):
+        buffer = self._buffer
+        maxLine = self.settings.maxLineLength
+        while buffer and not self._closing:
+            if self._discardLiteral:
+                count = min(len(buffer), self._discardLiteral)
+                del buffer[:count]
+                self._discardLiteral -= count
+                continue
+            if self._literal is not None:
+                self._readLiteral()
+                continue
+            if self._pending is not None and self._lineHandler is None:
+                break
+            end = buffer.find(b"\n")
+            if end < 0:
+                if len(buffer) > maxLine:
+                    self._discardPartialLine()
+                break
+            line = bytes(buffer[:end])
+            del buffer[:end + 1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self._discardLine:
+                self._discardLine = False
+                self._endDiscardedLine(self._discardTail + line[-32:])
+                continue
+            if len(line) > maxLine:
+                if self._lineHandler is not None and not self._parts:
+                    self._lineHandler(None)
+                    continue
+                self._lineTooLong(line[:64])
+                self._endDiscardedLine(line[-32:])
+                continue
+            if self._lineHandler is not None and not self._parts:
+                self._lineHandler(line)
+                continue
+            self._commandLine(line)
+        if self._pending is not None and self._lineHandler is None:
+            if len(buffer) > self.settings.maxCommandSize and not self._paused:
+                self._paused = True
+                self.transport.pauseProducing()
+        elif self._paused and not self._closing:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _discardPartialLine(self):
+        """An over-long line with no end yet: answer once, drop it as it comes."""
+        if not self._discardLine:
+            self._discardLine = True
+            if self._lineHandler is not None and not self._parts:
+                self._lineHandler(None)
+            else:
+                self._lineTooLong(bytes(self._buffer[:64]))
+        self._discardTail = bytes(self._buffer[-32:])
+        del self._buffer[:]
+
+    def _lineTooLong(self, start):
+        tag = self._parts[0] if self._parts else start
+        match = _TAG.match(tag)
+        self._resetCommand()
+        self._abandoning = True
+        self.bad(match.group(1) if match else None,
+                 "Line too long (limit %d octets)" % (self.settings.maxLineLength,))
+
+    def _endDiscardedLine(self, tail):
+        """A discarded line ended; a non-synchronizing literal after it is dropped too."""
+        announced = parser.literalAnnouncement(tail)
+        if announced is not None and not announced[1]:
+            self._discardLiteral = announced[0]
+            self._abandoning = True
+        else:
+            self._abandoning = False
+
+    def _resetCommand(self):
+        self._parts = []
+        self._commandSize = 0
+        self._verb = None
+
+    def _commandLine(self, line):
+        if self._abandoning:
+            self._endDiscardedLine(line)
+            return
+        self._parts.append(line)
+        self._commandSize += len(line)
+        if len(self._parts) == 1:
+            match = _VERB.match(line)
+            self._verb = match.group(1).upper() if match else None
+        tag = self._parts[0].split(b" ", 1)[0]
+        if self._commandSize > self.settings.maxCommandSize:
+            self._resetCommand()
+            self._endDiscardedLine(line)
+            return self.bad(tag, "Command too long")
+        announced = parser.literalAnnouncement(line)
+        if announced is None:
+            parts = self._parts
+            self._resetCommand()
+            return self._dispatch(parts)
+        size, synchronizing = announced
+        isAppend = self._verb == b"APPEND"
+        limit = self.settings.maxLiteralSize if isAppend else (
+            self.settings.maxCommandSize - self._commandSize)
+        if size > limit:
+            self._resetCommand()
+            if not synchronizing:
+                self._discardLiteral = size
+                self._abandoning = True
+            if isAppend:
+                log.info("imap {peer}: APPEND of {size} octets refused", peer=self.peerText(),
+                         size=size)
+                return self._tagged(tag, "NO", "TOOBIG", "Message too large (limit %d octets)"
+                                    % (self.settings.maxLiteralSize,))
+            return self.bad(tag, "Literal too large")
+        if not isAppend:
+            self._commandSize += size
+        if synchronizing:
+            self.write(b"+ Ready for literal data\r\n")
+        if size <= SMALL_LITERAL:
+            sink = bytearray()
+        else:
+            sink = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self._literal = [size, sink]
+        if size == 0:
+            self._readLiteral()
+
+    def _readLiteral(self):
+        remaining, sink = self._literal
+        count = min(len(self._buffer), remaining)
+        if isinstance(sink, bytearray):
+            sink += self._buffer[:count]
+        else:
+            sink.write(self._buffer[:count])
+        del self._buffer[:count]
+        remaining -= count
+        self._literal[0] = remaining
+        if remaining:
+            return
+        self._literal = None
+        if isinstance(sink, bytearray):
+            self._parts.append(bytes(sink))
+        else:
+            sink.seek(0)
+            self._spools.append(sink)
+            self._parts.append(sink)
+
+    @staticmethod
+    def _closeSink(sink):
+        if not isinstance(sink, bytearray):
+            sink.close()
+
+    def _closeSpools(self):
+        spools, self._spools = self._spools, []
+        for spool in spools:
+            spool.close()
+
+    # -- dispatch ------------------------------------------------------------
+
+    def extensionEnabled(self, name):
+        return name not in self.settings.disabled
+
+    def _dispatch(self, parts):
+        self._commands += 1
+        if self._commands > self.settings.maxCommands:
+            return self.bye(b"Too many commands in one session")
+        reader = Reader(parts, maxString=self.settings.maxCommandSize)
+        try:
+            tag = reader.tag()
+        except ParseError:
+            self._closeSpools()
+            return self.bad(None, "Invalid tag")
+        try:
+            reader.sp()
+            name = reader.keyword()
+            if name == "UID":
+                reader.sp()
+                name = "UID " + reader.keyword()
+        except ParseError:
+            self._closeSpools()
+            return self.bad(tag, "Missing or invalid command name")
+        command = COMMANDS.get(name)
+        if command is None or (command.extension and not self.extensionEnabled(command.extension)):
+            self._closeSpools()
+            return self.bad(tag, "Unknown command %s" % (name,))
+        if self.state not in command.states:
+            self._closeSpools()
+            hint = {NOT_AUTHENTICATED: "log in first", AUTHENTICATED: "select a mailbox first"}
+            return self.bad(tag, "%s not valid in this state (%s)" % (
+                name, hint.get(self.state, "already logged in")))
+        try:
+            args = ()
+            if command.parser is not None:
+                reader.sp()
+                args = command.parser(reader)
+            reader.end()
+        except ParseError as e:
+            self._closeSpools()
+            return self.bad(tag, "%s: %s" % (name, e))
+        self._run(tag, name, command, args)
+
+    def _run(self, tag, name, command, args):
+        try:
+            result = getattr(self, command.method)(tag, *args)
+        except Exception:
+            result = self.failureResult(Failure(), name)
+        if isinstance(result, defer.Deferred):
+            self._pending = result
+            result.addErrback(self.failureResult, name)
+            result.addCallback(lambda r: self._complete(tag, name, r, resume=True))
+            result.addErrback(self._lastResort)
+        else:
+            self._complete(tag, name, result)
+
+    def failureResult(self, failure, name):
+        """The response for a command that raised: NO, BAD, or NO [SERVERBUG]."""
+        error = failure.value
+        if isinstance(error, Refusal):
+            if error.status == "BAD":
+                self._countBad()
+            return (error.status, error.code, error.text)
+        if isinstance(error, ParseError):
+            self._countBad()
+            return ("BAD", None, str(error))
+        if isinstance(error, StoreError):
+            code = None
+            if isinstance(error, NoSuchMailbox):
+                code = "TRYCREATE" if name in ("APPEND", "COPY", "MOVE", "UID COPY",
+                                               "UID MOVE") else "NONEXISTENT"
+            elif isinstance(error, MailboxExists):
+                code = "ALREADYEXISTS"
+            elif isinstance(error, (MailboxNotEmpty, InvalidMailboxName)):
+                code = "CANNOT"
+            elif isinstance(error, NoSuchMessage):
+                code = "EXPUNGEISSUED"
+            return ("NO", code, str(error) or "Failed")
+        log.failure("imap {peer}: internal error in {command}", failure,
+                    peer=self.peerText(), command=name)
+        return ("NO", "SERVERBUG", "Internal error")
+
+    def _lastResort(self, failure):
+        log.failure("imap {peer}: internal error", failure, peer=self.peerText())
+        self._pending = None
+
+    def _complete(self, tag, name, result, resume=False):
+        self._pending = None
+        self._closeSpools()
+        if self._closing:
+            return None
+        if result is not None:
+            status, code, text = result
+            if self.state == SELECTED:
+                self.sendUpdates(allowExpunge=name not in NO_EXPUNGE)
+            self._tagged(tag, status, code, text)
+        if resume and not self._closing:
+            self._process()
+        return None
+
+    def sendUpdates(self, allowExpunge=True):
+        """Untagged EXISTS/EXPUNGE/FETCH owed to the client, at a command boundary."""
+        view = self.view
+        if view is None or self._closing:
+            return
+        view.sync()
+        if view.validityChanged:
+            log.warn("imap {peer}: UIDVALIDITY of {mailbox} changed", peer=self.peerText(),
+                     mailbox=view.store.name)
+            return self.bye(b"Mailbox UIDVALIDITY changed; please reconnect")
+        for line in view.updates(allowExpunge):
+            self.write(line + b"\r\n")
+
+    # -- any state -----------------------------------------------------------
+
+    def capabilities(self):
+        caps = ["IMAP4rev1"]
+        if self.state == NOT_AUTHENTICATED:
+            if self._startTLSOffered():
+                caps.append("STARTTLS")
+            if not self._plaintextAllowed():
+                caps.append("LOGINDISABLED")
+            caps += ["AUTH=" + m for m in self._mechanisms()]
+        for name in EXTENSIONS:
+            if name == "SASL-IR" and self.state != NOT_AUTHENTICATED:
+                continue
+            if name == "APPENDLIMIT":
+                if self.extensionEnabled(name):
+                    caps.append("APPENDLIMIT=%d" % (self.settings.maxLiteralSize,))
+                continue
+            caps.append(name)
+        return [c for c in caps if self.extensionEnabled(c)]
+
+    def _capabilityText(self):
+        return " ".join(self.capabilities()).encode("ascii")
+
+    def do_CAPABILITY(self, tag):
+        self.untagged(b"CAPABILITY " + self._capabilityText())
+        return ("OK", None, "CAPABILITY completed")
+
+    def do_NOOP(self, tag):
+        return ("OK", None, "NOOP completed")
+
+    def do_LOGOUT(self, tag):
+        self.untagged(b"BYE mailstack logging out")
+        self._tagged(tag, "OK", None, "LOGOUT completed")
+        self._closing = True
+        self.state = LOGOUT
+        self.transport.loseConnection()
+        return None
+
+    def do_ID(self, tag, fields):
+        if fields:
+            shown = " ".join("%s=%s" % (k.decode("ascii", "replace"),
+                                        (v or b"NIL").decode("ascii", "replace"))
+                             for k, v in list(fields.items())[:8])
+            log.info("imap {peer}: client ID {fields}", peer=self.peerText(), fields=shown)
+        self.untagged(b'ID ("name" "mailstack" "vendor" "mailstack")')
+        return ("OK", None, "ID completed")
+
+    # -- not authenticated ---------------------------------------------------
+
+    def _startTLSOffered(self):
+        return (self.settings.tlsMode == "starttls" and not self.tls
+                and self.settings.tlsContext is not None and self.extensionEnabled("STARTTLS"))
+
+    def do_STARTTLS(self, tag):
+        if self.tls:
+            return ("BAD", None, "TLS is already active")
+        if not self._startTLSOffered():
+            return ("NO", None, "STARTTLS is not available here")
+        discarded = len(self._buffer)
+        # RFC 3501 6.2.1 / CVE-2011-0411: bytes pipelined after STARTTLS came in
+        # plaintext and must not be run as commands once TLS is up.
+        del self._buffer[:]
+        self._resetCommand()
+        if discarded:
+            log.info("imap {peer}: discarded {n} plaintext octets sent after STARTTLS",
+                     peer=self.peerText(), n=discarded)
+        self._tagged(tag, "OK", None, "Begin TLS negotiation now")
+        self.transport.startTLS(self.settings.tlsContext)
+        self.tls = True
+        self._authFailures = 0
+        return None
+
+
+class IMAPFactory(Factory):
+    """
+    Builds L{IMAPServer} sessions for one listener.
+    """
+
+    protocol = IMAPServer
+
+    def __init__(self, settings, portal, clock=None, cramAvailable=None):
+        self.settings = settings
+        self.portal = portal
+        self.clock = clock
+        self.cramAvailable = cramAvailable
+
+    def buildProtocol(self, addr):
+        p = IMAPServer(self.settings, self.portal, self.clock, self.cramAvailable)
+        p.factory = self
+        return p
+
+
+def avatarAdapters():
+    """Realm adapters for IMAP: the account view over the user's store."""
+    return {IIMAPAccount: avatarFactory}
+
+
+def buildFactory(context):
+    """
+    The service's builder for the C{imap} protocol.
+    """
+    from mailstack.service import ProtocolBuilt
+    from mailstack.transcript import IMAPRedactor
+    config, listener = context.config, context.listener
+    limits = config.limits
+    settings = IMAPSettings(
+        hostname=config.server.hostname,
+        tlsMode=listener.tls,
+        tlsContext=context.tlsContext,
+        allowPlaintextAuth=listener.allow_plaintext_auth,
+        disabled=frozenset(listener.disabled),
+        maxLineLength=limits.line_length,
+        maxLiteralSize=limits.literal_size,
+        maxBadCommands=limits.bad_commands,
+        maxCommands=limits.commands_per_session,
+        authFailuresDelay=limits.auth_failures_delay,
+        authFailuresDisconnect=limits.auth_failures_disconnect,
+        authFailureDelay=limits.auth_failure_delay_seconds,
+        idleTimeout=max(limits.idle_timeout, 1),
+        loginTimeout=min(limits.command_timeout, limits.idle_timeout),
+    )
+    users = context.users
+    factory = IMAPFactory(settings, context.portal, context.reactor,
+                          cramAvailable=users.hasPlaintextSecrets if users is not None else None)
+    return ProtocolBuilt(
+        factory=factory,
+        refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+        redactorFactory=IMAPRedactor)
