@@ -184,7 +184,7 @@ def prepareDataDir(config):
     for directory in (config.server.data_dir, config.mail_dir):
         directory.mkdir(parents=True, exist_ok=True)
     if config.needs_tls and config.tls.generate_self_signed:
-        hostnames = [config.server.hostname, "localhost"]
+        hostnames = list(dict.fromkeys([config.server.hostname, "localhost"]))
         if mstls.ensureCertificate(config.tls.cert, config.tls.key, hostnames):
             log.info("created a self-signed certificate for {names} in {cert}",
                      names=", ".join(hostnames), cert=str(config.tls.cert))
