@@ -1244,3 +1244,35 @@ class StockMaildirDefectTests(StockMixin, MaildirDefectScenarios, unittest.TestC
 
     def stockMailbox(self, account):
         return twistedMaildir.MaildirMailbox(os.fsencode(account.path))
+
+
+class BuildFactoryTests(unittest.TestCase):
+    """
+    The service's builder turns a listener's config into settings.
+    """
+
+    def test_settingsFromConfig(self):
+        """Limits, TLS mode, plaintext policy and disabled names reach the server."""
+        from mailstack.config import loadConfig
+        from mailstack.service import ListenerContext
+        from mailstack.transcript import POP3Redactor
+        from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
+        text = BASE_CONFIG.replace("[limits]", "[limits]\nline_length = 1024\n"
+                                   "command_timeout = 900\nbad_commands = 7")
+        config = loadConfig(writeConfig(self, text, listenerTOML(
+            "pop3", tls="starttls", allow_plaintext_auth=True, disabled=["top", "APOP"])))
+        context = ListenerContext(config=config, listener=config.listeners[0], portal=None,
+                                  users=None, store=None, tlsContext="context", counter=None,
+                                  reactor=task.Clock(), shared={})
+        built = pop3server.buildFactory(context)
+        settings = built.factory.settings
+        self.assertEqual((settings.hostname, settings.tlsMode, settings.tlsContext,
+                          settings.allowPlaintextAuth, settings.disabled, settings.maxLine,
+                          settings.idleTimeout, settings.maxBadCommands),
+                         ("mail.lab.test", "starttls", "context", True,
+                          frozenset(["TOP", "APOP"]), 1024, 900, 7))
+        self.assertEqual(built.refusal,
+                         b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
+        self.assertIs(built.redactorFactory, POP3Redactor)
+        self.assertIsInstance(built.factory.buildProtocol(None), POP3Server)
+

@@ -20,23 +20,21 @@ RFC 1939 semantics, and the choices mailstack makes where the RFC leaves room
    deletes nothing.
  - \\Seen: a message sent completely by RETR gets \\Seen in the Maildir at once
    (IMAP clients see it as read); TOP does not set it. Dovecot sets it for RETR
-   as well (at the end of the session); setting it at once means a dropped
-   connection does not lose the fact that the message was read.
+   as well unless C{pop3_no_flag_updates} (at the end of the session); setting
+   it at once means a dropped connection does not lose the fact.
  - Exclusive maildrop. One POP3 session per address at a time, in this process:
    L{MaildropLocks}, one registry shared by every POP3 listener. IMAP does not
-   take this lock (Dovecot's POP3 lock does not exclude IMAP either); instead the
-   snapshot checks, before sending or deleting a message, that the store still
-   has the same message (UIDVALIDITY, UID and Maildir base name), so an IMAP
-   EXPUNGE or a uidlist rebuild meanwhile makes that message "gone", never
-   another message sent or deleted in its place.
+   take this lock (Dovecot's optional C{pop3_lock_session} does not exclude IMAP
+   either); instead the snapshot checks, before sending or deleting a message,
+   that the store still has the same message (UIDVALIDITY, UID and Maildir base
+   name), so an IMAP EXPUNGE or a uidlist rebuild meanwhile makes that message
+   "gone", never another message sent or deleted in its place. Several
+   processes over one Maildir do not see each other's locks.
 """
 
-from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.storage.interfaces import NoSuchMessage, StoreError
-
-log = Logger()
 
 SEEN = "\\Seen"
 

@@ -756,7 +756,9 @@ def buildFactory(context):
         authFailuresDelay=limits.auth_failures_delay,
         authFailuresDisconnect=limits.auth_failures_disconnect,
         authFailureDelay=limits.auth_failure_delay_seconds,
-        idleTimeout=limits.idle_timeout,
+        # docs/configuration.md: command_timeout is the SMTP/POP3 idle timer
+        # (default 600 s, RFC 1939's ten-minute minimum); idle_timeout is IMAP's.
+        idleTimeout=limits.command_timeout,
     )
     users = context.users
     plaintextSecrets = users.hasPlaintextSecrets if users is not None else None
