@@ -94,7 +94,7 @@ class POP3Settings:
     authFailuresDelay: int = 3
     authFailuresDisconnect: int = 10
     authFailureDelay: float = 2.0
-    idleTimeout: int = 1800
+    idleTimeout: int = 600
     chunkSize: int = CHUNK_SIZE
 
 

@@ -183,7 +183,7 @@ class LabListenerTests(POP3TestCase):
 
     @defer.inlineCallbacks
     def test_stls(self):
-        """poplib's stls() with a context trusting the generated certificate."""
+        """poplib's stls() trusting the generated certificate; TOP and a 1 MB RETR."""
         self.deliver(TRICKY)
 
         def session():
@@ -193,11 +193,15 @@ class LabListenerTests(POP3TestCase):
             c.user("demo")
             c.pass_("demo")
             top = c.top(1, 0)
+            retr = c.retr(2)
             c.quit()
-            return capabilities, top
-        capabilities, top = yield self.inThread(session)
+            return capabilities, top, retr
+        big = b"".join(b".%07d\r\n" % (n,) for n in range(100000))
+        self.deliver(big)
+        capabilities, top, retr = yield self.inThread(session)
         self.assertNotIn("STLS", capabilities)
         self.assertEqual(top[1], [b".first line starts with a dot", b"Subject: dots", b""])
+        self.assertEqual(b"".join(line + b"\r\n" for line in retr[1]), big)
 
     @defer.inlineCallbacks
     def test_stlsDiscardsInjectedCommands(self):
@@ -330,8 +334,11 @@ class ImplicitTLSTests(POP3TestCase):
 
     @defer.inlineCallbacks
     def test_pop3SSL(self):
-        """POP3_SSL logs in with USER/PASS and retrieves a message; no STLS offered."""
+        """POP3_SSL: USER/PASS, no STLS offered, RETR of a small and a 2 MB message."""
+        big = b"Subject: big\r\n\r\n" + b"".join(
+            b"%s%06d\r\n" % (b"." if n % 5 == 0 else b"", n) for n in range(250000))
         self.deliver(TRICKY)
+        self.deliver(big)
 
         def session():
             c = poplib.POP3_SSL("127.0.0.1", self.port("pop3s"), context=self.tlsContext(),
@@ -339,13 +346,15 @@ class ImplicitTLSTests(POP3TestCase):
             capabilities = c.capa()
             c.user("demo")
             c.pass_("demo")
-            lines = c.retr(1)[1]
+            small = c.retr(1)[1]
+            large = c.retr(2)[1]
             c.quit()
-            return capabilities, lines
-        capabilities, lines = yield self.inThread(session)
+            return capabilities, small, large
+        capabilities, small, large = yield self.inThread(session)
         self.assertNotIn("STLS", capabilities)
         self.assertIn("USER", capabilities)
-        self.assertEqual(b"".join(line + b"\r\n" for line in lines), TRICKY)
+        self.assertEqual(b"".join(line + b"\r\n" for line in small), TRICKY)
+        self.assertEqual(b"".join(line + b"\r\n" for line in large), big)
 
 
 class ProductionListenerTests(POP3TestCase):
