@@ -441,9 +441,13 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
             return self.bad(tag, "Unknown command %s" % (name,))
         if self.state not in command.states:
             self._closeSpools()
-            hint = {NOT_AUTHENTICATED: "log in first", AUTHENTICATED: "select a mailbox first"}
-            return self.bad(tag, "%s not valid in this state (%s)" % (
-                name, hint.get(self.state, "already logged in")))
+            if self.state == NOT_AUTHENTICATED:
+                hint = "log in first"
+            elif NOT_AUTHENTICATED in command.states:
+                hint = "already logged in"
+            else:
+                hint = "select a mailbox first"
+            return self.bad(tag, "%s not valid in this state (%s)" % (name, hint))
         try:
             args = ()
             if command.parser is not None:

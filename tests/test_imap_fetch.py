@@ -1,0 +1,384 @@
+"""
+Tests for L{mailstack.imap.fetch}: MIME structure as byte ranges, ENVELOPE,
+BODYSTRUCTURE and sections, on real-world-like and malformed messages.
+"""
+
+import io
+
+from twisted.trial import unittest
+
+from mailstack.imap import fetch
+from mailstack.imap.parser import Section
+
+
+def crlf(text):
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+SIMPLE = crlf("""\
+From: Alice Example <alice@lab.test>
+To: bob@lab.test, "Carol, C." <carol@example.test>
+Subject: Lunch
+Date: Mon, 7 Feb 1994 21:52:25 -0800
+Message-ID: <1@lab.test>
+
+Hello Bob,
+see you at noon.
+""")
+
+MIXED = crlf("""\
+From: alice@lab.test
+To: bob@lab.test
+Subject: Report
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="==outer=="
+
+This is a multi-part message in MIME format.
+--==outer==
+Content-Type: text/plain; charset=UTF-8
+Content-Transfer-Encoding: quoted-printable
+
+Caf=C3=A9 report attached.
+--==outer==
+Content-Type: application/pdf; name="report.pdf"
+Content-Transfer-Encoding: base64
+Content-Disposition: attachment; filename="report.pdf"
+Content-ID: <pdf@lab.test>
+Content-Description: The report
+
+JVBERi0xLjQK
+JVBERi0xLjQK
+--==outer==
+Content-Type: message/rfc822
+
+From: carol@example.test
+To: alice@lab.test
+Subject: Original
+Content-Type: multipart/alternative; boundary=inner
+
+--inner
+Content-Type: text/plain
+
+plain text
+--inner
+Content-Type: text/html
+
+<p>html</p>
+--inner--
+--==outer==--
+epilogue
+""")
+
+
+def parse(data):
+    return fetch.parseStructure(io.BytesIO(data))
+
+
+def section(root, data, text, part=(), fields=()):
+    where = fetch.locate(root, Section(tuple(part), text, tuple(fields)))
+    if isinstance(where, bytes):
+        return where
+    return data[where[0]:where[1]]
+
+
+class StructureTests(unittest.TestCase):
+    """
+    Parsing parts into byte ranges.
+    """
+
+    def test_simpleOffsets(self):
+        """A single-part message: header then body, sizes exclude the header."""
+        root = parse(SIMPLE)
+        self.assertEqual(SIMPLE[:root.headerEnd].count(b"\r\n"), 6)
+        self.assertEqual(root.size, len(b"Hello Bob,\r\nsee you at noon.\r\n"))
+        self.assertEqual(root.lines, 2)
+        self.assertEqual(root.end, len(SIMPLE))
+
+    def test_multipartRanges(self):
+        """Each part's body ends before the CRLF preceding the next boundary."""
+        root = parse(MIXED)
+        self.assertTrue(root.multipart)
+        text, pdf, message = root.children
+        self.assertEqual(MIXED[text.headerEnd:text.end], b"Caf=C3=A9 report attached.")
+        self.assertEqual(MIXED[pdf.headerEnd:pdf.end], b"JVBERi0xLjQK\r\nJVBERi0xLjQK")
+        self.assertEqual(pdf.lines, 2)
+        self.assertTrue(message.isMessage)
+        inner = message.message
+        self.assertTrue(inner.multipart)
+        self.assertEqual([c.subType for c in inner.children], [b"plain", b"html"])
+        self.assertEqual(MIXED[inner.children[1].headerEnd:inner.children[1].end],
+                         b"<p>html</p>")
+
+    def test_encapsulatedMessageEndsAtOuterBoundary(self):
+        """The message/rfc822 part's body is the whole encapsulated message."""
+        root = parse(MIXED)
+        message = root.children[2]
+        body = MIXED[message.headerEnd:message.end]
+        self.assertTrue(body.startswith(b"From: carol@example.test\r\n"))
+        self.assertTrue(body.endswith(b"--inner--"))
+
+    def test_lfOnlyBoundaries(self):
+        """Bare-LF line ends still split parts (one octet before the boundary)."""
+        data = (b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b\n\ntwo\n--b--\n")
+        root = parse(data)
+        self.assertEqual([data[c.headerEnd:c.end] for c in root.children], [b"one", b"two"])
+
+    def test_noFinalNewline(self):
+        """A body without a final line end still counts its last line."""
+        root = parse(b"Subject: x\r\n\r\na\r\nb")
+        self.assertEqual(root.lines, 2)
+        self.assertEqual(root.size, 4)
+
+    def test_emptyBody(self):
+        """No body at all: size 0, 0 lines."""
+        root = parse(b"Subject: x\r\n\r\n")
+        self.assertEqual((root.size, root.lines), (0, 0))
+
+    def test_headerOnly(self):
+        """No blank line: everything is header."""
+        root = parse(b"Subject: x\r\nFrom: y\r\n")
+        self.assertEqual(root.header(b"from"), b"y")
+        self.assertEqual(root.size, 0)
+
+    def test_foldedHeaders(self):
+        """Folded fields are unfolded for their values."""
+        root = parse(b"Subject: a\r\n  long\r\n\tsubject\r\n\r\nx")
+        self.assertEqual(root.header(b"subject"), b"a  long\tsubject")
+
+    def test_headerOnlyParse(self):
+        """parseHeaderOnly stops at the body."""
+        root = fetch.parseHeaderOnly(io.BytesIO(MIXED), len(MIXED))
+        self.assertFalse(root.complete)
+        self.assertEqual(root.header(b"subject"), b"Report")
+        self.assertEqual(root.end, len(MIXED))
+
+    def test_longLineSplit(self):
+        """A line longer than the read chunk is not taken for a boundary."""
+        long = b"x" * (fetch.CHUNK + 10) + b"--b\r\n"
+        data = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n" + long
+                + b"--b--\r\n")
+        root = parse(data)
+        self.assertEqual(len(root.children), 1)
+        self.assertEqual(data[root.children[0].headerEnd:root.children[0].end], long[:-2])
+
+
+class MalformedTests(unittest.TestCase):
+    """
+    Real mail is full of broken MIME: none of it may raise.
+    """
+
+    def test_parameterWithoutEquals(self):
+        """A Content-Type parameter without '=' is skipped (Twisted: ValueError)."""
+        root = parse(b"Content-Type: text/plain; charset; format=flowed\r\n\r\nhi\r\n")
+        self.assertEqual(root.params, [(b"format", b"flowed")])
+        self.assertIn(b'("format" "flowed")', fetch.bodyStructure(root))
+
+    def test_typeWithoutSubtype(self):
+        """'Content-Type: text' is text/plain."""
+        root = parse(b"Content-Type: text\r\n\r\nhi\r\n")
+        self.assertEqual((root.mainType, root.subType), (b"TEXT", b"PLAIN"))
+
+    def test_multipartWithoutBoundary(self):
+        """A multipart with no boundary parameter is text/plain."""
+        root = parse(b"Content-Type: multipart/mixed\r\n\r\nhi\r\n")
+        self.assertFalse(root.multipart)
+        self.assertTrue(fetch.bodyStructure(root).startswith(b'("TEXT" "PLAIN"'))
+
+    def test_boundaryNeverSeen(self):
+        """A multipart whose boundary never appears is text/plain."""
+        root = parse(b"Content-Type: multipart/mixed; boundary=zz\r\n\r\nhi\r\n")
+        self.assertFalse(root.multipart)
+        self.assertEqual(root.size, 4)
+
+    def test_missingClose(self):
+        """A multipart cut short (no close delimiter) ends at the end of the file."""
+        data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n"
+        root = parse(data)
+        self.assertEqual(len(root.children), 1)
+        self.assertEqual(data[root.children[0].headerEnd:root.children[0].end], b"one\r\n")
+
+    def test_eightBitHeaders(self):
+        """Raw UTF-8 in headers goes out as literals, never as broken quoted strings."""
+        root = parse(crlf("Subject: Caf\u00e9\nFrom: J\u00fcrgen <j@lab.test>\n\nx\n"))
+        env = fetch.envelope(root)
+        self.assertIn(b"{5}\r\nCaf\xc3\xa9", env)
+        self.assertIn(b"{7}\r\nJ\xc3\xbcrgen", env)
+
+    def test_garbageHeaderLine(self):
+        """A line that is no header field is kept and does not break parsing."""
+        root = parse(b"From nobody Mon Jan 1\r\nSubject: s\r\n\r\nbody\r\n")
+        self.assertEqual(root.header(b"subject"), b"s")
+
+    def test_deepNesting(self):
+        """Nesting past the limit becomes a leaf, not a recursion error."""
+        depth = fetch.MAX_DEPTH + 20
+        data = b"".join(b"Content-Type: message/rfc822\r\n\r\n" for _ in range(depth)) + b"x\r\n"
+        root = parse(data)
+        fetch.bodyStructure(root)
+
+    def test_nonexistentPart(self):
+        """A part that does not exist is the empty string (Twisted: IndexError)."""
+        root = parse(SIMPLE)
+        self.assertEqual(section(root, SIMPLE, None, (5,)), b"")
+        self.assertEqual(section(root, SIMPLE, "HEADER", (1,)), b"")
+        root = parse(MIXED)
+        self.assertEqual(section(root, MIXED, None, (1, 9)), b"")
+        self.assertEqual(section(root, MIXED, None, (4,)), b"")
+
+    def test_brokenAddresses(self):
+        """Unparseable address headers give something, never an exception."""
+        for value in (b"<<>>", b"@@@", b'"unterminated', b"group: a@b", b";;;", b"(c"):
+            root = parse(b"From: " + value + b"\r\n\r\n")
+            fetch.envelope(root)
+
+
+class EnvelopeTests(unittest.TestCase):
+    """
+    ENVELOPE.
+    """
+
+    def test_simple(self):
+        """The RFC 3501 field order; Sender and Reply-To default to From."""
+        env = fetch.envelope(parse(SIMPLE))
+        self.assertEqual(
+            env,
+            b'("Mon, 7 Feb 1994 21:52:25 -0800" "Lunch" '
+            b'(("Alice Example" NIL "alice" "lab.test")) '
+            b'(("Alice Example" NIL "alice" "lab.test")) '
+            b'(("Alice Example" NIL "alice" "lab.test")) '
+            b'((NIL NIL "bob" "lab.test")("Carol, C." NIL "carol" "example.test")) '
+            b'NIL NIL NIL "<1@lab.test>")')
+
+    def test_missingHeaders(self):
+        """A message without headers has an all-NIL envelope."""
+        self.assertEqual(fetch.envelope(parse(b"\r\nbody")), b"(" + b" ".join([b"NIL"] * 10) + b")")
+
+    def test_group(self):
+        """Group syntax uses RFC 3501's start and end markers."""
+        self.assertEqual(
+            fetch.parseAddresses(b"Team: a@x.test, b@y.test;, c@z.test"),
+            [(None, None, b"Team", None), (None, None, b"a", b"x.test"),
+             (None, None, b"b", b"y.test"), (None, None, None, None),
+             (None, None, b"c", b"z.test")])
+
+    def test_emptyGroup(self):
+        """undisclosed-recipients:; is a start and an end marker."""
+        self.assertEqual(fetch.parseAddresses(b"undisclosed-recipients:;"),
+                         [(None, None, b"undisclosed-recipients", None), (None, None, None, None)])
+
+    def test_encodedWordNameKept(self):
+        """Names are reported raw (the client decodes RFC 2047)."""
+        self.assertEqual(fetch.parseAddresses(b"=?utf-8?q?J=C3=BCrgen?= <j@x.test>"),
+                         [(b"=?utf-8?q?J=C3=BCrgen?=", None, b"j", b"x.test")])
+
+    def test_commentsAndRoute(self):
+        """Comments are dropped; a source route is the adl."""
+        self.assertEqual(fetch.parseAddresses(b"a@x.test (Alice), <@r1,@r2:b@y.test>"),
+                         [(None, None, b"a", b"x.test"), (None, b"@r1,@r2", b"b", b"y.test")])
+
+    def test_bareLocalPart(self):
+        """A local part without a domain is reported with a placeholder host."""
+        self.assertEqual(fetch.parseAddresses(b"root"),
+                         [(None, None, b"root", b"MISSING_DOMAIN")])
+
+
+class BodyStructureTests(unittest.TestCase):
+    """
+    BODYSTRUCTURE and BODY in RFC 3501's exact forms.
+    """
+
+    def test_defaults(self):
+        """No Content-Type: TEXT PLAIN US-ASCII 7BIT, size without header, lines."""
+        self.assertEqual(
+            fetch.bodyStructure(parse(SIMPLE)),
+            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 30 2 NIL NIL NIL NIL)')
+
+    def test_nonExtensible(self):
+        """BODY omits the extension data."""
+        self.assertEqual(
+            fetch.bodyStructure(parse(SIMPLE), extended=False),
+            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 30 2)')
+
+    def test_casePreserved(self):
+        """Values are reported as written, not lower-cased."""
+        root = parse(b"Content-Type: Text/HTML; Charset=\"ISO-8859-1\"\r\n"
+                     b"Content-Transfer-Encoding: Quoted-Printable\r\n\r\n<b>x</b>\r\n")
+        self.assertEqual(
+            fetch.bodyStructure(root),
+            b'("Text" "HTML" ("Charset" "ISO-8859-1") NIL NIL "Quoted-Printable" 10 1 '
+            b'NIL NIL NIL NIL)')
+
+    def test_mixed(self):
+        """multipart/mixed with an attachment and a nested message/rfc822."""
+        structure = fetch.bodyStructure(parse(MIXED))
+        self.assertEqual(
+            structure,
+            b'(("text" "plain" ("charset" "UTF-8") NIL NIL "quoted-printable" 26 1 NIL NIL NIL NIL)'
+            b'("application" "pdf" ("name" "report.pdf") "<pdf@lab.test>" "The report" "base64" 26'
+            b' NIL ("attachment" ("filename" "report.pdf")) NIL NIL)'
+            b'("message" "rfc822" NIL NIL NIL "7BIT" 227 '
+            b'(NIL "Original" ((NIL NIL "carol" "example.test")) ((NIL NIL "carol" "example.test"))'
+            b' ((NIL NIL "carol" "example.test")) ((NIL NIL "alice" "lab.test")) NIL NIL NIL NIL) '
+            b'(("text" "plain" NIL NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
+            b'("text" "html" NIL NIL NIL "7BIT" 11 1 NIL NIL NIL NIL) "alternative"'
+            b' ("boundary" "inner") NIL NIL NIL) 14 NIL NIL NIL NIL) "mixed"'
+            b' ("boundary" "==outer==") NIL NIL NIL)')
+
+    def test_languageAndLocation(self):
+        """Content-Language (one or several) and Content-Location."""
+        root = parse(b"Content-Language: en, de\r\nContent-Location: http://x/\r\n\r\nx")
+        self.assertTrue(fetch.bodyStructure(root).endswith(b' NIL NIL ("en" "de") "http://x/")'))
+
+    def test_digestDefault(self):
+        """Parts of multipart/digest default to message/rfc822."""
+        data = crlf("Content-Type: multipart/digest; boundary=d\n\n--d\n\nSubject: one\n\nbody\n--d--\n")
+        child = parse(data).children[0]
+        self.assertEqual((child.mainType, child.subType), (b"MESSAGE", b"RFC822"))
+        self.assertEqual(child.message.header(b"subject"), b"one")
+
+
+class SectionTests(unittest.TestCase):
+    """
+    BODY[section] ranges.
+    """
+
+    def test_topLevel(self):
+        """HEADER, TEXT, and HEADER.FIELDS(.NOT) of the message."""
+        root = parse(SIMPLE)
+        self.assertTrue(section(root, SIMPLE, "HEADER").endswith(b"<1@lab.test>\r\n\r\n"))
+        self.assertEqual(section(root, SIMPLE, "TEXT"), b"Hello Bob,\r\nsee you at noon.\r\n")
+        self.assertEqual(section(root, SIMPLE, "HEADER.FIELDS", fields=(b"SUBJECT", b"to")),
+                         b'To: bob@lab.test, "Carol, C." <carol@example.test>\r\n'
+                         b"Subject: Lunch\r\n\r\n")
+        notFields = section(root, SIMPLE, "HEADER.FIELDS.NOT", fields=(b"from", b"to", b"date"))
+        self.assertEqual(notFields, b"Subject: Lunch\r\nMessage-ID: <1@lab.test>\r\n\r\n")
+
+    def test_singlePartOne(self):
+        """BODY[1] of a single-part message is its body."""
+        root = parse(SIMPLE)
+        self.assertEqual(section(root, SIMPLE, None, (1,)), b"Hello Bob,\r\nsee you at noon.\r\n")
+
+    def test_parts(self):
+        """Numbered parts, MIME headers, and parts of an encapsulated message."""
+        root = parse(MIXED)
+        self.assertEqual(section(root, MIXED, None, (1,)), b"Caf=C3=A9 report attached.")
+        self.assertEqual(section(root, MIXED, "MIME", (2,)),
+                         b'Content-Type: application/pdf; name="report.pdf"\r\n'
+                         b"Content-Transfer-Encoding: base64\r\n"
+                         b'Content-Disposition: attachment; filename="report.pdf"\r\n'
+                         b"Content-ID: <pdf@lab.test>\r\nContent-Description: The report\r\n\r\n")
+        self.assertEqual(section(root, MIXED, "HEADER.FIELDS", (3,), (b"Subject",)),
+                         b"Subject: Original\r\n\r\n")
+        self.assertEqual(section(root, MIXED, None, (3, 2)), b"<p>html</p>")
+        self.assertEqual(section(root, MIXED, "MIME", (3, 1)), b"Content-Type: text/plain\r\n\r\n")
+        self.assertTrue(section(root, MIXED, "TEXT", (3,)).startswith(b"--inner\r\n"))
+
+    def test_encapsulatedSinglePart(self):
+        """x.1 of a message/rfc822 whose message is single-part is that message's body."""
+        data = crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                    "Content-Type: message/rfc822\n\nSubject: in\n\ninner body\n--b--\n")
+        root = parse(data)
+        self.assertEqual(section(root, data, None, (1, 1)), b"inner body")
+        self.assertEqual(section(root, data, "HEADER", (1,)), b"Subject: in\r\n\r\n")

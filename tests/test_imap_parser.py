@@ -1,0 +1,524 @@
+"""
+Tests for L{mailstack.imap.parser} and L{mailstack.imap.response}: the pure
+IMAP wire format.
+"""
+
+import datetime
+import io
+
+from twisted.trial import unittest
+
+from mailstack.imap import parser, response
+from mailstack.imap.parser import (
+    FetchAttribute, ParseError, Reader, Section, SequenceSet, literalAnnouncement)
+
+
+def reader(*parts):
+    return Reader(list(parts))
+
+
+class LiteralAnnouncementTests(unittest.TestCase):
+    """
+    Literal announcements at the end of a line.
+    """
+
+    def test_synchronizing(self):
+        """C{{12}} at the end is a synchronizing literal."""
+        self.assertEqual(literalAnnouncement(b"a APPEND INBOX {12}"), (12, True))
+
+    def test_nonSynchronizing(self):
+        """C{{12+}} (LITERAL+) is non-synchronizing."""
+        self.assertEqual(literalAnnouncement(b"a LOGIN {3+}"), (3, False))
+
+    def test_notAtEnd(self):
+        """A brace not at the end announces nothing."""
+        self.assertIsNone(literalAnnouncement(b"a SEARCH {3} x"))
+        self.assertIsNone(literalAnnouncement(b"a NOOP"))
+
+    def test_absurdlyLong(self):
+        """More than 20 digits is not an announcement."""
+        self.assertIsNone(literalAnnouncement(b"a x {" + b"9" * 21 + b"}"))
+
+
+class ReaderTests(unittest.TestCase):
+    """
+    Tokens: tags, atoms, strings, literals.
+    """
+
+    def test_tagAndCommand(self):
+        """A tag then a command name."""
+        r = reader(b"A001 login")
+        self.assertEqual(r.tag(), b"A001")
+        r.sp()
+        self.assertEqual(r.keyword(), "LOGIN")
+        r.end()
+
+    def test_tagRejectsPlus(self):
+        """'+' cannot be part of a tag."""
+        self.assertRaises(ParseError, reader(b"+ x").tag)
+
+    def test_quotedEscapes(self):
+        """Backslash escapes quote and backslash."""
+        r = reader(b'"a \\"b\\" \\\\c"')
+        self.assertEqual(r.string(), b'a "b" \\c')
+        r.end()
+
+    def test_unterminatedQuoted(self):
+        """An unterminated quoted string is a syntax error."""
+        self.assertRaises(ParseError, reader(b'"abc').string)
+
+    def test_quotedKeepsUTF8(self):
+        """8-bit octets in a quoted string are kept (clients send UTF-8)."""
+        self.assertEqual(reader('"caf\u00e9"'.encode()).string(), "caf\u00e9".encode())
+
+    def test_literal(self):
+        """A literal's content comes from the next part."""
+        r = reader(b"{5}", b"hello", b"")
+        self.assertEqual(r.astring(), b"hello")
+        r.end()
+
+    def test_literalThenMore(self):
+        """After a literal the command goes on in the next line part."""
+        r = reader(b"a LOGIN {4}", b"user", b" {6+}", b"secret", b"")
+        r.tag()
+        r.sp()
+        r.keyword()
+        r.sp()
+        self.assertEqual(parser.args_login(r), (b"user", b"secret"))
+        r.end()
+
+    def test_literalFileRead(self):
+        """A spooled literal (a file) is read where a string is expected."""
+        self.assertEqual(reader(b"{3}", io.BytesIO(b"abc"), b"").string(), b"abc")
+
+    def test_literalTooLongForString(self):
+        """A literal over maxString is refused as a string."""
+        r = Reader([b"{5}", b"hello", b""], maxString=4)
+        self.assertRaises(ParseError, r.string)
+
+    def test_literalFileAllowed(self):
+        """APPEND's message literal may stay a file."""
+        f = io.BytesIO(b"x" * 10)
+        r = Reader([b"{10}", f, b""], maxString=4)
+        self.assertIs(r.literal(allowFile=True), f)
+
+    def test_astringAtom(self):
+        """An astring may be an atom containing ']'."""
+        self.assertEqual(reader(b"a]b").astring(), b"a]b")
+
+    def test_astringStopsAtSpecials(self):
+        """An atom ends at a space or a parenthesis."""
+        r = reader(b"abc)")
+        self.assertEqual(r.astring(), b"abc")
+        self.assertEqual(r.peek(), b")")
+
+    def test_nstring(self):
+        """NIL is None."""
+        self.assertIsNone(reader(b"NIL").nstring())
+        self.assertEqual(reader(b'"x"').nstring(), b"x")
+
+    def test_listMailboxWildcards(self):
+        """LIST patterns may hold % and *."""
+        self.assertEqual(reader(b"Lists/%").listMailbox(), b"Lists/%")
+        self.assertEqual(reader(b"*").listMailbox(), b"*")
+
+    def test_spRequired(self):
+        """A missing space is a syntax error."""
+        self.assertRaises(ParseError, reader(b"x").sp)
+
+    def test_extraArguments(self):
+        """end() refuses anything left over."""
+        r = reader(b"a b")
+        r.atom()
+        self.assertRaises(ParseError, r.end)
+
+    def test_numberRange(self):
+        """Numbers are 32-bit unsigned."""
+        self.assertEqual(reader(b"4294967295").number(), 4294967295)
+        self.assertRaises(ParseError, reader(b"4294967296").number)
+        self.assertRaises(ParseError, reader(b"0").nzNumber)
+
+
+class FlagTests(unittest.TestCase):
+    """
+    Flags and flag lists.
+    """
+
+    def test_systemFlagsCanonicalCase(self):
+        """System flags are case-insensitive and come back in canonical case."""
+        self.assertEqual(reader(b"(\\seen \\DELETED $Junk)").flagList(),
+                         ["\\Seen", "\\Deleted", "$Junk"])
+
+    def test_emptyList(self):
+        """An empty flag list is allowed."""
+        self.assertEqual(reader(b"()").flagList(), [])
+
+    def test_unknownSystemFlagKept(self):
+        """An unknown \\Flag is returned as given (the server refuses it)."""
+        self.assertEqual(reader(b"(\\Foo)").flagList(), ["\\Foo"])
+
+
+class DateTests(unittest.TestCase):
+    """
+    date and date-time.
+    """
+
+    def test_dateTime(self):
+        """RFC 3501 date-time with a zone -> POSIX time."""
+        self.assertEqual(reader(b'"17-Jul-1996 02:44:25 -0700"').dateTime(), 837596665)
+
+    def test_dateTimeSpacePaddedDay(self):
+        """A space-padded day is allowed."""
+        self.assertEqual(reader(b'" 1-Jan-2000 00:00:00 +0000"').dateTime(), 946684800)
+
+    def test_badDateTime(self):
+        """Nonsense is a syntax error."""
+        self.assertRaises(ParseError, reader(b'"32-Jan-2000 00:00:00 +0000"').dateTime)
+        self.assertRaises(ParseError, reader(b'"1-Foo-2000 00:00:00 +0000"').dateTime)
+        self.assertRaises(ParseError, reader(b"1-Jan-2000").dateTime)
+
+    def test_date(self):
+        """SEARCH dates, quoted or not, month case-insensitive."""
+        self.assertEqual(reader(b"1-feb-1994").date(), datetime.date(1994, 2, 1))
+        self.assertEqual(reader(b'"01-Feb-1994"').date(), datetime.date(1994, 2, 1))
+        self.assertRaises(ParseError, reader(b"1994-02-01").date)
+
+
+class SequenceSetTests(unittest.TestCase):
+    """
+    Sequence sets: numbers, ranges, '*'.
+    """
+
+    def test_parse(self):
+        """Numbers, ranges and * parse into ranges."""
+        self.assertEqual(SequenceSet.fromText(b"1,3:5,7:*").ranges,
+                         [(1, 1), (3, 5), (7, None)])
+
+    def test_invalid(self):
+        """Zero, empty parts and junk are refused."""
+        for text in (b"0", b"1,", b":3", b"1:", b"a"):
+            self.assertRaises(ParseError, SequenceSet.fromText, text)
+
+    def test_sequenceIndices(self):
+        """Sequence numbers map to 0-based indices, reversed ranges allowed."""
+        s = SequenceSet.fromText(b"2,4:3")
+        self.assertEqual(list(s.sequenceIndices(5)), [1, 2, 3])
+
+    def test_star(self):
+        """* is the last message."""
+        self.assertEqual(list(SequenceSet.fromText(b"*").sequenceIndices(3)), [2])
+        self.assertEqual(list(SequenceSet.fromText(b"2:*").sequenceIndices(3)), [1, 2])
+
+    def test_outOfRange(self):
+        """A sequence number above the message count is an error."""
+        self.assertRaises(ParseError, SequenceSet.fromText(b"4").sequenceIndices, 3)
+        self.assertRaises(ParseError, SequenceSet.fromText(b"1").sequenceIndices, 0)
+        self.assertRaises(ParseError, SequenceSet.fromText(b"*").sequenceIndices, 0)
+
+    def test_overlapsMerged(self):
+        """Overlapping ranges give each message once, in order."""
+        self.assertEqual(list(SequenceSet.fromText(b"3,1:4,2").sequenceIndices(5)),
+                         [0, 1, 2, 3])
+
+    def test_uidIndices(self):
+        """UID sets select existing UIDs only."""
+        uids = [3, 5, 9, 10]
+        self.assertEqual(list(SequenceSet.fromText(b"1:5").uidIndices(uids)), [0, 1])
+        self.assertEqual(list(SequenceSet.fromText(b"6:8").uidIndices(uids)), [])
+        self.assertEqual(list(SequenceSet.fromText(b"4,10").uidIndices(uids)), [3])
+
+    def test_uidStarBeyondLast(self):
+        """C{n:*} with n past the last UID still matches the last message."""
+        self.assertEqual(list(SequenceSet.fromText(b"100:*").uidIndices([3, 5])), [1])
+
+    def test_uidEmptyMailbox(self):
+        """Any UID set of an empty mailbox is empty."""
+        self.assertEqual(list(SequenceSet.fromText(b"1:*").uidIndices([])), [])
+
+    def test_containsUID(self):
+        """Membership with * resolved to the largest UID."""
+        s = SequenceSet.fromText(b"2:4,*")
+        self.assertTrue(s.containsUID(3, 10))
+        self.assertTrue(s.containsUID(10, 10))
+        self.assertFalse(s.containsUID(5, 10))
+
+    def test_hugeRange(self):
+        """A 1:4294967295 UID range costs nothing."""
+        uids = list(range(1, 10001))
+        self.assertEqual(len(SequenceSet.fromText(b"1:4294967295").uidIndices(uids)), 10000)
+
+
+class FetchAttributeTests(unittest.TestCase):
+    """
+    FETCH data items.
+    """
+
+    def parse(self, text):
+        r = reader(text)
+        result = parser.args_fetchAttributes(r)
+        r.end()
+        return result
+
+    def test_macros(self):
+        """ALL, FAST and FULL expand."""
+        self.assertEqual([a.name for a in self.parse(b"FAST")],
+                         ["FLAGS", "INTERNALDATE", "RFC822.SIZE"])
+        self.assertEqual([a.name for a in self.parse(b"full")],
+                         ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"])
+
+    def test_list(self):
+        """A parenthesized list of simple items."""
+        self.assertEqual([a.name for a in self.parse(b"(UID RFC822.SIZE FLAGS)")],
+                         ["UID", "RFC822.SIZE", "FLAGS"])
+
+    def test_macroNotInList(self):
+        """Macros are not allowed inside a list."""
+        self.assertRaises(ParseError, self.parse, b"(ALL)")
+
+    def test_bodyEmptySection(self):
+        """BODY[] is the whole message."""
+        [a] = self.parse(b"BODY[]")
+        self.assertEqual(a, FetchAttribute("BODY", Section()))
+        self.assertFalse(a.peek)
+        self.assertEqual(a.label(), b"BODY[]")
+
+    def test_peek(self):
+        """BODY.PEEK is a peek and answers as BODY."""
+        [a] = self.parse(b"BODY.PEEK[TEXT]")
+        self.assertTrue(a.peek)
+        self.assertEqual(a.label(), b"BODY[TEXT]")
+
+    def test_partial(self):
+        """<offset.length>; the response label keeps only the offset."""
+        [a] = self.parse(b"BODY[]<10.20>")
+        self.assertEqual(a.partial, (10, 20))
+        self.assertEqual(a.label(), b"BODY[]<10>")
+
+    def test_partialZeroLength(self):
+        """A zero length is a syntax error (nz-number)."""
+        self.assertRaises(ParseError, self.parse, b"BODY[]<0.0>")
+
+    def test_partNumbers(self):
+        """Part numbers with a section text."""
+        [a] = self.parse(b"BODY[1.2.MIME]")
+        self.assertEqual(a.section, Section((1, 2), "MIME"))
+        self.assertEqual(a.label(), b"BODY[1.2.MIME]")
+
+    def test_mimeNeedsPart(self):
+        """MIME applies to a part only."""
+        self.assertRaises(ParseError, self.parse, b"BODY[MIME]")
+
+    def test_headerFields(self):
+        """HEADER.FIELDS echoes the names as the client sent them, no stray space."""
+        [a] = self.parse(b"BODY.PEEK[HEADER.FIELDS (From Subject)]")
+        self.assertEqual(a.section, Section((), "HEADER.FIELDS", (b"From", b"Subject")))
+        self.assertEqual(a.label(), b"BODY[HEADER.FIELDS (From Subject)]")
+
+    def test_headerFieldsNot(self):
+        """HEADER.FIELDS.NOT on a nested message."""
+        [a] = self.parse(b"BODY[2.HEADER.FIELDS.NOT (Received)]")
+        self.assertEqual(a.section, Section((2,), "HEADER.FIELDS.NOT", (b"Received",)))
+
+    def test_headerFieldsEmpty(self):
+        """An empty field list is refused."""
+        self.assertRaises(ParseError, self.parse, b"BODY[HEADER.FIELDS ()]")
+
+    def test_zeroPart(self):
+        """Part numbers start at 1."""
+        self.assertRaises(ParseError, self.parse, b"BODY[0]")
+
+    def test_unknown(self):
+        """Unknown items are syntax errors."""
+        self.assertRaises(ParseError, self.parse, b"(FLAGS BOGUS)")
+
+    def test_rfc822Items(self):
+        """RFC822.HEADER is a peek; RFC822 and RFC822.TEXT are body items."""
+        header, full, text = self.parse(b"(RFC822.HEADER RFC822 RFC822.TEXT)")
+        self.assertTrue(header.peek and header.isBody)
+        self.assertTrue(full.isBody and not full.peek)
+        self.assertTrue(text.isBody and not text.peek)
+
+
+class SearchParseTests(unittest.TestCase):
+    """
+    SEARCH programs.
+    """
+
+    def parse(self, text, *more):
+        r = reader(text, *more)
+        result = parser.args_search(r)
+        r.end()
+        return result
+
+    def test_simple(self):
+        """A single flag key."""
+        self.assertEqual(self.parse(b"SEEN"), (None, ("FLAG", "\\Seen", True)))
+
+    def test_charset(self):
+        """CHARSET first."""
+        charset, key = self.parse(b'CHARSET UTF-8 SUBJECT "x"')
+        self.assertEqual(charset, "UTF-8")
+        self.assertEqual(key, ("HEADER", b"SUBJECT", b"x"))
+
+    def test_implicitAnd(self):
+        """Several keys are ANDed."""
+        self.assertEqual(self.parse(b"UNSEEN LARGER 100")[1],
+                         ("AND", [("FLAG", "\\Seen", False), ("SIZE", ">", 100)]))
+
+    def test_orNot(self):
+        """OR and NOT nest."""
+        self.assertEqual(self.parse(b"OR NOT SEEN FROM alice")[1],
+                         ("OR", ("NOT", ("FLAG", "\\Seen", True)),
+                          ("HEADER", b"FROM", b"alice")))
+
+    def test_parenthesized(self):
+        """A parenthesized group."""
+        self.assertEqual(self.parse(b"(DELETED DRAFT)")[1],
+                         ("AND", [("FLAG", "\\Deleted", True), ("FLAG", "\\Draft", True)]))
+
+    def test_sequenceAndUID(self):
+        """A bare sequence set and UID."""
+        key = self.parse(b"1:3 UID 5:*")[1]
+        self.assertEqual(key[1][0], ("SEQ", SequenceSet([(1, 3)])))
+        self.assertEqual(key[1][1], ("UID", SequenceSet([(5, None)])))
+
+    def test_dates(self):
+        """Internal and sent dates."""
+        self.assertEqual(self.parse(b"SINCE 1-Feb-1994")[1],
+                         ("DATE", "internal", ">=", datetime.date(1994, 2, 1)))
+        self.assertEqual(self.parse(b"SENTBEFORE 1-Feb-1994")[1],
+                         ("DATE", "sent", "<", datetime.date(1994, 2, 1)))
+
+    def test_header(self):
+        """HEADER name value."""
+        self.assertEqual(self.parse(b'HEADER X-Spam ""')[1], ("HEADER", b"X-Spam", b""))
+
+    def test_newOld(self):
+        """NEW is RECENT UNSEEN; OLD is NOT RECENT."""
+        self.assertEqual(self.parse(b"NEW")[1],
+                         ("AND", [("RECENT", True), ("FLAG", "\\Seen", False)]))
+        self.assertEqual(self.parse(b"OLD")[1], ("RECENT", False))
+
+    def test_keyword(self):
+        """KEYWORD and UNKEYWORD."""
+        self.assertEqual(self.parse(b"UNKEYWORD $Junk")[1], ("KEYWORD", "$Junk", False))
+
+    def test_literalString(self):
+        """Search strings may be literals (8-bit text)."""
+        self.assertEqual(self.parse(b"CHARSET UTF-8 BODY {4}", "caf\u00e9".encode()[:4], b"")[1],
+                         ("BODY", "caf\u00e9".encode()[:4]))
+
+    def test_errors(self):
+        """Unknown keys, missing arguments, empty groups."""
+        for text in (b"BOGUS", b"FROM", b"()", b"OR SEEN", b"LARGER x"):
+            self.assertRaises(ParseError, self.parse, text)
+
+    def test_depthLimited(self):
+        """Absurd nesting is refused, not a stack overflow."""
+        self.assertRaises(ParseError, self.parse, b"NOT " * 200 + b"SEEN")
+
+
+class CommandArgumentTests(unittest.TestCase):
+    """
+    Per-command argument parsers.
+    """
+
+    def test_appendAll(self):
+        """APPEND with flags and date."""
+        r = reader(b'INBOX (\\Seen) "17-Jul-1996 02:44:25 -0700" {3}', b"abc", b"")
+        self.assertEqual(parser.args_append(r), (b"INBOX", ("\\Seen",), 837596665, b"abc"))
+
+    def test_appendNoFlags(self):
+        """APPEND without flags or date (stock Twisted crashes on this)."""
+        r = reader(b"INBOX {3}", b"abc", b"")
+        self.assertEqual(parser.args_append(r), (b"INBOX", (), None, b"abc"))
+
+    def test_appendNeedsLiteral(self):
+        """The message must be a literal."""
+        self.assertRaises(ParseError, parser.args_append, reader(b'INBOX "abc"'))
+
+    def test_store(self):
+        """+FLAGS.SILENT with a list, and FLAGS with bare flags."""
+        self.assertEqual(parser.args_store(reader(b"1:2 +FLAGS.SILENT (\\Seen)")),
+                         (SequenceSet([(1, 2)]), "+", True, ["\\Seen"]))
+        self.assertEqual(parser.args_store(reader(b"* FLAGS \\Seen $x")),
+                         (SequenceSet([(None, None)]), "", False, ["\\Seen", "$x"]))
+
+    def test_storeBadItem(self):
+        """Only FLAGS variants."""
+        self.assertRaises(ParseError, parser.args_store, reader(b"1 +LABELS (x)"))
+
+    def test_status(self):
+        """STATUS items, case-insensitive."""
+        self.assertEqual(parser.args_status(reader(b"INBOX (messages UIDNEXT)")),
+                         (b"INBOX", ["MESSAGES", "UIDNEXT"]))
+        self.assertRaises(ParseError, parser.args_status, reader(b"INBOX (BOGUS)"))
+
+    def test_authenticate(self):
+        """A mechanism with an optional initial response; '=' is empty."""
+        self.assertEqual(parser.args_authenticate(reader(b"plain")), ("PLAIN", None))
+        self.assertEqual(parser.args_authenticate(reader(b"PLAIN AGFAYg==")),
+                         ("PLAIN", b"AGFAYg=="))
+        self.assertEqual(parser.args_authenticate(reader(b"PLAIN =")), ("PLAIN", b""))
+
+    def test_id(self):
+        """ID with pairs, or NIL."""
+        self.assertEqual(parser.args_id(reader(b'("name" "x" "version" NIL)')),
+                         ({b"name": b"x", b"version": None},))
+        self.assertEqual(parser.args_id(reader(b"NIL")), (None,))
+        self.assertRaises(ParseError, parser.args_id, reader(b'("name")'))
+
+    def test_list(self):
+        """LIST reference and pattern."""
+        self.assertEqual(parser.args_list(reader(b'"" *')), (b"", b"*"))
+        self.assertEqual(parser.args_list(reader(b'"" ""')), (b"", b""))
+
+    def test_enable(self):
+        """ENABLE capability names."""
+        self.assertEqual(parser.args_enable(reader(b"condstore qresync")),
+                         (["CONDSTORE", "QRESYNC"],))
+
+
+class ResponseFormatTests(unittest.TestCase):
+    """
+    Response formatting.
+    """
+
+    def test_string(self):
+        """Quoted when possible, escaped; a literal for 8-bit and CRLF."""
+        self.assertEqual(response.string(b'a"b\\c'), b'"a\\"b\\\\c"')
+        self.assertEqual(response.string("\u00e9".encode()), b"{2}\r\n\xc3\xa9")
+        self.assertEqual(response.string(b"a\r\nb"), b"{4}\r\na\r\nb")
+
+    def test_nstring(self):
+        """None is NIL."""
+        self.assertEqual(response.nstring(None), b"NIL")
+
+    def test_astring(self):
+        """Atoms stay atoms; NIL, empty and specials are quoted."""
+        self.assertEqual(response.astring(b"INBOX"), b"INBOX")
+        self.assertEqual(response.astring(b"NIL"), b'"NIL"')
+        self.assertEqual(response.astring(b""), b'""')
+        self.assertEqual(response.astring(b"a b"), b'"a b"')
+
+    def test_flags(self):
+        """System flags first in a stable order, then \\Recent, then keywords."""
+        self.assertEqual(response.formatFlags({"$b", "\\Seen", "\\Recent", "\\Answered"}),
+                         b"(\\Answered \\Seen \\Recent $b)")
+
+    def test_internalDate(self):
+        """dd-Mon-yyyy hh:mm:ss +zzzz."""
+        text = response.formatInternalDate(837596665)
+        self.assertRegex(text.decode(), r'^"\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"$')
+        self.assertEqual(parser.parseDateTime(text[1:-1]), 837596665)
+
+    def test_sequenceSet(self):
+        """Runs collapse."""
+        self.assertEqual(response.formatSequenceSet([1, 2, 3, 5, 7, 8]), b"1:3,5,7:8")
+        self.assertEqual(response.formatSequenceSet([]), b"")
+
+    def test_taggedLine(self):
+        """Codes are bracketed and followed by text."""
+        self.assertEqual(response.taggedLine(b"a1", "OK", "READ-WRITE", "SELECT completed"),
+                         b"a1 OK [READ-WRITE] SELECT completed\r\n")
+        self.assertEqual(response.taggedLine(b"a1", "NO", None, "x"), b"a1 NO x\r\n")

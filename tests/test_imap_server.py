@@ -1,0 +1,645 @@
+"""
+Unit tests for L{mailstack.imap.server}: exact bytes over a StringTransport,
+against a real Maildir store in a temporary directory.
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import Portal
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from mailstack.auth.realm import MailRealm
+from mailstack.imap.server import IMAPServer, IMAPSettings, avatarAdapters
+from mailstack.storage.maildir import MaildirStore
+
+MESSAGE = (b"From: Alice <alice@lab.test>\r\nTo: bob@lab.test\r\nSubject: Hello\r\n"
+           b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nHi Bob,\r\nhow are you?\r\n")
+
+MULTIPART = (b"From: alice@lab.test\r\nSubject: parts\r\n"
+             b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+             b"--XX\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+             b"--XX\r\nContent-Type: text/plain; charset\r\n\r\nsecond\r\n--XX--\r\n")
+
+
+class FakeTLSTransport(StringTransport):
+    """Records startTLS and what was written before it."""
+
+    tlsStarted = None
+
+    def startTLS(self, context):
+        self.tlsStarted = self.value()
+        self.tlsContext = context
+
+
+class IMAPTestMixin:
+    """
+    A store with user alice@lab.test (password 'secret') and sessions on it.
+    """
+
+    settings = dict(hostname="mail.lab.test", tlsMode="starttls", tlsContext=object(),
+                    allowPlaintextAuth=True, maxBadCommands=5, maxLineLength=1024,
+                    maxLiteralSize=4096, authFailuresDelay=2, authFailuresDisconnect=4,
+                    idleTimeout=1800, loginTimeout=60)
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.store = MaildirStore(self.mktemp())
+        checker = InMemoryUsernamePasswordDatabaseDontUse(**{"alice@lab.test": b"secret"})
+        self.portal = Portal(MailRealm(self.store, avatarAdapters()), [checker])
+        self.account = self.store.account("alice@lab.test")
+        self.server, self.transport = self.connect()
+
+    def connect(self, cramAvailable=None, **overrides):
+        settings = dict(self.settings)
+        settings.update(overrides)
+        server = IMAPServer(IMAPSettings(**settings), self.portal, self.clock, cramAvailable)
+        transport = FakeTLSTransport()
+        server.makeConnection(transport)
+        self.assertTrue(transport.value().startswith(b"* OK [CAPABILITY IMAP4rev1 "))
+        transport.clear()
+        self.addCleanup(self.disconnect, server)
+        return server, transport
+
+    def disconnect(self, server):
+        if not server._closing or server.state != "logout":
+            server.connectionLost(None)
+
+    def send(self, data, session=None):
+        server, transport = session or (self.server, self.transport)
+        transport.clear()
+        server.dataReceived(data)
+        return transport.value()
+
+    def login(self, session=None):
+        out = self.send(b"L1 LOGIN alice@lab.test secret\r\n", session)
+        self.assertTrue(out.startswith(b"L1 OK [CAPABILITY IMAP4rev1 "), out)
+
+    def deliver(self, message=MESSAGE, flags=(), mailbox="INBOX"):
+        return self.account.getMailbox(mailbox).append(message, flags)
+
+    def select(self, session=None, mailbox=b"INBOX"):
+        self.login(session)
+        out = self.send(b"S1 SELECT " + mailbox + b"\r\n", session)
+        self.assertIn(b"S1 OK [READ-WRITE]", out)
+        return out
+
+
+class GreetingTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Greeting, CAPABILITY, states, unknown commands.
+    """
+
+    def test_greeting(self):
+        """The greeting carries the capabilities (lab: plaintext auth allowed)."""
+        server, transport = self.connect()
+        transport.clear()
+        server2 = IMAPServer(IMAPSettings(**self.settings), self.portal, self.clock)
+        t2 = StringTransport()
+        server2.makeConnection(t2)
+        self.assertEqual(
+            t2.value(),
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=LOGIN LITERAL+ SASL-IR ID "
+            b"ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE APPENDLIMIT=4096]"
+            b" mail.lab.test mailstack IMAP4rev1 ready\r\n")
+        server2.connectionLost(None)
+
+    def test_capabilityProduction(self):
+        """Without TLS and without plaintext auth: LOGINDISABLED, no AUTH=PLAIN."""
+        session = self.connect(allowPlaintextAuth=False)
+        out = self.send(b"a CAPABILITY\r\n", session)
+        self.assertIn(b"STARTTLS LOGINDISABLED", out)
+        self.assertNotIn(b"AUTH=PLAIN", out)
+        self.assertTrue(out.endswith(b"a OK CAPABILITY completed\r\n"))
+
+    def test_cramOffered(self):
+        """CRAM-MD5 is offered when plaintext secrets exist, even before TLS."""
+        session = self.connect(cramAvailable=lambda: True, allowPlaintextAuth=False)
+        self.assertIn(b"AUTH=CRAM-MD5", self.send(b"a CAPABILITY\r\n", session))
+
+    def test_implicitTLS(self):
+        """An implicit-TLS listener never offers STARTTLS and allows plaintext auth."""
+        session = self.connect(tlsMode="implicit", allowPlaintextAuth=False)
+        out = self.send(b"a CAPABILITY\r\n", session)
+        self.assertNotIn(b"STARTTLS", out)
+        self.assertNotIn(b"LOGINDISABLED", out)
+        self.assertIn(b"AUTH=PLAIN", out)
+
+    def test_disabled(self):
+        """Disabled capabilities are not advertised and their commands are unknown."""
+        session = self.connect(disabled=frozenset({"IDLE", "AUTH=LOGIN", "STARTTLS", "MOVE"}))
+        out = self.send(b"a CAPABILITY\r\n", session)
+        for name in (b" IDLE", b"AUTH=LOGIN", b"STARTTLS", b" MOVE"):
+            self.assertNotIn(name, out)
+        self.assertIn(b"AUTH=PLAIN", out)
+        self.assertEqual(self.send(b"b STARTTLS\r\n", session), b"b BAD Unknown command STARTTLS\r\n")
+        self.login(session)
+        self.assertEqual(self.send(b"c IDLE\r\n", session), b"c BAD Unknown command IDLE\r\n")
+
+    def test_unknownCommand(self):
+        """Unknown commands are BAD with the tag."""
+        self.assertEqual(self.send(b"x1 FROB\r\n"), b"x1 BAD Unknown command FROB\r\n")
+
+    def test_invalidTag(self):
+        """A line without a valid tag gets an untagged BAD."""
+        self.assertEqual(self.send(b"+ NOOP\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"\r\n"), b"* BAD Invalid tag\r\n")
+
+    def test_wrongState(self):
+        """Commands of later states are refused before login."""
+        self.assertEqual(self.send(b"a SELECT INBOX\r\n"),
+                         b"a BAD SELECT not valid in this state (log in first)\r\n")
+        self.login()
+        self.assertEqual(self.send(b"b FETCH 1 FLAGS\r\n"),
+                         b"b BAD FETCH not valid in this state (select a mailbox first)\r\n")
+        self.assertEqual(self.send(b"c LOGIN a b\r\n"),
+                         b"c BAD LOGIN not valid in this state (already logged in)\r\n")
+
+    def test_syntaxError(self):
+        """Argument errors are BAD with a reason."""
+        self.login()
+        self.assertEqual(self.send(b"a SELECT\r\n"),
+                         b"a BAD SELECT: Missing space between arguments\r\n")
+        self.assertEqual(self.send(b"b NOOP extra\r\n"),
+                         b"b BAD NOOP: Unexpected characters at end of command\r\n")
+
+    def test_tooManyBadCommands(self):
+        """The fifth invalid command ends the session."""
+        for i in range(4):
+            self.send(b"a%d FROB\r\n" % i)
+        out = self.send(b"a5 FROB\r\n")
+        self.assertEqual(out, b"a5 BAD Unknown command FROB\r\n* BYE Too many invalid commands\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_bareLF(self):
+        """Lines ending in a bare LF (netcat) work like CRLF."""
+        self.assertEqual(self.send(b"a NOOP\n"), b"a OK NOOP completed\r\n")
+
+    def test_logout(self):
+        """LOGOUT: BYE, tagged OK, close."""
+        self.assertEqual(self.send(b"a LOGOUT\r\n"),
+                         b"* BYE mailstack logging out\r\na OK LOGOUT completed\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_pipelined(self):
+        """Several commands in one packet are answered in order."""
+        self.assertEqual(self.send(b"a NOOP\r\nb NOOP\r\n"),
+                         b"a OK NOOP completed\r\nb OK NOOP completed\r\n")
+
+    def test_id(self):
+        """ID answers with the server's name."""
+        self.assertEqual(self.send(b'a ID ("name" "test")\r\n'),
+                         b'* ID ("name" "mailstack" "vendor" "mailstack")\r\na OK ID completed\r\n')
+
+    def test_internalError(self):
+        """An exception becomes NO [SERVERBUG]; the session continues."""
+        self.login()
+
+        def broken(tag, mailbox):
+            raise RuntimeError("boom")
+        self.server.do_CREATE = broken
+        self.assertEqual(self.send(b"a CREATE x\r\n"), b"a NO [SERVERBUG] Internal error\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_autologout(self):
+        """After the idle timeout: BYE Autologout and close."""
+        self.login()
+        self.clock.advance(1799)
+        self.assertFalse(self.transport.disconnecting)
+        self.transport.clear()
+        self.clock.advance(2)
+        self.assertEqual(self.transport.value(), b"* BYE Autologout; idle for too long\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_loginTimeout(self):
+        """Before login the shorter timeout applies."""
+        self.clock.advance(61)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_commandLimit(self):
+        """The session's command budget ends it."""
+        session = self.connect(maxCommands=2)
+        self.send(b"a NOOP\r\nb NOOP\r\n", session)
+        self.assertEqual(self.send(b"c NOOP\r\n", session),
+                         b"* BYE Too many commands in one session\r\n")
+
+
+class STARTTLSTests(IMAPTestMixin, unittest.TestCase):
+    """
+    STARTTLS (RFC 3501 6.2.1).
+    """
+
+    def test_pipelinedDiscarded(self):
+        """Commands pipelined after STARTTLS are never run."""
+        out = self.send(b"a STARTTLS\r\nb LOGIN alice@lab.test secret\r\n")
+        self.assertEqual(out, b"a OK Begin TLS negotiation now\r\n")
+        self.assertEqual(self.transport.tlsStarted, b"a OK Begin TLS negotiation now\r\n")
+        self.assertEqual(self.server.state, "not authenticated")
+        self.assertEqual(self.send(b"c NOOP\r\n"), b"c OK NOOP completed\r\n")
+
+    def test_capabilitiesAfterTLS(self):
+        """After TLS: no STARTTLS, no LOGINDISABLED, AUTH=PLAIN offered."""
+        session = self.connect(allowPlaintextAuth=False)
+        self.send(b"a STARTTLS\r\n", session)
+        out = self.send(b"b CAPABILITY\r\n", session)
+        self.assertNotIn(b"STARTTLS", out)
+        self.assertNotIn(b"LOGINDISABLED", out)
+        self.assertIn(b"AUTH=PLAIN", out)
+        self.login(session)
+
+    def test_twice(self):
+        """A second STARTTLS is refused."""
+        self.send(b"a STARTTLS\r\n")
+        self.assertEqual(self.send(b"b STARTTLS\r\n"), b"b BAD TLS is already active\r\n")
+
+    def test_notOffered(self):
+        """No STARTTLS on a plain listener."""
+        session = self.connect(tlsMode="none")
+        self.assertEqual(self.send(b"a STARTTLS\r\n", session),
+                         b"a NO STARTTLS is not available here\r\n")
+
+
+class LoginTests(IMAPTestMixin, unittest.TestCase):
+    """
+    LOGIN and AUTHENTICATE.
+    """
+
+    def test_login(self):
+        """LOGIN with atoms; the tagged OK lists the new capabilities."""
+        out = self.send(b"a LOGIN alice@lab.test secret\r\n")
+        self.assertEqual(
+            out, b"a OK [CAPABILITY IMAP4rev1 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS"
+                 b" MOVE CHILDREN SPECIAL-USE APPENDLIMIT=4096] Logged in\r\n")
+        self.assertEqual(self.server.state, "authenticated")
+
+    def test_loginLiterals(self):
+        """LOGIN with a quoted user and a synchronizing literal password."""
+        self.assertEqual(self.send(b'a LOGIN "alice@lab.test" {6}\r\n'),
+                         b"+ Ready for literal data\r\n")
+        self.assertIn(b"a OK [CAPABILITY", self.send(b"secret\r\n"))
+
+    def test_loginNonSynchronizing(self):
+        """LITERAL+: no continuation request."""
+        out = self.send(b"a LOGIN {14+}\r\nalice@lab.test {6+}\r\nsecret\r\n")
+        self.assertTrue(out.startswith(b"a OK [CAPABILITY"), out)
+
+    def test_loginFails(self):
+        """A wrong password: NO [AUTHENTICATIONFAILED]."""
+        self.assertEqual(self.send(b"a LOGIN alice@lab.test wrong\r\n"),
+                         b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
+
+    def test_failureDelayAndDisconnect(self):
+        """After 2 failures replies are delayed; the 4th ends the session."""
+        self.send(b"a LOGIN alice@lab.test x\r\n")
+        self.assertEqual(self.send(b"b LOGIN alice@lab.test x\r\n"), b"")
+        self.assertEqual(self.send(b"c NOOP\r\n"), b"")  # held until the reply
+        self.transport.clear()
+        self.clock.advance(2)
+        self.assertEqual(self.transport.value(),
+                         b"b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+                         b"c OK NOOP completed\r\n")
+        self.send(b"d LOGIN alice@lab.test x\r\n")
+        self.clock.advance(2)
+        out = self.send(b"e LOGIN alice@lab.test x\r\n")
+        self.assertEqual(out, b"* BYE Too many authentication failures\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_privacyRequired(self):
+        """Plaintext LOGIN and AUTHENTICATE PLAIN are refused before TLS in production."""
+        session = self.connect(allowPlaintextAuth=False)
+        self.assertEqual(
+            self.send(b"a LOGIN alice@lab.test secret\r\n", session),
+            b"a NO [PRIVACYREQUIRED] Plaintext authentication is disallowed without TLS "
+            b"(use STARTTLS)\r\n")
+        self.assertIn(b"b NO [PRIVACYREQUIRED]", self.send(b"b AUTHENTICATE PLAIN\r\n", session))
+
+    def test_plainInitialResponse(self):
+        """AUTHENTICATE PLAIN with SASL-IR."""
+        ir = base64.b64encode(b"\0alice@lab.test\0secret")
+        self.assertIn(b"a OK [CAPABILITY", self.send(b"a AUTHENTICATE PLAIN " + ir + b"\r\n"))
+
+    def test_plainContinuation(self):
+        """AUTHENTICATE PLAIN without an initial response: an empty challenge."""
+        self.assertEqual(self.send(b"a AUTHENTICATE PLAIN\r\n"), b"+ \r\n")
+        out = self.send(base64.b64encode(b"alice@lab.test\0alice@lab.test\0secret") + b"\r\n")
+        self.assertIn(b"a OK [CAPABILITY", out)
+
+    def test_plainWrongAuthzid(self):
+        """Authorizing as somebody else fails."""
+        ir = base64.b64encode(b"bob@lab.test\0alice@lab.test\0secret")
+        self.assertEqual(self.send(b"a AUTHENTICATE PLAIN " + ir + b"\r\n"),
+                         b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
+
+    def test_cancel(self):
+        """'*' cancels the exchange."""
+        self.send(b"a AUTHENTICATE PLAIN\r\n")
+        self.assertEqual(self.send(b"*\r\n"), b"a BAD Authentication cancelled\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_badBase64(self):
+        """Malformed base64 is BAD, not a crash."""
+        self.send(b"a AUTHENTICATE PLAIN\r\n")
+        self.assertEqual(self.send(b"!!!\r\n"), b"a BAD Invalid base64 in SASL response\r\n")
+        ir = base64.b64encode(b"no-nuls")
+        self.assertEqual(self.send(b"b AUTHENTICATE PLAIN " + ir + b"\r\n"),
+                         b"b BAD Malformed PLAIN response\r\n")
+
+    def test_login_mechanism(self):
+        """AUTHENTICATE LOGIN asks for the user, then the password."""
+        self.assertEqual(self.send(b"a AUTHENTICATE LOGIN\r\n"),
+                         b"+ " + base64.b64encode(b"Username:") + b"\r\n")
+        self.assertEqual(self.send(base64.b64encode(b"alice@lab.test") + b"\r\n"),
+                         b"+ " + base64.b64encode(b"Password:") + b"\r\n")
+        self.assertIn(b"a OK [CAPABILITY", self.send(base64.b64encode(b"secret") + b"\r\n"))
+
+    def test_cramMD5(self):
+        """CRAM-MD5 with the RFC 2195 digest of the challenge."""
+        session = self.connect(cramAvailable=lambda: True)
+        out = self.send(b"a AUTHENTICATE CRAM-MD5\r\n", session)
+        challenge = base64.b64decode(out[2:].strip())
+        self.assertTrue(challenge.startswith(b"<") and challenge.endswith(b"@mail.lab.test>"))
+        digest = hmac.new(b"secret", challenge, hashlib.md5).hexdigest().encode()
+        out = self.send(base64.b64encode(b"alice@lab.test " + digest) + b"\r\n", session)
+        self.assertIn(b"a OK [CAPABILITY", out)
+
+    def test_unknownMechanism(self):
+        """An unsupported mechanism is NO."""
+        self.assertEqual(self.send(b"a AUTHENTICATE GSSAPI\r\n"),
+                         b"a NO [CANNOT] Unsupported authentication mechanism\r\n")
+
+    def test_saslIRDisabled(self):
+        """With SASL-IR off an initial response is a syntax error."""
+        session = self.connect(disabled=frozenset({"SASL-IR"}))
+        self.assertEqual(self.send(b"a AUTHENTICATE PLAIN AAAA\r\n", session),
+                         b"a BAD Initial response not allowed (SASL-IR is off)\r\n")
+
+
+class LimitTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Line and literal limits: answered, never buffered without bound.
+    """
+
+    def test_lineTooLong(self):
+        """An over-long line: BAD with its tag, the session goes on."""
+        out = self.send(b"a1 NOOP " + b"x" * 2000 + b"\r\nb NOOP\r\n")
+        self.assertEqual(out, b"a1 BAD Line too long (limit 1024 octets)\r\nb OK NOOP completed\r\n")
+
+    def test_lineTooLongInPieces(self):
+        """An over-long line arriving in pieces is answered once and dropped."""
+        out = self.send(b"a1 NOOP " + b"x" * 1500)
+        self.assertEqual(out, b"a1 BAD Line too long (limit 1024 octets)\r\n")
+        self.assertEqual(self.send(b"y" * 5000), b"")
+        self.assertEqual(len(self.server._buffer), 0)
+        self.assertEqual(self.send(b"yyy\r\nb NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_longLegalCommand(self):
+        """A long command within the limit works (Twisted drops such lines at 16 KB)."""
+        self.select()
+        self.deliver()
+        keys = b" ".join([b"OR SEEN UNSEEN"] * 60)
+        self.assertLess(len(keys), 1000)
+        out = self.send(b"a SEARCH " + keys + b"\r\n")
+        self.assertTrue(out.endswith(b"a OK SEARCH completed\r\n"), out)
+
+    def test_appendTooBigSynchronizing(self):
+        """An APPEND literal over the limit: NO [TOOBIG] instead of '+'."""
+        self.login()
+        out = self.send(b"a APPEND INBOX {5000}\r\n")
+        self.assertEqual(out, b"a NO [TOOBIG] Message too large (limit 4096 octets)\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_appendTooBigNonSynchronizing(self):
+        """A too-big LITERAL+ message is read and dropped, never run as commands."""
+        self.login()
+        body = (b"c DELETE Important\r\n" * 300)[:5000]
+        out = self.send(b"a APPEND INBOX {5000+}\r\n" + body[:3000])
+        self.assertEqual(out, b"a NO [TOOBIG] Message too large (limit 4096 octets)\r\n")
+        self.assertEqual(self.send(body[3000:] + b"\r\nb NOOP\r\n"), b"b OK NOOP completed\r\n")
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+
+    def test_literalTooBigForCommand(self):
+        """A literal outside APPEND is bounded by the command size."""
+        self.login()
+        self.assertEqual(self.send(b"a CREATE {70000}\r\n"), b"a BAD Literal too large\r\n")
+
+    def test_appendSpooled(self):
+        """A large APPEND is spooled and stored intact."""
+        session = self.connect(maxLiteralSize=10 * 1024 * 1024)
+        self.login(session)
+        body = b"Subject: big\r\n\r\n" + b"0123456789abcdef\r\n" * 200000
+        self.assertEqual(self.send(b"a APPEND INBOX {%d}\r\n" % len(body), session),
+                         b"+ Ready for literal data\r\n")
+        for i in range(0, len(body), 65536):
+            self.send(body[i:i + 65536], session)
+        self.assertTrue(self.send(b"\r\n", session).startswith(b"a OK [APPENDUID "))
+        [info] = self.account.getMailbox("INBOX").messages()
+        with self.account.getMailbox("INBOX").openMessage(info.uid) as f:
+            self.assertEqual(f.read(), body)
+
+
+class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
+    """
+    SELECT, EXAMINE, LIST, LSUB, STATUS, CREATE, DELETE, RENAME, SUBSCRIBE.
+    """
+
+    def test_select(self):
+        """SELECT: every RFC 3501 response, every response code followed by text."""
+        self.deliver(flags={"\\Seen"})
+        self.deliver()
+        mailbox = self.account.getMailbox("INBOX")
+        out = self.select()
+        self.assertEqual(
+            out,
+            b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] "
+            b"Flags permitted\r\n"
+            b"* 2 EXISTS\r\n* 1 RECENT\r\n"
+            b"* OK [UNSEEN 2] Message 2 is the first unseen\r\n"
+            b"* OK [UIDVALIDITY %d] UIDs valid\r\n"
+            b"* OK [UIDNEXT 3] Predicted next UID\r\n"
+            b"S1 OK [READ-WRITE] SELECT completed\r\n" % (mailbox.uidValidity,))
+
+    def test_examine(self):
+        """EXAMINE is read-only (Twisted answers READ-WRITE)."""
+        self.login()
+        out = self.send(b"a EXAMINE INBOX\r\n")
+        self.assertIn(b"* OK [PERMANENTFLAGS ()] No permanent flags in read-only mode\r\n", out)
+        self.assertTrue(out.endswith(b"a OK [READ-ONLY] EXAMINE completed\r\n"))
+
+    def test_selectKeywords(self):
+        """Keywords in use are listed in FLAGS and PERMANENTFLAGS."""
+        self.deliver(flags={"$Junk"})
+        out = self.select()
+        self.assertIn(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk)\r\n", out)
+
+    def test_selectMissing(self):
+        """SELECT of a missing mailbox: NO [NONEXISTENT], and nothing is selected."""
+        self.select()
+        self.assertEqual(self.send(b"a SELECT nothere\r\n"),
+                         b"a NO [NONEXISTENT] no mailbox named nothere\r\n")
+        self.assertEqual(self.server.state, "authenticated")
+
+    def test_recentToOneSession(self):
+        """\\Recent goes to the first session that selects."""
+        self.deliver()
+        other = self.connect()
+        self.assertIn(b"* 1 RECENT", self.select())
+        self.assertIn(b"* 0 RECENT", self.select(other))
+
+    def test_inboxCaseInsensitive(self):
+        """inbox is INBOX."""
+        self.login()
+        self.assertIn(b"a OK [READ-WRITE]", self.send(b"a SELECT inbox\r\n"))
+
+    def test_listRoot(self):
+        """LIST "" "" gives the delimiter (Twisted answers nothing)."""
+        self.login()
+        self.assertEqual(self.send(b'a LIST "" ""\r\n'),
+                         b'* LIST (\\Noselect) "/" ""\r\na OK LIST completed\r\n')
+
+    def test_list(self):
+        """Children, special use, names as created (not upper-cased)."""
+        self.login()
+        for name in (b"Sent", b"Lists/Python", b"my-Box_1"):
+            self.assertEqual(self.send(b"c CREATE " + name + b"\r\n"), b"c OK CREATE completed\r\n")
+        self.assertEqual(
+            self.send(b'a LIST "" *\r\n'),
+            b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+            b'* LIST (\\HasChildren) "/" "Lists"\r\n'
+            b'* LIST (\\HasNoChildren) "/" "Lists/Python"\r\n'
+            b'* LIST (\\HasNoChildren \\Sent) "/" "Sent"\r\n'
+            b'* LIST (\\HasNoChildren) "/" "my-Box_1"\r\n'
+            b"a OK LIST completed\r\n")
+        self.assertEqual(self.send(b'b LIST "" %\r\n').count(b"* LIST"), 4)
+        self.assertEqual(self.send(b'b LIST Lists/ %\r\n'),
+                         b'* LIST (\\HasNoChildren) "/" "Lists/Python"\r\nb OK LIST completed\r\n')
+
+    def test_listNoChildrenExtension(self):
+        """With CHILDREN and SPECIAL-USE off, LIST shows neither."""
+        session = self.connect(disabled=frozenset({"CHILDREN", "SPECIAL-USE"}))
+        self.login(session)
+        self.send(b"c CREATE Sent\r\n", session)
+        self.assertEqual(self.send(b'a LIST "" Sent\r\n', session),
+                         b'* LIST () "/" "Sent"\r\na OK LIST completed\r\n')
+
+    def test_modifiedUTF7(self):
+        """Names travel in modified UTF-7; the store holds Unicode."""
+        self.login()
+        self.assertEqual(self.send(b"a CREATE &ZeVnLIqe-\r\n"), b"a OK CREATE completed\r\n")
+        self.assertIn("\u65e5\u672c\u8a9e", self.account.listMailboxes())
+        self.assertIn(b'"&ZeVnLIqe-"', self.send(b'b LIST "" *\r\n'))
+        self.assertEqual(self.send(b"c CREATE a&b\r\n"),
+                         b"c NO [CANNOT] Mailbox name is not valid modified UTF-7\r\n")
+
+    def test_status(self):
+        """STATUS quotes the mailbox name (Twisted does not)."""
+        self.login()
+        self.send(b'a CREATE "My Folder"\r\n')
+        self.deliver(mailbox="My Folder")
+        mailbox = self.account.getMailbox("My Folder")
+        self.assertEqual(
+            self.send(b'b STATUS "My Folder" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)\r\n'),
+            b'* STATUS "My Folder" (MESSAGES 1 UNSEEN 1 UIDNEXT 2 UIDVALIDITY %d RECENT 0)\r\n'
+            b"b OK STATUS completed\r\n" % (mailbox.uidValidity,))
+        self.assertEqual(self.send(b"c STATUS nothere (MESSAGES)\r\n"),
+                         b"c NO [NONEXISTENT] no mailbox named nothere\r\n")
+
+    def test_createDeleteRename(self):
+        """Response codes for the usual failures."""
+        self.login()
+        self.assertEqual(self.send(b"a CREATE INBOX\r\n"), b"a NO [ALREADYEXISTS] INBOX always exists\r\n")
+        self.send(b"b CREATE box\r\n")
+        self.assertEqual(self.send(b"c CREATE box\r\n"),
+                         b"c NO [ALREADYEXISTS] mailbox box already exists\r\n")
+        self.assertEqual(self.send(b"d RENAME box other\r\n"), b"d OK RENAME completed\r\n")
+        self.assertEqual(self.send(b"e DELETE box\r\n"), b"e NO [NONEXISTENT] no mailbox named box\r\n")
+        self.assertEqual(self.send(b"f DELETE other\r\n"), b"f OK DELETE completed\r\n")
+        self.assertEqual(self.send(b"g DELETE INBOX\r\n"), b"g NO [CANNOT] INBOX cannot be deleted\r\n")
+
+    def test_renameInbox(self):
+        """RENAME INBOX moves the messages and leaves INBOX empty."""
+        self.deliver()
+        self.login()
+        self.send(b"a RENAME INBOX Old\r\n")
+        self.assertEqual(len(self.account.getMailbox("Old").messages()), 1)
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+
+    def test_subscriptions(self):
+        """SUBSCRIBE, LSUB, UNSUBSCRIBE."""
+        self.login()
+        self.send(b"a CREATE Lists/Python\r\n")
+        self.assertEqual(self.send(b"b SUBSCRIBE Lists/Python\r\n"), b"b OK SUBSCRIBE completed\r\n")
+        self.assertEqual(self.send(b'c LSUB "" *\r\n'),
+                         b'* LSUB () "/" "Lists/Python"\r\nc OK LSUB completed\r\n')
+        self.assertEqual(self.send(b'd LSUB "" %\r\n'),
+                         b'* LSUB (\\Noselect) "/" "Lists"\r\nd OK LSUB completed\r\n')
+        self.send(b"e UNSUBSCRIBE Lists/Python\r\n")
+        self.assertEqual(self.send(b'f LSUB "" *\r\n'), b"f OK LSUB completed\r\n")
+
+    def test_namespace(self):
+        """One personal namespace, once (Twisted repeats it)."""
+        self.login()
+        self.assertEqual(self.send(b"a NAMESPACE\r\n"),
+                         b'* NAMESPACE (("" "/")) NIL NIL\r\na OK NAMESPACE completed\r\n')
+
+    def test_enable(self):
+        """ENABLE answers with what it enabled (nothing yet)."""
+        self.login()
+        self.assertEqual(self.send(b"a ENABLE CONDSTORE\r\n"),
+                         b"* ENABLED\r\na OK ENABLE completed\r\n")
+
+
+class AppendTests(IMAPTestMixin, unittest.TestCase):
+    """
+    APPEND.
+    """
+
+    def append(self, prefix, message=MESSAGE):
+        out = self.send(prefix + b" {%d}\r\n" % (len(message),))
+        self.assertEqual(out, b"+ Ready for literal data\r\n")
+        return self.send(message + b"\r\n")
+
+    def test_noFlags(self):
+        """APPEND without flags works (stock Twisted crashes) and reports APPENDUID."""
+        self.login()
+        mailbox = self.account.getMailbox("INBOX")
+        self.assertEqual(self.append(b"a APPEND INBOX"),
+                         b"a OK [APPENDUID %d 1] APPEND completed\r\n" % (mailbox.uidValidity,))
+
+    def test_flagsAndDate(self):
+        """Flags and the internal date are stored."""
+        self.login()
+        self.append(b'a APPEND INBOX (\\Seen $Work) "17-Jul-1996 02:44:25 -0700"')
+        [info] = self.account.getMailbox("INBOX").messages()
+        self.assertEqual(info.flags, {"\\Seen", "$Work"})
+        self.assertEqual(info.internalDate, 837596665)
+
+    def test_missingMailbox(self):
+        """APPEND to a missing mailbox: NO [TRYCREATE]."""
+        self.login()
+        self.assertEqual(self.append(b"a APPEND nothere"),
+                         b"a NO [TRYCREATE] no mailbox named nothere\r\n")
+
+    def test_empty(self):
+        """An empty message is refused."""
+        self.login()
+        self.assertEqual(self.send(b"a APPEND INBOX {0}\r\n\r\n"),
+                         b"+ Ready for literal data\r\na NO Cannot append an empty message\r\n")
+
+    def test_badFlag(self):
+        """An unknown system flag is BAD."""
+        self.login()
+        self.assertEqual(self.append(b"a APPEND INBOX (\\Bogus)"),
+                         b"a BAD Invalid system flag \\Bogus\r\n")
+
+    def test_selectedSeesExists(self):
+        """Appending to the selected mailbox reports EXISTS before the tagged OK."""
+        self.select()
+        out = self.append(b"a APPEND INBOX")
+        self.assertTrue(out.startswith(b"* 1 EXISTS\r\n* 1 RECENT\r\na OK [APPENDUID"), out)
