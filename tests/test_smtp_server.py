@@ -519,9 +519,9 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
         """Malformed PLAIN payloads get 501, not a crash."""
         self.ehlo()
         self.assertEqual(self.send(b"AUTH PLAIN !!!notbase64\r\n"),
-                         b"501 5.5.4 Invalid base64 data in AUTH response\r\n")
+                         b"501 5.5.2 Invalid base64 data in AUTH response\r\n")
         self.assertEqual(self.send(b"AUTH PLAIN " + base64.b64encode(b"no-nuls") + b"\r\n"),
-                         b"501 5.5.4 Malformed AUTH PLAIN response\r\n")
+                         b"501 5.5.2 Malformed AUTH PLAIN response\r\n")
         self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 OK\r\n")
 
     def test_cancel(self):

@@ -241,10 +241,10 @@ class SMTPServer(Protocol, TimeoutMixin):
             log.info("smtp {peer}: too many bad commands", peer=self._peerText())
             self._close(Reply(421, "4.7.0", "Too many errors, closing connection"))
 
-    def _syntax(self, text):
+    def _syntax(self, text, status="5.5.4"):
         self._countBad()
         if not self._disconnecting:
-            self.reply(Reply(501, "5.5.4", text))
+            self.reply(Reply(501, status, text))
 
     def _startTLSOffered(self):
         return (self.settings.tlsMode == "starttls" and not self.tls
@@ -382,7 +382,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         try:
             decoded = base64.b64decode(line.strip(), validate=True)
         except (binascii.Error, ValueError):
-            return self._syntax("Invalid base64 data in AUTH response")
+            return self._syntax("Invalid base64 data in AUTH response", "5.5.2")
         then(decoded)
 
     def _challenge(self, data, then):
@@ -393,7 +393,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         def got(decoded):
             parts = decoded.split(b"\0")
             if len(parts) != 3 or not parts[1]:
-                return self._syntax("Malformed AUTH PLAIN response")
+                return self._syntax("Malformed AUTH PLAIN response", "5.5.2")
             authzid, authcid, password = parts
             if authzid and authzid != authcid:
                 return self._authFailed()
@@ -423,7 +423,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             try:
                 credentials.setResponse(response)
             except ValueError:
-                return self._syntax("Malformed CRAM-MD5 response")
+                return self._syntax("Malformed CRAM-MD5 response", "5.5.2")
             self._login(credentials)
         self._challenge(credentials.challenge, got)
 

@@ -369,3 +369,125 @@ def _sleep(seconds):
     reactor.callLater(seconds, d.callback, None)
     return d
 
+
+
+def _rawSession(port, chunks, replies):
+    """
+    Send C{chunks} (each after reading the previous reply lines) on a raw socket
+    and return every reply line read; C{replies[i]} is how many final reply lines
+    to read after chunk i (the greeting is read first).
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    f = sock.makefile("rb")
+    out = [f.readline()]
+    try:
+        for chunk, count in zip(chunks, replies):
+            sock.sendall(chunk)
+            while count:
+                line = f.readline()
+                if not line:
+                    return out
+                out.append(line)
+                if line[3:4] != b"-":
+                    count -= 1
+        return out
+    finally:
+        sock.close()
+
+
+class BadInputTests(SMTPTestCase):
+    def session(self, chunks, replies, name="mta"):
+        return self.inThread(_rawSession, self.port(name), chunks, replies)
+
+    @defer.inlineCallbacks
+    def test_bareAuthAndMalformedPlain(self):
+        """Bare AUTH and a PLAIN payload without NULs get 501; the session goes on."""
+        out = yield self.session(
+            [b"EHLO x\r\n", b"AUTH\r\n", b"AUTH PLAIN bm8tbnVscw==\r\n",
+             b"AUTH PLAIN !!!notbase64\r\n", b"NOOP\r\n"], [1, 1, 1, 1, 1])
+        self.assertTrue(out[-4].startswith(b"501 5.5.4 "), out)
+        self.assertTrue(out[-3].startswith(b"501 5.5.2 "), out)
+        self.assertTrue(out[-2].startswith(b"501 5.5.2 "), out)
+        self.assertEqual(out[-1], b"250 2.0.0 OK\r\n")
+
+    @defer.inlineCallbacks
+    def test_smugglingVariants(self):
+        """
+        None of <LF>.<LF>, <LF>.<CRLF>, <CR>.<CR>, <CRLF>.<LF> ends DATA: the
+        commands after them are stored as text, one message is delivered.
+        """
+        body = (b"Subject: s\r\n\r\n"
+                b"a\n.\nRSET\r\n"
+                b"b\n.\r\nRSET\r\n"
+                b"c\r.\rRSET\r\n"
+                b"d\r\n.\nRSET\r\n"
+                b".\r\n")
+        out = yield self.session(
+            [b"HELO x\r\n", b"MAIL FROM:<kim@example.com>\r\n", b"RCPT TO:<demo@lab.test>\r\n",
+             b"DATA\r\n", body, b"QUIT\r\n"], [1, 1, 1, 1, 1, 1])
+        self.assertEqual([line[:3] for line in out],
+                         [b"220", b"250", b"250", b"250", b"354", b"250", b"221"])
+        stored = self.stored()
+        self.assertEqual(stored.count(b"RSET\r\n"), 4)
+        self.assertEqual(len(self.inbox()), 1)
+
+    @defer.inlineCallbacks
+    def test_longDataLine(self):
+        """
+        A DATA line over 1000 octets: the body is read to its end, refused with
+        500 5.5.6, nothing of it runs as a command, nothing is stored.
+        """
+        body = (b"Subject: long\r\n\r\n" + b"x" * 5000
+                + b"\r\nRCPT TO:<demo@lab.test>\r\n.\r\n")
+        out = yield self.session(
+            [b"HELO x\r\n", b"MAIL FROM:<kim@example.com>\r\nRCPT TO:<demo@lab.test>\r\n",
+             b"DATA\r\n", body, b"NOOP\r\n"], [1, 2, 1, 1, 1])
+        self.assertTrue(out[-2].startswith(b"500 5.5.6 "), out)
+        self.assertEqual(out[-1], b"250 2.0.0 OK\r\n")
+        self.assertEqual(self.inbox(), [])
+
+    @defer.inlineCallbacks
+    def test_longCommandLine(self):
+        """A command line over 512 octets gets 500 5.5.2 and the session goes on."""
+        out = yield self.session([b"HELO " + b"x" * 600 + b"\r\n", b"NOOP\r\n"], [1, 1])
+        self.assertTrue(out[1].startswith(b"500 5.5.2 "), out)
+        self.assertEqual(out[2], b"250 2.0.0 OK\r\n")
+
+    @defer.inlineCallbacks
+    def test_bareLFCommands(self):
+        """Commands ended by a bare LF (netcat) work; the body still needs CRLF.CRLF."""
+        out = yield self.session(
+            [b"HELO x\n", b"MAIL FROM:<kim@example.com>\n", b"RCPT TO:<demo@lab.test>\n",
+             b"DATA\n", b"Subject: nc\r\n\r\nhi\r\n.\r\n", b"QUIT\n"], [1, 1, 1, 1, 1, 1])
+        self.assertEqual([line[:3] for line in out],
+                         [b"220", b"250", b"250", b"250", b"354", b"250", b"221"])
+        self.assertTrue(self.stored().endswith(b"Subject: nc\r\n\r\nhi\r\n"))
+
+    @defer.inlineCallbacks
+    def test_tooManyRecipients(self):
+        """Recipients beyond recipients_per_message get 452 4.5.3; the others are kept."""
+        rcpts = b"".join(b"RCPT TO:<demo@lab.test>\r\n" for _ in range(101))
+        out = yield self.session(
+            [b"HELO x\r\n", b"MAIL FROM:<kim@example.com>\r\n", rcpts], [1, 1, 101])
+        self.assertEqual(out[-2][:3], b"250")
+        self.assertTrue(out[-1].startswith(b"452 4.5.3 "), out[-1])
+
+    @defer.inlineCallbacks
+    def test_byteForByte(self):
+        """A message with 8-bit text and long-ish lines reads back exactly, after the trace headers."""
+        message = (b"From: =?utf-8?q?K=C3=A9m?= <kim@example.com>\r\n"
+                   b"Subject: \xc3\xa9t\xc3\xa9\r\n\r\n"
+                   + b"".join(b"%04d " % i + b"y" * 900 + b"\r\n" for i in range(50))
+                   + b"..double\r\n")
+        def send():
+            c = self.client()
+            c.ehlo("x")
+            c.mail("kim@example.com", ["BODY=8BITMIME"])
+            c.rcpt("demo@lab.test")
+            reply = c.data(message)
+            c.quit()
+            return reply
+        code, _ = yield self.inThread(send)
+        self.assertEqual(code, 250)
+        stored = self.stored()
+        self.assertTrue(stored.endswith(message), stored[-200:])
