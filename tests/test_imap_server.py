@@ -643,3 +643,371 @@ class AppendTests(IMAPTestMixin, unittest.TestCase):
         self.select()
         out = self.append(b"a APPEND INBOX")
         self.assertTrue(out.startswith(b"* 1 EXISTS\r\n* 1 RECENT\r\na OK [APPENDUID"), out)
+
+
+class FetchTests(IMAPTestMixin, unittest.TestCase):
+    """
+    FETCH.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.uid = self.deliver()
+        self.select()
+
+    def test_flagsUid(self):
+        """FLAGS (with \\Recent) and UID."""
+        self.assertEqual(self.send(b"a FETCH 1 (FLAGS UID)\r\n"),
+                         b"* 1 FETCH (FLAGS (\\Recent) UID 1)\r\na OK FETCH completed\r\n")
+
+    def test_bodySetsSeen(self):
+        """A non-PEEK BODY[] sets \\Seen and reports FLAGS (Twisted does neither)."""
+        out = self.send(b"a FETCH 1 BODY[TEXT]\r\n")
+        self.assertEqual(out, b"* 1 FETCH (BODY[TEXT] {23}\r\nHi Bob,\r\nhow are you?\r\n"
+                              b" FLAGS (\\Seen \\Recent))\r\na OK FETCH completed\r\n")
+        info = self.account.getMailbox("INBOX").messageInfo(self.uid)
+        self.assertIn("\\Seen", info.flags)
+
+    def test_rfc822SetsSeen(self):
+        """RFC822 sets \\Seen too; RFC822.HEADER does not."""
+        self.send(b"a FETCH 1 RFC822.HEADER\r\n")
+        self.assertNotIn("\\Seen", self.account.getMailbox("INBOX").messageInfo(self.uid).flags)
+        out = self.send(b"b FETCH 1 RFC822\r\n")
+        self.assertIn(b"RFC822 {%d}\r\n%s FLAGS (\\Seen \\Recent))" % (len(MESSAGE), MESSAGE), out)
+
+    def test_peek(self):
+        """BODY.PEEK leaves the flags alone and answers as BODY."""
+        out = self.send(b"a FETCH 1 BODY.PEEK[]\r\n")
+        self.assertEqual(out, b"* 1 FETCH (BODY[] {%d}\r\n%s)\r\na OK FETCH completed\r\n"
+                         % (len(MESSAGE), MESSAGE))
+        self.assertEqual(self.account.getMailbox("INBOX").messageInfo(self.uid).flags, set())
+
+    def test_examineNoSeen(self):
+        """In a read-only mailbox a BODY[] fetch changes nothing."""
+        self.send(b"a EXAMINE INBOX\r\n")
+        out = self.send(b"b FETCH 1 BODY[]\r\n")
+        self.assertNotIn(b"FLAGS", out)
+        self.assertEqual(self.account.getMailbox("INBOX").messageInfo(self.uid).flags, set())
+
+    def test_partial(self):
+        """BODY[]<o.n> gives those octets (Twisted ticket 5613), labelled with the origin."""
+        self.assertEqual(self.send(b"a FETCH 1 BODY.PEEK[]<6.5>\r\n"),
+                         b"* 1 FETCH (BODY[]<6> {5}\r\nAlice)\r\na OK FETCH completed\r\n")
+
+    def test_partialText(self):
+        """BODY[TEXT]<0.3> is three octets (Twisted returns the whole body)."""
+        self.assertEqual(self.send(b"a FETCH 1 BODY.PEEK[TEXT]<0.3>\r\n"),
+                         b"* 1 FETCH (BODY[TEXT]<0> {3}\r\nHi )\r\na OK FETCH completed\r\n")
+
+    def test_partialBeyondEnd(self):
+        """An origin past the end gives an empty string."""
+        self.assertEqual(self.send(b"a FETCH 1 BODY.PEEK[]<99999.10>\r\n"),
+                         b"* 1 FETCH (BODY[]<99999> {0}\r\n)\r\na OK FETCH completed\r\n")
+
+    def test_headerFields(self):
+        """HEADER.FIELDS: no stray space, names echoed as sent."""
+        self.assertEqual(self.send(b"a FETCH 1 BODY.PEEK[HEADER.FIELDS (subject From)]\r\n"),
+                         b"* 1 FETCH (BODY[HEADER.FIELDS (subject From)] {48}\r\n"
+                         b"From: Alice <alice@lab.test>\r\nSubject: Hello\r\n\r\n)\r\n"
+                         b"a OK FETCH completed\r\n")
+
+    def test_macros(self):
+        """FAST expands to FLAGS INTERNALDATE RFC822.SIZE."""
+        out = self.send(b"a FETCH 1 FAST\r\n")
+        self.assertRegex(out, br'^\* 1 FETCH \(FLAGS \(\\Recent\) INTERNALDATE "[^"]+" '
+                              br'RFC822.SIZE %d\)\r\n' % (len(MESSAGE),))
+
+    def test_envelopeBodystructure(self):
+        """ENVELOPE and BODYSTRUCTURE of a simple message."""
+        out = self.send(b"a FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)\r\n")
+        self.assertIn(b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "Hello" '
+                      b'(("Alice" NIL "alice" "lab.test"))', out)
+        self.assertIn(b'BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 23 2'
+                      b' NIL NIL NIL NIL)', out)
+        self.assertIn(b'BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 23 2))', out)
+
+    def test_malformedMIME(self):
+        """A bad Content-Type parameter and a missing part never break the session."""
+        self.deliver(MULTIPART)
+        self.send(b"n NOOP\r\n")
+        out = self.send(b"a FETCH 2 (BODYSTRUCTURE BODY.PEEK[2] BODY.PEEK[7] BODY.PEEK[1.3.MIME])\r\n")
+        self.assertIn(b'("text" "plain" NIL NIL NIL "7BIT" 6 1 NIL NIL NIL NIL)', out)
+        self.assertIn(b"BODY[2] {6}\r\nsecond BODY[7] {0}\r\n BODY[1.3.MIME] {0}\r\n)", out)
+        self.assertTrue(out.endswith(b"a OK FETCH completed\r\n"))
+
+    def test_uidFetch(self):
+        """UID FETCH includes UID first; unknown UIDs are ignored."""
+        self.assertEqual(self.send(b"a UID FETCH 1:* FLAGS\r\n"),
+                         b"* 1 FETCH (UID 1 FLAGS (\\Recent))\r\na OK FETCH completed\r\n")
+        self.assertEqual(self.send(b"b UID FETCH 5 FLAGS\r\n"), b"b OK FETCH completed\r\n")
+
+    def test_sequenceOutOfRange(self):
+        """A sequence number past the last message is BAD."""
+        self.assertEqual(self.send(b"a FETCH 2 FLAGS\r\n"),
+                         b"a BAD Invalid message sequence number\r\n")
+
+    def test_largeMessageStreamed(self):
+        """A big literal goes out in chunks as the transport drains."""
+        body = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n"
+        body = body + (b"y" * 78 + b"\r\n") * 40000
+        self.deliver(body)
+        self.send(b"n NOOP\r\n")
+        producers = []
+        self.transport.registerProducer = lambda p, streaming: producers.append(p)
+        self.transport.unregisterProducer = lambda: producers.append(None)
+        self.transport.clear()
+        producers.clear()
+        self.server.dataReceived(b"a FETCH 2 BODY.PEEK[]\r\n")
+        [streamer] = producers
+        written = len(self.transport.value())
+        self.assertLess(written, len(body))
+        streamer.pauseProducing()
+        self.clock.advance(0)
+        self.assertEqual(len(self.transport.value()), written)
+        self.server.dataReceived(b"b NOOP\r\n")  # waits for the FETCH
+        self.assertEqual(len(self.transport.value()), written)
+        streamer.resumeProducing()
+        for _ in range(10):
+            self.clock.advance(0)
+        out = self.transport.value()
+        self.assertTrue(out.endswith(b")\r\na OK FETCH completed\r\nb OK NOOP completed\r\n"))
+        self.assertTrue(out.startswith(b"* 2 FETCH (BODY[] {%d}\r\n" % (len(body),) + body + b")"))
+        self.assertEqual(producers[-1], None)
+
+    def test_fetchAfterOtherExpunge(self):
+        """A message expunged by another session, not yet reported: NO [EXPUNGEISSUED]."""
+        self.account.getMailbox("INBOX").expunge([self.uid])
+        out = self.send(b"a FETCH 1 FLAGS\r\n")
+        self.assertEqual(out, b"a NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"* 1 EXPUNGE\r\nb OK NOOP completed\r\n")
+
+
+class StoreTests(IMAPTestMixin, unittest.TestCase):
+    """
+    STORE.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.deliver()
+        self.deliver()
+        self.select()
+        self.mailbox = self.account.getMailbox("INBOX")
+
+    def test_addRemoveReplace(self):
+        """+FLAGS, -FLAGS and FLAGS answer with the new flags."""
+        self.assertEqual(self.send(b"a STORE 1:2 +FLAGS (\\Flagged $Work)\r\n"),
+                         b"* 1 FETCH (FLAGS (\\Flagged \\Recent $Work))\r\n"
+                         b"* 2 FETCH (FLAGS (\\Flagged \\Recent $Work))\r\na OK STORE completed\r\n")
+        self.assertEqual(self.send(b"b STORE 1 -FLAGS $Work\r\n"),
+                         b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\nb OK STORE completed\r\n")
+        self.assertEqual(self.send(b"c STORE 2 FLAGS (\\Seen)\r\n"),
+                         b"* 2 FETCH (FLAGS (\\Seen \\Recent))\r\nc OK STORE completed\r\n")
+        self.assertEqual([i.flags for i in self.mailbox.messages()],
+                         [{"\\Flagged"}, {"\\Seen"}])
+
+    def test_silent(self):
+        """.SILENT sends no FETCH, and no echo at the next NOOP either."""
+        self.assertEqual(self.send(b"a STORE 1 +FLAGS.SILENT (\\Seen)\r\n"),
+                         b"a OK STORE completed\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_uidStore(self):
+        """UID STORE includes the UID."""
+        self.assertEqual(self.send(b"a UID STORE 2 +FLAGS (\\Answered)\r\n"),
+                         b"* 2 FETCH (FLAGS (\\Answered \\Recent) UID 2)\r\na OK STORE completed\r\n")
+
+    def test_recentNotStorable(self):
+        """\\Recent cannot be stored; an unknown system flag is BAD."""
+        self.send(b"a STORE 1 +FLAGS (\\Recent)\r\n")
+        self.assertEqual(self.mailbox.messageInfo(1).flags, set())
+        self.assertEqual(self.send(b"b STORE 1 +FLAGS (\\Bogus)\r\n"),
+                         b"b BAD Invalid system flag \\Bogus\r\n")
+
+    def test_readOnly(self):
+        """STORE in an EXAMINEd mailbox is NO."""
+        self.send(b"a EXAMINE INBOX\r\n")
+        self.assertEqual(self.send(b"b STORE 1 +FLAGS (\\Seen)\r\n"),
+                         b"b NO Mailbox is read-only (EXAMINE)\r\n")
+
+
+class ExpungeCopyTests(IMAPTestMixin, unittest.TestCase):
+    """
+    EXPUNGE, CLOSE, UNSELECT, COPY, MOVE.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        for _ in range(4):
+            self.deliver()
+        self.select()
+        self.mailbox = self.account.getMailbox("INBOX")
+
+    def test_expunge(self):
+        """Deleted messages go; EXPUNGE responses keep sequence numbers right."""
+        self.send(b"a STORE 2:3 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"b EXPUNGE\r\n"),
+                         b"* 3 EXPUNGE\r\n* 2 EXPUNGE\r\nb OK EXPUNGE completed\r\n")
+        self.assertEqual([i.uid for i in self.mailbox.messages()], [1, 4])
+        self.assertEqual(self.send(b"c FETCH 2 UID\r\n"),
+                         b"* 2 FETCH (UID 4)\r\nc OK FETCH completed\r\n")
+
+    def test_uidExpunge(self):
+        """UID EXPUNGE removes only deleted messages in the set."""
+        self.send(b"a STORE 1:4 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"b UID EXPUNGE 2,4\r\n"),
+                         b"* 4 EXPUNGE\r\n* 2 EXPUNGE\r\nb OK EXPUNGE completed\r\n")
+
+    def test_close(self):
+        """CLOSE expunges silently; EXAMINE + CLOSE does not expunge."""
+        self.send(b"a STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.send(b"b EXAMINE INBOX\r\n")
+        self.assertEqual(self.send(b"c CLOSE\r\n"), b"c OK CLOSE completed\r\n")
+        self.assertEqual(len(self.mailbox.messages()), 4)
+        self.send(b"d SELECT INBOX\r\n")
+        self.assertEqual(self.send(b"e CLOSE\r\n"), b"e OK CLOSE completed\r\n")
+        self.assertEqual(len(self.mailbox.messages()), 3)
+        self.assertEqual(self.server.state, "authenticated")
+
+    def test_unselect(self):
+        """UNSELECT leaves deleted messages in place."""
+        self.send(b"a STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"b UNSELECT\r\n"), b"b OK UNSELECT completed\r\n")
+        self.assertEqual(len(self.mailbox.messages()), 4)
+
+    def test_copy(self):
+        """COPY answers COPYUID; a missing target is TRYCREATE."""
+        self.send(b"a CREATE Archive\r\n")
+        archive = self.account.getMailbox("Archive")
+        self.assertEqual(self.send(b"b COPY 2:3 Archive\r\n"),
+                         b"b OK [COPYUID %d 2:3 1:2] COPY completed\r\n" % (archive.uidValidity,))
+        self.assertEqual(self.send(b"c COPY 1 Nothere\r\n"),
+                         b"c NO [TRYCREATE] no mailbox named Nothere\r\n")
+
+    def test_move(self):
+        """MOVE: untagged COPYUID, then EXPUNGEs, then the tagged OK."""
+        self.send(b"a CREATE Archive\r\n")
+        archive = self.account.getMailbox("Archive")
+        self.assertEqual(self.send(b"b UID MOVE 1,4 Archive\r\n"),
+                         b"* OK [COPYUID %d 1,4 1:2] Moved\r\n* 4 EXPUNGE\r\n* 1 EXPUNGE\r\n"
+                         b"b OK MOVE completed\r\n" % (archive.uidValidity,))
+        self.assertEqual([i.uid for i in self.mailbox.messages()], [2, 3])
+
+
+class SearchTests(IMAPTestMixin, unittest.TestCase):
+    """
+    SEARCH through the protocol.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.deliver()
+        self.deliver(MULTIPART, flags={"\\Seen"})
+        self.select()
+
+    def test_search(self):
+        """Matches by sequence number; UID SEARCH by UID."""
+        self.assertEqual(self.send(b"a SEARCH SEEN\r\n"), b"* SEARCH 2\r\na OK SEARCH completed\r\n")
+        self.assertEqual(self.send(b"b UID SEARCH SUBJECT hello\r\n"),
+                         b"* SEARCH 1\r\nb OK SEARCH completed\r\n")
+
+    def test_empty(self):
+        """No match still sends '* SEARCH' (Twisted sends nothing)."""
+        self.assertEqual(self.send(b"a SEARCH FROM nobody\r\n"),
+                         b"* SEARCH\r\na OK SEARCH completed\r\n")
+
+    def test_badCharset(self):
+        """An unknown charset: NO [BADCHARSET]."""
+        self.assertEqual(self.send(b"a SEARCH CHARSET X-NOPE TEXT x\r\n"),
+                         b"a NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset\r\n")
+
+    def test_textAndDates(self):
+        """Text and date keys work (Twisted: 'must be str, not bytes')."""
+        self.assertEqual(self.send(b"a SEARCH TEXT second SENTSINCE 1-Jan-1990\r\n"),
+                         b"* SEARCH 2\r\na OK SEARCH completed\r\n")
+        self.assertEqual(self.send(b"b SEARCH BODY second\r\n"),
+                         b"* SEARCH 2\r\nb OK SEARCH completed\r\n")
+        self.assertEqual(self.send(b"c SEARCH SENTBEFORE 1-Jan-2000\r\n"),
+                         b"* SEARCH 1\r\nc OK SEARCH completed\r\n")
+
+
+class SessionTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Several sessions on one mailbox: updates at command boundaries.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.deliver()
+        self.deliver()
+        self.other = self.connect()
+        self.select()
+        self.select(self.other)
+        self.mailbox = self.account.getMailbox("INBOX")
+
+    def test_existsAtNoop(self):
+        """Another session's APPEND shows as EXISTS at the next NOOP."""
+        self.send(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE), self.other)
+        self.assertEqual(self.send(b"b NOOP\r\n"),
+                         b"* 3 EXISTS\r\n* 2 RECENT\r\nb OK NOOP completed\r\n")
+
+    def test_expungeNotDuringFetch(self):
+        """EXPUNGE waits until a command that may send it; numbers stay valid."""
+        self.send(b"a STORE 1 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\n", self.other)
+        out = self.send(b"c FETCH 2 UID\r\n")
+        self.assertEqual(out, b"* 2 FETCH (UID 2)\r\nc OK FETCH completed\r\n")
+        self.assertEqual(self.send(b"d NOOP\r\n"), b"* 1 EXPUNGE\r\nd OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"e FETCH 1 UID\r\n"), b"* 1 FETCH (UID 2)\r\ne OK FETCH completed\r\n")
+
+    def test_flagsAtNoop(self):
+        """Another session's STORE shows as FETCH FLAGS."""
+        self.send(b"a STORE 2 +FLAGS.SILENT (\\Flagged)\r\n", self.other)
+        self.assertEqual(self.send(b"b NOOP\r\n"),
+                         b"* 2 FETCH (FLAGS (\\Flagged \\Recent))\r\nb OK NOOP completed\r\n")
+
+    def test_outsideDelivery(self):
+        """A delivery by another program (files only) is found by the next command's sync."""
+        self.mailbox.deliver(MESSAGE)
+        self.assertEqual(self.send(b"c NOOP\r\n", self.other),
+                         b"* 3 EXISTS\r\n* 1 RECENT\r\nc OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"),
+                         b"* 3 EXISTS\r\n* 2 RECENT\r\nb OK NOOP completed\r\n")
+
+    def test_idle(self):
+        """IDLE pushes EXISTS and EXPUNGE at once; only DONE ends it."""
+        self.assertEqual(self.send(b"i IDLE\r\n"), b"+ idling\r\n")
+        self.send(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE), self.other)
+        self.transport.clear()
+        self.clock.advance(0)
+        self.assertEqual(self.transport.value(), b"* 3 EXISTS\r\n* 2 RECENT\r\n")
+        self.send(b"b STORE 1 +FLAGS.SILENT (\\Deleted)\r\nc EXPUNGE\r\n", self.other)
+        self.transport.clear()
+        self.clock.advance(0)
+        self.assertEqual(self.transport.value(), b"* 1 EXPUNGE\r\n")
+        self.assertEqual(self.send(b"x NOOP\r\n"), b"* BAD Expected DONE to end IDLE\r\n")
+        self.assertEqual(self.send(b"DONE\r\n"), b"i OK IDLE terminated\r\n")
+
+    def test_idlePolls(self):
+        """While idle, deliveries by other programs arrive within a poll interval."""
+        self.send(b"i IDLE\r\n")
+        self.mailbox.deliver(MESSAGE)
+        self.transport.clear()
+        self.clock.advance(1)
+        self.assertIn(b"* 3 EXISTS\r\n", self.transport.value())
+        self.send(b"done\r\n")
+
+    def test_recentOnce(self):
+        """A new message is \\Recent in exactly one session."""
+        self.mailbox.deliver(MESSAGE)
+        self.assertEqual(self.send(b"a NOOP\r\n", self.other),
+                         b"* 3 EXISTS\r\n* 1 RECENT\r\na OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"),
+                         b"* 3 EXISTS\r\n* 2 RECENT\r\nb OK NOOP completed\r\n")
+
+    def test_mailboxDeleted(self):
+        """Deleting the selected mailbox elsewhere expunges everything here."""
+        self.send(b"a CREATE Box\r\n", self.other)
+        self.deliver(mailbox="Box")
+        self.send(b"b SELECT Box\r\n")
+        self.send(b"c DELETE Box\r\n", self.other)
+        self.assertEqual(self.send(b"d NOOP\r\n"), b"* 1 EXPUNGE\r\nd OK NOOP completed\r\n")
