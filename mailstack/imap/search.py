@@ -156,6 +156,16 @@ def _charset(part):
     return "utf-8"
 
 
+def _decodeText(data, charset):
+    """Decode with the declared charset; undeclared 8-bit text is tried as UTF-8."""
+    for candidate in (charset, "utf-8"):
+        try:
+            return data.decode(candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return data.decode(charset if charset != "ascii" else "latin-1", "replace")
+
+
 def _transferDecode(part, data):
     raw = part.header(b"content-transfer-encoding")
     encoding = raw.strip().lower() if raw else b""
@@ -201,7 +211,7 @@ def _bodyMatches(message, needle, withHeader):
                 continue
             f.seek(part.headerEnd)
             data = _transferDecode(part, f.read(part.size))
-            if needle in data.decode(_charset(part), "replace").casefold():
+            if needle in _decodeText(data, _charset(part)).casefold():
                 return True
     return False
 
