@@ -6,7 +6,6 @@ against a real Maildir store in a temporary directory.
 import base64
 import hashlib
 import hmac
-import os
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal

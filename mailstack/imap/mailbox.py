@@ -162,8 +162,8 @@ class IMAPAccount:
 
 def formatListLine(command, attributes, name):
     """C{* LIST (\\HasNoChildren) "/" "INBOX"}."""
-    return b"* %s %s %s %s" % (
-        command.encode("ascii"), formatFlags(attributes), string(DELIMITER),
+    return b"* %s (%s) %s %s" % (
+        command.encode("ascii"), " ".join(attributes).encode("ascii"), string(DELIMITER),
         string(encodeName(name)))
 
 
