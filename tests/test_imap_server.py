@@ -1313,3 +1313,32 @@ class StockIMAP4ServerDefectTests(unittest.TestCase):
         for name in (b"UIDPLUS", b"MOVE", b"ID", b"ENABLE", b"UNSELECT", b"LITERAL+",
                      b"SPECIAL-USE", b"CHILDREN", b"SASL-IR"):
             self.assertNotIn(name, out)
+
+
+class PipeliningTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Many pipelined commands, and large mailboxes.
+    """
+
+    def test_manyPipelinedFetches(self):
+        """Thousands of pipelined commands that complete at once do not nest."""
+        self.deliver()
+        self.select()
+        out = self.send(b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i for i in range(3000)))
+        self.assertEqual(out.count(b"OK FETCH completed"), 3000)
+
+    def test_selectDoesNotReadMessages(self):
+        """SELECT and FETCH FLAGS of a big folder never open a message."""
+        mailbox = self.account.getMailbox("INBOX")
+        for _ in range(300):
+            mailbox.deliver(MESSAGE)
+        mailbox.noteDelivery()
+
+        def refuse(uid):
+            raise AssertionError("message %d opened" % (uid,))
+        mailbox.openMessage = refuse
+        out = self.select()
+        self.assertIn(b"* 300 EXISTS\r\n", out)
+        out = self.send(b"a FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n")
+        self.assertEqual(out.count(b" FETCH (UID "), 300)
+        self.assertTrue(out.endswith(b"a OK FETCH completed\r\n"))

@@ -173,6 +173,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
         self._lineHandler = None
         self._pending = None
         self._paused = False
+        self._processing = False
         self._closing = False
         self._commands = 0
         self._badCommands = 0
@@ -257,6 +258,18 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
         self._process()
 
     def _process(self):
+        # A command whose Deferred fires at once completes inside this loop;
+        # its completion must not start a nested loop (deep recursion with
+        # many pipelined commands): the loop that is running goes on instead.
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            self._processBuffer()
+        finally:
+            self._processing = False
+
+    def _processBuffer(self):
         buffer = self._buffer
         maxLine = self.settings.maxLineLength
         while buffer and not self._closing:
