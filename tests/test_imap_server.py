@@ -406,6 +406,15 @@ class LimitTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a SEARCH " + keys + b"\r\n")
         self.assertTrue(out.endswith(b"a OK SEARCH completed\r\n"), out)
 
+    def test_longCommandWithBigLimit(self):
+        """With line_length 64 KB a 20 KB SEARCH works (Twisted disconnects over 16 KB)."""
+        session = self.connect(maxLineLength=65536)
+        self.select(session)
+        keys = b" ".join([b"OR SEEN UNSEEN"] * 1400)
+        self.assertGreater(len(keys), 20000)
+        out = self.send(b"a SEARCH " + keys + b"\r\n", session)
+        self.assertEqual(out, b"* SEARCH\r\na OK SEARCH completed\r\n")
+
     def test_appendTooBigSynchronizing(self):
         """An APPEND literal over the limit: NO [TOOBIG] instead of '+'."""
         self.login()

@@ -115,7 +115,7 @@ COMMANDS = {
     "STATUS": _command(AUTH, parser.args_status, "do_STATUS"),
     "APPEND": _command(AUTH, parser.args_append, "do_APPEND"),
     "NAMESPACE": _command(AUTH, None, "do_NAMESPACE", "NAMESPACE"),
-    "ENABLE": _command(AUTH, parser.args_enable, "do_ENABLE", "ENABLE"),
+    "ENABLE": _command((AUTHENTICATED,), parser.args_enable, "do_ENABLE", "ENABLE"),
     "IDLE": _command(AUTH, None, "do_IDLE", "IDLE"),
     "CHECK": _command((SELECTED,), None, "do_CHECK"),
     "CLOSE": _command((SELECTED,), None, "do_CLOSE"),
@@ -514,6 +514,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
     def _lastResort(self, failure):
         log.failure("imap {peer}: internal error", failure, peer=self.peerText())
         self._pending = None
+        if not self._closing:
+            self._process()
 
     def _complete(self, tag, name, result, resume=False):
         self._pending = None
@@ -523,7 +525,10 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
         if result is not None:
             status, code, text = result
             if self.state == SELECTED:
-                self.sendUpdates(allowExpunge=name not in NO_EXPUNGE)
+                try:
+                    self.sendUpdates(allowExpunge=name not in NO_EXPUNGE)
+                except Exception:
+                    log.failure("imap {peer}: sending updates failed", peer=self.peerText())
             self._tagged(tag, status, code, text)
         if resume and not self._closing:
             self._process()

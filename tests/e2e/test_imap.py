@@ -7,6 +7,7 @@ with real TLS (STARTTLS and implicit) and a real Maildir.
 import glob
 import imaplib
 import os
+import poplib
 import re
 import smtplib
 import socket
@@ -23,7 +24,8 @@ LISTENERS = (
     + listenerTOML("imap", tls="starttls", name="imapprod")
     + listenerTOML("imap", tls="none", name="imapplain", allow_plaintext_auth=True,
                    disabled=["IDLE", "MOVE"])
-    + listenerTOML("smtp", name="smtp"))
+    + listenerTOML("smtp", name="smtp")
+    + listenerTOML("pop3", name="pop3", allow_plaintext_auth=True))
 
 MESSAGE = (b"From: Alice <alice@lab.test>\r\nTo: demo@lab.test\r\nSubject: Hello\r\n"
            b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nHi,\r\nthis is the body.\r\n")
@@ -427,6 +429,58 @@ class TwoSessionTests(IMAPTestCase):
         self.assertEqual(plus, b"+ idling\r\n")
         self.assertEqual(pushed, b"* 1 EXISTS\r\n")
         self.assertEqual(done[-1], b"c OK IDLE terminated\r\n")
+
+
+class POP3InterplayTests(IMAPTestCase):
+    """
+    IMAP and POP3 on the same INBOX.
+    """
+
+    @defer.inlineCallbacks
+    def test_pop3RetrSeenInIMAP(self):
+        """A POP3 RETR sets \\Seen; an open IMAP session is told at its next NOOP."""
+        self.deliver(MESSAGE)
+
+        def session():
+            c = self.loggedIn()
+            c.select("INBOX")
+            p = poplib.POP3("127.0.0.1", self.port("pop3"), timeout=10)
+            p.user("demo@lab.test")
+            p.pass_("demo")
+            p.retr(1)
+            p.quit()
+            c.untagged_responses.clear()
+            c.noop()
+            update = c.untagged_responses.get("FETCH")
+            c.logout()
+            return update
+        self.assertEqual((yield self.inThread(session)), [b"1 (FLAGS (\\Seen \\Recent))"])
+
+    @defer.inlineCallbacks
+    def test_imapExpungeSeenByPOP3(self):
+        """A message expunged over IMAP is gone for the next POP3 session; flags set in
+        IMAP are in the file POP3 serves."""
+        self.deliver(MESSAGE)
+        self.deliver(MULTIPART)
+
+        def session():
+            c = self.loggedIn()
+            c.select("INBOX")
+            c.store("1", "+FLAGS", r"(\Deleted)")
+            c.store("2", "+FLAGS", r"(\Answered)")
+            c.expunge()
+            c.logout()
+            p = poplib.POP3("127.0.0.1", self.port("pop3"), timeout=10)
+            p.user("demo@lab.test")
+            p.pass_("demo")
+            count = p.stat()[0]
+            lines = p.retr(1)[1]
+            p.quit()
+            return count, lines
+        count, lines = yield self.inThread(session)
+        self.assertEqual(count, 1)
+        self.assertEqual(b"".join(line + b"\r\n" for line in lines), MULTIPART)
+        self.assertEqual(self.inbox().messages()[0].flags, {"\\Answered", "\\Seen"})
 
 
 class RFC3501SampleTests(IMAPTestCase):
