@@ -96,8 +96,6 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
 
     def test_greeting(self):
         """The greeting carries the capabilities (lab: plaintext auth allowed)."""
-        server, transport = self.connect()
-        transport.clear()
         server2 = IMAPServer(IMAPSettings(**self.settings), self.portal, self.clock)
         t2 = StringTransport()
         server2.makeConnection(t2)

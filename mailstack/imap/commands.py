@@ -92,7 +92,7 @@ class MailboxCommands:
         self._deselect()
         store = self.account.getMailbox(self._name(wire))
         view = MailboxView(store, readOnly, notify=self._changesArrived)
-        infos = store.messages()
+        infos = view.initialInfos
         flags = list(SYSTEM_FLAGS) + sorted(store.keywords())
         self.untagged(b"FLAGS " + formatFlags(flags))
         if readOnly:

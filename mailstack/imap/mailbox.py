@@ -190,7 +190,8 @@ class MailboxView:
         self._own = frozenset()
         store.addListener(self)
         self.recent.update(store.sync().recent)
-        self.uids = [info.uid for info in store.messages()]
+        self.initialInfos = store.messages()
+        self.uids = [info.uid for info in self.initialInfos]
         self._added.clear()
         self._expunged.clear()
         self._flagsChanged.clear()
@@ -321,6 +322,7 @@ class MailboxView:
 
     def noteReported(self):
         """The current EXISTS/RECENT counts have been sent (SELECT)."""
+        self.initialInfos = None
         self._reportedExists = len(self.uids)
         self._reportedRecent = self.recentCount()
 
