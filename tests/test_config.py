@@ -30,6 +30,12 @@ class ShippedConfigTests(unittest.TestCase):
         self.assertEqual(config.server.data_dir, ROOT / "var")
         for listener in config.listeners:
             self.assertEqual(listener.address[0], "127.0.0.1", listener.name)
+        self.assertEqual(
+            sorted((l.protocol, l.address[1], l.tls) for l in config.listeners),
+            [("imap", 3143, "starttls"), ("imap", 3993, "implicit"),
+             ("pop3", 3110, "starttls"), ("pop3", 3995, "implicit"),
+             ("smtp", 3025, "starttls"), ("submission", 3465, "implicit"),
+             ("submission", 3587, "starttls")])
 
     def test_productionConfig(self):
         """The production config has no demo account and no plaintext auth."""
@@ -41,6 +47,12 @@ class ShippedConfigTests(unittest.TestCase):
         self.assertFalse(config.lab.demo_account)
         self.assertFalse(config.lab.transcripts)
         self.assertEqual(config.server.data_dir, Path("/var/lib/mailstack"))
+        self.assertEqual(
+            sorted((l.protocol, l.address[1], l.tls) for l in config.listeners),
+            [("imap", 143, "starttls"), ("imap", 993, "implicit"),
+             ("pop3", 110, "starttls"), ("pop3", 995, "implicit"),
+             ("smtp", 25, "starttls"), ("submission", 465, "implicit"),
+             ("submission", 587, "starttls")])
         for listener in config.listeners:
             self.assertFalse(listener.allow_plaintext_auth, listener.name)
             self.assertIn(listener.address[0], ("", "0.0.0.0", "::"), listener.name)
