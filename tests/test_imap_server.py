@@ -45,6 +45,7 @@ class IMAPTestMixin:
                     allowPlaintextAuth=True, maxBadCommands=5, maxLineLength=1024,
                     maxLiteralSize=4096, authFailuresDelay=2, authFailuresDisconnect=4,
                     idleTimeout=1800, loginTimeout=60)
+    threadRunner = None
 
     def setUp(self):
         self.clock = task.Clock()
@@ -57,7 +58,8 @@ class IMAPTestMixin:
     def connect(self, cramAvailable=None, **overrides):
         settings = dict(self.settings)
         settings.update(overrides)
-        server = IMAPServer(IMAPSettings(**settings), self.portal, self.clock, cramAvailable)
+        server = IMAPServer(IMAPSettings(**settings), self.portal, self.clock, cramAvailable,
+                            self.threadRunner)
         transport = FakeTLSTransport()
         server.makeConnection(transport)
         self.assertTrue(transport.value().startswith(b"* OK [CAPABILITY IMAP4rev1 "))

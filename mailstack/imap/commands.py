@@ -14,7 +14,7 @@ import collections
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.imap import fetch, search
+from mailstack.imap import cooperative, fetch, search
 from mailstack.imap.mailbox import (
     DELIMITER, BadMailboxName, MailboxView, decodeName, formatListLine, statusLine)
 from mailstack.imap.output import ResponseStreamer
@@ -182,6 +182,11 @@ class MailboxCommands:
         return ("OK", None, "STATUS completed")
 
     def do_APPEND(self, tag, mailbox, flags, date, message):
+        """
+        The message is written, fsynced and renamed into place in a worker
+        thread (L{IMailboxStore.placeMessage}); back in the reactor thread it
+        gets its UID (L{IMailboxStore.adopt}); only then is OK sent.
+        """
         name = self._name(mailbox)
         flags = _checkFlags(flags)
         if isinstance(message, bytes):
@@ -192,11 +197,24 @@ class MailboxCommands:
         if size == 0:
             return ("NO", None, "Cannot append an empty message")
         target = self.account.getMailbox(name)
-        uid = target.append(message, flags, date)
-        code = None
-        if self.extensionEnabled("UIDPLUS"):
-            code = "APPENDUID %d %d" % (target.uidValidity, uid)
-        return ("OK", code, "APPEND completed")
+        if message in self._spools:
+            # The worker thread reads the spool: it is closed when the thread is
+            # done, not when the connection drops.
+            self._spools.remove(message)
+        d = self.runInThread(target.placeMessage, message, flags, date)
+
+        def placed(key):
+            uid = target.adopt(key)
+            code = None
+            if self.extensionEnabled("UIDPLUS"):
+                code = "APPENDUID %d %d" % (target.uidValidity, uid)
+            return ("OK", code, "APPEND completed")
+
+        def closeSpool(result):
+            if not isinstance(message, bytes):
+                message.close()
+            return result
+        return d.addBoth(closeSpool).addCallback(placed)
 
     def do_NAMESPACE(self, tag):
         self.untagged(b'NAMESPACE (("" "/")) NIL NIL')
@@ -284,16 +302,39 @@ class MailboxCommands:
         return self._search(charset, key, byUID=True)
 
     def _search(self, charset, key, byUID):
+        """
+        Header and body keys read message files: that runs in bursts
+        (L{cooperative.run}) so other sessions are served meanwhile; this
+        session's next commands wait (the Deferred holds its queue).
+        """
+        view = self.view
         try:
-            uids = search.search(self.view, key, charset, self.fetchCache)
+            program = search.compileKey(key, charset, view)
         except search.BadCharset:
             return ("NO", "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
-        if byUID:
-            numbers = uids
-        else:
-            numbers = [self.view.sequenceNumber(uid) for uid in uids]
-        self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
-        return ("OK", None, "SEARCH completed")
+        found = []
+
+        def steps():
+            for step in search.searchSteps(view, program, self.fetchCache, found):
+                if self._closing or self.view is not view:
+                    return
+                yield step
+
+        def answer(_=None):
+            if self._closing or self.view is not view:
+                return None
+            if byUID:
+                numbers = found
+            else:
+                numbers = [view.sequenceNumber(uid) for uid in found]
+            self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
+            return ("OK", None, "SEARCH completed")
+        # Flag, size, date and UID keys need no message file: no reason to wait.
+        burst = None if search.needsContent(program) else float("inf")
+        d = cooperative.run(steps(), self.clock, burst)
+        if d is None:
+            return answer()
+        return d.addCallback(answer)
 
     def do_STORE(self, tag, messages, mode, silent, flags):
         return self._store(messages, mode, silent, flags, byUID=False)

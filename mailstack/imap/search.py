@@ -299,16 +299,17 @@ def _headerMatchesAny(message, needle):
     return needle in _allHeaderText(message.header())
 
 
-def search(view, key, charset=None, cache=None):
+def searchSteps(view, program, cache=None, found=None):
     """
-    @return: the UIDs in C{view} (in sequence order) whose messages match.
-    @raise BadCharset: for a CHARSET Python cannot decode.
+    Test the messages of C{view} one per step (a generator, for
+    L{mailstack.imap.cooperative.run}), appending matching UIDs to C{found}
+    in sequence order.
+
+    @param program: from L{compileKey}.
     """
-    program = compileKey(key, charset, view)
     infos = view.messageInfos()
     star = view.uids[-1] if view.uids else 0
-    found = []
-    for uid in view.uids:
+    for uid in list(view.uids):
         info = infos.get(uid)
         if info is None:
             continue
@@ -316,5 +317,21 @@ def search(view, key, charset=None, cache=None):
             if matches(program, _Message(view, info, cache), star):
                 found.append(uid)
         except NoSuchMessage:
-            continue
+            pass
+        yield
+
+
+def needsContent(program):
+    """Whether a compiled key reads message files (headers or bodies)."""
+    return _cost(program) > 0
+
+
+def search(view, key, charset=None, cache=None):
+    """
+    @return: the UIDs in C{view} (in sequence order) whose messages match.
+    @raise BadCharset: for a CHARSET Python cannot decode.
+    """
+    found = []
+    for _ in searchSteps(view, compileKey(key, charset, view), cache, found):
+        pass
     return found

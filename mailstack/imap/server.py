@@ -26,8 +26,8 @@ import dataclasses
 import re
 import tempfile
 
-from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -139,20 +139,33 @@ COMMANDS = {
 NO_EXPUNGE = ("FETCH", "STORE", "SEARCH")
 
 
+def _threadRunner(clock):
+    """C{deferToThreadPool} on C{clock} if it is a reactor with threads, else inline."""
+    if IReactorThreads.providedBy(clock):
+        return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
+    return defer.maybeDeferred
+
+
 class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin):
     """
     One IMAP session.
 
     @param cramAvailable: callable saying whether CRAM-MD5 can work (some
         user's secret is stored in plaintext).
+    @param runInThread: C{f(callable, *args) -> Deferred} running blocking
+        file work (APPEND's write and fsync) off the reactor thread; by default
+        the clock's thread pool if it is a reactor, else the calling thread.
     """
 
-    def __init__(self, settings, portal, clock=None, cramAvailable=None):
+    def __init__(self, settings, portal, clock=None, cramAvailable=None, runInThread=None):
         self.settings = settings
         self.portal = portal
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
+        if runInThread is None:
+            runInThread = _threadRunner(clock)
+        self.runInThread = runInThread
         self.callLater = clock.callLater  # for TimeoutMixin
         self.cramAvailable = cramAvailable or (lambda: False)
         self.state = NOT_AUTHENTICATED
@@ -627,14 +640,16 @@ class IMAPFactory(Factory):
 
     protocol = IMAPServer
 
-    def __init__(self, settings, portal, clock=None, cramAvailable=None):
+    def __init__(self, settings, portal, clock=None, cramAvailable=None, runInThread=None):
         self.settings = settings
         self.portal = portal
         self.clock = clock
         self.cramAvailable = cramAvailable
+        self.runInThread = runInThread
 
     def buildProtocol(self, addr):
-        p = IMAPServer(self.settings, self.portal, self.clock, self.cramAvailable)
+        p = IMAPServer(self.settings, self.portal, self.clock, self.cramAvailable,
+                       self.runInThread)
         p.factory = self
         return p
 

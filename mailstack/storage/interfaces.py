@@ -17,10 +17,10 @@ Conventions shared by every method below:
  - System flags are the IMAP names ``\\Seen \\Answered \\Flagged \\Deleted \\Draft``;
    any other flag is a keyword. ``\\Recent`` is never stored: it is session state
    reported through L{IMailboxStore.sync}.
- - Methods are synchronous and may touch the disk. Delivery (L{IMailboxStore.deliver})
-   touches only files, holds no in-memory state, and is safe to run in a thread
-   (callers use C{deferToThread} so fsync never stalls the reactor). Every other
-   method must be called from the reactor thread.
+ - Methods are synchronous and may touch the disk. Delivery (L{IMailboxStore.deliver}
+   and L{IMailboxStore.placeMessage}) touches only files, holds no in-memory state,
+   and is safe to run in a thread (callers use C{deferToThread} so fsync never
+   stalls the reactor). Every other method must be called from the reactor thread.
 """
 
 from zope.interface import Attribute, Interface
@@ -168,9 +168,32 @@ class IMailboxStore(Interface):
 
     def append(source, flags=(), internalDate=None):
         """
-        L{deliver} then L{sync}; for IMAP APPEND, which must report the UID.
+        L{placeMessage} then L{adopt}, both in the calling thread; for callers
+        that may block (tests, tools). Servers use the two steps instead.
 
         @return: the new message's UID.
+        """
+
+    def placeMessage(source, flags=(), internalDate=None):
+        """
+        First half of an IMAP APPEND: store the message durably exactly as
+        L{deliver} does (temporary file, fsync, rename into place, fsync the
+        directory). Thread-safe; touches no in-memory state; the message has no
+        UID yet. Run it in a worker thread, then call L{adopt} in the reactor
+        thread with the result.
+
+        @return: an opaque "placed" token for L{adopt}.
+        @raise NoSuchMailbox: if the mailbox was deleted.
+        """
+
+    def adopt(placed):
+        """
+        Second half of an IMAP APPEND, in the reactor thread: give the message
+        placed by L{placeMessage} its UID (a sync) and notify listeners. The
+        message is not claimed as \\Recent by anybody (as with L{noteDelivery}).
+
+        @return: the new message's UID.
+        @raise StoreError: if the message vanished before it got a UID.
         """
 
     def noteDelivery():

@@ -432,12 +432,19 @@ class MaildirMailbox:
         fsyncDirectory(self._sub(subdir))
         return base
 
-    def append(self, source, flags=(), internalDate=None):
-        key = self.deliver(source, flags, internalDate)
-        self._sync(claimRecent=False)
-        if key not in self._byBase:
+    def placeMessage(self, source, flags=(), internalDate=None):
+        return self.deliver(source, flags, internalDate)
+
+    def adopt(self, placed):
+        if self._gone:
+            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        self._sync(claimRecent=False, order={placed: 0})
+        if placed not in self._byBase:
             raise StoreError("appended message vanished before it got a UID")
-        return self._byBase[key]
+        return self._byBase[placed]
+
+    def append(self, source, flags=(), internalDate=None):
+        return self.adopt(self.placeMessage(source, flags, internalDate))
 
     def setFlags(self, uid, flags):
         entry = self._entry(uid)

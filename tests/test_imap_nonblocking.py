@@ -1,0 +1,204 @@
+"""
+Tests that IMAP work never blocks the reactor: L{mailstack.imap.cooperative}
+(bursts of SEARCH work), APPEND's file write in a worker thread, and another
+session served while a long SEARCH runs.
+"""
+
+import glob
+import os
+import time
+
+from twisted.internet import defer, task
+from twisted.trial import unittest
+
+from mailstack.imap import cooperative, search
+from tests.test_imap_server import MESSAGE, IMAPTestMixin
+
+
+class RunTests(unittest.TestCase):
+    """
+    L{cooperative.run}: bursts, then later reactor turns.
+    """
+
+    def test_finishesInOneBurst(self):
+        """Quick work runs at once and returns None."""
+        done = []
+        self.assertIsNone(cooperative.run((done.append(i) for i in range(5)), task.Clock()))
+        self.assertEqual(done, [0, 1, 2, 3, 4])
+
+    def test_yieldsToTheReactor(self):
+        """Work longer than a burst goes on in later turns; the Deferred fires at the end."""
+        clock = task.Clock()
+        done = []
+        d = cooperative.run((done.append(i) for i in range(3)), clock, burst=0)
+        self.assertEqual(done, [0])
+        fired = []
+        d.addCallback(fired.append)
+        self.assertEqual(clock.getDelayedCalls()[0].getTime(), 0)
+        clock.advance(0)  # runs the later turns scheduled meanwhile too
+        self.assertEqual(done, [0, 1, 2])
+        self.assertEqual(fired, [None])
+
+    def test_errorLater(self):
+        """An error in a later burst fails the Deferred."""
+        clock = task.Clock()
+
+        def steps():
+            yield
+            raise ValueError("boom")
+        d = cooperative.run(steps(), clock, burst=0)
+        clock.advance(0)
+        self.failureResultOf(d, ValueError)
+
+
+class ThreadedAppendTests(IMAPTestMixin, unittest.TestCase):
+    """
+    APPEND writes and fsyncs in a worker thread; the UID is given, and OK sent,
+    back in the reactor thread.
+    """
+
+    def setUp(self):
+        self.calls = []
+        IMAPTestMixin.setUp(self)
+
+    def threadRunner(self, f, *args):
+        d = defer.Deferred()
+        self.calls.append((f, args, d))
+        return d
+
+    def inboxFiles(self):
+        path = self.account.getMailbox("INBOX").path
+        return glob.glob(os.path.join(path, "new", "*")) + glob.glob(os.path.join(path, "cur", "*"))
+
+    def test_okAfterTheFileExists(self):
+        """No OK while the thread writes; after it, the file exists and OK carries its UID."""
+        self.login()
+        out = self.send(b"a APPEND INBOX {%d+}\r\n%s\r\nb NOOP\r\n" % (len(MESSAGE), MESSAGE))
+        self.assertEqual(out, b"")
+        self.assertEqual(self.inboxFiles(), [])
+        [(f, args, d)] = self.calls
+        self.assertEqual(f.__name__, "placeMessage")
+        key = f(*args)  # what the worker thread does
+        [path] = self.inboxFiles()
+        self.assertIn(key, path)
+        self.assertEqual(self.transport.value(), b"")
+        d.callback(key)
+        inbox = self.account.getMailbox("INBOX")
+        self.assertEqual(self.transport.value(),
+                         b"a OK [APPENDUID %d 1] APPEND completed\r\nb OK NOOP completed\r\n"
+                         % (inbox.uidValidity,))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), MESSAGE)
+
+    def test_selectedSeesExists(self):
+        """Appending to the selected mailbox: EXISTS before the tagged OK."""
+        self.select()
+        self.send(b"a APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+        [(f, args, d)] = self.calls
+        self.transport.clear()
+        d.callback(f(*args))
+        out = self.transport.value()
+        self.assertIn(b"* 1 EXISTS\r\n", out)
+        self.assertTrue(out.endswith(b"APPEND completed\r\n"), out)
+
+    def test_failureInThread(self):
+        """A store error in the thread becomes NO; the session goes on."""
+        self.login()
+        self.account.createMailbox("Gone")
+        self.send(b"a APPEND Gone {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+        [(f, args, d)] = self.calls
+        self.account.deleteMailbox("Gone")
+        try:
+            f(*args)
+        except Exception as e:
+            d.errback(e)
+        self.assertEqual(self.transport.value(),
+                         b"a NO [TRYCREATE] mailbox Gone no longer exists\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_bigLiteralSpoolClosedAfterThread(self):
+        """A spooled (file) message stays open until the thread is done with it."""
+        big = MESSAGE + b"x" * 70000 + b"\r\n"
+        session = self.connect(maxLiteralSize=200000)
+        self.login(session)
+        self.send(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(big), big), session)
+        [(f, args, d)] = self.calls
+        spool = args[0]
+        self.assertFalse(spool.closed)
+        session[0].connectionLost(None)  # the client goes away meanwhile
+        self.assertFalse(spool.closed)
+        d.callback(f(*args))
+        self.assertTrue(spool.closed)
+        self.assertEqual(len(self.inboxFiles()), 1)
+
+
+class CooperativeSearchTests(IMAPTestMixin, unittest.TestCase):
+    """
+    A SEARCH over bodies runs in bursts: other sessions are answered meanwhile,
+    and the searching session's next commands wait for it.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.patch(cooperative, "BURST", 0)
+        for i in range(20):
+            self.deliver(MESSAGE.replace(b"Hi Bob", b"Hi %d" % (i,)))
+
+    def test_otherSessionServed(self):
+        """While A searches, B's NOOP is answered; A's answer comes at the end."""
+        self.select()
+        other = self.connect()
+        self.select(other)
+        out = self.send(b"a SEARCH BODY \"Hi 7\"\r\na2 NOOP\r\n")
+        self.assertEqual(out, b"")
+        self.assertEqual(self.send(b"b NOOP\r\n", other), b"b OK NOOP completed\r\n")
+        self.transport.clear()
+        for _ in range(30):
+            self.clock.advance(0)
+        self.assertEqual(self.transport.value(),
+                         b"* SEARCH 8\r\na OK SEARCH completed\r\na2 OK NOOP completed\r\n")
+
+    def test_cheapKeysSynchronous(self):
+        """Flag-only searches need no message file and answer at once."""
+        self.select()
+        self.assertEqual(self.send(b"a SEARCH UNSEEN LARGER 10\r\n"),
+                         b"* SEARCH " + b" ".join(b"%d" % i for i in range(1, 21))
+                         + b"\r\na OK SEARCH completed\r\n")
+
+    def test_disconnectDuringSearch(self):
+        """A session that goes away mid-search stops searching quietly."""
+        self.select()
+        self.send(b"a SEARCH TEXT nothing\r\n")
+        self.server.connectionLost(None)
+        for _ in range(30):
+            self.clock.advance(0)
+        self.assertEqual(self.transport.value(), b"")
+
+
+class SlowMatcherTests(unittest.TestCase):
+    """
+    L{search.searchSteps} does one message per step.
+    """
+
+    def test_stepsPerMessage(self):
+        """Each step tests one message; found UIDs accumulate in order."""
+        class View:
+            uids = [1, 2, 3]
+
+            def messageInfos(self):
+                return {uid: type("I", (), {"uid": uid, "flags": frozenset(), "size": 10,
+                                            "internalDate": time.time()})() for uid in self.uids}
+        found = []
+        steps = search.searchSteps(View(), ("UID", _UIDSet({1, 3})), None, found)
+        next(steps)
+        self.assertEqual(found, [1])
+        list(steps)
+        self.assertEqual(found, [1, 3])
+
+
+class _UIDSet:
+    def __init__(self, uids):
+        self.uids = uids
+
+    def containsUID(self, uid, star):
+        return uid in self.uids
