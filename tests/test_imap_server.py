@@ -553,10 +553,23 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
         mailbox = self.account.getMailbox("My Folder")
         self.assertEqual(
             self.send(b'b STATUS "My Folder" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)\r\n'),
-            b'* STATUS "My Folder" (MESSAGES 1 UNSEEN 1 UIDNEXT 2 UIDVALIDITY %d RECENT 0)\r\n'
+            b'* STATUS "My Folder" (MESSAGES 1 UNSEEN 1 UIDNEXT 2 UIDVALIDITY %d RECENT 1)\r\n'
             b"b OK STATUS completed\r\n" % (mailbox.uidValidity,))
         self.assertEqual(self.send(b"c STATUS nothere (MESSAGES)\r\n"),
                          b"c NO [NONEXISTENT] no mailbox named nothere\r\n")
+
+    def test_statusRecentUnselected(self):
+        """STATUS RECENT: unclaimed messages elsewhere, this session's \\Recent here."""
+        self.login()
+        self.deliver()
+        self.deliver()
+        self.assertIn(b"(RECENT 2)", self.send(b"a STATUS INBOX (RECENT)\r\n"))
+        other = self.connect()
+        self.select(other)  # claims both as \Recent
+        self.assertIn(b"(RECENT 0)", self.send(b"b STATUS INBOX (RECENT)\r\n"))
+        self.assertIn(b"(RECENT 2)", self.send(b"c STATUS INBOX (RECENT)\r\n", other))
+        self.deliver()
+        self.assertIn(b"(RECENT 1)", self.send(b"d STATUS INBOX (RECENT)\r\n"))
 
     def test_createDeleteRename(self):
         """Response codes for the usual failures."""

@@ -750,3 +750,38 @@ class CopyTests(MaildirTestCase):
         """Copying into a mailbox deleted meanwhile fails with NoSuchMailbox."""
         self.account.deleteMailbox("Saved")
         self.assertRaises(NoSuchMailbox, self.inbox.copyTo, [1], self.saved)
+
+
+class TwoStepAppendTests(TestCase):
+    """
+    placeMessage (thread-safe, files only) then adopt (UID), and unclaimedCount.
+    """
+
+    def setUp(self):
+        self.inbox = MaildirStore(self.mktemp()).account("a@lab.test").getMailbox("INBOX")
+
+    def test_placeThenAdopt(self):
+        """The placed file has no UID until adopted; adopt returns it."""
+        placed = self.inbox.placeMessage(b"Subject: x\r\n\r\nbody\r\n", {"\\Seen"})
+        self.assertEqual(self.inbox.messages(), [])
+        uid = self.inbox.adopt(placed)
+        [info] = self.inbox.messages()
+        self.assertEqual((info.uid, info.key, info.flags), (uid, placed, frozenset({"\\Seen"})))
+
+    def test_adoptRanksFirst(self):
+        """A message placed after another program's delivery still gets its own UID back."""
+        first = self.inbox.placeMessage(b"one\r\n")
+        second = self.inbox.placeMessage(b"two\r\n")
+        uid = self.inbox.adopt(second)
+        self.assertEqual(self.inbox.messageInfo(uid).key, second)
+        self.assertNotEqual(self.inbox.messageInfo(self.inbox.adopt(first)).key, second)
+
+    def test_unclaimedCount(self):
+        """Messages in new/ count until a session's sync claims them."""
+        self.inbox.deliver(b"one\r\n")
+        self.inbox.deliver(b"two\r\n")
+        self.inbox.append(b"three\r\n", {"\\Seen"})  # straight to cur/
+        self.inbox.noteDelivery()
+        self.assertEqual(self.inbox.unclaimedCount(), 2)
+        self.assertEqual(len(self.inbox.sync().recent), 2)
+        self.assertEqual(self.inbox.unclaimedCount(), 0)

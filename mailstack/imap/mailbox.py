@@ -152,7 +152,8 @@ class IMAPAccount:
         messages = mailbox.messages()
         values = {
             "MESSAGES": len(messages),
-            "RECENT": len(view.recent) if view is not None and view.store is mailbox else 0,
+            "RECENT": (view.recentCount() if view is not None and view.store is mailbox
+                       else mailbox.unclaimedCount()),
             "UIDNEXT": mailbox.uidNext,
             "UIDVALIDITY": mailbox.uidValidity,
             "UNSEEN": sum(1 for info in messages if "\\Seen" not in info.flags),

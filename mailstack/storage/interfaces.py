@@ -208,6 +208,13 @@ class IMailboxStore(Interface):
         @return: the L{Changes} found (C{recent} always empty).
         """
 
+    def unclaimedCount():
+        """
+        How many messages no session has claimed as \\Recent yet (as of the last
+        sync; Maildir: the files still in new/). IMAP STATUS RECENT of a mailbox
+        the asking session has not selected (what Dovecot reports).
+        """
+
     def setFlags(uid, flags):
         """
         Replace the flags of a message (system flags and keywords) and persist them.

@@ -368,6 +368,9 @@ class MaildirMailbox:
     def messages(self):
         return [self._info(self._entries[uid]) for uid in self._sortedUIDs]
 
+    def unclaimedCount(self):
+        return sum(1 for entry in self._entries.values() if entry.subdir == "new")
+
     def messageInfo(self, uid):
         return self._info(self._entry(uid))
 
