@@ -53,6 +53,9 @@ class IMAPTestMixin:
         checker = InMemoryUsernamePasswordDatabaseDontUse(**{"alice@lab.test": b"secret"})
         self.portal = Portal(MailRealm(self.store, avatarAdapters()), [checker])
         self.account = self.store.account("alice@lab.test")
+        # An account set up before: no default folders at login (see
+        # test_imap_extensions for those).
+        self.account.createDefaultMailboxes([])
         self.server, self.transport = self.connect()
 
     def connect(self, cramAvailable=None, **overrides):
@@ -104,7 +107,8 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(
             t2.value(),
             b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=LOGIN LITERAL+ SASL-IR ID "
-            b"ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE APPENDLIMIT=4096]"
+            b"ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
+            b"LIST-EXTENDED LIST-STATUS APPENDLIMIT=4096]"
             b" mail.lab.test mailstack IMAP4rev1 ready\r\n")
         server2.connectionLost(None)
 
@@ -199,7 +203,7 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         """An exception becomes NO [SERVERBUG]; the session continues."""
         self.login()
 
-        def broken(tag, mailbox):
+        def broken(tag, mailbox, uses):
             raise RuntimeError("boom")
         self.server.do_CREATE = broken
         self.assertEqual(self.send(b"a CREATE x\r\n"), b"a NO [SERVERBUG] Internal error\r\n")
@@ -274,7 +278,8 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a LOGIN alice@lab.test secret\r\n")
         self.assertEqual(
             out, b"a OK [CAPABILITY IMAP4rev1 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS"
-                 b" MOVE CHILDREN SPECIAL-USE APPENDLIMIT=4096] Logged in\r\n")
+                 b" MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
+                 b" APPENDLIMIT=4096] Logged in\r\n")
         self.assertEqual(self.server.state, "authenticated")
 
     def test_loginLiterals(self):
@@ -514,7 +519,7 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
     def test_list(self):
         """Children, special use, names as created (not upper-cased)."""
         self.login()
-        for name in (b"Sent", b"Lists/Python", b"my-Box_1"):
+        for name in (b"Sent (USE (\\Sent))", b"Lists/Python", b"my-Box_1"):
             self.assertEqual(self.send(b"c CREATE " + name + b"\r\n"), b"c OK CREATE completed\r\n")
         self.assertEqual(
             self.send(b'a LIST "" *\r\n'),

@@ -14,7 +14,7 @@ import collections
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.imap import cooperative, fetch, search
+from mailstack.imap import cooperative, fetch, listing, search
 from mailstack.imap.mailbox import (
     DELIMITER, BadMailboxName, MailboxView, decodeName, formatListLine, statusLine)
 from mailstack.imap.output import ResponseStreamer
@@ -22,7 +22,7 @@ from mailstack.imap.parser import SYSTEM_FLAGS, FetchAttribute
 from mailstack.imap.response import (
     Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
 from mailstack.storage import mutf7
-from mailstack.storage.interfaces import NoSuchMessage
+from mailstack.storage.interfaces import NoSuchMessage, StoreError
 
 log = Logger()
 
@@ -117,11 +117,19 @@ class MailboxCommands:
             return ("OK", "READ-ONLY", "EXAMINE completed")
         return ("OK", "READ-WRITE", "SELECT completed")
 
-    def do_CREATE(self, tag, mailbox):
+    def do_CREATE(self, tag, mailbox, uses=None):
         name = self._name(mailbox)
+        if uses is not None:
+            if not self.extensionEnabled("CREATE-SPECIAL-USE"):
+                raise Refusal("CREATE parameters are not available", status="BAD")
+            unknown = [use for use in uses if use not in listing.USE_ATTRIBUTES]
+            if unknown:
+                return ("NO", "USEATTR", "Unsupported special use %s" % (unknown[0],))
         if name.rstrip(DELIMITER) == "INBOX":
             return ("NO", "ALREADYEXISTS", "INBOX always exists")
         self.account.store.createMailbox(name)
+        if uses:
+            self.account.store.setSpecialUse(name.rstrip(DELIMITER), uses)
         return ("OK", None, "CREATE completed")
 
     def do_DELETE(self, tag, mailbox):
@@ -152,17 +160,50 @@ class MailboxCommands:
             root = reference.split(DELIMITER.encode(), 1)[0] + DELIMITER.encode()
         self.untagged(b'%s (\\Noselect) "/" %s' % (command, string(root)))
 
-    def do_LIST(self, tag, reference, pattern):
-        if not pattern:
-            self._listRoot(b"LIST", reference)
+    def do_LIST(self, tag, command):
+        if command.extended and not self.extensionEnabled("LIST-EXTENDED"):
+            raise Refusal("LIST options are not available (no LIST-EXTENDED)", status="BAD")
+        if command.statusItems and not self.extensionEnabled("LIST-STATUS"):
+            raise Refusal("LIST RETURN (STATUS) is not available", status="BAD")
+        if "SPECIAL-USE" in command.selection | command.returns and not self.extensionEnabled(
+                "SPECIAL-USE"):
+            raise Refusal("SPECIAL-USE is not available", status="BAD")
+        self._checkStatusItems(command.statusItems)
+        patterns = [p for p in command.patterns if p]
+        if not patterns:
+            self._listRoot(b"LIST", command.reference)
             return ("OK", None, "LIST completed")
-        decoded = self._listArguments(reference, pattern)
-        if decoded is not None:
-            for attributes, name in self.account.listMailboxes(
-                    decoded[0], decoded[1], specialUse=self.extensionEnabled("SPECIAL-USE"),
-                    children=self.extensionEnabled("CHILDREN")):
-                self.write(formatListLine("LIST", attributes, name) + b"\r\n")
+        decoded = [self._listArguments(command.reference, p) for p in patterns]
+        decoded = [d for d in decoded if d is not None]
+        if not decoded:
+            return ("OK", None, "LIST completed")
+        entries = self.account.listMailboxes(
+            decoded[0][0], [d[1] for d in decoded], selection=command.selection,
+            returns=command.returns, extended=command.extended,
+            specialUse=self.extensionEnabled("SPECIAL-USE"),
+            children=self.extensionEnabled("CHILDREN"))
+        for attributes, name, childInfo in entries:
+            self.write(formatListLine("LIST", attributes, name, childInfo) + b"\r\n")
+            if (command.statusItems and "\\Noselect" not in attributes
+                    and "\\NonExistent" not in attributes):
+                self._listStatus(name, command.statusItems)
         return ("OK", None, "LIST completed")
+
+    def _listStatus(self, name, items):
+        """LIST-STATUS (RFC 5819): a STATUS line after the mailbox's LIST line."""
+        try:
+            values = self.account.status(name, items, self._selectedView(name))
+        except StoreError:
+            return  # gone meanwhile, or unreadable: no STATUS for it
+        self.write(statusLine(name, values) + b"\r\n")
+
+    def _selectedView(self, name):
+        view = self.view
+        return view if view is not None and view.store.name == name else None
+
+    def _checkStatusItems(self, items):
+        if "HIGHESTMODSEQ" in items and not self.extensionEnabled("CONDSTORE"):
+            raise Refusal("Unknown STATUS item HIGHESTMODSEQ", status="BAD")
 
     def do_LSUB(self, tag, reference, pattern):
         if not pattern:
@@ -175,9 +216,9 @@ class MailboxCommands:
         return ("OK", None, "LSUB completed")
 
     def do_STATUS(self, tag, mailbox, items):
+        self._checkStatusItems(items)
         name = self._name(mailbox)
-        view = self.view if self.view is not None and self.view.store.name == name else None
-        values = self.account.status(name, items, view)
+        values = self.account.status(name, items, self._selectedView(name))
         self.write(statusLine(name, values) + b"\r\n")
         return ("OK", None, "STATUS completed")
 

@@ -14,20 +14,18 @@ another session keeps its number until this session is told.
 
 import bisect
 import contextlib
-import re
 
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from mailstack.imap import listing
 from mailstack.imap.response import formatFlags, string
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import IMailboxListener, NoSuchMessage, StoreError
 
 log = Logger()
 
-DELIMITER = "/"
-SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash",
-               "Junk": "\\Junk", "Archive": "\\Archive"}
+DELIMITER = listing.DELIMITER
 
 
 class IIMAPAccount(Interface):
@@ -60,30 +58,6 @@ def encodeName(name):
     return mutf7.encode(name).encode("ascii")
 
 
-def _patternRegex(pattern):
-    """A LIST pattern (str): C{*} matches anything, C{%} anything but the delimiter."""
-    out = []
-    for char in pattern:
-        if char == "*":
-            out.append(".*")
-        elif char == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(char))
-    return re.compile("".join(out), re.DOTALL)
-
-
-def _normalizePattern(pattern):
-    if pattern[:5].upper() == "INBOX" and pattern[5:6] in ("", DELIMITER):
-        return "INBOX" + pattern[5:]
-    return pattern
-
-
-def _parents(name):
-    parts = name.split(DELIMITER)
-    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
-
-
 @implementer(IIMAPAccount)
 class IMAPAccount:
     """
@@ -99,45 +73,13 @@ class IMAPAccount:
     def getMailbox(self, name):
         return self.store.getMailbox(name)
 
-    def listMailboxes(self, reference, pattern, specialUse=True, children=True):
-        """
-        LIST: C{[(attributes, name)]}, names as str. Parents that do not
-        exist themselves (folders made by other programs) are C{\\Noselect}.
-        """
-        names = set(self.store.listMailboxes())
-        implied = {parent for name in names for parent in _parents(name)} - names
-        matcher = _patternRegex(_normalizePattern(reference + pattern))
-        everything = names | implied
-        withChildren = {parent for name in everything for parent in _parents(name)}
-        out = []
-        for name in sorted(everything, key=lambda n: (n != "INBOX", n)):
-            if not matcher.fullmatch(name):
-                continue
-            attributes = []
-            if name in implied:
-                attributes.append("\\Noselect")
-            if children:
-                attributes.append("\\HasChildren" if name in withChildren else "\\HasNoChildren")
-            if specialUse and name in SPECIAL_USE and name not in implied:
-                attributes.append(SPECIAL_USE[name])
-            out.append((attributes, name))
-        return out
+    def listMailboxes(self, reference, patterns, **options):
+        """LIST: see L{listing.listMailboxes}."""
+        return listing.listMailboxes(self.store, reference, patterns, **options)
 
     def listSubscribed(self, reference, pattern):
         """LSUB: C{[(attributes, name)]}."""
-        full = _normalizePattern(reference + pattern)
-        matcher = _patternRegex(full)
-        subscribed = set(self.store.subscriptions())
-        out = []
-        for name in sorted(subscribed, key=lambda n: (n != "INBOX", n)):
-            if matcher.fullmatch(name):
-                out.append(([] if self.store.hasMailbox(name) else ["\\Noselect"], name))
-        if "%" in full and "*" not in full:
-            implied = {p for name in subscribed for p in _parents(name)} - subscribed
-            for name in sorted(implied):
-                if matcher.fullmatch(name):
-                    out.append((["\\Noselect"], name))
-        return out
+        return listing.listSubscribed(self.store, reference, pattern)
 
     def status(self, name, items, view=None):
         """
@@ -161,11 +103,14 @@ class IMAPAccount:
         return [(item, values[item]) for item in items]
 
 
-def formatListLine(command, attributes, name):
-    """C{* LIST (\\HasNoChildren) "/" "INBOX"}."""
-    return b"* %s (%s) %s %s" % (
+def formatListLine(command, attributes, name, childInfo=()):
+    """C{* LIST (\\HasNoChildren) "/" "INBOX"} [C{("CHILDINFO" ("SUBSCRIBED"))}]."""
+    line = b"* %s (%s) %s %s" % (
         command.encode("ascii"), " ".join(attributes).encode("ascii"), string(DELIMITER),
         string(encodeName(name)))
+    if childInfo:
+        line += b' ("CHILDINFO" (%s))' % (b" ".join(string(c.encode("ascii")) for c in childInfo),)
+    return line
 
 
 @implementer(IMailboxListener)
@@ -335,6 +280,18 @@ def statusLine(name, values):
 
 
 def avatarFactory(account, avatarId):
-    """The realm adapter: an L{IMAPAccount} over the user's store account."""
+    """
+    The realm adapter: an L{IMAPAccount} over the user's store account. A new
+    account gets its special-use folders (Drafts, Sent, Trash, Junk, Archive),
+    subscribed, at its first IMAP login.
+    """
+    try:
+        created = account.createDefaultMailboxes(listing.DEFAULT_MAILBOXES)
+    except StoreError as e:
+        log.warn("{address}: could not create the default folders: {error}",
+                 address=avatarId, error=e)
+    else:
+        if created:
+            log.info("{address}: created {names}", address=avatarId, names=", ".join(created))
     return IMAPAccount(account, avatarId), None
 

@@ -615,6 +615,16 @@ def _searchKey(reader, depth):
         return ("SIZE", ">" if name == "LARGER" else "<", reader.number())
     if name == "UID":
         return ("UID", reader.sequenceSet())
+    if name == "MODSEQ":  # RFC 7162: [entry-name SP entry-type SP] mod-sequence-valzer
+        if reader.peek() == b'"':
+            reader.quoted()
+            reader.sp()
+            reader.atom()
+            reader.sp()
+        digits = reader._run(_DIGITS)
+        if not digits or len(digits) > 19 or int(digits) >= 2 ** 63:
+            raise ParseError("Expected a mod-sequence value")
+        return ("MODSEQ", int(digits))
     if name == "NOT":
         return ("NOT", _searchKey(reader, depth - 1))
     if name == "OR":
@@ -712,10 +722,14 @@ def args_fetch(reader):
     return (messages, args_fetchAttributes(reader))
 
 
-def args_store(reader):
-    """C{sequence-set SP ["+"/"-"]FLAGS[.SILENT] SP (flag-list / flag *(SP flag))}."""
-    messages = reader.sequenceSet()
-    reader.sp()
+def args_store(reader, messages=None):
+    """
+    C{sequence-set SP ["+"/"-"]FLAGS[.SILENT] SP (flag-list / flag *(SP flag))}
+    (from the flags action on if C{messages} was parsed already).
+    """
+    if messages is None:
+        messages = reader.sequenceSet()
+        reader.sp()
     mode = ""
     if reader.peek() in (b"+", b"-"):
         mode = reader.peek().decode("ascii")

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from mailstack.imap import parser
+from mailstack.imap import extparser, parser
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
@@ -57,7 +57,8 @@ _TAG = re.compile(rb'([^\x00-\x20(){%*"\\\]+\x7f-\xff]+) ')
 
 # Extensions, in CAPABILITY order (the names a listener may disable).
 EXTENSIONS = ("LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
-              "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "APPENDLIMIT")
+              "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
+              "LIST-EXTENDED", "LIST-STATUS", "APPENDLIMIT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +106,14 @@ COMMANDS = {
                              "do_AUTHENTICATE"),
     "SELECT": _command(AUTH, parser.args_mailbox, "do_SELECT"),
     "EXAMINE": _command(AUTH, parser.args_mailbox, "do_EXAMINE"),
-    "CREATE": _command(AUTH, parser.args_mailbox, "do_CREATE"),
+    "CREATE": _command(AUTH, extparser.args_create, "do_CREATE"),
     "DELETE": _command(AUTH, parser.args_mailbox, "do_DELETE"),
     "RENAME": _command(AUTH, parser.args_twoMailboxes, "do_RENAME"),
     "SUBSCRIBE": _command(AUTH, parser.args_mailbox, "do_SUBSCRIBE"),
     "UNSUBSCRIBE": _command(AUTH, parser.args_mailbox, "do_UNSUBSCRIBE"),
-    "LIST": _command(AUTH, parser.args_list, "do_LIST"),
+    "LIST": _command(AUTH, extparser.args_list, "do_LIST"),
     "LSUB": _command(AUTH, parser.args_list, "do_LSUB"),
-    "STATUS": _command(AUTH, parser.args_status, "do_STATUS"),
+    "STATUS": _command(AUTH, extparser.args_status, "do_STATUS"),
     "APPEND": _command(AUTH, parser.args_append, "do_APPEND"),
     "NAMESPACE": _command(AUTH, None, "do_NAMESPACE", "NAMESPACE"),
     "ENABLE": _command((AUTHENTICATED,), parser.args_enable, "do_ENABLE", "ENABLE"),

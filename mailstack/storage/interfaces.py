@@ -317,6 +317,32 @@ class IAccountStore(Interface):
     def unsubscribe(name):
         """Remove C{name} from the subscriptions; unknown names are ignored."""
 
+    def specialUse():
+        """
+        @return: C{{name: (attribute, ...)}}: the RFC 6154 special uses of
+            mailboxes (C{"\\Sent"}, C{"\\Trash"}...), as recorded for this account.
+        """
+
+    def setSpecialUse(name, attributes):
+        """
+        Record the special-use attributes of an existing mailbox (replacing
+        any it had; empty to remove them). Renaming a mailbox keeps them,
+        deleting it drops them.
+
+        @raise NoSuchMailbox: if it does not exist.
+        """
+
+    def createDefaultMailboxes(defaults):
+        """
+        Set up a new account once: the first time this is called for an
+        account, create each missing mailbox of C{defaults}, subscribe it, and
+        record its special use (existing mailboxes of those names get the use
+        too). Later calls do nothing, so a user may delete or rename them.
+
+        @param defaults: C{[(name, attribute), ...]}, e.g. C{[("Sent", "\\Sent")]}.
+        @return: the names created now (empty if it had been done before).
+        """
+
 
 class IMailStore(Interface):
     """

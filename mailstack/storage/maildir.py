@@ -5,9 +5,10 @@ flags in file names, keywords in C{dovecot-keywords}.
 
 The files are the truth; everything held in memory is rebuilt from them by
 L{MaildirMailbox.sync}. See docs/storage.md for the on-disk layout and the rules.
-This module holds the store, account and mailbox objects; the file formats and
+This module holds the mailbox object (the account and store objects are in
+L{mailstack.storage.account}, re-exported here); the file formats and
 conventions they use are in L{mailstack.storage.crlf}, L{dotlock}, L{files},
-L{flags}, L{names}, L{subscriptions} and L{uidlist}.
+L{flags}, L{names}, L{subscriptions}, L{specialuse}, L{modseq} and L{uidlist}.
 """
 
 import dataclasses
@@ -15,7 +16,6 @@ import io
 import os
 import shutil
 import time
-import uuid
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -24,18 +24,14 @@ from mailstack.storage import crlf
 from mailstack.storage.crlf import CHUNK_SIZE
 from mailstack.storage.dotlock import DotLock
 from mailstack.storage.files import (
-    TMP_MAX_AGE, createTemporary, fsyncDirectory, listMessages, makeMaildir,
+    TMP_MAX_AGE, createTemporary, fsyncDirectory, listMessages,
     messageBase, placement, removeStale, sizeFields, splitFilename, stamp, uniqueName)
 from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
     keywordLetters, missingKeywords, readKeywords, splitFlags)
 from mailstack.storage.interfaces import (
-    Changes, IAccountStore, IMailboxStore, IMailStore, IMessageInfo,
-    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox,
-    NoSuchMessage, StoreError)
-from mailstack.storage.names import checkName, decodeDirName, isValidName
-from mailstack.storage.subscriptions import (
-    SUBSCRIPTIONS, readSubscriptions, writeSubscriptions)
+    Changes, IMailboxStore, IMessageInfo, NoSuchMailbox, NoSuchMessage, StoreError)
+from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import UIDLIST, loadForUpdate, readSoundUIDList
 
 __all__ = [
@@ -43,10 +39,6 @@ __all__ = [
     "InvalidAddress", "MaildirAccount", "MaildirMailbox", "MaildirStore", "MessageInfo"]
 
 log = Logger()
-
-
-class InvalidAddress(InvalidMailboxName, ValueError):
-    """The address cannot name an account directory (empty part, '/', '..', NUL)."""
 
 
 @implementer(IMessageInfo)
@@ -578,198 +570,6 @@ class MaildirMailbox:
         return removed
 
 
-@implementer(IAccountStore)
-class MaildirAccount:
-    """
-    One user's Maildir++ tree: INBOX at the root, folders as C{.A.B} subdirectories.
-    Mailbox objects are cached, one per directory, so sessions share them.
-    """
-
-    def __init__(self, address, path, watcher=None):
-        self.address = address
-        self.path = path
-        self.watcher = watcher
-        self._mailboxes = {}
-        makeMaildir(path, folder=False)
-
-    def __repr__(self):
-        return "<MaildirAccount %r>" % (self.address,)
-
-    def _path(self, dirName):
-        return os.path.join(self.path, dirName) if dirName else self.path
-
-    def _folderDirs(self):
-        try:
-            entries = list(os.scandir(self.path))
-        except FileNotFoundError:
-            return []
-        return [e.name for e in entries
-                if e.name.startswith(".") and e.name not in (".", "..")
-                and e.is_dir() and decodeDirName(e.name) is not None]
-
-    def listMailboxes(self):
-        return sorted(["INBOX"] + [decodeDirName(d) for d in self._folderDirs()])
-
-    def hasMailbox(self, name):
-        try:
-            _, dirName = checkName(name)
-        except InvalidMailboxName:
-            return False
-        return os.path.isdir(self._path(dirName))
-
-    def getMailbox(self, name):
-        canonical, dirName = checkName(name)
-        mailbox = self._mailboxes.get(dirName)
-        if mailbox is not None and not mailbox._gone:
-            return mailbox
-        path = self._path(dirName)
-        if not os.path.isdir(path):
-            raise NoSuchMailbox("no mailbox named %s" % (canonical,))
-        makeMaildir(path, folder=bool(dirName))
-        mailbox = self._mailboxes[dirName] = MaildirMailbox(canonical, path, self.watcher)
-        return mailbox
-
-    def createMailbox(self, name):
-        if name.endswith("/") and len(name) > 1:
-            name = name[:-1]  # RFC 3501 CREATE: a trailing separator only shows intent
-        canonical, dirName = checkName(name)
-        if not dirName or os.path.isdir(self._path(dirName)):
-            raise MailboxExists("mailbox %s already exists" % (canonical,))
-        self._createParents(canonical)
-        try:
-            os.mkdir(self._path(dirName), 0o700)
-        except FileExistsError:
-            raise MailboxExists("mailbox %s already exists" % (canonical,))
-        makeMaildir(self._path(dirName), folder=True)
-
-    def _createParents(self, canonical):
-        parts = canonical.split("/")
-        for depth in range(1, len(parts)):
-            _, parentDir = checkName("/".join(parts[:depth]))
-            if parentDir and not os.path.isdir(self._path(parentDir)):
-                makeMaildir(self._path(parentDir), folder=True)
-
-    def deleteMailbox(self, name):
-        canonical, dirName = checkName(name)
-        if not dirName:
-            raise MailboxNotEmpty("INBOX cannot be deleted")
-        path = self._path(dirName)
-        if not os.path.isdir(path):
-            raise NoSuchMailbox("no mailbox named %s" % (canonical,))
-        if any(d.startswith(dirName + ".") for d in self._folderDirs()):
-            raise MailboxNotEmpty("mailbox %s has child mailboxes; delete them first"
-                                  % (canonical,))
-        # Rename first so the folder disappears at once, even if removal is slow.
-        trash = os.path.join(self.path, "..mailstack-deleted." + uuid.uuid4().hex)
-        os.rename(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        mailbox = self._mailboxes.pop(dirName, None)
-        if mailbox is not None:
-            mailbox._vanish()
-
-    def renameMailbox(self, oldName, newName):
-        oldCanonical, oldDir = checkName(oldName)
-        newCanonical, newDir = checkName(newName)
-        if not os.path.isdir(self._path(oldDir)):
-            raise NoSuchMailbox("no mailbox named %s" % (oldCanonical,))
-        if not newDir or os.path.isdir(self._path(newDir)):
-            raise MailboxExists("mailbox %s already exists" % (newCanonical,))
-        if oldDir and newDir.startswith(oldDir + "."):
-            raise InvalidMailboxName("cannot move mailbox %s inside itself" % (oldCanonical,))
-        if not oldDir:
-            return self._renameInbox(newCanonical)
-        moves = [(d, newDir + d[len(oldDir):]) for d in sorted(self._folderDirs())
-                 if d == oldDir or d.startswith(oldDir + ".")]
-        for _, target in moves:
-            if os.path.exists(self._path(target)):
-                raise MailboxExists("mailbox %s already exists" % (decodeDirName(target),))
-        self._createParents(newCanonical)
-        for source, target in moves:
-            os.rename(self._path(source), self._path(target))
-        for source, _ in moves:
-            mailbox = self._mailboxes.pop(source, None)
-            if mailbox is not None:
-                mailbox._vanish()
-
-    def _renameInbox(self, newCanonical):
-        """RFC 3501: move every INBOX message to a new mailbox, leave INBOX empty."""
-        self.createMailbox(newCanonical)
-        inbox = self.getMailbox("INBOX")
-        target = self.getMailbox(newCanonical)
-        inbox._sync(claimRecent=False)
-        order = {}
-        for uid in list(inbox._sortedUIDs):
-            entry = inbox._entries[uid]
-            try:
-                os.rename(inbox._entryPath(entry), target._sub(entry.subdir, entry.filename))
-            except FileNotFoundError:
-                continue
-            order[entry.base] = len(order)
-        target._adoptPlaced(order)
-        inbox._sync(claimRecent=False)
-
-    # Subscriptions
-
-    def _subscriptionsPath(self):
-        return os.path.join(self.path, SUBSCRIPTIONS)
-
-    def subscriptions(self):
-        return sorted(set(readSubscriptions(self._subscriptionsPath())))
-
-    def subscribe(self, name):
-        canonical, _ = checkName(name)
-        names = self.subscriptions()
-        if canonical not in names:
-            writeSubscriptions(self._subscriptionsPath(),
-                               [n for n in names if isValidName(n)] + [canonical])
-
-    def unsubscribe(self, name):
-        try:
-            canonical, _ = checkName(name)
-        except InvalidMailboxName:
-            return
-        names = self.subscriptions()
-        if canonical in names:
-            writeSubscriptions(self._subscriptionsPath(),
-                               [n for n in names if n != canonical and isValidName(n)])
-
-
-def _accountPath(root, address):
-    """
-    @return: C{root/<domain>/<localpart>} for a lower-cased address.
-    @raise InvalidAddress: if a part could escape that directory or is empty.
-    """
-    local, at, domain = address.rpartition("@")
-    if not at:
-        raise InvalidAddress("not an address: %r" % (address,))
-    for part in (local, domain):
-        if (not part or part in (".", "..") or ".." in part or "/" in part or "\\" in part
-                or any(c < "\x20" or c == "\x7f" for c in part)):
-            raise InvalidAddress("address %r cannot name a mail directory" % (address,))
-    return os.path.join(root, domain, local)
-
-
-@implementer(IMailStore)
-class MaildirStore:
-    """
-    Every user's Maildir++ under C{root/<domain>/<localpart>/}.
-
-    @param root: the mail directory (created on first use).
-    @param watcher: a L{mailstack.storage.watch.MailboxWatcher} that tells open
-        sessions of changes made by other programs, or L{None}.
-    """
-
-    def __init__(self, root, watcher=None):
-        self.root = root
-        self.watcher = watcher
-        self._accounts = {}
-
-    def account(self, address):
-        address = address.lower()
-        path = _accountPath(self.root, address)
-        account = self._accounts.get(path)
-        if account is None:
-            account = self._accounts[path] = MaildirAccount(address, path, self.watcher)
-        else:
-            makeMaildir(path, folder=False)
-        return account
+# The account and store live in their own module; importable from here as before.
+from mailstack.storage.account import (  # noqa: E402  (needs MaildirMailbox above)
+    InvalidAddress, MaildirAccount, MaildirStore)

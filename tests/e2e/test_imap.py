@@ -320,7 +320,11 @@ class MessageTests(IMAPTestCase):
         self.assertEqual(create, "OK")
         self.assertEqual(listing, [b'(\\HasNoChildren) "/" "INBOX"',
                                    b'(\\HasChildren \\Archive) "/" "Archive"',
-                                   b'(\\HasNoChildren) "/" "Archive/2024"'])
+                                   b'(\\HasNoChildren) "/" "Archive/2024"',
+                                   b'(\\HasNoChildren \\Drafts) "/" "Drafts"',
+                                   b'(\\HasNoChildren \\Junk) "/" "Junk"',
+                                   b'(\\HasNoChildren \\Sent) "/" "Sent"',
+                                   b'(\\HasNoChildren \\Trash) "/" "Trash"'])
         self.assertRegex(copied[0], rb"^\[COPYUID \d+ 1 1\] COPY completed$")
         self.assertEqual(status, [b'"Archive/2024" (MESSAGES 1 UNSEEN 1)'])
         self.assertEqual((renamed, deleted), ("OK", "OK"))

@@ -1,0 +1,240 @@
+"""
+Arguments of the extended command forms, pure (no I/O): LIST-EXTENDED
+(RFC 5258) with LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154) options,
+CREATE with USE (RFC 6154), and the CONDSTORE/QRESYNC (RFC 7162) additions:
+SELECT/EXAMINE parameters, FETCH and STORE modifiers, the MODSEQ search key.
+
+Builds on L{mailstack.imap.parser} (its L{Reader}, L{ParseError}); each
+C{args_*} function takes a Reader positioned after the command name's space.
+"""
+
+import dataclasses
+
+from mailstack.imap import parser
+from mailstack.imap.parser import ParseError, SequenceSet
+
+MAX_MODSEQ = 2 ** 63 - 1
+
+LIST_SELECTION = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
+LIST_RETURN = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
+STATUS_ITEMS = parser.STATUS_ITEMS + ("HIGHESTMODSEQ",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListCommand:
+    """
+    A LIST command, basic or extended.
+
+    @ivar patterns: the mailbox patterns (bytes), one for basic LIST.
+    @ivar selection: selection options (upper-case str).
+    @ivar returns: return options (upper-case str; C{STATUS} if items were asked).
+    @ivar statusItems: the LIST-STATUS items, in the order asked.
+    @ivar extended: whether the extended syntax was used (options or a
+        pattern list), which changes some answers (RFC 5258).
+    """
+    reference: bytes
+    patterns: tuple
+    selection: frozenset = frozenset()
+    returns: frozenset = frozenset()
+    statusItems: tuple = ()
+    extended: bool = False
+
+
+def _statusItems(reader, allowed=STATUS_ITEMS):
+    def item():
+        name = reader.keyword()
+        if name not in allowed:
+            raise ParseError("Unknown STATUS item %s" % (name,))
+        return name
+    items = reader.parenthesized(item)
+    if not items:
+        raise ParseError("Empty STATUS item list")
+    return tuple(items)
+
+
+def args_list(reader):
+    """
+    C{[ "(" selection-options ")" SP ] reference SP (pattern / "(" patterns ")")
+    [ SP RETURN SP "(" return-options ")" ]}.
+    """
+    extended = False
+    selection = set()
+    if reader.peek() == b"(":
+        extended = True
+        for name in reader.parenthesized(reader.keyword):
+            if name not in LIST_SELECTION:
+                raise ParseError("Unknown LIST selection option %s" % (name,))
+            selection.add(name)
+        reader.sp()
+        if selection == {"RECURSIVEMATCH"} or selection == {"RECURSIVEMATCH", "REMOTE"}:
+            raise ParseError("RECURSIVEMATCH needs another selection option")
+    reference = reader.mailbox()
+    reader.sp()
+    if reader.peek() == b"(":
+        extended = True
+        patterns = reader.parenthesized(reader.listMailbox)
+        if not patterns:
+            raise ParseError("Empty pattern list")
+    else:
+        patterns = [reader.listMailbox()]
+    returns = set()
+    statusItems = ()
+    if reader.peek() == b" ":
+        reader.sp()
+        reader.skip(b"RETURN")
+        reader.sp()
+        extended = True
+
+        def option():
+            nonlocal statusItems
+            name = reader.keyword()
+            if name not in LIST_RETURN:
+                raise ParseError("Unknown LIST return option %s" % (name,))
+            if name == "STATUS":
+                reader.sp()
+                statusItems = _statusItems(reader)
+            return name
+        returns.update(reader.parenthesized(option))
+    # Selection options imply return options (RFC 5258 3, RFC 6154 5.2).
+    returns.update(selection & {"SUBSCRIBED", "SPECIAL-USE"})
+    return (ListCommand(reference, tuple(patterns), frozenset(selection), frozenset(returns),
+                        statusItems, extended),)
+
+
+def args_status(reader):
+    """STATUS with CONDSTORE's HIGHESTMODSEQ item."""
+    mailbox = reader.mailbox()
+    reader.sp()
+    return (mailbox, list(_statusItems(reader)))
+
+
+def args_create(reader):
+    """C{mailbox [SP "(" USE SP "(" use-attr *(SP use-attr) ")" ")"]} -> (mailbox, uses or None)."""
+    mailbox = reader.mailbox()
+    uses = None
+    if reader.peek() == b" ":
+        reader.sp()
+
+        def param():
+            nonlocal uses
+            name = reader.keyword()
+            if name != "USE":
+                raise ParseError("Unknown CREATE parameter %s" % (name,))
+            reader.sp()
+            uses = tuple(reader.parenthesized(reader.flag))
+            return name
+        reader.parenthesized(param)
+    return (mailbox, uses)
+
+
+def modseqValue(reader, allowZero=False):
+    """A C{mod-sequence-value} (1 to 2^63-1; 0 where C{mod-sequence-valzer})."""
+    digits = reader._run(parser._DIGITS)
+    if not digits or len(digits) > 19 or int(digits) > MAX_MODSEQ:
+        raise ParseError("Expected a mod-sequence value")
+    value = int(digits)
+    if value == 0 and not allowZero:
+        raise ParseError("Expected a non-zero mod-sequence value")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class QResync:
+    """SELECT's C{QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]])}."""
+    uidValidity: int
+    modseq: int
+    knownUIDs: SequenceSet = None
+    sequenceMatch: tuple = None  # (known sequence numbers, their UIDs)
+
+
+def args_select(reader):
+    """C{mailbox [SP "(" select-param *(SP select-param) ")"]} -> (mailbox, params dict)."""
+    mailbox = reader.mailbox()
+    params = {}
+    if reader.peek() == b" ":
+        reader.sp()
+
+        def param():
+            name = reader.keyword()
+            if name == "CONDSTORE":
+                params[name] = True
+            elif name == "QRESYNC":
+                reader.sp()
+                params[name] = _qresync(reader)
+            else:
+                raise ParseError("Unknown SELECT parameter %s" % (name,))
+            return name
+        reader.parenthesized(param)
+    return (mailbox, params)
+
+
+def _qresync(reader):
+    reader.skip(b"(")
+    validity = reader.nzNumber()
+    reader.sp()
+    modseq = modseqValue(reader, allowZero=True)
+    known = match = None
+    if reader.trySkip(b" "):
+        if reader.peek() != b"(":
+            known = reader.sequenceSet()
+            reader.trySkip(b" ")
+        if reader.peek() == b"(":
+            reader.skip(b"(")
+            sequences = reader.sequenceSet()
+            reader.sp()
+            uids = reader.sequenceSet()
+            reader.skip(b")")
+            match = (sequences, uids)
+    reader.skip(b")")
+    return QResync(validity, modseq, known, match)
+
+
+def fetchModifiers(reader):
+    """FETCH's C{[SP "(" CHANGEDSINCE n [SP VANISHED] ")"]} -> dict."""
+    modifiers = {}
+    if reader.peek() != b" ":
+        return modifiers
+    reader.sp()
+
+    def modifier():
+        name = reader.keyword()
+        if name == "CHANGEDSINCE":
+            reader.sp()
+            modifiers[name] = modseqValue(reader, allowZero=True)
+        elif name == "VANISHED":
+            modifiers[name] = True
+        else:
+            raise ParseError("Unknown FETCH modifier %s" % (name,))
+        return name
+    reader.parenthesized(modifier)
+    if "VANISHED" in modifiers and "CHANGEDSINCE" not in modifiers:
+        raise ParseError("VANISHED needs CHANGEDSINCE")
+    return modifiers
+
+
+def args_fetch(reader):
+    """C{sequence-set SP attributes [SP modifiers]}."""
+    messages = reader.sequenceSet()
+    reader.sp()
+    attributes = parser.args_fetchAttributes(reader, extra=("MODSEQ",))
+    return (messages, attributes, fetchModifiers(reader))
+
+
+def args_store(reader):
+    """C{sequence-set [SP "(" UNCHANGEDSINCE n ")"] SP flags-action SP flags}."""
+    messages = reader.sequenceSet()
+    reader.sp()
+    unchangedSince = None
+    if reader.peek() == b"(":
+        def modifier():
+            nonlocal unchangedSince
+            name = reader.keyword()
+            if name != "UNCHANGEDSINCE":
+                raise ParseError("Unknown STORE modifier %s" % (name,))
+            reader.sp()
+            unchangedSince = modseqValue(reader, allowZero=True)
+            return name
+        reader.parenthesized(modifier)
+        reader.sp()
+    rest = parser.args_store(reader, messages)
+    return rest + (unchangedSince,)

@@ -1,0 +1,183 @@
+"""
+Tests for L{mailstack.imap.listing} through the server: LIST-EXTENDED (RFC
+5258), LIST-STATUS (RFC 5819), SPECIAL-USE and CREATE-SPECIAL-USE (RFC 6154),
+and the default folders of a new account.
+"""
+
+from twisted.trial import unittest
+
+from mailstack.imap import listing
+from tests.test_imap_server import IMAPTestMixin
+
+
+class ListExtendedTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Selection options, return options, several patterns.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        for name in ("Fruit/Apple", "Fruit/Banana", "Tofu"):
+            self.account.createMailbox(name)
+        for name in ("Fruit/Banana", "Tofu", "Gone"):
+            self.account.subscribe(name)
+        self.login()
+
+    def test_subscribedSelection(self):
+        """(SUBSCRIBED): subscribed names only, \\Subscribed, \\NonExistent when missing."""
+        self.assertEqual(self.send(b'a LIST (SUBSCRIBED) "" "*"\r\n'),
+                         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"\r\n'
+                         b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Tofu"\r\n'
+                         b"a OK LIST completed\r\n")
+
+    def test_recursiveMatch(self):
+        """(SUBSCRIBED RECURSIVEMATCH) with %: a parent of a subscribed child gets CHILDINFO."""
+        self.assertEqual(self.send(b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"\r\n'),
+                         b'* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))\r\n'
+                         b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Tofu"\r\n'
+                         b"a OK LIST completed\r\n")
+
+    def test_recursiveMatchAlone(self):
+        """RECURSIVEMATCH without another selection option is BAD."""
+        self.assertEqual(self.send(b'a LIST (RECURSIVEMATCH) "" "*"\r\n'),
+                         b"a BAD LIST: RECURSIVEMATCH needs another selection option\r\n")
+        self.assertIn(b"a BAD", self.send(b'a LIST (FROB) "" "*"\r\n'))
+
+    def test_remote(self):
+        """(REMOTE) lists the same (there are no remote mailboxes)."""
+        self.assertEqual(self.send(b'a LIST (REMOTE) "" "*"\r\n').count(b"* LIST"), 5)
+
+    def test_patternsAndReturnSubscribed(self):
+        """Several patterns; RETURN (SUBSCRIBED CHILDREN) marks subscribed ones."""
+        self.assertEqual(self.send(b'a LIST "" ("INBOX" "T*") RETURN (SUBSCRIBED CHILDREN)\r\n'),
+                         b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Tofu"\r\n'
+                         b"a OK LIST completed\r\n")
+
+    def test_listStatus(self):
+        """RETURN (STATUS (...)): a STATUS line after each selectable mailbox."""
+        self.deliver(mailbox="Tofu")
+        out = self.send(b'a LIST "" "%" RETURN (STATUS (MESSAGES UNSEEN))\r\n')
+        self.assertEqual(out,
+                         b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+                         b'* STATUS "INBOX" (MESSAGES 0 UNSEEN 0)\r\n'
+                         b'* LIST (\\HasChildren) "/" "Fruit"\r\n'
+                         b'* STATUS "Fruit" (MESSAGES 0 UNSEEN 0)\r\n'
+                         b'* LIST (\\HasNoChildren) "/" "Tofu"\r\n'
+                         b'* STATUS "Tofu" (MESSAGES 1 UNSEEN 1)\r\n'
+                         b"a OK LIST completed\r\n")
+
+    def test_listStatusSkipsNonExistent(self):
+        """No STATUS for a subscribed mailbox that does not exist."""
+        out = self.send(b'a LIST (SUBSCRIBED) "" "G*" RETURN (STATUS (MESSAGES))\r\n')
+        self.assertEqual(out, b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"\r\n'
+                              b"a OK LIST completed\r\n")
+
+    def test_delimiter(self):
+        """The extended form with an empty pattern still gives the delimiter."""
+        self.assertEqual(self.send(b'a LIST () "" ""\r\n'),
+                         b'* LIST (\\Noselect) "/" ""\r\na OK LIST completed\r\n')
+
+    def test_disabled(self):
+        """Without LIST-EXTENDED / LIST-STATUS the extended forms are BAD."""
+        session = self.connect(disabled=frozenset({"LIST-EXTENDED", "LIST-STATUS"}))
+        out = self.send(b"a CAPABILITY\r\n", session)
+        self.assertNotIn(b"LIST-EXTENDED", out)
+        self.assertNotIn(b"LIST-STATUS", out)
+        self.login(session)
+        self.assertIn(b"b BAD", self.send(b'b LIST (SUBSCRIBED) "" "*"\r\n', session))
+        self.assertIn(b"c BAD", self.send(b'c LIST "" ("a" "b")\r\n', session))
+        self.assertIn(b"d OK", self.send(b'd LIST "" "*"\r\n', session))
+
+
+class SpecialUseTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Special-use attributes: stored per account, CREATE (USE), LIST options.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.login()
+
+    def test_createUse(self):
+        """CREATE with USE stores the attribute; LIST shows it; RENAME keeps it."""
+        self.assertEqual(self.send(b"a CREATE Bin (USE (\\Trash))\r\n"),
+                         b"a OK CREATE completed\r\n")
+        self.assertEqual(self.account.specialUse(), {"Bin": ("\\Trash",)})
+        self.assertEqual(self.send(b'b LIST "" Bin\r\n'),
+                         b'* LIST (\\HasNoChildren \\Trash) "/" "Bin"\r\nb OK LIST completed\r\n')
+        self.send(b"c RENAME Bin Rubbish\r\n")
+        self.assertEqual(self.account.specialUse(), {"Rubbish": ("\\Trash",)})
+        self.send(b"d DELETE Rubbish\r\n")
+        self.assertEqual(self.account.specialUse(), {})
+
+    def test_createUnsupportedUse(self):
+        """\\All and unknown uses: NO [USEATTR], nothing created."""
+        self.assertEqual(self.send(b"a CREATE All (USE (\\All))\r\n"),
+                         b"a NO [USEATTR] Unsupported special use \\All\r\n")
+        self.assertFalse(self.account.hasMailbox("All"))
+        self.assertIn(b"b BAD", self.send(b"b CREATE x (FROB (1))\r\n"))
+
+    def test_specialUseSelection(self):
+        """LIST (SPECIAL-USE) lists only mailboxes with a special use."""
+        self.send(b"a CREATE Bin (USE (\\Trash))\r\na CREATE Other\r\n")
+        self.assertEqual(self.send(b'b LIST (SPECIAL-USE) "" "*"\r\n'),
+                         b'* LIST (\\HasNoChildren \\Trash) "/" "Bin"\r\nb OK LIST completed\r\n')
+
+    def test_specialUseOff(self):
+        """SPECIAL-USE off: no attributes and no SPECIAL-USE options; CREATE-SPECIAL-USE off: no USE."""
+        self.account.createMailbox("Bin")
+        self.account.setSpecialUse("Bin", ["\\Trash"])
+        session = self.connect(disabled=frozenset({"SPECIAL-USE", "CREATE-SPECIAL-USE"}))
+        self.login(session)
+        self.assertEqual(self.send(b'a LIST "" Bin\r\n', session),
+                         b'* LIST (\\HasNoChildren) "/" "Bin"\r\na OK LIST completed\r\n')
+        self.assertIn(b"b BAD", self.send(b'b LIST (SPECIAL-USE) "" "*"\r\n', session))
+        self.assertIn(b"c BAD", self.send(b"c CREATE New (USE (\\Sent))\r\n", session))
+
+
+class DefaultFolderTests(IMAPTestMixin, unittest.TestCase):
+    """
+    A new account's first IMAP login creates and subscribes the special-use folders.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.checker = self.portal.checkers[next(iter(self.portal.checkers))]
+        self.checker.addUser(b"bob@lab.test", b"pw")
+        self.bob = self.store.account("bob@lab.test")
+
+    def test_firstLogin(self):
+        """LIST after the first login shows the five folders with their uses, subscribed."""
+        self.assertEqual(self.send(b"a LOGIN bob@lab.test pw\r\n")[:4], b"a OK")
+        self.assertEqual(self.send(b'b LIST "" "*" RETURN (SPECIAL-USE SUBSCRIBED)\r\n'),
+                         b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed \\Archive) "/" "Archive"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed \\Drafts) "/" "Drafts"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed \\Junk) "/" "Junk"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed \\Sent) "/" "Sent"\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed \\Trash) "/" "Trash"\r\n'
+                         b"b OK LIST completed\r\n")
+
+    def test_onlyOnce(self):
+        """A folder the user deleted is not created again at the next login."""
+        self.send(b"a LOGIN bob@lab.test pw\r\nb DELETE Junk\r\n")
+        session = self.connect()
+        self.send(b"a LOGIN bob@lab.test pw\r\n", session)
+        self.assertNotIn("Junk", self.bob.listMailboxes())
+        self.assertEqual(self.bob.specialUse()["Trash"], ("\\Trash",))
+
+    def test_existingFolderAdopted(self):
+        """A Sent folder that already exists (made by another program) gets \\Sent."""
+        self.bob.createMailbox("Sent")
+        self.bob.getMailbox("Sent").append(b"Subject: kept\r\n\r\nx\r\n")
+        self.send(b"a LOGIN bob@lab.test pw\r\n")
+        self.assertEqual(len(self.bob.getMailbox("Sent").messages()), 1)
+        self.assertEqual(self.bob.specialUse()["Sent"], ("\\Sent",))
+
+    def test_defaultsList(self):
+        """The defaults are RFC 6154's five real-mailbox uses."""
+        self.assertEqual(sorted(use for _, use in listing.DEFAULT_MAILBOXES),
+                         sorted(listing.USE_ATTRIBUTES))
