@@ -63,6 +63,9 @@ class IMessageInfo(Interface):
     size = Attribute("int: octets of the message in wire (CRLF) form.")
     internalDate = Attribute("float: POSIX time the message arrived (IMAP INTERNALDATE).")
     key = Attribute("str: the store's stable name of the message (Maildir base name).")
+    modseq = Attribute(
+        "int: the message's mod-sequence (RFC 7162): raised whenever it is added or its"
+        " flags change, by anybody; 0 from a store that keeps none.")
 
 
 class Changes(object):
@@ -120,6 +123,10 @@ class IMailboxStore(Interface):
     name = Attribute("str: the mailbox name (Unicode, '/' separated).")
     uidValidity = Attribute("int: UIDVALIDITY; changes only when UIDs cannot be kept.")
     uidNext = Attribute("int: the UID the next message will get.")
+    highestModseq = Attribute(
+        "int: the largest mod-sequence of any change (addition, flag change, expunge);"
+        " never decreases for a given uidValidity, also across restarts (RFC 7162"
+        " HIGHESTMODSEQ).")
 
     def sync():
         """
@@ -206,6 +213,14 @@ class IMailboxStore(Interface):
         though listeners were already told they were added.
 
         @return: the L{Changes} found (C{recent} always empty).
+        """
+
+    def vanishedSince(modseq):
+        """
+        UIDs expunged by changes with a mod-sequence above C{modseq}, ascending,
+        for QRESYNC's VANISHED (EARLIER). May include UIDs expunged earlier or
+        never used (when the history does not reach back that far); never
+        leaves out one expunged since.
         """
 
     def unclaimedCount():

@@ -31,6 +31,7 @@ from mailstack.storage.flags import (
     keywordLetters, missingKeywords, readKeywords, splitFlags)
 from mailstack.storage.interfaces import (
     Changes, IMailboxStore, IMessageInfo, NoSuchMailbox, NoSuchMessage, StoreError)
+from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import UIDLIST, loadForUpdate, readSoundUIDList
 
@@ -50,6 +51,7 @@ class MessageInfo:
     size: int
     internalDate: float
     key: str
+    modseq: int = 0
 
 
 class _Entry:
@@ -94,6 +96,7 @@ class MaildirMailbox:
         self._listeners = []
         self._gone = False
         self._hasNew = False
+        self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
         self.cleanTemporary()
         self._sync(claimRecent=False)
 
@@ -107,6 +110,13 @@ class MaildirMailbox:
     @property
     def uidNext(self):
         return self._uidNext
+
+    @property
+    def highestModseq(self):
+        return self._modseq.highest
+
+    def vanishedSince(self, modseq):
+        return self._modseq.vanishedSince(modseq, self._uidNext)
 
     def _sub(self, *parts):
         return os.path.join(self.path, *parts)
@@ -142,6 +152,7 @@ class MaildirMailbox:
         # The stamps from before the scan: a change made during it shows next time.
         self._stamps = stamps
         recent = self._claimNew() if claimRecent and self._hasNew else []
+        self._modseq.flush()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
 
@@ -207,7 +218,9 @@ class MaildirMailbox:
     def _apply(self, listing, uidlist):
         added, expunged, flagsChanged = [], [], []
         old = self._entries
+        renumbered = False
         if self._uidValidity is not None and uidlist.uidValidity != self._uidValidity:
+            renumbered = True
             log.warn("{mailbox}: UIDVALIDITY changed {old} -> {new}; all UIDs renumbered",
                      mailbox=self, old=self._uidValidity, new=uidlist.uidValidity)
             expunged.extend(old)
@@ -240,7 +253,21 @@ class MaildirMailbox:
         self._setEntries(entries)
         self._uidValidity = uidlist.uidValidity
         self._uidNext = uidlist.nextUID
+        if not self._modseq.loaded or renumbered:
+            current = {uid: self._fileLetters(entry) for uid, entry in entries.items()}
+            if renumbered:
+                self._modseq.reset(uidlist.uidValidity, current)
+            else:
+                self._modseq.load(uidlist.uidValidity, current)
+        else:
+            self._modseq.changed({uid: self._fileLetters(entries[uid]) for uid in added + flagsChanged},
+                                 expunged)
         return added, expunged, flagsChanged
+
+    @staticmethod
+    def _fileLetters(entry):
+        """The flag letters of a message's file name (what modseqs track)."""
+        return splitFilename(entry.filename)[1]
 
     def _sizeExtension(self, location):
         """
@@ -355,7 +382,7 @@ class MaildirMailbox:
         except NoSuchMessage:
             pass  # removed by another program since the sync; the next sync says so
         return MessageInfo(entry.uid, self._flagsOf(entry), entry.wireSize or 0,
-                           entry.mtime or 0.0, entry.base)
+                           entry.mtime or 0.0, entry.base, self._modseq.get(entry.uid))
 
     def messages(self):
         return [self._info(self._entries[uid]) for uid in self._sortedUIDs]
@@ -456,8 +483,11 @@ class MaildirMailbox:
         def rename():
             if (entry.subdir, entry.filename) != ("cur", filename):
                 os.rename(self._entryPath(entry), self._sub("cur", filename))
+        beforeLetters = self._fileLetters(entry)
         self._withFile(entry, rename)
         entry.subdir, entry.filename = "cur", filename
+        if self._fileLetters(entry) != beforeLetters:
+            self._modseq.changed({uid: self._fileLetters(entry)})
         if self._flagsOf(entry) != before:
             self._notify(Changes(flagsChanged=[uid]))
         return self._info(entry)
@@ -492,6 +522,7 @@ class MaildirMailbox:
                 for base in removedBases:
                     uidlist.records.pop(base, None)
                 lock.commit(uidlist.format())
+        self._modseq.changed({}, removed)
         self._notify(Changes(expunged=removed))
         return removed
 
