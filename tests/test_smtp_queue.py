@@ -472,7 +472,7 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
         self.assertEqual(block["Action"], "failed")
         self.assertEqual(block["Status"], "5.4.7")
         self.assertEqual(block["Diagnostic-Code"], "smtp; 451 4.3.0 try later")
-        self.assertIn("delivery time expired (1 hours)", human.get_payload())
+        self.assertIn("delivery time expired (1 hour)", human.get_payload())
 
     @defer.inlineCallbacks
     def test_smarthostDown(self):

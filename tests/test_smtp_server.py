@@ -133,6 +133,15 @@ class CommandTests(SMTPTestMixin, unittest.TestCase):
         self.assertNotIn(b"STARTTLS", out)
         self.assertEqual(self.send(b"STARTTLS\r\n"), b"454 4.7.0 TLS not available\r\n")
 
+    def test_enhancedStatusCodesDisabled(self):
+        """With ENHANCEDSTATUSCODES switched off, replies carry no enhanced code (RFC 2034)."""
+        self.connect(disabled=frozenset({"ENHANCEDSTATUSCODES"}))
+        out = self.ehlo()
+        self.assertNotIn(b"ENHANCEDSTATUSCODES", out)
+        self.assertEqual(self.send(b"NOOP\r\n"), b"250 OK\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<alice@lab.test>\r\n"),
+                         b"503 Need MAIL before RCPT\r\n")
+
     def test_implicitTLSNoStartTLS(self):
         """An implicit-TLS listener never advertises STARTTLS and offers AUTH PLAIN."""
         self.connect(tlsMode="implicit")
@@ -389,7 +398,7 @@ class DataTests(SMTPTestMixin, unittest.TestCase):
         """A DATA line over 1000 octets: error after the end, body never run."""
         self.startData()
         out = self.send(b"a" * 1500 + b"QUIT\r\nRSET\r\n.\r\n")
-        self.assertEqual(out, b"500 5.5.6 Message has a line longer than 1000 octets; "
+        self.assertEqual(out, b"500 5.6.0 Message has a line longer than 1000 octets; "
                               b"not accepted\r\n")
         self.assertFalse(self.transport.disconnecting)
         self.assertEqual(self.policy.delivered, [])
@@ -401,7 +410,7 @@ class DataTests(SMTPTestMixin, unittest.TestCase):
             self.assertEqual(self.send(b"b" * 1000), b"")
         self.assertLess(len(self.server._buffer), 4000)
         out = self.send(b"\r\nQUIT\r\n.\r\n")
-        self.assertTrue(out.startswith(b"500 5.5.6 "), out)
+        self.assertTrue(out.startswith(b"500 5.6.0 "), out)
 
     def test_pipelinedAfterData(self):
         """Commands pipelined after the end of DATA run after the reply."""
@@ -538,6 +547,15 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
                          b"334 UGFzc3dvcmQ6\r\n")
         self.assertEqual(self.send(base64.b64encode(b"secret") + b"\r\n"),
                          b"235 2.7.0 Authentication successful\r\n")
+
+    def test_longLineEndsExchange(self):
+        """An over-long line during AUTH ends the exchange with 500 5.5.6 (RFC 4954)."""
+        self.ehlo()
+        self.send(b"AUTH LOGIN\r\n")
+        self.assertEqual(self.send(b"x" * 600 + b"\r\n"),
+                         b"500 5.5.6 Authentication Exchange line is too long\r\n")
+        # The next line is a command again, not SASL data.
+        self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 OK\r\n")
 
     def test_cramMD5(self):
         """CRAM-MD5 verifies the HMAC of the challenge."""

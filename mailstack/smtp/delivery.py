@@ -114,6 +114,10 @@ class SMTPPolicy:
         if recipient == "postmaster":
             recipient = "postmaster@" + self.domains[0]
         if self.isLocal(recipient):
+            if recipient.lower().partition("@")[0] == "postmaster":
+                # RFC 5321 4.5.1: postmaster must always be accepted. Its Maildir
+                # is created on delivery; adding the user later makes it readable.
+                return RecipientDecision("local", recipient.lower())
             if self.users.lookup(recipient) is None:
                 return RecipientDecision(None, recipient, Reply(
                     550, "5.1.1", "<%s>: Recipient address rejected: User unknown" % (
@@ -134,8 +138,10 @@ class SMTPPolicy:
         Write the message durably for every recipient: local copies fsynced in
         each INBOX, relayed ones in the queue. Fires (with L{None}) only then.
         """
-        local = [address for address, kind in envelope.recipients if kind == "local"]
-        relay = [address for address, kind in envelope.recipients if kind == "relay"]
+        # The same recipient given twice gets one copy, as with Postfix.
+        recipients = list(dict.fromkeys(envelope.recipients))
+        local = [address for address, kind in recipients if kind == "local"]
+        relay = [address for address, kind in recipients if kind == "relay"]
         mailboxes = [self.store.account(address).getMailbox("INBOX") for address in local]
         returnPath = ("Return-Path: <%s>\r\n" % (envelope.sender,)).encode("utf-8")
         if mailboxes:

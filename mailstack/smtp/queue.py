@@ -702,7 +702,7 @@ class RelayQueue(service.Service):
 
 def _duration(seconds):
     """C{432000} -> C{"5 days"}, for the human-readable part of a DSN."""
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
-            return "%g %s" % (round(seconds / size, 1), unit)
-    return "%g seconds" % (seconds,)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
+            value = round(seconds / size, 1)
+            return "%g %s%s" % (value, unit, "" if value == 1 else "s")

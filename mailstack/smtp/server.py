@@ -137,6 +137,8 @@ class SMTPServer(Protocol, TimeoutMixin):
     # -- output --------------------------------------------------------------
 
     def reply(self, reply):
+        if reply.status and "ENHANCEDSTATUSCODES" in self.settings.disabled:
+            reply = dataclasses.replace(reply, status=None)
         self.transport.write(reply.toBytes())
 
     def _close(self, reply):
@@ -192,8 +194,13 @@ class SMTPServer(Protocol, TimeoutMixin):
             self._discardingLine = False
 
     def _replyLineTooLong(self):
-        self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
-            self.settings.maxCommandLine,)))
+        if self._saslHandler is not None:
+            # RFC 4954 section 4: the exchange ends; the line is not SASL data.
+            self._saslHandler = None
+            self.reply(Reply(500, "5.5.6", "Authentication Exchange line is too long"))
+        else:
+            self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
+                self.settings.maxCommandLine,)))
         self._countBad()
 
     def _block(self, d):
@@ -555,7 +562,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             state.close()
             log.info("smtp {peer}: message with a line over {limit} octets refused",
                      peer=self._peerText(), limit=self.settings.maxTextLine)
-            return self.reply(Reply(500, "5.5.6", "Message has a line longer than %d octets; not accepted" % (
+            return self.reply(Reply(500, "5.6.0", "Message has a line longer than %d octets; not accepted" % (
                 self.settings.maxTextLine,)))
         if state.bare and self.settings.bareNewline == "reject":
             state.close()

@@ -114,6 +114,22 @@ class MTATests(SMTPTestCase):
         self.assertTrue(self.stored().endswith(MESSAGE))
 
     @defer.inlineCallbacks
+    def test_postmasterAlwaysAccepted(self):
+        """
+        RCPT TO:<postmaster> is accepted without a postmaster account (RFC 5321
+        4.5.1) and kept in the postmaster Maildir; a duplicate RCPT gets one copy.
+        """
+        def send():
+            c = self.client()
+            refused = c.sendmail("kim@example.com", ["postmaster", "Postmaster@lab.test",
+                                                     "demo@lab.test", "demo@lab.test"], MESSAGE)
+            c.quit()
+            return refused
+        self.assertEqual((yield self.inThread(send)), {})
+        self.assertTrue(self.stored("postmaster@lab.test").endswith(MESSAGE))
+        self.assertTrue(self.stored("demo@lab.test").endswith(MESSAGE))
+
+    @defer.inlineCallbacks
     def test_sizeLimit(self):
         """SIZE over the limit is refused at MAIL (552 5.3.4), and so is a big body."""
         def send():
@@ -435,14 +451,14 @@ class BadInputTests(SMTPTestCase):
     def test_longDataLine(self):
         """
         A DATA line over 1000 octets: the body is read to its end, refused with
-        500 5.5.6, nothing of it runs as a command, nothing is stored.
+        500 5.6.0, nothing of it runs as a command, nothing is stored.
         """
         body = (b"Subject: long\r\n\r\n" + b"x" * 5000
                 + b"\r\nRCPT TO:<demo@lab.test>\r\n.\r\n")
         out = yield self.session(
             [b"HELO x\r\n", b"MAIL FROM:<kim@example.com>\r\nRCPT TO:<demo@lab.test>\r\n",
              b"DATA\r\n", body, b"NOOP\r\n"], [1, 2, 1, 1, 1])
-        self.assertTrue(out[-2].startswith(b"500 5.5.6 "), out)
+        self.assertTrue(out[-2].startswith(b"500 5.6.0 "), out)
         self.assertEqual(out[-1], b"250 2.0.0 OK\r\n")
         self.assertEqual(self.inbox(), [])
 
