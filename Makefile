@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.mailstack-installed
 SOURCES = setup.cfg pyproject.toml $(shell find mailstack twisted -name '*.py' 2>/dev/null)
 TRIAL_JOBS ?= 2
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean deps
 
 # A normal (non-editable) install, so the twistd plugin lands in site-packages'
 # twisted/plugins/ the way users get it. Re-installed when a source file changes.
@@ -28,3 +28,24 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp*
+
+# Debian packages for the build (make, python3-venv) and the interoperability
+# tests (Dovecot, swaks, fetchmail, mbsync, offlineimap): .ci/debian-packages.
+# As root with apt-get, installs the missing ones (.ci/run does this before the
+# tests); Dovecot's own service is not started (the tests run private ones).
+deps:
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "deps: not root or no apt-get; not installing .ci/debian-packages"; exit 0; fi; \
+	missing=$$(for p in $$(cat .ci/debian-packages); do \
+	  dpkg-query -W -f='$${db:Status-Status}\n' "$$p" 2>/dev/null | grep -qx installed || echo "$$p"; \
+	done); \
+	if [ -z "$$missing" ]; then echo "deps: .ci/debian-packages all installed"; exit 0; fi; \
+	echo "deps: installing" $$missing; \
+	policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+	  printf '#!/bin/sh\n# mailstack make deps: no service starts during install\nexit 101\n' > $$policy; \
+	  chmod 755 $$policy; fi; \
+	status=0; \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends $$missing; } || status=$$?; \
+	if [ -n "$$policy" ]; then rm -f $$policy; fi; \
+	exit $$status
