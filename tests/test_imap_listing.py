@@ -169,13 +169,21 @@ class DefaultFolderTests(IMAPTestMixin, unittest.TestCase):
         self.assertNotIn("Junk", self.bob.listMailboxes())
         self.assertEqual(self.bob.specialUse()["Trash"], ("\\Trash",))
 
-    def test_existingFolderAdopted(self):
-        """A Sent folder that already exists (made by another program) gets \\Sent."""
+    def test_existingAccountAdopted(self):
+        """An account with folders (another server's): its Sent gets \\Sent, nothing is created."""
         self.bob.createMailbox("Sent")
         self.bob.getMailbox("Sent").append(b"Subject: kept\r\n\r\nx\r\n")
         self.send(b"a LOGIN bob@lab.test pw\r\n")
         self.assertEqual(len(self.bob.getMailbox("Sent").messages()), 1)
-        self.assertEqual(self.bob.specialUse()["Sent"], ("\\Sent",))
+        self.assertEqual(self.bob.specialUse(), {"Sent": ("\\Sent",)})
+        self.assertEqual(self.bob.listMailboxes(), ["INBOX", "Sent"])
+        self.assertEqual(self.bob.subscriptions(), [])
+
+    def test_subscriptionsMeanNotNew(self):
+        """An account with a subscriptions file is not new either."""
+        self.bob.subscribe("INBOX")
+        self.send(b"a LOGIN bob@lab.test pw\r\n")
+        self.assertEqual(self.bob.listMailboxes(), ["INBOX"])
 
     def test_defaultsList(self):
         """The defaults are RFC 6154's five real-mailbox uses."""

@@ -82,15 +82,18 @@ class MailboxCommands:
 
     # -- authenticated state -------------------------------------------------
 
-    def do_SELECT(self, tag, mailbox):
-        return self._select(mailbox, readOnly=False)
+    def do_SELECT(self, tag, mailbox, params=None):
+        return self._select(mailbox, readOnly=False, params=params or {})
 
-    def do_EXAMINE(self, tag, mailbox):
-        return self._select(mailbox, readOnly=True)
+    def do_EXAMINE(self, tag, mailbox, params=None):
+        return self._select(mailbox, readOnly=True, params=params or {})
 
-    def _select(self, wire, readOnly):
+    def _select(self, wire, readOnly, params):
+        self.checkSelectParameters(params)
+        name = self._name(wire)
+        self.closedResponse()
         self._deselect()
-        store = self.account.getMailbox(self._name(wire))
+        store = self.account.getMailbox(name)
         view = MailboxView(store, readOnly, notify=self._changesArrived)
         infos = view.initialInfos
         flags = list(SYSTEM_FLAGS) + sorted(store.keywords())
@@ -113,6 +116,7 @@ class MailboxCommands:
         view.noteReported()
         self.view = view
         self.state = "selected"
+        self.selectResponses(params)
         if readOnly:
             return ("OK", "READ-ONLY", "EXAMINE completed")
         return ("OK", "READ-WRITE", "SELECT completed")
@@ -202,8 +206,8 @@ class MailboxCommands:
         return view if view is not None and view.store.name == name else None
 
     def _checkStatusItems(self, items):
-        if "HIGHESTMODSEQ" in items and not self.extensionEnabled("CONDSTORE"):
-            raise Refusal("Unknown STATUS item HIGHESTMODSEQ", status="BAD")
+        if "HIGHESTMODSEQ" in items:
+            self.enableCondstore()
 
     def do_LSUB(self, tag, reference, pattern):
         if not pattern:
@@ -260,11 +264,6 @@ class MailboxCommands:
     def do_NAMESPACE(self, tag):
         self.untagged(b'NAMESPACE (("" "/")) NIL NIL')
         return ("OK", None, "NAMESPACE completed")
-
-    def do_ENABLE(self, tag, names):
-        # No extension that needs enabling is offered yet (CONDSTORE, QRESYNC...).
-        self.untagged(b"ENABLED")
-        return ("OK", None, "ENABLE completed")
 
     def do_IDLE(self, tag):
         d = defer.Deferred()
@@ -334,7 +333,7 @@ class MailboxCommands:
         if self.view.readOnly:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
         self.view.store.expunge(self._deletedUIDs(within))
-        return ("OK", None, "EXPUNGE completed")
+        return self.expungeResult()
 
     def do_SEARCH(self, tag, charset, key):
         return self._search(charset, key, byUID=False)
@@ -349,6 +348,9 @@ class MailboxCommands:
         session's next commands wait (the Deferred holds its queue).
         """
         view = self.view
+        withModseq = search.usesModseq(key)
+        if withModseq:
+            self.enableCondstore()
         try:
             program = search.compileKey(key, charset, view)
         except search.BadCharset:
@@ -368,7 +370,11 @@ class MailboxCommands:
                 numbers = found
             else:
                 numbers = [view.sequenceNumber(uid) for uid in found]
-            self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
+            suffix = b""
+            if withModseq and found:
+                infos = view.messageInfos()
+                suffix = b" (MODSEQ %d)" % (max(infos[uid].modseq for uid in found if uid in infos),)
+            self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + suffix + b"\r\n")
             return ("OK", None, "SEARCH completed")
         # Flag, size, date and UID keys need no message file: no reason to wait.
         burst = None if search.needsContent(program) else float("inf")
@@ -377,18 +383,23 @@ class MailboxCommands:
             return answer()
         return d.addCallback(answer)
 
-    def do_STORE(self, tag, messages, mode, silent, flags):
-        return self._store(messages, mode, silent, flags, byUID=False)
+    def do_STORE(self, tag, messages, mode, silent, flags, unchangedSince=None):
+        return self._store(messages, mode, silent, flags, byUID=False,
+                           unchangedSince=unchangedSince)
 
-    def do_UID_STORE(self, tag, messages, mode, silent, flags):
-        return self._store(messages, mode, silent, flags, byUID=True)
+    def do_UID_STORE(self, tag, messages, mode, silent, flags, unchangedSince=None):
+        return self._store(messages, mode, silent, flags, byUID=True,
+                           unchangedSince=unchangedSince)
 
-    def _store(self, messages, mode, silent, flags, byUID):
+    def _store(self, messages, mode, silent, flags, byUID, unchangedSince=None):
         view = self.view
+        if unchangedSince is not None:
+            self.enableCondstore()
         if view.readOnly:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
         flags = _checkFlags(flags)
         missing = 0
+        modified = []
         for i in self._indices(messages, byUID):
             uid = view.uids[i]
             if view.isExpunged(uid):
@@ -396,6 +407,10 @@ class MailboxCommands:
                 continue
             try:
                 info = view.store.messageInfo(uid)
+                if unchangedSince is not None and info.modseq > unchangedSince:
+                    modified.append(uid if byUID else i + 1)
+                    continue
+                before = info.modseq
                 if mode == "+":
                     new = info.flags | flags
                 elif mode == "-":
@@ -409,10 +424,9 @@ class MailboxCommands:
                 missing += 1
                 continue
             view.forgetFlagChange(uid)
-            if not silent:
-                extra = b" UID %d" % (uid,) if byUID else b""
-                self.write(b"* %d FETCH (FLAGS %s%s)\r\n" % (
-                    i + 1, formatFlags(view.flagsOf(info)), extra))
+            self.storeResponse(i + 1, info, silent, info.modseq != before, byUID)
+        if modified:
+            return self.modifiedResult(modified)
         if missing:
             return ("NO", "EXPUNGEISSUED", "Some of the messages were expunged meanwhile")
         return ("OK", None, "STORE completed")
@@ -452,17 +466,26 @@ class MailboxCommands:
 
     # -- FETCH ---------------------------------------------------------------
 
-    def do_FETCH(self, tag, messages, attributes):
-        return self._fetch(messages, attributes, byUID=False)
+    def do_FETCH(self, tag, messages, attributes, modifiers=None):
+        return self._fetch(messages, attributes, byUID=False, modifiers=modifiers or {})
 
-    def do_UID_FETCH(self, tag, messages, attributes):
-        return self._fetch(messages, attributes, byUID=True)
+    def do_UID_FETCH(self, tag, messages, attributes, modifiers=None):
+        return self._fetch(messages, attributes, byUID=True, modifiers=modifiers or {})
 
-    def _fetch(self, messages, attributes, byUID):
+    def _fetch(self, messages, attributes, byUID, modifiers=None):
         view = self.view
+        changedSince = self.checkFetchModifiers(attributes, modifiers or {}, byUID)
         indices = self._indices(messages, byUID)
         if byUID and not any(a.name == "UID" for a in attributes):
             attributes = [FetchAttribute("UID")] + list(attributes)
+        if changedSince is not None:
+            if not any(a.name == "MODSEQ" for a in attributes):
+                attributes = list(attributes) + [FetchAttribute("MODSEQ")]
+            if "VANISHED" in modifiers:
+                self.fetchVanished(messages, changedSince)
+            infos = view.messageInfos()
+            indices = [i for i in indices if view.uids[i] in infos
+                       and infos[view.uids[i]].modseq > changedSince]
         setSeen = not view.readOnly and any(a.isBody and not a.peek for a in attributes)
         state = collections.Counter()
         work = [(i + 1, view.uids[i]) for i in indices]
@@ -541,6 +564,8 @@ class MailboxCommands:
                 items.append(self._fetchItem(attribute, info, root, f))
             if addFlags:
                 items.append([b"FLAGS " + formatFlags(view.flagsOf(info))])
+                if self.condstore and not any(a.name == "MODSEQ" for a in attributes):
+                    items.append([b"MODSEQ (%d)" % (info.modseq,)])
         except BaseException:
             if f is not None:
                 f.close()
@@ -559,6 +584,8 @@ class MailboxCommands:
             return [b"UID %d" % (info.uid,)]
         if name == "FLAGS":
             return [b"FLAGS " + formatFlags(self.view.flagsOf(info))]
+        if name == "MODSEQ":
+            return [b"MODSEQ (%d)" % (info.modseq,)]
         if name == "INTERNALDATE":
             return [b"INTERNALDATE " + formatInternalDate(info.internalDate)]
         if name == "RFC822.SIZE":

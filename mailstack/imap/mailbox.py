@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailstack.imap import listing
-from mailstack.imap.response import formatFlags, string
+from mailstack.imap.response import formatFlags, formatSequenceSet, string
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import IMailboxListener, NoSuchMessage, StoreError
 
@@ -99,6 +99,7 @@ class IMAPAccount:
             "UIDNEXT": mailbox.uidNext,
             "UIDVALIDITY": mailbox.uidValidity,
             "UNSEEN": sum(1 for info in messages if "\\Seen" not in info.flags),
+            "HIGHESTMODSEQ": mailbox.highestModseq,
         }
         return [(item, values[item]) for item in items]
 
@@ -227,17 +228,24 @@ class MailboxView:
     def pending(self):
         return bool(self._expunged or self._added or self._flagsChanged)
 
-    def updates(self, allowExpunge=True):
+    def updates(self, allowExpunge=True, condstore=False, qresync=False):
         """
         The untagged responses owed to the client (bytes lines without CRLF),
-        applying them to the view.
+        applying them to the view. With C{condstore} flag updates carry
+        MODSEQ; with C{qresync} they carry the UID, and expunges are reported
+        as C{VANISHED} UIDs instead of EXPUNGE sequence numbers (RFC 7162).
         """
         lines = []
         if allowExpunge and self._expunged:
             gone = self._expunged
             indices = [i for i, uid in enumerate(self.uids) if uid in gone]
-            for i in reversed(indices):
-                lines.append(b"* %d EXPUNGE" % (i + 1,))
+            if qresync:
+                if indices:
+                    lines.append(b"* VANISHED " + formatSequenceSet(
+                        [self.uids[i] for i in indices]))
+            else:
+                for i in reversed(indices):
+                    lines.append(b"* %d EXPUNGE" % (i + 1,))
             self.uids = [uid for uid in self.uids if uid not in gone]
             self.recent -= gone
             self._flagsChanged -= gone
@@ -263,7 +271,12 @@ class MailboxView:
                 info = self.store.messageInfo(uid)
             except NoSuchMessage:
                 continue
-            lines.append(b"* %d FETCH (FLAGS %s)" % (number, formatFlags(self.flagsOf(info))))
+            items = [b"FLAGS " + formatFlags(self.flagsOf(info))]
+            if qresync:
+                items.insert(0, b"UID %d" % (uid,))
+            if condstore:
+                items.append(b"MODSEQ (%d)" % (info.modseq,))
+            lines.append(b"* %d FETCH (%s)" % (number, b" ".join(items)))
         return lines
 
     def noteReported(self):

@@ -278,6 +278,8 @@ def matches(key, message, star):
         return info.size > key[2] if key[1] == ">" else info.size < key[2]
     if kind == "UID":
         return key[1].containsUID(info.uid, star)
+    if kind == "MODSEQ":
+        return info.modseq >= key[1]
     if kind == "SEQUIDS":
         return info.uid in key[1]
     if kind == "DATE":
@@ -319,6 +321,20 @@ def searchSteps(view, program, cache=None, found=None):
         except NoSuchMessage:
             pass
         yield
+
+
+def usesModseq(key):
+    """Whether a (parsed) search key has a MODSEQ criterion (RFC 7162)."""
+    kind = key[0]
+    if kind == "MODSEQ":
+        return True
+    if kind == "NOT":
+        return usesModseq(key[1])
+    if kind == "OR":
+        return usesModseq(key[1]) or usesModseq(key[2])
+    if kind == "AND":
+        return any(usesModseq(k) for k in key[1])
+    return False
 
 
 def needsContent(program):

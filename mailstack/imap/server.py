@@ -2,8 +2,10 @@
 The IMAP4rev1 server protocol (RFC 3501) with STARTTLS, SASL (PLAIN, LOGIN,
 CRAM-MD5, RFC 4959 SASL-IR) and the small extensions clients expect: LITERAL+
 (RFC 7888), ID (2971), ENABLE (5161), IDLE (2177), NAMESPACE (2342), UNSELECT
-(3691), UIDPLUS (4315), MOVE (6851), CHILDREN (3348), SPECIAL-USE (6154),
-APPENDLIMIT (7889). A listener's C{disabled} list switches any of them off.
+(3691), UIDPLUS (4315), MOVE (6851), CHILDREN (3348), SPECIAL-USE and
+CREATE-SPECIAL-USE (6154), LIST-EXTENDED (5258), LIST-STATUS (5819), CONDSTORE
+and QRESYNC (7162), APPENDLIMIT (7889). A listener's C{disabled} list switches
+any of them off.
 
 Why not twisted.mail.imap4.IMAP4Server: its defects sit in the framing and the
 response formatting, which are most of an IMAP server (see
@@ -18,7 +20,8 @@ Layout: this module frames input (lines and literals, with limits), keeps
 the session's state (not authenticated, authenticated, selected, logout),
 dispatches commands from a table and answers the commands of any state and of
 the not-authenticated state. L{mailstack.imap.commands} holds the
-authenticated- and selected-state commands (a mixin of L{IMAPServer}).
+authenticated- and selected-state commands, L{mailstack.imap.condstore} the
+CONDSTORE/QRESYNC state and responses (mixins of L{IMAPServer}).
 """
 
 import collections
@@ -36,6 +39,7 @@ from twisted.python.failure import Failure
 from mailstack.imap import extparser, parser
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
+from mailstack.imap.condstore import CondstoreCommands
 from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
 from mailstack.imap.parser import ParseError, Reader
 from mailstack.imap.response import Refusal, taggedLine
@@ -58,7 +62,7 @@ _TAG = re.compile(rb'([^\x00-\x20(){%*"\\\]+\x7f-\xff]+) ')
 # Extensions, in CAPABILITY order (the names a listener may disable).
 EXTENSIONS = ("LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
               "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-              "LIST-EXTENDED", "LIST-STATUS", "APPENDLIMIT")
+              "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "APPENDLIMIT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +108,8 @@ COMMANDS = {
     "LOGIN": _command((NOT_AUTHENTICATED,), parser.args_login, "do_LOGIN"),
     "AUTHENTICATE": _command((NOT_AUTHENTICATED,), parser.args_authenticate,
                              "do_AUTHENTICATE"),
-    "SELECT": _command(AUTH, parser.args_mailbox, "do_SELECT"),
-    "EXAMINE": _command(AUTH, parser.args_mailbox, "do_EXAMINE"),
+    "SELECT": _command(AUTH, extparser.args_select, "do_SELECT"),
+    "EXAMINE": _command(AUTH, extparser.args_select, "do_EXAMINE"),
     "CREATE": _command(AUTH, extparser.args_create, "do_CREATE"),
     "DELETE": _command(AUTH, parser.args_mailbox, "do_DELETE"),
     "RENAME": _command(AUTH, parser.args_twoMailboxes, "do_RENAME"),
@@ -123,13 +127,13 @@ COMMANDS = {
     "UNSELECT": _command((SELECTED,), None, "do_UNSELECT", "UNSELECT"),
     "EXPUNGE": _command((SELECTED,), None, "do_EXPUNGE"),
     "SEARCH": _command((SELECTED,), parser.args_search, "do_SEARCH"),
-    "FETCH": _command((SELECTED,), parser.args_fetch, "do_FETCH"),
-    "STORE": _command((SELECTED,), parser.args_store, "do_STORE"),
+    "FETCH": _command((SELECTED,), extparser.args_fetch, "do_FETCH"),
+    "STORE": _command((SELECTED,), extparser.args_store, "do_STORE"),
     "COPY": _command((SELECTED,), parser.args_copy, "do_COPY"),
     "MOVE": _command((SELECTED,), parser.args_copy, "do_MOVE", "MOVE"),
     "UID SEARCH": _command((SELECTED,), parser.args_search, "do_UID_SEARCH"),
-    "UID FETCH": _command((SELECTED,), parser.args_fetch, "do_UID_FETCH"),
-    "UID STORE": _command((SELECTED,), parser.args_store, "do_UID_STORE"),
+    "UID FETCH": _command((SELECTED,), extparser.args_fetch, "do_UID_FETCH"),
+    "UID STORE": _command((SELECTED,), extparser.args_store, "do_UID_STORE"),
     "UID COPY": _command((SELECTED,), parser.args_copy, "do_UID_COPY"),
     "UID MOVE": _command((SELECTED,), parser.args_copy, "do_UID_MOVE", "MOVE"),
     "UID EXPUNGE": _command((SELECTED,), parser.args_sequenceSet, "do_UID_EXPUNGE",
@@ -147,7 +151,8 @@ def _threadRunner(clock):
     return defer.maybeDeferred
 
 
-class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin):
+class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Protocol,
+                 TimeoutMixin):
     """
     One IMAP session.
 
@@ -558,7 +563,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
             log.warn("imap {peer}: UIDVALIDITY of {mailbox} changed", peer=self.peerText(),
                      mailbox=view.store.name)
             return self.bye(b"Mailbox UIDVALIDITY changed; please reconnect")
-        for line in view.updates(allowExpunge):
+        for line in view.updates(allowExpunge, condstore=self.condstore, qresync=self.qresync):
             self.write(line + b"\r\n")
 
     # -- any state -----------------------------------------------------------
@@ -573,6 +578,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, Protocol, TimeoutMixin
             caps += ["AUTH=" + m for m in self._mechanisms()]
         for name in EXTENSIONS:
             if name == "SASL-IR" and self.state != NOT_AUTHENTICATED:
+                continue
+            if name == "QRESYNC" and not self._qresyncOffered():
                 continue
             if name == "APPENDLIMIT":
                 if self.extensionEnabled(name):

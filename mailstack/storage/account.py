@@ -196,13 +196,15 @@ class MaildirAccount:
         if readSpecialUse(self._specialUsePath()) is not None:
             return []
         created = []
-        for name, _ in defaults:
-            try:
-                self.createMailbox(name)
-                created.append(name)
-            except MailboxExists:
-                pass
-            self.subscribe(name)
+        if not self._folderDirs() and not os.path.exists(self._subscriptionsPath()):
+            for name, _ in defaults:
+                try:
+                    self.createMailbox(name)
+                    created.append(name)
+                except MailboxExists:
+                    pass
+                self.subscribe(name)
+        defaults = [(name, use) for name, use in defaults if self.hasMailbox(name)]
 
         def change(uses):
             for name, attribute in defaults:

@@ -350,9 +350,11 @@ class IAccountStore(Interface):
     def createDefaultMailboxes(defaults):
         """
         Set up a new account once: the first time this is called for an
-        account, create each missing mailbox of C{defaults}, subscribe it, and
-        record its special use (existing mailboxes of those names get the use
-        too). Later calls do nothing, so a user may delete or rename them.
+        account, if the account is new (no folders, no subscriptions yet),
+        create each mailbox of C{defaults} and subscribe it; in any case record
+        the special use of those that exist. Later calls do nothing, so a user
+        may delete or rename them. An account another server (Dovecot) has
+        been using keeps its folders as they are.
 
         @param defaults: C{[(name, attribute), ...]}, e.g. C{[("Sent", "\\Sent")]}.
         @return: the names created now (empty if it had been done before).

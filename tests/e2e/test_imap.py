@@ -39,10 +39,11 @@ MULTIPART = (b"From: alice@lab.test\r\nTo: demo@lab.test\r\nSubject: parts\r\n"
 
 class IMAPTestCase(unittest.TestCase):
     limits = "literal_size = 100000\n"
+    listeners = LISTENERS
 
     def setUp(self):
         text = BASE_CONFIG.replace("[limits]", "[limits]\n" + self.limits)
-        self.server, self.directory = startServer(self, LISTENERS, text)
+        self.server, self.directory = startServer(self, self.listeners, text)
         self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
 
     def port(self, name):
