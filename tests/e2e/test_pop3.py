@@ -113,7 +113,7 @@ class LabListenerTests(POP3TestCase):
         self.assertEqual(stat, (1, len(TRICKY)))
         self.assertEqual(listing[1], [b"1 %d" % (len(TRICKY),)])
         info = self.inbox().messages()[0]
-        self.assertEqual(uidl, b"+OK 1 %08X%08X" % (info.uid, self.inbox().uidValidity))
+        self.assertEqual(uidl, b"+OK 1 %08x%08x" % (info.uid, self.inbox().uidValidity))
         self.assertEqual(response, b"+OK %d octets" % (len(TRICKY),))
         self.assertEqual(b"".join(line + b"\r\n" for line in lines), TRICKY)
         self.assertIn("\\Seen", self.inbox().messages()[0].flags)
