@@ -1369,3 +1369,41 @@ class PipeliningTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n")
         self.assertEqual(out.count(b" FETCH (UID "), 300)
         self.assertTrue(out.endswith(b"a OK FETCH completed\r\n"))
+
+
+class LiteralMinusTests(IMAPTestMixin, unittest.TestCase):
+    """
+    LITERAL+ switched off: LITERAL- (RFC 7888) instead, or no {n+} at all.
+    """
+
+    def test_advertisedInstead(self):
+        """LITERAL- appears only when LITERAL+ is disabled."""
+        self.assertNotIn(b"LITERAL-", self.send(b"a CAPABILITY\r\n"))
+        session = self.connect(disabled=frozenset({"LITERAL+"}))
+        out = self.send(b"a CAPABILITY\r\n", session)
+        self.assertIn(b" LITERAL- ", out)
+        self.assertNotIn(b"LITERAL+", out)
+
+    def test_smallNonSyncAccepted(self):
+        """Up to 4096 octets a {n+} literal works."""
+        session = self.connect(disabled=frozenset({"LITERAL+"}))
+        out = self.send(b"a LOGIN alice@lab.test {6+}\r\nsecret\r\n", session)
+        self.assertTrue(out.startswith(b"a OK [CAPABILITY"), out)
+
+    def test_bigNonSyncRefused(self):
+        """A bigger one is BAD [TOOBIG]; its octets are dropped, not run as commands."""
+        session = self.connect(disabled=frozenset({"LITERAL+"}), maxLiteralSize=10000)
+        self.login(session)
+        body = b"x" * 4095 + b"\r\nb LOGOUT\r\n"
+        out = self.send(b"a APPEND INBOX {%d+}\r\n%s\r\nc NOOP\r\n" % (len(body), body), session)
+        self.assertEqual(out, b"a BAD [TOOBIG] Non-synchronizing literals are limited to 4096 "
+                              b"octets (LITERAL-)\r\nc OK NOOP completed\r\n")
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+
+    def test_bothOff(self):
+        """With LITERAL+ and LITERAL- off, {n+} is BAD; synchronizing literals still work."""
+        session = self.connect(disabled=frozenset({"LITERAL+", "LITERAL-"}))
+        self.assertEqual(self.send(b"a LOGIN alice@lab.test {6+}\r\nsecret\r\n", session),
+                         b"a BAD Non-synchronizing literals are not available here\r\n")
+        self.assertEqual(self.send(b"b LOGIN alice@lab.test {6}\r\n", session),
+                         b"+ Ready for literal data\r\n")

@@ -55,12 +55,13 @@ ANY = (NOT_AUTHENTICATED, AUTHENTICATED, SELECTED)
 AUTH = (AUTHENTICATED, SELECTED)
 
 SMALL_LITERAL = 65536
+LITERAL_MINUS_LIMIT = 4096  # RFC 7888: LITERAL- allows {n+} up to this size
 SPOOL_MEMORY = 1024 * 1024
 _VERB = re.compile(rb"[^ ]+ +(?:UID +)?([A-Za-z]+)")
 _TAG = re.compile(rb'([^\x00-\x20(){%*"\\\]+\x7f-\xff]+) ')
 
 # Extensions, in CAPABILITY order (the names a listener may disable).
-EXTENSIONS = ("LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
+EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
               "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
               "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "APPENDLIMIT")
 
@@ -388,6 +389,15 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             return self._dispatch(parts)
         size, synchronizing = announced
         isAppend = self._verb == b"APPEND"
+        if not synchronizing and not self.extensionEnabled("LITERAL+"):
+            refusal = self._nonSyncRefusal(size)
+            if refusal is not None:
+                # The client sends the literal without waiting: read and drop it.
+                self._resetCommand()
+                self._discardLiteral = size
+                self._abandoning = True
+                self._tagged(tag, "BAD", *refusal)
+                return self._countBad()
         limit = self.settings.maxLiteralSize if isAppend else (
             self.settings.maxCommandSize - self._commandSize)
         if size > limit:
@@ -412,6 +422,15 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._literal = [size, sink]
         if size == 0:
             self._readLiteral()
+
+    def _nonSyncRefusal(self, size):
+        """Without LITERAL+: why a {n+} literal is refused (None: accepted, LITERAL-)."""
+        if not self.extensionEnabled("LITERAL-"):
+            return (None, "Non-synchronizing literals are not available here")
+        if size > LITERAL_MINUS_LIMIT:
+            return ("TOOBIG", "Non-synchronizing literals are limited to %d octets (LITERAL-)"
+                    % (LITERAL_MINUS_LIMIT,))
+        return None
 
     def _readLiteral(self):
         remaining, sink = self._literal
@@ -581,6 +600,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
                 continue
             if name == "QRESYNC" and not self._qresyncOffered():
                 continue
+            if name == "LITERAL-" and self.extensionEnabled("LITERAL+"):
+                continue  # RFC 7888: one or the other; LITERAL+ includes LITERAL-
             if name == "APPENDLIMIT":
                 if self.extensionEnabled(name):
                     caps.append("APPENDLIMIT=%d" % (self.settings.maxLiteralSize,))
