@@ -218,3 +218,18 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
         self.login(session)
         self.assertEqual(self.send(b"b ENABLE QRESYNC\r\n", session),
                          b"* ENABLED\r\nb OK ENABLE completed\r\n")
+
+
+class CondstoreReselectTests(IMAPTestMixin, unittest.TestCase):
+    """
+    SELECT (CONDSTORE) while another mailbox is selected.
+    """
+
+    def test_highestModseqOfTheNewMailbox(self):
+        """Only the new mailbox's HIGHESTMODSEQ is reported."""
+        self.account.createMailbox("Other")
+        self.deliver(mailbox="Other")
+        self.select()
+        out = self.send(b"a SELECT Other (CONDSTORE)\r\n")
+        self.assertEqual(out.count(b"HIGHESTMODSEQ"), 1)
+        self.assertIn(b"[HIGHESTMODSEQ %d]" % (self.account.getMailbox("Other").highestModseq,), out)

@@ -59,7 +59,9 @@ class CondstoreCommands:
     def checkSelectParameters(self, params):
         """Before SELECT/EXAMINE: refuse parameters that are not available."""
         if "CONDSTORE" in params:
-            self.enableCondstore()
+            if not self.extensionEnabled("CONDSTORE"):
+                raise Refusal("CONDSTORE is not available", status="BAD")
+            self.condstore = True  # SELECT itself reports HIGHESTMODSEQ
         if "QRESYNC" in params:
             if not self.qresync:
                 raise Refusal("QRESYNC must be enabled first (ENABLE QRESYNC)", status="BAD")

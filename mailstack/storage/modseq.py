@@ -127,7 +127,7 @@ class ModseqState:
         gone = [uid for uid in self.modseqs if uid not in current]
         if changed or gone:
             self.changed({uid: current[uid] for uid in changed}, gone)
-        self._rewrite = True
+        self._rewrite = False  # what changed is appended at the next flush
 
     def reset(self, uidValidity, current):
         """No usable history (new mailbox, lost file, new UIDVALIDITY): start afresh."""
