@@ -59,8 +59,8 @@ class CondstoreTests(IMAPTestMixin, unittest.TestCase):
         self.select(other)
         self.send(b"b STORE 3 +FLAGS (\\Seen)\r\n", other)
         self.assertEqual(self.send(b"c NOOP\r\n"),
-                         b"* 3 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\nc OK NOOP completed\r\n"
-                         % (self.modseq(3),))
+                         b"* 3 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\n"
+                         b"c OK NOOP completed\r\n" % (self.modseq(3),))
 
     def test_unchangedSince(self):
         """UNCHANGEDSINCE: messages changed since are left alone and named in MODIFIED."""
@@ -153,7 +153,8 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
         mark = self.inbox.highestModseq
         self.inbox.expunge([2])
         self.inbox.setFlags(4, {"\\Seen"})
-        out = self.send(b"a SELECT INBOX (QRESYNC (%d %d 1:5))\r\n" % (self.inbox.uidValidity, mark))
+        out = self.send(b"a SELECT INBOX (QRESYNC (%d %d 1:5))\r\n"
+                        % (self.inbox.uidValidity, mark))
         lines = out.split(b"\r\n")
         start = lines.index(b"* OK [HIGHESTMODSEQ %d] Highest" % (self.inbox.highestModseq,))
         self.assertEqual(lines[start + 1:], [
@@ -206,8 +207,8 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
         self.send(b"a SELECT INBOX\r\n")
         self.inbox.setFlags(3, {"\\Flagged"})
         out = self.send(b"b NOOP\r\n")
-        self.assertTrue(re.match(rb"\* 3 FETCH \(UID 3 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)",
-                                 out), out)
+        self.assertTrue(re.match(
+            rb"\* 3 FETCH \(UID 3 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", out), out)
 
     def test_qresyncDisabled(self):
         """QRESYNC can be switched off alone; CONDSTORE stays."""
@@ -232,4 +233,5 @@ class CondstoreReselectTests(IMAPTestMixin, unittest.TestCase):
         self.select()
         out = self.send(b"a SELECT Other (CONDSTORE)\r\n")
         self.assertEqual(out.count(b"HIGHESTMODSEQ"), 1)
-        self.assertIn(b"[HIGHESTMODSEQ %d]" % (self.account.getMailbox("Other").highestModseq,), out)
+        other = self.account.getMailbox("Other")
+        self.assertIn(b"[HIGHESTMODSEQ %d]" % (other.highestModseq,), out)

@@ -86,8 +86,9 @@ class CondstoreArgumentTests(unittest.TestCase):
 
     def test_storeUnchangedSince(self):
         """UNCHANGEDSINCE before the flags action."""
-        self.assertEqual(parse(extparser.args_store, b"1:3 (UNCHANGEDSINCE 9) +FLAGS.SILENT (\\Seen)"),
-                         (SequenceSet([(1, 3)]), "+", True, ["\\Seen"], 9))
+        self.assertEqual(
+            parse(extparser.args_store, b"1:3 (UNCHANGEDSINCE 9) +FLAGS.SILENT (\\Seen)"),
+            (SequenceSet([(1, 3)]), "+", True, ["\\Seen"], 9))
         self.assertEqual(parse(extparser.args_store, b"2 FLAGS x")[-1], None)
 
     def test_modseqRange(self):

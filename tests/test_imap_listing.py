@@ -127,7 +127,7 @@ class SpecialUseTests(IMAPTestMixin, unittest.TestCase):
                          b'* LIST (\\HasNoChildren \\Trash) "/" "Bin"\r\nb OK LIST completed\r\n')
 
     def test_specialUseOff(self):
-        """SPECIAL-USE off: no attributes and no SPECIAL-USE options; CREATE-SPECIAL-USE off: no USE."""
+        """SPECIAL-USE off: no attributes, no SPECIAL-USE options; CREATE-SPECIAL-USE off: no USE."""
         self.account.createMailbox("Bin")
         self.account.setSpecialUse("Bin", ["\\Trash"])
         session = self.connect(disabled=frozenset({"SPECIAL-USE", "CREATE-SPECIAL-USE"}))

@@ -373,7 +373,8 @@ class MailboxCommands:
             suffix = b""
             if withModseq and found:
                 infos = view.messageInfos()
-                suffix = b" (MODSEQ %d)" % (max(infos[uid].modseq for uid in found if uid in infos),)
+                highest = max([infos[uid].modseq for uid in found if uid in infos] or [0])
+                suffix = b" (MODSEQ %d)" % (highest,)
             self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + suffix + b"\r\n")
             return ("OK", None, "SEARCH completed")
         # Flag, size, date and UID keys need no message file: no reason to wait.

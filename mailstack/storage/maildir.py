@@ -260,8 +260,8 @@ class MaildirMailbox:
             else:
                 self._modseq.load(uidlist.uidValidity, current)
         else:
-            self._modseq.changed({uid: self._fileLetters(entries[uid]) for uid in added + flagsChanged},
-                                 expunged)
+            self._modseq.changed(
+                {uid: self._fileLetters(entries[uid]) for uid in added + flagsChanged}, expunged)
         return added, expunged, flagsChanged
 
     @staticmethod

@@ -152,7 +152,7 @@ class TwoSessionExtensionTests(IMAPTestCase):
 
     @defer.inlineCallbacks
     def test_qresyncVanishedAfterOtherSessionsExpunge(self):
-        """QRESYNC: B's expunge reaches A as VANISHED; a later resync SELECT says VANISHED (EARLIER)."""
+        """QRESYNC: B's expunge reaches A as VANISHED; a resync SELECT says VANISHED (EARLIER)."""
         def run():
             a, fa = self.session()
             b, fb = self.session()
