@@ -488,6 +488,33 @@ class POP3InterplayTests(IMAPTestCase):
         self.assertEqual(self.inbox().messages()[0].flags, {"\\Answered", "\\Seen"})
 
 
+    @defer.inlineCallbacks
+    def test_uidlStableAfterIMAPSeen(self):
+        """POP3 UIDL is the same before and after an IMAP client marks the message \\Seen
+        (the file is renamed to carry the flag; the unique-id does not follow the name)."""
+        self.deliver(MESSAGE)
+
+        def uidl():
+            p = poplib.POP3("127.0.0.1", self.port("pop3"), timeout=10)
+            p.user("demo@lab.test")
+            p.pass_("demo")
+            listing = p.uidl()[1]
+            p.quit()
+            return listing
+
+        def session():
+            before = uidl()
+            namesBefore = self.files()
+            c = self.loggedIn()
+            c.select("INBOX")
+            c.store("1", "+FLAGS", r"(\Seen)")
+            c.logout()
+            return before, namesBefore, uidl(), self.files()
+        before, namesBefore, after, namesAfter = yield self.inThread(session)
+        self.assertNotEqual(namesBefore, namesAfter)
+        self.assertTrue(namesAfter[0].endswith("S"), namesAfter)
+        self.assertEqual(before, after)
+
 class RFC3501SampleTests(IMAPTestCase):
     """
     The sample session of RFC 3501 section 8, on 12 messages.
