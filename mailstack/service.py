@@ -93,10 +93,22 @@ def _resolve(protocols, name):
     if target is None:
         raise StartupError("protocol %r is not available in this build" % (name,))
     if callable(target):
-        return target, {}
+        return target, {}, None
     moduleName, _, functionName = target.partition(":")
     module = importlib.import_module(moduleName)
-    return getattr(module, functionName), getattr(module, "avatarAdapters", dict)()
+    return (getattr(module, functionName), getattr(module, "avatarAdapters", dict)(),
+            getattr(module, "DISABLEABLE", None))
+
+
+def _checkDisabled(config, index, listener, known):
+    """A name in C{disabled} that the protocol does not know is a typo: refuse it."""
+    if known is None:
+        return
+    unknown = [name for name in listener.disabled if name not in known]
+    if unknown:
+        raise StartupError("%s: listener[%d].disabled: %s unknown for %s (known: %s)" % (
+            config.path, index, ", ".join(repr(n) for n in unknown), listener.protocol,
+            ", ".join(sorted(known))))
 
 
 class ListenerService(StreamServerEndpointService):
@@ -224,8 +236,9 @@ def buildService(config, reactor=None, protocols=None):
             raise StartupError("%s: tls: %s" % (config.path, e))
 
     builders, adapters = {}, {}
-    for listener in config.listeners:
-        builder, protocolAdapters = _resolve(protocols, listener.protocol)
+    for index, listener in enumerate(config.listeners):
+        builder, protocolAdapters, known = _resolve(protocols, listener.protocol)
+        _checkDisabled(config, index, listener, known)
         builders[listener.name] = builder
         adapters.update(protocolAdapters)
 

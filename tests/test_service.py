@@ -165,6 +165,25 @@ class BuildServiceTests(ServiceTestCase):
                               loadConfig(path), reactor, FAKE)
         self.assertEqual(str(e), "protocol 'pop3' is not available in this build")
 
+    def test_unknownDisabledName(self):
+        """A name in disabled that the protocol does not know (a typo) stops start-up."""
+        path = writeConfig(self, BASE_CONFIG, listenerTOML("smtp") + listenerTOML(
+            "imap", disabled=["IDLE", "PIPELINNG"]))
+        e = self.assertRaises(service.StartupError, service.buildService,
+                              loadConfig(path), reactor)
+        self.assertTrue(str(e).startswith(
+            "%s: listener[1].disabled: 'PIPELINNG' unknown for imap (known: " % (
+                loadConfig(path).path,)), str(e))
+
+    def test_knownDisabledNames(self):
+        """Every protocol accepts the names its guide documents."""
+        path = writeConfig(self, BASE_CONFIG, listenerTOML(
+            "smtp", disabled=["PIPELINING", "ENHANCEDSTATUSCODES", "CRAM-MD5"])
+            + listenerTOML("pop3", disabled=["APOP", "TOP", "UIDL", "SASL"])
+            + listenerTOML("imap", disabled=["IDLE", "MOVE", "AUTH=CRAM-MD5", "CONDSTORE"]))
+        top = service.buildService(loadConfig(path), reactor)
+        self.assertEqual(len(list(top)), 4)  # the watcher and three listeners
+
     def test_badCertificate(self):
         """A certificate that cannot be loaded is named in a one-line error."""
         path = writeConfig(self, BASE_CONFIG.replace(

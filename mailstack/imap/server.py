@@ -65,6 +65,10 @@ EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
               "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
               "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "APPENDLIMIT")
 
+# Names a listener's `disabled` list may hold; service.py refuses any other.
+DISABLEABLE = frozenset(EXTENSIONS) | {
+    "STARTTLS", "LOGINDISABLED", "AUTH", "AUTH=PLAIN", "AUTH=LOGIN", "AUTH=CRAM-MD5"}
+
 
 @dataclasses.dataclass(frozen=True)
 class IMAPSettings:

@@ -712,6 +712,13 @@ def _size(count, octets):
     return "%s (%d octets)" % (_messages(count), octets)
 
 
+# Names a listener's `disabled` list may hold (CAPA tags, commands, SASL
+# mechanisms); service.py refuses any other name at start-up.
+DISABLEABLE = frozenset({
+    "APOP", "USER", "SASL", "PLAIN", "LOGIN", "CRAM-MD5", "STLS", "TOP", "UIDL",
+    "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "IMPLEMENTATION"})
+
+
 class POP3Factory(Factory):
     """
     Builds L{POP3Server} sessions for one listener.

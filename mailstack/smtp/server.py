@@ -698,6 +698,13 @@ class _DataState:
         return pos, False
 
 
+# Names a listener's `disabled` list may hold: EHLO keywords, MAIL parameters
+# and SASL mechanisms. service.py refuses any other name at start-up.
+DISABLEABLE = frozenset({
+    "PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "STARTTLS", "AUTH",
+    "HELP", "BODY", "PLAIN", "LOGIN", "CRAM-MD5"})
+
+
 class SMTPFactory(Factory):
     """
     Builds L{SMTPServer} sessions for one listener.
