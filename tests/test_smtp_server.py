@@ -583,6 +583,49 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
         self.assertEqual(out, b"421 4.7.0 Too many authentication failures, closing\r\n")
         self.assertTrue(self.transport.disconnecting)
 
+    def test_pipelinedAfterDelayedFailureStayInOrder(self):
+        """
+        With a checker that answers later (bcrypt runs in a thread), commands
+        pipelined behind a delayed failure are answered in order, one after the
+        other: a second AUTH after a success gets 503, MAIL waits for the 235.
+        """
+        checker = InMemoryUsernamePasswordDatabaseDontUse(**{"alice@lab.test": b"secret"})
+
+        class SlowChecker:
+            credentialInterfaces = checker.credentialInterfaces
+
+            def requestAvatarId(innerSelf, credentials):
+                d = task.deferLater(self.clock, 0.5, lambda: None)
+                d.addCallback(lambda _: checker.requestAvatarId(credentials))
+                return d
+        self.portal = Portal(SubmitterRealm(), [SlowChecker()])
+        self.connect(authFailuresDelay=1)
+        self.ehlo()
+        good = b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"secret") + b"\r\n"
+        self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"x") + b"\r\n"
+                  + good + good + b"MAIL FROM:<alice@lab.test>\r\nNOOP\r\n")
+        for _ in range(20):
+            self.clock.advance(0.5)
+        self.assertEqual(self.transport.value().splitlines(), [
+            b"535 5.7.8 Authentication credentials invalid",
+            b"235 2.7.0 Authentication successful",
+            b"503 5.5.1 Already authenticated",
+            b"250 2.1.0 Sender <alice@lab.test> OK",
+            b"250 2.0.0 OK"])
+
+    def test_pipelinedFailuresAllDelayed(self):
+        """Pipelined failed AUTHs are each delayed: no failure is answered early."""
+        self.connect(authFailuresDelay=1, authFailuresDisconnect=5)
+        self.ehlo()
+        bad = b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"x") + b"\r\n"
+        self.send(bad * 4)
+        answered = []
+        for step in range(1, 9):
+            self.clock.advance(1)
+            answered.append(self.transport.value().count(b"535 "))
+        # One failure every two seconds (the delay), never two at once.
+        self.assertEqual(answered, [0, 1, 1, 2, 2, 3, 3, 4])
+
     def test_senderMismatch(self):
         """An authenticated user may not use another envelope sender."""
         self.ehlo()

@@ -90,7 +90,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         self.clock = clock
         self.callLater = clock.callLater  # for TimeoutMixin
         self._buffer = b""
-        self._blocked = False
+        self._blocked = 0  # Deferreds (login, failure delay, delivery) input waits for
         self._discardingLine = False
         self._dataState = None
         self._saslHandler = None
@@ -204,12 +204,16 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._countBad()
 
     def _block(self, d):
-        """Hold further input until C{d} (which sends the reply) has fired."""
-        self._blocked = True
+        """
+        Hold further input until C{d} (which sends the reply) has fired. Blocks
+        nest (a failed login returns the failure delay's Deferred): input resumes
+        only when every one has fired, so pipelined replies stay in order.
+        """
+        self._blocked += 1
 
         def unblock(result):
-            self._blocked = False
-            if not self._disconnecting:
+            self._blocked -= 1
+            if not self._blocked and not self._disconnecting:
                 self.transport.resumeProducing()
                 self._process()
             return result
