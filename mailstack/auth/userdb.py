@@ -275,15 +275,18 @@ class PasswdFile:
     def verifyPassword(self, name, password):
         """
         Check a password (str or bytes). Slow for BLF-CRYPT users by design, and
-        as slow for unknown users and unusable schemes, so that timing does not
-        tell who exists. Safe to call from a thread.
+        as slow for {PLAIN} users, unknown users and unusable schemes (one bcrypt
+        check against a dummy hash), so that timing does not tell who exists.
+        Safe to call from a thread.
 
         @return: C{True} if C{name} is a user whose password this is.
         """
         password = _passwordBytes(password)
         user = self.lookup(name)
         if user is not None and user.scheme == "PLAIN":
-            return hmac.compare_digest(_encode(user.secret), password)
+            matches = hmac.compare_digest(_encode(user.secret), password)
+            self._checkBcrypt(password, self._dummy())
+            return matches
         if user is not None and user.scheme == "BLF-CRYPT":
             return self._checkBcrypt(password, _bcryptHash(user.secret))
         self._checkBcrypt(password, self._dummy())
