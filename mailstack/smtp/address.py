@@ -6,6 +6,7 @@ Lenient where students type by hand (a space after the colon, a path without
 angle brackets) and strict where it matters (no bytes outside ASCII, one mailbox).
 """
 
+import ipaddress
 import re
 
 _PATH = re.compile(
@@ -29,9 +30,33 @@ class PathSyntaxError(ValueError):
 
 def isDomain(value):
     """
-    C{True} if C{value} (bytes) is a domain name or an address literal.
+    C{True} if C{value} (bytes) is a domain name or a valid address literal
+    (C{[192.0.2.1]} with octets up to 255, C{[IPv6:...]}).
     """
-    return bool(_DOMAIN.match(value) or _LITERAL.match(value))
+    if _DOMAIN.match(value):
+        return True
+    if not _LITERAL.match(value):
+        return False
+    text = value[1:-1].decode("ascii")
+    try:
+        if text[:5].upper() == "IPV6:":
+            ipaddress.IPv6Address(text[5:])
+        else:
+            ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _unquote(local):
+    """
+    C{"john.doe"} -> C{john.doe}: a quoted local part that needs no quoting
+    names the same mailbox as the plain one (RFC 5321 4.1.2), so use that.
+    """
+    if not local.startswith(b'"'):
+        return local
+    inner = re.sub(rb"\\(.)", rb"\1", local[1:-1])
+    return inner if _DOT_ATOM.match(inner) else local
 
 
 def parseMailbox(value):
@@ -49,7 +74,7 @@ def parseMailbox(value):
         raise PathSyntaxError("bad domain in address")
     if len(local) > 64 or len(domain) > 255:
         raise PathSyntaxError("address too long")
-    return local.decode("ascii"), domain.decode("ascii").lower()
+    return _unquote(local).decode("ascii"), domain.decode("ascii").lower()
 
 
 def parsePath(kind, argument):
