@@ -18,7 +18,9 @@ import re
 
 from twisted.cred.credentials import CramMD5Credentials
 from twisted.internet import defer, task
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.mail import maildir as twistedMaildir
 from twisted.mail import pop3 as twistedPOP3
 from twisted.mail.imap4 import PLAINCredentials
@@ -78,6 +80,56 @@ class FakeTLSTransport(StringTransport):
     def abortConnection(self):
         self.aborted = True
         self.loseConnection()
+
+
+class ConnectionTransport(FakeTLSTransport):
+    """
+    Producers handled as a real connection does it
+    (C{twisted.internet.abstract.FileDescriptor}): a pull producer is asked for
+    its first chunk when it registers; a second producer is refused with
+    RuntimeError (StringTransport's check); losing the connection stops the
+    registered producer and forgets it *after* that call returns, and only
+    then tells the protocol; a producer registering on a lost connection is
+    stopped at once; writes after the loss go nowhere (kept in C{late}).
+
+    @ivar history: C{("register" | "unregister", producer)} in call order.
+    """
+
+    def __init__(self, *args, **kwargs):
+        FakeTLSTransport.__init__(self, *args, **kwargs)
+        self.disconnected = False
+        self.history = []
+        self.late = []
+
+    def write(self, data):
+        if self.disconnected:
+            self.late.append(data)
+        else:
+            FakeTLSTransport.write(self, data)
+
+    def registerProducer(self, producer, streaming):
+        self.history.append(("register", producer))
+        if self.disconnected and self.producer is None:
+            producer.stopProducing()
+            return
+        FakeTLSTransport.registerProducer(self, producer, streaming)
+        if not streaming:
+            producer.resumeProducing()
+
+    def unregisterProducer(self):
+        self.history.append(("unregister", self.producer))
+        FakeTLSTransport.unregisterProducer(self)
+
+    def lose(self, protocol):
+        """The reactor's side of a connection reset by the peer."""
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+        self.disconnected = True
+        self.disconnecting = True
+        if self.producer is not None:
+            self.producer.stopProducing()
+            self.producer = None
+        protocol.connectionLost(Failure(ConnectionLost()))
 
 
 def pump(transport):
@@ -795,6 +847,126 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
 
+class TransferLifecycleTests(POP3TestMixin, unittest.TestCase):
+    """
+    RETR/TOP producers over a transport that manages producers as a real
+    connection does: pipelined transfers strictly one after another, and a
+    connection lost mid-transfer ends the session quietly.
+    """
+
+    def setUp(self):
+        POP3TestMixin.setUp(self)
+        self.deliver(MESSAGE_1)
+        self.deliver(MESSAGE_2)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def session(self, **overrides):
+        settings = dict(self.settings, chunkSize=8)
+        settings.update(overrides)
+        server = POP3Server(POP3Settings(**settings), self.portal,
+                            self.users.hasPlaintextSecrets, self.reactor)
+        session = Session(server, ConnectionTransport(), self.reactor)
+        self.assertTrue(session.login().startswith(b"+OK Logged in"))
+        self.opened = []
+        original = server.maildrop.openMessage
+
+        def openMessage(number):
+            self.opened.append(original(number))
+            return self.opened[-1]
+        server.maildrop.openMessage = openMessage
+        return session
+
+    def pop3Events(self):
+        return [e for e in self.events
+                if e.get("log_namespace", "").startswith("mailstack.pop3")]
+
+    def test_pipelinedOneAfterAnother(self):
+        """Each pipelined RETR/TOP registers only after the previous one unregistered."""
+        session = self.session()
+        out = session.send(b"RETR 1\r\nTOP 2 1\r\nRETR 2\r\nRETR 1\r\nNOOP\r\n")
+        retr1 = b"+OK %d octets\r\n" % (len(MESSAGE_1),) + referenceStuffing(MESSAGE_1)
+        self.assertEqual(out, retr1 + b"+OK Top of message follows\r\nSubject: two\r\n\r\n"
+                         b"line 1\r\n.\r\n+OK %d octets\r\n" % (len(MESSAGE_2),)
+                         + referenceStuffing(MESSAGE_2) + retr1 + b"+OK\r\n")
+        history = session.transport.history
+        self.assertEqual([what for what, _ in history], ["register", "unregister"] * 4)
+        for (_, registered), (_, unregistered) in zip(history[::2], history[1::2]):
+            self.assertIs(registered, unregistered)
+        self.assertEqual(len({id(p) for _, p in history}), 4)
+        self.assertTrue(all(f.closed for f in self.opened))
+        self.assertIsNone(session.transport.producer)
+
+    def test_connectionLostWithPipelinedRETRs(self):
+        """
+        The peer resets mid-message with RETRs queued: the transfer stops, its
+        file is closed, the queued commands are dropped without an error or a
+        reply, nothing is deleted or marked \\Seen, the lock is released.
+        """
+        session = self.session()
+        session.send(b"DELE 2\r\n")
+        session.transport.clear()
+        session.server.dataReceived(b"RETR 1\r\n" * 50 + b"QUIT\r\n")
+        session.transport.producer.resumeProducing()
+        self.assertEqual(session.transport.value(),
+                         b"+OK %d octets\r\n" % (len(MESSAGE_1),) + MESSAGE_1[:16])
+        del self.events[:]
+        session.transport.lose(session.server)
+
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(session.transport.late, [])
+        self.assertEqual([what for what, _ in session.transport.history], ["register"])
+        self.assertEqual(len(self.opened), 1)
+        self.assertTrue(self.opened[0].closed)
+        events = self.pop3Events()
+        self.assertLessEqual(len(events), 1, events)
+        self.assertEqual([e for e in events if e.get("log_failure") is not None
+                          or e["log_level"].name != "info"], [])
+        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertEqual([info.flags for info in self.inbox().messages()],
+                         [frozenset(), frozenset()])
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        # Nothing more happens later (a timer, a late reply).
+        self.reactor.advance(3600)
+        self.assertEqual(session.transport.late, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_connectionLostDuringTOP(self):
+        """The same for TOP: a loss after its first chunk, TOPs queued: quiet."""
+        session = self.session()
+        session.transport.clear()
+        session.server.dataReceived(b"TOP 1 0\r\n" + b"TOP 2 5\r\n" * 10)
+        del self.events[:]
+        session.transport.lose(session.server)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(session.transport.late, [])
+        self.assertEqual(len(self.opened), 1)
+        self.assertTrue(self.opened[0].closed)
+        self.assertLessEqual(len(self.pop3Events()), 1)
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+
+    def test_protocolSeesLossFirst(self):
+        """
+        If the protocol hears of the loss while its producer is still
+        registered, it stops the transfer itself: unregisters, closes the file.
+        """
+        session = self.connect(chunkSize=8)
+        self.assertTrue(session.login().startswith(b"+OK Logged in"))
+        opened = []
+        original = session.server.maildrop.openMessage
+        session.server.maildrop.openMessage = lambda n: opened.append(original(n)) or opened[-1]
+        session.transport.clear()
+        session.server.dataReceived(b"RETR 1\r\nRETR 2\r\n")
+        session.transport.producer.resumeProducing()
+        session.drop()
+        self.assertIsNone(session.transport.producer)
+        self.assertEqual(len(opened), 1)
+        self.assertTrue(opened[0].closed)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.inbox().messages()[0].flags, frozenset())
+        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+
 class FramingTests(POP3TestMixin, unittest.TestCase):
     """
     Lines, limits, unknown commands, timeouts, internal errors.
@@ -1025,6 +1197,37 @@ class MessageSenderTests(unittest.TestCase):
         transport.producer.resumeProducing()
         transport.producer.stopProducing()
         self.assertFalse(self.successResultOf(d))
+        self.assertTrue(source.closed)
+
+    def test_stoppedByConsumerNotUnregistered(self):
+        """A consumer that stops the sender has let go of it: no unregister call."""
+        transport = ConnectionTransport()
+        source = RecordingFile(b"abc\r\n" * 100)
+        d = MessageSender(source, transport, chunkSize=10).start()
+        transport.lose(Protocol())
+        self.assertFalse(self.successResultOf(d))
+        self.assertEqual([what for what, _ in transport.history], ["register"])
+        self.assertTrue(source.closed)
+
+    def test_abort(self):
+        """abort() (the protocol's stop) closes the file and unregisters, once."""
+        source = RecordingFile(b"abc\r\n" * 100)
+        transport = StringTransport()
+        sender = MessageSender(source, transport, chunkSize=10)
+        d = sender.start()
+        transport.producer.resumeProducing()
+        sender.abort()
+        sender.abort()
+        self.assertIsNone(transport.producer)
+        self.assertTrue(source.closed)
+        self.assertFalse(self.successResultOf(d))
+
+    def test_registerRefused(self):
+        """A consumer that refuses the producer: the error propagates, the file is closed."""
+        transport = StringTransport()
+        transport.registerProducer(object(), False)
+        source = RecordingFile(b"abc\r\n")
+        self.assertRaises(RuntimeError, MessageSender(source, transport).start)
         self.assertTrue(source.closed)
 
     def test_chunkBoundaries(self):

@@ -162,7 +162,10 @@ class POP3Server(Protocol, TimeoutMixin):
         if self._delayed is not None and self._delayed.active():
             self._delayed.cancel()
         if self._sender is not None:
-            self._sender.stopProducing()
+            # Normally the transport has already stopped it (it stops its
+            # producer before telling the protocol); if not, stop it here:
+            # close the file and unregister.
+            self._sender.abort()
         self._endSession()
 
     def _endSession(self):
@@ -667,7 +670,9 @@ class POP3Server(Protocol, TimeoutMixin):
 
         def sent(completed):
             self._sender = None
-            if completed and lines is None:
+            if not completed:
+                return self._transferStopped(number, sender)
+            if lines is None:
                 try:
                     self.maildrop.markSeen(number)
                 except (MessageGone, StoreError, OSError) as e:
@@ -683,6 +688,26 @@ class POP3Server(Protocol, TimeoutMixin):
             self._closing = True
             self.transport.loseConnection()
         self._wait(sender.start().addCallbacks(sent, broken))
+
+    def _transferStopped(self, number, sender):
+        """
+        The transport stopped a RETR/TOP transfer: the connection is gone
+        (IPullProducer.stopProducing). Pipelined commands still queued are
+        dropped unread: running them would answer nobody and register a
+        producer with a transport that is letting go of this one. One log line.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        dropped = self._pending()
+        self._buffer, self._position = b"", 0
+        self._discardingLine = False
+        log.info("pop3 {peer}: connection lost while sending message {n} ({sent} octets "
+                 "sent); {dropped} octets of pipelined commands dropped",
+                 peer=self._peerText(), n=number, sent=sender.sent, dropped=dropped)
+        # A no-op on a lost connection; ends it should a consumer ever stop
+        # us while connected (the response is incomplete either way).
+        self.transport.loseConnection()
 
     def do_DELE(self, argument):
         numbers = self._number(argument, "DELE message")

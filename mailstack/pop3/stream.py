@@ -113,17 +113,26 @@ class MessageSender:
         self.stuffer = DotStuffer()
         self.sent = 0
         self._finished = False
+        self._registered = False
         self.deferred = defer.Deferred()
 
     def start(self):
         """
         Register with the consumer and start sending.
 
-        @return: a Deferred firing with C{True} once the terminator is written,
-            C{False} if the consumer stopped us (connection lost), or failing
-            if the source could not be read (the response is then incomplete).
+        @return: a Deferred firing with C{True} once the terminator is written
+            and this producer is unregistered, C{False} if the transfer was
+            stopped (connection lost), or failing if the source could not be
+            read (the response is then incomplete).
         """
-        self.consumer.registerProducer(self, False)
+        self._registered = True
+        try:
+            self.consumer.registerProducer(self, False)
+        except BaseException:
+            self._registered = False
+            self._finished = True
+            self._close()
+            raise
         return self.deferred
 
     def resumeProducing(self):
@@ -148,16 +157,36 @@ class MessageSender:
         pass  # a pull producer is not asked to pause; here for IProducer
 
     def stopProducing(self):
+        """
+        The consumer's call: the connection is gone and the consumer has
+        already let go of this producer (a transport forgets it right after
+        this call; registering on a lost connection stops the producer at once).
+        """
+        self._registered = False
         if not self._finished:
-            self._finish(False, unregister=False)
+            self._finish(False)
 
-    def _finish(self, result, unregister=True):
-        self._finished = True
+    def abort(self):
+        """
+        The protocol's call, when it hears of the lost connection while this
+        producer is still registered: close the source and unregister.
+        """
+        if not self._finished:
+            self._finish(False)
+
+    def _close(self):
         try:
             self.source.close()
         except Exception:
             pass
-        if unregister:
+
+    def _finish(self, result):
+        """Close the source and unregister, then (only then) fire the Deferred,
+        so that whatever it starts may register the next producer."""
+        self._finished = True
+        self._close()
+        if self._registered:
+            self._registered = False
             self.consumer.unregisterProducer()
         if isinstance(result, Failure):
             self.deferred.errback(result)

@@ -15,6 +15,7 @@ import time
 import tracemalloc
 
 from twisted.internet import defer, threads
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.helpers import BASE_CONFIG, listenerTOML, startServer
@@ -469,6 +470,115 @@ class LargeMessageTests(POP3TestCase):
         self.assertEqual(received, size)
         self.assertEqual(digest, expected.hexdigest())
         self.assertLess(peak, 8 * 1024 * 1024, "peak traced memory %d bytes" % (peak,))
+
+
+class PipelinedRETRTests(POP3TestCase):
+    """
+    Many RETRs in one packet over real sockets (plain and POP3S): served one
+    after another while the client reads; when it hangs up mid-transfer, the
+    queued ones are dropped quietly and no mail is lost.
+    """
+
+    RETRS = 20
+
+    def setUp(self):
+        POP3TestCase.setUp(self)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        # 2 MB: more than the socket buffers hold, so a hang-up after the first
+        # +OK line always finds the server mid-message with RETRs queued.
+        self.big = b"Subject: big\r\n\r\n" + b"".join(
+            b"%s%070d\r\n" % (b"." if n % 9 == 0 else b"", n) for n in range(28000))
+        self.deliver(self.big)
+        self.deliver(TRICKY)
+
+    def connect(self, name):
+        sock = socket.create_connection(("127.0.0.1", self.port(name)), timeout=10)
+        if name == "pop3s":
+            sock = self.tlsContext().wrap_socket(sock, server_hostname="localhost")
+        return sock
+
+    def loggedInPlain(self):
+        """A poplib session on the plain listener (the same maildrop and lock)."""
+        return self.loggedIn("pop3")
+
+    def bad(self):
+        """Log events that must not happen: failures, errors, -ERR replies."""
+        return [e for e in self.events
+                if e.get("log_failure") is not None
+                or e["log_level"].name in ("warn", "error", "critical")
+                or "-ERR" in e.get("log_format", "")]
+
+    def hangUp(self, name):
+        def session():
+            sock = self.connect(name)
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"USER demo\r\nPASS demo\r\n")
+            f.readline()
+            logged = f.readline()
+            sock.sendall(b"RETR 1\r\n" * self.RETRS + b"DELE 1\r\nDELE 2\r\nQUIT\r\n")
+            first = f.readline()
+            # Unread data in the receive buffer: close() resets the connection.
+            f.close()
+            sock.close()
+            c = _retryInUse(self.loggedInPlain)
+            stat = c.stat()
+            c.quit()
+            return logged, first, stat
+        return self.inThread(session)
+
+    @defer.inlineCallbacks
+    def check(self, name):
+        logged, first, stat = yield self.hangUp(name)
+        self.assertTrue(logged.startswith(b"+OK Logged in, 2 messages"), logged)
+        self.assertEqual(first, b"+OK %d octets\r\n" % (len(self.big),))
+        self.assertEqual(stat, (2, len(self.big) + len(TRICKY)))
+        self.assertEqual(len(self.files()), 2)
+        self.assertEqual(self.bad(), [])
+        drops = [e for e in self.events if "pipelined" in e.get("log_format", "")]
+        self.assertLessEqual(len(drops), 1, drops)
+
+    def test_hangUpMidTransfer(self):
+        """Plain: hang up during the first of many RETRs; no error logged, mail kept."""
+        return self.check("pop3")
+
+    def test_hangUpMidTransferTLS(self):
+        """POP3S: the same through TLS (the producer wrapped by Twisted's TLS layer)."""
+        return self.check("pop3s")
+
+    @defer.inlineCallbacks
+    def test_servedInOrder(self):
+        """A client that reads gets every pipelined RETR whole and in order (POP3S too)."""
+        def session(name):
+            sock = self.connect(name)
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"USER demo\r\nPASS demo\r\n" + b"RETR 2\r\nRETR 1\r\n" * 3
+                         + b"NOOP\r\nQUIT\r\n")
+            f.readline()
+            f.readline()
+            replies = []
+            for _ in range(6):
+                status = f.readline()
+                lines = []
+                while True:
+                    line = f.readline()
+                    if line == b".\r\n" or not line:
+                        break
+                    lines.append(line[1:] if line.startswith(b"..") else line)
+                replies.append((status, b"".join(lines)))
+            rest = f.read()
+            sock.close()
+            return replies, rest
+        for name in ("pop3", "pop3s"):
+            replies, rest = yield self.inThread(session, name)
+            self.assertEqual(replies, [(b"+OK %d octets\r\n" % (len(TRICKY),), TRICKY),
+                                       (b"+OK %d octets\r\n" % (len(self.big),), self.big)] * 3)
+            self.assertTrue(rest.startswith(b"+OK\r\n+OK mailstack POP3 server signing off"),
+                            rest[:200])
+        self.assertEqual(self.bad(), [])
 
 
 class ConnectionLimitTests(POP3TestCase):
