@@ -515,6 +515,59 @@ class AuthorizationTests(POP3TestMixin, unittest.TestCase):
         reply = session.send(base64.b64encode(b"alice " + digest) + b"\r\n")
         self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
 
+    def test_authLineTooLong(self):
+        """
+        An over-long line ends the SASL exchange (RFC 5034 section 4 works as
+        RFC 4954's "Authentication Exchange line is too long"): -ERR, counted as
+        a bad command, and the next line is a command again.
+        """
+        session = self.connect()
+        self.assertEqual(session.send(b"AUTH PLAIN\r\n"), b"+ \r\n")
+        self.assertEqual(session.send(b"A" * 600 + b"\r\n"),
+                         b"-ERR Authentication exchange line too long (limit 512 octets)\r\n")
+        self.assertEqual(session.send(b"AUTH LOGIN\r\n"), b"+ VXNlcm5hbWU6\r\n")
+        self.assertEqual(session.send(base64.b64encode(b"alice") + b"\r\n"),
+                         b"+ UGFzc3dvcmQ6\r\n")
+        reply = session.send(base64.b64encode(b"secret") + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authLineTooLongInPieces(self):
+        """The exchange ends as soon as the limit is passed, before the line's end."""
+        session = self.connect()
+        self.assertEqual(session.send(b"AUTH LOGIN\r\n"), b"+ VXNlcm5hbWU6\r\n")
+        self.assertEqual(session.send(b"A" * 600),
+                         b"-ERR Authentication exchange line too long (limit 512 octets)\r\n")
+        self.assertEqual(session.send(b"A" * 600), b"")
+        self.assertEqual(session.send(b"A\r\nAUTH PLAIN\r\n"), b"+ \r\n")
+        reply = session.send(base64.b64encode(b"\0alice\0secret") + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authLineTooLongCounted(self):
+        """Over-long SASL lines count as bad commands: at the limit, the session ends."""
+        session = self.connect()
+        for _ in range(4):
+            self.assertEqual(session.send(b"AUTH PLAIN\r\n"), b"+ \r\n")
+            session.send(b"A" * 600 + b"\r\n")
+        self.assertFalse(session.transport.disconnecting)
+        session.send(b"AUTH PLAIN\r\n")
+        self.assertEqual(session.send(b"A" * 600 + b"\r\n"),
+                         b"-ERR Too many bad commands, closing connection\r\n")
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_authLineTooLongTranscript(self):
+        """After an over-long SASL line, the credentials of the next AUTH are redacted."""
+        from mailstack.transcript import POP3Redactor
+        redactor = POP3Redactor()
+        session = self.connect()
+        recorded = []
+        for line in [b"AUTH PLAIN", b"A" * 600, b"AUTH LOGIN",
+                     base64.b64encode(b"alice"), base64.b64encode(b"secret")]:
+            recorded.append(redactor.client(line))
+            for reply in session.send(line + b"\r\n").splitlines():
+                redactor.server(reply)
+        self.assertEqual(recorded, [b"AUTH PLAIN", b"***", b"AUTH LOGIN", b"***", b"***"])
+        self.assertEqual(session.server.state, pop3server.TRANSACTION)
+
     def test_cramMD5NeedsPlaintextSecrets(self):
         """Without {PLAIN} users CRAM-MD5 is neither listed nor accepted."""
         session = self.connect(plaintextSecrets=lambda: False)

@@ -272,6 +272,18 @@ class POP3Server(Protocol, TimeoutMixin):
             self.transport.pauseProducing()
 
     def _lineTooLong(self):
+        if self._saslHandler is not None:
+            # As RFC 4954 section 4 says for SMTP (RFC 5034 is silent): the line
+            # is not SASL data and the exchange ends, so the next line is a
+            # command again (not, say, an AUTH taken as a response, the client's
+            # credentials after it answered -ERR Unknown command and recorded
+            # in the transcript as commands). No [AUTH] code: no credentials
+            # were checked; it counts as a bad command, as any over-long line.
+            self._saslHandler = None
+            if self._countBad():
+                self._err("Authentication exchange line too long (limit %d octets)" % (
+                    self.settings.maxLine,))
+            return
         if self._countBad():
             self._err("Line too long (limit %d octets)" % (self.settings.maxLine,))
 
