@@ -743,6 +743,35 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual([info.flags for info in self.inbox().messages()],
                          [frozenset(), frozenset()])
 
+    def test_topHugeLineCount(self):
+        """
+        TOP's line count may be any non-negative number (RFC 1939): one beyond
+        the message's lines gives the whole message, however many digits it
+        has; it is not a bad command and sets no \\Seen.
+        """
+        session = self.loggedIn(maxLine=8192)
+        whole2 = b"+OK Top of message follows\r\n" + MESSAGE_2 + b".\r\n"
+        for _ in range(6):  # more than maxBadCommands
+            self.assertEqual(session.send(b"TOP 2 99999999999999999999999\r\n"), whole2)
+        self.assertEqual(session.send(b"TOP 1 " + b"9" * 5000 + b"\r\n"),
+                         b"+OK Top of message follows\r\n" + referenceStuffing(MESSAGE_1))
+        self.assertEqual(session.send(b"TOP 2 " + b"0" * 30 + b"1\r\n"),
+                         b"+OK Top of message follows\r\nSubject: two\r\n\r\nline 1\r\n.\r\n")
+        self.assertFalse(session.transport.disconnecting)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual([info.flags for info in self.inbox().messages()],
+                         [frozenset(), frozenset()])
+
+    def test_topLineCountSyntax(self):
+        """Negative, signed, fractional or non-numeric line counts stay syntax errors."""
+        session = self.loggedIn(maxBadCommands=20)
+        for count in (b"-1", b"+1", b"1.5", b"abc", b"1e3", b"\xd9\xa3", b"-99999999999999999999"):
+            self.assertEqual(session.send(b"TOP 1 " + count + b"\r\n"),
+                             b"-ERR Syntax: TOP message lines\r\n", count)
+        self.assertEqual(session.send(b"TOP 99999999999 1\r\n"),
+                         b"-ERR Syntax: TOP message lines\r\n")
+        self.assertEqual(session.send(b"TOP 1 1 1\r\n"), b"-ERR Syntax: TOP message lines\r\n")
+
     def test_topNeedsTwoArguments(self):
         """TOP with one argument (as some textbooks show) is a syntax error."""
         self.assertEqual(self.loggedIn().send(b"TOP 1\r\n"),

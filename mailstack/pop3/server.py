@@ -26,6 +26,7 @@ import binascii
 import dataclasses
 import os
 import secrets
+import sys
 
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import LoginFailed
@@ -663,12 +664,15 @@ class POP3Server(Protocol, TimeoutMixin):
             self._send(numbers[0], None, "%d octets" % (size,))
 
     def do_TOP(self, argument):
-        numbers = self._number(argument, "TOP message lines", count=2)
+        parts = argument.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            return self._syntax("TOP message lines")
+        numbers = self._number(parts[0], "TOP message lines")
         if numbers is None:
             return None
         found, _ = self._message(numbers[0], self.maildrop.size)
         if found:
-            self._send(numbers[0], numbers[1], "Top of message follows")
+            self._send(numbers[0], _lineCount(parts[1]), "Top of message follows")
 
     def _send(self, number, lines, first):
         found, source = self._message(number, self.maildrop.openMessage)
@@ -738,6 +742,16 @@ class POP3Server(Protocol, TimeoutMixin):
             return self._syntax("RSET")
         self.maildrop.reset()
         self._ok("Maildrop has %s" % (_size(*self.maildrop.stat()),))
+
+
+def _lineCount(digits):
+    """
+    TOP's line count (ASCII digits). RFC 1939 allows any non-negative number;
+    one too long for any message (more than 18 digits, which int() would not
+    even parse past 4300) is clamped: the whole message.
+    """
+    digits = digits.lstrip(b"0") or b"0"
+    return sys.maxsize if len(digits) > 18 else int(digits)
 
 
 def _messages(count):
