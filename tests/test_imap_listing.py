@@ -4,10 +4,32 @@ Tests for L{mailstack.imap.listing} through the server: LIST-EXTENDED (RFC
 and the default folders of a new account.
 """
 
+import contextlib
+import signal
+
 from twisted.trial import unittest
 
 from mailstack.imap import listing
 from tests.test_imap_server import IMAPTestMixin
+
+
+@contextlib.contextmanager
+def deadline(seconds=10):
+    """
+    Fail the code inside if it runs longer than C{seconds}. Trial's timeout
+    cannot stop a test that blocks the reactor thread (a runaway regular
+    expression); SIGALRM can (the re module checks for signals while it
+    backtracks), so a regression fails here instead of hanging the suite.
+    """
+    def expired(signum, frame):
+        raise AssertionError("still running after %s seconds" % (seconds,))
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class ListExtendedTests(IMAPTestMixin, unittest.TestCase):
@@ -189,3 +211,126 @@ class DefaultFolderTests(IMAPTestMixin, unittest.TestCase):
         """The defaults are RFC 6154's five real-mailbox uses."""
         self.assertEqual(sorted(use for _, use in listing.DEFAULT_MAILBOXES),
                          sorted(listing.USE_ATTRIBUTES))
+
+
+class PatternTests(unittest.TestCase):
+    """
+    L{listing.Pattern}: LIST wildcards, matched without backtracking.
+    """
+
+    def match(self, pattern, name):
+        return listing.Pattern(pattern).fullmatch(name)
+
+    def test_percentStopsAtDelimiter(self):
+        """% matches anything but '/' (also nothing)."""
+        self.assertTrue(self.match("%", "Fruit"))
+        self.assertTrue(self.match("%", ""))
+        self.assertTrue(self.match("Fruit/%", "Fruit/Apple"))
+        self.assertFalse(self.match("%", "Fruit/Apple"))
+        self.assertFalse(self.match("Fruit%", "Fruit/Apple"))
+
+    def test_starCrossesDelimiter(self):
+        """* matches anything, '/' included."""
+        self.assertTrue(self.match("*", "Fruit/Apple/Green"))
+        self.assertTrue(self.match("F*e", "Fruit/Apple"))
+        self.assertTrue(self.match("Fruit*", "Fruit"))
+        self.assertFalse(self.match("F*x", "Fruit/Apple"))
+
+    def test_mixed(self):
+        """a%b*c: % within a level, * across levels."""
+        self.assertTrue(self.match("a%b*c", "axxb/y/c"))
+        self.assertTrue(self.match("a%b*c", "abc"))
+        self.assertFalse(self.match("a%b*c", "a/b/c"))
+        self.assertFalse(self.match("a%b*c", "axxb/y/cd"))
+        self.assertTrue(self.match("%/%", "Fruit/Apple"))
+        self.assertFalse(self.match("%/%", "Fruit/Apple/Green"))
+        self.assertTrue(self.match("*/%", "Fruit/Apple/Green"))
+
+    def test_literalCharacters(self):
+        """Other characters match themselves only (regex characters too), case-sensitively."""
+        self.assertTrue(self.match("a.b", "a.b"))
+        self.assertFalse(self.match("a.b", "axb"))
+        self.assertFalse(self.match("[a]", "a"))
+        self.assertFalse(self.match("fruit", "Fruit"))
+        self.assertTrue(self.match("caf\u00e9%", "caf\u00e9s"))
+
+    def test_runsCollapsed(self):
+        """A run of wildcards is one: * if it holds a *, else %."""
+        self.assertEqual(listing.collapseWildcards("a%%%b**c%*%d*%"), "a%b*c*d*")
+        self.assertTrue(self.match("%%%%", "Fruit"))
+        self.assertFalse(self.match("%%%%", "Fruit/Apple"))
+        self.assertTrue(self.match("%*%", "Fruit/Apple"))
+
+    def test_manyWildcards(self):
+        """
+        Long runs and alternations of wildcards answer at once (the old
+        regular expression backtracked for hours on these: a regression
+        hangs here until trial's timeout).
+        """
+        with deadline():
+            self.assertFalse(self.match("%" * 200 + "x", "a" * 40))
+            self.assertTrue(self.match("%" * 200 + "x", "a" * 40 + "x"))
+            self.assertFalse(self.match("*%" * 100 + "x", "a/" * 40))
+            self.assertFalse(self.match("a%" * 60 + "b", "a" * 100))
+            self.assertTrue(self.match("a*" * 60 + "b", "a" * 100 + "b"))
+            self.assertFalse(self.match("a*" * 60 + "b", "a" * 100))
+    test_manyWildcards.timeout = 10
+
+
+class WildcardListTests(IMAPTestMixin, unittest.TestCase):
+    """
+    LIST and LSUB patterns through the server, including hostile ones.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        for name in ("Fax/Max", "Lynx", "Tax", "Tofu", "abc", "axxb/y/c", "a/b/c"):
+            self.account.createMailbox(name)
+        for name in ("Fax/Max", "Tax"):
+            self.account.subscribe(name)
+        self.login()
+
+    def names(self, out, command=b"LIST"):
+        lines = out.split(b"\r\n")
+        self.assertTrue(lines[-2].endswith(b" OK %s completed" % (command,)), out)
+        return [line.rsplit(b'"/" ', 1)[1] for line in lines[:-2]]
+
+    def test_manyPercents(self):
+        """
+        LIST "" "%%...%x" (200 %) answers promptly with the names of one
+        level ending in x (the old regular expression stalled the server).
+        """
+        with deadline():
+            out = self.send(b'a LIST "" "' + b"%" * 200 + b'x"\r\n')
+        self.assertEqual(self.names(out), [b'"Fax"', b'"Lynx"', b'"Tax"'])
+        with deadline():
+            out = self.send(b'b LSUB "" "' + b"%" * 200 + b'x"\r\n')
+        self.assertEqual(self.names(out, b"LSUB"), [b'"Tax"', b'"Fax"'])
+    test_manyPercents.timeout = 10
+
+    def test_mixedRuns(self):
+        """Runs mixing * and % behave as *."""
+        with deadline():
+            out = self.send(b'a LIST "" "' + b"*%" * 100 + b'x"\r\n')
+        self.assertEqual(self.names(out), [b'"Fax"', b'"Fax/Max"', b'"Lynx"', b'"Tax"'])
+    test_mixedRuns.timeout = 10
+
+    def test_semantics(self):
+        """% stays within a level, * crosses levels, a%b*c mixes them."""
+        self.assertEqual(self.names(self.send(b'a LIST "" %\r\n')),
+                         [b'"INBOX"', b'"Fax"', b'"Lynx"', b'"Tax"', b'"Tofu"', b'"a"',
+                          b'"abc"', b'"axxb"'])
+        self.assertEqual(self.names(self.send(b'a LIST "" F*\r\n')),
+                         [b'"Fax"', b'"Fax/Max"'])
+        self.assertEqual(self.names(self.send(b'a LIST "" a%b*c\r\n')),
+                         [b'"abc"', b'"axxb/y/c"'])
+
+    def test_patternTooLong(self):
+        """A pattern (sent as a literal) over the line limit is BAD."""
+        pattern = b"%" * 1100
+        out = self.send(b'a LIST "" {%d}\r\n' % (len(pattern),))
+        self.assertEqual(out, b"+ Ready for literal data\r\n")
+        with deadline():
+            out = self.send(pattern + b"\r\n")
+        self.assertEqual(out, b"a BAD Mailbox pattern too long (limit 1024 octets)\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")

@@ -153,6 +153,10 @@ class MailboxCommands:
         return ("OK", None, "UNSUBSCRIBE completed")
 
     def _listArguments(self, reference, pattern):
+        if len(reference) + len(pattern) > self.settings.maxLineLength:
+            # Only a literal can carry one this long; no mailbox name is.
+            raise Refusal("Mailbox pattern too long (limit %d octets)"
+                          % (self.settings.maxLineLength,), status="BAD")
         try:
             return mutf7.decode(reference.decode("ascii")), mutf7.decode(pattern.decode("ascii"))
         except (UnicodeDecodeError, ValueError):

@@ -16,17 +16,68 @@ DEFAULT_MAILBOXES = (("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Trash", "\\Tr
                      ("Junk", "\\Junk"), ("Archive", "\\Archive"))
 
 
-def patternRegex(pattern):
-    """A LIST pattern (str): C{*} matches anything, C{%} anything but the delimiter."""
-    out = []
-    for char in pattern:
-        if char == "*":
-            out.append(".*")
-        elif char == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(char))
-    return re.compile("".join(out), re.DOTALL)
+def collapseWildcards(pattern):
+    """
+    A LIST pattern with each run of wildcards made one: a run holding a C{*}
+    becomes C{*} (it matches anything, C{%} may match nothing), a run of C{%}
+    becomes C{%}. The same names match; no two wildcards are adjacent.
+    """
+    return _WILDCARD_RUN.sub(lambda m: "*" if "*" in m.group() else "%", pattern)
+
+
+_WILDCARD_RUN = re.compile(r"[%*]{2,}")
+
+
+class Pattern:
+    """
+    A LIST pattern (str): C{*} matches anything, C{%} anything but the
+    delimiter; everything else matches itself.
+
+    Matched without backtracking (the old regular expression took hours for
+    C{%%%...%x}): the set of pattern positions reached so far is a bit set,
+    advanced one name character at a time, so a match costs O(len(name) *
+    len(pattern) / word size) whatever the wildcards.
+    """
+
+    def __init__(self, pattern):
+        self.pattern = collapseWildcards(pattern)
+        literals = {}
+        star = percent = 0
+        for i, char in enumerate(self.pattern):
+            bit = 1 << i
+            if char == "*":
+                star |= bit
+            elif char == "%":
+                percent |= bit
+            else:
+                literals[char] = literals.get(char, 0) | bit
+        self._literals = literals
+        self._star = star
+        self._percent = percent
+        self._wild = star | percent
+        self._accept = 1 << len(self.pattern)
+        # Every literal matches one character: a shorter name cannot match.
+        self._minLength = len(self.pattern) - bin(self._wild).count("1")
+
+    def _closure(self, states):
+        # A wildcard may match nothing: from it, the next position is reached
+        # too. Wildcards are never adjacent, so one step is the whole closure.
+        return states | ((states & self._wild) << 1)
+
+    def fullmatch(self, name):
+        """Whether the whole of C{name} (str) matches."""
+        if len(name) < self._minLength:
+            return False
+        literals, star, percent = self._literals, self._star, self._percent
+        states = self._closure(1)
+        for char in name:
+            following = ((states & literals.get(char, 0)) << 1) | (states & star)
+            if char != DELIMITER:
+                following |= states & percent
+            if not following:
+                return False
+            states = self._closure(following)
+        return bool(states & self._accept)
 
 
 def normalizePattern(pattern):
@@ -69,7 +120,7 @@ def listMailboxes(store, reference, patterns, selection=frozenset(), returns=fro
     subscribed = set(store.subscriptions()) if wantSubscribed else set()
     uses = store.specialUse() if (specialUse or "SPECIAL-USE" in selection
                                   or "SPECIAL-USE" in returns) else {}
-    matchers = [patternRegex(normalizePattern(reference + pattern)) for pattern in patterns]
+    matchers = [Pattern(normalizePattern(reference + pattern)) for pattern in patterns]
     criteria = [c for c in ("SUBSCRIBED", "SPECIAL-USE") if c in selection]
 
     def meets(name):
@@ -110,7 +161,7 @@ def listMailboxes(store, reference, patterns, selection=frozenset(), returns=fro
 def listSubscribed(store, reference, pattern):
     """LSUB: C{[(attributes, name)]}."""
     full = normalizePattern(reference + pattern)
-    matcher = patternRegex(full)
+    matcher = Pattern(full)
     subscribed = set(store.subscriptions())
     out = []
     for name in sorted(subscribed, key=_order):

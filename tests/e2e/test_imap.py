@@ -17,6 +17,7 @@ from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 from tests.helpers import BASE_CONFIG, listenerTOML, startServer
+from tests.test_imap_listing import deadline
 
 LISTENERS = (
     listenerTOML("imap", tls="starttls", name="imap", allow_plaintext_auth=True)
@@ -434,6 +435,43 @@ class TwoSessionTests(IMAPTestCase):
         self.assertEqual(plus, b"+ idling\r\n")
         self.assertEqual(pushed, b"* 1 EXISTS\r\n")
         self.assertEqual(done[-1], b"c OK IDLE terminated\r\n")
+
+
+class HostileCommandTests(IMAPTestCase):
+    """
+    Commands crafted to hurt the server, over a real socket.
+    """
+
+    @defer.inlineCallbacks
+    def test_listManyWildcards(self):
+        """
+        LIST with 200 '%' then a letter answers at once, with the right names,
+        and the server goes on serving this and other connections (the old
+        regular expression blocked the reactor for hours on it).
+        """
+        def session():
+            s, f = self.raw()
+            s.sendall(b"a LOGIN demo@lab.test demo\r\n")
+            readUntilTagged(f, b"a")
+            s.sendall(b'b LIST "" "' + b"%" * 200 + b's"\r\n')
+            percents = readUntilTagged(f, b"b")
+            s.sendall(b'c LIST "" "' + b"*%" * 100 + b'h"\r\n')
+            mixed = readUntilTagged(f, b"c")
+            other = self.loggedIn()
+            noop = other.noop()[0]
+            other.logout()
+            s.sendall(b"d NOOP\r\n")
+            after = readUntilTagged(f, b"d")
+            s.close()
+            return percents, mixed, noop, after
+        with deadline(30):
+            percents, mixed, noop, after = yield self.inThread(session)
+        self.assertEqual(percents, [b'* LIST (\\HasNoChildren \\Drafts) "/" "Drafts"\r\n',
+                                    b"b OK LIST completed\r\n"])
+        self.assertEqual(mixed, [b'* LIST (\\HasNoChildren \\Trash) "/" "Trash"\r\n',
+                                 b"c OK LIST completed\r\n"])
+        self.assertEqual(noop, "OK")
+        self.assertEqual(after, [b"d OK NOOP completed\r\n"])
 
 
 class POP3InterplayTests(IMAPTestCase):
