@@ -15,7 +15,7 @@ import pwd
 import ssl
 import time
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
 from tests.helpers import listenerTOML, startServer
@@ -88,6 +88,19 @@ class ClientTestCase(unittest.TestCase):
                                               "*", "*.log")))
         return [readFile(p).decode("utf-8", "replace") for p in paths]
 
+    @defer.inlineCallbacks
+    def sessionsClosed(self, protocol, timeout=10.0):
+        """
+        Wait until every C{protocol} transcript is complete: transcripts are
+        flushed when the session closes, which may be just after the client exits.
+        """
+        from twisted.internet import reactor
+        deadline = reactor.seconds() + timeout
+        while not all("# closed" in t for t in self.transcripts(protocol)):
+            if reactor.seconds() > deadline:
+                break  # the assertions that follow say what is missing
+            yield task.deferLater(reactor, 0.05, lambda: None)
+
     def assertTLSBeforeAuth(self, protocol, authCommands):
         """
         Some C{protocol} session authenticated, and every one that did had
@@ -146,6 +159,7 @@ class SwaksTests(ClientTestCase):
         self.assertIn(b"\r\nSubject: sent by swaks\r\n", stored)
         self.assertIn(b"\r\n\r\nHello from swaks.\r\n", stored)
         self.assertIn(b"\r\nFrom: demo@lab.test\r\n", stored)
+        yield self.sessionsClosed("submission")
         self.assertTLSBeforeAuth("submission", ["C: AUTH "])
 
 
@@ -185,6 +199,7 @@ class FetchmailTests(ClientTestCase):
             self.assertTrue(any(original.replace(b"\r\n", b"\n") in f for f in fetched),
                             (original, fetched))
         self.assertEqual(maildirFiles(self.maildir), [], describe(argv, result))
+        yield self.sessionsClosed("pop3")
         self.assertTLSBeforeAuth("pop3", ["C: PASS", "C: AUTH", "C: APOP"])
         [transcript] = self.transcripts("pop3")
         self.assertIn("C: QUIT", transcript)
@@ -323,6 +338,7 @@ SyncState *
         third = yield self.mbsync(rc)
         self.assertEqual((yield threads.deferToThread(self.serverState)), server, third)
         self.assertEqual(self.localState(), local, third)
+        yield self.sessionsClosed("imap")
         self.assertTLSBeforeAuth("imap", [" LOGIN ", " AUTHENTICATE "])
         self.assertTrue(any(" STARTTLS\n" in t for t in self.transcripts("imap")))
 
@@ -409,4 +425,5 @@ holdconnectionopen = no
         self.assertEqual((yield threads.deferToThread(state)), server, third)
         self.assertEqual(sorted(os.path.basename(p) for p in maildirFiles(inboxDir)),
                          local, third)
+        yield self.sessionsClosed("imap")
         self.assertTLSBeforeAuth("imap", [" LOGIN ", " AUTHENTICATE "])
