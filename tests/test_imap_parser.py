@@ -63,6 +63,15 @@ class ReaderTests(unittest.TestCase):
         self.assertEqual(r.string(), b'a "b" \\c')
         r.end()
 
+    def test_quotedOtherBackslash(self):
+        """
+        RFC 3501 quoted-specials: a backslash before anything but a quote or a
+        backslash is a syntax error, not an escape of that character.
+        """
+        for text in (b'"de\\mo"', b'"a\\b"', b'"\\n"', b'"\\\xff"', b'"x\\ "'):
+            self.assertRaises(ParseError, reader(text).string)
+        self.assertEqual(reader(b'"\\\\\\""').string(), b'\\"')
+
     def test_unterminatedQuoted(self):
         """An unterminated quoted string is a syntax error."""
         self.assertRaises(ParseError, reader(b'"abc').string)

@@ -293,6 +293,19 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a LOGIN {14+}\r\nalice@lab.test {6+}\r\nsecret\r\n")
         self.assertTrue(out.startswith(b"a OK [CAPABILITY"), out)
 
+    def test_loginQuotedBackslash(self):
+        """
+        A backslash before an ordinary character in a quoted string is BAD:
+        it is not an escape, so "secr\\et" is no way to write "secret".
+        """
+        self.assertEqual(self.send(b'a LOGIN "alice@lab.test" "secr\\et"\r\n'),
+                         b'a BAD LOGIN: Invalid backslash in quoted string'
+                         b' (only \\" and \\\\ are escapes)\r\n')
+        self.assertEqual(self.send(b'b LOGIN "alic\\e@lab.test" secret\r\n')[:6], b"b BAD ")
+        self.assertEqual(self.server.state, "not authenticated")
+        self.assertEqual(self.send(b'c LOGIN "alice@lab.test" "secret"\r\n')[:22],
+                         b"c OK [CAPABILITY IMAP4")
+
     def test_loginFails(self):
         """A wrong password: NO [AUTHENTICATIONFAILED]."""
         self.assertEqual(self.send(b"a LOGIN alice@lab.test wrong\r\n"),
@@ -587,6 +600,13 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.send(b"e DELETE box\r\n"), b"e NO [NONEXISTENT] no mailbox named box\r\n")
         self.assertEqual(self.send(b"f DELETE other\r\n"), b"f OK DELETE completed\r\n")
         self.assertEqual(self.send(b"g DELETE INBOX\r\n"), b"g NO [CANNOT] INBOX cannot be deleted\r\n")
+
+    def test_createQuotedBackslash(self):
+        """CREATE "a\\b" is BAD and creates nothing; \\" is still an escape."""
+        self.login()
+        self.assertEqual(self.send(b'a CREATE "a\\b"\r\n')[:12], b"a BAD CREATE")
+        self.assertEqual(self.send(b'b CREATE "x\\"y"\r\n'), b"b OK CREATE completed\r\n")
+        self.assertEqual(self.account.listMailboxes(), ["INBOX", 'x"y'])
 
     def test_renameInbox(self):
         """RENAME INBOX moves the messages and leaves INBOX empty."""

@@ -185,11 +185,14 @@ class Reader:
             if c == 0x22:  # "
                 self._pos = i + 1
                 return bytes(out)
-            if c == 0x5c:  # backslash
+            if c == 0x5c:  # backslash: RFC 3501 quoted-specials, only \" and \\
                 i += 1
                 if i >= len(line):
                     break
                 c = line[i]
+                if c != 0x22 and c != 0x5c:
+                    raise ParseError("Invalid backslash in quoted string"
+                                     " (only \\\" and \\\\ are escapes)")
             elif c == 0:
                 raise ParseError("NUL in quoted string")
             out.append(c)
