@@ -57,6 +57,21 @@ class ReaderTests(unittest.TestCase):
         """'+' cannot be part of a tag."""
         self.assertRaises(ParseError, reader(b"+ x").tag)
 
+    def test_tagEndsAtSpace(self):
+        """A tag is followed by a space or the line's end; ']' may be part of it."""
+        for line in (b"a+ NOOP", b"a{ NOOP", b"a( NOOP", b"a\tNOOP", b"a\x00 NOOP"):
+            self.assertRaises(ParseError, reader(line).tag)
+            self.assertIsNone(parser.commandTag(line))
+        self.assertEqual(reader(b"a] NOOP").tag(), b"a]")
+        self.assertEqual(parser.commandTag(b"A001 NOOP"), b"A001")
+        self.assertEqual(parser.commandTag(b"A001"), b"A001")
+
+    def test_tagSevenBit(self):
+        """8-bit octets are not ASTRING-CHARs: no tag holds them."""
+        for line in (b"\xff NOOP", b"a\xc3\xa9 NOOP", b"\x80"):
+            self.assertRaises(ParseError, reader(line).tag)
+            self.assertIsNone(parser.commandTag(line))
+
     def test_quotedEscapes(self):
         """Backslash escapes quote and backslash."""
         r = reader(b'"a \\"b\\" \\\\c"')

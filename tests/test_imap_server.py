@@ -153,6 +153,36 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.send(b"+ NOOP\r\n"), b"* BAD Invalid tag\r\n")
         self.assertEqual(self.send(b"\r\n"), b"* BAD Invalid tag\r\n")
 
+    def test_tagStopsOnlyAtSpace(self):
+        """
+        A tag runs to the space: 'a+ NOOP' and 'a{ NOOP' have no valid tag
+        (not the tag 'a'), so the answer is untagged; the session goes on.
+        """
+        self.assertEqual(self.send(b"a+ NOOP\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"a{ NOOP\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"a\tNOOP\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"c] NOOP\r\n"), b"c] OK NOOP completed\r\n")
+
+    def test_eightBitTag(self):
+        """A tag with 8-bit octets is invalid and never echoed."""
+        self.assertEqual(self.send(b"\xff NOOP\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"a\xc3\xa9 NOOP\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_invalidTagWithLiteral(self):
+        """
+        A literal announced after an invalid tag is refused (no '+'), or read
+        and dropped if non-synchronizing; the tag is never echoed.
+        """
+        self.assertEqual(self.send(b"\xff LOGIN {5}\r\n"), b"* BAD Invalid tag\r\n")
+        self.assertEqual(self.send(b"a NOOP\r\n"), b"a OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"\xff LOGIN {5+}\r\nx NOO {3+}\r\nabc\r\nb NOOP\r\n"),
+                         b"* BAD Invalid tag\r\nb OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"\xff APPEND INBOX {999999}\r\n"), b"* BAD Invalid tag\r\n")
+        out = self.send(b"\xff" * 1100 + b" NOOP\r\nc NOOP\r\n")
+        self.assertEqual(out, b"* BAD Line too long (limit 1024 octets)\r\nc OK NOOP completed\r\n")
+
     def test_wrongState(self):
         """Commands of later states are refused before login."""
         self.assertEqual(self.send(b"a SELECT INBOX\r\n"),

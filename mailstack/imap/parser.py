@@ -28,7 +28,8 @@ _ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0, 32)) | {127}
 _ATOM_CHARS = frozenset(range(256)) - _ATOM_SPECIALS
 _ASTRING_CHARS = _ATOM_CHARS | {ord("]")}
 _LIST_CHARS = _ASTRING_CHARS | {ord("%"), ord("*")}
-_TAG_CHARS = _ASTRING_CHARS - {ord("+")}
+# tag = 1*<any ASTRING-CHAR except "+">; ASTRING-CHAR is 7-bit (CHAR is %x01-7F).
+_TAG_CHARS = frozenset(c for c in _ASTRING_CHARS if c < 128) - {ord("+")}
 _FETCH_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
 _DIGITS = frozenset(b"0123456789")
 
@@ -45,6 +46,14 @@ class ParseError(Exception):
     """
     A syntax error in a client command; C{str()} is the text for the BAD reply.
     """
+
+
+def commandTag(line):
+    """The tag a command line starts with (bytes), or L{None} if it has no valid one."""
+    try:
+        return Reader([line]).tag()
+    except ParseError:
+        return None
 
 
 def literalAnnouncement(line):
@@ -121,8 +130,12 @@ class Reader:
     # -- tokens --------------------------------------------------------------
 
     def tag(self):
+        """
+        The command's tag: 7-bit ASTRING-CHARs but C{+}, ending at a space
+        or the line's end (C{a+ NOOP} has no valid tag, not the tag C{a}).
+        """
         tag = self._run(_TAG_CHARS)
-        if not tag:
+        if not tag or self.peek() not in (b" ", b""):
             raise ParseError("Invalid tag")
         return tag
 

@@ -58,7 +58,8 @@ SMALL_LITERAL = 65536
 LITERAL_MINUS_LIMIT = 4096  # RFC 7888: LITERAL- allows {n+} up to this size
 SPOOL_MEMORY = 1024 * 1024
 _VERB = re.compile(rb"[^ ]+ +(?:UID +)?([A-Za-z]+)")
-_TAG = re.compile(rb'([^\x00-\x20(){%*"\\\]+\x7f-\xff]+) ')
+# A valid tag (see parser.Reader.tag) and its space, at the start of a line's first octets.
+_TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 
 # Extensions, in CAPABILITY order (the names a listener may disable).
 EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
@@ -379,9 +380,15 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._parts.append(line)
         self._commandSize += len(line)
         if len(self._parts) == 1:
+            if parser.commandTag(line) is None:
+                # Never echo an invalid tag (it may hold 8-bit octets); a literal
+                # it announces is refused (no "+"), or dropped if non-synchronizing.
+                self._resetCommand()
+                self._endDiscardedLine(line)
+                return self.bad(None, "Invalid tag")
             match = _VERB.match(line)
             self._verb = match.group(1).upper() if match else None
-        tag = self._parts[0].split(b" ", 1)[0]
+        tag = parser.commandTag(self._parts[0])
         if self._commandSize > self.settings.maxCommandSize:
             self._resetCommand()
             self._endDiscardedLine(line)
