@@ -181,6 +181,15 @@ class FlagTests(unittest.TestCase):
         """An unknown \\Flag is returned as given (the server refuses it)."""
         self.assertEqual(reader(b"(\\Foo)").flagList(), ["\\Foo"])
 
+    def test_eightBitFlag(self):
+        """A flag is a 7-bit atom: 8-bit octets are a syntax error, not a keyword."""
+        for text in (b"(\xff)", b"(caf\xc3\xa9)", b"(\\S\xe9en)", b"($Junk \xff)"):
+            self.assertRaises(ParseError, reader(text).flagList)
+
+    def test_recentParsed(self):
+        """\\Recent is parsed (in canonical case); the server refuses to store it."""
+        self.assertEqual(reader(b"(\\RECENT)").flagList(), ["\\Recent"])
+
 
 class DateTests(unittest.TestCase):
     """
@@ -194,6 +203,14 @@ class DateTests(unittest.TestCase):
     def test_dateTimeSpacePaddedDay(self):
         """A space-padded day is allowed."""
         self.assertEqual(reader(b'" 1-Jan-2000 00:00:00 +0000"').dateTime(), 946684800)
+
+    def test_zoneRange(self):
+        """The zone is [+-]HHMM with MM below 60 and at most 14 hours."""
+        self.assertEqual(reader(b'"1-Jan-2000 14:00:00 +1400"').dateTime(), 946684800)
+        self.assertEqual(reader(b'"31-Dec-1999 12:00:00 -1200"').dateTime(), 946684800)
+        for zone in (b"+9999", b"-9999", b"+0060", b"+1460", b"+1401", b"-1500", b"+2300"):
+            r = reader(b'"1-Jan-2000 00:00:00 ' + zone + b'"')
+            self.assertRaises(ParseError, r.dateTime)
 
     def test_badDateTime(self):
         """Nonsense is a syntax error."""
@@ -513,6 +530,19 @@ class ResponseFormatTests(unittest.TestCase):
         self.assertEqual(response.string(b'a"b\\c'), b'"a\\"b\\\\c"')
         self.assertEqual(response.string("\u00e9".encode()), b"{2}\r\n\xc3\xa9")
         self.assertEqual(response.string(b"a\r\nb"), b"{4}\r\na\r\nb")
+
+    def test_text(self):
+        """Human-readable text is 7-bit printable: anything else is escaped."""
+        self.assertEqual(response.text("Unknown command FROB"), b"Unknown command FROB")
+        self.assertEqual(response.text("invalid keyword '\ufffd'"), b"invalid keyword '\\ufffd'")
+        self.assertEqual(response.text("caf\u00e9 \u65e5\r\n\x00\x7f"),
+                         b"caf\\xe9 \\u65e5\\r\\n\\x00\\x7f")
+        self.assertEqual(response.text(b"a\xffb"), b"a\\xffb")
+
+    def test_taggedLineSevenBit(self):
+        """A tagged line never carries 8-bit octets or line breaks in its text."""
+        line = response.taggedLine(b"a", "NO", None, "no mailbox named \u65e5\r\nx")
+        self.assertEqual(line, b"a NO no mailbox named \\u65e5\\r\\nx\r\n")
 
     def test_nstring(self):
         """None is NIL."""

@@ -183,6 +183,13 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"\xff" * 1100 + b" NOOP\r\nc NOOP\r\n")
         self.assertEqual(out, b"* BAD Line too long (limit 1024 octets)\r\nc OK NOOP completed\r\n")
 
+    def test_repliesSevenBit(self):
+        """Text echoing what a client sent never carries 8-bit octets: they are escaped."""
+        self.assertEqual(self.send(b"a FR\xffOB\r\n"), b"a BAD Unknown command FR\\XFFOB\r\n")
+        self.login()
+        self.assertEqual(self.send(b"b SELECT &ZeVnLIqe-\r\n"),
+                         b"b NO [NONEXISTENT] no mailbox named \\u65e5\\u672c\\u8a9e\r\n")
+
     def test_wrongState(self):
         """Commands of later states are refused before login."""
         self.assertEqual(self.send(b"a SELECT INBOX\r\n"),
@@ -714,6 +721,42 @@ class AppendTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.append(b"a APPEND INBOX (\\Bogus)"),
                          b"a BAD Invalid system flag \\Bogus\r\n")
 
+    def test_eightBitFlag(self):
+        """
+        A flag with 8-bit octets is a syntax error (BAD, not NO), and the
+        reply carries no 8-bit octets; nothing is appended.
+        """
+        self.login()
+        out = self.append(b"a APPEND INBOX (\xff)")
+        self.assertEqual(out, b"a BAD APPEND: Invalid flag: 8-bit octets in an atom\r\n")
+        out = self.append(b"b APPEND INBOX ($ok caf\xc3\xa9)")
+        self.assertEqual(out, b"b BAD APPEND: Invalid flag: 8-bit octets in an atom\r\n")
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+
+    def test_zoneOutOfRange(self):
+        """A date-time zone of +9999 (or minutes over 59) is BAD; +1400 and -1200 are fine."""
+        self.login()
+        self.assertEqual(self.append(b'a APPEND INBOX "1-Jan-2020 00:00:00 +9999"'),
+                         b"a BAD APPEND: Invalid time zone +9999 in date-time\r\n")
+        self.assertEqual(self.append(b'b APPEND INBOX "1-Jan-2020 00:00:00 +0160"'),
+                         b"b BAD APPEND: Invalid time zone +0160 in date-time\r\n")
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+        self.assertIn(b"c OK [APPENDUID",
+                      self.append(b'c APPEND INBOX "1-Jan-2020 14:00:00 +1400"'))
+        self.assertIn(b"d OK [APPENDUID",
+                      self.append(b'd APPEND INBOX "31-Dec-2019 12:00:00 -1200"'))
+        self.assertEqual([info.internalDate for info in self.account.getMailbox("INBOX").messages()],
+                         [1577836800, 1577836800])
+
+    def test_recentRefused(self):
+        """\\Recent cannot be set by a client (RFC 3501 2.3.2): BAD, as Dovecot answers."""
+        self.login()
+        self.assertEqual(self.append(b"a APPEND INBOX (\\Seen \\Recent)"),
+                         b"a BAD Invalid system flag \\Recent (only the server sets it)\r\n")
+        self.assertEqual(self.append(b"b APPEND INBOX (\\recent)"),
+                         b"b BAD Invalid system flag \\Recent (only the server sets it)\r\n")
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+
     def test_selectedSeesExists(self):
         """Appending to the selected mailbox reports EXISTS before the tagged OK."""
         self.select()
@@ -899,6 +942,27 @@ class StoreTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.mailbox.messageInfo(1).flags, set())
         self.assertEqual(self.send(b"b STORE 1 +FLAGS (\\Bogus)\r\n"),
                          b"b BAD Invalid system flag \\Bogus\r\n")
+
+    def test_recentRefused(self):
+        """
+        STORE with \\Recent is BAD whatever the mode (the client cannot alter
+        it, RFC 3501 2.3.2), and changes nothing.
+        """
+        self.mailbox.setFlags(1, {"\\Seen"})
+        self.send(b"n NOOP\r\n")  # takes the FETCH for that change
+        for i, command in enumerate((b"+FLAGS (\\Recent)", b"-FLAGS (\\Recent \\Seen)",
+                                     b"FLAGS (\\Recent)", b"+FLAGS.SILENT \\RECENT")):
+            tag = b"s%d" % (i,)
+            self.assertEqual(self.send(tag + b" STORE 1 " + command + b"\r\n"),
+                             tag + b" BAD Invalid system flag \\Recent (only the server sets it)"
+                             b"\r\n")
+        self.assertEqual(self.mailbox.messageInfo(1).flags, {"\\Seen"})
+
+    def test_eightBitFlag(self):
+        """STORE of a flag with 8-bit octets is BAD, and the reply is 7-bit."""
+        self.assertEqual(self.send(b"a STORE 1 +FLAGS (caf\xc3\xa9)\r\n"),
+                         b"a BAD STORE: Invalid flag: 8-bit octets in an atom\r\n")
+        self.assertEqual(self.mailbox.messageInfo(1).flags, set())
 
     def test_readOnly(self):
         """STORE in an EXAMINEd mailbox is NO."""

@@ -32,11 +32,16 @@ _HEADER_ITEMS = ("ENVELOPE", "RFC822.HEADER", "RFC822.TEXT")
 
 
 def _checkFlags(flags):
-    """Refuse unknown system flags; drop \\Recent (it cannot be stored)."""
+    """
+    Refuse unknown system flags, and \\Recent: only the server sets it (RFC
+    3501 2.3.2: the client cannot alter it; Dovecot answers BAD too).
+    """
     for flag in flags:
-        if flag.startswith("\\") and flag not in SYSTEM_FLAGS and flag != "\\Recent":
+        if flag == "\\Recent":
+            raise Refusal("Invalid system flag \\Recent (only the server sets it)", status="BAD")
+        if flag.startswith("\\") and flag not in SYSTEM_FLAGS:
             raise Refusal("Invalid system flag %s" % (flag,), status="BAD")
-    return {flag for flag in flags if flag != "\\Recent"}
+    return set(flags)
 
 
 class MailboxCommands:

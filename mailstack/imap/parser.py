@@ -38,6 +38,10 @@ LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\Z")
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS + ("\\Recent",)}
 
+# A date-time's zone is [+-]HHMM: minutes below 60, at most 14 hours from UTC
+# (the widest real offsets: -12:00 to +14:00).
+MAX_ZONE_MINUTES = 14 * 60
+
 # The largest number IMAP allows (RFC 3501: number is 32-bit unsigned).
 MAX_NUMBER = 4294967295
 
@@ -146,8 +150,11 @@ class Reader:
         return value
 
     def keyword(self):
-        """An atom, upper-cased and decoded (command names, search keys...)."""
-        return self.atom().decode("ascii", "replace").upper()
+        """
+        An atom, upper-cased and decoded (command names, search keys...);
+        8-bit octets become C{\\xNN} escapes, so error texts stay 7-bit.
+        """
+        return self.atom().decode("ascii", "backslashreplace").upper()
 
     def number(self):
         digits = self._run(_DIGITS)
@@ -260,13 +267,19 @@ class Reader:
     # -- compound values -----------------------------------------------------
 
     def flag(self):
+        """C{\\Name} (a system flag, C{\\*} too) or a keyword: 7-bit atoms only."""
         if self.trySkip(b"\\"):
             if self.trySkip(b"*"):
                 return "\\*"
-            name = self.atom().decode("ascii", "replace")
-            flag = "\\" + name
+            flag = "\\" + self._flagAtom()
             return _SYSTEM_BY_LOWER.get(flag.lower(), flag)
-        return self.atom().decode("ascii", "replace")
+        return self._flagAtom()
+
+    def _flagAtom(self):
+        value = self.atom()
+        if not value.isascii():
+            raise ParseError("Invalid flag: 8-bit octets in an atom")
+        return value.decode("ascii")
 
     def flagList(self):
         return self.parenthesized(self.flag)
@@ -310,6 +323,9 @@ def parseDateTime(text):
     if match is None:
         raise ParseError("Invalid date-time")
     day, month, year, hour, minute, second, sign, zh, zm = match.groups()
+    if int(zm) >= 60 or int(zh) * 60 + int(zm) > MAX_ZONE_MINUTES:
+        raise ParseError("Invalid time zone %s%s%s in date-time"
+                         % (sign.decode("ascii"), zh.decode("ascii"), zm.decode("ascii")))
     monthNumber = _MONTH_NUMBERS.get(month.decode("ascii").upper())
     try:
         moment = datetime.datetime(int(year), monthNumber or 0, int(day), int(hour),

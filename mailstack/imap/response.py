@@ -4,6 +4,7 @@ safe form (atom, quoted, or a literal for 8-bit data and line breaks), lists,
 flags, dates, sequence sets and tagged status lines.
 """
 
+import re
 import time
 
 from mailstack.imap.parser import _ASTRING_CHARS, MONTHS, SYSTEM_FLAGS
@@ -95,9 +96,25 @@ class Refusal(Exception):
         self.status = status
 
 
-def taggedLine(tag, status, code, text):
+_NOT_TEXT_CHAR = re.compile(r"[^\x20-\x7e]")
+
+
+def text(value):
+    """
+    Human-readable C{resp-text} as bytes: RFC 3501 C{TEXT-CHAR}s are 7-bit and
+    not CR or LF, so anything else (8-bit octets or characters a client sent,
+    a mailbox name's Unicode) is written as a Python escape (C{\\xff},
+    C{\\u00e9}, C{\\r}), never as raw octets.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "backslashreplace")
+    return _NOT_TEXT_CHAR.sub(
+        lambda m: m.group().encode("unicode_escape").decode("ascii"), value).encode("ascii")
+
+
+def taggedLine(tag, status, code, text_):
     """C{tag OK [CODE] text} as bytes with CRLF; every resp-code has text after it."""
     out = tag + b" " + status.encode("ascii")
     if code:
         out += b" [" + (code if isinstance(code, bytes) else code.encode("ascii")) + b"]"
-    return out + b" " + (text.encode("utf-8") if isinstance(text, str) else text) + b"\r\n"
+    return out + b" " + text(text_) + b"\r\n"

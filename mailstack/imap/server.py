@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from mailstack.imap import extparser, parser
+from mailstack.imap import extparser, parser, response
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.condstore import CondstoreCommands
@@ -262,7 +262,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     def bad(self, tag, text):
         """A syntax error: BAD (tagged, or untagged without a tag); count it."""
         if tag is None:
-            self.write(b"* BAD " + text.encode("utf-8") + b"\r\n")
+            self.write(b"* BAD " + response.text(text) + b"\r\n")
         else:
             self._tagged(tag, "BAD", None, text)
         self._countBad()
