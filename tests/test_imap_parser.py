@@ -444,6 +444,20 @@ class SearchParseTests(unittest.TestCase):
         """KEYWORD and UNKEYWORD."""
         self.assertEqual(self.parse(b"UNKEYWORD $Junk")[1], ("KEYWORD", "$Junk", False))
 
+    def test_keywordIsAnAtom(self):
+        """KEYWORD/UNKEYWORD take a flag-keyword (an atom): no system flag, no 8-bit."""
+        self.assertEqual(self.parse(b"KEYWORD $Junk")[1], ("KEYWORD", "$Junk", True))
+        for text in (b"KEYWORD \\Seen", b"UNKEYWORD \\Flagged", b"KEYWORD \\*",
+                     b"KEYWORD caf\xc3\xa9", b"KEYWORD"):
+            self.assertRaises(ParseError, self.parse, text)
+
+    def test_unknownKey(self):
+        """An unknown key says so, wherever it is (not 'Missing space between arguments')."""
+        for text in (b"FOO", b"SEEN FOO", b"OR FOO SEEN", b"NOT (FOO)"):
+            with self.assertRaises(ParseError) as caught:
+                self.parse(text)
+            self.assertEqual(str(caught.exception), "Unknown search key FOO")
+
     def test_literalString(self):
         """Search strings may be literals (8-bit text)."""
         self.assertEqual(self.parse(b"CHARSET UTF-8 BODY {4}", "caf\u00e9".encode()[:4], b"")[1],

@@ -1061,6 +1061,20 @@ class SearchTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.send(b"a SEARCH CHARSET X-NOPE TEXT x\r\n"),
                          b"a NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset\r\n")
 
+    def test_keywordSystemFlag(self):
+        """SEARCH KEYWORD \\Seen is BAD: a keyword is an atom (SEEN is the key for \\Seen)."""
+        self.assertEqual(self.send(b"a SEARCH KEYWORD \\Seen\r\n"),
+                         b"a BAD SEARCH: Expected a keyword (system flags are not keywords)\r\n")
+        self.assertEqual(self.send(b"b SEARCH UNKEYWORD $Work\r\n"),
+                         b"* SEARCH 1 2\r\nb OK SEARCH completed\r\n")
+
+    def test_unknownKey(self):
+        """An unknown search key is named in the BAD (and 8-bit octets are escaped)."""
+        self.assertEqual(self.send(b"a SEARCH FOO\r\n"),
+                         b"a BAD SEARCH: Unknown search key FOO\r\n")
+        self.assertEqual(self.send(b"b UID SEARCH SEEN FO\xffO\r\n"),
+                         b"b BAD UID SEARCH: Unknown search key FO\\XFFO\r\n")
+
     def test_textAndDates(self):
         """Text and date keys work (Twisted: 'must be str, not bytes')."""
         self.assertEqual(self.send(b"a SEARCH TEXT second SENTSINCE 1-Jan-1990\r\n"),

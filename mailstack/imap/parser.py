@@ -275,6 +275,12 @@ class Reader:
             return _SYSTEM_BY_LOWER.get(flag.lower(), flag)
         return self._flagAtom()
 
+    def flagKeyword(self):
+        """C{flag-keyword}: an atom (so no C{\\}: system flags are not keywords)."""
+        if self.peek() == b"\\":
+            raise ParseError("Expected a keyword (system flags are not keywords)")
+        return self._flagAtom()
+
     def _flagAtom(self):
         value = self.atom()
         if not value.isascii():
@@ -581,6 +587,11 @@ _DATE_KEYS = {"BEFORE": ("internal", "<"), "ON": ("internal", "="),
               "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
 
 
+_KEYS_WITH_ARGUMENTS = frozenset(
+    ("KEYWORD", "UNKEYWORD", "BODY", "TEXT", "HEADER", "LARGER", "SMALLER", "UID", "MODSEQ",
+     "NOT", "OR") + _HEADER_KEYS + tuple(_DATE_KEYS))
+
+
 def args_search(reader, maxDepth=100):
     """
     C{[CHARSET astring SP] search-key *(SP search-key)}.
@@ -629,9 +640,11 @@ def _searchKey(reader, depth):
         return ("RECENT", False)
     if name == "RECENT":
         return ("RECENT", True)
+    if name not in _KEYS_WITH_ARGUMENTS:
+        raise ParseError("Unknown search key %s" % (name,))
     reader.sp()
     if name in ("KEYWORD", "UNKEYWORD"):
-        return ("KEYWORD", reader.flag(), name == "KEYWORD")
+        return ("KEYWORD", reader.flagKeyword(), name == "KEYWORD")
     if name in _HEADER_KEYS:
         return ("HEADER", name.encode("ascii"), reader.astring())
     if name in ("BODY", "TEXT"):
