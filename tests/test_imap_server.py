@@ -181,7 +181,8 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
                          b"* BAD Invalid tag\r\nb OK NOOP completed\r\n")
         self.assertEqual(self.send(b"\xff APPEND INBOX {999999}\r\n"), b"* BAD Invalid tag\r\n")
         out = self.send(b"\xff" * 1100 + b" NOOP\r\nc NOOP\r\n")
-        self.assertEqual(out, b"* BAD Line too long (limit 1024 octets)\r\nc OK NOOP completed\r\n")
+        self.assertEqual(out, b"* BAD Line too long (limit 1024 octets)\r\n"
+                              b"c OK NOOP completed\r\n")
 
     def test_repliesSevenBit(self):
         """Text echoing what a client sent never carries 8-bit octets: they are escaped."""
@@ -745,8 +746,8 @@ class AppendTests(IMAPTestMixin, unittest.TestCase):
                       self.append(b'c APPEND INBOX "1-Jan-2020 14:00:00 +1400"'))
         self.assertIn(b"d OK [APPENDUID",
                       self.append(b'd APPEND INBOX "31-Dec-2019 12:00:00 -1200"'))
-        self.assertEqual([info.internalDate for info in self.account.getMailbox("INBOX").messages()],
-                         [1577836800, 1577836800])
+        messages = self.account.getMailbox("INBOX").messages()
+        self.assertEqual([info.internalDate for info in messages], [1577836800, 1577836800])
 
     def test_recentRefused(self):
         """\\Recent cannot be set by a client (RFC 3501 2.3.2): BAD, as Dovecot answers."""
