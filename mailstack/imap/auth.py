@@ -1,8 +1,9 @@
 """
 Logging in to IMAP: LOGIN and AUTHENTICATE (RFC 3501 6.2) with the SASL
 mechanisms PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195), initial responses
-(RFC 4959 SASL-IR), and the failure policy (delay after some failures,
-disconnect after more). A mixin of L{mailstack.imap.server.IMAPServer}.
+(RFC 4959 SASL-IR), and the answers to failures (L{mailstack.throttle}
+decides when to delay them and when to disconnect). A mixin of
+L{mailstack.imap.server.IMAPServer}.
 
 Plaintext mechanisms (LOGIN, PLAIN) are offered only under TLS unless the
 listener allows plaintext auth; otherwise CAPABILITY says LOGINDISABLED and
@@ -149,15 +150,13 @@ class AuthenticationCommands:
         return d.addCallbacks(ok, failed)
 
     def _authFailed(self):
-        self._authFailures += 1
+        verdict = self._authThrottle.record()
         log.info("imap {peer}: authentication failed ({n})", peer=self.peerText(),
-                 n=self._authFailures)
+                 n=verdict.count)
         result = ("NO", "AUTHENTICATIONFAILED", "Authentication failed")
-        if self._authFailures >= self.settings.authFailuresDisconnect:
+        if verdict.disconnect:
             self.bye(b"Too many authentication failures")
             return None
-        if self._authFailures >= self.settings.authFailuresDelay:
-            d = defer.Deferred()
-            self.clock.callLater(self.settings.authFailureDelay, d.callback, result)
-            return d
+        if verdict.delayed:
+            return self._authThrottle.delay(result)
         return result

@@ -46,6 +46,7 @@ from mailstack.imap.response import Refusal, taggedLine
 from mailstack.storage.interfaces import (
     InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox, NoSuchMessage,
     StoreError)
+from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
 
@@ -202,7 +203,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._closing = False
         self._commands = 0
         self._badCommands = 0
-        self._authFailures = 0
+        self._authThrottle = AuthFailureThrottle(settings, clock)
         self._idle = None
         self.peer = None
         self.fetchCache = collections.OrderedDict()
@@ -669,7 +670,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._tagged(tag, "OK", None, "Begin TLS negotiation now")
         self.transport.startTLS(self.settings.tlsContext)
         self.tls = True
-        self._authFailures = 0
+        self._authThrottle.reset()
         return None
 
 

@@ -30,7 +30,6 @@ import sys
 
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import LoginFailed
-from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -43,6 +42,7 @@ from mailstack.pop3.mailbox import (
     maildropAdapter)
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader, stuff
 from mailstack.storage.interfaces import StoreError
+from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
 
@@ -133,10 +133,9 @@ class POP3Server(Protocol, TimeoutMixin):
         self._closing = False
         self._saslHandler = None
         self._sender = None
-        self._delayed = None
         self._commands = 0
         self._badCommands = 0
-        self._authFailures = 0
+        self._authThrottle = AuthFailureThrottle(settings, clock)
 
     # -- connection ------------------------------------------------------------
 
@@ -160,8 +159,7 @@ class POP3Server(Protocol, TimeoutMixin):
     def connectionLost(self, reason):
         self._closing = True
         self.setTimeout(None)
-        if self._delayed is not None and self._delayed.active():
-            self._delayed.cancel()
+        self._authThrottle.cancel()
         if self._sender is not None:
             # Normally the transport has already stopped it (it stops its
             # producer before telling the protocol); if not, stop it here:
@@ -581,26 +579,21 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def _authFailed(self):
         """The one generic failure (RFC 3206 [AUTH]), slowed and then cut off."""
-        self._authFailures += 1
+        verdict = self._authThrottle.record()
         log.info("pop3 {peer}: authentication failed ({n})", peer=self._peerText(),
-                 n=self._authFailures)
-        last = self._authFailures >= self.settings.authFailuresDisconnect
+                 n=verdict.count)
 
         def reply(_=None):
-            self._delayed = None
             if self._closing:
                 return
-            if last:
+            if verdict.disconnect:  # after the delay, if there is one
                 self._err(AUTH_FAILED + "; too many failures, closing connection", "AUTH")
                 self._closing = True
                 self.transport.loseConnection()
             else:
                 self._err(AUTH_FAILED, "AUTH")
-        if self._authFailures >= self.settings.authFailuresDelay:
-            d = defer.Deferred()
-            self._delayed = self.clock.callLater(self.settings.authFailureDelay, d.callback, None)
-            d.addCallback(reply)
-            return self._wait(d)
+        if verdict.delayed:
+            return self._wait(self._authThrottle.delay().addCallback(reply))
         reply()
         return None
 

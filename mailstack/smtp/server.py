@@ -25,7 +25,6 @@ import time
 
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -33,6 +32,7 @@ from twisted.protocols.policies import TimeoutMixin
 
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
 from mailstack.smtp.reply import Reply
+from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
 
@@ -97,7 +97,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._disconnecting = False
         self._commands = 0
         self._badCommands = 0
-        self._authFailures = 0
+        self._authThrottle = AuthFailureThrottle(settings, clock)
         self.tls = False
         self._resetSession()
 
@@ -457,16 +457,15 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._block(d)
 
     def _authFailed(self):
-        self._authFailures += 1
+        verdict = self._authThrottle.record()
         log.info("smtp {peer}: authentication failed ({n})", peer=self._peerText(),
-                 n=self._authFailures)
+                 n=verdict.count)
         reply = Reply(535, "5.7.8", "Authentication credentials invalid")
-        if self._authFailures >= self.settings.authFailuresDisconnect:
+        if verdict.disconnect:
             self._close(Reply(421, "4.7.0", "Too many authentication failures, closing"))
             return None
-        if self._authFailures >= self.settings.authFailuresDelay:
-            d = defer.Deferred()
-            self.clock.callLater(self.settings.authFailureDelay, d.callback, None)
+        if verdict.delayed:
+            d = self._authThrottle.delay()
             d.addCallback(lambda _: None if self._disconnecting else self.reply(reply))
             return self._block(d)
         self.reply(reply)
