@@ -31,8 +31,8 @@ class AuthFailureThrottle:
     """
     One session's failed logins.
 
-    @param settings: the listener's settings (C{authFailuresDelay},
-        C{authFailuresDisconnect}, C{authFailureDelay}).
+    @param settings: the listener's L{mailstack.settings.ListenerSettings}
+        (C{authFailuresDelay}, C{authFailuresDisconnect}, C{authFailureDelay}).
     @param clock: an C{IReactorTime} (a C{task.Clock} in tests).
     """
 

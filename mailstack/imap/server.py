@@ -43,6 +43,7 @@ from mailstack.imap.condstore import CondstoreCommands
 from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
 from mailstack.imap.parser import ParseError, Reader
 from mailstack.imap.response import Refusal, taggedLine
+from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.storage.interfaces import (
     InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox, NoSuchMessage,
     StoreError)
@@ -73,22 +74,12 @@ DISABLEABLE = frozenset(EXTENSIONS) | {
 
 
 @dataclasses.dataclass(frozen=True)
-class IMAPSettings:
+class IMAPSettings(ListenerSettings):
     """
     What one listener offers; built from its config by L{buildFactory}.
     """
-    hostname: str
-    tlsMode: str = "none"
-    tlsContext: object = None
-    allowPlaintextAuth: bool = False
-    disabled: frozenset = frozenset()
     maxLineLength: int = 8192
     maxLiteralSize: int = 25 * 1024 * 1024
-    maxBadCommands: int = 20
-    maxCommands: int = 100000
-    authFailuresDelay: int = 3
-    authFailuresDisconnect: int = 10
-    authFailureDelay: float = 2.0
     idleTimeout: int = 1800
     loginTimeout: int = 600
     idlePollInterval: float = 1.0
@@ -706,21 +697,11 @@ def buildFactory(context):
     """
     from mailstack.service import ProtocolBuilt
     from mailstack.transcript import IMAPRedactor
-    config, listener = context.config, context.listener
-    limits = config.limits
+    limits = context.config.limits
     settings = IMAPSettings(
-        hostname=config.server.hostname,
-        tlsMode=listener.tls,
-        tlsContext=context.tlsContext,
-        allowPlaintextAuth=listener.allow_plaintext_auth,
-        disabled=frozenset(listener.disabled),
+        **listenerSettings(context),
         maxLineLength=limits.line_length,
         maxLiteralSize=limits.literal_size,
-        maxBadCommands=limits.bad_commands,
-        maxCommands=limits.commands_per_session,
-        authFailuresDelay=limits.auth_failures_delay,
-        authFailuresDisconnect=limits.auth_failures_disconnect,
-        authFailureDelay=limits.auth_failure_delay_seconds,
         idleTimeout=max(limits.idle_timeout, 1),
         loginTimeout=min(limits.command_timeout, limits.idle_timeout),
     )

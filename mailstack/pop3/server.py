@@ -41,6 +41,7 @@ from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber,
     maildropAdapter)
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader, stuff
+from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.storage.interfaces import StoreError
 from mailstack.throttle import AuthFailureThrottle
 
@@ -80,21 +81,11 @@ OBSOLETE = {
 
 
 @dataclasses.dataclass(frozen=True)
-class POP3Settings:
+class POP3Settings(ListenerSettings):
     """
     What one listener offers; built from its config by L{buildFactory}.
     """
-    hostname: str
-    tlsMode: str = "none"
-    tlsContext: object = None
-    allowPlaintextAuth: bool = False
-    disabled: frozenset = frozenset()
     maxLine: int = 8192
-    maxBadCommands: int = 20
-    maxCommands: int = 100000
-    authFailuresDelay: int = 3
-    authFailuresDisconnect: int = 10
-    authFailureDelay: float = 2.0
     idleTimeout: int = 600
     chunkSize: int = CHUNK_SIZE
 
@@ -793,20 +784,10 @@ def buildFactory(context):
     """
     from mailstack.service import ProtocolBuilt
     from mailstack.transcript import POP3Redactor
-    config, listener = context.config, context.listener
-    limits = config.limits
+    limits = context.config.limits
     settings = POP3Settings(
-        hostname=config.server.hostname,
-        tlsMode=listener.tls,
-        tlsContext=context.tlsContext,
-        allowPlaintextAuth=listener.allow_plaintext_auth,
-        disabled=frozenset(listener.disabled),
+        **listenerSettings(context),
         maxLine=limits.line_length,
-        maxBadCommands=limits.bad_commands,
-        maxCommands=limits.commands_per_session,
-        authFailuresDelay=limits.auth_failures_delay,
-        authFailuresDisconnect=limits.auth_failures_disconnect,
-        authFailureDelay=limits.auth_failure_delay_seconds,
         # docs/configuration.md: command_timeout is the SMTP/POP3 idle timer
         # (default 600 s, RFC 1939's ten-minute minimum); idle_timeout is IMAP's.
         idleTimeout=limits.command_timeout,

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
+from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.smtp.reply import Reply
 from mailstack.throttle import AuthFailureThrottle
 
@@ -40,25 +41,15 @@ SPOOL_MEMORY = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
-class SMTPSettings:
+class SMTPSettings(ListenerSettings):
     """
     What one listener offers; built from its config by L{buildFactory}.
     """
-    hostname: str
     submission: bool = False
-    tlsMode: str = "none"
-    tlsContext: object = None
-    allowPlaintextAuth: bool = False
-    disabled: frozenset = frozenset()
     maxMessageSize: int = 25 * 1024 * 1024
     maxCommandLine: int = 512
     maxTextLine: int = 1000
     maxRecipients: int = 100
-    maxBadCommands: int = 20
-    maxCommands: int = 100000
-    authFailuresDelay: int = 3
-    authFailuresDisconnect: int = 10
-    authFailureDelay: float = 2.0
     timeout: int = 600
     bareNewline: str = "normalize"
 
@@ -768,21 +759,12 @@ def buildFactory(context):
     config, listener = context.config, context.listener
     limits = config.limits
     settings = SMTPSettings(
-        hostname=config.server.hostname,
+        **listenerSettings(context),
         submission=listener.protocol == "submission",
-        tlsMode=listener.tls,
-        tlsContext=context.tlsContext,
-        allowPlaintextAuth=listener.allow_plaintext_auth,
-        disabled=frozenset(listener.disabled),
         maxMessageSize=limits.message_size,
         maxCommandLine=limits.smtp_line_length,
         maxTextLine=limits.text_line_length,
         maxRecipients=limits.recipients_per_message,
-        maxBadCommands=limits.bad_commands,
-        maxCommands=limits.commands_per_session,
-        authFailuresDelay=limits.auth_failures_delay,
-        authFailuresDisconnect=limits.auth_failures_disconnect,
-        authFailureDelay=limits.auth_failure_delay_seconds,
         timeout=limits.command_timeout,
         bareNewline=config.smtp.bare_newline,
     )

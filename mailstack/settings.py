@@ -1,0 +1,48 @@
+"""
+What every protocol engine's listener settings hold (the hostname, TLS,
+plaintext auth, disabled names, bad-command, command and auth-failure limits),
+and the one place they are read from the config. Each engine's settings class
+(L{mailstack.smtp.server.SMTPSettings}, ...) extends L{ListenerSettings} with
+its own fields.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerSettings:
+    """
+    The settings the SMTP, POP3 and IMAP engines share.
+    """
+    hostname: str
+    tlsMode: str = "none"
+    tlsContext: object = None
+    allowPlaintextAuth: bool = False
+    disabled: frozenset = frozenset()
+    maxBadCommands: int = 20
+    maxCommands: int = 100000
+    authFailuresDelay: int = 3
+    authFailuresDisconnect: int = 10
+    authFailureDelay: float = 2.0
+
+
+def listenerSettings(context):
+    """
+    The L{ListenerSettings} fields for one listener, as keyword arguments.
+
+    @param context: a L{mailstack.service.ListenerContext}.
+    """
+    config, listener = context.config, context.listener
+    limits = config.limits
+    return dict(
+        hostname=config.server.hostname,
+        tlsMode=listener.tls,
+        tlsContext=context.tlsContext,
+        allowPlaintextAuth=listener.allow_plaintext_auth,
+        disabled=frozenset(listener.disabled),
+        maxBadCommands=limits.bad_commands,
+        maxCommands=limits.commands_per_session,
+        authFailuresDelay=limits.auth_failures_delay,
+        authFailuresDisconnect=limits.auth_failures_disconnect,
+        authFailureDelay=limits.auth_failure_delay_seconds,
+    )
