@@ -1,9 +1,14 @@
 """
-Shared builders for tests: config files in temporary directories.
+Shared builders for tests: config files in temporary directories, and the
+setup the end-to-end tests share (L{E2EMixin}).
 """
 
+import glob
 import os
+import ssl
 import textwrap
+
+from twisted.internet import defer, threads
 
 BASE_CONFIG = """
 [server]
@@ -79,3 +84,66 @@ def startServer(testCase, extra, text=BASE_CONFIG, reactor=None):
     top.startService()
     testCase.addCleanup(top.stopService)
     return top, os.path.dirname(os.path.abspath(path))
+
+
+def sleep(seconds):
+    """A Deferred that fires after C{seconds} on the global reactor."""
+    from twisted.internet import reactor
+    d = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+class E2EMixin:
+    """
+    For end-to-end test cases: the real service from L{BASE_CONFIG} with
+    C{limits} added to its C{[limits]} table and C{listeners} appended, started
+    in C{setUp}; helpers for ports, TLS, blocking clients and the demo mailbox.
+    """
+
+    listeners = ""
+    limits = ""
+
+    def setUp(self):
+        text = BASE_CONFIG.replace("[limits]", "[limits]\n" + self.limits)
+        self.server, self.directory = startServer(self, self.listeners, text)
+        self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
+
+    def port(self, name):
+        return self.server.listenerPort(name)
+
+    def tlsContext(self):
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def inThread(self, f, *args):
+        return threads.deferToThread(f, *args)
+
+    def inbox(self):
+        """The demo user's INBOX in the store."""
+        return self.server.store.account("demo@lab.test").getMailbox("INBOX")
+
+    def deliver(self, message):
+        inbox = self.inbox()
+        key = inbox.deliver(message)
+        inbox.noteDelivery()
+        return key
+
+    def files(self, address="demo@lab.test"):
+        """The message files in C{address}'s Maildir INBOX (new/ and cur/), sorted."""
+        local, domain = address.split("@")
+        base = os.path.join(self.directory, "var", "mail", domain, local)
+        return sorted(glob.glob(os.path.join(base, "new", "*"))
+                      + glob.glob(os.path.join(base, "cur", "*")))
+
+    @defer.inlineCallbacks
+    def closedTranscript(self, protocol):
+        """The one lab transcript of C{protocol}, once its session is closed."""
+        paths = glob.glob(os.path.join(self.directory, "var", "transcripts", protocol, "*", "*"))
+        self.assertEqual(len(paths), 1)
+        for _ in range(100):
+            with open(paths[0], "rb") as f:
+                text = f.read()
+            if b"# closed" in text:
+                break
+            yield sleep(0.05)
+        return text

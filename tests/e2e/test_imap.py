@@ -4,19 +4,16 @@ standard library's imaplib (and raw sockets where imaplib hides the wire),
 with real TLS (STARTTLS and implicit) and a real Maildir.
 """
 
-import glob
 import imaplib
-import os
 import poplib
 import re
 import smtplib
 import socket
-import ssl
 
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from tests.helpers import BASE_CONFIG, listenerTOML, startServer
+from tests.helpers import E2EMixin, listenerTOML
 from tests.test_imap_listing import deadline
 
 LISTENERS = (
@@ -38,34 +35,9 @@ MULTIPART = (b"From: alice@lab.test\r\nTo: demo@lab.test\r\nSubject: parts\r\n"
              b"Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--XX--\r\n")
 
 
-class IMAPTestCase(unittest.TestCase):
+class IMAPTestCase(E2EMixin, unittest.TestCase):
     limits = "literal_size = 100000\n"
     listeners = LISTENERS
-
-    def setUp(self):
-        text = BASE_CONFIG.replace("[limits]", "[limits]\n" + self.limits)
-        self.server, self.directory = startServer(self, self.listeners, text)
-        self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
-
-    def port(self, name):
-        return self.server.listenerPort(name)
-
-    def tlsContext(self):
-        return ssl.create_default_context(cafile=self.cafile)
-
-    def inbox(self):
-        return self.server.store.account("demo@lab.test").getMailbox("INBOX")
-
-    def deliver(self, message):
-        inbox = self.inbox()
-        key = inbox.deliver(message)
-        inbox.noteDelivery()
-        return key
-
-    def files(self):
-        base = os.path.join(self.directory, "var", "mail", "lab.test", "demo")
-        return sorted(glob.glob(os.path.join(base, "new", "*"))
-                      + glob.glob(os.path.join(base, "cur", "*")))
 
     def client(self, name="imap"):
         return imaplib.IMAP4("127.0.0.1", self.port(name), timeout=10)
@@ -74,9 +46,6 @@ class IMAPTestCase(unittest.TestCase):
         c = self.client(name)
         c.login("demo@lab.test", "demo")
         return c
-
-    def inThread(self, f, *args):
-        return threads.deferToThread(f, *args)
 
     def raw(self, name="imap"):
         s = socket.create_connection(("127.0.0.1", self.port(name)), timeout=10)

@@ -5,20 +5,17 @@ real TLS (STLS and implicit) and a real Maildir.
 """
 
 import base64
-import glob
 import hashlib
-import os
 import poplib
 import socket
-import ssl
 import time
 import tracemalloc
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from tests.helpers import BASE_CONFIG, listenerTOML, startServer
+from tests.helpers import E2EMixin, listenerTOML
 
 LISTENERS = (
     listenerTOML("pop3", tls="starttls", name="pop3", allow_plaintext_auth=True)
@@ -34,33 +31,8 @@ TRICKY = (b".first line starts with a dot\r\n"
           b".\r\n")
 
 
-class POP3TestCase(unittest.TestCase):
-    limits = ""
-
-    def setUp(self):
-        text = BASE_CONFIG.replace("[limits]", "[limits]\n" + self.limits)
-        self.server, self.directory = startServer(self, LISTENERS, text)
-        self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
-
-    def port(self, name):
-        return self.server.listenerPort(name)
-
-    def tlsContext(self):
-        return ssl.create_default_context(cafile=self.cafile)
-
-    def inbox(self):
-        return self.server.store.account("demo@lab.test").getMailbox("INBOX")
-
-    def deliver(self, message):
-        inbox = self.inbox()
-        key = inbox.deliver(message)
-        inbox.noteDelivery()
-        return key
-
-    def files(self):
-        base = os.path.join(self.directory, "var", "mail", "lab.test", "demo")
-        return sorted(glob.glob(os.path.join(base, "new", "*"))
-                      + glob.glob(os.path.join(base, "cur", "*")))
+class POP3TestCase(E2EMixin, unittest.TestCase):
+    listeners = LISTENERS
 
     def client(self, name="pop3"):
         return poplib.POP3("127.0.0.1", self.port(name), timeout=10)
@@ -70,9 +42,6 @@ class POP3TestCase(unittest.TestCase):
         c.user("demo")
         c.pass_("demo")
         return c
-
-    def inThread(self, f, *args):
-        return threads.deferToThread(f, *args)
 
 
 def _retryInUse(login, attempts=100):
@@ -315,14 +284,7 @@ class LabListenerTests(POP3TestCase):
             c = self.loggedIn()
             c.quit()
         yield self.inThread(session)
-        paths = glob.glob(os.path.join(self.directory, "var", "transcripts", "pop3", "*", "*"))
-        self.assertEqual(len(paths), 1)
-        for _ in range(100):
-            with open(paths[0], "rb") as f:
-                text = f.read()
-            if b"# closed" in text:
-                break
-            yield _sleep(0.05)
+        text = yield self.closedTranscript("pop3")
         self.assertIn(b"C: USER demo", text)
         self.assertIn(b"C: PASS ***", text)
         self.assertNotIn(b"PASS demo", text)
@@ -600,10 +562,3 @@ class ConnectionLimitTests(POP3TestCase):
             return refusal
         self.assertEqual((yield self.inThread(session)),
                          b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
-
-
-def _sleep(seconds):
-    from twisted.internet import reactor
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d

@@ -8,12 +8,11 @@ import glob
 import os
 import smtplib
 import socket
-import ssl
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.helpers import BASE_CONFIG, listenerTOML, startServer
+from tests.helpers import E2EMixin, listenerTOML
 
 LISTENERS = (
     listenerTOML("smtp", tls="starttls", name="mta", allow_plaintext_auth=True)
@@ -28,28 +27,12 @@ MESSAGE = (b"From: Kim <kim@example.com>\r\n"
            b".leading dot survives\r\n")
 
 
-class SMTPTestCase(unittest.TestCase):
-    extraConfig = ""
-
-    def setUp(self):
-        text = BASE_CONFIG.replace("[limits]", "[limits]\nmessage_size = 100000")
-        self.server, self.directory = startServer(self, LISTENERS + self.extraConfig, text)
-        self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
-
-    def port(self, name):
-        return self.server.listenerPort(name)
-
-    def tlsContext(self):
-        return ssl.create_default_context(cafile=self.cafile)
-
-    def inbox(self, address="demo@lab.test"):
-        local, domain = address.split("@")
-        base = os.path.join(self.directory, "var", "mail", domain, local)
-        return sorted(glob.glob(os.path.join(base, "new", "*")) +
-                      glob.glob(os.path.join(base, "cur", "*")))
+class SMTPTestCase(E2EMixin, unittest.TestCase):
+    listeners = LISTENERS
+    limits = "message_size = 100000"
 
     def stored(self, address="demo@lab.test"):
-        files = self.inbox(address)
+        files = self.files(address)
         self.assertEqual(len(files), 1, files)
         with open(files[0], "rb") as f:
             return f.read()
@@ -61,9 +44,6 @@ class SMTPTestCase(unittest.TestCase):
         else:
             c = smtplib.SMTP("127.0.0.1", self.port(name), timeout=10)
         return c
-
-    def inThread(self, f, *args):
-        return threads.deferToThread(f, *args)
 
 
 class MTATests(SMTPTestCase):
@@ -79,7 +59,7 @@ class MTATests(SMTPTestCase):
         stored = self.stored()
         self.assertTrue(stored.startswith(b"Return-Path: <kim@example.com>\r\nReceived: from "))
         self.assertTrue(stored.endswith(MESSAGE), stored)
-        (path,) = self.inbox()
+        (path,) = self.files()
         self.assertEqual(os.path.basename(os.path.dirname(path)), "new")
         self.assertIn(",S=%d" % (len(stored),), os.path.basename(path))
 
@@ -148,7 +128,7 @@ class MTATests(SMTPTestCase):
         self.assertEqual(body[0], 552)
         self.assertTrue(body[1].startswith(b"5.3.4 "))
         self.assertEqual(after[0], 250)
-        self.assertEqual(self.inbox(), [])
+        self.assertEqual(self.files(), [])
 
     @defer.inlineCallbacks
     def test_startTLS(self):
@@ -238,7 +218,7 @@ class MTATests(SMTPTestCase):
             return reply
         reply = yield self.inThread(send)
         self.assertTrue(reply.startswith(b"250 "), reply)
-        self.assertEqual(len(self.inbox()), 1)
+        self.assertEqual(len(self.files()), 1)
         stored = self.stored()
         self.assertIn(b"MAIL FROM:<evil@example.com>", stored)
 
@@ -365,25 +345,11 @@ class TranscriptTests(SMTPTestCase):
             c.auth("PLAIN", c.auth_plain)
             c.quit()
         yield self.inThread(send)
-        paths = glob.glob(os.path.join(self.directory, "var", "transcripts", "smtp", "*", "*"))
-        self.assertEqual(len(paths), 1)
-        for _ in range(100):
-            with open(paths[0], "rb") as f:
-                text = f.read()
-            if b"# closed" in text:
-                break
-            yield _sleep(0.05)
+        text = yield self.closedTranscript("smtp")
         self.assertIn(b"C: ehlo client.example", text)
         self.assertIn(b"S: 235 2.7.0 Authentication successful", text)
         self.assertIn(b"C: AUTH PLAIN ***", text)
         self.assertNotIn(b"AGRlbW8AZGVtbw", text)
-
-
-def _sleep(seconds):
-    from twisted.internet import reactor
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
 
 
 
@@ -445,7 +411,7 @@ class BadInputTests(SMTPTestCase):
                          [b"220", b"250", b"250", b"250", b"354", b"250", b"221"])
         stored = self.stored()
         self.assertEqual(stored.count(b"RSET\r\n"), 4)
-        self.assertEqual(len(self.inbox()), 1)
+        self.assertEqual(len(self.files()), 1)
 
     @defer.inlineCallbacks
     def test_longDataLine(self):
@@ -460,7 +426,7 @@ class BadInputTests(SMTPTestCase):
              b"DATA\r\n", body, b"NOOP\r\n"], [1, 2, 1, 1, 1])
         self.assertTrue(out[-2].startswith(b"500 5.6.0 "), out)
         self.assertEqual(out[-1], b"250 2.0.0 OK\r\n")
-        self.assertEqual(self.inbox(), [])
+        self.assertEqual(self.files(), [])
 
     @defer.inlineCallbacks
     def test_longCommandLine(self):
