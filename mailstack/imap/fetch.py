@@ -275,6 +275,24 @@ def _stripComments(value):
     return bytes(out)
 
 
+
+def _quotedString(data, i):
+    """
+    Read an RFC 822 quoted string starting at the quote C{data[i]}: backslash
+    escapes the next octet; an unterminated string ends with the data.
+
+    @return: C{(content bytes, index after the closing quote)}.
+    """
+    n = len(data)
+    out = bytearray()
+    i += 1
+    while i < n and data[i] != 0x22:
+        if data[i] == 0x5c and i + 1 < n:
+            i += 1
+        out.append(data[i])
+        i += 1
+    return bytes(out), i + 1
+
 def parseParams(text):
     """C{; a=b; c="d"} -> C{[(b"a", b"b"), (b"c", b"d")]}; malformed ones skipped."""
     params = []
@@ -294,15 +312,7 @@ def parseParams(text):
         while i < n and text[i] in _WSP:
             i += 1
         if i < n and text[i] == 0x22:
-            value = bytearray()
-            i += 1
-            while i < n and text[i] != 0x22:
-                if text[i] == 0x5c and i + 1 < n:
-                    i += 1
-                value.append(text[i])
-                i += 1
-            i += 1
-            value = bytes(value)
+            value, i = _quotedString(text, i)
             while i < n and text[i] != 0x3b:
                 i += 1
         else:
@@ -361,15 +371,8 @@ def _tokens(value):
                 i += 1
             i += 1
         elif c == 0x22:
-            text = bytearray()
-            i += 1
-            while i < n and value[i] != 0x22:
-                if value[i] == 0x5c and i + 1 < n:
-                    i += 1
-                text.append(value[i])
-                i += 1
-            i += 1
-            out.append(("quoted", bytes(text)))
+            text, i = _quotedString(value, i)
+            out.append(("quoted", text))
         elif c == 0x5b:
             end = value.find(b"]", i)
             end = n if end < 0 else end + 1
