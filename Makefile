@@ -26,6 +26,21 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests
 
+# Benchmarks side by side with Dovecot (IMAP, POP3) and aiosmtpd (SMTP):
+# bench/README.md. aiosmtpd goes into bench's own venv, not the project's.
+# Options: make bench BENCH_ARGS="--only imap --json bench.json"
+BENCH_VENV  = bench/.venv
+BENCH_STAMP = $(BENCH_VENV)/.bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp*
 

@@ -1,0 +1,594 @@
+"""
+mailstack side by side with a peer on the same data and the same machine:
+Dovecot for IMAP and POP3, aiosmtpd (delivering to a Maildir with fsync) for
+SMTP. Prints a table of figures and ratios; never passes or fails on speed.
+
+    python -m bench.run [--quick] [--only smtp|imap|pop3] [--json FILE]
+
+`make bench` runs the full set (bench/README.md explains the figures);
+tests/test_bench.py runs --quick.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import clients, data, servers  # noqa: E402
+
+SECTIONS = ("smtp", "imap", "pop3")
+
+
+class Row:
+    """One metric: a figure per server, the unit and which direction is better."""
+
+    def __init__(self, section, key, label, unit, better):
+        self.section = section
+        self.key = key
+        self.label = label
+        self.unit = unit
+        self.better = better            # "lower" or "higher"
+        self.values = {}                # "mailstack"/"peer" -> float or None
+        self.samples = {}               # raw measurements, for --json
+        self.peerName = None
+
+    def ratio(self):
+        m, p = self.values.get("mailstack"), self.values.get("peer")
+        if m is None or p is None or p == 0:
+            return None
+        return m / p
+
+    def verdict(self):
+        r = self.ratio()
+        if r is None or r <= 0:
+            return ""
+        goodForMailstack = r < 1 if self.better == "lower" else r > 1
+        factor = max(r, 1 / r)
+        if factor < 1.1:
+            return "about equal"
+        return "%s %.1fx better" % ("mailstack" if goodForMailstack else self.peerName,
+                                    factor)
+
+    def asDict(self):
+        return {"section": self.section, "key": self.key, "metric": self.label,
+                "unit": self.unit, "better": self.better,
+                "mailstack": self.values.get("mailstack"),
+                "peer": self.values.get("peer"), "peer_name": self.peerName,
+                "ratio": self.ratio(), "verdict": self.verdict(),
+                "samples": self.samples}
+
+
+class Bench:
+    def __init__(self, sizes, top, peerPython, log):
+        self.sizes = sizes
+        self.top = top
+        self.peerPython = peerPython
+        self.log = log
+        self.rows = []
+        self.notes = []
+        self.versions = {}
+        self.dirs = {name: os.path.join(top, name, "var")
+                     for name in ("mailstack", "dovecot", "aiosmtpd")}
+
+    # -- plumbing --------------------------------------------------------
+
+    def row(self, section, key, label, unit, better):
+        for r in self.rows:
+            if r.key == key:
+                return r
+        r = Row(section, key, label, unit, better)
+        self.rows.append(r)
+        return r
+
+    def record(self, side, peerName, section, figures):
+        """Store C{figures} (key -> (label, unit, better, value, samples))."""
+        for key, (label, unit, better, value, samples) in figures.items():
+            r = self.row(section, key, label, unit, better)
+            r.values[side] = value
+            r.samples[side] = samples
+            if peerName:
+                r.peerName = peerName
+
+    def declare(self, section, specs, peerName):
+        """Rows that must appear even when a side fails or is missing."""
+        for key, label, unit, better in specs:
+            r = self.row(section, key, label, unit, better)
+            r.peerName = r.peerName or peerName
+            r.values.setdefault("mailstack", None)
+            r.values.setdefault("peer", None)
+
+    def runSide(self, side, server, peerName, sections):
+        """Start C{server}, run each of C{sections} against it, stop it."""
+        t0 = time.monotonic()
+        self.log("%s: %s ..." % ("+".join(sections), server.name))
+        try:
+            server.start()
+            self.versions.setdefault(server.name, server.version())
+            for section in sections:
+                try:
+                    self.record(side, peerName, section,
+                                getattr(self, section)(server))
+                except Exception as e:
+                    self.notes.append("%s on %s failed: %s" % (
+                        section, server.name, str(e).strip() or repr(e)))
+                    self.log(traceback.format_exc())
+        except Exception as e:
+            self.notes.append("%s: %s did not start: %s" % (
+                "+".join(sections), server.name, str(e).strip()))
+            self.log(traceback.format_exc())
+        finally:
+            server.stop()
+            if isinstance(server, servers.DovecotPeer):
+                for line in server.complaints():
+                    self.notes.append("dovecot log: " + line.strip())
+        self.log("%s: %s done in %.1f s" % ("+".join(sections), server.name,
+                                            time.monotonic() - t0))
+
+    # -- SMTP --------------------------------------------------------------
+
+    def smtpSpecs(self):
+        out = []
+        for n in self.sizes.smtpClients:
+            who = "%d client%s" % (n, "" if n == 1 else "s")
+            out += [("smtp_rate_c%d" % n, "SMTP %s: delivered" % who, "msg/s", "higher"),
+                    ("smtp_p50_c%d" % n, "SMTP %s: latency p50" % who, "ms", "lower"),
+                    ("smtp_p95_c%d" % n, "SMTP %s: latency p95" % who, "ms", "lower")]
+        return out
+
+    def smtp(self, server):
+        s = self.sizes
+        port = server.ports["smtp"]
+        message = data.smtpMessage(s.smtpMessageSize)
+        local, _, domain = data.SINK_USER.partition("@")
+        dataDir = self.dirs["mailstack" if server.name == "mailstack" else "aiosmtpd"]
+        newDir = os.path.join(dataDir, "mail", domain, local, "new")
+
+        def load(clientCount, seconds):
+            """Run the load into an empty INBOX; check every message landed."""
+            r = clients.smtpLoad(port, clientCount, seconds, message, data.SENDER,
+                                 data.SINK_USER)
+            if r["errors"] or not r["latencies"]:
+                raise RuntimeError("SMTP load with %d clients: %s" % (
+                    clientCount, r["errors"][:3] or "nothing delivered"))
+            names = os.listdir(newDir)
+            if len(names) < r["messages"]:
+                raise RuntimeError("SMTP: %d messages accepted but %d in %s"
+                                   % (r["messages"], len(names), newDir))
+            # Empty the INBOX again: delivery may cost more in a fuller one.
+            for name in names:
+                os.unlink(os.path.join(newDir, name))
+            return r
+
+        load(1, s.smtpWarmup)       # warm-up: connections, code paths, threads
+        figures = {}
+        for n in s.smtpClients:
+            r = load(n, s.smtpSeconds)
+            lat = r["latencies"]
+            who = "%d client%s" % (n, "" if n == 1 else "s")
+            info = {"messages": r["messages"], "seconds": r["elapsed"]}
+            figures["smtp_rate_c%d" % n] = ("SMTP %s: delivered" % who, "msg/s",
+                                            "higher", r["rate"], info)
+            figures["smtp_p50_c%d" % n] = ("SMTP %s: latency p50" % who, "ms", "lower",
+                                           1000 * clients.percentile(lat, 50), info)
+            figures["smtp_p95_c%d" % n] = ("SMTP %s: latency p95" % who, "ms", "lower",
+                                           1000 * clients.percentile(lat, 95), info)
+        return figures
+
+    # -- IMAP --------------------------------------------------------------
+
+    def imapSpecs(self):
+        s = self.sizes
+        return [
+            ("imap_select_first", "IMAP LOGIN+SELECT %d msgs, first (no index yet)"
+             % s.bulk, "ms", "lower"),
+            ("imap_select", "IMAP LOGIN+SELECT %d msgs" % s.bulk, "ms", "lower"),
+            ("imap_fetch_flags", "IMAP FETCH 1:* (FLAGS RFC822.SIZE), %d msgs" % s.bulk,
+             "ms", "lower"),
+            ("imap_fetch_bodies", "IMAP FETCH %d full bodies (BODY.PEEK[])"
+             % s.fetchBodies, "ms", "lower"),
+            ("imap_search_text", "IMAP SEARCH TEXT over %d msgs" % s.search, "ms",
+             "lower"),
+            ("imap_idle_rss", "IMAP IDLE x%d: RSS per session" % s.idleSessions,
+             "KiB", "lower"),
+            ("imap_idle_private", "IMAP IDLE x%d: private memory per session"
+             % s.idleSessions,
+             "KiB", "lower"),
+        ]
+
+    def imap(self, server):
+        s = self.sizes
+        port = server.ports["imap"]
+        specs = {k: (label, unit, better) for k, label, unit, better in self.imapSpecs()}
+        figures = {}
+
+        def put(key, value, samples):
+            figures[key] = specs[key] + (value, samples)
+
+        # Memory first, on the freshly started server (after one warm-up
+        # session), before big responses have grown the heap.
+        rss, private, info = self.idleMemory(server)
+        put("imap_idle_rss", rss, info)
+        put("imap_idle_private", private, info)
+
+        def loginSelect(user):
+            c = clients.IMAP(port)
+            c.login(user, data.PASSWORD)
+            return c, c.command(b"SELECT INBOX")
+
+        def checkExists(resp, count):
+            if b"* %d EXISTS" % (count,) not in resp:
+                raise RuntimeError("SELECT: expected %d EXISTS, got %r"
+                                   % (count, resp[:300]))
+
+        t, (c, resp) = clients.timed(loginSelect, data.BULK_USER)
+        c.logout()
+        checkExists(resp, s.bulk)
+        put("imap_select_first", 1000 * t, [t])
+
+        samples = []
+        for _ in range(s.repeats):
+            t, (c, resp) = clients.timed(loginSelect, data.BULK_USER)
+            c.logout()
+            checkExists(resp, s.bulk)
+            samples.append(t)
+        put("imap_select", 1000 * clients.median(samples), samples)
+
+        def inSession(user, command, check):
+            """Median time of C{command}, each run in a fresh selected session."""
+            times = []
+            for i in range(s.repeats + 1):       # the first run warms up
+                c, _ = loginSelect(user)
+                t, resp = clients.timed(c.command, command)
+                c.logout()
+                check(resp)
+                if i:
+                    times.append(t)
+            return 1000 * clients.median(times), times
+
+        def fetchCount(resp, count):
+            got = resp.count(b" FETCH (")
+            if got != count:
+                raise RuntimeError("FETCH: expected %d responses, got %d" % (count, got))
+
+        put("imap_fetch_flags", *inSession(
+            data.BULK_USER, b"FETCH 1:* (FLAGS RFC822.SIZE)",
+            lambda resp: fetchCount(resp, s.bulk)))
+
+        first = s.bulk // 2 + 1
+        put("imap_fetch_bodies", *inSession(
+            data.BULK_USER, b"FETCH %d:%d BODY.PEEK[]" % (first, first + s.fetchBodies - 1),
+            lambda resp: fetchCount(resp, s.fetchBodies)))
+
+        hits = len(range(0, s.search, data.NEEDLE_EVERY))
+
+        def searchCheck(resp):
+            for line in resp.split(b"\r\n"):
+                if line.startswith(b"* SEARCH"):
+                    if len(line.split()) - 2 == hits:
+                        return
+                    raise RuntimeError("SEARCH: expected %d hits: %r" % (hits, line[:200]))
+            raise RuntimeError("SEARCH: no answer: %r" % (resp[:200],))
+
+        put("imap_search_text", *inSession(
+            data.SEARCH_USER, b'SEARCH TEXT "%s"' % (data.NEEDLE.encode(),), searchCheck))
+        return figures
+
+    def idleMemory(self, server):
+        """
+        Open sizes.idleSessions IMAP sessions (one user each), SELECT, IDLE.
+
+        @return: C{(rss, private, info)}: the growth of the server's memory (all
+            its processes) per session in KiB, and the raw readings.
+        """
+        s = self.sizes
+        port = server.ports["imap"]
+        # Warm-up session: code paths loaded before the baseline.
+        c = clients.IMAP(port)
+        c.login(data.idleUser(0), data.PASSWORD)
+        c.command(b"SELECT INBOX")
+        c.done(c.idle())
+        c.logout()
+        time.sleep(s.settle)
+        before = servers.memoryKiB(server.pids())
+        sessions = []
+        try:
+            for n in range(s.idleSessions):
+                c = clients.IMAP(port)
+                sessions.append([c, None])
+                c.login(data.idleUser(n), data.PASSWORD)
+                c.command(b"SELECT INBOX")
+                sessions[-1][1] = c.idle()
+            time.sleep(s.settle)
+            pids = server.pids()
+            after = servers.memoryKiB(pids)
+        finally:
+            for c, tag in sessions:
+                try:
+                    if tag:
+                        c.done(tag)
+                except (clients.ProtocolError, OSError):
+                    pass
+                c.logout()
+        n = s.idleSessions
+        info = {"before_kib": before, "after_kib": after, "processes": len(pids)}
+        return (after[0] - before[0]) / n, (after[1] - before[1]) / n, info
+
+    # -- POP3 --------------------------------------------------------------
+
+    def pop3Specs(self):
+        s = self.sizes
+        return [
+            ("pop3_stat_list", "POP3 LOGIN+STAT+LIST %d msgs" % s.bulk, "ms", "lower"),
+            ("pop3_retr_rate", "POP3 RETR %d msgs, one session" % s.retr, "msg/s",
+             "higher"),
+            ("pop3_retr_mbps", "POP3 RETR %d msgs, one session" % s.retr, "MB/s",
+             "higher"),
+        ]
+
+    def pop3(self, server):
+        s = self.sizes
+        port = server.ports["pop3"]
+        specs = {k: (label, unit, better) for k, label, unit, better in self.pop3Specs()}
+        figures = {}
+
+        def statList():
+            p = clients.POP3(port)
+            p.login(data.BULK_USER, data.PASSWORD)
+            stat = p.command(b"STAT")
+            listing = p.multi(b"LIST")
+            return p, stat, listing
+
+        samples = []
+        for i in range(s.repeats + 1):           # the first run warms up
+            t, (p, stat, listing) = clients.timed(statList)
+            p.quit()
+            if stat.split()[1] != b"%d" % (s.bulk,) or listing.count(b"\r\n") != s.bulk:
+                raise RuntimeError("POP3 STAT/LIST: %r, %d lines"
+                                   % (stat, listing.count(b"\r\n")))
+            if i:
+                samples.append(t)
+        figures["pop3_stat_list"] = specs["pop3_stat_list"] + (
+            1000 * clients.median(samples), samples)
+
+        # Up to 3 runs, fewer when the first ones already took long (median).
+        rates, mbps, runs = [], [], []
+        spent = 0.0
+        while len(runs) < 3 and (not runs or spent < s.retrBudget):
+            p = clients.POP3(port)
+            p.login(data.BULK_USER, data.PASSWORD)
+            total = 0
+            t0 = time.perf_counter()
+            for n in range(1, s.retr + 1):
+                total += len(p.multi(b"RETR %d" % (n,)))
+            t = time.perf_counter() - t0
+            p.quit()
+            rates.append(s.retr / t)
+            mbps.append(total / t / 1e6)
+            runs.append({"seconds": t, "octets": total})
+            spent += t
+        figures["pop3_retr_rate"] = specs["pop3_retr_rate"] + (
+            clients.median(rates), runs)
+        figures["pop3_retr_mbps"] = specs["pop3_retr_mbps"] + (
+            clients.median(mbps), runs)
+        return figures
+
+    # -- the whole run -----------------------------------------------------
+
+    def run(self, sections):
+        self.log("data: writing the Maildirs under %s" % (self.top,))
+        t0 = time.monotonic()
+        smtpOnly = dataclasses.replace(self.sizes, bulk=0, search=0, idleSessions=0)
+        data.populate([self.dirs["mailstack"], self.dirs["dovecot"]],
+                      smtpOnly if sections == ["smtp"] else self.sizes)
+        data.populate([self.dirs["aiosmtpd"]], smtpOnly)
+        self.log("data: done in %.1f s" % (time.monotonic() - t0,))
+        # SMTP against aiosmtpd; IMAP then POP3 against one Dovecot. Each
+        # group gets freshly started servers (IMAP measures IDLE memory first).
+        groups = [g for g in (["smtp"], [s for s in ("imap", "pop3") if s in sections])
+                  if g and set(g) <= set(sections)]
+        for group in groups:
+            peerName = "aiosmtpd" if group == ["smtp"] else "dovecot"
+            for section in group:
+                self.declare(section, getattr(self, section + "Specs")(), peerName)
+            ms = servers.Mailstack(os.path.join(self.top, "mailstack"),
+                                   self.dirs["mailstack"])
+            self.runSide("mailstack", ms, None, group)
+            if group == ["smtp"]:
+                if self.peerPython is None:
+                    self.notes.append("smtp peer skipped: aiosmtpd not installed "
+                                      "(`make bench` installs it into bench/.venv)")
+                    continue
+                peer = servers.AiosmtpdPeer(os.path.join(self.top, "aiosmtpd"),
+                                            self.dirs["aiosmtpd"], self.peerPython)
+            else:
+                why = servers.dovecotMissing()
+                if why:
+                    self.notes.append("%s peer skipped: %s" % ("+".join(group), why))
+                    continue
+                peer = servers.DovecotPeer(os.path.join(self.top, "dovecot"),
+                                           self.dirs["dovecot"])
+            self.runSide("peer", peer, peer.name, group)
+
+
+def machine(path):
+    info = {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+    except OSError:
+        pass
+    info["filesystem"] = filesystemOf(path)
+    return info
+
+
+# A 1-minute load average above this before the run: other work was running
+# and skews the figures (the run itself raises it, so only "before" counts).
+BUSY = 1.0
+
+
+def loadAverage():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def filesystemOf(path):
+    """The type and device of the filesystem holding C{path} (from /proc/mounts)."""
+    best = ("", "?", "?")
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and \
+                        len(mnt) >= len(best[0]):
+                    best = (mnt, fstype, dev)
+    except OSError:
+        pass
+    return "%s on %s" % (best[1], best[2])
+
+
+def fmt(value):
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return "%.0f" % value
+    if abs(value) >= 10:
+        return "%.1f" % value
+    return "%.2f" % value
+
+
+def table(rows):
+    header = ("metric", "unit", "mailstack", "peer", "value", "ratio m/p", "better",
+              "verdict")
+    lines = [header]
+    for r in rows:
+        ratio = r.ratio()
+        lines.append((r.label, r.unit, fmt(r.values.get("mailstack")), r.peerName or "-",
+                      fmt(r.values.get("peer")),
+                      "-" if ratio is None else "%.2f" % ratio, r.better, r.verdict()))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {2, 4, 5}
+    out = []
+    for n, line in enumerate(lines):
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+FAIRNESS = [
+    "Each server is a separate process on 127.0.0.1 (mailstack: twistd -n, "
+    "default reactor); the load generators (Python threads, raw sockets) run "
+    "on the same machine and share its CPUs.",
+    "Same data for both: identical Maildir files, users in one passwd-file "
+    "format, {PLAIN} passwords; neither has an index before its first SELECT.",
+    "Peers: stock Dovecot (its defaults: one imap/pop3 process per session); "
+    "aiosmtpd with a handler that writes each message to the recipient's Maildir "
+    "(tmp/, fsync, rename to new/, fsync new/) in a thread before 250, as "
+    "mailstack does.",
+    "IMAP/POP3 times: median of the repeats, each in a fresh session, after one "
+    "warm-up run; SMTP: sessions kept open, one transaction after another; "
+    "IDLE memory: growth of all the server's processes from /proc divided by "
+    "the sessions: VmRSS, and private memory (Private_Dirty: pages no other "
+    "process maps, what a session really adds when processes share libraries).",
+    "ratio = mailstack / peer; 'better' says whether lower or higher is better "
+    "for that metric.",
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Benchmark mailstack side by side with Dovecot (IMAP, POP3) "
+                    "and aiosmtpd (SMTP).")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the harness works (seconds)")
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="run only this protocol (may be given more than once)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--peer-python", metavar="PYTHON",
+                        help="the Python that has aiosmtpd (default: bench/.venv's, "
+                             "else this one)")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="where the data go (default: a new temporary directory)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the data, configs and logs afterwards")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+
+    sizes = data.QUICK if args.quick else data.FULL
+    sections = [s for s in SECTIONS if not args.only or s in args.only]
+
+    def log(text):
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    top = tempfile.mkdtemp(prefix="mailstack-bench-", dir=args.workdir)
+    # Dovecot reads mail as an unprivileged user when run as root.
+    os.chmod(top, 0o711)
+    started = time.monotonic()
+    loadBefore = loadAverage()
+    peerPython = servers.peerPython(args.peer_python) if "smtp" in sections else None
+    bench = Bench(sizes, top, peerPython, log)
+    try:
+        bench.run(sections)
+    finally:
+        if args.keep:
+            log("kept %s" % (top,))
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+    info = machine(top)
+    info["versions"] = bench.versions
+    info["seconds"] = round(time.monotonic() - started, 1)
+    info["mode"] = "quick" if args.quick else "full"
+    info["load_before"], info["load_after"] = loadBefore, loadAverage()
+
+    print("mailstack benchmark (%s), %s" % (info["mode"], info["date"]))
+    print("machine: %s CPUs (%s), %s GiB RAM, Linux %s, Python %s, data on %s"
+          % (info["cpus"], info.get("cpu", "?"), info.get("memory_gib", "?"),
+             info["kernel"], info["python"], info["filesystem"]))
+    print("servers: %s" % (", ".join(sorted(bench.versions.values())) or "-",))
+    print("load average (1 min) before/after: %s/%s%s" % (
+        info["load_before"], info["load_after"],
+        "  -- other work was running: figures are noisy"
+        if info["load_before"] > BUSY else ""))
+    print()
+    print(table(bench.rows))
+    print()
+    for note in FAIRNESS:
+        print("* " + note)
+    for note in bench.notes:
+        print("! " + note)
+    print("(%s s in all)" % (info["seconds"],))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "sizes": dataclasses.asdict(sizes),
+                       "results": [r.asDict() for r in bench.rows],
+                       "notes": FAIRNESS, "problems": bench.notes}, f, indent=2)
+    failed = [r for r in bench.rows if r.values.get("mailstack") is None]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
