@@ -528,6 +528,15 @@ class RecentAndListenerTests(MaildirTestCase):
         self.assertEqual(self.files("cur"), [key + ":2,"])
         self.assertEqual(self.inbox.sync(), Changes())
 
+    def test_hasListeners(self):
+        """hasListeners is true exactly while a session listens."""
+        listener = RecordingListener()
+        self.assertFalse(self.inbox.hasListeners())
+        self.inbox.addListener(listener)
+        self.assertTrue(self.inbox.hasListeners())
+        self.inbox.removeListener(listener)
+        self.assertFalse(self.inbox.hasListeners())
+
     def test_expungeToldToOtherSession(self):
         """Session B's listener is told when session A expunges."""
         for _ in range(3):

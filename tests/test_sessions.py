@@ -318,3 +318,21 @@ class LoopbackLimitTests(unittest.TestCase):
         self.assertEqual(lines, [b"220 ready", b"221 bye"])
         self.assertEqual(counter.total, {"smtp": 1})
         self.assertEqual(counter.refused, {"smtp": 1})
+
+    @defer.inlineCallbacks
+    def test_noDelay(self):
+        """Accepted TCP connections have Nagle's algorithm off (replies go out whole, at once)."""
+        seen = defer.Deferred()
+
+        class Probe(protocol.Protocol):
+            def connectionMade(self):
+                seen.callback(self.transport.getTcpNoDelay())
+                self.transport.loseConnection()
+        factory = LimitingFactory(protocol.Factory.forProtocol(Probe),
+                                  SessionCounter(), "pop3", 0, REFUSAL)
+        port = yield endpoints.TCP4ServerEndpoint(
+            reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        client = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        yield endpoints.connectProtocol(client, protocol.Protocol())
+        self.assertTrue((yield seen))

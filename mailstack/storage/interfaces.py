@@ -215,6 +215,13 @@ class IMailboxStore(Interface):
         @return: the L{Changes} found (C{recent} always empty).
         """
 
+    def hasListeners():
+        """
+        C{True} while some session listens to this mailbox. A deliverer with
+        nobody to tell skips L{noteDelivery}: the next session's own sync finds
+        the message, and a rescan per delivery would grow with the mailbox.
+        """
+
     def vanishedSince(modseq):
         """
         UIDs expunged by changes with a mod-sequence above C{modseq}, ascending,

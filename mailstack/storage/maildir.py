@@ -132,6 +132,9 @@ class MaildirMailbox:
     def noteDelivery(self):
         return self._sync(claimRecent=False)
 
+    def hasListeners(self):
+        return bool(self._listeners)
+
     def _sync(self, claimRecent, order=None):
         """
         Rescan if the disk changed, claim new/ files for the caller if asked, notify
