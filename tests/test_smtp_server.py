@@ -207,6 +207,13 @@ class CommandTests(SMTPTestMixin, unittest.TestCase):
         self.assertTrue(out.endswith(b"421 4.7.0 Too many errors, closing connection\r\n"))
         self.assertTrue(self.transport.disconnecting)
 
+    def test_tooManyLongLines(self):
+        """Over-long lines count as bad commands; the last allowed one gets only the 421."""
+        out = self.send((b"x" * 600 + b"\r\n") * 5)
+        self.assertEqual(out, b"500 5.5.2 Line too long (limit 512 octets)\r\n" * 4
+                         + b"421 4.7.0 Too many errors, closing connection\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
     def test_timeout(self):
         """An idle session is closed with 421 4.4.2."""
         self.clock.advance(601)

@@ -185,14 +185,17 @@ class SMTPServer(Protocol, TimeoutMixin):
             self._discardingLine = False
 
     def _replyLineTooLong(self):
-        if self._saslHandler is not None:
+        # Counted first, like any bad command: the last one allowed gets the 421 alone.
+        inExchange, self._saslHandler = self._saslHandler is not None, None
+        self._countBad()
+        if self._disconnecting:
+            return
+        if inExchange:
             # RFC 4954 section 4: the exchange ends; the line is not SASL data.
-            self._saslHandler = None
             self.reply(Reply(500, "5.5.6", "Authentication Exchange line is too long"))
         else:
             self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
                 self.settings.maxCommandLine,)))
-        self._countBad()
 
     def _block(self, d):
         """
