@@ -688,6 +688,96 @@ class MessageTests(MaildirTestCase):
         self.assertEqual((infos[0].internalDate, infos[0].key), (1000000000, first))
 
 
+class InfoCacheTests(MaildirTestCase):
+    """
+    The mailbox keeps the L{maildir.MessageInfo}s it built (and the list
+    messages() returns) while nothing they show changes; every change shows.
+    """
+
+    def setUp(self):
+        MaildirTestCase.setUp(self)
+        self.keys = [self.inbox.deliver(MESSAGE) for _ in range(3)]
+        self.inbox.sync()
+        self.before = self.inbox.messages()
+
+    def flags(self):
+        return [(info.uid, info.flags) for info in self.inbox.messages()]
+
+    def test_kept(self):
+        """Unchanged, the same objects come back, in a list of the caller's own."""
+        again = self.inbox.messages()
+        self.assertEqual(again, self.before)
+        self.assertTrue(all(a is b for a, b in zip(again, self.before)))
+        again.pop()
+        self.assertEqual(len(self.inbox.messages()), 3)
+        self.assertIs(self.inbox.messageInfo(2), self.before[1])
+
+    def test_setFlags(self):
+        """A flag change (by any session: the mailbox is shared) shows, with a new modseq."""
+        self.inbox.setFlags(2, {"\\Seen"})
+        infos = self.inbox.messages()
+        self.assertEqual(self.flags(), [(1, set()), (2, {"\\Seen"}), (3, set())])
+        self.assertGreater(infos[1].modseq, self.before[1].modseq)
+        self.assertEqual(infos[1].modseq, self.inbox.highestModseq)
+        self.assertIs(infos[0], self.before[0])
+        self.assertEqual(self.inbox.messageInfo(2), infos[1])
+
+    def test_outsideRename(self):
+        """A flag change by another program shows after the sync, with a new modseq."""
+        os.rename(self.path("cur", self.keys[0] + ":2,"), self.path("cur", self.keys[0] + ":2,F"))
+        self.assertEqual(self.inbox.sync().flagsChanged, [1])
+        infos = self.inbox.messages()
+        self.assertEqual(infos[0].flags, {"\\Flagged"})
+        self.assertGreater(infos[0].modseq, self.before[0].modseq)
+
+    def test_outsideRenameFoundByRead(self):
+        """A file found renamed when read (before any sync) shows its new flags."""
+        os.rename(self.path("cur", self.keys[2] + ":2,"), self.path("cur", self.keys[2] + ":2,S"))
+        with self.inbox.openMessage(3) as f:
+            self.assertEqual(f.read(), MESSAGE_CRLF)
+        self.assertEqual(self.inbox.messages()[2].flags, {"\\Seen"})
+
+    def test_expunge(self):
+        """Expunged messages leave the list, whoever removed them."""
+        self.inbox.expunge([2])
+        self.assertEqual([info.uid for info in self.inbox.messages()], [1, 3])
+        os.unlink(self.path("cur", self.keys[0] + ":2,"))
+        self.assertEqual(self.inbox.sync().expunged, [1])
+        self.assertEqual([info.uid for info in self.inbox.messages()], [3])
+        self.assertRaises(NoSuchMessage, self.inbox.messageInfo, 1)
+
+    def test_delivery(self):
+        """A new message shows after the sync, the others stay as they were."""
+        self.inbox.deliver(MESSAGE, flags={"\\Draft"})
+        self.inbox.sync()
+        infos = self.inbox.messages()
+        self.assertEqual([(i.uid, i.flags) for i in infos][3:], [(4, {"\\Draft"})])
+        self.assertEqual(infos[:3], self.before)
+
+    def test_keywordNamesChanged(self):
+        """Another program renaming a keyword changes the flags shown."""
+        self.inbox.setFlags(1, {"Work"})
+        self.assertEqual(self.inbox.messages()[0].flags, {"Work"})
+        self.write(b"0 Home\n", "dovecot-keywords")
+        self.inbox.sync()
+        self.assertEqual(self.inbox.messages()[0].flags, {"Home"})
+        self.write(b"0 Leisure\n", "dovecot-keywords")
+        self.assertEqual(self.inbox.keywords(), {"Leisure"})
+        self.assertEqual(self.inbox.messageInfo(1).flags, {"Leisure"})
+
+    def test_renumbered(self):
+        """A new UIDVALIDITY (the uidlist lost) renumbers every info."""
+        listener = RecordingListener()
+        self.inbox.addListener(listener)
+        os.unlink(self.path("dovecot-uidlist"))
+        self.inbox.sync()
+        infos = self.inbox.messages()
+        self.assertEqual(len(infos), 3)
+        self.assertEqual({i.key for i in infos}, set(self.keys))
+        self.assertNotEqual(self.inbox.uidValidity, None)
+        self.assertEqual(infos, [self.inbox.messageInfo(i.uid) for i in infos])
+
+
 class CopyTests(MaildirTestCase):
     """
     L{MaildirMailbox.copyTo}.

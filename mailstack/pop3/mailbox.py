@@ -147,19 +147,6 @@ class MaildropLocks:
 LOCKS = MaildropLocks()
 
 
-class _Entry:
-    """One message of the snapshot."""
-
-    __slots__ = ("number", "uid", "key", "size", "deleted")
-
-    def __init__(self, number, uid, key, size):
-        self.number = number
-        self.uid = uid
-        self.key = key
-        self.size = size
-        self.deleted = False
-
-
 def uniqueID(uid, uidValidity):
     """The UIDL unique-id of a message (Dovecot's default format)."""
     return "%08x%08x" % (uid, uidValidity)
@@ -181,7 +168,8 @@ class Maildrop:
         self.locks = LOCKS if locks is None else locks
         self.mailbox = None
         self.uidValidity = None
-        self._entries = []
+        self._infos = []       # the snapshot: the store's infos, message n at n - 1
+        self._deleted = set()  # numbers marked deleted
         self._locked = False
 
     def open(self):
@@ -198,8 +186,8 @@ class Maildrop:
             raise
         self.mailbox = mailbox
         self.uidValidity = mailbox.uidValidity
-        self._entries = [_Entry(number, info.uid, info.key, info.size)
-                         for number, info in enumerate(infos, 1)]
+        # Only uid, key and size are used: immutable, so the list is the snapshot.
+        self._infos = list(infos)
 
     def close(self):
         if self._locked:
@@ -207,51 +195,54 @@ class Maildrop:
             self.locks.release(self.address, self)
 
     def _entry(self, number):
-        if not 1 <= number <= len(self._entries):
+        """The snapshot's info of message C{number}."""
+        if not 1 <= number <= len(self._infos):
             raise NoSuchMessageNumber(number)
-        entry = self._entries[number - 1]
-        if entry.deleted:
+        if number in self._deleted:
             raise MessageDeleted(number)
-        return entry
+        return self._infos[number - 1]
 
     def _live(self):
-        return [e for e in self._entries if not e.deleted]
+        """C{[(number, info)]} of the messages not marked deleted."""
+        deleted = self._deleted
+        return [(number, info) for number, info in enumerate(self._infos, 1)
+                if number not in deleted]
 
     def count(self):
         """@return: how many messages the snapshot holds (deleted ones too)."""
-        return len(self._entries)
+        return len(self._infos)
 
     def stat(self):
         live = self._live()
-        return len(live), sum(e.size for e in live)
+        return len(live), sum(info.size for _, info in live)
 
     def listing(self):
-        return [(e.number, e.size) for e in self._live()]
+        return [(number, info.size) for number, info in self._live()]
 
     def size(self, number):
         return self._entry(number).size
 
     def uniqueIDs(self):
-        return [(e.number, uniqueID(e.uid, self.uidValidity)) for e in self._live()]
+        return [(number, uniqueID(info.uid, self.uidValidity)) for number, info in self._live()]
 
     def uniqueID(self, number):
         return uniqueID(self._entry(number).uid, self.uidValidity)
 
-    def _current(self, entry):
-        """The store's info for C{entry}, if the store still has that message."""
+    def _current(self, number, entry):
+        """The store's info for message C{number}, if the store still has that message."""
         if self.mailbox.uidValidity != self.uidValidity:
-            raise MessageGone(entry.number)
+            raise MessageGone(number)
         try:
             info = self.mailbox.messageInfo(entry.uid)
         except NoSuchMessage:
-            raise MessageGone(entry.number)
+            raise MessageGone(number)
         if info.key != entry.key:
-            raise MessageGone(entry.number)
+            raise MessageGone(number)
         return info
 
     def openMessage(self, number):
         entry = self._entry(number)
-        self._current(entry)
+        self._current(number, entry)
         try:
             return self.mailbox.openMessage(entry.uid)
         except NoSuchMessage:
@@ -259,19 +250,19 @@ class Maildrop:
 
     def markSeen(self, number):
         entry = self._entry(number)
-        info = self._current(entry)
+        info = self._current(number, entry)
         if SEEN not in info.flags:
             self.mailbox.setFlags(entry.uid, info.flags | {SEEN})
 
     def delete(self, number):
-        self._entry(number).deleted = True
+        self._entry(number)
+        self._deleted.add(number)
 
     def reset(self):
-        for entry in self._entries:
-            entry.deleted = False
+        self._deleted.clear()
 
     def commit(self):
-        marked = [e for e in self._entries if e.deleted]
+        marked = [self._infos[number - 1] for number in sorted(self._deleted)]
         if not marked:
             return 0
         if self.mailbox.uidValidity != self.uidValidity:

@@ -55,17 +55,44 @@ class MessageInfo:
 
 
 class _Entry:
-    """What a mailbox knows of one message file."""
+    """
+    What a mailbox knows of one message file.
 
-    def __init__(self, uid, base, subdir, filename, extensions):
+    @ivar info: the L{MessageInfo} last built for it, or None: kept while
+        nothing it shows changes. A new file name drops it here; the mailbox
+        drops it when the message's modseq or the keyword names change.
+    """
+
+    __slots__ = ("uid", "base", "subdir", "_filename", "extensions", "wireSize",
+                 "diskSize", "mtime", "info", "_owner")
+
+    def __init__(self, uid, base, subdir, filename, extensions, owner=None):
+        self._owner = owner
         self.uid = uid
         self.base = base
         self.subdir = subdir
-        self.filename = filename
+        self._filename = filename
         self.extensions = extensions
         self.wireSize = None
         self.diskSize = None
         self.mtime = None
+        self.info = None
+
+    @property
+    def filename(self):
+        return self._filename
+
+    @filename.setter
+    def filename(self, value):
+        if value != self._filename:
+            self._filename = value
+            self.forget()
+
+    def forget(self):
+        """Drop the cached info (and the owner's cached list of infos)."""
+        self.info = None
+        if self._owner is not None:
+            self._owner._infos = None
 
 
 @implementer(IMailboxStore)
@@ -86,6 +113,7 @@ class MaildirMailbox:
         self.path = path
         self.watcher = watcher
         self._entries = {}
+        self._infos = None  # messages() as last built, while every entry's info holds
         self._byBase = {}
         self._sortedUIDs = []
         self._uidValidity = None
@@ -147,7 +175,7 @@ class MaildirMailbox:
             return Changes(expunged=expunged)
         stamps = self._currentStamps()
         if stamps[3] != self._keywordsStamp:
-            self._keywordNames = readKeywords(self._sub(KEYWORDS))
+            self._setKeywordNames(readKeywords(self._sub(KEYWORDS)))
             self._keywordsStamp = stamps[3]
         added = expunged = flagsChanged = ()
         if stamps != self._stamps or self._recentlyChanged(stamps):
@@ -236,7 +264,8 @@ class MaildirMailbox:
             uid, extensions = record
             entry = old.get(uid)
             if entry is not None and entry.base == base:
-                if splitFilename(entry.filename)[1] != splitFilename(filename)[1]:
+                if (entry.filename != filename
+                        and splitFilename(entry.filename)[1] != splitFilename(filename)[1]):
                     flagsChanged.append(uid)
                 entry.subdir, entry.filename, entry.extensions = subdir, filename, extensions
             else:
@@ -245,7 +274,7 @@ class MaildirMailbox:
                     flagsChanged.append(uid)
                 else:
                     added.append(uid)
-                entry = _Entry(uid, base, subdir, filename, extensions)
+                entry = _Entry(uid, base, subdir, filename, extensions, self)
             entries[uid] = entry
             if entry.wireSize is None:
                 try:
@@ -262,9 +291,12 @@ class MaildirMailbox:
                 self._modseq.reset(uidlist.uidValidity, current)
             else:
                 self._modseq.load(uidlist.uidValidity, current)
+            self._forgetInfos()
         else:
             self._modseq.changed(
                 {uid: self._fileLetters(entries[uid]) for uid in added + flagsChanged}, expunged)
+            for uid in added + flagsChanged:
+                entries[uid].forget()  # a new modseq
         return added, expunged, flagsChanged
 
     @staticmethod
@@ -285,7 +317,19 @@ class MaildirMailbox:
         except FileNotFoundError:
             return []
 
+    def _forgetInfos(self):
+        """Drop every cached L{MessageInfo} (the keyword names or all modseqs changed)."""
+        for entry in self._entries.values():
+            entry.info = None
+        self._infos = None
+
+    def _setKeywordNames(self, names):
+        if names != self._keywordNames:
+            self._keywordNames = names
+            self._forgetInfos()
+
     def _setEntries(self, entries):
+        self._infos = None
         self._hasNew = any(entry.subdir == "new" for entry in entries.values())
         self._entries = entries
         self._byBase = {entry.base: uid for uid, entry in entries.items()}
@@ -380,15 +424,31 @@ class MaildirMailbox:
             return operation()
 
     def _info(self, entry):
+        """
+        The message's L{MessageInfo}: the cached one while its file name, modseq
+        and the keyword names are unchanged (see L{_Entry.info}).
+        """
+        info = entry.info
+        if info is not None:
+            return info
         try:
             self._withFile(entry, lambda: self._fillSizes(entry))
         except NoSuchMessage:
             pass  # removed by another program since the sync; the next sync says so
-        return MessageInfo(entry.uid, self._flagsOf(entry), entry.wireSize or 0,
+        info = MessageInfo(entry.uid, self._flagsOf(entry), entry.wireSize or 0,
                            entry.mtime or 0.0, entry.base, self._modseq.get(entry.uid))
+        if entry.wireSize is not None:  # else try the file again next time
+            entry.info = info
+        return info
 
     def messages(self):
-        return [self._info(self._entries[uid]) for uid in self._sortedUIDs]
+        infos = self._infos
+        if infos is None:
+            entries = self._entries
+            infos = [self._info(entries[uid]) for uid in self._sortedUIDs]
+            if all(entries[uid].info is not None for uid in self._sortedUIDs):
+                self._infos = infos
+        return list(infos)
 
     def unclaimedCount(self):
         return sum(1 for entry in self._entries.values() if entry.subdir == "new")
@@ -405,7 +465,7 @@ class MaildirMailbox:
         return io.BufferedReader(crlf.CRLFReader(f, entry.wireSize), CHUNK_SIZE)
 
     def keywords(self):
-        self._keywordNames = readKeywords(self._sub(KEYWORDS))
+        self._setKeywordNames(readKeywords(self._sub(KEYWORDS)))
         return {name for name in self._keywordNames if name}
 
     # Writing
@@ -491,6 +551,7 @@ class MaildirMailbox:
         entry.subdir, entry.filename = "cur", filename
         if self._fileLetters(entry) != beforeLetters:
             self._modseq.changed({uid: self._fileLetters(entry)})
+            entry.forget()  # a new modseq
         if self._flagsOf(entry) != before:
             self._notify(Changes(flagsChanged=[uid]))
         return self._info(entry)
