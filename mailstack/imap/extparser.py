@@ -11,9 +11,7 @@ C{args_*} function takes a Reader positioned after the command name's space.
 import dataclasses
 
 from mailstack.imap import parser
-from mailstack.imap.parser import ParseError, SequenceSet
-
-MAX_MODSEQ = 2 ** 63 - 1
+from mailstack.imap.parser import ParseError, SequenceSet, modseqValue
 
 LIST_SELECTION = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 LIST_RETURN = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
@@ -125,17 +123,6 @@ def args_create(reader):
             return name
         reader.parenthesized(param)
     return (mailbox, uses)
-
-
-def modseqValue(reader, allowZero=False):
-    """A C{mod-sequence-value} (1 to 2^63-1; 0 where C{mod-sequence-valzer})."""
-    digits = reader._run(parser._DIGITS)
-    if not digits or len(digits) > 19 or int(digits) > MAX_MODSEQ:
-        raise ParseError("Expected a mod-sequence value")
-    value = int(digits)
-    if value == 0 and not allowZero:
-        raise ParseError("Expected a non-zero mod-sequence value")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,6 +45,9 @@ MAX_ZONE_MINUTES = 14 * 60
 # The largest number IMAP allows (RFC 3501: number is 32-bit unsigned).
 MAX_NUMBER = 4294967295
 
+# The largest mod-sequence value (RFC 7162: 63-bit unsigned).
+MAX_MODSEQ = 2 ** 63 - 1
+
 
 class ParseError(Exception):
     """
@@ -310,6 +313,17 @@ class Reader:
     def mailbox(self):
         """A mailbox name as sent (modified UTF-7 bytes)."""
         return self.astring()
+
+
+def modseqValue(reader, allowZero=False):
+    """A C{mod-sequence-value} (1 to 2^63-1; 0 where C{mod-sequence-valzer})."""
+    digits = reader._run(_DIGITS)
+    if not digits or len(digits) > 19 or int(digits) > MAX_MODSEQ:
+        raise ParseError("Expected a mod-sequence value")
+    value = int(digits)
+    if value == 0 and not allowZero:
+        raise ParseError("Expected a non-zero mod-sequence value")
+    return value
 
 
 def parseDate(text):
@@ -666,10 +680,7 @@ def _searchKey(reader, depth):
             reader.sp()
             reader.atom()
             reader.sp()
-        digits = reader._run(_DIGITS)
-        if not digits or len(digits) > 19 or int(digits) >= 2 ** 63:
-            raise ParseError("Expected a mod-sequence value")
-        return ("MODSEQ", int(digits))
+        return ("MODSEQ", modseqValue(reader, allowZero=True))
     if name == "NOT":
         return ("NOT", _searchKey(reader, depth - 1))
     if name == "OR":
