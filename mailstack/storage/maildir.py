@@ -265,7 +265,7 @@ class MaildirMailbox:
             entry = old.get(uid)
             if entry is not None and entry.base == base:
                 if (entry.filename != filename
-                        and splitFilename(entry.filename)[1] != splitFilename(filename)[1]):
+                        and self._fileLetters(entry) != splitFilename(filename)[1]):
                     flagsChanged.append(uid)
                 entry.subdir, entry.filename, entry.extensions = subdir, filename, extensions
             else:
@@ -391,7 +391,7 @@ class MaildirMailbox:
             raise NoSuchMessage("no message with UID %s" % (uid,))
 
     def _flagsOf(self, entry):
-        return flagsFromLetters(splitFilename(entry.filename)[1], self._keywordNames)
+        return flagsFromLetters(self._fileLetters(entry), self._keywordNames)
 
     def _fillSizes(self, entry):
         """Find the on-disk size, CRLF size and mtime of a message (once)."""
@@ -538,7 +538,7 @@ class MaildirMailbox:
         letters = self._letters(flags)
         self.keywords()
         # Keep letters we cannot express (P, keywords without a name) untouched.
-        for letter in splitFilename(entry.filename)[1]:
+        for letter in self._fileLetters(entry):
             if not isExpressible(letter, self._keywordNames):
                 letters.add(letter)
         filename = entry.base + ":2," + "".join(sorted(letters))
@@ -564,7 +564,7 @@ class MaildirMailbox:
         if uids is None:
             deleted = FLAG_LETTERS["\\Deleted"]
             uids = [u for u in self._sortedUIDs
-                    if deleted in splitFilename(self._entries[u].filename)[1]]
+                    if deleted in self._fileLetters(self._entries[u])]
         removed, removedBases = [], []
         for uid in sorted(set(uids)):
             entry = self._entries.get(uid)
