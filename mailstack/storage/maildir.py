@@ -536,7 +536,8 @@ class MaildirMailbox:
         self.keywords()
         before = self._flagsOf(entry)
         letters = self._letters(flags)
-        self.keywords()
+        if any("a" <= letter <= "z" for letter in letters):
+            self.keywords()  # _letters may have named new keywords in dovecot-keywords
         # Keep letters we cannot express (P, keywords without a name) untouched.
         for letter in self._fileLetters(entry):
             if not isExpressible(letter, self._keywordNames):
