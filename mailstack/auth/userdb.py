@@ -212,6 +212,7 @@ class PasswdFile:
         self._lock = threading.Lock()
         self._stamp = None
         self._users = {}
+        self._anyPlaintext = False  # derived from _users at each (re)load
         self._dummyHash = None
 
     # Reading
@@ -259,8 +260,12 @@ class PasswdFile:
     def hasPlaintextSecrets(self):
         """
         C{True} if some user is stored PLAIN, so APOP and CRAM-MD5 can work.
+        Asked per connection and per CAPA: answered from the last load, not by
+        scanning every user again.
         """
-        return any(user.scheme == "PLAIN" for user in self._current().values())
+        with self._lock:
+            self._load()
+            return self._anyPlaintext
 
     def plaintextSecret(self, name):
         """
@@ -313,19 +318,25 @@ class PasswdFile:
         modification time changed since the last look.
         """
         with self._lock:
-            try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                self._stamp, self._users = None, {}
-                return self._users
-            if _stamp(st) != self._stamp:
-                with open(self.path, "rb") as f:
-                    # The stamp of what is read, even if the file was just replaced.
-                    stamp = _stamp(os.fstat(f.fileno()))
-                    text = f.read().decode("utf-8", "surrogateescape")
-                self._users = self._parse(text)
-                self._stamp = stamp
+            self._load()
             return self._users
+
+    def _load(self):
+        """Bring C{_users} and C{_anyPlaintext} up to date (call with C{_lock} held)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp, self._users, self._anyPlaintext = None, {}, False
+            return
+        if _stamp(st) != self._stamp:
+            with open(self.path, "rb") as f:
+                # The stamp of what is read, even if the file was just replaced.
+                stamp = _stamp(os.fstat(f.fileno()))
+                text = f.read().decode("utf-8", "surrogateescape")
+            self._users = self._parse(text)
+            self._anyPlaintext = any(
+                user.scheme == "PLAIN" for user in self._users.values())
+            self._stamp = stamp
 
     def _parse(self, text):
         """
