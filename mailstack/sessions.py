@@ -188,22 +188,18 @@ class LimitingFactory(WrappingFactory):
         Peers without an IP (UNIX sockets) are never limited.
     @param refusal: the bytes sent to a refused client (one protocol line
         with CRLF), e.g. C{b"421 4.7.0 Too many connections from your address\\r\\n"}.
-    @param clock: unused today; accepted so callers can pass a reactor the
-        same way to every wrapper.
     """
 
     noisy = False  # no "Starting/Stopping factory" lines for every listener
 
     protocol = LimitingProtocol
 
-    def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal,
-                 clock=None):
+    def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal):
         WrappingFactory.__init__(self, wrappedFactory)
         self.counter = counter
         self.protocolName = protocolName
         self.maxPerIP = maxPerIP
         self.refusal = refusal
-        self.clock = clock
 
     def logPrefix(self):
         return "%s (limit)" % (self.protocolName,)
