@@ -497,11 +497,15 @@ class SMTPServer(Protocol, TimeoutMixin):
             if value is None or not value.isdigit():
                 return Reply(501, "5.5.4", "SIZE needs a number")
             if int(value) > self.settings.maxMessageSize:
-                return Reply(552, "5.3.4", "Message size exceeds fixed limit of %d octets" % (
-                    self.settings.maxMessageSize,))
+                return self._sizeExceeded()
         if "BODY" in params and (params["BODY"] or "").upper() not in ("7BIT", "8BITMIME"):
             return Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
         return None
+
+    def _sizeExceeded(self):
+        """The reply to a message over the size limit (MAIL SIZE= or DATA)."""
+        return Reply(552, "5.3.4", "Message size exceeds fixed limit of %d octets" % (
+            self.settings.maxMessageSize,))
 
     def do_RCPT(self, argument):
         if self.envelope is None:
@@ -553,8 +557,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             state.close()
             log.info("smtp {peer}: message over {limit} octets refused",
                      peer=self._peerText(), limit=self.settings.maxMessageSize)
-            return self.reply(Reply(552, "5.3.4", "Message size exceeds fixed limit of %d octets" % (
-                self.settings.maxMessageSize,)))
+            return self.reply(self._sizeExceeded())
         if state.tooLong:
             state.close()
             log.info("smtp {peer}: message with a line over {limit} octets refused",
