@@ -137,9 +137,7 @@ class POP3Server(Protocol, TimeoutMixin):
         self.setTimeout(self.settings.idleTimeout)
         if self._on("APOP") and self.plaintextSecrets():
             if self.timestamp is None:
-                self.timestamp = ("<%d.%d.%s@%s>" % (
-                    os.getpid(), int(self.clock.seconds()), secrets.token_hex(4),
-                    self.settings.hostname)).encode("ascii")
+                self.timestamp = self._uniqueBanner(4)
         else:
             self.timestamp = None
         greeting = "mailstack POP3 server ready"
@@ -173,6 +171,12 @@ class POP3Server(Protocol, TimeoutMixin):
             self.transport.abortConnection()
             return
         self._close("-ERR Disconnected for inactivity.")
+
+    def _uniqueBanner(self, randomBytes):
+        """C{<pid.seconds.random@host>} (bytes): APOP's timestamp, CRAM-MD5's challenge."""
+        return ("<%d.%d.%s@%s>" % (
+            os.getpid(), int(self.clock.seconds()), secrets.token_hex(randomBytes),
+            self.settings.hostname)).encode("ascii")
 
     def _peerText(self):
         return "%s:%s" % (getattr(self.peer, "host", self.peer), getattr(self.peer, "port", ""))
@@ -521,9 +525,7 @@ class POP3Server(Protocol, TimeoutMixin):
         if initial is not None:
             return self._syntax("AUTH CRAM-MD5 (no initial response)")
         credentials = CramMD5Credentials(self.settings.hostname)
-        credentials.challenge = ("<%d.%d.%s@%s>" % (
-            os.getpid(), int(self.clock.seconds()), secrets.token_hex(8),
-            self.settings.hostname)).encode("ascii")
+        credentials.challenge = self._uniqueBanner(8)
 
         def got(response):
             try:
