@@ -265,6 +265,13 @@ class POP3Server(Protocol, TimeoutMixin):
             self._inputPaused = True
             self.transport.pauseProducing()
 
+    def _dropInput(self):
+        """Forget every octet received and not yet run. @return: how many."""
+        dropped = self._pending()
+        self._buffer, self._position = b"", 0
+        self._discardingLine = False
+        return dropped
+
     def _lineTooLong(self):
         if self._saslHandler is not None:
             # As RFC 4954 section 4 says for SMTP (RFC 5034 is silent): the line
@@ -423,12 +430,10 @@ class POP3Server(Protocol, TimeoutMixin):
             return self._err("TLS already active")
         if not self._startTLSOffered():
             return self._err("STLS not available on this port")
-        discarded = self._pending()
         # RFC 2595 section 4 and CVE-2011-0411: bytes pipelined after STLS came
         # in plaintext; running them after the handshake would let a
         # man-in-the-middle inject commands into the protected session.
-        self._buffer, self._position = b"", 0
-        self._discardingLine = False
+        discarded = self._dropInput()
         if discarded:
             log.info("pop3 {peer}: discarded {n} plaintext bytes sent after STLS",
                      peer=self._peerText(), n=discarded)
@@ -701,9 +706,7 @@ class POP3Server(Protocol, TimeoutMixin):
         if self._closing:
             return
         self._closing = True
-        dropped = self._pending()
-        self._buffer, self._position = b"", 0
-        self._discardingLine = False
+        dropped = self._dropInput()
         log.info("pop3 {peer}: connection lost while sending message {n} ({sent} octets "
                  "sent); {dropped} octets of pipelined commands dropped",
                  peer=self._peerText(), n=number, sent=sender.sent, dropped=dropped)
