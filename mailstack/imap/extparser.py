@@ -38,18 +38,6 @@ class ListCommand:
     extended: bool = False
 
 
-def _statusItems(reader, allowed=STATUS_ITEMS):
-    def item():
-        name = reader.keyword()
-        if name not in allowed:
-            raise ParseError("Unknown STATUS item %s" % (name,))
-        return name
-    items = reader.parenthesized(item)
-    if not items:
-        raise ParseError("Empty STATUS item list")
-    return tuple(items)
-
-
 def args_list(reader):
     """
     C{[ "(" selection-options ")" SP ] reference SP (pattern / "(" patterns ")")
@@ -90,7 +78,7 @@ def args_list(reader):
                 raise ParseError("Unknown LIST return option %s" % (name,))
             if name == "STATUS":
                 reader.sp()
-                statusItems = _statusItems(reader)
+                statusItems = tuple(parser.statusItems(reader, STATUS_ITEMS))
             return name
         returns.update(reader.parenthesized(option))
     # Selection options imply return options (RFC 5258 3, RFC 6154 5.2).
@@ -103,7 +91,7 @@ def args_status(reader):
     """STATUS with CONDSTORE's HIGHESTMODSEQ item."""
     mailbox = reader.mailbox()
     reader.sp()
-    return (mailbox, list(_statusItems(reader)))
+    return (mailbox, parser.statusItems(reader, STATUS_ITEMS))
 
 
 def args_create(reader):

@@ -739,19 +739,23 @@ def args_list(reader):
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 
 
-def args_status(reader):
-    mailbox = reader.mailbox()
-    reader.sp()
-
+def statusItems(reader, allowed=STATUS_ITEMS):
+    """C{"(" status-att *(SP status-att) ")"} -> the names, in the order asked."""
     def item():
         name = reader.keyword()
-        if name not in STATUS_ITEMS:
+        if name not in allowed:
             raise ParseError("Unknown STATUS item %s" % (name,))
         return name
     items = reader.parenthesized(item)
     if not items:
         raise ParseError("Empty STATUS item list")
-    return (mailbox, items)
+    return items
+
+
+def args_status(reader):
+    mailbox = reader.mailbox()
+    reader.sp()
+    return (mailbox, statusItems(reader))
 
 
 def args_append(reader):
