@@ -620,6 +620,19 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
             b"250 2.1.0 Sender <alice@lab.test> OK",
             b"250 2.0.0 OK"])
 
+    def test_delayCancelledOnConnectionLost(self):
+        """A client gone during the failure delay gets nothing written after it left."""
+        self.server.connectionLost(None)  # the setUp session: only ours keeps timers
+        self.connect(authFailuresDelay=1)
+        self.ehlo()
+        self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"x") + b"\r\nNOOP\r\n")
+        self.assertEqual(len([c for c in self.clock.getDelayedCalls() if c.active()]), 2)
+        self.transport.clear()
+        self.server.connectionLost(None)
+        self.clock.advance(10)
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+
     def test_pipelinedFailuresAllDelayed(self):
         """Pipelined failed AUTHs are each delayed: no failure is answered early."""
         self.connect(authFailuresDelay=1, authFailuresDisconnect=5)

@@ -111,6 +111,9 @@ class SMTPServer(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         self.setTimeout(None)
+        # A pending auth-failure delay must not answer a closed connection.
+        self._disconnecting = True
+        self._authThrottle.cancel()
         self._discardData()
         if self._logout is not None:
             self._logout()
