@@ -159,7 +159,7 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
         start = lines.index(b"* OK [HIGHESTMODSEQ %d] Highest" % (self.inbox.highestModseq,))
         self.assertEqual(lines[start + 1:], [
             b"* VANISHED (EARLIER) 2",
-            b"* 3 FETCH (UID 4 FLAGS (\\Seen) MODSEQ (%d))" % (
+            b"* 3 FETCH (UID 4 FLAGS (\\Seen \\Recent) MODSEQ (%d))" % (
                 self.inbox.messageInfo(4).modseq,),
             b"a OK [READ-WRITE] SELECT completed", b""])
 

@@ -876,11 +876,14 @@ class TwoStepAppendTests(TestCase):
         self.assertNotEqual(self.inbox.messageInfo(self.inbox.adopt(first)).key, second)
 
     def test_unclaimedCount(self):
-        """Messages in new/ count until a session's sync claims them."""
+        """
+        Messages in new/, and those appended here straight to cur/, count until
+        a session's sync claims them (no session has seen any of them).
+        """
         self.inbox.deliver(b"one\r\n")
         self.inbox.deliver(b"two\r\n")
         self.inbox.append(b"three\r\n", {"\\Seen"})  # straight to cur/
         self.inbox.noteDelivery()
-        self.assertEqual(self.inbox.unclaimedCount(), 2)
-        self.assertEqual(len(self.inbox.sync().recent), 2)
+        self.assertEqual(self.inbox.unclaimedCount(), 3)
+        self.assertEqual(len(self.inbox.sync().recent), 3)
         self.assertEqual(self.inbox.unclaimedCount(), 0)

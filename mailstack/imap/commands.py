@@ -120,13 +120,8 @@ class MailboxCommands:
         store = self.account.getMailbox(name)
         view = MailboxView(store, readOnly, notify=self._changesArrived)
         infos = view.initialInfos
-        flags = list(SYSTEM_FLAGS) + sorted(store.keywords())
-        self.untagged(b"FLAGS " + formatFlags(flags))
-        if readOnly:
-            self.untagged(b"OK [PERMANENTFLAGS ()] No permanent flags in read-only mode")
-        else:
-            self.untagged(b"OK [PERMANENTFLAGS %s] Flags permitted" % (
-                formatFlags(flags + ["\\*"]),))
+        for line in view.flagListLines():
+            self.write(line + b"\r\n")
         self.untagged(b"%d EXISTS" % (len(view),))
         self.untagged(b"%d RECENT" % (view.recentCount(),))
         # The view's sequence is the UIDs of these infos, in their order.
@@ -426,12 +421,10 @@ class MailboxCommands:
         if view.readOnly:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
         flags = _checkFlags(flags)
-        missing = 0
         modified = []
         for i in self._indices(messages, byUID):
             uid = view.uids[i]
             if view.isExpunged(uid):
-                missing += 1
                 continue
             try:
                 info = view.store.messageInfo(uid)
@@ -449,14 +442,13 @@ class MailboxCommands:
                     with view.ownChanges([uid]):
                         info = view.store.setFlags(uid, new)
             except NoSuchMessage:
-                missing += 1
                 continue
             view.forgetFlagChange(uid)
             self.storeResponse(i + 1, info, silent, info.modseq != before, byUID)
         if modified:
             return self.modifiedResult(modified)
-        if missing:
-            return ("NO", "EXPUNGEISSUED", "Some of the messages were expunged meanwhile")
+        # Messages another session expunged are skipped without an error, as
+        # Dovecot does (RFC 2180 4.2.1): a NO here reads as a failure to clients.
         return ("OK", None, "STORE completed")
 
     def do_COPY(self, tag, messages, mailbox):
@@ -477,7 +469,9 @@ class MailboxCommands:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
         uids = [view.uids[i] for i in self._indices(messages, byUID)]
         destination = self.account.getMailbox(self._name(mailbox))
-        uids = [uid for uid in uids if not view.isExpunged(uid)]
+        if any(view.isExpunged(uid) for uid in uids):
+            # All or nothing (RFC 3501 COPY), and what Dovecot answers.
+            return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
         pairs = view.store.copyTo(uids, destination) if uids else []
         code = None
         if pairs and self.extensionEnabled("UIDPLUS"):
@@ -488,8 +482,9 @@ class MailboxCommands:
             return ("OK", code, "COPY completed")
         if code is not None:
             self.untagged(b"OK [" + code + b"] Moved")
-        if destination is not view.store:
-            view.store.expunge([source for source, _ in pairs])
+        # Also into the selected mailbox itself: the originals go, the copies
+        # are announced (EXPUNGE, then EXISTS), as Dovecot does.
+        view.store.expunge([source for source, _ in pairs])
         return ("OK", None, "MOVE completed")
 
     # -- FETCH ---------------------------------------------------------------
@@ -522,7 +517,8 @@ class MailboxCommands:
 
         def done(_):
             if state["missing"]:
-                return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
+                # RFC 2180 4.1: the rest is answered; OK as Dovecot says it.
+                return ("OK", "EXPUNGEISSUED", "Some messages were already expunged")
             if state["failed"]:
                 return ("NO", "SERVERBUG", "Some messages could not be fetched")
             return ("OK", None, "FETCH completed")
@@ -598,7 +594,10 @@ class MailboxCommands:
             if f is not None:
                 f.close()
             raise
-        pieces = [b"* %d FETCH (" % (number,)]
+        pieces = []
+        if addFlags or any(a.name == "FLAGS" for a in attributes):
+            pieces.extend(line + b"\r\n" for line in view.owedFlagLines([info]))
+        pieces.append(b"* %d FETCH (" % (number,))
         for i, item in enumerate(items):
             if i:
                 pieces.append(b" ")

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailstack.imap import listing
+from mailstack.imap.parser import SYSTEM_FLAGS
 from mailstack.imap.response import formatFlags, formatSequenceSet, string
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import IMailboxListener, NoSuchMessage, StoreError
@@ -136,7 +137,8 @@ class MailboxView:
         self._flagsChanged = set()
         self._own = frozenset()
         store.addListener(self)
-        self.recent.update(store.sync().recent)
+        self._claimRecent()
+        self.announced = frozenset(store.keywords())
         self.initialInfos = store.messages()
         self.uids = [info.uid for info in self.initialInfos]
         self._added.clear()
@@ -217,9 +219,52 @@ class MailboxView:
     def sync(self):
         """Look at the store (and the disk) for changes; claim new \\Recent messages."""
         try:
-            self.recent.update(self.store.sync().recent)
+            self._claimRecent()
         except StoreError as e:
             log.warn("{mailbox}: sync failed: {error}", mailbox=self.store, error=e)
+
+    def _claimRecent(self):
+        """
+        A read-write view claims the messages nobody has seen (they are
+        \\Recent here and nowhere else); a read-only one only shows them as
+        \\Recent and leaves them to the next read-write session (RFC 3501
+        6.3.2), as Dovecot does.
+        """
+        if self.readOnly:
+            self.store.noteDelivery()
+            self.recent.update(self.store.unclaimedUIDs())
+        else:
+            self.recent.update(self.store.sync().recent)
+
+    # -- the flag list -------------------------------------------------------
+
+    def flagListLines(self):
+        """
+        C{* FLAGS} and C{* OK [PERMANENTFLAGS]} (bytes lines without CRLF) for
+        the keywords announced so far.
+        """
+        flags = list(SYSTEM_FLAGS) + sorted(self.announced)
+        lines = [b"* FLAGS " + formatFlags(flags)]
+        if self.readOnly:
+            lines.append(b"* OK [PERMANENTFLAGS ()] No permanent flags in read-only mode")
+        else:
+            lines.append(b"* OK [PERMANENTFLAGS %s] Flags permitted" % (
+                formatFlags(flags + ["\\*"]),))
+        return lines
+
+    def owedFlagLines(self, infos):
+        """
+        The flag list, if some of C{infos} carry a keyword this session was not
+        yet told of (set by another session, APPEND or COPY): RFC 3501 7.2.6
+        wants C{* FLAGS} to name it before a FETCH shows it. Else C{[]}.
+        """
+        announced = self.announced
+        unknown = {flag for info in infos for flag in info.flags
+                   if flag[:1] != "\\" and flag not in announced}
+        if not unknown:
+            return []
+        self.announced = announced | unknown | self.store.keywords()
+        return self.flagListLines()
 
     @property
     def validityChanged(self):
@@ -271,6 +316,7 @@ class MailboxView:
                 info = self.store.messageInfo(uid)
             except NoSuchMessage:
                 continue
+            lines.extend(self.owedFlagLines([info]))
             items = [b"FLAGS " + formatFlags(self.flagsOf(info))]
             if qresync:
                 items.insert(0, b"UID %d" % (uid,))

@@ -44,6 +44,7 @@ from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
 from mailstack.imap.parser import ParseError, Reader
 from mailstack.imap.response import Refusal, taggedLine
 from mailstack.settings import ListenerSettings, listenerSettings
+from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
     InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox, NoSuchMessage,
     StoreError)
@@ -547,7 +548,9 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
                 code = "CANNOT"
             elif isinstance(error, NoSuchMessage):
                 code = "EXPUNGEISSUED"
-            return ("NO", code, str(error) or "Failed")
+            # Store texts name mailboxes in Unicode: show them as the client
+            # sends them (modified UTF-7), not as escapes of their characters.
+            return ("NO", code, mutf7.encode(str(error)) or "Failed")
         log.failure("imap {peer}: internal error in {command}", failure,
                     peer=self.peerText(), command=name)
         return ("NO", "SERVERBUG", "Internal error")

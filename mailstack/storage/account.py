@@ -18,6 +18,7 @@ from mailstack.storage.interfaces import (
 from mailstack.storage.maildir import MaildirMailbox
 from mailstack.storage.names import checkName, decodeDirName, isValidName
 from mailstack.storage.specialuse import SPECIAL_USE, readSpecialUse, updateSpecialUse
+from mailstack.storage.uidlist import allocateUIDValidity, noteUIDValidity, readUIDValidity
 from mailstack.storage.subscriptions import (
     SUBSCRIPTIONS, readSubscriptions, writeSubscriptions)
 
@@ -76,8 +77,19 @@ class MaildirAccount:
         if not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
         makeMaildir(path, folder=bool(dirName))
-        mailbox = self._mailboxes[dirName] = MaildirMailbox(canonical, path, self.watcher)
+        mailbox = self._mailboxes[dirName] = MaildirMailbox(
+            canonical, path, self.watcher, self._allocateUIDValidity)
         return mailbox
+
+    def _allocateUIDValidity(self, *known):
+        return allocateUIDValidity(self.path, *known)
+
+    def _retireUIDValidities(self, dirNames):
+        """The folders C{dirNames} go away: their UIDVALIDITYs are never given again."""
+        values = [readUIDValidity(self._path(d)) for d in dirNames]
+        values = [v for v in values if v]
+        if values:
+            noteUIDValidity(self.path, max(values))
 
     def createMailbox(self, name):
         if name.endswith("/") and len(name) > 1:
@@ -109,6 +121,7 @@ class MaildirAccount:
         if any(d.startswith(dirName + ".") for d in self._folderDirs()):
             raise MailboxNotEmpty("mailbox %s has child mailboxes; delete them first"
                                   % (canonical,))
+        self._retireUIDValidities([dirName])
         # Rename first so the folder disappears at once, even if removal is slow.
         trash = os.path.join(self.path, "..mailstack-deleted." + uuid.uuid4().hex)
         os.rename(path, trash)
@@ -134,6 +147,7 @@ class MaildirAccount:
         for _, target in moves:
             if os.path.exists(self._path(target)):
                 raise MailboxExists("mailbox %s already exists" % (decodeDirName(target),))
+        self._retireUIDValidities([source for source, _ in moves])
         self._createParents(newCanonical)
         for source, target in moves:
             os.rename(self._path(source), self._path(target))

@@ -197,7 +197,8 @@ class IMailboxStore(Interface):
         """
         Second half of an IMAP APPEND, in the reactor thread: give the message
         placed by L{placeMessage} its UID (a sync) and notify listeners. The
-        message is not claimed as \\Recent by anybody (as with L{noteDelivery}).
+        message is not claimed as \\Recent by anybody (as with L{noteDelivery}):
+        the next read-write session to L{sync} claims it, whatever its flags.
 
         @return: the new message's UID.
         @raise StoreError: if the message vanished before it got a UID.
@@ -230,11 +231,19 @@ class IMailboxStore(Interface):
         leaves out one expunged since.
         """
 
+    def unclaimedUIDs():
+        """
+        The UIDs (ascending) no read-write session has claimed as \\Recent yet,
+        as of the last sync (Maildir: the files still in new/, and messages this
+        process appended or copied that no session has claimed). A read-only
+        (EXAMINE) session shows these as \\Recent without claiming them (RFC
+        3501 6.3.2: EXAMINE must not make messages lose \\Recent).
+        """
+
     def unclaimedCount():
         """
-        How many messages no session has claimed as \\Recent yet (as of the last
-        sync; Maildir: the files still in new/). IMAP STATUS RECENT of a mailbox
-        the asking session has not selected (what Dovecot reports).
+        C{len(unclaimedUIDs())}: IMAP STATUS RECENT of a mailbox the asking
+        session has not selected (what Dovecot reports).
         """
 
     def setFlags(uid, flags):

@@ -33,7 +33,8 @@ from mailstack.storage.interfaces import (
     Changes, IMailboxStore, IMessageInfo, NoSuchMailbox, NoSuchMessage, StoreError)
 from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
-from mailstack.storage.uidlist import UIDLIST, loadForUpdate, readSoundUIDList
+from mailstack.storage.uidlist import (
+    UIDLIST, loadForUpdate, newUIDValidity, readSoundUIDList)
 
 __all__ = [
     "CHUNK_SIZE", "KEYWORDS", "MAX_KEYWORDS", "SUBSCRIPTIONS", "TMP_MAX_AGE", "UIDLIST",
@@ -108,10 +109,11 @@ class MaildirMailbox:
     lockTimeout = 10.0
     staleLockAge = 120.0
 
-    def __init__(self, name, path, watcher=None):
+    def __init__(self, name, path, watcher=None, allocateUIDValidity=None):
         self.name = name
         self.path = path
         self.watcher = watcher
+        self._allocateUIDValidity = allocateUIDValidity or newUIDValidity
         self._entries = {}
         self._infos = None  # messages() as last built, while every entry's info holds
         self._byBase = {}
@@ -124,6 +126,9 @@ class MaildirMailbox:
         self._listeners = []
         self._gone = False
         self._hasNew = False
+        # UIDs this process placed in cur/ (APPEND or COPY with flags) that no
+        # read-write session has claimed yet: \Recent like the files in new/.
+        self._unclaimed = set()
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
         self.cleanTemporary()
         self._sync(claimRecent=False)
@@ -157,6 +162,12 @@ class MaildirMailbox:
     def sync(self):
         return self._sync(claimRecent=True)
 
+    def unclaimedUIDs(self):
+        """UIDs no read-write session has claimed as \\Recent yet: new/ files and
+        messages this process placed in cur/ since the last claim."""
+        return sorted({uid for uid, entry in self._entries.items() if entry.subdir == "new"}
+                      | (self._unclaimed & self._entries.keys()))
+
     def noteDelivery(self):
         return self._sync(claimRecent=False)
 
@@ -182,7 +193,12 @@ class MaildirMailbox:
             added, expunged, flagsChanged = self._rescan(order)
         # The stamps from before the scan: a change made during it shows next time.
         self._stamps = stamps
-        recent = self._claimNew() if claimRecent and self._hasNew else []
+        recent = []
+        if claimRecent:
+            recent = self._claimNew() if self._hasNew else []
+            if self._unclaimed:
+                recent = sorted(set(recent) | (self._unclaimed & self._entries.keys()))
+                self._unclaimed = set()
         self._modseq.flush()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
@@ -234,7 +250,8 @@ class MaildirMailbox:
         uidlist = readSoundUIDList(self._sub(UIDLIST))
         if uidlist is None or any(base not in uidlist.records for base in listing):
             with self._lock() as lock:
-                uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity)
+                uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
+                                        self._allocateUIDValidity)
                 listing = self._listFilesCarefully()
                 unknown = sorted((base for base in listing if base not in uidlist.records),
                                  key=self._sortKey(listing, order))
@@ -252,6 +269,7 @@ class MaildirMailbox:
         renumbered = False
         if self._uidValidity is not None and uidlist.uidValidity != self._uidValidity:
             renumbered = True
+            self._unclaimed = set()
             log.warn("{mailbox}: UIDVALIDITY changed {old} -> {new}; all UIDs renumbered",
                      mailbox=self, old=self._uidValidity, new=uidlist.uidValidity)
             expunged.extend(old)
@@ -451,7 +469,7 @@ class MaildirMailbox:
         return list(infos)
 
     def unclaimedCount(self):
-        return sum(1 for entry in self._entries.values() if entry.subdir == "new")
+        return len(self.unclaimedUIDs())
 
     def messageInfo(self, uid):
         return self._info(self._entry(uid))
@@ -526,7 +544,9 @@ class MaildirMailbox:
         self._sync(claimRecent=False, order={placed: 0})
         if placed not in self._byBase:
             raise StoreError("appended message vanished before it got a UID")
-        return self._byBase[placed]
+        uid = self._byBase[placed]
+        self._unclaimed.add(uid)
+        return uid
 
     def append(self, source, flags=(), internalDate=None):
         return self.adopt(self.placeMessage(source, flags, internalDate))
@@ -652,6 +672,7 @@ class MaildirMailbox:
         for subdir in ("new", "cur"):
             fsyncDirectory(self._sub(subdir))
         self._sync(claimRecent=False, order=order)
+        self._unclaimed.update(self._byBase[base] for base in order if base in self._byBase)
 
     def cleanTemporary(self, maxAge=TMP_MAX_AGE):
         """

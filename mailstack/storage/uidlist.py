@@ -5,11 +5,14 @@ only under its L{mailstack.storage.dotlock.DotLock}.
 """
 
 import dataclasses
+import os
 import re
 import time
 import uuid
 
 from twisted.logger import Logger
+
+from mailstack.storage.dotlock import DotLock
 
 log = Logger()
 
@@ -160,23 +163,74 @@ def newUIDValidity(*known):
     return max([int(time.time())] + [value + 1 for value in known if value])
 
 
-def loadForUpdate(path, knownValidity):
+UIDVALIDITY_FILE = "dovecot-uidvalidity"
+
+
+def _readUIDValidityFile(path):
+    try:
+        with open(path, "rb") as f:
+            return int(f.read(16).strip() or b"0", 16)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def allocateUIDValidity(root, *known, timeout=10.0, staleAge=120.0):
+    """
+    A UIDVALIDITY for a new mailbox of the account at C{root}, never handed out
+    before there (RFC 3501 2.3.1.1: a mailbox deleted and created again, even
+    within one second, gets another one). Like Dovecot's
+    C{mailbox_uidvalidity_next}, the last value given is kept in C{root}'s
+    C{dovecot-uidvalidity} (8 hex digits) and the next is the current time, or
+    one more than the last (or than any of C{known}) if that is larger.
+    """
+    path = os.path.join(root, UIDVALIDITY_FILE)
+    with DotLock(path, timeout, staleAge) as lock:
+        value = newUIDValidity(_readUIDValidityFile(path), *known)
+        lock.commit(b"%08x\n" % (value,))
+    return value
+
+
+def noteUIDValidity(root, value, timeout=10.0, staleAge=120.0):
+    """
+    Remember that C{value} was used in the account at C{root} (a mailbox being
+    deleted or renamed away), so L{allocateUIDValidity} never gives it again.
+    """
+    path = os.path.join(root, UIDVALIDITY_FILE)
+    if not value or _readUIDValidityFile(path) >= value:
+        return
+    with DotLock(path, timeout, staleAge) as lock:
+        lock.commit(b"%08x\n" % (max(value, _readUIDValidityFile(path)),))
+
+
+def readUIDValidity(mailboxPath):
+    """The UIDVALIDITY in the uidlist of the Maildir at C{mailboxPath}, or None."""
+    try:
+        uidlist = readUIDList(os.path.join(mailboxPath, UIDLIST))
+    except CorruptUIDList as e:
+        return e.uidValidity
+    return uidlist.uidValidity if uidlist is not None else None
+
+
+def loadForUpdate(path, knownValidity, allocate=newUIDValidity):
     """
     Read the uidlist at C{path} (the caller holds its lock), or start a new one if
     it is missing or corrupt, with a UIDVALIDITY from L{newUIDValidity}; a rebuild
     that loses UIDs is logged.
 
     @param knownValidity: the UIDVALIDITY the caller knew, or None.
+    @param allocate: C{f(*known) -> int}, the UIDVALIDITY for a new list
+        larger than any of the C{known} ones (L{newUIDValidity}, or the
+        account's L{allocateUIDValidity}).
     """
     try:
         uidlist = readUIDList(path)
     except CorruptUIDList as e:
-        validity = newUIDValidity(e.uidValidity, knownValidity)
+        validity = allocate(e.uidValidity, knownValidity)
         log.warn("{path}: corrupt dovecot-uidlist ({reason}); rebuilding, UIDVALIDITY "
                  "{old} -> {new}", path=path, reason=str(e), old=e.uidValidity, new=validity)
         return UIDList.empty(validity)
     if uidlist is None:
-        validity = newUIDValidity(knownValidity)
+        validity = allocate(knownValidity)
         if knownValidity is not None:
             log.warn("{path}: dovecot-uidlist vanished; rebuilding with UIDVALIDITY {new}",
                      path=path, new=validity)
