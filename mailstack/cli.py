@@ -1,12 +1,15 @@
 """
 The C{mailstack} admin command: users and the TLS certificate.
 
-    mailstack [--config FILE] user add ADDRESS [--password-stdin] [--scheme S]
-    mailstack [--config FILE] user passwd ADDRESS [--password-stdin] [--scheme S]
-    mailstack [--config FILE] user del ADDRESS
-    mailstack [--config FILE] user list
-    mailstack [--config FILE] user import FILE.csv
-    mailstack [--config FILE] cert generate [--force]
+    mailstack user add ADDRESS [--password-stdin] [--scheme S]
+    mailstack user passwd ADDRESS [--password-stdin] [--scheme S]
+    mailstack user del ADDRESS
+    mailstack user list
+    mailstack user import FILE.csv
+    mailstack cert generate [--force]
+
+C{--config FILE} (default C{etc/mailstack.toml}) may come before the command or
+anywhere after it.
 
 It edits the same files the server reads (a running server sees user changes at
 once). Success prints one line on stdout; any failure prints one line
@@ -62,20 +65,39 @@ class _Parser(argparse.ArgumentParser):
         raise _Exit(status)
 
 
+
+def _addGlobalOptions(parser, default):
+    """The options every (sub)command takes: C{--config FILE}."""
+    parser.add_argument("--config", default=default, metavar="FILE",
+                        help="configuration file (default: %s)" % (DEFAULT_CONFIG,))
+
+
+def _addCommand(commands, name, **kwargs):
+    """
+    A (sub)command parser that takes the global options too, so that
+    C{mailstack user list --config FILE} works as well as
+    C{mailstack --config FILE user list}. Their default is suppressed here:
+    only a value actually given after the command replaces the one given (or
+    defaulted) before it.
+    """
+    sub = commands.add_parser(name, **kwargs)
+    _addGlobalOptions(sub, default=argparse.SUPPRESS)
+    return sub
+
+
 def buildParser(stdout, stderr):
     """
     The argument parser of the C{mailstack} command.
     """
     parser = _Parser(prog="mailstack", description="Administer a mailstack server.",
                      streams=(stdout, stderr))
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE",
-                        help="configuration file (default: %(default)s)")
+    _addGlobalOptions(parser, default=DEFAULT_CONFIG)
     commands = parser.subcommands(dest="command", metavar="COMMAND", required=True)
 
-    user = commands.add_parser("user", help="manage users")
+    user = _addCommand(commands, "user", help="manage users")
     userCommands = user.subcommands(dest="action", metavar="ACTION", required=True)
     for name, helpText in (("add", "add a user"), ("passwd", "change a user's password")):
-        sub = userCommands.add_parser(name, help=helpText)
+        sub = _addCommand(userCommands, name, help=helpText)
         sub.add_argument("address", metavar="ADDRESS",
                          help="address, or a bare name in the default domain")
         sub.add_argument("--password-stdin", action="store_true",
@@ -83,15 +105,15 @@ def buildParser(stdout, stderr):
         sub.add_argument("--scheme", type=str.upper, choices=SCHEMES,
                          default="BLF-CRYPT" if name == "add" else None,
                          help="password scheme (PLAIN lets APOP and CRAM-MD5 work)")
-    sub = userCommands.add_parser("del", help="remove a user (mail is kept)")
+    sub = _addCommand(userCommands, "del", help="remove a user (mail is kept)")
     sub.add_argument("address", metavar="ADDRESS")
-    userCommands.add_parser("list", help="list users and their password schemes")
-    sub = userCommands.add_parser("import", help="add users from address,password CSV")
+    _addCommand(userCommands, "list", help="list users and their password schemes")
+    sub = _addCommand(userCommands, "import", help="add users from address,password CSV")
     sub.add_argument("csvFile", metavar="FILE.csv")
 
-    cert = commands.add_parser("cert", help="manage the TLS certificate")
+    cert = _addCommand(commands, "cert", help="manage the TLS certificate")
     certCommands = cert.subcommands(dest="action", metavar="ACTION", required=True)
-    sub = certCommands.add_parser("generate", help="write a self-signed certificate")
+    sub = _addCommand(certCommands, "generate", help="write a self-signed certificate")
     sub.add_argument("--force", action="store_true", help="replace existing files")
     return parser
 

@@ -307,6 +307,38 @@ class GeneralTests(CLITestCase):
         self.assertEqual((status, err), (0, ""))
         self.assertIn("--password-stdin", out)
 
+    def test_configAfterSubcommand(self):
+        """--config is accepted after the subcommand (user list --config FILE)."""
+        self.mailstack("user", "add", "demo", "--password-stdin", "--scheme", "PLAIN",
+                       stdin="pw\n")
+        result = self.mailstack("user", "list", "--config", self.config, config=False)
+        self.assertEqual(result, (0, "demo@lab.test  PLAIN\n", ""))
+
+    def test_configBetweenArguments(self):
+        """--config may sit among a subcommand's own arguments (user add --config FILE ADDR)."""
+        result = self.mailstack("user", "add", "--config", self.config, "alice@lab.test",
+                                "--password-stdin", stdin="pw\n", config=False)
+        self.assertEqual(result, (0, "added alice@lab.test (BLF-CRYPT)\n", ""))
+        self.assertTrue(self.users().verifyPassword("alice", "pw"))
+
+    def test_configEverySubcommand(self):
+        """Every subcommand takes --config=FILE after it, and a later --config wins."""
+        missing = os.path.join(self.directory, "nope.toml")
+        for argv in (["user", "passwd", "demo"], ["user", "del", "demo"],
+                     ["user", "list"], ["user", "import", "x.csv"],
+                     ["cert", "generate"]):
+            result = self.mailstack(*argv, "--config=" + missing)
+            self.assertFails(result, "%s: -: file not found" % (missing,))
+        result = self.mailstack("--config", missing, "user", "list", "--config", self.config,
+                                config=False)
+        self.assertEqual(result[0], 0, result)
+
+    def test_configHelp(self):
+        """A subcommand's --help lists --config."""
+        status, out, err = self.mailstack("user", "list", "--help")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("--config FILE", out)
+
     def test_unusableUsersFile(self):
         """A users file that cannot be read or written is a one-line error."""
         os.makedirs(self.usersPath)
