@@ -11,6 +11,7 @@ reactor so other sessions keep moving.
 """
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,7 +27,10 @@ BURST = 1024 * 1024
 class ResponseStreamer:
     """
     Writes one response stream; L{start} returns a Deferred that fires (with
-    None) when all is written, or with the failure of the iterable.
+    None) when all is written, or with the failure of the iterable, or with
+    L{ConnectionLost} if the transport stopped it (the client went away): the
+    transport calls L{stopProducing} before the protocol's C{connectionLost},
+    so the session must learn of the loss from this Deferred, not later.
 
     @param transport: where to write.
     @param clock: provides C{callLater}.
@@ -60,10 +64,10 @@ class ResponseStreamer:
             self._call = self.clock.callLater(0, self._run)
 
     def stopProducing(self):
-        """The connection is gone: close what is open, report nothing."""
+        """The connection is gone: close what is open, fail with L{ConnectionLost}."""
         self._stopped = True
         self._cleanup()
-        self._finish(None)
+        self._finish(Failure(ConnectionLost("the client closed the connection mid-response")))
 
     def _write(self, data):
         self.transport.write(data)

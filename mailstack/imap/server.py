@@ -30,6 +30,7 @@ import re
 import tempfile
 
 from twisted.internet import defer, threads
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorThreads, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -530,6 +531,11 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     def failureResult(self, failure, name):
         """The response for a command that raised: NO, BAD, or NO [SERVERBUG]."""
         error = failure.value
+        if isinstance(error, (ConnectionLost, ConnectionDone)):
+            # A streamed response stopped by the transport: the client is gone,
+            # and commands pipelined behind it must not run.
+            self._closing = True
+            return None
         if isinstance(error, Refusal):
             if error.status == "BAD":
                 self._countBad()
