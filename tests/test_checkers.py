@@ -4,12 +4,16 @@ Tests for L{mailstack.auth.checkers}: passwd-file credentials checking and APOP.
 
 import hmac
 import os
+import re
+
+import bcrypt
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import (
     CramMD5Credentials, IUsernameHashedPassword, IUsernamePassword, UsernamePassword)
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, reactor
+from twisted.python import threadable
 from twisted.mail.imap4 import PLAINCredentials
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
@@ -184,3 +188,81 @@ class CheckerTests(unittest.TestCase):
         """APOP with a wrong digest fails generically."""
         credentials = APOPCredentials(b"<2@x>", b"plain", APOPCredentialsTests.digest)
         return self.assertUnauthorized(self.checker.requestAvatarId(credentials))
+
+
+class PasswordCostTests(unittest.TestCase):
+    """
+    What each password check costs, counted by wrapping C{bcrypt.checkpw}: a
+    success costs what its scheme costs, every failure exactly one bcrypt at
+    the cost factor of the file's real BLF-CRYPT hashes.
+    """
+
+    # A hash of another cost than the configured one for new hashes, as when
+    # the file holds doveadm's hashes: the dummy must follow the file.
+    fileCost = 5
+
+    def setUp(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "users")
+        hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(self.fileCost)).decode("ascii")
+        with open(path, "w") as f:
+            f.write("plain@lab.test:{PLAIN}tanstaaf:::::\n"
+                    "hashed@lab.test:{BLF-CRYPT}$2y$%s:::::\n"
+                    "sha@lab.test:{SHA512-CRYPT}$6$salt$abc:::::\n"
+                    "bare@lab.test:nohash:::::\n" % (hashed[4:],))
+        self.users = PasswdFile(path, defaultDomain="lab.test", bcryptRounds=4)
+        self.checker = PasswdFileChecker(self.users, reactor)
+        self.calls = []
+        original = bcrypt.checkpw
+
+        def counting(password, hashed):
+            self.calls.append((int(re.match(rb"\$2.\$(\d\d)\$", hashed).group(1)),
+                               threadable.isInIOThread()))
+            return original(password, hashed)
+        self.patch(bcrypt, "checkpw", counting)
+
+    def cost(self, username, password):
+        """
+        Check one login; return C{(avatarId or None, [bcrypt cost per call])},
+        asserting that no bcrypt call ran in the reactor thread.
+        """
+        del self.calls[:]
+        d = self.checker.requestAvatarId(UsernamePassword(username, password))
+        d.addErrback(lambda f: f.trap(UnauthorizedLogin) and None)
+
+        def counted(result):
+            self.assertEqual([inIO for _, inIO in self.calls if inIO], [])
+            return result, [cost for cost, _ in self.calls]
+        return d.addCallback(counted)
+
+    @defer.inlineCallbacks
+    def test_plainSuccessSpendsNoBcrypt(self):
+        """A right {PLAIN} password costs no bcrypt: LOGIN is as fast as Dovecot's."""
+        result = yield self.cost(b"plain", b"tanstaaf")
+        self.assertEqual(result, (b"plain@lab.test", []))
+
+    @defer.inlineCallbacks
+    def test_bcryptSuccess(self):
+        """A right BLF-CRYPT password costs its own hash, once."""
+        result = yield self.cost(b"hashed", b"s3cret")
+        self.assertEqual(result, (b"hashed@lab.test", [self.fileCost]))
+
+    @defer.inlineCallbacks
+    def test_everyFailureSpendsOneBcryptAtTheFileCost(self):
+        """
+        Every failure (wrong password of any scheme, unknown user, bad name,
+        unusable scheme) costs exactly one bcrypt at the cost of the file's
+        BLF-CRYPT hashes, so timing does not tell them apart.
+        """
+        for username in (b"plain", b"hashed", b"nobody", b"a:b\xff", b"sha", b"bare"):
+            result = yield self.cost(username, b"wrong")
+            self.assertEqual(result, (None, [self.fileCost]), username)
+
+    @defer.inlineCallbacks
+    def test_failureCostWithoutBcryptUsers(self):
+        """With no BLF-CRYPT hash in the file, a failure costs one bcrypt at bcrypt_rounds."""
+        self.users.removeUser("hashed")
+        for username in (b"plain", b"nobody"):
+            result = yield self.cost(username, b"wrong")
+            self.assertEqual(result, (None, [4]), username)

@@ -1,12 +1,16 @@
 """
 twisted.cred checkers over the passwd-file, and APOP credentials.
 
-Plain passwords (USER/PASS, LOGIN, AUTH PLAIN) are checked with bcrypt in the
-reactor's thread pool so a slow hash never stalls other sessions. Mechanisms that
-prove knowledge of the secret without sending it (CRAM-MD5, APOP) need the secret
-itself, so they work only for users stored {PLAIN}. Every failure, whatever its
-cause, is the same L{UnauthorizedLogin}: a client learns nothing about which
-users exist or how they are stored.
+Plain passwords (USER/PASS, LOGIN, AUTH PLAIN) are checked in the reactor's
+thread pool so a slow bcrypt never stalls other sessions. A success costs what
+its scheme costs (one bcrypt for BLF-CRYPT, a constant-time comparison for
+{PLAIN}, so a {PLAIN} login is as fast as Dovecot's); every failure costs
+exactly one bcrypt at the cost factor of the file's BLF-CRYPT hashes
+(L{PasswdFile.verifyPassword}), so timing does not tell an unknown user from a
+wrong password. Mechanisms that prove knowledge of the secret without sending it
+(CRAM-MD5, APOP) need the secret itself, so they work only for users stored
+{PLAIN}. Every failure, whatever its cause, is the same L{UnauthorizedLogin}: a
+client learns nothing about which users exist or how they are stored.
 """
 
 import hashlib

@@ -16,6 +16,7 @@ readers never see half a file and concurrent admins never lose each other's work
 
 import base64
 import binascii
+import collections
 import csv
 import dataclasses
 import fcntl
@@ -43,6 +44,8 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # Secrets stored PLAIN that could not survive in a ':'-separated line are
 # base64-encoded with Dovecot's encoding suffix: {PLAIN.B64}.
 _UNSAFE_PLAIN = re.compile(r"[:\x00-\x1f\x7f]")
+# The cost factor of a bcrypt hash ($2a$, $2b$, $2y$; bcrypt allows 4 to 31).
+_BCRYPT_COST = re.compile(r"\$2[abxy]\$(0[4-9]|[12][0-9]|3[01])\$")
 
 
 class UserError(Exception):
@@ -213,7 +216,8 @@ class PasswdFile:
         self._stamp = None
         self._users = {}
         self._anyPlaintext = False  # derived from _users at each (re)load
-        self._dummyHash = None
+        self._dummyCost = bcryptRounds  # likewise
+        self._dummyHashes = {}
 
     # Reading
 
@@ -279,21 +283,22 @@ class PasswdFile:
 
     def verifyPassword(self, name, password):
         """
-        Check a password (str or bytes). Slow for BLF-CRYPT users by design, and
-        as slow for {PLAIN} users, unknown users and unusable schemes (one bcrypt
-        check against a dummy hash), so that timing does not tell who exists.
-        Safe to call from a thread.
+        Check a password (str or bytes). A success costs what its scheme
+        costs: one bcrypt for BLF-CRYPT, a constant-time comparison for PLAIN.
+        Every failure (wrong password of any scheme, unknown user, unusable
+        scheme) costs exactly one bcrypt at the cost factor of the file's
+        BLF-CRYPT hashes, so timing does not tell which users exist or how
+        they are stored. Safe to call from a thread (and meant to be).
 
         @return: C{True} if C{name} is a user whose password this is.
         """
         password = _passwordBytes(password)
         user = self.lookup(name)
-        if user is not None and user.scheme == "PLAIN":
-            matches = hmac.compare_digest(_encode(user.secret), password)
-            self._checkBcrypt(password, self._dummy())
-            return matches
         if user is not None and user.scheme == "BLF-CRYPT":
             return self._checkBcrypt(password, _bcryptHash(user.secret))
+        if user is not None and user.scheme == "PLAIN":
+            if hmac.compare_digest(_encode(user.secret), password):
+                return True
         self._checkBcrypt(password, self._dummy())
         return False
 
@@ -307,10 +312,19 @@ class PasswdFile:
             return False
 
     def _dummy(self):
-        if self._dummyHash is None:
-            self._dummyHash = bcrypt.hashpw(
-                os.urandom(16).hex().encode("ascii"), bcrypt.gensalt(self.bcryptRounds))
-        return self._dummyHash
+        """
+        A bcrypt hash of a random password at the cost of the file's BLF-CRYPT
+        hashes (the most common one; L{bcryptRounds} if there are none), for
+        failures to spend the time a wrong BLF-CRYPT password does.
+        """
+        with self._lock:
+            self._load()
+            cost = self._dummyCost
+        hashed = self._dummyHashes.get(cost)
+        if hashed is None:
+            hashed = bcrypt.hashpw(os.urandom(16).hex().encode("ascii"), bcrypt.gensalt(cost))
+            self._dummyHashes[cost] = hashed
+        return hashed
 
     def _current(self):
         """
@@ -322,11 +336,15 @@ class PasswdFile:
             return self._users
 
     def _load(self):
-        """Bring C{_users} and C{_anyPlaintext} up to date (call with C{_lock} held)."""
+        """
+        Bring C{_users}, C{_anyPlaintext} and C{_dummyCost} up to date (call
+        with C{_lock} held).
+        """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._stamp, self._users, self._anyPlaintext = None, {}, False
+            self._dummyCost = self.bcryptRounds
             return
         if _stamp(st) != self._stamp:
             with open(self.path, "rb") as f:
@@ -336,6 +354,11 @@ class PasswdFile:
             self._users = self._parse(text)
             self._anyPlaintext = any(
                 user.scheme == "PLAIN" for user in self._users.values())
+            costs = collections.Counter(
+                int(match.group(1)) for match in (
+                    _BCRYPT_COST.match(user.secret) for user in self._users.values()
+                    if user.scheme == "BLF-CRYPT") if match)
+            self._dummyCost = costs.most_common(1)[0][0] if costs else self.bcryptRounds
             self._stamp = stamp
 
     def _parse(self, text):
