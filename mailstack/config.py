@@ -171,7 +171,7 @@ _LISTENER = {
 }
 _LIMITS = {
     "message_size": (int, 25 * 1024 * 1024),
-    "line_length": (int, 8192),
+    "line_length": (int, 65536),
     "smtp_line_length": (int, 512),
     "text_line_length": (int, 1000),
     "literal_size": (int, 25 * 1024 * 1024),

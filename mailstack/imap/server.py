@@ -80,7 +80,7 @@ class IMAPSettings(ListenerSettings):
     """
     What one listener offers; built from its config by L{buildFactory}.
     """
-    maxLineLength: int = 8192
+    maxLineLength: int = 65536
     maxLiteralSize: int = 25 * 1024 * 1024
     idleTimeout: int = 1800
     loginTimeout: int = 600

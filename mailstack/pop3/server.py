@@ -85,7 +85,7 @@ class POP3Settings(ListenerSettings):
     """
     What one listener offers; built from its config by L{buildFactory}.
     """
-    maxLine: int = 8192
+    maxLine: int = 65536
     idleTimeout: int = 600
     chunkSize: int = CHUNK_SIZE
 

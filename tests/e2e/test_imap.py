@@ -553,3 +553,37 @@ class RFC3501SampleTests(IMAPTestCase):
         self.assertIn(b"BODY[HEADER] {", out[b"a004"])
         self.assertIn(b"* 12 FETCH (FLAGS (\\Deleted \\Seen \\Recent))", out[b"a005"])
         self.assertTrue(re.search(rb"\* BYE .*\r\na006 OK LOGOUT completed\r\n$", out[b"a006"]))
+
+
+class LongCommandTests(IMAPTestCase):
+    """
+    Command lines up to the default 64 KiB limit (Dovecot's imap_max_line_length)
+    are served; a longer one is refused with BAD and the session goes on.
+    """
+
+    @defer.inlineCallbacks
+    def test_longLines(self):
+        """An ID with 30 long values and a ~20 KB UID set work; a 70 KB line is BAD only."""
+        def session():
+            s, f = self.raw()
+            s.sendall(b"a LOGIN demo@lab.test demo\r\nb SELECT INBOX\r\n")
+            readUntilTagged(f, b"b")
+            values = b" ".join(b'"field%d" "%s"' % (i, b"v" * 600) for i in range(15))
+            line = b"c ID (" + values + b")\r\n"
+            s.sendall(line)
+            ident = readUntilTagged(f, b"c")
+            uids = b",".join(b"%d" % (n,) for n in range(1, 8000, 2))
+            s.sendall(b"d UID FETCH " + uids + b" FLAGS\r\n")
+            fetch = readUntilTagged(f, b"d")
+            s.sendall(b"e NOOP " + b"x" * 70000 + b"\r\nf NOOP\r\n")
+            refused = readUntilTagged(f, b"f")
+            s.close()
+            return len(line), ident, len(uids), fetch, refused
+        with deadline(30):
+            length, ident, uidsLength, fetch, refused = yield self.inThread(session)
+        self.assertGreater(length, 8192)
+        self.assertGreater(uidsLength, 8192)
+        self.assertEqual(ident[-1], b"c OK ID completed\r\n")
+        self.assertEqual(fetch, [b"d OK FETCH completed\r\n"])
+        self.assertEqual(refused, [b"e BAD Line too long (limit 65536 octets)\r\n",
+                                   b"f OK NOOP completed\r\n"])
