@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.mailstack-installed
 SOURCES = setup.cfg pyproject.toml $(shell find mailstack twisted -name '*.py' 2>/dev/null)
 TRIAL_JOBS ?= 2
 
-.PHONY: run test install bench clean deps
+.PHONY: run test check install bench clean deps
 
 # A normal (non-editable) install, so the twistd plugin lands in site-packages'
 # twisted/plugins/ the way users get it. Re-installed when a source file changes.
@@ -25,6 +25,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests
+
+# The fast loop for every edit: the unit tests that open no socket and start no
+# process (everything but tests/e2e/ and the modules listed here), well under a
+# minute. `make test` runs these and the rest.
+CHECK_SKIP = test_bench test_service test_smtp_queue test_tls test_plugin
+CHECK_MODULES = $(filter-out $(addprefix tests.,$(CHECK_SKIP)), \
+	$(patsubst tests/%.py,tests.%,$(wildcard tests/test_*.py)))
+check: $(STAMP)
+	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) $(CHECK_MODULES)
 
 # Benchmarks side by side with Dovecot (IMAP, POP3) and aiosmtpd (SMTP):
 # bench/README.md. aiosmtpd goes into bench's own venv, not the project's.
