@@ -5,7 +5,7 @@ The C{mailstack} admin command: users and the TLS certificate.
     mailstack user passwd ADDRESS [--password-stdin] [--scheme S]
     mailstack user del ADDRESS
     mailstack user list
-    mailstack user import FILE.csv
+    mailstack user import FILE.csv [--update]
     mailstack cert generate [--force]
 
 C{--config FILE} (default C{etc/mailstack.toml}) may come before the command or
@@ -21,7 +21,7 @@ import functools
 import sys
 from getpass import getpass
 
-from mailstack.auth.userdb import SCHEMES, PasswdFile, UserError
+from mailstack.auth.userdb import SCHEMES, CSVImportError, PasswdFile, UserError
 from mailstack.config import ConfigError, loadConfig
 
 DEFAULT_CONFIG = "etc/mailstack.toml"
@@ -108,8 +108,20 @@ def buildParser(stdout, stderr):
     sub = _addCommand(userCommands, "del", help="remove a user (mail is kept)")
     sub.add_argument("address", metavar="ADDRESS")
     _addCommand(userCommands, "list", help="list users and their password schemes")
-    sub = _addCommand(userCommands, "import", help="add users from address,password CSV")
+    sub = _addCommand(
+        userCommands, "import", help="add a class of users from a CSV file",
+        description="Add the users of a CSV file with rows address,password[,scheme] "
+                    "(an optional header row 'address,password[,scheme]'; scheme is "
+                    "BLF-CRYPT, the default for new users, or PLAIN). The whole file is "
+                    "checked first: if any line is bad, every bad line is reported and "
+                    "nothing is imported. Users that already exist are skipped and keep "
+                    "their password, so the same class file can be run again after adding "
+                    "students; the summary says how many were added, updated and skipped, "
+                    "and names skipped users whose password in the file differs.")
     sub.add_argument("csvFile", metavar="FILE.csv")
+    sub.add_argument("--update", action="store_true",
+                     help="reset existing users whose password (or given scheme) in the "
+                          "file differs to the file's; unchanged ones are still skipped")
 
     cert = _addCommand(commands, "cert", help="manage the TLS certificate")
     certCommands = cert.subcommands(dest="action", metavar="ACTION", required=True)
@@ -139,6 +151,14 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
             message = _userCommand(config, args, stdin, stderr)
         else:
             message = _certCommand(config, args)
+    except CSVImportError as e:
+        for line in str(e).split("\n"):
+            stderr.write("mailstack: %s\n" % (line,))
+        if e.line is not None:
+            count = len(e.problems)
+            stderr.write("mailstack: %s: %d bad line%s, nothing imported\n" % (
+                e.filename, count, "" if count == 1 else "s"))
+        return 1
     except (CommandError, ConfigError, UserError) as e:
         stderr.write("mailstack: %s\n" % (e,))
         return 1
@@ -185,8 +205,14 @@ def _userCommand(config, args, stdin, stderr):
         width = max((len(user.address) for user in listed), default=0)
         return "\n".join("%s  %s" % (user.address.ljust(width), user.scheme or "(none)")
                          for user in listed)
-    count = users.importCSV(args.csvFile)
-    return "imported %d user%s from %s" % (count, "" if count == 1 else "s", args.csvFile)
+    result = users.importCSV(args.csvFile, update=args.update)
+    summary = "%s: added %d, updated %d, skipped %d" % (
+        args.csvFile, len(result.added), len(result.updated), len(result.skipped))
+    if result.differing:
+        count = len(result.differing)
+        summary += " (%d with another password in the file: %s; --update resets %s)" % (
+            count, ", ".join(result.differing), "it" if count == 1 else "them")
+    return summary
 
 
 def _readPassword(address, fromStdin, stdin, stderr):

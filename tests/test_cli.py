@@ -224,41 +224,108 @@ class UserImportTests(CLITestCase):
         return path
 
     def test_import(self):
-        """user import adds every row."""
+        """user import adds every row and prints a summary."""
         path = self.csv("address,password\nalice,pa\nbob@example.test,pb,PLAIN\n")
         result = self.mailstack("user", "import", path)
-        self.assertEqual(result, (0, "imported 2 users from %s\n" % (path,), ""))
+        self.assertEqual(result, (0, "%s: added 2, updated 0, skipped 0\n" % (path,), ""))
         users = self.users()
         self.assertTrue(users.verifyPassword("alice", "pa"))
         self.assertTrue(users.verifyPassword("bob@example.test", "pb"))
 
-    def test_importOne(self):
-        """One imported user is reported in the singular."""
-        path = self.csv("alice,pa\n")
-        self.assertEqual(self.mailstack("user", "import", path)[1],
-                         "imported 1 user from %s\n" % (path,))
-
     def test_importBadRow(self):
         """A bad row names FILE:LINE and nothing is added."""
         path = self.csv("address,password\nalice,pa\nbob,\n")
-        self.assertFails(self.mailstack("user", "import", path), "%s:3: empty password" % (path,))
+        self.assertEqual(self.mailstack("user", "import", path), (
+            1, "", "mailstack: %s:3: empty password\n"
+                   "mailstack: %s: 1 bad line, nothing imported\n" % (path, path)))
         self.assertFalse(os.path.exists(self.usersPath))
+
+    def test_importReportsEveryBadLine(self):
+        """Every bad line is reported with its number, and none of the good ones is added."""
+        self.mailstack("user", "add", "demo", "--password-stdin", stdin="d\n")
+        before = self.usersText()
+        path = self.csv("address,password,scheme\n"
+                        "alice,pa\n"
+                        "bob,\n"
+                        "carol,pc,MD5\n"
+                        "dave@elsewhere.test,pd\n"
+                        "erin,pe\n"
+                        "Alice@lab.test,px\n"
+                        "frank\n")
+        status, out, err = self.mailstack("user", "import", path)
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err.splitlines(), [
+            "mailstack: %s:3: empty password" % (path,),
+            "mailstack: %s:4: unknown password scheme 'MD5' (use BLF-CRYPT or PLAIN)" % (
+                path,),
+            "mailstack: %s:5: domain elsewhere.test is not a local domain "
+            "(server.domains)" % (path,),
+            "mailstack: %s:7: alice@lab.test is already on line 2" % (path,),
+            "mailstack: %s:8: expected 2 or 3 columns (address,password[,scheme]), "
+            "found 1" % (path,),
+            "mailstack: %s: 5 bad lines, nothing imported" % (path,)])
+        self.assertEqual(self.usersText(), before)
 
     def test_importForeignDomain(self):
         """A row outside server.domains is refused with its line."""
         path = self.csv("alice,pa\nx@elsewhere.test,px\n")
-        self.assertFails(self.mailstack("user", "import", path),
-                         "%s:2: domain elsewhere.test is not a local domain "
-                         "(server.domains)" % (path,))
+        status, out, err = self.mailstack("user", "import", path)
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("mailstack: %s:2: domain elsewhere.test is not a local domain "
+                      "(server.domains)\n" % (path,), err)
 
-    def test_importExisting(self):
-        """A row for an existing user refuses the whole file."""
+    def test_importRerunSkipsExisting(self):
+        """
+        Re-running a class file adds only the new rows; existing users are
+        skipped and left as they are, even if their password in the file differs.
+        """
+        path = self.csv("alice,pa\nbob,pb,PLAIN\n")
+        self.mailstack("user", "import", path)
+        before = self.usersText()
+        self.assertEqual(self.mailstack("user", "import", path), (
+            0, "%s: added 0, updated 0, skipped 2\n" % (path,), ""))
+        self.assertEqual(self.usersText(), before)
+        path = self.csv("alice,changed\nbob,pb,PLAIN\ncarol,pc\n")
+        self.assertEqual(self.mailstack("user", "import", path), (
+            0, "%s: added 1, updated 0, skipped 2 (1 with another password in the file: "
+               "alice@lab.test; --update resets it)\n" % (path,), ""))
+        users = self.users()
+        self.assertTrue(users.verifyPassword("alice", "pa"))
+        self.assertTrue(users.verifyPassword("carol", "pc"))
+
+    def test_importUpdate(self):
+        """
+        With --update, existing users whose password (or given scheme) differs
+        get the file's; unchanged ones are skipped, untouched.
+        """
         self.mailstack("user", "add", "bob", "--password-stdin", "--scheme", "PLAIN",
-                 stdin="b\n")
-        path = self.csv("alice,pa\nbob,pb\n")
-        self.assertFails(self.mailstack("user", "import", path),
-                         "%s:2: user bob@lab.test already exists" % (path,))
-        self.assertEqual(self.usersText(), "bob@lab.test:{PLAIN}b:::::\n")
+                       stdin="b\n")
+        self.mailstack("user", "import", self.csv("alice,pa\ncarol,pc\n"))
+        carolLine = [line for line in self.usersText().splitlines()
+                     if line.startswith("carol@")]
+        path = self.csv("alice,new\nbob,pb\ncarol,pc\ndan,pd,PLAIN\n")
+        self.assertEqual(self.mailstack("user", "import", "--update", path), (
+            0, "%s: added 1, updated 2, skipped 1\n" % (path,), ""))
+        users = self.users()
+        self.assertTrue(users.verifyPassword("alice", "new"))
+        self.assertEqual((users.lookup("bob").scheme, users.lookup("bob").secret),
+                         ("PLAIN", "pb"))
+        self.assertEqual([line for line in self.usersText().splitlines()
+                          if line.startswith("carol@")], carolLine)
+        self.assertEqual(self.mailstack("user", "import", "--update", path), (
+            0, "%s: added 0, updated 0, skipped 4\n" % (path,), ""))
+        self.mailstack("user", "import", "--update", self.csv("bob,pb,BLF-CRYPT\n"))
+        self.assertEqual(self.users().lookup("bob").scheme, "BLF-CRYPT")
+        self.assertTrue(self.users().verifyPassword("bob", "pb"))
+
+    def test_importHelp(self):
+        """user import --help documents the columns and what --update does."""
+        status, out, err = self.mailstack("user", "import", "--help")
+        self.assertEqual((status, err), (0, ""))
+        flat = " ".join(out.split())
+        self.assertIn("address,password[,scheme]", flat)
+        self.assertIn("--update", flat)
+        self.assertIn("skipped", flat)
 
     def test_importUnreadable(self):
         """A missing CSV file is an error naming it."""

@@ -477,7 +477,8 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
                         "\n"
                         "\"carol@lab.test\",\"p,c\"\n")
         users = self.passwdFile()
-        self.assertEqual(users.importCSV(path), 3)
+        self.assertEqual(users.importCSV(path).added,
+                         ["alice@lab.test", "bob@lab.test", "carol@lab.test"])
         self.assertEqual([(u.address, u.scheme) for u in users.listUsers()],
                          [("alice@lab.test", "BLF-CRYPT"), ("bob@lab.test", "PLAIN"),
                           ("carol@lab.test", "BLF-CRYPT")])
@@ -487,15 +488,16 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
     def test_importWithoutHeader(self):
         """The header row is optional; a three-column header is also accepted."""
         users = self.passwdFile()
-        self.assertEqual(users.importCSV(self.csv("a,pa\n")), 1)
-        self.assertEqual(users.importCSV(self.csv("Address,Password,Scheme\nb,pb,plain\n")),
-                         1)
+        self.assertEqual(users.importCSV(self.csv("a,pa\n")).added, ["a@lab.test"])
+        self.assertEqual(
+            users.importCSV(self.csv("Address,Password,Scheme\nb,pb,plain\n")).added,
+            ["b@lab.test"])
         self.assertEqual(users.lookup("b").scheme, "PLAIN")
 
     def test_importFileObject(self):
         """A file object works; errors then name it by its name."""
         users = self.passwdFile()
-        self.assertEqual(users.importCSV(io.StringIO("a,pa\nb,pb\n")), 2)
+        self.assertEqual(len(users.importCSV(io.StringIO("a,pa\nb,pb\n")).added), 2)
         e = self.assertRaises(CSVImportError, users.importCSV, io.StringIO("c,\n"))
         self.assertEqual(str(e), "<csv>:1: empty password")
 
@@ -504,7 +506,7 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
         path = os.path.join(os.path.dirname(self.path), "bom.csv")
         with open(path, "wb") as f:
             f.write(b"\xef\xbb\xbfaddress,password\r\na,pa\r\n")
-        self.assertEqual(self.passwdFile().importCSV(path), 1)
+        self.assertEqual(self.passwdFile().importCSV(path).added, ["a@lab.test"])
 
     def assertImportFails(self, text, message, existing=()):
         users = self.passwdFile()
@@ -535,9 +537,33 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
                                "3: a@lab.test is already on line 1")
 
     def test_existingUser(self):
-        """A user that already exists is refused and nothing is added."""
-        self.assertImportFails("a,pa\nold,pb\n", "2: user old@lab.test already exists",
-                               existing=["old"])
+        """
+        A user that already exists is skipped, its password kept (the file
+        says which differ); with update it gets the file's, keeping its scheme.
+        """
+        users = self.passwdFile()
+        users.addUser("old", "x", scheme="PLAIN")
+        users.addUser("same", "s", scheme="PLAIN")
+        path = self.csv("a,pa\nold,pb\nsame,s\n")
+        self.assertEqual(users.importCSV(path), userdb.ImportResult(
+            added=["a@lab.test"], differing=["old@lab.test"], unchanged=["same@lab.test"]))
+        self.assertEqual(users.plaintextSecret("old"), "x")
+        self.assertEqual(users.importCSV(path, update=True), userdb.ImportResult(
+            updated=["old@lab.test"], unchanged=["a@lab.test", "same@lab.test"]))
+        self.assertEqual(users.plaintextSecret("old"), "pb")
+
+    def test_everyBadLine(self):
+        """Every bad line is named, in line order, and nothing is added."""
+        users = self.passwdFile()
+        path = self.csv("a,\nb,pb\nc,pc,MD5\nd,%s\n" % ("x" * 73,))
+        e = self.assertRaises(CSVImportError, users.importCSV, path)
+        self.assertEqual(e.problems, [
+            (1, "empty password"),
+            (3, "unknown password scheme 'MD5' (use BLF-CRYPT or PLAIN)"),
+            (4, "password longer than 72 bytes cannot be stored with BLF-CRYPT "
+                "(use a shorter one)")])
+        self.assertEqual(str(e).split("\n")[0], "%s:1: empty password" % (path,))
+        self.assertFalse(os.path.exists(self.path))
 
     def test_columnCount(self):
         """Rows of one or four columns are refused."""
@@ -581,5 +607,5 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
     def test_emptyFile(self):
         """An empty file (or only a header) adds nothing and writes nothing."""
         users = self.passwdFile()
-        self.assertEqual(users.importCSV(self.csv("address,password\n")), 0)
+        self.assertEqual(users.importCSV(self.csv("address,password\n")), userdb.ImportResult())
         self.assertFalse(os.path.exists(self.path))

@@ -76,18 +76,40 @@ class NoSuchUser(UserError):
 
 class CSVImportError(UserError):
     """
-    A CSV import was refused and nothing was added; C{str()} is C{FILE:LINE: reason}
-    (or C{FILE: reason} when the file as a whole is unusable).
+    A CSV import was refused and nothing was changed; C{str()} is one
+    C{FILE:LINE: reason} line per bad line (or C{FILE: reason} when the file as
+    a whole is unusable). C{line} and C{reason} are the first problem's,
+    C{problems} is every C{(line, reason)}.
     """
 
-    def __init__(self, filename, line, reason):
+    def __init__(self, filename, line, reason, more=()):
         self.filename = filename
         self.line = line
         self.reason = reason
-        if line is None:
-            UserError.__init__(self, "%s: %s" % (filename, reason))
-        else:
-            UserError.__init__(self, "%s:%d: %s" % (filename, line, reason))
+        self.problems = [(line, reason)] + list(more)
+        UserError.__init__(self, "\n".join(
+            "%s: %s" % (filename, why) if number is None else
+            "%s:%d: %s" % (filename, number, why) for number, why in self.problems))
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """
+    What L{PasswdFile.importCSV} did, as lists of addresses: C{added} (new
+    users), C{updated} (existing users given the file's password), C{unchanged}
+    (existing users whose password already was the file's) and C{differing}
+    (existing users whose password differs, left alone without C{update}).
+    """
+
+    added: list = dataclasses.field(default_factory=list)
+    updated: list = dataclasses.field(default_factory=list)
+    unchanged: list = dataclasses.field(default_factory=list)
+    differing: list = dataclasses.field(default_factory=list)
+
+    @property
+    def skipped(self):
+        """The existing users left as they were."""
+        return self.unchanged + self.differing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -462,55 +484,108 @@ class PasswdFile:
                 raise NoSuchUser("no such user: %s" % (normalized or address,))
             self._writeLines(kept)
 
-    def importCSV(self, source):
+    def importCSV(self, source, update=False):
         """
         Add a class of users at once from CSV rows C{address,password[,scheme]},
-        with an optional header row C{address,password[,scheme]}.
+        with an optional header row C{address,password[,scheme]}. A row without
+        a scheme means BLF-CRYPT for a new user and the current scheme for an
+        existing one.
 
         All or nothing: every row is checked first (address, password, scheme,
-        column count, duplicates within the file and against existing users) and
-        the first bad one raises L{CSVImportError}; nothing is added then.
+        column count, duplicates within the file) and if any is bad,
+        L{CSVImportError} names every bad line and nothing is changed. Then new
+        users are added; existing users are left alone (C{skipped}), unless
+        C{update} is set and the file gives them another password (or
+        another scheme explicitly): then they get the file's. Re-running the
+        same file therefore changes nothing.
 
         @param source: a path, or a text file object.
-        @return: the number of users added.
+        @param update: reset existing users' passwords to the file's.
+        @return: an L{ImportResult}.
         """
+        filename, text = self._readCSV(source)
+        rows, problems = self._csvRows(filename, text)
+        with self._fileLock():
+            lines = self._readLines()
+            existing = {}
+            for index, line in enumerate(lines):
+                parsed = self._parseLine(line)
+                if parsed is not None and parsed[0] not in existing:
+                    existing[parsed[0]] = index
+            plan = []
+            for number, address, password, scheme in rows:
+                index = existing.get(address)
+                current, secret = (None, None) if index is None else _parsePasswordField(
+                    (lines[index].rstrip("\r").split(":") + [""])[1])
+                target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
+                try:
+                    self._checkPassword(password, target)
+                except UserError as e:
+                    problems.append((number, str(e)))
+                    continue
+                plan.append((address, password, target, index, current, secret))
+            if problems:
+                problems.sort(key=lambda problem: problem[0] or 0)
+                raise CSVImportError(filename, problems[0][0], problems[0][1], problems[1:])
+            result = ImportResult()
+            for address, password, target, index, current, secret in plan:
+                if index is None:
+                    lines.append(self._formatLine(address, target, password))
+                    result.added.append(address)
+                elif current == target and self._isSecret(current, secret, password):
+                    result.unchanged.append(address)
+                elif not update:
+                    result.differing.append(address)
+                else:
+                    fields = lines[index].rstrip("\r").split(":")
+                    field = self._passwordField(target, password)
+                    fields = [fields[0], field] + (fields[2:] if len(fields) > 1 else
+                                                   ["", "", "", "", ""])
+                    lines[index] = ":".join(fields)
+                    result.updated.append(address)
+            if result.added or result.updated:
+                self._writeLines(lines)
+        return result
+
+    def _isSecret(self, scheme, secret, password):
+        """C{True} if C{password} is what a stored C{{scheme}secret} holds."""
+        password = _passwordBytes(password)
+        if scheme == "PLAIN":
+            return hmac.compare_digest(_encode(secret), password)
+        if scheme == "BLF-CRYPT":
+            return self._checkBcrypt(password, _bcryptHash(secret))
+        return False
+
+    @staticmethod
+    def _readCSV(source):
+        """@return: C{(filename, text)} of a CSV path or file object."""
         if isinstance(source, (str, bytes, os.PathLike)):
             filename = os.fsdecode(source)
             try:
                 with open(source, encoding="utf-8-sig", newline="") as f:
-                    text = f.read()
+                    return filename, f.read()
             except UnicodeDecodeError:
                 raise CSVImportError(filename, None, "not UTF-8 text")
             except OSError as e:
                 raise CSVImportError(filename, None, "cannot read file: %s" % (
                     e.strerror or e,))
-        else:
-            filename = getattr(source, "name", None) or "<csv>"
-            text = source.read()
-            if isinstance(text, bytes):
-                try:
-                    text = text.decode("utf-8-sig")
-                except UnicodeDecodeError:
-                    raise CSVImportError(filename, None, "not UTF-8 text")
-        rows = self._csvRows(filename, text)
-        with self._fileLock():
-            lines = self._readLines()
-            existing = {parsed[0] for parsed in map(self._parseLine, lines) if parsed}
-            for number, address, _, _ in rows:
-                if address in existing:
-                    raise CSVImportError(filename, number,
-                                         "user %s already exists" % (address,))
-            for number, address, password, scheme in rows:
-                lines.append(self._formatLine(address, scheme, password))
-            if rows:
-                self._writeLines(lines)
-        return len(rows)
+        filename = getattr(source, "name", None) or "<csv>"
+        text = source.read()
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise CSVImportError(filename, None, "not UTF-8 text")
+        return filename, text
 
     def _csvRows(self, filename, text):
         """
-        Check every row of a CSV text; return C{[(line, address, password, scheme)]}.
+        Check every row of a CSV text on its own (the password against the
+        users file comes later, when the scheme is known).
+
+        @return: C{([(line, address, password, scheme or None)], [(line, reason)])}.
         """
-        rows, seen = [], {}
+        rows, problems, seen = [], [], {}
         reader = csv.reader(io.StringIO(text, newline=""))
         first = True
         end = 0
@@ -521,7 +596,9 @@ class PasswdFile:
             except StopIteration:
                 break
             except csv.Error as e:
-                raise CSVImportError(filename, reader.line_num, "not valid CSV: %s" % (e,))
+                # The rest of the file cannot be split into rows reliably.
+                problems.append((reader.line_num, "not valid CSV: %s" % (e,)))
+                break
             end = reader.line_num
             if not row or not any(cell.strip() for cell in row):
                 continue
@@ -531,22 +608,25 @@ class PasswdFile:
                 if header in (["address", "password"], ["address", "password", "scheme"]):
                     continue
             if len(row) not in (2, 3):
-                raise CSVImportError(filename, start,
-                                     "expected 2 or 3 columns (address,password[,scheme]), "
-                                     "found %d" % (len(row),))
+                problems.append((start, "expected 2 or 3 columns (address,password[,scheme]), "
+                                        "found %d" % (len(row),)))
+                continue
             try:
                 address = self.checkNewAddress(row[0].strip())
-                scheme = self._checkScheme(row[2].strip() if len(row) == 3 and row[2].strip()
-                                           else DEFAULT_SCHEME)
-                self._checkPassword(row[1], scheme)
+                scheme = (self._checkScheme(row[2].strip())
+                          if len(row) == 3 and row[2].strip() else None)
+                if not row[1]:
+                    raise InvalidPassword("empty password")
             except UserError as e:
-                raise CSVImportError(filename, start, str(e))
+                problems.append((start, str(e)))
+                continue
             if address in seen:
-                raise CSVImportError(filename, start, "%s is already on line %d" % (
-                    address, seen[address]))
+                problems.append((start, "%s is already on line %d" % (
+                    address, seen[address])))
+                continue
             seen[address] = start
             rows.append((start, address, row[1], scheme))
-        return rows
+        return rows, problems
 
     def checkNewAddress(self, address):
         """
