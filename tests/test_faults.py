@@ -5,13 +5,23 @@ wrong kind of thing, or the client goes away mid-response.
 """
 
 import errno
+import io
 import os
 
+from twisted.internet import defer, task
 from twisted.internet.error import ConnectionDone
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from mailstack.smtp.delivery import SMTPPolicy
+from mailstack.smtp.server import Envelope
+from mailstack.storage import crlf, dotlock, maildir
+from mailstack.storage.interfaces import StoreError
+from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.watch import MailboxWatcher
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
+from tests.test_smtp_delivery import FakeUsers
 
 
 def bigMessage(lines=40000):
@@ -61,3 +71,351 @@ class StreamingConnectionLostTests(IMAPTestMixin, unittest.TestCase):
                                      b"* 1 FETCH (FLAGS (\\Recent))\r\na4 OK FETCH completed\r\n"),
                         out[-200:])
         self.assertIsNone(self.transport.producer)
+
+
+def diskFull(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def writeThenDiskFull(source, f):
+    """A crlf.copyAsCRLF that writes a little, then finds the disk full."""
+    f.write(source.read(10))
+    diskFull()
+
+
+class LogWatch:
+    """Collects log events; C{problems()} are the critical ones and those with tracebacks."""
+
+    def __init__(self, testCase):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def problems(self):
+        return [e for e in self.events
+                if e.get("log_failure") is not None or e.get("log_level") == LogLevel.critical]
+
+    def texts(self, level=None):
+        return [formatEvent(e) for e in self.events
+                if level is None or e.get("log_level") == level]
+
+
+class FaultyOS:
+    """The os module, but with some functions replaced (for one module's use)."""
+
+    def __init__(self, **replaced):
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def listing(path, *subdirs):
+    return {sub: sorted(os.listdir(os.path.join(path, sub))) for sub in subdirs}
+
+
+class IMAPDiskFullTests(IMAPTestMixin, unittest.TestCase):
+    """
+    IMAP commands that write, on a full disk: NO [OVERQUOTA] Not enough disk
+    space (RFC 5530; Dovecot's answer to ENOSPC), one log line, nothing left over.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.log = LogWatch(self)
+        self.inbox = self.account.getMailbox("INBOX")
+
+    def append(self, prefix, message=MESSAGE):
+        self.send(prefix + b" {%d}\r\n" % (len(message),))
+        return self.send(message + b"\r\n")
+
+    def test_appendDiskFull(self):
+        """APPEND on a full disk: NO [OVERQUOTA], no file left in tmp/, new/ or cur/."""
+        self.login()
+        self.patch(crlf, "copyAsCRLF", writeThenDiskFull)
+        self.assertEqual(self.append(b"a APPEND INBOX"),
+                         b"a NO [OVERQUOTA] Not enough disk space\r\n")
+        self.assertEqual(listing(self.inbox.path, "tmp", "new", "cur"),
+                         {"tmp": [], "new": [], "cur": []})
+        self.assertEqual(self.log.problems(), [])
+        [line] = [t for t in self.log.texts() if "disk space" in t]
+        self.assertIn("APPEND", line)
+
+    def test_storeKeywordDiskFull(self):
+        """STORE of a new keyword on a full disk: NO [OVERQUOTA], the flags unchanged, and
+        neither dovecot-keywords.lock nor dovecot-uidlist.lock left behind."""
+        self.deliver()
+        self.select()
+        self.patch(dotlock, "os", FaultyOS(write=diskFull))
+        self.assertEqual(self.send(b"a STORE 1 +FLAGS ($Work)\r\n"),
+                         b"a NO [OVERQUOTA] Not enough disk space\r\n")
+        self.assertFalse([name for name in os.listdir(self.inbox.path) if name.endswith(".lock")])
+        self.assertEqual(self.inbox.messageInfo(1).flags, set())
+        self.assertEqual(self.log.problems(), [])
+
+    def test_storeRenameDiskFull(self):
+        """STORE whose rename finds the disk full (a directory that must grow): NO [OVERQUOTA]."""
+        self.deliver()
+        self.select()
+        self.patch(maildir, "os", FaultyOS(rename=diskFull))
+        self.assertEqual(self.send(b"a STORE 1 +FLAGS (\\Seen)\r\n"),
+                         b"a NO [OVERQUOTA] Not enough disk space\r\n")
+        self.assertEqual(self.log.problems(), [])
+
+    def test_ioErrorOneLine(self):
+        """An I/O error in APPEND: NO [SERVERBUG], logged in one line without a traceback."""
+        self.login()
+
+        def ioError(source, f):
+            raise OSError(errno.EIO, "Input/output error")
+        self.patch(crlf, "copyAsCRLF", ioError)
+        self.assertEqual(self.append(b"a APPEND INBOX"), b"a NO [SERVERBUG] Internal error\r\n")
+        self.assertEqual(self.log.problems(), [])
+        self.assertTrue(any("Input/output error" in t for t in self.log.texts()))
+        self.assertEqual(os.listdir(os.path.join(self.inbox.path, "tmp")), [])
+
+
+class DotLockFaultTests(unittest.TestCase):
+    """
+    A dotlock whose commit fails leaves neither the lock nor a changed target.
+    """
+
+    def test_commitDiskFull(self):
+        """fsync failing with ENOSPC: the lock file is removed, the target kept."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        target = os.path.join(directory, "file")
+        with open(target, "w") as f:
+            f.write("old\n")
+        self.patch(dotlock, "os", FaultyOS(fsync=diskFull))
+        lock = dotlock.DotLock(target, 1, 120)
+        with self.assertRaises(OSError):
+            with lock:
+                lock.commit(b"new\n")
+        self.assertEqual(os.listdir(directory), ["file"])
+        with open(target) as f:
+            self.assertEqual(f.read(), "old\n")
+
+
+class AfterDurableTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Once a message is on disk, the command that stored it succeeds, whatever
+    fails afterwards (assigning the UID, telling other sessions): failing it
+    would make the client store it again.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.log = LogWatch(self)
+        self.inbox = self.account.getMailbox("INBOX")
+        self.inbox.lockTimeout = 0.05
+
+    def holdLock(self):
+        """Another program holds dovecot-uidlist.lock (a fresh one: not stale)."""
+        path = os.path.join(self.inbox.path, "dovecot-uidlist.lock")
+        with open(path, "w"):
+            pass
+        return path
+
+    def test_appendWhileUIDListLocked(self):
+        """APPEND while another program holds the uidlist lock: OK without APPENDUID (RFC
+        4315's APPENDUID is a SHOULD), the message is stored once and gets its UID later."""
+        self.select()
+        lock = self.holdLock()
+        self.send(b"a APPEND INBOX {%d}\r\n" % (len(MESSAGE),))
+        out = self.send(MESSAGE + b"\r\n")
+        self.assertEqual(out, b"a OK APPEND completed\r\n")
+        self.assertEqual(len(os.listdir(os.path.join(self.inbox.path, "new"))), 1)
+        self.assertEqual(self.log.problems(), [])
+        os.unlink(lock)
+        self.assertEqual(self.send(b"b NOOP\r\n"),
+                         b"* 1 EXISTS\r\n* 1 RECENT\r\nb OK NOOP completed\r\n")
+
+    def test_appendUIDListIsADirectory(self):
+        """APPEND when dovecot-uidlist is a directory: OK, the message is on disk."""
+        self.login()
+        path = os.path.join(self.inbox.path, "dovecot-uidlist")
+        os.unlink(path)
+        os.mkdir(path)
+        self.send(b"a APPEND INBOX {%d}\r\n" % (len(MESSAGE),))
+        self.assertEqual(self.send(MESSAGE + b"\r\n"), b"a OK APPEND completed\r\n")
+        self.assertEqual(len(os.listdir(os.path.join(self.inbox.path, "new"))), 1)
+        self.assertEqual(self.log.problems(), [])
+
+    def test_copyWhileDestinationLocked(self):
+        """COPY while the destination's uidlist is locked: OK without COPYUID, copied once."""
+        self.account.createMailbox("Saved")
+        saved = self.account.getMailbox("Saved")
+        saved.lockTimeout = 0.05
+        self.deliver()
+        self.select()
+        with open(os.path.join(saved.path, "dovecot-uidlist.lock"), "w"):
+            pass
+        self.assertEqual(self.send(b"a COPY 1 Saved\r\n"), b"a OK COPY completed\r\n")
+        self.assertEqual(len(os.listdir(os.path.join(saved.path, "new"))), 1)
+        self.assertEqual(self.log.problems(), [])
+
+
+class SMTPDeliveryFaultTests(unittest.TestCase):
+    """
+    SMTP delivery into a real store: 452 4.3.1 on a full disk with nothing
+    kept; 250 once the message is durable, whatever fails afterwards.
+    """
+
+    def setUp(self):
+        self.store = MaildirStore(self.mktemp())
+        self.policy = SMTPPolicy(["lab.test"], FakeUsers("demo@lab.test", "bob@lab.test"),
+                                 self.store, runInThread=lambda f, *a: defer.maybeDeferred(f, *a))
+        self.log = LogWatch(self)
+        self.inbox = self.store.account("demo@lab.test").getMailbox("INBOX")
+
+    def deliver(self, *recipients):
+        envelope = Envelope("kim@example.com", {})
+        envelope.recipients = [(r, "local") for r in recipients]
+        return self.policy.deliver(envelope, b"Received: x\r\n", io.BytesIO(b"body\r\n"), "ID")
+
+    def files(self, mailbox):
+        return listing(mailbox.path, "tmp", "new", "cur")
+
+    def listen(self, mailbox):
+        class Listener:
+            def mailboxChanged(self, mailbox, changes):
+                pass
+        listener = Listener()
+        mailbox.addListener(listener)
+        self.addCleanup(mailbox.removeListener, listener)
+
+    def test_diskFull(self):
+        """The disk is full: 452 4.3.1, no file left, one log line."""
+        self.patch(crlf, "copyAsCRLF", writeThenDiskFull)
+        reply = self.successResultOf(self.deliver("demo@lab.test"))
+        self.assertEqual((reply.code, reply.status), (452, "4.3.1"))
+        self.assertEqual(self.files(self.inbox), {"tmp": [], "new": [], "cur": []})
+        self.assertEqual(self.log.problems(), [])
+        self.assertEqual(len([t for t in self.log.texts() if "disk space" in t]), 1)
+
+    def test_secondRecipientDiskFull(self):
+        """The disk fills up at the second recipient: 452, and the first copy is removed
+        again (the sender's retry must not give the first recipient two)."""
+        calls = []
+        real = crlf.copyAsCRLF
+
+        def secondFails(source, f):
+            calls.append(1)
+            if len(calls) == 2:
+                return writeThenDiskFull(source, f)
+            return real(source, f)
+        self.patch(crlf, "copyAsCRLF", secondFails)
+        bob = self.store.account("bob@lab.test").getMailbox("INBOX")
+        reply = self.successResultOf(self.deliver("demo@lab.test", "bob@lab.test"))
+        self.assertEqual(reply.code, 452)
+        self.assertEqual(self.files(self.inbox), {"tmp": [], "new": [], "cur": []})
+        self.assertEqual(self.files(bob), {"tmp": [], "new": [], "cur": []})
+
+    def test_uidListLockedAfterDelivery(self):
+        """A session has INBOX open and another program holds dovecot-uidlist.lock: the
+        message is on disk, so the answer is 250 (None); the failure is one log line."""
+        self.listen(self.inbox)
+        self.inbox.lockTimeout = 0.05
+        with open(os.path.join(self.inbox.path, "dovecot-uidlist.lock"), "w"):
+            pass
+        self.assertIsNone(self.successResultOf(self.deliver("demo@lab.test")))
+        self.assertEqual(len(self.files(self.inbox)["new"]), 1)
+        self.assertEqual(self.log.problems(), [])
+        self.assertEqual(len([t for t in self.log.texts() if "open sessions" in t]), 1)
+
+    def test_uidListDirectoryAfterDelivery(self):
+        """dovecot-uidlist is a directory while a session listens: still 250, stored once."""
+        self.listen(self.inbox)
+        path = os.path.join(self.inbox.path, "dovecot-uidlist")
+        os.unlink(path)
+        os.mkdir(path)
+        self.assertIsNone(self.successResultOf(self.deliver("demo@lab.test")))
+        self.assertEqual(len(self.files(self.inbox)["new"]), 1)
+        self.assertEqual(self.log.problems(), [])
+
+    def test_bounceAfterDurable(self):
+        """A DSN written to disk counts as delivered even if telling open sessions fails
+        (else the queue would bounce it again)."""
+        self.listen(self.inbox)
+        self.inbox.lockTimeout = 0.05
+        with open(os.path.join(self.inbox.path, "dovecot-uidlist.lock"), "w"):
+            pass
+        self.successResultOf(self.policy.bounce("demo@lab.test", b"Subject: DSN\r\n\r\nx\r\n"))
+        self.assertEqual(len(self.files(self.inbox)["new"]), 1)
+        self.assertEqual(self.log.problems(), [])
+
+    def test_bounceDiskFull(self):
+        """A DSN on a full disk fails (the queue keeps it and tries again), leaving no file."""
+        self.patch(crlf, "copyAsCRLF", writeThenDiskFull)
+        self.failureResultOf(self.policy.bounce("demo@lab.test", b"Subject: DSN\r\n\r\nx\r\n"),
+                             StoreError)
+        self.assertEqual(self.files(self.inbox), {"tmp": [], "new": [], "cur": []})
+
+
+class ExpungeFaultTests(unittest.TestCase):
+    """
+    Expunging when a file cannot be removed (EIO): the others go, and are
+    announced; the failure is an error that says so.
+    """
+
+    def test_oneUnlinkFails(self):
+        """Of three messages, the second cannot be unlinked: 1 and 3 are expunged and
+        announced, StoreError is raised, and the second stays."""
+        store = MaildirStore(self.mktemp())
+        inbox = store.account("demo@lab.test").getMailbox("INBOX")
+        for _ in range(3):
+            inbox.append(MESSAGE)
+        seen = []
+
+        class Listener:
+            def mailboxChanged(self, mailbox, changes):
+                seen.extend(changes.expunged)
+        inbox.addListener(Listener())
+        victim = inbox._entryPath(inbox._entries[2])
+
+        def unlink(path):
+            if path == victim:
+                raise OSError(errno.EIO, "Input/output error")
+            os.unlink(path)
+        self.patch(maildir, "os", FaultyOS(unlink=unlink))
+        LogWatch(self)
+        self.assertRaises(StoreError, inbox.expunge, [1, 2, 3])
+        self.assertEqual(seen, [1, 3])
+        self.assertEqual([info.uid for info in inbox.messages()], [2])
+
+
+class WatcherRetryTests(unittest.TestCase):
+    """
+    The watcher's sync after an outside change fails (a lock held by another
+    program): it logs one line and tries again, since inotify may not fire again.
+    """
+
+    def test_retriedAfterFailure(self):
+        """A failed sync is retried after pollInterval; one warning, no traceback."""
+        clock = task.Clock()
+        watcher = MailboxWatcher(clock, delay=0.05, pollInterval=5.0, useInotify=False)
+
+        class FakeNotifier:
+            def ignore(self, path):
+                pass
+
+        class FlakyMailbox:
+            calls = 0
+
+            def noteDelivery(self):
+                self.calls += 1
+                if self.calls == 1:
+                    raise StoreError("mailbox is locked by another process; try again later")
+        mailbox = FlakyMailbox()
+        watcher._notifier = FakeNotifier()  # as if inotify watched it
+        watcher._watched[mailbox] = []
+        log = LogWatch(self)
+        watcher._changed(mailbox)
+        clock.advance(0.05)
+        self.assertEqual(mailbox.calls, 1)
+        clock.advance(5)
+        self.assertEqual(mailbox.calls, 2)
+        self.assertEqual(log.problems(), [])
+        self.assertEqual(len(log.texts(LogLevel.warn)), 1)
+        watcher.unwatch(mailbox)

@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 from mailstack.storage import crlf, files, maildir
 from mailstack.storage.interfaces import (
     Changes, IAccountStore, IMailboxStore, IMailStore, IMessageInfo,
-    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox,
+    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace, NoSuchMailbox,
     NoSuchMessage, StoreError)
 from mailstack.storage.maildir import MaildirStore
 
@@ -826,7 +826,7 @@ class CopyTests(MaildirTestCase):
         self.assertEqual(self.saved.messageInfo(2).internalDate, 1000000000)
 
     def test_copyAllOrNothing(self):
-        """If one copy fails, the copies already made are removed."""
+        """If one copy fails (here: the disk is full), the copies already made are removed."""
         calls = []
         original = maildir.shutil.copy2
 
@@ -840,7 +840,7 @@ class CopyTests(MaildirTestCase):
                 raise OSError(errno.ENOSPC, "no space left on device")
         self.patch(maildir.os, "link", noLink)
         self.patch(maildir.shutil, "copy2", failSecond)
-        self.assertRaises(OSError, self.inbox.copyTo, [1, 2, 3], self.saved)
+        self.assertRaises(NoSpace, self.inbox.copyTo, [1, 2, 3], self.saved)
         self.assertEqual(self.files(".Saved", "tmp"), [])
         self.assertEqual(len(self.files(".Saved", "new") + self.files(".Saved", "cur")), 1)
         self.assertEqual(self.saved.sync().added, [])

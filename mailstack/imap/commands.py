@@ -22,7 +22,7 @@ from mailstack.imap.parser import SYSTEM_FLAGS, FetchAttribute
 from mailstack.imap.response import (
     Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
 from mailstack.storage import mutf7
-from mailstack.storage.interfaces import NoSuchMessage, StoreError
+from mailstack.storage.interfaces import NoSuchMailbox, NoSuchMessage, StoreError
 
 log = Logger()
 
@@ -271,7 +271,19 @@ class MailboxCommands:
         d = self.runInThread(target.placeMessage, message, flags, date)
 
         def placed(key):
-            uid = target.adopt(key)
+            # The message is on disk now: whatever fails below, the APPEND
+            # happened, and a NO would make the client append it again.
+            try:
+                uid = target.adopt(key)
+            except NoSuchMailbox:
+                raise  # deleted meanwhile, the new file with it
+            except (StoreError, OSError) as e:
+                log.warn("imap {peer}: APPEND to {mailbox} stored {key}; assigning its UID "
+                         "failed ({error}); it gets one at the next sync",
+                         peer=self.peerText(), mailbox=name, key=key, error=e)
+                # RFC 4315: APPENDUID is a SHOULD; without it the client finds
+                # the message by other means (a SEARCH, the next sync).
+                return ("OK", None, "APPEND completed")
             code = None
             if self.extensionEnabled("UIDPLUS"):
                 code = "APPENDUID %d %d" % (target.uidValidity, uid)
@@ -474,7 +486,8 @@ class MailboxCommands:
             return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
         pairs = view.store.copyTo(uids, destination) if uids else []
         code = None
-        if pairs and self.extensionEnabled("UIDPLUS"):
+        # A copy whose UID is not known yet (see MaildirMailbox.copyTo): no COPYUID.
+        if pairs and self.extensionEnabled("UIDPLUS") and all(p[1] for p in pairs):
             code = b"COPYUID %d %s %s" % (
                 destination.uidValidity, formatSequenceSet([p[0] for p in pairs]),
                 formatSequenceSet([p[1] for p in pairs]))

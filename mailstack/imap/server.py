@@ -47,8 +47,8 @@ from mailstack.imap.response import Refusal, taggedLine
 from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
-    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSuchMailbox, NoSuchMessage,
-    StoreError)
+    NO_SPACE_ERRNOS, InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace,
+    NoSuchMailbox, NoSuchMessage, StoreError)
 from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
@@ -543,6 +543,18 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         if isinstance(error, ParseError):
             self._countBad()
             return ("BAD", None, str(error))
+        if isinstance(error, NoSpace) or (
+                isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
+            # RFC 5530 OVERQUOTA, with Dovecot's text for a full disk.
+            log.error("imap {peer}: {command}: not enough disk space ({error})",
+                      peer=self.peerText(), command=name, error=error)
+            return ("NO", "OVERQUOTA", "Not enough disk space")
+        if isinstance(error, OSError):
+            # The environment failed (I/O error, permissions), not our code:
+            # one line in the log names it.
+            log.error("imap {peer}: {command} failed: {error}", peer=self.peerText(),
+                      command=name, error=error)
+            return ("NO", "SERVERBUG", "Internal error")
         if isinstance(error, StoreError):
             code = None
             if isinstance(error, NoSuchMailbox):
@@ -577,6 +589,12 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             if self.state == SELECTED:
                 try:
                     self.sendUpdates(allowExpunge=name not in NO_EXPUNGE)
+                except (StoreError, OSError) as e:
+                    # E.g. dovecot-uidlist locked by another program, or not a
+                    # file: the command's own result stands; the next sync retries.
+                    log.warn("imap {peer}: sync of {mailbox} failed: {error}",
+                             peer=self.peerText(), mailbox=getattr(self.view, "store", None),
+                             error=e)
                 except Exception:
                     log.failure("imap {peer}: sending updates failed", peer=self.peerText())
             self._tagged(tag, status, code, text)

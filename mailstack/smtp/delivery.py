@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.smtp.reply import Reply
+from mailstack.storage.interfaces import NO_SPACE_ERRNOS, NoSpace, StoreError
 
 log = Logger()
 
@@ -136,33 +137,72 @@ class SMTPPolicy:
     def deliver(self, envelope, received, spool, queueID):
         """
         Write the message durably for every recipient: local copies fsynced in
-        each INBOX, relayed ones in the queue. Fires (with L{None}) only then.
+        each INBOX, relayed ones in the queue. All or nothing: if one copy
+        cannot be written, the copies already written are removed again, so
+        the sender's retry does not make duplicates.
+
+        @return: a Deferred firing with L{None} once every copy is on disk (the
+            caller answers 250), or with the temporary-failure L{Reply} when
+            nothing was kept: C{452 4.3.1} when the disk is full (RFC 3463
+            "mail system full"), C{451 4.3.0} for other storage errors.
+            What fails after the copies are durable (telling open IMAP
+            sessions) is logged and left to the next sync: the mail is
+            accepted.
         """
         # The same recipient given twice gets one copy, as with Postfix.
         recipients = list(dict.fromkeys(envelope.recipients))
         local = [address for address, kind in recipients if kind == "local"]
         relay = [address for address, kind in recipients if kind == "relay"]
-        mailboxes = [self.store.account(address).getMailbox("INBOX") for address in local]
         returnPath = ("Return-Path: <%s>\r\n" % (envelope.sender,)).encode("utf-8")
-        if mailboxes:
-            yield self.runInThread(self._deliverLocal, mailboxes, returnPath + received, spool)
-            for mailbox in mailboxes:
-                # Without a listening session, skip the rescan (it grew with the
-                # INBOX and slowed every delivery: bench/).
-                if mailbox.hasListeners():
-                    mailbox.noteDelivery()
-        if relay:
-            spool.seek(0)
-            yield self.queue.enqueue(envelope.sender, relay, ChainedReader(received, spool))
+        placed = []
+        try:
+            mailboxes = [self.store.account(address).getMailbox("INBOX") for address in local]
+            if mailboxes:
+                yield self.runInThread(self._deliverLocal, mailboxes, returnPath + received,
+                                       spool, placed)
+            if relay:
+                spool.seek(0)
+                yield self.queue.enqueue(envelope.sender, relay, ChainedReader(received, spool))
+        except Exception as e:
+            if placed:
+                yield self.runInThread(self._discard, placed)
+            if not isinstance(e, (StoreError, OSError)):
+                raise
+            return self._storageFailure(queueID, e)
+        for mailbox in mailboxes:
+            # Without a listening session, skip the rescan (it grew with the
+            # INBOX and slowed every delivery: bench/).
+            if mailbox.hasListeners():
+                _noteDelivery(mailbox, queueID)
         log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
                  id=queueID, sender=envelope.sender, local=local, relay=relay)
         return None
 
     @staticmethod
-    def _deliverLocal(mailboxes, header, spool):
+    def _storageFailure(queueID, error):
+        """The reply (and the one log line) for a delivery that kept nothing."""
+        if isinstance(error, NoSpace) or (
+                isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
+            log.error("{id}: not accepted: not enough disk space ({error})",
+                      id=queueID, error=error)
+            return Reply(452, "4.3.1", "Insufficient system storage; please try again later")
+        log.error("{id}: not accepted: storage error: {error}", id=queueID, error=error)
+        return Reply(451, "4.3.0", "Local error in processing; please try again")
+
+    @staticmethod
+    def _deliverLocal(mailboxes, header, spool, placed):
         for mailbox in mailboxes:
             spool.seek(0)
-            mailbox.deliver(ChainedReader(header, spool))
+            placed.append((mailbox, mailbox.deliver(ChainedReader(header, spool))))
+
+    @staticmethod
+    def _discard(placed):
+        for mailbox, key in placed:
+            try:
+                mailbox.discardPlaced(key)
+            except Exception as e:
+                log.error("could not remove the copy {key} in {mailbox} of a refused "
+                          "message: {error}", key=key, mailbox=mailbox, error=e)
 
     def bounce(self, sender, message):
         """
@@ -173,5 +213,24 @@ class SMTPPolicy:
             return defer.succeed(None)
         mailbox = self.store.account(sender.lower()).getMailbox("INBOX")
         d = self.runInThread(mailbox.deliver, message)
-        d.addCallback(lambda _: mailbox.noteDelivery() if mailbox.hasListeners() else None)
-        return d
+
+        def delivered(_):
+            # The DSN is on disk: a failure to tell open sessions must not
+            # make the queue bounce it again.
+            if mailbox.hasListeners():
+                _noteDelivery(mailbox, "bounce to <%s>" % (sender,))
+        return d.addCallback(delivered)
+
+
+def _noteDelivery(mailbox, what):
+    """
+    Tell the sessions that have C{mailbox} open of a delivery already on disk.
+    A failure (a lock held by another program, a damaged dovecot-uidlist) is
+    logged in one line: the message is stored, and the next sync (the
+    session's next command, or the watcher) finds it.
+    """
+    try:
+        mailbox.noteDelivery()
+    except (StoreError, OSError) as e:
+        log.warn("{what}: stored in {mailbox}; telling its open sessions failed ({error}); "
+                 "they see it at their next sync", what=what, mailbox=mailbox, error=e)

@@ -55,22 +55,33 @@ class DotLock:
             time.sleep(0.05)
 
     def commit(self, data):
-        """Write C{data} into the lock, fsync, rename it over the target."""
+        """
+        Write C{data} into the lock, fsync, rename it over the target. If any
+        step fails (a full disk), the lock is removed and the target is left
+        as it was.
+        """
+        fd, self.fd = self.fd, None
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
-            os.fsync(self.fd)
-        finally:
-            os.close(self.fd)
-            self.fd = None
-        os.rename(self.path, self.target)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(self.path, self.target)
+        except BaseException:
+            self._remove()
+            raise
+
+    def _remove(self):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
     def __exit__(self, *excInfo):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            self._remove()

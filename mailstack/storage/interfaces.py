@@ -23,6 +23,8 @@ Conventions shared by every method below:
    stalls the reactor). Every other method must be called from the reactor thread.
 """
 
+import errno
+
 from zope.interface import Attribute, Interface
 
 
@@ -51,6 +53,18 @@ class MailboxNotEmpty(StoreError):
 
 class NoSuchMessage(StoreError):
     """No message with that UID is in the mailbox (it may have been expunged)."""
+
+
+class NoSpace(StoreError):
+    """
+    The disk (or the user's disk quota) is full: the change was not made and
+    nothing of it was left behind. Temporary: retrying later may work.
+    """
+
+
+# The errno values that mean "no space": ENOSPC, and EDQUOT (a disk quota).
+NO_SPACE_ERRNOS = frozenset(
+    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
 
 
 class IMessageInfo(Interface):
@@ -268,7 +282,9 @@ class IMailboxStore(Interface):
         same store; the destination is synced so the copies have UIDs.
 
         @param destination: an L{IMailboxStore}.
-        @return: a list of C{(sourceUID, destinationUID)} pairs, in source UID order.
+        @return: a list of C{(sourceUID, destinationUID)} pairs, in source UID order;
+            C{destinationUID} is None when the copy is on disk but its UID could
+            not be assigned yet (the destination's next sync assigns it).
         """
 
     def keywords():

@@ -11,6 +11,7 @@ conventions they use are in L{mailstack.storage.crlf}, L{dotlock}, L{files},
 L{flags}, L{names}, L{subscriptions}, L{specialuse}, L{modseq} and L{uidlist}.
 """
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -30,7 +31,8 @@ from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
     keywordLetters, missingKeywords, readKeywords, splitFlags)
 from mailstack.storage.interfaces import (
-    Changes, IMailboxStore, IMessageInfo, NoSuchMailbox, NoSuchMessage, StoreError)
+    NO_SPACE_ERRNOS, Changes, IMailboxStore, IMessageInfo, NoSpace, NoSuchMailbox,
+    NoSuchMessage, StoreError)
 from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import (
@@ -41,6 +43,24 @@ __all__ = [
     "InvalidAddress", "MaildirAccount", "MaildirMailbox", "MaildirStore", "MessageInfo"]
 
 log = Logger()
+
+NO_SPACE_TEXT = "Not enough disk space"  # Dovecot's MAIL_ERRSTR_NO_SPACE
+
+
+def _noFollow(path, flags):
+    """An C{open()} opener that refuses a symbolic link (C{ELOOP})."""
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+@contextlib.contextmanager
+def noSpaceAsStoreError():
+    """Turn an C{OSError} meaning "disk full" (ENOSPC, EDQUOT) into L{NoSpace}."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in NO_SPACE_ERRNOS:
+            raise NoSpace(NO_SPACE_TEXT) from e
+        raise
 
 
 @implementer(IMessageInfo)
@@ -260,7 +280,8 @@ class MaildirMailbox:
                     uidlist.nextUID += 1
                 for base in [b for b in uidlist.records if b not in listing]:
                     del uidlist.records[base]
-                lock.commit(uidlist.format())
+                with noSpaceAsStoreError():
+                    lock.commit(uidlist.format())
         return self._apply(listing, uidlist)
 
     def _apply(self, listing, uidlist):
@@ -501,7 +522,7 @@ class MaildirMailbox:
             path = self._sub(KEYWORDS)
             names = readKeywords(path)
             if missingKeywords(names, keywords):
-                with self._lock():
+                with self._lock(), noSpaceAsStoreError():
                     names = addKeywords(path, keywords, self.lockTimeout, self.staleLockAge)
             letters.update(keywordLetters(names, keywords))
         return letters
@@ -512,10 +533,20 @@ class MaildirMailbox:
         if isinstance(source, bytes):
             source = io.BytesIO(source)
         letters = "".join(sorted(self._letters(flags)))
+        with noSpaceAsStoreError():
+            return self._write(source, letters, internalDate)
+
+    def _write(self, source, letters, internalDate):
+        """
+        Write, fsync, rename into new/ or cur/, fsync the directory. On any
+        failure nothing is left: not the file in tmp/, nor a placed file
+        whose directory entry might not be durable.
+        """
         try:
             name, tmpPath, fd = createTemporary(self._sub("tmp"))
         except FileNotFoundError:
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        path = tmpPath
         try:
             with os.fdopen(fd, "wb") as f:
                 size = crlf.copyAsCRLF(source, f)
@@ -526,14 +557,32 @@ class MaildirMailbox:
             base = messageBase(name, size, size)
             subdir, filename = placement(base, letters)
             os.rename(tmpPath, self._sub(subdir, filename))
+            path = self._sub(subdir, filename)
+            fsyncDirectory(self._sub(subdir))
         except BaseException:
             try:
-                os.unlink(tmpPath)
+                os.unlink(path)
             except OSError:
                 pass
             raise
-        fsyncDirectory(self._sub(subdir))
         return base
+
+    def discardPlaced(self, placed):
+        """
+        Remove a message placed by L{deliver} or L{placeMessage} that got no
+        UID yet (SMTP undoes the copies of a message it could not accept for
+        every recipient). Safe in a thread, like L{deliver}.
+        """
+        try:
+            os.unlink(self._sub("new", placed))
+            return True
+        except FileNotFoundError:
+            pass
+        for filename in os.listdir(self._sub("cur")):
+            if splitFilename(filename)[0] == placed:
+                os.unlink(self._sub("cur", filename))
+                return True
+        return False
 
     def placeMessage(self, source, flags=(), internalDate=None):
         return self.deliver(source, flags, internalDate)
@@ -568,7 +617,8 @@ class MaildirMailbox:
             if (entry.subdir, entry.filename) != ("cur", filename):
                 os.rename(self._entryPath(entry), self._sub("cur", filename))
         beforeLetters = self._fileLetters(entry)
-        self._withFile(entry, rename)
+        with noSpaceAsStoreError():
+            self._withFile(entry, rename)
         entry.subdir, entry.filename = "cur", filename
         if self._fileLetters(entry) != beforeLetters:
             self._modseq.changed({uid: self._fileLetters(entry)})
@@ -581,12 +631,16 @@ class MaildirMailbox:
         """
         Unlink the files of C{uids} (or, if C{uids} is None, of every message
         flagged \\Deleted) and drop them from the uidlist.
+
+        @return: the UIDs expunged.
+        @raise StoreError: if some files could not be removed (an I/O error):
+            the others are expunged and announced all the same.
         """
         if uids is None:
             deleted = FLAG_LETTERS["\\Deleted"]
             uids = [u for u in self._sortedUIDs
                     if deleted in self._fileLetters(self._entries[u])]
-        removed, removedBases = [], []
+        removed, removedBases, failed = [], [], []
         for uid in sorted(set(uids)):
             entry = self._entries.get(uid)
             if entry is None:
@@ -595,21 +649,39 @@ class MaildirMailbox:
                 self._withFile(entry, lambda: os.unlink(self._entryPath(entry)))
             except NoSuchMessage:
                 pass
+            except OSError as e:
+                failed.append(e)
+                continue
             removed.append(uid)
             removedBases.append(entry.base)
             del self._entries[uid]
-        if not removed:
-            return []
+        if failed:
+            log.error("{mailbox}: could not remove {count} message files: {error}",
+                      mailbox=self, count=len(failed), error=failed[0])
+        if removed:
+            self._forgetExpunged(removed, removedBases)
+        if failed:
+            raise StoreError("%d messages could not be removed; try again later" % (len(failed),))
+        return removed
+
+    def _forgetExpunged(self, removed, removedBases):
+        """Bookkeeping after unlinking: uidlist, modseqs, listeners."""
         self._setEntries(self._entries)
-        with self._lock() as lock:
-            uidlist = readSoundUIDList(self._sub(UIDLIST))  # if None, the next sync rebuilds it
-            if uidlist is not None:
-                for base in removedBases:
-                    uidlist.records.pop(base, None)
-                lock.commit(uidlist.format())
+        try:
+            with self._lock() as lock:
+                uidlist = readSoundUIDList(self._sub(UIDLIST))  # if None, the next sync rebuilds it
+                if uidlist is not None:
+                    for base in removedBases:
+                        uidlist.records.pop(base, None)
+                    lock.commit(uidlist.format())
+        except (StoreError, OSError) as e:
+            # The files are gone, which is what counts: a uidlist line without
+            # its file is dropped by the next sync that rewrites the uidlist.
+            log.warn("{mailbox}: expunged {count} messages; dovecot-uidlist not updated "
+                     "({error}); it is at the next sync", mailbox=self, count=len(removed),
+                     error=e)
         self._modseq.changed({}, removed)
         self._notify(Changes(expunged=removed))
-        return removed
 
     def copyTo(self, uids, destination):
         """
@@ -634,43 +706,63 @@ class MaildirMailbox:
             except NoSuchMessage:
                 continue  # expunged by another program meanwhile
             plan.append((uid, entry, "".join(sorted(destination._letters(self._flagsOf(entry))))))
-        copied, placed, tmpPath = [], [], None
+        copied, placed = [], []
         try:
-            for uid, entry, letters in plan:
-                name = uniqueName()
-                tmpPath = destination._sub("tmp", name)
-                try:
-                    self._withFile(entry, lambda: os.link(self._entryPath(entry), tmpPath))
-                except NoSuchMessage:
-                    continue
-                except OSError:  # another filesystem, or no hard links there
-                    shutil.copy2(self._entryPath(entry), tmpPath)
-                    with open(tmpPath, "rb") as f:
-                        os.fsync(f.fileno())
-                base = messageBase(name, entry.diskSize, entry.wireSize)
-                target = destination._sub(*placement(base, letters))
-                placed.append(tmpPath)
-                os.rename(tmpPath, target)
-                placed[-1] = target
-                copied.append((uid, base))
+            with noSpaceAsStoreError():
+                self._placeCopies(destination, plan, copied, placed)
+                for subdir in ("new", "cur"):
+                    fsyncDirectory(destination._sub(subdir))
         except BaseException:
-            for path in placed + [tmpPath]:
+            for path in placed:
                 try:
                     os.unlink(path)
                 except OSError:
                     pass
             raise
-        destination._adoptPlaced({base: i for i, (_, base) in enumerate(copied)})
-        return [(uid, destination._byBase[base]) for uid, base in copied
-                if base in destination._byBase]
+        order = {base: i for i, (_, base) in enumerate(copied)}
+        try:
+            destination._adoptPlaced(order, fsync=False)
+        except (StoreError, OSError) as e:
+            # The copies are durable: the copy happened. Their UIDs come with
+            # the destination's next sync.
+            log.warn("{mailbox}: {count} messages copied; assigning their UIDs failed "
+                     "({error}); they get them at the next sync", mailbox=destination,
+                     count=len(copied), error=e)
+        return [(uid, destination._byBase.get(base)) for uid, base in copied]
 
-    def _adoptPlaced(self, order):
+    def _placeCopies(self, destination, plan, copied, placed):
         """
-        Make the files just renamed into new/ and cur/ durable, and give them UIDs
-        in C{order} (base name -> rank).
+        Link (or copy) each planned message into the destination's tmp/, then
+        rename it into new/ or cur/. C{placed} lists every path made, for the
+        caller to remove if something fails; C{copied} the C{(uid, base)} done.
         """
-        for subdir in ("new", "cur"):
-            fsyncDirectory(self._sub(subdir))
+        for uid, entry, letters in plan:
+            name = uniqueName()
+            tmpPath = destination._sub("tmp", name)
+            try:
+                self._withFile(entry, lambda: os.link(self._entryPath(entry), tmpPath))
+                placed.append(tmpPath)
+            except NoSuchMessage:
+                continue
+            except OSError:  # another filesystem, or no hard links there
+                placed.append(tmpPath)
+                shutil.copy2(self._entryPath(entry), tmpPath)
+                with open(tmpPath, "rb") as f:
+                    os.fsync(f.fileno())
+            base = messageBase(name, entry.diskSize, entry.wireSize)
+            target = destination._sub(*placement(base, letters))
+            os.rename(tmpPath, target)
+            placed[-1] = target
+            copied.append((uid, base))
+
+    def _adoptPlaced(self, order, fsync=True):
+        """
+        Make the files just renamed into new/ and cur/ durable (unless the
+        caller did), and give them UIDs in C{order} (base name -> rank).
+        """
+        if fsync:
+            for subdir in ("new", "cur"):
+                fsyncDirectory(self._sub(subdir))
         self._sync(claimRecent=False, order=order)
         self._unclaimed.update(self._byBase[base] for base in order if base in self._byBase)
 

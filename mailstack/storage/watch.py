@@ -14,6 +14,8 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from mailstack.storage.interfaces import StoreError
+
 log = Logger()
 
 try:
@@ -38,6 +40,7 @@ class MailboxWatcher(service.Service):
         self.pollInterval = pollInterval
         self._watched = {}
         self._pending = {}
+        self._failing = set()  # mailboxes whose last sync failed (retried)
         self._notifier = None
         self._poll = None
         self._useInotify = useInotify and inotify is not None
@@ -90,6 +93,7 @@ class MailboxWatcher(service.Service):
         call = self._pending.pop(mailbox, None)
         if call is not None and call.active():
             call.cancel()
+        self._failing.discard(mailbox)
 
     def _changed(self, mailbox):
         if mailbox in self._watched and mailbox not in self._pending:
@@ -101,8 +105,22 @@ class MailboxWatcher(service.Service):
             return
         try:
             mailbox.noteDelivery()
+        except (StoreError, OSError) as e:
+            # A lock held by another program, a damaged dovecot-uidlist: try
+            # again later (inotify may not fire again), logging only the first.
+            if mailbox not in self._failing:
+                self._failing.add(mailbox)
+                log.warn("sync of {mailbox} failed ({error}); retrying every {n} s",
+                         mailbox=mailbox, error=e, n=self.pollInterval)
+            if self._notifier is not None and mailbox not in self._pending:
+                self._pending[mailbox] = self.reactor.callLater(
+                    self.pollInterval, self._sync, mailbox)  # polling retries anyway
+            return
         except Exception:
             log.failure("sync of {mailbox} after an outside change failed", mailbox=mailbox)
+        if mailbox in self._failing:
+            self._failing.discard(mailbox)
+            log.info("sync of {mailbox} works again", mailbox=mailbox)
 
     def _pollAll(self):
         self._poll = None
