@@ -21,6 +21,7 @@ from mailstack.storage.interfaces import StoreError
 from mailstack.storage.maildir import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
+from tests.test_pop3_server import MESSAGE_1, MESSAGE_2, POP3TestMixin
 from tests.test_smtp_delivery import FakeUsers
 
 
@@ -419,3 +420,44 @@ class WatcherRetryTests(unittest.TestCase):
         self.assertEqual(log.problems(), [])
         self.assertEqual(len(log.texts(LogLevel.warn)), 1)
         watcher.unwatch(mailbox)
+
+
+class POP3QuitFaultTests(POP3TestMixin, unittest.TestCase):
+    """
+    QUIT applies DELE marks by unlinking; an I/O error on one file must not
+    leave the mailbox half-updated.
+    """
+
+    def setUp(self):
+        POP3TestMixin.setUp(self)
+        for message in (MESSAGE_1, MESSAGE_2, MESSAGE_1):
+            self.deliver(message)
+
+    def loggedIn(self):
+        session = self.connect(plaintextSecrets=lambda: False)
+        reply = session.login()
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+        return session
+
+    def test_oneUnlinkFails(self):
+        """DELE 1 and 2, the unlink of 2 fails (EIO): -ERR [SYS/TEMP]; 1 is gone for every
+        reader (a new session sees 2 messages), 2 and 3 are kept."""
+        session = self.loggedIn()
+        session.send(b"DELE 1\r\nDELE 2\r\n")
+        inbox = self.inbox()
+        victim = inbox._entryPath(inbox._entries[2])
+
+        def unlink(path):
+            if path == victim:
+                raise OSError(errno.EIO, "Input/output error")
+            os.unlink(path)
+        self.patch(maildir, "os", FaultyOS(unlink=unlink))
+        self.assertEqual(session.send(b"QUIT\r\n"),
+                         b"-ERR [SYS/TEMP] Some deleted messages not removed\r\n")
+        self.flushLoggedErrors(StoreError)
+        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertEqual([info.uid for info in inbox.messages()], [2, 3])
+        with open(os.path.join(inbox.path, "dovecot-uidlist")) as f:
+            self.assertEqual(len(f.read().splitlines()), 3)  # header + UIDs 2 and 3
+        again = self.loggedIn()
+        self.assertTrue(again.send(b"STAT\r\n").startswith(b"+OK 2 "))
