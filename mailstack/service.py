@@ -33,6 +33,7 @@ from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 from mailstack.config import ConfigError, loadConfig
 from mailstack.sessions import LimitingFactory, SessionCounter
+from mailstack.storage.files import makeDirectories
 from mailstack.storage.maildir import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 
@@ -194,7 +195,7 @@ def prepareDataDir(config):
     TLS and self-signed generation is on) and the lab's demo account.
     """
     for directory in (config.server.data_dir, config.mail_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+        makeDirectories(directory)
     if config.needs_tls and config.tls.generate_self_signed:
         hostnames = list(dict.fromkeys([config.server.hostname, "localhost"]))
         if mstls.ensureCertificate(config.tls.cert, config.tls.key, hostnames):

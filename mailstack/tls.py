@@ -21,6 +21,8 @@ from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.logger import Logger
 
+from mailstack.storage.files import makeDirectories
+
 log = Logger()
 
 # config value -> lowest protocol version the server accepts
@@ -134,7 +136,9 @@ def _writeAtomically(path, data, mode):
 
 def ensureCertificate(certPath, keyPath, hostnames, force=False):
     """
-    Create a self-signed certificate and key unless both files exist.
+    Create a self-signed certificate and key unless both files exist. Both are
+    C{0600}, and a directory made for them C{0700}: private, like everything
+    under the data directory (the server, running as their owner, reads them).
 
     @param force: replace existing files (the admin's C{cert generate}).
     @return: True if new files were written, False if the existing ones are kept.
@@ -144,12 +148,11 @@ def ensureCertificate(certPath, keyPath, hostnames, force=False):
         return False
     certPEM, keyPEM = generateSelfSigned(hostnames)
     for path in (certPath, keyPath):
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        makeDirectories(os.path.dirname(os.path.abspath(path)))
     # key first: a cert without its key is useless, a key without its cert is
     # regenerated on the next start anyway
     _writeAtomically(keyPath, keyPEM, 0o600)
-    _writeAtomically(certPath, certPEM, 0o644)
+    _writeAtomically(certPath, certPEM, 0o600)
     return True
 
 

@@ -38,6 +38,8 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from zope.interface import Interface, directlyProvides, implementer, providedBy
 
+from mailstack.storage.files import makeDirectories, privateFile
+
 log = Logger()
 
 SECRET = b"***"
@@ -679,7 +681,7 @@ class TranscriptFactory(WrappingFactory):
         directory = os.path.join(self.directory, self.protocolName,
                                  now.strftime("%Y-%m-%d"))
         try:
-            os.makedirs(directory, exist_ok=True)
+            makeDirectories(directory)
             path, fd = self._create(directory, sessionID)
             file = os.fdopen(fd, "ab", buffering=64 * 1024)
         except OSError as e:
@@ -706,7 +708,7 @@ class TranscriptFactory(WrappingFactory):
             name = sessionID + ("" if attempt == 1 else "-%d" % (attempt,)) + ".log"
             path = os.path.join(directory, name)
             try:
-                return path, os.open(path, flags, 0o600)
+                return path, privateFile(path, flags)
             except FileExistsError:
                 continue
         raise OSError("no free file name for %s" % (sessionID,))

@@ -68,6 +68,14 @@ class UserAddTests(CLITestCase):
         self.assertEqual(result, (0, "added alice@lab.test (PLAIN)\n", ""))
         self.assertEqual(self.usersText(), "alice@lab.test:{PLAIN}pw:::::\n")
 
+    def test_addPrivateModes(self):
+        """On a fresh data_dir under umask 022, user add makes it 0700 and the users file 0600."""
+        from tests.test_files import modes, useUmask
+        useUmask(self)
+        self.mailstack("user", "add", "demo@lab.test", "--password-stdin", stdin="pw\n")
+        self.assertEqual(modes(os.path.join(self.directory, "var")),
+                         {".": 0o700, "users": 0o600, "users.lock": 0o600})
+
     def test_addPrompt(self):
         """Without --password-stdin the password is asked twice."""
         self.typed = ["pw", "pw"]

@@ -4,6 +4,7 @@ Tests for L{mailstack.storage.files}: Maildir's directories, file names and tmp/
 
 import os
 import re
+import stat
 import time
 
 from twisted.trial.unittest import TestCase
@@ -110,3 +111,85 @@ class DirectoryTests(TestCase):
         os.utime(os.path.join(self.path, "new"), ns=(0, before[0] + 10 ** 9))
         self.assertNotEqual(files.stamp(os.path.join(self.path, "new")), before)
         self.assertIsNone(files.stamp(os.path.join(self.path, "missing")))
+
+
+def useUmask(testCase, mask=0o022):
+    """Run the test under C{mask} (the usual 022 by default), restored afterwards."""
+    testCase.addCleanup(os.umask, os.umask(mask))
+
+
+def modes(top):
+    """C{{relative path: mode}} of C{top} and everything below it."""
+    found = {".": stat.S_IMODE(os.stat(top).st_mode)}
+    for directory, dirNames, fileNames in os.walk(top):
+        for name in dirNames + fileNames:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, top)] = stat.S_IMODE(os.lstat(path).st_mode)
+    return found
+
+
+class PrivateModeTests(TestCase):
+    """
+    What mailstack creates is private to its user: directories 0700 and
+    files 0600, under the usual umask 022 as under any other.
+    """
+
+    def setUp(self):
+        useUmask(self)
+        self.top = self.mktemp()
+
+    def test_makeDirectories(self):
+        """Every missing directory on the way is made 0700; existing ones are left alone."""
+        os.makedirs(self.top)
+        os.chmod(self.top, 0o755)
+        files.makeDirectories(os.path.join(self.top, "a", "b", "c"))
+        files.makeDirectories(os.path.join(self.top, "a", "b", "c"))
+        self.assertEqual(modes(self.top), {".": 0o755, "a": 0o700, os.path.join("a", "b"): 0o700,
+                                           os.path.join("a", "b", "c"): 0o700})
+
+    def test_makeDirectoriesOverFile(self):
+        """A file in the way is an error, as with os.makedirs."""
+        os.makedirs(self.top)
+        open(os.path.join(self.top, "f"), "w").close()
+        self.assertRaises(FileExistsError, files.makeDirectories, os.path.join(self.top, "f"))
+        self.assertRaises(OSError, files.makeDirectories, os.path.join(self.top, "f", "g"))
+
+    def test_makeDirectoriesUnderPermissiveUmask(self):
+        """Even with umask 000 the directories are 0700."""
+        useUmask(self, 0)
+        files.makeDirectories(os.path.join(self.top, "a"))
+        self.assertEqual(set(modes(self.top).values()), {0o700})
+
+    def test_privateOpener(self):
+        """open(..., opener=privateFile) creates a 0600 file, in every writing mode."""
+        os.makedirs(self.top)
+        for mode, name in (("w", "w"), ("a", "a"), ("xb", "x"), ("w+b", "wb")):
+            with open(os.path.join(self.top, name), mode, opener=files.privateFile) as f:
+                f.write(b"x" if "b" in mode else "x")
+        found = modes(self.top)
+        del found["."]
+        self.assertEqual(found, {"w": 0o600, "a": 0o600, "x": 0o600, "wb": 0o600})
+
+    def test_makeMaildir(self):
+        """
+        A Maildir whose root and parents (var/mail/<domain>/<user>) do not
+        exist yet: every directory made is 0700, the folder marker 0600.
+        """
+        os.makedirs(self.top)
+        user = os.path.join(self.top, "mail", "lab.test", "alice")
+        files.makeMaildir(user, folder=False)
+        files.makeMaildir(os.path.join(user, ".Sent"), folder=True)
+        found = modes(self.top)
+        del found["."]
+        self.assertEqual({path for path, mode in found.items() if mode != 0o700},
+                         {os.path.join("mail", "lab.test", "alice", ".Sent", "maildirfolder")})
+        self.assertEqual(found[os.path.join("mail", "lab.test", "alice", ".Sent",
+                                            "maildirfolder")], 0o600)
+        self.assertIn(os.path.join("mail", "lab.test"), found)
+
+    def test_createTemporary(self):
+        """A message's temporary file is 0600."""
+        files.makeMaildir(self.top, folder=False)
+        name, path, fd = files.createTemporary(os.path.join(self.top, "tmp"))
+        os.close(fd)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)

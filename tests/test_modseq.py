@@ -4,11 +4,13 @@ Tests for L{mailstack.storage.modseq} and the Maildir mailbox's modseqs
 """
 
 import os
+import stat
 
 from twisted.trial import unittest
 
 from mailstack.storage import modseq
 from mailstack.storage.maildir import MaildirStore
+from tests.test_files import modes, useUmask
 
 MESSAGE = b"Subject: x\r\n\r\nbody\r\n"
 
@@ -147,6 +149,21 @@ class StateTests(unittest.TestCase):
         again.load(5, {1: "S"})
         self.assertEqual(again.get(1), s.get(1))
 
+    def test_fileMode(self):
+        """The file is 0600 under umask 022, whether appended to or rewritten."""
+        useUmask(self)
+        s = self.state()
+        s.load(5, {1: ""})
+        s.changed({1: "S"})
+        s.flush()
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        os.remove(self.path)
+        for i in range(1100):
+            s.changed({1: "S" if i % 2 else ""})
+            s.flush()
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        self.assertEqual(os.listdir(os.path.dirname(self.path)), ["mailstack-modseq"])
+
     def test_historyBounded(self):
         """Old expunge records merge; beyond the limit the floor rises."""
         self.patch(modseq, "MAX_EXPUNGED_UIDS", 10)
@@ -182,6 +199,25 @@ class MailboxModseqTests(unittest.TestCase):
         self.assertGreater(info.modseq, m2)
         self.assertEqual(self.inbox.highestModseq, info.modseq)
         self.assertEqual(self.inbox.setFlags(one, {"\\Seen"}).modseq, info.modseq)
+
+    def test_privateModes(self):
+        """
+        Under umask 022 a new account's Maildir, its parents and every file
+        the mailbox writes (modseqs, uidlist, keywords) are 0700 and 0600.
+        """
+        useUmask(self)
+        self.root = self.mktemp()
+        inbox = self.open()
+        uid = inbox.append(MESSAGE)
+        inbox.setFlags(uid, {"\\Seen", "$Work"})
+        inbox.append(MESSAGE)
+        inbox.expunge([uid])
+        inbox.sync()
+        found = modes(self.root)
+        self.assertIn("mailstack-modseq", {os.path.basename(path) for path in found})
+        self.assertEqual({path: mode for path, mode in found.items()
+                          if mode != (0o700 if os.path.isdir(os.path.join(self.root, path))
+                                      else 0o600)}, {})
 
     def test_restart(self):
         """A new process sees the same modseqs and HIGHESTMODSEQ."""

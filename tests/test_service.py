@@ -222,6 +222,56 @@ def _readAll(sock):
         chunks.append(data)
 
 
+class PrivateModesTests(unittest.TestCase):
+    """
+    Everything mailstack creates under data_dir is private to its user:
+    directories 0700, files 0600, under the usual umask 022.
+    """
+
+    def _session(self, smtpPort, imapPort):
+        """Deliver to a user of a new domain, then make a nested folder over IMAP."""
+        import imaplib
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", smtpPort, timeout=10) as smtp:
+            smtp.sendmail("x@remote.test", ["bob@example.test"],
+                          b"Subject: hi\r\n\r\nhello\r\n")
+        imap = imaplib.IMAP4("127.0.0.1", imapPort, timeout=10)
+        imap.login("bob@example.test", "pb")
+        imap.create("Work/2026")
+        imap.subscribe("Work/2026")
+        imap.select("INBOX")
+        imap.store("1", "+FLAGS", "(\\Seen $Later)")
+        imap.copy("1", "Work/2026")
+        imap.logout()
+
+    @defer.inlineCallbacks
+    def test_dataDirectory(self):
+        """
+        After a first start (certificate, demo account), a delivery to a new
+        domain's user, folder creation, flags, subscriptions and transcripts,
+        every directory under data_dir is 0700 and every file 0600.
+        """
+        from tests.helpers import startServer
+        from tests.test_files import modes, useUmask
+        useUmask(self)
+        extra = (listenerTOML("smtp", name="smtp")
+                 + listenerTOML("imap", name="imap", allow_plaintext_auth=True)
+                 + listenerTOML("imap", name="imaps", tls="implicit"))
+        top, directory = startServer(self, extra)
+        top.users.addUser("bob@example.test", "pb", scheme="PLAIN")
+        yield threads.deferToThread(self._session, top.listenerPort("smtp"),
+                                    top.listenerPort("imap"))
+        yield _waitFor(lambda: len(_transcripts(directory, "imap")) == 1)
+        var = os.path.join(directory, "var")
+        found = modes(var)
+        for expected in ("tls/key.pem", "tls/cert.pem", "users", "mail/example.test/bob/new",
+                         "mail/example.test/bob/.Work.2026/cur", "mail/example.test/bob/subscriptions"):
+            self.assertIn(expected, found)
+        self.assertTrue([path for path in found if path.endswith("mailstack-modseq")])
+        self.assertEqual({path: mode for path, mode in found.items() if mode != (
+            0o700 if os.path.isdir(os.path.join(var, path)) else 0o600)}, {})
+
+
 def _transcripts(directory, protocolName):
     base = os.path.join(directory, "var", "transcripts", protocolName)
     found = []

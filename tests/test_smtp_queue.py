@@ -214,6 +214,20 @@ class EnqueueTests(QueueTestMixin, unittest.TestCase):
         self.assertEqual(self.smarthost.connections, 0)
 
     @defer.inlineCallbacks
+    def test_privateModes(self):
+        """Under umask 022 the queue's folders (and a missing parent) are 0700, its files 0600."""
+        from tests.test_files import modes, useUmask
+        useUmask(self)
+        self.directory = os.path.join(self.mktemp(), "queue")
+        queue = self.makeQueue(start=False)
+        yield queue.enqueue("alice@lab.test", ["bob@remote.test"], io.BytesIO(MESSAGE))
+        found = modes(os.path.dirname(self.directory))
+        self.assertEqual(len([path for path in found if path.startswith("queue/env/")]), 1)
+        self.assertEqual({path: mode for path, mode in found.items()
+                          if mode != (0o600 if path.startswith(("queue/env/", "queue/msg/"))
+                                      else 0o700)}, {})
+
+    @defer.inlineCallbacks
     def test_uniqueIDs(self):
         """Messages queued at once get different ids."""
         queue = self.makeQueue(start=False)

@@ -109,6 +109,16 @@ class EnsureCertificateTests(unittest.TestCase):
             [name for name in os.listdir(os.path.dirname(self.certPath))
              if name.startswith(".tmp")], [])
 
+    def test_privateModes(self):
+        """Under umask 022 the new certificate folder is 0700, the key and certificate 0600."""
+        from tests.test_files import modes, useUmask
+        useUmask(self)
+        top = self.mktemp()
+        tls.ensureCertificate(os.path.join(top, "tls", "cert.pem"),
+                              os.path.join(top, "tls", "key.pem"), ["localhost"])
+        self.assertEqual(modes(top), {".": 0o700, "tls": 0o700, "tls/cert.pem": 0o600,
+                                      "tls/key.pem": 0o600})
+
     def test_idempotent(self):
         """Existing files are kept."""
         tls.ensureCertificate(self.certPath, self.keyPath, ["localhost"])

@@ -200,6 +200,18 @@ class TranscriptFileTests(unittest.TestCase):
         self.close(p)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_privateModes(self):
+        """Under umask 022 transcript folders are 0700 and transcripts 0600."""
+        from tests.test_files import modes, useUmask
+        useUmask(self)
+        p, _ = self.connect()
+        p.dataReceived(b"EHLO x\r\n")
+        self.close(p)
+        found = modes(self.directory)
+        self.assertEqual(len(found), 4)
+        self.assertEqual({path: mode for path, mode in found.items()
+                          if mode != (0o600 if path.endswith(".log") else 0o700)}, {})
+
     def test_unwritable(self):
         """If no transcript can be written the session still works."""
         with open(self.directory, "w") as f:

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 
 from mailstack.smtp import dsn
 from mailstack.smtp.client import RelayClientFactory, Result, _text
+from mailstack.storage.files import makeDirectories, privateFile
 
 log = Logger()
 
@@ -165,7 +166,7 @@ def _fsyncDirectory(path):
 def _writeFile(tmpPath, finalPath, write):
     """C{write(f)} into C{tmpPath}, fsync, rename to C{finalPath}, fsync its dir."""
     try:
-        with open(tmpPath, "xb") as f:
+        with open(tmpPath, "xb", opener=privateFile) as f:
             result = write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -359,7 +360,7 @@ class RelayQueue(service.Service):
 
     def _makeDirectories(self):
         for sub in ("", "msg", "env", "tmp", "corrupt"):
-            os.makedirs(self._path(sub), mode=0o700, exist_ok=True)
+            makeDirectories(self._path(sub))
 
     def _writeNew(self, entry, stream):
         """In a thread: msg/<id>, then env/<id>, each durable."""

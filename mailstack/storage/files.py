@@ -2,6 +2,13 @@
 Maildir's file conventions: the C{cur/ new/ tmp/} directories, unique names
 (C{<sec>.M<usec>P<pid>Q<seq>.<host>}) with C{,S=} and C{,W=} sizes, the C{:2,<flags>}
 info suffix, listing the message files, and cleaning C{tmp/}.
+
+Also how mailstack creates anything under its data directory: directories
+C{0700} (L{makeDirectories}) and files C{0600} (L{privateFile} as the C{opener}
+of C{open()}), so mail, users and transcripts are private to the server's user
+under any umask. The umask can only take permission bits away, so asking for
+these modes explicitly (never the defaults C{0777}/C{0666}) is what makes the
+result independent of it.
 """
 
 import itertools
@@ -19,12 +26,51 @@ _sequence = itertools.count(1)
 _sequenceLock = threading.Lock()
 
 
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
+
+
+def makeDirectories(path):
+    """
+    C{os.makedirs(path, exist_ok=True)}, except that every directory it
+    creates, the missing parents included, is C{0700} (C{os.makedirs} gives
+    the parents the default mode, C{0755} under umask 022).
+
+    @raise FileExistsError: if C{path} exists and is not a directory.
+    """
+    path = os.fspath(path)
+    head, tail = os.path.split(path)
+    if not tail:
+        head, tail = os.path.split(head)
+    if head and tail and not os.path.exists(head):
+        try:
+            makeDirectories(head)
+        except FileExistsError:
+            pass  # made meanwhile by another thread or process
+    try:
+        os.mkdir(path, PRIVATE_DIRECTORY)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def privateFile(path, flags):
+    """
+    An C{opener} for C{open()}: a file it creates is C{0600}, e.g.
+    C{open(path, "w", opener=privateFile)}.
+    """
+    return os.open(path, flags, PRIVATE_FILE)
+
+
 def makeMaildir(path, folder):
-    """Create cur/ new/ tmp/ (and the Maildir++ C{maildirfolder} marker) if missing."""
+    """
+    Create cur/ new/ tmp/ (and the Maildir++ C{maildirfolder} marker) if
+    missing; the Maildir itself and its parents too, all private.
+    """
     for sub in ("cur", "new", "tmp"):
-        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+        makeDirectories(os.path.join(path, sub))
     if folder:
-        os.close(os.open(os.path.join(path, "maildirfolder"), os.O_WRONLY | os.O_CREAT, 0o600))
+        os.close(privateFile(os.path.join(path, "maildirfolder"), os.O_WRONLY | os.O_CREAT))
 
 
 def fsyncDirectory(path):
@@ -56,7 +102,7 @@ def createTemporary(tmpDir):
         name = uniqueName()
         path = os.path.join(tmpDir, name)
         try:
-            return name, path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            return name, path, privateFile(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             continue
 

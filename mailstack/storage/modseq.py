@@ -36,6 +36,8 @@ import time
 
 from twisted.logger import Logger
 
+from mailstack.storage.files import privateFile
+
 log = Logger()
 
 MODSEQ_FILE = "mailstack-modseq"
@@ -246,12 +248,12 @@ class ModseqState:
             with self._lock():
                 if self._rewrite:
                     temporary = "%s.%d.tmp" % (self.path, os.getpid())
-                    with open(temporary, "w", encoding="ascii") as f:
+                    with open(temporary, "w", encoding="ascii", opener=privateFile) as f:
                         f.write(self._snapshot())
                     os.rename(temporary, self.path)
                     self._appended = len(self.modseqs) + len(self.expunges)
                 else:
-                    with open(self.path, "a", encoding="ascii") as f:
+                    with open(self.path, "a", encoding="ascii", opener=privateFile) as f:
                         f.write("".join(line + "\n" for line in self._pending))
                     self._appended += len(self._pending)
         except OSError as e:
