@@ -4,12 +4,16 @@ a disk that fills up, locks held by other programs; what the client reads and
 what the log says.
 """
 
+import errno
+import os
+import smtplib
 import socket
 
 from twisted.internet import defer
 from twisted.logger import LogLevel, globalLogPublisher
 
-from tests.e2e.test_imap import IMAPTestCase
+from mailstack.storage import crlf
+from tests.e2e.test_imap import MESSAGE, IMAPTestCase
 from tests.helpers import sleep
 
 
@@ -62,4 +66,92 @@ class StreamingClientGoneTests(IMAPTestCase):
         yield self.inThread(session)
         yield self.waitForNoSessions()
         yield sleep(0.1)
+        self.assertEqual(watch.problems(), [])
+
+
+def writeThenDiskFull(source, f):
+    """A crlf.copyAsCRLF that writes a little, then finds the disk full."""
+    f.write(source.read(10))
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class DurableThenFailTests(IMAPTestCase):
+    """
+    SMTP while an IMAP session has INBOX open, and another program holds or
+    breaks dovecot-uidlist; and SMTP/IMAP on a full disk.
+    """
+
+    @defer.inlineCallbacks
+    def session(self):
+        """An imaplib session with INBOX selected, logged out at the end."""
+        imap = yield self.inThread(self.loggedIn, "imapplain")
+        self.addCleanup(self.inThread, imap.logout)
+        yield self.inThread(imap.select, "INBOX")
+        return imap
+
+    def send(self):
+        c = smtplib.SMTP("127.0.0.1", self.port("smtp"), timeout=10)
+        try:
+            c.ehlo("client.example")
+            c.mail("kim@example.com")
+            c.rcpt("demo@lab.test")
+            return c.data(MESSAGE)
+        finally:
+            c.close()
+
+    @defer.inlineCallbacks
+    def test_uidListLockedWhileSessionListens(self):
+        """A session has INBOX selected, another program holds dovecot-uidlist.lock:
+        SMTP answers 250 (the message is on disk), stores it once, and the session
+        sees it once the lock is gone."""
+        inbox = self.inbox()
+        inbox.lockTimeout = 0.1
+        watch = LogWatch(self)
+        imap = yield self.session()
+        lock = os.path.join(inbox.path, "dovecot-uidlist.lock")
+        with open(lock, "w"):
+            pass
+        code, text = yield self.inThread(self.send)
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(self.files()), 1)
+        os.unlink(lock)
+        yield self.inThread(imap.noop)
+        self.assertEqual(imap.response("EXISTS")[1][-1], b"1")
+        self.assertEqual(watch.problems(), [])
+
+    @defer.inlineCallbacks
+    def test_uidListDirectoryWhileSessionListens(self):
+        """dovecot-uidlist is a directory while a session listens: 250, stored once."""
+        inbox = self.inbox()
+        watch = LogWatch(self)
+        imap = yield self.session()
+        path = os.path.join(inbox.path, "dovecot-uidlist")
+        os.unlink(path)
+        os.mkdir(path)
+        code, text = yield self.inThread(self.send)
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(self.files()), 1)
+        self.assertEqual(watch.problems(), [])
+
+    @defer.inlineCallbacks
+    def test_smtpDiskFull(self):
+        """A full disk: 452 4.3.1 at the end of DATA, nothing left in tmp/ or new/."""
+        self.patch(crlf, "copyAsCRLF", writeThenDiskFull)
+        watch = LogWatch(self)
+        code, text = yield self.inThread(self.send)
+        self.assertEqual((code, text[:5]), (452, b"4.3.1"))
+        self.assertEqual(self.files(), [])
+        self.assertEqual(os.listdir(os.path.join(self.inbox().path, "tmp")), [])
+        self.assertEqual(watch.problems(), [])
+
+    @defer.inlineCallbacks
+    def test_appendDiskFull(self):
+        """IMAP APPEND on a full disk: NO [OVERQUOTA] Not enough disk space, as Dovecot."""
+        self.patch(crlf, "copyAsCRLF", writeThenDiskFull)
+        watch = LogWatch(self)
+        imap = yield self.inThread(self.loggedIn, "imapplain")
+        typ, data = yield self.inThread(imap.append, "INBOX", None, None, MESSAGE)
+        self.assertEqual((typ, data), ("NO", [b"[OVERQUOTA] Not enough disk space"]))
+        yield self.inThread(imap.logout)
+        self.assertEqual(self.files(), [])
         self.assertEqual(watch.problems(), [])
