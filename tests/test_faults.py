@@ -461,3 +461,111 @@ class POP3QuitFaultTests(POP3TestMixin, unittest.TestCase):
             self.assertEqual(len(f.read().splitlines()), 3)  # header + UIDs 2 and 3
         again = self.loggedIn()
         self.assertTrue(again.send(b"STAT\r\n").startswith(b"+OK 2 "))
+
+
+class SymlinkTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Symbolic links inside a Maildir: what resolves outside the account's own
+    directory is never served nor written to.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.log = LogWatch(self)
+        self.other = self.store.account("bob@lab.test")
+        self.other.createMailbox("Private")
+        self.otherBox = self.other.getMailbox("Private")
+        self.otherBox.append(b"Subject: bob's secret\r\n\r\nsecret\r\n")
+        self.outside = os.path.abspath(self.mktemp())
+        os.makedirs(self.outside)
+        self.secret = os.path.join(self.outside, "hostname")
+        with open(self.secret, "wb") as f:
+            f.write(b"Subject: not mail\r\n\r\nsecret host\r\n")
+
+    def contents(self, path):
+        return sorted(os.path.relpath(os.path.join(d, f), path)
+                      for d, _, files in os.walk(path) for f in files)
+
+    def test_folderLinkedToOtherUser(self):
+        """A folder that is a link to another user's folder: not listed, SELECT/APPEND/STATUS
+        refused with NO, nothing written there, one log line."""
+        os.symlink(os.path.abspath(self.otherBox.path), os.path.join(self.account.path, ".Stolen"))
+        before = self.contents(self.otherBox.path)
+        self.login()
+        self.assertNotIn(b"Stolen", self.send(b"a LIST \"\" *\r\n"))
+        self.assertEqual(self.send(b"b SELECT Stolen\r\n"),
+                         b"b NO mailbox Stolen links outside this account; refused\r\n")
+        self.assertTrue(self.send(b"c STATUS Stolen (MESSAGES)\r\n").startswith(b"c NO "))
+        self.send(b"d APPEND Stolen {%d}\r\n" % (len(MESSAGE),))
+        self.assertTrue(self.send(MESSAGE + b"\r\n").startswith(b"d NO "))
+        self.assertEqual(self.contents(self.otherBox.path), before)
+        self.assertEqual(self.log.problems(), [])
+        self.assertEqual(len([t for t in self.log.texts() if "links outside" in t]), 1)
+
+    def test_curLinkedOutside(self):
+        """INBOX whose cur/ is a link outside the account: SELECT is refused."""
+        cur = os.path.join(self.account.path, "cur")
+        os.rmdir(cur)
+        os.symlink(self.outside, cur)
+        self.login()
+        self.assertTrue(self.send(b"b SELECT INBOX\r\n").startswith(b"b NO "))
+        self.assertEqual(self.log.problems(), [])
+
+    def test_folderLinkInsideAccount(self):
+        """A link to another folder of the same account is served (it stays inside)."""
+        self.account.createMailbox("Real")
+        self.deliver(mailbox="Real")
+        os.symlink(".Real", os.path.join(self.account.path, ".Alias"))
+        self.login()
+        self.assertIn(b"Alias", self.send(b"a LIST \"\" *\r\n"))
+        self.assertIn(b"* 1 EXISTS", self.send(b"b SELECT Alias\r\n"))
+
+    def test_deleteLinkedFolder(self):
+        """DELETE of a folder that is a link removes the link, never what it points to."""
+        os.symlink(os.path.abspath(self.otherBox.path), os.path.join(self.account.path, ".Stolen"))
+        before = self.contents(self.otherBox.path)
+        self.account.deleteMailbox("Stolen")
+        self.assertEqual(self.contents(self.otherBox.path), before)
+        self.assertFalse([n for n in os.listdir(self.account.path) if "Stolen" in n
+                          or n.startswith("..mailstack-deleted")])
+
+    def test_messageLinkedToSystemFile(self):
+        """A message file that is a link (to /etc/hostname, say) is not a message: not
+        counted, not fetched; logged once."""
+        self.deliver()
+        os.symlink(self.secret, os.path.join(self.account.path, "cur", "1.M1P1.evil:2,S"))
+        out = self.select()
+        self.assertIn(b"* 1 EXISTS", out)
+        out = self.send(b"a FETCH 1:* BODY.PEEK[]\r\n")
+        self.assertNotIn(b"secret", out)
+        self.send(b"b NOOP\r\n")
+        self.assertEqual(self.log.problems(), [])
+        self.assertEqual(len([t for t in self.log.texts() if "1.M1P1.evil" in t]), 1)
+
+    def test_messageBecomesLinkAfterListing(self):
+        """A message file replaced by a link after it was listed: FETCH does not follow it."""
+        self.deliver()
+        self.select()
+        inbox = self.account.getMailbox("INBOX")
+        path = inbox._entryPath(inbox._entries[1])
+        os.unlink(path)
+        os.symlink(self.secret, path)
+        out = self.send(b"a FETCH 1 BODY.PEEK[]\r\n")
+        self.assertNotIn(b"secret", out)
+        self.flushLoggedErrors()
+
+    def test_modseqFileLinkNotWritten(self):
+        """mailstack-modseq planted as a link to a file elsewhere: that file is never
+        written (appends refuse to follow the link)."""
+        target = os.path.join(self.outside, "victim")
+        with open(target, "w") as f:
+            f.write("precious\n")
+        inbox = self.account.getMailbox("INBOX")
+        modseq = os.path.join(inbox.path, "mailstack-modseq")
+        if os.path.exists(modseq):
+            os.unlink(modseq)
+        os.symlink(target, modseq)
+        self.deliver()
+        inbox.sync()
+        with open(target) as f:
+            self.assertEqual(f.read(), "precious\n")

@@ -9,12 +9,13 @@ import os
 import shutil
 import uuid
 
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailstack.storage.files import makeMaildir
 from mailstack.storage.interfaces import (
     IAccountStore, IMailStore, InvalidMailboxName, MailboxExists, MailboxNotEmpty,
-    NoSuchMailbox)
+    NoSuchMailbox, StoreError)
 from mailstack.storage.maildir import MaildirMailbox
 from mailstack.storage.names import checkName, decodeDirName, isValidName
 from mailstack.storage.specialuse import SPECIAL_USE, readSpecialUse, updateSpecialUse
@@ -23,6 +24,8 @@ from mailstack.storage.subscriptions import (
     SUBSCRIPTIONS, readSubscriptions, writeSubscriptions)
 
 __all__ = ["InvalidAddress", "MaildirAccount", "MaildirStore"]
+
+log = Logger()
 
 
 class InvalidAddress(InvalidMailboxName, ValueError):
@@ -41,7 +44,9 @@ class MaildirAccount:
         self.path = path
         self.watcher = watcher
         self._mailboxes = {}
+        self._refusedLinks = set()
         makeMaildir(path, folder=False)
+        self._realPath = os.path.realpath(path)
 
     def __repr__(self):
         return "<MaildirAccount %r>" % (self.address,)
@@ -56,7 +61,37 @@ class MaildirAccount:
             return []
         return [e.name for e in entries
                 if e.name.startswith(".") and e.name not in (".", "..")
-                and e.is_dir() and decodeDirName(e.name) is not None]
+                and e.is_dir() and decodeDirName(e.name) is not None
+                and (not e.is_symlink() or self._confined(e.path))]
+
+    def _confined(self, path):
+        """
+        Whether the mailbox directory C{path} and its cur/ new/ tmp/ stay
+        inside this account's directory once symbolic links are resolved.
+        Links are rare: without one, four C{lstat()} calls decide.
+        """
+        paths = [path] + [os.path.join(path, sub) for sub in ("cur", "new", "tmp")]
+        if not any(os.path.islink(p) for p in paths):
+            return True
+        root = self._realPath
+        for p in paths:
+            real = os.path.realpath(p)
+            if real != root and not real.startswith(root + os.sep):
+                return False
+        return True
+
+    def _checkConfined(self, canonical, path):
+        """
+        @raise StoreError: if the mailbox at C{path} links outside the account
+            (another user's Maildir, anywhere on the system): never served.
+        """
+        if self._confined(path):
+            return
+        if path not in self._refusedLinks:
+            self._refusedLinks.add(path)
+            log.warn("{account}: refusing mailbox {name}: {path} links outside the account "
+                     "directory", account=self, name=canonical, path=path)
+        raise StoreError("mailbox %s links outside this account; refused" % (canonical,))
 
     def listMailboxes(self):
         return sorted(["INBOX"] + [decodeDirName(d) for d in self._folderDirs()])
@@ -70,10 +105,11 @@ class MaildirAccount:
 
     def getMailbox(self, name):
         canonical, dirName = checkName(name)
+        path = self._path(dirName)
+        self._checkConfined(canonical, path)
         mailbox = self._mailboxes.get(dirName)
         if mailbox is not None and not mailbox._gone:
             return mailbox
-        path = self._path(dirName)
         if not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
         makeMaildir(path, folder=bool(dirName))
@@ -125,7 +161,10 @@ class MaildirAccount:
         # Rename first so the folder disappears at once, even if removal is slow.
         trash = os.path.join(self.path, "..mailstack-deleted." + uuid.uuid4().hex)
         os.rename(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        if os.path.islink(trash):
+            os.unlink(trash)  # a linked folder: drop the link, never what it points to
+        else:
+            shutil.rmtree(trash, ignore_errors=True)
         mailbox = self._mailboxes.pop(dirName, None)
         if mailbox is not None:
             mailbox._vanish()

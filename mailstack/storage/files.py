@@ -57,9 +57,11 @@ def makeDirectories(path):
 def privateFile(path, flags):
     """
     An C{opener} for C{open()}: a file it creates is C{0600}, e.g.
-    C{open(path, "w", opener=privateFile)}.
+    C{open(path, "w", opener=privateFile)}; a symbolic link at C{path} is
+    refused (C{ELOOP}), never followed.
     """
-    return os.open(path, flags, PRIVATE_FILE)
+    # Never through a symbolic link planted where mailstack writes its files.
+    return os.open(path, flags | os.O_NOFOLLOW, PRIVATE_FILE)
 
 
 def makeMaildir(path, folder):
@@ -135,16 +137,32 @@ def sizeFields(base):
             int(fields["W"]) if "W" in fields else None)
 
 
-def listMessages(path):
-    """@return: C{{base: (subdir, filename)}} of the messages in new/ then cur/ of C{path}."""
+def listMessages(path, refused=None):
+    """
+    @param refused: a list to which C{(subdir, filename)} is appended for each
+        entry that is not a regular file (a symbolic link, a directory...):
+        those are never messages, so a link to a file outside the Maildir is
+        never served. Telling them apart costs no C{stat()} where the
+        filesystem reports entry types (C{d_type}).
+    @return: C{{base: (subdir, filename)}} of the messages in new/ then cur/ of C{path}.
+    """
     listing = {}
     for subdir in ("new", "cur"):
         try:
-            names = os.listdir(os.path.join(path, subdir))
+            entries = list(os.scandir(os.path.join(path, subdir)))
         except FileNotFoundError:
             continue
-        for filename in names:
+        for entry in entries:
+            filename = entry.name
             if filename.startswith(".") or "\n" in filename or "\r" in filename:
+                continue
+            try:
+                regular = entry.is_file(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if not regular:
+                if refused is not None:
+                    refused.append((subdir, filename))
                 continue
             listing[splitFilename(filename)[0]] = (subdir, filename)
     return listing

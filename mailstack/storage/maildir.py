@@ -13,6 +13,7 @@ L{flags}, L{names}, L{subscriptions}, L{specialuse}, L{modseq} and L{uidlist}.
 
 import contextlib
 import dataclasses
+import errno
 import io
 import os
 import shutil
@@ -149,6 +150,7 @@ class MaildirMailbox:
         # UIDs this process placed in cur/ (APPEND or COPY with flags) that no
         # read-write session has claimed yet: \Recent like the files in new/.
         self._unclaimed = set()
+        self._refused = set()  # (subdir, filename) of non-files already logged
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
         self.cleanTemporary()
         self._sync(claimRecent=False)
@@ -236,8 +238,20 @@ class MaildirMailbox:
         return any(value is not None and value[0] > limit for value in stamps)
 
     def _listFiles(self):
-        """@return: C{{base: (subdir, filename)}} of the messages in new/ then cur/."""
-        return listMessages(self.path)
+        """
+        @return: C{{base: (subdir, filename)}} of the messages in new/ then cur/.
+            Symbolic links and other non-files are not messages (a link could
+            serve a file from anywhere): each is logged once, then ignored.
+        """
+        refused = []
+        listing = listMessages(self.path, refused)
+        for location in refused:
+            if location not in self._refused:
+                self._refused.add(location)
+                log.warn("{mailbox}: ignoring {subdir}/{name}: not a regular file "
+                         "(a symbolic link?)", mailbox=self, subdir=location[0],
+                         name=location[1])
+        return listing
 
     def _listFilesCarefully(self):
         """
@@ -441,7 +455,7 @@ class MaildirMailbox:
             wireSize = next((int(f[1:]) for f in entry.extensions
                              if f[:1] == "W" and f[1:].isdigit()), None)
         path = self._entryPath(entry)
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=False)
         entry.mtime = st.st_mtime
         entry.diskSize = diskSize if diskSize is not None else st.st_size
         entry.wireSize = wireSize if wireSize is not None else crlf.wireSize(path)
@@ -498,7 +512,15 @@ class MaildirMailbox:
     def openMessage(self, uid):
         entry = self._entry(uid)
         self._withFile(entry, lambda: self._fillSizes(entry))
-        f = self._withFile(entry, lambda: open(self._entryPath(entry), "rb"))
+        try:
+            f = self._withFile(entry, lambda: open(self._entryPath(entry), "rb",
+                                                   opener=_noFollow))
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            log.warn("{mailbox}: refusing {name}: a symbolic link", mailbox=self,
+                     name=entry.filename)
+            raise StoreError("message %d cannot be read" % (entry.uid,))
         if entry.wireSize == entry.diskSize:
             return f
         return io.BufferedReader(crlf.CRLFReader(f, entry.wireSize), CHUNK_SIZE)
