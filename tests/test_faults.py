@@ -325,6 +325,18 @@ class SMTPDeliveryFaultTests(unittest.TestCase):
         self.assertEqual(self.log.problems(), [])
         self.assertEqual(len([t for t in self.log.texts() if "open sessions" in t]), 1)
 
+    def test_noLockWaitAfterDelivery(self):
+        """Telling open sessions after a delivery never waits for a lock another program
+        holds (it would stall every session of the server for the lock timeout)."""
+        self.listen(self.inbox)
+        with open(os.path.join(self.inbox.path, "dovecot-uidlist.lock"), "w"):
+            pass
+        sleeps = []
+        self.patch(dotlock.time, "sleep", sleeps.append)
+        self.assertIsNone(self.successResultOf(self.deliver("demo@lab.test")))
+        self.assertEqual(sleeps, [])
+        self.assertEqual(len(self.files(self.inbox)["new"]), 1)
+
     def test_uidListDirectoryAfterDelivery(self):
         """dovecot-uidlist is a directory while a session listens: still 250, stored once."""
         self.listen(self.inbox)
@@ -404,7 +416,7 @@ class WatcherRetryTests(unittest.TestCase):
         class FlakyMailbox:
             calls = 0
 
-            def noteDelivery(self):
+            def noteDelivery(self, wait=True):
                 self.calls += 1
                 if self.calls == 1:
                     raise StoreError("mailbox is locked by another process; try again later")

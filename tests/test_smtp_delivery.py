@@ -31,7 +31,7 @@ class FakeMailbox:
     def deliver(self, source):
         self.delivered.append(source.read())
 
-    def noteDelivery(self):
+    def noteDelivery(self, wait=True):
         self.notes += 1
 
     def hasListeners(self):

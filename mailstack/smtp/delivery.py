@@ -230,7 +230,7 @@ def _noteDelivery(mailbox, what):
     session's next command, or the watcher) finds it.
     """
     try:
-        mailbox.noteDelivery()
+        mailbox.noteDelivery(wait=False)  # never wait for a lock in the reactor thread
     except (StoreError, OSError) as e:
         log.warn("{what}: stored in {mailbox}; telling its open sessions failed ({error}); "
                  "they see it at their next sync", what=what, mailbox=mailbox, error=e)

@@ -218,7 +218,7 @@ class IMailboxStore(Interface):
         @raise StoreError: if the message vanished before it got a UID.
         """
 
-    def noteDelivery():
+    def noteDelivery(wait=True):
         """
         Tell this process's listeners that new mail may have arrived (after
         L{deliver} ran in a thread): performs a L{sync} in the reactor thread and
@@ -227,6 +227,9 @@ class IMailboxStore(Interface):
         session claims them: that caller's C{Changes.recent} then lists them even
         though listeners were already told they were added.
 
+        @param wait: if false, fail at once (L{StoreError}) rather than wait for
+            a lock another program holds: for callers that retry later (after
+            a delivery, the watcher), so the reactor thread never waits.
         @return: the L{Changes} found (C{recent} always empty).
         """
 

@@ -190,8 +190,14 @@ class MaildirMailbox:
         return sorted({uid for uid, entry in self._entries.items() if entry.subdir == "new"}
                       | (self._unclaimed & self._entries.keys()))
 
-    def noteDelivery(self):
-        return self._sync(claimRecent=False)
+    def noteDelivery(self, wait=True):
+        if wait:
+            return self._sync(claimRecent=False)
+        self._lockWait = False
+        try:
+            return self._sync(claimRecent=False)
+        finally:
+            self._lockWait = True
 
     def hasListeners(self):
         return bool(self._listeners)
@@ -275,8 +281,11 @@ class MaildirMailbox:
             return (order.get(base, float("inf")) if order else 0, mtime, base)
         return key
 
+    _lockWait = True  # False: a live lock held by another program fails at once
+
     def _lock(self):
-        return DotLock(self._sub(UIDLIST), self.lockTimeout, self.staleLockAge)
+        timeout = self.lockTimeout if self._lockWait else 0
+        return DotLock(self._sub(UIDLIST), timeout, self.staleLockAge)
 
     def _rescan(self, order=None):
         """Compare the disk with memory, give UIDs to new files, return the differences."""

@@ -104,7 +104,7 @@ class MailboxWatcher(service.Service):
         if mailbox not in self._watched:
             return
         try:
-            mailbox.noteDelivery()
+            mailbox.noteDelivery(wait=False)  # a lock held elsewhere: retried, not waited for
         except (StoreError, OSError) as e:
             # A lock held by another program, a damaged dovecot-uidlist: try
             # again later (inotify may not fire again), logging only the first.
