@@ -19,6 +19,8 @@ PROTOCOLS = ("smtp", "submission", "pop3", "imap")
 TLS_MODES = ("none", "starttls", "implicit")
 TLS_VERSIONS = ("1.2", "1.3")
 PASSWORD_SCHEMES = ("PLAIN", "BLF-CRYPT")
+# listener.challenge_auth: when CRAM-MD5 and APOP are offered (docs/lab.md).
+CHALLENGE_AUTH = ("auto", "always")
 ENDPOINT_TYPES = ("tcp", "tcp6", "unix")
 
 
@@ -58,6 +60,7 @@ class ListenerConfig:
     tls: str
     allow_plaintext_auth: bool
     disabled: tuple
+    challenge_auth: str = "auto"
 
     @property
     def address(self):
@@ -168,6 +171,7 @@ _LISTENER = {
     "tls": (str, "none"),
     "allow_plaintext_auth": (bool, False),
     "disabled": (list, []),
+    "challenge_auth": (str, "auto"),
 }
 _LIMITS = {
     "message_size": (int, 25 * 1024 * 1024),
@@ -355,6 +359,9 @@ class _Loader:
             if values["tls"] not in TLS_MODES:
                 raise self.error(prefix + ".tls", "must be one of %s, not %r" % (
                     ", ".join(TLS_MODES), values["tls"]))
+            if values["challenge_auth"] not in CHALLENGE_AUTH:
+                raise self.error(prefix + ".challenge_auth", "must be one of %s, not %r" % (
+                    ", ".join(CHALLENGE_AUTH), values["challenge_auth"]))
             reason = _checkEndpoint(values["endpoint"])
             if reason:
                 raise self.error(prefix + ".endpoint", reason)
@@ -369,7 +376,8 @@ class _Loader:
             listener = ListenerConfig(
                 name=name, protocol=values["protocol"], endpoint=values["endpoint"],
                 tls=values["tls"], allow_plaintext_auth=values["allow_plaintext_auth"],
-                disabled=tuple(c.upper() for c in values["disabled"]))
+                disabled=tuple(c.upper() for c in values["disabled"]),
+                challenge_auth=values["challenge_auth"])
             for j, other in enumerate(listeners):
                 if _conflicts(listener.address, other.address):
                     raise self.error(prefix + ".endpoint",

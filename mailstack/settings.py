@@ -1,6 +1,7 @@
 """
 What every protocol engine's listener settings hold (the hostname, TLS,
-plaintext auth, disabled names, bad-command, command and auth-failure limits),
+plaintext auth, when CRAM-MD5/APOP are offered, disabled names, bad-command,
+command and auth-failure limits),
 and the one place they are read from the config. Each engine's settings class
 (L{mailstack.smtp.server.SMTPSettings}, ...) extends L{ListenerSettings} with
 its own fields.
@@ -18,12 +19,23 @@ class ListenerSettings:
     tlsMode: str = "none"
     tlsContext: object = None
     allowPlaintextAuth: bool = False
+    challengeAuth: str = "auto"
     disabled: frozenset = frozenset()
     maxBadCommands: int = 20
     maxCommands: int = 100000
     authFailuresDelay: int = 3
     authFailuresDisconnect: int = 10
     authFailureDelay: float = 2.0
+
+    def offersChallengeAuth(self, everyUserPlain):
+        """
+        Whether CRAM-MD5 (and POP3's APOP) are offered: with C{challenge_auth =
+        "always"}, or when they work for every account (C{everyUserPlain()},
+        asked each time: the users file may have changed). Clients pick the
+        strongest mechanism advertised and do not fall back, so offering one
+        that fails for some users locks those users out.
+        """
+        return self.challengeAuth == "always" or bool(everyUserPlain())
 
 
 def listenerSettings(context):
@@ -39,6 +51,7 @@ def listenerSettings(context):
         tlsMode=listener.tls,
         tlsContext=context.tlsContext,
         allowPlaintextAuth=listener.allow_plaintext_auth,
+        challengeAuth=listener.challenge_auth,
         disabled=frozenset(listener.disabled),
         maxBadCommands=limits.bad_commands,
         maxCommands=limits.commands_per_session,

@@ -90,6 +90,13 @@ class LoadTests(unittest.TestCase):
         self.assertTrue(listener.allow_plaintext_auth)
         self.assertEqual(listener.disabled, ("IDLE", "MOVE"))
         self.assertEqual(listener.address, ("127.0.0.1", 3143))
+        self.assertEqual(listener.challenge_auth, "auto")
+
+    def test_challengeAuthAlways(self):
+        """challenge_auth = "always" forces CRAM-MD5/APOP on for one listener (a lesson)."""
+        path = writeConfig(self, extra=listenerTOML("pop3", challenge_auth="always"))
+        (listener,) = loadConfig(path).listeners
+        self.assertEqual(listener.challenge_auth, "always")
 
     def test_configIsFrozen(self):
         """Config objects cannot be changed after loading."""
@@ -135,6 +142,12 @@ class ErrorTests(unittest.TestCase):
         """An unknown key in a listener names the listener's index."""
         self.assertConfigError(BASE_CONFIG, "listener[0].port", "unknown key",
                                extra=listenerTOML("smtp", port=25))
+
+    def test_badChallengeAuth(self):
+        """challenge_auth takes "auto" or "always" only."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].challenge_auth",
+                               "must be one of auto, always, not 'yes'",
+                               extra=listenerTOML("imap", challenge_auth="yes"))
 
     def test_wrongType(self):
         """A value of the wrong type is refused."""

@@ -125,6 +125,20 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         session = self.connect(cramAvailable=lambda: True, allowPlaintextAuth=False)
         self.assertIn(b"AUTH=CRAM-MD5", self.send(b"a CAPABILITY\r\n", session))
 
+    def test_cramHiddenUnlessEveryUserPlain(self):
+        """CRAM-MD5 is not offered (nor accepted) while it would fail for some user."""
+        session = self.connect(cramAvailable=lambda: False)
+        self.assertNotIn(b"CRAM-MD5", self.send(b"a CAPABILITY\r\n", session))
+        self.assertEqual(self.send(b"b AUTHENTICATE CRAM-MD5\r\n", session),
+                         b"b NO [CANNOT] Unsupported authentication mechanism\r\n")
+
+    def test_cramAlways(self):
+        """challenge_auth = "always" offers CRAM-MD5 although some user is hashed."""
+        session = self.connect(cramAvailable=lambda: False, challengeAuth="always")
+        self.assertIn(b" AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 ",
+                      self.send(b"a CAPABILITY\r\n", session))
+        self.assertTrue(self.send(b"b AUTHENTICATE CRAM-MD5\r\n", session).startswith(b"+ "))
+
     def test_implicitTLS(self):
         """An implicit-TLS listener never offers STARTTLS and allows plaintext auth."""
         session = self.connect(tlsMode="implicit", allowPlaintextAuth=False)
@@ -422,6 +436,35 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
         digest = hmac.new(b"secret", challenge, hashlib.md5).hexdigest().encode()
         out = self.send(base64.b64encode(b"alice@lab.test " + digest) + b"\r\n", session)
         self.assertIn(b"a OK [CAPABILITY", out)
+
+    def cramLogin(self, command):
+        """Send C{command}, answer its CRAM-MD5 challenge as alice; the reply."""
+        session = self.connect(cramAvailable=lambda: True)
+        out = self.send(command, session)
+        self.assertTrue(out.startswith(b"+ ") and out.endswith(b"\r\n"), out)
+        challenge = base64.b64decode(out[2:].strip())
+        digest = hmac.new(b"secret", challenge, hashlib.md5).hexdigest().encode()
+        return self.send(base64.b64encode(b"alice@lab.test " + digest) + b"\r\n", session)
+
+    def test_cramMD5TrailingSpace(self):
+        """mutt's "AUTHENTICATE CRAM-MD5 " (SASL-IR, nothing to send) gets the challenge, as in Dovecot."""
+        self.assertIn(b"a OK [CAPABILITY", self.cramLogin(b"a AUTHENTICATE CRAM-MD5 \r\n"))
+
+    def test_cramMD5EmptyInitialResponse(self):
+        """An empty initial response ("=") to CRAM-MD5 gets the challenge, as in Dovecot."""
+        self.assertIn(b"a OK [CAPABILITY", self.cramLogin(b"a AUTHENTICATE CRAM-MD5 =\r\n"))
+
+    def test_plainTrailingSpace(self):
+        """A trailing space after the mechanism means no initial response (Dovecot: "+ ")."""
+        self.assertEqual(self.send(b"a AUTHENTICATE PLAIN \r\n"), b"+ \r\n")
+        ir = base64.b64encode(b"\0alice@lab.test\0secret")
+        self.assertIn(b"a OK [CAPABILITY", self.send(ir + b"\r\n"))
+
+    def test_cramMD5InitialResponse(self):
+        """A non-empty initial response to CRAM-MD5 (a server-first mechanism) is BAD."""
+        session = self.connect(cramAvailable=lambda: True)
+        self.assertEqual(self.send(b"a AUTHENTICATE CRAM-MD5 dGVzdA==\r\n", session),
+                         b"a BAD CRAM-MD5 takes no initial response\r\n")
 
     def test_unknownMechanism(self):
         """An unsupported mechanism is NO."""

@@ -225,7 +225,9 @@ class POP3TestMixin(StoreMixin):
         settings = dict(self.settings)
         settings.update(overrides)
         if plaintextSecrets is None:
-            plaintextSecrets = self.users.hasPlaintextSecrets
+            # As if every user were {PLAIN} (bob is not): APOP and CRAM-MD5
+            # offered. ChallengeAuthTests asks the users file itself.
+            plaintextSecrets = lambda: True
         server = POP3Server(POP3Settings(**settings), self.portal, plaintextSecrets,
                             self.reactor, timestamp=timestamp)
         return Session(server, FakeTLSTransport(), self.reactor)
@@ -269,6 +271,60 @@ class GreetingTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(session.greeting, b"+OK mailstack POP3 server ready\r\n")
         self.assertEqual(session.send(b"APOP alice " + RFC_DIGEST + b"\r\n"),
                          b"-ERR APOP is disabled on this server\r\n")
+
+
+class ChallengeAuthTests(POP3TestMixin, unittest.TestCase):
+    """
+    APOP and CRAM-MD5 are offered only when they work for every user of the
+    file (or the listener's challenge_auth is "always"): clients such as curl
+    and s-nail pick them when advertised and do not fall back.
+    """
+
+    def connect(self, **overrides):
+        overrides.setdefault("plaintextSecrets", self.users.allPlaintextSecrets)
+        return POP3TestMixin.connect(self, **overrides)
+
+    def test_hashedUserHidesChallengeAuth(self):
+        """One BLF-CRYPT user (bob): no APOP timestamp, no CRAM-MD5 in CAPA or AUTH."""
+        session = self.connect()
+        self.assertEqual(session.greeting, b"+OK mailstack POP3 server ready\r\n")
+        self.assertIn(b"\r\nSASL PLAIN LOGIN\r\n", session.send(b"CAPA\r\n"))
+        self.assertEqual(session.send(b"AUTH\r\n"),
+                         b"+OK Available SASL mechanisms\r\nPLAIN\r\nLOGIN\r\n.\r\n")
+        self.assertEqual(session.send(b"AUTH CRAM-MD5\r\n"),
+                         b"-ERR Unsupported authentication mechanism\r\n")
+
+    def test_everyUserPlain(self):
+        """Once bob is gone every user is {PLAIN}: the next session offers both."""
+        self.users.removeUser("bob@lab.test")
+        session = self.connect()
+        self.assertRegex(session.greeting, rb"^\+OK mailstack POP3 server ready <[^>]+>\r\n$")
+        self.assertIn(b"\r\nSASL PLAIN LOGIN CRAM-MD5\r\n", session.send(b"CAPA\r\n"))
+
+    def test_followsFile(self):
+        """Adding a hashed user takes the offer back at once, in a running session too."""
+        self.users.removeUser("bob@lab.test")
+        session = self.connect()
+        self.users.addUser("bob@lab.test", "hunter2")
+        self.assertIn(b"\r\nSASL PLAIN LOGIN\r\n", session.send(b"CAPA\r\n"))
+        self.assertEqual(self.connect().greeting, b"+OK mailstack POP3 server ready\r\n")
+
+    def test_always(self):
+        """challenge_auth = "always": offered with bob hashed; APOP works for {PLAIN} users."""
+        session = self.connect(challengeAuth="always")
+        match = re.match(rb"^\+OK mailstack POP3 server ready (<[^>]+>)\r\n$",
+                         session.greeting)
+        self.assertIsNotNone(match, session.greeting)
+        self.assertIn(b"\r\nSASL PLAIN LOGIN CRAM-MD5\r\n", session.send(b"CAPA\r\n"))
+        digest = hashlib.md5(match.group(1) + b"secret").hexdigest().encode("ascii")
+        self.assertTrue(session.send(b"APOP alice " + digest + b"\r\n").startswith(
+            b"+OK Logged in"))
+
+    def test_alwaysStillDisableable(self):
+        """challenge_auth = "always" does not override a listener's disabled list."""
+        session = self.connect(challengeAuth="always", disabled=frozenset(["APOP", "CRAM-MD5"]))
+        self.assertEqual(session.greeting, b"+OK mailstack POP3 server ready\r\n")
+        self.assertIn(b"\r\nSASL PLAIN LOGIN\r\n", session.send(b"CAPA\r\n"))
 
 
 class CapabilityTests(POP3TestMixin, unittest.TestCase):
@@ -948,7 +1004,7 @@ class TransferLifecycleTests(POP3TestMixin, unittest.TestCase):
         settings = dict(self.settings, chunkSize=8)
         settings.update(overrides)
         server = POP3Server(POP3Settings(**settings), self.portal,
-                            self.users.hasPlaintextSecrets, self.reactor)
+                            self.users.allPlaintextSecrets, self.reactor)
         session = Session(server, ConnectionTransport(), self.reactor)
         self.assertTrue(session.login().startswith(b"+OK Logged in"))
         self.opened = []
@@ -1475,7 +1531,7 @@ class OursMixin:
         server = POP3Server(
             POP3Settings(hostname="mail.lab.test", tlsMode="starttls",
                          tlsContext=object(), allowPlaintextAuth=True),
-            self.portal, self.users.hasPlaintextSecrets, self.reactor, timestamp=timestamp)
+            self.portal, lambda: True, self.reactor, timestamp=timestamp)
         return Session(server, FakeTLSTransport(), self.reactor)
 
 

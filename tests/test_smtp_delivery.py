@@ -18,7 +18,7 @@ class FakeUsers:
     def lookup(self, address):
         return address if address.lower() in self.addresses else None
 
-    def hasPlaintextSecrets(self):
+    def allPlaintextSecrets(self):
         return False
 
 

@@ -556,13 +556,76 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
                          b"235 2.7.0 Authentication successful\r\n")
 
     def test_longLineEndsExchange(self):
-        """An over-long line during AUTH ends the exchange with 500 5.5.6 (RFC 4954)."""
+        """A line over 12,288 octets + CRLF during AUTH ends the exchange with 500 5.5.6 (RFC 4954)."""
         self.ehlo()
         self.send(b"AUTH LOGIN\r\n")
-        self.assertEqual(self.send(b"x" * 600 + b"\r\n"),
+        self.assertEqual(self.send(b"x" * 12289 + b"\r\n"),
                          b"500 5.5.6 Authentication Exchange line is too long\r\n")
         # The next line is a command again, not SASL data.
         self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 OK\r\n")
+
+    def test_longLineEndsExchangeInPieces(self):
+        """An over-long AUTH line arriving in pieces gets one 500 5.5.6 and is dropped."""
+        self.ehlo()
+        self.send(b"AUTH PLAIN\r\n")
+        self.assertEqual(self.send(b"A" * 8000), b"")
+        self.assertEqual(self.send(b"A" * 8000),
+                         b"500 5.5.6 Authentication Exchange line is too long\r\n")
+        self.assertEqual(self.send(b"A" * 8000 + b"\r\nNOOP\r\n"), b"250 2.0.0 OK\r\n")
+
+    def test_authResponseUpTo12288Octets(self):
+        """RFC 4954 section 4: an AUTH response line of 12,288 octets + CRLF is SASL data (not 500)."""
+        self.ehlo()
+        self.assertEqual(self.send(b"AUTH PLAIN\r\n"), b"334 \r\n")
+        response = self.plain(b"alice@lab.test", b"p" * (9216 - 16))
+        self.assertEqual(len(response), 12288)
+        self.assertEqual(self.send(response[:5000]), b"")
+        self.assertEqual(self.send(response[5000:] + b"\r\n"),
+                         b"535 5.7.8 Authentication credentials invalid\r\n")
+        self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 OK\r\n")
+
+    def test_longAuthResponseLogsIn(self):
+        """A long but legal response (a 9 KB LOGIN password) logs in."""
+        password = b"x" * 9000
+        checker = InMemoryUsernamePasswordDatabaseDontUse(**{"alice@lab.test": password})
+        self.portal = Portal(SubmitterRealm(), [checker])
+        self.connect(allowPlaintextAuth=True)
+        self.ehlo()
+        self.send(b"AUTH LOGIN\r\n")
+        self.send(base64.b64encode(b"alice@lab.test") + b"\r\n")
+        self.assertEqual(self.send(base64.b64encode(password) + b"\r\n"),
+                         b"235 2.7.0 Authentication successful\r\n")
+
+    def test_commandLineLimitUnchanged(self):
+        """Outside an AUTH exchange the 512-octet command line limit still holds."""
+        self.ehlo()
+        self.assertEqual(self.send(b"AUTH PLAIN " + b"A" * 600 + b"\r\n"),
+                         b"500 5.5.2 Line too long (limit 512 octets)\r\n")
+
+    def test_cramMD5EmptyInitialResponse(self):
+        """AUTH CRAM-MD5 = (an empty initial response) gets the challenge, as Dovecot's POP3 does."""
+        self.ehlo()
+        out = self.send(b"AUTH CRAM-MD5 =\r\n")
+        self.assertTrue(out.startswith(b"334 "), out)
+        challenge = base64.b64decode(out[4:].strip())
+        digest = hmac.new(b"secret", challenge, hashlib.md5).hexdigest().encode()
+        self.assertEqual(self.send(base64.b64encode(b"alice@lab.test " + digest) + b"\r\n"),
+                         b"235 2.7.0 Authentication successful\r\n")
+
+    def test_cramHiddenUnlessEveryUserPlain(self):
+        """CRAM-MD5 is not offered while some user's secret is hashed; 504 if asked for."""
+        self.policy.plaintext = False
+        self.connect(allowPlaintextAuth=True)
+        self.assertIn(b"250-AUTH PLAIN LOGIN\r\n", self.ehlo())
+        self.assertEqual(self.send(b"AUTH CRAM-MD5\r\n"),
+                         b"504 5.5.4 Unrecognized authentication type\r\n")
+
+    def test_cramAlways(self):
+        """challenge_auth = "always" offers CRAM-MD5 although some user's secret is hashed."""
+        self.policy.plaintext = False
+        self.connect(allowPlaintextAuth=True, challengeAuth="always")
+        self.assertIn(b"250-AUTH PLAIN LOGIN CRAM-MD5\r\n", self.ehlo())
+        self.assertTrue(self.send(b"AUTH CRAM-MD5\r\n").startswith(b"334 "))
 
     def test_cramMD5(self):
         """CRAM-MD5 verifies the HMAC of the challenge."""

@@ -93,7 +93,7 @@ class ParseTests(PasswdFileMixin, unittest.TestCase):
         users = self.passwdFile()
         self.assertIsNone(users.lookup("demo"))
         self.assertEqual(users.listUsers(), [])
-        self.assertFalse(users.hasPlaintextSecrets())
+        self.assertFalse(users.allPlaintextSecrets())
 
     def test_dovecotLines(self):
         """Full lines, short lines, blank lines and comments are all read."""
@@ -279,13 +279,45 @@ class VerifyTests(PasswdFileMixin, unittest.TestCase):
         self.assertEqual(users.plaintextSecret("PLAIN@lab.test"), "secret")
         self.assertIsNone(users.plaintextSecret("hashed"))
         self.assertIsNone(users.plaintextSecret("nobody"))
-        self.assertTrue(users.hasPlaintextSecrets())
 
-    def test_hasPlaintextSecretsFalse(self):
+    def test_allPlaintextSecretsMixed(self):
+        """One BLF-CRYPT user among {PLAIN} ones: CRAM-MD5/APOP would not work for all."""
+        users = self.passwdFile()
+        users.addUser("demo", "demo", scheme="PLAIN")
+        users.addUser("student", "secret")
+        self.assertFalse(users.allPlaintextSecrets())
+
+    def test_allPlaintextSecretsOnlyHashed(self):
         """With only hashed users there are no plaintext secrets."""
         users = self.passwdFile()
         users.addUser("hashed", "secret")
-        self.assertFalse(users.hasPlaintextSecrets())
+        self.assertFalse(users.allPlaintextSecrets())
+
+    def test_allPlaintextSecretsAllPlain(self):
+        """Every user {PLAIN} (including {PLAIN.B64}): challenge mechanisms work for all."""
+        self.write("demo@lab.test:{PLAIN}demo:::::\n"
+                   "colon@lab.test:{PLAIN.B64}YTpi:::::\n")
+        self.assertTrue(self.passwdFile().allPlaintextSecrets())
+
+    def test_allPlaintextSecretsUnsupportedScheme(self):
+        """A user stored in a scheme we cannot read is not {PLAIN} either."""
+        self.write("demo@lab.test:{PLAIN}demo:::::\n"
+                   "old@lab.test:{SHA512-CRYPT}$6$x$y:::::\n")
+        self.assertFalse(self.passwdFile().allPlaintextSecrets())
+
+    def test_allPlaintextSecretsFollowsFile(self):
+        """The answer follows the file: adding, then removing, a hashed user."""
+        users = self.passwdFile()
+        users.addUser("demo", "demo", scheme="PLAIN")
+        self.assertTrue(users.allPlaintextSecrets())
+        other = self.passwdFile()  # another process: the admin command
+        other.addUser("student", "secret")
+        self.assertFalse(users.allPlaintextSecrets())
+        other.removeUser("student")
+        self.assertTrue(users.allPlaintextSecrets())
+        self.write("student@lab.test:{PLAIN}secret:::::\n" + bcryptLine(
+            "alice@lab.test", b"pw"))
+        self.assertFalse(users.allPlaintextSecrets())
 
 
 class ChangeTests(PasswdFileMixin, unittest.TestCase):
@@ -379,7 +411,7 @@ class ChangeTests(PasswdFileMixin, unittest.TestCase):
         self.assertEqual(users.setPassword("demo", "new", scheme="blf-crypt"), "BLF-CRYPT")
         self.assertEqual(users.lookup("demo").scheme, "BLF-CRYPT")
         self.assertTrue(users.verifyPassword("demo", "new"))
-        self.assertFalse(users.hasPlaintextSecrets())
+        self.assertFalse(users.allPlaintextSecrets())
 
     def test_setPasswordUnknownScheme(self):
         """A user with an unsupported scheme gets BLF-CRYPT on a password change."""

@@ -3,7 +3,8 @@ Users in a Dovecot passwd-file: C{address:{SCHEME}secret:::::} lines.
 
 Dovecot reads the same file (so C{doveadm pw} output can be pasted in, and our
 file can serve a Dovecot next to us). Schemes understood: C{BLF-CRYPT} (bcrypt,
-the default) and C{PLAIN} (needed by APOP and CRAM-MD5). A line with any other
+the default) and C{PLAIN} (needed by APOP and CRAM-MD5, which are offered
+unasked only when every user is PLAIN: L{PasswdFile.allPlaintextSecrets}). A line with any other
 scheme is logged; that user still exists (mail is accepted for it) but cannot log
 in here.
 
@@ -237,7 +238,7 @@ class PasswdFile:
         self._lock = threading.Lock()
         self._stamp = None
         self._users = {}
-        self._anyPlaintext = False  # derived from _users at each (re)load
+        self._allPlaintext = False  # derived from _users at each (re)load
         self._dummyCost = bcryptRounds  # likewise
         self._dummyHashes = {}
 
@@ -283,15 +284,18 @@ class PasswdFile:
         users = self._current()
         return [users[address] for address in sorted(users)]
 
-    def hasPlaintextSecrets(self):
+    def allPlaintextSecrets(self):
         """
-        C{True} if some user is stored PLAIN, so APOP and CRAM-MD5 can work.
-        Asked per connection and per CAPA: answered from the last load, not by
-        scanning every user again.
+        C{True} if there are users and every one is stored PLAIN: only then do
+        APOP and CRAM-MD5 work for whoever logs in. Offered while one user is
+        hashed, they would be picked by clients that choose the strongest
+        advertised mechanism (curl, mutt, s-nail) and fail for that user,
+        without falling back. Asked per connection, CAPA and EHLO: follows the
+        file (reloaded when it changes), answered from the last load.
         """
         with self._lock:
             self._load()
-            return self._anyPlaintext
+            return self._allPlaintext
 
     def plaintextSecret(self, name):
         """
@@ -359,13 +363,13 @@ class PasswdFile:
 
     def _load(self):
         """
-        Bring C{_users}, C{_anyPlaintext} and C{_dummyCost} up to date (call
+        Bring C{_users}, C{_allPlaintext} and C{_dummyCost} up to date (call
         with C{_lock} held).
         """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._stamp, self._users, self._anyPlaintext = None, {}, False
+            self._stamp, self._users, self._allPlaintext = None, {}, False
             self._dummyCost = self.bcryptRounds
             return
         if _stamp(st) != self._stamp:
@@ -374,7 +378,7 @@ class PasswdFile:
                 stamp = _stamp(os.fstat(f.fileno()))
                 text = f.read().decode("utf-8", "surrogateescape")
             self._users = self._parse(text)
-            self._anyPlaintext = any(
+            self._allPlaintext = bool(self._users) and all(
                 user.scheme == "PLAIN" for user in self._users.values())
             costs = collections.Counter(
                 int(match.group(1)) for match in (

@@ -7,8 +7,10 @@ L{mailstack.imap.server.IMAPServer}.
 
 Plaintext mechanisms (LOGIN, PLAIN) are offered only under TLS unless the
 listener allows plaintext auth; otherwise CAPABILITY says LOGINDISABLED and
-they are answered C{NO [PRIVACYREQUIRED]}. CRAM-MD5 is offered when some user's
-secret is stored in plaintext (it needs the secret itself).
+they are answered C{NO [PRIVACYREQUIRED]}. CRAM-MD5 needs the secret itself,
+so it is offered only when every user's secret is stored in plaintext (or the
+listener says C{challenge_auth = "always"}): clients pick the strongest
+mechanism advertised and do not fall back when it fails.
 """
 
 import base64
@@ -36,7 +38,7 @@ class AuthenticationCommands:
         mechanisms = []
         if self._plaintextAllowed():
             mechanisms += ["PLAIN", "LOGIN"]
-        if self.cramAvailable():
+        if self.settings.offersChallengeAuth(self.cramAvailable):
             mechanisms.append("CRAM-MD5")
         if not self.extensionEnabled("AUTH"):
             return []
@@ -107,7 +109,9 @@ class AuthenticationCommands:
         self._initial(d, initial, gotUser, b"Username:")
 
     def _sasl_CRAM_MD5(self, d, initial):
-        if initial is not None:
+        # The server speaks first; an empty initial response ("=") is
+        # accepted as Dovecot does (it is no data), any other is refused.
+        if initial:
             return d.callback(("BAD", None, "CRAM-MD5 takes no initial response"))
         credentials = CramMD5Credentials(self.settings.hostname)
         credentials.challenge = ("<%d.%s@%s>" % (

@@ -716,11 +716,18 @@ def args_login(reader):
 
 
 def args_authenticate(reader):
+    """
+    C{mechanism [SP initial-response]}; C{=} is an empty initial response
+    (RFC 4959) and a lone trailing space none at all, as Dovecot reads it
+    (mutt sends C{AUTHENTICATE CRAM-MD5 } when it has nothing to send first).
+    """
     mechanism = reader.atom().decode("ascii", "replace").upper()
     initial = None
     if reader.peek() == b" ":
         reader.sp()
-        if reader.trySkip(b"="):
+        if reader.atEnd():
+            pass
+        elif reader.trySkip(b"="):
             initial = b""
         else:
             initial = reader._run(frozenset(

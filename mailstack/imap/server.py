@@ -156,8 +156,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     """
     One IMAP session.
 
-    @param cramAvailable: callable saying whether CRAM-MD5 can work (some
-        user's secret is stored in plaintext).
+    @param cramAvailable: callable saying whether CRAM-MD5 works for every
+        account (every user's secret is stored in plaintext).
     @param runInThread: C{f(callable, *args) -> Deferred} running blocking
         file work (APPEND's write and fsync) off the reactor thread; by default
         the clock's thread pool if it is a reactor, else the calling thread.
@@ -734,7 +734,7 @@ def buildFactory(context):
     )
     users = context.users
     factory = IMAPFactory(settings, context.portal, context.reactor,
-                          cramAvailable=users.hasPlaintextSecrets if users is not None else None)
+                          cramAvailable=users.allPlaintextSecrets if users is not None else None)
     return ProtocolBuilt(
         factory=factory,
         refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",

@@ -94,8 +94,9 @@ class POP3Server(Protocol, TimeoutMixin):
     """
     One POP3 session: AUTHORIZATION -> TRANSACTION -> (QUIT) UPDATE.
 
-    @param plaintextSecrets: callable answering whether any user's secret is
-        stored in plaintext (then APOP and CRAM-MD5 are offered).
+    @param plaintextSecrets: callable answering whether every user's secret is
+        stored in plaintext (then APOP and CRAM-MD5 are offered; the
+        listener's C{challenge_auth = "always"} offers them regardless).
     @param timestamp: the APOP timestamp (bytes) to greet with; generated if
         L{None}.
     """
@@ -135,7 +136,7 @@ class POP3Server(Protocol, TimeoutMixin):
             self.transport)
         self.peer = self.transport.getPeer()
         self.setTimeout(self.settings.idleTimeout)
-        if self._on("APOP") and self.plaintextSecrets():
+        if self._on("APOP") and self.settings.offersChallengeAuth(self.plaintextSecrets):
             if self.timestamp is None:
                 self.timestamp = self._uniqueBanner(4)
         else:
@@ -383,7 +384,7 @@ class POP3Server(Protocol, TimeoutMixin):
         offered = []
         if self._plaintextAllowed():
             offered += ["PLAIN", "LOGIN"]
-        if self.plaintextSecrets():
+        if self.settings.offersChallengeAuth(self.plaintextSecrets):
             offered.append("CRAM-MD5")
         return [m for m in offered if self._on(m)]
 
@@ -527,7 +528,8 @@ class POP3Server(Protocol, TimeoutMixin):
         self._saslLine(initial, gotUser)
 
     def _auth_CRAM_MD5(self, initial):
-        if initial is not None:
+        # "=" is an empty initial response: no data, accepted as Dovecot does.
+        if initial not in (None, b"="):
             return self._syntax("AUTH CRAM-MD5 (no initial response)")
         credentials = CramMD5Credentials(self.settings.hostname)
         credentials.challenge = self._uniqueBanner(8)
@@ -798,7 +800,7 @@ def buildFactory(context):
         idleTimeout=limits.command_timeout,
     )
     users = context.users
-    plaintextSecrets = users.hasPlaintextSecrets if users is not None else None
+    plaintextSecrets = users.allPlaintextSecrets if users is not None else None
     factory = POP3Factory(settings, context.portal, plaintextSecrets, context.reactor)
     return ProtocolBuilt(
         factory=factory,

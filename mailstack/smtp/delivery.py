@@ -94,7 +94,7 @@ class SMTPPolicy:
         self.runInThread = runInThread or threads.deferToThread
 
     def plaintextSecretsAvailable(self):
-        return self.users.hasPlaintextSecrets()
+        return self.users.allPlaintextSecrets()
 
     def isLocal(self, address):
         return address.rpartition("@")[2] in self.domains

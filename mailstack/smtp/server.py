@@ -39,6 +39,10 @@ log = Logger()
 
 SPOOL_MEMORY = 1024 * 1024
 
+# RFC 4954 section 4: a line answering an AUTH challenge may hold 12,288
+# octets (a long SASL response), far over the 512 of a command line.
+SASL_LINE_LENGTH = 12288 + 2
+
 
 @dataclasses.dataclass(frozen=True)
 class SMTPSettings(ListenerSettings):
@@ -159,14 +163,14 @@ class SMTPServer(Protocol, TimeoutMixin):
                 continue
             end = self._buffer.find(b"\n")
             if end < 0:
-                if len(self._buffer) > self.settings.maxCommandLine:
+                if len(self._buffer) > self._lineLimit():
                     self._lineTooLong()
                 return
             line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
             if self._discardingLine:
                 self._discardingLine = False
                 continue
-            if len(line) + 1 > self.settings.maxCommandLine:
+            if len(line) + 1 > self._lineLimit():
                 self._replyLineTooLong()
                 continue
             if line.endswith(b"\r"):
@@ -174,6 +178,12 @@ class SMTPServer(Protocol, TimeoutMixin):
             self._lineReceived(line)
         if self._blocked and len(self._buffer) > 4 * self.settings.maxCommandLine:
             self.transport.pauseProducing()
+
+    def _lineLimit(self):
+        """The longest line (with its CRLF) taken now: a SASL response or a command."""
+        if self._saslHandler is not None:
+            return max(SASL_LINE_LENGTH, self.settings.maxCommandLine)
+        return self.settings.maxCommandLine
 
     def _lineTooLong(self):
         """An over-long command line: answer once, drop it up to its end."""
@@ -268,7 +278,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         if not (self.tls or self.settings.allowPlaintextAuth):
             return []
         mechanisms = ["PLAIN", "LOGIN"]
-        if self.policy.plaintextSecretsAvailable():
+        if self.settings.offersChallengeAuth(self.policy.plaintextSecretsAvailable):
             mechanisms.append("CRAM-MD5")
         return [m for m in mechanisms if m not in self.settings.disabled]
 
@@ -421,7 +431,8 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._saslLine(initial, gotUser)
 
     def _auth_CRAM_MD5(self, initial):
-        if initial is not None:
+        # "=" is an empty initial response (RFC 4954 section 4): no data.
+        if initial not in (None, b"="):
             return self._syntax("CRAM-MD5 takes no initial response")
         credentials = CramMD5Credentials(self.settings.hostname)
         credentials.challenge = ("<%d.%s@%s>" % (
