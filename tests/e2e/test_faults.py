@@ -68,6 +68,33 @@ class StreamingClientGoneTests(IMAPTestCase):
         yield sleep(0.1)
         self.assertEqual(watch.problems(), [])
 
+    @defer.inlineCallbacks
+    def test_halfCloseAfterPipelinedFetch(self):
+        """The client shuts down its sending side right after the pipelined FETCHes (a
+        mutation fuzzer's pattern): the session ends with no error logged."""
+        inbox = self.inbox()
+        body = b"Subject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 50000
+        for _ in range(4):
+            inbox.append(body)
+        watch = LogWatch(self)
+
+        def session():
+            s, f = self.raw("imapplain")
+            s.sendall(b"a1 LOGIN demo@lab.test demo\r\na2 SELECT INBOX\r\n")
+            while not f.readline().startswith(b"a2 "):
+                pass
+            s.sendall(b"a3 FETCH 1:* (BODY.PEEK[])\r\na4 FETCH 1 (FLAGS)\r\n")
+            s.shutdown(socket.SHUT_WR)
+            data = f.read()
+            f.close()
+            s.close()
+            return data
+        data = yield self.inThread(session)
+        self.assertNotIn(b"a4 NO", data)
+        yield self.waitForNoSessions()
+        yield sleep(0.1)
+        self.assertEqual(watch.problems(), [])
+
 
 def writeThenDiskFull(source, f):
     """A crlf.copyAsCRLF that writes a little, then finds the disk full."""
