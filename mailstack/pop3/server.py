@@ -413,9 +413,14 @@ class POP3Server(Protocol, TimeoutMixin):
         count, _ = self.maildrop.stat()
         try:
             removed = self.maildrop.commit()
-        except Exception:
-            log.failure("pop3 {peer}: {user}: removing deleted messages failed",
-                        peer=self._peerText(), user=self.maildrop.address)
+        except Exception as e:
+            if isinstance(e, (StoreError, OSError)):
+                # The disk failed, not our code: one line (RFC 2449 SYS/TEMP).
+                log.error("pop3 {peer}: {user}: removing deleted messages failed: {error}",
+                          peer=self._peerText(), user=self.maildrop.address, error=e)
+            else:
+                log.failure("pop3 {peer}: {user}: removing deleted messages failed",
+                            peer=self._peerText(), user=self.maildrop.address)
             self._endSession()
             return self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
         log.info("pop3 {peer}: {user} logged out, {n} messages deleted",
