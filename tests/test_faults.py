@@ -23,6 +23,7 @@ from mailstack.storage.watch import MailboxWatcher
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 from tests.test_pop3_server import MESSAGE_1, MESSAGE_2, POP3TestMixin
 from tests.test_smtp_delivery import FakeUsers
+from tests.test_smtp_server import SMTPTestMixin
 
 
 def bigMessage(lines=40000):
@@ -582,3 +583,41 @@ class SymlinkTests(IMAPTestMixin, unittest.TestCase):
         inbox.sync()
         with open(target) as f:
             self.assertEqual(f.read(), "precious\n")
+
+
+class SMTPSpoolFaultTests(SMTPTestMixin, unittest.TestCase):
+    """
+    The DATA spool (a temporary file past 1 MiB) cannot be written: the
+    message is read to its end and refused with a temporary error.
+    """
+
+    def startData(self):
+        self.ehlo()
+        self.send(b"MAIL FROM:<kim@example.com>\r\nRCPT TO:<alice@lab.test>\r\n")
+        self.assertTrue(self.send(b"DATA\r\n").startswith(b"354 "))
+
+    def test_spoolDiskFull(self):
+        """ENOSPC while spooling: 452 4.3.1 after the final dot, nothing delivered, the
+        session goes on, one log line."""
+        log = LogWatch(self)
+        self.startData()
+
+        class FullSpool(io.BytesIO):
+            def write(self, data):
+                diskFull()
+        self.server._dataState.spool = FullSpool()
+        out = self.send(b"Subject: x\r\n\r\nbody\r\nRSET\r\n.\r\n")
+        self.assertEqual(out[:10], b"452 4.3.1 ")
+        self.assertEqual(self.policy.delivered, [])
+        self.assertEqual(self.send(b"NOOP\r\n")[:3], b"250")
+        self.assertEqual(log.problems(), [])
+
+    def test_spoolIOError(self):
+        """EIO while spooling: 451 4.3.0."""
+        self.startData()
+
+        class BrokenSpool(io.BytesIO):
+            def write(self, data):
+                raise OSError(errno.EIO, "Input/output error")
+        self.server._dataState.spool = BrokenSpool()
+        self.assertEqual(self.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")[:10], b"451 4.3.0 ")

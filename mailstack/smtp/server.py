@@ -33,6 +33,7 @@ from twisted.protocols.policies import TimeoutMixin
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
 from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.smtp.reply import Reply
+from mailstack.storage.interfaces import NO_SPACE_ERRNOS
 from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
@@ -581,6 +582,14 @@ class SMTPServer(Protocol, TimeoutMixin):
         if state.bare and self.settings.bareNewline == "reject":
             state.close()
             return self.reply(Reply(554, "5.6.0", "Message contains a bare CR or LF; not accepted"))
+        if state.failed is not None:
+            state.close()
+            log.error("smtp {peer}: message not spooled: {error}", peer=self._peerText(),
+                      error=state.failed)
+            if state.failed.errno in NO_SPACE_ERRNOS:
+                return self.reply(Reply(452, "4.3.1", "Insufficient system storage; "
+                                                      "please try again later"))
+            return self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
         queueID = secrets.token_hex(6).upper()
         header = self.receivedHeader(envelope, queueID)
         d = self.policy.deliver(envelope, header, state.spool, queueID)
@@ -640,6 +649,7 @@ class _DataState:
         self.tooBig = False
         self.tooLong = False
         self.bare = False
+        self.failed = None  # the OSError that stopped spooling (a full disk)
         self._afterCRLF = True
         self._midLine = False
         self._lineLength = 0
@@ -648,14 +658,23 @@ class _DataState:
         self.spool.close()
 
     def _write(self, data):
-        if self.tooBig or self.tooLong:
+        if self.tooBig or self.tooLong or self.failed is not None:
             return
         self.size += len(data)
         if self.size > self.maxSize:
             self.tooBig = True
             self.spool.truncate(0)
             return
-        self.spool.write(data)
+        try:
+            self.spool.write(data)
+        except OSError as e:
+            # Spooling to disk failed (past SPOOL_MEMORY): read the rest to the
+            # final dot without storing it, then answer 452/451.
+            self.failed = e
+            try:
+                self.spool.truncate(0)
+            except OSError:
+                pass
 
     def feed(self, buffer):
         """
