@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, error, protocol, threads
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from tests.helpers import startServer
@@ -190,6 +191,16 @@ class LabTestCase(unittest.TestCase):
         # HOME for the clients: no rc files of whoever runs the tests.
         self.home = tempfile.mkdtemp(prefix="mailstack-clients-")
         self.addCleanup(shutil.rmtree, self.home, True)
+        # Before the service stops: the server side of every session closed.
+        self.addCleanup(self.sessionsClosed)
+
+    @defer.inlineCallbacks
+    def sessionsClosed(self, timeout=10.0):
+        """Wait until the server has closed every session (clients have gone)."""
+        from twisted.internet import reactor
+        deadline = reactor.seconds() + timeout
+        while self.server.counter.count() and reactor.seconds() < deadline:
+            yield deferLater(reactor, 0.05, lambda: None)
 
     def port(self, name):
         return self.server.listenerPort(name)
@@ -297,6 +308,47 @@ class LabTestCase(unittest.TestCase):
                          describe(argv, result) + "\n--- debug:\n" + debug)
         return result, debug
 
+    @defer.inlineCallbacks
+    def muttIMAP(self):
+        """
+        mutt opens the student's INBOX over IMAP in a detached tmux session (it
+        needs a terminal); the pane is read until the index shows the message.
+        """
+        from twisted.internet import reactor
+        rc = os.path.join(self.home, "muttrc-imap")
+        with open(rc, "w") as f:
+            f.write('set folder = "imap://student%%40lab.test@127.0.0.1:%d/"\n'
+                    'set spoolfile = "+INBOX"\n'
+                    'set imap_pass = "%s"\n'
+                    'set ssl_starttls = no\n'
+                    'unset ssl_force_tls\n' % (self.port("imap"), PASSWORD))
+        socketPath = os.path.join(self.home, "tmux.sock")
+        tmux = [findBinary("tmux"), "-S", socketPath, "-f", "/dev/null"]
+        command = "%s -n -F %s -d 2" % (findBinary("mutt"), rc)
+        started = yield runClient(tmux + ["new-session", "-d", "-x", "150", "-y", "30",
+                                          "-s", "mutt", command],
+                                  env={"HOME": self.home}, path=self.home)
+        self.assertSucceeded(tmux, started)
+        # Stops mutt (SIGHUP) and the tmux server, whatever happened.
+        self.addCleanup(runClient, tmux + ["kill-server"], path=self.home)
+        pane = ""
+        deadline = reactor.seconds() + CLIENT_TIMEOUT
+        while SUBJECT not in pane and reactor.seconds() < deadline:
+            yield deferLater(reactor, 0.2, lambda: None)
+            captured = yield runClient(tmux + ["capture-pane", "-p", "-t", "mutt"],
+                                       path=self.home)
+            pane = captured[0]
+        debug = ""
+        try:
+            with open(os.path.join(self.home, ".muttdebug0"), errors="replace") as f:
+                debug = f.read()
+        except FileNotFoundError:
+            pass
+        self.assertIn(SUBJECT, pane, "mutt's screen:\n%s\n--- debug:\n%s" % (pane, debug))
+        yield runClient(tmux + ["kill-server"], path=self.home)
+        yield self.sessionsClosed()
+        return debug
+
 
 class OfferTests(LabTestCase):
     """
@@ -398,6 +450,14 @@ class MuttTests(LabTestCase):
         result, debug = yield self.muttSubmission()
         self.assertIn("smtp_auth_gsasl: using mech PLAIN", debug)
 
+    @defer.inlineCallbacks
+    def test_imap(self):
+        """mutt (in tmux) opens the student's INBOX over IMAP."""
+        if missing("tmux", "tmux"):
+            raise unittest.SkipTest(missing("tmux", "tmux"))
+        debug = yield self.muttIMAP()
+        self.assertIn("imap_auth_gsasl: using mech PLAIN", debug)
+
 
 class ChallengeLessonTests(LabTestCase):
     """
@@ -434,3 +494,13 @@ class ChallengeLessonTests(LabTestCase):
             raise unittest.SkipTest(missing("mutt", "mutt"))
         result, debug = yield self.muttSubmission()
         self.assertIn("smtp_auth_gsasl: using mech CRAM-MD5", debug)
+
+    @defer.inlineCallbacks
+    def test_muttIMAP(self):
+        """mutt logs in with CRAM-MD5 over IMAP, sending "AUTHENTICATE CRAM-MD5 " (SASL-IR, empty)."""
+        for name, package in (("mutt", "mutt"), ("tmux", "tmux")):
+            if missing(name, package):
+                raise unittest.SkipTest(missing(name, package))
+        debug = yield self.muttIMAP()
+        self.assertIn("imap_auth_gsasl: using mech CRAM-MD5", debug)
+        self.assertIn("C: a0000 AUTHENTICATE CRAM-MD5 \n", self.transcripts("imap"))
