@@ -330,6 +330,16 @@ class ChangeTests(PasswdFileMixin, unittest.TestCase):
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
         self.assertTrue(users.verifyPassword("demo", "demo"))
 
+    def test_addCreatesPrivateDirectories(self):
+        """Under umask 022 the directories made for the file are 0700, the file and lock 0600."""
+        from tests.test_files import modes, useUmask
+        useUmask(self)
+        top = self.mktemp()
+        self.path = os.path.join(top, "sub", "users")
+        self.passwdFile().addUser("demo", "demo", scheme="PLAIN")
+        self.assertEqual(modes(top), {".": 0o700, "sub": 0o700, "sub/users": 0o600,
+                                      "sub/users.lock": 0o600})
+
     def test_addBcrypt(self):
         """The default scheme is BLF-CRYPT, written with doveadm's $2y$ prefix."""
         users = self.passwdFile()

@@ -31,6 +31,8 @@ import threading
 import bcrypt
 from twisted.logger import Logger
 
+from mailstack.storage.files import makeDirectories
+
 log = Logger()
 
 SCHEMES = ("BLF-CRYPT", "PLAIN")
@@ -735,7 +737,7 @@ class PasswdFile:
 class _FileLock:
     """
     An exclusive C{flock} on a lock file beside the users file, held for one
-    read-modify-write; creates the directory on first use.
+    read-modify-write; creates the directory (0700) on first use.
     """
 
     def __init__(self, path):
@@ -743,7 +745,7 @@ class _FileLock:
         self.fd = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        makeDirectories(os.path.dirname(os.path.abspath(self.path)))
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
