@@ -18,13 +18,11 @@ C{mailstack: reason} on stderr and exits with status 1.
 
 import argparse
 import functools
-import os
 import sys
 from getpass import getpass
 
 from mailstack.auth.userdb import SCHEMES, CSVImportError, PasswdFile, UserError
 from mailstack.config import ConfigError, loadConfig
-from mailstack.storage.files import makeDirectories
 
 DEFAULT_CONFIG = "etc/mailstack.toml"
 
@@ -177,9 +175,6 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
 
 
 def _openUsers(config):
-    # Made here, private, before the users file's lock would make it with
-    # the default mode (the server makes data_dir the same way at start).
-    makeDirectories(os.path.dirname(os.path.abspath(config.users_file)))
     return PasswdFile(config.users_file, defaultDomain=config.server.default_domain,
                       bcryptRounds=config.limits.bcrypt_rounds,
                       domains=config.server.domains)
