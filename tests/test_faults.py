@@ -14,6 +14,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from mailstack.imap import server as imapserver
 from mailstack.smtp.delivery import SMTPPolicy
 from mailstack.smtp.server import Envelope
 from mailstack.storage import crlf, dotlock, maildir
@@ -621,3 +622,30 @@ class SMTPSpoolFaultTests(SMTPTestMixin, unittest.TestCase):
                 raise OSError(errno.EIO, "Input/output error")
         self.server._dataState.spool = BrokenSpool()
         self.assertEqual(self.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")[:10], b"451 4.3.0 ")
+
+
+class IMAPLiteralSpoolFaultTests(IMAPTestMixin, unittest.TestCase):
+    """
+    An APPEND literal too big for memory is spooled to disk; if the disk is
+    full the literal is read to its end and the APPEND refused.
+    """
+
+    def test_appendSpoolDiskFull(self):
+        """NO [OVERQUOTA] for the APPEND, nothing stored, the session goes on."""
+        server, transport = self.connect(maxLiteralSize=500000)
+        self.login((server, transport))
+
+        class FullSpool(io.BytesIO):
+            def __init__(self, max_size=0):
+                io.BytesIO.__init__(self)
+
+            def write(self, data):
+                diskFull()
+        self.patch(imapserver.tempfile, "SpooledTemporaryFile", FullSpool)
+        log = LogWatch(self)
+        message = bigMessage(2000)
+        self.send(b"a APPEND INBOX {%d}\r\n" % (len(message),), (server, transport))
+        out = self.send(message + b"\r\nb NOOP\r\n", (server, transport))
+        self.assertEqual(out, b"a NO [OVERQUOTA] Not enough disk space\r\nb OK NOOP completed\r\n")
+        self.assertEqual(self.account.getMailbox("INBOX").messages(), [])
+        self.assertEqual(log.problems(), [])

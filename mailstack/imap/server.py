@@ -442,14 +442,23 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         count = min(len(self._buffer), remaining)
         if isinstance(sink, bytearray):
             sink += self._buffer[:count]
-        else:
-            sink.write(self._buffer[:count])
+        elif sink is not None:
+            try:
+                sink.write(self._buffer[:count])
+            except OSError as e:
+                # Spooling to disk failed (a full disk): read the literal to
+                # its end without keeping it, then refuse the command.
+                self._closeSink(sink)
+                sink = self._literal[1] = None
+                self._literalError = e
         del self._buffer[:count]
         remaining -= count
         self._literal[0] = remaining
         if remaining:
             return
         self._literal = None
+        if sink is None:
+            return self._literalFailed()
         if isinstance(sink, bytearray):
             self._parts.append(bytes(sink))
         else:
@@ -457,9 +466,24 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             self._spools.append(sink)
             self._parts.append(sink)
 
+    _literalError = None
+
+    def _literalFailed(self):
+        """A literal could not be spooled: answer its command, drop the rest of it."""
+        error, self._literalError = self._literalError, None
+        tag = parser.commandTag(self._parts[0]) if self._parts else None
+        verb = (self._verb or b"command").decode("ascii", "replace")
+        self._resetCommand()
+        self._closeSpools()
+        self._abandoning = True  # the rest of the command line goes too
+        status, code, text = self.failureResult(Failure(error), verb)
+        if tag is None:
+            return self.write(b"* NO " + response.text(text) + b"\r\n")
+        self._tagged(tag, status, code, text)
+
     @staticmethod
     def _closeSink(sink):
-        if not isinstance(sink, bytearray):
+        if sink is not None and not isinstance(sink, bytearray):
             sink.close()
 
     def _closeSpools(self):
