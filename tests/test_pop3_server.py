@@ -571,6 +571,20 @@ class AuthorizationTests(POP3TestMixin, unittest.TestCase):
         reply = session.send(base64.b64encode(b"alice " + digest) + b"\r\n")
         self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
 
+    def test_authCramMD5EmptyInitialResponse(self):
+        """AUTH CRAM-MD5 = (an empty initial response) gets the challenge, as in Dovecot 2.3."""
+        session = self.connect()
+        out = session.send(b"AUTH CRAM-MD5 =\r\n")
+        self.assertTrue(out.startswith(b"+ "), out)
+        challenge = base64.b64decode(out[2:].strip())
+        digest = hmac.new(b"secret", challenge, "md5").hexdigest().encode()
+        reply = session.send(base64.b64encode(b"alice " + digest) + b"\r\n")
+        self.assertTrue(reply.startswith(b"+OK Logged in"), reply)
+
+    def test_authCramMD5TrailingSpace(self):
+        """AUTH CRAM-MD5 with a trailing space (mutt's form) gets the challenge."""
+        self.assertTrue(self.connect().send(b"AUTH CRAM-MD5 \r\n").startswith(b"+ "))
+
     def test_authLineTooLong(self):
         """
         An over-long line ends the SASL exchange (RFC 5034 section 4 works as
