@@ -149,6 +149,7 @@ def exchange(port, lines, greeting=True):
 
 
 def imapCapability(port):
+    """The C{* CAPABILITY} line an IMAP listener sends before login."""
     (greeting, capability) = exchange(port, [
         (b"a CAPABILITY", lambda line: line.startswith(b"a "))])
     return capability.split(b"\r\n")[0]
@@ -162,6 +163,7 @@ def pop3Offer(port):
 
 
 def smtpAuthLine(port):
+    """The C{AUTH ...} keyword line of the EHLO reply (without C{250-}), or C{b""}."""
     greeting, ehlo = exchange(port, [(b"EHLO client.example",
                                       lambda line: line[3:4] == b" ")])
     auth = [line[4:] for line in ehlo.split(b"\r\n") if line[4:].startswith(b"AUTH ")]
@@ -212,12 +214,28 @@ class LabTestCase(unittest.TestCase):
         return runClient([findBinary(argv[0])] + argv[1:], env=env, path=self.home, **kw)
 
     def transcripts(self, protocol):
+        """Every lab transcript of C{protocol} sessions so far."""
         base = os.path.join(self.dataDir, "transcripts", protocol)
         texts = []
         for directory, _, files in os.walk(base):
             for name in sorted(files):
                 with open(os.path.join(directory, name), errors="replace") as f:
                     texts.append(f.read())
+        return texts
+
+    @defer.inlineCallbacks
+    def closedTranscripts(self, protocol, timeout=10.0):
+        """
+        The transcripts of C{protocol} as one text, once every one is complete
+        (written out when its session closes, maybe just after the client exits).
+        """
+        from twisted.internet import reactor
+        deadline = reactor.seconds() + timeout
+        texts = self.transcripts(protocol)
+        while (not texts or not all("# closed" in t for t in texts)) and (
+                reactor.seconds() < deadline):
+            yield deferLater(reactor, 0.05, lambda: None)
+            texts = self.transcripts(protocol)
         return "\n".join(texts)
 
     def demoMessages(self):
@@ -485,7 +503,8 @@ class ChallengeLessonTests(LabTestCase):
         if missing("s-nail", "s-nail"):
             raise unittest.SkipTest(missing("s-nail", "s-nail"))
         yield self.snailPOP3()
-        self.assertIn("C: APOP student@lab.test ", self.transcripts("pop3"))
+        transcripts = yield self.closedTranscripts("pop3")
+        self.assertIn("C: APOP student@lab.test ", transcripts)
 
     @defer.inlineCallbacks
     def test_mutt(self):
@@ -503,4 +522,5 @@ class ChallengeLessonTests(LabTestCase):
                 raise unittest.SkipTest(missing(name, package))
         debug = yield self.muttIMAP()
         self.assertIn("imap_auth_gsasl: using mech CRAM-MD5", debug)
-        self.assertIn("C: a0000 AUTHENTICATE CRAM-MD5 \n", self.transcripts("imap"))
+        transcripts = yield self.closedTranscripts("imap")
+        self.assertIn(" C: a0000 AUTHENTICATE CRAM-MD5 \n", transcripts)
