@@ -121,7 +121,7 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         self.assertTrue(out.endswith(b"a OK CAPABILITY completed\r\n"))
 
     def test_cramOffered(self):
-        """CRAM-MD5 is offered when plaintext secrets exist, even before TLS."""
+        """CRAM-MD5 is offered when every user's secret is plaintext, even before TLS."""
         session = self.connect(cramAvailable=lambda: True, allowPlaintextAuth=False)
         self.assertIn(b"AUTH=CRAM-MD5", self.send(b"a CAPABILITY\r\n", session))
 

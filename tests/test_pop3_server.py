@@ -245,7 +245,7 @@ class GreetingTests(POP3TestMixin, unittest.TestCase):
     """
 
     def test_timestampWhenPlaintextSecrets(self):
-        """With {PLAIN} users the greeting carries <pid.time.random@hostname>."""
+        """With every user {PLAIN} the greeting carries <pid.time.random@hostname>."""
         self.reactor.advance(1700000000)
         greeting = self.connect().greeting
         match = re.match(rb"^\+OK mailstack POP3 server ready <(\d+)\.(\d+)\.([0-9a-f]+)"
@@ -259,7 +259,7 @@ class GreetingTests(POP3TestMixin, unittest.TestCase):
         self.assertNotEqual(self.connect().greeting, self.connect().greeting)
 
     def test_noTimestampWithoutPlaintextSecrets(self):
-        """Without {PLAIN} users APOP cannot work: no timestamp, APOP refused."""
+        """Unless every user is {PLAIN}: no timestamp, APOP refused."""
         session = self.connect(plaintextSecrets=lambda: False)
         self.assertEqual(session.greeting, b"+OK mailstack POP3 server ready\r\n")
         self.assertEqual(session.send(b"APOP alice " + RFC_DIGEST + b"\r\n"),
