@@ -315,6 +315,11 @@ class Dovecot:
         """
         if os.getuid() != 0:
             return
+        # mailstack makes everything under data_dir 0700 (owned by root here):
+        # let Dovecot's mail user through data_dir and its mail directory.
+        for directory in (os.path.dirname(self.mailDir), self.mailDir):
+            if os.path.isdir(directory):
+                os.chmod(directory, 0o711)
         for top in paths:
             os.makedirs(top, exist_ok=True)
             for directory, dirs, files in os.walk(top):
