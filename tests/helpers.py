@@ -9,6 +9,7 @@ import ssl
 import textwrap
 
 from twisted.internet import defer, threads
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 BASE_CONFIG = """
 [server]
@@ -147,3 +148,20 @@ class E2EMixin:
                 break
             yield sleep(0.05)
         return text
+
+
+class LogWatch:
+    """Collects log events; C{problems()} are the critical ones and those with tracebacks."""
+
+    def __init__(self, testCase):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def problems(self):
+        return [e for e in self.events
+                if e.get("log_failure") is not None or e.get("log_level") == LogLevel.critical]
+
+    def texts(self, level=None):
+        return [formatEvent(e) for e in self.events
+                if level is None or e.get("log_level") == level]

@@ -10,7 +10,7 @@ import os
 
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionDone
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -21,6 +21,7 @@ from mailstack.storage import crlf, dotlock, maildir
 from mailstack.storage.interfaces import StoreError
 from mailstack.storage.maildir import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
+from tests.helpers import LogWatch
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 from tests.test_pop3_server import MESSAGE_1, MESSAGE_2, POP3TestMixin
 from tests.test_smtp_delivery import FakeUsers
@@ -86,21 +87,6 @@ def writeThenDiskFull(source, f):
     diskFull()
 
 
-class LogWatch:
-    """Collects log events; C{problems()} are the critical ones and those with tracebacks."""
-
-    def __init__(self, testCase):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def problems(self):
-        return [e for e in self.events
-                if e.get("log_failure") is not None or e.get("log_level") == LogLevel.critical]
-
-    def texts(self, level=None):
-        return [formatEvent(e) for e in self.events
-                if level is None or e.get("log_level") == level]
 
 
 class FaultyOS:

@@ -10,24 +10,10 @@ import smtplib
 import socket
 
 from twisted.internet import defer
-from twisted.logger import LogLevel, globalLogPublisher
 
 from mailstack.storage import crlf
 from tests.e2e.test_imap import MESSAGE, IMAPTestCase
-from tests.helpers import sleep
-
-
-class LogWatch:
-    """Collects log events; C{problems()} are the critical ones and those with tracebacks."""
-
-    def __init__(self, testCase):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def problems(self):
-        return [e for e in self.events
-                if e.get("log_failure") is not None or e.get("log_level") == LogLevel.critical]
+from tests.helpers import LogWatch, sleep
 
 
 class StreamingClientGoneTests(IMAPTestCase):
@@ -151,7 +137,7 @@ class DurableThenFailTests(IMAPTestCase):
         """dovecot-uidlist is a directory while a session listens: 250, stored once."""
         inbox = self.inbox()
         watch = LogWatch(self)
-        imap = yield self.session()
+        yield self.session()  # a session listens: SMTP syncs after delivering
         path = os.path.join(inbox.path, "dovecot-uidlist")
         os.unlink(path)
         os.mkdir(path)
