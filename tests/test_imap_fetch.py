@@ -103,7 +103,7 @@ class StructureTests(unittest.TestCase):
         text, pdf, message = root.children
         self.assertEqual(MIXED[text.headerEnd:text.end], b"Caf=C3=A9 report attached.")
         self.assertEqual(MIXED[pdf.headerEnd:pdf.end], b"JVBERi0xLjQK\r\nJVBERi0xLjQK")
-        self.assertEqual(pdf.lines, 2)
+        self.assertEqual(pdf.lines, 1)
         self.assertTrue(message.isMessage)
         inner = message.message
         self.assertTrue(inner.multipart)
@@ -126,10 +126,33 @@ class StructureTests(unittest.TestCase):
         self.assertEqual([data[c.headerEnd:c.end] for c in root.children], [b"one", b"two"])
 
     def test_noFinalNewline(self):
-        """A body without a final line end still counts its last line."""
+        """A body without a final line end: its last line adds no line end (as Dovecot)."""
         root = parse(b"Subject: x\r\n\r\na\r\nb")
-        self.assertEqual(root.lines, 2)
+        self.assertEqual(root.lines, 1)
         self.assertEqual(root.size, 4)
+
+    def test_lineCountBeforeBoundary(self):
+        """A part's line count is the line ends inside its body, as Dovecot counts them."""
+        data = crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\n\nhello\n\n"
+                    "--b\n\nhello\n--b\n\n\n--b\n\n--b\n\nhello\nworld\n--b--\n")
+        root = parse(data)
+        self.assertEqual([(c.size, c.lines) for c in root.children],
+                         [(7, 1), (5, 0), (0, 0), (0, 0), (12, 1)])
+
+    def test_lineCountSinglePart(self):
+        """A single-part body counts its line ends; a last line without one adds none."""
+        self.assertEqual([(r.size, r.lines) for r in (
+            parse(b"Subject: x\r\n\r\nhello\r\n"), parse(b"Subject: x\r\n\r\nhello"),
+            parse(b"Subject: x\r\n\r\nhello\r\n\r\n"))],
+            [(7, 1), (5, 0), (9, 2)])
+
+    def test_lineCountEncapsulated(self):
+        """A message/rfc822 part and the text inside it count line ends the same way."""
+        data = crlf("Content-Type: multipart/mixed; boundary=o\n\n--o\n"
+                    "Content-Type: message/rfc822\n\nSubject: in\n\ninner\n--o--\n")
+        message = parse(data).children[0]
+        self.assertEqual((message.size, message.lines), (20, 2))
+        self.assertEqual((message.message.size, message.message.lines), (5, 0))
 
     def test_emptyBody(self):
         """No body at all: size 0, 0 lines."""
@@ -315,15 +338,15 @@ class BodyStructureTests(unittest.TestCase):
         structure = fetch.bodyStructure(parse(MIXED))
         self.assertEqual(
             structure,
-            b'(("text" "plain" ("charset" "UTF-8") NIL NIL "quoted-printable" 26 1 NIL NIL NIL NIL)'
+            b'(("text" "plain" ("charset" "UTF-8") NIL NIL "quoted-printable" 26 0 NIL NIL NIL NIL)'
             b'("application" "pdf" ("name" "report.pdf") "<pdf@lab.test>" "The report" "base64" 26'
             b' NIL ("attachment" ("filename" "report.pdf")) NIL NIL)'
             b'("message" "rfc822" NIL NIL NIL "7BIT" 227 '
             b'(NIL "Original" ((NIL NIL "carol" "example.test")) ((NIL NIL "carol" "example.test"))'
             b' ((NIL NIL "carol" "example.test")) ((NIL NIL "alice" "lab.test")) NIL NIL NIL NIL) '
-            b'(("text" "plain" NIL NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
-            b'("text" "html" NIL NIL NIL "7BIT" 11 1 NIL NIL NIL NIL) "alternative"'
-            b' ("boundary" "inner") NIL NIL NIL) 14 NIL NIL NIL NIL) "mixed"'
+            b'(("text" "plain" NIL NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
+            b'("text" "html" NIL NIL NIL "7BIT" 11 0 NIL NIL NIL NIL) "alternative"'
+            b' ("boundary" "inner") NIL NIL NIL) 13 NIL NIL NIL NIL) "mixed"'
             b' ("boundary" "==outer==") NIL NIL NIL)')
 
     def test_languageAndLocation(self):

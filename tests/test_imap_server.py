@@ -898,7 +898,7 @@ class FetchTests(IMAPTestMixin, unittest.TestCase):
         self.deliver(MULTIPART)
         self.send(b"n NOOP\r\n")
         out = self.send(b"a FETCH 2 (BODYSTRUCTURE BODY.PEEK[2] BODY.PEEK[7] BODY.PEEK[1.3.MIME])\r\n")
-        self.assertIn(b'("text" "plain" NIL NIL NIL "7BIT" 6 1 NIL NIL NIL NIL)', out)
+        self.assertIn(b'("text" "plain" NIL NIL NIL "7BIT" 6 0 NIL NIL NIL NIL)', out)
         self.assertIn(b"BODY[2] {6}\r\nsecond BODY[7] {0}\r\n BODY[1.3.MIME] {0}\r\n)", out)
         self.assertTrue(out.endswith(b"a OK FETCH completed\r\n"))
 

@@ -166,15 +166,19 @@ def _demote(part):
 
 
 def _finish(lines, part):
+    """
+    Close C{part} where the reader stands. Before a boundary the line end
+    preceding it belongs to the delimiter (RFC 2046 5.1.1), so it leaves the
+    body and its line. C{lines} is the number of line ends (LF) in the body,
+    as Dovecot counts: C{hello} CRLF is one line, C{hello} alone none.
+    """
+    taken = lines.lineNo - part._startLine
     if lines.peek() is None:
         part.end = lines.offset
-        part.lines = lines.lineNo - part._startLine + (
-            1 if not lines.atStart and part.end > part.headerEnd else 0)
+        part.lines = taken
     else:
         part.end = max(part.headerEnd, lines.offset - lines.lastTerm)
-        part.lines = max(0, lines.lineNo - part._startLine)
-        if part.end == part.headerEnd:
-            part.lines = 0
+        part.lines = max(0, taken - 1) if part.end > part.headerEnd else 0
 
 
 def _readHeader(lines, part, boundaries):

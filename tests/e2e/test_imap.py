@@ -213,7 +213,7 @@ class MessageTests(IMAPTestCase):
         self.assertIn(b'BODY[1]<0>', partial[0][0])
         self.assertEqual(
             structure[0],
-            b'1 (BODYSTRUCTURE (("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 10 1 NIL NIL'
+            b'1 (BODYSTRUCTURE (("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 10 0 NIL NIL'
             b' NIL NIL)("application" "octet-stream" ("name" "a.bin") NIL NIL "base64" 8 NIL NIL'
             b' NIL NIL) "mixed" ("boundary" "XX") NIL NIL NIL))')
         self.assertEqual(mime[0][1], b"Content-Type: application/octet-stream; name=a.bin\r\n"
