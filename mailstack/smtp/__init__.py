@@ -1,1 +1,1 @@
-"""SMTP: the server protocol, recipient policy and the relay queue."""
+"""SMTP: the server protocol and the recipient policy (the relay queue is L{mailstack.relay})."""

@@ -81,7 +81,7 @@ class SMTPPolicy:
     @param domains: the local domains (lower case).
     @param users: the L{mailstack.auth.userdb.PasswdFile}.
     @param store: an L{IMailStore}.
-    @param queue: a L{mailstack.smtp.queue.RelayQueue} or L{None} (no smarthost).
+    @param queue: a L{mailstack.relay.queue.RelayQueue} or L{None} (no smarthost).
     @param runInThread: C{f(callable, *args) -> Deferred}, for disk work with
         fsync; defaults to the reactor's thread pool.
     """

@@ -778,7 +778,7 @@ def _sharedPolicy(context):
     policy = SMTPPolicy(config.server.domains, context.users, context.store)
     services = ()
     if config.relay.smarthost is not None:
-        from mailstack.smtp.queue import RelayQueue
+        from mailstack.relay.queue import RelayQueue
         policy.queue = RelayQueue(
             config.queue_dir, config.relay.smarthost, config.server.hostname,
             policy.bounce, reactor=context.reactor,

@@ -1,6 +1,6 @@
 """
-Tests for L{mailstack.smtp.queue} (the relay queue towards the smarthost),
-L{mailstack.smtp.client} (its SMTP client) and L{mailstack.smtp.dsn} (its
+Tests for L{mailstack.relay.queue} (the relay queue towards the smarthost),
+L{mailstack.relay.client} (its SMTP client) and L{mailstack.relay.dsn} (its
 bounces): a fake smarthost on 127.0.0.1 answers per recipient, real files in
 a temporary queue directory.
 """
@@ -17,10 +17,10 @@ from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 
 from mailstack import tls
-from mailstack.smtp import dsn
-from mailstack.smtp.client import DataEncoder
-from mailstack.smtp.queue import (DELIVERED, FAILED, PENDING, QueueEntry, QueueError,
-                                  RecipientState, RelayQueue)
+from mailstack.relay import dsn
+from mailstack.relay.client import DataEncoder
+from mailstack.relay.queue import (DELIVERED, FAILED, PENDING, QueueEntry, QueueError,
+                                   RecipientState, RelayQueue)
 
 MESSAGE = (b"Received: from client (client [127.0.0.1])\r\n"
            b"\tby mail.lab.test (mailstack) with ESMTPA id 1234;\r\n"

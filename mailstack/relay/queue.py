@@ -21,7 +21,7 @@ envelope: nothing accepted is ever dropped; at worst a recipient gets a copy
 twice (the smarthost's reply to the end of DATA was lost in a crash), as
 with every MTA.
 
-Each attempt is one SMTP session by L{mailstack.smtp.client.RelayClient}
+Each attempt is one SMTP session by L{mailstack.relay.client.RelayClient}
 (EHLO with HELO fallback, STARTTLS, correct dot-stuffing), which answers one
 L{Result} per recipient. The queue maps them: 2xx delivered, 5xx failed
 (bounced), anything else (4xx, no connection, TLS missing when required,
@@ -40,8 +40,8 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, ssl, threads
 from twisted.logger import Logger
 
-from mailstack.smtp import dsn
-from mailstack.smtp.client import RelayClientFactory, Result, _text
+from mailstack.relay import dsn
+from mailstack.relay.client import RelayClientFactory, Result, _text
 from mailstack.storage.files import makeDirectories, privateFile
 
 log = Logger()

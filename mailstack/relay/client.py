@@ -9,7 +9,7 @@ the file with correct dot-stuffing and CRLF across chunk boundaries
 misses a dot at the start of a chunk), sends SIZE and BODY=8BITMIME when
 offered, and reports one L{Result} per recipient. What a result means for
 the message (delivered, bounced, retried) is decided by
-L{mailstack.smtp.queue.RelayQueue}.
+L{mailstack.relay.queue.RelayQueue}.
 """
 
 import dataclasses
