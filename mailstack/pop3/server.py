@@ -40,6 +40,7 @@ from mailstack.auth.checkers import APOPCredentials
 from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber,
     maildropAdapter)
+from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader, stuff
 from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.storage.interfaces import StoreError
@@ -116,12 +117,10 @@ class POP3Server(Protocol, TimeoutMixin):
         self.maildrop = None
         self._logout = None
         self._user = None
-        self._buffer = b""
-        self._position = 0
+        self._framer = LineFramer(settings.maxLine)
         self._processing = False
         self._blocked = False
         self._inputPaused = False
-        self._discardingLine = False
         self._closing = False
         self._saslHandler = None
         self._sender = None
@@ -218,60 +217,33 @@ class POP3Server(Protocol, TimeoutMixin):
         if self._closing:
             return
         self.resetTimeout()
-        self._buffer += data
+        self._framer.feed(data)
         self._process()
 
-    def _pending(self):
-        """Octets received and not yet taken as lines."""
-        return len(self._buffer) - self._position
-
     def _process(self):
-        """
-        Run complete command lines (CRLF or bare LF) until blocked. Lines are
-        taken by position and the buffer is cut once at the end, so a packet of
-        many pipelined commands costs linear time.
-        """
+        """Run complete command lines (CRLF or bare LF) until blocked."""
         if self._processing:
             return
         self._processing = True
         try:
-            while self._pending() and not self._blocked and not self._closing:
-                start = self._position
-                end = self._buffer.find(b"\n", start)
-                if end < 0:
-                    if self._discardingLine:
-                        self._position = len(self._buffer)
-                    elif self._pending() >= self.settings.maxLine:
-                        self._position = len(self._buffer)
-                        self._discardingLine = True
-                        self._lineTooLong()
+            while self._framer.pending() and not self._blocked and not self._closing:
+                line = self._framer.nextLine()
+                if line is None:
                     break
-                line = self._buffer[start:end]
-                self._position = end + 1
-                if self._discardingLine:
-                    self._discardingLine = False
-                    continue
-                if len(line) + 1 > self.settings.maxLine:
+                if line is TOO_LONG:
                     self._lineTooLong()
                     continue
-                if line.endswith(b"\r"):
-                    line = line[:-1]
                 self._lineReceived(line)
         finally:
-            self._buffer = self._buffer[self._position:]
-            self._position = 0
             self._processing = False
         if (self._blocked and not self._inputPaused and not self._closing
-                and len(self._buffer) > 4 * self.settings.maxLine):
+                and self._framer.pending() > 4 * self.settings.maxLine):
             self._inputPaused = True
             self.transport.pauseProducing()
 
     def _dropInput(self):
         """Forget every octet received and not yet run. @return: how many."""
-        dropped = self._pending()
-        self._buffer, self._position = b"", 0
-        self._discardingLine = False
-        return dropped
+        return self._framer.drop()
 
     def _lineTooLong(self):
         if self._saslHandler is not None:

@@ -30,6 +30,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
 from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.smtp.reply import Reply
@@ -85,9 +86,8 @@ class SMTPServer(Protocol, TimeoutMixin):
             from twisted.internet import reactor as clock
         self.clock = clock
         self.callLater = clock.callLater  # for TimeoutMixin
-        self._buffer = b""
+        self._framer = LineFramer(settings.maxCommandLine)
         self._blocked = 0  # Deferreds (login, failure delay, delivery) input waits for
-        self._discardingLine = False
         self._dataState = None
         self._saslHandler = None
         self._disconnecting = False
@@ -153,31 +153,24 @@ class SMTPServer(Protocol, TimeoutMixin):
         if self._disconnecting:
             return
         self.resetTimeout()
-        self._buffer += data
+        self._framer.feed(data)
         self._process()
 
     def _process(self):
-        while self._buffer and not self._blocked and not self._disconnecting:
+        framer = self._framer
+        while framer.pending() and not self._blocked and not self._disconnecting:
             if self._dataState is not None:
                 if not self._consumeData():
                     return
                 continue
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                if len(self._buffer) > self._lineLimit():
-                    self._lineTooLong()
+            line = framer.nextLine(self._lineLimit())
+            if line is None:
                 return
-            line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
-            if self._discardingLine:
-                self._discardingLine = False
-                continue
-            if len(line) + 1 > self._lineLimit():
+            if line is TOO_LONG:
                 self._replyLineTooLong()
                 continue
-            if line.endswith(b"\r"):
-                line = line[:-1]
             self._lineReceived(line)
-        if self._blocked and len(self._buffer) > 4 * self.settings.maxCommandLine:
+        if self._blocked and framer.pending() > 4 * self.settings.maxCommandLine:
             self.transport.pauseProducing()
 
     def _lineLimit(self):
@@ -185,18 +178,6 @@ class SMTPServer(Protocol, TimeoutMixin):
         if self._saslHandler is not None:
             return max(SASL_LINE_LENGTH, self.settings.maxCommandLine)
         return self.settings.maxCommandLine
-
-    def _lineTooLong(self):
-        """An over-long command line: answer once, drop it up to its end."""
-        if not self._discardingLine:
-            self._discardingLine = True
-            self._replyLineTooLong()
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            self._buffer = b""
-        else:
-            self._buffer = self._buffer[end + 1:]
-            self._discardingLine = False
 
     def _replyLineTooLong(self):
         # Counted first, like any bad command: the last one allowed gets the 421 alone.
@@ -357,10 +338,9 @@ class SMTPServer(Protocol, TimeoutMixin):
             return self.reply(Reply(503, "5.5.1", "TLS already active"))
         if not self._startTLSOffered() or self.settings.tlsContext is None:
             return self.reply(Reply(454, "4.7.0", "TLS not available"))
-        discarded = len(self._buffer)
         # RFC 3207 section 4.2 and CVE-2011-0411: anything pipelined after
         # STARTTLS arrived in plaintext and must not be executed after the handshake.
-        self._buffer = b""
+        discarded = self._framer.drop()
         if discarded:
             log.info("smtp {peer}: discarded {n} plaintext bytes sent after STARTTLS",
                      peer=self._peerText(), n=discarded)
@@ -554,8 +534,8 @@ class SMTPServer(Protocol, TimeoutMixin):
 
     def _consumeData(self):
         state = self._dataState
-        consumed, finished = state.feed(self._buffer)
-        self._buffer = self._buffer[consumed:]
+        consumed, finished = state.feed(self._framer.peek())
+        self._framer.consume(consumed)
         if finished:
             self._dataState = None
             self._endOfData(state)
@@ -778,7 +758,7 @@ def _sharedPolicy(context):
     policy = SMTPPolicy(config.server.domains, context.users, context.store)
     services = ()
     if config.relay.smarthost is not None:
-        from mailstack.relay.queue import RelayQueue
+        from mailstack.smtp.queue import RelayQueue
         policy.queue = RelayQueue(
             config.queue_dir, config.relay.smarthost, config.server.hostname,
             policy.bounce, reactor=context.reactor,
