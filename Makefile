@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.mailstack-installed
 SOURCES = setup.cfg pyproject.toml $(shell find mailstack twisted -name '*.py' 2>/dev/null)
 TRIAL_JOBS ?= 2
 
-.PHONY: run test check install bench clean deps
+.PHONY: run test check fuzz install bench clean deps
 
 # A normal (non-editable) install, so the twistd plugin lands in site-packages'
 # twisted/plugins/ the way users get it. Re-installed when a source file changes.
@@ -49,6 +49,15 @@ $(BENCH_STAMP): bench/requirements.txt
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+# The seeded mutation fuzz tests at length (a short run is part of make test).
+# Options: make fuzz FUZZ_ROUNDS=1000000 FUZZ_SEED=7
+FUZZ_ROUNDS ?= 200000
+FUZZ_SEED   ?= $(shell date +%s)
+fuzz: $(STAMP)
+	MAILSTACK_FUZZ_ROUNDS=$(FUZZ_ROUNDS) MAILSTACK_FUZZ_SEED=$(FUZZ_SEED) \
+	  $(BIN)/python -m twisted.trial tests.test_framing.FramingFuzzTests
+	@echo "fuzz: seed $(FUZZ_SEED), $(FUZZ_ROUNDS) rounds per fuzz test"
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp*

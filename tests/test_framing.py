@@ -5,6 +5,7 @@ over-long lines reported once and dropped whole, linear cost, and a seeded
 mutation fuzz whose only outcomes are lines or TOO_LONG.
 """
 
+import os
 import random
 
 from twisted.trial import unittest
@@ -158,5 +159,7 @@ class FramingFuzzTests(unittest.TestCase):
     """
 
     def test_fuzz(self):
-        """2,000 mutated inputs frame the same in random chunks as whole."""
-        fuzzFraming(self, seed=20261206, rounds=2000)
+        """Mutated inputs (2,000; MAILSTACK_FUZZ_ROUNDS in make fuzz) frame the same in chunks as whole."""
+        rounds = int(os.environ.get("MAILSTACK_FUZZ_ROUNDS", "2000"))
+        seed = int(os.environ.get("MAILSTACK_FUZZ_SEED", "20261206"))
+        fuzzFraming(self, seed=seed, rounds=rounds)
