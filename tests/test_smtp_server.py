@@ -727,3 +727,29 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
         self.ehlo()
         self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"secret") + b"\r\n")
         self.assertEqual(self.send(b"AUTH PLAIN\r\n"), b"503 5.5.1 Already authenticated\r\n")
+
+
+class HandlerFaultTests(SMTPTestMixin, unittest.TestCase):
+    """
+    What the other engines already did: a fault in a command handler is a
+    temporary error for the client, and STARTTLS only where TLS can start.
+    """
+
+    def test_exceptionInHandler(self):
+        """A handler that raises: 451 4.3.0, logged, and the session goes on."""
+        self.ehlo()
+
+        def broken(*args):
+            raise RuntimeError("policy bug")
+        self.policy.checkSender = broken
+        self.assertEqual(self.send(b"MAIL FROM:<alice@lab.test>\r\n"),
+                         b"451 4.3.0 Local error in processing; please try again\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 OK\r\n")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_noStartTLSWithoutContext(self):
+        """A starttls listener with no TLS context neither offers STARTTLS nor starts it."""
+        self.connect(tlsContext=None)
+        self.assertNotIn(b"STARTTLS", self.ehlo())
+        self.assertEqual(self.send(b"STARTTLS\r\n"), b"454 4.7.0 TLS not available\r\n")

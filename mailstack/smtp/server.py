@@ -29,6 +29,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
@@ -233,7 +234,13 @@ class SMTPServer(Protocol, TimeoutMixin):
             if not self._disconnecting:
                 self.reply(Reply(500, "5.5.2", "Command unrecognized"))
             return
-        method(argument.strip())
+        try:
+            method(argument.strip())
+        except Exception:
+            # A bug or a store fault in a synchronous handler: the client gets
+            # a temporary error and the session goes on, as POP3 ([SYS/TEMP])
+            # and IMAP ([SERVERBUG]) answer; the log keeps the traceback.
+            self._internalError(Failure())
 
     def _countBad(self):
         self._badCommands += 1
@@ -247,7 +254,9 @@ class SMTPServer(Protocol, TimeoutMixin):
             self.reply(Reply(501, status, text))
 
     def _startTLSOffered(self):
+        """STARTTLS is offered only where it can work: a TLS context is loaded."""
         return (self.settings.tlsMode == "starttls" and not self.tls
+                and self.settings.tlsContext is not None
                 and "STARTTLS" not in self.settings.disabled)
 
     def _authMechanisms(self):
@@ -336,7 +345,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             return self._syntax("Syntax: STARTTLS")
         if self.tls:
             return self.reply(Reply(503, "5.5.1", "TLS already active"))
-        if not self._startTLSOffered() or self.settings.tlsContext is None:
+        if not self._startTLSOffered():
             return self.reply(Reply(454, "4.7.0", "TLS not available"))
         # RFC 3207 section 4.2 and CVE-2011-0411: anything pipelined after
         # STARTTLS arrived in plaintext and must not be executed after the handshake.
