@@ -7,17 +7,16 @@ factory its protocol package builds, wrapped the same way for every protocol:
     endpoint -> [TLS, if implicit] -> per-IP limit + session count
              -> [transcript, if enabled] -> the protocol's factory
 
-Protocol packages register a builder in L{PROTOCOLS}; the builder gets a
-L{ListenerContext} (config, listener, portal, users, store, TLS context) and
-returns the protocol factory plus the line to send when a peer has too many
-connections. The realm is protocol-neutral: it receives the avatar adapters of
-the protocols that are configured.
+Each protocol is an L{IProtocolPlugin} named in L{PROTOCOLS}; its
+C{buildFactory} gets a L{ListenerContext} (config, listener, portal, users,
+store, TLS context) and returns a L{ProtocolBuilt}: the protocol factory plus
+the line to send when a peer has too many connections. The realm is
+protocol-neutral: it receives the avatar adapters of the protocols that are
+configured. Protocol packages import L{mailstack.listener}, never this module.
 
 twistd loads this through the C{mailstack} plugin: L{Options} and L{makeService}.
 """
 
-import dataclasses
-import importlib
 import sys
 
 from twisted.application import service
@@ -32,55 +31,24 @@ from mailstack.auth.checkers import PasswdFileChecker
 from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 from mailstack.config import ConfigError, loadConfig
+from mailstack.imap.plugin import plugin as imapPlugin
+from mailstack.listener import IProtocolPlugin, ListenerContext
+from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.sessions import LimitingFactory, SessionCounter
+from mailstack.smtp.plugin import plugin as smtpPlugin
 from mailstack.storage.files import makeDirectories
 from mailstack.storage.maildir import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 
 log = Logger()
 
-# protocol name -> "module:function". The function takes a ListenerContext and
-# returns a ProtocolBuilt. The module also has avatarAdapters() -> {interface: factory}
-# for the realm, and a transcript redactor class.
+# protocol name (a listener's C{protocol}) -> its L{IProtocolPlugin}.
 PROTOCOLS = {
-    "smtp": "mailstack.smtp.server:buildFactory",
-    "submission": "mailstack.smtp.server:buildFactory",
-    "pop3": "mailstack.pop3.server:buildFactory",
-    "imap": "mailstack.imap.server:buildFactory",
+    "smtp": smtpPlugin,
+    "submission": smtpPlugin,
+    "pop3": pop3Plugin,
+    "imap": imapPlugin,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class ListenerContext:
-    """
-    Everything a protocol package may use to build one listener's factory.
-    """
-    config: object
-    listener: object
-    portal: object
-    users: object
-    store: object
-    tlsContext: object
-    counter: object
-    reactor: object
-    shared: dict
-
-
-@dataclasses.dataclass(frozen=True)
-class ProtocolBuilt:
-    """
-    What a protocol builder returns.
-
-    @ivar factory: the protocol factory to serve.
-    @ivar refusal: bytes sent to a peer over its per-IP connection limit.
-    @ivar redactorFactory: makes the transcript redactor of one session.
-    @ivar services: services the protocol needs running (a relay queue...),
-        shared between listeners; each is added to the server once.
-    """
-    factory: object
-    refusal: bytes
-    redactorFactory: object
-    services: tuple = ()
 
 
 class StartupError(Exception):
@@ -90,20 +58,21 @@ class StartupError(Exception):
 
 
 def _resolve(protocols, name):
-    target = protocols.get(name)
-    if target is None:
+    """
+    @return: the L{IProtocolPlugin} serving protocol C{name}.
+    @raise StartupError: if there is none (or the registry holds something else).
+    """
+    plugin = protocols.get(name)
+    if plugin is None:
         raise StartupError("protocol %r is not available in this build" % (name,))
-    if callable(target):
-        return target, {}, None
-    moduleName, _, functionName = target.partition(":")
-    module = importlib.import_module(moduleName)
-    return (getattr(module, functionName), getattr(module, "avatarAdapters", dict)(),
-            getattr(module, "DISABLEABLE", None))
+    if not IProtocolPlugin.providedBy(plugin):
+        raise StartupError("protocol %r: %r is not a protocol plug-in" % (name, plugin))
+    return plugin
 
 
 def _checkDisabled(config, index, listener, known):
     """A name in C{disabled} that the protocol does not know is a typo: refuse it."""
-    if known is None:
+    if known is None:  # the plug-in accepts any name
         return
     unknown = [name for name in listener.disabled if name not in known]
     if unknown:
@@ -215,8 +184,8 @@ def buildService(config, reactor=None, protocols=None):
     Build the server from a loaded L{Config}. Creates the data directory, the
     certificate and the demo account on first start.
 
-    @param protocols: protocol registry (defaults to L{PROTOCOLS}); tests pass
-        their own to serve a fake protocol.
+    @param protocols: protocol name -> L{IProtocolPlugin} (defaults to
+        L{PROTOCOLS}); tests pass their own to serve a fake protocol.
     @raise StartupError: with a one-line reason.
     """
     if reactor is None:
@@ -236,12 +205,12 @@ def buildService(config, reactor=None, protocols=None):
         except mstls.TLSConfigError as e:
             raise StartupError("%s: tls: %s" % (config.path, e))
 
-    builders, adapters = {}, {}
+    plugins, adapters = {}, {}
     for index, listener in enumerate(config.listeners):
-        builder, protocolAdapters, known = _resolve(protocols, listener.protocol)
-        _checkDisabled(config, index, listener, known)
-        builders[listener.name] = builder
-        adapters.update(protocolAdapters)
+        plugin = _resolve(protocols, listener.protocol)
+        _checkDisabled(config, index, listener, plugin.disableable)
+        plugins[listener.name] = plugin
+        adapters.update(plugin.avatarAdapters())
 
     watcher = MailboxWatcher(reactor)
     store = MaildirStore(config.mail_dir, watcher)
@@ -254,7 +223,7 @@ def buildService(config, reactor=None, protocols=None):
         context = ListenerContext(config=config, listener=listener, portal=portal,
                                   users=users, store=store, tlsContext=tlsContext,
                                   counter=counter, reactor=reactor, shared=shared)
-        built = builders[listener.name](context)
+        built = plugins[listener.name].buildFactory(context)
         for extra in built.services:
             if extra.parent is None:
                 extra.setServiceParent(top)

@@ -42,7 +42,7 @@ def listenerSettings(context):
     """
     The L{ListenerSettings} fields for one listener, as keyword arguments.
 
-    @param context: a L{mailstack.service.ListenerContext}.
+    @param context: a L{mailstack.listener.ListenerContext}.
     """
     config, listener = context.config, context.listener
     limits = config.limits

@@ -14,7 +14,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from mailstack.auth.realm import MailRealm
-from mailstack.imap.server import IMAPServer, IMAPSettings, avatarAdapters
+from mailstack.imap.plugin import plugin as imapPlugin
+from mailstack.imap.server import IMAPServer, IMAPSettings
 from mailstack.storage.maildir import MaildirStore
 
 MESSAGE = (b"From: Alice <alice@lab.test>\r\nTo: bob@lab.test\r\nSubject: Hello\r\n"
@@ -51,7 +52,7 @@ class IMAPTestMixin:
         self.clock = task.Clock()
         self.store = MaildirStore(self.mktemp())
         checker = InMemoryUsernamePasswordDatabaseDontUse(**{"alice@lab.test": b"secret"})
-        self.portal = Portal(MailRealm(self.store, avatarAdapters()), [checker])
+        self.portal = Portal(MailRealm(self.store, imapPlugin.avatarAdapters()), [checker])
         self.account = self.store.account("alice@lab.test")
         # An account set up before: no default folders at login (see
         # test_imap_extensions for those).

@@ -8,7 +8,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from mailstack.auth.realm import MailRealm
-from mailstack.pop3 import server as pop3server
+from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.pop3.mailbox import (
     IMaildrop, Maildrop, MaildropLocked, MaildropLocks, MessageDeleted, MessageGone,
     NoSuchMessageNumber, maildropAdapter, uniqueID)
@@ -227,12 +227,12 @@ class AdapterTests(MaildropTestMixin, unittest.TestCase):
     """
 
     def test_avatarAdapters(self):
-        """The pop3 package registers IMaildrop -> maildropAdapter for the realm."""
-        self.assertEqual(pop3server.avatarAdapters(), {IMaildrop: maildropAdapter})
+        """The pop3 plug-in registers IMaildrop -> maildropAdapter for the realm."""
+        self.assertEqual(pop3Plugin.avatarAdapters(), {IMaildrop: maildropAdapter})
 
     def test_realm(self):
         """Through MailRealm: an unopened maildrop; logout releases its lock."""
-        realm = MailRealm(self.store, pop3server.avatarAdapters())
+        realm = MailRealm(self.store, pop3Plugin.avatarAdapters())
         interface, maildrop, logout = realm.requestAvatar(b"alice@lab.test", None, IMaildrop)
         self.assertIs(interface, IMaildrop)
         self.assertEqual(maildrop.address, "alice@lab.test")

@@ -1603,13 +1603,14 @@ class StockMaildirDefectTests(StockMixin, MaildirDefectScenarios, unittest.TestC
 
 class BuildFactoryTests(unittest.TestCase):
     """
-    The service's builder turns a listener's config into settings.
+    The pop3 plug-in turns a listener's config into settings.
     """
 
     def test_settingsFromConfig(self):
         """Limits, TLS mode, plaintext policy and disabled names reach the server."""
         from mailstack.config import loadConfig
-        from mailstack.service import ListenerContext
+        from mailstack.listener import ListenerContext
+        from mailstack.pop3.plugin import plugin
         from mailstack.transcript import POP3Redactor
         from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
         text = BASE_CONFIG.replace("[limits]", "[limits]\nline_length = 1024\n"
@@ -1619,7 +1620,7 @@ class BuildFactoryTests(unittest.TestCase):
         context = ListenerContext(config=config, listener=config.listeners[0], portal=None,
                                   users=None, store=None, tlsContext="context", counter=None,
                                   reactor=task.Clock(), shared={})
-        built = pop3server.buildFactory(context)
+        built = plugin.buildFactory(context)
         settings = built.factory.settings
         self.assertEqual((settings.hostname, settings.tlsMode, settings.tlsContext,
                           settings.allowPlaintextAuth, settings.disabled, settings.maxLine,

@@ -10,9 +10,11 @@ import sys
 
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from mailstack import service
 from mailstack.config import loadConfig
+from mailstack.listener import IProtocolPlugin, ProtocolBuilt
 from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
 
 
@@ -30,14 +32,22 @@ class _Greeter(protocol.Protocol):
         self.transport.write(data.upper())
 
 
-def _buildGreeter(context):
-    factory = protocol.Factory.forProtocol(_Greeter)
-    factory.tlsContext = context.tlsContext
-    return service.ProtocolBuilt(factory=factory, refusal=b"busy\r\n",
-                                 redactorFactory=None)
+@implementer(IProtocolPlugin)
+class _GreeterPlugin:
+    """Serves L{_Greeter} on any listener; accepts any name in C{disabled}."""
+
+    disableable = None
+
+    def avatarAdapters(self):
+        return {}
+
+    def buildFactory(self, context):
+        factory = protocol.Factory.forProtocol(_Greeter)
+        factory.tlsContext = context.tlsContext
+        return ProtocolBuilt(factory=factory, refusal=b"busy\r\n", redactorFactory=None)
 
 
-FAKE = {"smtp": _buildGreeter, "imap": _buildGreeter}
+FAKE = {"smtp": _GreeterPlugin(), "imap": _GreeterPlugin()}
 
 
 def _talk(port, lines, useTLS=False, cafile=None):

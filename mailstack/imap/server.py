@@ -41,10 +41,9 @@ from mailstack.imap import extparser, parser, response
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.condstore import CondstoreCommands
-from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
 from mailstack.imap.parser import ParseError, Reader
 from mailstack.imap.response import Refusal, taggedLine
-from mailstack.settings import ListenerSettings, listenerSettings
+from mailstack.settings import ListenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
     NO_SPACE_ERRNOS, InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace,
@@ -78,7 +77,7 @@ DISABLEABLE = frozenset(EXTENSIONS) | {
 @dataclasses.dataclass(frozen=True)
 class IMAPSettings(ListenerSettings):
     """
-    What one listener offers; built from its config by L{buildFactory}.
+    What one listener offers; built from its config by its plug-in's C{buildFactory}.
     """
     maxLineLength: int = 65536
     maxLiteralSize: int = 25 * 1024 * 1024
@@ -735,31 +734,3 @@ class IMAPFactory(Factory):
                        self.runInThread)
         p.factory = self
         return p
-
-
-def avatarAdapters():
-    """Realm adapters for IMAP: the account view over the user's store."""
-    return {IIMAPAccount: avatarFactory}
-
-
-def buildFactory(context):
-    """
-    The service's builder for the C{imap} protocol.
-    """
-    from mailstack.service import ProtocolBuilt
-    from mailstack.transcript import IMAPRedactor
-    limits = context.config.limits
-    settings = IMAPSettings(
-        **listenerSettings(context),
-        maxLineLength=limits.line_length,
-        maxLiteralSize=limits.literal_size,
-        idleTimeout=max(limits.idle_timeout, 1),
-        loginTimeout=min(limits.command_timeout, limits.idle_timeout),
-    )
-    users = context.users
-    factory = IMAPFactory(settings, context.portal, context.reactor,
-                          cramAvailable=users.allPlaintextSecrets if users is not None else None)
-    return ProtocolBuilt(
-        factory=factory,
-        refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
-        redactorFactory=IMAPRedactor)

@@ -38,11 +38,10 @@ from twisted.python.failure import Failure
 
 from mailstack.auth.checkers import APOPCredentials
 from mailstack.pop3.mailbox import (
-    IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber,
-    maildropAdapter)
+    IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber)
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader, stuff
-from mailstack.settings import ListenerSettings, listenerSettings
+from mailstack.settings import ListenerSettings
 from mailstack.storage.interfaces import StoreError
 from mailstack.throttle import AuthFailureThrottle
 
@@ -84,7 +83,7 @@ OBSOLETE = {
 @dataclasses.dataclass(frozen=True)
 class POP3Settings(ListenerSettings):
     """
-    What one listener offers; built from its config by L{buildFactory}.
+    What one listener offers; built from its config by its plug-in's C{buildFactory}.
     """
     maxLine: int = 65536
     idleTimeout: int = 600
@@ -755,31 +754,3 @@ class POP3Factory(Factory):
         p = POP3Server(self.settings, self.portal, self.plaintextSecrets, self.clock)
         p.factory = self
         return p
-
-
-def avatarAdapters():
-    """Realm adapters for POP3: the L{IMaildrop} over the user's INBOX."""
-    return {IMaildrop: maildropAdapter}
-
-
-def buildFactory(context):
-    """
-    The service's builder for the C{pop3} protocol.
-    """
-    from mailstack.service import ProtocolBuilt
-    from mailstack.transcript import POP3Redactor
-    limits = context.config.limits
-    settings = POP3Settings(
-        **listenerSettings(context),
-        maxLine=limits.line_length,
-        # docs/configuration.md: command_timeout is the SMTP/POP3 idle timer
-        # (default 600 s, RFC 1939's ten-minute minimum); idle_timeout is IMAP's.
-        idleTimeout=limits.command_timeout,
-    )
-    users = context.users
-    plaintextSecrets = users.allPlaintextSecrets if users is not None else None
-    factory = POP3Factory(settings, context.portal, plaintextSecrets, context.reactor)
-    return ProtocolBuilt(
-        factory=factory,
-        refusal=b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
-        redactorFactory=POP3Redactor)

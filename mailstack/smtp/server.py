@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
-from mailstack.settings import ListenerSettings, listenerSettings
+from mailstack.settings import ListenerSettings
 from mailstack.smtp.reply import Reply
 from mailstack.storage.interfaces import NO_SPACE_ERRNOS
 from mailstack.throttle import AuthFailureThrottle
@@ -50,7 +50,7 @@ SASL_LINE_LENGTH = 12288 + 2
 @dataclasses.dataclass(frozen=True)
 class SMTPSettings(ListenerSettings):
     """
-    What one listener offers; built from its config by L{buildFactory}.
+    What one listener offers; built from its config by its plug-in's C{buildFactory}.
     """
     submission: bool = False
     maxMessageSize: int = 25 * 1024 * 1024
@@ -746,60 +746,3 @@ class SMTPFactory(Factory):
         p = SMTPServer(self.settings, self.policy, self.portal, self.clock)
         p.factory = self
         return p
-
-
-def avatarAdapters():
-    """Realm adapters for SMTP (the authenticated sender)."""
-    from mailstack.smtp.delivery import avatarAdapters
-    return avatarAdapters()
-
-
-def _sharedPolicy(context):
-    """
-    One policy (and one relay queue, if a smarthost is set) per server, shared
-    by the smtp and submission listeners.
-    """
-    from mailstack.smtp.delivery import SMTPPolicy
-    policy = context.shared.get("smtp.policy")
-    if policy is not None:
-        return policy, ()
-    config = context.config
-    policy = SMTPPolicy(config.server.domains, context.users, context.store)
-    services = ()
-    if config.relay.smarthost is not None:
-        from mailstack.smtp.queue import RelayQueue
-        policy.queue = RelayQueue(
-            config.queue_dir, config.relay.smarthost, config.server.hostname,
-            policy.bounce, reactor=context.reactor,
-            retrySchedule=config.relay.retry_schedule,
-            lifetime=config.relay.queue_lifetime, requireTLS=config.relay.require_tls)
-        services = (policy.queue,)
-    context.shared["smtp.policy"] = policy
-    return policy, services
-
-
-def buildFactory(context):
-    """
-    The service's builder for the C{smtp} and C{submission} protocols.
-    """
-    from mailstack.service import ProtocolBuilt
-    from mailstack.transcript import SMTPRedactor
-    config, listener = context.config, context.listener
-    limits = config.limits
-    settings = SMTPSettings(
-        **listenerSettings(context),
-        submission=listener.protocol == "submission",
-        maxMessageSize=limits.message_size,
-        maxCommandLine=limits.smtp_line_length,
-        maxTextLine=limits.text_line_length,
-        maxRecipients=limits.recipients_per_message,
-        timeout=limits.command_timeout,
-        bareNewline=config.smtp.bare_newline,
-    )
-    policy, services = _sharedPolicy(context)
-    factory = SMTPFactory(settings, policy, context.portal, context.reactor)
-    return ProtocolBuilt(
-        factory=factory,
-        refusal=b"421 4.7.0 Too many connections from your address\r\n",
-        redactorFactory=SMTPRedactor,
-        services=services)
