@@ -11,7 +11,6 @@ Both use the same L{serverContextFactory} result.
 import datetime
 import ipaddress
 import os
-import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,7 +20,7 @@ from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.logger import Logger
 
-from mailstack.storage.files import makeDirectories
+from mailstack.storage.files import atomicWrite, makeDirectories
 
 log = Logger()
 
@@ -110,30 +109,6 @@ def generateSelfSigned(hostnames, days=825):
     return certPEM, keyPEM
 
 
-def _writeAtomically(path, data, mode):
-    """
-    Write C{data} to C{path} through a temporary file in the same directory and
-    a rename, so a reader never sees half a file; the file gets C{mode} from
-    the start (the key is never world-readable, not even briefly).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-",
-                                     suffix="-" + os.path.basename(path))
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
 def ensureCertificate(certPath, keyPath, hostnames, force=False):
     """
     Create a self-signed certificate and key unless both files exist. Both are
@@ -151,8 +126,11 @@ def ensureCertificate(certPath, keyPath, hostnames, force=False):
         makeDirectories(os.path.dirname(os.path.abspath(path)))
     # key first: a cert without its key is useless, a key without its cert is
     # regenerated on the next start anyway
-    _writeAtomically(keyPath, keyPEM, 0o600)
-    _writeAtomically(certPath, certPEM, 0o600)
+    # through a temporary file and a rename, so a reader never sees half a
+    # file; 0600 from the start (the key is never readable by others); no
+    # directory fsync: a certificate lost in a crash is made again
+    atomicWrite(keyPath, keyPEM, 0o600, syncDirectory=False)
+    atomicWrite(certPath, certPEM, 0o600, syncDirectory=False)
     return True
 
 

@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from mailstack.imap import server as imapserver
 from mailstack.smtp.delivery import SMTPPolicy
 from mailstack.smtp.server import Envelope
-from mailstack.storage import crlf, dotlock, maildir
+from mailstack.storage import crlf, dotlock, files, maildir
 from mailstack.storage.interfaces import StoreError
 from mailstack.storage.maildir import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
@@ -135,7 +135,7 @@ class IMAPDiskFullTests(IMAPTestMixin, unittest.TestCase):
         neither dovecot-keywords.lock nor dovecot-uidlist.lock left behind."""
         self.deliver()
         self.select()
-        self.patch(dotlock, "os", FaultyOS(write=diskFull))
+        self.patch(files, "os", FaultyOS(fsync=diskFull))
         self.assertEqual(self.send(b"a STORE 1 +FLAGS ($Work)\r\n"),
                          b"a NO [OVERQUOTA] Not enough disk space\r\n")
         self.assertFalse([name for name in os.listdir(self.inbox.path) if name.endswith(".lock")])
@@ -176,7 +176,7 @@ class DotLockFaultTests(unittest.TestCase):
         target = os.path.join(directory, "file")
         with open(target, "w") as f:
             f.write("old\n")
-        self.patch(dotlock, "os", FaultyOS(fsync=diskFull))
+        self.patch(files, "os", FaultyOS(fsync=diskFull))
         lock = dotlock.DotLock(target, 1, 120)
         with self.assertRaises(OSError):
             with lock:

@@ -193,3 +193,162 @@ class PrivateModeTests(TestCase):
         name, path, fd = files.createTemporary(os.path.join(self.top, "tmp"))
         os.close(fd)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+
+class RecordingOS:
+    """The os module, recording the durability steps: fsync (of a file or a directory) and replace."""
+
+    def __init__(self, failOn=None):
+        self.steps = []
+        self.failOn = failOn
+
+    def _step(self, name):
+        self.steps.append(name)
+        if name == self.failOn:
+            raise OSError(28, "No space left on device")
+
+    def fsync(self, fd):
+        self._step("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        os.fsync(fd)
+
+    def replace(self, source, target):
+        self._step("replace")
+        os.replace(source, target)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+class AtomicWriteTests(TestCase):
+    """
+    L{files.atomicWrite}, L{files.atomicFile}, L{files.commitFile} and
+    L{files.fsyncDirectory}: a file is replaced all or nothing, durably.
+    """
+
+    def setUp(self):
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "file")
+        with open(self.path, "wb") as f:
+            f.write(b"old\n")
+
+    def read(self):
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def record(self, failOn=None):
+        recording = RecordingOS(failOn)
+        self.patch(files, "os", recording)
+        return recording
+
+    def test_replaces(self):
+        """The new content replaces the old; only the file is left, 0600 under umask 022."""
+        useUmask(self)
+        files.atomicWrite(self.path, b"new\n")
+        self.assertEqual(self.read(), b"new\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+
+    def test_mode(self):
+        """The mode asked for is the file's, whatever the umask."""
+        useUmask(self, 0o077)
+        files.atomicWrite(self.path, b"new\n", 0o640)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
+
+    def test_durableOrder(self):
+        """The file is fsynced before the rename, its directory after it."""
+        recording = self.record()
+        files.atomicWrite(self.path, b"new\n")
+        self.assertEqual(recording.steps, ["fsync file", "replace", "fsync dir"])
+
+    def test_noDirectorySync(self):
+        """syncDirectory=False: the file is fsynced, the directory is not."""
+        recording = self.record()
+        files.atomicWrite(self.path, b"new\n", syncDirectory=False)
+        self.assertEqual(recording.steps, ["fsync file", "replace"])
+        self.assertEqual(self.read(), b"new\n")
+
+    def test_noSync(self):
+        """fsync=False, syncDirectory=False (a rebuildable file): only the rename."""
+        recording = self.record()
+        files.atomicWrite(self.path, b"new\n", fsync=False, syncDirectory=False)
+        self.assertEqual(recording.steps, ["replace"])
+        self.assertEqual(self.read(), b"new\n")
+
+    def test_failingWriteKeepsOld(self):
+        """A write that fails (fsync: disk full) leaves the old content and no temporary file."""
+        self.record(failOn="fsync file")
+        self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
+        self.assertEqual(self.read(), b"old\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
+    def test_failingRenameKeepsOld(self):
+        """A rename that fails leaves the old content and no temporary file."""
+        self.record(failOn="replace")
+        self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
+        self.assertEqual(self.read(), b"old\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
+    def test_failingBlockKeepsOld(self):
+        """An exception while the block writes leaves the old content and no temporary file."""
+        with self.assertRaises(ZeroDivisionError):
+            with files.atomicFile(self.path) as f:
+                f.write(b"half")
+                1 / 0
+        self.assertEqual(self.read(), b"old\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
+    def test_failingDirectorySync(self):
+        """If only the directory fsync fails, the error is raised and the new file is in place."""
+        self.record(failOn="fsync dir")
+        self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
+        self.assertEqual(self.read(), b"new\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
+    def test_temporaryGiven(self):
+        """With temporary=, the file is written there (e.g. a queue's tmp/) and renamed."""
+        os.mkdir(os.path.join(self.directory, "tmp"))
+        temporary = os.path.join(self.directory, "tmp", "t")
+        with files.atomicFile(self.path, temporary=temporary) as f:
+            self.assertEqual(os.listdir(os.path.join(self.directory, "tmp")), ["t"])
+            f.write(b"new\n")
+        self.assertEqual(self.read(), b"new\n")
+        self.assertEqual(os.listdir(os.path.join(self.directory, "tmp")), [])
+
+    def test_temporaryLinkRefused(self):
+        """A symbolic link planted at the temporary path is refused, not followed."""
+        elsewhere = os.path.join(self.directory, "elsewhere")
+        temporary = os.path.join(self.directory, "t")
+        os.symlink(elsewhere, temporary)
+        self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n",
+                          temporary=temporary)
+        self.assertFalse(os.path.exists(elsewhere))
+        self.assertEqual(self.read(), b"old\n")
+
+    def test_openDescriptor(self):
+        """fd=: a file already created and open (a dotlock) becomes the target."""
+        lock = self.path + ".lock"
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with files.atomicFile(self.path, temporary=lock, fd=fd) as f:
+            f.write(b"new\n")
+        self.assertEqual(self.read(), b"new\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
+    def test_commitFile(self):
+        """commitFile puts a file written under another name in place, durably."""
+        recording = self.record()
+        temporary = os.path.join(self.directory, "t")
+        f = open(temporary, "wb")
+        f.write(b"new\n")
+        files.commitFile(f, temporary, self.path)
+        self.assertTrue(f.closed)
+        self.assertEqual(recording.steps, ["fsync file", "replace", "fsync dir"])
+        self.assertEqual(self.read(), b"new\n")
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
+    def test_fsyncDirectory(self):
+        """fsyncDirectory fsyncs the directory itself; a file is refused."""
+        recording = self.record()
+        files.fsyncDirectory(self.directory)
+        self.assertEqual(recording.steps, ["fsync dir"])
+        self.assertRaises(NotADirectoryError, files.fsyncDirectory, self.path)

@@ -164,6 +164,17 @@ class StateTests(unittest.TestCase):
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
         self.assertEqual(os.listdir(os.path.dirname(self.path)), ["mailstack-modseq"])
 
+    def test_failedRewriteLeavesNothing(self):
+        """A rewrite whose rename finds the disk full leaves no temporary file beside the mailbox."""
+        def diskFull(*args):
+            raise OSError(28, "No space left on device")
+        s = self.state()
+        s.load(5, {1: ""})
+        self.patch(os, "rename", diskFull)
+        self.patch(os, "replace", diskFull)
+        s.flush()
+        self.assertEqual(os.listdir(os.path.dirname(self.path)), [])
+
     def test_historyBounded(self):
         """Old expunge records merge; beyond the limit the floor rises."""
         self.patch(modseq, "MAX_EXPUNGED_UIDS", 10)

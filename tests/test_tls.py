@@ -105,9 +105,8 @@ class EnsureCertificateTests(unittest.TestCase):
         self.assertTrue(tls.ensureCertificate(self.certPath, self.keyPath, ["localhost"]))
         self.assertEqual(stat.S_IMODE(os.stat(self.keyPath).st_mode), 0o600)
         tls.serverContextFactory(self.certPath, self.keyPath)
-        self.assertEqual(
-            [name for name in os.listdir(os.path.dirname(self.certPath))
-             if name.startswith(".tmp")], [])
+        self.assertEqual(sorted(os.listdir(os.path.dirname(self.certPath))),
+                         ["cert.pem", "key.pem"])
 
     def test_privateModes(self):
         """Under umask 022 the new certificate folder is 0700, the key and certificate 0600."""

@@ -25,13 +25,12 @@ import hmac
 import io
 import os
 import re
-import tempfile
 import threading
 
 import bcrypt
 from twisted.logger import Logger
 
-from mailstack.storage.files import makeDirectories
+from mailstack.storage.files import atomicWrite, makeDirectories
 
 log = Logger()
 
@@ -705,28 +704,8 @@ class PasswdFile:
         Replace the file atomically: temporary file, fsync, rename, fsync the
         directory. Mode 0600: the file holds secrets.
         """
-        directory = os.path.dirname(os.path.abspath(self.path))
         data = "".join(line + "\n" for line in lines)
-        fd, temporary = tempfile.mkstemp(
-            dir=directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(_encode(data))
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(temporary, self.path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
-        dirfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        atomicWrite(self.path, _encode(data), 0o600)
         with self._lock:
             self._stamp = None
 

@@ -42,7 +42,7 @@ from twisted.logger import Logger
 
 from mailstack.relay import dsn
 from mailstack.relay.client import RelayClientFactory, Result, _text
-from mailstack.storage.files import makeDirectories, privateFile
+from mailstack.storage.files import atomicFile, atomicWrite, fsyncDirectory, makeDirectories
 
 log = Logger()
 
@@ -154,32 +154,6 @@ class QueueEntry:
 
 
 # -- files ------------------------------------------------------------------
-
-def _fsyncDirectory(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _writeFile(tmpPath, finalPath, write):
-    """C{write(f)} into C{tmpPath}, fsync, rename to C{finalPath}, fsync its dir."""
-    try:
-        with open(tmpPath, "xb", opener=privateFile) as f:
-            result = write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmpPath, finalPath)
-    except BaseException:
-        try:
-            os.unlink(tmpPath)
-        except OSError:
-            pass
-        raise
-    _fsyncDirectory(os.path.dirname(finalPath))
-    return result
-
 
 def _copyMessage(stream, f):
     """Copy the stream; @return: C{(size, eightBit)}."""
@@ -366,9 +340,9 @@ class RelayQueue(service.Service):
         """In a thread: msg/<id>, then env/<id>, each durable."""
         queueID = entry.queueID
         self._makeDirectories()
-        entry.size, entry.eightBit = _writeFile(
-            self._path("tmp", queueID + ".msg"), self._path("msg", queueID),
-            lambda f: _copyMessage(stream, f))
+        with atomicFile(self._path("msg", queueID),
+                        temporary=self._path("tmp", queueID + ".msg")) as f:
+            entry.size, entry.eightBit = _copyMessage(stream, f)
         try:
             self._writeEnvelope(queueID, entry.toJSON())
         except BaseException:
@@ -376,14 +350,13 @@ class RelayQueue(service.Service):
             raise
 
     def _writeEnvelope(self, queueID, text):
-        _writeFile(self._path("tmp", "%s.env.%s" % (queueID, secrets.token_hex(4))),
-                   self._path("env", queueID),
-                   lambda f: f.write(text.encode("utf-8")))
+        atomicWrite(self._path("env", queueID), text.encode("utf-8"),
+                    temporary=self._path("tmp", "%s.env.%s" % (queueID, secrets.token_hex(4))))
 
     def _removeFiles(self, queueID):
         """In a thread: the envelope first (a message without one is an orphan)."""
         _unlink(self._path("env", queueID))
-        _fsyncDirectory(self._path("env"))
+        fsyncDirectory(self._path("env"))
         _unlink(self._path("msg", queueID))
 
     def _save(self, entry):

@@ -9,6 +9,7 @@ import time
 
 from twisted.logger import Logger
 
+from mailstack.storage.files import atomicFile
 from mailstack.storage.interfaces import StoreError
 
 log = Logger()
@@ -61,18 +62,8 @@ class DotLock:
         as it was.
         """
         fd, self.fd = self.fd, None
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(self.path, self.target)
-        except BaseException:
-            self._remove()
-            raise
+        with atomicFile(self.target, temporary=self.path, fd=fd, syncDirectory=False) as f:
+            f.write(data)
 
     def _remove(self):
         try:

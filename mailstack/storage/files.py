@@ -9,11 +9,19 @@ of C{open()}), so mail, users and transcripts are private to the server's user
 under any umask. The umask can only take permission bits away, so asking for
 these modes explicitly (never the defaults C{0777}/C{0666}) is what makes the
 result independent of it.
+
+And how mailstack writes a file durably: L{atomicFile}/L{atomicWrite} (write a
+temporary file, fsync, rename over the target, fsync the directory: a reader
+or a crash sees the old file or the new one), L{commitFile} (the last steps,
+for writers that create their temporary file themselves: Maildir delivery,
+the dotlock) and L{fsyncDirectory}.
 """
 
+import contextlib
 import itertools
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -76,12 +84,119 @@ def makeMaildir(path, folder):
 
 
 def fsyncDirectory(path):
-    """Make the renames into a directory durable."""
-    fd = os.open(path, os.O_RDONLY)
+    """
+    Make the renames into (and removals from) the directory C{path} durable:
+    after a crash the new names are there and the removed ones are gone.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _removeQuietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def commitFile(f, temporary, path, fsync=True, syncDirectory=True):
+    """
+    Put the file being written as C{temporary} in place as C{path}: flush and
+    (with C{fsync}) fsync C{f}, close it, rename it over C{path}, then (with
+    C{syncDirectory}) fsync C{path}'s directory. A reader sees the old file or
+    the new one, never half of it. Every atomic write in mailstack ends here.
+
+    If a step up to the rename fails, C{temporary} is removed and C{path} is
+    left as it was. If only the directory fsync fails, the new file is in
+    place but the exception is raised: the caller decides whether to take it
+    back (a Maildir delivery does, a replaced file cannot).
+
+    @param f: the open binary file object of C{temporary}; closed on return.
+    """
+    try:
+        with f:
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        _removeQuietly(temporary)
+        raise
+    if syncDirectory:
+        fsyncDirectory(os.path.dirname(os.path.abspath(path)))
+
+
+def _createBeside(path, mode):
+    """A new temporary file in C{path}'s directory: C{(temporaryPath, fd)}."""
+    directory, name = os.path.split(os.path.abspath(path))
+    while True:
+        temporary = os.path.join(directory, ".%s.%s.tmp" % (name, secrets.token_hex(4)))
+        try:
+            return temporary, os.open(
+                temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        except FileExistsError:
+            continue
+
+
+@contextlib.contextmanager
+def atomicFile(path, mode=PRIVATE_FILE, temporary=None, fsync=True, syncDirectory=True,
+               fd=None):
+    """
+    Write a file all or nothing: C{with atomicFile(path) as f: f.write(...)}
+    writes into a temporary file (in C{path}'s directory, or C{temporary}),
+    which L{commitFile} puts in place when the block ends. If the block
+    raises, the temporary file is removed and C{path} keeps its old content.
+
+    @param mode: the file's permissions, set on the temporary file before a
+        byte is written (a key is never readable by others, not even briefly),
+        whatever the umask.
+    @param temporary: where to write first (must not exist; same filesystem
+        as C{path}), e.g. a queue's own C{tmp/}; default: a hidden
+        C{.<name>.<random>.tmp} beside C{path}.
+    @param fsync: fsync the file before the rename (off only for files that
+        are rebuilt when lost).
+    @param syncDirectory: fsync the directory after the rename, so that the
+        new file survives a crash (off where losing the rename is harmless).
+    @param fd: C{temporary} is already open (and created) on this descriptor,
+        e.g. a dotlock, whose lock file becomes the new file; C{mode} is then
+        not applied.
+    @raise OSError: from any step; see L{commitFile}.
+    """
+    if fd is None:
+        if temporary is None:
+            temporary, fd = _createBeside(path, mode)
+        else:
+            fd = privateFile(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    else:
+        mode = None
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        f = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        _removeQuietly(temporary)
+        raise
+    try:
+        yield f
+    except BaseException:
+        f.close()
+        _removeQuietly(temporary)
+        raise
+    commitFile(f, temporary, path, fsync, syncDirectory)
+
+
+def atomicWrite(path, data, mode=PRIVATE_FILE, temporary=None, fsync=True,
+                syncDirectory=True):
+    """
+    Replace C{path} by C{data} (bytes) all or nothing, through
+    L{atomicFile} (which see for the arguments).
+    """
+    with atomicFile(path, mode, temporary, fsync, syncDirectory) as f:
+        f.write(data)
 
 
 def uniqueName():

@@ -26,7 +26,7 @@ from mailstack.storage import crlf
 from mailstack.storage.crlf import CHUNK_SIZE
 from mailstack.storage.dotlock import DotLock
 from mailstack.storage.files import (
-    TMP_MAX_AGE, createTemporary, fsyncDirectory, listMessages,
+    TMP_MAX_AGE, commitFile, createTemporary, fsyncDirectory, listMessages,
     messageBase, placement, removeStale, sizeFields, splitFilename, stamp, uniqueName)
 from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
@@ -577,20 +577,27 @@ class MaildirMailbox:
             name, tmpPath, fd = createTemporary(self._sub("tmp"))
         except FileNotFoundError:
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
-        path = tmpPath
+        f = os.fdopen(fd, "wb")
         try:
-            with os.fdopen(fd, "wb") as f:
-                size = crlf.copyAsCRLF(source, f)
-                f.flush()
-                if internalDate is not None:
-                    os.utime(tmpPath, (time.time(), internalDate))
-                os.fsync(f.fileno())
-            base = messageBase(name, size, size)
-            subdir, filename = placement(base, letters)
-            os.rename(tmpPath, self._sub(subdir, filename))
-            path = self._sub(subdir, filename)
-            fsyncDirectory(self._sub(subdir))
+            size = crlf.copyAsCRLF(source, f)
+            f.flush()
+            if internalDate is not None:
+                os.utime(tmpPath, (time.time(), internalDate))
         except BaseException:
+            f.close()
+            try:
+                os.unlink(tmpPath)
+            except OSError:
+                pass
+            raise
+        # the name carries the size, so it is known only now
+        base = messageBase(name, size, size)
+        path = self._sub(*placement(base, letters))
+        try:
+            commitFile(f, tmpPath, path)
+        except BaseException:
+            # placed, but the directory fsync failed: take it back, the
+            # sender is told it was not delivered
             try:
                 os.unlink(path)
             except OSError:

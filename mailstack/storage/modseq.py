@@ -36,7 +36,7 @@ import time
 
 from twisted.logger import Logger
 
-from mailstack.storage.files import privateFile
+from mailstack.storage.files import atomicWrite, privateFile
 
 log = Logger()
 
@@ -247,10 +247,9 @@ class ModseqState:
         try:
             with self._lock():
                 if self._rewrite:
-                    temporary = "%s.%d.tmp" % (self.path, os.getpid())
-                    with open(temporary, "w", encoding="ascii", opener=privateFile) as f:
-                        f.write(self._snapshot())
-                    os.rename(temporary, self.path)
+                    # no fsync: the file is rebuilt when it is lost
+                    atomicWrite(self.path, self._snapshot().encode("ascii"),
+                                fsync=False, syncDirectory=False)
                     self._appended = len(self.modseqs) + len(self.expunges)
                 else:
                     with open(self.path, "a", encoding="ascii", opener=privateFile) as f:
