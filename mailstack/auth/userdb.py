@@ -218,6 +218,32 @@ def _bcryptHash(hashed):
     return hashed
 
 
+def normalizeLoginName(name, defaultDomain):
+    """
+    The canonical address for a login name (or a SASL authzid), or L{None} if
+    it cannot be one: case is ignored and a bare local part gets
+    C{defaultDomain} (lower-case; L{None}: a bare name is no address).
+
+    @param name: str or bytes.
+    """
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    # Non-ASCII first: str.lower() maps some of it to ASCII (KELVIN SIGN -> k).
+    if not isinstance(name, str) or not name.isascii():
+        return None
+    name = name.lower()
+    if "@" not in name:
+        if not defaultDomain:
+            return None
+        name = "%s@%s" % (name, defaultDomain.lower())
+    if not isValidAddress(name):
+        return None
+    return name
+
+
 class PasswdFile:
     """
     The users of one Dovecot passwd-file.
@@ -252,22 +278,7 @@ class PasswdFile:
         @param name: str or bytes; case is ignored; a bare local part gets the
             default domain.
         """
-        if isinstance(name, bytes):
-            try:
-                name = name.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-        # Non-ASCII first: str.lower() maps some of it to ASCII (KELVIN SIGN -> k).
-        if not isinstance(name, str) or not name.isascii():
-            return None
-        name = name.lower()
-        if "@" not in name:
-            if self.defaultDomain is None:
-                return None
-            name = "%s@%s" % (name, self.defaultDomain)
-        if not isValidAddress(name):
-            return None
-        return name
+        return normalizeLoginName(name, self.defaultDomain)
 
     def lookup(self, name):
         """
