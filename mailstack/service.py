@@ -37,7 +37,7 @@ from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.smtp.plugin import plugin as smtpPlugin
 from mailstack.storage.files import makeDirectories
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 
 log = Logger()

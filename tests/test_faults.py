@@ -19,7 +19,7 @@ from mailstack.smtp.delivery import SMTPPolicy
 from mailstack.smtp.server import Envelope
 from mailstack.storage import crlf, dotlock, files, maildir
 from mailstack.storage.interfaces import StoreError
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 from tests.helpers import LogWatch
 from tests.test_imap_server import MESSAGE, IMAPTestMixin

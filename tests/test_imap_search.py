@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from mailstack.imap import search
 from mailstack.imap.mailbox import MailboxView
 from mailstack.imap.parser import ParseError, Reader, args_search
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 
 PLAIN = (b"From: Alice <alice@lab.test>\r\nTo: bob@lab.test\r\nCc: carol@lab.test\r\n"
          b"Subject: Quarterly Report\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n"

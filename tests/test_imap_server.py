@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from mailstack.auth.realm import MailRealm
 from mailstack.imap.plugin import plugin as imapPlugin
 from mailstack.imap.server import IMAPServer, IMAPSettings
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 
 MESSAGE = (b"From: Alice <alice@lab.test>\r\nTo: bob@lab.test\r\nSubject: Hello\r\n"
            b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nHi Bob,\r\nhow are you?\r\n")

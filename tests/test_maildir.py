@@ -21,7 +21,7 @@ from mailstack.storage.interfaces import (
     Changes, IAccountStore, IMailboxStore, IMailStore, IMessageInfo,
     InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace, NoSuchMailbox,
     NoSuchMessage, StoreError)
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 
 ADDRESS = "demo@lab.test"
 MESSAGE = b"From: a@lab.test\nSubject: hello\n\nline one\nline two\n"

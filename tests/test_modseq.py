@@ -9,7 +9,7 @@ import stat
 from twisted.trial import unittest
 
 from mailstack.storage import modseq
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 from tests.test_files import modes, useUmask
 
 MESSAGE = b"Subject: x\r\n\r\nbody\r\n"

@@ -13,7 +13,7 @@ from mailstack.pop3.mailbox import (
     IMaildrop, Maildrop, MaildropLocked, MaildropLocks, MessageDeleted, MessageGone,
     NoSuchMessageNumber, maildropAdapter, uniqueID)
 from mailstack.storage.interfaces import StoreError
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 
 ONE = b"Subject: one\r\n\r\nfirst\r\n"
 TWO = b"Subject: two\r\n\r\nsecond message\r\n"

@@ -33,7 +33,7 @@ from mailstack.pop3 import server as pop3server
 from mailstack.pop3.mailbox import IMaildrop, MaildropLocks, maildropAdapter
 from mailstack.pop3.server import POP3Server, POP3Settings
 from mailstack.pop3.stream import DotStuffer, MessageSender, TopReader, stuff
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 
 RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
 RFC_DIGEST = b"c4c9334bac560ecc979e58001b3e22fb"

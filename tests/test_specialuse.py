@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from mailstack.storage import specialuse
 from mailstack.storage.interfaces import NoSuchMailbox
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 
 
 class FileFormatTests(unittest.TestCase):

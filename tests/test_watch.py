@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from mailstack.storage.interfaces import IMailboxListener
-from mailstack.storage.maildir import MaildirStore
+from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 
 

@@ -108,7 +108,7 @@ class MaildirAccount:
         path = self._path(dirName)
         self._checkConfined(canonical, path)
         mailbox = self._mailboxes.get(dirName)
-        if mailbox is not None and not mailbox._gone:
+        if mailbox is not None and not mailbox.gone:
             return mailbox
         if not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
@@ -167,7 +167,7 @@ class MaildirAccount:
             shutil.rmtree(trash, ignore_errors=True)
         mailbox = self._mailboxes.pop(dirName, None)
         if mailbox is not None:
-            mailbox._vanish()
+            mailbox.vanish()
         self._renameUses(canonical, None)
 
     def renameMailbox(self, oldName, newName):
@@ -193,25 +193,13 @@ class MaildirAccount:
         for source, _ in moves:
             mailbox = self._mailboxes.pop(source, None)
             if mailbox is not None:
-                mailbox._vanish()
+                mailbox.vanish()
         self._renameUses(oldCanonical, newCanonical)
 
     def _renameInbox(self, newCanonical):
         """RFC 3501: move every INBOX message to a new mailbox, leave INBOX empty."""
         self.createMailbox(newCanonical)
-        inbox = self.getMailbox("INBOX")
-        target = self.getMailbox(newCanonical)
-        inbox._sync(claimRecent=False)
-        order = {}
-        for uid in list(inbox._sortedUIDs):
-            entry = inbox._entries[uid]
-            try:
-                os.rename(inbox._entryPath(entry), target._sub(entry.subdir, entry.filename))
-            except FileNotFoundError:
-                continue
-            order[entry.base] = len(order)
-        target._adoptPlaced(order)
-        inbox._sync(claimRecent=False)
+        self.getMailbox("INBOX").moveAllTo(self.getMailbox(newCanonical))
 
     # Special use (RFC 6154)
 

@@ -5,8 +5,9 @@ flags in file names, keywords in C{dovecot-keywords}.
 
 The files are the truth; everything held in memory is rebuilt from them by
 L{MaildirMailbox.sync}. See docs/storage.md for the on-disk layout and the rules.
-This module holds the mailbox object (the account and store objects are in
-L{mailstack.storage.account}, re-exported here); the file formats and
+This module holds the mailbox object (the account and store objects, which
+open mailboxes, are in L{mailstack.storage.account}; this module does not
+import that one); the file formats and
 conventions they use are in L{mailstack.storage.crlf}, L{dotlock}, L{files},
 L{flags}, L{names}, L{subscriptions}, L{specialuse}, L{modseq} and L{uidlist}.
 """
@@ -41,7 +42,7 @@ from mailstack.storage.uidlist import (
 
 __all__ = [
     "CHUNK_SIZE", "KEYWORDS", "MAX_KEYWORDS", "SUBSCRIPTIONS", "TMP_MAX_AGE", "UIDLIST",
-    "InvalidAddress", "MaildirAccount", "MaildirMailbox", "MaildirStore", "MessageInfo"]
+    "MaildirMailbox", "MessageInfo"]
 
 log = Logger()
 
@@ -210,7 +211,7 @@ class MaildirMailbox:
         if self._gone:
             return Changes()
         if not os.path.isdir(self._sub("cur")):
-            expunged = self._vanish()
+            expunged = self.vanish()
             return Changes(expunged=expunged)
         stamps = self._currentStamps()
         if stamps[3] != self._keywordsStamp:
@@ -415,8 +416,21 @@ class MaildirMailbox:
         self._hasNew = False
         return recent
 
-    def _vanish(self):
-        """The directory is gone (deleted or renamed): forget every message."""
+    @property
+    def gone(self):
+        """
+        Whether the directory is gone (L{vanish}ed): the account opens a new
+        mailbox object if a folder of that name is made again.
+        """
+        return self._gone
+
+    def vanish(self):
+        """
+        The directory is gone (deleted or renamed, by the account or another
+        program): forget every message and tell the listeners they are expunged.
+
+        @return: the UIDs expunged.
+        """
         expunged = list(self._sortedUIDs)
         self._gone = True
         self._setEntries({})
@@ -721,6 +735,24 @@ class MaildirMailbox:
         self._modseq.changed({}, removed)
         self._notify(Changes(expunged=removed))
 
+    def moveAllTo(self, destination):
+        """
+        Move every message, by rename, to C{destination}, another
+        L{MaildirMailbox} on the same filesystem, keeping their order and flags;
+        this mailbox is left empty (RFC 3501 RENAME of INBOX).
+        """
+        self._sync(claimRecent=False)
+        order = {}
+        for uid in list(self._sortedUIDs):
+            entry = self._entries[uid]
+            try:
+                os.rename(self._entryPath(entry), destination._sub(entry.subdir, entry.filename))
+            except FileNotFoundError:
+                continue
+            order[entry.base] = len(order)
+        destination._adoptPlaced(order)
+        self._sync(claimRecent=False)
+
     def copyTo(self, uids, destination):
         """
         Copy by hard link (a real copy across filesystems). All or nothing: if one
@@ -816,7 +848,3 @@ class MaildirMailbox:
             log.info("{mailbox}: removed {count} stale files from tmp/", mailbox=self, count=removed)
         return removed
 
-
-# The account and store live in their own module; importable from here as before.
-from mailstack.storage.account import (  # noqa: E402  (needs MaildirMailbox above)
-    InvalidAddress, MaildirAccount, MaildirStore)

@@ -11,7 +11,7 @@ in this small file, one mailbox per line::
 (attributes separated by spaces, a tab, the mailbox name in UTF-8 with C{/}
 between levels). Lines starting with C{#} are comments. The file's existence
 also records that the account's default folders were set up (see
-L{mailstack.storage.maildir.MaildirAccount.createDefaultMailboxes}).
+L{mailstack.storage.account.MaildirAccount.createDefaultMailboxes}).
 """
 
 from mailstack.storage.dotlock import DotLock
