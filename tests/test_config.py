@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class ShippedConfigTests(unittest.TestCase):
     """
-    The configs in etc/ load and say what DESIGN.md promises.
+    The configs in etc/ load and say what README.md and docs/configuration.md promise.
     """
 
     def test_labConfig(self):

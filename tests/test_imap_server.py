@@ -1227,7 +1227,7 @@ class SessionTests(IMAPTestMixin, unittest.TestCase):
 
 
 # -- the stock twisted.mail.imap4.IMAP4Server, for comparison ---------------
-# Each test below shows one defect listed in TWISTED-NOTES.md on the stock
+# Each test below shows one defect listed in docs/twisted-notes.md on the stock
 # server (with a complete in-memory mailbox behind it); the test of ours that
 # shows the right behaviour is named in its docstring. If Twisted fixes one,
 # its test here fails: then re-check the notes.

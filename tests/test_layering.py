@@ -233,3 +233,46 @@ def privateAccesses(modules):
             found.append("%s:%d: %s.%s" % (module, node.lineno,
                                            ast.unparse(node.value), node.attr))
     return sorted(found)
+
+
+class RepositoryReferencesTests(unittest.TestCase):
+    """
+    Code, tests and docs point at nothing outside the repository.
+    """
+
+    checkout = os.path.dirname(ROOT)
+
+    def files(self, *patterns):
+        import glob
+        for pattern in patterns:
+            yield from sorted(glob.glob(os.path.join(self.checkout, pattern), recursive=True))
+
+    def test_noOutsideDocuments(self):
+        """No source, test or doc cites the design notes kept outside the checkout."""
+        found = []
+        for path in self.files("mailstack/**/*.py", "tests/**/*.py", "docs/*.md", "*.md",
+                               "bench/**/*.py", "bench/*.md", "etc/*.toml", "Makefile"):
+            if path == os.path.abspath(__file__.replace(".pyc", ".py")):
+                continue
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    if any(name in line for name in ("../shared", "TWISTED-NOTES", "DESIGN.md")):
+                        found.append("%s:%d" % (os.path.relpath(path, self.checkout), number))
+        self.assertEqual(found, [])
+
+    def test_markdownLinksResolve(self):
+        """Every relative link in README.md and docs/*.md names a file in the checkout."""
+        import re
+        broken = []
+        for path in self.files("*.md", "docs/*.md", "bench/*.md"):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for target in re.findall(r"\]\(([^)\s]+)\)", text):
+                if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                    continue
+                resolved = os.path.normpath(os.path.join(os.path.dirname(path),
+                                                         target.split("#")[0]))
+                inside = resolved.startswith(self.checkout + os.sep)
+                if not inside or not os.path.exists(resolved):
+                    broken.append("%s: %s" % (os.path.relpath(path, self.checkout), target))
+        self.assertEqual(broken, [])

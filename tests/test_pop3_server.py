@@ -5,7 +5,7 @@ store behind the portal (the checker's thread pool is replaced by a synchronous
 one, time by a L{task.Clock}).
 
 L{TwistedDefectScenarios} holds one test per POP3 defect of
-../shared/TWISTED-NOTES.md; it runs against our server (and passes) and against
+docs/twisted-notes.md; it runs against our server (and passes) and against
 stock C{twisted.mail.pop3.POP3} (expected to fail, marked C{todo}).
 """
 
@@ -1393,7 +1393,7 @@ class MessageSenderTests(unittest.TestCase):
             self.assertEqual(transport.value(), referenceStuffing(message), size)
 
 
-# -- the TWISTED-NOTES defects, on stock twisted.mail.pop3 and on ours ------------
+# -- the docs/twisted-notes.md defects, on stock twisted.mail.pop3 and on ours ------------
 
 class BinaryMailbox(twistedPOP3.Mailbox):
     """
@@ -1431,7 +1431,7 @@ class StockChallengers:
 
 class TwistedDefectScenarios(StoreMixin):
     """
-    One test per POP3 defect listed in ../shared/TWISTED-NOTES.md, in terms a
+    One test per POP3 defect listed in docs/twisted-notes.md, in terms a
     client sees. Subclasses say which server answers.
     """
 
@@ -1552,7 +1552,7 @@ class OursMixin:
 class StockMixin:
     """Stock twisted.mail.pop3.POP3 with the same portal."""
 
-    todo = "defect of stock twisted.mail (../shared/TWISTED-NOTES.md)"
+    todo = "defect of stock twisted.mail (docs/twisted-notes.md)"
 
     def stockMailbox(self, account):
         return BinaryMailbox(account.getMailbox("INBOX"))

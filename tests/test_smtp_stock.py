@@ -1,6 +1,6 @@
 """
 The SMTP defects of the stock L{twisted.mail.smtp.ESMTP} listed in
-TWISTED-NOTES.md ("SMTP"), each as one scenario played against both servers.
+docs/twisted-notes.md ("SMTP"), each as one scenario played against both servers.
 
 A scenario drives a server over a L{StringTransport} the way a client would and
 returns what that client observes (reply codes, whether a command ran, whether
@@ -406,25 +406,25 @@ class MailstackScenarioTests(unittest.TestCase):
 
 class StockESMTPScenarioTests(unittest.TestCase):
     """
-    Stock L{ESMTP} still has each defect listed in TWISTED-NOTES.md.
+    Stock L{ESMTP} still has each defect listed in docs/twisted-notes.md.
     """
 
     def test_startTLSInjection(self):
-        """Stock ESMTP: STARTTLS pipelined-command injection; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: STARTTLS pipelined-command injection; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = startTLSInjection(stockSession(self))
         self.assertNotEqual(observed, STARTTLS_INJECTION_CORRECT)
         # MAIL and RCPT, sent in plaintext, were answered after startTLS.
         self.assertEqual(observed, ([220], [250, 250]))
 
     def test_stateAfterStartTLS(self):
-        """Stock ESMTP: no state reset after STARTTLS; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: no state reset after STARTTLS; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = stateAfterStartTLS(stockSession(self))
         self.assertNotEqual(observed, STATE_AFTER_STARTTLS_CORRECT)
         # The plaintext MAIL FROM still holds; the plaintext AUTH still counts.
         self.assertEqual(observed, [235, 250, 220, 250, 250, 503])
 
     def test_longDataLine(self):
-        """Stock ESMTP: DATA line over the line limit makes the rest of the body run as commands; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: DATA line over the line limit makes the rest of the body run as commands; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         session = stockSession(self)
         observed = longDataLine(session)
         self.assertNotEqual(observed, LONG_DATA_LINE_CORRECT)
@@ -433,38 +433,38 @@ class StockESMTPScenarioTests(unittest.TestCase):
         self.assertIn(b"Subject: smuggled\r\n", session.deliveries()[0][1])
 
     def test_bareAuth(self):
-        """Stock ESMTP: bare AUTH raises IndexError; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: bare AUTH raises IndexError; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = bareAuth(stockSession(self))
         self.assertNotEqual(observed, BARE_AUTH_CORRECT)
         self.assertEqual(observed, ([], False, "IndexError"))
 
     def test_malformedPlain(self):
-        """Stock ESMTP: malformed PLAIN payload crashes; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: malformed PLAIN payload crashes; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = malformedPlain(stockSession(self))
         self.assertNotEqual(observed, MALFORMED_PLAIN_CORRECT)
         self.assertEqual(observed, ([], False, "IllegalClientResponse"))
 
     def test_vrfy(self):
-        """Stock ESMTP: VRFY is not answered 252 (it is not implemented: 500); if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: VRFY is not answered 252 (it is not implemented: 500); if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = vrfy(stockSession(self))
         self.assertNotEqual(observed, VRFY_CORRECT)
         self.assertEqual(observed, [500, 500])
 
     def test_mailParameters(self):
-        """Stock ESMTP: SIZE on MAIL FROM not checked (552), unknown MAIL parameters not rejected (555); if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: SIZE on MAIL FROM not checked (552), unknown MAIL parameters not rejected (555); if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = mailParameters(stockSession(self))
         self.assertNotEqual(observed, MAIL_PARAMETERS_CORRECT)
         self.assertEqual(observed, [250, 250, 250])
 
     def test_implicitTLSStartTLS(self):
-        """Stock ESMTP: implicit-TLS listener still advertises STARTTLS when given a TLS context; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: implicit-TLS listener still advertises STARTTLS when given a TLS context; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = implicitTLSStartTLS(stockSession(self, ImplicitTLSStringTransport()))
         self.assertNotEqual(observed, IMPLICIT_TLS_CORRECT)
         # Offered, accepted with 220, and TLS started inside TLS.
         self.assertEqual(observed, (True, False, True))
 
     def test_authenticatedReceived(self):
-        """Stock ESMTP: receivedHeader fails for authenticated senders; if this starts failing Twisted fixed it: recheck TWISTED-NOTES"""
+        """Stock ESMTP: receivedHeader fails for authenticated senders; if this starts failing Twisted fixed it: recheck docs/twisted-notes.md"""
         observed = authenticatedReceived(stockSession(self))
         self.assertNotEqual(observed, AUTHENTICATED_RECEIVED_CORRECT)
         # bytes avatarId .encode("xtext") -> AttributeError -> 550, then the

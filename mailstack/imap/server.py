@@ -8,8 +8,8 @@ and QRESYNC (7162), APPENDLIMIT (7889). A listener's C{disabled} list switches
 any of them off.
 
 Why not twisted.mail.imap4.IMAP4Server: its defects sit in the framing and the
-response formatting, which are most of an IMAP server (see
-../../docs/imap.md and TWISTED-NOTES): STARTTLS keeps pipelined plaintext,
+response formatting, which are most of an IMAP server (see docs/imap.md
+and docs/twisted-notes.md): STARTTLS keeps pipelined plaintext,
 APPEND literals are unbounded and APPEND without flags crashes, command lines
 over 16 KB disconnect, IDLE ends on any line, partial FETCH, BODYSTRUCTURE,
 SEARCH, LIST and STATUS answer wrongly, SELECT omits response codes, and its
