@@ -8,6 +8,7 @@ its own fields.
 """
 
 import dataclasses
+from typing import Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,22 +21,13 @@ class ListenerSettings:
     tlsContext: object = None
     allowPlaintextAuth: bool = False
     challengeAuth: str = "auto"
+    defaultDomain: Optional[str] = None
     disabled: frozenset = frozenset()
     maxBadCommands: int = 20
     maxCommands: int = 100000
     authFailuresDelay: int = 3
     authFailuresDisconnect: int = 10
     authFailureDelay: float = 2.0
-
-    def offersChallengeAuth(self, everyUserPlain):
-        """
-        Whether CRAM-MD5 (and POP3's APOP) are offered: with C{challenge_auth =
-        "always"}, or when they work for every account (C{everyUserPlain()},
-        asked each time: the users file may have changed). Clients pick the
-        strongest mechanism advertised and do not fall back, so offering one
-        that fails for some users locks those users out.
-        """
-        return self.challengeAuth == "always" or bool(everyUserPlain())
 
 
 def listenerSettings(context):
@@ -52,6 +44,7 @@ def listenerSettings(context):
         tlsContext=context.tlsContext,
         allowPlaintextAuth=listener.allow_plaintext_auth,
         challengeAuth=listener.challenge_auth,
+        defaultDomain=config.server.default_domain,
         disabled=frozenset(listener.disabled),
         maxBadCommands=limits.bad_commands,
         maxCommands=limits.commands_per_session,

@@ -510,11 +510,13 @@ class CommandArgumentTests(unittest.TestCase):
         self.assertRaises(ParseError, parser.args_status, reader(b"INBOX (BOGUS)"))
 
     def test_authenticate(self):
-        """A mechanism with an optional initial response; '=' is empty."""
+        """A mechanism with an optional initial response, passed on as sent for the SASL decoder."""
         self.assertEqual(parser.args_authenticate(reader(b"plain")), ("PLAIN", None))
-        self.assertEqual(parser.args_authenticate(reader(b"PLAIN AGFAYg==")),
-                         ("PLAIN", b"AGFAYg=="))
-        self.assertEqual(parser.args_authenticate(reader(b"PLAIN =")), ("PLAIN", b""))
+        self.assertEqual(parser.args_authenticate(reader(b"PLAIN ")), ("PLAIN", None))
+        for initial in (b"AGFAYg==", b"=", b"*", b"!!"):
+            self.assertEqual(parser.args_authenticate(reader(b"PLAIN " + initial)),
+                             ("PLAIN", initial))
+        self.assertRaises(ParseError, parser.args_authenticate, reader(b"PLAIN  x"))
 
     def test_id(self):
         """ID with pairs, or NIL."""

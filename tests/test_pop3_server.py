@@ -32,8 +32,9 @@ from mailstack.auth.userdb import PasswdFile
 from mailstack.pop3 import server as pop3server
 from mailstack.pop3.mailbox import IMaildrop, MaildropLocks, maildropAdapter
 from mailstack.pop3.server import POP3Server, POP3Settings
-from mailstack.pop3.stream import DotStuffer, MessageSender, TopReader, stuff
+from mailstack.pop3.stream import MessageSender, TopReader
 from mailstack.storage.account import MaildirStore
+from tests.test_dotstuff import referenceStuffing
 
 RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
 RFC_DIGEST = b"c4c9334bac560ecc979e58001b3e22fb"
@@ -138,15 +139,6 @@ def pump(transport):
         transport.producer.resumeProducing()
 
 
-def referenceStuffing(message):
-    """Byte-stuffing written line by line, independently of DotStuffer."""
-    lines = message.split(b"\r\n")
-    if lines[-1] == b"":
-        lines.pop()
-    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
-                    for line in lines) + b".\r\n"
-
-
 class Session:
     """One client connection to a server under test."""
 
@@ -219,7 +211,7 @@ class POP3TestMixin(StoreMixin):
     settings = dict(hostname="mail.lab.test", tlsMode="starttls", tlsContext=object(),
                     allowPlaintextAuth=True, maxLine=512, maxBadCommands=5,
                     authFailuresDelay=2, authFailuresDisconnect=4,
-                    authFailureDelay=3.0, idleTimeout=600)
+                    authFailureDelay=3.0, idleTimeout=600, defaultDomain="lab.test")
 
     def connect(self, timestamp=None, plaintextSecrets=None, **overrides):
         settings = dict(self.settings)
@@ -1243,38 +1235,6 @@ class FramingTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(session.send(b"STAT\r\n"), b"-ERR [SYS/TEMP] Internal error\r\n")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(session.send(b"NOOP\r\n"), b"+OK\r\n")
-
-
-class DotStufferTests(unittest.TestCase):
-    """
-    Byte-stuffing of a message given in chunks.
-    """
-
-    def test_firstLine(self):
-        """A message starting with '.' gets it doubled."""
-        self.assertEqual(stuff(b".first\r\nx\r\n"), b"..first\r\nx\r\n.\r\n")
-
-    def test_chunkBoundary(self):
-        """A '.' at the start of a chunk that starts a line is doubled."""
-        stuffer = DotStuffer()
-        out = stuffer.feed(b"a\r\n") + stuffer.feed(b".b\r\n") + stuffer.feed(b"c.\r") \
-            + stuffer.feed(b"\n.") + stuffer.feed(b".\r\n") + stuffer.end()
-        self.assertEqual(out, b"a\r\n..b\r\nc.\r\n...\r\n.\r\n")
-
-    def test_noFinalCRLF(self):
-        """A message without a final CRLF gets one before the terminator."""
-        self.assertEqual(stuff(b"abc"), b"abc\r\n.\r\n")
-        self.assertEqual(stuff(b""), b".\r\n")
-
-    def test_everySplit(self):
-        """Any split of a tricky message stuffs the same as the line-wise reference."""
-        message = b".\r\n..\r\nA\r\n.B\r\n\r\n.\r\n.C"
-        expected = referenceStuffing(message)
-        for size in range(1, len(message) + 1):
-            stuffer = DotStuffer()
-            out = b"".join(stuffer.feed(message[i:i + size])
-                           for i in range(0, len(message), size)) + stuffer.end()
-            self.assertEqual(out, expected, size)
 
 
 class TopReaderTests(unittest.TestCase):

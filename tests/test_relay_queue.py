@@ -18,7 +18,6 @@ from twisted.trial import unittest
 
 from mailstack import tls
 from mailstack.relay import dsn
-from mailstack.relay.client import DataEncoder
 from mailstack.relay.queue import (DELIVERED, FAILED, PENDING, QueueEntry, QueueError,
                                    RecipientState, RelayQueue)
 
@@ -707,39 +706,6 @@ class RequireTLSTests(QueueTestMixin, unittest.TestCase):
         queueID = yield self.send(queue, ["bob@remote.test"])
         self.assertEqual(self.smarthost.messages, [])
         self.assertEqual(self.envelope(queueID)["recipients"][0]["state"], PENDING)
-
-
-class DataEncoderTests(unittest.TestCase):
-    """
-    L{DataEncoder} produces the DATA body whatever the chunking.
-    """
-
-    def encode(self, chunks):
-        encoder = DataEncoder()
-        return b"".join(encoder.encode(c) for c in chunks) + encoder.finish()
-
-    def test_dotStuffing(self):
-        """Leading dots are doubled, including on the first line."""
-        self.assertEqual(self.encode([b".a\r\nb\r\n.\r\n"]),
-                         b"..a\r\nb\r\n..\r\n.\r\n")
-
-    def test_everySplit(self):
-        """Any split of the input gives the same bytes (CR, LF and dot across chunks)."""
-        data = b".x\r\n.y\r\nz\r\n\r\n..w\r\nlast"
-        expected = self.encode([data])
-        self.assertEqual(expected, b"..x\r\n..y\r\nz\r\n\r\n...w\r\nlast\r\n.\r\n")
-        for i in range(len(data) + 1):
-            for j in range(i, len(data) + 1):
-                self.assertEqual(self.encode([data[:i], data[i:j], data[j:]]), expected,
-                                 (i, j))
-
-    def test_bareLineEnds(self):
-        """A bare LF or CR becomes CRLF (never a lone CR or LF on the wire)."""
-        self.assertEqual(self.encode([b"a\nb\rc\r"]), b"a\r\nb\r\nc\r\n.\r\n")
-
-    def test_empty(self):
-        """An empty message is just the terminator."""
-        self.assertEqual(self.encode([]), b".\r\n")
 
 
 class DSNTests(unittest.TestCase):

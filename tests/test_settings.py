@@ -16,7 +16,8 @@ def context():
     limits = SimpleNamespace(
         bad_commands=7, commands_per_session=500, auth_failures_delay=2,
         auth_failures_disconnect=5, auth_failure_delay_seconds=1.5)
-    config = SimpleNamespace(server=SimpleNamespace(hostname="mail.lab.test"), limits=limits)
+    config = SimpleNamespace(server=SimpleNamespace(hostname="mail.lab.test",
+                                                  default_domain="lab.test"), limits=limits)
     listener = SimpleNamespace(tls="starttls", allow_plaintext_auth=True,
                                disabled=["AUTH", "STARTTLS"], challenge_auth="always")
     return SimpleNamespace(config=config, listener=listener, tlsContext=object())
@@ -32,7 +33,7 @@ class ListenerSettingsTests(unittest.TestCase):
         ctx = context()
         self.assertEqual(listenerSettings(ctx), dict(
             hostname="mail.lab.test", tlsMode="starttls", tlsContext=ctx.tlsContext,
-            allowPlaintextAuth=True, challengeAuth="always",
+            allowPlaintextAuth=True, challengeAuth="always", defaultDomain="lab.test",
             disabled=frozenset({"AUTH", "STARTTLS"}),
             maxBadCommands=7, maxCommands=500, authFailuresDelay=2,
             authFailuresDisconnect=5, authFailureDelay=1.5))
@@ -45,10 +46,3 @@ class ListenerSettingsTests(unittest.TestCase):
             self.assertIsInstance(settings, ListenerSettings)
             self.assertEqual(settings.maxBadCommands, 7)
             self.assertEqual(settings.authFailureDelay, 1.5)
-
-    def test_offersChallengeAuth(self):
-        """CRAM-MD5/APOP: offered with "always", else only when every user is {PLAIN}."""
-        auto, always = ListenerSettings("h"), ListenerSettings("h", challengeAuth="always")
-        self.assertTrue(auto.offersChallengeAuth(lambda: True))
-        self.assertFalse(auto.offersChallengeAuth(lambda: False))
-        self.assertTrue(always.offersChallengeAuth(lambda: False))

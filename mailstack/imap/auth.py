@@ -14,16 +14,14 @@ mechanism advertised and do not fall back when it fails.
 """
 
 import base64
-import binascii
-import secrets
-import time
 
-from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailstack.imap.mailbox import IIMAPAccount
+from mailstack.protocol import sasl
 
 log = Logger()
 
@@ -34,15 +32,14 @@ class AuthenticationCommands:
     def _plaintextAllowed(self):
         return self.tls or self.settings.allowPlaintextAuth
 
+    def _mechanismStatus(self, mechanism):
+        """The shared offer policy (L{sasl.mechanismStatus})."""
+        return sasl.mechanismStatus(
+            mechanism, self.settings, self.tls, self.cramAvailable,
+            lambda m: self.extensionEnabled("AUTH") and self.extensionEnabled("AUTH=" + m))
+
     def _mechanisms(self):
-        mechanisms = []
-        if self._plaintextAllowed():
-            mechanisms += ["PLAIN", "LOGIN"]
-        if self.settings.offersChallengeAuth(self.cramAvailable):
-            mechanisms.append("CRAM-MD5")
-        if not self.extensionEnabled("AUTH"):
-            return []
-        return [m for m in mechanisms if self.extensionEnabled("AUTH=" + m)]
+        return [m for m in sasl.MECHANISMS if self._mechanismStatus(m) == sasl.OFFERED]
 
     def do_LOGIN(self, tag, user, password):
         if not self._plaintextAllowed():
@@ -53,77 +50,41 @@ class AuthenticationCommands:
     def do_AUTHENTICATE(self, tag, mechanism, initial):
         if initial is not None and not self.extensionEnabled("SASL-IR"):
             return ("BAD", None, "Initial response not allowed (SASL-IR is off)")
-        if mechanism not in self._mechanisms():
-            if mechanism in ("PLAIN", "LOGIN") and not self._plaintextAllowed():
-                return ("NO", "PRIVACYREQUIRED",
-                        "Plaintext authentication is disallowed without TLS (use STARTTLS)")
+        status = self._mechanismStatus(mechanism)
+        if status == sasl.NEEDS_TLS:
+            return ("NO", "PRIVACYREQUIRED",
+                    "Plaintext authentication is disallowed without TLS (use STARTTLS)")
+        if status != sasl.OFFERED:
             return ("NO", "CANNOT", "Unsupported authentication mechanism")
         d = defer.Deferred()
-        getattr(self, "_sasl_" + mechanism.replace("-", "_"))(d, initial)
+        exchange = sasl.newExchange(mechanism, self.settings.hostname, self.clock)
+        self._saslStep(d, exchange, exchange.start(initial))
         return d
 
-    def _challenge(self, d, data, then):
-        """Send a SASL challenge; hand the decoded response to C{then}."""
-        self.write(b"+ " + base64.b64encode(data) + b"\r\n")
+    def _saslStep(self, d, exchange, outcome):
+        """IMAP's words for one step of a SASL exchange (mailstack.protocol.sasl)."""
+        if isinstance(outcome, sasl.Challenge):
+            self.write(b"+ " + base64.b64encode(outcome.data) + b"\r\n")
 
-        def received(line):
-            self._lineHandler = None
-            self._saslResponse(d, line, then)
-        self._lineHandler = received
-
-    def _saslResponse(self, d, line, then):
-        if line is None:
+            def received(line):
+                self._lineHandler = None
+                if line is None:
+                    self._countBad()
+                    return d.callback(("BAD", None, "Line too long"))
+                self._saslStep(d, exchange, exchange.receive(line))
+            self._lineHandler = received
+        elif isinstance(outcome, sasl.Credentials):
+            self._chain(d, self._login(outcome.credentials, outcome.authzid))
+        elif isinstance(outcome, sasl.Cancelled):
+            d.callback(("BAD", None, "Authentication cancelled"))
+        else:
             self._countBad()
-            return d.callback(("BAD", None, "Line too long"))
-        if line.strip() == b"*":
-            return d.callback(("BAD", None, "Authentication cancelled"))
-        try:
-            decoded = base64.b64decode(line.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            self._countBad()
-            return d.callback(("BAD", None, "Invalid base64 in SASL response"))
-        then(decoded)
-
-    def _initial(self, d, initial, then, prompt=b""):
-        """Use the initial response if given (C{=} means empty), else ask for it."""
-        if initial is None:
-            return self._challenge(d, prompt, then)
-        self._saslResponse(d, initial or b"", then)
-
-    def _sasl_PLAIN(self, d, initial):
-        def got(decoded):
-            parts = decoded.split(b"\0")
-            if len(parts) != 3 or not parts[1]:
-                return d.callback(("BAD", None, "Malformed PLAIN response"))
-            authzid, authcid, password = parts
-            if authzid and authzid != authcid:
-                return self._chain(d, self._authFailed())
-            self._chain(d, self._login(UsernamePassword(authcid, password)))
-        self._initial(d, initial, got)
-
-    def _sasl_LOGIN(self, d, initial):
-        def gotUser(user):
-            def gotPassword(password):
-                self._chain(d, self._login(UsernamePassword(user, password)))
-            self._challenge(d, b"Password:", gotPassword)
-        self._initial(d, initial, gotUser, b"Username:")
-
-    def _sasl_CRAM_MD5(self, d, initial):
-        # The server speaks first; an empty initial response ("=") is
-        # accepted as Dovecot does (it is no data), any other is refused.
-        if initial:
-            return d.callback(("BAD", None, "CRAM-MD5 takes no initial response"))
-        credentials = CramMD5Credentials(self.settings.hostname)
-        credentials.challenge = ("<%d.%s@%s>" % (
-            time.time() * 1000, secrets.token_hex(8), self.settings.hostname)).encode("ascii")
-
-        def got(response):
-            try:
-                credentials.setResponse(response)
-            except ValueError:
-                return d.callback(("BAD", None, "Malformed CRAM-MD5 response"))
-            self._chain(d, self._login(credentials))
-        self._challenge(d, credentials.challenge, got)
+            if outcome.problem == sasl.INVALID_BASE64:
+                d.callback(("BAD", None, "Invalid base64 in SASL response"))
+            elif outcome.problem == sasl.UNEXPECTED_INITIAL_RESPONSE:
+                d.callback(("BAD", None, "%s takes no initial response" % (outcome.mechanism,)))
+            else:
+                d.callback(("BAD", None, "Malformed %s response" % (outcome.mechanism,)))
 
     @staticmethod
     def _chain(d, result):
@@ -132,7 +93,7 @@ class AuthenticationCommands:
         else:
             d.callback(result)
 
-    def _login(self, credentials):
+    def _login(self, credentials, authzid=b""):
         d = self.portal.login(credentials, None, IIMAPAccount)
 
         def ok(result):
@@ -140,6 +101,10 @@ class AuthenticationCommands:
             if self._closing:
                 logout()
                 return None
+            if not sasl.authorizationAllowed(authzid, avatar.address,
+                                             self.settings.defaultDomain):
+                logout()  # no proxy authorization: the same failure as a bad password
+                return self._authFailed()
             self.account = avatar
             self._logout = logout
             self.state = "authenticated"

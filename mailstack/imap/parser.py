@@ -717,24 +717,26 @@ def args_login(reader):
 
 def args_authenticate(reader):
     """
-    C{mechanism [SP initial-response]}; C{=} is an empty initial response
-    (RFC 4959) and a lone trailing space none at all, as Dovecot reads it
-    (mutt sends C{AUTHENTICATE CRAM-MD5 } when it has nothing to send first).
+    C{mechanism [SP initial-response]}: the initial response (RFC 4959) as
+    sent, to be decoded by L{mailstack.protocol.sasl} like every other
+    response line (so C{=}, C{*} and bad base64 mean the same as in SMTP and
+    POP3); a lone trailing space is none at all, as Dovecot reads it (mutt
+    sends C{AUTHENTICATE CRAM-MD5 } when it has nothing to send first).
     """
     mechanism = reader.atom().decode("ascii", "replace").upper()
     initial = None
     if reader.peek() == b" ":
         reader.sp()
-        if reader.atEnd():
-            pass
-        elif reader.trySkip(b"="):
-            initial = b""
-        else:
-            initial = reader._run(frozenset(
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="))
+        if not reader.atEnd():
+            initial = reader._run(_INITIAL_RESPONSE_CHARS)
             if not initial:
                 raise ParseError("Invalid initial response")
     return (mechanism, initial)
+
+
+# Everything up to the end of the line but white space and controls: the
+# initial response is judged by the SASL decoder, not the grammar.
+_INITIAL_RESPONSE_CHARS = frozenset(range(0x21, 0x7f))
 
 
 def args_list(reader):

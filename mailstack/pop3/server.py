@@ -40,7 +40,8 @@ from mailstack.auth.checkers import APOPCredentials
 from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber)
 from mailstack.protocol.framing import TOO_LONG, LineFramer
-from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader, stuff
+from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader
+from mailstack.protocol.dotstuff import stuff
 from mailstack.settings import ListenerSettings
 from mailstack.storage.interfaces import StoreError
 from mailstack.throttle import AuthFailureThrottle

@@ -7,8 +7,8 @@ transport, which asks for the next chunk only when it has written the previous
 one, so a slow client holds back the reading (backpressure) and a 50 MB message
 costs one chunk of memory.
 
-Byte-stuffing (RFC 1939 section 3) is done by L{DotStuffer}, which remembers
-whether the previous chunk ended a line: a "." that starts a line is doubled
+Byte-stuffing (RFC 1939 section 3) is done by the shared codec,
+L{mailstack.protocol.dotstuff.DotStuffer}: a "." that starts a line is doubled
 even when it is the first octet of the message or of a chunk. (Twisted's
 C{POP3.transformChunk} misses both cases and turns CRLF into CR CR LF.)
 """
@@ -18,40 +18,9 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailstack.protocol.dotstuff import DotStuffer
+
 CHUNK_SIZE = 64 * 1024
-TERMINATOR = b".\r\n"
-
-
-class DotStuffer:
-    """
-    Byte-stuffs a stream given in arbitrary chunks.
-
-    @ivar atLineStart: whether the next octet begins a line.
-    """
-
-    def __init__(self):
-        self.atLineStart = True
-
-    def feed(self, chunk):
-        """@return: C{chunk} with every line-initial "." doubled."""
-        if not chunk:
-            return b""
-        out = chunk.replace(b"\n.", b"\n..")
-        if self.atLineStart and chunk[:1] == b".":
-            out = b"." + out
-        self.atLineStart = chunk[-1:] == b"\n"
-        return out
-
-    def end(self):
-        """@return: the end of the response: a CRLF if the message did not end
-        with one, then ".", CRLF."""
-        return (b"" if self.atLineStart else b"\r\n") + TERMINATOR
-
-
-def stuff(message):
-    """The whole multi-line body for C{message} (bytes), terminator included."""
-    stuffer = DotStuffer()
-    return stuffer.feed(message) + stuffer.end()
 
 
 class TopReader:

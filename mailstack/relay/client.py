@@ -5,8 +5,9 @@ message to the smarthost.
 L{RelayClient} uses twisted's ESMTP client (L{twisted.mail.smtp.ESMTPClient}:
 EHLO with HELO fallback, STARTTLS) with our own message transfer: it streams
 the file with correct dot-stuffing and CRLF across chunk boundaries
-(L{DataEncoder}; the stock C{transformChunk} doubles CRs of CRLF text and
-misses a dot at the start of a chunk), sends SIZE and BODY=8BITMIME when
+(L{mailstack.protocol.dotstuff.DotStuffer} with C{normalise}; the stock
+C{transformChunk} doubles CRs of CRLF text and misses a dot at the start of
+a chunk), sends SIZE and BODY=8BITMIME when
 offered, and reports one L{Result} per recipient. What a result means for
 the message (delivered, bounced, retried) is decided by
 L{mailstack.relay.queue.RelayQueue}.
@@ -19,6 +20,8 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.protocols import basic
+
+from mailstack.protocol.dotstuff import DotStuffer
 
 log = Logger()
 
@@ -51,48 +54,6 @@ def _text(value):
 def _path(address):
     """An envelope address as an SMTP path (already validated when received)."""
     return b"<" + address.encode("utf-8") + b">"
-
-
-# -- the message transfer ---------------------------------------------------
-
-class DataEncoder:
-    """
-    Turn a stored message into the DATA body on the wire, chunk by chunk: line
-    ends as CRLF (a bare CR or LF becomes CRLF), a dot at the start of a line
-    doubled (RFC 5321 4.5.2), wherever the chunk boundaries fall.
-    """
-
-    def __init__(self):
-        self._heldCR = False
-        self._lineStart = True
-
-    def encode(self, chunk):
-        if self._heldCR:
-            chunk = b"\r" + chunk
-            self._heldCR = False
-        if chunk.endswith(b"\r"):
-            # the LF may be in the next chunk
-            chunk = chunk[:-1]
-            self._heldCR = True
-        if not chunk:
-            return b""
-        text = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._lineStart and text.startswith(b"."):
-            text = b"." + text
-        text = text.replace(b"\n.", b"\n..")
-        self._lineStart = text.endswith(b"\n")
-        return text.replace(b"\n", b"\r\n")
-
-    def finish(self):
-        """The rest of the body and the terminating C{.CRLF}."""
-        tail = b""
-        if self._heldCR:
-            self._heldCR = False
-            tail = b"\r\n"
-            self._lineStart = True
-        if not self._lineStart:
-            tail += b"\r\n"
-        return tail + b".\r\n"
 
 
 class RelayClient(smtp.ESMTPClient):
@@ -195,14 +156,14 @@ class RelayClient(smtp.ESMTPClient):
             self.sendLine(b"RCPT TO:" + _path(self.lastAddress))
 
     def smtpState_data(self, code, resp):
-        encoder = DataEncoder()
+        stuffer = DotStuffer(normalise=True)
 
         def encode(chunk):
             self.resetTimeout()
-            return encoder.encode(chunk)
+            return stuffer.feed(chunk)
 
         def sent(_):
-            self.transport.write(encoder.finish())
+            self.transport.write(stuffer.end())
 
         def failed(reason):
             self.sendError(smtp.SMTPProtocolError(

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
 from mailstack.settings import ListenerSettings
@@ -622,26 +623,28 @@ class SMTPServer(Protocol, TimeoutMixin):
 
 class _DataState:
     """
-    The DATA body reader: only a line that is exactly "." after a CRLF and itself
-    ended by CRLF ends the message; so <LF>.<LF>, <LF>.<CRLF>, <CR>.<CR> and
-    <CRLF>.<LF> never do (no smuggling of a second message). Lines are
-    dot-unstuffed and written with CRLF to a spool file; bare CR/LF are noted
-    (and normalised), an over-long line or an over-size message is noted and
-    the rest read to the end without being stored, never run as commands.
+    The DATA body reader: the body is decoded by L{DotUnstuffer} (only a "."
+    line after a CRLF and itself ended by CRLF ends it; lines dot-unstuffed,
+    bare CR/LF noted and made CRLF, an over-long line noted) and written to a
+    spool file; an over-long line or an over-size message is noted and the
+    rest read to the end without being stored, never run as commands.
     """
 
     def __init__(self, settings):
         self.maxSize = settings.maxMessageSize
-        self.maxLine = settings.maxTextLine
+        self.decoder = DotUnstuffer(settings.maxTextLine)
         self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         self.size = 0
         self.tooBig = False
-        self.tooLong = False
-        self.bare = False
         self.failed = None  # the OSError that stopped spooling (a full disk)
-        self._afterCRLF = True
-        self._midLine = False
-        self._lineLength = 0
+
+    @property
+    def tooLong(self):
+        return self.decoder.tooLong
+
+    @property
+    def bare(self):
+        return self.decoder.bare
 
     def close(self):
         self.spool.close()
@@ -667,57 +670,15 @@ class _DataState:
 
     def feed(self, buffer):
         """
-        Read as much of C{buffer} as forms complete lines.
+        Take C{buffer} (what the framer holds), up to the end of the body.
 
         @return: C{(octets consumed, finished)}.
         """
-        pos = 0
-        out = []
-        while True:
-            end = buffer.find(b"\n", pos)
-            if end < 0:
-                break
-            line = buffer[pos:end + 1]
-            pos = end + 1
-            crlf = line.endswith(b"\r\n")
-            content = line[:-2] if crlf else line[:-1]
-            if not self._midLine:
-                if crlf and content == b"." and self._afterCRLF:
-                    self._write(b"".join(out))
-                    self.spool.seek(0)
-                    return pos, True
-                if content.startswith(b"."):
-                    content = content[1:]
-            self._lineLength += len(line) + (0 if crlf else 1)
-            if self._lineLength > self.maxLine:
-                self.tooLong = True
-            self._lineLength = 0
-            self._midLine = False
-            if not crlf or b"\r" in content:
-                self.bare = True
-                content = content.replace(b"\r", b"\r\n")
-            out.append(content + b"\r\n")
-            self._afterCRLF = crlf
-            if len(out) >= 256:
-                self._write(b"".join(out))
-                out = []
-        self._write(b"".join(out))
-        # A long partial line: store what cannot be part of "." or CRLF, keep a tail.
-        rest = len(buffer) - pos
-        if rest > 2 * self.maxLine or (rest > 2 and self._midLine):
-            chunk = buffer[pos:len(buffer) - 1]
-            if not self._midLine and chunk.startswith(b"."):
-                chunk = chunk[1:]
-            if b"\r" in chunk:
-                self.bare = True
-                chunk = chunk.replace(b"\r", b"\r\n")
-            self._lineLength += len(buffer) - 1 - pos
-            if self._lineLength > self.maxLine:
-                self.tooLong = True
-            self._write(chunk)
-            self._midLine = True
-            pos = len(buffer) - 1
-        return pos, False
+        self._write(self.decoder.feed(buffer))
+        if self.decoder.finished:
+            self.spool.seek(0)
+            return len(buffer) - len(self.decoder.unused), True
+        return len(buffer), False
 
 
 # Names a listener's `disabled` list may hold: EHLO keywords, MAIL parameters
