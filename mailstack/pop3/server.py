@@ -22,13 +22,10 @@ applied only at QUIT and an exclusive lock, which that interface cannot say.
 """
 
 import base64
-import binascii
 import dataclasses
-import os
-import secrets
 import sys
 
-from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
@@ -39,6 +36,7 @@ from twisted.python.failure import Failure
 from mailstack.auth.checkers import APOPCredentials
 from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber)
+from mailstack.protocol import sasl
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader
 from mailstack.protocol.dotstuff import stuff
@@ -135,9 +133,10 @@ class POP3Server(Protocol, TimeoutMixin):
             self.transport)
         self.peer = self.transport.getPeer()
         self.setTimeout(self.settings.idleTimeout)
-        if self._on("APOP") and self.settings.offersChallengeAuth(self.plaintextSecrets):
+        if self._on("APOP") and sasl.offersChallengeAuth(self.settings.challengeAuth,
+                                                         self.plaintextSecrets):
             if self.timestamp is None:
-                self.timestamp = self._uniqueBanner(4)
+                self.timestamp = sasl.uniqueChallenge(self.settings.hostname, self.clock, 4)
         else:
             self.timestamp = None
         greeting = "mailstack POP3 server ready"
@@ -171,12 +170,6 @@ class POP3Server(Protocol, TimeoutMixin):
             self.transport.abortConnection()
             return
         self._close("-ERR Disconnected for inactivity.")
-
-    def _uniqueBanner(self, randomBytes):
-        """C{<pid.seconds.random@host>} (bytes): APOP's timestamp, CRAM-MD5's challenge."""
-        return ("<%d.%d.%s@%s>" % (
-            os.getpid(), int(self.clock.seconds()), secrets.token_hex(randomBytes),
-            self.settings.hostname)).encode("ascii")
 
     def _peerText(self):
         return "%s:%s" % (getattr(self.peer, "host", self.peer), getattr(self.peer, "port", ""))
@@ -349,16 +342,15 @@ class POP3Server(Protocol, TimeoutMixin):
         return (self.settings.tlsMode == "starttls" and not self.tls
                 and self.settings.tlsContext is not None and self._on("STLS"))
 
+    def _mechanismStatus(self, mechanism):
+        """The shared offer policy (L{sasl.mechanismStatus})."""
+        return sasl.mechanismStatus(
+            mechanism, self.settings, self.tls, self.plaintextSecrets,
+            lambda m: self.portal is not None and self._on("SASL") and self._on(m))
+
     def mechanisms(self):
         """SASL mechanisms offered now (plaintext ones only if allowed)."""
-        if not self._on("SASL") or self.portal is None:
-            return []
-        offered = []
-        if self._plaintextAllowed():
-            offered += ["PLAIN", "LOGIN"]
-        if self.settings.offersChallengeAuth(self.plaintextSecrets):
-            offered.append("CRAM-MD5")
-        return [m for m in offered if self._on(m)]
+        return [m for m in sasl.MECHANISMS if self._mechanismStatus(m) == sasl.OFFERED]
 
     def capabilities(self):
         """CAPA lines (RFC 2449) for this session, in order."""
@@ -451,77 +443,35 @@ class POP3Server(Protocol, TimeoutMixin):
     def do_AUTH(self, argument):
         mechanism, _, initial = argument.strip().partition(b" ")
         mechanism = mechanism.decode("ascii", "replace").upper()
-        offered = self.mechanisms()
         if not mechanism:
-            return self._multi("Available SASL mechanisms", offered)
-        if mechanism not in offered:
-            if (mechanism in ("PLAIN", "LOGIN") and self._on(mechanism)
-                    and not self._plaintextAllowed()):
-                return self._err(PLAINTEXT_REFUSED, "AUTH")
+            return self._multi("Available SASL mechanisms", self.mechanisms())
+        status = self._mechanismStatus(mechanism)
+        if status == sasl.NEEDS_TLS:
+            return self._err(PLAINTEXT_REFUSED, "AUTH")
+        if status != sasl.OFFERED:
             return self._err("Unsupported authentication mechanism")
-        initial = initial.strip() or None
-        getattr(self, "_auth_" + mechanism.replace("-", "_"))(initial)
+        exchange = sasl.newExchange(mechanism, self.settings.hostname, self.clock)
+        self._saslStep(exchange, exchange.start(initial.strip() or None))
 
-    def _saslLine(self, line, then):
-        """Decode one client SASL response (RFC 5034 section 4)."""
-        line = line.strip()
-        if line == b"*":
-            return self._err("Authentication cancelled")
-        if line == b"=":
-            return then(b"")
-        try:
-            decoded = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            if self._countBad():
-                self._err("Invalid base64 data in AUTH response")
-            return None
-        then(decoded)
+    def _saslStep(self, exchange, outcome):
+        """POP3's words for one step of a SASL exchange (mailstack.protocol.sasl)."""
+        if isinstance(outcome, sasl.Challenge):
+            self._write("+ " + base64.b64encode(outcome.data).decode("ascii"))
+            self._saslHandler = lambda line: self._saslStep(exchange, exchange.receive(line))
+        elif isinstance(outcome, sasl.Credentials):
+            self._login(outcome.credentials, outcome.authzid)
+        elif isinstance(outcome, sasl.Cancelled):
+            self._err("Authentication cancelled")
+        elif not self._countBad():
+            return
+        elif outcome.problem == sasl.INVALID_BASE64:
+            self._err("Invalid base64 data in AUTH response")
+        elif outcome.problem == sasl.UNEXPECTED_INITIAL_RESPONSE:
+            self._err("Syntax: AUTH %s (no initial response)" % (outcome.mechanism,))
+        else:
+            self._err("Malformed %s response" % (outcome.mechanism,))
 
-    def _challenge(self, data, then):
-        self._write("+ " + base64.b64encode(data).decode("ascii"))
-        self._saslHandler = lambda line: self._saslLine(line, then)
-
-    def _auth_PLAIN(self, initial):
-        def got(decoded):
-            parts = decoded.split(b"\0")
-            if len(parts) != 3 or not parts[1]:
-                if self._countBad():
-                    self._err("Malformed PLAIN response")
-                return None
-            authzid, authcid, password = parts
-            if authzid and authzid.lower() != authcid.lower():
-                return self._authFailed()  # no proxy authorization
-            self._login(UsernamePassword(authcid, password))
-        if initial is None:
-            return self._challenge(b"", got)
-        self._saslLine(initial, got)
-
-    def _auth_LOGIN(self, initial):
-        def gotUser(user):
-            self._challenge(b"Password:", lambda password: self._login(
-                UsernamePassword(user, password)))
-        if initial is None:
-            return self._challenge(b"Username:", gotUser)
-        self._saslLine(initial, gotUser)
-
-    def _auth_CRAM_MD5(self, initial):
-        # "=" is an empty initial response: no data, accepted as Dovecot does.
-        if initial not in (None, b"="):
-            return self._syntax("AUTH CRAM-MD5 (no initial response)")
-        credentials = CramMD5Credentials(self.settings.hostname)
-        credentials.challenge = self._uniqueBanner(8)
-
-        def got(response):
-            try:
-                credentials.setResponse(response)
-            except ValueError:
-                if self._countBad():
-                    self._err("Malformed CRAM-MD5 response")
-                return None
-            self._login(credentials)
-        self._challenge(credentials.challenge, got)
-
-    def _login(self, credentials):
+    def _login(self, credentials, authzid=b""):
         d = self.portal.login(credentials, None, IMaildrop)
 
         def ok(result):
@@ -529,6 +479,10 @@ class POP3Server(Protocol, TimeoutMixin):
             if self._closing:  # the client left while the password was checked
                 logout()
                 return None
+            if not sasl.authorizationAllowed(authzid, maildrop.address,
+                                             self.settings.defaultDomain):
+                logout()  # no proxy authorization: the same failure as a bad password
+                return self._authFailed()
             try:
                 maildrop.open()
             except MaildropLocked:

@@ -16,14 +16,11 @@ it is the L{SMTPPolicy} passed in (mailstack.smtp.delivery).
 """
 
 import base64
-import binascii
 import dataclasses
 import email.utils
 import secrets
 import tempfile
-import time
 
-from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
@@ -32,6 +29,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from mailstack.protocol.dotstuff import DotUnstuffer
+from mailstack.protocol import sasl
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
 from mailstack.settings import ListenerSettings
@@ -260,19 +258,24 @@ class SMTPServer(Protocol, TimeoutMixin):
                 and self.settings.tlsContext is not None
                 and "STARTTLS" not in self.settings.disabled)
 
+    def _mechanismEnabled(self, mechanism):
+        return (self.portal is not None and "AUTH" not in self.settings.disabled
+                and mechanism not in self.settings.disabled)
+
+    def _mechanismStatus(self, mechanism):
+        """
+        The shared offer policy (L{sasl.mechanismStatus}), with SMTP's rule:
+        without TLS and without allow_plaintext_auth no mechanism at all,
+        CRAM-MD5 included (like Postfix's smtpd_tls_auth_only: the whole
+        session, not only the password, is worth protecting).
+        """
+        return sasl.mechanismStatus(
+            mechanism, self.settings, self.tls, self.policy.plaintextSecretsAvailable,
+            self._mechanismEnabled, challengeNeedsTLS=True)
+
     def _authMechanisms(self):
-        """SASL mechanisms offered now. Without TLS and without
-        allow_plaintext_auth none at all, CRAM-MD5 included (like Postfix's
-        smtpd_tls_auth_only: the whole session, not only the password, is
-        worth protecting, and DESIGN.md promises no AUTH before STARTTLS)."""
-        if "AUTH" in self.settings.disabled or self.portal is None:
-            return []
-        if not (self.tls or self.settings.allowPlaintextAuth):
-            return []
-        mechanisms = ["PLAIN", "LOGIN"]
-        if self.settings.offersChallengeAuth(self.policy.plaintextSecretsAvailable):
-            mechanisms.append("CRAM-MD5")
-        return [m for m in mechanisms if m not in self.settings.disabled]
+        """SASL mechanisms offered now."""
+        return [m for m in sasl.MECHANISMS if self._mechanismStatus(m) == sasl.OFFERED]
 
     def extensions(self):
         """EHLO keywords for this session, in order."""
@@ -375,74 +378,40 @@ class SMTPServer(Protocol, TimeoutMixin):
             return self.reply(Reply(503, "5.5.1", "Send EHLO first"))
         if self.envelope is not None:
             return self.reply(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
-        offered = self._authMechanisms()
-        if mechanism not in offered:
-            if (mechanism in ("PLAIN", "LOGIN", "CRAM-MD5") and not self.tls
-                    and "AUTH" not in self.settings.disabled
-                    and mechanism not in self.settings.disabled):
-                return self.reply(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
+        status = self._mechanismStatus(mechanism)
+        if status == sasl.NEEDS_TLS:
+            return self.reply(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
+        if status != sasl.OFFERED:
             return self.reply(Reply(504, "5.5.4", "Unrecognized authentication type"))
-        getattr(self, "_auth_" + mechanism.replace("-", "_"))(initial)
+        exchange = sasl.newExchange(mechanism, self.settings.hostname, self.clock)
+        self._saslStep(exchange, exchange.start(initial))
 
-    def _saslLine(self, line, then):
-        """Decode one client SASL line (base64), or handle '*' and bad data."""
-        if line.strip() == b"*":
-            return self.reply(Reply(501, "5.0.0", "Authentication cancelled"))
-        try:
-            decoded = base64.b64decode(line.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return self._syntax("Invalid base64 data in AUTH response", "5.5.2")
-        then(decoded)
+    def _saslStep(self, exchange, outcome):
+        """SMTP's words for one step of a SASL exchange (mailstack.protocol.sasl)."""
+        if isinstance(outcome, sasl.Challenge):
+            self.reply(Reply(334, None, base64.b64encode(outcome.data).decode("ascii")))
+            self._saslHandler = lambda line: self._saslStep(exchange, exchange.receive(line))
+        elif isinstance(outcome, sasl.Credentials):
+            self._login(outcome.credentials, outcome.authzid)
+        elif isinstance(outcome, sasl.Cancelled):
+            self.reply(Reply(501, "5.0.0", "Authentication cancelled"))
+        elif outcome.problem == sasl.INVALID_BASE64:
+            self._syntax("Invalid base64 data in AUTH response", "5.5.2")
+        elif outcome.problem == sasl.UNEXPECTED_INITIAL_RESPONSE:
+            self._syntax("%s takes no initial response" % (outcome.mechanism,))
+        else:
+            self._syntax("Malformed AUTH %s response" % (outcome.mechanism,), "5.5.2")
 
-    def _challenge(self, data, then):
-        self.reply(Reply(334, None, base64.b64encode(data).decode("ascii")))
-        self._saslHandler = lambda line: self._saslLine(line, then)
-
-    def _auth_PLAIN(self, initial):
-        def got(decoded):
-            parts = decoded.split(b"\0")
-            if len(parts) != 3 or not parts[1]:
-                return self._syntax("Malformed AUTH PLAIN response", "5.5.2")
-            authzid, authcid, password = parts
-            if authzid and authzid != authcid:
-                return self._authFailed()
-            self._login(UsernamePassword(authcid, password))
-        if initial is None:
-            return self._challenge(b"", got)
-        if initial == b"=":
-            return got(b"")
-        self._saslLine(initial, got)
-
-    def _auth_LOGIN(self, initial):
-        def gotUser(user):
-            self._challenge(b"Password:", lambda password: self._login(
-                UsernamePassword(user, password)))
-        if initial is None:
-            return self._challenge(b"Username:", gotUser)
-        self._saslLine(initial, gotUser)
-
-    def _auth_CRAM_MD5(self, initial):
-        # "=" is an empty initial response (RFC 4954 section 4): no data.
-        if initial not in (None, b"="):
-            return self._syntax("CRAM-MD5 takes no initial response")
-        credentials = CramMD5Credentials(self.settings.hostname)
-        credentials.challenge = ("<%d.%s@%s>" % (
-            time.time() * 1000, secrets.token_hex(8), self.settings.hostname)).encode("ascii")
-
-        def got(response):
-            try:
-                credentials.setResponse(response)
-            except ValueError:
-                return self._syntax("Malformed CRAM-MD5 response", "5.5.2")
-            self._login(credentials)
-        self._challenge(credentials.challenge, got)
-
-    def _login(self, credentials):
+    def _login(self, credentials, authzid=b""):
         from mailstack.smtp.delivery import ISMTPSubmitter
         d = self.portal.login(credentials, None, ISMTPSubmitter)
 
         def ok(result):
             _, avatar, logout = result
+            if not sasl.authorizationAllowed(authzid, avatar.address,
+                                             self.settings.defaultDomain):
+                logout()  # no proxy authorization: the same failure as a bad password
+                return self._authFailed()
             self.authenticated = avatar.address
             self._logout = logout
             log.info("smtp {peer}: authenticated as {user}", peer=self._peerText(),
