@@ -4,9 +4,8 @@ bytes over a StringTransport, with a real passwd-file, checker, realm and Maildi
 store behind the portal (the checker's thread pool is replaced by a synchronous
 one, time by a L{task.Clock}).
 
-L{TwistedDefectScenarios} holds one test per POP3 defect of
-docs/twisted-notes.md; it runs against our server (and passes) and against
-stock C{twisted.mail.pop3.POP3} (expected to fail, marked C{todo}).
+The stock C{twisted.mail.pop3} defects of docs/twisted-notes.md are shown,
+against stock and against ours, in tests/test_stock_twisted.py.
 """
 
 import base64
@@ -16,14 +15,10 @@ import io
 import os
 import re
 
-from twisted.cred.credentials import CramMD5Credentials
 from twisted.internet import defer, task
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
-from twisted.mail import maildir as twistedMaildir
-from twisted.mail import pop3 as twistedPOP3
-from twisted.mail.imap4 import PLAINCredentials
 from twisted.trial import unittest
 
 from mailstack.auth.checkers import PasswdFileChecker
@@ -34,6 +29,7 @@ from mailstack.pop3.mailbox import IMaildrop, MaildropLocks, maildropAdapter
 from mailstack.pop3.server import POP3Server, POP3Settings
 from mailstack.pop3.stream import MessageSender, TopReader
 from mailstack.storage.account import MaildirStore
+from tests.fakes import FakeReactor, FakeTLSTransport
 from tests.test_dotstuff import referenceStuffing
 
 RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
@@ -41,46 +37,6 @@ RFC_DIGEST = b"c4c9334bac560ecc979e58001b3e22fb"
 
 MESSAGE_1 = b"From: bob@lab.test\r\nSubject: one\r\n\r\nHello\r\n.hidden dot\r\nBye\r\n"
 MESSAGE_2 = b"Subject: two\r\n\r\nline 1\r\nline 2\r\nline 3\r\n"
-
-
-class SyncThreadPool:
-    """Runs 'threaded' work at once, so the checker answers synchronously."""
-
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            from twisted.python.failure import Failure
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-
-class FakeReactor(task.Clock):
-    """A clock that also offers a synchronous thread pool."""
-
-    def getThreadPool(self):
-        return SyncThreadPool()
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-
-class FakeTLSTransport(StringTransport):
-    """Records startTLS and what was written before it."""
-
-    def __init__(self, *args, **kwargs):
-        StringTransport.__init__(self, *args, **kwargs)
-        self.tlsStarted = None
-        self.aborted = False
-
-    def startTLS(self, context):
-        self.tlsStarted = self.value()
-        self.tlsContext = context
-
-    def abortConnection(self):
-        self.aborted = True
-        self.loseConnection()
 
 
 class ConnectionTransport(FakeTLSTransport):
@@ -1351,214 +1307,6 @@ class MessageSenderTests(unittest.TestCase):
             MessageSender(io.BytesIO(message), transport, chunkSize=size).start()
             pump(transport)
             self.assertEqual(transport.value(), referenceStuffing(message), size)
-
-
-# -- the docs/twisted-notes.md defects, on stock twisted.mail.pop3 and on ours ------------
-
-class BinaryMailbox(twistedPOP3.Mailbox):
-    """
-    A correct stock pop3.IMailbox over our store: binary files with LF line
-    ends, as stock POP3 expects (its transformChunk makes them CRLF), so what
-    fails is the stuffing alone.
-    """
-
-    def __init__(self, inbox):
-        self.inbox = inbox
-        inbox.noteDelivery()
-        self.infos = inbox.messages()
-
-    def listMessages(self, i=None):
-        if i is None:
-            return [info.size for info in self.infos]
-        return self.infos[i].size
-
-    def getMessage(self, i):
-        with self.inbox.openMessage(self.infos[i].uid) as f:
-            return io.BytesIO(f.read().replace(b"\r\n", b"\n"))
-
-    def getUidl(self, i):
-        return b"%d" % (self.infos[i].uid,)
-
-
-class StockChallengers:
-    """A factory giving stock POP3 its SASL mechanisms."""
-
-    challengers = {b"PLAIN": PLAINCredentials, b"CRAM-MD5": CramMD5Credentials}
-
-    def cap_IMPLEMENTATION(self):
-        return "stock"
-
-
-class TwistedDefectScenarios(StoreMixin):
-    """
-    One test per POP3 defect listed in docs/twisted-notes.md, in terms a
-    client sees. Subclasses say which server answers.
-    """
-
-    def login(self, session):
-        reply = session.login()
-        self.assertTrue(reply.startswith(b"+OK"), reply)
-
-    def retrieved(self, message):
-        """The bytes RETR sends for C{message} after its +OK line."""
-        self.deliver(message)
-        session = self.open()
-        self.login(session)
-        out = session.send(b"RETR 1\r\n")
-        self.assertTrue(out.startswith(b"+OK"), out)
-        return session.body(out)
-
-    def test_apopRFCVector(self):
-        """APOP: RFC 1939's timestamp + 'tanstaaf' -> c4c9334b...: logged in."""
-        session = self.open(timestamp=RFC_TIMESTAMP)
-        self.assertIn(RFC_TIMESTAMP, session.greeting)
-        reply = session.send(b"APOP mrose " + RFC_DIGEST + b"\r\n")
-        self.assertTrue(reply.startswith(b"+OK"), reply)
-
-    def test_authPlainInitialResponse(self):
-        """AUTH PLAIN with an initial response logs in."""
-        session = self.open()
-        reply = session.send(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0secret") + b"\r\n")
-        self.assertTrue(reply.startswith(b"+OK"), reply)
-
-    def test_stlsDiscardsInjection(self):
-        """STLS starts TLS and drops plaintext pipelined after it."""
-        session = self.open()
-        out = session.send(b"STLS\r\nUSER mallory\r\n")
-        self.assertTrue(out.startswith(b"+OK"), out)
-        self.assertEqual(out.count(b"\r\n"), 1, out)
-        self.assertIsNotNone(session.transport.tlsStarted)
-
-    def test_stuffingFirstLine(self):
-        """A message whose first line starts with '.' is stuffed."""
-        message = b".first line\r\nsecond\r\n"
-        self.assertEqual(self.retrieved(message), referenceStuffing(message))
-
-    def test_stuffingChunkBoundary(self):
-        """'.' lines on stock's (16 KiB of LF text) and our (64 KiB) chunk edges are stuffed."""
-        message = b"Subject: dots\r\n\r\n" + b"a" * 16368 + b"\r\n.dot\r\n"
-        message += b"b" * (65536 - len(message) - 2) + b"\r\n.dot\r\n.\r\nend\r\n"
-        self.assertEqual(message.replace(b"\r\n", b"\n").index(b".dot"), 16384)
-        self.assertEqual(message.index(b".dot", 16390), 65536)
-        self.assertEqual(self.retrieved(message), referenceStuffing(message))
-
-
-class MaildirDefectScenarios(StoreMixin):
-    """
-    The defects of twisted.mail.maildir.MaildirMailbox, seen through POP3.
-    """
-
-    def login(self, session):
-        reply = session.login()
-        self.assertTrue(reply.startswith(b"+OK"), reply)
-
-    def test_retrFromMaildir(self):
-        """RETR of a message in the Maildir returns its exact bytes."""
-        self.deliver(MESSAGE_2)
-        session = self.open()
-        self.login(session)
-        out = session.send(b"RETR 1\r\n")
-        self.assertEqual(session.body(out), MESSAGE_2 + b".\r\n")
-
-    def test_deleDeferredToQuit(self):
-        """DELE removes nothing until QUIT; a dropped session deletes nothing."""
-        self.deliver(MESSAGE_2)
-        session = self.open()
-        self.login(session)
-        self.assertTrue(session.send(b"DELE 1\r\n").startswith(b"+OK"))
-        self.assertEqual(len(self.maildirFiles()), 1)
-        session.drop()
-        self.assertEqual(len(self.maildirFiles()), 1)
-        session = self.open()
-        self.login(session)
-        session.send(b"DELE 1\r\n")
-        session.send(b"QUIT\r\n")
-        self.assertEqual(self.maildirFiles(), [])
-
-    def test_uidlStableAcrossRename(self):
-        """UIDL stays the same after the file is renamed by a flag change."""
-        self.deliver(MESSAGE_2)
-        session = self.open()
-        self.login(session)
-        before = session.send(b"UIDL\r\n")
-        session.send(b"QUIT\r\n")
-        session.drop()
-        inbox = self.inbox()
-        inbox.setFlags(inbox.messages()[0].uid, {"\\Seen"})
-        session = self.open()
-        self.login(session)
-        self.assertEqual(session.send(b"UIDL\r\n"), before)
-
-    def test_maildropLock(self):
-        """A second session for the same user is refused with [IN-USE]."""
-        first = self.open()
-        self.login(first)
-        second = self.open()
-        self.assertEqual(second.login(),
-                         b"-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
-
-
-class OursMixin:
-    """Our server, lab listener settings."""
-
-    def open(self, timestamp=None):
-        server = POP3Server(
-            POP3Settings(hostname="mail.lab.test", tlsMode="starttls",
-                         tlsContext=object(), allowPlaintextAuth=True),
-            self.portal, lambda: True, self.reactor, timestamp=timestamp)
-        return Session(server, FakeTLSTransport(), self.reactor)
-
-
-class StockMixin:
-    """Stock twisted.mail.pop3.POP3 with the same portal."""
-
-    todo = "defect of stock twisted.mail (docs/twisted-notes.md)"
-
-    def stockMailbox(self, account):
-        return BinaryMailbox(account.getMailbox("INBOX"))
-
-    def adapters(self):
-        return {twistedPOP3.IMailbox: lambda account, address: (
-            self.stockMailbox(account), None)}
-
-    def open(self, timestamp=None):
-        # Stock POP3 logs its tracebacks; the failing assertion is what counts.
-        self.addCleanup(self.flushLoggedErrors)
-        server = twistedPOP3.POP3()
-        server.portal = self.portal
-        server.factory = StockChallengers()
-        server.magic = timestamp
-        server.callLater = self.reactor.callLater
-        server.schedule = lambda iterator: (list(iterator), defer.succeed(None))[1]
-        return Session(server, FakeTLSTransport(), self.reactor)
-
-
-class TwistedDefectTests(OursMixin, TwistedDefectScenarios, unittest.TestCase):
-    """
-    Our server has none of stock twisted.mail.pop3's protocol defects.
-    """
-
-
-class StockTwistedDefectTests(StockMixin, TwistedDefectScenarios, unittest.TestCase):
-    """
-    Stock twisted.mail.pop3.POP3 shows each protocol defect (expected failures).
-    """
-
-
-class MaildirDefectTests(OursMixin, MaildirDefectScenarios, unittest.TestCase):
-    """
-    Our maildrop has none of twisted.mail.maildir.MaildirMailbox's defects.
-    """
-
-
-class StockMaildirDefectTests(StockMixin, MaildirDefectScenarios, unittest.TestCase):
-    """
-    Stock POP3 over twisted.mail.maildir.MaildirMailbox shows each defect
-    (expected failures).
-    """
-
-    def stockMailbox(self, account):
-        return twistedMaildir.MaildirMailbox(os.fsencode(account.path))
 
 
 class BuildFactoryTests(unittest.TestCase):

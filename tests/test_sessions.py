@@ -10,9 +10,9 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import directlyProvides, implementer
 
 from mailstack.sessions import LimitingFactory, SessionCounter, clientIP
+from tests.fakes import TLSStringTransport
 
 REFUSAL = b"421 4.7.0 Too many connections from your address\r\n"
 
@@ -99,20 +99,6 @@ class RecorderFactory(protocol.Factory):
         p.factory = self
         self.built.append(p)
         return p
-
-
-@implementer(ITLSTransport)
-class StartTLSTransport(StringTransport):
-    """
-    A StringTransport with startTLS that, like Twisted's TCP transport, starts
-    providing ISSLTransport.
-    """
-
-    tlsStarted = None
-
-    def startTLS(self, contextFactory, normal=True):
-        self.tlsStarted = contextFactory
-        directlyProvides(self, ISSLTransport)
 
 
 class LimitingFactoryTests(unittest.TestCase):
@@ -242,14 +228,14 @@ class LimitingFactoryTests(unittest.TestCase):
     def test_startTLS(self):
         """startTLS reaches the real transport and the inner protocol then sees
         ISSLTransport."""
-        transport = StartTLSTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 1))
+        transport = TLSStringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 1))
         self.connect(transport=transport)
         inner = self.inner.built[0]
         self.assertTrue(ITLSTransport.providedBy(inner.transport))
         self.assertFalse(ISSLTransport.providedBy(inner.transport))
         context = object()
         inner.transport.startTLS(context)
-        self.assertIs(transport.tlsStarted, context)
+        self.assertIs(transport.tlsContext, context)
         self.assertTrue(ISSLTransport.providedBy(inner.transport))
 
 

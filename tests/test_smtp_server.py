@@ -9,7 +9,6 @@ import hmac
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet import defer, task
-from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -18,6 +17,7 @@ from twisted.cred.portal import IRealm
 from mailstack.smtp.delivery import ISMTPSubmitter, RecipientDecision, Submitter
 from mailstack.smtp.reply import Reply
 from mailstack.smtp.server import SMTPServer, SMTPSettings
+from tests.fakes import FakeTLSTransport
 
 
 @implementer(IRealm)
@@ -61,18 +61,6 @@ class FakePolicy:
         if self.pending is not None:
             return self.pending
         return defer.succeed(None)
-
-
-class FakeTLSTransport(StringTransport):
-    """Records startTLS and what was written before it."""
-
-    def __init__(self, *a, **kw):
-        StringTransport.__init__(self, *a, **kw)
-        self.tlsStarted = None
-
-    def startTLS(self, context):
-        self.tlsStarted = self.value()
-        self.tlsContext = context
 
 
 class SMTPTestMixin:

@@ -11,18 +11,19 @@ import re
 from twisted.internet import defer, endpoints, protocol, reactor, ssl, task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import ISSLTransport, ITLSTransport
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import directlyProvides, implementer
+from zope.interface import directlyProvides
 
 from mailstack import tls
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.transcript import (IMAPRedactor, POP3Redactor, SMTPRedactor,
                                   TranscriptFactory, displayLine)
+from tests.fakes import TLSStringTransport
 
 # 2023-11-14 22:13:20 UTC plus half a second
 NOW = 1700000000.5
@@ -55,16 +56,6 @@ class RaisingRedactor:
 
     def server(self, line):
         return line
-
-
-@implementer(ITLSTransport)
-class StartTLSTransport(StringTransport):
-    """
-    A StringTransport whose startTLS, like TCP's, makes it ISSLTransport.
-    """
-
-    def startTLS(self, contextFactory, normal=True):
-        directlyProvides(self, ISSLTransport)
 
 
 class TranscriptFileTests(unittest.TestCase):
@@ -253,7 +244,7 @@ class TranscriptFileTests(unittest.TestCase):
     def test_startTLS(self):
         """The protocol's startTLS is noted, reaches the transport, and the
         protocol then sees ISSLTransport."""
-        transport = StartTLSTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 1))
+        transport = TLSStringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 1))
         p, _ = self.connect(transport=transport)
         inner = p.wrappedProtocol
         self.assertFalse(ISSLTransport.providedBy(inner.transport))
