@@ -297,9 +297,27 @@ class EnvelopeTests(unittest.TestCase):
                          [(b"=?utf-8?q?J=C3=BCrgen?=", None, b"j", b"x.test")])
 
     def test_commentsAndRoute(self):
-        """Comments are dropped; a source route is the adl."""
+        """A comment names an addr-spec; a source route is the adl."""
         self.assertEqual(fetch.parseAddresses(b"a@x.test (Alice), <@r1,@r2:b@y.test>"),
-                         [(None, None, b"a", b"x.test"), (None, b"@r1,@r2", b"b", b"y.test")])
+                         [(b"Alice", None, b"a", b"x.test"), (None, b"@r1,@r2", b"b", b"y.test")])
+
+    def test_commentDisplayName(self):
+        """C{From: user@domain (Real Name)} gives the sender's name in ENVELOPE, as Dovecot."""
+        env = fetch.envelope(parse(b"From: user@domain (Real Name)\r\nSubject: x\r\n\r\n"))
+        self.assertEqual(env, b'(NIL "x" (("Real Name" NIL "user" "domain")) '
+                              b'(("Real Name" NIL "user" "domain")) '
+                              b'(("Real Name" NIL "user" "domain")) NIL NIL NIL NIL NIL)')
+
+    def test_repeatedAddressFields(self):
+        """Two From fields give the addresses of both, as Dovecot."""
+        env = fetch.envelope(parse(b"From: a@x.test\r\nFrom: b@y.test\r\n\r\n"))
+        self.assertTrue(env.startswith(
+            b'(NIL NIL ((NIL NIL "a" "x.test")(NIL NIL "b" "y.test")) '))
+
+    def test_emptySenderFallsBack(self):
+        """A Sender field without an address is replaced by From, as Dovecot."""
+        env = fetch.envelope(parse(b"From: a@x.test\r\nSender: (nobody)\r\n\r\n"))
+        self.assertEqual(env.count(b'((NIL NIL "a" "x.test"))'), 3)
 
     def test_bareLocalPart(self):
         """A local part without a domain is reported with a placeholder host."""

@@ -20,6 +20,7 @@ are RFC 3501's (C{"TEXT" "PLAIN" ("CHARSET" "US-ASCII")}, C{"7BIT"}).
 
 import re
 
+from mailstack.imap.address import formatAddresses, parseAddresses
 from mailstack.imap.response import formatList, nstring, string
 
 CHUNK = 65536
@@ -351,142 +352,15 @@ def _contentType(part, default):
 
 # -- ENVELOPE ----------------------------------------------------------------
 
-_SPECIALS = b'()<>[]:;@\\,"'
-
-
-def _tokens(value):
-    """RFC 5322 tokens: (kind, bytes) with kind in atom, quoted, literal, special."""
-    out, i, n = [], 0, len(value)
-    while i < n:
-        c = value[i]
-        if c in b" \t\r\n":
-            i += 1
-        elif c == 0x28:  # comment
-            depth = 0
-            while i < n:
-                if value[i] == 0x5c:
-                    i += 1
-                elif value[i] == 0x28:
-                    depth += 1
-                elif value[i] == 0x29:
-                    depth -= 1
-                    if depth == 0:
-                        break
-                i += 1
-            i += 1
-        elif c == 0x22:
-            text, i = _quotedString(value, i)
-            out.append(("quoted", text))
-        elif c == 0x5b:
-            end = value.find(b"]", i)
-            end = n if end < 0 else end + 1
-            out.append(("literal", value[i:end]))
-            i = end
-        elif c in _SPECIALS:
-            out.append(("special", bytes([c])))
-            i += 1
-        else:
-            start = i
-            while i < n and value[i] not in _SPECIALS and value[i] not in b" \t\r\n":
-                i += 1
-            out.append(("atom", value[start:i]))
-    return out
-
-
-def parseAddresses(value):
-    """
-    An address-list -> C{[(name, adl, mailbox, host)]} with RFC 3501's group
-    markers C{(None, None, name, None)} and C{(None, None, None, None)}.
-    """
-    tokens = _tokens(value)
-    out = []
-    i, n = 0, len(tokens)
-    inGroup = False
-    while i < n:
-        kind, text = tokens[i]
-        if kind == "special" and text in (b",",):
-            i += 1
-            continue
-        if kind == "special" and text == b";":
-            if inGroup:
-                out.append((None, None, None, None))
-                inGroup = False
-            i += 1
-            continue
-        phrase = []
-        while i < n and not (tokens[i][0] == "special" and tokens[i][1] in b"<:,;@"):
-            phrase.append(tokens[i])
-            i += 1
-        nextText = tokens[i][1] if i < n else None
-        if nextText == b":" and not inGroup:
-            out.append((None, None, _phrase(phrase) or b"", None))
-            inGroup = True
-            i += 1
-        elif nextText == b"<":
-            i += 1
-            adl = []
-            while i < n and tokens[i][1] == b"@" and tokens[i][0] == "special":
-                route = []
-                while i < n and tokens[i][1] not in (b",", b":", b">"):
-                    route.append(tokens[i][1])
-                    i += 1
-                adl.append(b"".join(route))
-                if i < n and tokens[i][1] == b",":
-                    i += 1
-                elif i < n and tokens[i][1] == b":":
-                    i += 1
-                    break
-            spec = []
-            while i < n and tokens[i][1] != b">":
-                spec.append(tokens[i])
-                i += 1
-            i += 1
-            mailbox, host = _addrSpec(spec)
-            out.append((_phrase(phrase), b",".join(adl) or None, mailbox, host))
-        elif nextText == b"@":
-            spec = list(phrase)
-            while i < n and not (tokens[i][0] == "special" and tokens[i][1] in b",;"):
-                spec.append(tokens[i])
-                i += 1
-            mailbox, host = _addrSpec(spec)
-            out.append((None, None, mailbox, host))
-        else:
-            if phrase:
-                out.append((None, None, b"".join(t for _, t in phrase), b"MISSING_DOMAIN"))
-            if nextText == b":" and inGroup:
-                i += 1
-    if inGroup:
-        out.append((None, None, None, None))
-    return out
-
-
-def _phrase(tokens):
-    words = [text for kind, text in tokens]
-    return b" ".join(words) if words else None
-
-
-def _addrSpec(tokens):
-    texts = [text for _, text in tokens]
-    if b"@" in texts:
-        at = len(texts) - 1 - texts[::-1].index(b"@")
-        return b"".join(texts[:at]), b"".join(texts[at + 1:]) or b"MISSING_DOMAIN"
-    return b"".join(texts), b"MISSING_DOMAIN"
-
-
 def _addressList(part, name, fallback=None):
-    value = part.header(name)
-    if value is None and fallback is not None:
-        value = part.header(fallback)
-    if not value:
-        return b"NIL"
-    try:
-        addresses = parseAddresses(value)
-    except Exception:
-        return b"NIL"
-    if not addresses:
-        return b"NIL"
-    return b"(" + b"".join(formatList([nstring(v) for v in address])
-                           for address in addresses) + b")"
+    """
+    An address header as ENVELOPE writes it (the addresses of every field of
+    that name, as Dovecot); Sender and Reply-To default to From.
+    """
+    addresses = [address for value in part.headers(name) for address in parseAddresses(value)]
+    if not addresses and fallback is not None:
+        return _addressList(part, fallback)
+    return formatAddresses(addresses)
 
 
 def envelope(part):
