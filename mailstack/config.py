@@ -61,6 +61,7 @@ class ListenerConfig:
     allow_plaintext_auth: bool
     disabled: tuple
     challenge_auth: str = "auto"
+    max_connections: int = 500
 
     @property
     def address(self):
@@ -87,6 +88,10 @@ class LimitsConfig:
     idle_timeout: int
     command_timeout: int
     bcrypt_rounds: int
+    auth_failure_delay_max_seconds: float = 15.0
+    auth_penalty_seconds: int = 300
+    auth_penalty_addresses: int = 10000
+    command_line_timeout: int = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +177,7 @@ _LISTENER = {
     "allow_plaintext_auth": (bool, False),
     "disabled": (list, []),
     "challenge_auth": (str, "auto"),
+    "max_connections": (int, 500),
 }
 _LIMITS = {
     "message_size": (int, 25 * 1024 * 1024),
@@ -183,11 +189,15 @@ _LIMITS = {
     "connections_per_ip": (int, 20),
     "commands_per_session": (int, 100000),
     "bad_commands": (int, 20),
-    "auth_failures_delay": (int, 3),
+    "auth_failures_delay": (int, 2),
     "auth_failures_disconnect": (int, 10),
     "auth_failure_delay_seconds": ((int, float), 2.0),
+    "auth_failure_delay_max_seconds": ((int, float), 15.0),
+    "auth_penalty_seconds": (int, 300),
+    "auth_penalty_addresses": (int, 10000),
     "idle_timeout": (int, 1800),
     "command_timeout": (int, 600),
+    "command_line_timeout": (int, 60),
     "bcrypt_rounds": (int, 10),
 }
 _LIMIT_MINIMUMS = {
@@ -203,8 +213,12 @@ _LIMIT_MINIMUMS = {
     "auth_failures_delay": 1,
     "auth_failures_disconnect": 1,
     "auth_failure_delay_seconds": 0,
+    "auth_failure_delay_max_seconds": 0,
+    "auth_penalty_seconds": 1,
+    "auth_penalty_addresses": 1,
     "idle_timeout": 1,
     "command_timeout": 1,
+    "command_line_timeout": 1,
     "bcrypt_rounds": 4,
 }
 _LAB = {
@@ -362,6 +376,9 @@ class _Loader:
             if values["challenge_auth"] not in CHALLENGE_AUTH:
                 raise self.error(prefix + ".challenge_auth", "must be one of %s, not %r" % (
                     ", ".join(CHALLENGE_AUTH), values["challenge_auth"]))
+            if values["max_connections"] < 0:
+                raise self.error(prefix + ".max_connections",
+                                 "must be at least 0, not %r" % (values["max_connections"],))
             reason = _checkEndpoint(values["endpoint"])
             if reason:
                 raise self.error(prefix + ".endpoint", reason)
@@ -377,7 +394,8 @@ class _Loader:
                 name=name, protocol=values["protocol"], endpoint=values["endpoint"],
                 tls=values["tls"], allow_plaintext_auth=values["allow_plaintext_auth"],
                 disabled=tuple(c.upper() for c in values["disabled"]),
-                challenge_auth=values["challenge_auth"])
+                challenge_auth=values["challenge_auth"],
+                max_connections=values["max_connections"])
             for j, other in enumerate(listeners):
                 if _conflicts(listener.address, other.address):
                     raise self.error(prefix + ".endpoint",
@@ -408,7 +426,8 @@ class _Loader:
             if values[key] < minimum:
                 raise self.error("limits." + key, "must be at least %s, not %r" % (
                     minimum, values[key]))
-        values["auth_failure_delay_seconds"] = float(values["auth_failure_delay_seconds"])
+        for key in ("auth_failure_delay_seconds", "auth_failure_delay_max_seconds"):
+            values[key] = float(values[key])
         return LimitsConfig(**values)
 
     def buildLab(self, raw, server):

@@ -38,6 +38,9 @@ class ListenerContext:
     @ivar reactor: the reactor (or a clock in tests).
     @ivar shared: objects one server shares between listeners, keyed by a name
         the plug-in chooses (e.g. C{"smtp.policy"} for smtp and submission).
+    @ivar authPenalty: the server's L{mailstack.throttle.AuthPenalty} (failed
+        logins per client address, shared by every listener), L{None} in
+        tests that do not need one.
     """
     config: Config
     listener: ListenerConfig
@@ -48,6 +51,7 @@ class ListenerContext:
     counter: Any
     reactor: Any
     shared: dict[str, Any]
+    authPenalty: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +61,11 @@ class ProtocolBuilt:
 
     @ivar factory: the protocol factory to serve.
     @ivar refusal: bytes sent to a peer over its per-IP connection limit.
-    @ivar redactorFactory: makes the transcript redactor of one session.
     @ivar services: services the protocol needs running (a relay queue...),
         shared between listeners; each is added to the server once.
     """
     factory: Factory
     refusal: bytes
-    redactorFactory: Callable[[], Any] | None
     services: tuple[IService, ...] = ()
 
 

@@ -39,6 +39,7 @@ from mailstack.smtp.plugin import plugin as smtpPlugin
 from mailstack.storage.files import makeDirectories
 from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
+from mailstack.throttle import AuthPenalty
 
 log = Logger()
 
@@ -216,13 +217,17 @@ def buildService(config, reactor=None, protocols=None):
     store = MaildirStore(config.mail_dir, watcher)
     portal = buildPortal(MailRealm(store, adapters), [PasswdFileChecker(users, reactor)])
     counter = SessionCounter()
+    # One penalty for the whole server: failed logins from an address slow
+    # its next logins on every listener, protocol and mechanism.
+    authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
     top = MailService(config, users, store, portal, counter)
     watcher.setServiceParent(top)
     shared = {}
     for listener in config.listeners:
         context = ListenerContext(config=config, listener=listener, portal=portal,
                                   users=users, store=store, tlsContext=tlsContext,
-                                  counter=counter, reactor=reactor, shared=shared)
+                                  counter=counter, reactor=reactor, shared=shared,
+                                  authPenalty=authPenalty)
         built = plugins[listener.name].buildFactory(context)
         for extra in built.services:
             if extra.parent is None:
@@ -231,10 +236,10 @@ def buildService(config, reactor=None, protocols=None):
         if config.lab.transcripts:
             from mailstack.transcript import TranscriptFactory
             factory = TranscriptFactory(factory, config.transcript_dir,
-                                        listener.protocol, built.redactorFactory,
-                                        clock=reactor)
+                                        listener.protocol, clock=reactor)
         factory = LimitingFactory(factory, counter, listener.protocol,
-                                  config.limits.connections_per_ip, built.refusal)
+                                  config.limits.connections_per_ip, built.refusal,
+                                  maxConnections=listener.max_connections)
         if listener.tls == "implicit":
             factory = TLSMemoryBIOFactory(tlsContext, False, factory)
             factory.noisy = False

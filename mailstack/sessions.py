@@ -1,13 +1,16 @@
 """
-Open sessions per protocol and per client address, and the per-IP connection
-limit of each listener.
+Open sessions per protocol and per client address, the connection limits of
+each listener, and the deadline for finishing one command line.
 
-The limit is per service (protocol name) and client IP, like Postfix's
+The per-IP limit is per service (protocol name) and client IP, like Postfix's
 C{smtpd_client_connection_count_limit}: a class of students behind one NAT
 address filling the IMAP limit can still send mail. Listeners of the same
 protocol name share the count (IMAP on 143 and IMAPS on 993 are one service).
-A refused client gets one line (its protocol's "try later" reply) and is
-disconnected before the protocol's own code ever runs.
+Each listener also has a cap on its open connections from all addresses
+(C{max_connections}, like Dovecot's C{client_limit} per login service), so
+many addresses cannot hold every file descriptor, and one busy listener cannot
+starve the others. A refused client gets one line (its protocol's "try later"
+reply) and is disconnected before the protocol's own code ever runs.
 
 The wrapper protocol is transparent: everything the inner protocol asks of its
 transport (write, getPeer, startTLS, getHandle...) is forwarded, and it provides
@@ -180,7 +183,8 @@ class LimitingProtocol(ProtocolWrapper):
 class LimitingFactory(WrappingFactory):
     """
     Wraps a listener's factory: counts its sessions and refuses a client IP
-    that already has C{maxPerIP} sessions of the same protocol name.
+    that already has C{maxPerIP} sessions of the same protocol name, and any
+    client once the listener has C{maxConnections} open.
 
     @param counter: the server's L{SessionCounter}.
     @param protocolName: the service name counted (C{smtp}, C{imap}...).
@@ -188,24 +192,35 @@ class LimitingFactory(WrappingFactory):
         Peers without an IP (UNIX sockets) are never limited.
     @param refusal: the bytes sent to a refused client (one protocol line
         with CRLF), e.g. C{b"421 4.7.0 Too many connections from your address\\r\\n"}.
+    @param maxConnections: open connections this listener accepts from all
+        addresses together; 0 means no limit. Over it a client gets the same
+        refusal line.
     """
 
     noisy = False  # no "Starting/Stopping factory" lines for every listener
 
     protocol = LimitingProtocol
 
-    def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal):
+    def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal,
+                 maxConnections=0):
         WrappingFactory.__init__(self, wrappedFactory)
         self.counter = counter
         self.protocolName = protocolName
         self.maxPerIP = maxPerIP
         self.refusal = refusal
+        self.maxConnections = maxConnections
 
     def logPrefix(self):
         return "%s (limit)" % (self.protocolName,)
 
     def buildProtocol(self, addr):
         ip = clientIP(addr)
+        if self.maxConnections and len(self.protocols) >= self.maxConnections:
+            self.counter.refuse(self.protocolName, ip)
+            log.info("{protocol}: refused connection from {ip}: this listener has "
+                     "{limit} connections open, its max_connections",
+                     protocol=self.protocolName, ip=ip, limit=self.maxConnections)
+            return _RefusingProtocol(self.refusal)
         if ip is not None and self.maxPerIP:
             current = self.counter.count(self.protocolName, ip)
             if current >= self.maxPerIP:
@@ -219,3 +234,68 @@ class LimitingFactory(WrappingFactory):
         if inner is None:
             return None
         return self.protocol(self, inner)
+
+
+class CommandLineDeadline:
+    """
+    Bounds the time a client may take to send one command line, from its first
+    octet to its line feed (Postfix's C{smtpd_per_record_deadline}): the idle
+    timer restarts on every octet, so a client sending one octet every few
+    seconds would otherwise hold the session forever.
+
+    The engine hands over every chunk it receives (L{received}); the deadline
+    runs while input ends inside a line and stops at the line feed. Input the
+    engine is not reading as command lines (an SMTP DATA body, an IMAP literal)
+    is not timed: C{readingLines()} answers whether it is, and when the deadline
+    passes while it is not, the deadline starts again (the idle timer bounds
+    such input, as before).
+
+    @param clock: an C{IReactorTime}.
+    @param seconds: the deadline (C{limits.command_line_timeout}).
+    @param expired: called with no argument when a line took too long.
+    @param readingLines: callable, true while the engine reads command lines.
+    @param peer: callable returning the client's address, for the log line.
+    """
+
+    def __init__(self, clock, seconds, expired, readingLines=lambda: True,
+                 peer=lambda: None):
+        self.clock = clock
+        self.seconds = seconds
+        self.expired = expired
+        self.readingLines = readingLines
+        self.peer = peer
+        self._call = None
+
+    def received(self, data):
+        """
+        A chunk of input arrived: start the deadline if it ends inside a line
+        (unless one is running for that line), stop it if it ends a line.
+        """
+        if not data:
+            return
+        end = data.rfind(b"\n")
+        if end == len(data) - 1:
+            self.cancel()
+        elif end >= 0 or self._call is None:
+            # A new line began in this chunk (or the first octets of one).
+            self.cancel()
+            self._call = self.clock.callLater(self.seconds, self._expire)
+
+    def _expire(self):
+        self._call = None
+        if self.readingLines():
+            peer = self.peer()
+            log.info("{peer}: a command line was not finished within {seconds:g} s, "
+                     "closing", peer="%s:%s" % (getattr(peer, "host", peer),
+                                                getattr(peer, "port", "")),
+                     seconds=self.seconds)
+            self.expired()
+        else:
+            self._call = self.clock.callLater(self.seconds, self._expire)
+
+    def cancel(self):
+        """Stop the deadline (a line ended, or the connection is gone)."""
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None

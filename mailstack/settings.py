@@ -1,14 +1,20 @@
 """
 What every protocol engine's listener settings hold (the hostname, TLS,
 plaintext auth, when CRAM-MD5/APOP are offered, disabled names, bad-command,
-command and auth-failure limits),
+command and auth-failure limits, the server's shared
+L{mailstack.throttle.AuthPenalty}, the command-line deadline),
 and the one place they are read from the config. Each engine's settings class
 (L{mailstack.smtp.server.SMTPSettings}, ...) extends L{ListenerSettings} with
 its own fields.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from mailstack.listener import ListenerContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +31,15 @@ class ListenerSettings:
     disabled: frozenset = frozenset()
     maxBadCommands: int = 20
     maxCommands: int = 100000
-    authFailuresDelay: int = 3
+    authFailuresDelay: int = 2
     authFailuresDisconnect: int = 10
     authFailureDelay: float = 2.0
+    authFailureDelayMax: float = 15.0
+    authPenalty: object = None
+    commandLineTimeout: float = 60.0
 
 
-def listenerSettings(context):
+def listenerSettings(context: ListenerContext) -> dict[str, Any]:
     """
     The L{ListenerSettings} fields for one listener, as keyword arguments.
 
@@ -51,4 +60,7 @@ def listenerSettings(context):
         authFailuresDelay=limits.auth_failures_delay,
         authFailuresDisconnect=limits.auth_failures_disconnect,
         authFailureDelay=limits.auth_failure_delay_seconds,
+        authFailureDelayMax=limits.auth_failure_delay_max_seconds,
+        authPenalty=context.authPenalty,
+        commandLineTimeout=limits.command_line_timeout,
     )

@@ -92,6 +92,27 @@ class LoadTests(unittest.TestCase):
         self.assertEqual(listener.address, ("127.0.0.1", 3143))
         self.assertEqual(listener.challenge_auth, "auto")
 
+    def test_penaltyAndDeadlineKeys(self):
+        """[limits] holds the auth penalty and command-line deadline; their defaults."""
+        limits = loadConfig(writeConfig(self)).limits
+        self.assertEqual((limits.auth_failures_delay, limits.auth_failure_delay_seconds,
+                          limits.auth_failure_delay_max_seconds, limits.auth_penalty_seconds,
+                          limits.auth_penalty_addresses, limits.command_line_timeout),
+                         (2, 2.0, 15.0, 300, 10000, 60))
+        limits = loadConfig(writeConfig(self, BASE_CONFIG.replace("[limits]", (
+            "[limits]\nauth_failure_delay_max_seconds = 30\nauth_penalty_seconds = 60\n"
+            "auth_penalty_addresses = 500\ncommand_line_timeout = 20")))).limits
+        self.assertEqual((limits.auth_failure_delay_max_seconds, limits.auth_penalty_seconds,
+                          limits.auth_penalty_addresses, limits.command_line_timeout),
+                         (30.0, 60, 500, 20))
+
+    def test_maxConnections(self):
+        """A listener's max_connections: 500 by default, 0 for no cap, never negative."""
+        (listener,) = loadConfig(writeConfig(self, extra=listenerTOML("imap"))).listeners
+        self.assertEqual(listener.max_connections, 500)
+        path = writeConfig(self, extra=listenerTOML("imap", max_connections=0))
+        self.assertEqual(loadConfig(path).listeners[0].max_connections, 0)
+
     def test_challengeAuthAlways(self):
         """challenge_auth = "always" forces CRAM-MD5/APOP on for one listener (a lesson)."""
         path = writeConfig(self, extra=listenerTOML("pop3", challenge_auth="always"))
@@ -148,6 +169,11 @@ class ErrorTests(unittest.TestCase):
         self.assertConfigError(BASE_CONFIG, "listener[0].challenge_auth",
                                "must be one of auto, always, not 'yes'",
                                extra=listenerTOML("imap", challenge_auth="yes"))
+
+    def test_negativeMaxConnections(self):
+        """max_connections below 0 is refused."""
+        self.assertConfigError(BASE_CONFIG, "listener[0].max_connections", "at least 0",
+                               extra=listenerTOML("imap", max_connections=-1))
 
     def test_wrongType(self):
         """A value of the wrong type is refused."""

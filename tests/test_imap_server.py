@@ -35,7 +35,7 @@ class IMAPTestMixin:
 
     settings = dict(hostname="mail.lab.test", tlsMode="starttls", tlsContext=object(),
                     allowPlaintextAuth=True, maxBadCommands=5, maxLineLength=1024,
-                    maxLiteralSize=4096, authFailuresDelay=2, authFailuresDisconnect=4,
+                    maxLiteralSize=4096, authFailuresDelay=1, authFailuresDisconnect=4,
                     idleTimeout=1800, loginTimeout=60)
     threadRunner = None
 
@@ -356,7 +356,10 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
                          b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
 
     def test_failureDelayAndDisconnect(self):
-        """After 2 failures replies are delayed; the 4th ends the session."""
+        """
+        After the first failure each attempt waits (2, 4, 8 s); the 4th failure
+        waits too, is answered NO, then BYE ends the session.
+        """
         self.send(b"a LOGIN alice@lab.test x\r\n")
         self.assertEqual(self.send(b"b LOGIN alice@lab.test x\r\n"), b"")
         self.assertEqual(self.send(b"c NOOP\r\n"), b"")  # held until the reply
@@ -366,9 +369,14 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
                          b"b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
                          b"c OK NOOP completed\r\n")
         self.send(b"d LOGIN alice@lab.test x\r\n")
-        self.clock.advance(2)
-        out = self.send(b"e LOGIN alice@lab.test x\r\n")
-        self.assertEqual(out, b"* BYE Too many authentication failures\r\n")
+        self.clock.advance(4)
+        self.assertEqual(self.send(b"e LOGIN alice@lab.test x\r\n"), b"")
+        self.clock.advance(7.9)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.1)
+        self.assertEqual(self.transport.value(),
+                         b"e NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+                         b"* BYE Too many authentication failures\r\n")
         self.assertTrue(self.transport.disconnecting)
 
     def test_privacyRequired(self):

@@ -155,6 +155,40 @@ class BuildServiceTests(ServiceTestCase):
         data = yield threads.deferToThread(_readAll, second)
         self.assertEqual(data, b"busy\r\n")
 
+    @defer.inlineCallbacks
+    def test_maxConnections(self):
+        """Over a listener's max_connections, a new connection gets the refusal and is closed."""
+        top = self.start(listenerTOML("smtp", name="a", max_connections=1))
+        port = top.listenerPort("a")
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(first.close)
+        self.assertEqual((yield threads.deferToThread(first.recv, 100)), b"hello\r\n")
+        second = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(second.close)
+        data = yield threads.deferToThread(_readAll, second)
+        self.assertEqual(data, b"busy\r\n")
+
+    def test_onePenaltyForEveryListener(self):
+        """Every listener's context carries the same AuthPenalty, built from [limits]."""
+        from mailstack.throttle import AuthPenalty
+        contexts = []
+
+        @implementer(IProtocolPlugin)
+        class Recording(_GreeterPlugin):
+            def buildFactory(self, context):
+                contexts.append(context)
+                return _GreeterPlugin.buildFactory(self, context)
+        plugin = Recording()
+        path = writeConfig(self, BASE_CONFIG.replace(
+            "[limits]", "[limits]\nauth_failure_delay_max_seconds = 9"),
+            listenerTOML("smtp", name="a") + listenerTOML("imap", name="b"))
+        service.buildService(loadConfig(path), reactor,
+                             protocols={"smtp": plugin, "imap": plugin})
+        self.assertEqual(len(contexts), 2)
+        self.assertIsInstance(contexts[0].authPenalty, AuthPenalty)
+        self.assertIs(contexts[0].authPenalty, contexts[1].authPenalty)
+        self.assertEqual(contexts[0].authPenalty.maxDelaySeconds, 9)
+
     def test_portInUse(self):
         """A port that cannot be bound stops the start with a one-line reason."""
         blocker = socket.socket()

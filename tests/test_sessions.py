@@ -11,7 +11,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from mailstack.sessions import LimitingFactory, SessionCounter, clientIP
+from mailstack.sessions import CommandLineDeadline, LimitingFactory, SessionCounter, clientIP
 from tests.fakes import TLSStringTransport
 
 REFUSAL = b"421 4.7.0 Too many connections from your address\r\n"
@@ -322,3 +322,120 @@ class LoopbackLimitTests(unittest.TestCase):
         client = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
         yield endpoints.connectProtocol(client, protocol.Protocol())
         self.assertTrue((yield seen))
+
+
+class MaxConnectionsTests(unittest.TestCase):
+    """
+    A listener's C{max_connections}: open connections from all addresses
+    together, over which a client gets the refusal line.
+    """
+
+    def setUp(self):
+        self.counter = SessionCounter()
+        self.inner = RecorderFactory()
+        self.factory = LimitingFactory(self.inner, self.counter, "imap", 20, REFUSAL,
+                                       maxConnections=3)
+
+    def connect(self, host):
+        peer = IPv4Address("TCP", host, 4000)
+        transport = StringTransport(peerAddress=peer)
+        p = self.factory.buildProtocol(peer)
+        p.makeConnection(transport)
+        return p, transport
+
+    def test_capOverAllAddresses(self):
+        """Three addresses fill a cap of 3; a fourth address gets the refusal and is closed."""
+        for i in range(3):
+            self.connect("192.0.2.%d" % (i,))
+        p, transport = self.connect("198.51.100.1")
+        self.assertEqual(transport.value(), REFUSAL)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.inner.built), 3)
+        self.assertEqual(self.counter.refused, {"imap": 1})
+        p.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.counter.count("imap"), 3)
+
+    def test_freedSlot(self):
+        """A connection that ends makes room for the next client."""
+        first, _ = self.connect("192.0.2.1")
+        self.connect("192.0.2.2")
+        self.connect("192.0.2.3")
+        first.connectionLost(Failure(ConnectionDone()))
+        _, transport = self.connect("198.51.100.1")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(self.inner.built), 4)
+
+    def test_refusalLogged(self):
+        """A refusal by the cap is logged with the cap."""
+        from tests.helpers import LogWatch
+        watch = LogWatch(self)
+        for i in range(4):
+            self.connect("192.0.2.%d" % (i,))
+        lines = [t for t in watch.texts() if "max_connections" in t]
+        self.assertEqual(len(lines), 1)
+        self.assertIn("3", lines[0])
+
+    def test_zeroIsUnlimited(self):
+        """max_connections = 0 sets no cap."""
+        self.factory = LimitingFactory(self.inner, self.counter, "imap", 0, REFUSAL)
+        for i in range(50):
+            _, transport = self.connect("192.0.2.%d" % (i,))
+        self.assertEqual(transport.value(), b"")
+
+
+class CommandLineDeadlineTests(unittest.TestCase):
+    """
+    L{CommandLineDeadline} bounds the time from a command line's first octet
+    to its line feed, however the octets trickle in.
+    """
+
+    def setUp(self):
+        from twisted.internet import task
+        self.clock = task.Clock()
+        self.expired = []
+        self.reading = True
+        self.deadline = CommandLineDeadline(self.clock, 60, lambda: self.expired.append(
+            self.clock.seconds()), lambda: self.reading)
+
+    def trickle(self, data, every):
+        for octet in data:
+            self.deadline.received(bytes([octet]))
+            self.clock.advance(every)
+
+    def test_trickleCutOff(self):
+        """One octet every 5 s: the deadline passes 60 s after the first octet."""
+        self.trickle(b"x" * 20, 5)
+        self.assertEqual(self.expired, [60])
+
+    def test_linesInTime(self):
+        """Lines finished in time (even slowly typed ones) never expire."""
+        for _ in range(10):
+            self.trickle(b"NOOP\r\n", 9)
+        self.clock.advance(1000)
+        self.assertEqual(self.expired, [])
+
+    def test_newLineInSameChunk(self):
+        """A line that starts in the chunk ending the previous one gets its full time."""
+        self.deadline.received(b"NO")
+        self.clock.advance(50)
+        self.deadline.received(b"OP\r\nNO")
+        self.clock.advance(59)
+        self.assertEqual(self.expired, [])
+        self.clock.advance(1)
+        self.assertEqual(self.expired, [110])
+
+    def test_notReadingLines(self):
+        """Input that is not a command line (DATA, a literal) is not cut off."""
+        self.reading = False
+        self.trickle(b"x" * 100, 5)
+        self.assertEqual(self.expired, [])
+        self.reading = True  # back to commands, a line still unfinished
+        self.clock.advance(60)
+        self.assertEqual(len(self.expired), 1)
+
+    def test_cancel(self):
+        """Cancelled (connection gone), nothing fires and no call is left."""
+        self.deadline.received(b"x")
+        self.deadline.cancel()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.deadline.cancel()

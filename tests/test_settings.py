@@ -15,12 +15,14 @@ from mailstack.smtp.server import SMTPSettings
 def context():
     limits = SimpleNamespace(
         bad_commands=7, commands_per_session=500, auth_failures_delay=2,
-        auth_failures_disconnect=5, auth_failure_delay_seconds=1.5)
+        auth_failures_disconnect=5, auth_failure_delay_seconds=1.5,
+        auth_failure_delay_max_seconds=12.0, command_line_timeout=45)
     config = SimpleNamespace(server=SimpleNamespace(hostname="mail.lab.test",
                                                   default_domain="lab.test"), limits=limits)
     listener = SimpleNamespace(tls="starttls", allow_plaintext_auth=True,
                                disabled=["AUTH", "STARTTLS"], challenge_auth="always")
-    return SimpleNamespace(config=config, listener=listener, tlsContext=object())
+    return SimpleNamespace(config=config, listener=listener, tlsContext=object(),
+                           authPenalty=object())
 
 
 class ListenerSettingsTests(unittest.TestCase):
@@ -36,7 +38,8 @@ class ListenerSettingsTests(unittest.TestCase):
             allowPlaintextAuth=True, challengeAuth="always", defaultDomain="lab.test",
             disabled=frozenset({"AUTH", "STARTTLS"}),
             maxBadCommands=7, maxCommands=500, authFailuresDelay=2,
-            authFailuresDisconnect=5, authFailureDelay=1.5))
+            authFailuresDisconnect=5, authFailureDelay=1.5, authFailureDelayMax=12.0,
+            authPenalty=ctx.authPenalty, commandLineTimeout=45))
 
     def test_everyEngineTakesThem(self):
         """The SMTP, POP3 and IMAP settings accept the shared fields and keep them."""

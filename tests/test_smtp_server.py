@@ -627,7 +627,11 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
                          b"235 2.7.0 Authentication successful\r\n")
 
     def test_failuresGenericThenDelayedThenClosed(self):
-        """Failures are generic, delayed after the threshold, then disconnect."""
+        """
+        Failures are generic; after the threshold each attempt waits (2 s, then
+        4 s), the last one too, and it is answered 535 then 421 before the close.
+        """
+        self.connect(authFailuresDelay=1)
         self.ehlo()
         wrongUser = self.send(b"AUTH PLAIN " + self.plain(b"nobody@lab.test", b"x") + b"\r\n")
         self.assertEqual(wrongUser, b"535 5.7.8 Authentication credentials invalid\r\n")
@@ -637,8 +641,15 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
         self.clock.advance(2)
         self.assertEqual(self.transport.value(),
                          b"535 5.7.8 Authentication credentials invalid\r\n250 2.0.0 OK\r\n")
-        out = self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"y") + b"\r\n")
-        self.assertEqual(out, b"421 4.7.0 Too many authentication failures, closing\r\n")
+        self.assertEqual(self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"y") + b"\r\n"),
+                         b"")
+        self.clock.advance(3.9)
+        self.assertEqual(self.transport.value(), b"")
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertEqual(self.transport.value(),
+                         b"535 5.7.8 Authentication credentials invalid\r\n"
+                         b"421 4.7.0 Too many authentication failures, closing\r\n")
         self.assertTrue(self.transport.disconnecting)
 
     def test_pipelinedAfterDelayedFailureStayInOrder(self):
@@ -676,6 +687,7 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
         self.server.connectionLost(None)  # the setUp session: only ours keeps timers
         self.connect(authFailuresDelay=1)
         self.ehlo()
+        self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"x") + b"\r\n")
         self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"x") + b"\r\nNOOP\r\n")
         self.assertEqual(len([c for c in self.clock.getDelayedCalls() if c.active()]), 2)
         self.transport.clear()
@@ -685,17 +697,17 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
 
     def test_pipelinedFailuresAllDelayed(self):
-        """Pipelined failed AUTHs are each delayed: no failure is answered early."""
+        """Pipelined failed AUTHs each wait their turn: no failure is answered early."""
         self.connect(authFailuresDelay=1, authFailuresDisconnect=5)
         self.ehlo()
         bad = b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"x") + b"\r\n"
         self.send(bad * 4)
-        answered = []
-        for step in range(1, 9):
+        answeredAt = {self.transport.value().count(b"535 "): 0}
+        for second in range(1, 16):
             self.clock.advance(1)
-            answered.append(self.transport.value().count(b"535 "))
-        # One failure every two seconds (the delay), never two at once.
-        self.assertEqual(answered, [0, 1, 1, 2, 2, 3, 3, 4])
+            answeredAt.setdefault(self.transport.value().count(b"535 "), second)
+        # The first at once, then after waits of 2, 4 and 8 s, never two at once.
+        self.assertEqual(answeredAt, {1: 0, 2: 2, 3: 6, 4: 14})
 
     def test_senderMismatch(self):
         """An authenticated user may not use another envelope sender."""

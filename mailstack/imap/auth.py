@@ -94,7 +94,7 @@ class AuthenticationCommands:
             d.callback(result)
 
     def _login(self, credentials, authzid=b""):
-        d = self.portal.login(credentials, None, IIMAPAccount)
+        d = self._authThrottle.login(self.portal, self.peer, credentials, IIMAPAccount)
 
         def ok(result):
             _, avatar, logout = result
@@ -119,13 +119,11 @@ class AuthenticationCommands:
         return d.addCallbacks(ok, failed)
 
     def _authFailed(self):
-        verdict = self._authThrottle.record()
+        # The client address's penalty was waited out before the check
+        # (mailstack.throttle); at the limit the NO is followed by a BYE.
+        verdict = self._authThrottle.record(self.peer)
         log.info("imap {peer}: authentication failed ({n})", peer=self.peerText(),
                  n=verdict.count)
-        result = ("NO", "AUTHENTICATIONFAILED", "Authentication failed")
         if verdict.disconnect:
-            self.bye(b"Too many authentication failures")
-            return None
-        if verdict.delayed:
-            return self._authThrottle.delay(result)
-        return result
+            self._byeAfterReply = b"Too many authentication failures"
+        return ("NO", "AUTHENTICATIONFAILED", "Authentication failed")

@@ -36,6 +36,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mailstack.imap import extparser, parser, response
 from mailstack.imap.auth import AuthenticationCommands
@@ -43,6 +44,8 @@ from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.condstore import CondstoreCommands
 from mailstack.imap.parser import ParseError, Reader
 from mailstack.imap.response import Refusal, taggedLine
+from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
+from mailstack.sessions import CommandLineDeadline
 from mailstack.settings import ListenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
@@ -61,6 +64,12 @@ SMALL_LITERAL = 65536
 LITERAL_MINUS_LIMIT = 4096  # RFC 7888: LITERAL- allows {n+} up to this size
 SPOOL_MEMORY = 1024 * 1024
 _VERB = re.compile(rb"[^ ]+ +(?:UID +)?([A-Za-z]+)")
+# What a transcript shows of a LOGIN / AUTHENTICATE line: the tag, the
+# command, and LOGIN's user name (atom or quoted string) or the mechanism.
+_SECRET_PREFIX = {
+    b"LOGIN": re.compile(rb'(?i)[^ ]+ +LOGIN +(?:(?:"(?:[^"\\]|\\.)*"|[^ "{]+) )?'),
+    b"AUTHENTICATE": re.compile(rb"(?i)[^ ]+ +AUTHENTICATE +[^ ]+ ?"),
+}
 # A valid tag (see parser.Reader.tag) and its space, at the start of a line's first octets.
 _TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 
@@ -150,6 +159,7 @@ def _threadRunner(clock):
     return defer.maybeDeferred
 
 
+@implementer(IPendingInput)
 class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Protocol,
                  TimeoutMixin):
     """
@@ -196,6 +206,10 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._commands = 0
         self._badCommands = 0
         self._authThrottle = AuthFailureThrottle(settings, clock)
+        self._lineDeadline = CommandLineDeadline(
+            clock, settings.commandLineTimeout, self.timeoutConnection,
+            lambda: self._literal is None and not self._discardLiteral, lambda: self.peer)
+        self._byeAfterReply = None  # BYE text to send after the current tagged reply
         self._idle = None
         self.peer = None
         self.fetchCache = collections.OrderedDict()
@@ -213,6 +227,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     def connectionLost(self, reason):
         self._closing = True
         self.setTimeout(None)
+        self._authThrottle.cancel()
+        self._lineDeadline.cancel()
         self._stopIdle()
         self._deselect()
         self._closeSpools()
@@ -272,6 +288,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         if self._closing:
             return
         self.resetTimeout()
+        self._lineDeadline.received(data)
         self._buffer += data
         self._process()
 
@@ -344,7 +361,29 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._discardTail = bytes(self._buffer[-32:])
         del self._buffer[:]
 
+    def _markSecrets(self, line):
+        """
+        Tell the transcript that LOGIN's arguments (literals included) and
+        AUTHENTICATE's initial response and exchange are secret, up to the
+        next command; the user name of a LOGIN stays visible when it is on
+        the command's first line.
+        """
+        if self._verb in (b"LOGIN", b"AUTHENTICATE"):
+            match = _SECRET_PREFIX[self._verb].match(line)
+            secretFrom(self.transport, match.end() if match else len(line))
+
+    def _secretBeforeLogin(self):
+        """Before login, a line that is no command may be credentials sent out of turn."""
+        if self.state == NOT_AUTHENTICATED:
+            secretLine(self.transport)
+
+    def pendingInput(self):
+        """Octets received and not taken yet (L{IPendingInput})."""
+        return len(self._buffer)
+
     def _lineTooLong(self, start):
+        if self.state == NOT_AUTHENTICATED:
+            secretFrom(self.transport)  # what was seen of it, until the next command
         tag = self._parts[0] if self._parts else start
         match = _TAG.match(tag)
         self._resetCommand()
@@ -373,14 +412,17 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._parts.append(line)
         self._commandSize += len(line)
         if len(self._parts) == 1:
+            secretEnd(self.transport)  # a secret command's input ends here
             if parser.commandTag(line) is None:
                 # Never echo an invalid tag (it may hold 8-bit octets); a literal
                 # it announces is refused (no "+"), or dropped if non-synchronizing.
                 self._resetCommand()
                 self._endDiscardedLine(line)
+                self._secretBeforeLogin()
                 return self.bad(None, "Invalid tag")
             match = _VERB.match(line)
             self._verb = match.group(1).upper() if match else None
+            self._markSecrets(line)
         tag = parser.commandTag(self._parts[0])
         if self._commandSize > self.settings.maxCommandSize:
             self._resetCommand()
@@ -513,10 +555,15 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
                 name = "UID " + reader.keyword()
         except ParseError:
             self._closeSpools()
+            if self.state == NOT_AUTHENTICATED:
+                # The "tag" may be a password sent out of turn: not echoed.
+                self._secretBeforeLogin()
+                return self.bad(None, "Missing or invalid command name")
             return self.bad(tag, "Missing or invalid command name")
         command = COMMANDS.get(name)
         if command is None or (command.extension and not self.extensionEnabled(command.extension)):
             self._closeSpools()
+            self._secretBeforeLogin()
             return self.bad(tag, "Unknown command %s" % (name,))
         if self.state not in command.states:
             self._closeSpools()
@@ -621,6 +668,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
                 except Exception:
                     log.failure("imap {peer}: sending updates failed", peer=self.peerText())
             self._tagged(tag, status, code, text)
+            if self._byeAfterReply is not None:
+                self.bye(self._byeAfterReply)
         if resume and not self._closing:
             self._process()
         return None
@@ -711,7 +760,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._tagged(tag, "OK", None, "Begin TLS negotiation now")
         self.transport.startTLS(self.settings.tlsContext)
         self.tls = True
-        self._authThrottle.reset()
+        # Failed logins keep counting across STARTTLS, as in SMTP and POP3
+        # (and Dovecot): the client is the same, TLS gives it no new budget.
         return None
 
 

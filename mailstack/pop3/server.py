@@ -23,6 +23,7 @@ applied only at QUIT and an exclusive lock, which that interface cannot say.
 
 import base64
 import dataclasses
+import re
 import sys
 
 from twisted.cred.credentials import UsernamePassword
@@ -32,14 +33,17 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mailstack.auth.checkers import APOPCredentials
 from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber)
 from mailstack.protocol import sasl
+from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader
 from mailstack.protocol.dotstuff import stuff
+from mailstack.sessions import CommandLineDeadline
 from mailstack.settings import ListenerSettings
 from mailstack.storage.interfaces import StoreError
 from mailstack.throttle import AuthFailureThrottle
@@ -71,6 +75,9 @@ COMMANDS = {
     "RSET": ((TRANSACTION,), None),
 }
 
+# APOP's user name, AUTH's mechanism: what a transcript shows of their argument.
+_FIRST_WORD = re.compile(rb"\s*\S+\s*")
+
 # Commands students find in old books, answered with why they do not work.
 OBSOLETE = {
     "LAST": "LAST was removed from POP3 by RFC 1939; use UIDL",
@@ -89,6 +96,7 @@ class POP3Settings(ListenerSettings):
     chunkSize: int = CHUNK_SIZE
 
 
+@implementer(IPendingInput)
 class POP3Server(Protocol, TimeoutMixin):
     """
     One POP3 session: AUTHORIZATION -> TRANSACTION -> (QUIT) UPDATE.
@@ -125,6 +133,9 @@ class POP3Server(Protocol, TimeoutMixin):
         self._commands = 0
         self._badCommands = 0
         self._authThrottle = AuthFailureThrottle(settings, clock)
+        self._lineDeadline = CommandLineDeadline(
+            clock, settings.commandLineTimeout, self.timeoutConnection,
+            peer=lambda: self.peer)
 
     # -- connection ------------------------------------------------------------
 
@@ -148,6 +159,7 @@ class POP3Server(Protocol, TimeoutMixin):
         self._closing = True
         self.setTimeout(None)
         self._authThrottle.cancel()
+        self._lineDeadline.cancel()
         if self._sender is not None:
             # Normally the transport has already stopped it (it stops its
             # producer before telling the protocol); if not, stop it here:
@@ -162,8 +174,7 @@ class POP3Server(Protocol, TimeoutMixin):
             logout()
 
     def timeoutConnection(self):
-        log.info("pop3 {peer}: idle for {n} seconds, disconnecting", peer=self._peerText(),
-                 n=self.settings.idleTimeout)
+        log.info("pop3 {peer}: timeout, disconnecting", peer=self._peerText())
         if self._sender is not None:
             # Mid-response: an -ERR line would be taken as message text.
             self._closing = True
@@ -210,6 +221,7 @@ class POP3Server(Protocol, TimeoutMixin):
         if self._closing:
             return
         self.resetTimeout()
+        self._lineDeadline.received(data)
         self._framer.feed(data)
         self._process()
 
@@ -239,6 +251,8 @@ class POP3Server(Protocol, TimeoutMixin):
         return self._framer.drop()
 
     def _lineTooLong(self):
+        if self.state == AUTHORIZATION:
+            secretFrom(self.transport)  # what was seen of it, until the next command
         if self._saslHandler is not None:
             # As RFC 4954 section 4 says for SMTP (RFC 5034 is silent): the line
             # is not SASL data and the exchange ends, so the next line is a
@@ -297,21 +311,25 @@ class POP3Server(Protocol, TimeoutMixin):
         if self._saslHandler is not None:
             handler, self._saslHandler = self._saslHandler, None
             return self._guarded(handler, line)
+        verb, _, argument = line.lstrip(b" ").partition(b" ")
+        name = verb.decode("ascii", "replace").upper()
+        spec = COMMANDS.get(name)
+        self._markSecrets(line, name, argument, spec)
         self._commands += 1
         if self._commands > self.settings.maxCommands:
             log.info("pop3 {peer}: command limit reached", peer=self._peerText())
             return self._close("-ERR Too many commands in one session, closing connection")
-        verb, _, argument = line.lstrip(b" ").partition(b" ")
-        name = verb.decode("ascii", "replace").upper()
         if not name:
             return self._err("No command given")
-        spec = COMMANDS.get(name)
         if spec is None:
             if not self._countBad():
                 return None
             if name in OBSOLETE:
                 return self._err(OBSOLETE[name])
-            if name.isalnum() and name.isascii() and len(name) <= 16:
+            if (self.state != AUTHORIZATION and name.isalnum() and name.isascii()
+                    and len(name) <= 16):
+                # Not before login: the "command" may be a password sent out
+                # of turn, and the reply is recorded in transcripts.
                 return self._err("Unknown command: %s" % (name,))
             return self._err("Unknown command")
         states, capability = spec
@@ -324,6 +342,31 @@ class POP3Server(Protocol, TimeoutMixin):
         if capability is not None and not self._on(capability):
             return self._err("%s is disabled on this server" % (name,))
         return self._guarded(getattr(self, "do_" + name), argument)
+
+    def _markSecrets(self, line, name, argument, spec):
+        """
+        Tell the transcript what of a command line is secret: PASS's
+        argument, APOP's digest, AUTH's initial response and every line of its
+        exchange (until the next command), and before login a line that is no
+        command (it may be credentials sent out of turn).
+        """
+        secretEnd(self.transport)
+        start = len(line) - len(argument)  # where the argument starts
+        if name == "PASS":
+            secretLine(self.transport, start)
+        elif name in ("APOP", "AUTH"):
+            match = _FIRST_WORD.match(argument)
+            keep = start + (match.end() if match else len(argument))
+            if name == "APOP":
+                secretLine(self.transport, keep)
+            else:
+                secretFrom(self.transport, keep)
+        elif spec is None and name and self.state == AUTHORIZATION:
+            secretLine(self.transport)
+
+    def pendingInput(self):
+        """Octets received and not taken yet (L{IPendingInput})."""
+        return self._framer.pending()
 
     def _guarded(self, method, argument):
         """Run a handler; an exception becomes -ERR [SYS/TEMP], never a traceback."""
@@ -472,7 +515,7 @@ class POP3Server(Protocol, TimeoutMixin):
             self._err("Malformed %s response" % (outcome.mechanism,))
 
     def _login(self, credentials, authzid=b""):
-        d = self.portal.login(credentials, None, IMaildrop)
+        d = self._authThrottle.login(self.portal, self.peer, credentials, IMaildrop)
 
         def ok(result):
             _, maildrop, logout = result
@@ -509,24 +552,19 @@ class POP3Server(Protocol, TimeoutMixin):
         self._wait(d)
 
     def _authFailed(self):
-        """The one generic failure (RFC 3206 [AUTH]), slowed and then cut off."""
-        verdict = self._authThrottle.record()
+        """
+        The one generic failure (RFC 3206 [AUTH]); the client address's
+        penalty was waited out before the check (mailstack.throttle).
+        """
+        verdict = self._authThrottle.record(self.peer)
         log.info("pop3 {peer}: authentication failed ({n})", peer=self._peerText(),
                  n=verdict.count)
-
-        def reply(_=None):
-            if self._closing:
-                return
-            if verdict.disconnect:  # after the delay, if there is one
-                self._err(AUTH_FAILED + "; too many failures, closing connection", "AUTH")
-                self._closing = True
-                self.transport.loseConnection()
-            else:
-                self._err(AUTH_FAILED, "AUTH")
-        if verdict.delayed:
-            return self._wait(self._authThrottle.delay().addCallback(reply))
-        reply()
-        return None
+        if verdict.disconnect:
+            self._err(AUTH_FAILED + "; too many failures, closing connection", "AUTH")
+            self._closing = True
+            self.transport.loseConnection()
+        else:
+            self._err(AUTH_FAILED, "AUTH")
 
     # -- TRANSACTION --------------------------------------------------------------
 

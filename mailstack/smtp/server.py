@@ -18,6 +18,7 @@ it is the L{SMTPPolicy} passed in (mailstack.smtp.delivery).
 import base64
 import dataclasses
 import email.utils
+import re
 import secrets
 import tempfile
 
@@ -27,11 +28,14 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol import sasl
+from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
+from mailstack.sessions import CommandLineDeadline
 from mailstack.settings import ListenerSettings
 from mailstack.smtp.reply import Reply
 from mailstack.storage.interfaces import NO_SPACE_ERRNOS
@@ -44,6 +48,9 @@ SPOOL_MEMORY = 1024 * 1024
 # RFC 4954 section 4: a line answering an AUTH challenge may hold 12,288
 # octets (a long SASL response), far over the 512 of a command line.
 SASL_LINE_LENGTH = 12288 + 2
+
+# AUTH and its mechanism: what a transcript shows of an AUTH command line.
+_AUTH_PREFIX = re.compile(rb"\s*\S+\s+\S+\s*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +79,7 @@ class Envelope:
         self.recipients = []  # [(address, kind)] kind: "local" | "relay"
 
 
+@implementer(IPendingInput)
 class SMTPServer(Protocol, TimeoutMixin):
     """
     One SMTP session. States: greeting sent -> commands (with an envelope) ->
@@ -94,6 +102,9 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._commands = 0
         self._badCommands = 0
         self._authThrottle = AuthFailureThrottle(settings, clock)
+        self._lineDeadline = CommandLineDeadline(
+            clock, settings.commandLineTimeout, self.timeoutConnection,
+            lambda: self._dataState is None, lambda: self.peer)
         self.tls = False
         self._resetSession()
 
@@ -119,6 +130,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         # A pending auth-failure delay must not answer a closed connection.
         self._disconnecting = True
         self._authThrottle.cancel()
+        self._lineDeadline.cancel()
         self._discardData()
         if self._logout is not None:
             self._logout()
@@ -153,6 +165,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         if self._disconnecting:
             return
         self.resetTimeout()
+        self._lineDeadline.received(data)
         self._framer.feed(data)
         self._process()
 
@@ -182,6 +195,8 @@ class SMTPServer(Protocol, TimeoutMixin):
     def _replyLineTooLong(self):
         # Counted first, like any bad command: the last one allowed gets the 421 alone.
         inExchange, self._saslHandler = self._saslHandler is not None, None
+        if self.authenticated is None:
+            secretFrom(self.transport)  # what was seen of it, until the next command
         self._countBad()
         if self._disconnecting:
             return
@@ -222,12 +237,13 @@ class SMTPServer(Protocol, TimeoutMixin):
             handler, self._saslHandler = self._saslHandler, None
             handler(line)
             return
+        verb, _, argument = line.strip().partition(b" ")
+        method = getattr(self, "do_" + verb.decode("ascii", "replace").upper(), None)
+        self._markSecrets(line, verb, method)
         self._commands += 1
         if self._commands > self.settings.maxCommands:
             self._close(Reply(421, "4.7.0", "Too many commands in one session, closing"))
             return
-        verb, _, argument = line.strip().partition(b" ")
-        method = getattr(self, "do_" + verb.decode("ascii", "replace").upper(), None)
         if not verb.isalpha() or method is None:
             self._countBad()
             if not self._disconnecting:
@@ -240,6 +256,24 @@ class SMTPServer(Protocol, TimeoutMixin):
             # a temporary error and the session goes on, as POP3 ([SYS/TEMP])
             # and IMAP ([SERVERBUG]) answer; the log keeps the traceback.
             self._internalError(Failure())
+
+    def _markSecrets(self, line, verb, method):
+        """
+        Tell the transcript what of a command line is secret: the initial
+        response of AUTH and every line of its exchange (until the next
+        command), and before login a line that is no command (it may be
+        credentials sent out of turn).
+        """
+        secretEnd(self.transport)
+        if verb.upper() == b"AUTH":
+            match = _AUTH_PREFIX.match(line)
+            secretFrom(self.transport, match.end() if match else len(line))
+        elif (method is None or not verb.isalpha()) and self.authenticated is None:
+            secretLine(self.transport)
+
+    def pendingInput(self):
+        """Octets received and not taken yet (L{IPendingInput})."""
+        return self._framer.pending()
 
     def _countBad(self):
         self._badCommands += 1
@@ -404,7 +438,7 @@ class SMTPServer(Protocol, TimeoutMixin):
 
     def _login(self, credentials, authzid=b""):
         from mailstack.smtp.delivery import ISMTPSubmitter
-        d = self.portal.login(credentials, None, ISMTPSubmitter)
+        d = self._authThrottle.login(self.portal, self.peer, credentials, ISMTPSubmitter)
 
         def ok(result):
             _, avatar, logout = result
@@ -425,19 +459,14 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._block(d)
 
     def _authFailed(self):
-        verdict = self._authThrottle.record()
+        # The client address's penalty was waited out before the check
+        # (mailstack.throttle); at the limit the 535 is followed by a 421.
+        verdict = self._authThrottle.record(self.peer)
         log.info("smtp {peer}: authentication failed ({n})", peer=self._peerText(),
                  n=verdict.count)
-        reply = Reply(535, "5.7.8", "Authentication credentials invalid")
+        self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
         if verdict.disconnect:
             self._close(Reply(421, "4.7.0", "Too many authentication failures, closing"))
-            return None
-        if verdict.delayed:
-            d = self._authThrottle.delay()
-            d.addCallback(lambda _: None if self._disconnecting else self.reply(reply))
-            return self._block(d)
-        self.reply(reply)
-        return None
 
     # -- the mail transaction -----------------------------------------------
 
