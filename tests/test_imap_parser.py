@@ -410,7 +410,7 @@ class SearchParseTests(unittest.TestCase):
         """OR and NOT nest."""
         self.assertEqual(self.parse(b"OR NOT SEEN FROM alice")[1],
                          ("OR", ("NOT", ("FLAG", "\\Seen", True)),
-                          ("HEADER", b"FROM", b"alice")))
+                          ("ADDRESS", b"FROM", b"alice")))
 
     def test_parenthesized(self):
         """A parenthesized group."""

@@ -596,6 +596,7 @@ _FLAG_KEYS = {
     "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
 }
 _HEADER_KEYS = ("BCC", "CC", "FROM", "SUBJECT", "TO")
+_ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO")  # matched on parsed addresses, not raw text
 _DATE_KEYS = {"BEFORE": ("internal", "<"), "ON": ("internal", "="),
               "SINCE": ("internal", ">="), "SENTBEFORE": ("sent", "<"),
               "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
@@ -612,7 +613,8 @@ def args_search(reader, maxDepth=100):
 
     @return: C{(charset or None, key)}; keys are tuples:
         C{("ALL",)}, C{("FLAG", name, wanted)}, C{("KEYWORD", name, wanted)},
-        C{("RECENT", wanted)}, C{("HEADER", name, bytes)}, C{("BODY", bytes)},
+        C{("RECENT", wanted)}, C{("HEADER", name, bytes)}, C{("ADDRESS", name,
+        bytes)} (FROM, TO, CC, BCC), C{("BODY", bytes)},
         C{("TEXT", bytes)}, C{("DATE", "internal"|"sent", op, date)},
         C{("SIZE", ">"|"<", n)}, C{("SEQ", SequenceSet)}, C{("UID", SequenceSet)},
         C{("NOT", key)}, C{("OR", key, key)}, C{("AND", [keys])}.
@@ -659,6 +661,8 @@ def _searchKey(reader, depth):
     reader.sp()
     if name in ("KEYWORD", "UNKEYWORD"):
         return ("KEYWORD", reader.flagKeyword(), name == "KEYWORD")
+    if name in _ADDRESS_KEYS:
+        return ("ADDRESS", name.encode("ascii"), reader.astring())
     if name in _HEADER_KEYS:
         return ("HEADER", name.encode("ascii"), reader.astring())
     if name in ("BODY", "TEXT"):

@@ -7,7 +7,8 @@ resolved), then each message is tested with the cheap keys first: flags,
 sizes, dates and UIDs need only the store's metadata; header keys read the
 message's header; BODY and TEXT read the text parts, decoding their
 Content-Transfer-Encoding and charset. Text matching is a case-insensitive
-substring test on decoded text (RFC 2047 encoded words in headers included).
+substring test on decoded text (RFC 2047 encoded words in headers included);
+FROM, TO, CC and BCC test the addresses as written back without comments.
 """
 
 import base64
@@ -20,6 +21,7 @@ import quopri
 import time
 
 from mailstack.imap import fetch
+from mailstack.imap.address import parseAddresses, writeAddresses
 from mailstack.storage.interfaces import NoSuchMessage
 
 # Parts larger than this are searched in raw chunks rather than decoded whole.
@@ -42,7 +44,7 @@ def _decoder(charset):
 
 def _cost(key):
     kind = key[0]
-    if kind in ("HEADER",):
+    if kind in ("HEADER", "ADDRESS"):
         return 1
     if kind in ("BODY", "TEXT"):
         return 2
@@ -66,8 +68,8 @@ def compileKey(key, charset, view):
 
     def walk(key):
         kind = key[0]
-        if kind == "HEADER":
-            return ("HEADER", key[1].decode("ascii", "replace").lower().encode("ascii"),
+        if kind in ("HEADER", "ADDRESS"):
+            return (kind, key[1].decode("ascii", "replace").lower().encode("ascii"),
                     text(key[2]))
         if kind in ("BODY", "TEXT"):
             return (kind, text(key[1]))
@@ -140,6 +142,21 @@ def _headerMatches(part, name, needle):
     if not needle:
         return True
     return any(needle in decodeHeader(value).casefold() for value in values)
+
+
+def _addressMatches(part, name, needle):
+    """
+    FROM/TO/CC/BCC: each field's addresses written back without comments
+    (C{"Name" <a@b>}), as Dovecot matches them, so a comment inside an
+    address does not hide it and a comment's display name is found.
+    """
+    values = part.headers(name)
+    if not values:
+        return False
+    if not needle:
+        return True
+    return any(needle in decodeHeader(writeAddresses(parseAddresses(value))).casefold()
+               for value in values)
 
 
 def _allHeaderText(part):
@@ -290,6 +307,8 @@ def matches(key, message, star):
         return _compareDate(key[2], actual, key[3])
     if kind == "HEADER":
         return _headerMatches(message.header(), key[1], key[2])
+    if kind == "ADDRESS":
+        return _addressMatches(message.header(), key[1], key[2])
     if kind in ("BODY", "TEXT"):
         if kind == "TEXT" and _headerMatchesAny(message, key[1]):
             return True
