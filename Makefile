@@ -32,8 +32,16 @@ test: $(STAMP)
 CHECK_SKIP = test_bench test_service test_relay_queue test_tls test_plugin
 CHECK_MODULES = $(filter-out $(addprefix tests.,$(CHECK_SKIP)), \
 	$(patsubst tests/%.py,tests.%,$(wildcard tests/test_*.py)))
-check: $(STAMP)
+# check also runs mypy on the annotated modules mypy.ini lists; mypy comes
+# from requirements-dev.txt, installed into .venv once (and when that changes).
+MYPY_STAMP = $(VENV)/.mypy-installed
+$(MYPY_STAMP): requirements-dev.txt | $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+check: $(STAMP) $(MYPY_STAMP)
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) $(CHECK_MODULES)
+	$(BIN)/mypy --config-file mypy.ini
 
 # Benchmarks side by side with Dovecot (IMAP, POP3) and aiosmtpd (SMTP):
 # bench/README.md. aiosmtpd goes into bench's own venv, not the project's.

@@ -6,6 +6,8 @@ Lenient where students type by hand (a space after the colon, a path without
 angle brackets) and strict where it matters (no bytes outside ASCII, one mailbox).
 """
 
+from __future__ import annotations
+
 import ipaddress
 import re
 
@@ -28,7 +30,7 @@ class PathSyntaxError(ValueError):
     """
 
 
-def isDomain(value):
+def isDomain(value: bytes) -> bool:
     """
     C{True} if C{value} (bytes) is a domain name or a valid address literal
     (C{[192.0.2.1]} with octets up to 255, C{[IPv6:...]}).
@@ -48,7 +50,7 @@ def isDomain(value):
     return True
 
 
-def _unquote(local):
+def _unquote(local: bytes) -> bytes:
     """
     C{"john.doe"} -> C{john.doe}: a quoted local part that needs no quoting
     names the same mailbox as the plain one (RFC 5321 4.1.2), so use that.
@@ -59,7 +61,7 @@ def _unquote(local):
     return inner if _DOT_ATOM.match(inner) else local
 
 
-def parseMailbox(value):
+def parseMailbox(value: bytes) -> tuple[str, str]:
     """
     Split C{local@domain} (bytes) into C{(local, domain)} as str, domain lower-cased.
 
@@ -77,7 +79,7 @@ def parseMailbox(value):
     return _unquote(local).decode("ascii"), domain.decode("ascii").lower()
 
 
-def parsePath(kind, argument):
+def parsePath(kind: bytes, argument: bytes) -> tuple[str, dict[str, str | None]]:
     """
     Parse the argument of MAIL (C{kind=b"FROM"}) or RCPT (C{kind=b"TO"}).
 
@@ -112,13 +114,13 @@ def parsePath(kind, argument):
     return "%s@%s" % (local, domain), params
 
 
-def parseParameters(text):
+def parseParameters(text: bytes) -> dict[str, str | None]:
     """
     Parse ESMTP parameters C{KEY[=VALUE] ...} into an ordered dict.
 
     @raise PathSyntaxError: on a malformed or repeated parameter.
     """
-    params = {}
+    params: dict[str, str | None] = {}
     for token in text.split():
         match = _PARAM.match(token)
         if match is None:

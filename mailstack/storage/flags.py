@@ -4,8 +4,11 @@ IMAP flags in a Maildir: system flags are letters after C{:2,} in the file name
 C{dovecot-keywords} file (C{<index> <name>} lines, index 0 for C{a}).
 """
 
+from __future__ import annotations
+
 import os
 import re
+from typing import Iterable, Sequence
 
 from mailstack.storage.dotlock import DotLock
 from mailstack.storage.interfaces import StoreError
@@ -20,7 +23,7 @@ _FLAGS_BY_LOWER = {flag.lower(): flag for flag in FLAG_LETTERS}
 _BAD_KEYWORD = re.compile(r'[^\x21-\x7e]|[(){%*"\\\]]')
 
 
-def splitFlags(flags):
+def splitFlags(flags: Iterable[str]) -> tuple[set[str], list[str]]:
     """
     Sort IMAP flags into system-flag letters and keywords. System flags match
     case-insensitively; C{\\Recent} is never stored and is dropped.
@@ -28,7 +31,8 @@ def splitFlags(flags):
     @return: C{(letters, keywords)}: a set of letters, a list of keyword names.
     @raise StoreError: for an unknown system flag or a keyword that is not an atom.
     """
-    letters, keywords = set(), []
+    letters: set[str] = set()
+    keywords: list[str] = []
     for flag in flags:
         if flag.startswith("\\"):
             if flag.lower() == "\\recent":
@@ -43,7 +47,7 @@ def splitFlags(flags):
     return letters, keywords
 
 
-def _flagOf(letter, keywordNames):
+def _flagOf(letter: str, keywordNames: Sequence[str | None]) -> str | None:
     """The IMAP flag a letter stands for, or None if it stands for none."""
     if letter in _LETTER_FLAGS:
         return _LETTER_FLAGS[letter]
@@ -52,7 +56,8 @@ def _flagOf(letter, keywordNames):
     return None
 
 
-def flagsFromLetters(letters, keywordNames):
+def flagsFromLetters(letters: Iterable[str],
+                     keywordNames: Sequence[str | None]) -> frozenset[str]:
     """
     @param keywordNames: the list from L{readKeywords}.
     @return: the IMAP flags the info letters C{letters} stand for, as a frozenset.
@@ -61,20 +66,20 @@ def flagsFromLetters(letters, keywordNames):
                      if flag)
 
 
-def isExpressible(letter, keywordNames):
+def isExpressible(letter: str, keywordNames: Sequence[str | None]) -> bool:
     """Whether a letter shows as an IMAP flag (else rewrites must keep it, like C{P})."""
     return bool(_flagOf(letter, keywordNames))
 
 
-def keywordLetters(keywordNames, keywords):
+def keywordLetters(keywordNames: Sequence[str | None], keywords: Iterable[str]) -> set[str]:
     """The letters of C{keywords}, all of which must be in C{keywordNames} (any case)."""
     lower = [name.lower() if name else None for name in keywordNames]
     return {chr(97 + lower.index(keyword.lower())) for keyword in keywords}
 
 
-def readKeywords(path):
+def readKeywords(path: str) -> list[str | None]:
     """@return: a list of 26 keyword names (None where unused) from dovecot-keywords."""
-    names = [None] * MAX_KEYWORDS
+    names: list[str | None] = [None] * MAX_KEYWORDS
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -86,13 +91,14 @@ def readKeywords(path):
     return names
 
 
-def missingKeywords(keywordNames, keywords):
+def missingKeywords(keywordNames: Iterable[str | None], keywords: Iterable[str]) -> list[str]:
     """The C{keywords} that have no letter yet (names match case-insensitively)."""
     known = {name.lower() for name in keywordNames if name}
     return [keyword for keyword in keywords if keyword.lower() not in known]
 
 
-def addKeywords(path, keywords, lockTimeout, staleLockAge):
+def addKeywords(path: str, keywords: Iterable[str], lockTimeout: float,
+                staleLockAge: float) -> list[str | None]:
     """
     Give the missing C{keywords} the lowest free indexes in the dovecot-keywords
     file at C{path} and rewrite it under its dotlock. The caller holds the

@@ -10,6 +10,8 @@ L{decode} accepts only the canonical form, so that every name has exactly one
 encoding (otherwise two different directories could hold "the same" mailbox).
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import re
@@ -17,24 +19,24 @@ import re
 _B64CHARS = re.compile(r"[A-Za-z0-9+,]*\Z")
 
 
-def _isDirect(char):
+def _isDirect(char: str) -> bool:
     """True if C{char} is written as itself (printable ASCII other than '&')."""
     return "\x20" <= char <= "\x7e" and char != "&"
 
 
-def _encodeRun(run):
+def _encodeRun(run: str) -> str:
     data = run.encode("utf-16-be")
     return "&" + base64.b64encode(data).decode("ascii").rstrip("=").replace("/", ",") + "-"
 
 
-def encode(text):
+def encode(text: str) -> str:
     """
     Encode a Unicode string in IMAP modified UTF-7.
 
     @raise ValueError: if C{text} holds a lone surrogate (not encodable as UTF-16).
     """
-    out = []
-    run = []
+    out: list[str] = []
+    run: list[str] = []
     for char in text:
         if _isDirect(char):
             if run:
@@ -53,7 +55,7 @@ def encode(text):
     return "".join(out)
 
 
-def _decodeRun(b64):
+def _decodeRun(b64: str) -> str:
     """Decode the modified base64 between '&' and '-' (non-empty), strictly."""
     if not _B64CHARS.match(b64):
         raise ValueError("invalid character in modified base64 %r" % (b64,))
@@ -77,7 +79,7 @@ def _decodeRun(b64):
     return text
 
 
-def decode(text):
+def decode(text: str) -> str:
     """
     Decode IMAP modified UTF-7 into a Unicode string.
 
@@ -85,7 +87,7 @@ def decode(text):
         printable ASCII, bad or unterminated base64, an odd number of UTF-16 octets,
         base64 that encodes printable ASCII, or two encoded runs back to back.
     """
-    out = []
+    out: list[str] = []
     i = 0
     length = len(text)
     previousWasRun = False

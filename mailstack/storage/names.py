@@ -4,11 +4,13 @@ level in modified UTF-7; INBOX is the account root. Names that cannot be stored 
 way (or could escape the account directory) are refused with the reason.
 """
 
+from __future__ import annotations
+
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import InvalidMailboxName
 
 
-def checkName(name):
+def checkName(name: str) -> tuple[str, str]:
     """
     Validate a mailbox name and find its directory.
 
@@ -44,14 +46,14 @@ def checkName(name):
     return "/".join(parts), dirName
 
 
-def canonicalLevels(parts):
+def canonicalLevels(parts: list[str]) -> list[str]:
     """The levels of a name with a first level of C{INBOX} in any case made C{INBOX}."""
     if parts[0].upper() == "INBOX":
         parts[0] = "INBOX"
     return parts
 
 
-def isValidName(name):
+def isValidName(name: str) -> bool:
     """Whether L{checkName} accepts C{name}."""
     try:
         checkName(name)
@@ -60,7 +62,7 @@ def isValidName(name):
     return True
 
 
-def decodeDirName(dirName):
+def decodeDirName(dirName: str) -> str | None:
     """C{.A.B} -> C{A/B}, or None if the directory is not a well-formed folder."""
     parts = dirName[1:].split(".")
     try:
