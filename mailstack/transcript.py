@@ -14,12 +14,14 @@ C{<directory>/<protocol>/<YYYY-MM-DD>/<HHMMSS>-<ip>-<port>-<n>.log}::
     ...
     2025-03-01T10:15:09.001+01:00 # closed: Connection was closed cleanly.
 
-Client bytes are recorded as they arrive, before the protocol handles them,
-so the lines of a pipelined chunk appear together, ahead of their replies.
-Lines are split on LF (a trailing CR is dropped), decoded as UTF-8 with other
-bytes and control characters shown as C{\\xNN}. What is recorded passes a
-per-protocol redactor first (L{SMTPRedactor}, L{POP3Redactor}, L{IMAPRedactor}):
-passwords and SASL data become C{***}, message content is kept.
+A client line is recorded when the protocol has taken it (not when it
+arrives), so it appears just before the protocol's reply to it, and what the
+protocol's state machine marked secret while taking it (L{ISecretInput}: a
+password, LOGIN's arguments, the lines of a SASL exchange, a line that is no
+command before login) is shown as C{***}. No protocol is parsed a second time
+here: the engine that reads the input says what is secret. Message content
+is kept. Lines are split on LF (a trailing CR is dropped), decoded as UTF-8
+with other bytes and control characters shown as C{\\xNN}.
 
 The wrapper is transparent to the protocol inside (it forwards startTLS and
 provides the transport's interfaces, ISSLTransport included after STARTTLS),
@@ -28,6 +30,7 @@ written through a buffer flushed at most once a second and at close, never
 fsynced: transcripts must not slow the reactor down.
 """
 
+import collections
 import datetime
 import itertools
 import os
@@ -36,317 +39,14 @@ import re
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from zope.interface import Interface, directlyProvides, implementer, providedBy
+from zope.interface import directlyProvides, implementer, providedBy
 
+from mailstack.protocol.secrets import IPendingInput, ISecretInput
 from mailstack.storage.files import makeDirectories, privateFile
 
 log = Logger()
 
 SECRET = b"***"
-
-
-class IRedactor(Interface):
-    """
-    Decides what a transcript records of one session's lines. One instance per
-    session: redactors keep state (an AUTH exchange in progress...).
-    """
-
-    def client(line):
-        """
-        @param line: one line the client sent, without its line ending.
-        @return: the bytes to record instead.
-        """
-
-    def server(line):
-        """
-        @param line: one line the server sent, without its line ending.
-        @return: the bytes to record instead.
-        """
-
-
-@implementer(IRedactor)
-class NullRedactor:
-    """
-    Records everything as it is (protocols without secrets, tests).
-    """
-
-    def client(self, line):
-        return line
-
-    def server(self, line):
-        return line
-
-
-def _saslResponse(line):
-    """
-    What to record of a client line sent during a SASL exchange: C{***},
-    except the cancel line C{*}, which is worth seeing.
-    """
-    return b"*" if line.strip() == b"*" else SECRET
-
-
-_SMTP_AUTH = re.compile(rb"(?i)^(\s*AUTH\s+)(\S+)(?:\s+(\S.*?))?\s*$", re.S)
-_SMTP_REPLY = re.compile(rb"^(\d{3})([ -]|$)")
-
-
-@implementer(IRedactor)
-class SMTPRedactor:
-    """
-    SMTP (RFC 5321) and AUTH (RFC 4954): the initial response of C{AUTH mech ir}
-    and every client line of an AUTH exchange (after a C{334} challenge, and
-    until the final reply to AUTH) become C{***}. Message content between a
-    C{354} reply and the lone C{.} is recorded as sent.
-    """
-
-    def __init__(self):
-        self._inAuth = False
-        self._secretNext = False
-        self._inData = False
-
-    def client(self, line):
-        if self._inData:
-            if line == b".":
-                self._inData = False
-            return line
-        if self._secretNext or self._inAuth:
-            # every line of a SASL exchange is a response, even one pipelined
-            # before the challenge arrived
-            self._secretNext = False
-            return _saslResponse(line)
-        match = _SMTP_AUTH.match(line)
-        if match is not None:
-            self._inAuth = True
-            if match.group(3) is not None:
-                return match.group(1) + match.group(2) + b" " + SECRET
-        return line
-
-    def server(self, line):
-        match = _SMTP_REPLY.match(line)
-        if match is None:
-            return line
-        code, final = int(match.group(1)), match.group(2) != b"-"
-        if code == 334:
-            self._secretNext = True
-        elif final:
-            if code == 354:
-                self._inData = True
-            elif self._inAuth and (code == 235 or code >= 400):
-                self._inAuth = False
-        return line
-
-
-_POP3_COMMAND = re.compile(rb"^(\s*)(\S+)(?:(\s+)(.*))?$", re.S)
-
-
-@implementer(IRedactor)
-class POP3Redactor:
-    """
-    POP3 (RFC 1939) and SASL (RFC 5034): C{PASS secret}, the digest of
-    C{APOP user digest}, the initial response of C{AUTH mech ir}, and client
-    lines during an AUTH exchange (after a C{+ } continuation, until
-    C{+OK}/C{-ERR}) become C{***}. User names are kept.
-    """
-
-    def __init__(self):
-        self._inAuth = False
-        self._secretNext = False
-
-    def client(self, line):
-        if self._secretNext or self._inAuth:
-            self._secretNext = False
-            return _saslResponse(line)
-        match = _POP3_COMMAND.match(line)
-        if match is None:
-            return line
-        lead, word, space, rest = match.groups()
-        command = word.upper()
-        if not rest:
-            return line
-        if command == b"PASS":
-            return lead + word + space + SECRET
-        if command == b"APOP":
-            parts = rest.split(None, 1)
-            if len(parts) == 2:
-                return lead + word + space + parts[0] + b" " + SECRET
-            return line
-        if command == b"AUTH":
-            self._inAuth = True
-            parts = rest.split(None, 1)
-            if len(parts) == 2:
-                return lead + word + space + parts[0] + b" " + SECRET
-        return line
-
-    def server(self, line):
-        if line.startswith(b"+OK") or line.startswith(b"-ERR"):
-            self._inAuth = False
-        elif line == b"+" or line.startswith(b"+ "):
-            self._secretNext = True
-        return line
-
-
-# a literal announcement ends the line: {N}, {N+} (LITERAL+), ~{N} (BINARY)
-_IMAP_LITERAL = re.compile(rb"~?\{(\d+)(\+?)\}$")
-_IMAP_COMMAND = re.compile(rb"^(\S+)( +)(\S+)(.*)$", re.S)
-
-
-class _IMAPCommand:
-    """
-    A client command that continues after a literal.
-    """
-
-    def __init__(self, tag, name):
-        self.tag = tag
-        self.name = name
-        self.arguments = 0
-
-
-@implementer(IRedactor)
-class IMAPRedactor:
-    """
-    IMAP4rev1 (RFC 3501): the password of C{tag LOGIN user password} (atom,
-    quoted string or literal), the initial response of C{tag AUTHENTICATE mech
-    ir} and every client line while an AUTHENTICATE runs (until its tagged
-    response) become C{***}.
-
-    Literals are followed byte by byte, so the content of an APPEND is recorded
-    as sent and never mistaken for commands. The line splitting of the
-    transcript drops line endings, so a literal's length is counted with CRLF
-    line endings, as IMAP requires.
-    """
-
-    def __init__(self):
-        self._command = None
-        self._literal = 0
-        self._literalSecret = False
-        self._literalSync = False
-        self._literalStarted = False
-        self._authenticating = None
-
-    # -- client --------------------------------------------------------------
-
-    def client(self, line):
-        if self._literal:
-            return self._literalData(line)
-        if self._command is not None:
-            return self._continue(line)
-        if self._authenticating is not None:
-            return _saslResponse(line)
-        match = _IMAP_COMMAND.match(line)
-        if match is None:
-            return line
-        tag, space, name, rest = match.groups()
-        self._command = _IMAPCommand(tag, name.upper())
-        if self._command.name == b"AUTHENTICATE":
-            self._command = None
-            self._authenticating = tag
-            parts = rest.split()
-            if len(parts) >= 2:
-                return tag + space + name + b" " + parts[0] + b" " + SECRET
-            return line
-        return tag + space + name + self._continue(rest)
-
-    def _literalData(self, line):
-        """
-        Client bytes that belong to a literal announced earlier.
-        """
-        self._literalStarted = True
-        secret = self._literalSecret
-        if len(line) >= self._literal:
-            payload, rest = line[:self._literal], line[self._literal:]
-            self._literal = 0
-            shown = SECRET if secret else payload
-            if self._command is None:
-                return shown + rest
-            return shown + self._continue(rest)
-        # the literal holds a line ending: count the CRLF we did not see
-        self._literal = max(0, self._literal - len(line) - 2)
-        return SECRET if secret else line
-
-    def _startLiteral(self, match, secret):
-        self._literal = int(match.group(1))
-        self._literalSync = not match.group(2)
-        self._literalSecret = secret
-        self._literalStarted = False
-        if self._literal == 0:
-            # {0}: an empty argument; the command goes on with the next line
-            self._literalSecret = False
-
-    def _continue(self, rest):
-        """
-        The rest of the current command's line (after the command name or a
-        literal); returns it redacted. Ends the command unless the line ends
-        with a literal announcement.
-        """
-        command = self._command
-        if command.name == b"LOGIN":
-            return self._loginArguments(rest)
-        match = _IMAP_LITERAL.search(rest)
-        if match is not None:
-            self._startLiteral(match, False)
-        else:
-            self._command = None
-        return rest
-
-    def _loginArguments(self, rest):
-        """
-        LOGIN user password: keep the user name, hide the password.
-        """
-        command = self._command
-        out = bytearray()
-        i = 0
-        while i < len(rest):
-            if rest[i:i + 1] == b" ":
-                out += b" "
-                i += 1
-                continue
-            remaining = rest[i:]
-            literal = _IMAP_LITERAL.fullmatch(remaining)
-            if command.arguments >= 1:
-                command.arguments += 1
-                if literal is not None:
-                    out += remaining
-                    self._startLiteral(literal, True)
-                    return bytes(out)
-                out += SECRET
-                self._command = None
-                return bytes(out)
-            command.arguments += 1
-            if literal is not None:
-                out += remaining
-                self._startLiteral(literal, False)
-                return bytes(out)
-            if remaining[:1] == b'"':
-                j = 1
-                while j < len(remaining):
-                    if remaining[j:j + 1] == b"\\":
-                        j += 2
-                    elif remaining[j:j + 1] == b'"':
-                        j += 1
-                        break
-                    else:
-                        j += 1
-            else:
-                j = remaining.find(b" ")
-                if j < 0:
-                    j = len(remaining)
-            out += remaining[:j]
-            i += j
-        self._command = None
-        return bytes(out)
-
-    # -- server --------------------------------------------------------------
-
-    def server(self, line):
-        tag, _, _ = line.partition(b" ")
-        if self._authenticating is not None and tag == self._authenticating:
-            self._authenticating = None
-        elif (self._literal and self._literalSync and not self._literalStarted
-              and self._command is not None and tag == self._command.tag):
-            # the server refused the literal (NO/BAD instead of "+"): the
-            # client will not send it, the next line is a new command
-            self._literal = 0
-            self._command = None
-        return line
 
 
 # -- recording ---------------------------------------------------------------
@@ -377,7 +77,8 @@ class _LineSplitter:
 
     def feed(self, data):
         """
-        @return: the lines completed by C{data}, as C{(head, droppedBytes)}.
+        @return: the lines completed by C{data}, as C{(head, droppedBytes,
+            end)}: C{end} is the offset in C{data} just after the line's LF.
         """
         lines = []
         start = 0
@@ -386,7 +87,7 @@ class _LineSplitter:
             if end < 0:
                 break
             self._add(data[start:end])
-            lines.append(self._take())
+            lines.append(self._take() + (end + 1,))
             start = end + 1
         self._add(data[start:])
         return lines
@@ -422,6 +123,113 @@ class _LineSplitter:
         return head, dropped
 
 
+class _ClientLines:
+    """
+    The client's lines, each with its place in the input (octet offsets from
+    the session's first client octet), held until the protocol has taken them
+    (L{ready}), and the secret ranges the protocol marked meanwhile
+    (L{mailstack.protocol.secrets.ISecretInput}).
+    """
+
+    def __init__(self, maxLine):
+        self._splitter = _LineSplitter(maxLine)
+        self._received = 0
+        self._partialStart = 0  # where the line not yet ended starts
+        self._pending = collections.deque()  # (start, end, head, dropped)
+        self._secret = []  # [start, end]; end None: open until secretEnd
+
+    def feed(self, data):
+        base = self._received
+        self._received += len(data)
+        for head, dropped, end in self._splitter.feed(data):
+            self._pending.append((self._partialStart, base + end, head, dropped))
+            self._partialStart = base + end
+
+    def ready(self, taken):
+        """
+        @return: the lines the protocol has taken all of (C{taken}: octets
+            taken so far), C{(shown, dropped)}, their secrets hidden.
+        """
+        lines = []
+        while self._pending and self._pending[0][1] <= taken:
+            lines.append(self._show(*self._pending.popleft()))
+        self._prune()
+        return lines
+
+    def rest(self):
+        """Every line not recorded yet, the unfinished one included."""
+        lines = [self._show(*line) for line in self._pending]
+        self._pending.clear()
+        partial = self._splitter.flush()
+        if partial is not None:
+            lines.append(self._show(self._partialStart, self._received, *partial))
+            self._partialStart = self._received
+        self._prune()
+        return lines
+
+    def _lineStart(self, taken):
+        """Where the line holding the last octet taken starts (None: recorded)."""
+        if taken <= 0:
+            return 0
+        if taken - 1 >= self._partialStart:
+            return self._partialStart
+        for start, end, _, _ in reversed(self._pending):
+            if start < taken <= end:
+                return start
+        return None
+
+    def secretLine(self, taken, keep):
+        start = self._lineStart(taken)
+        if start is not None and start + keep < taken:
+            self._secret.append([start + keep, taken])
+
+    def secretFrom(self, taken, keep):
+        if self._secret and self._secret[-1][1] is None:
+            return  # already open
+        start = self._lineStart(taken)
+        self._secret.append([taken if start is None else start + keep, None])
+
+    def secretEnd(self, taken):
+        if not self._secret or self._secret[-1][1] is not None:
+            return
+        start = self._lineStart(taken)
+        end = taken if start is None else start
+        if end <= self._secret[-1][0]:
+            del self._secret[-1]
+        else:
+            self._secret[-1][1] = end
+
+    def _prune(self):
+        """Forget the ranges that end before every line still to record."""
+        first = self._pending[0][0] if self._pending else self._partialStart
+        self._secret = [r for r in self._secret if r[1] is None or r[1] > first]
+
+    def _show(self, start, end, head, dropped):
+        """C{head} (the line from octet C{start}) with its secret parts as C{***}."""
+        hidden = []
+        for low, high in self._secret:
+            low = max(low - start, 0)
+            high = len(head) if high is None else min(high - start, len(head))
+            if low < high:
+                hidden.append((low, high))
+        if not hidden:
+            return head, dropped
+        shown = bytearray()
+        position = 0
+        for low, high in sorted(hidden):
+            if high <= position:
+                continue
+            if low > position:
+                shown += head[position:low]
+            elif shown.endswith(SECRET):
+                position = high
+                continue
+            shown += SECRET
+            position = high
+        shown += head[position:]
+        return bytes(shown), dropped
+
+
 def _localTime(seconds):
     return datetime.datetime.fromtimestamp(seconds).astimezone()
 
@@ -442,16 +250,15 @@ class SessionTranscript:
     @ivar path: where it is written.
     """
 
-    def __init__(self, file, path, redactor, clock, maxLine, maxBytes):
+    def __init__(self, file, path, clock, maxLine, maxBytes):
         self.path = path
         self._file = file
-        self._redactor = redactor
         self._clock = clock
         self._maxBytes = maxBytes
         self._written = 0
         self._truncated = False
         self._flushCall = None
-        self._client = _LineSplitter(maxLine)
+        self._client = _ClientLines(maxLine)
         self._server = _LineSplitter(maxLine)
 
     # -- what the protocol wrapper reports -----------------------------------
@@ -465,25 +272,42 @@ class SessionTranscript:
         self._line("#", text)
 
     def clientData(self, data):
+        """Client octets as they arrive; recorded once taken (L{clientTaken})."""
         if self._file is None or self._truncated:
             return
-        for head, dropped in self._client.feed(data):
-            self._record("C:", self._redactor.client, head, dropped)
+        self._client.feed(data)
+
+    def clientTaken(self, taken):
+        """Record the client lines the protocol has taken all of."""
+        if self._file is None or self._truncated:
+            return
+        for shown, dropped in self._client.ready(taken):
+            self._record("C:", shown, dropped)
+
+    def secretLine(self, taken, keep):
+        self._client.secretLine(taken, keep)
+
+    def secretFrom(self, taken, keep):
+        self._client.secretFrom(taken, keep)
+
+    def secretEnd(self, taken):
+        self._client.secretEnd(taken)
 
     def serverData(self, data):
         if self._file is None or self._truncated:
             return
-        for head, dropped in self._server.feed(data):
-            self._record("S:", self._redactor.server, head, dropped)
+        for head, dropped, _ in self._server.feed(data):
+            self._record("S:", head, dropped)
 
     def flushPartialLines(self):
-        """Record lines that have no line ending yet (at TLS start, close)."""
+        """Record every line not recorded yet (at TLS start, close)."""
+        if self._file is None or self._truncated:
+            return
+        for shown, dropped in self._client.rest():
+            self._record("C:", shown, dropped)
         partial = self._server.flush()
         if partial is not None:
-            self._record("S:", self._redactor.server, *partial)
-        partial = self._client.flush()
-        if partial is not None:
-            self._record("C:", self._redactor.client, *partial)
+            self._record("S:", *partial)
 
     def close(self, reason):
         """Record the end of the session and close the file."""
@@ -504,13 +328,8 @@ class SessionTranscript:
 
     # -- writing -------------------------------------------------------------
 
-    def _record(self, marker, redact, head, dropped):
-        try:
-            shown = redact(head)
-        except Exception:
-            log.failure("transcript redactor failed; line not recorded")
-            shown = b"[redactor error]"
-        text = displayLine(shown)
+    def _record(self, marker, line, dropped):
+        text = displayLine(line)
         if dropped:
             text += " [... %d bytes]" % (dropped,)
         self._line(marker, text)
@@ -550,14 +369,47 @@ class SessionTranscript:
                 log.warn("transcript {path}: {error}", path=self.path, error=e)
 
 
+@implementer(ISecretInput)
 class TranscriptProtocol(ProtocolWrapper):
     """
     Records what passes between the transport and the wrapped protocol.
+
+    A client line is recorded once the protocol has taken all of it (the
+    protocol says how much it holds untaken through L{IPendingInput}; one that
+    does not is taken to hold nothing), so the marks the protocol makes while
+    it handles the line (L{ISecretInput}) are applied, however the line was
+    pipelined.
     """
 
     transcript = None
     _tlsDescribed = True
     _closedByServer = False
+    _received = 0
+
+    def _taken(self):
+        """How many client octets the protocol inside has taken."""
+        inner = self.wrappedProtocol
+        if IPendingInput.providedBy(inner):
+            return self._received - inner.pendingInput()
+        return self._received
+
+    def _settle(self):
+        if self.transcript is not None:
+            self.transcript.clientTaken(self._taken())
+
+    # -- ISecretInput ----------------------------------------------------------
+
+    def secretLine(self, keep=0):
+        if self.transcript is not None:
+            self.transcript.secretLine(self._taken(), keep)
+
+    def secretFrom(self, keep=0):
+        if self.transcript is not None:
+            self.transcript.secretFrom(self._taken(), keep)
+
+    def secretEnd(self):
+        if self.transcript is not None:
+            self.transcript.secretEnd(self._taken())
 
     def makeConnection(self, transport):
         self.transcript = self.factory.openTranscript(transport)
@@ -567,11 +419,13 @@ class TranscriptProtocol(ProtocolWrapper):
         ProtocolWrapper.makeConnection(self, transport)
 
     def dataReceived(self, data):
+        self._received += len(data)
         if self.transcript is not None:
             if not self._tlsDescribed:
                 self._describeTLS()
             self.transcript.clientData(data)
         ProtocolWrapper.dataReceived(self, data)
+        self._settle()
 
     def _describeTLS(self):
         # the client's first bytes after the handshake: now it can be described
@@ -583,12 +437,14 @@ class TranscriptProtocol(ProtocolWrapper):
 
     def write(self, data):
         if self.transcript is not None:
+            self._settle()
             self.transcript.serverData(data)
         self.transport.write(data)
 
     def writeSequence(self, data):
         data = list(data)
         if self.transcript is not None:
+            self._settle()
             self.transcript.serverData(b"".join(data))
         self.transport.writeSequence(data)
 
@@ -633,8 +489,6 @@ class TranscriptFactory(WrappingFactory):
 
     @param directory: the transcripts' root (C{var/transcripts}).
     @param protocolName: the sub-directory and the name in the heading.
-    @param redactorFactory: makes the L{IRedactor} of a session (the protocol
-        package's, e.g. L{SMTPRedactor}); None records everything.
     @param clock: an L{IReactorTime} for timestamps and flushes (the reactor).
     """
 
@@ -644,14 +498,12 @@ class TranscriptFactory(WrappingFactory):
     maxLineLength = 4096
     maxSessionBytes = 10 * 1024 * 1024
 
-    def __init__(self, wrappedFactory, directory, protocolName, redactorFactory=None,
-                 clock=None):
+    def __init__(self, wrappedFactory, directory, protocolName, clock=None):
         WrappingFactory.__init__(self, wrappedFactory)
         if clock is None:
             from twisted.internet import reactor as clock
         self.directory = os.fspath(directory)
         self.protocolName = protocolName
-        self.redactorFactory = redactorFactory or NullRedactor
         self.clock = clock
         self._sessions = itertools.count(1)
         self._failing = False
@@ -691,7 +543,7 @@ class TranscriptFactory(WrappingFactory):
             self._failing = True
             return None
         self._failing = False
-        transcript = SessionTranscript(file, path, self.redactorFactory(), self.clock,
+        transcript = SessionTranscript(file, path, self.clock,
                                        self.maxLineLength, self.maxSessionBytes)
         transcript.header("%s session from %s to %s" % (
             self.protocolName, _formatAddress(peer), _formatAddress(host)))

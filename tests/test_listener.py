@@ -36,7 +36,7 @@ class _RecordingPlugin:
 
     def buildFactory(self, context):
         self.contexts.append(context)
-        return ProtocolBuilt(factory=object(), refusal=b"busy\r\n", redactorFactory=None)
+        return ProtocolBuilt(factory=object(), refusal=b"busy\r\n")
 
 
 def _adapter(account, avatarId):

@@ -572,20 +572,6 @@ class AuthorizationTests(POP3TestMixin, unittest.TestCase):
                          b"-ERR Too many bad commands, closing connection\r\n")
         self.assertTrue(session.transport.disconnecting)
 
-    def test_authLineTooLongTranscript(self):
-        """After an over-long SASL line, the credentials of the next AUTH are redacted."""
-        from mailstack.transcript import POP3Redactor
-        redactor = POP3Redactor()
-        session = self.connect()
-        recorded = []
-        for line in [b"AUTH PLAIN", b"A" * 600, b"AUTH LOGIN",
-                     base64.b64encode(b"alice"), base64.b64encode(b"secret")]:
-            recorded.append(redactor.client(line))
-            for reply in session.send(line + b"\r\n").splitlines():
-                redactor.server(reply)
-        self.assertEqual(recorded, [b"AUTH PLAIN", b"***", b"AUTH LOGIN", b"***", b"***"])
-        self.assertEqual(session.server.state, pop3server.TRANSACTION)
-
     def test_cramMD5NeedsPlaintextSecrets(self):
         """Without {PLAIN} users CRAM-MD5 is neither listed nor accepted."""
         session = self.connect(plaintextSecrets=lambda: False)
@@ -1326,7 +1312,6 @@ class BuildFactoryTests(unittest.TestCase):
         from mailstack.config import loadConfig
         from mailstack.listener import ListenerContext
         from mailstack.pop3.plugin import plugin
-        from mailstack.transcript import POP3Redactor
         from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
         text = BASE_CONFIG.replace("[limits]", "[limits]\nline_length = 1024\n"
                                    "command_timeout = 900\nbad_commands = 7")
@@ -1344,6 +1329,5 @@ class BuildFactoryTests(unittest.TestCase):
                           frozenset(["TOP", "APOP"]), 1024, 900, 7))
         self.assertEqual(built.refusal,
                          b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
-        self.assertIs(built.redactorFactory, POP3Redactor)
         self.assertIsInstance(built.factory.buildProtocol(None), POP3Server)
 

@@ -274,9 +274,10 @@ CASES = {
 }
 
 
-class ConformanceTests(unittest.TestCase):
+class PortalMixin:
     """
-    Every case of L{CASES}, in every engine, gives the same replies.
+    Users demo@lab.test (password demo) and alice@lab.test, both {PLAIN}, with
+    default_domain lab.test; a store and a portal serving all three protocols.
     """
 
     def setUp(self):
@@ -287,12 +288,18 @@ class ConformanceTests(unittest.TestCase):
                                 bcryptRounds=4)
         self.users.addUser("demo@lab.test", "demo", scheme="PLAIN")
         self.users.addUser("alice@lab.test", "alice-pw", scheme="PLAIN")
-        store = MaildirStore(os.path.join(base, "mail"))
+        self.store = MaildirStore(os.path.join(base, "mail"))
         adapters = dict(smtpAdapters())
         adapters[IMaildrop] = maildropAdapter
         adapters[IIMAPAccount] = avatarFactory
-        self.portal = buildPortal(MailRealm(store, adapters),
+        self.portal = buildPortal(MailRealm(self.store, adapters),
                                   [PasswdFileChecker(self.users, self.reactor)])
+
+
+class ConformanceTests(PortalMixin, unittest.TestCase):
+    """
+    Every case of L{CASES}, in every engine, gives the same replies.
+    """
 
     def engine(self, cls):
         engine = cls(self.portal, self.users, self.reactor)

@@ -44,7 +44,7 @@ class _GreeterPlugin:
     def buildFactory(self, context):
         factory = protocol.Factory.forProtocol(_Greeter)
         factory.tlsContext = context.tlsContext
-        return ProtocolBuilt(factory=factory, refusal=b"busy\r\n", redactorFactory=None)
+        return ProtocolBuilt(factory=factory, refusal=b"busy\r\n")
 
 
 FAKE = {"smtp": _GreeterPlugin(), "imap": _GreeterPlugin()}

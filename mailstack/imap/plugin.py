@@ -24,7 +24,6 @@ class IMAPPlugin:
 
     def buildFactory(self, context):
         """The factory of one C{imap} listener."""
-        from mailstack.transcript import IMAPRedactor
         limits = context.config.limits
         settings = IMAPSettings(
             **listenerSettings(context),
@@ -38,8 +37,7 @@ class IMAPPlugin:
                               cramAvailable=users.allPlaintextSecrets if users is not None else None)
         return ProtocolBuilt(
             factory=factory,
-            refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
-            redactorFactory=IMAPRedactor)
+            refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
 
 
 plugin = IMAPPlugin()

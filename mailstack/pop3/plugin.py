@@ -24,7 +24,6 @@ class POP3Plugin:
 
     def buildFactory(self, context):
         """The factory of one C{pop3} listener."""
-        from mailstack.transcript import POP3Redactor
         limits = context.config.limits
         settings = POP3Settings(
             **listenerSettings(context),
@@ -38,8 +37,7 @@ class POP3Plugin:
         factory = POP3Factory(settings, context.portal, plaintextSecrets, context.reactor)
         return ProtocolBuilt(
             factory=factory,
-            refusal=b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
-            redactorFactory=POP3Redactor)
+            refusal=b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
 
 
 plugin = POP3Plugin()

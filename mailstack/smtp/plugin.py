@@ -50,7 +50,6 @@ class SMTPPlugin:
 
     def buildFactory(self, context):
         """The factory of one C{smtp} or C{submission} listener."""
-        from mailstack.transcript import SMTPRedactor
         config, listener = context.config, context.listener
         limits = config.limits
         settings = SMTPSettings(
@@ -68,7 +67,6 @@ class SMTPPlugin:
         return ProtocolBuilt(
             factory=factory,
             refusal=b"421 4.7.0 Too many connections from your address\r\n",
-            redactorFactory=SMTPRedactor,
             services=services)
 
 
