@@ -13,11 +13,14 @@ parse each command's arguments into plain values, raising L{ParseError}
 Responses are formatted by L{mailstack.imap.response}.
 """
 
+from __future__ import annotations
+
 import bisect
 import calendar
 import dataclasses
 import datetime
 import re
+from typing import IO, Any, Callable, Literal, Sequence, TypeVar, Union, overload
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -49,13 +52,23 @@ MAX_NUMBER = 4294967295
 MAX_MODSEQ = 2 ** 63 - 1
 
 
+# One part of a framed command: a line, or a literal's content (bytes, or the
+# spooled file of a large APPEND message).
+Part = Union[bytes, bytearray, IO[bytes]]
+# A parsed search key: a tuple whose first item names its kind (args_search).
+SearchKey = tuple[Any, ...]
+# A sequence-set range: (low, high), None standing for '*'.
+Range = tuple[Union[int, None], Union[int, None]]
+_T = TypeVar("_T")
+
+
 class ParseError(Exception):
     """
     A syntax error in a client command; C{str()} is the text for the BAD reply.
     """
 
 
-def commandTag(line):
+def commandTag(line: bytes) -> bytes | None:
     """The tag a command line starts with (bytes), or L{None} if it has no valid one."""
     try:
         return Reader([line]).tag()
@@ -63,7 +76,7 @@ def commandTag(line):
         return None
 
 
-def literalAnnouncement(line):
+def literalAnnouncement(line: bytes) -> tuple[int, bool] | None:
     """
     The literal announced at the end of a command line.
 
@@ -83,7 +96,7 @@ class Reader:
         is expected (larger spooled literals are only for APPEND's message).
     """
 
-    def __init__(self, parts, maxString=65536):
+    def __init__(self, parts: Sequence[Part], maxString: int = 65536) -> None:
         self._parts = parts
         self._i = 0
         self._pos = 0
@@ -91,33 +104,34 @@ class Reader:
 
     # -- position ------------------------------------------------------------
 
-    def _line(self):
-        return self._parts[self._i]
+    def _line(self) -> bytes:
+        # Lines are at even indices (no cast(): this is the parser's hottest call).
+        return self._parts[self._i]  # type: ignore[return-value]
 
-    def peek(self):
+    def peek(self) -> bytes:
         """The next octet (as bytes of length 1), or C{b""} at a line's end."""
         return self._line()[self._pos:self._pos + 1]
 
-    def atEnd(self):
+    def atEnd(self) -> bool:
         return self._i == len(self._parts) - 1 and self._pos >= len(self._line())
 
-    def end(self):
+    def end(self) -> None:
         if not self.atEnd():
             raise ParseError("Unexpected characters at end of command")
 
-    def sp(self):
+    def sp(self) -> None:
         if self.peek() != b" ":
             raise ParseError("Missing space between arguments")
         self._pos += 1
 
-    def skip(self, expected):
+    def skip(self, expected: bytes) -> None:
         """Consume C{expected} (bytes) or raise L{ParseError}."""
         line = self._line()
         if line[self._pos:self._pos + len(expected)].upper() != expected.upper():
             raise ParseError("Expected %s" % (expected.decode("ascii"),))
         self._pos += len(expected)
 
-    def trySkip(self, expected):
+    def trySkip(self, expected: bytes) -> bool:
         """Consume C{expected} if it is next (case-insensitive); say whether it was."""
         line = self._line()
         if line[self._pos:self._pos + len(expected)].upper() == expected.upper():
@@ -125,7 +139,7 @@ class Reader:
             return True
         return False
 
-    def _run(self, allowed):
+    def _run(self, allowed: frozenset[int]) -> bytes:
         line = self._line()
         start = self._pos
         end = start
@@ -136,7 +150,7 @@ class Reader:
 
     # -- tokens --------------------------------------------------------------
 
-    def tag(self):
+    def tag(self) -> bytes:
         """
         The command's tag: 7-bit ASTRING-CHARs but C{+}, ending at a space
         or the line's end (C{a+ NOOP} has no valid tag, not the tag C{a}).
@@ -146,36 +160,42 @@ class Reader:
             raise ParseError("Invalid tag")
         return tag
 
-    def atom(self):
+    def atom(self) -> bytes:
         value = self._run(_ATOM_CHARS)
         if not value:
             raise ParseError("Expected an atom")
         return value
 
-    def keyword(self):
+    def keyword(self) -> str:
         """
         An atom, upper-cased and decoded (command names, search keys...);
         8-bit octets become C{\\xNN} escapes, so error texts stay 7-bit.
         """
         return self.atom().decode("ascii", "backslashreplace").upper()
 
-    def number(self):
+    def number(self) -> int:
         digits = self._run(_DIGITS)
         if not digits or len(digits) > 10 or int(digits) > MAX_NUMBER:
             raise ParseError("Expected a number")
         return int(digits)
 
-    def nzNumber(self):
+    def nzNumber(self) -> int:
         value = self.number()
         if value == 0:
             raise ParseError("Expected a non-zero number")
         return value
 
-    def _literalHere(self):
+    def _literalHere(self) -> bool:
         return (self._i < len(self._parts) - 1
                 and LITERAL_AT_END.fullmatch(self._line()[self._pos:]) is not None)
 
-    def literal(self, allowFile=False):
+    @overload
+    def literal(self, allowFile: Literal[False] = False) -> bytes: ...
+
+    @overload
+    def literal(self, allowFile: bool) -> bytes | IO[bytes]: ...
+
+    def literal(self, allowFile: bool = False) -> bytes | IO[bytes]:
         """
         The literal announced here. Large spooled literals come back as the
         file (with C{allowFile}), else their content if under C{maxString}.
@@ -197,7 +217,7 @@ class Reader:
             raise ParseError("String too long")
         return data
 
-    def quoted(self):
+    def quoted(self) -> bytes:
         line = self._line()
         if line[self._pos:self._pos + 1] != b'"':
             raise ParseError("Expected a quoted string")
@@ -222,7 +242,7 @@ class Reader:
             i += 1
         raise ParseError("Unterminated quoted string")
 
-    def string(self):
+    def string(self) -> bytes:
         first = self.peek()
         if first == b'"':
             return self.quoted()
@@ -230,7 +250,7 @@ class Reader:
             return self.literal()
         raise ParseError("Expected a string")
 
-    def astring(self):
+    def astring(self) -> bytes:
         if self.peek() in (b'"', b"{"):
             return self.string()
         value = self._run(_ASTRING_CHARS)
@@ -238,7 +258,7 @@ class Reader:
             raise ParseError("Expected a string or atom")
         return value
 
-    def nstring(self):
+    def nstring(self) -> bytes | None:
         """A string or NIL (L{None})."""
         if self.peek() in (b'"', b"{"):
             return self.string()
@@ -246,7 +266,7 @@ class Reader:
             return None
         raise ParseError("Expected a string or NIL")
 
-    def listMailbox(self):
+    def listMailbox(self) -> bytes:
         """LIST's pattern: an astring that may hold the wildcards % and *."""
         if self.peek() in (b'"', b"{"):
             return self.string()
@@ -255,10 +275,10 @@ class Reader:
             raise ParseError("Expected a mailbox pattern")
         return value
 
-    def parenthesized(self, item):
+    def parenthesized(self, item: Callable[[], _T]) -> list[_T]:
         """C{"(" item *(SP item) ")"}; an empty list is allowed."""
         self.skip(b"(")
-        values = []
+        values: list[_T] = []
         if self.trySkip(b")"):
             return values
         while True:
@@ -269,7 +289,7 @@ class Reader:
 
     # -- compound values -----------------------------------------------------
 
-    def flag(self):
+    def flag(self) -> str:
         """C{\\Name} (a system flag, C{\\*} too) or a keyword: 7-bit atoms only."""
         if self.trySkip(b"\\"):
             if self.trySkip(b"*"):
@@ -278,31 +298,31 @@ class Reader:
             return _SYSTEM_BY_LOWER.get(flag.lower(), flag)
         return self._flagAtom()
 
-    def flagKeyword(self):
+    def flagKeyword(self) -> str:
         """C{flag-keyword}: an atom (so no C{\\}: system flags are not keywords)."""
         if self.peek() == b"\\":
             raise ParseError("Expected a keyword (system flags are not keywords)")
         return self._flagAtom()
 
-    def _flagAtom(self):
+    def _flagAtom(self) -> str:
         value = self.atom()
         if not value.isascii():
             raise ParseError("Invalid flag: 8-bit octets in an atom")
         return value.decode("ascii")
 
-    def flagList(self):
+    def flagList(self) -> list[str]:
         return self.parenthesized(self.flag)
 
-    def sequenceSet(self):
+    def sequenceSet(self) -> SequenceSet:
         return SequenceSet.parse(self)
 
-    def dateTime(self):
+    def dateTime(self) -> int:
         """C{"dd-Mon-yyyy hh:mm:ss +zzzz"} -> POSIX time."""
         if self.peek() != b'"':
             raise ParseError("Expected a quoted date-time")
         return parseDateTime(self.quoted())
 
-    def date(self):
+    def date(self) -> datetime.date:
         """C{d-Mon-yyyy}, quoted or not -> L{datetime.date}."""
         if self.peek() == b'"':
             text = self.quoted()
@@ -310,12 +330,12 @@ class Reader:
             text = self._run(_ATOM_CHARS)
         return parseDate(text)
 
-    def mailbox(self):
+    def mailbox(self) -> bytes:
         """A mailbox name as sent (modified UTF-7 bytes)."""
         return self.astring()
 
 
-def modseqValue(reader, allowZero=False):
+def modseqValue(reader: Reader, allowZero: bool = False) -> int:
     """A C{mod-sequence-value} (1 to 2^63-1; 0 where C{mod-sequence-valzer})."""
     digits = reader._run(_DIGITS)
     if not digits or len(digits) > 19 or int(digits) > MAX_MODSEQ:
@@ -326,7 +346,7 @@ def modseqValue(reader, allowZero=False):
     return value
 
 
-def parseDate(text):
+def parseDate(text: bytes) -> datetime.date:
     match = re.fullmatch(rb"(\d{1,2})-([A-Za-z]{3})-(\d{4})", text)
     if match is None:
         raise ParseError("Invalid date")
@@ -337,7 +357,7 @@ def parseDate(text):
         raise ParseError("Invalid date")
 
 
-def parseDateTime(text):
+def parseDateTime(text: bytes) -> int:
     match = re.fullmatch(
         rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)", text)
     if match is None:
@@ -362,18 +382,18 @@ class SequenceSet:
     L{None} stands for C{*}.
     """
 
-    def __init__(self, ranges):
+    def __init__(self, ranges: list[Range]) -> None:
         self.ranges = ranges
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "SequenceSet(%r)" % (self.ranges,)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, SequenceSet) and self.ranges == other.ranges
 
     @classmethod
-    def parse(cls, reader):
-        ranges = []
+    def parse(cls, reader: Reader) -> SequenceSet:
+        ranges: list[Range] = []
         while True:
             low = cls._number(reader)
             high = low
@@ -384,7 +404,7 @@ class SequenceSet:
                 return cls(ranges)
 
     @staticmethod
-    def _number(reader):
+    def _number(reader: Reader) -> int | None:
         if reader.trySkip(b"*"):
             return None
         try:
@@ -393,22 +413,22 @@ class SequenceSet:
             raise ParseError("Invalid sequence set")
 
     @classmethod
-    def fromText(cls, text):
+    def fromText(cls, text: bytes) -> SequenceSet:
         reader = Reader([text])
         result = cls.parse(reader)
         reader.end()
         return result
 
-    def sequenceIndices(self, count):
+    def sequenceIndices(self, count: int) -> Sequence[int]:
         """
         0-based indices for message sequence numbers in a mailbox of C{count}.
 
         @raise ParseError: for a number above C{count} (or any, if empty).
         """
         spans = []
-        for low, high in self.ranges:
-            low = count if low is None else low
-            high = count if high is None else high
+        for first, last in self.ranges:
+            low = count if first is None else first
+            high = count if last is None else last
             if low > high:
                 low, high = high, low
             if low < 1 or high > count:
@@ -416,7 +436,7 @@ class SequenceSet:
             spans.append((low - 1, high))
         return _merge(spans)
 
-    def uidIndices(self, uids):
+    def uidIndices(self, uids: Sequence[int]) -> Sequence[int]:
         """
         0-based indices in the ascending list C{uids} of the UIDs in this set;
         UIDs not there are ignored. C{*} is the largest UID, so C{n:*} always
@@ -426,29 +446,29 @@ class SequenceSet:
             return []
         star = uids[-1]
         spans = []
-        for low, high in self.ranges:
-            low = star if low is None else low
-            high = star if high is None else high
+        for first, last in self.ranges:
+            low = star if first is None else first
+            high = star if last is None else last
             if low > high:
                 low, high = high, low
             spans.append((bisect.bisect_left(uids, low), bisect.bisect_right(uids, high)))
         return _merge(spans)
 
-    def containsUID(self, uid, star):
-        for low, high in self.ranges:
-            low = star if low is None else low
-            high = star if high is None else high
+    def containsUID(self, uid: int, star: int) -> bool:
+        for first, last in self.ranges:
+            low = star if first is None else first
+            high = star if last is None else last
             if min(low, high) <= uid <= max(low, high):
                 return True
         return False
 
 
-def _merge(spans):
+def _merge(spans: list[tuple[int, int]]) -> Sequence[int]:
     spans = [span for span in spans if span[0] < span[1]]
     if len(spans) == 1:
         return range(*spans[0])
     spans.sort()
-    out = []
+    out: list[int] = []
     last = -1
     for start, stop in spans:
         for i in range(max(start, last), stop):
@@ -459,7 +479,7 @@ def _merge(spans):
 
 # -- FETCH attributes --------------------------------------------------------
 
-def _echoName(name):
+def _echoName(name: bytes) -> bytes:
     """A header field name as the client sent it: an atom, or quoted."""
     if name and all(c in _ASTRING_CHARS and c < 128 for c in name):
         return name
@@ -473,11 +493,11 @@ class Section:
     whole message), C{text} one of None, HEADER, HEADER.FIELDS,
     HEADER.FIELDS.NOT, TEXT, MIME; C{fields} the header names as sent.
     """
-    part: tuple = ()
-    text: str = None
-    fields: tuple = ()
+    part: tuple[int, ...] = ()
+    text: str | None = None
+    fields: tuple[bytes, ...] = ()
 
-    def label(self):
+    def label(self) -> bytes:
         spec = ".".join(str(n) for n in self.part)
         if self.text:
             spec = (spec + "." if spec else "") + self.text
@@ -494,20 +514,20 @@ class FetchAttribute:
     C{partial} is C{(offset, length)} or None.
     """
     name: str
-    section: Section = None
-    partial: tuple = None
+    section: Section | None = None
+    partial: tuple[int, int] | None = None
 
     @property
-    def peek(self):
+    def peek(self) -> bool:
         return self.name == "BODY.PEEK" or self.name == "RFC822.HEADER"
 
     @property
-    def isBody(self):
+    def isBody(self) -> bool:
         """Whether it returns message content (a non-peek one sets \\Seen)."""
         return self.section is not None or self.name in ("RFC822", "RFC822.HEADER",
                                                          "RFC822.TEXT")
 
-    def label(self):
+    def label(self) -> bytes:
         """The item's name in the FETCH response."""
         if self.section is None:
             return self.name.encode("ascii")
@@ -526,7 +546,7 @@ FETCH_MACROS = {
 }
 
 
-def _fetchAttribute(reader, extra=()):
+def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute:
     name = reader._run(_FETCH_NAME_CHARS).decode("ascii").upper()
     if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
         section = _section(reader)
@@ -543,11 +563,11 @@ def _fetchAttribute(reader, extra=()):
     raise ParseError("Unknown FETCH attribute %s" % (name or reader.peek().decode("ascii", "replace"),))
 
 
-def _section(reader):
+def _section(reader: Reader) -> Section:
     reader.skip(b"[")
-    part = []
+    part: list[int] = []
     text = None
-    fields = ()
+    fields: tuple[bytes, ...] = ()
     if reader.trySkip(b"]"):
         return Section()
     while reader.peek() in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
@@ -557,7 +577,7 @@ def _section(reader):
     else:
         text = reader._run(frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
                            ).decode("ascii").upper()
-        allowed = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT")
+        allowed: tuple[str, ...] = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT")
         if part:
             allowed += ("MIME",)
         if text not in allowed:
@@ -571,7 +591,7 @@ def _section(reader):
     return Section(tuple(part), text, fields)
 
 
-def args_fetchAttributes(reader, extra=()):
+def args_fetchAttributes(reader: Reader, extra: Sequence[str] = ()) -> list[FetchAttribute]:
     """C{fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FAST / FULL}."""
     if reader.peek() == b"(":
         items = reader.parenthesized(lambda: _fetchAttribute(reader, extra))
@@ -607,7 +627,7 @@ _KEYS_WITH_ARGUMENTS = frozenset(
      "NOT", "OR") + _HEADER_KEYS + tuple(_DATE_KEYS))
 
 
-def args_search(reader, maxDepth=100):
+def args_search(reader: Reader, maxDepth: int = 100) -> tuple[str | None, SearchKey]:
     """
     C{[CHARSET astring SP] search-key *(SP search-key)}.
 
@@ -634,7 +654,7 @@ def args_search(reader, maxDepth=100):
     return charset, keys[0] if len(keys) == 1 else ("AND", keys)
 
 
-def _searchKey(reader, depth):
+def _searchKey(reader: Reader, depth: int) -> SearchKey:
     if depth <= 0:
         raise ParseError("Search program nested too deeply")
     first = reader.peek()
@@ -699,27 +719,27 @@ def _searchKey(reader, depth):
 # any arguments are expected) and returns the arguments; the server calls
 # reader.end() afterwards.
 
-def args_none(reader):
+def args_none(reader: Reader) -> tuple[()]:
     return ()
 
 
-def args_mailbox(reader):
+def args_mailbox(reader: Reader) -> tuple[bytes]:
     return (reader.mailbox(),)
 
 
-def args_twoMailboxes(reader):
+def args_twoMailboxes(reader: Reader) -> tuple[bytes, bytes]:
     first = reader.mailbox()
     reader.sp()
     return (first, reader.mailbox())
 
 
-def args_login(reader):
+def args_login(reader: Reader) -> tuple[bytes, bytes]:
     user = reader.astring()
     reader.sp()
     return (user, reader.astring())
 
 
-def args_authenticate(reader):
+def args_authenticate(reader: Reader) -> tuple[str, bytes | None]:
     """
     C{mechanism [SP initial-response]}: the initial response (RFC 4959) as
     sent, to be decoded by L{mailstack.protocol.sasl} like every other
@@ -743,7 +763,7 @@ def args_authenticate(reader):
 _INITIAL_RESPONSE_CHARS = frozenset(range(0x21, 0x7f))
 
 
-def args_list(reader):
+def args_list(reader: Reader) -> tuple[bytes, bytes]:
     reference = reader.mailbox()
     reader.sp()
     return (reference, reader.listMailbox())
@@ -752,9 +772,9 @@ def args_list(reader):
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 
 
-def statusItems(reader, allowed=STATUS_ITEMS):
+def statusItems(reader: Reader, allowed: Sequence[str] = STATUS_ITEMS) -> list[str]:
     """C{"(" status-att *(SP status-att) ")"} -> the names, in the order asked."""
-    def item():
+    def item() -> str:
         name = reader.keyword()
         if name not in allowed:
             raise ParseError("Unknown STATUS item %s" % (name,))
@@ -765,17 +785,18 @@ def statusItems(reader, allowed=STATUS_ITEMS):
     return items
 
 
-def args_status(reader):
+def args_status(reader: Reader) -> tuple[bytes, list[str]]:
     mailbox = reader.mailbox()
     reader.sp()
     return (mailbox, statusItems(reader))
 
 
-def args_append(reader):
+def args_append(
+        reader: Reader) -> tuple[bytes, tuple[str, ...], int | None, bytes | IO[bytes]]:
     """C{mailbox [SP flag-list] [SP date-time] SP literal}; the message may be a file."""
     mailbox = reader.mailbox()
     reader.sp()
-    flags = ()
+    flags: tuple[str, ...] = ()
     date = None
     if reader.peek() == b"(":
         flags = tuple(reader.flagList())
@@ -789,13 +810,14 @@ def args_append(reader):
     return (mailbox, flags, date, message)
 
 
-def args_fetch(reader):
+def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute]]:
     messages = reader.sequenceSet()
     reader.sp()
     return (messages, args_fetchAttributes(reader))
 
 
-def args_store(reader, messages=None):
+def args_store(reader: Reader, messages: SequenceSet | None = None
+               ) -> tuple[SequenceSet, str, bool, list[str]]:
     """
     C{sequence-set SP ["+"/"-"]FLAGS[.SILENT] SP (flag-list / flag *(SP flag))}
     (from the flags action on if C{messages} was parsed already).
@@ -823,24 +845,24 @@ def args_store(reader, messages=None):
     return (messages, mode, name.endswith(".SILENT"), flags)
 
 
-def args_copy(reader):
+def args_copy(reader: Reader) -> tuple[SequenceSet, bytes]:
     messages = reader.sequenceSet()
     reader.sp()
     return (messages, reader.mailbox())
 
 
-def args_sequenceSet(reader):
+def args_sequenceSet(reader: Reader) -> tuple[SequenceSet]:
     return (reader.sequenceSet(),)
 
 
-def args_id(reader):
+def args_id(reader: Reader) -> tuple[dict[bytes, bytes | None] | None]:
     """C{"(" string SP nstring *(SP string SP nstring) ")" / NIL} -> dict or None."""
     if reader.trySkip(b"NIL"):
         return (None,)
     values = reader.parenthesized(reader.nstring)
     if len(values) % 2 or len(values) > 60:
         raise ParseError("ID needs up to 30 field/value pairs")
-    fields = {}
+    fields: dict[bytes, bytes | None] = {}
     for key, value in zip(values[::2], values[1::2]):
         if key is None:
             raise ParseError("ID field names cannot be NIL")
@@ -848,7 +870,7 @@ def args_id(reader):
     return (fields,)
 
 
-def args_enable(reader):
+def args_enable(reader: Reader) -> tuple[list[str]]:
     names = [reader.atom().decode("ascii", "replace").upper()]
     while reader.peek() == b" ":
         reader.sp()
