@@ -76,45 +76,56 @@ class _Reader:
                 break
         return self._more()
 
-    def _skipComment(self):
+    def _enclosed(self, out, closer, keepEscapes=False, nests=False, refused=None):
         """
-        A comment (at its C{(}); its text, parentheses of nested comments
-        kept and quoted pairs unescaped, becomes C{comment}. Text is committed
-        piece by piece, so an unclosed comment leaves what came before its
-        last quoted pair or line break.
+        The text up to the closing C{closer} (the reader stands on the
+        opener), appended to C{out} piece by piece: a NUL becomes U+FFFD, a
+        line break goes, a quoted pair loses its backslash unless
+        C{keepEscapes} (a backslash before a line break or NUL stays).
+        C{nests}: parentheses nest (comments). 1 if closed, -1 if the
+        input ends first or C{refused} appears; what was appended before
+        the last NUL, line break or quoted pair stays either way.
         """
-        data, comment = self.data, self.comment
-        del comment[:]
+        data = self.data
         depth = 1
         self.pos += 1
         start = self.pos
         while self.pos < self.end:
             c = data[self.pos]
             if c == 0:
-                comment += data[start:self.pos] + _NUL_REPLACEMENT
+                out += data[start:self.pos] + _NUL_REPLACEMENT
                 start = self.pos + 1
-            elif c == 0x28:
-                depth += 1
-            elif c == 0x29:
+            elif c == closer:
                 depth -= 1
                 if depth == 0:
-                    comment += data[start:self.pos]
+                    out += data[start:self.pos]
                     self.pos += 1
-                    return self._more()
+                    return 1
+            elif c == 0x28 and nests:
+                depth += 1
+            elif c == refused:
+                return -1
             elif c == 0x0a:
-                comment += _withoutCR(data[start:self.pos])
+                out += _withoutCR(data[start:self.pos])
                 start = self.pos + 1
             elif c == 0x5c:
                 self.pos += 1
                 if self.pos >= self.end:
                     return -1
-                if data[self.pos] not in b"\r\n\x00":
-                    comment += data[start:self.pos - 1]
+                if data[self.pos] in b"\r\n\x00":
+                    self.pos -= 1
+                elif not keepEscapes:
+                    out += data[start:self.pos - 1]
                     start = self.pos
-                else:
-                    self.pos -= 1  # a backslash before a line break stays
             self.pos += 1
         return -1
+
+    def _skipComment(self):
+        """A comment: its text (nested parentheses kept) becomes C{comment}."""
+        del self.comment[:]
+        if self._enclosed(self.comment, 0x29, nests=True) < 0:
+            return -1
+        return self._more()
 
     def _atom(self, out):
         data = self.data
@@ -171,32 +182,9 @@ class _Reader:
 
     def _quoted(self, out):
         """A quoted string (at its quote), unescaped, folding removed."""
-        data = self.data
-        self.pos += 1
-        start = self.pos
-        while self.pos < self.end:
-            c = data[self.pos]
-            if c == 0:
-                out += data[start:self.pos] + _NUL_REPLACEMENT
-                start = self.pos + 1
-            elif c == 0x22:
-                out += data[start:self.pos]
-                self.pos += 1
-                return self.skipSpace()
-            elif c == 0x0a:
-                out += _withoutCR(data[start:self.pos])
-                start = self.pos + 1
-            elif c == 0x5c:
-                self.pos += 1
-                if self.pos >= self.end:
-                    return -1
-                if data[self.pos] not in b"\r\n\x00":
-                    out += data[start:self.pos - 1]
-                    start = self.pos
-                else:
-                    self.pos -= 1
-            self.pos += 1
-        return -1
+        if self._enclosed(out, 0x22) < 0:
+            return -1
+        return self.skipSpace()
 
     def _word(self, out):
         """An atom that may contain dots (obs-phrase), possibly empty."""
@@ -224,34 +212,12 @@ class _Reader:
         return self.skipSpace()
 
     def _domainLiteral(self, out):
-        """C{[...]} (at its bracket), copied with the brackets."""
-        data = self.data
-        start = self.pos
-        self.pos += 1
-        while self.pos < self.end:
-            c = data[self.pos]
-            if c == 0:
-                out += data[start:self.pos] + _NUL_REPLACEMENT
-                start = self.pos + 1
-            elif c == 0x5b:
-                return -1
-            elif c == 0x5d:
-                out += data[start:self.pos + 1]
-                self.pos += 1
-                return self.skipSpace()
-            elif c == 0x0a:
-                out += _withoutCR(data[start:self.pos])
-                start = self.pos + 1
-            elif c == 0x5c:
-                self.pos += 1
-                if self.pos >= self.end:
-                    return -1
-                if data[self.pos] in b"\r\n\x00":
-                    out += data[start:self.pos]
-                    start = self.pos
-                    self.pos -= 1
-            self.pos += 1
-        return -1
+        """C{[...]} (at its bracket), copied with the brackets and escapes."""
+        out += b"["
+        if self._enclosed(out, 0x5d, keepEscapes=True, refused=0x5b) < 0:
+            return -1
+        out += b"]"
+        return self.skipSpace()
 
     def _domain(self, out):
         """C{@} then a domain (dot-atom or literal)."""
