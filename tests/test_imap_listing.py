@@ -61,6 +61,18 @@ class ListExtendedTests(IMAPTestMixin, unittest.TestCase):
                          b'* LIST (\\HasNoChildren \\Subscribed) "/" "Tofu"\r\n'
                          b"a OK LIST completed\r\n")
 
+    def test_recursiveMatchChildAlsoReturned(self):
+        """
+        Several patterns: a parent keeps CHILDINFO when its subscribed child is
+        returned too (RFC 5258 section 3, RECURSIVEMATCH, notes 1 and 2: the
+        parent must match a pattern; whether the child does does not matter).
+        Dovecot 2.3 leaves such a parent out; the RFC text does not.
+        """
+        self.assertEqual(self.send(b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" ("Fruit" "Fruit/%")\r\n'),
+                         b'* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))\r\n'
+                         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"\r\n'
+                         b"a OK LIST completed\r\n")
+
     def test_recursiveMatchAlone(self):
         """RECURSIVEMATCH without another selection option is BAD."""
         self.assertEqual(self.send(b'a LIST (RECURSIVEMATCH) "" "*"\r\n'),
