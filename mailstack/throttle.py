@@ -225,7 +225,7 @@ class AuthFailureThrottle:
         @return: the L{Deferred} of the login (it never fires if L{cancel} is
             called during the wait).
         """
-        address = clientIP(peer)
+        address = self._address(peer)
 
         def check(_=None):
             self._call = None
@@ -240,6 +240,15 @@ class AuthFailureThrottle:
         self._call = self.clock.callLater(delay, waiting.callback, None)
         return waiting.addCallback(check)
 
+    def _address(self, peer):
+        """
+        The address C{peer} is counted under: its IP; a client without one (a
+        UNIX socket) is counted for its session alone, as before the penalty
+        was shared.
+        """
+        ip = clientIP(peer)
+        return ip if ip is not None else "session %x" % (id(self),)
+
     def _succeeded(self, result, address):
         self.penalty.succeeded(address)
         return result
@@ -251,7 +260,7 @@ class AuthFailureThrottle:
 
         @return: an L{AuthFailureVerdict}.
         """
-        self.penalty.failed(clientIP(peer))
+        self.penalty.failed(self._address(peer))
         self.count += 1
         return AuthFailureVerdict(count=self.count,
                                   disconnect=self.count >= self.disconnectAfter)

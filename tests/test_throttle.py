@@ -216,3 +216,17 @@ class AuthFailureThrottleTests(unittest.TestCase):
         self.assertEqual(t.penalty.delayFor("192.0.2.7"), 3.0)
         t.record(peer())
         self.assertEqual(t.penalty.delayFor("192.0.2.7"), 5.0)
+
+    def test_noAddressCountedPerSession(self):
+        """A client without an IP (a UNIX socket) is still slowed, within its session."""
+        unix = address.UNIXAddress(None)
+        t = self.throttle()
+        t.record(unix)
+        t.record(unix)
+        results = self.login(t, b"secret", unix)
+        self.clock.advance(1.9)
+        self.assertEqual(results, [])
+        self.clock.advance(0.1)
+        self.assertEqual(results, ["ok"])
+        other = self.throttle()
+        self.assertEqual(self.login(other, b"secret", unix), ["ok"])  # another session
