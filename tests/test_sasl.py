@@ -261,3 +261,14 @@ class AuthorizationTests(unittest.TestCase):
         """Another user, or no address at all: refused."""
         for authzid in (b"alice@lab.test", b"demo@lab.test\0", b"\xff", b"demo@"):
             self.assertFalse(sasl.authorizationAllowed(authzid, b"demo@lab.test", "lab.test"))
+
+    def test_authorizeCallback(self):
+        """As a login callback: the result passes, or the avatar is logged out and the login fails."""
+        from twisted.cred.error import UnauthorizedLogin
+        out = []
+        avatar = SimpleNamespace(address="demo@lab.test")
+        result = (object, avatar, lambda: out.append("logout"))
+        self.assertIs(sasl.authorize(result, b"demo", "lab.test"), result)
+        self.assertEqual(out, [])
+        self.assertRaises(UnauthorizedLogin, sasl.authorize, result, b"alice", "lab.test")
+        self.assertEqual(out, ["logout"])

@@ -95,16 +95,13 @@ class AuthenticationCommands:
 
     def _login(self, credentials, authzid=b""):
         d = self._authThrottle.login(self.portal, self.peer, credentials, IIMAPAccount)
+        d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
 
         def ok(result):
             _, avatar, logout = result
             if self._closing:
                 logout()
                 return None
-            if not sasl.authorizationAllowed(authzid, avatar.address,
-                                             self.settings.defaultDomain):
-                logout()  # no proxy authorization: the same failure as a bad password
-                return self._authFailed()
             self.account = avatar
             self._logout = logout
             self.state = "authenticated"

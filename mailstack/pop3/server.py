@@ -516,16 +516,13 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def _login(self, credentials, authzid=b""):
         d = self._authThrottle.login(self.portal, self.peer, credentials, IMaildrop)
+        d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
 
         def ok(result):
             _, maildrop, logout = result
             if self._closing:  # the client left while the password was checked
                 logout()
                 return None
-            if not sasl.authorizationAllowed(authzid, maildrop.address,
-                                             self.settings.defaultDomain):
-                logout()  # no proxy authorization: the same failure as a bad password
-                return self._authFailed()
             try:
                 maildrop.open()
             except MaildropLocked:

@@ -16,7 +16,8 @@ RFC 4959) engines: the behaviour once, the words per protocol.
 - L{uniqueChallenge}: the C{<pid.seconds.random@host>} string CRAM-MD5 and
   APOP greet with, from the one clock an engine has.
 - L{authorizationAllowed}: the authzid rule, checked once after login against
-  the normalised avatar id.
+  the normalised avatar id (L{authorize}: the same as a callback on
+  C{Portal.login}'s result).
 """
 
 import base64
@@ -26,13 +27,14 @@ import secrets
 from typing import Callable, Optional, Union
 
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 
 from mailstack.auth.userdb import normalizeLoginName
 
 __all__ = [
     "Cancelled", "Challenge", "Credentials", "Malformed", "Exchange",
     "decodeResponse", "mechanismStatus", "offeredMechanisms", "offersChallengeAuth",
-    "uniqueChallenge", "authorizationAllowed", "newExchange",
+    "uniqueChallenge", "authorizationAllowed", "authorize", "newExchange",
     "INVALID_BASE64", "MALFORMED", "UNEXPECTED_INITIAL_RESPONSE",
     "OFFERED", "NEEDS_TLS", "UNSUPPORTED", "MECHANISMS"]
 
@@ -336,6 +338,22 @@ def uniqueChallenge(hostname: str, clock, randomBytes: int = 8) -> bytes:
 
 
 # -- authorization ----------------------------------------------------------------
+
+def authorize(loginResult, authzid: Union[bytes, str, None],
+              defaultDomain: Optional[str]):
+    """
+    The authzid rule as a callback on C{Portal.login}'s result
+    C{(interface, avatar, logout)}: the result unchanged when C{authzid} may
+    act as the avatar (its C{address}); otherwise the avatar is logged out and
+    L{UnauthorizedLogin} raised, which the engine answers like any failed
+    login (a client cannot tell a refused authzid from a wrong password).
+    """
+    _, avatar, logout = loginResult
+    if not authorizationAllowed(authzid, avatar.address, defaultDomain):
+        logout()
+        raise UnauthorizedLogin("authorization identity refused")
+    return loginResult
+
 
 def authorizationAllowed(authzid: Union[bytes, str, None], avatarId: Union[bytes, str],
                          defaultDomain: Optional[str]) -> bool:

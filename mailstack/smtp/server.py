@@ -439,13 +439,10 @@ class SMTPServer(Protocol, TimeoutMixin):
     def _login(self, credentials, authzid=b""):
         from mailstack.smtp.delivery import ISMTPSubmitter
         d = self._authThrottle.login(self.portal, self.peer, credentials, ISMTPSubmitter)
+        d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
 
         def ok(result):
             _, avatar, logout = result
-            if not sasl.authorizationAllowed(authzid, avatar.address,
-                                             self.settings.defaultDomain):
-                logout()  # no proxy authorization: the same failure as a bad password
-                return self._authFailed()
             self.authenticated = avatar.address
             self._logout = logout
             log.info("smtp {peer}: authenticated as {user}", peer=self._peerText(),
