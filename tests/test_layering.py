@@ -142,19 +142,20 @@ class PrivateAccessFinderTests(unittest.TestCase):
     """
 
     def test_finds(self):
-        """obj._x is reported unless this module defines _x; self._x never is."""
+        """obj._x is reported unless this module defines _x; self._x never is; nor imports from outside."""
         directory = self.mktemp()
         os.makedirs(directory)
         files = {
             "__init__.py": "",
             "a.py": ("class A:\n    def _own(self):\n        self._x = 1\n"
                      "def f(a, b):\n    a._own()\n    b._other()\n    return a._x\n"),
+            "b.py": "from pkg.a import A, _hidden\nfrom os import _exit\n",
         }
         for name, text in files.items():
             with open(os.path.join(directory, name), "w") as f:
                 f.write(text)
         self.assertEqual(privateAccesses(moduleFiles(directory, "pkg")),
-                         ["pkg.a:6: b._other"])
+                         ["pkg.a:6: b._other", "pkg.b:1: from pkg.a import _hidden"])
 
 
 class LayeringTests(unittest.TestCase):
@@ -179,9 +180,29 @@ class LayeringTests(unittest.TestCase):
             if not dependency.startswith("mailstack.storage") and dependency != "mailstack")
         self.assertEqual(outside, [])
 
+    # Left to the relay package's owner (issue 12): relay/queue.py imports
+    # relay/client.py's _text. Remove the entry with the fix; a stale entry fails.
+    # (module, access), line numbers left out so edits elsewhere do not break it.
+    KNOWN_PRIVATE_ACCESSES = [
+        ("mailstack.relay.queue", "from mailstack.relay.client import _text"),
+    ]
+
+    def privateAccesses(self):
+        """L{privateAccesses} of mailstack/ as C{(module, access, "module:line: access")}."""
+        for entry in privateAccesses(self.modules):
+            where, _, access = entry.partition(": ")
+            yield where.rpartition(":")[0], access, entry
+
     def test_noPrivateAccessAcrossModules(self):
-        """No module reads or calls another module's private (underscore) attributes."""
-        self.assertEqual(privateAccesses(self.modules), [])
+        """No module reads, calls or imports another module's private (underscore) names."""
+        found = [entry for module, access, entry in self.privateAccesses()
+                 if (module, access) not in self.KNOWN_PRIVATE_ACCESSES]
+        self.assertEqual(found, [])
+
+    def test_knownPrivateAccessesStillThere(self):
+        """Every allowed exception is still in the code (the list only shrinks)."""
+        found = {(module, access) for module, access, _ in self.privateAccesses()}
+        self.assertEqual([known for known in self.KNOWN_PRIVATE_ACCESSES if known not in found], [])
 
     def test_storageModulesImportAlone(self):
         """Each storage module imports on its own in a fresh interpreter (no order it relies on)."""
@@ -205,7 +226,8 @@ def privateAccesses(modules):
     """
     Find code reaching into another module's private names: C{obj._name} where
     C{obj} is not C{self} or C{cls} and no code of the same module defines
-    C{_name} (as a function, a class attribute or an attribute it assigns).
+    C{_name} (as a function, a class attribute or an attribute it assigns), and
+    C{from package.module import _name} of a module of C{modules}.
 
     @param modules: C{{name: path}} from L{moduleFiles}.
     @return: sorted C{"module:line: obj._name"} strings.
@@ -223,6 +245,11 @@ def privateAccesses(modules):
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 defined.add(node.id)
         for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in modules:
+                found.extend("%s:%d: from %s import %s" % (module, node.lineno, node.module, a.name)
+                             for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__"))
+                continue
             if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
                     and not node.attr.startswith("__")):
                 continue

@@ -29,10 +29,11 @@ _MONTH_NUMBERS = {name.upper(): i + 1 for i, name in enumerate(MONTHS)}
 # atom-specials: ( ) { SP CTL list-wildcards quoted-specials resp-specials
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0, 32)) | {127}
 _ATOM_CHARS = frozenset(range(256)) - _ATOM_SPECIALS
-_ASTRING_CHARS = _ATOM_CHARS | {ord("]")}
-_LIST_CHARS = _ASTRING_CHARS | {ord("%"), ord("*")}
+# ASTRING-CHAR octets; mailstack.imap.response sends a string bare when it is made of them.
+ASTRING_CHARS = _ATOM_CHARS | {ord("]")}
+_LIST_CHARS = ASTRING_CHARS | {ord("%"), ord("*")}
 # tag = 1*<any ASTRING-CHAR except "+">; ASTRING-CHAR is 7-bit (CHAR is %x01-7F).
-_TAG_CHARS = frozenset(c for c in _ASTRING_CHARS if c < 128) - {ord("+")}
+_TAG_CHARS = frozenset(c for c in ASTRING_CHARS if c < 128) - {ord("+")}
 _FETCH_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
 _DIGITS = frozenset(b"0123456789")
 
@@ -253,7 +254,7 @@ class Reader:
     def astring(self) -> bytes:
         if self.peek() in (b'"', b"{"):
             return self.string()
-        value = self._run(_ASTRING_CHARS)
+        value = self._run(ASTRING_CHARS)
         if not value:
             raise ParseError("Expected a string or atom")
         return value
@@ -481,7 +482,7 @@ def _merge(spans: list[tuple[int, int]]) -> Sequence[int]:
 
 def _echoName(name: bytes) -> bytes:
     """A header field name as the client sent it: an atom, or quoted."""
-    if name and all(c in _ASTRING_CHARS and c < 128 for c in name):
+    if name and all(c in ASTRING_CHARS and c < 128 for c in name):
         return name
     return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 

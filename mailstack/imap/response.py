@@ -7,7 +7,7 @@ flags, dates, sequence sets and tagged status lines.
 import re
 import time
 
-from mailstack.imap.parser import _ASTRING_CHARS, MONTHS, SYSTEM_FLAGS
+from mailstack.imap.parser import ASTRING_CHARS, MONTHS, SYSTEM_FLAGS
 
 
 def _quotable(data):
@@ -36,7 +36,7 @@ def astring(data):
     """An atom where possible (not NIL), else a string."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    if data and all(c in _ASTRING_CHARS and c < 128 for c in data) and data.upper() != b"NIL":
+    if data and all(c in ASTRING_CHARS and c < 128 for c in data) and data.upper() != b"NIL":
         return data
     return string(data)
 
