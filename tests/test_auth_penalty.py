@@ -25,7 +25,7 @@ from mailstack.smtp.server import SMTPServer, SMTPSettings
 from mailstack.storage.account import MaildirStore
 from mailstack.throttle import AuthPenalty
 from tests.fakes import FakeReactor, FakeTLSTransport
-from tests.test_smtp_server import FakePolicy
+from tests.fakes import FakePolicy
 
 COMMON = dict(hostname="mail.lab.test", tlsMode="starttls", tlsContext=object(),
               allowPlaintextAuth=True, challengeAuth="always", defaultDomain="lab.test",

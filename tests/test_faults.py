@@ -21,10 +21,10 @@ from mailstack.storage import crlf, dotlock, files, maildir
 from mailstack.storage.interfaces import StoreError
 from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
+from tests.fakes import FakeUsers
 from tests.helpers import LogWatch
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 from tests.test_pop3_server import MESSAGE_1, MESSAGE_2, POP3TestMixin
-from tests.test_smtp_delivery import FakeUsers
 from tests.test_smtp_server import SMTPTestMixin
 
 

@@ -9,17 +9,7 @@ from twisted.trial import unittest
 
 from mailstack.smtp.delivery import SMTPPolicy
 from mailstack.smtp.server import Envelope
-
-
-class FakeUsers:
-    def __init__(self, *addresses):
-        self.addresses = set(addresses)
-
-    def lookup(self, address):
-        return address if address.lower() in self.addresses else None
-
-    def allPlaintextSecrets(self):
-        return False
+from tests.fakes import FakeUsers
 
 
 class FakeMailbox:

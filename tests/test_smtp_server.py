@@ -10,57 +10,9 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet import defer, task
 from twisted.trial import unittest
-from zope.interface import implementer
 
-from twisted.cred.portal import IRealm
-
-from mailstack.smtp.delivery import ISMTPSubmitter, RecipientDecision, Submitter
-from mailstack.smtp.reply import Reply
 from mailstack.smtp.server import SMTPServer, SMTPSettings
-from tests.fakes import FakeTLSTransport
-
-
-@implementer(IRealm)
-class SubmitterRealm:
-    def requestAvatar(self, avatarId, mind, *interfaces):
-        if isinstance(avatarId, bytes):
-            avatarId = avatarId.decode()
-        return ISMTPSubmitter, Submitter(avatarId), lambda: None
-
-
-class FakePolicy:
-    """
-    Local domain lab.test with users alice and bob; records deliveries.
-    """
-
-    def __init__(self, plaintext=True):
-        self.delivered = []
-        self.plaintext = plaintext
-        self.pending = None
-
-    def plaintextSecretsAvailable(self):
-        return self.plaintext
-
-    def checkSender(self, sender, authenticated, submission):
-        if authenticated and sender != authenticated:
-            return Reply(553, "5.7.1", "not yours")
-        return None
-
-    def checkRecipient(self, recipient, authenticated):
-        if recipient.endswith("@lab.test"):
-            if recipient in ("alice@lab.test", "bob@lab.test"):
-                return RecipientDecision("local", recipient)
-            return RecipientDecision(None, recipient, Reply(550, "5.1.1", "User unknown"))
-        if authenticated:
-            return RecipientDecision("relay", recipient)
-        return RecipientDecision(None, recipient, Reply(550, "5.7.1", "Relay access denied"))
-
-    def deliver(self, envelope, received, spool, queueID):
-        self.delivered.append((envelope.sender, list(envelope.recipients), received,
-                               spool.read()))
-        if self.pending is not None:
-            return self.pending
-        return defer.succeed(None)
+from tests.fakes import FakePolicy, FakeTLSTransport, SubmitterRealm
 
 
 class SMTPTestMixin:

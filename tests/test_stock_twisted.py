@@ -36,12 +36,12 @@ from zope.interface import directlyProvides, implementer
 
 from mailstack.pop3.server import POP3Server, POP3Settings
 from mailstack.smtp.server import SMTPServer, SMTPSettings
-from tests.fakes import FakeTLSTransport, TLSStringTransport
+from tests.fakes import FakePolicy, FakeTLSTransport, SubmitterRealm, TLSStringTransport
 from tests.test_dotstuff import referenceStuffing
 from tests.test_imap_server import MESSAGE, MULTIPART
 from tests.test_pop3_server import MESSAGE_2, RFC_DIGEST, RFC_TIMESTAMP, StoreMixin
 from tests.test_pop3_server import Session as POP3Session
-from tests.test_smtp_server import FakePolicy, SMTPTestMixin, SubmitterRealm
+from tests.test_smtp_server import SMTPTestMixin
 
 
 class StockDefect:
