@@ -64,7 +64,7 @@ FUZZ_ROUNDS ?= 200000
 FUZZ_SEED   ?= $(shell date +%s)
 fuzz: $(STAMP)
 	MAILSTACK_FUZZ_ROUNDS=$(FUZZ_ROUNDS) MAILSTACK_FUZZ_SEED=$(FUZZ_SEED) \
-	  $(BIN)/python -m twisted.trial tests.test_framing.FramingFuzzTests
+	  $(BIN)/python -m twisted.trial tests.test_framing.FramingFuzzTests tests.test_dotstuff.DotStuffFuzzTests
 	@echo "fuzz: seed $(FUZZ_SEED), $(FUZZ_ROUNDS) rounds per fuzz test"
 
 clean:
