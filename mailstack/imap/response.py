@@ -4,22 +4,25 @@ safe form (atom, quoted, or a literal for 8-bit data and line breaks), lists,
 flags, dates, sequence sets and tagged status lines.
 """
 
+from __future__ import annotations
+
 import re
 import time
+from typing import Iterable
 
 from mailstack.imap.parser import ASTRING_CHARS, MONTHS, SYSTEM_FLAGS
 
 
-def _quotable(data):
+def _quotable(data: bytes) -> bool:
     return not any(c in data for c in (0, 10, 13)) and data.isascii()
 
 
-def quoted(data):
+def quoted(data: bytes) -> bytes:
     """A quoted string; the caller has checked L{_quotable}."""
     return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-def string(data):
+def string(data: bytes | str) -> bytes:
     """A string in the shortest safe form: quoted, or a literal for 8-bit/CRLF."""
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -28,11 +31,11 @@ def string(data):
     return b"{%d}\r\n" % (len(data),) + data
 
 
-def nstring(data):
+def nstring(data: bytes | str | None) -> bytes:
     return b"NIL" if data is None else string(data)
 
 
-def astring(data):
+def astring(data: bytes | str) -> bytes:
     """An atom where possible (not NIL), else a string."""
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -41,22 +44,22 @@ def astring(data):
     return string(data)
 
 
-def formatList(items):
+def formatList(items: Iterable[bytes]) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
-def _flagOrder(flag):
+def _flagOrder(flag: str) -> tuple[int, int, str]:
     try:
         return (0, SYSTEM_FLAGS.index(flag), flag)
     except ValueError:
         return (1 if flag == "\\Recent" else 2, 0, flag)
 
 
-def formatFlags(flags):
+def formatFlags(flags: Iterable[str]) -> bytes:
     return formatList([flag.encode("ascii", "replace") for flag in sorted(flags, key=_flagOrder)])
 
 
-def formatInternalDate(timestamp):
+def formatInternalDate(timestamp: float) -> bytes:
     """C{"17-Jul-1996 02:44:25 -0700"} in the server's local time."""
     moment = time.localtime(timestamp)
     offset = moment.tm_gmtoff // 60
@@ -68,20 +71,16 @@ def formatInternalDate(timestamp):
     return b'"' + text.encode("ascii") + b'"'
 
 
-def formatSequenceSet(numbers):
+def formatSequenceSet(numbers: Iterable[int]) -> bytes:
     """Ascending-or-not numbers -> C{b"1:3,7,9:10"} (in the order given, runs joined)."""
-    out = []
-    start = previous = None
+    runs: list[tuple[int, int]] = []
     for n in numbers:
-        if previous is not None and n == previous + 1:
-            previous = n
-            continue
-        if start is not None:
-            out.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-        start = previous = n
-    if start is not None:
-        out.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-    return b",".join(out)
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high)
+                     for low, high in runs)
 
 
 class Refusal(Exception):
@@ -89,7 +88,8 @@ class Refusal(Exception):
     A command that cannot be done: answered C{tag NO [code] text} (or BAD).
     """
 
-    def __init__(self, text, code=None, status="NO"):
+    def __init__(self, text: str, code: str | bytes | None = None,
+                 status: str = "NO") -> None:
         Exception.__init__(self, text)
         self.text = text
         self.code = code
@@ -99,7 +99,7 @@ class Refusal(Exception):
 _NOT_TEXT_CHAR = re.compile(r"[^\x20-\x7e]")
 
 
-def text(value):
+def text(value: str | bytes) -> bytes:
     """
     Human-readable C{resp-text} as bytes: RFC 3501 C{TEXT-CHAR}s are 7-bit and
     not CR or LF, so anything else (8-bit octets or characters a client sent,
@@ -112,7 +112,7 @@ def text(value):
         lambda m: m.group().encode("unicode_escape").decode("ascii"), value).encode("ascii")
 
 
-def taggedLine(tag, status, code, text_):
+def taggedLine(tag: bytes, status: str, code: str | bytes | None, text_: str | bytes) -> bytes:
     """C{tag OK [CODE] text} as bytes with CRLF; every resp-code has text after it."""
     out = tag + b" " + status.encode("ascii")
     if code:

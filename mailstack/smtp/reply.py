@@ -2,7 +2,10 @@
 SMTP replies as values: policy returns a L{Reply}, the protocol renders it.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,12 +16,12 @@ class Reply:
     """
     code: int
     status: str | None
-    text: object  # str, or a list of str for a multi-line reply
+    text: str | Sequence[str]  # a list of str for a multi-line reply
 
-    def lines(self):
+    def lines(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else list(self.text)
 
-    def toBytes(self):
+    def toBytes(self) -> bytes:
         lines = self.lines() or [""]
         out = []
         for i, line in enumerate(lines):
@@ -31,5 +34,5 @@ class Reply:
         return "".join(out).encode("utf-8", "replace")
 
     @property
-    def isPositive(self):
+    def isPositive(self) -> bool:
         return self.code < 400
