@@ -236,6 +236,11 @@ class AtomicWriteTests(TestCase):
         with open(self.path, "rb") as f:
             return f.read()
 
+    def assertLeft(self, content):
+        """The target holds C{content} and nothing else is in its directory."""
+        self.assertEqual(self.read(), content)
+        self.assertEqual(os.listdir(self.directory), ["file"])
+
     def record(self, failOn=None):
         recording = RecordingOS(failOn)
         self.patch(files, "os", recording)
@@ -245,8 +250,7 @@ class AtomicWriteTests(TestCase):
         """The new content replaces the old; only the file is left, 0600 under umask 022."""
         useUmask(self)
         files.atomicWrite(self.path, b"new\n")
-        self.assertEqual(self.read(), b"new\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
+        self.assertLeft(b"new\n")
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
 
     def test_mode(self):
@@ -266,28 +270,21 @@ class AtomicWriteTests(TestCase):
         recording = self.record()
         files.atomicWrite(self.path, b"new\n", syncDirectory=False)
         self.assertEqual(recording.steps, ["fsync file", "replace"])
-        self.assertEqual(self.read(), b"new\n")
+        self.assertLeft(b"new\n")
 
     def test_noSync(self):
         """fsync=False, syncDirectory=False (a rebuildable file): only the rename."""
         recording = self.record()
         files.atomicWrite(self.path, b"new\n", fsync=False, syncDirectory=False)
         self.assertEqual(recording.steps, ["replace"])
-        self.assertEqual(self.read(), b"new\n")
+        self.assertLeft(b"new\n")
 
     def test_failingWriteKeepsOld(self):
-        """A write that fails (fsync: disk full) leaves the old content and no temporary file."""
-        self.record(failOn="fsync file")
-        self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
-        self.assertEqual(self.read(), b"old\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
-
-    def test_failingRenameKeepsOld(self):
-        """A rename that fails leaves the old content and no temporary file."""
-        self.record(failOn="replace")
-        self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
-        self.assertEqual(self.read(), b"old\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
+        """A write whose fsync or rename fails (disk full) leaves the old content and no temporary file."""
+        for step in ("fsync file", "replace"):
+            self.record(failOn=step)
+            self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
+            self.assertLeft(b"old\n")
 
     def test_failingBlockKeepsOld(self):
         """An exception while the block writes leaves the old content and no temporary file."""
@@ -295,15 +292,13 @@ class AtomicWriteTests(TestCase):
             with files.atomicFile(self.path) as f:
                 f.write(b"half")
                 1 / 0
-        self.assertEqual(self.read(), b"old\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
+        self.assertLeft(b"old\n")
 
     def test_failingDirectorySync(self):
         """If only the directory fsync fails, the error is raised and the new file is in place."""
         self.record(failOn="fsync dir")
         self.assertRaises(OSError, files.atomicWrite, self.path, b"new\n")
-        self.assertEqual(self.read(), b"new\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
+        self.assertLeft(b"new\n")
 
     def test_temporaryGiven(self):
         """With temporary=, the file is written there (e.g. a queue's tmp/) and renamed."""
@@ -331,8 +326,7 @@ class AtomicWriteTests(TestCase):
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with files.atomicFile(self.path, temporary=lock, fd=fd) as f:
             f.write(b"new\n")
-        self.assertEqual(self.read(), b"new\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
+        self.assertLeft(b"new\n")
 
     def test_commitFile(self):
         """commitFile puts a file written under another name in place, durably."""
@@ -343,8 +337,7 @@ class AtomicWriteTests(TestCase):
         files.commitFile(f, temporary, self.path)
         self.assertTrue(f.closed)
         self.assertEqual(recording.steps, ["fsync file", "replace", "fsync dir"])
-        self.assertEqual(self.read(), b"new\n")
-        self.assertEqual(os.listdir(self.directory), ["file"])
+        self.assertLeft(b"new\n")
 
     def test_fsyncDirectory(self):
         """fsyncDirectory fsyncs the directory itself; a file is refused."""
