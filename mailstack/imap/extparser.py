@@ -8,10 +8,14 @@ Builds on L{mailstack.imap.parser} (its L{Reader}, L{ParseError}); each
 C{args_*} function takes a Reader positioned after the command name's space.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import Any
 
 from mailstack.imap import parser
-from mailstack.imap.parser import ParseError, SequenceSet, modseqValue
+from mailstack.imap.parser import (
+    FetchAttribute, ParseError, Reader, SequenceSet, modseqValue)
 
 LIST_SELECTION = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 LIST_RETURN = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
@@ -31,20 +35,20 @@ class ListCommand:
         pattern list), which changes some answers (RFC 5258).
     """
     reference: bytes
-    patterns: tuple
-    selection: frozenset = frozenset()
-    returns: frozenset = frozenset()
-    statusItems: tuple = ()
+    patterns: tuple[bytes, ...]
+    selection: frozenset[str] = frozenset()
+    returns: frozenset[str] = frozenset()
+    statusItems: tuple[str, ...] = ()
     extended: bool = False
 
 
-def args_list(reader):
+def args_list(reader: Reader) -> tuple[ListCommand]:
     """
     C{[ "(" selection-options ")" SP ] reference SP (pattern / "(" patterns ")")
     [ SP RETURN SP "(" return-options ")" ]}.
     """
     extended = False
-    selection = set()
+    selection: set[str] = set()
     if reader.peek() == b"(":
         extended = True
         for name in reader.parenthesized(reader.keyword):
@@ -63,15 +67,15 @@ def args_list(reader):
             raise ParseError("Empty pattern list")
     else:
         patterns = [reader.listMailbox()]
-    returns = set()
-    statusItems = ()
+    returns: set[str] = set()
+    statusItems: tuple[str, ...] = ()
     if reader.peek() == b" ":
         reader.sp()
         reader.skip(b"RETURN")
         reader.sp()
         extended = True
 
-        def option():
+        def option() -> str:
             nonlocal statusItems
             name = reader.keyword()
             if name not in LIST_RETURN:
@@ -87,21 +91,21 @@ def args_list(reader):
                         statusItems, extended),)
 
 
-def args_status(reader):
+def args_status(reader: Reader) -> tuple[bytes, list[str]]:
     """STATUS with CONDSTORE's HIGHESTMODSEQ item."""
     mailbox = reader.mailbox()
     reader.sp()
     return (mailbox, parser.statusItems(reader, STATUS_ITEMS))
 
 
-def args_create(reader):
+def args_create(reader: Reader) -> tuple[bytes, tuple[str, ...] | None]:
     """C{mailbox [SP "(" USE SP "(" use-attr *(SP use-attr) ")" ")"]} -> (mailbox, uses or None)."""
     mailbox = reader.mailbox()
-    uses = None
+    uses: tuple[str, ...] | None = None
     if reader.peek() == b" ":
         reader.sp()
 
-        def param():
+        def param() -> str:
             nonlocal uses
             name = reader.keyword()
             if name != "USE":
@@ -118,18 +122,19 @@ class QResync:
     """SELECT's C{QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]])}."""
     uidValidity: int
     modseq: int
-    knownUIDs: SequenceSet = None
-    sequenceMatch: tuple = None  # (known sequence numbers, their UIDs)
+    knownUIDs: SequenceSet | None = None
+    # (known sequence numbers, their UIDs)
+    sequenceMatch: tuple[SequenceSet, SequenceSet] | None = None
 
 
-def args_select(reader):
+def args_select(reader: Reader) -> tuple[bytes, dict[str, Any]]:
     """C{mailbox [SP "(" select-param *(SP select-param) ")"]} -> (mailbox, params dict)."""
     mailbox = reader.mailbox()
-    params = {}
+    params: dict[str, Any] = {}
     if reader.peek() == b" ":
         reader.sp()
 
-        def param():
+        def param() -> str:
             name = reader.keyword()
             if name == "CONDSTORE":
                 params[name] = True
@@ -143,12 +148,13 @@ def args_select(reader):
     return (mailbox, params)
 
 
-def _qresync(reader):
+def _qresync(reader: Reader) -> QResync:
     reader.skip(b"(")
     validity = reader.nzNumber()
     reader.sp()
     modseq = modseqValue(reader, allowZero=True)
-    known = match = None
+    known: SequenceSet | None = None
+    match: tuple[SequenceSet, SequenceSet] | None = None
     if reader.trySkip(b" "):
         if reader.peek() != b"(":
             known = reader.sequenceSet()
@@ -164,14 +170,14 @@ def _qresync(reader):
     return QResync(validity, modseq, known, match)
 
 
-def fetchModifiers(reader):
+def fetchModifiers(reader: Reader) -> dict[str, Any]:
     """FETCH's C{[SP "(" CHANGEDSINCE n [SP VANISHED] ")"]} -> dict."""
-    modifiers = {}
+    modifiers: dict[str, Any] = {}
     if reader.peek() != b" ":
         return modifiers
     reader.sp()
 
-    def modifier():
+    def modifier() -> str:
         name = reader.keyword()
         if name == "CHANGEDSINCE":
             reader.sp()
@@ -187,7 +193,7 @@ def fetchModifiers(reader):
     return modifiers
 
 
-def args_fetch(reader):
+def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute], dict[str, Any]]:
     """C{sequence-set SP attributes [SP modifiers]}."""
     messages = reader.sequenceSet()
     reader.sp()
@@ -195,13 +201,14 @@ def args_fetch(reader):
     return (messages, attributes, fetchModifiers(reader))
 
 
-def args_store(reader):
+def args_store(
+        reader: Reader) -> tuple[SequenceSet, str, bool, list[str], int | None]:
     """C{sequence-set [SP "(" UNCHANGEDSINCE n ")"] SP flags-action SP flags}."""
     messages = reader.sequenceSet()
     reader.sp()
-    unchangedSince = None
+    unchangedSince: int | None = None
     if reader.peek() == b"(":
-        def modifier():
+        def modifier() -> str:
             nonlocal unchangedSince
             name = reader.keyword()
             if name != "UNCHANGEDSINCE":
