@@ -3,13 +3,17 @@ End-to-end: the IMAP server keeps serving every session while one of them
 runs a long SEARCH, and APPEND answers only once the message is on disk.
 """
 
+import imaplib
+import random
 import re
+import threading
 import time
 
 from twisted.internet import defer
 
 from mailstack.imap import search
 from tests.e2e.test_imap import MESSAGE, IMAPTestCase
+from tests.test_imap_listing import deadline
 
 
 class NonBlockingTests(IMAPTestCase):
@@ -72,3 +76,67 @@ class NonBlockingTests(IMAPTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), MESSAGE)
         self.assertEqual([info.uid for info in self.inbox().messages()], [uid])
+
+
+class TenClientsTests(IMAPTestCase):
+    """
+    Ten clients working one mailbox at once, as the Dovecot comparison did:
+    messages expunged by one are fetched and flagged by the others meanwhile.
+    """
+
+    @defer.inlineCallbacks
+    def test_tenClientsNoFailures(self):
+        """STORE, FETCH, EXPUNGE and NOOP from ten clients never answer NO or BAD; all agree at the end."""
+        inbox = self.inbox()
+        for i in range(60):
+            inbox.append(b"Subject: m%d\r\n\r\nbody %d\r\n" % (i, i))
+        failures = []
+        counts = []
+        allDone = threading.Barrier(10, timeout=60)
+
+        def worker(seed):
+            rng = random.Random(seed)
+            c = self.loggedIn("imapplain")
+            try:
+                c.select("INBOX")
+                for _ in range(25):
+                    # This session's view (SEARCH never shifts numbers): every
+                    # number in it is valid, expunged elsewhere or not.
+                    exists = len(c.search(None, "ALL")[1][0].split())
+                    if not exists:
+                        break
+                    n = rng.randint(1, exists)
+                    choice = rng.randrange(4)
+                    if choice == 0:
+                        typ, data = c.store("%d:%d" % (n, min(n + 3, exists)), "+FLAGS", r"(\Seen)")
+                    elif choice == 1:
+                        typ, data = c.fetch("%d:%d" % (n, min(n + 5, exists)), "(FLAGS UID)")
+                    elif choice == 2:
+                        c.store(str(n), "+FLAGS", r"(\Deleted)")
+                        typ, data = c.expunge()
+                    else:
+                        typ, data = c.noop()
+                    if typ != "OK":
+                        failures.append((seed, choice, typ, data))
+                allDone.wait()
+                c.noop()
+                typ, data = c.search(None, "ALL")
+                counts.append(len(data[0].split()))
+            except imaplib.IMAP4.error as e:
+                failures.append((seed, "error", str(e)))
+            finally:
+                c.logout()
+
+        def run():
+            threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+
+        with deadline(90):
+            yield self.inThread(run)
+        self.assertEqual(failures, [])
+        self.assertEqual(len(counts), 10)
+        inbox.sync()
+        self.assertEqual(set(counts), {len(inbox.messages())})
