@@ -45,7 +45,8 @@ class Result:
         return "%s %s" % (self.code, self.text) if self.code is not None else self.text
 
 
-def _text(value):
+def replyText(value):
+    """A reply or error (bytes or text, maybe several lines) as one line, for logs and DSNs."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return " / ".join(line.strip() for line in str(value).splitlines() if line.strip())
@@ -107,7 +108,7 @@ class RelayClient(smtp.ESMTPClient):
             # the server refused STARTTLS with a reply: TLS is opportunistic
             # here, so carry on in plaintext
             log.warn("relay: smarthost refused STARTTLS ({code} {text}), "
-                     "continuing without TLS", code=code, text=_text(resp))
+                     "continuing without TLS", code=code, text=replyText(resp))
             return self.smtpState_from(code, resp)
         smtp.ESMTPClient.esmtpTLSFailed(self, code, resp)
 
@@ -179,21 +180,21 @@ class RelayClient(smtp.ESMTPClient):
         """Map the replies to per-recipient results, then QUIT."""
         if not self.toAddressesResult:
             # MAIL FROM was refused: that answer is every recipient's
-            self._finishAll(Result(code, _text(resp)))
+            self._finishAll(Result(code, replyText(resp)))
         else:
             results = []
             for address, rcptCode, rcptResp in self.toAddressesResult:
                 if rcptCode in smtp.SUCCESS:
-                    results.append(Result(code, _text(resp)))
+                    results.append(Result(code, replyText(resp)))
                 else:
-                    results.append(Result(rcptCode, _text(rcptResp)))
+                    results.append(Result(rcptCode, replyText(rcptResp)))
             self._finish(results)
         self._disconnectFromServer()
 
     def sendError(self, exc):
         text = getattr(exc, "resp", None) or str(exc)
         code = getattr(exc, "code", -1)
-        description = _text(text)
+        description = replyText(text)
         if isinstance(code, int) and code > 0:
             description = "%d %s" % (code, description)
         # a refusal before MAIL (greeting, EHLO, STARTTLS, TLS missing) says

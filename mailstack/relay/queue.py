@@ -41,7 +41,7 @@ from twisted.internet import defer, endpoints, ssl, threads
 from twisted.logger import Logger
 
 from mailstack.relay import dsn
-from mailstack.relay.client import RelayClientFactory, Result, _text
+from mailstack.relay.client import RelayClientFactory, Result, replyText
 from mailstack.storage.files import atomicFile, atomicWrite, fsyncDirectory, makeDirectories
 
 log = Logger()
@@ -575,7 +575,7 @@ class RelayQueue(service.Service):
                 client = yield connecting
             except Exception as e:
                 results = [Result(None, "cannot connect to %s: %s" % (
-                    where, _text(str(e) or type(e).__name__)))] * len(pending)
+                    where, replyText(str(e) or type(e).__name__)))] * len(pending)
             else:
                 self._connections.add(client)
                 try:
