@@ -24,7 +24,7 @@ import base64
 import binascii
 import os
 import secrets
-from typing import Callable, Optional, Union
+from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -104,6 +104,36 @@ class Malformed:
 
 
 Outcome = Union[Challenge, Credentials, Cancelled, Malformed]
+
+
+class Mechanism(Protocol):
+    """What L{Exchange} needs of a mechanism (L{Plain}, L{Login}, L{CramMD5})."""
+
+    name: str
+    firstChallenge: bytes
+
+    def initial(self, data: bytes) -> Outcome:
+        """The decoded initial response."""
+
+    def respond(self, data: bytes) -> Outcome:
+        """A decoded response to a challenge."""
+
+
+class Clock(Protocol):
+    """The part of C{IReactorTime} the challenge builder uses."""
+
+    def seconds(self) -> float:
+        """Now, in seconds since the epoch."""
+
+
+class OfferSettings(Protocol):
+    """The listener settings the offer policy reads (L{ListenerSettings})."""
+
+    allowPlaintextAuth: bool
+    challengeAuth: str
+
+
+LoginResult = Tuple[Any, Any, Callable[[], object]]
 
 
 class _CancelledLine(Exception):
@@ -214,7 +244,7 @@ class Exchange:
     @ivar open: a challenge was sent and the next client line is a response.
     """
 
-    def __init__(self, mechanism) -> None:
+    def __init__(self, mechanism: Mechanism) -> None:
         self.mechanism = mechanism
         self.open = False
 
@@ -249,7 +279,7 @@ class Exchange:
         return outcome
 
 
-def newExchange(name: str, hostname: str, clock) -> Exchange:
+def newExchange(name: str, hostname: str, clock: Clock) -> Exchange:
     """
     An L{Exchange} of mechanism C{name} (one of L{MECHANISMS}).
 
@@ -283,7 +313,7 @@ def offersChallengeAuth(challengeAuth: str, everyUserPlain: Callable[[], object]
     return challengeAuth == "always" or bool(everyUserPlain())
 
 
-def mechanismStatus(name: str, settings, secure: bool,
+def mechanismStatus(name: str, settings: OfferSettings, secure: bool,
                     everyUserPlain: Callable[[], object],
                     enabled: Callable[[str], bool],
                     challengeNeedsTLS: bool = False) -> str:
@@ -314,9 +344,10 @@ def mechanismStatus(name: str, settings, secure: bool,
     return OFFERED
 
 
-def offeredMechanisms(settings, secure: bool, everyUserPlain: Callable[[], object],
+def offeredMechanisms(settings: OfferSettings, secure: bool,
+                      everyUserPlain: Callable[[], object],
                       enabled: Callable[[str], bool],
-                      challengeNeedsTLS: bool = False) -> list:
+                      challengeNeedsTLS: bool = False) -> List[str]:
     """The mechanisms L{mechanismStatus} offers now, in L{MECHANISMS} order."""
     return [name for name in MECHANISMS
             if mechanismStatus(name, settings, secure, everyUserPlain, enabled,
@@ -325,7 +356,7 @@ def offeredMechanisms(settings, secure: bool, everyUserPlain: Callable[[], objec
 
 # -- challenges -------------------------------------------------------------------
 
-def uniqueChallenge(hostname: str, clock, randomBytes: int = 8) -> bytes:
+def uniqueChallenge(hostname: str, clock: Clock, randomBytes: int = 8) -> bytes:
     """
     C{<pid.seconds.random@host>} (RFC 1939 section 7, RFC 2195): APOP's
     greeting timestamp and CRAM-MD5's challenge, unique per use.
@@ -339,8 +370,8 @@ def uniqueChallenge(hostname: str, clock, randomBytes: int = 8) -> bytes:
 
 # -- authorization ----------------------------------------------------------------
 
-def authorize(loginResult, authzid: Union[bytes, str, None],
-              defaultDomain: Optional[str]):
+def authorize(loginResult: LoginResult, authzid: Union[bytes, str, None],
+              defaultDomain: Optional[str]) -> LoginResult:
     """
     The authzid rule as a callback on C{Portal.login}'s result
     C{(interface, avatar, logout)}: the result unchanged when C{authzid} may

@@ -30,17 +30,17 @@ class ISecretInput(Interface):
     has taken (L{IPendingInput}); C{keep} counts octets from its start.
     """
 
-    def secretLine(keep=0):
+    def secretLine(keep: int = 0) -> None:
         """The last line taken is secret after its first C{keep} octets."""
 
-    def secretFrom(keep=0):
+    def secretFrom(keep: int = 0) -> None:
         """
         Input is secret from octet C{keep} of the last line taken on, until
         L{secretEnd}: everything the protocol takes meanwhile (SASL lines, a
         literal) is secret too.
         """
 
-    def secretEnd():
+    def secretEnd() -> None:
         """Input from the start of the last line taken on is not secret."""
 
 
@@ -49,28 +49,28 @@ class IPendingInput(Interface):
     A protocol that buffers input: it says how much it has not taken yet.
     """
 
-    def pendingInput():
+    def pendingInput() -> int:
         """
         @return: how many octets received (passed to C{dataReceived}) the
             protocol has not taken yet (lines not read, a literal not read).
         """
 
 
-def secretLine(transport, keep=0):
+def secretLine(transport: object, keep: int = 0) -> None:
     """L{ISecretInput.secretLine} on C{transport}, if it records."""
     recorder = ISecretInput(transport, None)
     if recorder is not None:
         recorder.secretLine(keep)
 
 
-def secretFrom(transport, keep=0):
+def secretFrom(transport: object, keep: int = 0) -> None:
     """L{ISecretInput.secretFrom} on C{transport}, if it records."""
     recorder = ISecretInput(transport, None)
     if recorder is not None:
         recorder.secretFrom(keep)
 
 
-def secretEnd(transport):
+def secretEnd(transport: object) -> None:
     """L{ISecretInput.secretEnd} on C{transport}, if it records."""
     recorder = ISecretInput(transport, None)
     if recorder is not None:
