@@ -158,10 +158,66 @@ class PrivateAccessFinderTests(unittest.TestCase):
                          ["pkg.a:6: b._other", "pkg.b:1: from pkg.a import _hidden"])
 
 
+# The layers of docs/architecture.md, bottom first: a module may import its
+# own layer and those below, never one above.
+LAYERS = (
+    ("storage", ("mailstack.storage",)),
+    ("auth", ("mailstack.auth",)),
+    ("kit", ("mailstack.protocol", "mailstack.listener", "mailstack.config",
+             "mailstack.settings", "mailstack.throttle", "mailstack.sessions",
+             "mailstack.tls")),
+    ("engines", ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay",
+                 "mailstack.transcript")),
+    ("plug-ins", ("mailstack.smtp.plugin", "mailstack.pop3.plugin", "mailstack.imap.plugin")),
+    ("service", ("mailstack.service", "mailstack.cli")),
+)
+# Packages of the engines layer that must not import one another.
+ENGINE_PACKAGES = ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay")
+
+
+def _within(module, prefix):
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def layerOf(module):
+    """The index in L{LAYERS} of C{module} (the most specific prefix wins)."""
+    best, length = None, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if _within(module, prefix) and len(prefix) > length:
+                best, length = index, len(prefix)
+    return best
+
+
 class LayeringTests(unittest.TestCase):
     """
     mailstack/ as docs/architecture.md layers it.
     """
+
+    def test_everyModuleHasALayer(self):
+        """Each module of mailstack/ (but the package itself) is in one layer."""
+        self.assertEqual([m for m in self.modules if m != "mailstack" and layerOf(m) is None], [])
+
+    def test_importsPointDown(self):
+        """No module imports one of a higher layer (the engines never import a plug-in or the service)."""
+        upward = sorted(
+            "%s (%s) -> %s (%s)" % (module, LAYERS[layerOf(module)][0],
+                                    dependency, LAYERS[layerOf(dependency)][0])
+            for module, dependencies in self.graph.items() if module != "mailstack"
+            for dependency in dependencies
+            if dependency != "mailstack" and layerOf(dependency) > layerOf(module))
+        self.assertEqual(upward, [])
+
+    def test_enginesIndependent(self):
+        """smtp/, pop3/, imap/ and relay/ import nothing from one another (plug-ins aside)."""
+        crossing = sorted(
+            "%s -> %s" % (module, dependency)
+            for module, dependencies in self.graph.items()
+            if layerOf(module) == 3
+            for dependency in dependencies
+            for package in ENGINE_PACKAGES
+            if _within(dependency, package) and not _within(module, package))
+        self.assertEqual(crossing, [])
 
     def setUp(self):
         self.modules = moduleFiles()
