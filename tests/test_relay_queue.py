@@ -291,12 +291,12 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_enqueueAttemptsAtOnce(self):
         """A running queue attempts a new message without being asked."""
-        queue = self.makeQueue()
+        clock = task.Clock()
+        queue = self.makeQueue(clock=clock)
         yield queue.enqueue("alice@lab.test", ["bob@remote.test"], io.BytesIO(MESSAGE))
-        for _ in range(200):
-            if not len(queue):
-                break
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        clock.advance(0)  # no time passes: the attempt is due at once
+        self.assertTrue(queue.queued()[0]["in_flight"])
+        yield queue.deliverNow()  # waits for the attempt in flight
         self.assertEqual(len(self.smarthost.messages), 1)
         self.assertEqual(len(queue), 0)
 
@@ -305,7 +305,8 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
         """451 keeps the message; the retry (after the scheduled delay) delivers it."""
         self.smarthost.replies["bob@remote.test"] = [b"451 4.3.0 try later",
                                                      b"250 2.1.5 ok"]
-        queue = self.makeQueue(retrySchedule=[0.2])
+        clock = task.Clock()
+        queue = self.makeQueue(retrySchedule=[60], clock=clock)
         queueID = yield self.send(queue, ["bob@remote.test"])
         self.assertEqual(self.smarthost.messages, [])
         envelope = self.envelope(queueID)
@@ -315,12 +316,12 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
         self.assertEqual(envelope["recipients"][0]["status"], "4.3.0")
         [snapshot] = queue.queued()
         self.assertEqual(snapshot["recipients"][0]["reply"], "4.3.0 try later")
-        delay = snapshot["next_attempt"] - snapshot["last_attempt"]
-        self.assertTrue(0.2 <= delay < 0.5, delay)
-        for _ in range(300):
-            if not len(queue):
-                break
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(snapshot["next_attempt"] - snapshot["last_attempt"], 60)
+        clock.advance(59)
+        self.assertFalse(queue.queued()[0]["in_flight"])
+        clock.advance(1)
+        self.assertTrue(queue.queued()[0]["in_flight"])
+        yield queue.deliverNow()  # waits for the retry in flight
         self.assertEqual(len(self.smarthost.messages), 1)
         self.assertEqual(self.smarthost.messages[0]["data"], MESSAGE)
         self.assertEqual(self.files("env"), [])
@@ -574,16 +575,19 @@ class RestartTests(QueueTestMixin, unittest.TestCase):
         silent = reactor.listenTCP(0, protocol.ServerFactory.forProtocol(protocol.Protocol),
                                    interface="127.0.0.1")
         self.addCleanup(silent.stopListening)
+        clock = task.Clock()
         queue = self.makeQueue(smarthost=("127.0.0.1", silent.getHost().port),
-                               shutdownGrace=0.1)
+                               shutdownGrace=5, clock=clock)
         queueID = yield queue.enqueue("a@lab.test", ["bob@remote.test"],
                                       io.BytesIO(MESSAGE))
-        for _ in range(100):
-            if queue.queued()[0]["in_flight"]:
-                break
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        clock.advance(0)
         self.assertTrue(queue.queued()[0]["in_flight"])
-        yield queue.stopService()
+        stopped = queue.stopService()
+        clock.advance(4.9)
+        self.assertNoResult(stopped)
+        self.assertTrue(queue.queued()[0]["in_flight"])
+        clock.advance(0.1)  # the grace is over: aborted
+        yield stopped
         [recipient] = self.envelope(queueID)["recipients"]
         self.assertEqual(recipient["state"], PENDING)
         self.assertEqual(self.envelope(queueID)["attempts"], 1)

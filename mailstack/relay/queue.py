@@ -204,7 +204,7 @@ class RelayQueue(service.Service):
     @param concurrency: attempts in flight at once.
     @param timeout: seconds to wait for each smarthost reply.
     @param connectTimeout: seconds to wait for the TCP connection.
-    @param shutdownGrace: seconds L{stopService} lets attempts in flight
+    @param shutdownGrace: seconds (on C{clock}) L{stopService} lets attempts in flight
         finish before aborting them (they are retried after a restart).
     """
 
@@ -434,7 +434,7 @@ class RelayQueue(service.Service):
         if not waiting:
             return self._whenWritten()
         done = defer.DeferredList(waiting)
-        abort = self._reactor.callLater(self.shutdownGrace, self._abortAttempts)
+        abort = self._clock.callLater(self.shutdownGrace, self._abortAttempts)
 
         def finished(_):
             if abort.active():
