@@ -356,3 +356,16 @@ class RepositoryReferencesTests(unittest.TestCase):
                 if not inside or not os.path.exists(resolved):
                     broken.append("%s: %s" % (os.path.relpath(path, self.checkout), target))
         self.assertEqual(broken, [])
+
+    def test_twistedNotesMatchStockTests(self):
+        """docs/twisted-notes.md names exactly the stock-Twisted tests of test_stock_twisted.py."""
+        import re
+
+        from tests import test_stock_twisted
+        with open(os.path.join(self.checkout, "docs", "twisted-notes.md"), encoding="utf-8") as f:
+            named = set(re.findall(r"`(test_[A-Za-z0-9_]+)`", f.read()))
+        stock = {name for value in vars(test_stock_twisted).values()
+                 if isinstance(value, type) and issubclass(value, test_stock_twisted.StockDefect)
+                 for name in dir(value) if name.startswith("test_")}
+        self.assertTrue(stock)
+        self.assertEqual((sorted(named - stock), sorted(stock - named)), ([], []))
