@@ -64,6 +64,21 @@ class SecretTranscriptTests(PortalMixin, unittest.TestCase):
             lines = [re.sub("^" + TIMESTAMP, "", line) for line in f.read().splitlines()]
         return [line[3:] for line in lines if line.startswith("C: ")], transport.value()
 
+    def test_everySplitPoint(self):
+        """The same lines are recorded, secrets hidden, however the client's input is cut in two reads."""
+        sessions = {
+            "smtp": b"EHLO x\r\nAUTH LOGIN\r\n" + b64(b"demo") + b"\r\n" + b64(b"demo")
+                    + b"\r\nMAIL FROM:<demo@lab.test>\r\n",
+            "pop3": b"USER demo\r\nPASS demo\r\nxx PASS Tulip\r\nSTAT\r\n",
+            "imap": b"a LOGIN demo {4+}\r\ndemo\r\nb NOOP\r\n",
+        }
+        for name, data in sessions.items():
+            whole, _ = self.session(name, data)
+            self.assertIn("***", "\n".join(whole))
+            for cut in range(1, len(data)):
+                client, _ = self.session(name, data[:cut], data[cut:])
+                self.assertEqual(client, whole, (name, cut))
+
     def assertHidden(self, secret, name, *chunks):
         """C{secret} (and its base64) appears in no recorded line."""
         client, server = self.session(name, *chunks)
