@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import os
 
-from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -26,28 +25,9 @@ from mailstack.pop3.server import POP3Server, POP3Settings
 from mailstack.smtp.delivery import avatarAdapters as smtpAdapters
 from mailstack.smtp.server import SMTPServer, SMTPSettings
 from mailstack.storage.account import MaildirStore
+from tests.fakes import FakeReactor
 
 LONG = b"A" * 20000  # over every engine's line limit below, SMTP's 12,288 included
-
-
-class _SyncThreadPool:
-    """The checker's bcrypt 'thread' runs at once: every reply is synchronous."""
-
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-
-class _Reactor(task.Clock):
-    def getThreadPool(self):
-        return _SyncThreadPool()
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
 
 
 def b64(data):
@@ -281,7 +261,7 @@ class PortalMixin:
     """
 
     def setUp(self):
-        self.reactor = _Reactor()
+        self.reactor = FakeReactor()
         base = self.mktemp()
         os.makedirs(base)
         self.users = PasswdFile(os.path.join(base, "users"), defaultDomain="lab.test",
