@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -319,6 +320,22 @@ class ConformanceTests(PortalMixin, unittest.TestCase):
                 elif after != ["command"]:
                     problems.append("%s: %s: after the exchange %r" % (cls.name, name, after))
         self.assertEqual(problems, [])
+
+    def test_challengeFromTheEngineClock(self):
+        """CRAM-MD5's challenge (and POP3's APOP timestamp) is <pid.seconds.random@host> on the engine's clock in all three."""
+        self.reactor.advance(1234567)
+        shape = re.compile(rb"^<%d\.1234567\.[0-9a-f]+@mail\.lab\.test>$" % (os.getpid(),))
+        for cls in ENGINES:
+            engine = self.engine(cls)
+            (kind,) = engine.classify(engine.send(engine.auth(b"CRAM-MD5") + b"\r\n"))
+            engine.close()
+            self.assertEqual(kind[0], "challenge", cls.name)
+            self.assertRegex(kind[1], shape, cls.name)
+        server = POP3(self.portal, self.users, self.reactor).build()
+        transport = StringTransport()
+        server.makeConnection(transport)
+        server.connectionLost(Failure(Exception("test over")))
+        self.assertRegex(transport.value().split()[-1], shape)
 
     def test_pipelinedAtEverySplitPoint(self):
         """The client's whole input pipelined, cut in two at every octet, gets the same replies."""
