@@ -5,7 +5,8 @@ Tests for L{mailstack.imap.extparser}: the extended command forms.
 from twisted.trial import unittest
 
 from mailstack.imap import extparser
-from mailstack.imap.parser import ParseError, Reader, SequenceSet
+from mailstack.imap.grammar.reader import ParseError, Reader
+from mailstack.imap.parser import SequenceSet
 
 
 def parse(function, text):

@@ -157,13 +157,13 @@ def _qresync(reader: Reader) -> QResync:
     match: tuple[SequenceSet, SequenceSet] | None = None
     if reader.trySkip(b" "):
         if reader.peek() != b"(":
-            known = reader.sequenceSet()
+            known = SequenceSet.parse(reader)
             reader.trySkip(b" ")
         if reader.peek() == b"(":
             reader.skip(b"(")
-            sequences = reader.sequenceSet()
+            sequences = SequenceSet.parse(reader)
             reader.sp()
-            uids = reader.sequenceSet()
+            uids = SequenceSet.parse(reader)
             reader.skip(b")")
             match = (sequences, uids)
     reader.skip(b")")
@@ -195,7 +195,7 @@ def fetchModifiers(reader: Reader) -> dict[str, Any]:
 
 def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute], dict[str, Any]]:
     """C{sequence-set SP attributes [SP modifiers]}."""
-    messages = reader.sequenceSet()
+    messages = SequenceSet.parse(reader)
     reader.sp()
     attributes = parser.args_fetchAttributes(reader, extra=("MODSEQ",))
     return (messages, attributes, fetchModifiers(reader))
@@ -204,7 +204,7 @@ def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute], dict[
 def args_store(
         reader: Reader) -> tuple[SequenceSet, str, bool, list[str], int | None]:
     """C{sequence-set [SP "(" UNCHANGEDSINCE n ")"] SP flags-action SP flags}."""
-    messages = reader.sequenceSet()
+    messages = SequenceSet.parse(reader)
     reader.sp()
     unchangedSince: int | None = None
     if reader.peek() == b"(":

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailstack.imap import listing
-from mailstack.imap.parser import SYSTEM_FLAGS
+from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.response import formatFlags, formatSequenceSet, string
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import IMailboxListener, NoSuchMessage, StoreError

@@ -10,7 +10,7 @@ import re
 import time
 from typing import Iterable
 
-from mailstack.imap.parser import ASTRING_CHARS, MONTHS, SYSTEM_FLAGS
+from mailstack.imap.grammar.reader import ASTRING_CHARS, MONTHS, SYSTEM_FLAGS
 
 
 def _quotable(data: bytes) -> bool:

@@ -42,7 +42,8 @@ from mailstack.imap import extparser, parser, response
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.condstore import CondstoreCommands
-from mailstack.imap.parser import ParseError, Reader
+from mailstack.imap.grammar.reader import (
+    ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
 from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
 from mailstack.sessions import CommandLineDeadline
@@ -70,7 +71,7 @@ _SECRET_PREFIX = {
     b"LOGIN": re.compile(rb'(?i)[^ ]+ +LOGIN +(?:(?:"(?:[^"\\]|\\.)*"|[^ "{]+) )?'),
     b"AUTHENTICATE": re.compile(rb"(?i)[^ ]+ +AUTHENTICATE +[^ ]+ ?"),
 }
-# A valid tag (see parser.Reader.tag) and its space, at the start of a line's first octets.
+# A valid tag (see grammar.reader.Reader.tag) and its space, at the start of a line's first octets.
 _TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 
 # Extensions, in CAPABILITY order (the names a listener may disable).
@@ -393,7 +394,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
 
     def _endDiscardedLine(self, tail):
         """A discarded line ended; a non-synchronizing literal after it is dropped too."""
-        announced = parser.literalAnnouncement(tail)
+        announced = literalAnnouncement(tail)
         if announced is not None and not announced[1]:
             self._discardLiteral = announced[0]
             self._abandoning = True
@@ -413,7 +414,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._commandSize += len(line)
         if len(self._parts) == 1:
             secretEnd(self.transport)  # a secret command's input ends here
-            if parser.commandTag(line) is None:
+            if commandTag(line) is None:
                 # Never echo an invalid tag (it may hold 8-bit octets); a literal
                 # it announces is refused (no "+"), or dropped if non-synchronizing.
                 self._resetCommand()
@@ -423,12 +424,12 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             match = _VERB.match(line)
             self._verb = match.group(1).upper() if match else None
             self._markSecrets(line)
-        tag = parser.commandTag(self._parts[0])
+        tag = commandTag(self._parts[0])
         if self._commandSize > self.settings.maxCommandSize:
             self._resetCommand()
             self._endDiscardedLine(line)
             return self.bad(tag, "Command too long")
-        announced = parser.literalAnnouncement(line)
+        announced = literalAnnouncement(line)
         if announced is None:
             parts = self._parts
             self._resetCommand()
@@ -512,7 +513,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     def _literalFailed(self):
         """A literal could not be spooled: answer its command, drop the rest of it."""
         error, self._literalError = self._literalError, None
-        tag = parser.commandTag(self._parts[0]) if self._parts else None
+        tag = commandTag(self._parts[0]) if self._parts else None
         verb = (self._verb or b"command").decode("ascii", "replace")
         self._resetCommand()
         self._closeSpools()

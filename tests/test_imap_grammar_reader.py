@@ -1,6 +1,6 @@
 """
-Tests for L{mailstack.imap.parser} and L{mailstack.imap.response}: the pure
-IMAP wire format.
+Tests for L{mailstack.imap.grammar.reader}: the token reader over a framed
+IMAP command (tags, literals, strings, flags, dates).
 """
 
 import datetime
@@ -9,8 +9,9 @@ import io
 from twisted.trial import unittest
 
 from mailstack.imap import parser, response
-from mailstack.imap.parser import (
-    FetchAttribute, ParseError, Reader, Section, SequenceSet, literalAnnouncement)
+from mailstack.imap.grammar.reader import (
+    ParseError, Reader, commandTag, literalAnnouncement, parseDateTime)
+from mailstack.imap.parser import FetchAttribute, Section, SequenceSet
 
 
 def reader(*parts):
@@ -61,16 +62,16 @@ class ReaderTests(unittest.TestCase):
         """A tag is followed by a space or the line's end; ']' may be part of it."""
         for line in (b"a+ NOOP", b"a{ NOOP", b"a( NOOP", b"a\tNOOP", b"a\x00 NOOP"):
             self.assertRaises(ParseError, reader(line).tag)
-            self.assertIsNone(parser.commandTag(line))
+            self.assertIsNone(commandTag(line))
         self.assertEqual(reader(b"a] NOOP").tag(), b"a]")
-        self.assertEqual(parser.commandTag(b"A001 NOOP"), b"A001")
-        self.assertEqual(parser.commandTag(b"A001"), b"A001")
+        self.assertEqual(commandTag(b"A001 NOOP"), b"A001")
+        self.assertEqual(commandTag(b"A001"), b"A001")
 
     def test_tagSevenBit(self):
         """8-bit octets are not ASTRING-CHARs: no tag holds them."""
         for line in (b"\xff NOOP", b"a\xc3\xa9 NOOP", b"\x80"):
             self.assertRaises(ParseError, reader(line).tag)
-            self.assertIsNone(parser.commandTag(line))
+            self.assertIsNone(commandTag(line))
 
     def test_quotedEscapes(self):
         """Backslash escapes quote and backslash."""
@@ -161,6 +162,18 @@ class ReaderTests(unittest.TestCase):
         self.assertEqual(reader(b"4294967295").number(), 4294967295)
         self.assertRaises(ParseError, reader(b"4294967296").number)
         self.assertRaises(ParseError, reader(b"0").nzNumber)
+
+    def test_takeMarkRewind(self):
+        """take() consumes a run of allowed octets (maybe none); rewind() goes back to a mark."""
+        r = reader(b"abc123 x")
+        start = r.mark()
+        self.assertEqual(r.take(frozenset(b"abc")), b"abc")
+        self.assertEqual(r.take(frozenset(b"abc")), b"")
+        r.rewind(start)
+        self.assertEqual(r.atom(), b"abc123")
+        r.sp()
+        self.assertEqual(r.atom(), b"x")
+        r.end()
 
 
 class FlagTests(unittest.TestCase):
@@ -580,7 +593,7 @@ class ResponseFormatTests(unittest.TestCase):
         """dd-Mon-yyyy hh:mm:ss +zzzz."""
         text = response.formatInternalDate(837596665)
         self.assertRegex(text.decode(), r'^"\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"$')
-        self.assertEqual(parser.parseDateTime(text[1:-1]), 837596665)
+        self.assertEqual(parseDateTime(text[1:-1]), 837596665)
 
     def test_sequenceSet(self):
         """Runs collapse."""

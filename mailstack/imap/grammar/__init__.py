@@ -1,0 +1,8 @@
+"""
+The IMAP grammar (RFC 3501 and the extensions mailstack serves), pure: no I/O,
+no Twisted. The server frames a command into parts and hands them to these
+modules; they return plain values or raise L{reader.ParseError}.
+
+ - L{reader}: the token reader over a framed command (atoms, strings,
+   literals, flags, dates), command tags and literal announcements.
+"""
