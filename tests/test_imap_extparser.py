@@ -6,7 +6,7 @@ from twisted.trial import unittest
 
 from mailstack.imap import extparser
 from mailstack.imap.grammar.reader import ParseError, Reader
-from mailstack.imap.parser import SequenceSet
+from mailstack.imap.grammar.sequence import SequenceSet
 
 
 def parse(function, text):

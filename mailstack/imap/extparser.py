@@ -14,8 +14,9 @@ import dataclasses
 from typing import Any
 
 from mailstack.imap import parser
-from mailstack.imap.parser import (
-    FetchAttribute, ParseError, Reader, SequenceSet, modseqValue)
+from mailstack.imap.grammar.reader import ParseError, Reader, modseqValue
+from mailstack.imap.grammar.sequence import SequenceSet
+from mailstack.imap.parser import FetchAttribute
 
 LIST_SELECTION = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 LIST_RETURN = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")

@@ -14,7 +14,6 @@ syntax error. The rest of L{mailstack.imap.grammar} builds on it.
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import datetime
 import re
 from typing import IO, Callable, Literal, Sequence, TypeVar, Union, overload
