@@ -8,7 +8,7 @@ import io
 from twisted.trial import unittest
 
 from mailstack.imap import fetch
-from mailstack.imap.parser import Section
+from mailstack.imap.grammar.fetchspec import Section
 
 
 def crlf(text):

@@ -15,11 +15,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailstack.imap import cooperative, fetch, listing, search
+from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
     DELIMITER, BadMailboxName, MailboxView, decodeName, formatListLine, statusLine)
 from mailstack.imap.output import ResponseStreamer
-from mailstack.imap.parser import FetchAttribute
 from mailstack.imap.response import (
     Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
 from mailstack.storage import mutf7

@@ -14,9 +14,9 @@ import dataclasses
 from typing import Any
 
 from mailstack.imap import parser
+from mailstack.imap.grammar.fetchspec import FetchAttribute, fetchAttributes
 from mailstack.imap.grammar.reader import ParseError, Reader, modseqValue
 from mailstack.imap.grammar.sequence import SequenceSet
-from mailstack.imap.parser import FetchAttribute
 
 LIST_SELECTION = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 LIST_RETURN = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
@@ -198,7 +198,7 @@ def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute], dict[
     """C{sequence-set SP attributes [SP modifiers]}."""
     messages = SequenceSet.parse(reader)
     reader.sp()
-    attributes = parser.args_fetchAttributes(reader, extra=("MODSEQ",))
+    attributes = fetchAttributes(reader, extra=("MODSEQ",))
     return (messages, attributes, fetchModifiers(reader))
 
 

@@ -9,146 +9,14 @@ Responses are formatted by L{mailstack.imap.response}.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import IO, Any, Sequence
 
-from mailstack.imap.grammar.reader import (
-    ASTRING_CHARS, ATOM_CHARS, ParseError, Reader, modseqValue)
+from mailstack.imap.grammar.fetchspec import FETCH_NAME_CHARS, FetchAttribute, fetchAttributes
+from mailstack.imap.grammar.reader import ATOM_CHARS, ParseError, Reader, modseqValue
 from mailstack.imap.grammar.sequence import SequenceSet
-
-_FETCH_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
 
 # A parsed search key: a tuple whose first item names its kind (args_search).
 SearchKey = tuple[Any, ...]
-
-
-# -- FETCH attributes --------------------------------------------------------
-
-def _echoName(name: bytes) -> bytes:
-    """A header field name as the client sent it: an atom, or quoted."""
-    if name and all(c in ASTRING_CHARS and c < 128 for c in name):
-        return name
-    return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-@dataclasses.dataclass(frozen=True)
-class Section:
-    """
-    C{BODY[part.text (fields)]}: C{part} is a tuple of numbers (empty for the
-    whole message), C{text} one of None, HEADER, HEADER.FIELDS,
-    HEADER.FIELDS.NOT, TEXT, MIME; C{fields} the header names as sent.
-    """
-    part: tuple[int, ...] = ()
-    text: str | None = None
-    fields: tuple[bytes, ...] = ()
-
-    def label(self) -> bytes:
-        spec = ".".join(str(n) for n in self.part)
-        if self.text:
-            spec = (spec + "." if spec else "") + self.text
-        out = spec.encode("ascii")
-        if self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-            out += b" (" + b" ".join(_echoName(name) for name in self.fields) + b")"
-        return b"[" + out + b"]"
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchAttribute:
-    """
-    One FETCH data item. C{name} is upper-case (BODY.PEEK keeps its name);
-    C{partial} is C{(offset, length)} or None.
-    """
-    name: str
-    section: Section | None = None
-    partial: tuple[int, int] | None = None
-
-    @property
-    def peek(self) -> bool:
-        return self.name == "BODY.PEEK" or self.name == "RFC822.HEADER"
-
-    @property
-    def isBody(self) -> bool:
-        """Whether it returns message content (a non-peek one sets \\Seen)."""
-        return self.section is not None or self.name in ("RFC822", "RFC822.HEADER",
-                                                         "RFC822.TEXT")
-
-    def label(self) -> bytes:
-        """The item's name in the FETCH response."""
-        if self.section is None:
-            return self.name.encode("ascii")
-        out = b"BODY" + self.section.label()
-        if self.partial is not None:
-            out += b"<%d>" % (self.partial[0],)
-        return out
-
-
-_SIMPLE_FETCH = ("ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER",
-                 "RFC822.SIZE", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID")
-FETCH_MACROS = {
-    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
-    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
-    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
-}
-
-
-def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute:
-    name = reader.take(_FETCH_NAME_CHARS).decode("ascii").upper()
-    if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
-        section = _section(reader)
-        partial = None
-        if reader.trySkip(b"<"):
-            offset = reader.number()
-            reader.skip(b".")
-            length = reader.nzNumber()
-            reader.skip(b">")
-            partial = (offset, length)
-        return FetchAttribute(name, section, partial)
-    if name in _SIMPLE_FETCH or name in extra:
-        return FetchAttribute(name)
-    raise ParseError("Unknown FETCH attribute %s" % (name or reader.peek().decode("ascii", "replace"),))
-
-
-def _section(reader: Reader) -> Section:
-    reader.skip(b"[")
-    part: list[int] = []
-    text = None
-    fields: tuple[bytes, ...] = ()
-    if reader.trySkip(b"]"):
-        return Section()
-    while reader.peek() in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
-        part.append(reader.nzNumber())
-        if not reader.trySkip(b"."):
-            break
-    else:
-        text = reader.take(frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
-                           ).decode("ascii").upper()
-        allowed: tuple[str, ...] = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT")
-        if part:
-            allowed += ("MIME",)
-        if text not in allowed:
-            raise ParseError("Invalid section %s" % (text,))
-        if text.startswith("HEADER.FIELDS"):
-            reader.sp()
-            fields = tuple(reader.parenthesized(reader.astring))
-            if not fields:
-                raise ParseError("Empty header list")
-    reader.skip(b"]")
-    return Section(tuple(part), text, fields)
-
-
-def args_fetchAttributes(reader: Reader, extra: Sequence[str] = ()) -> list[FetchAttribute]:
-    """C{fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FAST / FULL}."""
-    if reader.peek() == b"(":
-        items = reader.parenthesized(lambda: _fetchAttribute(reader, extra))
-        if not items:
-            raise ParseError("Empty FETCH attribute list")
-        return items
-    start = reader.mark()
-    word = reader.take(_FETCH_NAME_CHARS).decode("ascii").upper()
-    if word in FETCH_MACROS:
-        return [FetchAttribute(name) for name in FETCH_MACROS[word]]
-    reader.rewind(start)
-    return [_fetchAttribute(reader, extra)]
 
 
 # -- SEARCH keys -------------------------------------------------------------
@@ -358,7 +226,7 @@ def args_append(
 def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute]]:
     messages = SequenceSet.parse(reader)
     reader.sp()
-    return (messages, args_fetchAttributes(reader))
+    return (messages, fetchAttributes(reader))
 
 
 def args_store(reader: Reader, messages: SequenceSet | None = None
@@ -371,7 +239,7 @@ def args_store(reader: Reader, messages: SequenceSet | None = None
         messages = SequenceSet.parse(reader)
         reader.sp()
     mode = "+" if reader.trySkip(b"+") else "-" if reader.trySkip(b"-") else ""
-    name = reader.take(_FETCH_NAME_CHARS).decode("ascii").upper()
+    name = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
     if name not in ("FLAGS", "FLAGS.SILENT"):
         raise ParseError("STORE supports FLAGS, +FLAGS and -FLAGS")
     reader.sp()

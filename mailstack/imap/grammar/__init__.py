@@ -6,4 +6,5 @@ modules; they return plain values or raise L{reader.ParseError}.
  - L{reader}: the token reader over a framed command (atoms, strings,
    literals, flags, dates), command tags and literal announcements.
  - L{sequence}: sequence sets, resolved to message indices.
+ - L{fetchspec}: FETCH data items (C{BODY[section]<partial>} and the rest).
 """

@@ -1,0 +1,141 @@
+"""
+FETCH data items (RFC 3501 C{fetch-att}), pure: the attributes a FETCH asks
+for, parsed from a L{Reader}, with the labels their responses carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from mailstack.imap.grammar.reader import ASTRING_CHARS, ParseError, Reader
+
+# The octets of a FETCH item or STORE action name (BODY.PEEK, FLAGS.SILENT...).
+FETCH_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
+
+
+def _echoName(name: bytes) -> bytes:
+    """A header field name as the client sent it: an atom, or quoted."""
+    if name and all(c in ASTRING_CHARS and c < 128 for c in name):
+        return name
+    return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """
+    C{BODY[part.text (fields)]}: C{part} is a tuple of numbers (empty for the
+    whole message), C{text} one of None, HEADER, HEADER.FIELDS,
+    HEADER.FIELDS.NOT, TEXT, MIME; C{fields} the header names as sent.
+    """
+    part: tuple[int, ...] = ()
+    text: str | None = None
+    fields: tuple[bytes, ...] = ()
+
+    def label(self) -> bytes:
+        spec = ".".join(str(n) for n in self.part)
+        if self.text:
+            spec = (spec + "." if spec else "") + self.text
+        out = spec.encode("ascii")
+        if self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            out += b" (" + b" ".join(_echoName(name) for name in self.fields) + b")"
+        return b"[" + out + b"]"
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchAttribute:
+    """
+    One FETCH data item. C{name} is upper-case (BODY.PEEK keeps its name);
+    C{partial} is C{(offset, length)} or None.
+    """
+    name: str
+    section: Section | None = None
+    partial: tuple[int, int] | None = None
+
+    @property
+    def peek(self) -> bool:
+        return self.name == "BODY.PEEK" or self.name == "RFC822.HEADER"
+
+    @property
+    def isBody(self) -> bool:
+        """Whether it returns message content (a non-peek one sets \\Seen)."""
+        return self.section is not None or self.name in ("RFC822", "RFC822.HEADER",
+                                                         "RFC822.TEXT")
+
+    def label(self) -> bytes:
+        """The item's name in the FETCH response."""
+        if self.section is None:
+            return self.name.encode("ascii")
+        out = b"BODY" + self.section.label()
+        if self.partial is not None:
+            out += b"<%d>" % (self.partial[0],)
+        return out
+
+
+_SIMPLE_FETCH = ("ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER",
+                 "RFC822.SIZE", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID")
+FETCH_MACROS = {
+    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
+}
+
+
+def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute:
+    name = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
+    if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
+        section = _section(reader)
+        partial = None
+        if reader.trySkip(b"<"):
+            offset = reader.number()
+            reader.skip(b".")
+            length = reader.nzNumber()
+            reader.skip(b">")
+            partial = (offset, length)
+        return FetchAttribute(name, section, partial)
+    if name in _SIMPLE_FETCH or name in extra:
+        return FetchAttribute(name)
+    raise ParseError("Unknown FETCH attribute %s" % (name or reader.peek().decode("ascii", "replace"),))
+
+
+def _section(reader: Reader) -> Section:
+    reader.skip(b"[")
+    part: list[int] = []
+    text = None
+    fields: tuple[bytes, ...] = ()
+    if reader.trySkip(b"]"):
+        return Section()
+    while reader.peek() in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
+        part.append(reader.nzNumber())
+        if not reader.trySkip(b"."):
+            break
+    else:
+        text = reader.take(frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
+                           ).decode("ascii").upper()
+        allowed: tuple[str, ...] = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT")
+        if part:
+            allowed += ("MIME",)
+        if text not in allowed:
+            raise ParseError("Invalid section %s" % (text,))
+        if text.startswith("HEADER.FIELDS"):
+            reader.sp()
+            fields = tuple(reader.parenthesized(reader.astring))
+            if not fields:
+                raise ParseError("Empty header list")
+    reader.skip(b"]")
+    return Section(tuple(part), text, fields)
+
+
+def fetchAttributes(reader: Reader, extra: Sequence[str] = ()) -> list[FetchAttribute]:
+    """C{fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FAST / FULL}."""
+    if reader.peek() == b"(":
+        items = reader.parenthesized(lambda: _fetchAttribute(reader, extra))
+        if not items:
+            raise ParseError("Empty FETCH attribute list")
+        return items
+    start = reader.mark()
+    word = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
+    if word in FETCH_MACROS:
+        return [FetchAttribute(name) for name in FETCH_MACROS[word]]
+    reader.rewind(start)
+    return [_fetchAttribute(reader, extra)]
