@@ -9,48 +9,19 @@ Responses are formatted by L{mailstack.imap.response}.
 
 from __future__ import annotations
 
-from typing import IO, Any, Sequence
+from typing import IO, Sequence
 
 from mailstack.imap.grammar.fetchspec import FETCH_NAME_CHARS, FetchAttribute, fetchAttributes
-from mailstack.imap.grammar.reader import ATOM_CHARS, ParseError, Reader, modseqValue
+from mailstack.imap.grammar.reader import ATOM_CHARS, ParseError, Reader
+from mailstack.imap.grammar.searchspec import SearchKey, searchKeys
 from mailstack.imap.grammar.sequence import SequenceSet
 
-# A parsed search key: a tuple whose first item names its kind (args_search).
-SearchKey = tuple[Any, ...]
-
-
-# -- SEARCH keys -------------------------------------------------------------
-
-_FLAG_KEYS = {
-    "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
-    "DELETED": ("\\Deleted", True), "UNDELETED": ("\\Deleted", False),
-    "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
-    "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
-    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
-}
-_HEADER_KEYS = ("BCC", "CC", "FROM", "SUBJECT", "TO")
-_ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO")  # matched on parsed addresses, not raw text
-_DATE_KEYS = {"BEFORE": ("internal", "<"), "ON": ("internal", "="),
-              "SINCE": ("internal", ">="), "SENTBEFORE": ("sent", "<"),
-              "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
-
-
-_KEYS_WITH_ARGUMENTS = frozenset(
-    ("KEYWORD", "UNKEYWORD", "BODY", "TEXT", "HEADER", "LARGER", "SMALLER", "UID", "MODSEQ",
-     "NOT", "OR") + _HEADER_KEYS + tuple(_DATE_KEYS))
-
-
-def args_search(reader: Reader, maxDepth: int = 100) -> tuple[str | None, SearchKey]:
+def args_search(reader: Reader) -> tuple[str | None, SearchKey]:
     """
     C{[CHARSET astring SP] search-key *(SP search-key)}.
 
-    @return: C{(charset or None, key)}; keys are tuples:
-        C{("ALL",)}, C{("FLAG", name, wanted)}, C{("KEYWORD", name, wanted)},
-        C{("RECENT", wanted)}, C{("HEADER", name, bytes)}, C{("ADDRESS", name,
-        bytes)} (FROM, TO, CC, BCC), C{("BODY", bytes)},
-        C{("TEXT", bytes)}, C{("DATE", "internal"|"sent", op, date)},
-        C{("SIZE", ">"|"<", n)}, C{("SEQ", SequenceSet)}, C{("UID", SequenceSet)},
-        C{("NOT", key)}, C{("OR", key, key)}, C{("AND", [keys])}.
+    @return: C{(charset or None, key)}, the key as
+        L{mailstack.imap.grammar.searchspec.searchKeys} reads it.
     """
     charset = None
     start = reader.mark()
@@ -60,71 +31,7 @@ def args_search(reader: Reader, maxDepth: int = 100) -> tuple[str | None, Search
         reader.sp()
     else:
         reader.rewind(start)
-    keys = [_searchKey(reader, maxDepth)]
-    while not reader.atEnd():
-        reader.sp()
-        keys.append(_searchKey(reader, maxDepth))
-    return charset, keys[0] if len(keys) == 1 else ("AND", keys)
-
-
-def _searchKey(reader: Reader, depth: int) -> SearchKey:
-    if depth <= 0:
-        raise ParseError("Search program nested too deeply")
-    first = reader.peek()
-    if first == b"(":
-        keys = reader.parenthesized(lambda: _searchKey(reader, depth - 1))
-        if not keys:
-            raise ParseError("Empty search key list")
-        return keys[0] if len(keys) == 1 else ("AND", keys)
-    if first == b"*" or first in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
-        return ("SEQ", SequenceSet.parse(reader))
-    name = reader.keyword()
-    if name == "ALL":
-        return ("ALL",)
-    if name in _FLAG_KEYS:
-        return ("FLAG",) + _FLAG_KEYS[name]
-    if name == "NEW":
-        return ("AND", [("RECENT", True), ("FLAG", "\\Seen", False)])
-    if name == "OLD":
-        return ("RECENT", False)
-    if name == "RECENT":
-        return ("RECENT", True)
-    if name not in _KEYS_WITH_ARGUMENTS:
-        raise ParseError("Unknown search key %s" % (name,))
-    reader.sp()
-    if name in ("KEYWORD", "UNKEYWORD"):
-        return ("KEYWORD", reader.flagKeyword(), name == "KEYWORD")
-    if name in _ADDRESS_KEYS:
-        return ("ADDRESS", name.encode("ascii"), reader.astring())
-    if name in _HEADER_KEYS:
-        return ("HEADER", name.encode("ascii"), reader.astring())
-    if name in ("BODY", "TEXT"):
-        return (name, reader.astring())
-    if name == "HEADER":
-        field = reader.astring()
-        reader.sp()
-        return ("HEADER", field, reader.astring())
-    if name in _DATE_KEYS:
-        kind, op = _DATE_KEYS[name]
-        return ("DATE", kind, op, reader.date())
-    if name in ("LARGER", "SMALLER"):
-        return ("SIZE", ">" if name == "LARGER" else "<", reader.number())
-    if name == "UID":
-        return ("UID", SequenceSet.parse(reader))
-    if name == "MODSEQ":  # RFC 7162: [entry-name SP entry-type SP] mod-sequence-valzer
-        if reader.peek() == b'"':
-            reader.quoted()
-            reader.sp()
-            reader.atom()
-            reader.sp()
-        return ("MODSEQ", modseqValue(reader, allowZero=True))
-    if name == "NOT":
-        return ("NOT", _searchKey(reader, depth - 1))
-    if name == "OR":
-        left = _searchKey(reader, depth - 1)
-        reader.sp()
-        return ("OR", left, _searchKey(reader, depth - 1))
-    raise ParseError("Unknown search key %s" % (name,))
+    return charset, searchKeys(reader)
 
 
 # -- command arguments -------------------------------------------------------

@@ -1,7 +1,7 @@
 """
 SEARCH (RFC 3501 6.4.4) evaluation over a L{mailstack.imap.mailbox.MailboxView}.
 
-Keys come from L{mailstack.imap.parser.args_search}. They are compiled once
+Keys come from L{mailstack.imap.grammar.searchspec.searchKeys}. They are compiled once
 (strings decoded with the command's CHARSET and case-folded, sequence sets
 resolved), then each message is tested with the cheap keys first: flags,
 sizes, dates and UIDs need only the store's metadata; header keys read the

@@ -7,4 +7,5 @@ modules; they return plain values or raise L{reader.ParseError}.
    literals, flags, dates), command tags and literal announcements.
  - L{sequence}: sequence sets, resolved to message indices.
  - L{fetchspec}: FETCH data items (C{BODY[section]<partial>} and the rest).
+ - L{searchspec}: SEARCH keys, as nested tuples.
 """
