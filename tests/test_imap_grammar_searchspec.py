@@ -7,9 +7,9 @@ import datetime
 
 from twisted.trial import unittest
 
+from mailstack.imap.grammar.arguments import args_search
 from mailstack.imap.grammar.reader import ParseError, Reader
 from mailstack.imap.grammar.sequence import SequenceSet
-from mailstack.imap.parser import args_search
 
 
 def reader(*parts):

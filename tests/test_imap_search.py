@@ -8,9 +8,9 @@ import time
 from twisted.trial import unittest
 
 from mailstack.imap import search
+from mailstack.imap.grammar.arguments import args_search
 from mailstack.imap.grammar.reader import ParseError, Reader
 from mailstack.imap.mailbox import MailboxView
-from mailstack.imap.parser import args_search
 from mailstack.storage.account import MaildirStore
 
 PLAIN = (b"From: Alice <alice@lab.test>\r\nTo: bob@lab.test\r\nCc: carol@lab.test\r\n"

@@ -38,10 +38,11 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mailstack.imap import extparser, parser, response
+from mailstack.imap import response
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.condstore import CondstoreCommands
+from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
@@ -112,40 +113,40 @@ COMMANDS = {
     "CAPABILITY": _command(ANY, None, "do_CAPABILITY"),
     "NOOP": _command(ANY, None, "do_NOOP"),
     "LOGOUT": _command(ANY, None, "do_LOGOUT"),
-    "ID": _command(ANY, parser.args_id, "do_ID", "ID"),
+    "ID": _command(ANY, arguments.args_id, "do_ID", "ID"),
     "STARTTLS": _command((NOT_AUTHENTICATED,), None, "do_STARTTLS", "STARTTLS"),
-    "LOGIN": _command((NOT_AUTHENTICATED,), parser.args_login, "do_LOGIN"),
-    "AUTHENTICATE": _command((NOT_AUTHENTICATED,), parser.args_authenticate,
+    "LOGIN": _command((NOT_AUTHENTICATED,), arguments.args_login, "do_LOGIN"),
+    "AUTHENTICATE": _command((NOT_AUTHENTICATED,), arguments.args_authenticate,
                              "do_AUTHENTICATE"),
-    "SELECT": _command(AUTH, extparser.args_select, "do_SELECT"),
-    "EXAMINE": _command(AUTH, extparser.args_select, "do_EXAMINE"),
-    "CREATE": _command(AUTH, extparser.args_create, "do_CREATE"),
-    "DELETE": _command(AUTH, parser.args_mailbox, "do_DELETE"),
-    "RENAME": _command(AUTH, parser.args_twoMailboxes, "do_RENAME"),
-    "SUBSCRIBE": _command(AUTH, parser.args_mailbox, "do_SUBSCRIBE"),
-    "UNSUBSCRIBE": _command(AUTH, parser.args_mailbox, "do_UNSUBSCRIBE"),
-    "LIST": _command(AUTH, extparser.args_list, "do_LIST"),
-    "LSUB": _command(AUTH, parser.args_list, "do_LSUB"),
-    "STATUS": _command(AUTH, extparser.args_status, "do_STATUS"),
-    "APPEND": _command(AUTH, parser.args_append, "do_APPEND"),
+    "SELECT": _command(AUTH, arguments.args_select, "do_SELECT"),
+    "EXAMINE": _command(AUTH, arguments.args_select, "do_EXAMINE"),
+    "CREATE": _command(AUTH, arguments.args_create, "do_CREATE"),
+    "DELETE": _command(AUTH, arguments.args_mailbox, "do_DELETE"),
+    "RENAME": _command(AUTH, arguments.args_twoMailboxes, "do_RENAME"),
+    "SUBSCRIBE": _command(AUTH, arguments.args_mailbox, "do_SUBSCRIBE"),
+    "UNSUBSCRIBE": _command(AUTH, arguments.args_mailbox, "do_UNSUBSCRIBE"),
+    "LIST": _command(AUTH, arguments.args_list, "do_LIST"),
+    "LSUB": _command(AUTH, arguments.args_lsub, "do_LSUB"),
+    "STATUS": _command(AUTH, arguments.args_status, "do_STATUS"),
+    "APPEND": _command(AUTH, arguments.args_append, "do_APPEND"),
     "NAMESPACE": _command(AUTH, None, "do_NAMESPACE", "NAMESPACE"),
-    "ENABLE": _command((AUTHENTICATED,), parser.args_enable, "do_ENABLE", "ENABLE"),
+    "ENABLE": _command((AUTHENTICATED,), arguments.args_enable, "do_ENABLE", "ENABLE"),
     "IDLE": _command(AUTH, None, "do_IDLE", "IDLE"),
     "CHECK": _command((SELECTED,), None, "do_CHECK"),
     "CLOSE": _command((SELECTED,), None, "do_CLOSE"),
     "UNSELECT": _command((SELECTED,), None, "do_UNSELECT", "UNSELECT"),
     "EXPUNGE": _command((SELECTED,), None, "do_EXPUNGE"),
-    "SEARCH": _command((SELECTED,), parser.args_search, "do_SEARCH"),
-    "FETCH": _command((SELECTED,), extparser.args_fetch, "do_FETCH"),
-    "STORE": _command((SELECTED,), extparser.args_store, "do_STORE"),
-    "COPY": _command((SELECTED,), parser.args_copy, "do_COPY"),
-    "MOVE": _command((SELECTED,), parser.args_copy, "do_MOVE", "MOVE"),
-    "UID SEARCH": _command((SELECTED,), parser.args_search, "do_UID_SEARCH"),
-    "UID FETCH": _command((SELECTED,), extparser.args_fetch, "do_UID_FETCH"),
-    "UID STORE": _command((SELECTED,), extparser.args_store, "do_UID_STORE"),
-    "UID COPY": _command((SELECTED,), parser.args_copy, "do_UID_COPY"),
-    "UID MOVE": _command((SELECTED,), parser.args_copy, "do_UID_MOVE", "MOVE"),
-    "UID EXPUNGE": _command((SELECTED,), parser.args_sequenceSet, "do_UID_EXPUNGE",
+    "SEARCH": _command((SELECTED,), arguments.args_search, "do_SEARCH"),
+    "FETCH": _command((SELECTED,), arguments.args_fetch, "do_FETCH"),
+    "STORE": _command((SELECTED,), arguments.args_store, "do_STORE"),
+    "COPY": _command((SELECTED,), arguments.args_copy, "do_COPY"),
+    "MOVE": _command((SELECTED,), arguments.args_copy, "do_MOVE", "MOVE"),
+    "UID SEARCH": _command((SELECTED,), arguments.args_search, "do_UID_SEARCH"),
+    "UID FETCH": _command((SELECTED,), arguments.args_fetch, "do_UID_FETCH"),
+    "UID STORE": _command((SELECTED,), arguments.args_store, "do_UID_STORE"),
+    "UID COPY": _command((SELECTED,), arguments.args_copy, "do_UID_COPY"),
+    "UID MOVE": _command((SELECTED,), arguments.args_copy, "do_UID_MOVE", "MOVE"),
+    "UID EXPUNGE": _command((SELECTED,), arguments.args_sequenceSet, "do_UID_EXPUNGE",
                             "UIDPLUS"),
 }
 

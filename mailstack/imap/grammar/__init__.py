@@ -8,4 +8,6 @@ modules; they return plain values or raise L{reader.ParseError}.
  - L{sequence}: sequence sets, resolved to message indices.
  - L{fetchspec}: FETCH data items (C{BODY[section]<partial>} and the rest).
  - L{searchspec}: SEARCH keys, as nested tuples.
+ - L{arguments}: each command's arguments (the C{args_*} functions the
+   server's command table names), extended forms included.
 """
