@@ -1,15 +1,22 @@
 """
 Tests for L{mailstack.imap.grammar.reader}: the token reader over a framed
-IMAP command (tags, literals, strings, flags, dates).
+IMAP command (tags, literals, strings, flags, dates), and what it reads when
+the server framed the command from reads split anywhere.
 """
 
 import datetime
 import io
 
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from mailstack.imap import server as imapServer
+from mailstack.imap.grammar import arguments
+from mailstack.imap.grammar.fetchspec import FetchAttribute, Section
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
+from mailstack.imap.grammar.sequence import SequenceSet
 
 
 def reader(*parts):
@@ -236,3 +243,88 @@ class DateTests(unittest.TestCase):
         self.assertEqual(reader(b"1-feb-1994").date(), datetime.date(1994, 2, 1))
         self.assertEqual(reader(b'"01-Feb-1994"').date(), datetime.date(1994, 2, 1))
         self.assertRaises(ParseError, reader(b"1994-02-01").date)
+
+
+class IncrementalFramingTests(unittest.TestCase):
+    """
+    The reader gets a command as the server framed it from the network (lines
+    and literals, synchronizing or not); however the client's bytes were split
+    across reads, the arguments parsed must be the same.
+    """
+
+    STREAM = (b'a1 ID ("name" {5}\r\nhello "version" {3+}\r\n1.0)\r\n'
+              b'a2 LOGIN {4+}\r\nuser "pa\\"ss"\r\n'
+              b'a3 SEARCH CHARSET UTF-8 BODY {5}\r\ncaf\xc3\xa9 UID 1:*\r\n'
+              b'a4 UID FETCH 1:3 (FLAGS BODY.PEEK[HEADER.FIELDS (From {2+}\r\nTo)]<0.10>)\r\n'
+              b'a5 STORE 2 (UNCHANGEDSINCE 7) +FLAGS.SILENT (\\Seen $x)\r\n')
+
+    EXPECTED = [
+        ({b"name": b"hello", b"version": b"1.0"},),
+        (b"user", b'pa"ss'),
+        ("UTF-8", ("AND", [("BODY", b"caf\xc3\xa9"), ("UID", SequenceSet([(1, None)]))])),
+        (SequenceSet([(1, 3)]),
+         [FetchAttribute("FLAGS"),
+          FetchAttribute("BODY.PEEK", Section((), "HEADER.FIELDS", (b"From", b"To")), (0, 10))],
+         {}),
+        (SequenceSet([(2, 2)]), "+", True, ["\\Seen", "$x"], 7),
+    ]
+
+    def setUp(self):
+        # Every command goes to its real argument parser, then to NOOP: only
+        # the parse is under test, in any state.
+        self.parsed = []
+        table = dict(imapServer.COMMANDS)
+        for name, parse in (("ID", arguments.args_id), ("LOGIN", arguments.args_login),
+                            ("SEARCH", arguments.args_search),
+                            ("UID FETCH", arguments.args_fetch),
+                            ("STORE", arguments.args_store)):
+            table[name] = imapServer.Command(imapServer.ANY, self.recorder(parse), "do_NOOP", None)
+        self.patch(imapServer, "COMMANDS", table)
+
+    def recorder(self, parse):
+        def record(reader):
+            self.parsed.append(parse(reader))
+            return ()
+        return record
+
+    def feed(self, chunks):
+        """Send C{chunks} one read each; return (arguments parsed, server output)."""
+        self.parsed = []
+        server = imapServer.IMAPServer(imapServer.IMAPSettings(hostname="mail.lab.test"),
+                                       None, task.Clock())
+        transport = StringTransport()
+        server.makeConnection(transport)
+        for chunk in chunks:
+            server.dataReceived(chunk)
+        server.connectionLost(None)
+        return self.parsed, transport.value()
+
+    def test_whole(self):
+        """The whole stream in one read parses as written, every command answered OK."""
+        parsed, output = self.feed([self.STREAM])
+        self.assertEqual(parsed, self.EXPECTED)
+        self.assertEqual(output.count(b" OK NOOP completed\r\n"), 5)
+
+    def test_everySplitPoint(self):
+        """Split in two at every point, the stream parses and is answered as in one read."""
+        whole = self.feed([self.STREAM])
+        for i in range(1, len(self.STREAM)):
+            self.assertEqual(self.feed([self.STREAM[:i], self.STREAM[i:]]), whole, i)
+
+    def test_oneByteAtATime(self):
+        """One octet per read, the stream parses and is answered as in one read."""
+        whole = self.feed([self.STREAM])
+        self.assertEqual(self.feed([self.STREAM[i:i + 1] for i in range(len(self.STREAM))]),
+                         whole)
+
+    def test_spooledLiteral(self):
+        """A literal too large to keep in memory (spooled to a file) reads the same, split anywhere around it."""
+        value = bytes(range(256)) * 300  # above imap.server's SMALL_LITERAL
+        self.assertGreater(len(value), imapServer.SMALL_LITERAL)
+        stream = b'a1 ID ("big" {%d+}\r\n%s "small" "x")\r\n' % (len(value), value)
+        parsed, output = self.feed([stream])
+        self.assertEqual(parsed, [({b"big": value, b"small": b"x"},)])
+        start = stream.index(b"\r\n") + 2
+        end = start + len(value)
+        for i in (*range(1, start + 3), *range(end - 3, len(stream)), start + 65536):
+            self.assertEqual(self.feed([stream[:i], stream[i:]]), (parsed, output), i)
