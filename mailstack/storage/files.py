@@ -129,14 +129,13 @@ def commitFile(f, temporary, path, fsync=True, syncDirectory=True):
         fsyncDirectory(os.path.dirname(os.path.abspath(path)))
 
 
-def _createBeside(path, mode):
-    """A new temporary file in C{path}'s directory: C{(temporaryPath, fd)}."""
+def _createBeside(path):
+    """A new private temporary file in C{path}'s directory: C{(temporaryPath, fd)}."""
     directory, name = os.path.split(os.path.abspath(path))
     while True:
         temporary = os.path.join(directory, ".%s.%s.tmp" % (name, secrets.token_hex(4)))
         try:
-            return temporary, os.open(
-                temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            return temporary, privateFile(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             continue
 
@@ -167,7 +166,7 @@ def atomicFile(path, mode=PRIVATE_FILE, temporary=None, fsync=True, syncDirector
     """
     if fd is None:
         if temporary is None:
-            temporary, fd = _createBeside(path, mode)
+            temporary, fd = _createBeside(path)
         else:
             fd = privateFile(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     else:
