@@ -4,14 +4,18 @@ IMAP command (tags, literals, strings, flags, dates), and what it reads when
 the server framed the command from reads split anywhere.
 """
 
+import ast
 import datetime
 import io
+import os
+import sys
 
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from mailstack.imap import server as imapServer
+from mailstack.imap import grammar
 from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.fetchspec import FetchAttribute, Section
 from mailstack.imap.grammar.reader import (
@@ -328,3 +332,33 @@ class IncrementalFramingTests(unittest.TestCase):
         end = start + len(value)
         for i in (*range(1, start + 3), *range(end - 3, len(stream)), start + 65536):
             self.assertEqual(self.feed([stream[:i], stream[i:]]), (parsed, output), i)
+
+
+class GrammarPackageTests(unittest.TestCase):
+    """
+    L{mailstack.imap.grammar} stays pure: the standard library and its own
+    modules only (no Twisted, nothing of the server or the store).
+    """
+
+    def test_importsOnlyStandardLibraryAndItself(self):
+        """Every import in mailstack/imap/grammar/ names a standard module or a grammar module."""
+        directory = os.path.dirname(grammar.__file__)
+        outside = []
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read(), name)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    imported = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    imported = [node.module or ""]
+                else:
+                    continue
+                outside.extend(
+                    "%s: %s" % (name, module) for module in imported
+                    if module.split(".")[0] not in sys.stdlib_module_names
+                    and module != "mailstack.imap.grammar"
+                    and not module.startswith("mailstack.imap.grammar."))
+        self.assertEqual(outside, [])
