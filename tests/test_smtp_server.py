@@ -355,7 +355,7 @@ class DataTests(SMTPTestMixin, unittest.TestCase):
         self.startData()
         for _ in range(50):
             self.assertEqual(self.send(b"b" * 1000), b"")
-        self.assertLess(self.server._framer.pending(), 4000)
+        self.assertLess(self.server.pendingInput(), 4000)
         out = self.send(b"\r\nQUIT\r\n.\r\n")
         self.assertTrue(out.startswith(b"500 5.6.0 "), out)
 

@@ -22,24 +22,18 @@ import re
 import secrets
 import tempfile
 
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol import sasl
-from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
-from mailstack.protocol.framing import TOO_LONG, LineFramer
+from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
+from mailstack.protocol.session import ISessionWording, LineSession
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
-from mailstack.sessions import CommandLineDeadline
 from mailstack.settings import ListenerSettings
 from mailstack.smtp.reply import Reply
 from mailstack.storage.interfaces import NO_SPACE_ERRNOS
-from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
 
@@ -79,33 +73,68 @@ class Envelope:
         self.recipients = []  # [(address, kind)] kind: "local" | "relay"
 
 
-@implementer(IPendingInput)
-class SMTPServer(Protocol, TimeoutMixin):
+@implementer(ISessionWording)
+class SMTPWording:
+    """
+    SMTP's replies for the session core (L{mailstack.protocol.session}).
+    """
+
+    protocolName = "smtp"
+    startTLSCommand = "STARTTLS"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def reply(self, reply):
+        """The octets of C{reply}; without enhanced status codes if disabled."""
+        if reply.status and "ENHANCEDSTATUSCODES" in self.settings.disabled:
+            reply = dataclasses.replace(reply, status=None)
+        return reply.toBytes()
+
+    def internalError(self):
+        return self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
+
+    def tooManyBadCommands(self):
+        return self.reply(Reply(421, "4.7.0", "Too many errors, closing connection"))
+
+    def tooManyCommands(self):
+        return self.reply(Reply(421, "4.7.0", "Too many commands in one session, closing"))
+
+    def timedOut(self):
+        return self.reply(Reply(421, "4.4.2", "%s Timeout, closing connection" % (
+            self.settings.hostname,)))
+
+    def tlsReady(self, tag):
+        return self.reply(Reply(220, "2.0.0", "Ready to start TLS"))
+
+    def tlsAlreadyActive(self, tag):
+        return self.reply(Reply(503, "5.5.1", "TLS already active"))
+
+    def tlsNotAvailable(self, tag):
+        return self.reply(Reply(454, "4.7.0", "TLS not available"))
+
+    def authFailed(self, tag):
+        return self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
+
+    def authFailedClosing(self, tag):
+        # The 535 is followed by a 421 at the limit.
+        return self.authFailed(tag) + self.reply(
+            Reply(421, "4.7.0", "Too many authentication failures, closing"))
+
+
+class SMTPServer(LineSession):
     """
     One SMTP session. States: greeting sent -> commands (with an envelope) ->
     DATA body -> commands ...; AUTH exchanges read SASL lines instead of commands.
     """
 
     def __init__(self, settings, policy, portal, clock=None):
-        self.settings = settings
+        LineSession.__init__(self, settings, SMTPWording(settings),
+                             settings.maxCommandLine, clock)
         self.policy = policy
         self.portal = portal
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock = clock
-        self.callLater = clock.callLater  # for TimeoutMixin
-        self._framer = LineFramer(settings.maxCommandLine)
-        self._blocked = 0  # Deferreds (login, failure delay, delivery) input waits for
         self._dataState = None
         self._saslHandler = None
-        self._disconnecting = False
-        self._commands = 0
-        self._badCommands = 0
-        self._authThrottle = AuthFailureThrottle(settings, clock)
-        self._lineDeadline = CommandLineDeadline(
-            clock, settings.commandLineTimeout, self.timeoutConnection,
-            lambda: self._dataState is None, lambda: self.peer)
-        self.tls = False
         self._resetSession()
 
     # -- session state -------------------------------------------------------
@@ -119,86 +148,48 @@ class SMTPServer(Protocol, TimeoutMixin):
         self.envelope = None
 
     def connectionMade(self):
-        self.tls = self.settings.tlsMode == "implicit" or ISSLTransport.providedBy(
-            self.transport)
-        self.peer = self.transport.getPeer()
+        LineSession.connectionMade(self)
         self.setTimeout(self.settings.timeout)
         self.reply(Reply(220, None, "%s ESMTP mailstack ready" % (self.settings.hostname,)))
 
     def connectionLost(self, reason):
-        self.setTimeout(None)
-        # A pending auth-failure delay must not answer a closed connection.
-        self._disconnecting = True
-        self._authThrottle.cancel()
-        self._lineDeadline.cancel()
+        LineSession.connectionLost(self, reason)
         self._discardData()
         if self._logout is not None:
             self._logout()
             self._logout = None
 
-    def timeoutConnection(self):
-        log.info("smtp {peer}: timeout", peer=self._peerText())
-        self._close(Reply(421, "4.4.2", "%s Timeout, closing connection" % (
-            self.settings.hostname,)))
-
-    def _peerText(self):
-        return "%s:%s" % (getattr(self.peer, "host", self.peer),
-                          getattr(self.peer, "port", ""))
-
     # -- output --------------------------------------------------------------
 
     def reply(self, reply):
-        if reply.status and "ENHANCEDSTATUSCODES" in self.settings.disabled:
-            reply = dataclasses.replace(reply, status=None)
-        self.transport.write(reply.toBytes())
+        self.transport.write(self.wording.reply(reply))
 
     def _close(self, reply):
-        if self._disconnecting:
-            return
-        self._disconnecting = True
-        self.reply(reply)
-        self.transport.loseConnection()
+        self.closeWith(self.wording.reply(reply))
 
-    # -- framing -------------------------------------------------------------
+    # -- input ---------------------------------------------------------------
 
-    def dataReceived(self, data):
-        if self._disconnecting:
-            return
-        self.resetTimeout()
-        self._lineDeadline.received(data)
-        self._framer.feed(data)
-        self._process()
+    def takeInput(self):
+        """A DATA body is read by its own framing; anything else is lines."""
+        if self._dataState is not None:
+            return self._consumeData()
+        return LineSession.takeInput(self)
 
-    def _process(self):
-        framer = self._framer
-        while framer.pending() and not self._blocked and not self._disconnecting:
-            if self._dataState is not None:
-                if not self._consumeData():
-                    return
-                continue
-            line = framer.nextLine(self._lineLimit())
-            if line is None:
-                return
-            if line is TOO_LONG:
-                self._replyLineTooLong()
-                continue
-            self._lineReceived(line)
-        if self._blocked and framer.pending() > 4 * self.settings.maxCommandLine:
-            self.transport.pauseProducing()
+    def readingLines(self):
+        return self._dataState is None
 
-    def _lineLimit(self):
+    def lineLimit(self):
         """The longest line (with its CRLF) taken now: a SASL response or a command."""
         if self._saslHandler is not None:
             return max(SASL_LINE_LENGTH, self.settings.maxCommandLine)
         return self.settings.maxCommandLine
 
-    def _replyLineTooLong(self):
+    def lineTooLong(self):
         # Counted first, like any bad command: the last one allowed gets the 421 alone.
         inExchange, self._saslHandler = self._saslHandler is not None, None
         if self.authenticated is None:
             secretFrom(self.transport)  # what was seen of it, until the next command
-        self._countBad()
-        if self._disconnecting:
+        if not self.countBad():
             return
         if inExchange:
             # RFC 4954 section 4: the exchange ends; the line is not SASL data.
@@ -207,55 +198,25 @@ class SMTPServer(Protocol, TimeoutMixin):
             self.reply(Reply(500, "5.5.2", "Line too long (limit %d octets)" % (
                 self.settings.maxCommandLine,)))
 
-    def _block(self, d):
-        """
-        Hold further input until C{d} (which sends the reply) has fired. Blocks
-        nest (a failed login returns the failure delay's Deferred): input resumes
-        only when every one has fired, so pipelined replies stay in order.
-        """
-        self._blocked += 1
-
-        def unblock(result):
-            self._blocked -= 1
-            if not self._blocked and not self._disconnecting:
-                self.transport.resumeProducing()
-                self._process()
-            return result
-        d.addErrback(self._internalError)
-        d.addBoth(unblock)
-        return d
-
-    def _internalError(self, failure):
-        log.failure("smtp {peer}: internal error", failure, peer=self._peerText())
-        if not self._disconnecting:
-            self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
-
     # -- commands ------------------------------------------------------------
 
-    def _lineReceived(self, line):
+    def lineReceived(self, line):
         if self._saslHandler is not None:
             handler, self._saslHandler = self._saslHandler, None
-            handler(line)
+            self.guarded(handler, line)
             return
         verb, _, argument = line.strip().partition(b" ")
         method = getattr(self, "do_" + verb.decode("ascii", "replace").upper(), None)
         self._markSecrets(line, verb, method)
-        self._commands += 1
-        if self._commands > self.settings.maxCommands:
-            self._close(Reply(421, "4.7.0", "Too many commands in one session, closing"))
+        if not self.countCommand():
             return
         if not verb.isalpha() or method is None:
-            self._countBad()
-            if not self._disconnecting:
+            if self.countBad():
                 self.reply(Reply(500, "5.5.2", "Command unrecognized"))
             return
-        try:
-            method(argument.strip())
-        except Exception:
-            # A bug or a store fault in a synchronous handler: the client gets
-            # a temporary error and the session goes on, as POP3 ([SYS/TEMP])
-            # and IMAP ([SERVERBUG]) answer; the log keeps the traceback.
-            self._internalError(Failure())
+        # A bug or a store fault in a synchronous handler: 451 4.3.0, and the
+        # session goes on (as in POP3 and IMAP); the log keeps the traceback.
+        self.guarded(method, argument.strip())
 
     def _markSecrets(self, line, verb, method):
         """
@@ -271,26 +232,9 @@ class SMTPServer(Protocol, TimeoutMixin):
         elif (method is None or not verb.isalpha()) and self.authenticated is None:
             secretLine(self.transport)
 
-    def pendingInput(self):
-        """Octets received and not taken yet (L{IPendingInput})."""
-        return self._framer.pending()
-
-    def _countBad(self):
-        self._badCommands += 1
-        if self._badCommands >= self.settings.maxBadCommands:
-            log.info("smtp {peer}: too many bad commands", peer=self._peerText())
-            self._close(Reply(421, "4.7.0", "Too many errors, closing connection"))
-
     def _syntax(self, text, status="5.5.4"):
-        self._countBad()
-        if not self._disconnecting:
+        if self.countBad():
             self.reply(Reply(501, status, text))
-
-    def _startTLSOffered(self):
-        """STARTTLS is offered only where it can work: a TLS context is loaded."""
-        return (self.settings.tlsMode == "starttls" and not self.tls
-                and self.settings.tlsContext is not None
-                and "STARTTLS" not in self.settings.disabled)
 
     def _mechanismEnabled(self, mechanism):
         return (self.portal is not None and "AUTH" not in self.settings.disabled
@@ -319,7 +263,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             "8BITMIME",
             "ENHANCEDSTATUSCODES",
         ]
-        if self._startTLSOffered():
+        if self.startTLSOffered():
             offered.append("STARTTLS")
         mechanisms = self._authMechanisms()
         if mechanisms:
@@ -372,7 +316,7 @@ class SMTPServer(Protocol, TimeoutMixin):
     def do_HELP(self, argument):
         self.reply(Reply(214, "2.0.0", [
             "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
-            + (" STARTTLS" if self._startTLSOffered() else "")
+            + (" STARTTLS" if self.startTLSOffered() else "")
             + (" AUTH" if self._authMechanisms() else ""),
             "A message: EHLO, MAIL FROM:<you@domain>, RCPT TO:<them@domain>, DATA,",
             "the message, a line with a single dot; RFC 5321 says the rest.",
@@ -381,19 +325,11 @@ class SMTPServer(Protocol, TimeoutMixin):
     def do_STARTTLS(self, argument):
         if argument:
             return self._syntax("Syntax: STARTTLS")
-        if self.tls:
-            return self.reply(Reply(503, "5.5.1", "TLS already active"))
-        if not self._startTLSOffered():
-            return self.reply(Reply(454, "4.7.0", "TLS not available"))
-        # RFC 3207 section 4.2 and CVE-2011-0411: anything pipelined after
-        # STARTTLS arrived in plaintext and must not be executed after the handshake.
-        discarded = self._framer.drop()
-        if discarded:
-            log.info("smtp {peer}: discarded {n} plaintext bytes sent after STARTTLS",
-                     peer=self._peerText(), n=discarded)
-        self.reply(Reply(220, "2.0.0", "Ready to start TLS"))
-        self.transport.startTLS(self.settings.tlsContext)
-        self.tls = True
+        # RFC 3207 section 4.2: plaintext pipelined after it is dropped (the core).
+        self.startTLS()
+
+    def tlsStarted(self):
+        """RFC 3207 section 4.2: the session starts over (EHLO, AUTH, MAIL)."""
         if self._logout is not None:
             self._logout()
         self._resetSession()
@@ -437,33 +373,19 @@ class SMTPServer(Protocol, TimeoutMixin):
             self._syntax("Malformed AUTH %s response" % (outcome.mechanism,), "5.5.2")
 
     def _login(self, credentials, authzid=b""):
+        """
+        Check the credentials with input held (the core: the address's
+        penalty first, a failure answered 535, at the limit 535 and 421).
+        """
         from mailstack.smtp.delivery import ISMTPSubmitter
-        d = self._authThrottle.login(self.portal, self.peer, credentials, ISMTPSubmitter)
-        d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
 
-        def ok(result):
-            _, avatar, logout = result
+        def loggedIn(avatar, logout):
             self.authenticated = avatar.address
             self._logout = logout
-            log.info("smtp {peer}: authenticated as {user}", peer=self._peerText(),
+            log.info("smtp {peer}: authenticated as {user}", peer=self.peerText(),
                      user=avatar.address)
             self.reply(Reply(235, "2.7.0", "Authentication successful"))
-
-        def failed(failure):
-            failure.trap(UnauthorizedLogin)
-            return self._authFailed()
-        d.addCallbacks(ok, failed)
-        self._block(d)
-
-    def _authFailed(self):
-        # The client address's penalty was waited out before the check
-        # (mailstack.throttle); at the limit the 535 is followed by a 421.
-        verdict = self._authThrottle.record(self.peer)
-        log.info("smtp {peer}: authentication failed ({n})", peer=self._peerText(),
-                 n=verdict.count)
-        self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
-        if verdict.disconnect:
-            self._close(Reply(421, "4.7.0", "Too many authentication failures, closing"))
+        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn)
 
     # -- the mail transaction -----------------------------------------------
 
@@ -539,8 +461,8 @@ class SMTPServer(Protocol, TimeoutMixin):
 
     def _consumeData(self):
         state = self._dataState
-        consumed, finished = state.feed(self._framer.peek())
-        self._framer.consume(consumed)
+        consumed, finished = state.feed(self.framer.peek())
+        self.framer.consume(consumed)
         if finished:
             self._dataState = None
             self._endOfData(state)
@@ -556,12 +478,12 @@ class SMTPServer(Protocol, TimeoutMixin):
         if state.tooBig:
             state.close()
             log.info("smtp {peer}: message over {limit} octets refused",
-                     peer=self._peerText(), limit=self.settings.maxMessageSize)
+                     peer=self.peerText(), limit=self.settings.maxMessageSize)
             return self.reply(self._sizeExceeded())
         if state.tooLong:
             state.close()
             log.info("smtp {peer}: message with a line over {limit} octets refused",
-                     peer=self._peerText(), limit=self.settings.maxTextLine)
+                     peer=self.peerText(), limit=self.settings.maxTextLine)
             return self.reply(Reply(500, "5.6.0", "Message has a line longer than %d octets; not accepted" % (
                 self.settings.maxTextLine,)))
         if state.bare and self.settings.bareNewline == "reject":
@@ -569,7 +491,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             return self.reply(Reply(554, "5.6.0", "Message contains a bare CR or LF; not accepted"))
         if state.failed is not None:
             state.close()
-            log.error("smtp {peer}: message not spooled: {error}", peer=self._peerText(),
+            log.error("smtp {peer}: message not spooled: {error}", peer=self.peerText(),
                       error=state.failed)
             if state.failed.errno in NO_SPACE_ERRNOS:
                 return self.reply(Reply(452, "4.3.1", "Insufficient system storage; "
@@ -588,7 +510,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             state.close()
             return failure
         d.addCallbacks(done, failed)
-        self._block(d)
+        self.holdInput(d)
 
     def receivedHeader(self, envelope, queueID):
         """The trace header (RFC 5321 4.4) with TLS and auth facts (RFC 3848)."""
