@@ -27,26 +27,20 @@ import re
 import sys
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import LoginFailed
-from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailstack.auth.checkers import APOPCredentials
 from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber)
 from mailstack.protocol import sasl
-from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
-from mailstack.protocol.framing import TOO_LONG, LineFramer
+from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
+from mailstack.protocol.session import ISessionWording, LineSession
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader
 from mailstack.protocol.dotstuff import stuff
-from mailstack.sessions import CommandLineDeadline
 from mailstack.settings import ListenerSettings
 from mailstack.storage.interfaces import StoreError
-from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
 
@@ -96,8 +90,61 @@ class POP3Settings(ListenerSettings):
     chunkSize: int = CHUNK_SIZE
 
 
-@implementer(IPendingInput)
-class POP3Server(Protocol, TimeoutMixin):
+@implementer(ISessionWording)
+class POP3Wording:
+    """
+    POP3's replies for the session core (L{mailstack.protocol.session}), with
+    RFC 2449/3206 response codes where the listener offers them.
+    """
+
+    protocolName = "pop3"
+    startTLSCommand = "STLS"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def err(self, text, code=None):
+        """The text of an -ERR reply (without it), with its code when offered."""
+        capability = "AUTH-RESP-CODE" if code == "AUTH" else "RESP-CODES"
+        if code is not None and capability not in self.settings.disabled:
+            text = "[%s] %s" % (code, text)
+        return text
+
+    @staticmethod
+    def line(text):
+        return text.encode("utf-8") + b"\r\n"
+
+    def internalError(self):
+        return self.line("-ERR " + self.err("Internal error", "SYS/TEMP"))
+
+    def tooManyBadCommands(self):
+        return self.line("-ERR Too many bad commands, closing connection")
+
+    def tooManyCommands(self):
+        return self.line("-ERR Too many commands in one session, closing connection")
+
+    def timedOut(self):
+        return self.line("-ERR Disconnected for inactivity.")
+
+    def tlsReady(self, tag):
+        return self.line("+OK Begin TLS negotiation now")
+
+    def tlsAlreadyActive(self, tag):
+        return self.line("-ERR TLS already active")
+
+    def tlsNotAvailable(self, tag):
+        return self.line("-ERR STLS not available on this port")
+
+    def authFailed(self, tag):
+        # The one generic failure (RFC 3206 [AUTH]).
+        return self.line("-ERR " + self.err(AUTH_FAILED, "AUTH"))
+
+    def authFailedClosing(self, tag):
+        return self.line("-ERR " + self.err(
+            AUTH_FAILED + "; too many failures, closing connection", "AUTH"))
+
+
+class POP3Server(LineSession):
     """
     One POP3 session: AUTHORIZATION -> TRANSACTION -> (QUIT) UPDATE.
 
@@ -110,39 +157,21 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def __init__(self, settings, portal, plaintextSecrets=None, clock=None,
                  timestamp=None):
-        self.settings = settings
+        LineSession.__init__(self, settings, POP3Wording(settings), settings.maxLine, clock)
         self.portal = portal
         self.plaintextSecrets = plaintextSecrets or (lambda: False)
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock = clock
-        self.callLater = clock.callLater  # for TimeoutMixin
         self.timestamp = timestamp
         self.state = AUTHORIZATION
-        self.tls = False
         self.maildrop = None
         self._logout = None
         self._user = None
-        self._framer = LineFramer(settings.maxLine)
-        self._processing = False
-        self._blocked = False
-        self._inputPaused = False
-        self._closing = False
         self._saslHandler = None
         self._sender = None
-        self._commands = 0
-        self._badCommands = 0
-        self._authThrottle = AuthFailureThrottle(settings, clock)
-        self._lineDeadline = CommandLineDeadline(
-            clock, settings.commandLineTimeout, self.timeoutConnection,
-            peer=lambda: self.peer)
 
     # -- connection ------------------------------------------------------------
 
     def connectionMade(self):
-        self.tls = self.settings.tlsMode == "implicit" or ISSLTransport.providedBy(
-            self.transport)
-        self.peer = self.transport.getPeer()
+        LineSession.connectionMade(self)
         self.setTimeout(self.settings.idleTimeout)
         if self._on("APOP") and sasl.offersChallengeAuth(self.settings.challengeAuth,
                                                          self.plaintextSecrets):
@@ -156,10 +185,7 @@ class POP3Server(Protocol, TimeoutMixin):
         self._ok(greeting)
 
     def connectionLost(self, reason):
-        self._closing = True
-        self.setTimeout(None)
-        self._authThrottle.cancel()
-        self._lineDeadline.cancel()
+        LineSession.connectionLost(self, reason)
         if self._sender is not None:
             # Normally the transport has already stopped it (it stops its
             # producer before telling the protocol); if not, stop it here:
@@ -174,16 +200,14 @@ class POP3Server(Protocol, TimeoutMixin):
             logout()
 
     def timeoutConnection(self):
-        log.info("pop3 {peer}: timeout, disconnecting", peer=self._peerText())
         if self._sender is not None:
             # Mid-response: an -ERR line would be taken as message text.
+            log.info("pop3 {peer}: timeout while sending a message, closing",
+                     peer=self.peerText())
             self._closing = True
             self.transport.abortConnection()
             return
-        self._close("-ERR Disconnected for inactivity.")
-
-    def _peerText(self):
-        return "%s:%s" % (getattr(self.peer, "host", self.peer), getattr(self.peer, "port", ""))
+        LineSession.timeoutConnection(self)
 
     def _on(self, capability):
         return capability not in self.settings.disabled
@@ -198,9 +222,8 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def _err(self, text, code=None):
         """An -ERR reply, with its RFC 2449/3206 response code when offered."""
-        if code is not None and self._on("AUTH-RESP-CODE" if code == "AUTH" else "RESP-CODES"):
-            text = "[%s] %s" % (code, text)
-        log.info("pop3 {peer}: -ERR {text}", peer=self._peerText(), text=text)
+        text = self.wording.err(text, code)
+        log.info("pop3 {peer}: -ERR {text}", peer=self.peerText(), text=text)
         self._write("-ERR " + text)
 
     def _multi(self, first, lines):
@@ -209,48 +232,11 @@ class POP3Server(Protocol, TimeoutMixin):
         self.transport.write(b"+OK " + first.encode("utf-8") + b"\r\n" + stuff(body))
 
     def _close(self, line):
-        if self._closing:
-            return
-        self._closing = True
-        self._write(line)
-        self.transport.loseConnection()
+        self.closeWith(self.wording.line(line))
 
-    # -- framing ---------------------------------------------------------------
+    # -- input -----------------------------------------------------------------
 
-    def dataReceived(self, data):
-        if self._closing:
-            return
-        self.resetTimeout()
-        self._lineDeadline.received(data)
-        self._framer.feed(data)
-        self._process()
-
-    def _process(self):
-        """Run complete command lines (CRLF or bare LF) until blocked."""
-        if self._processing:
-            return
-        self._processing = True
-        try:
-            while self._framer.pending() and not self._blocked and not self._closing:
-                line = self._framer.nextLine()
-                if line is None:
-                    break
-                if line is TOO_LONG:
-                    self._lineTooLong()
-                    continue
-                self._lineReceived(line)
-        finally:
-            self._processing = False
-        if (self._blocked and not self._inputPaused and not self._closing
-                and self._framer.pending() > 4 * self.settings.maxLine):
-            self._inputPaused = True
-            self.transport.pauseProducing()
-
-    def _dropInput(self):
-        """Forget every octet received and not yet run. @return: how many."""
-        return self._framer.drop()
-
-    def _lineTooLong(self):
+    def lineTooLong(self):
         if self.state == AUTHORIZATION:
             secretFrom(self.transport)  # what was seen of it, until the next command
         if self._saslHandler is not None:
@@ -261,68 +247,33 @@ class POP3Server(Protocol, TimeoutMixin):
             # in the transcript as commands). No [AUTH] code: no credentials
             # were checked; it counts as a bad command, as any over-long line.
             self._saslHandler = None
-            if self._countBad():
+            if self.countBad():
                 self._err("Authentication exchange line too long (limit %d octets)" % (
                     self.settings.maxLine,))
             return
-        if self._countBad():
+        if self.countBad():
             self._err("Line too long (limit %d octets)" % (self.settings.maxLine,))
 
-    def _wait(self, d):
-        """
-        Hold further input until C{d} (which sends the reply) has fired. Only
-        the latest wait unblocks (an auth delay may start inside a login).
-        """
-        token = self._blocked = object()
-        d.addErrback(self._internalError)
-        d.addBoth(self._unblock, token)
-        return d
-
-    def _unblock(self, result, token):
-        if self._blocked is not token:
-            return None
-        self._blocked = False
-        if self._inputPaused and not self._closing:
-            self._inputPaused = False
-            self.transport.resumeProducing()
-        self._process()
-        return None
-
-    def _internalError(self, failure):
-        log.failure("pop3 {peer}: internal error", failure, peer=self._peerText())
-        if not self._closing:
-            self._err("Internal error", "SYS/TEMP")
-
-    def _countBad(self):
-        """Count a bad command; at the limit, close. @return: still open?"""
-        self._badCommands += 1
-        if self._badCommands >= self.settings.maxBadCommands:
-            log.info("pop3 {peer}: too many bad commands", peer=self._peerText())
-            self._close("-ERR Too many bad commands, closing connection")
-        return not self._closing
-
     def _syntax(self, text):
-        if self._countBad():
+        if self.countBad():
             self._err("Syntax: " + text)
 
     # -- dispatch ----------------------------------------------------------------
 
-    def _lineReceived(self, line):
+    def lineReceived(self, line):
         if self._saslHandler is not None:
             handler, self._saslHandler = self._saslHandler, None
-            return self._guarded(handler, line)
+            return self.guarded(handler, line)
         verb, _, argument = line.lstrip(b" ").partition(b" ")
         name = verb.decode("ascii", "replace").upper()
         spec = COMMANDS.get(name)
         self._markSecrets(line, name, argument, spec)
-        self._commands += 1
-        if self._commands > self.settings.maxCommands:
-            log.info("pop3 {peer}: command limit reached", peer=self._peerText())
-            return self._close("-ERR Too many commands in one session, closing connection")
+        if not self.countCommand():
+            return None
         if not name:
             return self._err("No command given")
         if spec is None:
-            if not self._countBad():
+            if not self.countBad():
                 return None
             if name in OBSOLETE:
                 return self._err(OBSOLETE[name])
@@ -334,14 +285,15 @@ class POP3Server(Protocol, TimeoutMixin):
             return self._err("Unknown command")
         states, capability = spec
         if self.state not in states:
-            if not self._countBad():
+            if not self.countBad():
                 return None
             if self.state == AUTHORIZATION:
                 return self._err("%s needs a login first (USER/PASS, APOP or AUTH)" % (name,))
             return self._err("%s is only allowed before login; already logged in" % (name,))
         if capability is not None and not self._on(capability):
             return self._err("%s is disabled on this server" % (name,))
-        return self._guarded(getattr(self, "do_" + name), argument)
+        # An exception in a handler: -ERR [SYS/TEMP], never a traceback.
+        return self.guarded(getattr(self, "do_" + name), argument)
 
     def _markSecrets(self, line, name, argument, spec):
         """
@@ -364,26 +316,10 @@ class POP3Server(Protocol, TimeoutMixin):
         elif spec is None and name and self.state == AUTHORIZATION:
             secretLine(self.transport)
 
-    def pendingInput(self):
-        """Octets received and not taken yet (L{IPendingInput})."""
-        return self._framer.pending()
-
-    def _guarded(self, method, argument):
-        """Run a handler; an exception becomes -ERR [SYS/TEMP], never a traceback."""
-        try:
-            return method(argument)
-        except Exception:
-            self._internalError(Failure())
-            return None
-
     # -- AUTHORIZATION ----------------------------------------------------------
 
     def _plaintextAllowed(self):
         return self.tls or self.settings.allowPlaintextAuth
-
-    def _startTLSOffered(self):
-        return (self.settings.tlsMode == "starttls" and not self.tls
-                and self.settings.tlsContext is not None and self._on("STLS"))
 
     def _mechanismStatus(self, mechanism):
         """The shared offer policy (L{sasl.mechanismStatus})."""
@@ -403,7 +339,7 @@ class POP3Server(Protocol, TimeoutMixin):
         mechanisms = self.mechanisms()
         if mechanisms:
             capabilities.append("SASL " + " ".join(mechanisms))
-        if self.state == AUTHORIZATION and self._startTLSOffered():
+        if self.state == AUTHORIZATION and self.startTLSOffered():
             capabilities.append("STLS")
         capabilities += ["EXPIRE NEVER", "IMPLEMENTATION mailstack"]
         return [c for c in capabilities if self._on(c.split()[0])]
@@ -424,14 +360,14 @@ class POP3Server(Protocol, TimeoutMixin):
             if isinstance(e, (StoreError, OSError)):
                 # The disk failed, not our code: one line (RFC 2449 SYS/TEMP).
                 log.error("pop3 {peer}: {user}: removing deleted messages failed: {error}",
-                          peer=self._peerText(), user=self.maildrop.address, error=e)
+                          peer=self.peerText(), user=self.maildrop.address, error=e)
             else:
                 log.failure("pop3 {peer}: {user}: removing deleted messages failed",
-                            peer=self._peerText(), user=self.maildrop.address)
+                            peer=self.peerText(), user=self.maildrop.address)
             self._endSession()
             return self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
         log.info("pop3 {peer}: {user} logged out, {n} messages deleted",
-                 peer=self._peerText(), user=self.maildrop.address, n=removed)
+                 peer=self.peerText(), user=self.maildrop.address, n=removed)
         self._endSession()
         self._close("+OK mailstack POP3 server signing off (%d deleted, %d left)" % (
             removed, count))
@@ -439,20 +375,10 @@ class POP3Server(Protocol, TimeoutMixin):
     def do_STLS(self, argument):
         if argument.strip():
             return self._syntax("STLS")
-        if self.tls:
-            return self._err("TLS already active")
-        if not self._startTLSOffered():
-            return self._err("STLS not available on this port")
-        # RFC 2595 section 4 and CVE-2011-0411: bytes pipelined after STLS came
-        # in plaintext; running them after the handshake would let a
-        # man-in-the-middle inject commands into the protected session.
-        discarded = self._dropInput()
-        if discarded:
-            log.info("pop3 {peer}: discarded {n} plaintext bytes sent after STLS",
-                     peer=self._peerText(), n=discarded)
-        self._ok("Begin TLS negotiation now")
-        self.transport.startTLS(self.settings.tlsContext)
-        self.tls = True
+        # RFC 2595 section 4: plaintext pipelined after it is dropped (the core).
+        self.startTLS()
+
+    def tlsStarted(self):
         self._user = None  # fresh AUTHORIZATION state
 
     def do_USER(self, argument):
@@ -469,7 +395,7 @@ class POP3Server(Protocol, TimeoutMixin):
         if not self._plaintextAllowed():
             return self._err(PLAINTEXT_REFUSED, "AUTH")
         if self._user is None:
-            if self._countBad():
+            if self.countBad():
                 self._err("Send USER first")
             return None
         user, self._user = self._user, None
@@ -505,7 +431,7 @@ class POP3Server(Protocol, TimeoutMixin):
             self._login(outcome.credentials, outcome.authzid)
         elif isinstance(outcome, sasl.Cancelled):
             self._err("Authentication cancelled")
-        elif not self._countBad():
+        elif not self.countBad():
             return
         elif outcome.problem == sasl.INVALID_BASE64:
             self._err("Invalid base64 data in AUTH response")
@@ -515,11 +441,11 @@ class POP3Server(Protocol, TimeoutMixin):
             self._err("Malformed %s response" % (outcome.mechanism,))
 
     def _login(self, credentials, authzid=b""):
-        d = self._authThrottle.login(self.portal, self.peer, credentials, IMaildrop)
-        d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
-
-        def ok(result):
-            _, maildrop, logout = result
+        """
+        Check the credentials with input held (the core: the address's
+        penalty first, a failure answered -ERR [AUTH], at the limit closed).
+        """
+        def loggedIn(maildrop, logout):
             if self._closing:  # the client left while the password was checked
                 logout()
                 return None
@@ -528,40 +454,21 @@ class POP3Server(Protocol, TimeoutMixin):
             except MaildropLocked:
                 logout()
                 log.info("pop3 {peer}: {user}: maildrop locked by another session",
-                         peer=self._peerText(), user=maildrop.address)
+                         peer=self.peerText(), user=maildrop.address)
                 return self._err("Mailbox is locked by another POP3 session", "IN-USE")
             except Exception:
                 logout()
                 log.failure("pop3 {peer}: {user}: cannot open the maildrop",
-                            peer=self._peerText(), user=maildrop.address)
+                            peer=self.peerText(), user=maildrop.address)
                 return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
             self.maildrop, self._logout = maildrop, logout
             self.state = TRANSACTION
             count, octets = maildrop.stat()
             log.info("pop3 {peer}: {user} logged in, {count} messages",
-                     peer=self._peerText(), user=maildrop.address, count=count)
+                     peer=self.peerText(), user=maildrop.address, count=count)
             self._ok("Logged in, %s" % (_size(count, octets),))
 
-        def failed(failure):
-            failure.trap(LoginFailed)
-            return self._authFailed()
-        d.addCallbacks(ok, failed)
-        self._wait(d)
-
-    def _authFailed(self):
-        """
-        The one generic failure (RFC 3206 [AUTH]); the client address's
-        penalty was waited out before the check (mailstack.throttle).
-        """
-        verdict = self._authThrottle.record(self.peer)
-        log.info("pop3 {peer}: authentication failed ({n})", peer=self._peerText(),
-                 n=verdict.count)
-        if verdict.disconnect:
-            self._err(AUTH_FAILED + "; too many failures, closing connection", "AUTH")
-            self._closing = True
-            self.transport.loseConnection()
-        else:
-            self._err(AUTH_FAILED, "AUTH")
+        self.login(self.portal, credentials, authzid, IMaildrop, loggedIn)
 
     # -- TRANSACTION --------------------------------------------------------------
 
@@ -652,17 +559,17 @@ class POP3Server(Protocol, TimeoutMixin):
                     self.maildrop.markSeen(number)
                 except (MessageGone, StoreError, OSError) as e:
                     log.info("pop3 {peer}: cannot mark message {n} seen: {e}",
-                             peer=self._peerText(), n=number, e=e)
+                             peer=self.peerText(), n=number, e=e)
 
         def broken(failure):
             # The +OK and part of the message are out: an -ERR now would read as
             # message text, so the only honest end is closing the connection.
             self._sender = None
             log.failure("pop3 {peer}: reading message {n} failed", failure,
-                        peer=self._peerText(), n=number)
+                        peer=self.peerText(), n=number)
             self._closing = True
             self.transport.loseConnection()
-        self._wait(sender.start().addCallbacks(sent, broken))
+        self.holdInput(sender.start().addCallbacks(sent, broken))
 
     def _transferStopped(self, number, sender):
         """
@@ -674,10 +581,10 @@ class POP3Server(Protocol, TimeoutMixin):
         if self._closing:
             return
         self._closing = True
-        dropped = self._dropInput()
+        dropped = self.dropInput()
         log.info("pop3 {peer}: connection lost while sending message {n} ({sent} octets "
                  "sent); {dropped} octets of pipelined commands dropped",
-                 peer=self._peerText(), n=number, sent=sender.sent, dropped=dropped)
+                 peer=self.peerText(), n=number, sent=sender.sent, dropped=dropped)
         # A no-op on a lost connection; ends it should a consumer ever stop
         # us while connected (the response is incomplete either way).
         self.transport.loseConnection()
