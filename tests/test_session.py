@@ -161,6 +161,21 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(self.transport.producerState, "producing")
         self.assertEqual(self.transport.value(), b"done\r\n" + b"ok x\r\n" * 100)
 
+    def test_readsWhileHeld(self):
+        """A held command that reads its own lines gets them; the pipelined rest waits for its end."""
+        self.server.readsWhileHeld = lambda: bool(self.server.waiting) and self.server.reading
+        self.server.reading = True
+        original = self.server.handle
+
+        def handle(line):
+            if line == b"done":
+                self.server.reading = False
+                return self.server.waiting[0].callback(None)
+            return original(line)
+        self.server.handle = handle
+        self.send(b"wait\r\n")
+        self.assertEqual(self.send(b"a\r\ndone\r\nb\r\n"), b"ok a\r\ndone\r\nok b\r\n")
+
     def test_holdFailure(self):
         """A held Deferred that fails: the internal-error reply, logged, then the next line."""
         self.send(b"wait\r\na\r\n")

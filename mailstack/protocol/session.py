@@ -198,15 +198,25 @@ class Session(Protocol, TimeoutMixin):
             return
         self._processing = True
         try:
-            while not self._holds and not self._closing and self.pendingInput():
+            while not self._closing and self.pendingInput() and not self.inputWaits():
                 if not self.takeInput():
                     break
         finally:
             self._processing = False
-        if (self._holds and not self._inputPaused and not self._closing
-                and self.pendingInput() > self.holdBufferLimit):
-            self._inputPaused = True
-            self.transport.pauseProducing()
+        if self._closing:
+            return
+        if self.inputWaits():
+            if not self._inputPaused and self.pendingInput() > self.holdBufferLimit:
+                self._inputPaused = True
+                self.transport.pauseProducing()
+        else:
+            self.resumeInput()
+
+    def resumeInput(self):
+        """Resume the transport if input was paused."""
+        if self._inputPaused:
+            self._inputPaused = False
+            self.transport.resumeProducing()
 
     def holdInput(self, d):
         """
@@ -222,9 +232,7 @@ class Session(Protocol, TimeoutMixin):
         def release(result):
             self._holds -= 1
             if not self._holds and not self._closing:
-                if self._inputPaused:
-                    self._inputPaused = False
-                    self.transport.resumeProducing()
+                self.resumeInput()
                 self.processInput()
             return result
         d.addErrback(self.internalError)
@@ -232,8 +240,20 @@ class Session(Protocol, TimeoutMixin):
         return d
 
     def inputHeld(self):
-        """Whether input waits for a Deferred."""
+        """Whether a hold is on (L{holdInput})."""
         return self._holds > 0
+
+    def readsWhileHeld(self):
+        """
+        Whether the held command itself reads the input now (IMAP's IDLE
+        waits for DONE, AUTHENTICATE for the client's response): then input
+        is taken while held.
+        """
+        return False
+
+    def inputWaits(self):
+        """Whether buffered input must wait: a hold is on and its command reads none."""
+        return self._holds > 0 and not self.readsWhileHeld()
 
     # -- commands ------------------------------------------------------------
 
