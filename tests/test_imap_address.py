@@ -96,10 +96,24 @@ class RecoveryTests(unittest.TestCase):
         self.assertEqual(parse(b"(only a comment)"), [])
 
     def test_neverRaises(self):
-        """Any octets parse to something without an exception."""
-        for value in (b"<<>>", b"@@@", b'"unterminated', b";;;", b"(c", b"a@[1.2[3]",
-                      b"a@b (x\\", b'"\\', b"<@", b"<@a,", b"g:", b"\x00(\x00)", b"."):
-            parse(value)
+        """Any octets parse to the address list Dovecot gives them, without an exception."""
+        cases = [
+            (b"<<>>", [(None, None, b"MISSING_MAILBOX", b"SYNTAX_ERROR")]),
+            (b"@@@", [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")]),
+            (b'"unterminated', [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")]),
+            (b";;;", [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")]),
+            (b"(c", []),
+            (b"a@[1.2[3]", [(None, None, b"a", b"MISSING_DOMAIN")]),
+            (b"a@b (x\\", [(None, None, b"a", b"MISSING_DOMAIN")]),
+            (b'"\\', [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")]),
+            (b"<@", [(None, b"INVALID_ROUTE", b"MISSING_MAILBOX", b"SYNTAX_ERROR")]),
+            (b"<@a,", [(None, b"INVALID_ROUTE", b"MISSING_MAILBOX", b"SYNTAX_ERROR")]),
+            (b"g:", [(None, None, b"g", None), (None, None, None, None)]),
+            (b"\x00(\x00)", [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")]),
+            (b".", [(None, None, b".", b"MISSING_DOMAIN")]),
+        ]
+        for value, expected in cases:
+            self.assertEqual(parse(value), expected, value)
 
 
 class FormatTests(unittest.TestCase):

@@ -235,11 +235,18 @@ class MalformedTests(unittest.TestCase):
         self.assertEqual(root.header(b"subject"), b"s")
 
     def test_deepNesting(self):
-        """Nesting past the limit becomes a leaf, not a recursion error."""
+        """BODYSTRUCTURE of nesting past MAX_DEPTH ends there in a leaf (no envelope), not a recursion error."""
         depth = fetch.MAX_DEPTH + 20
         data = b"".join(b"Content-Type: message/rfc822\r\n\r\n" for _ in range(depth)) + b"x\r\n"
-        root = parse(data)
-        fetch.bodyStructure(root)
+        structure = fetch.bodyStructure(parse(data))
+        self.assertTrue(structure.startswith(b'("message" "rfc822" NIL NIL NIL "7BIT" '), structure[:80])
+        self.assertEqual(structure.count(b'"message" "rfc822"'), fetch.MAX_DEPTH + 1)
+        self.assertEqual(structure.count(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
+                         fetch.MAX_DEPTH)
+        self.assertEqual(structure.count(b"("), structure.count(b")"))
+        leaf = b'("message" "rfc822" NIL NIL NIL "7BIT" %d NIL NIL NIL NIL)' % (
+            len(data) - (fetch.MAX_DEPTH + 1) * len(b"Content-Type: message/rfc822\r\n\r\n"),)
+        self.assertIn(leaf, structure, "no leaf at depth MAX_DEPTH")
 
     def test_nonexistentPart(self):
         """A part that does not exist is the empty string (Twisted: IndexError)."""
@@ -251,10 +258,19 @@ class MalformedTests(unittest.TestCase):
         self.assertEqual(section(root, MIXED, None, (4,)), b"")
 
     def test_brokenAddresses(self):
-        """Unparseable address headers give something, never an exception."""
-        for value in (b"<<>>", b"@@@", b'"unterminated', b"group: a@b", b";;;", b"(c"):
-            root = parse(b"From: " + value + b"\r\n\r\n")
-            fetch.envelope(root)
+        """Unparseable From headers give Dovecot's ENVELOPE address list (From, Sender, Reply-To)."""
+        cases = [
+            (b"<<>>", b'((NIL NIL "MISSING_MAILBOX" "SYNTAX_ERROR"))'),
+            (b"@@@", b'((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))'),
+            (b'"unterminated', b'((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))'),
+            (b"group: a@b", b'((NIL NIL "group" NIL)(NIL NIL "a" "b")(NIL NIL NIL NIL))'),
+            (b";;;", b'((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))'),
+            (b"(c", b"NIL"),
+        ]
+        for value, addresses in cases:
+            env = fetch.envelope(parse(b"From: " + value + b"\r\n\r\n"))
+            self.assertEqual(env, b"(NIL NIL %s %s %s NIL NIL NIL NIL NIL)"
+                             % (addresses, addresses, addresses), value)
 
 
 class EnvelopeTests(unittest.TestCase):
