@@ -45,7 +45,7 @@ class AuthenticationCommands:
         if not self._plaintextAllowed():
             return ("NO", "PRIVACYREQUIRED",
                     "Plaintext authentication is disallowed without TLS (use STARTTLS)")
-        return self._login(UsernamePassword(user, password))
+        return self._login(tag, UsernamePassword(user, password))
 
     def do_AUTHENTICATE(self, tag, mechanism, initial):
         if initial is not None and not self.extensionEnabled("SASL-IR"):
@@ -58,10 +58,10 @@ class AuthenticationCommands:
             return ("NO", "CANNOT", "Unsupported authentication mechanism")
         d = defer.Deferred()
         exchange = sasl.newExchange(mechanism, self.settings.hostname, self.clock)
-        self._saslStep(d, exchange, exchange.start(initial))
+        self._saslStep(tag, d, exchange, exchange.start(initial))
         return d
 
-    def _saslStep(self, d, exchange, outcome):
+    def _saslStep(self, tag, d, exchange, outcome):
         """IMAP's words for one step of a SASL exchange (mailstack.protocol.sasl)."""
         if isinstance(outcome, sasl.Challenge):
             self.write(b"+ " + base64.b64encode(outcome.data) + b"\r\n")
@@ -69,16 +69,16 @@ class AuthenticationCommands:
             def received(line):
                 self._lineHandler = None
                 if line is None:
-                    self._countBad()
+                    self.countBad()
                     return d.callback(("BAD", None, "Line too long"))
-                self._saslStep(d, exchange, exchange.receive(line))
+                self._saslStep(tag, d, exchange, exchange.receive(line))
             self._lineHandler = received
         elif isinstance(outcome, sasl.Credentials):
-            self._chain(d, self._login(outcome.credentials, outcome.authzid))
+            self._chain(d, self._login(tag, outcome.credentials, outcome.authzid))
         elif isinstance(outcome, sasl.Cancelled):
             d.callback(("BAD", None, "Authentication cancelled"))
         else:
-            self._countBad()
+            self.countBad()
             if outcome.problem == sasl.INVALID_BASE64:
                 d.callback(("BAD", None, "Invalid base64 in SASL response"))
             elif outcome.problem == sasl.UNEXPECTED_INITIAL_RESPONSE:
@@ -93,9 +93,13 @@ class AuthenticationCommands:
         else:
             d.callback(result)
 
-    def _login(self, credentials, authzid=b""):
-        d = self._authThrottle.login(self.portal, self.peer, credentials, IIMAPAccount)
-        d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
+    def _login(self, tag, credentials, authzid=b""):
+        """
+        Check the credentials (the session core: the address's penalty
+        first); a failure is answered NO [AUTHENTICATIONFAILED], at the limit
+        followed by BYE (the core's authFailed, in IMAPWording's words).
+        """
+        d = self.checkLogin(self.portal, credentials, authzid, IIMAPAccount)
 
         def ok(result):
             _, avatar, logout = result
@@ -112,15 +116,5 @@ class AuthenticationCommands:
 
         def failed(failure):
             failure.trap(UnauthorizedLogin)
-            return self._authFailed()
+            self.authFailed(tag)
         return d.addCallbacks(ok, failed)
-
-    def _authFailed(self):
-        # The client address's penalty was waited out before the check
-        # (mailstack.throttle); at the limit the NO is followed by a BYE.
-        verdict = self._authThrottle.record(self.peer)
-        log.info("imap {peer}: authentication failed ({n})", peer=self.peerText(),
-                 n=verdict.count)
-        if verdict.disconnect:
-            self._byeAfterReply = b"Too many authentication failures"
-        return ("NO", "AUTHENTICATIONFAILED", "Authentication failed")

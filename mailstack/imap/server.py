@@ -31,10 +31,9 @@ import tempfile
 
 from twisted.internet import defer, threads
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IReactorThreads, ISSLTransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -46,14 +45,13 @@ from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
-from mailstack.protocol.secrets import IPendingInput, secretEnd, secretFrom, secretLine
-from mailstack.sessions import CommandLineDeadline
+from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
+from mailstack.protocol.session import ISessionWording, Session
 from mailstack.settings import ListenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
     NO_SPACE_ERRNOS, InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace,
     NoSuchMailbox, NoSuchMessage, StoreError)
-from mailstack.throttle import AuthFailureThrottle
 
 log = Logger()
 
@@ -161,9 +159,47 @@ def _threadRunner(clock):
     return defer.maybeDeferred
 
 
-@implementer(IPendingInput)
-class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Protocol,
-                 TimeoutMixin):
+@implementer(ISessionWording)
+class IMAPWording:
+    """
+    IMAP's responses for the session core (L{mailstack.protocol.session}):
+    BYE before a close, tagged replies for STARTTLS and a failed login.
+    """
+
+    protocolName = "imap"
+    startTLSCommand = "STARTTLS"
+
+    def internalError(self):
+        # Only for a failure outside any command (each command's own faults
+        # are answered by its tagged NO [SERVERBUG], IMAPServer.failureResult).
+        return b"* NO [SERVERBUG] Internal error\r\n"
+
+    def tooManyBadCommands(self):
+        return b"* BYE Too many invalid commands\r\n"
+
+    def tooManyCommands(self):
+        return b"* BYE Too many commands in one session\r\n"
+
+    def timedOut(self):
+        return b"* BYE Autologout; idle for too long\r\n"
+
+    def tlsReady(self, tag):
+        return taggedLine(tag, "OK", None, "Begin TLS negotiation now")
+
+    def tlsAlreadyActive(self, tag):
+        return taggedLine(tag, "BAD", None, "TLS is already active")
+
+    def tlsNotAvailable(self, tag):
+        return taggedLine(tag, "NO", None, "STARTTLS is not available here")
+
+    def authFailed(self, tag):
+        return taggedLine(tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed")
+
+    def authFailedClosing(self, tag):
+        return self.authFailed(tag) + b"* BYE Too many authentication failures\r\n"
+
+
+class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Session):
     """
     One IMAP session.
 
@@ -175,18 +211,14 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     """
 
     def __init__(self, settings, portal, clock=None, cramAvailable=None, runInThread=None):
-        self.settings = settings
+        Session.__init__(self, settings, IMAPWording(), clock)
+        self.holdBufferLimit = settings.maxCommandSize
         self.portal = portal
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock = clock
         if runInThread is None:
-            runInThread = _threadRunner(clock)
+            runInThread = _threadRunner(self.clock)
         self.runInThread = runInThread
-        self.callLater = clock.callLater  # for TimeoutMixin
         self.cramAvailable = cramAvailable or (lambda: False)
         self.state = NOT_AUTHENTICATED
-        self.tls = False
         self.account = None
         self.view = None
         self._logout = None
@@ -201,36 +233,19 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         self._discardLiteral = 0
         self._abandoning = False
         self._lineHandler = None
-        self._pending = None
-        self._paused = False
-        self._processing = False
-        self._closing = False
-        self._commands = 0
-        self._badCommands = 0
-        self._authThrottle = AuthFailureThrottle(settings, clock)
-        self._lineDeadline = CommandLineDeadline(
-            clock, settings.commandLineTimeout, self.timeoutConnection,
-            lambda: self._literal is None and not self._discardLiteral, lambda: self.peer)
-        self._byeAfterReply = None  # BYE text to send after the current tagged reply
         self._idle = None
-        self.peer = None
         self.fetchCache = collections.OrderedDict()
 
     # -- connection ----------------------------------------------------------
 
     def connectionMade(self):
-        self.tls = self.settings.tlsMode == "implicit" or ISSLTransport.providedBy(
-            self.transport)
-        self.peer = self.transport.getPeer()
+        Session.connectionMade(self)
         self.setTimeout(self.settings.loginTimeout)
         self.write(b"* OK [CAPABILITY %s] %s mailstack IMAP4rev1 ready\r\n" % (
             self._capabilityText(), self.settings.hostname.encode("ascii", "replace")))
 
     def connectionLost(self, reason):
-        self._closing = True
-        self.setTimeout(None)
-        self._authThrottle.cancel()
-        self._lineDeadline.cancel()
+        Session.connectionLost(self, reason)
         self._stopIdle()
         self._deselect()
         self._closeSpools()
@@ -242,12 +257,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             logout()
         self.state = LOGOUT
 
-    def timeoutConnection(self):
-        log.info("imap {peer}: autologout", peer=self.peerText())
-        self.bye(b"Autologout; idle for too long")
-
-    def peerText(self):
-        return "%s:%s" % (getattr(self.peer, "host", self.peer), getattr(self.peer, "port", ""))
+    def readingLines(self):
+        return self._literal is None and not self._discardLiteral
 
     # -- output --------------------------------------------------------------
 
@@ -260,12 +271,12 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
 
     def bye(self, text):
         """Send C{* BYE text} and close the connection."""
-        if self._closing:
-            return
-        self.write(b"* BYE " + text + b"\r\n")
-        self._closing = True
-        self.state = LOGOUT
-        self.transport.loseConnection()
+        self.closeWith(b"* BYE " + text + b"\r\n")
+
+    def closeWith(self, data):
+        if not self._closing:
+            self.state = LOGOUT
+        Session.closeWith(self, data)
 
     def _tagged(self, tag, status, code, text):
         self.write(taggedLine(tag, status, code, text))
@@ -276,81 +287,67 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             self.write(b"* BAD " + response.text(text) + b"\r\n")
         else:
             self._tagged(tag, "BAD", None, text)
-        self._countBad()
-
-    def _countBad(self):
-        self._badCommands += 1
-        if self._badCommands >= self.settings.maxBadCommands:
-            log.info("imap {peer}: too many invalid commands", peer=self.peerText())
-            self.bye(b"Too many invalid commands")
+        self.countBad()
 
     # -- framing -------------------------------------------------------------
 
-    def dataReceived(self, data):
-        if self._closing:
-            return
-        self.resetTimeout()
-        self._lineDeadline.received(data)
+    def bufferInput(self, data):
         self._buffer += data
-        self._process()
 
-    def _process(self):
-        # A command whose Deferred fires at once completes inside this loop;
-        # its completion must not start a nested loop (deep recursion with
-        # many pipelined commands): the loop that is running goes on instead.
-        if self._processing:
-            return
-        self._processing = True
-        try:
-            self._processBuffer()
-        finally:
-            self._processing = False
+    def pendingInput(self):
+        """Octets received and not taken yet (L{IPendingInput})."""
+        return len(self._buffer)
 
-    def _processBuffer(self):
+    def dropInput(self):
+        """Forget the input buffered and the command begun (STARTTLS)."""
+        discarded = len(self._buffer)
+        del self._buffer[:]
+        self._resetCommand()
+        return discarded
+
+    def readsWhileHeld(self):
+        """
+        A running command reads its own lines (IDLE's DONE, AUTHENTICATE's
+        responses), and a literal being read or dropped goes on.
+        """
+        return (self._lineHandler is not None or self._literal is not None
+                or self._discardLiteral > 0)
+
+    def takeInput(self):
+        """Take a literal's octets, or a line: a command's or a running command's."""
         buffer = self._buffer
         maxLine = self.settings.maxLineLength
-        while buffer and not self._closing:
-            if self._discardLiteral:
-                count = min(len(buffer), self._discardLiteral)
-                del buffer[:count]
-                self._discardLiteral -= count
-                continue
-            if self._literal is not None:
-                self._readLiteral()
-                continue
-            if self._pending is not None and self._lineHandler is None:
-                break
-            end = buffer.find(b"\n")
-            if end < 0:
-                if len(buffer) > maxLine:
-                    self._discardPartialLine()
-                break
-            line = bytes(buffer[:end])
-            del buffer[:end + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if self._discardLine:
-                self._discardLine = False
-                self._endDiscardedLine(self._discardTail + line[-32:])
-                continue
-            if len(line) > maxLine:
-                if self._lineHandler is not None and not self._parts:
-                    self._lineHandler(None)
-                    continue
+        if self._discardLiteral:
+            count = min(len(buffer), self._discardLiteral)
+            del buffer[:count]
+            self._discardLiteral -= count
+            return True
+        if self._literal is not None:
+            self._readLiteral()
+            return True
+        end = buffer.find(b"\n")
+        if end < 0:
+            if len(buffer) > maxLine:
+                self._discardPartialLine()
+            return False
+        line = bytes(buffer[:end])
+        del buffer[:end + 1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if self._discardLine:
+            self._discardLine = False
+            self._endDiscardedLine(self._discardTail + line[-32:])
+        elif len(line) > maxLine:
+            if self._lineHandler is not None and not self._parts:
+                self._lineHandler(None)
+            else:
                 self._lineTooLong(line[:64])
                 self._endDiscardedLine(line[-32:])
-                continue
-            if self._lineHandler is not None and not self._parts:
-                self._lineHandler(line)
-                continue
+        elif self._lineHandler is not None and not self._parts:
+            self._lineHandler(line)
+        else:
             self._commandLine(line)
-        if self._pending is not None and self._lineHandler is None:
-            if len(buffer) > self.settings.maxCommandSize and not self._paused:
-                self._paused = True
-                self.transport.pauseProducing()
-        elif self._paused and not self._closing:
-            self._paused = False
-            self.transport.resumeProducing()
+        return True
 
     def _discardPartialLine(self):
         """An over-long line with no end yet: answer once, drop it as it comes."""
@@ -378,10 +375,6 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         """Before login, a line that is no command may be credentials sent out of turn."""
         if self.state == NOT_AUTHENTICATED:
             secretLine(self.transport)
-
-    def pendingInput(self):
-        """Octets received and not taken yet (L{IPendingInput})."""
-        return len(self._buffer)
 
     def _lineTooLong(self, start):
         if self.state == NOT_AUTHENTICATED:
@@ -445,7 +438,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
                 self._discardLiteral = size
                 self._abandoning = True
                 self._tagged(tag, "BAD", *refusal)
-                return self._countBad()
+                return self.countBad()
         limit = self.settings.maxLiteralSize if isAppend else (
             self.settings.maxCommandSize - self._commandSize)
         if size > limit:
@@ -540,9 +533,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         return name not in self.settings.disabled
 
     def _dispatch(self, parts):
-        self._commands += 1
-        if self._commands > self.settings.maxCommands:
-            return self.bye(b"Too many commands in one session")
+        if not self.countCommand():
+            return None
         reader = Reader(parts, maxString=self.settings.maxCommandSize)
         try:
             tag = reader.tag()
@@ -593,10 +585,11 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
         except Exception:
             result = self.failureResult(Failure(), name)
         if isinstance(result, defer.Deferred):
-            self._pending = result
+            # Pipelined commands wait for it (the core's hold).
             result.addErrback(self.failureResult, name)
-            result.addCallback(lambda r: self._complete(tag, name, r, resume=True))
+            result.addCallback(lambda r: self._complete(tag, name, r))
             result.addErrback(self._lastResort)
+            self.holdInput(result)
         else:
             self._complete(tag, name, result)
 
@@ -610,10 +603,10 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
             return None
         if isinstance(error, Refusal):
             if error.status == "BAD":
-                self._countBad()
+                self.countBad()
             return (error.status, error.code, error.text)
         if isinstance(error, ParseError):
-            self._countBad()
+            self.countBad()
             return ("BAD", None, str(error))
         if isinstance(error, NoSpace) or (
                 isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
@@ -647,12 +640,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
 
     def _lastResort(self, failure):
         log.failure("imap {peer}: internal error", failure, peer=self.peerText())
-        self._pending = None
-        if not self._closing:
-            self._process()
 
-    def _complete(self, tag, name, result, resume=False):
-        self._pending = None
+    def _complete(self, tag, name, result):
         self._closeSpools()
         if self._closing:
             return None
@@ -670,10 +659,6 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
                 except Exception:
                     log.failure("imap {peer}: sending updates failed", peer=self.peerText())
             self._tagged(tag, status, code, text)
-            if self._byeAfterReply is not None:
-                self.bye(self._byeAfterReply)
-        if resume and not self._closing:
-            self._process()
         return None
 
     def sendUpdates(self, allowExpunge=True):
@@ -694,7 +679,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
     def capabilities(self):
         caps = ["IMAP4rev1"]
         if self.state == NOT_AUTHENTICATED:
-            if self._startTLSOffered():
+            if self.startTLSOffered():
                 caps.append("STARTTLS")
             if not self._plaintextAllowed():
                 caps.append("LOGINDISABLED")
@@ -742,28 +727,11 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Pro
 
     # -- not authenticated ---------------------------------------------------
 
-    def _startTLSOffered(self):
-        return (self.settings.tlsMode == "starttls" and not self.tls
-                and self.settings.tlsContext is not None and self.extensionEnabled("STARTTLS"))
-
     def do_STARTTLS(self, tag):
-        if self.tls:
-            return ("BAD", None, "TLS is already active")
-        if not self._startTLSOffered():
-            return ("NO", None, "STARTTLS is not available here")
-        discarded = len(self._buffer)
-        # RFC 3501 6.2.1 / CVE-2011-0411: bytes pipelined after STARTTLS came in
-        # plaintext and must not be run as commands once TLS is up.
-        del self._buffer[:]
-        self._resetCommand()
-        if discarded:
-            log.info("imap {peer}: discarded {n} plaintext octets sent after STARTTLS",
-                     peer=self.peerText(), n=discarded)
-        self._tagged(tag, "OK", None, "Begin TLS negotiation now")
-        self.transport.startTLS(self.settings.tlsContext)
-        self.tls = True
+        # RFC 3501 6.2.1: plaintext pipelined after it is dropped (the core).
         # Failed logins keep counting across STARTTLS, as in SMTP and POP3
         # (and Dovecot): the client is the same, TLS gives it no new budget.
+        self.startTLS(tag)
         return None
 
 
