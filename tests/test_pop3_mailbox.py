@@ -196,9 +196,16 @@ class LockTests(MaildropTestMixin, unittest.TestCase):
         self.opened()
 
     def test_otherAddress(self):
-        """Locks are per address."""
-        self.opened()
-        self.opened("bob@lab.test")
+        """Locks are per address: bob's session opens on his own (empty) maildrop beside alice's."""
+        alice = self.opened()
+        bob = self.opened("bob@lab.test")
+        self.assertEqual(alice.stat(), (2, len(ONE) + len(TWO)))
+        self.assertEqual(bob.stat(), (0, 0))
+        self.assertTrue(self.locks.isLocked("alice@lab.test"))
+        self.assertTrue(self.locks.isLocked("bob@lab.test"))
+        bob.close()
+        self.assertTrue(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.locks.isLocked("bob@lab.test"))
 
     def test_registry(self):
         """Only the holder releases."""

@@ -13,6 +13,7 @@ import warnings
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL
 from twisted.internet import defer, endpoints, protocol, reactor, threads
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
@@ -160,9 +161,13 @@ class ServerContextFactoryTests(unittest.TestCase):
         self.assertNotIn("\n", text)
 
     def test_loads(self):
-        """Good files give CertificateOptions with a working context."""
+        """Good files give a context that presents the certificate from the file."""
         options = tls.serverContextFactory(self.certPath, self.keyPath, "1.3")
-        self.assertIsNotNone(options.getContext())
+        served = SSL.Connection(options.getContext(), None).get_certificate()
+        with open(self.certPath, "rb") as f:
+            onDisk = x509.load_pem_x509_certificate(f.read())
+        self.assertEqual(served.to_cryptography(), onDisk)
+        self.assertEqual(options.extraCertChain, [])
 
     def test_chain(self):
         """A file holding the certificate and its chain loads."""
