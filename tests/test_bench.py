@@ -93,6 +93,7 @@ class PieceTests(unittest.TestCase):
     """The harness's pure parts."""
 
     def test_percentile(self):
+        """The report's p50/p95 are nearest-rank percentiles (a single sample is its own p95)."""
         values = [float(n) for n in range(1, 101)]
         self.assertEqual(clients.percentile(values, 50), 50.0)
         self.assertEqual(clients.percentile(values, 95), 95.0)
@@ -133,6 +134,7 @@ class PieceTests(unittest.TestCase):
         self.assertEqual(r.verdict(), "")
 
     def test_table(self):
+        """The report table is a header, a rule and a row per metric; a missing peer value reads '-'."""
         r = run.Row("pop3", "k", "POP3 thing", "ms", "lower")
         r.peerName = "dovecot"
         r.values = {"mailstack": 1234.5, "peer": None}
