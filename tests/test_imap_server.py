@@ -379,6 +379,19 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
                          b"* BYE Too many authentication failures\r\n")
         self.assertTrue(self.transport.disconnecting)
 
+    def test_inputPausedWhileHeld(self):
+        """While a reply is delayed, a flood of pipelined commands pauses reading, then all are answered."""
+        self.send(b"a LOGIN alice@lab.test x\r\n")
+        self.send(b"b LOGIN alice@lab.test x\r\n")
+        self.send(b"c NOOP\r\n" * 10000)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.transport.clear()
+        self.clock.advance(2)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(self.transport.value(),
+                         b"b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+                         + b"c OK NOOP completed\r\n" * 10000)
+
     def test_privacyRequired(self):
         """Plaintext LOGIN and AUTHENTICATE PLAIN are refused before TLS in production."""
         session = self.connect(allowPlaintextAuth=False)
