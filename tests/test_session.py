@@ -6,7 +6,7 @@ driven through a toy line protocol on a StringTransport.
 
 from twisted.internet import defer, task
 from twisted.trial import unittest
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 from zope.interface.verify import verifyObject
 
 from mailstack.protocol.session import ISessionWording, LineSession
@@ -243,3 +243,59 @@ class SessionTests(unittest.TestCase):
         """Input after the close is ignored."""
         self.send(b"bad\r\nbad\r\nbad\r\n")
         self.assertEqual(self.send(b"a\r\n"), b"")
+
+
+class SlowPortal:
+    """A portal whose check answers when the test fires C{checks[i]}."""
+
+    def __init__(self):
+        self.checks = []
+
+    def login(self, credentials, mind, *interfaces):
+        d = defer.Deferred()
+        self.checks.append(d)
+        return d
+
+
+class Avatar:
+    address = "alice@lab.test"
+
+
+class LoginTests(unittest.TestCase):
+    """
+    Session.login: the check with input held, its answers, a client that left.
+    """
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.portal = SlowPortal()
+        self.server = ToySession(ListenerSettings(hostname="lab.test"), self.clock)
+        self.transport = FakeTLSTransport()
+        self.server.makeConnection(self.transport)
+        self.loggedIn = []
+        self.loggedOut = []
+
+    def login(self):
+        self.server.login(self.portal, object(), b"", Interface, lambda avatar, logout:
+                          self.loggedIn.append(avatar))
+
+    def succeed(self):
+        self.portal.checks[-1].callback((Interface, Avatar(), lambda: self.loggedOut.append(1)))
+
+    def test_loginHoldsInput(self):
+        """Lines sent while the credentials are checked run after the outcome."""
+        self.login()
+        self.server.dataReceived(b"a\r\n")
+        self.assertEqual(self.transport.value(), b"")
+        self.succeed()
+        self.assertEqual(len(self.loggedIn), 1)
+        self.assertEqual(self.transport.value(), b"ok a\r\n")
+
+    def test_clientLeftDuringCheck(self):
+        """A client gone while its password was checked: its avatar is logged out, nothing sent."""
+        self.login()
+        self.server.connectionLost(None)
+        self.succeed()
+        self.assertEqual(self.loggedIn, [])
+        self.assertEqual(self.loggedOut, [1])
+        self.assertEqual(self.transport.value(), b"")

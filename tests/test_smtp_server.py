@@ -440,6 +440,26 @@ class AuthTests(SMTPTestMixin, unittest.TestCase):
     def plain(self, user, password, authzid=b""):
         return base64.b64encode(authzid + b"\0" + user + b"\0" + password)
 
+    def test_clientLeftDuringCheck(self):
+        """A client gone while its password is checked: the avatar is let go, no 235 is sent."""
+        checks, loggedOut = [], []
+
+        class SlowPortal:
+            def login(self, credentials, mind, *interfaces):
+                checks.append((defer.Deferred(), interfaces[0]))
+                return checks[-1][0]
+        self.portal = SlowPortal()
+        self.connect()
+        self.ehlo()
+        self.send(b"AUTH PLAIN " + self.plain(b"alice@lab.test", b"secret") + b"\r\n")
+        self.server.connectionLost(None)
+        self.transport.clear()
+        d, interface = checks[0]
+        _, avatar, _ = SubmitterRealm().requestAvatar("alice@lab.test", None, interface)
+        d.callback((interface, avatar, lambda: loggedOut.append(1)))
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(loggedOut, [1])
+
     def test_bareAuth(self):
         """AUTH with no mechanism is a syntax error, not a crash."""
         self.ehlo()

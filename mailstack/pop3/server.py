@@ -446,9 +446,6 @@ class POP3Server(LineSession):
         penalty first, a failure answered -ERR [AUTH], at the limit closed).
         """
         def loggedIn(maildrop, logout):
-            if self._closing:  # the client left while the password was checked
-                logout()
-                return None
             try:
                 maildrop.open()
             except MaildropLocked:

@@ -346,13 +346,22 @@ class Session(Protocol, TimeoutMixin):
     def login(self, portal, credentials, authzid, interface, loggedIn):
         """
         L{checkLogin} with input held: C{loggedIn(avatar, logout)} on
-        success, L{authFailed} on failure.
+        success, L{authFailed} on failure. If the client left while its
+        credentials were checked, the avatar is logged out at once and
+        nothing is answered.
         """
+        def succeeded(result):
+            _, avatar, logout = result
+            if self._closing:
+                logout()
+                return None
+            return loggedIn(avatar, logout)
+
         def failed(failure):
             failure.trap(LoginFailed)
             self.authFailed()
         d = self.checkLogin(portal, credentials, authzid, interface)
-        d.addCallbacks(lambda result: loggedIn(result[1], result[2]), failed)
+        d.addCallbacks(succeeded, failed)
         return self.holdInput(d)
 
     def recordAuthFailure(self):
