@@ -107,7 +107,7 @@ class AuthenticationCommands:
                 logout()
                 return None
             self.account = avatar
-            self._logout = logout
+            self.keepAvatar(logout)
             self.state = "authenticated"
             self.setTimeout(self.settings.idleTimeout)
             log.info("imap {peer}: logged in as {user}", peer=self.peerText(),

@@ -221,7 +221,6 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         self.state = NOT_AUTHENTICATED
         self.account = None
         self.view = None
-        self._logout = None
         self._buffer = bytearray()
         self._parts = []
         self._commandSize = 0
@@ -252,9 +251,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         if self._literal is not None:
             self._closeSink(self._literal[1])
             self._literal = None
-        if self._logout is not None:
-            logout, self._logout = self._logout, None
-            logout()
+        self.releaseAvatar()
         self.state = LOGOUT
 
     def readingLines(self):

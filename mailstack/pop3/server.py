@@ -163,7 +163,6 @@ class POP3Server(LineSession):
         self.timestamp = timestamp
         self.state = AUTHORIZATION
         self.maildrop = None
-        self._logout = None
         self._user = None
         self._saslHandler = None
         self._sender = None
@@ -191,13 +190,7 @@ class POP3Server(LineSession):
             # producer before telling the protocol); if not, stop it here:
             # close the file and unregister.
             self._sender.abort()
-        self._endSession()
-
-    def _endSession(self):
-        """Release the maildrop (its lock) without touching the store."""
-        if self._logout is not None:
-            logout, self._logout = self._logout, None
-            logout()
+        self.releaseAvatar()  # the maildrop's lock, without touching the store
 
     def timeoutConnection(self):
         if self._sender is not None:
@@ -364,11 +357,11 @@ class POP3Server(LineSession):
             else:
                 log.failure("pop3 {peer}: {user}: removing deleted messages failed",
                             peer=self.peerText(), user=self.maildrop.address)
-            self._endSession()
+            self.releaseAvatar()
             return self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
         log.info("pop3 {peer}: {user} logged out, {n} messages deleted",
                  peer=self.peerText(), user=self.maildrop.address, n=removed)
-        self._endSession()
+        self.releaseAvatar()
         self._close("+OK mailstack POP3 server signing off (%d deleted, %d left)" % (
             removed, count))
 
@@ -458,7 +451,8 @@ class POP3Server(LineSession):
                 log.failure("pop3 {peer}: {user}: cannot open the maildrop",
                             peer=self.peerText(), user=maildrop.address)
                 return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
-            self.maildrop, self._logout = maildrop, logout
+            self.maildrop = maildrop
+            self.keepAvatar(logout)
             self.state = TRANSACTION
             count, octets = maildrop.stat()
             log.info("pop3 {peer}: {user} logged in, {count} messages",

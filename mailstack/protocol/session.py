@@ -117,6 +117,7 @@ class Session(Protocol, TimeoutMixin):
         self._processing = False
         self._commands = 0
         self._badCommands = 0
+        self._avatarLogout = None
         self.authThrottle = AuthFailureThrottle(settings, clock)
         self.lineDeadline = CommandLineDeadline(
             clock, settings.commandLineTimeout, self.timeoutConnection,
@@ -363,6 +364,21 @@ class Session(Protocol, TimeoutMixin):
         d = self.checkLogin(portal, credentials, authzid, interface)
         d.addCallbacks(succeeded, failed)
         return self.holdInput(d)
+
+    def keepAvatar(self, logout):
+        """Remember how to let the logged-in avatar go (L{releaseAvatar})."""
+        self._avatarLogout = logout
+
+    def releaseAvatar(self):
+        """
+        Let the logged-in avatar go (a POP3 maildrop's lock, an IMAP
+        account's watches), once: when the session ends (an engine's
+        C{connectionLost}, after its own cleanup; POP3's QUIT) or starts over
+        (SMTP's STARTTLS).
+        """
+        logout, self._avatarLogout = self._avatarLogout, None
+        if logout is not None:
+            logout()
 
     def recordAuthFailure(self):
         """

@@ -144,7 +144,6 @@ class SMTPServer(LineSession):
         self.helo = None
         self.esmtp = False
         self.authenticated = None
-        self._logout = None
         self.envelope = None
 
     def connectionMade(self):
@@ -155,9 +154,7 @@ class SMTPServer(LineSession):
     def connectionLost(self, reason):
         LineSession.connectionLost(self, reason)
         self._discardData()
-        if self._logout is not None:
-            self._logout()
-            self._logout = None
+        self.releaseAvatar()
 
     # -- output --------------------------------------------------------------
 
@@ -330,8 +327,7 @@ class SMTPServer(LineSession):
 
     def tlsStarted(self):
         """RFC 3207 section 4.2: the session starts over (EHLO, AUTH, MAIL)."""
-        if self._logout is not None:
-            self._logout()
+        self.releaseAvatar()
         self._resetSession()
 
     # -- AUTH (RFC 4954) -----------------------------------------------------
@@ -381,7 +377,7 @@ class SMTPServer(LineSession):
 
         def loggedIn(avatar, logout):
             self.authenticated = avatar.address
-            self._logout = logout
+            self.keepAvatar(logout)
             log.info("smtp {peer}: authenticated as {user}", peer=self.peerText(),
                      user=avatar.address)
             self.reply(Reply(235, "2.7.0", "Authentication successful"))
