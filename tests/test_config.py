@@ -2,6 +2,7 @@
 Tests for L{mailstack.config}: every start-up error names file, key and reason.
 """
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -122,8 +123,12 @@ class LoadTests(unittest.TestCase):
     def test_configIsFrozen(self):
         """Config objects cannot be changed after loading."""
         config = loadConfig(writeConfig(self))
-        with self.assertRaises(Exception):
+        hostname = config.server.hostname
+        with self.assertRaises(dataclasses.FrozenInstanceError):
             config.server.hostname = "other"
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            config.server = None
+        self.assertEqual(config.server.hostname, hostname)
 
 
 class ErrorTests(unittest.TestCase):
