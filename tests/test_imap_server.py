@@ -254,6 +254,15 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
 
+    def test_faultAfterCommand(self):
+        """A fault while completing a command: it is answered NO [SERVERBUG], logged once, and the next command runs."""
+        from twisted.internet import defer
+        self.server.do_NOOP = lambda tag: defer.succeed("not a result")
+        out = self.send(b"a NOOP\r\nb CAPABILITY\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertTrue(out.startswith(b"a NO [SERVERBUG] Internal error\r\n* CAPABILITY "), out)
+        self.assertTrue(out.endswith(b"b OK CAPABILITY completed\r\n"), out)
+
     def test_autologout(self):
         """After the idle timeout: BYE Autologout and close."""
         self.login()

@@ -21,7 +21,7 @@ class ToyWording:
     protocolName = "toy"
     startTLSCommand = "STARTTLS"
 
-    def internalError(self):
+    def internalError(self, tag):
         return b"ERR internal\r\n"
 
     def tooManyBadCommands(self):

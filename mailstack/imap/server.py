@@ -169,10 +169,12 @@ class IMAPWording:
     protocolName = "imap"
     startTLSCommand = "STARTTLS"
 
-    def internalError(self):
-        # Only for a failure outside any command (each command's own faults
-        # are answered by its tagged NO [SERVERBUG], IMAPServer.failureResult).
-        return b"* NO [SERVERBUG] Internal error\r\n"
+    def internalError(self, tag):
+        # A command's own faults are mapped by IMAPServer.failureResult; this
+        # answers one past it (in completing the command).
+        if tag is None:
+            return b"* NO [SERVERBUG] Internal error\r\n"
+        return taggedLine(tag, "NO", "SERVERBUG", "Internal error")
 
     def tooManyBadCommands(self):
         return b"* BYE Too many invalid commands\r\n"
@@ -585,8 +587,9 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
             # Pipelined commands wait for it (the core's hold).
             result.addErrback(self.failureResult, name)
             result.addCallback(lambda r: self._complete(tag, name, r))
-            result.addErrback(self._lastResort)
-            self.holdInput(result)
+            # A fault past failureResult (in _complete itself): the core logs
+            # it and answers NO [SERVERBUG]; pipelined commands go on.
+            self.holdInput(result, tag)
         else:
             self._complete(tag, name, result)
 
@@ -634,9 +637,6 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         log.failure("imap {peer}: internal error in {command}", failure,
                     peer=self.peerText(), command=name)
         return ("NO", "SERVERBUG", "Internal error")
-
-    def _lastResort(self, failure):
-        log.failure("imap {peer}: internal error", failure, peer=self.peerText())
 
     def _complete(self, tag, name, result):
         self._closeSpools()

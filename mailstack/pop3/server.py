@@ -114,7 +114,7 @@ class POP3Wording:
     def line(text):
         return text.encode("utf-8") + b"\r\n"
 
-    def internalError(self):
+    def internalError(self, tag):
         return self.line("-ERR " + self.err("Internal error", "SYS/TEMP"))
 
     def tooManyBadCommands(self):

@@ -56,7 +56,7 @@ class ISessionWording(Interface):
         "The command that starts TLS as a listener's C{disabled} list names it "
         "(C{STARTTLS}, C{STLS}).")
 
-    def internalError():
+    def internalError(tag):
         """A handler failed: the temporary-error reply; the session goes on."""
 
     def tooManyBadCommands():
@@ -219,12 +219,12 @@ class Session(Protocol, TimeoutMixin):
             self._inputPaused = False
             self.transport.resumeProducing()
 
-    def holdInput(self, d):
+    def holdInput(self, d, tag=None):
         """
         Take no more input until C{d} (which sends its reply) has fired. Holds
         nest (a login's Deferred may wait for a failure delay): input resumes
         only when every one has fired. A failure of C{d} is answered as an
-        internal error.
+        internal error (of the command tagged C{tag}, in IMAP).
 
         @return: C{d}
         """
@@ -236,7 +236,7 @@ class Session(Protocol, TimeoutMixin):
                 self.resumeInput()
                 self.processInput()
             return result
-        d.addErrback(self.internalError)
+        d.addErrback(self.internalError, tag)
         d.addBoth(release)
         return d
 
@@ -270,12 +270,12 @@ class Session(Protocol, TimeoutMixin):
             self.internalError(Failure())
             return None
 
-    def internalError(self, failure):
+    def internalError(self, failure, tag=None):
         """Log C{failure} with its traceback and answer the temporary error."""
         log.failure("{protocol} {peer}: internal error", failure,
                     protocol=self.wording.protocolName, peer=self.peerText())
         if not self._closing:
-            self.transport.write(self.wording.internalError())
+            self.transport.write(self.wording.internalError(tag))
 
     def countCommand(self):
         """Count a command; over C{maxCommands} close. @return: still open?"""

@@ -91,7 +91,7 @@ class SMTPWording:
             reply = dataclasses.replace(reply, status=None)
         return reply.toBytes()
 
-    def internalError(self):
+    def internalError(self, tag):
         return self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
 
     def tooManyBadCommands(self):
