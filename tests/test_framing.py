@@ -10,7 +10,7 @@ import random
 
 from twisted.trial import unittest
 
-from mailstack.protocol.framing import TOO_LONG, LineFramer
+from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
 
 
 def frame(chunks, maxLine=20):
@@ -163,3 +163,60 @@ class FramingFuzzTests(unittest.TestCase):
         rounds = int(os.environ.get("MAILSTACK_FUZZ_ROUNDS", "2000"))
         seed = int(os.environ.get("MAILSTACK_FUZZ_SEED", "20261206"))
         fuzzFraming(self, seed=seed, rounds=rounds)
+
+
+class LongLineEdgesTests(unittest.TestCase):
+    """
+    With reportEnds (IMAP): the start of an over-long line, then its end and
+    last octets, however the input is chunked.
+    """
+
+    DATA = b"a1 NOOP " + b"x" * 100 + b" {5+}\r\nhello" + b"b NOOP\r\n"
+
+    def events(self, chunks):
+        framer = LineFramer(40, reportEnds=True)
+        out = []
+        skip = 0  # the literal announced at the line's end, as IMAP drops it
+        for chunk in chunks:
+            framer.feed(chunk)
+            while True:
+                taken = min(skip, framer.pending())
+                framer.consume(taken)
+                skip -= taken
+                if skip:
+                    break
+                line = framer.nextLine()
+                if line is None:
+                    break
+                if line is TOO_LONG:
+                    out.append(("long", framer.head[:8]))
+                elif line is LONG_LINE_END:
+                    out.append(("end", framer.tail))
+                    skip = 5
+                else:
+                    out.append(("line", line))
+        return out
+
+    def test_edges(self):
+        """Head and tail of an over-long line, split at every point: the same events."""
+        expected = [("long", b"a1 NOOP "), ("end", (b"x" * 100 + b" {5+}")[-32:]),
+                    ("line", b"b NOOP")]
+        data = self.DATA
+        for i in range(len(data) + 1):
+            self.assertEqual(self.events([data[:i], data[i:]]), expected, i)
+        self.assertEqual(self.events([data[i:i + 1] for i in range(len(data))]), expected)
+
+    def test_noEndsByDefault(self):
+        """Without reportEnds no LONG_LINE_END is given (SMTP, POP3)."""
+        framer = LineFramer(10)
+        framer.feed(b"y" * 30 + b"\r\nok\r\n")
+        self.assertIs(framer.nextLine(), TOO_LONG)
+        self.assertEqual(framer.nextLine(), b"ok")
+
+    def test_peekSize(self):
+        """peek(size) gives at most size octets."""
+        framer = LineFramer(10)
+        framer.feed(b"abcdef")
+        self.assertEqual(framer.peek(4), b"abcd")
+        framer.consume(4)
+        self.assertEqual(framer.peek(10), b"ef")

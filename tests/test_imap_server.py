@@ -515,7 +515,7 @@ class LimitTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a1 NOOP " + b"x" * 1500)
         self.assertEqual(out, b"a1 BAD Line too long (limit 1024 octets)\r\n")
         self.assertEqual(self.send(b"y" * 5000), b"")
-        self.assertEqual(len(self.server._buffer), 0)
+        self.assertEqual(self.server.pendingInput(), 0)
         self.assertEqual(self.send(b"yyy\r\nb NOOP\r\n"), b"b OK NOOP completed\r\n")
 
     def test_longLegalCommand(self):

@@ -45,6 +45,7 @@ from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
+from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
 from mailstack.protocol.session import ISessionWording, Session
 from mailstack.settings import ListenerSettings
@@ -223,14 +224,13 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         self.state = NOT_AUTHENTICATED
         self.account = None
         self.view = None
-        self._buffer = bytearray()
+        # The limit counts the line end: a line of maxLineLength octets and CRLF fits.
+        self.framer = LineFramer(settings.maxLineLength + 2, reportEnds=True)
         self._parts = []
         self._commandSize = 0
         self._verb = None
         self._literal = None
         self._spools = []
-        self._discardLine = False
-        self._discardTail = b""
         self._discardLiteral = 0
         self._abandoning = False
         self._lineHandler = None
@@ -291,16 +291,18 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
     # -- framing -------------------------------------------------------------
 
     def bufferInput(self, data):
-        self._buffer += data
+        self.framer.feed(data)
 
     def pendingInput(self):
-        """Octets received and not taken yet (L{IPendingInput})."""
-        return len(self._buffer)
+        """
+        Octets received and not taken yet (L{IPendingInput}); one more while
+        the end of an over-long line is still to be handled.
+        """
+        return self.framer.pending() + self.framer.endPending
 
     def dropInput(self):
         """Forget the input buffered and the command begun (STARTTLS)."""
-        discarded = len(self._buffer)
-        del self._buffer[:]
+        discarded = self.framer.drop()
         self._resetCommand()
         return discarded
 
@@ -314,50 +316,30 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
 
     def takeInput(self):
         """Take a literal's octets, or a line: a command's or a running command's."""
-        buffer = self._buffer
-        maxLine = self.settings.maxLineLength
+        framer = self.framer
         if self._discardLiteral:
-            count = min(len(buffer), self._discardLiteral)
-            del buffer[:count]
+            count = min(framer.pending(), self._discardLiteral)
+            framer.consume(count)
             self._discardLiteral -= count
             return True
         if self._literal is not None:
             self._readLiteral()
             return True
-        end = buffer.find(b"\n")
-        if end < 0:
-            if len(buffer) > maxLine:
-                self._discardPartialLine()
+        line = framer.nextLine()
+        if line is None:
             return False
-        line = bytes(buffer[:end])
-        del buffer[:end + 1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if self._discardLine:
-            self._discardLine = False
-            self._endDiscardedLine(self._discardTail + line[-32:])
-        elif len(line) > maxLine:
+        if line is TOO_LONG:
             if self._lineHandler is not None and not self._parts:
                 self._lineHandler(None)
             else:
-                self._lineTooLong(line[:64])
-                self._endDiscardedLine(line[-32:])
+                self._lineTooLong(framer.head)
+        elif line is LONG_LINE_END:
+            self._endDiscardedLine(framer.tail)
         elif self._lineHandler is not None and not self._parts:
             self._lineHandler(line)
         else:
             self._commandLine(line)
         return True
-
-    def _discardPartialLine(self):
-        """An over-long line with no end yet: answer once, drop it as it comes."""
-        if not self._discardLine:
-            self._discardLine = True
-            if self._lineHandler is not None and not self._parts:
-                self._lineHandler(None)
-            else:
-                self._lineTooLong(bytes(self._buffer[:64]))
-        self._discardTail = bytes(self._buffer[-32:])
-        del self._buffer[:]
 
     def _markSecrets(self, line):
         """
@@ -474,19 +456,20 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
 
     def _readLiteral(self):
         remaining, sink = self._literal
-        count = min(len(self._buffer), remaining)
+        chunk = self.framer.peek(remaining)
+        count = len(chunk)
         if isinstance(sink, bytearray):
-            sink += self._buffer[:count]
+            sink += chunk
         elif sink is not None:
             try:
-                sink.write(self._buffer[:count])
+                sink.write(chunk)
             except OSError as e:
                 # Spooling to disk failed (a full disk): read the literal to
                 # its end without keeping it, then refuse the command.
                 self._closeSink(sink)
                 sink = self._literal[1] = None
                 self._literalError = e
-        del self._buffer[:count]
+        self.framer.consume(count)
         remaining -= count
         self._literal[0] = remaining
         if remaining:
