@@ -27,10 +27,6 @@ class APOPCredentialsTests(unittest.TestCase):
     timestamp = b"<1896.697170952@dbc.mtview.ca.us>"
     digest = b"c4c9334bac560ecc979e58001b3e22fb"
 
-    def test_interface(self):
-        """APOPCredentials provides IUsernameHashedPassword."""
-        verifyObject(IUsernameHashedPassword, APOPCredentials(b"<x>", b"u", b"d"))
-
     def test_rfc1939Example(self):
         """The RFC 1939 section 7 example digest matches 'tanstaaf'."""
         credentials = APOPCredentials(self.timestamp, b"mrose", self.digest)
