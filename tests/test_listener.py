@@ -114,6 +114,32 @@ class LookupTests(unittest.TestCase):
         top = self.build(listenerTOML("imap"), {"imap": plugin})
         self.assertIs(top.portal.realm.adapters[marker], _adapter)
 
+    def test_smtpDeliveryRunsInTheServersReactorThreads(self):
+        """SMTP delivery's disk work runs in the thread pool of the reactor the server
+        was built with, not the global reactor's (whose pool a server on a reactor of
+        its own would wait for forever)."""
+        from tests.fakes import FakeReactor, SyncThreadPool
+        ran = []
+
+        class Pool(SyncThreadPool):
+            def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
+                ran.append(f)
+                SyncThreadPool.callInThreadWithCallback(self, onResult, f, *args, **kwargs)
+
+        class Reactor(FakeReactor):
+            def getThreadPool(self):
+                return Pool()
+
+        self.config = msconfig.loadConfig(writeConfig(self, BASE_CONFIG, listenerTOML("smtp")))
+        top = service.buildService(self.config, Reactor())
+        factory = top.getServiceNamed("smtp").factory
+        while not hasattr(factory, "policy"):
+            factory = factory.wrappedFactory
+        work = lambda: "done"
+        results = []
+        factory.policy.runInThread(work).addCallback(results.append)
+        self.assertEqual((ran, results), ([work], ["done"]))
+
     def test_unknownProtocol(self):
         """A listener whose protocol has no plug-in stops start-up with one line."""
         e = self.assertRaises(service.StartupError, self.build, listenerTOML("pop3"),
