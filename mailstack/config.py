@@ -15,6 +15,8 @@ import socket
 import tomllib
 from pathlib import Path
 
+from mailstack.auth.backends import BACKENDS, DEFAULT_BACKEND
+
 PROTOCOLS = ("smtp", "submission", "pop3", "imap")
 TLS_MODES = ("none", "starttls", "implicit")
 TLS_VERSIONS = ("1.2", "1.3")
@@ -117,6 +119,12 @@ class SMTPConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class UsersConfig:
+    backend: str
+    path: Path
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -126,11 +134,12 @@ class Config:
     lab: LabConfig
     relay: RelayConfig
     smtp: SMTPConfig
+    users: UsersConfig
 
     @property
     def users_file(self):
-        """The Dovecot passwd-file of users."""
-        return self.server.data_dir / "users"
+        """Where the users are: the passwd-file or the database (C{[users] path})."""
+        return self.users.path
 
     @property
     def mail_dir(self):
@@ -238,7 +247,12 @@ _SMTP = {
     "bare_newline": (str, "normalize"),
 }
 BARE_NEWLINE_POLICIES = ("normalize", "reject")
-_TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp")
+_USERS = {
+    "backend": (str, DEFAULT_BACKEND),
+    # Default: the backend's own file name in data_dir.
+    "path": (str, None),
+}
+_TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp", "users")
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
                list: "a list", float: "a number"}
@@ -331,9 +345,10 @@ class _Loader:
         lab = self.buildLab(raw.get("lab", {}), server)
         relay = self.buildRelay(raw.get("relay", {}))
         smtp = self.buildSMTP(raw.get("smtp", {}))
+        users = self.buildUsers(raw.get("users", {}), server)
         return Config(path=Path(self.shown), server=server, tls=tls,
                       listeners=listeners, limits=limits, lab=lab, relay=relay,
-                      smtp=smtp)
+                      smtp=smtp, users=users)
 
     def buildServer(self, raw):
         values = self.section(raw, "server", _SERVER)
@@ -473,6 +488,19 @@ class _Loader:
             raise self.error("smtp.bare_newline", "must be one of %s, not %r" % (
                 ", ".join(BARE_NEWLINE_POLICIES), values["bare_newline"]))
         return SMTPConfig(**values)
+
+
+    def buildUsers(self, raw, server):
+        values = self.section(raw, "users", _USERS)
+        backend = values["backend"]
+        if backend not in BACKENDS:
+            raise self.error("users.backend", "must be one of %s, not %r" % (
+                ", ".join(sorted(BACKENDS)), backend))
+        if values["path"] == "":
+            raise self.error("users.path", "must not be empty")
+        path = (self.path(values["path"]) if values["path"] is not None
+                else server.data_dir / BACKENDS[backend].defaultPath)
+        return UsersConfig(backend=backend, path=path)
 
 
 def _parseHostPort(value):

@@ -31,7 +31,7 @@ class ListenerContext:
     @ivar config: the whole loaded L{mailstack.config.Config}.
     @ivar listener: this listener's L{mailstack.config.ListenerConfig}.
     @ivar portal: the one L{Portal} every listener authenticates against.
-    @ivar users: the L{mailstack.auth.userdb.PasswdFile} (L{None} in some tests).
+    @ivar users: the L{mailstack.auth.interfaces.IUserDirectory} (L{None} in some tests).
     @ivar store: the L{mailstack.storage.interfaces.IMailStore}.
     @ivar tlsContext: the server's TLS context factory, L{None} without TLS.
     @ivar counter: the L{mailstack.sessions.SessionCounter}.

@@ -27,9 +27,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 
 from mailstack import tls as mstls
-from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.backends import backendNamed
+from mailstack.auth.checkers import UserDirectoryChecker
+from mailstack.auth.directory import UserDirectory
+from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.auth.realm import MailRealm, buildPortal
-from mailstack.auth.userdb import PasswdFile
 from mailstack.config import ConfigError, loadConfig
 from mailstack.imap.plugin import plugin as imapPlugin
 from mailstack.listener import IProtocolPlugin, ListenerContext
@@ -121,14 +123,19 @@ class MailService(service.MultiService):
     """
     The whole server: shared users, store, portal and session counter, and one
     L{ListenerService} per configured listener.
+
+    @ivar users: the L{mailstack.auth.interfaces.IUserBackend} (synchronous:
+        for first-start work and tests; the server itself uses C{directory}).
+    @ivar directory: the L{mailstack.auth.interfaces.IUserDirectory} over it.
     """
 
     exitOnError = False
 
-    def __init__(self, config, users, store, portal, counter):
+    def __init__(self, config, users, store, portal, counter, directory=None):
         service.MultiService.__init__(self)
         self.config = config
         self.users = users
+        self.directory = directory
         self.store = store
         self.portal = portal
         self.counter = counter
@@ -145,6 +152,10 @@ class MailService(service.MultiService):
 
     def startService(self):
         service.MultiService.startService(self)
+        if self.directory is not None:
+            # A backend that cannot answer on the reactor thread gets its
+            # first answer for the mechanism offers now.
+            self.directory.refreshPlaintextAnswer()
         lab = self.config.lab
         if lab.demo_account:
             log.info("demo account: {address} password {password!r}",
@@ -171,13 +182,29 @@ def prepareDataDir(config):
         if mstls.ensureCertificate(config.tls.cert, config.tls.key, hostnames):
             log.info("created a self-signed certificate for {names} in {cert}",
                      names=", ".join(hostnames), cert=str(config.tls.cert))
-    users = PasswdFile(config.users_file, defaultDomain=config.server.default_domain,
-                       bcryptRounds=config.limits.bcrypt_rounds)
+    users = openUsers(config)
     lab = config.lab
     if lab.demo_account and users.lookup(lab.demo_address) is None:
         users.addUser(lab.demo_address, lab.demo_password, scheme=lab.demo_scheme)
         log.info("created the demo account {address}", address=lab.demo_address)
     return users
+
+
+def openUsers(config, domains=None):
+    """
+    The configured user backend (C{[users] backend} and C{path}), opened.
+
+    @param domains: the domains new users may have (the admin command passes
+        C{server.domains}); L{None} accepts any.
+    @raise StartupError: one line naming C{users.path}, if it cannot be opened.
+    """
+    plugin = backendNamed(config.users.backend)
+    try:
+        return plugin.open(config.users.path, defaultDomain=config.server.default_domain,
+                           bcryptRounds=config.limits.bcrypt_rounds, domains=domains)
+    except UserDirectoryUnavailable as e:
+        raise StartupError("%s: users.path: cannot open the %s users: %s" % (
+            config.path, config.users.backend, e))
 
 
 def buildService(config, reactor=None, protocols=None):
@@ -198,6 +225,8 @@ def buildService(config, reactor=None, protocols=None):
     except OSError as e:
         raise StartupError("cannot prepare %s: %s" % (
             config.server.data_dir, e.strerror or e))
+    except UserDirectoryUnavailable as e:
+        raise StartupError("%s: users.path: %s" % (config.path, e))
     tlsContext = None
     if config.needs_tls:
         try:
@@ -215,17 +244,18 @@ def buildService(config, reactor=None, protocols=None):
 
     watcher = MailboxWatcher(reactor)
     store = MaildirStore(config.mail_dir, watcher)
-    portal = buildPortal(MailRealm(store, adapters), [PasswdFileChecker(users, reactor)])
+    directory = UserDirectory(users, reactor)
+    portal = buildPortal(MailRealm(store, adapters), [UserDirectoryChecker(directory)])
     counter = SessionCounter()
     # One penalty for the whole server: failed logins from an address slow
     # its next logins on every listener, protocol and mechanism.
     authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
-    top = MailService(config, users, store, portal, counter)
+    top = MailService(config, users, store, portal, counter, directory)
     watcher.setServiceParent(top)
     shared = {}
     for listener in config.listeners:
         context = ListenerContext(config=config, listener=listener, portal=portal,
-                                  users=users, store=store, tlsContext=tlsContext,
+                                  users=directory, store=store, tlsContext=tlsContext,
                                   counter=counter, reactor=reactor, shared=shared,
                                   authPenalty=authPenalty)
         built = plugins[listener.name].buildFactory(context)

@@ -13,7 +13,8 @@ import os
 from twisted.internet import address
 from twisted.trial import unittest
 
-from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.checkers import UserDirectoryChecker
+from mailstack.auth.directory import UserDirectory
 from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 from mailstack.imap.plugin import plugin as imapPlugin
@@ -66,7 +67,7 @@ class PenaltyMixin:
         for plugin in (smtpPlugin, pop3Plugin, imapPlugin):
             adapters.update(plugin.avatarAdapters())
         realm = MailRealm(MaildirStore(os.path.join(base, "mail")), adapters)
-        self.portal = buildPortal(realm, [PasswdFileChecker(users, self.reactor)])
+        self.portal = buildPortal(realm, [UserDirectoryChecker(UserDirectory(users, self.reactor))])
         self.penalty = AuthPenalty(self.reactor, delayAfter=2, delaySeconds=2.0,
                                    maxDelaySeconds=15.0)
         self.clients = []

@@ -18,8 +18,9 @@ from twisted.mail.imap4 import PLAINCredentials
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from mailstack.auth import checkers
-from mailstack.auth.checkers import APOPCredentials, PasswdFileChecker
+from mailstack.auth import directory
+from mailstack.auth.checkers import APOPCredentials, UserDirectoryChecker
+from mailstack.auth.directory import UserDirectory
 from mailstack.auth.userdb import PasswdFile
 
 
@@ -54,7 +55,7 @@ class CheckerTests(unittest.TestCase):
                                 defaultDomain="lab.test", bcryptRounds=4)
         self.users.addUser("plain@lab.test", "tanstaaf", scheme="PLAIN")
         self.users.addUser("hashed@lab.test", "s3cret")
-        self.checker = PasswdFileChecker(self.users, reactor)
+        self.checker = UserDirectoryChecker(UserDirectory(self.users, reactor))
 
     def assertUnauthorized(self, d):
         failure = self.failureResultOf(d) if d.called else None
@@ -73,8 +74,8 @@ class CheckerTests(unittest.TestCase):
                          {IUsernamePassword, IUsernameHashedPassword})
 
     def test_defaultReactor(self):
-        """Without a reactor the global one is used."""
-        self.assertIs(PasswdFileChecker(self.users).reactor, reactor)
+        """Without a reactor the directory uses the global one."""
+        self.assertIs(UserDirectory(self.users).reactor, reactor)
 
     def test_passwordBcrypt(self):
         """A right password gives the normalised address as bytes."""
@@ -122,15 +123,24 @@ class CheckerTests(unittest.TestCase):
             def getThreadPool(self):
                 return FakePool
 
+        verified = []
+        verify = self.users.verifyPassword
+
+        def recordingVerify(name, password):
+            verified.append((name, password))
+            return verify(name, password)
+        self.patch(self.users, "verifyPassword", recordingVerify)
+
         def fakeDeferToThreadPool(reactor, pool, f, *args):
-            calls.append((pool, f, args))
+            calls.append(pool)
+            self.assertEqual(verified, [])  # not run before it reaches the pool
             return defer.succeed(f(*args))
-        self.patch(checkers.threads, "deferToThreadPool", fakeDeferToThreadPool)
-        checker = PasswdFileChecker(self.users, FakeReactor())
+        self.patch(directory.threads, "deferToThreadPool", fakeDeferToThreadPool)
+        checker = UserDirectoryChecker(UserDirectory(self.users, FakeReactor()))
         d = checker.requestAvatarId(UsernamePassword(b"hashed", b"s3cret"))
         self.assertEqual(self.successResultOf(d), b"hashed@lab.test")
-        self.assertEqual(calls, [(FakePool, self.users.verifyPassword,
-                                  ("hashed@lab.test", b"s3cret"))])
+        self.assertEqual(calls, [FakePool])
+        self.assertEqual(verified, [("hashed@lab.test", b"s3cret")])
 
     def cram(self, username, secret, challenge=b"<1896.697170952@postoffice.reston.mci.net>"):
         credentials = CramMD5Credentials()
@@ -151,7 +161,7 @@ class CheckerTests(unittest.TestCase):
     def test_cramMD5Plain(self):
         """CRAM-MD5 works for a PLAIN user."""
         d = self.checker.requestAvatarId(self.cram(b"Plain", b"tanstaaf"))
-        self.assertEqual(self.successResultOf(d), b"plain@lab.test")
+        return d.addCallback(self.assertEqual, b"plain@lab.test")
 
     def test_cramMD5WrongSecret(self):
         """CRAM-MD5 with a wrong digest fails generically."""
@@ -173,7 +183,7 @@ class CheckerTests(unittest.TestCase):
         credentials = APOPCredentials(APOPCredentialsTests.timestamp, b"plain",
                                       APOPCredentialsTests.digest)
         d = self.checker.requestAvatarId(credentials)
-        self.assertEqual(self.successResultOf(d), b"plain@lab.test")
+        return d.addCallback(self.assertEqual, b"plain@lab.test")
 
     def test_apopHashedUser(self):
         """APOP for a BLF-CRYPT user fails generically."""
@@ -208,7 +218,7 @@ class PasswordCostTests(unittest.TestCase):
                     "sha@lab.test:{SHA512-CRYPT}$6$salt$abc:::::\n"
                     "bare@lab.test:nohash:::::\n" % (hashed[4:],))
         self.users = PasswdFile(path, defaultDomain="lab.test", bcryptRounds=4)
-        self.checker = PasswdFileChecker(self.users, reactor)
+        self.checker = UserDirectoryChecker(UserDirectory(self.users, reactor))
         self.calls = []
         original = bcrypt.checkpw
 

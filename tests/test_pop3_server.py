@@ -21,7 +21,8 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.checkers import UserDirectoryChecker
+from mailstack.auth.directory import UserDirectory
 from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 from mailstack.pop3 import server as pop3server
@@ -143,7 +144,7 @@ class StoreMixin:
         self.store = MaildirStore(os.path.join(base, "mail"))
         self.locks = MaildropLocks()
         self.realm = MailRealm(self.store, self.adapters())
-        self.portal = buildPortal(self.realm, [PasswdFileChecker(self.users, self.reactor)])
+        self.portal = buildPortal(self.realm, [UserDirectoryChecker(UserDirectory(self.users, self.reactor))])
 
     def adapters(self):
         return {IMaildrop: lambda account, address: maildropAdapter(

@@ -12,7 +12,8 @@ from twisted.trial import unittest
 from zope.interface import Interface
 from zope.interface.verify import verifyObject
 
-from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.checkers import UserDirectoryChecker
+from mailstack.auth.directory import UserDirectory
 from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 
@@ -139,7 +140,7 @@ class PortalTests(unittest.TestCase):
         self.store = FakeStore()
         self.portal = buildPortal(
             MailRealm(self.store, {IFirst: firstFactory}),
-            [PasswdFileChecker(self.users, reactor)])
+            [UserDirectoryChecker(UserDirectory(self.users, reactor))])
 
     def test_buildPortal(self):
         """buildPortal gives a Portal that accepts password credentials."""

@@ -16,7 +16,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from mailstack.auth.checkers import PasswdFileChecker
+from mailstack.auth.checkers import UserDirectoryChecker
+from mailstack.auth.directory import UserDirectory
 from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 from mailstack.imap.mailbox import IIMAPAccount, avatarFactory
@@ -274,7 +275,7 @@ class PortalMixin:
         adapters[IMaildrop] = maildropAdapter
         adapters[IIMAPAccount] = avatarFactory
         self.portal = buildPortal(MailRealm(self.store, adapters),
-                                  [PasswdFileChecker(self.users, self.reactor)])
+                                  [UserDirectoryChecker(UserDirectory(self.users, self.reactor))])
 
 
 class ConformanceTests(PortalMixin, unittest.TestCase):

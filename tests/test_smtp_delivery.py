@@ -49,8 +49,9 @@ class PolicyTests(unittest.TestCase):
 
     def test_recipients(self):
         """Local users accepted, unknown local 550 5.1.1, others 550 5.7.1 unless authenticated."""
-        self.assertEqual(self.policy.checkRecipient("Demo@lab.test", None).kind, "local")
-        unknown = self.policy.checkRecipient("ghost@lab.test", None)
+        self.assertEqual(
+            self.successResultOf(self.policy.checkRecipient("Demo@lab.test", None)).kind, "local")
+        unknown = self.successResultOf(self.policy.checkRecipient("ghost@lab.test", None))
         self.assertEqual((unknown.kind, unknown.reply.code, unknown.reply.status),
                          (None, 550, "5.1.1"))
         relay = self.policy.checkRecipient("x@elsewhere.example", None)

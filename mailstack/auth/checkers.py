@@ -1,16 +1,19 @@
 """
-twisted.cred checkers over the passwd-file, and APOP credentials.
+twisted.cred checkers over the user directory, and APOP credentials.
 
-Plain passwords (USER/PASS, LOGIN, AUTH PLAIN) are checked in the reactor's
-thread pool so a slow bcrypt never stalls other sessions. A success costs what
+Plain passwords (USER/PASS, LOGIN, AUTH PLAIN) are checked by the
+L{mailstack.auth.interfaces.IUserDirectory}, in the reactor's thread pool, so
+a slow bcrypt or database never stalls other sessions. A success costs what
 its scheme costs (one bcrypt for BLF-CRYPT, a constant-time comparison for
 {PLAIN}, so a {PLAIN} login is as fast as Dovecot's); every failure costs
 exactly one bcrypt at the cost factor of the file's BLF-CRYPT hashes
-(L{PasswdFile.verifyPassword}), so timing does not tell an unknown user from a
+(L{mailstack.auth.interfaces.IUserBackend.verifyPassword}), so timing does not tell an unknown user from a
 wrong password. Mechanisms that prove knowledge of the secret without sending it
 (CRAM-MD5, APOP) need the secret itself, so they work only for users stored
 {PLAIN}. Every failure, whatever its cause, is the same L{UnauthorizedLogin}: a
-client learns nothing about which users exist or how they are stored.
+client learns nothing about which users exist or how they are stored. A
+directory that cannot answer (L{UserDirectoryUnavailable}) is not a failed
+login: that error goes on up, and the protocols answer it as temporary.
 """
 
 import hashlib
@@ -19,7 +22,7 @@ import hmac
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from zope.interface import implementer
 
 FAILURE_MESSAGE = "Authentication failed"
@@ -30,22 +33,18 @@ def _failed():
 
 
 @implementer(ICredentialsChecker)
-class PasswdFileChecker:
+class UserDirectoryChecker:
     """
-    Checks credentials against a L{mailstack.auth.userdb.PasswdFile}; the avatar
-    ID is the normalised address as UTF-8 bytes.
+    Checks credentials against an L{IUserDirectory}; the avatar ID is the
+    normalised address as UTF-8 bytes.
 
-    @param passwdFile: the L{PasswdFile}.
-    @param reactor: provides C{getThreadPool()}; the global reactor by default.
+    @param directory: the L{mailstack.auth.interfaces.IUserDirectory}.
     """
 
     credentialInterfaces = (IUsernamePassword, IUsernameHashedPassword)
 
-    def __init__(self, passwdFile, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        self.passwdFile = passwdFile
-        self.reactor = reactor
+    def __init__(self, directory):
+        self.directory = directory
 
     def requestAvatarId(self, credentials):
         if IUsernamePassword.providedBy(credentials):
@@ -55,13 +54,11 @@ class PasswdFileChecker:
         return _failed()
 
     def _checkPassword(self, credentials):
-        address = self.passwdFile.normalize(credentials.username)
+        address = self.directory.normalize(credentials.username)
         if address is None:
             # Still spend the bcrypt time: a malformed name must not answer faster.
             address = ""
-        d = threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(),
-            self.passwdFile.verifyPassword, address, credentials.password)
+        d = self.directory.verifyPassword(address, credentials.password)
 
         def checked(ok):
             if not ok or not address:
@@ -70,13 +67,16 @@ class PasswdFileChecker:
         return d.addCallback(checked)
 
     def _checkHashed(self, credentials):
-        address = self.passwdFile.normalize(credentials.username)
-        secret = None if address is None else self.passwdFile.plaintextSecret(address)
-        if secret is None:
+        address = self.directory.normalize(credentials.username)
+        if address is None:
             return _failed()
-        if not credentials.checkPassword(secret.encode("utf-8", "surrogateescape")):
-            return _failed()
-        return defer.succeed(address.encode("utf-8"))
+
+        def check(secret):
+            if secret is None or not credentials.checkPassword(
+                    secret.encode("utf-8", "surrogateescape")):
+                raise UnauthorizedLogin(FAILURE_MESSAGE)
+            return address.encode("utf-8")
+        return self.directory.plaintextSecret(address).addCallback(check)
 
 
 @implementer(IUsernameHashedPassword)

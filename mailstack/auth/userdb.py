@@ -13,6 +13,11 @@ file changed, so a running server sees the admin command's changes at once.
 Changes are read-modify-write under an C{flock} on C{<file>.lock}, written to a
 temporary file in the same directory, fsynced and renamed over the old one, so
 readers never see half a file and concurrent admins never lose each other's work.
+
+L{PasswordBackend} holds what every backend shares (normalisation, the rules
+for new users, hashing, verifying, CSV reading); L{PasswdFile} is the
+passwd-file L{mailstack.auth.interfaces.IUserBackend}, L{PasswdFileBackend}
+its config entry.
 """
 
 import base64
@@ -29,7 +34,9 @@ import threading
 
 import bcrypt
 from twisted.logger import Logger
+from zope.interface import implementer, provider
 
+from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
 from mailstack.storage.files import atomicWrite, makeDirectories
 
 log = Logger()
@@ -244,7 +251,230 @@ def normalizeLoginName(name, defaultDomain):
     return name
 
 
-class PasswdFile:
+class PasswordBackend:
+    """
+    What every user backend shares: login-name normalisation, the rules for
+    new users (address, domain, scheme, password), hashing and verifying in
+    the schemes L{SCHEMES}, and reading a class's CSV file. A subclass stores
+    the users (L{lookup}, L{dummyCost}, the changes).
+
+    @param defaultDomain: domain given to a bare local part at login, or L{None}.
+    @param bcryptRounds: bcrypt cost for new BLF-CRYPT hashes.
+    @param domains: if given, the only domains new users may have (the server's
+        local domains); L{None} accepts any domain.
+    """
+
+    path = ""
+
+    def __init__(self, defaultDomain=None, bcryptRounds=10, domains=None):
+        self.defaultDomain = defaultDomain.lower() if defaultDomain else None
+        self.bcryptRounds = bcryptRounds
+        self.domains = None if domains is None else tuple(d.lower() for d in domains)
+        self._dummyHashes = {}
+
+    def dummyCost(self):
+        """
+        The bcrypt cost a failed check spends: L{bcryptRounds} here; a
+        subclass gives its stored hashes' most common cost.
+        """
+        return self.bcryptRounds
+
+    def hashSecret(self, scheme, password):
+        """
+        The stored form of C{password} in C{scheme}: a bcrypt hash in
+        Dovecot's C{$2y$} form for BLF-CRYPT, the password (str) for PLAIN.
+        """
+        if scheme == "PLAIN":
+            return _passwordText(password)
+        hashed = bcrypt.hashpw(_passwordBytes(password), bcrypt.gensalt(self.bcryptRounds))
+        # $2y$ is what doveadm writes and what every Dovecot build understands.
+        return "$2y$" + hashed.decode("ascii")[4:]
+
+
+    def normalize(self, name):
+        """
+        The canonical address for a login name, or L{None} if it cannot be one.
+
+        @param name: str or bytes; case is ignored; a bare local part gets the
+            default domain.
+        """
+        return normalizeLoginName(name, self.defaultDomain)
+
+    def plaintextSecret(self, name):
+        """
+        @return: the password of a PLAIN user (str), else L{None}; for mechanisms
+            that need the secret itself (APOP, CRAM-MD5).
+        """
+        user = self.lookup(name)
+        if user is None or user.scheme != "PLAIN":
+            return None
+        return user.secret
+
+    def verifyPassword(self, name, password):
+        """
+        Check a password (str or bytes). A success costs what its scheme
+        costs: one bcrypt for BLF-CRYPT, a constant-time comparison for PLAIN.
+        Every failure (wrong password of any scheme, unknown user, unusable
+        scheme) costs exactly one bcrypt at the cost factor of the file's
+        BLF-CRYPT hashes, so timing does not tell which users exist or how
+        they are stored. Safe to call from a thread (and meant to be).
+
+        @return: C{True} if C{name} is a user whose password this is.
+        """
+        password = _passwordBytes(password)
+        user = self.lookup(name)
+        if user is not None and user.scheme == "BLF-CRYPT":
+            return self.checkBcrypt(password, _bcryptHash(user.secret))
+        if user is not None and user.scheme == "PLAIN":
+            if hmac.compare_digest(_encode(user.secret), password):
+                return True
+        self.checkBcrypt(password, self._dummy())
+        return False
+
+    def checkBcrypt(self, password, hashed):
+        # Other bcrypt implementations (Dovecot's among them) silently use the
+        # first 72 bytes; do the same so their hashes keep working.
+        try:
+            return bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed)
+        except ValueError:
+            log.warn("unusable bcrypt hash in {path}", path=self.path)
+            return False
+
+    def _dummy(self):
+        """
+        A bcrypt hash of a random password at L{dummyCost} (the cost of most
+        stored BLF-CRYPT hashes), for failures to spend the time a wrong
+        BLF-CRYPT password does.
+        """
+        cost = self.dummyCost()
+        hashed = self._dummyHashes.get(cost)
+        if hashed is None:
+            hashed = bcrypt.hashpw(os.urandom(16).hex().encode("ascii"), bcrypt.gensalt(cost))
+            self._dummyHashes[cost] = hashed
+        return hashed
+
+    def matchesSecret(self, scheme, secret, password):
+        """C{True} if C{password} is what a stored C{{scheme}secret} holds."""
+        password = _passwordBytes(password)
+        if scheme == "PLAIN":
+            return hmac.compare_digest(_encode(secret), password)
+        if scheme == "BLF-CRYPT":
+            return self.checkBcrypt(password, _bcryptHash(secret))
+        return False
+
+    @staticmethod
+    def readCSV(source):
+        """@return: C{(filename, text)} of a CSV path or file object."""
+        if isinstance(source, (str, bytes, os.PathLike)):
+            filename = os.fsdecode(source)
+            try:
+                with open(source, encoding="utf-8-sig", newline="") as f:
+                    return filename, f.read()
+            except UnicodeDecodeError:
+                raise CSVImportError(filename, None, "not UTF-8 text")
+            except OSError as e:
+                raise CSVImportError(filename, None, "cannot read file: %s" % (
+                    e.strerror or e,))
+        filename = getattr(source, "name", None) or "<csv>"
+        text = source.read()
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise CSVImportError(filename, None, "not UTF-8 text")
+        return filename, text
+
+    def csvRows(self, filename, text):
+        """
+        Check every row of a CSV text on its own (the password against the
+        users file comes later, when the scheme is known).
+
+        @return: C{([(line, address, password, scheme or None)], [(line, reason)])}.
+        """
+        rows, problems, seen = [], [], {}
+        reader = csv.reader(io.StringIO(text, newline=""))
+        first = True
+        end = 0
+        while True:
+            start = end + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                # The rest of the file cannot be split into rows reliably.
+                problems.append((reader.line_num, "not valid CSV: %s" % (e,)))
+                break
+            end = reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if first:
+                first = False
+                header = [cell.strip().lower() for cell in row]
+                if header in (["address", "password"], ["address", "password", "scheme"]):
+                    continue
+            if len(row) not in (2, 3):
+                problems.append((start, "expected 2 or 3 columns (address,password[,scheme]), "
+                                        "found %d" % (len(row),)))
+                continue
+            try:
+                address = self.checkNewAddress(row[0].strip())
+                scheme = (self.checkScheme(row[2].strip())
+                          if len(row) == 3 and row[2].strip() else None)
+                if not row[1]:
+                    raise InvalidPassword("empty password")
+            except UserError as e:
+                problems.append((start, str(e)))
+                continue
+            if address in seen:
+                problems.append((start, "%s is already on line %d" % (
+                    address, seen[address])))
+                continue
+            seen[address] = start
+            rows.append((start, address, row[1], scheme))
+        return rows, problems
+
+    def checkNewAddress(self, address):
+        """
+        Normalise the address of a would-be new user, checking syntax and domain
+        (so a caller can refuse it before asking for a password).
+
+        @return: the normalised address.
+        @raise InvalidAddress:
+        """
+        normalized = self.normalize(address)
+        if normalized is None:
+            if isinstance(address, bytes):
+                address = address.decode("ascii", "replace")
+            if "@" not in address and self.defaultDomain is None:
+                raise InvalidAddress("%r is not an address (local@domain) and no "
+                                     "default domain is set" % (address,))
+            raise InvalidAddress("%r is not a valid address" % (address,))
+        domain = normalized.rpartition("@")[2]
+        if self.domains is not None and domain not in self.domains:
+            raise InvalidAddress("domain %s is not a local domain (server.domains)" % (
+                domain,))
+        return normalized
+
+    @staticmethod
+    def checkScheme(scheme):
+        upper = (scheme or "").upper()
+        if upper not in SCHEMES:
+            raise InvalidScheme("unknown password scheme %r (use %s)" % (
+                scheme, " or ".join(SCHEMES)))
+        return upper
+
+    @staticmethod
+    def checkPassword(password, scheme):
+        if not password:
+            raise InvalidPassword("empty password")
+        if scheme == "BLF-CRYPT" and len(_passwordBytes(password)) > BCRYPT_MAX_PASSWORD:
+            raise InvalidPassword("password longer than %d bytes cannot be stored with "
+                                  "BLF-CRYPT (use a shorter one)" % (BCRYPT_MAX_PASSWORD,))
+
+
+@implementer(IUserBackend)
+class PasswdFile(PasswordBackend):
     """
     The users of one Dovecot passwd-file.
 
@@ -255,30 +485,21 @@ class PasswdFile:
         local domains); L{None} accepts any domain.
     """
 
+    # One os.stat, then memory: the reactor may ask allPlaintextSecrets.
+    answersWithoutWaiting = True
+
     def __init__(self, path, defaultDomain=None, bcryptRounds=10, domains=None):
+        PasswordBackend.__init__(self, defaultDomain, bcryptRounds, domains)
         self.path = os.fspath(path)
         self.lockPath = self.path + ".lock"
-        self.defaultDomain = defaultDomain.lower() if defaultDomain else None
-        self.bcryptRounds = bcryptRounds
-        self.domains = None if domains is None else tuple(d.lower() for d in domains)
         # Lookups may come from the checker's thread as well as the reactor.
         self._lock = threading.Lock()
         self._stamp = None
         self._users = {}
         self._allPlaintext = False  # derived from _users at each (re)load
         self._dummyCost = bcryptRounds  # likewise
-        self._dummyHashes = {}
 
     # Reading
-
-    def normalize(self, name):
-        """
-        The canonical address for a login name, or L{None} if it cannot be one.
-
-        @param name: str or bytes; case is ignored; a bare local part gets the
-            default domain.
-        """
-        return normalizeLoginName(name, self.defaultDomain)
 
     def lookup(self, name):
         """
@@ -309,60 +530,11 @@ class PasswdFile:
             self._load()
             return self._allPlaintext
 
-    def plaintextSecret(self, name):
-        """
-        @return: the password of a PLAIN user (str), else L{None}; for mechanisms
-            that need the secret itself (APOP, CRAM-MD5).
-        """
-        user = self.lookup(name)
-        if user is None or user.scheme != "PLAIN":
-            return None
-        return user.secret
-
-    def verifyPassword(self, name, password):
-        """
-        Check a password (str or bytes). A success costs what its scheme
-        costs: one bcrypt for BLF-CRYPT, a constant-time comparison for PLAIN.
-        Every failure (wrong password of any scheme, unknown user, unusable
-        scheme) costs exactly one bcrypt at the cost factor of the file's
-        BLF-CRYPT hashes, so timing does not tell which users exist or how
-        they are stored. Safe to call from a thread (and meant to be).
-
-        @return: C{True} if C{name} is a user whose password this is.
-        """
-        password = _passwordBytes(password)
-        user = self.lookup(name)
-        if user is not None and user.scheme == "BLF-CRYPT":
-            return self._checkBcrypt(password, _bcryptHash(user.secret))
-        if user is not None and user.scheme == "PLAIN":
-            if hmac.compare_digest(_encode(user.secret), password):
-                return True
-        self._checkBcrypt(password, self._dummy())
-        return False
-
-    def _checkBcrypt(self, password, hashed):
-        # Other bcrypt implementations (Dovecot's among them) silently use the
-        # first 72 bytes; do the same so their hashes keep working.
-        try:
-            return bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed)
-        except ValueError:
-            log.warn("unusable bcrypt hash in {path}", path=self.path)
-            return False
-
-    def _dummy(self):
-        """
-        A bcrypt hash of a random password at the cost of the file's BLF-CRYPT
-        hashes (the most common one; L{bcryptRounds} if there are none), for
-        failures to spend the time a wrong BLF-CRYPT password does.
-        """
+    def dummyCost(self):
+        """The most common cost of the file's BLF-CRYPT hashes (L{bcryptRounds} if none)."""
         with self._lock:
             self._load()
-            cost = self._dummyCost
-        hashed = self._dummyHashes.get(cost)
-        if hashed is None:
-            hashed = bcrypt.hashpw(os.urandom(16).hex().encode("ascii"), bcrypt.gensalt(cost))
-            self._dummyHashes[cost] = hashed
-        return hashed
+            return self._dummyCost
 
     def _current(self):
         """
@@ -447,13 +619,28 @@ class PasswdFile:
             nothing is written.
         """
         address = self.checkNewAddress(address)
-        scheme = self._checkScheme(scheme)
-        self._checkPassword(password, scheme)
+        scheme = self.checkScheme(scheme)
+        self.checkPassword(password, scheme)
         with self._fileLock():
             lines = self._readLines()
             if self._find(lines, address) is not None:
                 raise UserExists("user %s already exists" % (address,))
             lines.append(self._formatLine(address, scheme, password))
+            self._writeLines(lines)
+
+    def addStoredUser(self, user):
+        """
+        Add a L{User} with its stored secret as it is (a hash stays the same
+        hash), for moving users from another backend.
+
+        @raise InvalidAddress, UserExists:
+        """
+        address = self.checkNewAddress(user.address)
+        with self._fileLock():
+            lines = self._readLines()
+            if self._find(lines, address) is not None:
+                raise UserExists("user %s already exists" % (address,))
+            lines.append("%s:%s:::::" % (address, _formatPasswordField(user.scheme, user.secret)))
             self._writeLines(lines)
 
     def setPassword(self, address, password, scheme=None):
@@ -466,7 +653,7 @@ class PasswdFile:
         """
         normalized = self.normalize(address)
         if scheme is not None:
-            scheme = self._checkScheme(scheme)
+            scheme = self.checkScheme(scheme)
         with self._fileLock():
             lines = self._readLines()
             index = None if normalized is None else self._find(lines, normalized)
@@ -476,7 +663,7 @@ class PasswdFile:
             if scheme is None:
                 current, _ = _parsePasswordField(fields[1] if len(fields) > 1 else "")
                 scheme = current if current in SCHEMES else DEFAULT_SCHEME
-            self._checkPassword(password, scheme)
+            self.checkPassword(password, scheme)
             field = self._passwordField(scheme, password)
             fields = [fields[0], field] + fields[2:] if len(fields) > 1 else [
                 fields[0], field, "", "", "", "", ""]
@@ -519,8 +706,8 @@ class PasswdFile:
         @param update: reset existing users' passwords to the file's.
         @return: an L{ImportResult}.
         """
-        filename, text = self._readCSV(source)
-        rows, problems = self._csvRows(filename, text)
+        filename, text = self.readCSV(source)
+        rows, problems = self.csvRows(filename, text)
         with self._fileLock():
             lines = self._readLines()
             existing = {}
@@ -535,7 +722,7 @@ class PasswdFile:
                     (lines[index].rstrip("\r").split(":") + [""])[1])
                 target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
                 try:
-                    self._checkPassword(password, target)
+                    self.checkPassword(password, target)
                 except UserError as e:
                     problems.append((number, str(e)))
                     continue
@@ -548,7 +735,7 @@ class PasswdFile:
                 if index is None:
                     lines.append(self._formatLine(address, target, password))
                     result.added.append(address)
-                elif current == target and self._isSecret(current, secret, password):
+                elif current == target and self.matchesSecret(current, secret, password):
                     result.unchanged.append(address)
                 elif not update:
                     result.differing.append(address)
@@ -563,131 +750,8 @@ class PasswdFile:
                 self._writeLines(lines)
         return result
 
-    def _isSecret(self, scheme, secret, password):
-        """C{True} if C{password} is what a stored C{{scheme}secret} holds."""
-        password = _passwordBytes(password)
-        if scheme == "PLAIN":
-            return hmac.compare_digest(_encode(secret), password)
-        if scheme == "BLF-CRYPT":
-            return self._checkBcrypt(password, _bcryptHash(secret))
-        return False
-
-    @staticmethod
-    def _readCSV(source):
-        """@return: C{(filename, text)} of a CSV path or file object."""
-        if isinstance(source, (str, bytes, os.PathLike)):
-            filename = os.fsdecode(source)
-            try:
-                with open(source, encoding="utf-8-sig", newline="") as f:
-                    return filename, f.read()
-            except UnicodeDecodeError:
-                raise CSVImportError(filename, None, "not UTF-8 text")
-            except OSError as e:
-                raise CSVImportError(filename, None, "cannot read file: %s" % (
-                    e.strerror or e,))
-        filename = getattr(source, "name", None) or "<csv>"
-        text = source.read()
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                raise CSVImportError(filename, None, "not UTF-8 text")
-        return filename, text
-
-    def _csvRows(self, filename, text):
-        """
-        Check every row of a CSV text on its own (the password against the
-        users file comes later, when the scheme is known).
-
-        @return: C{([(line, address, password, scheme or None)], [(line, reason)])}.
-        """
-        rows, problems, seen = [], [], {}
-        reader = csv.reader(io.StringIO(text, newline=""))
-        first = True
-        end = 0
-        while True:
-            start = end + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                # The rest of the file cannot be split into rows reliably.
-                problems.append((reader.line_num, "not valid CSV: %s" % (e,)))
-                break
-            end = reader.line_num
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            if first:
-                first = False
-                header = [cell.strip().lower() for cell in row]
-                if header in (["address", "password"], ["address", "password", "scheme"]):
-                    continue
-            if len(row) not in (2, 3):
-                problems.append((start, "expected 2 or 3 columns (address,password[,scheme]), "
-                                        "found %d" % (len(row),)))
-                continue
-            try:
-                address = self.checkNewAddress(row[0].strip())
-                scheme = (self._checkScheme(row[2].strip())
-                          if len(row) == 3 and row[2].strip() else None)
-                if not row[1]:
-                    raise InvalidPassword("empty password")
-            except UserError as e:
-                problems.append((start, str(e)))
-                continue
-            if address in seen:
-                problems.append((start, "%s is already on line %d" % (
-                    address, seen[address])))
-                continue
-            seen[address] = start
-            rows.append((start, address, row[1], scheme))
-        return rows, problems
-
-    def checkNewAddress(self, address):
-        """
-        Normalise the address of a would-be new user, checking syntax and domain
-        (so a caller can refuse it before asking for a password).
-
-        @return: the normalised address.
-        @raise InvalidAddress:
-        """
-        normalized = self.normalize(address)
-        if normalized is None:
-            if isinstance(address, bytes):
-                address = address.decode("ascii", "replace")
-            if "@" not in address and self.defaultDomain is None:
-                raise InvalidAddress("%r is not an address (local@domain) and no "
-                                     "default domain is set" % (address,))
-            raise InvalidAddress("%r is not a valid address" % (address,))
-        domain = normalized.rpartition("@")[2]
-        if self.domains is not None and domain not in self.domains:
-            raise InvalidAddress("domain %s is not a local domain (server.domains)" % (
-                domain,))
-        return normalized
-
-    @staticmethod
-    def _checkScheme(scheme):
-        upper = (scheme or "").upper()
-        if upper not in SCHEMES:
-            raise InvalidScheme("unknown password scheme %r (use %s)" % (
-                scheme, " or ".join(SCHEMES)))
-        return upper
-
-    @staticmethod
-    def _checkPassword(password, scheme):
-        if not password:
-            raise InvalidPassword("empty password")
-        if scheme == "BLF-CRYPT" and len(_passwordBytes(password)) > BCRYPT_MAX_PASSWORD:
-            raise InvalidPassword("password longer than %d bytes cannot be stored with "
-                                  "BLF-CRYPT (use a shorter one)" % (BCRYPT_MAX_PASSWORD,))
-
     def _passwordField(self, scheme, password):
-        if scheme == "PLAIN":
-            return _formatPasswordField("PLAIN", _passwordText(password))
-        hashed = bcrypt.hashpw(_passwordBytes(password), bcrypt.gensalt(self.bcryptRounds))
-        # $2y$ is what doveadm writes and what every Dovecot build understands.
-        return "{BLF-CRYPT}$2y$" + hashed.decode("ascii")[4:]
+        return _formatPasswordField(scheme, self.hashSecret(scheme, password))
 
     def _formatLine(self, address, scheme, password):
         return "%s:%s:::::" % (address, self._passwordField(scheme, password))
@@ -722,6 +786,26 @@ class PasswdFile:
 
     def _fileLock(self):
         return _FileLock(self.lockPath)
+
+
+@provider(IUserBackendPlugin)
+class PasswdFileBackend:
+    """The C{passwd-file} backend (the default): L{PasswdFile} at C{[users] path}."""
+
+    name = "passwd-file"
+    defaultPath = "users"
+
+    @staticmethod
+    def open(path, defaultDomain=None, bcryptRounds=10, domains=None):
+        """
+        @raise UserDirectoryUnavailable: if the file exists but cannot be read.
+        """
+        users = PasswdFile(path, defaultDomain, bcryptRounds, domains)
+        try:
+            users.listUsers()
+        except OSError as e:
+            raise UserDirectoryUnavailable("users file %s: %s" % (users.path, e.strerror or e))
+        return users
 
 
 class _FileLock:

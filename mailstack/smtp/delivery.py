@@ -79,7 +79,7 @@ class SMTPPolicy:
     Recipient and sender rules of one server, and delivery into the store.
 
     @param domains: the local domains (lower case).
-    @param users: the L{mailstack.auth.userdb.PasswdFile}.
+    @param users: the L{mailstack.auth.interfaces.IUserDirectory}.
     @param store: an L{IMailStore}.
     @param queue: a L{mailstack.relay.queue.RelayQueue} or L{None} (no smarthost).
     @param runInThread: C{f(callable, *args) -> Deferred}, for disk work with
@@ -110,7 +110,9 @@ class SMTPPolicy:
 
     def checkRecipient(self, recipient, authenticated):
         """
-        @return: a L{RecipientDecision}.
+        @return: a L{RecipientDecision}, or a Deferred firing with one when the
+            user directory must be asked (a local recipient); it fails if the
+            directory cannot answer (the server answers 451 4.3.0).
         """
         if recipient == "postmaster":
             recipient = "postmaster@" + self.domains[0]
@@ -119,11 +121,13 @@ class SMTPPolicy:
                 # RFC 5321 4.5.1: postmaster must always be accepted. Its Maildir
                 # is created on delivery; adding the user later makes it readable.
                 return RecipientDecision("local", recipient.lower())
-            if self.users.lookup(recipient) is None:
-                return RecipientDecision(None, recipient, Reply(
-                    550, "5.1.1", "<%s>: Recipient address rejected: User unknown" % (
-                        recipient,)))
-            return RecipientDecision("local", recipient.lower())
+            def decide(user):
+                if user is None:
+                    return RecipientDecision(None, recipient, Reply(
+                        550, "5.1.1", "<%s>: Recipient address rejected: User unknown" % (
+                            recipient,)))
+                return RecipientDecision("local", recipient.lower())
+            return defer.maybeDeferred(self.users.lookup, recipient).addCallback(decide)
         if authenticated is None:
             return RecipientDecision(None, recipient, Reply(
                 550, "5.7.1", "<%s>: Relay access denied" % (recipient,)))
@@ -208,18 +212,26 @@ class SMTPPolicy:
         """
         Deliver a delivery status notification to a local sender's INBOX.
         """
-        if not sender or not self.isLocal(sender) or self.users.lookup(sender) is None:
-            log.warn("bounce for <{sender}> dropped: not a local user", sender=sender)
-            return defer.succeed(None)
-        mailbox = self.store.account(sender.lower()).getMailbox("INBOX")
-        d = self.runInThread(mailbox.deliver, message)
+        if not sender or not self.isLocal(sender):
+            return defer.succeed(self._dropBounce(sender))
 
-        def delivered(_):
-            # The DSN is on disk: a failure to tell open sessions must not
-            # make the queue bounce it again.
-            if mailbox.hasListeners():
-                _noteDelivery(mailbox, "bounce to <%s>" % (sender,))
-        return d.addCallback(delivered)
+        def found(user):
+            if user is None:
+                return self._dropBounce(sender)
+            mailbox = self.store.account(sender.lower()).getMailbox("INBOX")
+
+            def delivered(_):
+                # The DSN is on disk: a failure to tell open sessions must not
+                # make the queue bounce it again.
+                if mailbox.hasListeners():
+                    _noteDelivery(mailbox, "bounce to <%s>" % (sender,))
+            return self.runInThread(mailbox.deliver, message).addCallback(delivered)
+        return defer.maybeDeferred(self.users.lookup, sender).addCallback(found)
+
+    @staticmethod
+    def _dropBounce(sender):
+        log.warn("bounce for <{sender}> dropped: not a local user", sender=sender)
+        return None
 
 
 def _noteDelivery(mailbox, what):

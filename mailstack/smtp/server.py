@@ -22,10 +22,12 @@ import re
 import secrets
 import tempfile
 
+from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol import sasl
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
@@ -438,9 +440,26 @@ class SMTPServer(LineSession):
         if len(self.envelope.recipients) >= self.settings.maxRecipients:
             return self.reply(Reply(452, "4.5.3", "Too many recipients"))
         decision = self.policy.checkRecipient(recipient, self.authenticated)
+        if not isinstance(decision, defer.Deferred):
+            return self._recipientDecided(self.envelope, decision)
+        # The user directory is asked off the reactor: input waits for the
+        # answer. A directory that cannot answer gets 451 4.3.0 (the client
+        # tries again later); any other fault too, by the hold.
+        envelope = self.envelope
+        decision.addCallbacks(lambda decision: self._recipientDecided(envelope, decision),
+                              self._directoryUnavailable)
+        self.holdInput(decision)
+
+    def _directoryUnavailable(self, failure):
+        failure.trap(UserDirectoryUnavailable)
+        log.warn("smtp {peer}: cannot look up a recipient: {error}", peer=self.peerText(),
+                 error=failure.value)
+        self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
+
+    def _recipientDecided(self, envelope, decision):
         if decision.kind is None:
             return self.reply(decision.reply)
-        self.envelope.recipients.append((decision.address, decision.kind))
+        envelope.recipients.append((decision.address, decision.kind))
         self.reply(Reply(250, "2.1.5", "Recipient <%s> OK" % (decision.address,)))
 
     def do_DATA(self, argument):

@@ -1,0 +1,101 @@
+"""
+L{UserDirectory}: the server's asynchronous view (L{IUserDirectory}) of any
+L{IUserBackend}. Every backend call runs in the reactor's thread pool, so a
+bcrypt, a disk read or a locked database never stalls other sessions. A
+backend's storage failure (L{UserDirectoryUnavailable}, or an C{OSError}
+from a file) fails the Deferred with L{UserDirectoryUnavailable}, which the
+protocols answer with their temporary errors.
+"""
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailstack.auth.interfaces import IUserDirectory, UserDirectoryUnavailable
+
+log = Logger()
+
+
+@implementer(IUserDirectory)
+class UserDirectory:
+    """
+    @param backend: the L{IUserBackend}.
+    @param reactor: its C{getThreadPool()} runs the backend; the global
+        reactor by default (and the global pool for a clock without one).
+    """
+
+    def __init__(self, backend, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.backend = backend
+        self.reactor = reactor
+        # allPlaintextSecrets' last answer, for a backend that cannot answer
+        # on the reactor thread; refreshed in a thread (one at a time).
+        self._plaintext = False
+        self._waiters = []
+
+    def _inThread(self, method, *args):
+        def call():
+            try:
+                return method(*args)
+            except OSError as e:
+                raise UserDirectoryUnavailable("users in %s: %s" % (
+                    self.backend.path, e.strerror or e))
+        if not hasattr(self.reactor, "getThreadPool"):
+            return threads.deferToThread(call)
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), call)
+
+    def normalize(self, name):
+        return self.backend.normalize(name)
+
+    def lookup(self, name):
+        return self._inThread(self.backend.lookup, name)
+
+    def verifyPassword(self, name, password):
+        return self._inThread(self.backend.verifyPassword, name, password)
+
+    def plaintextSecret(self, name):
+        return self._inThread(self.backend.plaintextSecret, name)
+
+    def listUsers(self):
+        return self._inThread(self.backend.listUsers)
+
+    def allPlaintextSecrets(self):
+        """
+        The backend's answer where it gives one without waiting (the
+        passwd-file: one os.stat); else the last answer, while a fresh one is
+        fetched in a thread, so a change (the admin command's) is followed a
+        moment later. Until a first answer has come: C{False} (CRAM-MD5 and
+        APOP not offered unasked, the safe side).
+        """
+        if self.backend.answersWithoutWaiting:
+            return self.backend.allPlaintextSecrets()
+        self.refreshPlaintextAnswer()
+        return self._plaintext
+
+    def refreshPlaintextAnswer(self):
+        """
+        Fetch allPlaintextSecrets' answer in a thread, unless a fetch is under
+        way. @return: a Deferred firing (with L{None}) once it has come.
+        """
+        waiting = defer.Deferred()
+        self._waiters.append(waiting)
+        if len(self._waiters) == 1:
+            self._inThread(self.backend.allPlaintextSecrets).addCallbacks(
+                self._fetched, self._fetchFailed)
+        return waiting
+
+    def _fetched(self, answer):
+        self._plaintext = answer
+        self._wake()
+
+    def _fetchFailed(self, failure):
+        # The last answer stays; the next connection asks again.
+        log.warn("cannot tell whether every user is PLAIN: {error}",
+                 error=failure.getErrorMessage())
+        self._wake()
+
+    def _wake(self):
+        waiters, self._waiters = self._waiters, []
+        for waiting in waiters:
+            waiting.callback(None)

@@ -1,0 +1,139 @@
+"""
+The user directory contracts.
+
+Two views of the same users:
+
+  - L{IUserBackend}: where the users live (a Dovecot passwd-file, an SQLite
+    database). Synchronous and safe to call from any thread: the admin
+    command and the first start call it directly, the server only through
+    L{IUserDirectory}, which runs it in the reactor's thread pool.
+  - L{IUserDirectory}: what the server uses (the cred checker, the SMTP
+    policy, the mechanism-offer policy of every protocol). Everything that
+    may touch a disk or a database returns a Deferred; only L{normalize}
+    (pure) and L{IUserDirectory.allPlaintextSecrets} (answered from memory)
+    are synchronous.
+
+A backend is chosen in the config (C{[users] backend}) among the
+L{IUserBackendPlugin}s of L{mailstack.auth.backends.BACKENDS}; a new backend
+(PostgreSQL, for a later day) is one more entry there.
+
+Users have one of the schemes C{BLF-CRYPT} (bcrypt) or C{PLAIN}; a
+L{mailstack.auth.userdb.User} carries the stored form (the hash, or the
+password for PLAIN), which is what moves between backends unchanged.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class UserDirectoryUnavailable(Exception):
+    """
+    The users cannot be read or changed now (a locked or failing database):
+    a temporary condition, answered with the protocol's temporary error,
+    never with an authentication failure.
+    """
+
+
+class IUserBackend(Interface):
+    """
+    One store of users. Every method is synchronous and thread-safe; a
+    failure of the storage itself raises L{UserDirectoryUnavailable}; a
+    refused change raises a L{mailstack.auth.userdb.UserError}.
+    """
+
+    path = Attribute("str: where the users are (the file or database), for messages.")
+
+    answersWithoutWaiting = Attribute(
+        "bool: allPlaintextSecrets() answers from memory (at most an os.stat), so the "
+        "reactor thread may ask it on every connection; otherwise the directory keeps "
+        "the answer and refreshes it in a thread.")
+
+    def normalize(name):
+        """The canonical address for a login name (str or bytes), or L{None}."""
+
+    def checkNewAddress(address):
+        """The normalised address of a would-be new user; raises InvalidAddress."""
+
+    def lookup(name):
+        """The L{User} for a login name, or L{None}."""
+
+    def listUsers():
+        """Every L{User}, sorted by address."""
+
+    def verifyPassword(name, password):
+        """
+        C{True} if C{password} (str or bytes) is the user's. A failure costs one
+        bcrypt whatever its cause, so timing does not tell which users exist.
+        """
+
+    def plaintextSecret(name):
+        """The password of a PLAIN user (str), else L{None} (for APOP, CRAM-MD5)."""
+
+    def allPlaintextSecrets():
+        """C{True} if there are users and every one is stored PLAIN."""
+
+    def addUser(address, password, scheme):
+        """Add a user with a password hashed (or kept) in C{scheme}."""
+
+    def addStoredUser(user):
+        """
+        Add a L{User} exactly as stored elsewhere (its scheme and hash), for
+        moving users between backends; raises UserExists.
+        """
+
+    def setPassword(address, password, scheme=None):
+        """Change a user's password; C{scheme} L{None} keeps it. @return: the scheme."""
+
+    def removeUser(address):
+        """Remove a user (their mail is not touched); raises NoSuchUser."""
+
+    def importCSV(source, update=False):
+        """
+        Add (and with C{update}, reset) users from CSV rows
+        C{address,password[,scheme]}, all or nothing. @return: an ImportResult.
+        """
+
+
+class IUserDirectory(Interface):
+    """
+    The server's view of the users: nothing here blocks the reactor.
+    """
+
+    def normalize(name):
+        """The canonical address for a login name (str or bytes), or L{None}."""
+
+    def lookup(name):
+        """A Deferred firing with the L{User} for a login name, or L{None}."""
+
+    def verifyPassword(name, password):
+        """A Deferred firing with C{True} if the password is the user's (run in a thread)."""
+
+    def plaintextSecret(name):
+        """A Deferred firing with a PLAIN user's password, else L{None}."""
+
+    def listUsers():
+        """A Deferred firing with every L{User}, sorted by address."""
+
+    def allPlaintextSecrets():
+        """
+        Whether every user is stored PLAIN (then CRAM-MD5 and APOP are offered
+        unasked): asked on every EHLO and CAPA, so answered at once, never
+        waiting for the backend (see L{IUserBackend.answersWithoutWaiting}).
+        """
+
+
+class IUserBackendPlugin(Interface):
+    """
+    One kind of user backend, as the config names it (C{[users] backend}).
+    """
+
+    name = Attribute("str: the config's name for it (C{passwd-file}, C{sqlite}).")
+
+    defaultPath = Attribute("str: the default C{[users] path}, relative to data_dir.")
+
+    def open(path, defaultDomain=None, bcryptRounds=10, domains=None):
+        """
+        The L{IUserBackend} at C{path}, ready to use (a database's schema
+        created).
+
+        @raise UserDirectoryUnavailable: if it cannot be opened (one line).
+        """

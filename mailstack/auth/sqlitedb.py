@@ -1,0 +1,262 @@
+"""
+Users in an SQLite database (C{[users] backend = "sqlite"}): one file, one
+table, the same schemes and stored forms as the passwd-file (C{BLF-CRYPT}
+bcrypt hashes in Dovecot's C{$2y$} form, C{PLAIN} passwords), so users move
+between the two unchanged (C{mailstack user migrate}).
+
+The schema is created on first use. Each thread gets its own connection (an
+sqlite3 connection must stay in the thread that made it); the server calls
+this only from the reactor's thread pool, through
+L{mailstack.auth.directory.UserDirectory}, the admin command directly. A
+database that is locked longer than C{busyTimeout} or fails raises
+L{UserDirectoryUnavailable}: the protocols answer it with their temporary
+errors and the next command tries again.
+"""
+
+import collections
+import os
+import sqlite3
+import threading
+
+from zope.interface import implementer, provider
+
+from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
+from mailstack.auth.userdb import (
+    DEFAULT_SCHEME, SCHEMES, CSVImportError, ImportResult, NoSuchUser, PasswordBackend, User,
+    UserError, UserExists)
+from mailstack.storage.files import makeDirectories
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    address TEXT PRIMARY KEY NOT NULL,
+    scheme TEXT NOT NULL,
+    secret TEXT NOT NULL
+)
+"""
+
+
+def _unavailable(path, error):
+    return UserDirectoryUnavailable("user database %s: %s" % (path, error))
+
+
+@implementer(IUserBackend)
+class SQLiteUsers(PasswordBackend):
+    """
+    The users of one SQLite database file.
+
+    @param path: the database file; created (0600, its directory 0700) with
+        its schema if missing.
+    @param busyTimeout: seconds to wait for another writer's lock before
+        giving up with L{UserDirectoryUnavailable}.
+    """
+
+    # Every answer is a query: the directory keeps allPlaintextSecrets' answer.
+    answersWithoutWaiting = False
+
+    def __init__(self, path, defaultDomain=None, bcryptRounds=10, domains=None,
+                 busyTimeout=5.0):
+        PasswordBackend.__init__(self, defaultDomain, bcryptRounds, domains)
+        self.path = os.fspath(path)
+        self.busyTimeout = busyTimeout
+        self._local = threading.local()
+
+    def open(self):
+        """
+        Create the file and the schema if missing, and check the database can
+        be read.
+
+        @return: C{self}.
+        @raise UserDirectoryUnavailable: one line, if it cannot.
+        """
+        try:
+            makeDirectories(os.path.dirname(os.path.abspath(self.path)))
+            if not os.path.exists(self.path):
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise _unavailable(self.path, e.strerror or e)
+        self._query("SELECT count(*) FROM users")
+        return self
+
+    def _connection(self):
+        """This thread's connection, opened (and the schema made) on first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=self.busyTimeout,
+                                         isolation_level=None)
+            try:
+                connection.execute(SCHEMA)
+            except BaseException:
+                connection.close()
+                raise
+            self._local.connection = connection
+        return connection
+
+    def close(self):
+        """Close this thread's connection (others close when their thread ends)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._local.connection = None
+            connection.close()
+
+    def _query(self, sql, parameters=()):
+        """Rows of one read, or L{UserDirectoryUnavailable}."""
+        try:
+            return self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.Error as e:
+            raise _unavailable(self.path, e)
+
+    def _transaction(self, work):
+        """
+        Run C{work(cursor)} in one write transaction (C{BEGIN IMMEDIATE}: the
+        write lock is taken first, so a read-modify-write sees no other
+        writer's change halfway). A L{UserError} rolls back and goes on up.
+        """
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _unavailable(self.path, e)
+        try:
+            result = work(connection)
+            connection.execute("COMMIT")
+            return result
+        except BaseException as e:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(e, sqlite3.Error):
+                raise _unavailable(self.path, e)
+            raise
+
+    # Reading
+
+    def lookup(self, name):
+        address = self.normalize(name)
+        if address is None:
+            return None
+        rows = self._query("SELECT address, scheme, secret FROM users WHERE address = ?",
+                           (address,))
+        return User(*rows[0]) if rows else None
+
+    def listUsers(self):
+        return [User(*row) for row in self._query(
+            "SELECT address, scheme, secret FROM users ORDER BY address")]
+
+    def allPlaintextSecrets(self):
+        (total, plain), = self._query(
+            "SELECT count(*), count(CASE WHEN scheme = 'PLAIN' THEN 1 END) FROM users")
+        return total > 0 and total == plain
+
+    def dummyCost(self):
+        costs = collections.Counter()
+        for (secret,) in self._query("SELECT secret FROM users WHERE scheme = 'BLF-CRYPT'"):
+            cost = secret[4:6]
+            if secret[:1] == "$" and cost.isdigit() and 4 <= int(cost) <= 31:
+                costs[int(cost)] += 1
+        return costs.most_common(1)[0][0] if costs else self.bcryptRounds
+
+    # Writing
+
+    @staticmethod
+    def _current(connection, address):
+        row = connection.execute("SELECT scheme, secret FROM users WHERE address = ?",
+                                 (address,)).fetchone()
+        return (None, None) if row is None else row
+
+    def addUser(self, address, password, scheme=DEFAULT_SCHEME):
+        address = self.checkNewAddress(address)
+        scheme = self.checkScheme(scheme)
+        self.checkPassword(password, scheme)
+        self._insert(address, scheme, self.hashSecret(scheme, password))
+
+    def addStoredUser(self, user):
+        self._insert(self.checkNewAddress(user.address), user.scheme, user.secret)
+
+    def _insert(self, address, scheme, secret):
+        def insert(connection):
+            if self._current(connection, address)[0] is not None:
+                raise UserExists("user %s already exists" % (address,))
+            connection.execute("INSERT INTO users (address, scheme, secret) VALUES (?, ?, ?)",
+                               (address, scheme, secret))
+        self._transaction(insert)
+
+    def setPassword(self, address, password, scheme=None):
+        normalized = self.normalize(address)
+        if scheme is not None:
+            scheme = self.checkScheme(scheme)
+
+        def change(connection):
+            current = None if normalized is None else self._current(connection, normalized)[0]
+            if current is None:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+            target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
+            self.checkPassword(password, target)
+            connection.execute("UPDATE users SET scheme = ?, secret = ? WHERE address = ?",
+                               (target, self.hashSecret(target, password), normalized))
+            return target
+        return self._transaction(change)
+
+    def removeUser(self, address):
+        normalized = self.normalize(address)
+
+        def remove(connection):
+            deleted = 0 if normalized is None else connection.execute(
+                "DELETE FROM users WHERE address = ?", (normalized,)).rowcount
+            if not deleted:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+        self._transaction(remove)
+
+    def importCSV(self, source, update=False):
+        """
+        The same import as L{mailstack.auth.userdb.PasswdFile.importCSV}
+        (all or nothing, existing users skipped unless C{update}), in one
+        transaction.
+        """
+        filename, text = self.readCSV(source)
+        rows, problems = self.csvRows(filename, text)
+
+        def load(connection):
+            plan = []
+            for number, address, password, scheme in rows:
+                current, secret = self._current(connection, address)
+                target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
+                try:
+                    self.checkPassword(password, target)
+                except UserError as e:
+                    problems.append((number, str(e)))
+                    continue
+                plan.append((address, password, target, current, secret))
+            if problems:
+                problems.sort(key=lambda problem: problem[0] or 0)
+                raise CSVImportError(filename, problems[0][0], problems[0][1], problems[1:])
+            result = ImportResult()
+            for address, password, target, current, secret in plan:
+                if current is None:
+                    connection.execute(
+                        "INSERT INTO users (address, scheme, secret) VALUES (?, ?, ?)",
+                        (address, target, self.hashSecret(target, password)))
+                    result.added.append(address)
+                elif current == target and self.matchesSecret(current, secret, password):
+                    result.unchanged.append(address)
+                elif not update:
+                    result.differing.append(address)
+                else:
+                    connection.execute(
+                        "UPDATE users SET scheme = ?, secret = ? WHERE address = ?",
+                        (target, self.hashSecret(target, password), address))
+                    result.updated.append(address)
+            return result
+        return self._transaction(load)
+
+
+@provider(IUserBackendPlugin)
+class SQLiteBackend:
+    """The C{sqlite} backend: L{SQLiteUsers} at C{[users] path}."""
+
+    name = "sqlite"
+    defaultPath = "users.sqlite"
+
+    @staticmethod
+    def open(path, defaultDomain=None, bcryptRounds=10, domains=None):
+        return SQLiteUsers(path, defaultDomain, bcryptRounds, domains).open()
