@@ -6,22 +6,27 @@ The C{mailstack} admin command: users and the TLS certificate.
     mailstack user del ADDRESS
     mailstack user list
     mailstack user import FILE.csv [--update]
+    mailstack user migrate --to BACKEND [--to-path P] [--from BACKEND] [--from-path P]
     mailstack cert generate [--force]
 
 C{--config FILE} (default C{etc/mailstack.toml}) may come before the command or
 anywhere after it.
 
-It edits the same files the server reads (a running server sees user changes at
-once). Success prints one line on stdout; any failure prints one line
+It edits the users of the configured backend (C{[users] backend}: the
+passwd-file or the SQLite database the server reads; a running server sees
+user changes at once). Success prints one line on stdout; any failure prints one line
 C{mailstack: reason} on stderr and exits with status 1.
 """
 
 import argparse
 import functools
+import os
 import sys
 from getpass import getpass
 
-from mailstack.auth.userdb import SCHEMES, CSVImportError, PasswdFile, UserError
+from mailstack.auth.backends import BACKENDS, backendNamed
+from mailstack.auth.interfaces import UserDirectoryUnavailable
+from mailstack.auth.userdb import SCHEMES, CSVImportError, UserError, UserExists
 from mailstack.config import ConfigError, loadConfig
 
 DEFAULT_CONFIG = "etc/mailstack.toml"
@@ -123,6 +128,23 @@ def buildParser(stdout, stderr):
                      help="reset existing users whose password (or given scheme) in the "
                           "file differs to the file's; unchanged ones are still skipped")
 
+    sub = _addCommand(
+        userCommands, "migrate", help="copy every user to another backend",
+        description="Copy every user, with their password hash as it is, from the "
+                    "configured backend (or --from) to another one. Users already in the "
+                    "target are skipped, so it can be run again. The config is not "
+                    "changed: set [users] backend (and path) to use the copy.")
+    names = sorted(BACKENDS)
+    sub.add_argument("--to", required=True, choices=names, dest="toBackend",
+                     help="the backend to copy to")
+    sub.add_argument("--to-path", dest="toPath", metavar="PATH",
+                     help="its file (default: its usual name in data_dir)")
+    sub.add_argument("--from", choices=names, dest="fromBackend",
+                     help="the backend to copy from (default: the configured one)")
+    sub.add_argument("--from-path", dest="fromPath", metavar="PATH",
+                     help="its file (default: the configured path for the configured "
+                          "backend, else its usual name in data_dir)")
+
     cert = _addCommand(commands, "cert", help="manage the TLS certificate")
     certCommands = cert.subcommands(dest="action", metavar="ACTION", required=True)
     sub = _addCommand(certCommands, "generate", help="write a self-signed certificate")
@@ -159,7 +181,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
             stderr.write("mailstack: %s: %d bad line%s, nothing imported\n" % (
                 e.filename, count, "" if count == 1 else "s"))
         return 1
-    except (CommandError, ConfigError, UserError) as e:
+    except (CommandError, ConfigError, UserError, UserDirectoryUnavailable) as e:
         stderr.write("mailstack: %s\n" % (e,))
         return 1
     except OSError as e:
@@ -174,13 +196,27 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     return 0
 
 
-def _openUsers(config):
-    return PasswdFile(config.users_file, defaultDomain=config.server.default_domain,
-                      bcryptRounds=config.limits.bcrypt_rounds,
-                      domains=config.server.domains)
+def _openUsers(config, backend=None, path=None, domains=True):
+    """
+    A user backend, opened: the configured one, or C{backend} at C{path}
+    (default: the configured path if it is the configured backend, else its
+    usual name in data_dir).
+
+    @param domains: C{True}: new users must be in C{server.domains}; else any.
+    """
+    backend = backend or config.users.backend
+    if path is None:
+        path = (config.users.path if backend == config.users.backend
+                else config.server.data_dir / BACKENDS[backend].defaultPath)
+    return backendNamed(backend).open(
+        path, defaultDomain=config.server.default_domain,
+        bcryptRounds=config.limits.bcrypt_rounds,
+        domains=config.server.domains if domains else None)
 
 
 def _userCommand(config, args, stdin, stderr):
+    if args.action == "migrate":
+        return _migrate(config, args)
     users = _openUsers(config)
     if args.action == "add":
         # Check the address before asking for a password nobody can use.
@@ -213,6 +249,28 @@ def _userCommand(config, args, stdin, stderr):
         summary += " (%d with another password in the file: %s; --update resets %s)" % (
             count, ", ".join(result.differing), "it" if count == 1 else "them")
     return summary
+
+
+def _migrate(config, args):
+    """Copy every user (hashes as they are) from one backend to another."""
+    source = _openUsers(config, args.fromBackend, args.fromPath, domains=False)
+    target = _openUsers(config, args.toBackend, args.toPath, domains=False)
+    if (args.fromBackend or config.users.backend) == args.toBackend and (
+            os.path.realpath(source.path) == os.path.realpath(target.path)):
+        raise CommandError("%s: source and target are the same" % (source.path,))
+    copied, skipped = 0, 0
+    for user in source.listUsers():
+        try:
+            target.addStoredUser(user)
+        except UserExists:
+            skipped += 1
+        else:
+            copied += 1
+    message = "copied %d user%s from %s to %s" % (
+        copied, "" if copied == 1 else "s", source.path, target.path)
+    if skipped:
+        message += " (skipped %d already there)" % (skipped,)
+    return message
 
 
 def _readPassword(address, fromStdin, stdin, stderr):
