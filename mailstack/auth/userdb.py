@@ -804,7 +804,7 @@ class PasswdFileBackend:
         try:
             users.listUsers()
         except OSError as e:
-            raise UserDirectoryUnavailable("users file %s: %s" % (users.path, e.strerror or e))
+            raise UserDirectoryUnavailable("cannot access %s: %s" % (users.path, e.strerror or e))
         return users
 
 
