@@ -9,6 +9,7 @@ from twisted.trial import unittest
 from zope.interface import Interface, implementer
 from zope.interface.verify import verifyObject
 
+from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.protocol.session import ISessionWording, LineSession
 from mailstack.settings import ListenerSettings
 from tests.fakes import FakeTLSTransport
@@ -47,6 +48,9 @@ class ToyWording:
 
     def authFailedClosing(self, tag):
         return b"ERR auth\r\nBYE auth\r\n"
+
+    def authUnavailable(self, tag):
+        return b"ERR auth later\r\n"
 
 
 class ToySession(LineSession):
@@ -290,6 +294,19 @@ class LoginTests(unittest.TestCase):
         self.succeed()
         self.assertEqual(len(self.loggedIn), 1)
         self.assertEqual(self.transport.value(), b"ok a\r\n")
+
+    def test_directoryUnavailable(self):
+        """A login the user directory cannot check now gets the temporary reply, is not
+        counted as a failure, and the session reads on."""
+        self.server = ToySession(
+            ListenerSettings(hostname="lab.test", authFailuresDisconnect=1), self.clock)
+        self.server.makeConnection(self.transport)
+        self.login()
+        self.server.dataReceived(b"a\r\n")
+        self.portal.checks[-1].errback(UserDirectoryUnavailable("database is locked"))
+        self.assertEqual(self.transport.value(), b"ERR auth later\r\nok a\r\n")
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.loggedIn, [])
 
     def test_clientLeftDuringCheck(self):
         """A client gone while its password was checked: its avatar is logged out, nothing sent."""

@@ -20,6 +20,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.imap.mailbox import IIMAPAccount
 from mailstack.protocol import sasl
 
@@ -115,6 +116,8 @@ class AuthenticationCommands:
             return ("OK", b"CAPABILITY " + self._capabilityText(), "Logged in")
 
         def failed(failure):
+            if failure.check(UserDirectoryUnavailable):
+                return self.authUnavailable(failure, tag)
             failure.trap(UnauthorizedLogin)
             self.authFailed(tag)
         return d.addCallbacks(ok, failed)

@@ -198,6 +198,10 @@ class IMAPWording:
     def authFailed(self, tag):
         return taggedLine(tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed")
 
+    def authUnavailable(self, tag):
+        # RFC 5530: the user directory is down for now.
+        return taggedLine(tag, "NO", "UNAVAILABLE", "Authentication temporarily unavailable")
+
     def authFailedClosing(self, tag):
         return self.authFailed(tag) + b"* BYE Too many authentication failures\r\n"
 

@@ -139,6 +139,10 @@ class POP3Wording:
         # The one generic failure (RFC 3206 [AUTH]).
         return self.line("-ERR " + self.err(AUTH_FAILED, "AUTH"))
 
+    def authUnavailable(self, tag):
+        return self.line("-ERR " + self.err(
+            "Authentication temporarily unavailable, try again later", "SYS/TEMP"))
+
     def authFailedClosing(self, tag):
         return self.line("-ERR " + self.err(
             AUTH_FAILED + "; too many failures, closing connection", "AUTH"))

@@ -32,6 +32,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
+from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.protocol import sasl
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.protocol.secrets import IPendingInput
@@ -82,6 +83,12 @@ class ISessionWording(Interface):
 
     def authFailedClosing(tag):
         """The reply to a failed login at the limit, sent before closing."""
+
+    def authUnavailable(tag):
+        """
+        The reply to a login the user directory could not check now (a locked
+        or failing database): temporary, and not counted as a failure.
+        """
 
 
 @implementer(IPendingInput)
@@ -359,6 +366,8 @@ class Session(Protocol, TimeoutMixin):
             return loggedIn(avatar, logout)
 
         def failed(failure):
+            if failure.check(UserDirectoryUnavailable):
+                return self.authUnavailable(failure)
             failure.trap(LoginFailed)
             self.authFailed()
         d = self.checkLogin(portal, credentials, authzid, interface)
@@ -389,6 +398,18 @@ class Session(Protocol, TimeoutMixin):
         log.info("{protocol} {peer}: authentication failed ({n})",
                  protocol=self.wording.protocolName, peer=self.peerText(), n=verdict.count)
         return verdict
+
+    def authUnavailable(self, failure, tag=None):
+        """
+        The user directory could not check a login (L{UserDirectoryUnavailable}
+        in C{failure}): one log line and the protocol's temporary reply; the
+        client may try again, and nothing counts against it.
+        """
+        log.warn("{protocol} {peer}: cannot check a login now: {error}",
+                 protocol=self.wording.protocolName, peer=self.peerText(),
+                 error=failure.getErrorMessage())
+        if not self._closing:
+            self.transport.write(self.wording.authUnavailable(tag))
 
     def authFailed(self, tag=None):
         """

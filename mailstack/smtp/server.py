@@ -118,6 +118,10 @@ class SMTPWording:
     def authFailed(self, tag):
         return self.reply(Reply(535, "5.7.8", "Authentication credentials invalid"))
 
+    def authUnavailable(self, tag):
+        # RFC 4954 section 6.
+        return self.reply(Reply(454, "4.7.0", "Temporary authentication failure"))
+
     def authFailedClosing(self, tag):
         # The 535 is followed by a 421 at the limit.
         return self.authFailed(tag) + self.reply(
