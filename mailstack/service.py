@@ -271,7 +271,7 @@ def buildService(config, reactor=None, protocols=None):
                                   config.limits.connections_per_ip, built.refusal,
                                   maxConnections=listener.max_connections)
         if listener.tls == "implicit":
-            factory = TLSMemoryBIOFactory(tlsContext, False, factory)
+            factory = TLSMemoryBIOFactory(tlsContext, False, factory, clock=reactor)
             factory.noisy = False
         endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)

@@ -170,6 +170,7 @@ LAYERS = (
                  "mailstack.transcript")),
     ("plug-ins", ("mailstack.smtp.plugin", "mailstack.pop3.plugin", "mailstack.imap.plugin")),
     ("service", ("mailstack.service", "mailstack.cli")),
+    ("fixture", ("mailstack.testing",)),
 )
 # Packages of the engines layer that must not import one another.
 ENGINE_PACKAGES = ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay")
