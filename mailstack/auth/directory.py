@@ -32,6 +32,7 @@ class UserDirectory:
         # allPlaintextSecrets' last answer, for a backend that cannot answer
         # on the reactor thread; refreshed in a thread (one at a time).
         self._plaintext = False
+        self._fetching = False
         self._waiters = []
 
     def _inThread(self, method, *args):
@@ -64,38 +65,47 @@ class UserDirectory:
         """
         The backend's answer where it gives one without waiting (the
         passwd-file: one os.stat); else the last answer, while a fresh one is
-        fetched in a thread, so a change (the admin command's) is followed a
-        moment later. Until a first answer has come: C{False} (CRAM-MD5 and
-        APOP not offered unasked, the safe side).
+        fetched in a thread (unless a fetch is under way), so a change (the
+        admin command's) is followed a moment later. Until a first answer has
+        come: C{False} (CRAM-MD5 and APOP not offered unasked, the safe side).
         """
         if self.backend.answersWithoutWaiting:
             return self.backend.allPlaintextSecrets()
-        self.refreshPlaintextAnswer()
+        if not self._fetching:
+            self._fetch()
         return self._plaintext
 
     def refreshPlaintextAnswer(self):
         """
-        Fetch allPlaintextSecrets' answer in a thread, unless a fetch is under
-        way. @return: a Deferred firing (with L{None}) once it has come.
+        Fetch allPlaintextSecrets' answer in a thread: one asked for after
+        this call (if a fetch is under way, another follows it).
+
+        @return: a Deferred firing (with L{None}) once it has come.
         """
         waiting = defer.Deferred()
         self._waiters.append(waiting)
-        if len(self._waiters) == 1:
-            self._inThread(self.backend.allPlaintextSecrets).addCallbacks(
-                self._fetched, self._fetchFailed)
+        if not self._fetching:
+            self._fetch()
         return waiting
+
+    def _fetch(self):
+        self._fetching = True
+        waiters, self._waiters = self._waiters, []
+        d = self._inThread(self.backend.allPlaintextSecrets)
+        d.addCallbacks(self._fetched, self._fetchFailed)
+        d.addCallback(self._fetchDone, waiters)
 
     def _fetched(self, answer):
         self._plaintext = answer
-        self._wake()
 
     def _fetchFailed(self, failure):
         # The last answer stays; the next connection asks again.
         log.warn("cannot tell whether every user is PLAIN: {error}",
                  error=failure.getErrorMessage())
-        self._wake()
 
-    def _wake(self):
-        waiters, self._waiters = self._waiters, []
+    def _fetchDone(self, _, waiters):
+        self._fetching = False
         for waiting in waiters:
             waiting.callback(None)
+        if self._waiters:
+            self._fetch()
