@@ -1,0 +1,165 @@
+"""
+The C{mailstack user} commands on the SQLite backend, and C{user migrate}
+between backends.
+"""
+
+import io
+import os
+import sqlite3
+
+from twisted.trial import unittest
+
+from mailstack import cli
+from mailstack.auth.sqlitedb import SQLiteUsers
+from mailstack.auth.userdb import PasswdFile
+from tests.helpers import BASE_CONFIG, writeConfig
+
+SQLITE = '[users]\nbackend = "sqlite"\n'
+
+
+class CLIUsersTestCase(unittest.TestCase):
+    extra = SQLITE
+
+    def setUp(self):
+        self.config = writeConfig(self, BASE_CONFIG, self.extra)
+        self.var = os.path.join(os.path.abspath(os.path.dirname(self.config)), "var")
+        self.sqlitePath = os.path.join(self.var, "users.sqlite")
+        self.filePath = os.path.join(self.var, "users")
+
+    def mailstack(self, *argv, stdin=""):
+        out, err = io.StringIO(), io.StringIO()
+        status = cli.main(["--config", self.config] + list(argv), stdin=io.StringIO(stdin),
+                          stdout=out, stderr=err)
+        return status, out.getvalue(), err.getvalue()
+
+    def sqliteUsers(self, path=None):
+        users = SQLiteUsers(path or self.sqlitePath, "lab.test").open()
+        self.addCleanup(users.close)
+        return users
+
+    def fileUsers(self, path=None):
+        return PasswdFile(path or self.filePath, "lab.test")
+
+
+class SQLiteCommandTests(CLIUsersTestCase):
+    def test_addPasswdDelList(self):
+        """add, passwd, list and del work on the database; no passwd-file is made."""
+        self.assertEqual(self.mailstack("user", "add", "alice", "--password-stdin",
+                                        stdin="s3cret\n"),
+                         (0, "added alice@lab.test (BLF-CRYPT)\n", ""))
+        self.assertEqual(self.mailstack("user", "add", "bob", "--password-stdin",
+                                        "--scheme", "PLAIN", stdin="pw\n")[0], 0)
+        self.assertTrue(self.sqliteUsers().verifyPassword("alice", "s3cret"))
+        self.assertEqual(self.mailstack("user", "passwd", "alice", "--password-stdin",
+                                        stdin="n3w\n"),
+                         (0, "changed password of alice@lab.test (BLF-CRYPT)\n", ""))
+        self.assertTrue(self.sqliteUsers().verifyPassword("alice", "n3w"))
+        self.assertEqual(self.mailstack("user", "list"),
+                         (0, "alice@lab.test  BLF-CRYPT\nbob@lab.test    PLAIN\n", ""))
+        self.assertEqual(self.mailstack("user", "del", "bob"),
+                         (0, "removed bob@lab.test (its mail is kept)\n", ""))
+        self.assertIsNone(self.sqliteUsers().lookup("bob"))
+        self.assertFalse(os.path.exists(self.filePath))
+
+    def test_import(self):
+        """import adds a class to the database, all or nothing."""
+        csv = os.path.join(os.path.dirname(self.var), "class.csv")
+        with open(csv, "w") as f:
+            f.write("address,password\nalice,tulip-42\ncarol,x\n")
+        self.assertEqual(self.mailstack("user", "import", csv)[:2],
+                         (0, "%s: added 2, updated 0, skipped 0\n" % (csv,)))
+        self.assertTrue(self.sqliteUsers().verifyPassword("carol", "x"))
+
+    def test_errors(self):
+        """An existing user, an unknown one and a locked database are one line each."""
+        self.mailstack("user", "add", "alice", "--password-stdin", stdin="pw\n")
+        self.assertEqual(self.mailstack("user", "add", "alice", "--password-stdin",
+                                        stdin="pw\n"),
+                         (1, "", "mailstack: user alice@lab.test already exists\n"))
+        self.assertEqual(self.mailstack("user", "del", "ghost"),
+                         (1, "", "mailstack: no such user: ghost@lab.test\n"))
+        self.patch(SQLiteUsers, "__init__", _quickTimeout(SQLiteUsers.__init__))
+        other = sqlite3.connect(self.sqlitePath, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        self.addCleanup(other.close)
+        status, out, err = self.mailstack("user", "list")
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err, "mailstack: user database %s: database is locked\n" % (
+            self.sqlitePath,))
+
+    def test_unopenable(self):
+        """A path that cannot hold a database is one line."""
+        os.makedirs(self.sqlitePath)
+        status, out, err = self.mailstack("user", "list")
+        self.assertEqual((status, out), (1, ""))
+        self.assertTrue(err.startswith("mailstack: user database %s: " % (self.sqlitePath,)),
+                        err)
+        self.assertEqual(err.count("\n"), 1)
+
+
+def _quickTimeout(init):
+    def quick(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.busyTimeout = 0.01
+    return quick
+
+
+class MigrateTests(CLIUsersTestCase):
+    extra = ""
+
+    def test_passwdFileToSQLite(self):
+        """migrate --to sqlite copies every user with the very hash into var/users.sqlite;
+        the same passwords verify there; the passwd-file is left as it was."""
+        source = self.fileUsers()
+        source.addUser("alice@lab.test", "s3cret")
+        source.addUser("bob@lab.test", "pw", scheme="PLAIN")
+        with open(self.filePath) as f:
+            before = f.read()
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "sqlite"),
+                         (0, "copied 2 users from %s to %s\n" % (
+                             self.filePath, self.sqlitePath), ""))
+        target = self.sqliteUsers()
+        self.assertEqual(target.listUsers(), source.listUsers())
+        self.assertTrue(target.verifyPassword("alice", "s3cret"))
+        self.assertEqual(target.plaintextSecret("bob"), "pw")
+        with open(self.filePath) as f:
+            self.assertEqual(f.read(), before)
+
+    def test_again(self):
+        """Run again, migrate skips the users already there and keeps their password."""
+        self.fileUsers().addUser("alice@lab.test", "s3cret")
+        self.mailstack("user", "migrate", "--to", "sqlite")
+        self.sqliteUsers().setPassword("alice", "changed")
+        self.fileUsers().addUser("bob@lab.test", "pw")
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "sqlite"),
+                         (0, "copied 1 user from %s to %s (skipped 1 already there)\n" % (
+                             self.filePath, self.sqlitePath), ""))
+        self.assertTrue(self.sqliteUsers().verifyPassword("alice", "changed"))
+        self.assertTrue(self.sqliteUsers().verifyPassword("bob", "pw"))
+
+    def test_explicitPaths(self):
+        """--from/--from-path and --to/--to-path move users between any two stores,
+        back to a passwd-file too."""
+        other = os.path.join(self.var, "other.sqlite")
+        self.mailstack("user", "add", "alice", "--password-stdin", stdin="pw\n")
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "sqlite",
+                                        "--to-path", other)[0], 0)
+        back = os.path.join(self.var, "back")
+        self.assertEqual(self.mailstack("user", "migrate", "--from", "sqlite",
+                                        "--from-path", other, "--to", "passwd-file",
+                                        "--to-path", back)[0], 0)
+        self.assertEqual(self.fileUsers(back).lookup("alice"),
+                         self.fileUsers().lookup("alice"))
+        self.assertTrue(self.fileUsers(back).verifyPassword("alice", "pw"))
+
+    def test_sameStore(self):
+        """Migrating a store onto itself is refused."""
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "passwd-file"),
+                         (1, "", "mailstack: %s: source and target are the same\n" % (
+                             self.filePath,)))
+
+    def test_unknownBackend(self):
+        """--to names only the backends that exist."""
+        status, out, err = self.mailstack("user", "migrate", "--to", "postgresql")
+        self.assertEqual(status, 2)
+        self.assertIn("invalid choice: 'postgresql'", err)
