@@ -228,6 +228,7 @@ class ReactorMailServer:
             raise RuntimeError("this mail server is already started")
         if self.directory is None:
             self.directory = tempfile.mkdtemp(prefix="mailstack-test-")
+        self.directory = os.path.abspath(self.directory)
         try:
             os.makedirs(self.directory, exist_ok=True)
             path = os.path.join(self.directory, "mailstack.toml")

@@ -67,24 +67,35 @@ def listenerTOML(protocol, endpoint="tcp:0:interface=127.0.0.1", tls="none",
     return "\n" + "\n".join(lines) + "\n"
 
 
+def startMailServer(testCase, extra="", text=BASE_CONFIG, reactor=None):
+    """
+    Start the real service (through L{mailstack.testing.ReactorMailServer})
+    from a config with C{extra} appended, in a fresh temporary directory of
+    C{testCase} (kept after the test, like every C{mktemp}); stopped when the
+    test ends (ports closed, open sessions dropped).
+
+    @return: the running L{mailstack.testing.ReactorMailServer}: C{service}
+        is the L{mailstack.service.MailService}, C{directory} the config's
+        directory (its C{var/} holds mail, users, certificate, transcripts).
+    """
+    from mailstack.testing import ReactorMailServer
+    server = ReactorMailServer(reactor=reactor, directory=testCase.mktemp(),
+                               config=textwrap.dedent(text) + textwrap.dedent(extra))
+    server.start()
+    testCase.addCleanup(server.stop)
+    return server
+
+
 def startServer(testCase, extra, text=BASE_CONFIG, reactor=None):
     """
-    Build and start the real service from a config with C{extra} appended, on
-    loopback; stopped when the test ends.
+    L{startMailServer}, for tests that want the service itself.
 
     @return: C{(service, directory)}: the running L{mailstack.service.MailService}
         (C{service.listenerPort(name)} gives a bound port) and the config's
-        directory (its C{var/} holds mail, users, certificate, transcripts).
+        directory.
     """
-    from mailstack.config import loadConfig
-    from mailstack.service import buildService
-    if reactor is None:
-        from twisted.internet import reactor
-    path = writeConfig(testCase, text, extra)
-    top = buildService(loadConfig(path), reactor)
-    top.startService()
-    testCase.addCleanup(top.stopService)
-    return top, os.path.dirname(os.path.abspath(path))
+    server = startMailServer(testCase, extra, text, reactor)
+    return server.service, server.directory
 
 
 def sleep(seconds):
@@ -99,7 +110,9 @@ class E2EMixin:
     """
     For end-to-end test cases: the real service from L{BASE_CONFIG} with
     C{limits} added to its C{[limits]} table and C{listeners} appended, started
-    in C{setUp}; helpers for ports, TLS, blocking clients and the demo mailbox.
+    in C{setUp} by the test fixture (C{self.mailServer}, a
+    L{mailstack.testing.ReactorMailServer}; C{self.server} is its service);
+    helpers for ports, TLS, blocking clients and the demo mailbox.
     """
 
     listeners = ""
@@ -107,8 +120,9 @@ class E2EMixin:
 
     def setUp(self):
         text = BASE_CONFIG.replace("[limits]", "[limits]\n" + self.limits)
-        self.server, self.directory = startServer(self, self.listeners, text)
-        self.cafile = os.path.join(self.directory, "var", "tls", "cert.pem")
+        self.mailServer = startMailServer(self, self.listeners, text)
+        self.server, self.directory = self.mailServer.service, self.mailServer.directory
+        self.cafile = self.mailServer.certificate
 
     def port(self, name):
         return self.server.listenerPort(name)
