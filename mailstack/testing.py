@@ -207,7 +207,7 @@ class ReactorMailServer:
         if config is None:
             config = fixtureConfig(domains or ("example.test",), tls, transcripts, starttls)
         self.reactor = reactor
-        self.store = store
+        self.storeName = store
         self.configText = config
         self.initialUsers = dict(users or {})
         self.directory = directory
@@ -238,7 +238,14 @@ class ReactorMailServer:
             backend = self._userBackend(top)
             for address, password in self.initialUsers.items():
                 backend.addUser(address, password, scheme="PLAIN")
-            top.startService()
+            try:
+                top.startService()
+            except BaseException:
+                # A listener that cannot bind: let go of those already bound.
+                for child in list(top):
+                    if child.running:
+                        child.stopService()
+                raise
         except BaseException:
             self._removeDirectory()
             raise
@@ -592,6 +599,8 @@ class MailServer:
         self.stop()
 
     def _call(self, f, *args, **kwargs):
+        if self.thread is None:  # the call would wait forever for a stopped reactor
+            raise RuntimeError("the mail server is not running")
         return threads.blockingCallFromThread(self.reactor, f, *args, **kwargs)
 
     # The running server's facts and helpers, blocking.

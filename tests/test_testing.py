@@ -12,10 +12,9 @@ import os
 import poplib
 import smtplib
 import socket
-import ssl
 import threading
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
 from mailstack.config import ConfigError
@@ -257,6 +256,45 @@ class OptionTests(unittest.SynchronousTestCase):
         self.assertTrue(os.path.isfile(os.path.join(directory, "mailstack.toml")))
 
 
+class StartFailureTests(unittest.TestCase):
+    """
+    A server that cannot start lets go of what it had taken.
+    """
+
+    @defer.inlineCallbacks
+    def test_portInUse(self):
+        """A listener whose port is taken stops the start with StartupError; the listeners
+        bound before it are closed again and the temporary directory is removed."""
+        from twisted.internet import protocol, reactor
+
+        from mailstack.service import StartupError
+        from mailstack.testing import fixtureConfig
+        taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        config = fixtureConfig().replace(
+            'name = "imap"\nprotocol = "imap"\nendpoint = "tcp:0:',
+            'name = "imap"\nprotocol = "imap"\nendpoint = "tcp:%d:' % (taken.getHost().port,))
+        self.assertIn("tcp:%d:" % (taken.getHost().port,), config)
+        seen = []
+        original = ReactorMailServer._userBackend
+
+        def spy(top):
+            seen.append(top)
+            return original(top)
+        self.patch(ReactorMailServer, "_userBackend", staticmethod(spy))
+        server = ReactorMailServer(config=config)
+        self.assertRaises(StartupError, server.start)
+        [top] = seen
+        bound = top.getServiceNamed("smtp").port
+        number = bound.getHost().port
+        for _ in range(100):  # closing a port takes a reactor turn or so
+            if not bound.connected:
+                break
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue((yield threads.deferToThread(refused, number)))
+        self.assertFalse(os.path.exists(server.directory))
+
+
 class MailServerTests(unittest.SynchronousTestCase):
     """
     L{MailServer}: the context manager for synchronous suites, with a reactor
@@ -326,3 +364,5 @@ class MailServerTests(unittest.SynchronousTestCase):
         self.assertEqual(len(server.waitForMessages(ALICE, 1)), 1)
         self.assertIsNone(next(fixture, None))
         self.assertNothingLeft(directory, ports)
+        # once stopped, a helper says so instead of waiting for the stopped reactor
+        self.assertRaises(RuntimeError, server.messages, ALICE)
