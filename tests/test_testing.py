@@ -81,6 +81,11 @@ def closedByPeer(connection):
     return True
 
 
+def ownThreads():
+    """The threads running now, but the reactor's thread pool (which trial keeps)."""
+    return {t for t in threading.enumerate() if not t.name.startswith("PoolThread-")}
+
+
 def refused(port):
     """C{True} if nothing listens on 127.0.0.1:C{port} any more."""
     try:
@@ -199,7 +204,9 @@ class MixinTests(MailServerMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_stopLeavesNothing(self):
-        """stop() closes every port, drops open sessions and removes the temporary directory."""
+        """stop() closes every port, drops open sessions, removes the temporary directory and
+        leaves no thread but the reactor's own pool."""
+        before = ownThreads()
         server = self.startMailServer()
         directory, ports = server.directory, dict(server.ports)
         self.assertEqual(sorted(ports), ["imap", "pop3", "smtp", "submission"])
@@ -219,6 +226,7 @@ class MixinTests(MailServerMixin, unittest.TestCase):
                 stillOpen.append(name)
         self.assertEqual(stillOpen, [])
         self.assertTrue((yield threads.deferToThread(closedByPeer, idle)))
+        self.assertEqual(ownThreads() - before, set())
         yield server.stop()  # a second stop does nothing
 
     @defer.inlineCallbacks
