@@ -343,3 +343,23 @@ class RegistryTests(unittest.TestCase):
         """The passwd-file plug-in opens a PasswdFile."""
         path = self.mktemp()
         self.assertIsInstance(PasswdFileBackend.open(path), PasswdFile)
+
+
+class DummyCostTests(unittest.TestCase):
+    """
+    A failed check spends one bcrypt at the cost most stored hashes have, on
+    both backends (so a failure takes as long as a wrong BLF-CRYPT password).
+    """
+
+    def test_dummyCost(self):
+        """The dummy cost is the most common stored cost, else bcryptRounds."""
+        for plugin in (PasswdFileBackend, SQLiteBackend):
+            directory = self.mktemp()
+            os.makedirs(directory)
+            users = plugin.open(os.path.join(directory, plugin.defaultPath), "lab.test", 4)
+            self.assertEqual(users.dummyCost(), 4, plugin.name)
+            for name, cost in (("a", 5), ("b", 5), ("c", 6)):
+                hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(cost)).decode()
+                users.addStoredUser(User(name + "@lab.test", "BLF-CRYPT", "$2y$" + hashed[4:]))
+            users.addStoredUser(User("d@lab.test", "PLAIN", "$2y$07$x"))
+            self.assertEqual(users.dummyCost(), 5, plugin.name)

@@ -13,7 +13,6 @@ L{UserDirectoryUnavailable}: the protocols answer it with their temporary
 errors and the next command tries again.
 """
 
-import collections
 import os
 import sqlite3
 import threading
@@ -149,12 +148,14 @@ class SQLiteUsers(PasswordBackend):
         return total > 0 and total == plain
 
     def dummyCost(self):
-        costs = collections.Counter()
-        for (secret,) in self._query("SELECT secret FROM users WHERE scheme = 'BLF-CRYPT'"):
-            cost = secret[4:6]
-            if secret[:1] == "$" and cost.isdigit() and 4 <= int(cost) <= 31:
-                costs[int(cost)] += 1
-        return costs.most_common(1)[0][0] if costs else self.bcryptRounds
+        """The most common cost of the stored bcrypt hashes (L{bcryptRounds} if none)."""
+        rows = self._query(
+            "SELECT substr(secret, 5, 2) AS cost FROM users "
+            "WHERE scheme = 'BLF-CRYPT' AND secret GLOB '$2[abxy]$[0-3][0-9]$*' "
+            "GROUP BY cost ORDER BY count(*) DESC, cost LIMIT 1")
+        if rows and 4 <= int(rows[0][0]) <= 31:
+            return int(rows[0][0])
+        return self.bcryptRounds
 
     # Writing
 
