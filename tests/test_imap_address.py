@@ -129,11 +129,19 @@ class FormatTests(unittest.TestCase):
         self.assertEqual(address.humanString(b" "), b'""')
 
     def test_manyEscapesAsLiteral(self):
-        """A mailbox with more than four quotes or backslashes is a literal."""
+        """A mailbox with more than four quotes and backslashes is a literal; four stay quoted (as Dovecot)."""
         self.assertEqual(address.formatAddresses([(None, None, b'a"b"c"d"e"f', b"b")]),
                          b'((NIL NIL {11}\r\na"b"c"d"e"f "b"))')
         self.assertEqual(address.formatAddresses([(None, None, b'a"b', b"b")]),
                          b'((NIL NIL "a\\"b" "b"))')
+        # the boundary, as Dovecot 2.3 answers it: four (quotes and backslashes
+        # together) stay a quoted string, the fifth makes a literal
+        self.assertEqual(address.formatAddresses([(None, None, b'a"b"c"d"e', b"b")]),
+                         b'((NIL NIL "a\\"b\\"c\\"d\\"e" "b"))')
+        self.assertEqual(address.formatAddresses([(None, None, b'a\\b\\c"d"e', b"b")]),
+                         b'((NIL NIL "a\\\\b\\\\c\\"d\\"e" "b"))')
+        self.assertEqual(address.formatAddresses([(None, None, b'a\\b\\c"d"e\\', b"b")]),
+                         b'((NIL NIL {10}\r\na\\b\\c"d"e\\ "b"))')
 
 
 class WriteTests(unittest.TestCase):
