@@ -26,7 +26,7 @@ from getpass import getpass
 
 from mailstack.auth.backends import BACKENDS, backendNamed
 from mailstack.auth.interfaces import UserDirectoryUnavailable
-from mailstack.auth.userdb import SCHEMES, CSVImportError, UserError, UserExists
+from mailstack.auth.passwords import SCHEMES, CSVImportError, UserError, UserExists
 from mailstack.config import ConfigError, loadConfig
 
 DEFAULT_CONFIG = "etc/mailstack.toml"

@@ -11,10 +11,11 @@ import bcrypt
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial import unittest
 
-from mailstack.auth import userdb
-from mailstack.auth.userdb import (
-    CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser,
-    PasswdFile, User, UserError, UserExists, isValidAddress)
+from mailstack.auth import passwords, userdb
+from mailstack.auth.passwords import (
+    CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser, User,
+    UserError, UserExists, isValidAddress)
+from mailstack.auth.userdb import PasswdFile
 
 
 def bcryptLine(address, password, prefix=b"$2b$"):
@@ -204,8 +205,8 @@ class VerifyTests(PasswdFileMixin, unittest.TestCase):
         """PLAIN comparison is constant-time (hmac.compare_digest)."""
         self.write("demo@lab.test:{PLAIN}demo:::::\n")
         calls = []
-        original = userdb.hmac.compare_digest
-        self.patch(userdb.hmac, "compare_digest",
+        original = passwords.hmac.compare_digest
+        self.patch(passwords.hmac, "compare_digest",
                    lambda a, b: calls.append((a, b)) or original(a, b))
         self.passwdFile().verifyPassword("demo", "demo")
         self.assertEqual(calls, [(b"demo", b"demo")])
@@ -224,8 +225,8 @@ class VerifyTests(PasswdFileMixin, unittest.TestCase):
         """$2y$ is handed to the bcrypt library as $2b$."""
         self.write(bcryptLine("y@lab.test", b"py", b"$2y$"))
         seen = []
-        original = userdb.bcrypt.checkpw
-        self.patch(userdb.bcrypt, "checkpw",
+        original = passwords.bcrypt.checkpw
+        self.patch(passwords.bcrypt, "checkpw",
                    lambda pw, hashed: seen.append(hashed[:4]) or original(pw, hashed))
         self.assertTrue(self.passwdFile().verifyPassword("y", "py"))
         self.assertEqual(seen, [b"$2b$"])
@@ -234,8 +235,8 @@ class VerifyTests(PasswdFileMixin, unittest.TestCase):
         """An unknown user still costs one bcrypt check, so timing hides existence."""
         users = self.passwdFile()
         calls = []
-        original = userdb.bcrypt.checkpw
-        self.patch(userdb.bcrypt, "checkpw",
+        original = passwords.bcrypt.checkpw
+        self.patch(passwords.bcrypt, "checkpw",
                    lambda pw, hashed: calls.append(hashed) or original(pw, hashed))
         self.assertFalse(users.verifyPassword("nobody", "pw"))
         self.assertFalse(users.verifyPassword("not:valid", "pw"))
@@ -251,8 +252,8 @@ class VerifyTests(PasswdFileMixin, unittest.TestCase):
         self.write("plain@lab.test:{PLAIN}secret:::::\n")
         users = self.passwdFile()
         calls = []
-        original = userdb.bcrypt.checkpw
-        self.patch(userdb.bcrypt, "checkpw",
+        original = passwords.bcrypt.checkpw
+        self.patch(passwords.bcrypt, "checkpw",
                    lambda pw, hashed: calls.append(hashed) or original(pw, hashed))
         self.assertFalse(users.verifyPassword("plain", "wrong"))
         self.assertEqual(len(calls), 1)
@@ -587,10 +588,10 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
         users.addUser("old", "x", scheme="PLAIN")
         users.addUser("same", "s", scheme="PLAIN")
         path = self.csv("a,pa\nold,pb\nsame,s\n")
-        self.assertEqual(users.importCSV(path), userdb.ImportResult(
+        self.assertEqual(users.importCSV(path), passwords.ImportResult(
             added=["a@lab.test"], differing=["old@lab.test"], unchanged=["same@lab.test"]))
         self.assertEqual(users.plaintextSecret("old"), "x")
-        self.assertEqual(users.importCSV(path, update=True), userdb.ImportResult(
+        self.assertEqual(users.importCSV(path, update=True), passwords.ImportResult(
             updated=["old@lab.test"], unchanged=["a@lab.test", "same@lab.test"]))
         self.assertEqual(users.plaintextSecret("old"), "pb")
 
@@ -649,5 +650,5 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
     def test_emptyFile(self):
         """An empty file (or only a header) adds nothing and writes nothing."""
         users = self.passwdFile()
-        self.assertEqual(users.importCSV(self.csv("address,password\n")), userdb.ImportResult())
+        self.assertEqual(users.importCSV(self.csv("address,password\n")), passwords.ImportResult())
         self.assertFalse(os.path.exists(self.path))

@@ -20,9 +20,9 @@ from mailstack.auth.directory import UserDirectory
 from mailstack.auth.interfaces import (
     IUserBackend, IUserBackendPlugin, IUserDirectory, UserDirectoryUnavailable)
 from mailstack.auth.sqlitedb import SQLiteBackend, SQLiteUsers
-from mailstack.auth.userdb import (
-    CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser, PasswdFile,
-    PasswdFileBackend, User, UserExists)
+from mailstack.auth.passwords import (
+    CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser, User, UserExists)
+from mailstack.auth.userdb import PasswdFile, PasswdFileBackend
 
 
 class UserBackendContract:

@@ -18,7 +18,7 @@ L{IUserBackendPlugin}s of L{mailstack.auth.backends.BACKENDS}; a new backend
 (PostgreSQL, for a later day) is one more entry there.
 
 Users have one of the schemes C{BLF-CRYPT} (bcrypt) or C{PLAIN}; a
-L{mailstack.auth.userdb.User} carries the stored form (the hash, or the
+L{mailstack.auth.passwords.User} carries the stored form (the hash, or the
 password for PLAIN), which is what moves between backends unchanged.
 """
 
@@ -37,7 +37,7 @@ class IUserBackend(Interface):
     """
     One store of users. Every method is synchronous and thread-safe; a
     failure of the storage itself raises L{UserDirectoryUnavailable}; a
-    refused change raises a L{mailstack.auth.userdb.UserError}.
+    refused change raises a L{mailstack.auth.passwords.UserError}.
     """
 
     path = Attribute("str: where the users are (the file or database), for messages.")

@@ -20,7 +20,7 @@ import threading
 from zope.interface import implementer, provider
 
 from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
-from mailstack.auth.userdb import (
+from mailstack.auth.passwords import (
     DEFAULT_SCHEME, SCHEMES, CSVImportError, ImportResult, NoSuchUser, PasswordBackend, User,
     UserError, UserExists)
 from mailstack.storage.files import makeDirectories

@@ -29,7 +29,7 @@ from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 
-from mailstack.auth.userdb import normalizeLoginName
+from mailstack.auth.passwords import normalizeLoginName
 
 __all__ = [
     "Cancelled", "Challenge", "Credentials", "Malformed", "Exchange",

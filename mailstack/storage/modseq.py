@@ -31,7 +31,6 @@ when the appended lines outgrow the state, the file is rewritten whole (written
 beside it, renamed over it).
 """
 
-import os
 import time
 
 from twisted.logger import Logger
