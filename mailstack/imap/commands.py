@@ -477,6 +477,13 @@ class MailboxCommands:
         return self._copy(messages, mailbox, byUID=True, move=True)
 
     def _copy(self, messages, mailbox, byUID, move):
+        """
+        As APPEND: the files are linked (or copied), fsynced and renamed into
+        the destination in a worker thread (L{IMailboxStore.placeCopies}); back
+        in the reactor thread the copies get their UIDs
+        (L{IMailboxStore.adoptCopies}), MOVE expunges the originals, and only
+        then is the reply sent.
+        """
         view = self.view
         if move and view.readOnly:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
@@ -485,9 +492,17 @@ class MailboxCommands:
         if any(view.isExpunged(uid) for uid in uids):
             # All or nothing (RFC 3501 COPY), and what Dovecot answers.
             return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
-        pairs = view.store.copyTo(uids, destination) if uids else []
+        if not uids:
+            return self._copied([], destination, view, move)
+        store = view.store
+        d = self.runInThread(store.placeCopies, store.prepareCopy(uids, destination))
+        d.addCallback(store.adoptCopies)
+        return d.addCallback(self._copied, destination, view, move)
+
+    def _copied(self, pairs, destination, view, move):
+        """The reply to COPY or MOVE once the copies have their UIDs."""
         code = None
-        # A copy whose UID is not known yet (see MaildirMailbox.copyTo): no COPYUID.
+        # A copy whose UID is not known yet (see MaildirMailbox.adoptCopies): no COPYUID.
         if pairs and self.extensionEnabled("UIDPLUS") and all(p[1] for p in pairs):
             code = b"COPYUID %d %s %s" % (
                 destination.uidValidity, formatSequenceSet([p[0] for p in pairs]),

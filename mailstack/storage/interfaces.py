@@ -18,9 +18,9 @@ Conventions shared by every method below:
    any other flag is a keyword. ``\\Recent`` is never stored: it is session state
    reported through L{IMailboxStore.sync}.
  - Methods are synchronous and may touch the disk. Delivery (L{IMailboxStore.deliver}
-   and L{IMailboxStore.placeMessage}) touches only files, holds no in-memory state,
-   and is safe to run in a thread (callers use C{deferToThread} so fsync never
-   stalls the reactor). Every other method must be called from the reactor thread.
+   and L{IMailboxStore.placeMessage}) and copying (L{IMailboxStore.placeCopies})
+   touch only files, hold no in-memory state, and are safe to run in a thread
+   (callers use C{deferToThread} so fsync never stalls the reactor). Every other method must be called from the reactor thread.
 """
 
 import errno
@@ -282,12 +282,46 @@ class IMailboxStore(Interface):
     def copyTo(uids, destination):
         """
         Copy messages (with flags and internal dates) into another mailbox of the
-        same store; the destination is synced so the copies have UIDs.
+        same store; the destination is synced so the copies have UIDs. All or
+        nothing. L{prepareCopy}, L{placeCopies} and L{adoptCopies} in the calling
+        thread, for callers that may block (tests, tools); servers use the steps.
 
         @param destination: an L{IMailboxStore}.
         @return: a list of C{(sourceUID, destinationUID)} pairs, in source UID order;
             C{destinationUID} is None when the copy is on disk but its UID could
             not be assigned yet (the destination's next sync assigns it).
+        """
+
+    def prepareCopy(uids, destination):
+        """
+        First step of a copy, in the reactor thread: note what to copy (the
+        files of C{uids}, their flags) from memory, touching no file.
+
+        @param destination: an L{IMailboxStore} of the same store.
+        @return: an opaque plan for L{placeCopies}.
+        @raise NoSuchMailbox: if the destination was deleted.
+        """
+
+    def placeCopies(plan):
+        """
+        Second step, in a worker thread: place the copies durably (link or
+        copy, fsync, rename into place, fsync the directories). Touches files
+        only. All or nothing: on a failure, what was placed is removed. The
+        copies have no UIDs yet; messages expunged since the plan are skipped.
+
+        @return: an opaque token for L{adoptCopies}.
+        @raise NoSpace: if the disk is full (nothing is left behind).
+        @raise NoSuchMailbox: if the destination was deleted.
+        """
+
+    def adoptCopies(placed):
+        """
+        Third step, in the reactor thread: give the copies their UIDs in the
+        destination (a sync) and notify its listeners.
+
+        @return: as L{copyTo}.
+        @raise NoSuchMailbox: if the destination was deleted meanwhile (the
+            copies went with it).
         """
 
     def keywords():

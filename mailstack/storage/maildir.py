@@ -77,6 +77,45 @@ class MessageInfo:
     modseq: int = 0
 
 
+def _measure(path, base, extensions):
+    """
+    C{(diskSize, wireSize, mtime)} of a message file: the sizes from its name
+    when it carries them (C{S=}, C{W=}), else from the file. Touches files only.
+    """
+    diskSize, wireSize = sizeFields(base)
+    if wireSize is None:
+        wireSize = next((int(f[1:]) for f in extensions
+                         if f[:1] == "W" and f[1:].isdigit()), None)
+    st = os.stat(path, follow_symlinks=False)
+    return (diskSize if diskSize is not None else st.st_size,
+            wireSize if wireSize is not None else crlf.wireSize(path), st.st_mtime)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CopyItem:
+    """One message to copy, as the source knew it when the copy was asked for."""
+    uid: int
+    base: str
+    subdir: str
+    filename: str
+    extensions: tuple
+    flags: frozenset
+
+
+@dataclasses.dataclass(frozen=True)
+class _CopyPlan:
+    """What L{MaildirMailbox.prepareCopy} hands to L{MaildirMailbox.placeCopies}."""
+    destination: "MaildirMailbox"
+    items: list
+
+
+@dataclasses.dataclass(frozen=True)
+class _PlacedCopies:
+    """What L{MaildirMailbox.placeCopies} hands to L{MaildirMailbox.adoptCopies}."""
+    destination: "MaildirMailbox"
+    copied: list  # (source UID, base name of the copy)
+
+
 class _Entry:
     """
     What a mailbox knows of one message file.
@@ -473,15 +512,8 @@ class MaildirMailbox:
         """Find the on-disk size, CRLF size and mtime of a message (once)."""
         if entry.wireSize is not None:
             return
-        diskSize, wireSize = sizeFields(entry.base)
-        if wireSize is None:
-            wireSize = next((int(f[1:]) for f in entry.extensions
-                             if f[:1] == "W" and f[1:].isdigit()), None)
-        path = self._entryPath(entry)
-        st = os.stat(path, follow_symlinks=False)
-        entry.mtime = st.st_mtime
-        entry.diskSize = diskSize if diskSize is not None else st.st_size
-        entry.wireSize = wireSize if wireSize is not None else crlf.wireSize(path)
+        entry.diskSize, entry.wireSize, entry.mtime = _measure(
+            self._entryPath(entry), entry.base, entry.extensions)
 
     def _reopen(self, entry):
         """Find a message file renamed by another program; False if it is gone."""
@@ -757,29 +789,41 @@ class MaildirMailbox:
         """
         Copy by hard link (a real copy across filesystems). All or nothing: if one
         message cannot be placed, the copies already made are removed (RFC 3501 COPY).
+        The three steps of L{prepareCopy}, L{placeCopies} and L{adoptCopies} in
+        the calling thread, for callers that may block (tests, tools).
+        """
+        return self.adoptCopies(self.placeCopies(self.prepareCopy(uids, destination)))
+
+    def prepareCopy(self, uids, destination):
+        """
+        What to copy, from memory only: each message's UID, file and flags.
         """
         uids = [uid for uid in sorted(set(uids)) if uid in self._entries]
         if not isinstance(destination, MaildirMailbox):
-            pairs = []
-            for uid in uids:
-                info = self.messageInfo(uid)
-                with self.openMessage(uid) as source:
-                    pairs.append((uid, destination.append(source, info.flags, info.internalDate)))
-            return pairs
-        if destination._gone or not os.path.isdir(destination._sub("tmp")):
+            raise StoreError("cannot copy into a mailbox of another store")
+        if destination._gone:
             raise NoSuchMailbox("mailbox %s no longer exists" % (destination.name,))
-        plan = []
+        items = []
         for uid in uids:
             entry = self._entries[uid]
-            try:
-                self._withFile(entry, lambda: self._fillSizes(entry))
-            except NoSuchMessage:
-                continue  # expunged by another program meanwhile
-            plan.append((uid, entry, "".join(sorted(destination._letters(self._flagsOf(entry))))))
+            items.append(_CopyItem(uid, entry.base, entry.subdir, entry.filename,
+                                   tuple(entry.extensions), self._flagsOf(entry)))
+        return _CopyPlan(destination, items)
+
+    def placeCopies(self, plan):
+        """
+        Link (or copy and fsync) each planned message into the destination's
+        tmp/, rename it into new/ or cur/, fsync those directories. Touches
+        only files (safe in a worker thread). All or nothing: on a failure the
+        files placed so far are removed.
+        """
+        destination = plan.destination
+        if not os.path.isdir(destination._sub("tmp")):
+            raise NoSuchMailbox("mailbox %s no longer exists" % (destination.name,))
         copied, placed = [], []
         try:
             with noSpaceAsStoreError():
-                self._placeCopies(destination, plan, copied, placed)
+                self._placeCopies(plan, copied, placed)
                 for subdir in ("new", "cur"):
                     fsyncDirectory(destination._sub(subdir))
         except BaseException:
@@ -789,6 +833,17 @@ class MaildirMailbox:
                 except OSError:
                     pass
             raise
+        return _PlacedCopies(destination, copied)
+
+    def adoptCopies(self, placed):
+        """
+        Give the copies made by L{placeCopies} their UIDs in the destination
+        (a sync) and notify its listeners.
+        """
+        destination, copied = placed.destination, placed.copied
+        if destination._gone or not os.path.isdir(destination._sub("cur")):
+            # deleted meanwhile, the copies with it
+            raise NoSuchMailbox("mailbox %s no longer exists" % (destination.name,))
         order = {base: i for i, (_, base) in enumerate(copied)}
         try:
             destination._adoptPlaced(order, fsync=False)
@@ -800,30 +855,56 @@ class MaildirMailbox:
                      count=len(copied), error=e)
         return [(uid, destination._byBase.get(base)) for uid, base in copied]
 
-    def _placeCopies(self, destination, plan, copied, placed):
+    def _findCopySource(self, item):
+        """
+        The path of a planned message's file now, or None if it is gone: another
+        program may have renamed it (a flag change) since the plan. Touches
+        files only.
+        """
+        path = self._sub(item.subdir, item.filename)
+        if os.path.lexists(path):
+            return path
+        location = listMessages(self.path).get(item.base)
+        return None if location is None else self._sub(*location)
+
+    def _placeCopies(self, plan, copied, placed):
         """
         Link (or copy) each planned message into the destination's tmp/, then
         rename it into new/ or cur/. C{placed} lists every path made, for the
         caller to remove if something fails; C{copied} the C{(uid, base)} done.
         """
-        for uid, entry, letters in plan:
+        destination = plan.destination
+        for item in plan.items:
+            source = self._findCopySource(item)
+            if source is None:
+                continue  # expunged by another program meanwhile
             name = uniqueName()
             tmpPath = destination._sub("tmp", name)
             try:
-                self._withFile(entry, lambda: os.link(self._entryPath(entry), tmpPath))
+                os.link(source, tmpPath)
                 placed.append(tmpPath)
-            except NoSuchMessage:
-                continue
-            except OSError:  # another filesystem, or no hard links there
+            except FileNotFoundError:
+                if not os.path.isdir(destination._sub("tmp")):
+                    raise NoSuchMailbox("mailbox %s no longer exists" % (destination.name,))
+                source = self._findCopySource(item)  # renamed just now?
+                if source is None:
+                    continue
+                os.link(source, tmpPath)
                 placed.append(tmpPath)
-                shutil.copy2(self._entryPath(entry), tmpPath)
+            except OSError as e:  # another filesystem, or no hard links there
+                if e.errno in NO_SPACE_ERRNOS:
+                    raise
+                placed.append(tmpPath)
+                shutil.copy2(source, tmpPath)
                 with open(tmpPath, "rb") as f:
                     os.fsync(f.fileno())
-            base = messageBase(name, entry.diskSize, entry.wireSize)
+            diskSize, wireSize, _ = _measure(tmpPath, item.base, item.extensions)
+            letters = "".join(sorted(destination._letters(item.flags)))
+            base = messageBase(name, diskSize, wireSize)
             target = destination._sub(*placement(base, letters))
             os.rename(tmpPath, target)
             placed[-1] = target
-            copied.append((uid, base))
+            copied.append((item.uid, base))
 
     def _adoptPlaced(self, order, fsync=True):
         """
