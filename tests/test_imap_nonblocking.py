@@ -4,14 +4,18 @@ Tests that IMAP work never blocks the reactor: L{mailstack.imap.cooperative}
 session served while a long SEARCH runs.
 """
 
+import errno
 import glob
 import os
+import shutil
+import threading
 import time
 
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
 from mailstack.imap import cooperative, search
+from mailstack.storage import maildir
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 
 
@@ -130,6 +134,193 @@ class ThreadedAppendTests(IMAPTestMixin, unittest.TestCase):
         d.callback(f(*args))
         self.assertTrue(spool.closed)
         self.assertEqual(len(self.inboxFiles()), 1)
+
+
+class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
+    """
+    COPY and MOVE link, fsync and rename in a worker thread (held here until
+    the test runs it); UIDs, the MOVE's expunge and the reply come back in the
+    reactor thread.
+    """
+
+    def setUp(self):
+        self.calls = []
+        IMAPTestMixin.setUp(self)
+        self.deliver()
+        self.deliver(b"Subject: two\r\n\r\nbody\r\n")
+        self.account.createMailbox("Saved")
+        self.saved = self.account.getMailbox("Saved")
+
+    def threadRunner(self, f, *args):
+        d = defer.Deferred()
+        self.calls.append((f, args, d))
+        return d
+
+    def runThread(self):
+        """Do what the worker thread does, and hand its result back."""
+        [(f, args, d)] = self.calls
+        del self.calls[:]
+        try:
+            result = f(*args)
+        except Exception as e:
+            d.errback(e)
+        else:
+            d.callback(result)
+
+    def savedFiles(self):
+        return (glob.glob(os.path.join(self.saved.path, "new", "*"))
+                + glob.glob(os.path.join(self.saved.path, "cur", "*")))
+
+    def test_copyWaitsForTheThread(self):
+        """No reply, and no pipelined command, until the files are placed; then COPYUID."""
+        self.select()
+        out = self.send(b"a COPY 1:2 Saved\r\nb NOOP\r\n")
+        self.assertEqual(out, b"")
+        [(f, args, d)] = self.calls
+        self.assertEqual(f.__name__, "placeCopies")
+        self.assertEqual(self.savedFiles(), [])
+        self.runThread()
+        self.assertEqual(len(self.savedFiles()), 2)
+        self.assertEqual(self.transport.value(),
+                         b"a OK [COPYUID %d 1:2 1:2] COPY completed\r\nb OK NOOP completed\r\n"
+                         % (self.saved.uidValidity,))
+
+    def test_otherSessionServedMeanwhile(self):
+        """While one session's COPY is in its thread, another session's NOOP is answered."""
+        self.select()
+        self.send(b"a COPY 1 Saved\r\n")
+        other = self.connect()
+        self.login(other)
+        self.assertEqual(self.send(b"n NOOP\r\n", other), b"n OK NOOP completed\r\n")
+        self.assertEqual(self.transport.value(), b"")
+        self.runThread()
+        self.assertTrue(self.transport.value().endswith(b"COPY completed\r\n"))
+
+    def test_moveExpungesAfterTheCopies(self):
+        """MOVE keeps the originals while the copies are placed; then COPYUID, EXPUNGE, OK."""
+        self.select()
+        self.assertEqual(self.send(b"a MOVE 2 Saved\r\n"), b"")
+        inbox = self.account.getMailbox("INBOX")
+        self.assertEqual([i.uid for i in inbox.messages()], [1, 2])
+        self.runThread()
+        self.assertEqual(self.transport.value(),
+                         b"* OK [COPYUID %d 2 1] Moved\r\n* 2 EXPUNGE\r\na OK MOVE completed\r\n"
+                         % (self.saved.uidValidity,))
+        self.assertEqual([i.uid for i in inbox.messages()], [1])
+
+    def test_destinationDeletedMeanwhile(self):
+        """A destination deleted while the copies are placed: NO [TRYCREATE], MOVE keeps the originals."""
+        self.select()
+        self.send(b"a MOVE 1:2 Saved\r\n")
+        [(f, args, d)] = self.calls
+        placed = f(*args)
+        self.account.deleteMailbox("Saved")  # by another session, before the UIDs are given
+        d.callback(placed)
+        self.assertEqual(self.transport.value(),
+                         b"a NO [TRYCREATE] mailbox Saved no longer exists\r\n")
+        self.assertEqual([i.uid for i in self.account.getMailbox("INBOX").messages()], [1, 2])
+
+    def test_diskFullInThread(self):
+        """A full disk in the thread: NO [OVERQUOTA], no copy left behind, the session goes on."""
+        self.select()
+
+        def full(source, target):
+            raise OSError(errno.ENOSPC, "no space left on device")
+        self.patch(maildir.os, "link", full)
+        self.send(b"a COPY 1:2 Saved\r\n")
+        self.runThread()
+        self.assertEqual(self.transport.value(), b"a NO [OVERQUOTA] Not enough disk space\r\n")
+        self.assertEqual(self.savedFiles(), [])
+        self.assertEqual(glob.glob(os.path.join(self.saved.path, "tmp", "*")), [])
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_expungedBeforeStart(self):
+        """A message expunged by another session: NO [EXPUNGEISSUED] at once, no thread started."""
+        self.select()
+        other = self.connect()
+        self.select(other)
+        self.send(b"x STORE 1 +FLAGS.SILENT (\\Deleted)\r\ny EXPUNGE\r\n", other)
+        self.assertTrue(self.send(b"a COPY 1 Saved\r\n").endswith(
+            b"a NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n"))
+        self.assertEqual(self.calls, [])
+
+
+class RealThreadCopyTests(IMAPTestMixin, unittest.TestCase):
+    """
+    COPY and MOVE with a real worker thread: none of the link, copy, rename or
+    fsync of the copies runs in the reactor thread (the uidlist that numbers
+    them is written there, as for APPEND).
+    """
+
+    def threadRunner(self, f, *args):
+        d = threads.deferToThread(f, *args)
+        self.pending.append(d)
+        return d
+
+    def setUp(self):
+        self.pending = []
+        self.seen = []
+        IMAPTestMixin.setUp(self)
+        self.deliver()
+        self.deliver(b"Subject: two\r\n\r\nbody\r\n")
+        self.account.createMailbox("Saved")
+        self.saved = self.account.getMailbox("Saved")
+
+    def record(self, module, name):
+        """Note each call of C{module.name}: its thread and what it touched."""
+        original = getattr(module, name)
+
+        def recording(*args, **kwargs):
+            touched = os.fstat(args[0]).st_ino if name == "fsync" else args
+            self.seen.append((name, threading.current_thread(), touched))
+            return original(*args, **kwargs)
+        self.patch(module, name, recording)
+
+    def copyWork(self):
+        """C{[(name, thread)]} of the recorded calls that made or synced a copy."""
+        inodes = set()
+        prefixes = tuple(os.path.join(self.saved.path, sub) + os.sep for sub in ("tmp", "new", "cur"))
+        for sub in ("new", "cur"):
+            inodes.add(os.stat(os.path.join(self.saved.path, sub)).st_ino)
+            inodes.update(os.stat(path).st_ino
+                          for path in glob.glob(os.path.join(self.saved.path, sub, "*")))
+        work = []
+        for name, thread, touched in self.seen:
+            if name == "fsync":
+                if touched in inodes:
+                    work.append((name, thread))
+            elif any(str(a).startswith(prefixes) for a in touched):
+                work.append((name, thread))
+        return work
+
+    def copyAndCheck(self, command, expected, names):
+        """Send C{command}; once answered C{expected}, check where C{names} ran."""
+        self.select()
+        for module, name in ((os, "fsync"), (os, "link"), (os, "rename"), (shutil, "copy2")):
+            self.record(module, name)
+        self.send(command)
+        [d] = self.pending
+
+        def check(_):
+            self.assertTrue(self.transport.value().endswith(expected), self.transport.value())
+            work = self.copyWork()
+            self.assertEqual({name for name, _ in work}, names)
+            here = threading.current_thread()
+            self.assertEqual([name for name, thread in work if thread is here], [])
+        return d.addCallback(check)
+
+    def test_copyFileWorkInThread(self):
+        """COPY's links, renames and fsyncs all run outside the reactor thread."""
+        return self.copyAndCheck(b"a COPY 1:2 Saved\r\n", b"a OK [COPYUID %d 1:2 1:2] COPY completed\r\n"
+                        % (self.saved.uidValidity,), {"fsync", "link", "rename"})
+
+    def test_moveAcrossFilesystemsInThread(self):
+        """MOVE's copies (no hard links) and their fsyncs run outside the reactor thread."""
+        def noLink(source, target):
+            raise OSError(errno.EXDEV, "cross-device link")
+        self.patch(maildir.os, "link", noLink)
+        return self.copyAndCheck(b"a UID MOVE 1:2 Saved\r\n", b"a OK MOVE completed\r\n",
+                        {"fsync", "link", "copy2", "rename"})  # link: the attempt
 
 
 class CooperativeSearchTests(IMAPTestMixin, unittest.TestCase):

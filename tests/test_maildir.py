@@ -851,6 +851,68 @@ class CopyTests(MaildirTestCase):
         self.assertRaises(NoSuchMailbox, self.inbox.copyTo, [1], self.saved)
 
 
+class ThreeStepCopyTests(MaildirTestCase):
+    """
+    prepareCopy (memory only), placeCopies (files only, for a worker thread),
+    adoptCopies (UIDs): what IMAP COPY and MOVE run.
+    """
+
+    setUp = CopyTests.setUp
+
+    def place(self, uids):
+        return self.inbox.placeCopies(self.inbox.prepareCopy(uids, self.saved))
+
+    def test_placedHaveNoUIDsYet(self):
+        """After placeCopies the copies are on disk but unknown to memory; adoptCopies gives UIDs."""
+        listener = RecordingListener()
+        self.saved.addListener(listener)
+        placed = self.place([1, 2])
+        self.assertEqual(len(self.files(".Saved", "new") + self.files(".Saved", "cur")), 3)
+        self.assertEqual(sorted(self.saved._entries), [1])
+        self.assertEqual(listener.changes, [])
+        self.assertEqual(self.inbox.adoptCopies(placed), [(1, 2), (2, 3)])
+        self.assertEqual(listener.changes, [(self.saved, Changes(added=[2, 3]))])
+
+    def test_placeCopiesInAnotherThread(self):
+        """The file step run in another thread places copies that adoptCopies then numbers."""
+        plan = self.inbox.prepareCopy([1, 3], self.saved)
+        result = []
+        worker = threading.Thread(target=lambda: result.append(self.inbox.placeCopies(plan)))
+        worker.start()
+        worker.join()
+        self.assertEqual(self.inbox.adoptCopies(result[0]), [(1, 2), (3, 3)])
+        self.assertEqual(self.saved.messageInfo(2).flags, {"\\Seen", "Work"})
+
+    def test_sourceRenamedMeanwhile(self):
+        """A message renamed by another program (a flag change) after the plan is still copied."""
+        plan = self.inbox.prepareCopy([2], self.saved)
+        entry = self.inbox._entries[2]
+        old = self.inbox._entryPath(entry)
+        os.rename(old, self.path("cur", entry.base + ":2,F"))
+        placed = self.inbox.placeCopies(plan)
+        self.assertEqual(self.inbox.adoptCopies(placed), [(2, 2)])
+        with self.saved.openMessage(2) as f:
+            self.assertEqual(f.read(), b"second\r\n")
+
+    def test_sourceRemovedMeanwhile(self):
+        """A message another program removed after the plan is skipped; the others are copied."""
+        plan = self.inbox.prepareCopy([1, 2], self.saved)
+        os.unlink(self.inbox._entryPath(self.inbox._entries[2]))
+        self.assertEqual(self.inbox.adoptCopies(self.inbox.placeCopies(plan)), [(1, 2)])
+
+    def test_destinationDeletedBeforeAdopt(self):
+        """A destination deleted while the copies were placed: adoptCopies says NoSuchMailbox."""
+        placed = self.place([1])
+        self.account.deleteMailbox("Saved")
+        self.assertRaises(NoSuchMailbox, self.inbox.adoptCopies, placed)
+
+    def test_destinationDeletedBeforePlace(self):
+        """A destination deleted after the plan: placeCopies says NoSuchMailbox."""
+        plan = self.inbox.prepareCopy([1], self.saved)
+        self.account.deleteMailbox("Saved")
+        self.assertRaises(NoSuchMailbox, self.inbox.placeCopies, plan)
+
+
 class TwoStepAppendTests(TestCase):
     """
     placeMessage (thread-safe, files only) then adopt (UID), and unclaimedCount.
