@@ -1,7 +1,8 @@
 """
 Tests that IMAP work never blocks the reactor: L{mailstack.imap.cooperative}
-(bursts of SEARCH work), APPEND's file write in a worker thread, and another
-session served while a long SEARCH runs.
+(bursts of SEARCH work), APPEND's file write and COPY/MOVE's links, copies and
+fsyncs in a worker thread, and another session served while a long SEARCH or a
+COPY runs.
 """
 
 import errno

@@ -213,7 +213,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
     @param cramAvailable: callable saying whether CRAM-MD5 works for every
         account (every user's secret is stored in plaintext).
     @param runInThread: C{f(callable, *args) -> Deferred} running blocking
-        file work (APPEND's write and fsync) off the reactor thread; by default
+        file work (APPEND's write and fsync, COPY's links and fsyncs) off the
+        reactor thread; by default
         the clock's thread pool if it is a reactor, else the calling thread.
     """
 
