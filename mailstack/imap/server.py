@@ -214,8 +214,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         account (every user's secret is stored in plaintext).
     @param runInThread: C{f(callable, *args) -> Deferred} running blocking
         file work (APPEND's write and fsync, COPY's links and fsyncs) off the
-        reactor thread; by default
-        the clock's thread pool if it is a reactor, else the calling thread.
+        reactor thread; by default the clock's thread pool if it is a reactor,
+        else the calling thread.
     """
 
     def __init__(self, settings, portal, clock=None, cramAvailable=None, runInThread=None):
