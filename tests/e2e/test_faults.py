@@ -29,15 +29,17 @@ class StreamingClientGoneTests(IMAPTestCase):
             yield sleep(0.02)
         self.fail("the IMAP session never ended")
 
-    @defer.inlineCallbacks
-    def test_closeDuringPipelinedFetch(self):
-        """FETCH 1:* BODY.PEEK[] of big messages with a FETCH pipelined, the client closes
-        after reading a little: the server logs no critical error and no traceback."""
+    def pipelinedFetches(self, hangUp):
+        """
+        Four big messages; a session that sends FETCH 1:* BODY.PEEK[] with a
+        FETCH pipelined behind it, then C{hangUp(socket, file)} ends its side.
+        @return: a Deferred firing with what C{hangUp} returned, once the
+            server has closed the session.
+        """
         inbox = self.inbox()
         body = b"Subject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 50000
         for _ in range(4):
             inbox.append(body)
-        watch = LogWatch(self)
 
         def session():
             s, f = self.raw("imapplain")
@@ -45,40 +47,43 @@ class StreamingClientGoneTests(IMAPTestCase):
             while not f.readline().startswith(b"a2 "):
                 pass
             s.sendall(b"a3 FETCH 1:* (BODY.PEEK[])\r\na4 FETCH 1 (FLAGS)\r\n")
+            try:
+                return hangUp(s, f)
+            finally:
+                f.close()
+                s.close()
+        d = self.inThread(session)
+
+        @defer.inlineCallbacks
+        def ended(result):
+            yield self.waitForNoSessions()
+            yield sleep(0.1)
+            return result
+        return d.addCallback(ended)
+
+    @defer.inlineCallbacks
+    def test_closeDuringPipelinedFetch(self):
+        """FETCH 1:* BODY.PEEK[] of big messages with a FETCH pipelined, the client closes
+        after reading a little: the server logs no critical error and no traceback."""
+        watch = LogWatch(self)
+
+        def reset(s, f):
             f.read(100000)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            f.close()
-            s.close()
-        yield self.inThread(session)
-        yield self.waitForNoSessions()
-        yield sleep(0.1)
+        yield self.pipelinedFetches(reset)
         self.assertEqual(watch.problems(), [])
 
     @defer.inlineCallbacks
     def test_halfCloseAfterPipelinedFetch(self):
         """The client shuts down its sending side right after the pipelined FETCHes (a
         mutation fuzzer's pattern): the session ends with no error logged."""
-        inbox = self.inbox()
-        body = b"Subject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 50000
-        for _ in range(4):
-            inbox.append(body)
         watch = LogWatch(self)
 
-        def session():
-            s, f = self.raw("imapplain")
-            s.sendall(b"a1 LOGIN demo@lab.test demo\r\na2 SELECT INBOX\r\n")
-            while not f.readline().startswith(b"a2 "):
-                pass
-            s.sendall(b"a3 FETCH 1:* (BODY.PEEK[])\r\na4 FETCH 1 (FLAGS)\r\n")
+        def halfClose(s, f):
             s.shutdown(socket.SHUT_WR)
-            data = f.read()
-            f.close()
-            s.close()
-            return data
-        data = yield self.inThread(session)
+            return f.read()
+        data = yield self.pipelinedFetches(halfClose)
         self.assertNotIn(b"a4 NO", data)
-        yield self.waitForNoSessions()
-        yield sleep(0.1)
         self.assertEqual(watch.problems(), [])
 
 
