@@ -10,7 +10,8 @@ import time
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from mailstack.storage.interfaces import Changes, NoSuchMessage, StoreError
+from mailstack.storage import dotlock
+from mailstack.storage.interfaces import Changes, MailboxInUse, NoSuchMessage, StoreError
 from mailstack.storage.uidlist import (
     CorruptUIDList, UIDList, loadForUpdate, newUIDValidity, parseUIDList,
     readSoundUIDList, readUIDList)
@@ -275,17 +276,71 @@ class UIDListTests(MaildirTestCase):
         self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
 
     def test_freshLockWaitsThenFails(self):
-        """A live lock makes UID assignment wait, then fail with StoreError."""
+        """With a wait allowed (lockTimeout raised), a live lock makes UID assignment
+        wait, then fail with MailboxInUse (a StoreError)."""
         self.write(b"", "dovecot-uidlist.lock")
         self.inbox.lockTimeout = 0.2
         self.inbox.deliver(MESSAGE)
         start = time.monotonic()
-        error = self.assertRaises(StoreError, self.inbox.sync)
+        error = self.assertRaises(MailboxInUse, self.inbox.noteDelivery)
+        self.assertIsInstance(error, StoreError)
         self.assertGreaterEqual(time.monotonic() - start, 0.2)
         self.assertIn("locked", str(error))
         self.assertTrue(os.path.exists(self.path("dovecot-uidlist.lock")))
         os.unlink(self.path("dovecot-uidlist.lock"))
         self.assertEqual(self.inbox.sync().added, [1])
+
+    def holdLock(self):
+        """Another program holds the uidlist lock; sleeping for it is recorded."""
+        self.write(b"", "dovecot-uidlist.lock")
+        sleeps = []
+        self.patch(dotlock.time, "sleep", sleeps.append)
+        return sleeps
+
+    def test_heldLockSyncKeepsSnapshot(self):
+        """While another program holds the lock, sync does not wait: the messages that
+        have UIDs stay, a new file waits for its UID, and gets it at the first sync
+        after the lock is gone; one log line for the whole episode."""
+        self.inbox.append(MESSAGE)
+        self.inbox.sync()  # claims its \\Recent
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        sleeps = self.holdLock()
+        self.inbox.deliver(MESSAGE)
+        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual([m.uid for m in self.inbox.messages()], [1])
+        self.assertEqual(sleeps, [])
+        self.assertEqual(len([e for e in events if "locked by another program"
+                              in e.get("log_format", "")]), 1)
+        os.unlink(self.path("dovecot-uidlist.lock"))
+        self.assertEqual(self.inbox.sync().added, [2])
+
+    def test_heldLockOpenKeepsUIDs(self):
+        """A mailbox opened while another program holds the lock shows the messages that
+        have UIDs, without waiting."""
+        self.inbox.append(MESSAGE)
+        sleeps = self.holdLock()
+        self.inbox.deliver(MESSAGE)
+        box = self.freshInbox()
+        self.assertEqual([m.uid for m in box.messages()], [1])
+        self.assertEqual(sleeps, [])
+
+    def test_heldLockWritesFailAtOnce(self):
+        """Writes that need the lock (UIDs for an APPEND, a new keyword) fail at once
+        with MailboxInUse rather than wait; nothing changes."""
+        sleeps = self.holdLock()
+        placed = self.inbox.placeMessage(MESSAGE)
+        self.assertRaises(MailboxInUse, self.inbox.adopt, placed)
+        self.assertRaises(MailboxInUse, self.inbox.noteDelivery, wait=False)
+        self.assertEqual(self.inbox.messages(), [])
+        os.unlink(self.path("dovecot-uidlist.lock"))
+        uid = self.inbox.adopt(placed)
+        self.write(b"", "dovecot-uidlist.lock")
+        self.assertRaises(MailboxInUse, self.inbox.setFlags, uid, ["$Label1"])
+        self.assertEqual(self.inbox.messageInfo(uid).flags, set())
+        self.assertEqual(sleeps, [])
 
     def test_unknownFilesOrderedByTime(self):
         """Files another MDA drops in get UIDs by mtime, then name."""

@@ -51,7 +51,7 @@ from mailstack.protocol.session import ISessionWording, Session
 from mailstack.settings import ListenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
-    NO_SPACE_ERRNOS, InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace,
+    NO_SPACE_ERRNOS, InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSpace,
     NoSuchMailbox, NoSuchMessage, StoreError)
 
 log = Logger()
@@ -619,6 +619,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
                 code = "CANNOT"
             elif isinstance(error, NoSuchMessage):
                 code = "EXPUNGEISSUED"
+            elif isinstance(error, MailboxInUse):
+                code = "INUSE"  # another program holds a lock: try again later
             # Store texts name mailboxes in Unicode: show them as the client
             # sends them (modified UTF-7), not as escapes of their characters.
             return ("NO", code, mutf7.encode(str(error)) or "Failed")

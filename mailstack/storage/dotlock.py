@@ -10,7 +10,7 @@ import time
 from twisted.logger import Logger
 
 from mailstack.storage.files import atomicFile
-from mailstack.storage.interfaces import StoreError
+from mailstack.storage.interfaces import MailboxInUse
 
 log = Logger()
 
@@ -21,7 +21,8 @@ class DotLock:
     contents are written into the lock file, which is then renamed over the target
     (replacing it and releasing the lock in one step).
 
-    @param timeout: seconds to wait for a live lock before raising L{StoreError}.
+    @param timeout: seconds to wait for a live lock before raising
+        L{MailboxInUse}; 0 tries once (what the reactor thread must use).
     @param staleAge: seconds after which a lock is a dead process's and is removed.
     """
 
@@ -52,7 +53,7 @@ class DotLock:
                     pass
                 continue
             if time.monotonic() >= deadline:
-                raise StoreError("mailbox is locked by another process; try again later")
+                raise MailboxInUse("mailbox is locked by another process; try again later")
             time.sleep(0.05)
 
     def commit(self, data):

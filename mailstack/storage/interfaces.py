@@ -35,6 +35,15 @@ class StoreError(Exception):
     """
 
 
+class MailboxInUse(StoreError):
+    """
+    Another program holds a lock the operation needs (Dovecot's
+    C{dovecot-uidlist.lock}): nothing was changed; try again later (IMAP
+    answers C{NO [INUSE]}, RFC 5530). The store does not wait for such a lock
+    on the reactor thread.
+    """
+
+
 class InvalidMailboxName(StoreError):
     """The name is not acceptable (escapes the user's directory, bad characters...)."""
 

@@ -33,8 +33,8 @@ from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
     keywordLetters, missingKeywords, readKeywords, splitFlags)
 from mailstack.storage.interfaces import (
-    NO_SPACE_ERRNOS, Changes, IMailboxStore, IMessageInfo, NoSpace, NoSuchMailbox,
-    NoSuchMessage, StoreError)
+    NO_SPACE_ERRNOS, Changes, IMailboxStore, IMessageInfo, MailboxInUse, NoSpace,
+    NoSuchMailbox, NoSuchMessage, StoreError)
 from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import (
@@ -163,11 +163,18 @@ class MaildirMailbox:
     One Maildir (INBOX or a Maildir++ folder), shared by every session of this
     process. Only L{deliver} may run outside the reactor thread.
 
-    @ivar lockTimeout: seconds to wait for the uidlist lock before failing.
+    While another program holds C{dovecot-uidlist.lock}, nothing waits for it:
+    L{sync} (and opening) keep the messages that already have UIDs and retry
+    at the next sync; operations that must write under the lock fail at once
+    with L{MailboxInUse}.
+
+    @ivar lockTimeout: seconds to wait for the uidlist lock before failing
+        with L{MailboxInUse}: 0, try once, since every caller but L{deliver}
+        runs on the reactor thread (tests may raise it).
     @ivar staleLockAge: seconds after which a lock left by a dead process is removed.
     """
 
-    lockTimeout = 10.0
+    lockTimeout = 0.0
     staleLockAge = 120.0
 
     def __init__(self, name, path, watcher=None, allocateUIDValidity=None):
@@ -191,9 +198,10 @@ class MaildirMailbox:
         # read-write session has claimed yet: \Recent like the files in new/.
         self._unclaimed = set()
         self._refused = set()  # (subdir, filename) of non-files already logged
+        self._lockBusy = False  # the last sync found the uidlist lock held elsewhere
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
         self.cleanTemporary()
-        self._sync(claimRecent=False)
+        self._sync(claimRecent=False, skipBusy=True)
 
     def __repr__(self):
         return "<MaildirMailbox %r at %r>" % (self.name, self.path)
@@ -222,7 +230,7 @@ class MaildirMailbox:
     # Synchronisation with the disk
 
     def sync(self):
-        return self._sync(claimRecent=True)
+        return self._sync(claimRecent=True, skipBusy=True)
 
     def unclaimedUIDs(self):
         """UIDs no read-write session has claimed as \\Recent yet: new/ files and
@@ -231,21 +239,27 @@ class MaildirMailbox:
                       | (self._unclaimed & self._entries.keys()))
 
     def noteDelivery(self, wait=True):
-        if wait:
-            return self._sync(claimRecent=False)
-        self._lockWait = False
+        # Never waits on the reactor thread (lockTimeout is 0 unless a test
+        # raises it); wait=False fails at once even then.
+        timeout = self.lockTimeout
+        if not wait:
+            self.lockTimeout = 0.0
         try:
             return self._sync(claimRecent=False)
         finally:
-            self._lockWait = True
+            self.lockTimeout = timeout
 
     def hasListeners(self):
         return bool(self._listeners)
 
-    def _sync(self, claimRecent, order=None):
+    def _sync(self, claimRecent, order=None, skipBusy=False):
         """
         Rescan if the disk changed, claim new/ files for the caller if asked, notify
         listeners. C{order} maps base names to a preferred UID order for new files.
+
+        @param skipBusy: if the uidlist lock is held by another program, keep
+            the messages that have UIDs (files without one wait) and rescan at
+            the next sync, rather than raise L{MailboxInUse}.
         """
         if self._gone:
             return Changes()
@@ -257,10 +271,18 @@ class MaildirMailbox:
             self._setKeywordNames(readKeywords(self._sub(KEYWORDS)))
             self._keywordsStamp = stamps[3]
         added = expunged = flagsChanged = ()
+        complete = True
         if stamps != self._stamps or self._recentlyChanged(stamps):
-            added, expunged, flagsChanged = self._rescan(order)
-        # The stamps from before the scan: a change made during it shows next time.
-        self._stamps = stamps
+            try:
+                added, expunged, flagsChanged, complete = self._rescan(order, skipBusy)
+            except MailboxInUse:
+                if not skipBusy:
+                    raise
+                complete = False  # no readable uidlist: the last snapshot stays
+        self._noteLockBusy(not complete)
+        # The stamps from before the scan: a change made during it shows next
+        # time; after a partial scan, the next sync scans again.
+        self._stamps = stamps if complete else None
         recent = []
         if claimRecent:
             recent = self._claimNew() if self._hasNew else []
@@ -321,31 +343,59 @@ class MaildirMailbox:
             return (order.get(base, float("inf")) if order else 0, mtime, base)
         return key
 
-    _lockWait = True  # False: a live lock held by another program fails at once
-
     def _lock(self):
-        timeout = self.lockTimeout if self._lockWait else 0
-        return DotLock(self._sub(UIDLIST), timeout, self.staleLockAge)
+        return DotLock(self._sub(UIDLIST), self.lockTimeout, self.staleLockAge)
 
-    def _rescan(self, order=None):
-        """Compare the disk with memory, give UIDs to new files, return the differences."""
+    def _noteLockBusy(self, busy):
+        """Log the start of each episode of another program holding the lock (not
+        every sync that finds it held)."""
+        if busy and not self._lockBusy:
+            log.info("{mailbox}: dovecot-uidlist is locked by another program; new "
+                     "messages get their UIDs once it is released", mailbox=self)
+        self._lockBusy = busy
+
+    def _rescan(self, order=None, partialIfBusy=False):
+        """
+        Compare the disk with memory, give UIDs to new files, return the
+        differences and whether the scan was complete.
+
+        @param partialIfBusy: if the uidlist lock is held elsewhere and the
+            uidlist is readable, apply only the files it lists (incomplete)
+            rather than raise L{MailboxInUse}.
+        """
         listing = self._listFilesCarefully()
         uidlist = readSoundUIDList(self._sub(UIDLIST))
         if uidlist is None or any(base not in uidlist.records for base in listing):
-            with self._lock() as lock:
-                uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
-                                        self._allocateUIDValidity)
-                listing = self._listFilesCarefully()
-                unknown = sorted((base for base in listing if base not in uidlist.records),
-                                 key=self._sortKey(listing, order))
-                for base in unknown:
-                    uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
-                    uidlist.nextUID += 1
-                for base in [b for b in uidlist.records if b not in listing]:
-                    del uidlist.records[base]
-                with noSpaceAsStoreError():
-                    lock.commit(uidlist.format())
-        return self._apply(listing, uidlist)
+            try:
+                listing, uidlist = self._assignUIDs(order)
+            except MailboxInUse:
+                if not partialIfBusy or uidlist is None:
+                    raise
+                known = {b: v for b, v in listing.items() if b in uidlist.records}
+                return self._apply(known, uidlist) + (False,)
+        return self._apply(listing, uidlist) + (True,)
+
+    def _assignUIDs(self, order):
+        """
+        Under the uidlist lock: give UIDs to the files the uidlist lacks, drop
+        the lines of files gone; return the listing and the new uidlist.
+
+        @raise MailboxInUse: another program holds the lock.
+        """
+        with self._lock() as lock:
+            uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
+                                    self._allocateUIDValidity)
+            listing = self._listFilesCarefully()
+            unknown = sorted((base for base in listing if base not in uidlist.records),
+                             key=self._sortKey(listing, order))
+            for base in unknown:
+                uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
+                uidlist.nextUID += 1
+            for base in [b for b in uidlist.records if b not in listing]:
+                del uidlist.records[base]
+            with noSpaceAsStoreError():
+                lock.commit(uidlist.format())
+        return listing, uidlist
 
     def _apply(self, listing, uidlist):
         added, expunged, flagsChanged = [], [], []

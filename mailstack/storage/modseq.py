@@ -36,6 +36,7 @@ import time
 from twisted.logger import Logger
 
 from mailstack.storage.files import atomicWrite, privateFile
+from mailstack.storage.interfaces import MailboxInUse
 
 log = Logger()
 
@@ -254,6 +255,8 @@ class ModseqState:
                     with open(self.path, "a", encoding="ascii", opener=privateFile) as f:
                         f.write("".join(line + "\n" for line in self._pending))
                     self._appended += len(self._pending)
+        except MailboxInUse:
+            return  # another program holds the lock: written at a later flush
         except OSError as e:
             # Only an accelerator: the next open reconciles with the disk.
             log.warn("{path}: not written ({error})", path=self.path, error=e)

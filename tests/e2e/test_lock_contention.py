@@ -125,5 +125,23 @@ class LockContentionTests(IMAPTestCase):
         yield self.inThread(demo.noop)
         self.assertEqual(demo.response("EXISTS")[1][-1], b"1")
 
-    test_heldLockDoesNotDelayOtherMailboxes.todo = (  # type: ignore[attr-defined]
-        "the uidlist lock is still waited for on the reactor thread")
+    @defer.inlineCallbacks
+    def test_storeNewKeywordWhileLocked(self):
+        """STORE of a keyword new to the mailbox needs the lock another process holds:
+        NO [INUSE] at once (RFC 5530), and the same STORE succeeds once it is gone."""
+        self.deliver(MESSAGE)
+        demo = yield self.inThread(self.imapLogin, "demo@lab.test", "demo")
+        self.addCleanup(self.inThread, demo.logout)
+        yield self.inThread(demo.select, "INBOX")
+        lock = os.path.join(self.inbox().path, "dovecot-uidlist.lock")
+        holder = yield self.inThread(holdLock, lock, 1.0)
+        self.addCleanup(holder.wait)
+        seconds, (status, data) = yield self.inThread(
+            timed, demo.store, "1", "+FLAGS", "($Label1)")
+        self.assertEqual(status, "NO")
+        self.assertTrue(data[0].startswith(b"[INUSE]"), data)
+        self.assertLess(seconds, BOUND)
+        yield self.inThread(holder.wait)
+        status, data = yield self.inThread(demo.store, "1", "+FLAGS", "($Label1)")
+        self.assertEqual(status, "OK")
+        self.assertIn(b"$Label1", data[0])
