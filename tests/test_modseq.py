@@ -230,6 +230,23 @@ class MailboxModseqTests(unittest.TestCase):
                           if mode != (0o700 if os.path.isdir(os.path.join(self.root, path))
                                       else 0o600)}, {})
 
+    def test_flushWaitsForHeldLock(self):
+        """A flag change while another program holds dovecot-uidlist.lock: the sync does
+        not fail or wait, and the modseq reaches mailstack-modseq at the first sync after
+        the lock is released (a new process sees it)."""
+        uid = self.inbox.append(MESSAGE)
+        self.inbox.sync()
+        lock = os.path.join(self.inbox.path, "dovecot-uidlist.lock")
+        open(lock, "x").close()
+        modseq = self.inbox.setFlags(uid, {"\\Flagged"}).modseq
+        self.inbox.sync()
+        self.assertNotEqual(self.open().__class__("INBOX", self.inbox.path)
+                            .messageInfo(uid).modseq, modseq)
+        os.unlink(lock)
+        self.inbox.sync()
+        again = self.open().__class__("INBOX", self.inbox.path)
+        self.assertEqual(again.messageInfo(uid).modseq, modseq)
+
     def test_restart(self):
         """A new process sees the same modseqs and HIGHESTMODSEQ."""
         uid = self.inbox.append(MESSAGE)

@@ -277,12 +277,12 @@ class UIDListTests(MaildirTestCase):
 
     def test_freshLockWaitsThenFails(self):
         """With a wait allowed (lockTimeout raised), a live lock makes UID assignment
-        wait, then fail with MailboxInUse (a StoreError)."""
+        for an APPEND wait, then fail with MailboxInUse (a StoreError)."""
         self.write(b"", "dovecot-uidlist.lock")
         self.inbox.lockTimeout = 0.2
-        self.inbox.deliver(MESSAGE)
+        placed = self.inbox.placeMessage(MESSAGE)
         start = time.monotonic()
-        error = self.assertRaises(MailboxInUse, self.inbox.noteDelivery)
+        error = self.assertRaises(MailboxInUse, self.inbox.adopt, placed)
         self.assertIsInstance(error, StoreError)
         self.assertGreaterEqual(time.monotonic() - start, 0.2)
         self.assertIn("locked", str(error))
@@ -311,6 +311,7 @@ class UIDListTests(MaildirTestCase):
         self.assertEqual(self.inbox.sync(), Changes())
         self.assertEqual(self.inbox.sync(), Changes())
         self.assertEqual([m.uid for m in self.inbox.messages()], [1])
+        self.assertEqual(self.inbox.noteDelivery(), Changes())
         self.assertEqual(sleeps, [])
         self.assertEqual(len([e for e in events if "locked by another program"
                               in e.get("log_format", "")]), 1)

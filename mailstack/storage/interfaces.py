@@ -236,9 +236,11 @@ class IMailboxStore(Interface):
         session claims them: that caller's C{Changes.recent} then lists them even
         though listeners were already told they were added.
 
-        @param wait: if false, fail at once (L{StoreError}) rather than wait for
-            a lock another program holds: for callers that retry later (after
-            a delivery, the watcher), so the reactor thread never waits.
+        @param wait: nothing waits for a lock another program holds. If true,
+            such a lock leaves the new files without UIDs until a later sync
+            (like L{sync}: for readers, POP3 login, STATUS, EXAMINE); if false,
+            fail at once with L{MailboxInUse}: for callers that retry later
+            (after a delivery, the watcher).
         @return: the L{Changes} found (C{recent} always empty).
         """
 

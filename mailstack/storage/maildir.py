@@ -240,10 +240,11 @@ class MaildirMailbox:
 
     def noteDelivery(self, wait=True):
         # Never waits on the reactor thread (lockTimeout is 0 unless a test
-        # raises it); wait=False fails at once even then.
-        timeout = self.lockTimeout
-        if not wait:
-            self.lockTimeout = 0.0
+        # raises it). wait: a held lock leaves the new files for the next
+        # sync, as sync() does; not wait: MailboxInUse at once, the caller retries.
+        if wait:
+            return self._sync(claimRecent=False, skipBusy=True)
+        timeout, self.lockTimeout = self.lockTimeout, 0.0
         try:
             return self._sync(claimRecent=False)
         finally:

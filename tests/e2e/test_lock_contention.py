@@ -7,6 +7,7 @@ with blocking sockets, so a stalled reactor shows in their timings.
 
 import imaplib
 import os
+import poplib
 import smtplib
 import subprocess
 import sys
@@ -145,3 +146,28 @@ class LockContentionTests(IMAPTestCase):
         status, data = yield self.inThread(demo.store, "1", "+FLAGS", "($Label1)")
         self.assertEqual(status, "OK")
         self.assertIn(b"$Label1", data[0])
+
+    @defer.inlineCallbacks
+    def test_pop3LoginWhileLocked(self):
+        """POP3 login to a mailbox whose lock another process holds: +OK without waiting,
+        listing the messages that have UIDs; the new file is listed at the next login
+        after the lock is gone."""
+        self.deliver(MESSAGE)
+        self.otherProgramDelivers()
+        lock = os.path.join(self.inbox().path, "dovecot-uidlist.lock")
+        holder = yield self.inThread(holdLock, lock, 2.0)
+        self.addCleanup(holder.wait)
+
+        def login():
+            c = poplib.POP3("127.0.0.1", self.port("pop3"), timeout=30)
+            c.user("demo@lab.test")
+            c.pass_("demo")
+            count = c.stat()[0]
+            c.quit()
+            return count
+        seconds, count = yield self.inThread(timed, login)
+        self.assertEqual(count, 1)
+        self.assertLess(seconds, BOUND)
+        yield self.inThread(holder.wait)
+        count = yield self.inThread(login)
+        self.assertEqual(count, 2)
