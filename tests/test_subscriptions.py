@@ -5,7 +5,8 @@ forms, written in the Maildir++ one, directly and through an account.
 
 import os
 
-from mailstack.storage.interfaces import InvalidMailboxName
+from mailstack.storage import dotlock
+from mailstack.storage.interfaces import InvalidMailboxName, MailboxInUse
 from mailstack.storage.subscriptions import readSubscriptions, writeSubscriptions
 from tests.test_dotlock import FileTestCase
 from tests.test_maildir import MaildirTestCase
@@ -62,6 +63,21 @@ class SubscriptionTests(MaildirTestCase):
         self.assertEqual(self.account.subscriptions(),
                          ["INBOX", "Lists/Python", "\u65e5\u672c\u8a9e"])
         self.assertFalse(os.path.exists(self.path("subscriptions.lock")))
+
+    def test_subscribeWhileLockedFailsAtOnce(self):
+        """SUBSCRIBE while another program holds subscriptions.lock fails at once with
+        MailboxInUse (IMAP NO [INUSE]) rather than wait on the reactor thread; the file
+        is unchanged and the same call works once the lock is gone."""
+        self.account.subscribe("A")
+        with open(self.path("subscriptions.lock"), "x"):
+            pass
+        sleeps = []
+        self.patch(dotlock.time, "sleep", sleeps.append)
+        self.assertRaises(MailboxInUse, self.account.subscribe, "B")
+        self.assertEqual((self.account.subscriptions(), sleeps), (["A"], []))
+        os.unlink(self.path("subscriptions.lock"))
+        self.account.subscribe("B")
+        self.assertEqual(self.account.subscriptions(), ["A", "B"])
 
     def test_unsubscribe(self):
         """Unsubscribing removes the name; unknown or invalid names are ignored."""

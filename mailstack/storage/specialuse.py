@@ -19,7 +19,7 @@ from mailstack.storage.dotlock import DotLock
 SPECIAL_USE = "mailstack-specialuse"
 
 _HEADER = "# mailstack special-use mailboxes (RFC 6154): attributes<TAB>name\n"
-_LOCK_TIMEOUT = 10.0
+_LOCK_TIMEOUT = 0.0  # try once: written on the reactor thread, which must not wait
 _STALE_LOCK_AGE = 120.0
 
 

@@ -13,7 +13,7 @@ from mailstack.storage.names import canonicalLevels, checkName
 SUBSCRIPTIONS = "subscriptions"
 
 _V2_HEADER = "V\t2\n\n"
-_LOCK_TIMEOUT = 10.0
+_LOCK_TIMEOUT = 0.0  # try once: written on the reactor thread, which must not wait
 _STALE_LOCK_AGE = 120.0
 
 
