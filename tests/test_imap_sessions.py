@@ -6,10 +6,12 @@ expunged. Each expectation was checked against Dovecot 2.3 with the same
 commands (its replies differ only in their texts' timing suffixes).
 """
 
+import os
 import re
 
 from twisted.trial import unittest
 
+from mailstack.storage.account import MaildirStore
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 
 FLAGS = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
@@ -247,3 +249,30 @@ class ExpungedElsewhereTests(IMAPTestMixin, unittest.TestCase):
                               b"exist\r\n")
         self.assertEqual(self.account.getMailbox("Lab").messages(), [])
         self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+
+class LockedNewMailboxTests(IMAPTestMixin, unittest.TestCase):
+    """
+    A mailbox with no dovecot-uidlist yet while another program holds its lock:
+    nothing to number its messages with, so SELECT and STATUS answer NO [INUSE]
+    (RFC 5530) at once, and work once the lock is gone.
+    """
+
+    def test_selectWhileLocked(self):
+        """SELECT/STATUS of an unnumbered, locked mailbox: NO [INUSE]; after the lock: OK."""
+        self.account.createMailbox("Lab")
+        path = self.account.getMailbox("Lab").path
+        os.unlink(os.path.join(path, "dovecot-uidlist"))
+        lock = os.path.join(path, "dovecot-uidlist.lock")
+        open(lock, "x").close()
+        # A server process that has not opened the mailbox yet.
+        self.store = MaildirStore(self.store.root)
+        self.portal.realm.store = self.store
+        session = self.connect()
+        self.login(session)
+        out = self.send(b"s SELECT Lab\r\n", session)
+        self.assertTrue(out.endswith(b"s NO [INUSE] mailbox Lab is locked by another program; "
+                                     b"try again\r\n"), out)
+        self.assertIn(b"t NO [INUSE]", self.send(b"t STATUS Lab (UIDVALIDITY)\r\n", session))
+        os.unlink(lock)
+        self.assertIn(b"s OK [READ-WRITE]", self.send(b"s SELECT Lab\r\n", session))

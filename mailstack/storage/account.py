@@ -14,8 +14,8 @@ from zope.interface import implementer
 
 from mailstack.storage.files import makeMaildir
 from mailstack.storage.interfaces import (
-    IAccountStore, IMailStore, InvalidMailboxName, MailboxExists, MailboxNotEmpty,
-    NoSuchMailbox, StoreError)
+    IAccountStore, IMailStore, InvalidMailboxName, MailboxExists, MailboxInUse,
+    MailboxNotEmpty, NoSuchMailbox, StoreError)
 from mailstack.storage.maildir import MaildirMailbox
 from mailstack.storage.names import checkName, decodeDirName, isValidName
 from mailstack.storage.specialuse import SPECIAL_USE, readSpecialUse, updateSpecialUse
@@ -113,8 +113,14 @@ class MaildirAccount:
         if not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
         makeMaildir(path, folder=bool(dirName))
-        mailbox = self._mailboxes[dirName] = MaildirMailbox(
-            canonical, path, self.watcher, self._allocateUIDValidity)
+        mailbox = MaildirMailbox(canonical, path, self.watcher, self._allocateUIDValidity)
+        if mailbox.uidValidity is None:
+            # No readable dovecot-uidlist, and another program holds its lock:
+            # no UIDs to show yet. Refuse now (IMAP NO [INUSE]) rather than
+            # serve a mailbox without a UIDVALIDITY; the next open tries again.
+            raise MailboxInUse("mailbox %s is locked by another program; try again"
+                               % (canonical,))
+        self._mailboxes[dirName] = mailbox
         return mailbox
 
     def _allocateUIDValidity(self, *known):
