@@ -10,6 +10,7 @@ import email.policy
 import io
 import json
 import os
+import socket
 
 from twisted.internet import defer, protocol, reactor, ssl, task
 from twisted.internet.interfaces import ISSLTransport
@@ -155,6 +156,17 @@ class QueueTestMixin:
 
     def address(self):
         return self.smarthostAddress
+
+    def refusingAddress(self):
+        """
+        A smarthost address that refuses connections: a port bound and not
+        listening, held until the test ends (a port closed by stopListening
+        may be taken meanwhile by a test in another trial worker).
+        """
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        return s.getsockname()
 
     def makeQueue(self, start=True, **kwargs):
         kwargs.setdefault("retrySchedule", [3600])
@@ -491,8 +503,7 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_smarthostDown(self):
         """No connection is a temporary failure recorded in the envelope."""
-        queue = self.makeQueue()
-        yield self.port.stopListening()
+        queue = self.makeQueue(smarthost=self.refusingAddress())
         queueID = yield self.send(queue, ["bob@remote.test"])
         [recipient] = self.envelope(queueID)["recipients"]
         self.assertEqual(recipient["state"], PENDING)
@@ -504,8 +515,7 @@ class RelayTests(QueueTestMixin, unittest.TestCase):
     def test_expiredWhileDown(self):
         """Expiry without any reply bounces with the connection error as diagnostic."""
         clock = task.Clock()
-        queue = self.makeQueue(lifetime=60, clock=clock)
-        yield self.port.stopListening()
+        queue = self.makeQueue(lifetime=60, clock=clock, smarthost=self.refusingAddress())
         queueID = yield queue.enqueue("alice@lab.test", ["bob@remote.test"],
                                       io.BytesIO(MESSAGE))
         clock.advance(61)
@@ -556,8 +566,7 @@ class RestartTests(QueueTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_restartDelivers(self):
         """Queued while the smarthost is down, delivered by a new queue after restart."""
-        yield self.port.stopListening()
-        first = self.makeQueue()
+        first = self.makeQueue(smarthost=self.refusingAddress())
         queueID = yield self.send(first, ["bob@remote.test"])
         yield first.stopService()
         self.assertEqual(self.files("env"), [queueID])
