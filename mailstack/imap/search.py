@@ -135,28 +135,28 @@ def decodeHeader(value):
         return text
 
 
-def _headerMatches(part, name, needle):
+def _headerMatches(part, name, needle, rewrite=None):
+    """
+    Whether a field C{name} holds C{needle} (any field, if C{needle} is
+    empty); C{rewrite} turns each field's value into the text matched.
+    """
     values = part.headers(name)
     if not values:
         return False
     if not needle:
         return True
+    if rewrite is not None:
+        values = map(rewrite, values)
     return any(needle in decodeHeader(value).casefold() for value in values)
 
 
-def _addressMatches(part, name, needle):
+def _addressText(value):
     """
-    FROM/TO/CC/BCC: each field's addresses written back without comments
+    FROM/TO/CC/BCC: a field's addresses written back without comments
     (C{"Name" <a@b>}), as Dovecot matches them, so a comment inside an
     address does not hide it and a comment's display name is found.
     """
-    values = part.headers(name)
-    if not values:
-        return False
-    if not needle:
-        return True
-    return any(needle in decodeHeader(writeAddresses(parseAddresses(value))).casefold()
-               for value in values)
+    return writeAddresses(parseAddresses(value))
 
 
 def _allHeaderText(part):
@@ -308,7 +308,7 @@ def matches(key, message, star):
     if kind == "HEADER":
         return _headerMatches(message.header(), key[1], key[2])
     if kind == "ADDRESS":
-        return _addressMatches(message.header(), key[1], key[2])
+        return _headerMatches(message.header(), key[1], key[2], _addressText)
     if kind in ("BODY", "TEXT"):
         if kind == "TEXT" and _headerMatchesAny(message, key[1]):
             return True
