@@ -42,6 +42,23 @@ def avatarAdapters():
     return {ISMTPSubmitter: _submitterAdapter}
 
 
+# The temporary replies to a message not kept: any local fault, and a full disk
+# (RFC 3463 4.3.1 "mail system full").
+LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; please try again")
+NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage; please try again later")
+
+
+def isNoSpace(error):
+    """Whether C{error} (a L{StoreError} or an C{OSError}) says the disk is full."""
+    return isinstance(error, NoSpace) or (
+        isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS)
+
+
+def storageFailureReply(error):
+    """The reply to a message not kept because storing it failed with C{error}."""
+    return NO_SPACE if isNoSpace(error) else LOCAL_ERROR
+
+
 @dataclasses.dataclass(frozen=True)
 class RecipientDecision:
     """
@@ -185,13 +202,12 @@ class SMTPPolicy:
     @staticmethod
     def _storageFailure(queueID, error):
         """The reply (and the one log line) for a delivery that kept nothing."""
-        if isinstance(error, NoSpace) or (
-                isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
+        if isNoSpace(error):
             log.error("{id}: not accepted: not enough disk space ({error})",
                       id=queueID, error=error)
-            return Reply(452, "4.3.1", "Insufficient system storage; please try again later")
-        log.error("{id}: not accepted: storage error: {error}", id=queueID, error=error)
-        return Reply(451, "4.3.0", "Local error in processing; please try again")
+        else:
+            log.error("{id}: not accepted: storage error: {error}", id=queueID, error=error)
+        return storageFailureReply(error)
 
     @staticmethod
     def _deliverLocal(mailboxes, header, spool, placed):

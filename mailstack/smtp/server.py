@@ -33,9 +33,9 @@ from mailstack.protocol import sasl
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
 from mailstack.protocol.session import ISessionWording, LineSession
 from mailstack.smtp.address import PathSyntaxError, isDomain, parsePath
+from mailstack.smtp.delivery import ISMTPSubmitter, LOCAL_ERROR, storageFailureReply
 from mailstack.settings import ListenerSettings
 from mailstack.smtp.reply import Reply
-from mailstack.storage.interfaces import NO_SPACE_ERRNOS
 
 log = Logger()
 
@@ -94,7 +94,7 @@ class SMTPWording:
         return reply.toBytes()
 
     def internalError(self, tag):
-        return self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
+        return self.reply(LOCAL_ERROR)
 
     def tooManyBadCommands(self):
         return self.reply(Reply(421, "4.7.0", "Too many errors, closing connection"))
@@ -379,8 +379,6 @@ class SMTPServer(LineSession):
         Check the credentials with input held (the core: the address's
         penalty first, a failure answered 535, at the limit 535 and 421).
         """
-        from mailstack.smtp.delivery import ISMTPSubmitter
-
         def loggedIn(avatar, logout):
             self.authenticated = avatar.address
             self.keepAvatar(logout)
@@ -458,7 +456,7 @@ class SMTPServer(LineSession):
         failure.trap(UserDirectoryUnavailable)
         log.warn("smtp {peer}: cannot look up a recipient: {error}", peer=self.peerText(),
                  error=failure.value)
-        self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
+        self.reply(LOCAL_ERROR)
 
     def _recipientDecided(self, envelope, decision):
         if decision.kind is None:
@@ -512,10 +510,7 @@ class SMTPServer(LineSession):
             state.close()
             log.error("smtp {peer}: message not spooled: {error}", peer=self.peerText(),
                       error=state.failed)
-            if state.failed.errno in NO_SPACE_ERRNOS:
-                return self.reply(Reply(452, "4.3.1", "Insufficient system storage; "
-                                                      "please try again later"))
-            return self.reply(Reply(451, "4.3.0", "Local error in processing; please try again"))
+            return self.reply(storageFailureReply(state.failed))
         queueID = secrets.token_hex(6).upper()
         header = self.receivedHeader(envelope, queueID)
         d = self.policy.deliver(envelope, header, state.spool, queueID)
