@@ -286,6 +286,57 @@ class PasswordBackend:
         return False
 
     @staticmethod
+    def newScheme(scheme, current):
+        """
+        The scheme a changed password is stored in: C{scheme} if given, else
+        the user's C{current} one if supported, else L{DEFAULT_SCHEME}.
+        """
+        return scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
+
+    def planImport(self, filename, rows, problems, stored, update):
+        """
+        What every backend's C{importCSV} decides, with its write lock held:
+        check each row's password against the scheme it will get (L{CSVImportError}
+        naming every bad line, nothing to write, if any is bad), then sort the
+        rows into an L{ImportResult}.
+
+        @param rows: C{rows} and C{problems} of L{csvRows}.
+        @param stored: C{stored(address)} -> C{(where, scheme, secret)} of the
+            existing user (C{where}: what the backend needs to change it), or
+            C{(None, None, None)}.
+        @return: C{(result, writes)}: C{writes} is the
+            C{(address, password, scheme, where)} to store, in row order
+            (C{where} L{None}: a new user).
+        """
+        plan = []
+        for number, address, password, scheme in rows:
+            where, current, secret = stored(address)
+            target = self.newScheme(scheme, current)
+            try:
+                self.checkPassword(password, target)
+            except UserError as e:
+                problems.append((number, str(e)))
+                continue
+            plan.append((address, password, target, where, current, secret))
+        if problems:
+            problems.sort(key=lambda problem: problem[0] or 0)
+            raise CSVImportError(filename, problems[0][0], problems[0][1], problems[1:])
+        result, writes = ImportResult(), []
+        for address, password, target, where, current, secret in plan:
+            if where is None:
+                result.added.append(address)
+            elif current == target and self.matchesSecret(current, secret, password):
+                result.unchanged.append(address)
+                continue
+            elif not update:
+                result.differing.append(address)
+                continue
+            else:
+                result.updated.append(address)
+            writes.append((address, password, target, where))
+        return result, writes
+
+    @staticmethod
     def readCSV(source):
         """@return: C{(filename, text)} of a CSV path or file object."""
         if isinstance(source, (str, bytes, os.PathLike)):

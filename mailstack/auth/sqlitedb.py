@@ -21,8 +21,7 @@ from zope.interface import implementer, provider
 
 from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
 from mailstack.auth.passwords import (
-    DEFAULT_SCHEME, SCHEMES, CSVImportError, ImportResult, NoSuchUser, PasswordBackend, User,
-    UserError, UserExists)
+    DEFAULT_SCHEME, NoSuchUser, PasswordBackend, User, UserExists)
 from mailstack.storage.files import makeDirectories
 
 SCHEMA = """
@@ -191,7 +190,7 @@ class SQLiteUsers(PasswordBackend):
             current = None if normalized is None else self._current(connection, normalized)[0]
             if current is None:
                 raise NoSuchUser("no such user: %s" % (normalized or address,))
-            target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
+            target = self.newScheme(scheme, current)
             self.checkPassword(password, target)
             connection.execute("UPDATE users SET scheme = ?, secret = ? WHERE address = ?",
                                (target, self.hashSecret(target, password), normalized))
@@ -218,35 +217,20 @@ class SQLiteUsers(PasswordBackend):
         rows, problems = self.csvRows(filename, text)
 
         def load(connection):
-            plan = []
-            for number, address, password, scheme in rows:
+            def stored(address):
                 current, secret = self._current(connection, address)
-                target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
-                try:
-                    self.checkPassword(password, target)
-                except UserError as e:
-                    problems.append((number, str(e)))
-                    continue
-                plan.append((address, password, target, current, secret))
-            if problems:
-                problems.sort(key=lambda problem: problem[0] or 0)
-                raise CSVImportError(filename, problems[0][0], problems[0][1], problems[1:])
-            result = ImportResult()
-            for address, password, target, current, secret in plan:
-                if current is None:
+                return (None if current is None else address), current, secret
+
+            result, writes = self.planImport(filename, rows, problems, stored, update)
+            for address, password, target, where in writes:
+                if where is None:
                     connection.execute(
                         "INSERT INTO users (address, scheme, secret) VALUES (?, ?, ?)",
                         (address, target, self.hashSecret(target, password)))
-                    result.added.append(address)
-                elif current == target and self.matchesSecret(current, secret, password):
-                    result.unchanged.append(address)
-                elif not update:
-                    result.differing.append(address)
                 else:
                     connection.execute(
                         "UPDATE users SET scheme = ?, secret = ? WHERE address = ?",
                         (target, self.hashSecret(target, password), address))
-                    result.updated.append(address)
             return result
         return self._transaction(load)
 

@@ -34,8 +34,8 @@ from zope.interface import implementer, provider
 
 from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
 from mailstack.auth.passwords import (
-    DEFAULT_SCHEME, SCHEMES, CSVImportError, ImportResult, NoSuchUser, PasswordBackend, User,
-    UserError, UserExists, encodeText, isValidAddress)
+    DEFAULT_SCHEME, SCHEMES, NoSuchUser, PasswordBackend, User, UserExists, encodeText,
+    isValidAddress)
 from mailstack.storage.files import atomicWrite, makeDirectories
 
 log = Logger()
@@ -285,7 +285,7 @@ class PasswdFile(PasswordBackend):
             fields = lines[index].rstrip("\r").split(":")
             if scheme is None:
                 current, _ = _parsePasswordField(fields[1] if len(fields) > 1 else "")
-                scheme = current if current in SCHEMES else DEFAULT_SCHEME
+                scheme = self.newScheme(None, current)
             self.checkPassword(password, scheme)
             field = self._passwordField(scheme, password)
             fields = [fields[0], field] + fields[2:] if len(fields) > 1 else [
@@ -319,15 +319,15 @@ class PasswdFile(PasswordBackend):
 
         All or nothing: every row is checked first (address, password, scheme,
         column count, duplicates within the file) and if any is bad,
-        L{CSVImportError} names every bad line and nothing is changed. Then new
-        users are added; existing users are left alone (C{skipped}), unless
-        C{update} is set and the file gives them another password (or
-        another scheme explicitly): then they get the file's. Re-running the
-        same file therefore changes nothing.
+        L{mailstack.auth.passwords.CSVImportError} names every bad line and
+        nothing is changed. Then new users are added; existing users are left
+        alone (C{skipped}), unless C{update} is set and the file gives them
+        another password (or another scheme explicitly): then they get the
+        file's. Re-running the same file therefore changes nothing.
 
         @param source: a path, or a text file object.
         @param update: reset existing users' passwords to the file's.
-        @return: an L{ImportResult}.
+        @return: an L{mailstack.auth.passwords.ImportResult}.
         """
         filename, text = self.readCSV(source)
         rows, problems = self.csvRows(filename, text)
@@ -338,38 +338,24 @@ class PasswdFile(PasswordBackend):
                 parsed = self._parseLine(line)
                 if parsed is not None and parsed[0] not in existing:
                     existing[parsed[0]] = index
-            plan = []
-            for number, address, password, scheme in rows:
+
+            def stored(address):
                 index = existing.get(address)
-                current, secret = (None, None) if index is None else _parsePasswordField(
+                if index is None:
+                    return None, None, None
+                return (index,) + _parsePasswordField(
                     (lines[index].rstrip("\r").split(":") + [""])[1])
-                target = scheme or (current if current in SCHEMES else DEFAULT_SCHEME)
-                try:
-                    self.checkPassword(password, target)
-                except UserError as e:
-                    problems.append((number, str(e)))
-                    continue
-                plan.append((address, password, target, index, current, secret))
-            if problems:
-                problems.sort(key=lambda problem: problem[0] or 0)
-                raise CSVImportError(filename, problems[0][0], problems[0][1], problems[1:])
-            result = ImportResult()
-            for address, password, target, index, current, secret in plan:
+            result, writes = self.planImport(filename, rows, problems, stored, update)
+            for address, password, target, index in writes:
                 if index is None:
                     lines.append(self._formatLine(address, target, password))
-                    result.added.append(address)
-                elif current == target and self.matchesSecret(current, secret, password):
-                    result.unchanged.append(address)
-                elif not update:
-                    result.differing.append(address)
                 else:
                     fields = lines[index].rstrip("\r").split(":")
                     field = self._passwordField(target, password)
                     fields = [fields[0], field] + (fields[2:] if len(fields) > 1 else
                                                    ["", "", "", "", ""])
                     lines[index] = ":".join(fields)
-                    result.updated.append(address)
-            if result.added or result.updated:
+            if writes:
                 self._writeLines(lines)
         return result
 
