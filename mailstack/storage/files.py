@@ -95,7 +95,8 @@ def fsyncDirectory(path):
         os.close(fd)
 
 
-def _removeQuietly(path):
+def removeQuietly(path):
+    """Remove the file C{path} if it can be; an C{OSError} is ignored."""
     try:
         os.unlink(path)
     except OSError:
@@ -123,7 +124,7 @@ def commitFile(f, temporary, path, fsync=True, syncDirectory=True):
                 os.fsync(f.fileno())
         os.replace(temporary, path)
     except BaseException:
-        _removeQuietly(temporary)
+        removeQuietly(temporary)
         raise
     if syncDirectory:
         fsyncDirectory(os.path.dirname(os.path.abspath(path)))
@@ -177,13 +178,13 @@ def atomicFile(path, mode=PRIVATE_FILE, temporary=None, fsync=True, syncDirector
         f = os.fdopen(fd, "wb")
     except BaseException:
         os.close(fd)
-        _removeQuietly(temporary)
+        removeQuietly(temporary)
         raise
     try:
         yield f
     except BaseException:
         f.close()
-        _removeQuietly(temporary)
+        removeQuietly(temporary)
         raise
     commitFile(f, temporary, path, fsync, syncDirectory)
 

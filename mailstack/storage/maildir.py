@@ -28,7 +28,8 @@ from mailstack.storage.crlf import CHUNK_SIZE
 from mailstack.storage.dotlock import DotLock
 from mailstack.storage.files import (
     TMP_MAX_AGE, commitFile, createTemporary, fsyncDirectory, listMessages,
-    messageBase, placement, removeStale, sizeFields, splitFilename, stamp, uniqueName)
+    messageBase, placement, removeQuietly, removeStale, sizeFields, splitFilename, stamp,
+    uniqueName)
 from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
     keywordLetters, missingKeywords, readKeywords, splitFlags)
@@ -682,10 +683,7 @@ class MaildirMailbox:
                 os.utime(tmpPath, (time.time(), internalDate))
         except BaseException:
             f.close()
-            try:
-                os.unlink(tmpPath)
-            except OSError:
-                pass
+            removeQuietly(tmpPath)
             raise
         # the name carries the size, so it is known only now
         base = messageBase(name, size, size)
@@ -695,10 +693,7 @@ class MaildirMailbox:
         except BaseException:
             # placed, but the directory fsync failed: take it back, the
             # sender is told it was not delivered
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            removeQuietly(path)
             raise
         return base
 
@@ -879,10 +874,7 @@ class MaildirMailbox:
                     fsyncDirectory(destination._sub(subdir))
         except BaseException:
             for path in placed:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+                removeQuietly(path)
             raise
         return _PlacedCopies(destination, copied)
 
