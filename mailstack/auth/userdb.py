@@ -287,10 +287,7 @@ class PasswdFile(PasswordBackend):
                 current, _ = _parsePasswordField(fields[1] if len(fields) > 1 else "")
                 scheme = self.newScheme(None, current)
             self.checkPassword(password, scheme)
-            field = self._passwordField(scheme, password)
-            fields = [fields[0], field] + fields[2:] if len(fields) > 1 else [
-                fields[0], field, "", "", "", "", ""]
-            lines[index] = ":".join(fields)
+            lines[index] = self._withPassword(fields, scheme, password)
             self._writeLines(lines)
         return scheme
 
@@ -350,17 +347,19 @@ class PasswdFile(PasswordBackend):
                 if index is None:
                     lines.append(self._formatLine(address, target, password))
                 else:
-                    fields = lines[index].rstrip("\r").split(":")
-                    field = self._passwordField(target, password)
-                    fields = [fields[0], field] + (fields[2:] if len(fields) > 1 else
-                                                   ["", "", "", "", ""])
-                    lines[index] = ":".join(fields)
+                    lines[index] = self._withPassword(
+                        lines[index].rstrip("\r").split(":"), target, password)
             if writes:
                 self._writeLines(lines)
         return result
 
     def _passwordField(self, scheme, password):
         return _formatPasswordField(scheme, self.hashSecret(scheme, password))
+
+    def _withPassword(self, fields, scheme, password):
+        """The line of C{fields} with C{password} in C{scheme}; other fields kept."""
+        return ":".join([fields[0], self._passwordField(scheme, password)] + (
+            fields[2:] if len(fields) > 1 else ["", "", "", "", ""]))
 
     def _formatLine(self, address, scheme, password):
         return "%s:%s:::::" % (address, self._passwordField(scheme, password))
