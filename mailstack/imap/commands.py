@@ -625,7 +625,7 @@ class MailboxCommands:
             raise
         pieces = []
         if addFlags or any(a.name == "FLAGS" for a in attributes):
-            pieces.extend(line + b"\r\n" for line in view.owedFlagLines([info]))
+            pieces.extend(line + b"\r\n" for line in view.owedFlagLines(info))
         pieces.append(b"* %d FETCH (" % (number,))
         for i, item in enumerate(items):
             if i:

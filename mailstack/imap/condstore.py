@@ -126,7 +126,7 @@ class CondstoreCommands:
         """The untagged FETCH after STORE changed (or kept) a message's flags."""
         items = []
         if not silent:
-            for line in self.view.owedFlagLines([info]):
+            for line in self.view.owedFlagLines(info):
                 self.write(line + b"\r\n")
             items.append(b"FLAGS " + formatFlags(self.view.flagsOf(info)))
         if byUID or (self.qresync and not silent):

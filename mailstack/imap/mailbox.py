@@ -252,14 +252,14 @@ class MailboxView:
                 formatFlags(flags + ["\\*"]),))
         return lines
 
-    def owedFlagLines(self, infos):
+    def owedFlagLines(self, info):
         """
-        The flag list, if some of C{infos} carry a keyword this session was not
-        yet told of (set by another session, APPEND or COPY): RFC 3501 7.2.6
-        wants C{* FLAGS} to name it before a FETCH shows it. Else C{[]}.
+        The flag list, if the message C{info} carries a keyword this session
+        was not yet told of (set by another session, APPEND or COPY): RFC 3501
+        7.2.6 wants C{* FLAGS} to name it before a FETCH shows it. Else C{[]}.
         """
         announced = self.announced
-        unknown = {flag for info in infos for flag in info.flags
+        unknown = {flag for flag in info.flags
                    if flag[:1] != "\\" and flag not in announced}
         if not unknown:
             return []
@@ -316,7 +316,7 @@ class MailboxView:
                 info = self.store.messageInfo(uid)
             except NoSuchMessage:
                 continue
-            lines.extend(self.owedFlagLines([info]))
+            lines.extend(self.owedFlagLines(info))
             items = [b"FLAGS " + formatFlags(self.flagsOf(info))]
             if qresync:
                 items.insert(0, b"UID %d" % (uid,))
