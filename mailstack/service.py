@@ -190,18 +190,18 @@ def prepareDataDir(config):
     return users
 
 
-def openUsers(config, domains=None):
+def openUsers(config):
     """
-    The configured user backend (C{[users] backend} and C{path}), opened.
+    The configured user backend (C{[users] backend} and C{path}), opened; new
+    users may have any domain (the admin command opens its own, limited to
+    C{server.domains}: L{mailstack.cli}).
 
-    @param domains: the domains new users may have (the admin command passes
-        C{server.domains}); L{None} accepts any.
     @raise StartupError: one line naming C{users.path}, if it cannot be opened.
     """
     plugin = backendNamed(config.users.backend)
     try:
         return plugin.open(config.users.path, defaultDomain=config.server.default_domain,
-                           bcryptRounds=config.limits.bcrypt_rounds, domains=domains)
+                           bcryptRounds=config.limits.bcrypt_rounds)
     except UserDirectoryUnavailable as e:
         raise StartupError("%s: users.path: cannot open the %s users: %s" % (
             config.path, config.users.backend, e))
