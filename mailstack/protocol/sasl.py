@@ -248,10 +248,6 @@ class Exchange:
         self.mechanism = mechanism
         self.open = False
 
-    @property
-    def name(self) -> str:
-        return self.mechanism.name
-
     def start(self, initial: Optional[bytes]) -> Outcome:
         """
         Begin: C{initial} is the initial response as sent (C{=} for an empty
