@@ -358,9 +358,8 @@ class ReactorMailServer:
 
     @staticmethod
     def _userBackend(top):
-        # The users the service reads through: a directory over a backend, or
-        # the backend itself.
-        return getattr(top.users, "backend", top.users)
+        # The service's synchronous backend (its directory is top.directory).
+        return top.users
 
     def _running(self):
         if self.service is None:
