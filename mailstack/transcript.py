@@ -284,13 +284,22 @@ class SessionTranscript:
         for shown, dropped in self._client.ready(taken):
             self._record("C:", shown, dropped)
 
+    # Marks are kept only while lines are recorded: past the cap nothing
+    # would apply them, nor prune them.
+
     def secretLine(self, taken, keep):
+        if self._file is None or self._truncated:
+            return
         self._client.secretLine(taken, keep)
 
     def secretFrom(self, taken, keep):
+        if self._file is None or self._truncated:
+            return
         self._client.secretFrom(taken, keep)
 
     def secretEnd(self, taken):
+        if self._file is None or self._truncated:
+            return
         self._client.secretEnd(taken)
 
     def serverData(self, data):

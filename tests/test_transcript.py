@@ -169,6 +169,19 @@ class TranscriptFileTests(unittest.TestCase):
         self.assertLess(len(text), 1200)
         self.assertTrue(text.splitlines()[-1].endswith("# closed: Connection was closed cleanly."))
 
+    def test_sessionCapForgetsSecrets(self):
+        """Past the per-session cap the protocol's secret marks are not kept
+        (nothing would apply or forget them for the rest of the session)."""
+        self.factory.maxSessionBytes = 1000
+        p, _ = self.connect()
+        for i in range(100):
+            p.dataReceived(b"NOOP %d\r\n" % (i,))
+        for i in range(100):
+            p.dataReceived(b"secret %d\r\n" % (i,))
+            p.secretLine()
+        self.assertEqual(p.transcript._client._secret, [])
+        self.close(p)
+
     def test_bufferedWrites(self):
         """Lines are written through a buffer flushed within a second."""
         p, _ = self.connect()
