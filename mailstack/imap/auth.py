@@ -30,20 +30,14 @@ log = Logger()
 class AuthenticationCommands:
     """LOGIN, AUTHENTICATE and the SASL exchanges (uses the server's state)."""
 
-    def _plaintextAllowed(self):
-        return self.tls or self.settings.allowPlaintextAuth
+    def everyUserPlain(self):
+        return self.cramAvailable()
 
-    def _mechanismStatus(self, mechanism):
-        """The shared offer policy (L{sasl.mechanismStatus})."""
-        return sasl.mechanismStatus(
-            mechanism, self.settings, self.tls, self.cramAvailable,
-            lambda m: self.extensionEnabled("AUTH") and self.extensionEnabled("AUTH=" + m))
-
-    def _mechanisms(self):
-        return [m for m in sasl.MECHANISMS if self._mechanismStatus(m) == sasl.OFFERED]
+    def mechanismEnabled(self, mechanism):
+        return self.extensionEnabled("AUTH") and self.extensionEnabled("AUTH=" + mechanism)
 
     def do_LOGIN(self, tag, user, password):
-        if not self._plaintextAllowed():
+        if not self.plaintextAllowed():
             return ("NO", "PRIVACYREQUIRED",
                     "Plaintext authentication is disallowed without TLS (use STARTTLS)")
         return self._login(tag, UsernamePassword(user, password))
@@ -51,7 +45,7 @@ class AuthenticationCommands:
     def do_AUTHENTICATE(self, tag, mechanism, initial):
         if initial is not None and not self.extensionEnabled("SASL-IR"):
             return ("BAD", None, "Initial response not allowed (SASL-IR is off)")
-        status = self._mechanismStatus(mechanism)
+        status = self.mechanismStatus(mechanism)
         if status == sasl.NEEDS_TLS:
             return ("NO", "PRIVACYREQUIRED",
                     "Plaintext authentication is disallowed without TLS (use STARTTLS)")

@@ -668,9 +668,9 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         if self.state == NOT_AUTHENTICATED:
             if self.startTLSOffered():
                 caps.append("STARTTLS")
-            if not self._plaintextAllowed():
+            if not self.plaintextAllowed():
                 caps.append("LOGINDISABLED")
-            caps += ["AUTH=" + m for m in self._mechanisms()]
+            caps += ["AUTH=" + m for m in self.offeredMechanisms()]
         for name in EXTENSIONS:
             if name == "SASL-IR" and self.state != NOT_AUTHENTICATED:
                 continue

@@ -315,25 +315,18 @@ class POP3Server(LineSession):
 
     # -- AUTHORIZATION ----------------------------------------------------------
 
-    def _plaintextAllowed(self):
-        return self.tls or self.settings.allowPlaintextAuth
+    def everyUserPlain(self):
+        return self.plaintextSecrets()
 
-    def _mechanismStatus(self, mechanism):
-        """The shared offer policy (L{sasl.mechanismStatus})."""
-        return sasl.mechanismStatus(
-            mechanism, self.settings, self.tls, self.plaintextSecrets,
-            lambda m: self.portal is not None and self._on("SASL") and self._on(m))
-
-    def mechanisms(self):
-        """SASL mechanisms offered now (plaintext ones only if allowed)."""
-        return [m for m in sasl.MECHANISMS if self._mechanismStatus(m) == sasl.OFFERED]
+    def mechanismEnabled(self, mechanism):
+        return self.portal is not None and self._on("SASL") and self._on(mechanism)
 
     def capabilities(self):
         """CAPA lines (RFC 2449) for this session, in order."""
         capabilities = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
-        if self._plaintextAllowed():
+        if self.plaintextAllowed():
             capabilities.append("USER")
-        mechanisms = self.mechanisms()
+        mechanisms = self.offeredMechanisms()
         if mechanisms:
             capabilities.append("SASL " + " ".join(mechanisms))
         if self.state == AUTHORIZATION and self.startTLSOffered():
@@ -379,7 +372,7 @@ class POP3Server(LineSession):
         self._user = None  # fresh AUTHORIZATION state
 
     def do_USER(self, argument):
-        if not self._plaintextAllowed():
+        if not self.plaintextAllowed():
             return self._err(PLAINTEXT_REFUSED, "AUTH")
         name = argument.strip()
         if not name or b" " in name:
@@ -389,7 +382,7 @@ class POP3Server(LineSession):
         self._ok("Send PASS")
 
     def do_PASS(self, argument):
-        if not self._plaintextAllowed():
+        if not self.plaintextAllowed():
             return self._err(PLAINTEXT_REFUSED, "AUTH")
         if self._user is None:
             if self.countBad():
@@ -410,8 +403,8 @@ class POP3Server(LineSession):
         mechanism, _, initial = argument.strip().partition(b" ")
         mechanism = mechanism.decode("ascii", "replace").upper()
         if not mechanism:
-            return self._multi("Available SASL mechanisms", self.mechanisms())
-        status = self._mechanismStatus(mechanism)
+            return self._multi("Available SASL mechanisms", self.offeredMechanisms())
+        status = self.mechanismStatus(mechanism)
         if status == sasl.NEEDS_TLS:
             return self._err(PLAINTEXT_REFUSED, "AUTH")
         if status != sasl.OFFERED:

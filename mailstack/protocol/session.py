@@ -302,6 +302,34 @@ class Session(Protocol, TimeoutMixin):
             self.closeWith(self.wording.tooManyBadCommands())
         return not self._closing
 
+    # -- what is offered for logging in ----------------------------------------
+
+    #: SMTP offers no mechanism at all, CRAM-MD5 included, before TLS where
+    #: plaintext auth is not allowed (Postfix's smtpd_tls_auth_only).
+    challengeNeedsTLS = False
+
+    def plaintextAllowed(self):
+        """Passwords may travel in the clear: over TLS, or where the listener allows it."""
+        return self.tls or self.settings.allowPlaintextAuth
+
+    def everyUserPlain(self):
+        """Whether every account has a {PLAIN} secret (CRAM-MD5 and APOP work for all)."""
+        raise NotImplementedError()
+
+    def mechanismEnabled(self, mechanism):
+        """Whether the listener's config leaves SASL C{mechanism} switched on."""
+        raise NotImplementedError()
+
+    def mechanismStatus(self, mechanism):
+        """The shared offer policy (L{sasl.mechanismStatus}) for this session now."""
+        return sasl.mechanismStatus(mechanism, self.settings, self.tls, self.everyUserPlain,
+                                    self.mechanismEnabled, self.challengeNeedsTLS)
+
+    def offeredMechanisms(self):
+        """The SASL mechanisms offered now, in L{sasl.MECHANISMS} order."""
+        return sasl.offeredMechanisms(self.settings, self.tls, self.everyUserPlain,
+                                      self.mechanismEnabled, self.challengeNeedsTLS)
+
     # -- TLS -----------------------------------------------------------------
 
     def startTLSOffered(self):

@@ -239,24 +239,17 @@ class SMTPServer(LineSession):
         if self.countBad():
             self.reply(Reply(501, status, text))
 
-    def _mechanismEnabled(self, mechanism):
+    # Without TLS and without allow_plaintext_auth no mechanism at all,
+    # CRAM-MD5 included (like Postfix's smtpd_tls_auth_only: the whole
+    # session, not only the password, is worth protecting).
+    challengeNeedsTLS = True
+
+    def everyUserPlain(self):
+        return self.policy.plaintextSecretsAvailable()
+
+    def mechanismEnabled(self, mechanism):
         return (self.portal is not None and "AUTH" not in self.settings.disabled
                 and mechanism not in self.settings.disabled)
-
-    def _mechanismStatus(self, mechanism):
-        """
-        The shared offer policy (L{sasl.mechanismStatus}), with SMTP's rule:
-        without TLS and without allow_plaintext_auth no mechanism at all,
-        CRAM-MD5 included (like Postfix's smtpd_tls_auth_only: the whole
-        session, not only the password, is worth protecting).
-        """
-        return sasl.mechanismStatus(
-            mechanism, self.settings, self.tls, self.policy.plaintextSecretsAvailable,
-            self._mechanismEnabled, challengeNeedsTLS=True)
-
-    def _authMechanisms(self):
-        """SASL mechanisms offered now."""
-        return [m for m in sasl.MECHANISMS if self._mechanismStatus(m) == sasl.OFFERED]
 
     def extensions(self):
         """EHLO keywords for this session, in order."""
@@ -268,7 +261,7 @@ class SMTPServer(LineSession):
         ]
         if self.startTLSOffered():
             offered.append("STARTTLS")
-        mechanisms = self._authMechanisms()
+        mechanisms = self.offeredMechanisms()
         if mechanisms:
             offered.append("AUTH " + " ".join(mechanisms))
         offered.append("HELP")
@@ -320,7 +313,7 @@ class SMTPServer(LineSession):
         self.reply(Reply(214, "2.0.0", [
             "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
             + (" STARTTLS" if self.startTLSOffered() else "")
-            + (" AUTH" if self._authMechanisms() else ""),
+            + (" AUTH" if self.offeredMechanisms() else ""),
             "A message: EHLO, MAIL FROM:<you@domain>, RCPT TO:<them@domain>, DATA,",
             "the message, a line with a single dot; RFC 5321 says the rest.",
         ]))
@@ -350,7 +343,7 @@ class SMTPServer(LineSession):
             return self.reply(Reply(503, "5.5.1", "Send EHLO first"))
         if self.envelope is not None:
             return self.reply(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
-        status = self._mechanismStatus(mechanism)
+        status = self.mechanismStatus(mechanism)
         if status == sasl.NEEDS_TLS:
             return self.reply(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
         if status != sasl.OFFERED:
