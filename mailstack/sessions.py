@@ -254,16 +254,17 @@ class CommandLineDeadline:
     @param seconds: the deadline (C{limits.command_line_timeout}).
     @param expired: called with no argument when a line took too long.
     @param readingLines: callable, true while the engine reads command lines.
-    @param peer: callable returning the client's address, for the log line.
+    @param peerText: callable returning the client's address as log lines
+        show it (the session's C{peerText}).
     """
 
     def __init__(self, clock, seconds, expired, readingLines=lambda: True,
-                 peer=lambda: None):
+                 peerText=lambda: "-"):
         self.clock = clock
         self.seconds = seconds
         self.expired = expired
         self.readingLines = readingLines
-        self.peer = peer
+        self.peerText = peerText
         self._call = None
 
     def received(self, data):
@@ -284,11 +285,8 @@ class CommandLineDeadline:
     def _expire(self):
         self._call = None
         if self.readingLines():
-            peer = self.peer()
             log.info("{peer}: a command line was not finished within {seconds:g} s, "
-                     "closing", peer="%s:%s" % (getattr(peer, "host", peer),
-                                                getattr(peer, "port", "")),
-                     seconds=self.seconds)
+                     "closing", peer=self.peerText(), seconds=self.seconds)
             self.expired()
         else:
             self._call = self.clock.callLater(self.seconds, self._expire)

@@ -128,7 +128,7 @@ class Session(Protocol, TimeoutMixin):
         self.authThrottle = AuthFailureThrottle(settings, clock)
         self.lineDeadline = CommandLineDeadline(
             clock, settings.commandLineTimeout, self.timeoutConnection,
-            self.readingLines, lambda: self.peer)
+            self.readingLines, self.peerText)
 
     # -- connection ----------------------------------------------------------
 
