@@ -51,8 +51,8 @@ from mailstack.protocol.session import ISessionWording, Session
 from mailstack.settings import ListenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
-    NO_SPACE_ERRNOS, InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSpace,
-    NoSuchMailbox, NoSuchMessage, StoreError)
+    InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSuchMailbox,
+    NoSuchMessage, StoreError, isNoSpace)
 
 log = Logger()
 
@@ -596,8 +596,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         if isinstance(error, ParseError):
             self.countBad()
             return ("BAD", None, str(error))
-        if isinstance(error, NoSpace) or (
-                isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS):
+        if isNoSpace(error):
             # RFC 5530 OVERQUOTA, with Dovecot's text for a full disk.
             log.error("imap {peer}: {command}: not enough disk space ({error})",
                       peer=self.peerText(), command=name, error=error)

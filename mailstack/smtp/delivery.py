@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.smtp.reply import Reply
-from mailstack.storage.interfaces import NO_SPACE_ERRNOS, NoSpace, StoreError
+from mailstack.storage.interfaces import StoreError, isNoSpace
 
 log = Logger()
 
@@ -46,12 +46,6 @@ def avatarAdapters():
 # (RFC 3463 4.3.1 "mail system full").
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; please try again")
 NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage; please try again later")
-
-
-def isNoSpace(error):
-    """Whether C{error} (a L{StoreError} or an C{OSError}) says the disk is full."""
-    return isinstance(error, NoSpace) or (
-        isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS)
 
 
 def storageFailureReply(error):

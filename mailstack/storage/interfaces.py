@@ -76,6 +76,12 @@ NO_SPACE_ERRNOS = frozenset(
     e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
 
 
+def isNoSpace(error):
+    """Whether C{error} (a L{StoreError} or an C{OSError}) says the disk is full."""
+    return isinstance(error, NoSpace) or (
+        isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS)
+
+
 class IMessageInfo(Interface):
     """
     Immutable metadata of one message, cheap to obtain (no message body read).
