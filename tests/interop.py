@@ -394,6 +394,20 @@ class Dovecot:
         return c
 
 
+class LockingDovecot(Dovecot):
+    """
+    A L{Dovecot} whose POP3 sessions take Dovecot's maildrop lock
+    (C{pop3_lock_session = yes}: the dotlock C{dovecot-pop3-session.lock} in
+    the INBOX Maildir, waited for up to 10 s, then C{-ERR [IN-USE]}).
+    """
+
+    def config(self):
+        return Dovecot.config(self) + (
+            "protocol pop3 {\n"
+            "  pop3_lock_session = yes\n"
+            "}\n")
+
+
 def _greets(port, greeting):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
