@@ -6,15 +6,16 @@ The C{mailstack} admin command: users and the TLS certificate.
     mailstack user del ADDRESS
     mailstack user list
     mailstack user import FILE.csv [--update]
-    mailstack user migrate --to BACKEND [--to-path P] [--from BACKEND] [--from-path P]
+    mailstack user migrate --to BACKEND [--to-path P | --to-dsn DSN]
+                           [--from BACKEND] [--from-path P | --from-dsn DSN]
     mailstack cert generate [--force]
 
 C{--config FILE} (default C{etc/mailstack.toml}) may come before the command or
 anywhere after it.
 
 It edits the users of the configured backend (C{[users] backend}: the
-passwd-file or the SQLite database the server reads; a running server sees
-user changes at once). Success prints one line on stdout; any failure prints one line
+passwd-file, the SQLite database or the PostgreSQL database the server reads;
+a running server sees user changes at once). Success prints one line on stdout; any failure prints one line
 C{mailstack: reason} on stderr and exits with status 1.
 """
 
@@ -24,7 +25,7 @@ import os
 import sys
 from getpass import getpass
 
-from mailstack.auth.backends import BACKENDS, backendNamed
+from mailstack.auth.backends import backendNamed, backendNames, locationKey
 from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.auth.passwords import SCHEMES, CSVImportError, UserError, UserExists
 from mailstack.config import ConfigError, loadConfig
@@ -133,17 +134,23 @@ def buildParser(stdout, stderr):
         description="Copy every user, with their password hash as it is, from the "
                     "configured backend (or --from) to another one. Users already in the "
                     "target are skipped, so it can be run again. The config is not "
-                    "changed: set [users] backend (and path) to use the copy.")
-    names = sorted(BACKENDS)
+                    "changed: set [users] backend (and path or dsn) to use the copy.")
+    names = backendNames()
     sub.add_argument("--to", required=True, choices=names, dest="toBackend",
                      help="the backend to copy to")
     sub.add_argument("--to-path", dest="toPath", metavar="PATH",
                      help="its file (default: its usual name in data_dir)")
+    sub.add_argument("--to-dsn", dest="toDSN", metavar="DSN",
+                     help="its database, for postgresql: a libpq connection string or URI "
+                          "(default: users.dsn if postgresql is the configured backend)")
     sub.add_argument("--from", choices=names, dest="fromBackend",
                      help="the backend to copy from (default: the configured one)")
     sub.add_argument("--from-path", dest="fromPath", metavar="PATH",
                      help="its file (default: the configured path for the configured "
                           "backend, else its usual name in data_dir)")
+    sub.add_argument("--from-dsn", dest="fromDSN", metavar="DSN",
+                     help="its database, for postgresql (default: users.dsn if "
+                          "postgresql is the configured backend)")
 
     cert = _addCommand(commands, "cert", help="manage the TLS certificate")
     certCommands = cert.subcommands(dest="action", metavar="ACTION", required=True)
@@ -196,20 +203,47 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     return 0
 
 
-def _openUsers(config, backend=None, path=None, domains=True):
+def _openUsers(config, backend=None, path=None, dsn=None, domains=True, side="to"):
     """
     A user backend, opened: the configured one, or C{backend} at C{path}
-    (default: the configured path if it is the configured backend, else its
-    usual name in data_dir).
+    (a file backend; default: the configured path if it is the configured
+    backend, else its usual name in data_dir) or C{dsn} (a database server;
+    default: the configured dsn if it is the configured backend).
 
     @param domains: C{True}: new users must be in C{server.domains}; else any.
+    @param side: C{to} or C{from}: which of C{migrate}'s options gave C{path}
+        and C{dsn}, for messages.
     """
     backend = backend or config.users.backend
-    if path is None:
-        path = (config.users.path if backend == config.users.backend
-                else config.server.data_dir / BACKENDS[backend].defaultPath)
-    return backendNamed(backend).open(
-        path, defaultDomain=config.server.default_domain,
+    try:
+        plugin = backendNamed(backend)
+    except KeyError:
+        raise CommandError("%r is not a user backend" % (backend,))
+    except ImportError as e:
+        raise CommandError("the %s backend cannot be loaded: %s" % (backend, e))
+    configured = backend == config.users.backend
+    if locationKey(plugin) == "dsn":
+        if path is not None:
+            raise CommandError("--%s-path: the %s backend takes --%s-dsn" % (side, backend, side))
+        if dsn is None:
+            if not configured:
+                raise CommandError("--%s-dsn is needed: %s is not the configured backend" % (
+                    side, backend))
+            dsn = config.users.dsn
+        try:
+            plugin.checkDSN(dsn)
+        except ValueError as e:
+            raise CommandError("--%s-dsn: %s" % (side, e))
+        location = dsn
+    else:
+        if dsn is not None:
+            raise CommandError("--%s-dsn: the %s backend takes --%s-path" % (side, backend, side))
+        location = path
+        if location is None:
+            location = (config.users.path if configured
+                        else config.server.data_dir / plugin.defaultPath)
+    return plugin.open(
+        location, defaultDomain=config.server.default_domain,
         bcryptRounds=config.limits.bcrypt_rounds,
         domains=config.server.domains if domains else None)
 
@@ -253,10 +287,16 @@ def _userCommand(config, args, stdin, stderr):
 
 def _migrate(config, args):
     """Copy every user (hashes as they are) from one backend to another."""
-    source = _openUsers(config, args.fromBackend, args.fromPath, domains=False)
-    target = _openUsers(config, args.toBackend, args.toPath, domains=False)
-    if (args.fromBackend or config.users.backend) == args.toBackend and (
-            os.path.realpath(source.path) == os.path.realpath(target.path)):
+    source = _openUsers(config, args.fromBackend, args.fromPath, args.fromDSN,
+                        domains=False, side="from")
+    target = _openUsers(config, args.toBackend, args.toPath, args.toDSN,
+                        domains=False, side="to")
+    if locationKey(backendNamed(args.toBackend)) == "dsn":
+        # The databases' parameters (host, port, dbname, user).
+        same = source.path == target.path
+    else:
+        same = os.path.realpath(source.path) == os.path.realpath(target.path)
+    if (args.fromBackend or config.users.backend) == args.toBackend and same:
         raise CommandError("%s: source and target are the same" % (source.path,))
     copied, skipped = 0, 0
     for user in source.listUsers():

@@ -15,7 +15,7 @@ import socket
 import tomllib
 from pathlib import Path
 
-from mailstack.auth.backends import BACKENDS, DEFAULT_BACKEND
+from mailstack.auth.backends import DEFAULT_BACKEND, backendNamed, backendNames, locationKey
 
 PROTOCOLS = ("smtp", "submission", "pop3", "imap")
 TLS_MODES = ("none", "starttls", "implicit")
@@ -120,8 +120,24 @@ class SMTPConfig:
 
 @dataclasses.dataclass(frozen=True)
 class UsersConfig:
+    """
+    C{[users]}: the backend, and where its users are: C{path} for a file
+    backend, C{dsn} for a database server (the other one is L{None}).
+    """
+
     backend: str
-    path: Path
+    path: Path | None
+    dsn: str | None = None
+
+    @property
+    def locationKey(self):
+        """The key that says where the users are (C{path} or C{dsn}), for messages."""
+        return "path" if self.dsn is None else "dsn"
+
+    @property
+    def location(self):
+        """What the backend opens: the path, or the DSN."""
+        return self.path if self.dsn is None else self.dsn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +154,10 @@ class Config:
 
     @property
     def users_file(self):
-        """Where the users are: the passwd-file or the database (C{[users] path})."""
+        """
+        Where the users are: the passwd-file or the database file (C{[users]
+        path}); L{None} for a database server (C{[users] dsn}).
+        """
         return self.users.path
 
     @property
@@ -251,6 +270,8 @@ _USERS = {
     "backend": (str, DEFAULT_BACKEND),
     # Default: the backend's own file name in data_dir.
     "path": (str, None),
+    # For a database server (postgresql): a libpq connection string or URI.
+    "dsn": (str, None),
 }
 _TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp", "users")
 
@@ -493,14 +514,45 @@ class _Loader:
     def buildUsers(self, raw, server):
         values = self.section(raw, "users", _USERS)
         backend = values["backend"]
-        if backend not in BACKENDS:
+        names = backendNames()
+        if backend not in names:
             raise self.error("users.backend", "must be one of %s, not %r" % (
-                ", ".join(sorted(BACKENDS)), backend))
+                ", ".join(names), backend))
+        try:
+            plugin = backendNamed(backend)
+        except KeyError:
+            raise self.error("users.backend", "%r is not a user backend plug-in" % (backend,))
+        except ImportError as e:
+            raise self.error("users.backend", "the %s backend cannot be loaded: %s" % (
+                backend, e))
+        if locationKey(plugin) == "dsn":
+            return UsersConfig(backend=backend, path=None,
+                               dsn=self.buildDSN(values, backend, plugin))
+        if values["dsn"] is not None:
+            raise self.error("users.dsn", "only a database server backend takes a dsn "
+                                          "(backend = %r uses users.path)" % (backend,))
         if values["path"] == "":
             raise self.error("users.path", "must not be empty")
         path = (self.path(values["path"]) if values["path"] is not None
-                else server.data_dir / BACKENDS[backend].defaultPath)
+                else server.data_dir / plugin.defaultPath)
         return UsersConfig(backend=backend, path=path)
+
+    def buildDSN(self, values, backend, plugin):
+        """The checked C{users.dsn} of a database server backend."""
+        if values["path"] is not None:
+            raise self.error("users.path", "not used by backend = %r: it connects to "
+                                           "users.dsn" % (backend,))
+        dsn = values["dsn"]
+        if dsn is None:
+            raise self.error("users.dsn", "required with backend = %r (a libpq connection "
+                                          "string or URI)" % (backend,))
+        if not dsn.strip():
+            raise self.error("users.dsn", "must not be empty")
+        try:
+            plugin.checkDSN(dsn)
+        except ValueError as e:
+            raise self.error("users.dsn", str(e))
+        return dsn
 
 
 def _parseHostPort(value):

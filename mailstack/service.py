@@ -192,19 +192,20 @@ def prepareDataDir(config):
 
 def openUsers(config):
     """
-    The configured user backend (C{[users] backend} and C{path}), opened; new
-    users may have any domain (the admin command opens its own, limited to
-    C{server.domains}: L{mailstack.cli}).
+    The configured user backend (C{[users] backend}, and C{path} or C{dsn}),
+    opened; new users may have any domain (the admin command opens its own,
+    limited to C{server.domains}: L{mailstack.cli}).
 
-    @raise StartupError: one line naming C{users.path}, if it cannot be opened.
+    @raise StartupError: one line naming C{users.path} (or C{users.dsn}: a
+        database that cannot be reached), if it cannot be opened.
     """
     plugin = backendNamed(config.users.backend)
     try:
-        return plugin.open(config.users.path, defaultDomain=config.server.default_domain,
+        return plugin.open(config.users.location, defaultDomain=config.server.default_domain,
                            bcryptRounds=config.limits.bcrypt_rounds)
     except UserDirectoryUnavailable as e:
-        raise StartupError("%s: users.path: cannot open the %s users: %s" % (
-            config.path, config.users.backend, e))
+        raise StartupError("%s: users.%s: cannot open the %s users: %s" % (
+            config.path, config.users.locationKey, config.users.backend, e))
 
 
 def buildService(config, reactor=None, protocols=None):
@@ -226,7 +227,7 @@ def buildService(config, reactor=None, protocols=None):
         raise StartupError("cannot prepare %s: %s" % (
             config.server.data_dir, e.strerror or e))
     except UserDirectoryUnavailable as e:
-        raise StartupError("%s: users.path: %s" % (config.path, e))
+        raise StartupError("%s: users.%s: %s" % (config.path, config.users.locationKey, e))
     tlsContext = None
     if config.needs_tls:
         try:

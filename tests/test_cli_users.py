@@ -1,6 +1,6 @@
 """
-The C{mailstack user} commands on the SQLite backend, and C{user migrate}
-between backends.
+The C{mailstack user} commands on the SQLite and PostgreSQL backends, and
+C{user migrate} between backends.
 """
 
 import io
@@ -10,9 +10,12 @@ import sqlite3
 from twisted.trial import unittest
 
 from mailstack import cli
+from mailstack.auth.pgdb import PostgreSQLUsers, describeDSN
 from mailstack.auth.sqlitedb import SQLiteUsers
 from mailstack.auth.userdb import PasswdFile
+from tests import postgres
 from tests.helpers import BASE_CONFIG, writeConfig
+from tests.postgres import PostgreSQLMixin
 
 SQLITE = '[users]\nbackend = "sqlite"\n'
 
@@ -39,6 +42,11 @@ class CLIUsersTestCase(unittest.TestCase):
 
     def fileUsers(self, path=None):
         return PasswdFile(path or self.filePath, "lab.test")
+
+    def pgUsers(self, dsn=None):
+        users = PostgreSQLUsers(dsn or self.dsn, "lab.test").open()
+        self.addCleanup(users.close)
+        return users
 
 
 class SQLiteCommandTests(CLIUsersTestCase):
@@ -160,6 +168,128 @@ class MigrateTests(CLIUsersTestCase):
 
     def test_unknownBackend(self):
         """--to names only the backends that exist."""
-        status, out, err = self.mailstack("user", "migrate", "--to", "postgresql")
+        status, out, err = self.mailstack("user", "migrate", "--to", "mysql")
         self.assertEqual(status, 2)
-        self.assertIn("invalid choice: 'postgresql'", err)
+        self.assertIn("invalid choice: 'mysql'", err)
+
+
+def _postgresqlConfig(dsn):
+    return '[users]\nbackend = "postgresql"\ndsn = "%s"\n' % (dsn,)
+
+
+class PostgreSQLCommandTests(PostgreSQLMixin, CLIUsersTestCase):
+    """The user commands with [users] backend = "postgresql"."""
+
+    def setUp(self):
+        PostgreSQLMixin.setUp(self)
+        self.extra = _postgresqlConfig(self.dsn)
+        CLIUsersTestCase.setUp(self)
+
+    def test_addPasswdDelList(self):
+        """add, passwd, list and del work on the database; no users file is made."""
+        self.assertEqual(self.mailstack("user", "add", "alice", "--password-stdin",
+                                        stdin="s3cret\n"),
+                         (0, "added alice@lab.test (BLF-CRYPT)\n", ""))
+        self.assertEqual(self.mailstack("user", "add", "bob", "--password-stdin",
+                                        "--scheme", "PLAIN", stdin="pw\n")[0], 0)
+        self.assertTrue(self.pgUsers().verifyPassword("alice", "s3cret"))
+        self.assertEqual(self.mailstack("user", "passwd", "alice", "--password-stdin",
+                                        stdin="n3w\n"),
+                         (0, "changed password of alice@lab.test (BLF-CRYPT)\n", ""))
+        self.assertTrue(self.pgUsers().verifyPassword("alice", "n3w"))
+        self.assertEqual(self.mailstack("user", "list"),
+                         (0, "alice@lab.test  BLF-CRYPT\nbob@lab.test    PLAIN\n", ""))
+        self.assertEqual(self.mailstack("user", "del", "bob"),
+                         (0, "removed bob@lab.test (its mail is kept)\n", ""))
+        self.assertIsNone(self.pgUsers().lookup("bob"))
+        self.assertFalse(os.path.exists(self.filePath))
+        self.assertFalse(os.path.exists(self.sqlitePath))
+
+    def test_import(self):
+        """import adds a class to the database, all or nothing."""
+        csv = os.path.join(os.path.dirname(self.var), "class.csv")
+        with open(csv, "w") as f:
+            f.write("address,password\nalice,tulip-42\ncarol,x\nbad:one,x\n")
+        status, out, err = self.mailstack("user", "import", csv)
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(self.pgUsers().listUsers(), [])
+        with open(csv, "w") as f:
+            f.write("address,password\nalice,tulip-42\ncarol,x\n")
+        self.assertEqual(self.mailstack("user", "import", csv)[:2],
+                         (0, "%s: added 2, updated 0, skipped 0\n" % (csv,)))
+        self.assertTrue(self.pgUsers().verifyPassword("carol", "x"))
+
+    def test_unreachable(self):
+        """A database that cannot be reached is one line, without the password."""
+        nowhere = postgres.nowhere(self)
+        self.config = writeConfig(self, BASE_CONFIG, _postgresqlConfig(
+            "host=%s dbname=mail password=hunter2" % (nowhere,)))
+        status, out, err = self.mailstack("user", "list")
+        self.assertEqual((status, out), (1, ""))
+        self.assertTrue(err.startswith("mailstack: user database dbname=mail host=%s: "
+                                       "connection is bad: " % (nowhere,)), err)
+        self.assertEqual(err.count("\n"), 1)
+        self.assertNotIn("hunter2", err)
+
+
+class PostgreSQLMigrateTests(PostgreSQLMixin, CLIUsersTestCase):
+    """user migrate to and from PostgreSQL (a passwd-file configured)."""
+
+    extra = ""
+
+    def setUp(self):
+        PostgreSQLMixin.setUp(self)
+        CLIUsersTestCase.setUp(self)
+
+    def test_passwdFileToPostgreSQL(self):
+        """migrate --to postgresql --to-dsn copies every user with the very hash; the same
+        passwords verify there; run again, it skips those already there."""
+        source = self.fileUsers()
+        source.addUser("alice@lab.test", "s3cret")
+        source.addUser("bob@lab.test", "pw", scheme="PLAIN")
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "postgresql",
+                                        "--to-dsn", self.dsn),
+                         (0, "copied 2 users from %s to %s\n" % (
+                             self.filePath, describeDSN(self.dsn)), ""))
+        target = self.pgUsers()
+        self.assertEqual(target.listUsers(), source.listUsers())
+        self.assertTrue(target.verifyPassword("alice", "s3cret"))
+        self.assertEqual(target.plaintextSecret("bob"), "pw")
+        source.addUser("carol@lab.test", "pw")
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "postgresql",
+                                        "--to-dsn", self.dsn)[:2],
+                         (0, "copied 1 user from %s to %s (skipped 2 already there)\n" % (
+                             self.filePath, describeDSN(self.dsn))))
+
+    def test_postgreSQLToFiles(self):
+        """--from postgresql --from-dsn moves users back to SQLite or a passwd-file, and
+        with postgresql configured, migrate --to sqlite copies from its database."""
+        self.pgUsers().addUser("alice@lab.test", "s3cret")
+        self.assertEqual(self.mailstack("user", "migrate", "--from", "postgresql",
+                                        "--from-dsn", self.dsn, "--to", "sqlite")[0], 0)
+        self.assertEqual(self.sqliteUsers().lookup("alice"), self.pgUsers().lookup("alice"))
+        self.config = writeConfig(self, BASE_CONFIG, _postgresqlConfig(self.dsn))
+        back = os.path.join(os.path.dirname(os.path.abspath(self.config)), "var", "users")
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "passwd-file"),
+                         (0, "copied 1 user from %s to %s\n" % (describeDSN(self.dsn), back),
+                          ""))
+        self.assertTrue(self.fileUsers(back).verifyPassword("alice", "s3cret"))
+
+    def test_optionErrors(self):
+        """A postgresql side needs a dsn unless it is the configured backend; a path for
+        it, a dsn for a file, a bad dsn and the same database twice are one line each."""
+        for argv, error in (
+                (["--to", "postgresql"],
+                 "--to-dsn is needed: postgresql is not the configured backend"),
+                (["--to", "postgresql", "--to-path", "x"],
+                 "--to-path: the postgresql backend takes --to-dsn"),
+                (["--to", "sqlite", "--to-dsn", self.dsn],
+                 "--to-dsn: the sqlite backend takes --to-path"),
+                (["--from", "postgresql", "--from-dsn", "nonsense", "--to", "sqlite"],
+                 '--from-dsn: not a libpq connection string or URI: missing "=" after '
+                 '"nonsense" in connection info string'),
+                (["--from", "postgresql", "--from-dsn", self.dsn, "--to", "postgresql",
+                  "--to-dsn", self.dsn],
+                 "%s: source and target are the same" % (describeDSN(self.dsn),))):
+            self.assertEqual(self.mailstack("user", "migrate", *argv),
+                             (1, "", "mailstack: %s\n" % (error,)), argv)

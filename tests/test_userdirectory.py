@@ -1,34 +1,45 @@
 """
 The user directory contract (L{mailstack.auth.interfaces}), run against every
-backend through one mixin: the passwd-file and SQLite. Then what is
-backend-specific: the SQLite database's faults (locked, unopenable) and the
-registry the config chooses from.
+backend through one mixin: the passwd-file, SQLite and PostgreSQL (a private
+server the tests start: tests/postgres.py). Then what is backend-specific:
+the databases' faults (locked, unopenable, gone away and back) and the
+registry the config chooses from, with the backends other packages declare.
 """
 
 import io
 import os
 import sqlite3
 import stat
+import sys
+import textwrap
 
 import bcrypt
+import psycopg
 from twisted.internet import reactor
 from twisted.trial import unittest
+from zope.interface import provider
 from zope.interface.verify import verifyObject
 
-from mailstack.auth.backends import BACKENDS, DEFAULT_BACKEND, backendNamed
+from mailstack.auth.backends import (
+    DEFAULT_BACKEND, ENTRY_POINT_GROUP, backendNamed, backendNames, locationKey)
 from mailstack.auth.directory import UserDirectory
 from mailstack.auth.interfaces import (
-    IUserBackend, IUserBackendPlugin, IUserDirectory, UserDirectoryUnavailable)
+    IUserBackend, IUserBackendPlugin, IUserDirectory, IUserServerBackendPlugin,
+    UserDirectoryUnavailable)
+from mailstack.auth.pgdb import PostgreSQLBackend, PostgreSQLUsers
 from mailstack.auth.sqlitedb import SQLiteBackend, SQLiteUsers
 from mailstack.auth.passwords import (
     CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser, User, UserExists)
 from mailstack.auth.userdb import PasswdFile, PasswdFileBackend
+from tests import postgres
+from tests.postgres import PostgreSQLMixin
 
 
 class UserBackendContract:
     """
     What every L{IUserBackend} does, and L{UserDirectory} over it. A subclass
-    sets C{plugin}.
+    sets C{plugin}, and C{location} (what the plug-in opens) unless the
+    backend is a file (then C{path}, in a fresh directory).
     """
 
     plugin = None
@@ -36,13 +47,14 @@ class UserBackendContract:
     def setUp(self):
         self.directory = self.mktemp()
         os.makedirs(self.directory)
-        self.path = os.path.join(self.directory, self.plugin.defaultPath)
+        if self.plugin.defaultPath is not None:
+            self.path = self.location = os.path.join(self.directory, self.plugin.defaultPath)
         self.users = self.open()
 
-    def open(self, path=None, **kwargs):
+    def open(self, location=None, **kwargs):
         kwargs.setdefault("defaultDomain", "lab.test")
         kwargs.setdefault("bcryptRounds", 4)
-        users = self.plugin.open(path or self.path, **kwargs)
+        users = self.plugin.open(location or self.location, **kwargs)
         if hasattr(users, "close"):
             self.addCleanup(users.close)
         return users
@@ -183,11 +195,6 @@ class UserBackendContract:
         self.assertEqual(error.problems, [(2, "'bad:address' is not a valid address")])
         self.assertEqual(self.users.listUsers(), [])
 
-    def test_filePrivate(self):
-        """The users' file is created 0600: it holds secrets."""
-        self.users.addUser("alice@lab.test", "pw")
-        self.assertEqual(stat.S_IMODE(os.stat(self.users.path).st_mode), 0o600)
-
     # The directory over the backend: the same answers, as Deferreds.
 
     def test_directory(self):
@@ -230,7 +237,16 @@ class UserBackendContract:
         return directory.refreshPlaintextAnswer().addCallback(first).addCallback(second)
 
 
-class PasswdFileContractTests(UserBackendContract, unittest.TestCase):
+class FileBackendTests:
+    """What a backend kept in a file does besides the contract."""
+
+    def test_filePrivate(self):
+        """The users' file is created 0600: it holds secrets."""
+        self.users.addUser("alice@lab.test", "pw")
+        self.assertEqual(stat.S_IMODE(os.stat(self.users.path).st_mode), 0o600)
+
+
+class PasswdFileContractTests(UserBackendContract, FileBackendTests, unittest.TestCase):
     plugin = PasswdFileBackend
 
     def test_answersWithoutWaiting(self):
@@ -249,7 +265,7 @@ class PasswdFileContractTests(UserBackendContract, unittest.TestCase):
         return self.assertFailure(directory.lookup("alice"), UserDirectoryUnavailable)
 
 
-class SQLiteContractTests(UserBackendContract, unittest.TestCase):
+class SQLiteContractTests(UserBackendContract, FileBackendTests, unittest.TestCase):
     plugin = SQLiteBackend
 
     def lock(self):
@@ -321,35 +337,247 @@ class SQLiteContractTests(UserBackendContract, unittest.TestCase):
             f.write(b"this is not an SQLite database, not at all" * 100)
 
 
+class PostgreSQLContractTests(PostgreSQLMixin, UserBackendContract, unittest.TestCase):
+    """The contract on PostgreSQL, each test in a new database of the shared private server."""
+
+    plugin = PostgreSQLBackend
+
+    def setUp(self):
+        PostgreSQLMixin.setUp(self)
+        self.location = self.dsn
+        UserBackendContract.setUp(self)
+
+    def connect(self, dsn=None):
+        """Another client of the test's database (autocommit)."""
+        connection = psycopg.connect(dsn or self.dsn, autocommit=True)
+        self.addCleanup(connection.close)
+        return connection
+
+    def test_providesServerPlugin(self):
+        """The postgresql plug-in is a database server's: it takes users.dsn, no path."""
+        self.assertTrue(verifyObject(IUserServerBackendPlugin, self.plugin))
+        self.assertIsNone(self.plugin.defaultPath)
+        self.assertEqual(locationKey(self.plugin), "dsn")
+
+    def test_schemaOnOpen(self):
+        """Opening creates the mailstack_users table; opening again keeps its users."""
+        columns = self.connect().execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'mailstack_users' ORDER BY ordinal_position").fetchall()
+        self.assertEqual(columns, [("address",), ("scheme",), ("secret",)])
+        self.users.addUser("alice@lab.test", "pw")
+        self.assertEqual(self.open().lookup("alice").address, "alice@lab.test")
+
+    def test_readOnlyRole(self):
+        """A role that may only read the existing table opens it and logs users in; a
+        change it may not make is unavailable (one line), nothing else."""
+        self.users.addUser("alice@lab.test", "pw", scheme="PLAIN")
+        role = "reader_" + self.dsn.rpartition("dbname=")[2].split()[0]
+        admin = self.connect()
+        admin.execute("CREATE ROLE %s LOGIN" % (role,))
+        self.addCleanup(admin.execute, "DROP ROLE %s" % (role,))
+        self.addCleanup(admin.execute, "DROP OWNED BY %s" % (role,))
+        admin.execute("GRANT SELECT ON mailstack_users TO %s" % (role,))
+        reader = self.open(self.dsn.replace("user=mailstack", "user=" + role))
+        self.assertTrue(reader.verifyPassword("alice", "pw"))
+        error = self.assertRaises(UserDirectoryUnavailable, reader.addUser, "bob@lab.test", "pw")
+        self.assertIn("permission denied", str(error))
+        self.assertNotIn("\n", str(error))
+
+    def test_unreachable(self):
+        """A database that cannot be reached fails to open with one line saying where
+        (host, dbname, user), never the DSN's password."""
+        nowhere = postgres.nowhere(self)
+        dsn = "host=%s dbname=mail user=mailstack password=hunter2" % (nowhere,)
+        error = self.assertRaises(UserDirectoryUnavailable, PostgreSQLBackend.open, dsn)
+        self.assertTrue(str(error).startswith(
+            "user database user=mailstack dbname=mail host=%s: " % (nowhere,)), str(error))
+        self.assertNotIn("\n", str(error))
+        self.assertNotIn("hunter2", str(error))
+
+    def test_badDSN(self):
+        """A DSN that is not a connection string is refused in one line (the config
+        checks it with checkDSN; open refuses it too)."""
+        error = self.assertRaises(ValueError, PostgreSQLBackend.checkDSN, "host='db")
+        self.assertEqual(str(error), "not a libpq connection string or URI: "
+                                     "unterminated quoted string in connection info string")
+        PostgreSQLBackend.checkDSN(self.dsn)
+        PostgreSQLBackend.checkDSN("postgresql://mailstack:pw@db.lab.test:5433/mail")
+        error = self.assertRaises(UserDirectoryUnavailable, PostgreSQLBackend.open, "nonsense")
+        self.assertNotIn("\n", str(error))
+
+    def test_serverRestart(self):
+        """While the server is down every read and change is unavailable; once it is back
+        the very first call works (the dead pooled connections are replaced), reads and
+        changes alike."""
+        self.users.addUser("alice@lab.test", "pw", scheme="PLAIN")
+        server = self.open()
+        self.assertTrue(server.verifyPassword("alice", "pw"))
+        self.postgres.stop()
+        self.assertRaises(UserDirectoryUnavailable, server.lookup, "alice")
+        self.assertRaises(UserDirectoryUnavailable, server.addUser, "bob@lab.test", "pw")
+        self.postgres.start()
+        self.assertTrue(server.verifyPassword("alice", "pw"))
+        self.postgres.stop()
+        self.postgres.start()
+        self.assertEqual(server.plaintextSecret("alice"), "pw")
+        self.postgres.stop()
+        self.postgres.start()
+        server.addUser("bob@lab.test", "pw")
+        self.assertEqual([u.address for u in server.listUsers()],
+                         ["alice@lab.test", "bob@lab.test"])
+
+    def test_directoryWhileDown(self):
+        """Through the directory, a database that went away fails the Deferred with
+        UserDirectoryUnavailable; once it is back the same directory answers."""
+        self.users.addUser("alice@lab.test", "pw", scheme="PLAIN")
+        directory = UserDirectory(self.users, reactor)
+        self.postgres.stop()
+        self.addCleanup(self.postgres.start)
+        d = self.assertFailure(directory.verifyPassword("alice", "pw"), UserDirectoryUnavailable)
+        d.addCallback(lambda _: self.postgres.start())
+        d.addCallback(lambda _: directory.verifyPassword("alice", "pw"))
+        d.addCallback(self.assertTrue)
+        return d
+
+    def test_locked(self):
+        """A table another session holds locked (an ALTER TABLE) past lockTimeout makes
+        reads and changes unavailable rather than waiting; once released they work."""
+        users = PostgreSQLUsers(self.dsn, "lab.test", 4, lockTimeout=0.05).open()
+        self.addCleanup(users.close)
+        users.addUser("alice@lab.test", "pw", scheme="PLAIN")
+        other = self.connect()
+        other.execute("BEGIN")
+        other.execute("LOCK TABLE mailstack_users IN ACCESS EXCLUSIVE MODE")
+        self.assertRaises(UserDirectoryUnavailable, users.lookup, "alice")
+        self.assertRaises(UserDirectoryUnavailable, users.addUser, "bob@lab.test", "pw")
+        other.execute("ROLLBACK")
+        self.assertEqual(users.plaintextSecret("alice"), "pw")
+        users.addUser("bob@lab.test", "pw")
+        self.assertIsNotNone(users.lookup("bob"))
+
+    def test_unstorableSecret(self):
+        """A secret PostgreSQL text cannot hold (a NUL, bytes that were not UTF-8 in a
+        passwd-file) is refused as an invalid password, and nothing is stored."""
+        self.assertRaises(InvalidPassword, self.users.addUser, "alice@lab.test", "a\x00b",
+                          scheme="PLAIN")
+        self.assertRaises(InvalidPassword, self.users.addStoredUser,
+                          User("bob@lab.test", "PLAIN", "caf\udce9"))
+        self.assertEqual(self.users.listUsers(), [])
+
+    def test_sortedByCodePoint(self):
+        """listUsers sorts as the other backends do (by code point), not by the
+        database's locale."""
+        connection = self.connect()
+        collations = [name for name, in connection.execute(
+            "SELECT collname FROM pg_collation WHERE collprovider = 'i' "
+            "AND collname IN ('en-US-x-icu', 'und-x-icu')")]
+        if not collations:
+            raise unittest.SkipTest("this PostgreSQL has no ICU collations")
+        # ICU puts "_" before "-" and punctuation before digits; code points do not.
+        connection.execute('ALTER TABLE mailstack_users ALTER COLUMN address '
+                           'TYPE text COLLATE "%s"' % (collations[0],))
+        for name in ("a_b", "a1", "a-b"):
+            self.users.addUser(name, "pw", scheme="PLAIN")
+        self.assertEqual([u.address for u in self.users.listUsers()],
+                         ["a-b@lab.test", "a1@lab.test", "a_b@lab.test"])
+
+    def test_dummyCost(self):
+        """The dummy cost is the most common stored cost, else bcryptRounds."""
+        assertDummyCost(self, self.users)
+
+
+@provider(IUserBackendPlugin)
+class ExtraBackend:
+    """A backend another package declares (tests' own: a passwd-file by another name)."""
+
+    name = "extra"
+    defaultPath = "extra-users"
+    open = staticmethod(PasswdFileBackend.open)
+
+
+NotABackend = object()
+
+
+def declareEntryPoints(testCase, entries):
+    """
+    Make an installed distribution declare C{entries} (C{name = module:attr}
+    lines) in the C{mailstack.user_backends} group, as another package's
+    would, until the test ends.
+    """
+    top = os.path.abspath(testCase.mktemp())
+    info = os.path.join(top, "mailstack_extra_users-1.0.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write("Metadata-Version: 2.1\nName: mailstack-extra-users\nVersion: 1.0\n")
+    with open(os.path.join(info, "entry_points.txt"), "w") as f:
+        f.write("[%s]\n%s\n" % (ENTRY_POINT_GROUP, textwrap.dedent(entries).strip()))
+    sys.path.insert(0, top)
+    testCase.addCleanup(sys.path.remove, top)
+
+
 class RegistryTests(unittest.TestCase):
     def test_backends(self):
-        """The config may name passwd-file (the default) and sqlite, each an
-        IUserBackendPlugin with its default file name."""
-        self.assertEqual(sorted(BACKENDS), ["passwd-file", "sqlite"])
+        """The config may name passwd-file (the default), postgresql and sqlite, each an
+        IUserBackendPlugin; the file ones take users.path (with a default file name),
+        postgresql users.dsn."""
+        self.assertEqual(backendNames(), ["passwd-file", "postgresql", "sqlite"])
         self.assertEqual(DEFAULT_BACKEND, "passwd-file")
-        for name, plugin in BACKENDS.items():
+        for name in backendNames():
+            plugin = backendNamed(name)
             self.assertTrue(verifyObject(IUserBackendPlugin, plugin))
             self.assertEqual(plugin.name, name)
         self.assertEqual((PasswdFileBackend.defaultPath, SQLiteBackend.defaultPath),
                          ("users", "users.sqlite"))
+        self.assertEqual([locationKey(backendNamed(name)) for name in backendNames()],
+                         ["path", "dsn", "path"])
+        self.assertIs(backendNamed("postgresql"), PostgreSQLBackend)
 
     def test_backendNamed(self):
         """An unknown name, or an entry that is not a plug-in, is a KeyError."""
         self.assertIs(backendNamed("sqlite"), SQLiteBackend)
-        self.assertRaises(KeyError, backendNamed, "postgresql")
+        self.assertRaises(KeyError, backendNamed, "mysql")
         self.assertRaises(KeyError, backendNamed, "x", {"x": object()})
 
+    def test_entryPoints(self):
+        """A backend another package declares in the mailstack.user_backends entry point
+        group is listed and loaded by name; one that is no plug-in is refused."""
+        declareEntryPoints(self, """
+            extra = tests.test_userdirectory:ExtraBackend
+            broken = tests.test_userdirectory:NotABackend
+            """)
+        self.assertEqual(backendNames(),
+                         ["broken", "extra", "passwd-file", "postgresql", "sqlite"])
+        self.assertIs(backendNamed("extra"), ExtraBackend)
+        self.assertRaises(KeyError, backendNamed, "broken")
+        self.assertEqual(locationKey(ExtraBackend), "path")
+
+    def test_builtinsWin(self):
+        """A package cannot replace a built-in backend by declaring its name."""
+        declareEntryPoints(self, "sqlite = tests.test_userdirectory:ExtraBackend")
+        self.assertIs(backendNamed("sqlite"), SQLiteBackend)
     def test_passwdFileOpens(self):
         """The passwd-file plug-in opens a PasswdFile."""
         path = self.mktemp()
         self.assertIsInstance(PasswdFileBackend.open(path), PasswdFile)
 
 
+def assertDummyCost(testCase, users):
+    """
+    A failed check spends one bcrypt at the cost most stored hashes have (so
+    a failure takes as long as a wrong BLF-CRYPT password): C{users}, empty
+    and opened with bcryptRounds 4, says so.
+    """
+    testCase.assertEqual(users.dummyCost(), 4)
+    for name, cost in (("a", 5), ("b", 5), ("c", 6)):
+        hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(cost)).decode()
+        users.addStoredUser(User(name + "@lab.test", "BLF-CRYPT", "$2y$" + hashed[4:]))
+    users.addStoredUser(User("d@lab.test", "PLAIN", "$2y$07$x"))
+    testCase.assertEqual(users.dummyCost(), 5)
+
+
 class DummyCostTests(unittest.TestCase):
-    """
-    A failed check spends one bcrypt at the cost most stored hashes have, on
-    both backends (so a failure takes as long as a wrong BLF-CRYPT password).
-    """
+    """The file backends' dummy cost (PostgreSQL's: PostgreSQLContractTests)."""
 
     def test_dummyCost(self):
         """The dummy cost is the most common stored cost, else bcryptRounds."""
@@ -357,9 +585,4 @@ class DummyCostTests(unittest.TestCase):
             directory = self.mktemp()
             os.makedirs(directory)
             users = plugin.open(os.path.join(directory, plugin.defaultPath), "lab.test", 4)
-            self.assertEqual(users.dummyCost(), 4, plugin.name)
-            for name, cost in (("a", 5), ("b", 5), ("c", 6)):
-                hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(cost)).decode()
-                users.addStoredUser(User(name + "@lab.test", "BLF-CRYPT", "$2y$" + hashed[4:]))
-            users.addStoredUser(User("d@lab.test", "PLAIN", "$2y$07$x"))
-            self.assertEqual(users.dummyCost(), 5, plugin.name)
+            assertDummyCost(self, users)

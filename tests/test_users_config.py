@@ -1,6 +1,6 @@
 """
-C{[users]} in the config and at start-up: which backend, where, and the one
-line when it is wrong or cannot be opened.
+C{[users]} in the config and at start-up: which backend, where (C{path} or
+C{dsn}), and the one line when it is wrong or cannot be opened.
 """
 
 import os
@@ -10,10 +10,14 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from mailstack import service
+from mailstack.auth.pgdb import PostgreSQLUsers
 from mailstack.auth.sqlitedb import SQLiteUsers
 from mailstack.auth.userdb import PasswdFile
 from mailstack.config import ConfigError, loadConfig
 from tests.helpers import BASE_CONFIG, writeConfig
+from tests import postgres
+from tests.postgres import PostgreSQLMixin
+from tests.test_userdirectory import declareEntryPoints
 
 
 class UsersConfigTests(unittest.TestCase):
@@ -47,14 +51,65 @@ class UsersConfigTests(unittest.TestCase):
         self.assertEqual(str(e), "%s: %s: %s" % (path, key, reason))
 
     def test_unknownBackend(self):
-        """An unknown backend (postgresql too: not available yet) is one line naming the key."""
-        self.assertConfigError('[users]\nbackend = "postgresql"\n', "users.backend",
-                               "must be one of passwd-file, sqlite, not 'postgresql'")
+        """An unknown backend is one line naming the key and the known ones."""
+        self.assertConfigError('[users]\nbackend = "mysql"\n', "users.backend",
+                               "must be one of passwd-file, postgresql, sqlite, not 'mysql'")
 
     def test_unknownKey(self):
         """An unknown key in [users] is refused."""
-        self.assertConfigError('[users]\ndsn = "x"\n', "users.dsn",
-                               "unknown key (allowed: backend, path)")
+        self.assertConfigError('[users]\nhost = "x"\n', "users.host",
+                               "unknown key (allowed: backend, dsn, path)")
+
+    def test_postgresql(self):
+        """backend = "postgresql" takes the dsn as it is (a connection string or a URI),
+        and has no path."""
+        for dsn in ("host=db.lab.test dbname=mail user=mailstack",
+                    "postgresql://mailstack@db.lab.test:5433/mail?sslmode=require"):
+            path, _ = self.load('[users]\nbackend = "postgresql"\ndsn = "%s"\n' % (dsn,))
+            users = loadConfig(path).users
+            self.assertEqual((users.backend, users.dsn, users.path), ("postgresql", dsn, None))
+            self.assertEqual((users.locationKey, users.location), ("dsn", dsn))
+
+    def test_postgresqlWithoutDSN(self):
+        """postgresql without a dsn, or with an empty one, is one line naming users.dsn."""
+        self.assertConfigError('[users]\nbackend = "postgresql"\n', "users.dsn",
+                               "required with backend = 'postgresql' (a libpq connection "
+                               "string or URI)")
+        self.assertConfigError('[users]\nbackend = "postgresql"\ndsn = " "\n', "users.dsn",
+                               "must not be empty")
+
+    def test_badDSN(self):
+        """A dsn that is no connection string is one line naming users.dsn."""
+        self.assertConfigError('[users]\nbackend = "postgresql"\ndsn = "host=\'db"\n',
+                               "users.dsn", "not a libpq connection string or URI: "
+                               "unterminated quoted string in connection info string")
+        self.assertConfigError('[users]\nbackend = "postgresql"\ndsn = "db.lab.test"\n',
+                               "users.dsn", "not a libpq connection string or URI: "
+                               'missing "=" after "db.lab.test" in connection info string')
+
+    def test_pathAndDSNMixedUp(self):
+        """A path given to postgresql, or a dsn given to a file backend, is refused."""
+        self.assertConfigError('[users]\nbackend = "postgresql"\ndsn = "dbname=mail"\n'
+                               'path = "users.db"\n', "users.path",
+                               "not used by backend = 'postgresql': it connects to users.dsn")
+        self.assertConfigError('[users]\nbackend = "sqlite"\ndsn = "dbname=mail"\n',
+                               "users.dsn", "only a database server backend takes a dsn "
+                               "(backend = 'sqlite' uses users.path)")
+
+    def test_declaredBackend(self):
+        """A backend another package declares (entry point mailstack.user_backends) may be
+        named; its path defaults to its own file name in data_dir."""
+        declareEntryPoints(self, "extra = tests.test_userdirectory:ExtraBackend")
+        path, base = self.load('[users]\nbackend = "extra"\n')
+        users = loadConfig(path).users
+        self.assertEqual((users.backend, users.path), ("extra", base / "var" / "extra-users"))
+
+    def test_declaredBackendBroken(self):
+        """A declared backend whose module cannot be imported is one line naming users.backend."""
+        declareEntryPoints(self, "gone = mailstack_no_such_module:Backend")
+        self.assertConfigError('[users]\nbackend = "gone"\n', "users.backend",
+                               "the gone backend cannot be loaded: No module named "
+                               "'mailstack_no_such_module'")
 
     def test_emptyPath(self):
         """An empty path is refused."""
@@ -95,3 +150,35 @@ class StartupTests(unittest.TestCase):
         self.assertTrue(str(e).startswith(
             "%s: users.path: cannot open the sqlite users: user database %s: " % (
                 config.path, os.path.abspath(junk))), str(e))
+
+    def test_unreachableDatabase(self):
+        """A PostgreSQL that cannot be reached at start-up is one line naming users.dsn,
+        saying where (never the password) and why."""
+        nowhere = postgres.nowhere(self)
+        path = writeConfig(self, BASE_CONFIG, '[users]\nbackend = "postgresql"\n'
+                           'dsn = "host=%s dbname=mail password=hunter2"\n' % (nowhere,))
+        config = loadConfig(path)
+        e = self.assertRaises(service.StartupError, service.buildService, config, task.Clock())
+        self.assertNotIn("\n", str(e))
+        self.assertNotIn("hunter2", str(e))
+        self.assertTrue(str(e).startswith(
+            "%s: users.dsn: cannot open the postgresql users: user database dbname=mail "
+            "host=%s: connection is bad: connection to server on socket " % (
+                config.path, nowhere)), str(e))
+
+
+class PostgreSQLStartupTests(PostgreSQLMixin, unittest.TestCase):
+    def test_postgresqlBackend(self):
+        """With backend = "postgresql" the server's users are the database (its table made
+        on first start), the demo account is created in it, the directory is over it, and
+        no users file is made."""
+        path = writeConfig(self, BASE_CONFIG, '[users]\nbackend = "postgresql"\n'
+                           'dsn = "%s"\n' % (self.dsn,))
+        config = loadConfig(path)
+        top = service.buildService(config, task.Clock())
+        self.addCleanup(top.users.close)
+        self.assertIsInstance(top.users, PostgreSQLUsers)
+        self.assertEqual(top.users.dsn, self.dsn)
+        self.assertIs(top.directory.backend, top.users)
+        self.assertEqual(top.users.lookup("demo@lab.test").scheme, "PLAIN")
+        self.assertFalse(os.path.exists(config.server.data_dir / "users"))

@@ -4,9 +4,10 @@ The user directory contracts.
 Two views of the same users:
 
   - L{IUserBackend}: where the users live (a Dovecot passwd-file, an SQLite
-    database). Synchronous and safe to call from any thread: the admin
-    command and the first start call it directly, the server only through
-    L{IUserDirectory}, which runs it in the reactor's thread pool.
+    database, a PostgreSQL server). Synchronous and safe to call from any
+    thread: the admin command and the first start call it directly, the
+    server only through L{IUserDirectory}, which runs it in the reactor's
+    thread pool.
   - L{IUserDirectory}: what the server uses (the cred checker, the SMTP
     policy, the mechanism-offer policy of every protocol). Everything that
     may touch a disk or a database returns a Deferred; only L{normalize}
@@ -14,8 +15,10 @@ Two views of the same users:
     are synchronous.
 
 A backend is chosen in the config (C{[users] backend}) among the
-L{IUserBackendPlugin}s of L{mailstack.auth.backends.BACKENDS}; a new backend
-(PostgreSQL, for a later day) is one more entry there.
+L{IUserBackendPlugin}s of L{mailstack.auth.backends}: the built-in ones and
+those other packages declare as entry points (C{mailstack.user_backends}).
+A file backend is given C{[users] path}; a database server's
+(L{IUserServerBackendPlugin}) C{[users] dsn}.
 
 Users have one of the schemes C{BLF-CRYPT} (bcrypt) or C{PLAIN}; a
 L{mailstack.auth.passwords.User} carries the stored form (the hash, or the
@@ -126,7 +129,7 @@ class IUserBackendPlugin(Interface):
     One kind of user backend, as the config names it (C{[users] backend}).
     """
 
-    name = Attribute("str: the config's name for it (C{passwd-file}, C{sqlite}).")
+    name = Attribute("str: the config's name for it (C{passwd-file}, C{sqlite}, C{postgresql}).")
 
     defaultPath = Attribute("str: the default C{[users] path}, relative to data_dir.")
 
@@ -136,4 +139,19 @@ class IUserBackendPlugin(Interface):
         created).
 
         @raise UserDirectoryUnavailable: if it cannot be opened (one line).
+        """
+
+
+class IUserServerBackendPlugin(IUserBackendPlugin):
+    """
+    A backend on a database server: where its users are is a connection
+    string (C{[users] dsn}, required) rather than a file. Its C{defaultPath}
+    is L{None}, and C{open} gets the DSN as its C{path}.
+    """
+
+    def checkDSN(dsn):
+        """
+        Check a DSN's syntax (when the config is loaded, before connecting).
+
+        @raise ValueError: one line saying what is wrong with it.
         """
