@@ -264,8 +264,8 @@ class UserImportTests(CLITestCase):
         self.assertEqual((status, out), (1, ""))
         self.assertEqual(err.splitlines(), [
             "mailstack: %s:3: empty password" % (path,),
-            "mailstack: %s:4: unknown password scheme 'MD5' (use BLF-CRYPT or PLAIN)" % (
-                path,),
+            "mailstack: %s:4: unknown password scheme 'MD5' (use BLF-CRYPT, SHA512-CRYPT, "
+            "SHA256-CRYPT, ARGON2ID or PLAIN)" % (path,),
             "mailstack: %s:5: domain elsewhere.test is not a local domain "
             "(server.domains)" % (path,),
             "mailstack: %s:7: alice@lab.test is already on line 2" % (path,),

@@ -123,15 +123,16 @@ class ParseTests(PasswdFileMixin, unittest.TestCase):
 
     def test_unknownScheme(self):
         """A user with an unknown scheme exists, is logged, and cannot log in."""
-        self.write("old@lab.test:{SHA512-CRYPT}$6$abc$def:::::\n")
+        self.write("old@lab.test:{MD5-CRYPT}$1$abc$def:::::\n")
         users = self.passwdFile()
         with capturedLogs() as events:
             user = users.lookup("old")
-        self.assertEqual(user.scheme, "SHA512-CRYPT")
+        self.assertEqual(user.scheme, "MD5-CRYPT")
         self.assertFalse(users.verifyPassword("old", "anything"))
         self.assertIsNone(users.plaintextSecret("old"))
         self.assertEqual(len(events), 1)
-        self.assertIn("SHA512-CRYPT is not supported", formatEvent(events[0]))
+        self.assertIn("MD5-CRYPT is not supported (use BLF-CRYPT, SHA512-CRYPT, "
+                      "SHA256-CRYPT, ARGON2ID or PLAIN)", formatEvent(events[0]))
         self.assertIn(self.path + ":1", formatEvent(events[0]))
 
     def test_noScheme(self):
@@ -426,7 +427,7 @@ class ChangeTests(PasswdFileMixin, unittest.TestCase):
 
     def test_setPasswordUnknownScheme(self):
         """A user with an unsupported scheme gets BLF-CRYPT on a password change."""
-        self.write("old@lab.test:{SHA512-CRYPT}$6$x$y\n")
+        self.write("old@lab.test:{MD5-CRYPT}$1$x$y\n")
         users = self.passwdFile()
         self.assertEqual(users.setPassword("old", "new"), "BLF-CRYPT")
         self.assertTrue(users.verifyPassword("old", "new"))
@@ -602,7 +603,8 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
         e = self.assertRaises(CSVImportError, users.importCSV, path)
         self.assertEqual(e.problems, [
             (1, "empty password"),
-            (3, "unknown password scheme 'MD5' (use BLF-CRYPT or PLAIN)"),
+            (3, "unknown password scheme 'MD5' (use BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, "
+                "ARGON2ID or PLAIN)"),
             (4, "password longer than 72 bytes cannot be stored with BLF-CRYPT "
                 "(use a shorter one)")])
         self.assertEqual(str(e).split("\n")[0], "%s:1: empty password" % (path,))
@@ -619,8 +621,8 @@ class ImportTests(PasswdFileMixin, unittest.TestCase):
 
     def test_badScheme(self):
         """An unknown scheme column is refused."""
-        self.assertImportFails("a,pa,MD5\n", "1: unknown password scheme 'MD5' "
-                                             "(use BLF-CRYPT or PLAIN)")
+        self.assertImportFails("a,pa,MD5\n", "1: unknown password scheme 'MD5' (use BLF-CRYPT, "
+                                             "SHA512-CRYPT, SHA256-CRYPT, ARGON2ID or PLAIN)")
 
     def test_foreignDomain(self):
         """With local domains set, a foreign address is refused."""

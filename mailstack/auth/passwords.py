@@ -1,10 +1,19 @@
 """
 What every user backend shares (the passwd-file in L{mailstack.auth.userdb},
 SQLite in L{mailstack.auth.sqlitedb}): the schemes, the login-name rule, the
-rules for new users, hashing and verifying passwords (bcrypt; a failure always
-costs one bcrypt, a {PLAIN} success none), CSV import, and the errors.
+rules for new users, hashing and verifying passwords, CSV import, and the
+errors.
+
+The schemes are Dovecot's, stored as Dovecot stores them, so users move
+between Dovecot and mailstack unchanged: C{BLF-CRYPT} (bcrypt, C{$2y$}, the
+default), C{SHA512-CRYPT} and C{SHA256-CRYPT} (SHA-crypt, C{$6$} and C{$5$}:
+L{mailstack.auth.shacrypt}), C{ARGON2ID} (C{$argon2id$v=19$m=,t=,p=$salt$hash},
+through argon2-cffi) and C{PLAIN}. A failure costs what checking the most
+common kind of stored hash costs, a {PLAIN} success nothing
+(L{PasswordBackend.verifyPassword}).
 """
 
+import collections
 import csv
 import dataclasses
 import hmac
@@ -12,17 +21,37 @@ import io
 import os
 import re
 
+import argon2.low_level
 import bcrypt
+from argon2.exceptions import (
+    HashingError, InvalidHashError, VerificationError, VerifyMismatchError)
 from twisted.logger import Logger
+
+from mailstack.auth import shacrypt
 
 log = Logger()
 
 
-SCHEMES = ("BLF-CRYPT", "PLAIN")
+SCHEMES = ("BLF-CRYPT", "SHA512-CRYPT", "SHA256-CRYPT", "ARGON2ID", "PLAIN")
 DEFAULT_SCHEME = "BLF-CRYPT"
+
+# The SHA-crypt schemes and their crypt(3) variant ($6$, $5$).
+SHA_CRYPT_VARIANTS = {"SHA512-CRYPT": "6", "SHA256-CRYPT": "5"}
 
 # bcrypt looks at no more than 72 bytes; the library refuses longer input.
 BCRYPT_MAX_PASSWORD = 72
+
+# The cost factor of a bcrypt hash ($2a$, $2b$, $2y$; bcrypt allows 4 to 31).
+_BCRYPT_COST = re.compile(r"\$2[abxy]\$(0[4-9]|[12][0-9]|3[01])\$")
+
+# What `doveadm pw -s ARGON2ID` writes (libsodium's interactive limits):
+# 3 passes over 64 MiB, one lane (libsodium makes no other), 16-byte salt,
+# 32-byte hash.
+ARGON2_TIME_COST = 3
+ARGON2_MEMORY_COST = 65536
+ARGON2_PARALLELISM = 1
+ARGON2_SALT_LENGTH = 16
+ARGON2_HASH_LENGTH = 32
 
 # Used with fullmatch: "$" would also match before a trailing newline.
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -40,7 +69,7 @@ class InvalidAddress(UserError):
 
 
 class InvalidPassword(UserError):
-    """The password cannot be stored (empty, or too long for bcrypt)."""
+    """The password cannot be stored (empty, or too long for its scheme)."""
 
 
 class InvalidScheme(UserError):
@@ -96,8 +125,9 @@ class ImportResult:
 @dataclasses.dataclass(frozen=True)
 class User:
     """
-    One user of the file. C{secret} is the bcrypt hash for BLF-CRYPT, the
-    password itself for PLAIN, the raw field for any other scheme.
+    One user of the file. C{secret} is the hash for BLF-CRYPT, SHA512-CRYPT,
+    SHA256-CRYPT and ARGON2ID (as Dovecot writes it, without the C{{SCHEME}}),
+    the password itself for PLAIN, the raw field for any other scheme.
     """
 
     address: str
@@ -148,6 +178,67 @@ def _bcryptHash(hashed):
     return hashed
 
 
+def schemeList():
+    """The schemes for a message: C{"BLF-CRYPT, ..., ARGON2ID or PLAIN"}."""
+    return "%s or %s" % (", ".join(SCHEMES[:-1]), SCHEMES[-1])
+
+
+def costKind(scheme, secret):
+    """
+    What checking a password against a stored C{{scheme}secret} costs, as a
+    key that is equal for hashes that cost the same: C{("BLF-CRYPT", cost)},
+    C{("SHA512-CRYPT", rounds)}, C{("SHA256-CRYPT", rounds)},
+    C{("ARGON2ID", time, memory, lanes)}; L{None} for PLAIN and for a secret
+    that is not a usable hash of its scheme.
+    """
+    if scheme == "BLF-CRYPT":
+        match = _BCRYPT_COST.match(secret)
+        return None if match is None else (scheme, int(match.group(1)))
+    if scheme in SHA_CRYPT_VARIANTS:
+        parsed = shacrypt.parseHash(secret)
+        if parsed is None or parsed[0] != SHA_CRYPT_VARIANTS[scheme]:
+            return None
+        return scheme, parsed[1]
+    if scheme == "ARGON2ID":
+        if not secret.isascii():
+            return None
+        try:
+            parameters = argon2.extract_parameters(secret)
+        except InvalidHashError:
+            return None
+        if parameters.type != argon2.Type.ID:
+            return None
+        return scheme, parameters.time_cost, parameters.memory_cost, parameters.parallelism
+    return None
+
+
+def mostCommonKind(kinds, fallback):
+    """
+    The most common L{costKind} among C{kinds} (L{None}s ignored; of equally
+    common ones, the first seen), or C{fallback} if there is none.
+    """
+    counts = collections.Counter(kind for kind in kinds if kind is not None)
+    return counts.most_common(1)[0][0] if counts else fallback
+
+
+def _dummySecret(kind):
+    """A stored hash of a random password that costs C{kind} to check."""
+    password = os.urandom(16).hex().encode("ascii")
+    scheme = kind[0]
+    if scheme in SHA_CRYPT_VARIANTS:
+        return shacrypt.newHash(password, SHA_CRYPT_VARIANTS[scheme], kind[1])
+    if scheme == "ARGON2ID":
+        return _argon2idHash(password, *kind[1:])
+    return bcrypt.hashpw(password, bcrypt.gensalt(kind[1])).decode("ascii")
+
+
+def _argon2idHash(password, time, memory, lanes):
+    """An Argon2id hash in the PHC string form Dovecot (libsodium) writes and reads."""
+    return argon2.low_level.hash_secret(
+        password, os.urandom(ARGON2_SALT_LENGTH), time_cost=time, memory_cost=memory,
+        parallelism=lanes, hash_len=ARGON2_HASH_LENGTH, type=argon2.Type.ID).decode("ascii")
+
+
 def normalizeLoginName(name, defaultDomain):
     """
     The canonical address for a login name (or a SASL authzid), or L{None} if
@@ -179,7 +270,11 @@ class PasswordBackend:
     What every user backend shares: login-name normalisation, the rules for
     new users (address, domain, scheme, password), hashing and verifying in
     the schemes L{SCHEMES}, and reading a class's CSV file. A subclass stores
-    the users (L{lookup}, L{dummyCost}, the changes).
+    the users (L{lookup}, L{dummyCost}, L{dummyKind}, the changes).
+
+    New SHA-crypt and Argon2id hashes are made as doveadm makes them
+    (L{shaCryptRounds}, L{argon2TimeCost}, L{argon2MemoryCost}: class
+    attributes, which tests lower).
 
     @param defaultDomain: domain given to a bare local part at login, or L{None}.
     @param bcryptRounds: bcrypt cost for new BLF-CRYPT hashes.
@@ -188,6 +283,9 @@ class PasswordBackend:
     """
 
     path = ""
+    shaCryptRounds = shacrypt.ROUNDS_DEFAULT
+    argon2TimeCost = ARGON2_TIME_COST
+    argon2MemoryCost = ARGON2_MEMORY_COST
 
     def __init__(self, defaultDomain=None, bcryptRounds=10, domains=None):
         self.defaultDomain = defaultDomain.lower() if defaultDomain else None
@@ -197,19 +295,44 @@ class PasswordBackend:
 
     def dummyCost(self):
         """
-        The bcrypt cost a failed check spends: L{bcryptRounds} here; a
-        subclass gives its stored hashes' most common cost.
+        The most common cost of the stored bcrypt hashes: L{bcryptRounds}
+        here; a subclass gives its stored hashes' most common cost.
         """
         return self.bcryptRounds
 
+    def dummyKind(self):
+        """
+        The L{costKind} a failed check spends: the most common kind of stored
+        hash, so a failure costs what a wrong password of most users costs.
+        Here bcrypt at L{dummyCost}; a subclass that can tell counts every
+        scheme's hashes.
+        """
+        return ("BLF-CRYPT", self.dummyCost())
+
     def hashSecret(self, scheme, password):
         """
-        The stored form of C{password} in C{scheme}: a bcrypt hash in
-        Dovecot's C{$2y$} form for BLF-CRYPT, the password (str) for PLAIN.
+        The stored form of C{password} in C{scheme}, as doveadm writes it: a
+        bcrypt hash in Dovecot's C{$2y$} form for BLF-CRYPT, C{$6$salt$hash}
+        and C{$5$salt$hash} for SHA512-CRYPT and SHA256-CRYPT (C{rounds=} only
+        if L{shaCryptRounds} is not 5000),
+        C{$argon2id$v=19$m=65536,t=3,p=1$salt$hash} for ARGON2ID, the
+        password (str) for PLAIN.
+
+        @raise InvalidScheme: for any other scheme.
         """
         if scheme == "PLAIN":
             return _passwordText(password)
-        hashed = bcrypt.hashpw(_passwordBytes(password), bcrypt.gensalt(self.bcryptRounds))
+        password = _passwordBytes(password)
+        if scheme in SHA_CRYPT_VARIANTS:
+            rounds = self.shaCryptRounds
+            return shacrypt.newHash(password, SHA_CRYPT_VARIANTS[scheme],
+                                    None if rounds == shacrypt.ROUNDS_DEFAULT else rounds)
+        if scheme == "ARGON2ID":
+            return _argon2idHash(password, self.argon2TimeCost, self.argon2MemoryCost,
+                                 ARGON2_PARALLELISM)
+        if scheme != "BLF-CRYPT":
+            raise InvalidScheme("cannot make a %s hash (use %s)" % (scheme, schemeList()))
+        hashed = bcrypt.hashpw(password, bcrypt.gensalt(self.bcryptRounds))
         # $2y$ is what doveadm writes and what every Dovecot build understands.
         return "$2y$" + hashed.decode("ascii")[4:]
 
@@ -236,54 +359,97 @@ class PasswordBackend:
     def verifyPassword(self, name, password):
         """
         Check a password (str or bytes). A success costs what its scheme
-        costs: one bcrypt for BLF-CRYPT, a constant-time comparison for PLAIN.
-        Every failure (wrong password of any scheme, unknown user, unusable
-        scheme) costs exactly one bcrypt at the cost factor of the file's
-        BLF-CRYPT hashes, so timing does not tell which users exist or how
-        they are stored. Safe to call from a thread (and meant to be).
+        costs: its hash for BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT and
+        ARGON2ID, a constant-time comparison for PLAIN. A wrong password of a
+        hashed user costs that user's hash; every other failure (a wrong PLAIN
+        password, an unknown user, an unusable scheme or malformed hash, a
+        password too long to check) costs one check of a hash of the most
+        common kind stored (L{dummyKind}), so timing does not tell which users
+        exist or how they are stored. Safe to call from a thread (and meant
+        to be).
 
         @return: C{True} if C{name} is a user whose password this is.
         """
         password = _passwordBytes(password)
         user = self.lookup(name)
-        if user is not None and user.scheme == "BLF-CRYPT":
-            return self.checkBcrypt(password, _bcryptHash(user.secret))
-        if user is not None and user.scheme == "PLAIN":
-            if hmac.compare_digest(encodeText(user.secret), password):
-                return True
-        self.checkBcrypt(password, self._dummy())
+        if user is not None:
+            if user.scheme == "PLAIN":
+                if hmac.compare_digest(encodeText(user.secret), password):
+                    return True
+            else:
+                verdict = self.checkHash(user.scheme, user.secret, password)
+                if verdict is not None:
+                    return verdict
+        self.checkHash(*self._dummy(), password)
         return False
 
+    def checkHash(self, scheme, secret, password):
+        """
+        Check C{password} (bytes) against a stored hash of C{scheme}.
+
+        @return: C{True} or C{False}; L{None} if it cannot be checked: the
+            scheme is not a hashing scheme we know, the hash is malformed
+            (logged), or the password is too long for SHA-crypt (libxcrypt,
+            hence Dovecot, refuses 512 bytes or more; it would also be work
+            for nothing).
+        """
+        if scheme == "BLF-CRYPT":
+            return self.checkBcrypt(password, _bcryptHash(secret))
+        if scheme in SHA_CRYPT_VARIANTS:
+            if costKind(scheme, secret) is None:
+                log.warn("unusable {scheme} hash in {path}", scheme=scheme, path=self.path)
+                return None
+            if len(password) >= shacrypt.MAX_PASSWORD:
+                return None
+            return shacrypt.verify(password, secret)
+        if scheme == "ARGON2ID":
+            try:
+                return argon2.low_level.verify_secret(
+                    secret.encode("ascii"), password, argon2.Type.ID)
+            except VerifyMismatchError:
+                return False
+            except (VerificationError, InvalidHashError, UnicodeEncodeError):
+                log.warn("unusable {scheme} hash in {path}", scheme=scheme, path=self.path)
+                return None
+        return None
+
     def checkBcrypt(self, password, hashed):
+        """
+        @return: C{True} or C{False}, L{None} for a malformed hash (logged).
+        """
         # Other bcrypt implementations (Dovecot's among them) silently use the
         # first 72 bytes; do the same so their hashes keep working.
         try:
             return bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed)
         except ValueError:
             log.warn("unusable bcrypt hash in {path}", path=self.path)
-            return False
+            return None
 
     def _dummy(self):
         """
-        A bcrypt hash of a random password at L{dummyCost} (the cost of most
-        stored BLF-CRYPT hashes), for failures to spend the time a wrong
-        BLF-CRYPT password does.
+        C{(scheme, secret)}: a hash of a random password of L{dummyKind} (the
+        kind most stored hashes are), for failures to spend the time a wrong
+        password of most users does. Made once per kind.
         """
-        cost = self.dummyCost()
-        hashed = self._dummyHashes.get(cost)
-        if hashed is None:
-            hashed = bcrypt.hashpw(os.urandom(16).hex().encode("ascii"), bcrypt.gensalt(cost))
-            self._dummyHashes[cost] = hashed
-        return hashed
+        kind = self.dummyKind()
+        dummy = self._dummyHashes.get(kind)
+        if dummy is None:
+            try:
+                dummy = (kind[0], _dummySecret(kind))
+            except HashingError:
+                # Parameters Argon2 can read but not use (less memory than
+                # lanes need): such hashes cannot verify; spend a bcrypt.
+                fallback = ("BLF-CRYPT", self.bcryptRounds)
+                dummy = (fallback[0], _dummySecret(fallback))
+            self._dummyHashes[kind] = dummy
+        return dummy
 
     def matchesSecret(self, scheme, secret, password):
         """C{True} if C{password} is what a stored C{{scheme}secret} holds."""
         password = _passwordBytes(password)
         if scheme == "PLAIN":
             return hmac.compare_digest(encodeText(secret), password)
-        if scheme == "BLF-CRYPT":
-            return self.checkBcrypt(password, _bcryptHash(secret))
-        return False
+        return bool(self.checkHash(scheme, secret, password))
 
     @staticmethod
     def newScheme(scheme, current):
@@ -435,7 +601,7 @@ class PasswordBackend:
         upper = (scheme or "").upper()
         if upper not in SCHEMES:
             raise InvalidScheme("unknown password scheme %r (use %s)" % (
-                scheme, " or ".join(SCHEMES)))
+                scheme, schemeList()))
         return upper
 
     @staticmethod
@@ -445,3 +611,7 @@ class PasswordBackend:
         if scheme == "BLF-CRYPT" and len(_passwordBytes(password)) > BCRYPT_MAX_PASSWORD:
             raise InvalidPassword("password longer than %d bytes cannot be stored with "
                                   "BLF-CRYPT (use a shorter one)" % (BCRYPT_MAX_PASSWORD,))
+        if (scheme in SHA_CRYPT_VARIANTS
+                and len(_passwordBytes(password)) >= shacrypt.MAX_PASSWORD):
+            raise InvalidPassword("password longer than %d bytes cannot be stored with "
+                                  "%s (use a shorter one)" % (shacrypt.MAX_PASSWORD - 1, scheme))

@@ -1,7 +1,8 @@
 """
 Users in an SQLite database (C{[users] backend = "sqlite"}): one file, one
 table, the same schemes and stored forms as the passwd-file (C{BLF-CRYPT}
-bcrypt hashes in Dovecot's C{$2y$} form, C{PLAIN} passwords), so users move
+bcrypt hashes in Dovecot's C{$2y$} form, C{SHA512-CRYPT}, C{SHA256-CRYPT} and
+C{ARGON2ID} hashes as Dovecot writes them, C{PLAIN} passwords), so users move
 between the two unchanged (C{mailstack user migrate}).
 
 The schema is created on first use. Each thread gets its own connection (an
@@ -21,7 +22,7 @@ from zope.interface import implementer, provider
 
 from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
 from mailstack.auth.passwords import (
-    DEFAULT_SCHEME, NoSuchUser, PasswordBackend, User, UserExists)
+    DEFAULT_SCHEME, NoSuchUser, PasswordBackend, User, UserExists, costKind)
 from mailstack.storage.files import makeDirectories
 
 SCHEMA = """
@@ -30,6 +31,21 @@ CREATE TABLE IF NOT EXISTS users (
     scheme TEXT NOT NULL,
     secret TEXT NOT NULL
 )
+"""
+
+
+# One hash of the most common kind: grouped by scheme and what precedes the
+# salt (bcrypt's cost, "$6$rounds=N$" or "$6$", "$argon2id$v=19$m=,t=,p=$").
+_COMMONEST_HASH = """
+SELECT scheme, min(secret) FROM users
+WHERE scheme IN ('BLF-CRYPT', 'SHA512-CRYPT', 'SHA256-CRYPT', 'ARGON2ID')
+GROUP BY scheme, CASE
+    WHEN scheme = 'BLF-CRYPT' THEN substr(secret, 5, 3)
+    WHEN scheme = 'ARGON2ID' THEN substr(secret, 1, instr(substr(secret, 16), '$') + 15)
+    WHEN secret GLOB '$[56]$rounds=*' THEN substr(secret, 1, instr(substr(secret, 4), '$') + 3)
+    ELSE substr(secret, 1, 3) END
+ORDER BY count(*) DESC, scheme, min(secret)
+LIMIT 1
 """
 
 
@@ -155,6 +171,17 @@ class SQLiteUsers(PasswordBackend):
         if rows and 4 <= int(rows[0][0]) <= 31:
             return int(rows[0][0])
         return self.bcryptRounds
+
+    def dummyKind(self):
+        """
+        The most common kind of the stored hashes, of every scheme: hashes are
+        grouped by what precedes their salt (bcrypt's cost, SHA-crypt's
+        C{rounds=}, Argon2's parameters) and one of the largest group is read
+        for its L{costKind}; bcrypt at L{dummyCost} if none is usable.
+        """
+        rows = self._query(_COMMONEST_HASH)
+        kind = costKind(*rows[0]) if rows else None
+        return kind or ("BLF-CRYPT", self.dummyCost())
 
     # Writing
 

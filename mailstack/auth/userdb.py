@@ -3,10 +3,10 @@ Users in a Dovecot passwd-file: C{address:{SCHEME}secret:::::} lines.
 
 Dovecot reads the same file (so C{doveadm pw} output can be pasted in, and our
 file can serve a Dovecot next to us). Schemes understood: C{BLF-CRYPT} (bcrypt,
-the default) and C{PLAIN} (needed by APOP and CRAM-MD5, which are offered
-unasked only when every user is PLAIN: L{PasswdFile.allPlaintextSecrets}). A line with any other
-scheme is logged; that user still exists (mail is accepted for it) but cannot log
-in here.
+the default), C{SHA512-CRYPT}, C{SHA256-CRYPT}, C{ARGON2ID} and C{PLAIN} (needed
+by APOP and CRAM-MD5, which are offered unasked only when every user is PLAIN:
+L{PasswdFile.allPlaintextSecrets}). A line with any other scheme is logged;
+that user still exists (mail is accepted for it) but cannot log in here.
 
 The file is the only truth. Every lookup does one C{os.stat} and reloads when the
 file changed, so a running server sees the admin command's changes at once.
@@ -23,7 +23,6 @@ its config entry.
 
 import base64
 import binascii
-import collections
 import fcntl
 import os
 import re
@@ -34,8 +33,8 @@ from zope.interface import implementer, provider
 
 from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
 from mailstack.auth.passwords import (
-    DEFAULT_SCHEME, SCHEMES, NoSuchUser, PasswordBackend, User, UserExists, encodeText,
-    isValidAddress)
+    DEFAULT_SCHEME, SCHEMES, NoSuchUser, PasswordBackend, User, UserExists, costKind,
+    encodeText, isValidAddress, mostCommonKind, schemeList)
 from mailstack.storage.files import atomicWrite, makeDirectories
 
 log = Logger()
@@ -43,8 +42,6 @@ log = Logger()
 # Secrets stored PLAIN that could not survive in a ':'-separated line are
 # base64-encoded with Dovecot's encoding suffix: {PLAIN.B64}.
 _UNSAFE_PLAIN = re.compile(r"[:\x00-\x1f\x7f]")
-# The cost factor of a bcrypt hash ($2a$, $2b$, $2y$; bcrypt allows 4 to 31).
-_BCRYPT_COST = re.compile(r"\$2[abxy]\$(0[4-9]|[12][0-9]|3[01])\$")
 
 
 def _parsePasswordField(field):
@@ -121,6 +118,7 @@ class PasswdFile(PasswordBackend):
         self._users = {}
         self._allPlaintext = False  # derived from _users at each (re)load
         self._dummyCost = bcryptRounds  # likewise
+        self._dummyKind = ("BLF-CRYPT", bcryptRounds)  # likewise
 
     # Reading
 
@@ -159,6 +157,15 @@ class PasswdFile(PasswordBackend):
             self._load()
             return self._dummyCost
 
+    def dummyKind(self):
+        """
+        The most common kind of the file's hashes, of every scheme (bcrypt at
+        L{bcryptRounds} if none).
+        """
+        with self._lock:
+            self._load()
+            return self._dummyKind
+
     def _current(self):
         """
         The users as of the file now, reloading if its identity or size or
@@ -170,14 +177,15 @@ class PasswdFile(PasswordBackend):
 
     def _load(self):
         """
-        Bring C{_users}, C{_allPlaintext} and C{_dummyCost} up to date (call
-        with C{_lock} held).
+        Bring C{_users}, C{_allPlaintext}, C{_dummyCost} and C{_dummyKind} up
+        to date (call with C{_lock} held).
         """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._stamp, self._users, self._allPlaintext = None, {}, False
             self._dummyCost = self.bcryptRounds
+            self._dummyKind = ("BLF-CRYPT", self.bcryptRounds)
             return
         if _stamp(st) != self._stamp:
             with open(self.path, "rb") as f:
@@ -187,11 +195,11 @@ class PasswdFile(PasswordBackend):
             self._users = self._parse(text)
             self._allPlaintext = bool(self._users) and all(
                 user.scheme == "PLAIN" for user in self._users.values())
-            costs = collections.Counter(
-                int(match.group(1)) for match in (
-                    _BCRYPT_COST.match(user.secret) for user in self._users.values()
-                    if user.scheme == "BLF-CRYPT") if match)
-            self._dummyCost = costs.most_common(1)[0][0] if costs else self.bcryptRounds
+            kinds = [costKind(user.scheme, user.secret) for user in self._users.values()]
+            fallback = ("BLF-CRYPT", self.bcryptRounds)
+            self._dummyCost = mostCommonKind(
+                (kind for kind in kinds if kind and kind[0] == "BLF-CRYPT"), fallback)[1]
+            self._dummyKind = mostCommonKind(kinds, fallback)
             self._stamp = stamp
 
     def _parse(self, text):
@@ -215,8 +223,8 @@ class PasswdFile(PasswordBackend):
             scheme, secret = _parsePasswordField(fields[1] if len(fields) > 1 else "")
             if scheme not in SCHEMES:
                 log.warn("{where}: {address} cannot log in: password scheme {scheme} "
-                         "is not supported (use BLF-CRYPT or PLAIN)",
-                         where=where, address=address, scheme=scheme or "(none)")
+                         "is not supported (use {schemes})", where=where, address=address,
+                         scheme=scheme or "(none)", schemes=schemeList())
             users[address] = User(address, scheme, secret)
         return users
 
