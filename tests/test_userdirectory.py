@@ -26,10 +26,12 @@ from mailstack.auth.directory import UserDirectory
 from mailstack.auth.interfaces import (
     IUserBackend, IUserBackendPlugin, IUserDirectory, IUserServerBackendPlugin,
     UserDirectoryUnavailable)
+from mailstack.auth import shacrypt
 from mailstack.auth.pgdb import PostgreSQLBackend, PostgreSQLUsers
 from mailstack.auth.sqlitedb import SQLiteBackend, SQLiteUsers
 from mailstack.auth.passwords import (
-    CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser, User, UserExists)
+    SCHEMES, CSVImportError, InvalidAddress, InvalidPassword, InvalidScheme, NoSuchUser, User,
+    UserExists)
 from mailstack.auth.userdb import PasswdFile, PasswdFileBackend
 from tests import postgres
 from tests.postgres import PostgreSQLMixin
@@ -485,6 +487,30 @@ class PostgreSQLContractTests(PostgreSQLMixin, UserBackendContract, unittest.Tes
     def test_dummyCost(self):
         """The dummy cost is the most common stored cost, else bcryptRounds."""
         assertDummyCost(self, self.users)
+
+    def test_dummyKind(self):
+        """A failure costs a check of the most common kind of stored hash, of any scheme
+        (SHA512-CRYPT at the commonest rounds here), as in SQLite."""
+        self.assertEqual(self.users.dummyKind(), ("BLF-CRYPT", 4))
+        for rounds, count in ((1000, 2), (2000, 3)):
+            for n in range(count):
+                self.users.addStoredUser(User("sha%d-%d@lab.test" % (rounds, n), "SHA512-CRYPT",
+                                              shacrypt.newHash(b"pw", "6", rounds)))
+        hashed = "$2y$" + bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()[4:]
+        self.users.addStoredUser(User("b@lab.test", "BLF-CRYPT", hashed))
+        self.users.addStoredUser(User("p@lab.test", "PLAIN", "$6$rounds=3000$x"))
+        self.assertEqual(self.users.dummyKind(), ("SHA512-CRYPT", 2000))
+        self.assertFalse(self.users.verifyPassword("nobody", "pw"))
+
+    def test_eachScheme(self):
+        """A user added with each scheme is stored in it and logs in with that password only."""
+        self.users.argon2MemoryCost = 1024
+        for scheme in SCHEMES:
+            name = scheme.lower() + "@lab.test"
+            self.users.addUser(name, "pw of " + scheme, scheme=scheme.lower())
+            self.assertEqual(self.users.lookup(name).scheme, scheme)
+            self.assertTrue(self.users.verifyPassword(name, "pw of " + scheme), scheme)
+            self.assertFalse(self.users.verifyPassword(name, "pw of"), scheme)
 
 
 @provider(IUserBackendPlugin)

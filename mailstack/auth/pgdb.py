@@ -1,8 +1,9 @@
 """
 Users in PostgreSQL (C{[users] backend = "postgresql"}, C{dsn}): one table,
 C{mailstack_users}, with the same schemes and stored forms as the passwd-file
-and SQLite (C{BLF-CRYPT} bcrypt hashes in Dovecot's C{$2y$} form, C{PLAIN}
-passwords), so users move between them unchanged (C{mailstack user
+and SQLite (C{BLF-CRYPT} bcrypt hashes in Dovecot's C{$2y$} form,
+C{SHA512-CRYPT}, C{SHA256-CRYPT} and C{ARGON2ID} hashes as Dovecot writes
+them, C{PLAIN} passwords), so users move between them unchanged (C{mailstack user
 migrate}), and several hosts can share one directory.
 
 The table is created on first use if missing (a role that may only read and
@@ -32,7 +33,7 @@ from zope.interface import implementer, provider
 from mailstack.auth.interfaces import (
     IUserBackend, IUserServerBackendPlugin, UserDirectoryUnavailable)
 from mailstack.auth.passwords import (
-    DEFAULT_SCHEME, InvalidPassword, NoSuchUser, PasswordBackend, User, UserExists)
+    DEFAULT_SCHEME, InvalidPassword, NoSuchUser, PasswordBackend, User, UserExists, costKind)
 
 TABLE = "mailstack_users"
 
@@ -42,6 +43,21 @@ CREATE TABLE IF NOT EXISTS mailstack_users (
     scheme text NOT NULL,
     secret text NOT NULL
 )
+"""
+
+# One hash of the most common kind, as SQLite's _COMMONEST_HASH: grouped by
+# scheme and what precedes the salt (bcrypt's cost, "$6$rounds=N$" or "$6$",
+# "$argon2id$v=19$m=,t=,p=$"); ties broken by byte order, as SQLite does.
+_COMMONEST_HASH = r"""
+SELECT scheme, min(secret COLLATE "C") FROM mailstack_users
+WHERE scheme IN ('BLF-CRYPT', 'SHA512-CRYPT', 'SHA256-CRYPT', 'ARGON2ID')
+GROUP BY scheme, CASE
+    WHEN scheme = 'BLF-CRYPT' THEN substr(secret, 5, 3)
+    WHEN scheme = 'ARGON2ID' THEN substr(secret, 1, strpos(substr(secret, 16), '$') + 15)
+    WHEN secret ~ '^\$[56]\$rounds=' THEN substr(secret, 1, strpos(substr(secret, 4), '$') + 3)
+    ELSE substr(secret, 1, 3) END
+ORDER BY count(*) DESC, scheme COLLATE "C", min(secret COLLATE "C")
+LIMIT 1
 """
 
 # Seconds to wait for a connection when the DSN (or PGCONNECT_TIMEOUT) sets
@@ -273,6 +289,16 @@ class PostgreSQLUsers(PasswordBackend):
         if rows and 4 <= int(rows[0][0]) <= 31:
             return int(rows[0][0])
         return self.bcryptRounds
+
+    def dummyKind(self):
+        """
+        The most common kind of the stored hashes, of every scheme (grouped
+        by what precedes their salt; one of the largest group is read for its
+        L{costKind}); bcrypt at L{dummyCost} if none is usable.
+        """
+        rows = self._query(_COMMONEST_HASH)
+        kind = costKind(*rows[0]) if rows else None
+        return kind or ("BLF-CRYPT", self.dummyCost())
 
     # Writing
 
