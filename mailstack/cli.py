@@ -118,7 +118,7 @@ def buildParser(stdout, stderr):
         userCommands, "import", help="add a class of users from a CSV file",
         description="Add the users of a CSV file with rows address,password[,scheme] "
                     "(an optional header row 'address,password[,scheme]'; scheme is "
-                    "BLF-CRYPT, the default for new users, or PLAIN). The whole file is "
+                    "one of --scheme's, BLF-CRYPT by default for new users). The whole file is "
                     "checked first: if any line is bad, every bad line is reported and "
                     "nothing is imported. Users that already exist are skipped and keep "
                     "their password, so the same class file can be run again after adding "

@@ -3,14 +3,15 @@ twisted.cred checkers over the user directory, and APOP credentials.
 
 Plain passwords (USER/PASS, LOGIN, AUTH PLAIN) are checked by the
 L{mailstack.auth.interfaces.IUserDirectory}, in the reactor's thread pool, so
-a slow bcrypt or database never stalls other sessions. A success costs what
-its scheme costs (one bcrypt for BLF-CRYPT, a constant-time comparison for
-{PLAIN}, so a {PLAIN} login is as fast as Dovecot's); every failure costs
-exactly one bcrypt at the cost factor of the file's BLF-CRYPT hashes
-(L{mailstack.auth.interfaces.IUserBackend.verifyPassword}), so timing does not tell an unknown user from a
-wrong password. Mechanisms that prove knowledge of the secret without sending it
-(CRAM-MD5, APOP) need the secret itself, so they work only for users stored
-{PLAIN}. Every failure, whatever its cause, is the same L{UnauthorizedLogin}: a
+a slow hash or database never stalls other sessions. A success costs what
+its scheme costs (its hash for BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT and
+ARGON2ID, a constant-time comparison for {PLAIN}, so a {PLAIN} login is as
+fast as Dovecot's); a failure costs one check of the user's own hash or (an
+unknown user, a wrong {PLAIN} password) of a hash of the most common kind
+stored (L{mailstack.auth.passwords.PasswordBackend.verifyPassword}), so
+timing does not tell an unknown user from a wrong password. Mechanisms that
+prove knowledge of the secret without sending it (CRAM-MD5, APOP) need the
+secret itself, so they work only for users stored {PLAIN}. Every failure, whatever its cause, is the same L{UnauthorizedLogin}: a
 client learns nothing about which users exist or how they are stored. A
 directory that cannot answer (L{UserDirectoryUnavailable}) is not a failed
 login: that error goes on up, and the protocols answer it as temporary.

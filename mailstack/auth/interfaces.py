@@ -20,7 +20,8 @@ those other packages declare as entry points (C{mailstack.user_backends}).
 A file backend is given C{[users] path}; a database server's
 (L{IUserServerBackendPlugin}) C{[users] dsn}.
 
-Users have one of the schemes C{BLF-CRYPT} (bcrypt) or C{PLAIN}; a
+Users have one of the schemes of L{mailstack.auth.passwords.SCHEMES}
+(C{BLF-CRYPT}, C{SHA512-CRYPT}, C{SHA256-CRYPT}, C{ARGON2ID}, C{PLAIN}); a
 L{mailstack.auth.passwords.User} carries the stored form (the hash, or the
 password for PLAIN), which is what moves between backends unchanged.
 """
@@ -65,7 +66,8 @@ class IUserBackend(Interface):
     def verifyPassword(name, password):
         """
         C{True} if C{password} (str or bytes) is the user's. A failure costs one
-        bcrypt whatever its cause, so timing does not tell which users exist.
+        check of a hash whatever its cause (the user's own, else one of the
+        most common kind stored), so timing does not tell which users exist.
         """
 
     def plaintextSecret(name):
