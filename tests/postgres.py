@@ -28,8 +28,14 @@ import psycopg
 
 DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin"
 
-# Nobody's account and group: what the server runs as when the tests run as root.
-UNPRIVILEGED_USER = "nobody"
+# What the server runs as when the tests run as root: the first that exists
+# (Debian has both; the postgresql package makes "postgres").
+UNPRIVILEGED_USERS = ("nobody", "postgres")
+
+# The temporary directories go here if it exists, not under $TMPDIR: a unix
+# socket path must be short (107 bytes), and an unprivileged server must be
+# able to reach it (TMPDIR may be below root's private home).
+TEMPORARY = "/tmp"
 
 START_TIMEOUT = 60
 STOP_TIMEOUT = 30
@@ -61,6 +67,10 @@ def missing():
     return None
 
 
+def _temporary():
+    return TEMPORARY if os.path.isdir(TEMPORARY) else None
+
+
 class PrivatePostgreSQL:
     """
     One PostgreSQL server in a temporary directory of its own.
@@ -74,7 +84,7 @@ class PrivatePostgreSQL:
         self.bin = bin or binDirectory()
         if self.bin is None:
             raise RuntimeError(missing())
-        self.top = tempfile.mkdtemp(prefix="mailstack-pg-")
+        self.top = tempfile.mkdtemp(prefix="mailstack-pg-", dir=_temporary())
         self.data = os.path.join(self.top, "data")
         self.socketDirectory = self.top
         self.logPath = os.path.join(self.top, "postgres.log")
@@ -90,7 +100,13 @@ class PrivatePostgreSQL:
         """The account to run as: L{None} (this one) unless root."""
         if os.geteuid() != 0:
             return None
-        return pwd.getpwnam(UNPRIVILEGED_USER)
+        for name in UNPRIVILEGED_USERS:
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                pass
+        raise RuntimeError("running as root, and none of the accounts %s exists to run "
+                           "PostgreSQL as (initdb refuses root)" % (", ".join(UNPRIVILEGED_USERS),))
 
     def _run(self, argv, **kwargs):
         options = dict(cwd=self.top, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -183,7 +199,7 @@ def nowhere(testCase):
     @return: a directory where no server listens (a DSN's C{host} that cannot
         be reached), short enough for a socket path; removed after the test.
     """
-    directory = tempfile.mkdtemp(prefix="mailstack-nopg-")
+    directory = tempfile.mkdtemp(prefix="mailstack-nopg-", dir=_temporary())
     testCase.addCleanup(shutil.rmtree, directory, True)
     return directory
 
