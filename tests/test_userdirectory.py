@@ -361,6 +361,19 @@ class PostgreSQLContractTests(PostgreSQLMixin, UserBackendContract, unittest.Tes
         self.assertIsNone(self.plugin.defaultPath)
         self.assertEqual(locationKey(self.plugin), "dsn")
 
+    def test_connectOptions(self):
+        """Connections give up after 5 s and are named mailstack in pg_stat_activity,
+        unless the DSN says otherwise."""
+        self.assertEqual(self.users.connectOptions,
+                         {"connect_timeout": 5, "application_name": "mailstack"})
+        self.users.lookup("alice")
+        names = self.connect().execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchall()
+        self.assertEqual(names, [("mailstack",)])
+        own = PostgreSQLUsers(self.dsn + " connect_timeout=2 application_name=mx")
+        self.assertEqual(own.connectOptions, {})
+
     def test_schemaOnOpen(self):
         """Opening creates the mailstack_users table; opening again keeps its users."""
         columns = self.connect().execute(

@@ -108,6 +108,9 @@ class PostgreSQLUsers(PasswordBackend):
         L{UserDirectoryUnavailable}, rather than holding a login (and a
         thread) for as long as the lock lasts; set on each new connection.
     @ivar path: the DSN without its password (L{describeDSN}), for messages.
+    @ivar connectOptions: what each connection adds to the DSN: a
+        C{connect_timeout} of L{CONNECT_TIMEOUT} and C{application_name}
+        C{mailstack}, each unless the DSN (or the environment) sets it.
     """
 
     # Every answer is a query: the directory keeps allPlaintextSecrets' answer.
@@ -120,11 +123,11 @@ class PostgreSQLUsers(PasswordBackend):
         self.path = describeDSN(dsn)
         self.lockTimeout = lockTimeout
         params = parseDSN(dsn)
-        self._connectOptions = {}
+        self.connectOptions = {}
         if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
-            self._connectOptions["connect_timeout"] = CONNECT_TIMEOUT
+            self.connectOptions["connect_timeout"] = CONNECT_TIMEOUT
         if "application_name" not in params and "PGAPPNAME" not in os.environ:
-            self._connectOptions["application_name"] = "mailstack"
+            self.connectOptions["application_name"] = "mailstack"
         self._idle = []
         # Bumped by close(): connections opened before are closed when given back.
         self._generation = 0
@@ -155,7 +158,7 @@ class PostgreSQLUsers(PasswordBackend):
 
     def _connect(self):
         try:
-            connection = psycopg.connect(self.dsn, autocommit=True, **self._connectOptions)
+            connection = psycopg.connect(self.dsn, autocommit=True, **self.connectOptions)
         except psycopg.Error as e:
             raise self._unavailable(e)
         try:
