@@ -78,8 +78,8 @@ DOVEADM_HASHES = [
     "R7YXtRa6CHvSFt6SIQ",
 ]
 # doveadm pw -s SHA512-CRYPT -p 'pässwörd': UTF-8 bytes are hashed.
-DOVEADM_UTF8 = ("pässwörd", "$6$K64V7ElWewbDdBxo$Sl2Xg4sTvbyzkcqPlz33JBG.VgCAWhA0lD.srxWPiiT3kjZ1s"
-                "tKOtbAHx/i4LcMcX.th.1ESqkHf82427/kBW.")
+DOVEADM_UTF8 = ("pässwörd", "$6$K64V7ElWewbDdBxo$Sl2Xg4sTvbyzkcqPlz33JBG.VgCAWhA0lD.srxWPiiT3k"
+                "jZ1stKOtbAHx/i4LcMcX.th.1ESqkHf82427/kBW.")
 # `openssl passwd -6 'openssl secret'` and `openssl passwd -5 -salt abcdefgh ...`.
 OPENSSL_PASSWORD = "openssl secret"
 OPENSSL_HASHES = [
@@ -195,7 +195,7 @@ class DovecotHashTests(unittest.TestCase):
         self.users = PasswdFile(self.mktemp(), "lab.test", 4)
 
     def test_doveadmHashes(self):
-        """Each stored doveadm hash (SHA512-CRYPT, with rounds, SHA256-CRYPT, ARGON2ID) verifies."""
+        """Stored doveadm hashes (SHA512-CRYPT, with rounds, SHA256-CRYPT, ARGON2ID) verify."""
         for field in DOVEADM_HASHES:
             scheme, secret = splitField(field)
             self.assertTrue(self.users.matchesSecret(scheme, secret, DOVEADM_PASSWORD), field)
@@ -224,7 +224,7 @@ class DovecotHashTests(unittest.TestCase):
             self.assertFalse(self.users.matchesSecret(scheme, splitField(field)[1], "now"), field)
 
     def test_doveadmAcceptsOurs(self):
-        """`doveadm pw -t` accepts the hashes we make for each scheme, and refuses a wrong password."""
+        """`doveadm pw -t` accepts the hashes we make, and refuses them a wrong password."""
         program = self.doveadm()
         for scheme in ("SHA512-CRYPT", "SHA256-CRYPT", "ARGON2ID"):
             field = "{%s}%s" % (scheme, self.users.hashSecret(scheme, "our secret"))
@@ -232,7 +232,7 @@ class DovecotHashTests(unittest.TestCase):
             self.assertNotEqual(run(program, "pw", "-t", field, "-p", "our Secret")[0], 0, field)
 
     def test_argon2Form(self):
-        """A new ARGON2ID hash has doveadm's parameters: m=65536, t=3, p=1, 16-byte salt, 32-byte hash."""
+        """A new ARGON2ID hash has doveadm's parameters: m=65536, t=3, p=1, 16+32 bytes."""
         hashed = self.users.hashSecret("ARGON2ID", "pw")
         self.assertRegex(hashed, r"^\$argon2id\$v=19\$m=65536,t=3,p=1\$[A-Za-z0-9+/]{22}"
                                  r"\$[A-Za-z0-9+/]{43}$")
@@ -300,7 +300,7 @@ class PasswdFileSchemeTests(unittest.TestCase):
             self.assertFalse(self.users.verifyPassword(name, DOVEADM_PASSWORD), name)
 
     def test_badHashesRefused(self):
-        """Malformed SHA-crypt and Argon2id hashes, and a hash of the wrong scheme, fail the login."""
+        """Malformed SHA-crypt and Argon2id hashes, or one of another scheme, fail the login."""
         sha = splitField(DOVEADM_HASHES[0])[1]
         argon = splitField(DOVEADM_HASHES[3])[1]
         bad = [("SHA512-CRYPT", sha[:-2]), ("SHA512-CRYPT", sha.replace("$6$", "$5$")),
@@ -364,7 +364,7 @@ class FailureCostTests(unittest.TestCase):
         return list(self.spent)
 
     def test_shaCryptFile(self):
-        """In a file of SHA512-CRYPT users, every kind of failure costs one SHA-512 crypt at their rounds."""
+        """With mostly SHA512-CRYPT users, any failure costs one SHA-512 crypt at their rounds."""
         users = self.write(self.shaUsers(2, 1000) + self.shaUsers(3, 2000)
                            + [("plain@lab.test", "PLAIN", "secret"),
                               ("bad@lab.test", "SHA512-CRYPT", "$6$garbage"),
@@ -430,6 +430,23 @@ class NewUserTests(unittest.TestCase):
                 self.assertTrue(users.verifyPassword(name, "pw of " + scheme), (users, scheme))
                 self.assertFalse(users.verifyPassword(name, "pw of"), (users, scheme))
 
+    def test_importEachScheme(self):
+        """A CSV import stores each scheme's rows in it; run again, it finds them unchanged."""
+        users = self.backends()[0]
+        users.argon2MemoryCost = 1024
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("address,password,scheme\n" + "".join(
+                "%s,pw-%s,%s\n" % (scheme.lower(), scheme, scheme)
+                for scheme in passwords.SCHEMES))
+        names = ["%s@lab.test" % (scheme.lower(),) for scheme in passwords.SCHEMES]
+        self.assertEqual(users.importCSV(path).added, names)
+        for scheme in passwords.SCHEMES:
+            self.assertEqual(users.lookup(scheme.lower()).scheme, scheme)
+            self.assertTrue(users.verifyPassword(scheme.lower(), "pw-" + scheme), scheme)
+        again = users.importCSV(path)
+        self.assertEqual((again.added, again.unchanged), ([], names))
+
     def test_shaCryptRounds(self):
         """shaCryptRounds other than 5000 is written as rounds=N, and used."""
         users = self.backends()[0]
@@ -439,7 +456,7 @@ class NewUserTests(unittest.TestCase):
         self.assertTrue(users.verifyPassword("r", "pw"))
 
     def test_shaCryptPasswordTooLong(self):
-        """A password of 512 bytes or more cannot be stored with SHA-crypt (Dovecot could not check it)."""
+        """A password of 512 bytes or more is refused for SHA-crypt (Dovecot cannot check it)."""
         users = self.backends()[0]
         e = self.assertRaises(InvalidPassword, users.addUser, "a", "x" * 512, "SHA512-CRYPT")
         self.assertEqual(str(e), "password longer than 511 bytes cannot be stored with "
