@@ -193,11 +193,6 @@ class PostgreSQLUsers(PasswordBackend):
             self._born.pop(connection, None)
         connection.close()
 
-    def _discard(self, connection):
-        with self._lock:
-            self._born.pop(connection, None)
-        connection.close()
-
     def _dropIdle(self):
         """Close every idle connection (the server went away: they are all dead)."""
         with self._lock:
