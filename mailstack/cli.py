@@ -20,6 +20,7 @@ C{mailstack: reason} on stderr and exits with status 1.
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -203,13 +204,15 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     return 0
 
 
-def _openUsers(config, backend=None, path=None, dsn=None, domains=True, side="to"):
+def _openUsers(config, opened, backend=None, path=None, dsn=None, domains=True, side="to"):
     """
     A user backend, opened: the configured one, or C{backend} at C{path}
     (a file backend; default: the configured path if it is the configured
     backend, else its usual name in data_dir) or C{dsn} (a database server;
     default: the configured dsn if it is the configured backend).
 
+    @param opened: an C{ExitStack} that closes the backend (its database
+        connections) when the command is done.
     @param domains: C{True}: new users must be in C{server.domains}; else any.
     @param side: C{to} or C{from}: which of C{migrate}'s options gave C{path}
         and C{dsn}, for messages.
@@ -242,16 +245,24 @@ def _openUsers(config, backend=None, path=None, dsn=None, domains=True, side="to
         if location is None:
             location = (config.users.path if configured
                         else config.server.data_dir / plugin.defaultPath)
-    return plugin.open(
+    users = plugin.open(
         location, defaultDomain=config.server.default_domain,
         bcryptRounds=config.limits.bcrypt_rounds,
         domains=config.server.domains if domains else None)
+    close = getattr(users, "close", None)
+    if close is not None:
+        opened.callback(close)
+    return users
 
 
 def _userCommand(config, args, stdin, stderr):
-    if args.action == "migrate":
-        return _migrate(config, args)
-    users = _openUsers(config)
+    with contextlib.ExitStack() as opened:
+        if args.action == "migrate":
+            return _migrate(config, args, opened)
+        return _editUsers(_openUsers(config, opened), args, stdin, stderr)
+
+
+def _editUsers(users, args, stdin, stderr):
     if args.action == "add":
         # Check the address before asking for a password nobody can use.
         address = users.checkNewAddress(args.address)
@@ -285,11 +296,11 @@ def _userCommand(config, args, stdin, stderr):
     return summary
 
 
-def _migrate(config, args):
+def _migrate(config, args, opened):
     """Copy every user (hashes as they are) from one backend to another."""
-    source = _openUsers(config, args.fromBackend, args.fromPath, args.fromDSN,
+    source = _openUsers(config, opened, args.fromBackend, args.fromPath, args.fromDSN,
                         domains=False, side="from")
-    target = _openUsers(config, args.toBackend, args.toPath, args.toDSN,
+    target = _openUsers(config, opened, args.toBackend, args.toPath, args.toDSN,
                         domains=False, side="to")
     if locationKey(backendNamed(args.toBackend)) == "dsn":
         # The databases' parameters (host, port, dbname, user).

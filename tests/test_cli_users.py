@@ -7,15 +7,18 @@ import io
 import os
 import sqlite3
 
+import zope.interface
 from twisted.trial import unittest
 
 from mailstack import cli
+from mailstack.auth.interfaces import IUserBackendPlugin
 from mailstack.auth.pgdb import PostgreSQLUsers, describeDSN
 from mailstack.auth.sqlitedb import SQLiteUsers
-from mailstack.auth.userdb import PasswdFile
+from mailstack.auth.userdb import PasswdFile, PasswdFileBackend
 from tests import postgres
 from tests.helpers import BASE_CONFIG, writeConfig
 from tests.postgres import PostgreSQLMixin
+from tests.test_userdirectory import declareEntryPoints
 
 SQLITE = '[users]\nbackend = "sqlite"\n'
 
@@ -171,6 +174,44 @@ class MigrateTests(CLIUsersTestCase):
         status, out, err = self.mailstack("user", "migrate", "--to", "mysql")
         self.assertEqual(status, 2)
         self.assertIn("invalid choice: 'mysql'", err)
+
+
+class ClosingBackend:
+    """A passwd-file backend (declared by a test package) that records being closed."""
+
+    name = "closing"
+    defaultPath = "closing-users"
+    closed = []
+
+    @classmethod
+    def open(cls, path, **kwargs):
+        users = PasswdFileBackend.open(path, **kwargs)
+        users.close = lambda: cls.closed.append(users.path)
+        return users
+
+
+zope.interface.directlyProvides(ClosingBackend, IUserBackendPlugin)
+
+
+class ClosingTests(CLIUsersTestCase):
+    extra = '[users]\nbackend = "closing"\n'
+
+    def setUp(self):
+        declareEntryPoints(self, "closing = tests.test_cli_users:ClosingBackend")
+        CLIUsersTestCase.setUp(self)
+        self.patch(ClosingBackend, "closed", [])
+
+    def test_closed(self):
+        """The user commands close the backends they open (a database's connections),
+        after success and after a refused change alike."""
+        path = os.path.join(self.var, "closing-users")
+        self.assertEqual(self.mailstack("user", "add", "alice", "--password-stdin",
+                                        stdin="pw\n")[0], 0)
+        self.assertEqual(ClosingBackend.closed, [path])
+        self.assertEqual(self.mailstack("user", "del", "bob")[0], 1)
+        self.assertEqual(ClosingBackend.closed, [path, path])
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "passwd-file")[0], 0)
+        self.assertEqual(ClosingBackend.closed, [path, path, path])
 
 
 def _postgresqlConfig(dsn):
