@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 from mailstack.auth.backends import DEFAULT_BACKEND, backendNamed, backendNames, locationKey
+from mailstack.storage import backends as storebackends
 
 PROTOCOLS = ("smtp", "submission", "pop3", "imap")
 TLS_MODES = ("none", "starttls", "implicit")
@@ -141,6 +142,11 @@ class UsersConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    backend: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -151,6 +157,7 @@ class Config:
     relay: RelayConfig
     smtp: SMTPConfig
     users: UsersConfig
+    storage: StorageConfig = StorageConfig(backend=storebackends.DEFAULT_BACKEND)
 
     @property
     def users_file(self):
@@ -273,7 +280,11 @@ _USERS = {
     # For a database server (postgresql): a libpq connection string or URI.
     "dsn": (str, None),
 }
-_TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp", "users")
+_STORAGE = {
+    "backend": (str, storebackends.DEFAULT_BACKEND),
+}
+_TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp", "users",
+        "storage")
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
                list: "a list", float: "a number"}
@@ -367,9 +378,10 @@ class _Loader:
         relay = self.buildRelay(raw.get("relay", {}))
         smtp = self.buildSMTP(raw.get("smtp", {}))
         users = self.buildUsers(raw.get("users", {}), server)
+        storage = self.buildStorage(raw.get("storage", {}))
         return Config(path=Path(self.shown), server=server, tls=tls,
                       listeners=listeners, limits=limits, lab=lab, relay=relay,
-                      smtp=smtp, users=users)
+                      smtp=smtp, users=users, storage=storage)
 
     def buildServer(self, raw):
         values = self.section(raw, "server", _SERVER)
@@ -510,6 +522,13 @@ class _Loader:
                 ", ".join(BARE_NEWLINE_POLICIES), values["bare_newline"]))
         return SMTPConfig(**values)
 
+    def buildStorage(self, raw):
+        values = self.section(raw, "storage", _STORAGE)
+        names = storebackends.backendNames()
+        if values["backend"] not in names:
+            raise self.error("storage.backend", "must be one of %s, not %r" % (
+                ", ".join(names), values["backend"]))
+        return StorageConfig(backend=values["backend"])
 
     def buildUsers(self, raw, server):
         values = self.section(raw, "users", _USERS)

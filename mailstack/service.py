@@ -39,7 +39,7 @@ from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.smtp.plugin import plugin as smtpPlugin
 from mailstack.storage.files import makeDirectories
-from mailstack.storage.account import MaildirStore
+from mailstack.storage import backends as storebackends
 from mailstack.storage.watch import MailboxWatcher
 from mailstack.throttle import AuthPenalty
 
@@ -244,7 +244,14 @@ def buildService(config, reactor=None, protocols=None):
         adapters.update(plugin.avatarAdapters())
 
     watcher = MailboxWatcher(reactor)
-    store = MaildirStore(config.mail_dir, watcher)
+    try:
+        store = storebackends.backendNamed(config.storage.backend).open(
+            config, reactor, watcher)
+    except KeyError:
+        raise StartupError("%s: storage.backend: no store named %r" % (
+            config.path, config.storage.backend))
+    except (ValueError, OSError) as e:
+        raise StartupError("%s: storage.backend: %s" % (config.path, e))
     directory = UserDirectory(users, reactor)
     portal = buildPortal(MailRealm(store, adapters), [UserDirectoryChecker(directory)])
     counter = SessionCounter()

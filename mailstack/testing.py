@@ -137,12 +137,11 @@ class _Arrivals:
         self.done = defer.Deferred()
         self.timer = clock.callLater(timeout, self.expire, timeout)
         mailbox.addListener(self)
-        try:
-            # Mail delivered before we listened: one sync that claims nothing.
-            mailbox.noteDelivery(wait=False)
-        except StoreError:
-            pass  # a lock another program holds: the watcher syncs it later
-        self.check()
+        # Mail delivered before we listened: one sync that claims nothing. A
+        # lock another program holds: the watcher syncs it later.
+        d = mailbox.sync(claimRecent=False)
+        d.addErrback(lambda f: f.trap(StoreError))
+        d.addCallback(lambda _: self.check())
 
     def mailboxChanged(self, mailbox, changes):
         self.check()
@@ -425,14 +424,15 @@ class ReactorMailServer:
         @return: a Deferred firing with the message's UID.
         """
         account = self._running().store.account(address.lower())
+        d = defer.succeed(None)
         if not account.hasMailbox(mailbox):
-            account.createMailbox(mailbox)
-        box = account.getMailbox(mailbox)
-        d = self._inThread(box.placeMessage, _asBytes(message), tuple(flags))
-        return d.addCallback(box.adopt)
+            d = account.createMailbox(mailbox)
+        d.addCallback(lambda _: account.openMailbox(mailbox))
+        return d.addCallback(lambda box: box.append(_asBytes(message), tuple(flags)))
 
     def _mailbox(self, address, mailbox):
-        return self._running().store.account(address.lower()).getMailbox(mailbox)
+        """A Deferred firing with the store's mailbox."""
+        return self._running().store.account(address.lower()).openMailbox(mailbox)
 
     def waitForMessages(self, address, count, mailbox="INBOX", timeout=10.0):
         """
@@ -443,10 +443,17 @@ class ReactorMailServer:
             there are C{count}, or failing with L{WaitTimeout} after
             C{timeout} seconds.
         """
-        box = self._mailbox(address, mailbox)
-        arrivals = _Arrivals(box, count, timeout, self.reactor,
-                             "%s %s" % (address, mailbox))
-        return arrivals.done.addCallback(lambda _: self.messages(address, mailbox))
+        def opened(box):
+            arrivals = _Arrivals(box, count, timeout, self.reactor,
+                                 "%s %s" % (address, mailbox))
+            return arrivals.done
+        d = self._mailbox(address, mailbox).addCallback(opened)
+        d.addCallback(lambda _: self.messages(address, mailbox))
+        # A Deferred of its own: it has not fired (.called) until the
+        # messages are there, whatever the steps before them.
+        result = defer.Deferred()
+        d.chainDeferred(result)
+        return result
 
     def messages(self, address, mailbox="INBOX"):
         """
@@ -454,12 +461,14 @@ class ReactorMailServer:
             C{mailbox} as bytes (CRLF line ends), in UID order. Reading does
             not change them (no flag, no \\Recent taken).
         """
-        def openAll():
-            box = self._mailbox(address, mailbox)
-            box.noteDelivery(wait=False)  # find new deliveries; claims nothing
+        def opened(box):
+            # Find new deliveries; claims nothing.
+            return box.sync(claimRecent=False).addCallback(lambda _: box)
+
+        def openAll(box):
             return [box.openMessage(info.uid) for info in box.messages()]
-        return defer.maybeDeferred(openAll).addCallback(
-            lambda files: self._inThread(_readAll, files))
+        d = self._mailbox(address, mailbox).addCallback(opened).addCallback(openAll)
+        return d.addCallback(lambda files: self._inThread(_readAll, files))
 
     def emailMessages(self, address, mailbox="INBOX"):
         """

@@ -18,7 +18,7 @@ class CondstoreTests(IMAPTestMixin, unittest.TestCase):
     def setUp(self):
         IMAPTestMixin.setUp(self)
         self.uids = [self.deliver() for _ in range(3)]
-        self.inbox = self.account.getMailbox("INBOX")
+        self.inbox = self.openMailbox("INBOX")
 
     def modseq(self, uid):
         return self.inbox.messageInfo(uid).modseq
@@ -44,7 +44,7 @@ class CondstoreTests(IMAPTestMixin, unittest.TestCase):
         """CHANGEDSINCE lists only messages changed after it, with MODSEQ."""
         self.select()
         mark = self.inbox.highestModseq
-        self.inbox.setFlags(2, {"\\Answered"})
+        self.successResultOf(self.inbox.setFlags(2, {"\\Answered"}))
         out = self.send(b"a FETCH 1:* (FLAGS) (CHANGEDSINCE %d)\r\n" % (mark,))
         self.assertIn(b"* 2 FETCH (FLAGS (\\Answered \\Recent) MODSEQ (%d))\r\n"
                       % (self.modseq(2),), out)
@@ -106,7 +106,7 @@ class CondstoreTests(IMAPTestMixin, unittest.TestCase):
     def test_highestModseqMonotonic(self):
         """Expunges raise HIGHESTMODSEQ too."""
         before = self.inbox.highestModseq
-        self.inbox.expunge([1])
+        self.successResultOf(self.inbox.expunge([1]))
         self.assertGreater(self.inbox.highestModseq, before)
 
     def test_disabled(self):
@@ -134,7 +134,7 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
     def setUp(self):
         IMAPTestMixin.setUp(self)
         self.uids = [self.deliver() for _ in range(5)]
-        self.inbox = self.account.getMailbox("INBOX")
+        self.inbox = self.openMailbox("INBOX")
         self.login()
         self.assertEqual(self.send(b"q ENABLE QRESYNC\r\n"),
                          b"* ENABLED QRESYNC\r\nq OK ENABLE completed\r\n")
@@ -151,8 +151,8 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
     def test_selectResync(self):
         """VANISHED (EARLIER) and the changed messages since the client's modseq."""
         mark = self.inbox.highestModseq
-        self.inbox.expunge([2])
-        self.inbox.setFlags(4, {"\\Seen"})
+        self.successResultOf(self.inbox.expunge([2]))
+        self.successResultOf(self.inbox.setFlags(4, {"\\Seen"}))
         out = self.send(b"a SELECT INBOX (QRESYNC (%d %d 1:5))\r\n"
                         % (self.inbox.uidValidity, mark))
         lines = out.split(b"\r\n")
@@ -205,7 +205,7 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
     def test_unsolicitedFetchHasUID(self):
         """Flag updates from others carry UID and MODSEQ."""
         self.send(b"a SELECT INBOX\r\n")
-        self.inbox.setFlags(3, {"\\Flagged"})
+        self.successResultOf(self.inbox.setFlags(3, {"\\Flagged"}))
         out = self.send(b"b NOOP\r\n")
         self.assertTrue(re.match(
             rb"\* 3 FETCH \(UID 3 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", out), out)
@@ -228,10 +228,10 @@ class CondstoreReselectTests(IMAPTestMixin, unittest.TestCase):
 
     def test_highestModseqOfTheNewMailbox(self):
         """Only the new mailbox's HIGHESTMODSEQ is reported."""
-        self.account.createMailbox("Other")
+        self.createMailbox("Other")
         self.deliver(mailbox="Other")
         self.select()
         out = self.send(b"a SELECT Other (CONDSTORE)\r\n")
         self.assertEqual(out.count(b"HIGHESTMODSEQ"), 1)
-        other = self.account.getMailbox("Other")
+        other = self.openMailbox("Other")
         self.assertIn(b"[HIGHESTMODSEQ %d]" % (other.highestModseq,), out)

@@ -40,9 +40,9 @@ class ListExtendedTests(IMAPTestMixin, unittest.TestCase):
     def setUp(self):
         IMAPTestMixin.setUp(self)
         for name in ("Fruit/Apple", "Fruit/Banana", "Tofu"):
-            self.account.createMailbox(name)
+            self.createMailbox(name)
         for name in ("Fruit/Banana", "Tofu", "Gone"):
-            self.account.subscribe(name)
+            self.successResultOf(self.account.subscribe(name))
         self.login()
 
     def test_subscribedSelection(self):
@@ -162,8 +162,8 @@ class SpecialUseTests(IMAPTestMixin, unittest.TestCase):
 
     def test_specialUseOff(self):
         """SPECIAL-USE off: no attributes, no SPECIAL-USE options; CREATE-SPECIAL-USE off: no USE."""
-        self.account.createMailbox("Bin")
-        self.account.setSpecialUse("Bin", ["\\Trash"])
+        self.createMailbox("Bin")
+        self.successResultOf(self.account.setSpecialUse("Bin", ["\\Trash"]))
         session = self.connect(disabled=frozenset({"SPECIAL-USE", "CREATE-SPECIAL-USE"}))
         self.login(session)
         self.assertEqual(self.send(b'a LIST "" Bin\r\n', session),
@@ -205,17 +205,18 @@ class DefaultFolderTests(IMAPTestMixin, unittest.TestCase):
 
     def test_existingAccountAdopted(self):
         """An account with folders (another server's): its Sent gets \\Sent, nothing is created."""
-        self.bob.createMailbox("Sent")
-        self.bob.getMailbox("Sent").append(b"Subject: kept\r\n\r\nx\r\n")
+        self.successResultOf(self.bob.createMailbox("Sent"))
+        sent = self.successResultOf(self.bob.openMailbox("Sent"))
+        self.successResultOf(sent.append(b"Subject: kept\r\n\r\nx\r\n"))
         self.send(b"a LOGIN bob@lab.test pw\r\n")
-        self.assertEqual(len(self.bob.getMailbox("Sent").messages()), 1)
+        self.assertEqual(len(self.successResultOf(self.bob.openMailbox("Sent")).messages()), 1)
         self.assertEqual(self.bob.specialUse(), {"Sent": ("\\Sent",)})
         self.assertEqual(self.bob.listMailboxes(), ["INBOX", "Sent"])
         self.assertEqual(self.bob.subscriptions(), [])
 
     def test_subscriptionsMeanNotNew(self):
         """An account with a subscriptions file is not new either."""
-        self.bob.subscribe("INBOX")
+        self.successResultOf(self.bob.subscribe("INBOX"))
         self.send(b"a LOGIN bob@lab.test pw\r\n")
         self.assertEqual(self.bob.listMailboxes(), ["INBOX"])
 
@@ -297,9 +298,9 @@ class WildcardListTests(IMAPTestMixin, unittest.TestCase):
     def setUp(self):
         IMAPTestMixin.setUp(self)
         for name in ("Fax/Max", "Lynx", "Tax", "Tofu", "abc", "axxb/y/c", "a/b/c"):
-            self.account.createMailbox(name)
+            self.createMailbox(name)
         for name in ("Fax/Max", "Tax"):
-            self.account.subscribe(name)
+            self.successResultOf(self.account.subscribe(name))
         self.login()
 
     def names(self, out, command=b"LIST"):

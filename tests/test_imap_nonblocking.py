@@ -56,39 +56,111 @@ class RunTests(unittest.TestCase):
         self.failureResultOf(d, ValueError)
 
 
-class ThreadedAppendTests(IMAPTestMixin, unittest.TestCase):
+def recordFileWork(test, *names):
+    """
+    Note, in C{test.fileWork}, each call of the L{maildir.MaildirMailbox}
+    methods C{names} (the file work the store hands to its thread runner:
+    C{placeMessage}, C{placeCopies}) as C{(name, result)}, whatever job
+    wraps them.
+    """
+    test.fileWork = []
+    for name in names:
+        original = getattr(maildir.MaildirMailbox, name)
+
+        def recording(mailbox, *args, _name=name, _original=original, **kwargs):
+            result = _original(mailbox, *args, **kwargs)
+            test.fileWork.append((_name, result))
+            return result
+        test.patch(maildir.MaildirMailbox, name, recording)
+
+
+class HeldThreads:
+    """
+    A store whose runInThread holds each job (once L{holdThreads} is
+    called) until the test runs it, as the worker thread would.
+    """
+
+    holding = False  # until holdThreads: at once, in the calling thread
+
+    def threadRunner(self, f, *args):
+        """The store's runInThread."""
+        if not self.holding:
+            return defer.maybeDeferred(f, *args)
+        d = defer.Deferred()
+        self.calls.append((f, args, d))
+        return d
+
+    def holdThreads(self, *mailboxes):
+        """
+        From now on, hold the store's thread jobs. The C{mailboxes} are
+        opened first (a first opening writes their uidlist in the thread),
+        so that the jobs held are the next command's own.
+        """
+        for name in mailboxes:
+            self.openMailbox(name)
+        self.calls = []
+        self.holding = True
+
+    def unheld(self, d):
+        """What another session does meanwhile: C{d()}'s thread work runs at once."""
+        self.holding = False
+        try:
+            return self.successResultOf(d())
+        finally:
+            self.holding = True
+
+    def runThread(self):
+        """
+        Do what the worker thread does, and hand its result back; then the
+        same for each job that one led to (the store may hand its thread
+        more, e.g. a MOVE's expunge rewriting the uidlist), one at a time.
+        """
+        [(f, args, d)] = self.calls
+        self.runThreads()
+
+    def runThreads(self):
+        """Run the jobs handed to the thread, one at a time, until none is left."""
+        while self.calls:
+            [(f, args, d)] = self.calls
+            del self.calls[:]
+            try:
+                result = f(*args)
+            except Exception as e:
+                d.errback(e)
+            else:
+                d.callback(result)
+
+
+class ThreadedAppendTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
     """
     APPEND writes and fsyncs in a worker thread; the UID is given, and OK sent,
     back in the reactor thread.
     """
 
-    def setUp(self):
-        self.calls = []
-        IMAPTestMixin.setUp(self)
-
-    def threadRunner(self, f, *args):
-        d = defer.Deferred()
-        self.calls.append((f, args, d))
-        return d
-
     def inboxFiles(self):
-        path = self.account.getMailbox("INBOX").path
+        path = self.openMailbox("INBOX").path
         return glob.glob(os.path.join(path, "new", "*")) + glob.glob(os.path.join(path, "cur", "*"))
 
     def test_okAfterTheFileExists(self):
         """No OK while the thread writes; after it, the file exists and OK carries its UID."""
         self.login()
+        recordFileWork(self, "placeMessage")
+        self.holdThreads("INBOX")
         out = self.send(b"a APPEND INBOX {%d+}\r\n%s\r\nb NOOP\r\n" % (len(MESSAGE), MESSAGE))
         self.assertEqual(out, b"")
         self.assertEqual(self.inboxFiles(), [])
         [(f, args, d)] = self.calls
-        self.assertEqual(f.__name__, "placeMessage")
-        key = f(*args)  # what the worker thread does
+        self.assertEqual(self.fileWork, [])
+        del self.calls[:]
+        result = f(*args)  # what the worker thread does
+        [(name, key)] = self.fileWork  # the thread's job placed the message
+        self.assertEqual(name, "placeMessage")
         [path] = self.inboxFiles()
         self.assertIn(key, path)
         self.assertEqual(self.transport.value(), b"")
-        d.callback(key)
-        inbox = self.account.getMailbox("INBOX")
+        d.callback(result)
+        self.runThreads()
+        inbox = self.openMailbox("INBOX")
         self.assertEqual(self.transport.value(),
                          b"a OK [APPENDUID %d 1] APPEND completed\r\nb OK NOOP completed\r\n"
                          % (inbox.uidValidity,))
@@ -98,10 +170,13 @@ class ThreadedAppendTests(IMAPTestMixin, unittest.TestCase):
     def test_selectedSeesExists(self):
         """Appending to the selected mailbox: EXISTS before the tagged OK."""
         self.select()
+        self.holdThreads()
         self.send(b"a APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
         [(f, args, d)] = self.calls
+        del self.calls[:]
         self.transport.clear()
         d.callback(f(*args))
+        self.runThreads()
         out = self.transport.value()
         self.assertIn(b"* 1 EXISTS\r\n", out)
         self.assertTrue(out.endswith(b"APPEND completed\r\n"), out)
@@ -109,14 +184,17 @@ class ThreadedAppendTests(IMAPTestMixin, unittest.TestCase):
     def test_failureInThread(self):
         """A store error in the thread becomes NO; the session goes on."""
         self.login()
-        self.account.createMailbox("Gone")
+        self.createMailbox("Gone")
+        self.holdThreads("Gone")
         self.send(b"a APPEND Gone {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
         [(f, args, d)] = self.calls
-        self.account.deleteMailbox("Gone")
+        del self.calls[:]
+        self.unheld(lambda: self.account.deleteMailbox("Gone"))
         try:
             f(*args)
         except Exception as e:
             d.errback(e)
+        self.runThreads()
         self.assertEqual(self.transport.value(),
                          b"a NO [TRYCREATE] mailbox Gone no longer exists\r\n")
         self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
@@ -126,18 +204,25 @@ class ThreadedAppendTests(IMAPTestMixin, unittest.TestCase):
         big = MESSAGE + b"x" * 70000 + b"\r\n"
         session = self.connect(maxLiteralSize=200000)
         self.login(session)
+        sources = []  # what the store's append was given to read
+        append = maildir.MaildirMailbox.append
+        self.patch(maildir.MaildirMailbox, "append",
+                   lambda mailbox, source, *a: sources.append(source) or append(mailbox, source, *a))
+        self.holdThreads("INBOX")
         self.send(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(big), big), session)
         [(f, args, d)] = self.calls
-        spool = args[0]
+        del self.calls[:]
+        [spool] = sources
         self.assertFalse(spool.closed)
         session[0].connectionLost(None)  # the client goes away meanwhile
         self.assertFalse(spool.closed)
         d.callback(f(*args))
+        self.runThreads()
         self.assertTrue(spool.closed)
         self.assertEqual(len(self.inboxFiles()), 1)
 
 
-class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
+class ThreadedCopyTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
     """
     COPY and MOVE link, fsync and rename in a worker thread (held here until
     the test runs it); UIDs, the MOVE's expunge and the reply come back in the
@@ -145,28 +230,11 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
     """
 
     def setUp(self):
-        self.calls = []
         IMAPTestMixin.setUp(self)
         self.deliver()
         self.deliver(b"Subject: two\r\n\r\nbody\r\n")
-        self.account.createMailbox("Saved")
-        self.saved = self.account.getMailbox("Saved")
-
-    def threadRunner(self, f, *args):
-        d = defer.Deferred()
-        self.calls.append((f, args, d))
-        return d
-
-    def runThread(self):
-        """Do what the worker thread does, and hand its result back."""
-        [(f, args, d)] = self.calls
-        del self.calls[:]
-        try:
-            result = f(*args)
-        except Exception as e:
-            d.errback(e)
-        else:
-            d.callback(result)
+        self.createMailbox("Saved")
+        self.saved = self.openMailbox("Saved")
 
     def savedFiles(self):
         return (glob.glob(os.path.join(self.saved.path, "new", "*"))
@@ -175,12 +243,16 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
     def test_copyWaitsForTheThread(self):
         """No reply, and no pipelined command, until the files are placed; then COPYUID."""
         self.select()
+        recordFileWork(self, "placeCopies")
+        self.holdThreads()
         out = self.send(b"a COPY 1:2 Saved\r\nb NOOP\r\n")
         self.assertEqual(out, b"")
         [(f, args, d)] = self.calls
-        self.assertEqual(f.__name__, "placeCopies")
+        self.assertEqual(self.fileWork, [])
         self.assertEqual(self.savedFiles(), [])
         self.runThread()
+        # The thread's job placed the copies.
+        self.assertEqual([name for name, _ in self.fileWork], ["placeCopies"])
         self.assertEqual(len(self.savedFiles()), 2)
         self.assertEqual(self.transport.value(),
                          b"a OK [COPYUID %d 1:2 1:2] COPY completed\r\nb OK NOOP completed\r\n"
@@ -189,9 +261,10 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
     def test_otherSessionServedMeanwhile(self):
         """While one session's COPY is in its thread, another session's NOOP is answered."""
         self.select()
-        self.send(b"a COPY 1 Saved\r\n")
         other = self.connect()
         self.login(other)
+        self.holdThreads()
+        self.send(b"a COPY 1 Saved\r\n")
         self.assertEqual(self.send(b"n NOOP\r\n", other), b"n OK NOOP completed\r\n")
         self.assertEqual(self.transport.value(), b"")
         self.runThread()
@@ -200,8 +273,9 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
     def test_moveExpungesAfterTheCopies(self):
         """MOVE keeps the originals while the copies are placed; then COPYUID, EXPUNGE, OK."""
         self.select()
+        self.holdThreads()
         self.assertEqual(self.send(b"a MOVE 2 Saved\r\n"), b"")
-        inbox = self.account.getMailbox("INBOX")
+        inbox = self.openMailbox("INBOX")
         self.assertEqual([i.uid for i in inbox.messages()], [1, 2])
         self.runThread()
         self.assertEqual(self.transport.value(),
@@ -212,14 +286,18 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
     def test_destinationDeletedMeanwhile(self):
         """A destination deleted while the copies are placed: NO [TRYCREATE], MOVE keeps the originals."""
         self.select()
+        self.holdThreads()
         self.send(b"a MOVE 1:2 Saved\r\n")
         [(f, args, d)] = self.calls
+        del self.calls[:]
         placed = f(*args)
-        self.account.deleteMailbox("Saved")  # by another session, before the UIDs are given
+        # By another session, before the UIDs are given.
+        self.unheld(lambda: self.account.deleteMailbox("Saved"))
         d.callback(placed)
+        self.runThreads()
         self.assertEqual(self.transport.value(),
                          b"a NO [TRYCREATE] mailbox Saved no longer exists\r\n")
-        self.assertEqual([i.uid for i in self.account.getMailbox("INBOX").messages()], [1, 2])
+        self.assertEqual([i.uid for i in self.openMailbox("INBOX").messages()], [1, 2])
 
     def test_diskFullInThread(self):
         """A full disk in the thread: NO [OVERQUOTA], no copy left behind, the session goes on."""
@@ -228,6 +306,7 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
         def full(source, target):
             raise OSError(errno.ENOSPC, "no space left on device")
         self.patch(maildir.os, "link", full)
+        self.holdThreads()
         self.send(b"a COPY 1:2 Saved\r\n")
         self.runThread()
         self.assertEqual(self.transport.value(), b"a NO [OVERQUOTA] Not enough disk space\r\n")
@@ -241,6 +320,7 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
         other = self.connect()
         self.select(other)
         self.send(b"x STORE 1 +FLAGS.SILENT (\\Deleted)\r\ny EXPUNGE\r\n", other)
+        self.holdThreads()
         self.assertTrue(self.send(b"a COPY 1 Saved\r\n").endswith(
             b"a NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n"))
         self.assertEqual(self.calls, [])
@@ -248,12 +328,14 @@ class ThreadedCopyTests(IMAPTestMixin, unittest.TestCase):
 
 class RealThreadCopyTests(IMAPTestMixin, unittest.TestCase):
     """
-    COPY and MOVE with a real worker thread: none of the link, copy, rename or
-    fsync of the copies runs in the reactor thread (the uidlist that numbers
-    them is written there, as for APPEND).
+    COPY and MOVE with a real worker thread (the store's runInThread): none of
+    the link, copy, rename or fsync of the copies runs in the reactor thread.
     """
 
     def threadRunner(self, f, *args):
+        """The store's runInThread: a real worker thread (once set up)."""
+        if not self.threaded:
+            return defer.maybeDeferred(f, *args)
         d = threads.deferToThread(f, *args)
         self.pending.append(d)
         return d
@@ -261,11 +343,12 @@ class RealThreadCopyTests(IMAPTestMixin, unittest.TestCase):
     def setUp(self):
         self.pending = []
         self.seen = []
+        self.threaded = False  # until the command under test: at once
         IMAPTestMixin.setUp(self)
         self.deliver()
         self.deliver(b"Subject: two\r\n\r\nbody\r\n")
-        self.account.createMailbox("Saved")
-        self.saved = self.account.getMailbox("Saved")
+        self.createMailbox("Saved")
+        self.saved = self.openMailbox("Saved")
 
     def record(self, module, name):
         """Note each call of C{module.name}: its thread and what it touched."""
@@ -299,8 +382,15 @@ class RealThreadCopyTests(IMAPTestMixin, unittest.TestCase):
         self.select()
         for module, name in ((os, "fsync"), (os, "link"), (os, "rename"), (shutil, "copy2")):
             self.record(module, name)
+        self.threaded = True
         self.send(command)
         [d] = self.pending
+
+        @defer.inlineCallbacks
+        def allDone():
+            # The command's thread job, and any it leads to (MOVE's expunge).
+            while self.pending:
+                yield self.pending.pop(0)
 
         def check(_):
             self.assertTrue(self.transport.value().endswith(expected), self.transport.value())
@@ -308,7 +398,7 @@ class RealThreadCopyTests(IMAPTestMixin, unittest.TestCase):
             self.assertEqual({name for name, _ in work}, names)
             here = threading.current_thread()
             self.assertEqual([name for name, thread in work if thread is here], [])
-        return d.addCallback(check)
+        return allDone().addCallback(check)
 
     def test_copyFileWorkInThread(self):
         """COPY's links, renames and fsyncs all run outside the reactor thread."""

@@ -37,12 +37,14 @@ class SearchTests(unittest.TestCase):
 
     def setUp(self):
         self.store = MaildirStore(self.mktemp())
-        self.mailbox = self.store.account("alice@lab.test").getMailbox("INBOX")
+        self.mailbox = self.successResultOf(
+            self.store.account("alice@lab.test").openMailbox("INBOX"))
         old = time.mktime((2020, 6, 15, 12, 0, 0, 0, 0, -1))
-        self.mailbox.append(PLAIN, {"\\Seen", "\\Answered"}, internalDate=old)
-        self.mailbox.append(ENCODED, {"$Work"})
-        self.mailbox.append(RAW8BIT, {"\\Deleted"})
-        self.view = MailboxView(self.mailbox, readOnly=False)
+        self.successResultOf(
+            self.mailbox.append(PLAIN, {"\\Seen", "\\Answered"}, internalDate=old))
+        self.successResultOf(self.mailbox.append(ENCODED, {"$Work"}))
+        self.successResultOf(self.mailbox.append(RAW8BIT, {"\\Deleted"}))
+        self.view = self.successResultOf(MailboxView.open(self.mailbox, readOnly=False))
         self.addCleanup(self.view.close)
 
     def find(self, text, *more):
@@ -161,7 +163,7 @@ class SearchTests(unittest.TestCase):
 
     def test_expungedSkipped(self):
         """A message gone from the store (not yet reported) never matches."""
-        self.mailbox.expunge([2])
+        self.successResultOf(self.mailbox.expunge([2]))
         self.assertEqual(self.find(b"ALL"), [1, 3])
 
 
@@ -181,11 +183,13 @@ class AddressSearchTests(unittest.TestCase):
 
     def setUp(self):
         self.store = MaildirStore(self.mktemp())
-        self.mailbox = self.store.account("alice@lab.test").getMailbox("INBOX")
+        self.mailbox = self.successResultOf(
+            self.store.account("alice@lab.test").openMailbox("INBOX"))
         for value in self.FROMS:
-            self.mailbox.append(b"From: " + value + b"\r\nCc: " + value
-                                + b"\r\nSubject: x\r\n\r\nhello\r\n", set())
-        self.view = MailboxView(self.mailbox, readOnly=False)
+            self.successResultOf(self.mailbox.append(
+                b"From: " + value + b"\r\nCc: " + value
+                + b"\r\nSubject: x\r\n\r\nhello\r\n", set()))
+        self.view = self.successResultOf(MailboxView.open(self.mailbox, readOnly=False))
         self.addCleanup(self.view.close)
 
     def find(self, text):

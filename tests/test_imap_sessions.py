@@ -33,7 +33,7 @@ class RecentTests(IMAPTestMixin, unittest.TestCase):
         IMAPTestMixin.setUp(self)
         self.other = self.connect()
         self.login(self.other)
-        self.account.createMailbox("Lab")
+        self.createMailbox("Lab")
 
     def test_appendBySelectedSessionIsRecent(self):
         """A message another session APPENDs (with flags, or without) shows as EXISTS and RECENT."""
@@ -138,7 +138,7 @@ class KeywordAnnouncementTests(IMAPTestMixin, unittest.TestCase):
 
     def test_copyWithKeyword(self):
         """A message COPYed in with a keyword the session never saw: FLAGS list first."""
-        self.account.createMailbox("Lab")
+        self.createMailbox("Lab")
         self.deliver(flags={"$Copied"}, mailbox="Lab")
         self.select()
         self.send(b"s SELECT Lab\r\n", self.other)
@@ -176,7 +176,7 @@ class MoveToSelfTests(IMAPTestMixin, unittest.TestCase):
                          b"m OK MOVE completed\r\n" % (self.validity,))
         self.assertEqual(self.send(b"f UID FETCH 1:* UID\r\n"),
                          b"* 1 FETCH (UID 2)\r\nf OK FETCH completed\r\n")
-        self.assertEqual(len(self.account.getMailbox("INBOX").messages()), 1)
+        self.assertEqual(len(self.openMailbox("INBOX").messages()), 1)
 
     def test_moveToSelf(self):
         """MOVE 1 INBOX: the same, by sequence number."""
@@ -226,7 +226,7 @@ class ExpungedElsewhereTests(IMAPTestMixin, unittest.TestCase):
         IMAPTestMixin.setUp(self)
         self.uids = [self.deliver() for _ in range(3)]
         self.select()
-        self.account.getMailbox("INBOX").expunge([self.uids[1]])
+        self.successResultOf(self.openMailbox("INBOX").expunge([self.uids[1]]))
 
     def test_store(self):
         """STORE 1:3 +FLAGS: the living messages change, the reply is OK."""
@@ -242,12 +242,12 @@ class ExpungedElsewhereTests(IMAPTestMixin, unittest.TestCase):
 
     def test_copy(self):
         """COPY 1:3: nothing copied, NO [EXPUNGEISSUED]."""
-        self.account.createMailbox("Lab")
+        self.createMailbox("Lab")
         out = self.send(b"a COPY 1:3 Lab\r\n")
         self.assertEqual(out, b"* 2 EXPUNGE\r\n"
                               b"a NO [EXPUNGEISSUED] Some of the requested messages no longer "
                               b"exist\r\n")
-        self.assertEqual(self.account.getMailbox("Lab").messages(), [])
+        self.assertEqual(self.openMailbox("Lab").messages(), [])
         self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
 
 
@@ -260,8 +260,8 @@ class LockedNewMailboxTests(IMAPTestMixin, unittest.TestCase):
 
     def test_selectWhileLocked(self):
         """SELECT/STATUS of an unnumbered, locked mailbox: NO [INUSE]; after the lock: OK."""
-        self.account.createMailbox("Lab")
-        path = self.account.getMailbox("Lab").path
+        self.createMailbox("Lab")
+        path = self.openMailbox("Lab").path
         os.unlink(os.path.join(path, "dovecot-uidlist"))
         lock = os.path.join(path, "dovecot-uidlist.lock")
         open(lock, "x").close()

@@ -109,7 +109,7 @@ class StoreTests(MaildirTestCase):
     def test_interfaces(self):
         """The store, account, mailbox and message info provide the contract."""
         self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertTrue(verifyObject(IMailStore, self.store))
         self.assertTrue(verifyObject(IAccountStore, self.account))
         self.assertTrue(verifyObject(IMailboxStore, self.inbox))
@@ -128,7 +128,7 @@ class StoreTests(MaildirTestCase):
         """One account and one mailbox object per path, so sessions share listeners."""
         self.assertIs(self.store.account("DEMO@lab.test"), self.account)
         self.assertIs(self.account.getMailbox("inbox"), self.inbox)
-        self.account.createMailbox("Sent")
+        self.successResultOf(self.account.createMailbox("Sent"))
         self.assertIs(self.account.getMailbox("Sent"), self.account.getMailbox("Sent"))
 
     def test_badAddresses(self):
@@ -148,7 +148,7 @@ class MailboxNameTests(MaildirTestCase):
 
     def test_createFolder(self):
         """Creating a nested folder creates its parent too, each a Maildir++ folder."""
-        self.account.createMailbox("Lists/Python")
+        self.successResultOf(self.account.createMailbox("Lists/Python"))
         for folder in (".Lists", ".Lists.Python"):
             self.assertEqual(self.files(folder), ["cur", "maildirfolder", "new", "tmp"])
             self.assertEqual(self.read(folder, "maildirfolder"), b"")
@@ -158,19 +158,19 @@ class MailboxNameTests(MaildirTestCase):
 
     def test_createExisting(self):
         """Creating an existing mailbox (INBOX included, any case) fails."""
-        self.account.createMailbox("Sent")
-        self.assertRaises(MailboxExists, self.account.createMailbox, "Sent")
-        self.assertRaises(MailboxExists, self.account.createMailbox, "InBox")
+        self.successResultOf(self.account.createMailbox("Sent"))
+        self.failureResultOf(self.account.createMailbox("Sent"), MailboxExists)
+        self.failureResultOf(self.account.createMailbox("InBox"), MailboxExists)
 
     def test_createTrailingSeparator(self):
         """CREATE "Work/" creates Work (RFC 3501 allows the trailing separator)."""
-        self.account.createMailbox("Work/")
+        self.successResultOf(self.account.createMailbox("Work/"))
         self.assertEqual(self.account.listMailboxes(), ["INBOX", "Work"])
 
     def test_modifiedUTF7OnDisk(self):
         """Folder directories are named in modified UTF-7, listed in Unicode."""
-        self.account.createMailbox("\u65e5\u672c\u8a9e")
-        self.account.createMailbox("Tom & Jerry/\u00e9t\u00e9")
+        self.successResultOf(self.account.createMailbox("\u65e5\u672c\u8a9e"))
+        self.successResultOf(self.account.createMailbox("Tom & Jerry/\u00e9t\u00e9"))
         self.assertIn(".&ZeVnLIqe-", os.listdir(self.home))
         self.assertIn(".Tom &- Jerry.&AOk-t&AOk-", os.listdir(self.home))
         self.assertEqual(self.account.listMailboxes(),
@@ -185,9 +185,11 @@ class MailboxNameTests(MaildirTestCase):
                    "a\x01b": "control", "a\x7fb": "control", "a\x00b": "NUL",
                    "a.b": "'.' is not allowed", "a//b": "empty level", "x" * 300: "too long"}
         for name, reason in reasons.items():
-            for method in (self.account.createMailbox, self.account.getMailbox):
-                error = self.assertRaises(InvalidMailboxName, method, name)
+            for method in (self.account.createMailbox, self.account.openMailbox):
+                error = self.failureResultOf(method(name), InvalidMailboxName).value
                 self.assertIn(reason, str(error))
+            error = self.assertRaises(InvalidMailboxName, self.account.getMailbox, name)
+            self.assertIn(reason, str(error))
             self.assertFalse(self.account.hasMailbox(name))
         self.assertEqual(sorted(os.listdir(self.home)), before)
 
@@ -204,12 +206,12 @@ class MailboxNameTests(MaildirTestCase):
 
     def test_delete(self):
         """Deleting removes the folder and its mail; open sessions see expunges."""
-        self.account.createMailbox("Old")
+        self.successResultOf(self.account.createMailbox("Old"))
         old = self.account.getMailbox("Old")
-        old.append(MESSAGE)
+        self.successResultOf(old.append(MESSAGE))
         listener = RecordingListener()
         old.addListener(listener)
-        self.account.deleteMailbox("Old")
+        self.successResultOf(self.account.deleteMailbox("Old"))
         self.assertFalse(os.path.exists(self.path(".Old")))
         self.assertEqual(self.account.listMailboxes(), ["INBOX"])
         self.assertEqual(listener.changes, [(old, Changes(expunged=[1]))])
@@ -218,23 +220,23 @@ class MailboxNameTests(MaildirTestCase):
 
     def test_deleteRefused(self):
         """INBOX and mailboxes with children cannot be deleted; missing ones fail."""
-        self.account.createMailbox("A/B")
-        self.assertRaises(MailboxNotEmpty, self.account.deleteMailbox, "INBOX")
-        error = self.assertRaises(MailboxNotEmpty, self.account.deleteMailbox, "A")
+        self.successResultOf(self.account.createMailbox("A/B"))
+        self.failureResultOf(self.account.deleteMailbox("INBOX"), MailboxNotEmpty)
+        error = self.failureResultOf(self.account.deleteMailbox("A"), MailboxNotEmpty).value
         self.assertIn("child", str(error))
-        self.assertRaises(NoSuchMailbox, self.account.deleteMailbox, "Nope")
-        self.account.deleteMailbox("A/B")
-        self.account.deleteMailbox("A")
+        self.failureResultOf(self.account.deleteMailbox("Nope"), NoSuchMailbox)
+        self.successResultOf(self.account.deleteMailbox("A/B"))
+        self.successResultOf(self.account.deleteMailbox("A"))
         self.assertEqual(self.account.listMailboxes(), ["INBOX"])
 
     def test_renameWithChildren(self):
         """Renaming moves the folder and every child; messages keep their UIDs."""
-        self.account.createMailbox("A/B/C")
+        self.successResultOf(self.account.createMailbox("A/B/C"))
         box = self.account.getMailbox("A/B")
-        box.append(MESSAGE)
-        uid, validity = box.append(MESSAGE_CRLF + b"2"), box.uidValidity
-        self.account.createMailbox("AB")
-        self.account.renameMailbox("A", "X/Y")
+        self.successResultOf(box.append(MESSAGE))
+        uid, validity = self.successResultOf(box.append(MESSAGE_CRLF + b"2")), box.uidValidity
+        self.successResultOf(self.account.createMailbox("AB"))
+        self.successResultOf(self.account.renameMailbox("A", "X/Y"))
         self.assertEqual(self.account.listMailboxes(),
                          ["AB", "INBOX", "X", "X/Y", "X/Y/B", "X/Y/B/C"])
         self.assertIn(".X.Y.B.C", os.listdir(self.home))
@@ -246,23 +248,24 @@ class MailboxNameTests(MaildirTestCase):
 
     def test_renameRefused(self):
         """Rename fails for a missing source, an existing target, or into itself."""
-        self.account.createMailbox("A")
-        self.account.createMailbox("B")
-        self.assertRaises(NoSuchMailbox, self.account.renameMailbox, "Nope", "C")
-        self.assertRaises(MailboxExists, self.account.renameMailbox, "A", "B")
-        self.assertRaises(MailboxExists, self.account.renameMailbox, "A", "INBOX")
-        self.assertRaises(InvalidMailboxName, self.account.renameMailbox, "A", "A/Sub")
-        self.assertRaises(InvalidMailboxName, self.account.renameMailbox, "A", "a.b")
+        self.successResultOf(self.account.createMailbox("A"))
+        self.successResultOf(self.account.createMailbox("B"))
+        self.failureResultOf(self.account.renameMailbox("Nope", "C"), NoSuchMailbox)
+        self.failureResultOf(self.account.renameMailbox("A", "B"), MailboxExists)
+        self.failureResultOf(self.account.renameMailbox("A", "INBOX"), MailboxExists)
+        self.failureResultOf(self.account.renameMailbox("A", "A/Sub"), InvalidMailboxName)
+        self.failureResultOf(self.account.renameMailbox("A", "a.b"), InvalidMailboxName)
 
     def test_renameInbox(self):
         """Renaming INBOX moves its messages, in order, and leaves INBOX empty."""
         for n in range(3):  # later messages have older dates: order is by UID
-            self.inbox.append(MESSAGE + b"%d\n" % (n,), internalDate=1000000000 - n)
+            self.successResultOf(
+                self.inbox.append(MESSAGE + b"%d\n" % (n,), internalDate=1000000000 - n))
         listener = RecordingListener()
         self.inbox.addListener(listener)
-        self.account.renameMailbox("INBOX", "Archive/2024")
+        self.successResultOf(self.account.renameMailbox("INBOX", "Archive/2024"))
         self.assertEqual(self.inbox.messages(), [])
-        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes())
         self.assertEqual(listener.changes[-1][1].expunged, [1, 2, 3])
         self.assertEqual(self.files("new") + self.files("cur"), [])
         archive = self.account.getMailbox("Archive/2024")
@@ -320,7 +323,7 @@ class DeliveryTests(MaildirTestCase):
         """The internal date becomes the file's mtime and INTERNALDATE."""
         key = self.inbox.deliver(MESSAGE, internalDate=1000000000)
         self.assertEqual(os.stat(self.path("new", key)).st_mtime, 1000000000)
-        uid = self.inbox.append(MESSAGE, internalDate=1234567890.0)
+        uid = self.successResultOf(self.inbox.append(MESSAGE, internalDate=1234567890.0))
         self.assertEqual(self.inbox.messageInfo(uid).internalDate, 1234567890.0)
 
     def test_hostnameEscaped(self):
@@ -334,7 +337,7 @@ class DeliveryTests(MaildirTestCase):
         """Delivery touches only files: the message appears at the next sync."""
         self.inbox.deliver(MESSAGE)
         self.assertEqual(self.inbox.messages(), [])
-        self.assertEqual(self.inbox.sync().added, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).added, [1])
 
     def test_threads(self):
         """Deliveries from several threads at once all arrive intact."""
@@ -352,7 +355,7 @@ class DeliveryTests(MaildirTestCase):
         for t in threads:
             t.join()
         self.assertEqual(errors, [])
-        self.assertEqual(len(self.inbox.sync().added), 40)
+        self.assertEqual(len(self.successResultOf(self.inbox.sync()).added), 40)
 
     def test_failedSourceLeavesNothing(self):
         """If reading the source fails, the partial file is removed."""
@@ -370,7 +373,7 @@ class DeliveryTests(MaildirTestCase):
     def test_tmpFileNotAMessage(self):
         """A file left in tmp/ by a crash between write and rename is never a message."""
         self.write(MESSAGE, "tmp", "1.M1P1Q1.host")
-        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes())
         self.assertEqual(self.freshInbox().messages(), [])
 
     def test_cleanTemporary(self):
@@ -396,34 +399,34 @@ class FlagTests(MaildirTestCase):
     def setUp(self):
         MaildirTestCase.setUp(self)
         self.key = self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
 
     def test_roundTrip(self):
         """System flags become sorted DFRST letters and read back the same."""
         flags = {"\\Seen", "\\Answered", "\\Deleted", "\\Draft", "\\Flagged"}
-        info = self.inbox.setFlags(1, flags)
+        info = self.successResultOf(self.inbox.setFlags(1, flags))
         self.assertEqual(info.flags, flags)
         self.assertEqual(self.files("cur"), [self.key + ":2,DFRST"])
         self.assertEqual(self.freshInbox().messageInfo(1).flags, flags)
-        self.inbox.setFlags(1, set())
+        self.successResultOf(self.inbox.setFlags(1, set()))
         self.assertEqual(self.files("cur"), [self.key + ":2,"])
         self.assertEqual(self.freshInbox().messageInfo(1).flags, set())
 
     def test_caseInsensitiveSystemFlags(self):
         """System flag names are matched case-insensitively; \\Recent is not stored."""
-        info = self.inbox.setFlags(1, {"\\SEEN", "\\Recent"})
+        info = self.successResultOf(self.inbox.setFlags(1, {"\\SEEN", "\\Recent"}))
         self.assertEqual(info.flags, {"\\Seen"})
 
     def test_keywords(self):
         """Keywords get letters a, b... recorded in dovecot-keywords."""
-        info = self.inbox.setFlags(1, {"\\Seen", "Work", "$Forwarded"})
+        info = self.successResultOf(self.inbox.setFlags(1, {"\\Seen", "Work", "$Forwarded"}))
         self.assertEqual(info.flags, {"\\Seen", "Work", "$Forwarded"})
         self.assertEqual(self.read("dovecot-keywords"), b"0 $Forwarded\n1 Work\n")
         self.assertEqual(self.files("cur"), [self.key + ":2,Sab"])
         self.assertEqual(self.inbox.keywords(), {"Work", "$Forwarded"})
         fresh = self.freshInbox()
         self.assertEqual(fresh.messageInfo(1).flags, {"\\Seen", "Work", "$Forwarded"})
-        uid = self.inbox.append(MESSAGE, flags={"work"})
+        uid = self.successResultOf(self.inbox.append(MESSAGE, flags={"work"}))
         self.assertEqual(self.inbox.messageInfo(uid).flags, {"Work"})
         self.assertEqual(self.read("dovecot-keywords"), b"0 $Forwarded\n1 Work\n")
 
@@ -431,49 +434,49 @@ class FlagTests(MaildirTestCase):
         """Letters map through an existing dovecot-keywords file."""
         self.write(b"0 Junk\n3 NonJunk\n", "dovecot-keywords")
         os.rename(self.path("cur", self.key + ":2,"), self.path("cur", self.key + ":2,Sd"))
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen", "NonJunk"})
-        self.inbox.setFlags(1, {"Junk", "Later"})
+        self.successResultOf(self.inbox.setFlags(1, {"Junk", "Later"}))
         self.assertEqual(self.files("cur"), [self.key + ":2,ab"])
         self.assertEqual(self.read("dovecot-keywords"), b"0 Junk\n1 Later\n3 NonJunk\n")
 
     def test_keywordLimit(self):
         """A mailbox holds at most 26 keywords; the 27th is refused."""
         names = {"k%02d" % (n,) for n in range(26)}
-        self.inbox.setFlags(1, names)
+        self.successResultOf(self.inbox.setFlags(1, names))
         self.assertEqual(self.inbox.keywords(), names)
         before = self.read("dovecot-keywords")
-        error = self.assertRaises(StoreError, self.inbox.setFlags, 1, {"one-too-many"})
+        error = self.failureResultOf(self.inbox.setFlags(1, {"one-too-many"}), StoreError).value
         self.assertIn("26", str(error))
         self.assertEqual(self.read("dovecot-keywords"), before)
         self.assertEqual(self.inbox.messageInfo(1).flags, names)
 
     def test_invalidFlags(self):
         """Unknown system flags and malformed keywords are refused."""
-        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"\\Bogus"})
-        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"two words"})
-        self.assertRaises(StoreError, self.inbox.setFlags, 1, {""})
-        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"caf\u00e9"})
-        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"\U0001f600"})
-        self.assertRaises(StoreError, self.inbox.setFlags, 1, {"a(b"})
+        self.failureResultOf(self.inbox.setFlags(1, {"\\Bogus"}), StoreError)
+        self.failureResultOf(self.inbox.setFlags(1, {"two words"}), StoreError)
+        self.failureResultOf(self.inbox.setFlags(1, {""}), StoreError)
+        self.failureResultOf(self.inbox.setFlags(1, {"caf\u00e9"}), StoreError)
+        self.failureResultOf(self.inbox.setFlags(1, {"\U0001f600"}), StoreError)
+        self.failureResultOf(self.inbox.setFlags(1, {"a(b"}), StoreError)
         self.assertEqual(self.inbox.messageInfo(1).flags, set())
-        self.assertRaises(NoSuchMessage, self.inbox.setFlags, 99, {"\\Seen"})
+        self.failureResultOf(self.inbox.setFlags(99, {"\\Seen"}), NoSuchMessage)
 
     def test_unknownLettersPreserved(self):
         """Letters IMAP cannot express (P = passed) survive flag changes."""
         os.rename(self.path("cur", self.key + ":2,"), self.path("cur", self.key + ":2,PS"))
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen"})
-        self.inbox.setFlags(1, {"\\Flagged"})
+        self.successResultOf(self.inbox.setFlags(1, {"\\Flagged"}))
         self.assertEqual(self.files("cur"), [self.key + ":2,FP"])
 
     def test_changeByOtherProgram(self):
         """A flag change made by renaming the file is found and announced."""
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         listener = RecordingListener()
         self.inbox.addListener(listener)
         os.rename(self.path("cur", self.key + ":2,"), self.path("cur", self.key + ":2,S"))
-        self.assertEqual(self.inbox.sync().flagsChanged, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).flagsChanged, [1])
         self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen"})
         self.assertEqual(listener.changes, [(self.inbox, Changes(flagsChanged=[1]))])
 
@@ -481,8 +484,8 @@ class FlagTests(MaildirTestCase):
         """Listeners hear of flag changes, but not of a no-op store."""
         listener = RecordingListener()
         self.inbox.addListener(listener)
-        self.inbox.setFlags(1, {"\\Seen"})
-        self.inbox.setFlags(1, {"\\Seen"})
+        self.successResultOf(self.inbox.setFlags(1, {"\\Seen"}))
+        self.successResultOf(self.inbox.setFlags(1, {"\\Seen"}))
         self.assertEqual(listener.changes, [(self.inbox, Changes(flagsChanged=[1]))])
 
 
@@ -494,8 +497,8 @@ class RecentAndListenerTests(MaildirTestCase):
     def test_recentToOneSession(self):
         """Of two sessions syncing the shared mailbox, only the first gets \\Recent."""
         self.inbox.deliver(MESSAGE)
-        first = self.account.getMailbox("INBOX").sync()
-        second = self.account.getMailbox("INBOX").sync()
+        first = self.successResultOf(self.account.getMailbox("INBOX").sync())
+        second = self.successResultOf(self.account.getMailbox("INBOX").sync())
         self.assertEqual((first.added, first.recent), ([1], [1]))
         self.assertEqual(second, Changes())
         self.assertEqual(self.files("new"), [])
@@ -504,8 +507,8 @@ class RecentAndListenerTests(MaildirTestCase):
         """A second process's sync sees the message but not as \\Recent."""
         self.inbox.deliver(MESSAGE)
         other = self.freshInbox()
-        self.assertEqual(other.sync(), Changes(recent=[1]))
-        self.assertEqual(self.inbox.sync(), Changes(added=[1]))
+        self.assertEqual(self.successResultOf(other.sync()), Changes(recent=[1]))
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes(added=[1]))
         self.assertEqual([m.uid for m in self.inbox.messages()], [1])
 
     def test_recentNotForListeners(self):
@@ -513,7 +516,7 @@ class RecentAndListenerTests(MaildirTestCase):
         listener = RecordingListener()
         self.inbox.addListener(listener)
         self.inbox.deliver(MESSAGE)
-        self.assertEqual(self.inbox.sync().recent, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).recent, [1])
         self.assertEqual(listener.changes, [(self.inbox, Changes(added=[1]))])
 
     def test_noteDelivery(self):
@@ -524,9 +527,9 @@ class RecentAndListenerTests(MaildirTestCase):
         self.assertEqual(self.inbox.noteDelivery(), Changes(added=[1]))
         self.assertEqual(listener.changes, [(self.inbox, Changes(added=[1]))])
         self.assertEqual(self.files("new"), [key])
-        self.assertEqual(self.inbox.sync(), Changes(recent=[1]))
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes(recent=[1]))
         self.assertEqual(self.files("cur"), [key + ":2,"])
-        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes())
 
     def test_hasListeners(self):
         """hasListeners is true exactly while a session listens."""
@@ -541,10 +544,10 @@ class RecentAndListenerTests(MaildirTestCase):
         """Session B's listener is told when session A expunges."""
         for _ in range(3):
             self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         sessionB = RecordingListener()
         self.account.getMailbox("INBOX").addListener(sessionB)
-        self.assertEqual(self.inbox.expunge([2, 7]), [2])
+        self.assertEqual(self.successResultOf(self.inbox.expunge([2, 7])), [2])
         self.assertEqual(sessionB.changes, [(self.inbox, Changes(expunged=[2]))])
         self.assertEqual([m.uid for m in self.inbox.messages()], [1, 3])
         self.assertEqual(len(self.files("cur")), 2)
@@ -554,10 +557,10 @@ class RecentAndListenerTests(MaildirTestCase):
         """expunge(None) removes exactly the messages flagged \\Deleted."""
         for _ in range(3):
             self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
-        self.inbox.setFlags(1, {"\\Deleted"})
-        self.inbox.setFlags(3, {"\\Deleted", "\\Seen"})
-        self.assertEqual(self.inbox.expunge(None), [1, 3])
+        self.successResultOf(self.inbox.sync())
+        self.successResultOf(self.inbox.setFlags(1, {"\\Deleted"}))
+        self.successResultOf(self.inbox.setFlags(3, {"\\Deleted", "\\Seen"}))
+        self.assertEqual(self.successResultOf(self.inbox.expunge(None)), [1, 3])
         self.assertEqual([m.uid for m in self.freshInbox().messages()], [2])
 
     def test_removeListener(self):
@@ -566,7 +569,7 @@ class RecentAndListenerTests(MaildirTestCase):
         self.inbox.addListener(listener)
         self.inbox.removeListener(listener)
         self.inbox.removeListener(RecordingListener())
-        self.inbox.append(MESSAGE)
+        self.successResultOf(self.inbox.append(MESSAGE))
         self.assertEqual(listener.changes, [])
 
     def test_failingListener(self):
@@ -577,16 +580,16 @@ class RecentAndListenerTests(MaildirTestCase):
         listener = RecordingListener()
         self.inbox.addListener(Broken())
         self.inbox.addListener(listener)
-        self.inbox.append(MESSAGE)
+        self.successResultOf(self.inbox.append(MESSAGE))
         self.assertEqual(len(listener.changes), 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_appendReturnsUID(self):
         """append stores and returns the UID at once; flags go with it."""
-        uid = self.inbox.append(MESSAGE, flags={"\\Seen"})
+        uid = self.successResultOf(self.inbox.append(MESSAGE, flags={"\\Seen"}))
         self.assertEqual(uid, 1)
         self.assertEqual(self.inbox.messageInfo(1).flags, {"\\Seen"})
-        self.assertEqual(self.inbox.append(MESSAGE), 2)
+        self.assertEqual(self.successResultOf(self.inbox.append(MESSAGE)), 2)
         self.assertEqual(self.inbox.uidNext, 3)
 
 
@@ -599,7 +602,7 @@ class MessageTests(MaildirTestCase):
         """A 5 MB message is served from the file in chunks, not loaded whole."""
         line = b"0123456789" * 7 + b"\n"
         body = b"Subject: big\n\n" + line * (5 * 1024 * 1024 // len(line))
-        uid = self.inbox.append(io.BytesIO(body))
+        uid = self.successResultOf(self.inbox.append(io.BytesIO(body)))
         expected = body.replace(b"\n", b"\r\n")
         self.assertEqual(self.inbox.messageInfo(uid).size, len(expected))
         with self.inbox.openMessage(uid) as f:
@@ -619,7 +622,7 @@ class MessageTests(MaildirTestCase):
         """A file with LF line ends (another MDA) is served as CRLF, with its CRLF size."""
         body = b"Subject: lf\n\n" + b"".join(b"line %d\n" % (n,) for n in range(20000))
         self.write(body, "new", "1700000000.M1P1.mda")
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         expected = body.replace(b"\n", b"\r\n")
         self.assertEqual(self.inbox.messageInfo(1).size, len(expected))
         with self.inbox.openMessage(1) as f:
@@ -634,7 +637,7 @@ class MessageTests(MaildirTestCase):
     def test_lfSizeRemembered(self):
         """The CRLF size of a foreign LF file is stored as Dovecot's W field, once."""
         self.write(b"a\nb\n", "new", "1700000000.M1P1.mda,S=4")
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertIn("1 W6 :1700000000.M1P1.mda,S=4\n", self.read("dovecot-uidlist").decode())
         self.patch(crlf, "wireSize", lambda path: self.fail("size computed again"))
         self.assertEqual(self.freshInbox().messageInfo(1).size, 6)
@@ -642,23 +645,23 @@ class MessageTests(MaildirTestCase):
     def test_vanishedFileStillListed(self):
         """Until the next sync, a message removed by another program stays listed."""
         keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         os.unlink(self.path("cur", keys[0] + ":2,"))
         self.assertEqual([m.uid for m in self.inbox.messages()], [1, 2])
         self.assertRaises(NoSuchMessage, self.inbox.openMessage, 1)
-        self.assertEqual(self.inbox.sync().expunged, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).expunged, [1])
 
     def test_lfFileWithSizeFields(self):
         """A Dovecot-style name with S= (disk) and W= (CRLF) sizes is trusted."""
         self.write(b"a\nb\n", "cur", "1700000000.M1P1.dove,S=4,W=6:2,S")
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertEqual(self.inbox.messageInfo(1).size, 6)
         with self.inbox.openMessage(1) as f:
             self.assertEqual(f.read(), b"a\r\nb\r\n")
 
     def test_crlfFileServedAsIs(self):
         """Our own CRLF files are served straight from the file."""
-        uid = self.inbox.append(MESSAGE)
+        uid = self.successResultOf(self.inbox.append(MESSAGE))
         with self.inbox.openMessage(uid) as f:
             self.assertEqual(f.read(), MESSAGE_CRLF)
             f.seek(0)
@@ -672,7 +675,7 @@ class MessageTests(MaildirTestCase):
     def test_renamedByOtherProgram(self):
         """A message whose file another program renamed (flags) can still be read."""
         key = self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         os.rename(self.path("cur", key + ":2,"), self.path("cur", key + ":2,S"))
         with self.inbox.openMessage(1) as f:
             self.assertEqual(f.read(), MESSAGE_CRLF)
@@ -681,7 +684,7 @@ class MessageTests(MaildirTestCase):
         """messages() lists every message in UID order with flags, size, date, key."""
         first = self.inbox.deliver(MESSAGE, internalDate=1000000000)
         self.inbox.deliver(b"x", flags={"\\Draft"})
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         infos = self.inbox.messages()
         self.assertEqual([(i.uid, i.flags, i.size) for i in infos],
                          [(1, frozenset(), len(MESSAGE_CRLF)), (2, {"\\Draft"}, 1)])
@@ -697,7 +700,7 @@ class InfoCacheTests(MaildirTestCase):
     def setUp(self):
         MaildirTestCase.setUp(self)
         self.keys = [self.inbox.deliver(MESSAGE) for _ in range(3)]
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.before = self.inbox.messages()
 
     def flags(self):
@@ -714,7 +717,7 @@ class InfoCacheTests(MaildirTestCase):
 
     def test_setFlags(self):
         """A flag change (by any session: the mailbox is shared) shows, with a new modseq."""
-        self.inbox.setFlags(2, {"\\Seen"})
+        self.successResultOf(self.inbox.setFlags(2, {"\\Seen"}))
         infos = self.inbox.messages()
         self.assertEqual(self.flags(), [(1, set()), (2, {"\\Seen"}), (3, set())])
         self.assertGreater(infos[1].modseq, self.before[1].modseq)
@@ -725,7 +728,7 @@ class InfoCacheTests(MaildirTestCase):
     def test_outsideRename(self):
         """A flag change by another program shows after the sync, with a new modseq."""
         os.rename(self.path("cur", self.keys[0] + ":2,"), self.path("cur", self.keys[0] + ":2,F"))
-        self.assertEqual(self.inbox.sync().flagsChanged, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).flagsChanged, [1])
         infos = self.inbox.messages()
         self.assertEqual(infos[0].flags, {"\\Flagged"})
         self.assertGreater(infos[0].modseq, self.before[0].modseq)
@@ -739,27 +742,27 @@ class InfoCacheTests(MaildirTestCase):
 
     def test_expunge(self):
         """Expunged messages leave the list, whoever removed them."""
-        self.inbox.expunge([2])
+        self.successResultOf(self.inbox.expunge([2]))
         self.assertEqual([info.uid for info in self.inbox.messages()], [1, 3])
         os.unlink(self.path("cur", self.keys[0] + ":2,"))
-        self.assertEqual(self.inbox.sync().expunged, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).expunged, [1])
         self.assertEqual([info.uid for info in self.inbox.messages()], [3])
         self.assertRaises(NoSuchMessage, self.inbox.messageInfo, 1)
 
     def test_delivery(self):
         """A new message shows after the sync, the others stay as they were."""
         self.inbox.deliver(MESSAGE, flags={"\\Draft"})
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         infos = self.inbox.messages()
         self.assertEqual([(i.uid, i.flags) for i in infos][3:], [(4, {"\\Draft"})])
         self.assertEqual(infos[:3], self.before)
 
     def test_keywordNamesChanged(self):
         """Another program renaming a keyword changes the flags shown."""
-        self.inbox.setFlags(1, {"Work"})
+        self.successResultOf(self.inbox.setFlags(1, {"Work"}))
         self.assertEqual(self.inbox.messages()[0].flags, {"Work"})
         self.write(b"0 Home\n", "dovecot-keywords")
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertEqual(self.inbox.messages()[0].flags, {"Home"})
         self.write(b"0 Leisure\n", "dovecot-keywords")
         self.assertEqual(self.inbox.keywords(), {"Leisure"})
@@ -770,7 +773,7 @@ class InfoCacheTests(MaildirTestCase):
         listener = RecordingListener()
         self.inbox.addListener(listener)
         os.unlink(self.path("dovecot-uidlist"))
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         infos = self.inbox.messages()
         self.assertEqual(len(infos), 3)
         self.assertEqual({i.key for i in infos}, set(self.keys))
@@ -785,18 +788,19 @@ class CopyTests(MaildirTestCase):
 
     def setUp(self):
         MaildirTestCase.setUp(self)
-        self.inbox.append(MESSAGE, flags={"\\Seen", "Work"}, internalDate=1000000000)
-        self.inbox.append(b"second\n")
-        self.inbox.append(b"third\n")
-        self.account.createMailbox("Saved")
+        self.successResultOf(
+            self.inbox.append(MESSAGE, flags={"\\Seen", "Work"}, internalDate=1000000000))
+        self.successResultOf(self.inbox.append(b"second\n"))
+        self.successResultOf(self.inbox.append(b"third\n"))
+        self.successResultOf(self.account.createMailbox("Saved"))
         self.saved = self.account.getMailbox("Saved")
-        self.saved.append(b"already here\n")
+        self.successResultOf(self.saved.append(b"already here\n"))
 
     def test_copy(self):
         """Copies get new UIDs in the destination with flags, keywords and dates."""
         listener = RecordingListener()
         self.saved.addListener(listener)
-        pairs = self.inbox.copyTo([3, 1, 99], self.saved)
+        pairs = self.successResultOf(self.inbox.copyTo([3, 1, 99], self.saved))
         self.assertEqual(pairs, [(1, 2), (3, 3)])
         copied = self.saved.messageInfo(2)
         self.assertEqual(copied.flags, {"\\Seen", "Work"})
@@ -810,7 +814,7 @@ class CopyTests(MaildirTestCase):
 
     def test_hardLinked(self):
         """On one filesystem a copy is a hard link, not a second copy of the bytes."""
-        self.inbox.copyTo([2], self.saved)
+        self.successResultOf(self.inbox.copyTo([2], self.saved))
         source = self.inbox._entryPath(self.inbox._entries[2])
         target = self.saved._entryPath(self.saved._entries[2])
         self.assertEqual(os.stat(source).st_ino, os.stat(target).st_ino)
@@ -820,7 +824,7 @@ class CopyTests(MaildirTestCase):
         def noLink(source, target):
             raise OSError(errno.EXDEV, "cross-device link")
         self.patch(maildir.os, "link", noLink)
-        self.assertEqual(self.inbox.copyTo([1], self.saved), [(1, 2)])
+        self.assertEqual(self.successResultOf(self.inbox.copyTo([1], self.saved)), [(1, 2)])
         with self.saved.openMessage(2) as f:
             self.assertEqual(f.read(), MESSAGE_CRLF)
         self.assertEqual(self.saved.messageInfo(2).internalDate, 1000000000)
@@ -840,15 +844,15 @@ class CopyTests(MaildirTestCase):
                 raise OSError(errno.ENOSPC, "no space left on device")
         self.patch(maildir.os, "link", noLink)
         self.patch(maildir.shutil, "copy2", failSecond)
-        self.assertRaises(NoSpace, self.inbox.copyTo, [1, 2, 3], self.saved)
+        self.failureResultOf(self.inbox.copyTo([1, 2, 3], self.saved), NoSpace)
         self.assertEqual(self.files(".Saved", "tmp"), [])
         self.assertEqual(len(self.files(".Saved", "new") + self.files(".Saved", "cur")), 1)
-        self.assertEqual(self.saved.sync().added, [])
+        self.assertEqual(self.successResultOf(self.saved.sync()).added, [])
 
     def test_copyToDeletedMailbox(self):
         """Copying into a mailbox deleted meanwhile fails with NoSuchMailbox."""
-        self.account.deleteMailbox("Saved")
-        self.assertRaises(NoSuchMailbox, self.inbox.copyTo, [1], self.saved)
+        self.successResultOf(self.account.deleteMailbox("Saved"))
+        self.failureResultOf(self.inbox.copyTo([1], self.saved), NoSuchMailbox)
 
 
 class ThreeStepCopyTests(MaildirTestCase):
@@ -903,13 +907,13 @@ class ThreeStepCopyTests(MaildirTestCase):
     def test_destinationDeletedBeforeAdopt(self):
         """A destination deleted while the copies were placed: adoptCopies says NoSuchMailbox."""
         placed = self.place([1])
-        self.account.deleteMailbox("Saved")
+        self.successResultOf(self.account.deleteMailbox("Saved"))
         self.assertRaises(NoSuchMailbox, self.inbox.adoptCopies, placed)
 
     def test_destinationDeletedBeforePlace(self):
         """A destination deleted after the plan: placeCopies says NoSuchMailbox."""
         plan = self.inbox.prepareCopy([1], self.saved)
-        self.account.deleteMailbox("Saved")
+        self.successResultOf(self.account.deleteMailbox("Saved"))
         self.assertRaises(NoSuchMailbox, self.inbox.placeCopies, plan)
 
 
@@ -944,8 +948,8 @@ class TwoStepAppendTests(TestCase):
         """
         self.inbox.deliver(b"one\r\n")
         self.inbox.deliver(b"two\r\n")
-        self.inbox.append(b"three\r\n", {"\\Seen"})  # straight to cur/
+        self.successResultOf(self.inbox.append(b"three\r\n", {"\\Seen"}))  # straight to cur/
         self.inbox.noteDelivery()
         self.assertEqual(self.inbox.unclaimedCount(), 3)
-        self.assertEqual(len(self.inbox.sync().recent), 3)
+        self.assertEqual(len(self.successResultOf(self.inbox.sync()).recent), 3)
         self.assertEqual(self.inbox.unclaimedCount(), 0)

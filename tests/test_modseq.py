@@ -201,15 +201,16 @@ class MailboxModseqTests(unittest.TestCase):
 
     def test_addedAndFlagged(self):
         """Each addition and flag change raises the message's modseq and HIGHESTMODSEQ."""
-        one = self.inbox.append(MESSAGE)
-        two = self.inbox.append(MESSAGE)
+        one = self.successResultOf(self.inbox.append(MESSAGE))
+        two = self.successResultOf(self.inbox.append(MESSAGE))
         m1, m2 = (self.inbox.messageInfo(u).modseq for u in (one, two))
         self.assertLess(m1, m2)
         self.assertEqual(self.inbox.highestModseq, m2)
-        info = self.inbox.setFlags(one, {"\\Seen"})
+        info = self.successResultOf(self.inbox.setFlags(one, {"\\Seen"}))
         self.assertGreater(info.modseq, m2)
         self.assertEqual(self.inbox.highestModseq, info.modseq)
-        self.assertEqual(self.inbox.setFlags(one, {"\\Seen"}).modseq, info.modseq)
+        self.assertEqual(self.successResultOf(self.inbox.setFlags(one, {"\\Seen"})).modseq,
+                         info.modseq)
 
     def test_privateModes(self):
         """
@@ -219,11 +220,11 @@ class MailboxModseqTests(unittest.TestCase):
         useUmask(self)
         self.root = self.mktemp()
         inbox = self.open()
-        uid = inbox.append(MESSAGE)
-        inbox.setFlags(uid, {"\\Seen", "$Work"})
-        inbox.append(MESSAGE)
-        inbox.expunge([uid])
-        inbox.sync()
+        uid = self.successResultOf(inbox.append(MESSAGE))
+        self.successResultOf(inbox.setFlags(uid, {"\\Seen", "$Work"}))
+        self.successResultOf(inbox.append(MESSAGE))
+        self.successResultOf(inbox.expunge([uid]))
+        self.successResultOf(inbox.sync())
         found = modes(self.root)
         self.assertIn("mailstack-modseq", {os.path.basename(path) for path in found})
         self.assertEqual({path: mode for path, mode in found.items()
@@ -234,59 +235,59 @@ class MailboxModseqTests(unittest.TestCase):
         """A flag change while another program holds dovecot-uidlist.lock: the sync does
         not fail or wait, and the modseq reaches mailstack-modseq at the first sync after
         the lock is released (a new process sees it)."""
-        uid = self.inbox.append(MESSAGE)
-        self.inbox.sync()
+        uid = self.successResultOf(self.inbox.append(MESSAGE))
+        self.successResultOf(self.inbox.sync())
         lock = os.path.join(self.inbox.path, "dovecot-uidlist.lock")
         open(lock, "x").close()
-        modseq = self.inbox.setFlags(uid, {"\\Flagged"}).modseq
-        self.inbox.sync()
+        modseq = self.successResultOf(self.inbox.setFlags(uid, {"\\Flagged"})).modseq
+        self.successResultOf(self.inbox.sync())
         self.assertNotEqual(self.open().__class__("INBOX", self.inbox.path)
                             .messageInfo(uid).modseq, modseq)
         os.unlink(lock)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         again = self.open().__class__("INBOX", self.inbox.path)
         self.assertEqual(again.messageInfo(uid).modseq, modseq)
 
     def test_restart(self):
         """A new process sees the same modseqs and HIGHESTMODSEQ."""
-        uid = self.inbox.append(MESSAGE)
-        self.inbox.setFlags(uid, {"\\Flagged"})
-        self.inbox.sync()
+        uid = self.successResultOf(self.inbox.append(MESSAGE))
+        self.successResultOf(self.inbox.setFlags(uid, {"\\Flagged"}))
+        self.successResultOf(self.inbox.sync())
         highest, mine = self.inbox.highestModseq, self.inbox.messageInfo(uid).modseq
         again = self.open().__class__("INBOX", self.inbox.path)
         self.assertEqual((again.highestModseq, again.messageInfo(uid).modseq), (highest, mine))
 
     def test_outsideFlagChange(self):
         """A flag change by another program (a rename) gets a new modseq at sync."""
-        uid = self.inbox.append(MESSAGE)
-        self.inbox.sync()
+        uid = self.successResultOf(self.inbox.append(MESSAGE))
+        self.successResultOf(self.inbox.sync())
         before = self.inbox.highestModseq
         info = self.inbox.messageInfo(uid)
         cur = os.path.join(self.inbox.path, "cur")
         [name] = os.listdir(cur)
         os.rename(os.path.join(cur, name), os.path.join(cur, info.key + ":2,S"))
         self.inbox._stamps = None  # as the watcher would after inotify
-        changes = self.inbox.sync()
+        changes = self.successResultOf(self.inbox.sync())
         self.assertEqual(changes.flagsChanged, [uid])
         self.assertGreater(self.inbox.messageInfo(uid).modseq, before)
 
     def test_expungeHistory(self):
         """vanishedSince names what was expunged after a modseq, also after a restart."""
-        uids = [self.inbox.append(MESSAGE) for _ in range(3)]
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(3)]
         mark = self.inbox.highestModseq
-        self.inbox.expunge(uids[:2])
+        self.successResultOf(self.inbox.expunge(uids[:2]))
         self.assertGreater(self.inbox.highestModseq, mark)
         self.assertEqual(self.inbox.vanishedSince(mark), uids[:2])
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         again = self.open().__class__("INBOX", self.inbox.path)
         self.assertEqual(again.vanishedSince(mark), uids[:2])
         self.assertEqual(again.vanishedSince(again.highestModseq), [])
 
     def test_fileLost(self):
         """Without its file a mailbox restarts its modseqs above the old HIGHESTMODSEQ."""
-        uid = self.inbox.append(MESSAGE)
-        self.inbox.setFlags(uid, {"\\Seen"})
-        self.inbox.sync()
+        uid = self.successResultOf(self.inbox.append(MESSAGE))
+        self.successResultOf(self.inbox.setFlags(uid, {"\\Seen"}))
+        self.successResultOf(self.inbox.sync())
         highest = self.inbox.highestModseq
         os.unlink(os.path.join(self.inbox.path, modseq.MODSEQ_FILE))
         again = self.open().__class__("INBOX", self.inbox.path)

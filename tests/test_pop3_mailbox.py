@@ -4,15 +4,16 @@ Tests for L{mailstack.pop3.mailbox}: the POP3 maildrop over a real Maildir store
 
 import os
 
+from twisted.internet import defer
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from mailstack.auth.realm import MailRealm
 from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.pop3.mailbox import (
-    IMaildrop, Maildrop, MaildropLocked, MaildropLocks, MessageDeleted, MessageGone,
+    IMaildrop, Maildrop, MaildropLocked, MessageDeleted, MessageGone,
     NoSuchMessageNumber, maildropAdapter, uniqueID)
-from mailstack.storage.interfaces import StoreError
+from mailstack.storage.interfaces import MailboxInUse, StoreError
 from mailstack.storage.account import MaildirStore
 
 ONE = b"Subject: one\r\n\r\nfirst\r\n"
@@ -36,16 +37,28 @@ class MaildropTestMixin:
         self.store = MaildirStore(self.mktemp())
         self.account = self.store.account("alice@lab.test")
         self.inbox = self.account.getMailbox("INBOX")
-        self.locks = MaildropLocks()
         for message in (ONE, TWO):
             self.inbox.deliver(message)
         self.inbox.noteDelivery()
 
-    def opened(self, address="alice@lab.test"):
-        maildrop = Maildrop(self.store.account(address), address, self.locks)
-        maildrop.open()
+    def opened(self, address="alice@lab.test", store=None):
+        store = store or self.store
+        maildrop = Maildrop(store.account(address), address)
         self.addCleanup(maildrop.close)
+        self.successResultOf(maildrop.open())
         return maildrop
+
+    def isLocked(self, address, store=None):
+        """Whether a session holds C{address}'s maildrop lock (asking the store for it)."""
+        store = store or self.store
+        d = store.account(address).lockMaildrop()
+        inUse = []
+        d.addErrback(lambda f: inUse.append(f.trap(MailboxInUse)))
+        lock = self.successResultOf(d)
+        if inUse:
+            return True
+        lock.release()
+        return False
 
     def files(self):
         return sorted(os.listdir(os.path.join(self.account.path, "cur"))
@@ -75,8 +88,8 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         """Opening for POP3 leaves \\Recent to the next IMAP session."""
         store = MaildirStore(self.mktemp())
         store.account("bob@lab.test").getMailbox("INBOX").deliver(ONE)
-        Maildrop(store.account("bob@lab.test"), "bob@lab.test", self.locks).open()
-        changes = store.account("bob@lab.test").getMailbox("INBOX").sync()
+        self.opened("bob@lab.test", store)
+        changes = self.successResultOf(store.account("bob@lab.test").getMailbox("INBOX").sync())
         self.assertEqual(len(changes.recent), 1)
 
     def test_openMessage(self):
@@ -95,17 +108,18 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
 
     def test_uniqueIDStable(self):
         """Unique-ids survive sessions, flag changes, foreign renames and a fresh store."""
-        first = self.opened().uniqueIDs()
+        session = self.opened()
+        first = session.uniqueIDs()
+        session.close()  # the maildrop lock is the store's: one session at a time
         info = self.inbox.messages()[1]
-        self.inbox.setFlags(info.uid, {"\\Seen", "\\Answered"})
+        self.successResultOf(self.inbox.setFlags(info.uid, {"\\Seen", "\\Answered"}))
         curDir = os.path.join(self.account.path, "cur")
         name = [n for n in os.listdir(curDir) if n.startswith(info.key)][0]
         os.rename(os.path.join(curDir, name), os.path.join(curDir, info.key + ":2,FRS"))
         for store in (self.store, MaildirStore(self.store.root)):
-            maildrop = Maildrop(store.account("alice@lab.test"), "alice@lab.test",
-                                MaildropLocks())
-            maildrop.open()
+            maildrop = self.opened(store=store)
             self.assertEqual(maildrop.uniqueIDs(), first)
+            maildrop.close()
 
     def test_deleteAndReset(self):
         """delete marks; marked messages are skipped and refused; reset unmarks."""
@@ -115,8 +129,9 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         self.assertEqual(maildrop.listing(), [(2, len(TWO))])
         self.assertEqual([n for n, _ in maildrop.uniqueIDs()], [2])
         for operation in (maildrop.size, maildrop.uniqueID, maildrop.openMessage,
-                          maildrop.delete, maildrop.markSeen):
+                          maildrop.delete):
             self.assertRaises(MessageDeleted, operation, 1)
+        self.failureResultOf(maildrop.markSeen(1), MessageDeleted)
         self.assertEqual(len(self.files()), 2)
         maildrop.reset()
         self.assertEqual(maildrop.stat()[0], 2)
@@ -126,13 +141,13 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         maildrop = self.opened()
         keep = self.inbox.messages()[1].key
         maildrop.delete(1)
-        self.assertEqual(maildrop.commit(), 1)
+        self.assertEqual(self.successResultOf(maildrop.commit()), 1)
         self.assertEqual([info.key for info in self.inbox.messages()], [keep])
         self.assertEqual(len(self.files()), 1)
 
     def test_commitNothing(self):
         """commit without marks touches nothing."""
-        self.assertEqual(self.opened().commit(), 0)
+        self.assertEqual(self.successResultOf(self.opened().commit()), 0)
         self.assertEqual(len(self.files()), 2)
 
     def test_closeWithoutCommit(self):
@@ -146,12 +161,12 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
     def test_expungedMeanwhile(self):
         """A message expunged elsewhere is gone for openMessage and skipped by commit."""
         maildrop = self.opened()
-        self.inbox.expunge([self.inbox.messages()[0].uid])
+        self.successResultOf(self.inbox.expunge([self.inbox.messages()[0].uid]))
         self.assertRaises(MessageGone, maildrop.openMessage, 1)
-        self.assertRaises(MessageGone, maildrop.markSeen, 1)
+        self.failureResultOf(maildrop.markSeen(1), MessageGone)
         maildrop.delete(1)
         maildrop.delete(2)
-        self.assertEqual(maildrop.commit(), 1)
+        self.assertEqual(self.successResultOf(maildrop.commit()), 1)
         self.assertEqual(self.files(), [])
 
     def test_uidValidityChanged(self):
@@ -160,16 +175,16 @@ class MaildropTests(MaildropTestMixin, unittest.TestCase):
         maildrop.delete(1)
         maildrop.mailbox = Renumbered(maildrop.mailbox)
         self.assertRaises(MessageGone, maildrop.openMessage, 2)
-        self.assertRaises(StoreError, maildrop.commit)
+        self.failureResultOf(maildrop.commit(), StoreError)
         self.assertEqual(len(self.files()), 2)
 
     def test_markSeen(self):
         """markSeen adds \\Seen, keeping the other flags."""
         maildrop = self.opened()
         uid = self.inbox.messages()[0].uid
-        self.inbox.setFlags(uid, {"\\Flagged"})
-        maildrop.markSeen(1)
-        maildrop.markSeen(1)
+        self.successResultOf(self.inbox.setFlags(uid, {"\\Flagged"}))
+        self.successResultOf(maildrop.markSeen(1))
+        self.successResultOf(maildrop.markSeen(1))
         self.assertEqual(self.inbox.messageInfo(uid).flags,
                          frozenset(["\\Seen", "\\Flagged"]))
 
@@ -182,17 +197,17 @@ class LockTests(MaildropTestMixin, unittest.TestCase):
     def test_secondOpenRefused(self):
         """A second maildrop for the same address cannot open."""
         self.opened()
-        second = Maildrop(self.account, "alice@lab.test", self.locks)
-        self.assertRaises(MaildropLocked, second.open)
+        second = Maildrop(self.account, "alice@lab.test")
+        self.failureResultOf(second.open(), MaildropLocked)
         second.close()
-        self.assertTrue(self.locks.isLocked("alice@lab.test"))
+        self.assertTrue(self.isLocked("alice@lab.test"))
 
     def test_closeReleases(self):
         """close releases the lock, once; another session may then open."""
         first = self.opened()
         first.close()
         first.close()
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.isLocked("alice@lab.test"))
         self.opened()
 
     def test_otherAddress(self):
@@ -201,31 +216,30 @@ class LockTests(MaildropTestMixin, unittest.TestCase):
         bob = self.opened("bob@lab.test")
         self.assertEqual(alice.stat(), (2, len(ONE) + len(TWO)))
         self.assertEqual(bob.stat(), (0, 0))
-        self.assertTrue(self.locks.isLocked("alice@lab.test"))
-        self.assertTrue(self.locks.isLocked("bob@lab.test"))
+        self.assertTrue(self.isLocked("alice@lab.test"))
+        self.assertTrue(self.isLocked("bob@lab.test"))
         bob.close()
-        self.assertTrue(self.locks.isLocked("alice@lab.test"))
-        self.assertFalse(self.locks.isLocked("bob@lab.test"))
+        self.assertTrue(self.isLocked("alice@lab.test"))
+        self.assertFalse(self.isLocked("bob@lab.test"))
 
     def test_registry(self):
-        """Only the holder releases."""
-        holder, other = object(), object()
-        self.assertTrue(self.locks.acquire("a@b", holder))
-        self.assertTrue(self.locks.acquire("a@b", holder))
-        self.assertFalse(self.locks.acquire("a@b", other))
-        self.locks.release("a@b", other)
-        self.assertTrue(self.locks.isLocked("a@b"))
-        self.locks.release("a@b", holder)
-        self.assertFalse(self.locks.isLocked("a@b"))
+        """Only the holder releases (the store's lock, account.lockMaildrop())."""
+        holder = self.successResultOf(self.account.lockMaildrop())
+        self.addCleanup(holder.release)
+        self.failureResultOf(self.account.lockMaildrop(), MailboxInUse)
+        self.assertTrue(self.isLocked("alice@lab.test"))
+        holder.release()
+        holder.release()
+        self.assertFalse(self.isLocked("alice@lab.test"))
 
     def test_openFailureReleases(self):
         """If the mailbox cannot be read, the lock is not kept."""
         def broken(name):
-            raise StoreError("disk on fire")
-        self.account.getMailbox = broken
-        maildrop = Maildrop(self.account, "alice@lab.test", self.locks)
-        self.assertRaises(StoreError, maildrop.open)
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+            return defer.fail(StoreError("disk on fire"))
+        self.account.openMailbox = broken
+        maildrop = Maildrop(self.account, "alice@lab.test")
+        self.failureResultOf(maildrop.open(), StoreError)
+        self.assertFalse(self.isLocked("alice@lab.test"))
 
 
 class AdapterTests(MaildropTestMixin, unittest.TestCase):
@@ -240,10 +254,14 @@ class AdapterTests(MaildropTestMixin, unittest.TestCase):
     def test_realm(self):
         """Through MailRealm: an unopened maildrop; logout releases its lock."""
         realm = MailRealm(self.store, pop3Plugin.avatarAdapters())
-        interface, maildrop, logout = realm.requestAvatar(b"alice@lab.test", None, IMaildrop)
+        interface, maildrop, logout = self.successResultOf(
+            realm.requestAvatar(b"alice@lab.test", None, IMaildrop))
         self.assertIs(interface, IMaildrop)
         self.assertEqual(maildrop.address, "alice@lab.test")
-        maildrop.open()
+        self.addCleanup(logout)
+        self.assertFalse(self.isLocked("alice@lab.test"))  # unopened: no lock yet
+        self.successResultOf(maildrop.open())
         self.assertEqual(maildrop.stat()[0], 2)
+        self.assertTrue(self.isLocked("alice@lab.test"))
         logout()
-        self.assertFalse(maildrop.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.isLocked("alice@lab.test"))

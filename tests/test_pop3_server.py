@@ -26,10 +26,11 @@ from mailstack.auth.directory import UserDirectory
 from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.auth.userdb import PasswdFile
 from mailstack.pop3 import server as pop3server
-from mailstack.pop3.mailbox import IMaildrop, MaildropLocks, maildropAdapter
+from mailstack.pop3.mailbox import IMaildrop, maildropAdapter
 from mailstack.pop3.server import POP3Server, POP3Settings
 from mailstack.pop3.stream import MessageSender, TopReader
-from mailstack.storage.account import MaildirStore
+from mailstack.storage.interfaces import MailboxInUse
+from tests.stores import StoreChoice, everyStore
 from tests.fakes import FakeReactor, FakeTLSTransport
 from tests.test_dotstuff import referenceStuffing
 
@@ -128,8 +129,9 @@ class Session:
         return rest
 
 
-class StoreMixin:
-    """A passwd-file, a Maildir store, a realm and a portal in a temp dir."""
+class StoreMixin(StoreChoice):
+    """A passwd-file, a store (L{StoreChoice}: Maildir, or memory in the
+    C{...Memory} twins), a realm and a portal in a temp dir."""
 
     def setUp(self):
         self.reactor = FakeReactor()
@@ -141,27 +143,41 @@ class StoreMixin:
         self.users.addUser("mrose@lab.test", "tanstaaf", scheme="PLAIN")
         self.users.addUser("carol@lab.test", "correct horse", scheme="PLAIN")
         self.users.addUser("bob@lab.test", "hunter2", scheme="BLF-CRYPT")
-        self.store = MaildirStore(os.path.join(base, "mail"))
-        self.locks = MaildropLocks()
+        self.store = self.makeStore()
         self.realm = MailRealm(self.store, self.adapters())
         self.portal = buildPortal(self.realm, [UserDirectoryChecker(UserDirectory(self.users, self.reactor))])
 
     def adapters(self):
-        return {IMaildrop: lambda account, address: maildropAdapter(
-            account, address, self.locks)}
+        def adapter(account, address):
+            maildrop, logout = maildropAdapter(account, address)
+            # A session the test leaves logged in gives its maildrop lock
+            # (and the lock's refresh timer) back when the test ends.
+            self.addCleanup(maildrop.close)
+            return maildrop, logout
+        return {IMaildrop: adapter}
+
+    def maildropLocked(self, address="alice@lab.test"):
+        """Whether a POP3 session holds C{address}'s maildrop lock (the store's)."""
+        d = self.store.account(address).lockMaildrop()
+        failures = []
+        d.addErrback(lambda f: failures.append(f.trap(MailboxInUse)))
+        lock = self.successResultOf(d)
+        if failures:
+            return True
+        lock.release()
+        return False
 
     def inbox(self, address="alice@lab.test"):
-        return self.store.account(address).getMailbox("INBOX")
+        return self.successResultOf(self.store.account(address).openMailbox("INBOX"))
 
     def deliver(self, message, address="alice@lab.test"):
-        inbox = self.inbox(address)
-        inbox.deliver(message)
-        inbox.noteDelivery()
+        self.successResultOf(self.store.deliver([address], message))
 
-    def maildirFiles(self, address="alice@lab.test"):
-        path = self.store.account(address).path
-        return sorted(os.listdir(os.path.join(path, "new")) + os.listdir(
-            os.path.join(path, "cur")))
+    def storedMessages(self, address="alice@lab.test"):
+        """The store keys of the messages in C{address}'s INBOX, read afresh."""
+        inbox = self.inbox(address)
+        self.successResultOf(inbox.sync(claimRecent=False))
+        return sorted(info.key for info in inbox.messages())
 
 
 class POP3TestMixin(StoreMixin):
@@ -634,7 +650,7 @@ class AuthorizationTests(POP3TestMixin, unittest.TestCase):
         session.drop()
         self.portal.login = original
         original(*self._credentials()).chainDeferred(pending)
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
         self.assertTrue(self.connect().login().startswith(b"+OK Logged in"))
 
     def _credentials(self):
@@ -723,11 +739,12 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
 
     def test_uidlStable(self):
         """UIDL is the same in the next session and after flags change."""
-        first = self.loggedIn().send(b"UIDL\r\n")
-        self.locks = MaildropLocks()
+        session = self.loggedIn()
+        first = session.send(b"UIDL\r\n")
+        session.send(b"QUIT\r\n")  # gives the maildrop lock back for the next session
         inbox = self.inbox()
         for info in inbox.messages():
-            inbox.setFlags(info.uid, {"\\Seen", "\\Flagged"})
+            self.successResultOf(inbox.setFlags(info.uid, {"\\Seen", "\\Flagged"}))
         self.assertEqual(self.loggedIn().send(b"UIDL\r\n"), first)
 
     def test_retr(self):
@@ -807,7 +824,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         for command in (b"RETR 1", b"LIST 1", b"UIDL 1", b"TOP 1 0", b"DELE 1"):
             self.assertEqual(session.send(command + b"\r\n"),
                              b"-ERR Message 1 already deleted\r\n")
-        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertEqual(len(self.storedMessages()), 2)
 
     def test_quitDeletes(self):
         """QUIT (UPDATE state) removes the marked messages from the Maildir."""
@@ -816,7 +833,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(session.send(b"QUIT\r\n"),
                          b"+OK mailstack POP3 server signing off (1 deleted, 1 left)\r\n")
         self.assertTrue(session.transport.disconnecting)
-        self.assertEqual(len(self.maildirFiles()), 1)
+        self.assertEqual(len(self.storedMessages()), 1)
         self.assertEqual(len(self.inbox().messages()), 1)
 
     def test_dropDeletesNothing(self):
@@ -824,8 +841,8 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         session = self.loggedIn()
         session.send(b"DELE 1\r\nDELE 2\r\n")
         session.drop()
-        self.assertEqual(len(self.maildirFiles()), 2)
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertEqual(len(self.storedMessages()), 2)
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
 
     def test_rset(self):
         """RSET unmarks every message."""
@@ -835,7 +852,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
                          b"+OK Maildrop has 2 messages (%d octets)\r\n" % (
                              len(MESSAGE_1) + len(MESSAGE_2),))
         session.send(b"QUIT\r\n")
-        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertEqual(len(self.storedMessages()), 2)
 
     def test_noop(self):
         """NOOP answers +OK; with an argument it is a syntax error."""
@@ -864,12 +881,12 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         """A message expunged by another session is 'removed', never another one."""
         session = self.loggedIn()
         inbox = self.inbox()
-        inbox.expunge([inbox.messages()[0].uid])
+        self.successResultOf(inbox.expunge([inbox.messages()[0].uid]))
         self.assertEqual(session.send(b"RETR 1\r\n"),
                          b"-ERR Message 1 was removed by another session\r\n")
         session.send(b"DELE 1\r\nDELE 2\r\n")
         self.assertTrue(session.send(b"QUIT\r\n").startswith(b"+OK"))
-        self.assertEqual(self.maildirFiles(), [])
+        self.assertEqual(self.storedMessages(), [])
 
     def test_commitFailure(self):
         """If removal fails at QUIT: -ERR [SYS/TEMP], and nothing else is lost."""
@@ -877,13 +894,13 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         session.send(b"DELE 2\r\n")
 
         def broken(uids):
-            raise OSError(13, "Permission denied")
+            return defer.fail(OSError(13, "Permission denied"))
         self.inbox().expunge = broken
         self.assertEqual(session.send(b"QUIT\r\n"),
                          b"-ERR [SYS/TEMP] Some deleted messages not removed\r\n")
         del self.inbox().expunge
-        self.assertEqual(len(self.maildirFiles()), 2)
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertEqual(len(self.storedMessages()), 2)
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
         # A disk error is one log line, not a traceback.
         self.assertEqual(self.flushLoggedErrors(), [])
 
@@ -896,7 +913,7 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(second.server.state, pop3server.AUTHORIZATION)
         first.send(b"DELE 1\r\n")
         self.assertEqual(first.send(b"QUIT\r\n")[:3], b"+OK")
-        self.assertEqual(len(self.maildirFiles()), 1)
+        self.assertEqual(len(self.storedMessages()), 1)
         self.assertTrue(second.login().startswith(b"+OK Logged in, 1 message "))
 
     def test_inUseOtherUser(self):
@@ -1016,10 +1033,10 @@ class TransferLifecycleTests(POP3TestMixin, unittest.TestCase):
         self.assertLessEqual(len(events), 1, events)
         self.assertEqual([e for e in events if e.get("log_failure") is not None
                           or e["log_level"].name != "info"], [])
-        self.assertEqual(len(self.maildirFiles()), 2)
+        self.assertEqual(len(self.storedMessages()), 2)
         self.assertEqual([info.flags for info in self.inbox().messages()],
                          [frozenset(), frozenset()])
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
         # Nothing more happens later (a timer, a late reply).
         self.reactor.advance(3600)
         self.assertEqual(session.transport.late, [])
@@ -1037,7 +1054,7 @@ class TransferLifecycleTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(len(self.opened), 1)
         self.assertTrue(self.opened[0].closed)
         self.assertLessEqual(len(self.pop3Events()), 1)
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
 
     def test_protocolSeesLossFirst(self):
         """
@@ -1058,7 +1075,7 @@ class TransferLifecycleTests(POP3TestMixin, unittest.TestCase):
         self.assertTrue(opened[0].closed)
         self.assertEqual(self.flushLoggedErrors(), [])
         self.assertEqual(self.inbox().messages()[0].flags, frozenset())
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
 
 class FramingTests(POP3TestMixin, unittest.TestCase):
     """
@@ -1145,7 +1162,7 @@ class FramingTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(session.transport.value(), b"-ERR Disconnected for inactivity.\r\n")
         self.assertTrue(session.transport.disconnecting)
         session.drop()
-        self.assertFalse(self.locks.isLocked("alice@lab.test"))
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
 
     def test_idleDuringRETR(self):
         """A client that stops reading mid-message is cut off without an -ERR line."""
@@ -1332,3 +1349,5 @@ class BuildFactoryTests(unittest.TestCase):
                          b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
         self.assertIsInstance(built.factory.buildProtocol(None), POP3Server)
 
+
+everyStore(globals())

@@ -77,7 +77,8 @@ class MailRealmTests(unittest.TestCase):
 
     def test_bytesAvatarId(self):
         """A bytes avatar ID (from the checker) reaches store and factory as str."""
-        iface, avatar, logout = self.realm.requestAvatar(b"demo@lab.test", None, IFirst)
+        iface, avatar, logout = self.successResultOf(
+            self.realm.requestAvatar(b"demo@lab.test", None, IFirst))
         self.assertIs(iface, IFirst)
         self.assertEqual(avatar.kind, "first")
         self.assertEqual(avatar.avatarId, "demo@lab.test")
@@ -88,19 +89,20 @@ class MailRealmTests(unittest.TestCase):
 
     def test_strAvatarId(self):
         """A str avatar ID works as well."""
-        _, avatar, _ = self.realm.requestAvatar("demo@lab.test", None, IFirst)
+        _, avatar, _ = self.successResultOf(self.realm.requestAvatar("demo@lab.test", None, IFirst))
         self.assertEqual(avatar.avatarId, "demo@lab.test")
 
     def test_firstServedInterface(self):
         """The first requested interface that has an adapter wins."""
-        iface, avatar, _ = self.realm.requestAvatar(
-            b"demo@lab.test", None, IUnserved, ISecond, IFirst)
+        iface, avatar, _ = self.successResultOf(self.realm.requestAvatar(
+            b"demo@lab.test", None, IUnserved, ISecond, IFirst))
         self.assertIs(iface, ISecond)
         self.assertEqual(avatar.kind, "second")
 
     def test_noLogoutIsCallable(self):
         """A factory returning no logout still gives a callable no-op logout."""
-        _, _, logout = self.realm.requestAvatar(b"demo@lab.test", None, ISecond)
+        _, _, logout = self.successResultOf(
+            self.realm.requestAvatar(b"demo@lab.test", None, ISecond))
         self.assertIsNone(logout())
 
     def test_noAdapter(self):
@@ -116,7 +118,8 @@ class MailRealmTests(unittest.TestCase):
         adapters = {IFirst: firstFactory}
         realm = MailRealm(self.store, adapters)
         del adapters[IFirst]
-        self.assertEqual(realm.requestAvatar(b"a@lab.test", None, IFirst)[0], IFirst)
+        self.assertEqual(
+            self.successResultOf(realm.requestAvatar(b"a@lab.test", None, IFirst))[0], IFirst)
 
     def test_importsNoProtocol(self):
         """The realm module imports no protocol module (the design's one-way flow)."""

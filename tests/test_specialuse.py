@@ -39,23 +39,24 @@ class AccountSpecialUseTests(unittest.TestCase):
     def test_defaultsOnce(self):
         """The first call creates and subscribes; the second does nothing."""
         defaults = [("Sent", "\\Sent"), ("Trash", "\\Trash")]
-        self.assertEqual(self.account.createDefaultMailboxes(defaults), ["Sent", "Trash"])
+        self.assertEqual(self.successResultOf(self.account.createDefaultMailboxes(defaults)),
+                         ["Sent", "Trash"])
         self.assertEqual(self.account.subscriptions(), ["Sent", "Trash"])
         self.assertEqual(self.account.specialUse(), {"Sent": ("\\Sent",), "Trash": ("\\Trash",)})
-        self.account.deleteMailbox("Trash")
-        self.assertEqual(self.account.createDefaultMailboxes(defaults), [])
+        self.successResultOf(self.account.deleteMailbox("Trash"))
+        self.assertEqual(self.successResultOf(self.account.createDefaultMailboxes(defaults)), [])
         self.assertFalse(self.account.hasMailbox("Trash"))
         self.assertEqual(self.account.specialUse(), {"Sent": ("\\Sent",)})
 
     def test_setAndRenameChildren(self):
         """Renaming a parent moves its children's uses along."""
-        self.account.createMailbox("A/B")
-        self.account.setSpecialUse("A/B", ["\\Archive"])
-        self.account.renameMailbox("A", "C")
+        self.successResultOf(self.account.createMailbox("A/B"))
+        self.successResultOf(self.account.setSpecialUse("A/B", ["\\Archive"]))
+        self.successResultOf(self.account.renameMailbox("A", "C"))
         self.assertEqual(self.account.specialUse(), {"C/B": ("\\Archive",)})
-        self.account.setSpecialUse("C/B", [])
+        self.successResultOf(self.account.setSpecialUse("C/B", []))
         self.assertEqual(self.account.specialUse(), {})
 
     def test_setMissing(self):
         """A use for a mailbox that does not exist is refused."""
-        self.assertRaises(NoSuchMailbox, self.account.setSpecialUse, "Nope", ["\\Sent"])
+        self.failureResultOf(self.account.setSpecialUse("Nope", ["\\Sent"]), NoSuchMailbox)

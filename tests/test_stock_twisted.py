@@ -628,14 +628,14 @@ class MaildirDefectScenarios(StoreMixin):
         session = self.open()
         self.login(session)
         self.assertTrue(session.send(b"DELE 1\r\n").startswith(b"+OK"))
-        self.assertEqual(len(self.maildirFiles()), 1)
+        self.assertEqual(len(self.storedMessages()), 1)
         session.drop()
-        self.assertEqual(len(self.maildirFiles()), 1)
+        self.assertEqual(len(self.storedMessages()), 1)
         session = self.open()
         self.login(session)
         session.send(b"DELE 1\r\n")
         session.send(b"QUIT\r\n")
-        self.assertEqual(self.maildirFiles(), [])
+        self.assertEqual(self.storedMessages(), [])
 
     def test_uidlStableAcrossRename(self):
         """UIDL stays the same after the file is renamed by a flag change."""

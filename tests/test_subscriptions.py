@@ -54,10 +54,10 @@ class SubscriptionTests(MaildirTestCase):
 
     def test_subscribeWritesPlainFile(self):
         """Subscriptions are stored Maildir++ style, one per line, modified UTF-7."""
-        self.account.subscribe("Lists/Python")
-        self.account.subscribe("inbox")
-        self.account.subscribe("\u65e5\u672c\u8a9e")
-        self.account.subscribe("Lists/Python")
+        self.successResultOf(self.account.subscribe("Lists/Python"))
+        self.successResultOf(self.account.subscribe("inbox"))
+        self.successResultOf(self.account.subscribe("\u65e5\u672c\u8a9e"))
+        self.successResultOf(self.account.subscribe("Lists/Python"))
         self.assertEqual(self.read("subscriptions").decode("ascii").splitlines(),
                          ["INBOX", "Lists.Python", "&ZeVnLIqe-"])
         self.assertEqual(self.account.subscriptions(),
@@ -68,24 +68,24 @@ class SubscriptionTests(MaildirTestCase):
         """SUBSCRIBE while another program holds subscriptions.lock fails at once with
         MailboxInUse (IMAP NO [INUSE]) rather than wait on the reactor thread; the file
         is unchanged and the same call works once the lock is gone."""
-        self.account.subscribe("A")
+        self.successResultOf(self.account.subscribe("A"))
         with open(self.path("subscriptions.lock"), "x"):
             pass
         sleeps = []
         self.patch(dotlock.time, "sleep", sleeps.append)
-        self.assertRaises(MailboxInUse, self.account.subscribe, "B")
+        self.failureResultOf(self.account.subscribe("B"), MailboxInUse)
         self.assertEqual((self.account.subscriptions(), sleeps), (["A"], []))
         os.unlink(self.path("subscriptions.lock"))
-        self.account.subscribe("B")
+        self.successResultOf(self.account.subscribe("B"))
         self.assertEqual(self.account.subscriptions(), ["A", "B"])
 
     def test_unsubscribe(self):
         """Unsubscribing removes the name; unknown or invalid names are ignored."""
-        self.account.subscribe("A")
-        self.account.subscribe("B")
-        self.account.unsubscribe("A")
-        self.account.unsubscribe("Never")
-        self.account.unsubscribe("a.b")
+        self.successResultOf(self.account.subscribe("A"))
+        self.successResultOf(self.account.subscribe("B"))
+        self.successResultOf(self.account.unsubscribe("A"))
+        self.successResultOf(self.account.unsubscribe("Never"))
+        self.successResultOf(self.account.unsubscribe("a.b"))
         self.assertEqual(self.account.subscriptions(), ["B"])
 
     def test_readPlainFormat(self):
@@ -99,7 +99,7 @@ class SubscriptionTests(MaildirTestCase):
         self.write(b"V\t2\n\nINBOX\nLists\tPython\nTrash\n&ZeVnLIqe-\tSub\n", "subscriptions")
         self.assertEqual(self.account.subscriptions(),
                          ["INBOX", "Lists/Python", "Trash", "\u65e5\u672c\u8a9e/Sub"])
-        self.account.subscribe("New")
+        self.successResultOf(self.account.subscribe("New"))
         self.assertEqual(self.read("subscriptions"),
                          b"INBOX\nLists.Python\nNew\nTrash\n&ZeVnLIqe-.Sub\n")
 

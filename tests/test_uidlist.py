@@ -153,7 +153,7 @@ class UIDListTests(MaildirTestCase):
     def test_format(self):
         """The uidlist is Dovecot's version 3: header V N G, then '<uid> :<base>'."""
         keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
-        self.assertEqual(self.inbox.sync().added, [1, 2])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).added, [1, 2])
         lines = self.read("dovecot-uidlist").decode().splitlines()
         self.assertRegex(lines[0], r"^3 V(\d+) N3 G[0-9a-f]{32}$")
         self.assertEqual(int(lines[0].split()[1][1:]), self.inbox.uidValidity)
@@ -167,7 +167,7 @@ class UIDListTests(MaildirTestCase):
         last one the account gave, as Dovecot), written at once.
         """
         before = int(time.time())
-        self.account.createMailbox("Fresh")
+        self.successResultOf(self.account.createMailbox("Fresh"))
         box = self.account.getMailbox("Fresh")
         others = [self.account.getMailbox(n).uidValidity for n in ("INBOX",)]
         self.assertTrue(before - 1 <= box.uidValidity <= time.time() + 10, box.uidValidity)
@@ -178,13 +178,13 @@ class UIDListTests(MaildirTestCase):
     def test_stableAcrossProcesses(self):
         """Another store on the same files sees the same UIDs and UIDVALIDITY."""
         keys = [self.inbox.deliver(MESSAGE) for _ in range(3)]
-        self.inbox.sync()
-        self.inbox.expunge([2])
+        self.successResultOf(self.inbox.sync())
+        self.successResultOf(self.inbox.expunge([2]))
         other = self.freshInbox()
         self.assertEqual(other.uidValidity, self.inbox.uidValidity)
         self.assertEqual([(m.uid, m.key) for m in other.messages()],
                          [(1, keys[0]), (3, keys[2])])
-        self.assertEqual(other.append(MESSAGE), 4)
+        self.assertEqual(self.successResultOf(other.append(MESSAGE)), 4)
 
     def test_readsDovecotVersion3(self):
         """A uidlist written by Dovecot (with extension fields) is read; UIDs kept."""
@@ -204,7 +204,7 @@ class UIDListTests(MaildirTestCase):
         self.assertEqual(box.messageInfo(5).size, 6)
         with box.openMessage(5) as f:
             self.assertEqual(f.read(), b"a\r\nb\r\n")
-        self.assertEqual(box.append(MESSAGE), 20)
+        self.assertEqual(self.successResultOf(box.append(MESSAGE)), 20)
         text = self.read("dovecot-uidlist").decode()
         self.assertTrue(text.startswith("3 V1700000000 N21 G0123456789abcdef0123456789abcdef X1\n"))
         self.assertIn("5 W6 GABC :1700000001.M1P1.dove,S=4\n", text)
@@ -217,14 +217,14 @@ class UIDListTests(MaildirTestCase):
         box = self.freshInbox()
         self.assertEqual((box.uidValidity, box.uidNext), (1600000000, 10))
         self.assertEqual([m.uid for m in box.messages()], [3])
-        self.assertEqual(box.append(MESSAGE), 10)
+        self.assertEqual(self.successResultOf(box.append(MESSAGE)), 10)
         self.assertTrue(self.read("dovecot-uidlist").startswith(b"3 V1600000000 N11 G"))
 
     def test_deletedUIDListRebuilt(self):
         """Without the uidlist the files are kept, renumbered in order, list rewritten."""
         keys = [self.inbox.deliver(MESSAGE, internalDate=1000000000 + n) for n in range(3)]
-        self.inbox.sync()
-        self.inbox.expunge([1])
+        self.successResultOf(self.inbox.sync())
+        self.successResultOf(self.inbox.expunge([1]))
         os.unlink(self.path("dovecot-uidlist"))
         box = self.freshInbox()
         self.assertEqual([(m.uid, m.key) for m in box.messages()], [(1, keys[1]), (2, keys[2])])
@@ -233,17 +233,17 @@ class UIDListTests(MaildirTestCase):
     def test_deletedUIDListSameProcess(self):
         """A session that had UIDs sees a new, larger UIDVALIDITY after a rebuild."""
         self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         validity = self.inbox.uidValidity
         os.unlink(self.path("dovecot-uidlist"))
-        changes = self.inbox.sync()
+        changes = self.successResultOf(self.inbox.sync())
         self.assertGreater(self.inbox.uidValidity, validity)
         self.assertEqual((changes.expunged, changes.added), ([1], [1]))
 
     def test_corruptUIDList(self):
         """A corrupt uidlist is rebuilt with a larger UIDVALIDITY, and logged."""
         self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         future = int(time.time()) + 1000
         self.write(b"3 V%d N5 G0123456789abcdef0123456789abcdef\nxyz :abc\n" % (future,),
                    "dovecot-uidlist")
@@ -272,7 +272,7 @@ class UIDListTests(MaildirTestCase):
         """A lock older than 120 s is a dead process's: removed, the sync proceeds."""
         self.write(b"", "dovecot-uidlist.lock", mtime=time.time() - 200)
         self.inbox.deliver(MESSAGE)
-        self.assertEqual(self.inbox.sync().added, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).added, [1])
         self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
 
     def test_freshLockWaitsThenFails(self):
@@ -288,7 +288,7 @@ class UIDListTests(MaildirTestCase):
         self.assertIn("locked", str(error))
         self.assertTrue(os.path.exists(self.path("dovecot-uidlist.lock")))
         os.unlink(self.path("dovecot-uidlist.lock"))
-        self.assertEqual(self.inbox.sync().added, [1])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).added, [1])
 
     def holdLock(self):
         """Another program holds the uidlist lock; sleeping for it is recorded."""
@@ -301,27 +301,27 @@ class UIDListTests(MaildirTestCase):
         """While another program holds the lock, sync does not wait: the messages that
         have UIDs stay, a new file waits for its UID, and gets it at the first sync
         after the lock is gone; one log line for the whole episode."""
-        self.inbox.append(MESSAGE)
-        self.inbox.sync()  # claims its \\Recent
+        self.successResultOf(self.inbox.append(MESSAGE))
+        self.successResultOf(self.inbox.sync())  # claims its \\Recent
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         sleeps = self.holdLock()
         self.inbox.deliver(MESSAGE)
-        self.assertEqual(self.inbox.sync(), Changes())
-        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes())
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes())
         self.assertEqual([m.uid for m in self.inbox.messages()], [1])
         self.assertEqual(self.inbox.noteDelivery(), Changes())
         self.assertEqual(sleeps, [])
         self.assertEqual(len([e for e in events if "locked by another program"
                               in e.get("log_format", "")]), 1)
         os.unlink(self.path("dovecot-uidlist.lock"))
-        self.assertEqual(self.inbox.sync().added, [2])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).added, [2])
 
     def test_heldLockOpenKeepsUIDs(self):
         """A mailbox opened while another program holds the lock shows the messages that
         have UIDs, without waiting."""
-        self.inbox.append(MESSAGE)
+        self.successResultOf(self.inbox.append(MESSAGE))
         sleeps = self.holdLock()
         self.inbox.deliver(MESSAGE)
         box = self.freshInbox()
@@ -339,7 +339,7 @@ class UIDListTests(MaildirTestCase):
         os.unlink(self.path("dovecot-uidlist.lock"))
         uid = self.inbox.adopt(placed)
         self.write(b"", "dovecot-uidlist.lock")
-        self.assertRaises(MailboxInUse, self.inbox.setFlags, uid, ["$Label1"])
+        self.failureResultOf(self.inbox.setFlags(uid, ["$Label1"]), MailboxInUse)
         self.assertEqual(self.inbox.messageInfo(uid).flags, set())
         self.assertEqual(sleeps, [])
 
@@ -348,32 +348,32 @@ class UIDListTests(MaildirTestCase):
         self.write(b"x\n", "new", "300.M1P1.mda", mtime=3000)
         self.write(b"x\n", "new", "100.M1P1.mda", mtime=5000)
         self.write(b"x\n", "new", "200.M1P1.mda", mtime=1000)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         self.assertEqual([m.key for m in self.inbox.messages()],
                          ["200.M1P1.mda", "300.M1P1.mda", "100.M1P1.mda"])
 
     def test_vanishedFilesExpunged(self):
         """A file removed by another program is reported expunged and leaves the list."""
         keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         os.unlink(self.path("cur", keys[0] + ":2,"))
-        self.assertEqual(self.inbox.sync(), Changes(expunged=[1]))
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes(expunged=[1]))
         self.assertRaises(NoSuchMessage, self.inbox.messageInfo, 1)
-        self.inbox.append(MESSAGE)
+        self.successResultOf(self.inbox.append(MESSAGE))
         self.assertNotIn(keys[0], self.read("dovecot-uidlist").decode())
 
     def test_syncCheapWhenUnchanged(self):
         """When new/, cur/ and the uidlist are unchanged, sync does not list them."""
         self.inbox.deliver(MESSAGE)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         listings = []
         original = self.inbox._listFiles
         self.inbox._listFiles = lambda: listings.append(1) or original()
         self.ageStamps(self.inbox)
-        self.inbox.sync()
+        self.successResultOf(self.inbox.sync())
         count = len(listings)
-        self.assertEqual(self.inbox.sync(), Changes())
+        self.assertEqual(self.successResultOf(self.inbox.sync()), Changes())
         self.assertEqual(len(listings), count)
         self.inbox.deliver(MESSAGE)
-        self.assertEqual(self.inbox.sync().added, [2])
+        self.assertEqual(self.successResultOf(self.inbox.sync()).added, [2])
         self.assertGreater(len(listings), count)

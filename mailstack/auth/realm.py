@@ -9,6 +9,7 @@ protocol plugs in without touching it.
 """
 
 from twisted.cred.portal import IRealm, Portal
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -24,7 +25,8 @@ class MailRealm:
     """
     @param store: an L{mailstack.storage.interfaces.IMailStore}.
     @param adapters: C{{interface: factory}}, where C{factory(account, avatarId)}
-        (the L{IAccountStore} and the address as str) returns C{(avatar, logout)};
+        (the L{IAccountStore} and the address as str) returns C{(avatar, logout)},
+        or a Deferred firing with it (the store's work is asynchronous);
         C{logout} is a callable or L{None}.
     """
 
@@ -37,7 +39,8 @@ class MailRealm:
         Build the avatar for the first of C{interfaces} that an adapter serves.
 
         @param avatarId: the address, bytes (from a checker) or str.
-        @return: C{(interface, avatar, logout)}; C{logout} is always callable.
+        @return: a Deferred firing with C{(interface, avatar, logout)};
+            C{logout} is always callable. (The portal accepts a Deferred.)
         @raise NotImplementedError: if no adapter serves any of C{interfaces}.
         """
         if isinstance(avatarId, bytes):
@@ -47,10 +50,13 @@ class MailRealm:
             if factory is None:
                 continue
             account = self.store.account(avatarId)
-            avatar, logout = factory(account, avatarId)
-            log.debug("{address} logged in for {interface}", address=avatarId,
-                      interface=interface.__name__)
-            return interface, avatar, logout or _noLogout
+
+            def built(result, interface=interface):
+                avatar, logout = result
+                log.debug("{address} logged in for {interface}", address=avatarId,
+                          interface=interface.__name__)
+                return interface, avatar, logout or _noLogout
+            return defer.maybeDeferred(factory, account, avatarId).addCallback(built)
         raise NotImplementedError("no avatar for interfaces %s" % (
             ", ".join(getattr(i, "__identifier__", repr(i)) for i in interfaces),))
 

@@ -23,7 +23,7 @@ from mailstack.imap.output import ResponseStreamer
 from mailstack.imap.response import (
     Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
 from mailstack.storage import mutf7
-from mailstack.storage.interfaces import NoSuchMailbox, NoSuchMessage, StoreError
+from mailstack.storage.interfaces import NoSuchMessage, StoreError
 
 log = Logger()
 
@@ -97,7 +97,7 @@ class MailboxCommands:
     def _flushIdle(self):
         self._idleFlush = None
         if self._idle is not None and self.view is not None:
-            self.sendUpdates(allowExpunge=True)
+            self.pushUpdates()
 
     def _indices(self, messages, byUID):
         view = self.view
@@ -113,13 +113,17 @@ class MailboxCommands:
     def do_EXAMINE(self, tag, mailbox, params=None):
         return self._select(mailbox, readOnly=True, params=params or {})
 
+    @defer.inlineCallbacks
     def _select(self, wire, readOnly, params):
         self.checkSelectParameters(params)
         name = self._name(wire)
         self.closedResponse()
         self._deselect()
-        store = self.account.getMailbox(name)
-        view = MailboxView(store, readOnly, notify=self._changesArrived)
+        store = yield self.account.openMailbox(name)
+        view = yield MailboxView.open(store, readOnly, notify=self._changesArrived)
+        if self._closing:
+            view.close()
+            return None
         infos = view.initialInfos
         for line in view.flagListLines():
             self.write(line + b"\r\n")
@@ -150,26 +154,27 @@ class MailboxCommands:
                 return ("NO", "USEATTR", "Unsupported special use %s" % (unknown[0],))
         if name.rstrip(DELIMITER) == "INBOX":
             return ("NO", "ALREADYEXISTS", "INBOX always exists")
-        self.account.store.createMailbox(name)
+        d = self.account.store.createMailbox(name)
         if uses:
-            self.account.store.setSpecialUse(name.rstrip(DELIMITER), uses)
-        return ("OK", None, "CREATE completed")
+            d.addCallback(lambda _: self.account.store.setSpecialUse(
+                name.rstrip(DELIMITER), uses))
+        return d.addCallback(lambda _: ("OK", None, "CREATE completed"))
 
     def do_DELETE(self, tag, mailbox):
-        self.account.store.deleteMailbox(self._name(mailbox))
-        return ("OK", None, "DELETE completed")
+        d = self.account.store.deleteMailbox(self._name(mailbox))
+        return d.addCallback(lambda _: ("OK", None, "DELETE completed"))
 
     def do_RENAME(self, tag, old, new):
-        self.account.store.renameMailbox(self._name(old), self._name(new))
-        return ("OK", None, "RENAME completed")
+        d = self.account.store.renameMailbox(self._name(old), self._name(new))
+        return d.addCallback(lambda _: ("OK", None, "RENAME completed"))
 
     def do_SUBSCRIBE(self, tag, mailbox):
-        self.account.store.subscribe(self._name(mailbox))
-        return ("OK", None, "SUBSCRIBE completed")
+        d = self.account.store.subscribe(self._name(mailbox))
+        return d.addCallback(lambda _: ("OK", None, "SUBSCRIBE completed"))
 
     def do_UNSUBSCRIBE(self, tag, mailbox):
-        self.account.store.unsubscribe(self._name(mailbox))
-        return ("OK", None, "UNSUBSCRIBE completed")
+        d = self.account.store.unsubscribe(self._name(mailbox))
+        return d.addCallback(lambda _: ("OK", None, "UNSUBSCRIBE completed"))
 
     def _listArguments(self, reference, pattern):
         if len(reference) + len(pattern) > self.settings.maxLineLength:
@@ -187,6 +192,7 @@ class MailboxCommands:
             root = reference.split(DELIMITER.encode(), 1)[0] + DELIMITER.encode()
         self.untagged(b'%s (\\Noselect) "/" %s' % (command, string(root)))
 
+    @defer.inlineCallbacks
     def do_LIST(self, tag, command):
         if command.extended and not self.extensionEnabled("LIST-EXTENDED"):
             raise Refusal("LIST options are not available (no LIST-EXTENDED)", status="BAD")
@@ -213,16 +219,19 @@ class MailboxCommands:
             self.write(formatListLine("LIST", attributes, name, childInfo) + b"\r\n")
             if (command.statusItems and "\\Noselect" not in attributes
                     and "\\NonExistent" not in attributes):
-                self._listStatus(name, command.statusItems)
+                yield self._listStatus(name, command.statusItems)
         return ("OK", None, "LIST completed")
 
     def _listStatus(self, name, items):
         """LIST-STATUS (RFC 5819): a STATUS line after the mailbox's LIST line."""
-        try:
-            values = self.account.status(name, items, self._selectedView(name))
-        except StoreError:
-            return  # gone meanwhile, or unreadable: no STATUS for it
-        self.write(statusLine(name, values) + b"\r\n")
+        d = self.account.status(name, items, self._selectedView(name))
+
+        def found(values):
+            self.write(statusLine(name, values) + b"\r\n")
+
+        def failed(failure):
+            failure.trap(StoreError)  # gone meanwhile, or unreadable: no STATUS for it
+        return d.addCallbacks(found, failed)
 
     def _selectedView(self, name):
         view = self.view
@@ -245,15 +254,19 @@ class MailboxCommands:
     def do_STATUS(self, tag, mailbox, items):
         self._checkStatusItems(items)
         name = self._name(mailbox)
-        values = self.account.status(name, items, self._selectedView(name))
-        self.write(statusLine(name, values) + b"\r\n")
-        return ("OK", None, "STATUS completed")
+        d = self.account.status(name, items, self._selectedView(name))
 
+        def found(values):
+            self.write(statusLine(name, values) + b"\r\n")
+            return ("OK", None, "STATUS completed")
+        return d.addCallback(found)
+
+    @defer.inlineCallbacks
     def do_APPEND(self, tag, mailbox, flags, date, message):
         """
-        The message is written, fsynced and renamed into place in a worker
-        thread (L{IMailboxStore.placeMessage}); back in the reactor thread it
-        gets its UID (L{IMailboxStore.adopt}); only then is OK sent.
+        The store's L{IMailboxStore.append}: OK once the message is durable
+        (the Maildir writes, fsyncs and renames it in a worker thread), with
+        APPENDUID when its UID is known.
         """
         name = self._name(mailbox)
         flags = _checkFlags(flags)
@@ -264,37 +277,22 @@ class MailboxCommands:
             message.seek(0)
         if size == 0:
             return ("NO", None, "Cannot append an empty message")
-        target = self.account.getMailbox(name)
         if message in self._spools:
-            # The worker thread reads the spool: it is closed when the thread is
-            # done, not when the connection drops.
+            # The store may read the spool in a worker thread: it is closed
+            # when the store is done, not when the connection drops.
             self._spools.remove(message)
-        d = self.runInThread(target.placeMessage, message, flags, date)
-
-        def placed(key):
-            # The message is on disk now: whatever fails below, the APPEND
-            # happened, and a NO would make the client append it again.
-            try:
-                uid = target.adopt(key)
-            except NoSuchMailbox:
-                raise  # deleted meanwhile, the new file with it
-            except (StoreError, OSError) as e:
-                log.warn("imap {peer}: APPEND to {mailbox} stored {key}; assigning its UID "
-                         "failed ({error}); it gets one at the next sync",
-                         peer=self.peerText(), mailbox=name, key=key, error=e)
-                # RFC 4315: APPENDUID is a SHOULD; without it the client finds
-                # the message by other means (a SEARCH, the next sync).
-                return ("OK", None, "APPEND completed")
-            code = None
-            if self.extensionEnabled("UIDPLUS"):
-                code = "APPENDUID %d %d" % (target.uidValidity, uid)
-            return ("OK", code, "APPEND completed")
-
-        def closeSpool(result):
+        try:
+            target = yield self.account.openMailbox(name)
+            uid = yield target.append(message, flags, date)
+        finally:
             if not isinstance(message, bytes):
                 message.close()
-            return result
-        return d.addBoth(closeSpool).addCallback(placed)
+        code = None
+        # uid None: durable, but its UID comes with the next sync. RFC 4315:
+        # APPENDUID is a SHOULD; the client finds the message by other means.
+        if uid is not None and self.extensionEnabled("UIDPLUS"):
+            code = "APPENDUID %d %d" % (target.uidValidity, uid)
+        return ("OK", code, "APPEND completed")
 
     def do_NAMESPACE(self, tag):
         self.untagged(b'NAMESPACE (("" "/")) NIL NIL')
@@ -306,7 +304,7 @@ class MailboxCommands:
         self.write(b"+ idling\r\n")
         self._lineHandler = self._idleLine
         if self.view is not None:
-            self.sendUpdates(allowExpunge=True)
+            self.pushUpdates()
             self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
         return d
 
@@ -322,7 +320,7 @@ class MailboxCommands:
         self._idlePoll = None
         if self._idle is None or self.view is None or self._closing:
             return
-        self.sendUpdates(allowExpunge=True)
+        self.pushUpdates()
         self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
 
     def _stopIdle(self):
@@ -338,14 +336,19 @@ class MailboxCommands:
     # -- selected state ------------------------------------------------------
 
     def do_CHECK(self, tag):
-        self.view.sync()
-        return ("OK", None, "CHECK completed")
+        return self.view.sync().addCallback(lambda _: ("OK", None, "CHECK completed"))
 
     def do_CLOSE(self, tag):
-        if not self.view.readOnly:
-            self.view.store.expunge(self._deletedUIDs())
-        self._deselect()
-        return ("OK", None, "CLOSE completed")
+        view = self.view
+        d = defer.succeed(None)
+        if not view.readOnly:
+            d = view.store.expunge(self._deletedUIDs())
+
+        def closed(_):
+            if self.view is view:
+                self._deselect()
+            return ("OK", None, "CLOSE completed")
+        return d.addCallback(closed)
 
     def do_UNSELECT(self, tag):
         self._deselect()
@@ -367,8 +370,8 @@ class MailboxCommands:
     def _expunge(self, within):
         if self.view.readOnly:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
-        self.view.store.expunge(self._deletedUIDs(within))
-        return self.expungeResult()
+        d = self.view.store.expunge(self._deletedUIDs(within))
+        return d.addCallback(lambda _: self.expungeResult())
 
     def do_SEARCH(self, tag, charset, key):
         return self._search(charset, key, byUID=False)
@@ -427,6 +430,7 @@ class MailboxCommands:
         return self._store(messages, mode, silent, flags, byUID=True,
                            unchangedSince=unchangedSince)
 
+    @defer.inlineCallbacks
     def _store(self, messages, mode, silent, flags, byUID, unchangedSince=None):
         view = self.view
         if unchangedSince is not None:
@@ -453,9 +457,11 @@ class MailboxCommands:
                     new = frozenset(flags)
                 if new != info.flags:
                     with view.ownChanges([uid]):
-                        info = view.store.setFlags(uid, new)
+                        info = yield view.store.setFlags(uid, new)
             except NoSuchMessage:
                 continue
+            if self.view is not view or self._closing:
+                return None
             view.forgetFlagChange(uid)
             self.storeResponse(i + 1, info, silent, info.modseq != before, byUID)
         if modified:
@@ -478,27 +484,27 @@ class MailboxCommands:
 
     def _copy(self, messages, mailbox, byUID, move):
         """
-        As APPEND: the files are linked (or copied), fsynced and renamed into
-        the destination in a worker thread (L{IMailboxStore.placeCopies}); back
-        in the reactor thread the copies get their UIDs
-        (L{IMailboxStore.adoptCopies}), MOVE expunges the originals, and only
-        then is the reply sent.
+        The store's L{IMailboxStore.copyTo} (the Maildir links or copies,
+        fsyncs and renames the files in a worker thread); MOVE then expunges
+        the originals, and only then is the reply sent.
         """
         view = self.view
         if move and view.readOnly:
             return ("NO", None, "Mailbox is read-only (EXAMINE)")
         uids = [view.uids[i] for i in self._indices(messages, byUID)]
-        destination = self.account.getMailbox(self._name(mailbox))
-        if any(view.isExpunged(uid) for uid in uids):
-            # All or nothing (RFC 3501 COPY), and what Dovecot answers.
-            return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
-        if not uids:
-            return self._copied([], destination, view, move)
-        store = view.store
-        d = self.runInThread(store.placeCopies, store.prepareCopy(uids, destination))
-        d.addCallback(store.adoptCopies)
-        return d.addCallback(self._copied, destination, view, move)
+        d = self.account.openMailbox(self._name(mailbox))
 
+        def opened(destination):
+            if any(view.isExpunged(uid) for uid in uids):
+                # All or nothing (RFC 3501 COPY), and what Dovecot answers.
+                return ("NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist")
+            if not uids:
+                return self._copied([], destination, view, move)
+            copied = view.store.copyTo(uids, destination)
+            return copied.addCallback(self._copied, destination, view, move)
+        return d.addCallback(opened)
+
+    @defer.inlineCallbacks
     def _copied(self, pairs, destination, view, move):
         """The reply to COPY or MOVE once the copies have their UIDs."""
         code = None
@@ -513,7 +519,7 @@ class MailboxCommands:
             self.untagged(b"OK [" + code + b"] Moved")
         # Also into the selected mailbox itself: the originals go, the copies
         # are announced (EXPUNGE, then EXISTS), as Dovecot does.
-        view.store.expunge([source for source, _ in pairs])
+        yield view.store.expunge([source for source, _ in pairs])
         return ("OK", None, "MOVE completed")
 
     # -- FETCH ---------------------------------------------------------------
@@ -541,8 +547,14 @@ class MailboxCommands:
         setSeen = not view.readOnly and any(a.isBody and not a.peek for a in attributes)
         state = collections.Counter()
         work = [(i + 1, view.uids[i]) for i in indices]
-        streamer = ResponseStreamer(self.transport, self.clock, self.resetTimeout)
-        d = streamer.start(self._fetchPieces(work, attributes, setSeen, state))
+        # Fetching a body sets \Seen (RFC 3501 6.4.5): set first, then stream.
+        seen = self._markSeen(view, [uid for _, uid in work]) if setSeen else defer.succeed(())
+
+        def stream(newlySeen):
+            if self.view is not view or self._closing:
+                return None
+            streamer = ResponseStreamer(self.transport, self.clock, self.resetTimeout)
+            return streamer.start(self._fetchPieces(work, attributes, newlySeen, state))
 
         def done(_):
             if state["missing"]:
@@ -551,9 +563,35 @@ class MailboxCommands:
             if state["failed"]:
                 return ("NO", "SERVERBUG", "Some messages could not be fetched")
             return ("OK", None, "FETCH completed")
-        return d.addCallback(done)
+        return seen.addCallback(stream).addCallback(done)
 
-    def _fetchPieces(self, work, attributes, setSeen, state):
+    @defer.inlineCallbacks
+    def _markSeen(self, view, uids):
+        """
+        Give \\Seen to those of C{uids} without it.
+
+        @return: a Deferred firing with the set of UIDs that got it now (their
+            FETCH reports the new FLAGS).
+        """
+        newlySeen = set()
+        for uid in uids:
+            if view.isExpunged(uid):
+                continue
+            try:
+                info = view.store.messageInfo(uid)
+                if "\\Seen" in info.flags:
+                    continue
+                with view.ownChanges([uid]):
+                    yield view.store.setFlags(uid, info.flags | {"\\Seen"})
+            except NoSuchMessage:
+                continue
+            view.forgetFlagChange(uid)
+            newlySeen.add(uid)
+            if self.view is not view or self._closing:
+                break
+        return newlySeen
+
+    def _fetchPieces(self, work, attributes, newlySeen, state):
         for number, uid in work:
             if self.view is None:
                 return
@@ -561,7 +599,7 @@ class MailboxCommands:
                 state["missing"] += 1
                 continue
             try:
-                pieces, f = self._fetchMessage(number, uid, attributes, setSeen)
+                pieces, f = self._fetchMessage(number, uid, attributes, uid in newlySeen)
             except NoSuchMessage:
                 state["missing"] += 1
                 continue
@@ -589,11 +627,12 @@ class MailboxCommands:
             cache.popitem(last=False)
         return part
 
-    def _fetchMessage(self, number, uid, attributes, setSeen):
+    def _fetchMessage(self, number, uid, attributes, newlySeen):
         """
         The pieces of one message's FETCH response and the file they stream
         from (the caller closes it). Everything that can fail happens here,
-        before anything is written.
+        before anything is written. C{newlySeen}: this FETCH gave the message
+        \\Seen, so its FLAGS are reported even when not asked for.
         """
         view = self.view
         store = view.store
@@ -606,12 +645,7 @@ class MailboxCommands:
         f = store.openMessage(uid) if needFile else None
         try:
             root = self._parsed(uid, f, info.size, full) if header else None
-            addFlags = False
-            if setSeen and "\\Seen" not in info.flags:
-                with view.ownChanges([uid]):
-                    info = store.setFlags(uid, info.flags | {"\\Seen"})
-                view.forgetFlagChange(uid)
-                addFlags = not any(a.name == "FLAGS" for a in attributes)
+            addFlags = newlySeen and not any(a.name == "FLAGS" for a in attributes)
             items = []
             for attribute in attributes:
                 items.append(self._fetchItem(attribute, info, root, f))

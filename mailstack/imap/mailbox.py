@@ -15,6 +15,7 @@ another session keeps its number until this session is told.
 import bisect
 import contextlib
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
@@ -71,8 +72,9 @@ class IMAPAccount:
         self.store = store
         self.address = address
 
-    def getMailbox(self, name):
-        return self.store.getMailbox(name)
+    def openMailbox(self, name):
+        """@return: a Deferred firing with the store's L{IMailboxStore} C{name}."""
+        return self.store.openMailbox(name)
 
     def listMailboxes(self, reference, patterns, **options):
         """LIST: see L{listing.listMailboxes}."""
@@ -82,16 +84,18 @@ class IMAPAccount:
         """LSUB: C{[(attributes, name)]}."""
         return listing.listSubscribed(self.store, reference, pattern)
 
+    @defer.inlineCallbacks
     def status(self, name, items, view=None):
         """
         STATUS values, C{[(item, number)]} in the order asked.
 
         @param view: the session's L{MailboxView} if this mailbox is selected
             (its \\Recent messages are known only there).
+        @return: a Deferred firing with them.
         """
-        mailbox = self.store.getMailbox(name)
+        mailbox = yield self.store.openMailbox(name)
         if view is None or view.store is not mailbox:
-            mailbox.noteDelivery()
+            yield mailbox.sync(claimRecent=False)  # \Recent stays for IMAP sessions
         messages = mailbox.messages()
         values = {
             "MESSAGES": len(messages),
@@ -126,18 +130,45 @@ class MailboxView:
         push them to an IDLE client.
     """
 
-    def __init__(self, store, readOnly, notify=None):
+    def __init__(self, store, readOnly):
         self.store = store
         self.readOnly = readOnly
         self.notify = None
         self.uids = []
         self.recent = set()
+        self.initialInfos = None
+        self.uidValidity = None
         self._expunged = set()
         self._added = set()
         self._flagsChanged = set()
         self._own = frozenset()
-        store.addListener(self)
-        self._claimRecent()
+        self._reportedExists = self._reportedRecent = 0
+
+    @classmethod
+    def open(cls, store, readOnly, notify=None):
+        """
+        A view of C{store} as SELECT (or EXAMINE, C{readOnly}) shows it: synced
+        (a read-write view claims the new messages as \\Recent), its listener
+        registered.
+
+        @return: a Deferred firing with the L{MailboxView}.
+        """
+        view = cls(store, readOnly)
+        store.addListener(view)
+        d = view.sync()
+
+        def synced(_):
+            view._start(notify)
+            return view
+
+        def failed(failure):
+            view.close()
+            return failure
+        return d.addCallbacks(synced, failed)
+
+    def _start(self, notify):
+        """Take the snapshot the SELECT response shows."""
+        store = self.store
         self.announced = frozenset(store.keywords())
         self.initialInfos = store.messages()
         self.uids = [info.uid for info in self.initialInfos]
@@ -217,24 +248,28 @@ class MailboxView:
         self._flagsChanged.discard(uid)
 
     def sync(self):
-        """Look at the store (and the disk) for changes; claim new \\Recent messages."""
-        try:
-            self._claimRecent()
-        except StoreError as e:
-            log.warn("{mailbox}: sync failed: {error}", mailbox=self.store, error=e)
+        """
+        Look at the store for changes. A read-write view claims the messages
+        nobody has seen (they are \\Recent here and nowhere else); a read-only
+        one only shows them as \\Recent and leaves them to the next read-write
+        session (RFC 3501 6.3.2), as Dovecot does. A store error is logged (the
+        session goes on with what it knows; the next sync retries).
 
-    def _claimRecent(self):
+        @return: a Deferred firing with L{None}.
         """
-        A read-write view claims the messages nobody has seen (they are
-        \\Recent here and nowhere else); a read-only one only shows them as
-        \\Recent and leaves them to the next read-write session (RFC 3501
-        6.3.2), as Dovecot does.
-        """
-        if self.readOnly:
-            self.store.noteDelivery()
-            self.recent.update(self.store.unclaimedUIDs())
-        else:
-            self.recent.update(self.store.sync().recent)
+        d = self.store.sync(claimRecent=not self.readOnly)
+
+        def synced(changes):
+            if self.readOnly:
+                self.recent.update(self.store.unclaimedUIDs())
+            else:
+                self.recent.update(changes.recent)
+
+        def failed(failure):
+            failure.trap(StoreError)
+            log.warn("{mailbox}: sync failed: {error}", mailbox=self.store,
+                     error=failure.value)
+        return d.addCallbacks(synced, failed)
 
     # -- the flag list -------------------------------------------------------
 
@@ -344,13 +379,15 @@ def avatarFactory(account, avatarId):
     account gets its special-use folders (Drafts, Sent, Trash, Junk, Archive),
     subscribed, at its first IMAP login.
     """
-    try:
-        created = account.createDefaultMailboxes(listing.DEFAULT_MAILBOXES)
-    except StoreError as e:
+    def created(names):
+        if names:
+            log.info("{address}: created {names}", address=avatarId, names=", ".join(names))
+
+    def failed(failure):
+        failure.trap(StoreError, OSError)
         log.warn("{address}: could not create the default folders: {error}",
-                 address=avatarId, error=e)
-    else:
-        if created:
-            log.info("{address}: created {names}", address=avatarId, names=", ".join(created))
-    return IMAPAccount(account, avatarId), None
+                 address=avatarId, error=failure.value)
+    d = account.createDefaultMailboxes(listing.DEFAULT_MAILBOXES)
+    d.addCallbacks(created, failed)
+    return d.addCallback(lambda _: (IMAPAccount(account, avatarId), None))
 

@@ -29,9 +29,8 @@ import dataclasses
 import re
 import tempfile
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -153,13 +152,6 @@ COMMANDS = {
 NO_EXPUNGE = ("FETCH", "STORE", "SEARCH")
 
 
-def _threadRunner(clock):
-    """C{deferToThreadPool} on C{clock} if it is a reactor with threads, else inline."""
-    if IReactorThreads.providedBy(clock):
-        return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
-    return defer.maybeDeferred
-
-
 @implementer(ISessionWording)
 class IMAPWording:
     """
@@ -212,19 +204,12 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
 
     @param cramAvailable: callable saying whether CRAM-MD5 works for every
         account (every user's secret is stored in plaintext).
-    @param runInThread: C{f(callable, *args) -> Deferred} running blocking
-        file work (APPEND's write and fsync, COPY's links and fsyncs) off the
-        reactor thread; by default the clock's thread pool if it is a reactor,
-        else the calling thread.
     """
 
-    def __init__(self, settings, portal, clock=None, cramAvailable=None, runInThread=None):
+    def __init__(self, settings, portal, clock=None, cramAvailable=None):
         Session.__init__(self, settings, IMAPWording(), clock)
         self.holdBufferLimit = settings.maxCommandSize
         self.portal = portal
-        if runInThread is None:
-            runInThread = _threadRunner(self.clock)
-        self.runInThread = runInThread
         self.cramAvailable = cramAvailable or (lambda: False)
         self.state = NOT_AUTHENTICATED
         self.account = None
@@ -572,14 +557,11 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         except Exception:
             result = self.failureResult(Failure(), name)
         if isinstance(result, defer.Deferred):
-            # Pipelined commands wait for it (the core's hold).
             result.addErrback(self.failureResult, name)
             result.addCallback(lambda r: self._complete(tag, name, r))
-            # A fault past failureResult (in _complete itself): the core logs
-            # it and answers NO [SERVERBUG]; pipelined commands go on.
-            self.holdInput(result, tag)
         else:
-            self._complete(tag, name, result)
+            result = self._complete(tag, name, result)
+        self.holdUnlessDone(result, tag)
 
     def failureResult(self, failure, name):
         """The response for a command that raised: NO, BAD, or NO [SERVERBUG]."""
@@ -628,31 +610,54 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
         return ("NO", "SERVERBUG", "Internal error")
 
     def _complete(self, tag, name, result):
+        """
+        The tagged reply, after the untagged updates owed (in the selected
+        state): a Deferred when the store's sync has not answered at once.
+        """
         self._closeSpools()
-        if self._closing:
+        if self._closing or result is None:
             return None
-        if result is not None:
-            status, code, text = result
-            if self.state == SELECTED:
-                try:
-                    self.sendUpdates(allowExpunge=name not in NO_EXPUNGE)
-                except (StoreError, OSError) as e:
-                    # E.g. dovecot-uidlist locked by another program, or not a
-                    # file: the command's own result stands; the next sync retries.
-                    log.warn("imap {peer}: sync of {mailbox} failed: {error}",
-                             peer=self.peerText(), mailbox=getattr(self.view, "store", None),
-                             error=e)
-                except Exception:
-                    log.failure("imap {peer}: sending updates failed", peer=self.peerText())
+        status, code, text = result
+        if self.state != SELECTED:
             self._tagged(tag, status, code, text)
-        return None
+            return None
+        d = self.sendUpdates(allowExpunge=name not in NO_EXPUNGE)
+
+        def failed(failure):
+            if failure.check(StoreError, OSError):
+                # E.g. dovecot-uidlist not a file: the command's own result
+                # stands; the next sync retries.
+                log.warn("imap {peer}: sync of {mailbox} failed: {error}",
+                         peer=self.peerText(), mailbox=getattr(self.view, "store", None),
+                         error=failure.value)
+            else:
+                log.failure("imap {peer}: sending updates failed", failure,
+                            peer=self.peerText())
+
+        return d.addErrback(failed).addCallback(
+            lambda _: self._tagged(tag, status, code, text))
 
     def sendUpdates(self, allowExpunge=True):
-        """Untagged EXISTS/EXPUNGE/FETCH owed to the client, at a command boundary."""
+        """
+        Untagged EXISTS/EXPUNGE/FETCH owed to the client, at a command boundary,
+        once the store is synced.
+
+        @return: a Deferred firing when they are written.
+        """
         view = self.view
         if view is None or self._closing:
+            return defer.succeed(None)
+        return view.sync().addCallback(self._writeUpdates, view, allowExpunge)
+
+    def pushUpdates(self):
+        """L{sendUpdates} outside a command (IDLE): a failure is logged."""
+        d = self.sendUpdates(allowExpunge=True)
+        d.addErrback(lambda f: log.failure("imap {peer}: sending updates failed", f,
+                                           peer=self.peerText()))
+
+    def _writeUpdates(self, _, view, allowExpunge):
+        if view is not self.view or self._closing:
             return
-        view.sync()
         if view.validityChanged:
             log.warn("imap {peer}: UIDVALIDITY of {mailbox} changed", peer=self.peerText(),
                      mailbox=view.store.name)
@@ -728,15 +733,13 @@ class IMAPFactory(Factory):
 
     protocol = IMAPServer
 
-    def __init__(self, settings, portal, clock=None, cramAvailable=None, runInThread=None):
+    def __init__(self, settings, portal, clock=None, cramAvailable=None):
         self.settings = settings
         self.portal = portal
         self.clock = clock
         self.cramAvailable = cramAvailable
-        self.runInThread = runInThread
 
     def buildProtocol(self, addr):
-        p = IMAPServer(self.settings, self.portal, self.clock, self.cramAvailable,
-                       self.runInThread)
+        p = IMAPServer(self.settings, self.portal, self.clock, self.cramAvailable)
         p.factory = self
         return p

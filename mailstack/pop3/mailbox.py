@@ -23,19 +23,21 @@ RFC 1939 semantics, and the choices mailstack makes where the RFC leaves room
    (IMAP clients see it as read); TOP does not set it. Dovecot sets it for RETR
    as well unless C{pop3_no_flag_updates} (at the end of the session); setting
    it at once means a dropped connection does not lose the fact.
- - Exclusive maildrop. One POP3 session per address at a time, in this process:
-   L{MaildropLocks}, one registry shared by every POP3 listener. IMAP does not
-   take this lock (Dovecot's optional C{pop3_lock_session} does not exclude IMAP
-   either); instead the snapshot checks, before sending or deleting a message,
-   that the store still has the same message (UIDVALIDITY, UID and Maildir base
-   name), so an IMAP EXPUNGE or a uidlist rebuild meanwhile makes that message
-   "gone", never another message sent or deleted in its place. Several
-   processes over one Maildir do not see each other's locks.
+ - Exclusive maildrop. One POP3 session per address at a time, across every
+   process sharing the store: the store's maildrop lock
+   (L{IAccountStore.lockMaildrop}; the Maildir store takes Dovecot's
+   C{dovecot-pop3-session.lock}, docs/pop3.md). IMAP does not take this lock
+   (Dovecot's optional C{pop3_lock_session} does not exclude IMAP either);
+   instead the snapshot checks, before sending or deleting a message, that the
+   store still has the same message (UIDVALIDITY, UID and store key), so an
+   IMAP EXPUNGE or a uidlist rebuild meanwhile makes that message "gone", never
+   another message sent or deleted in its place.
 """
 
+from twisted.internet import defer
 from zope.interface import Attribute, Interface, implementer
 
-from mailstack.storage.interfaces import NoSuchMessage, StoreError
+from mailstack.storage.interfaces import MailboxInUse, NoSuchMessage, StoreError
 
 SEEN = "\\Seen"
 
@@ -69,8 +71,9 @@ class IMaildrop(Interface):
         """
         Take the maildrop lock and take the snapshot.
 
-        @raise MaildropLocked: another POP3 session holds it.
-        @raise StoreError: the mailbox cannot be read.
+        @return: a Deferred; it fails with L{MaildropLocked} if another POP3
+            session holds the lock, with L{StoreError} if the mailbox cannot be
+            read.
         """
 
     def stat():
@@ -95,7 +98,10 @@ class IMaildrop(Interface):
         """
 
     def markSeen(number):
-        """Give the message \\Seen in the store (after a complete RETR)."""
+        """
+        Give the message \\Seen in the store (after a complete RETR).
+        @return: a Deferred.
+        """
 
     def delete(number):
         """Mark the message deleted (RFC 1939 DELE)."""
@@ -107,44 +113,12 @@ class IMaildrop(Interface):
         """
         The UPDATE state: remove the marked messages from the store.
 
-        @return: how many messages were removed.
-        @raise StoreError: if they could not be (then none is unmarked in the
-            store by us beyond what the store reports).
+        @return: a Deferred firing with how many messages were removed, or
+            failing with L{StoreError} if they could not be.
         """
 
     def close():
         """Release the lock. Idempotent; the session's logout calls it."""
-
-
-class MaildropLocks:
-    """
-    Which POP3 session holds which address's maildrop (one per process; every
-    POP3 listener shares L{LOCKS}).
-    """
-
-    def __init__(self):
-        self._holders = {}
-
-    def acquire(self, address, holder):
-        """
-        @return: C{True} if C{holder} now holds (or already held) C{address}.
-        """
-        current = self._holders.get(address)
-        if current is not None and current is not holder:
-            return False
-        self._holders[address] = holder
-        return True
-
-    def release(self, address, holder):
-        """Release C{address} if C{holder} holds it."""
-        if self._holders.get(address) is holder:
-            del self._holders[address]
-
-    def isLocked(self, address):
-        return address in self._holders
-
-
-LOCKS = MaildropLocks()
 
 
 def uniqueID(uid, uidValidity):
@@ -158,41 +132,46 @@ class Maildrop:
     L{IMaildrop} over an L{IAccountStore}'s INBOX.
 
     @param account: the L{mailstack.storage.interfaces.IAccountStore}.
-    @param address: the user's address (the lock's key).
-    @param locks: the L{MaildropLocks} registry.
+    @param address: the user's address.
     """
 
-    def __init__(self, account, address, locks=None):
+    def __init__(self, account, address):
         self.account = account
         self.address = address
-        self.locks = LOCKS if locks is None else locks
         self.mailbox = None
         self.uidValidity = None
         self._infos = []       # the snapshot: the store's infos, message n at n - 1
         self._deleted = set()  # numbers marked deleted
-        self._locked = False
+        self._lock = None
+        self._closed = False
 
+    @defer.inlineCallbacks
     def open(self):
-        if not self.locks.acquire(self.address, self):
-            raise MaildropLocked(self.address)
-        self._locked = True
         try:
-            mailbox = self.account.getMailbox("INBOX")
-            # Not sync(): POP3 must not take \Recent away from IMAP sessions.
-            mailbox.noteDelivery()
-            infos = mailbox.messages()
+            lock = yield self.account.lockMaildrop()
+        except MailboxInUse:
+            raise MaildropLocked(self.address)
+        if self._closed:  # the session ended meanwhile
+            lock.release()
+            return
+        self._lock = lock
+        try:
+            mailbox = yield self.account.openMailbox("INBOX")
+            # POP3 must not take \Recent away from IMAP sessions.
+            yield mailbox.sync(claimRecent=False)
         except BaseException:
             self.close()
             raise
         self.mailbox = mailbox
         self.uidValidity = mailbox.uidValidity
         # Only uid, key and size are used: immutable, so the list is the snapshot.
-        self._infos = list(infos)
+        self._infos = list(mailbox.messages())
 
     def close(self):
-        if self._locked:
-            self._locked = False
-            self.locks.release(self.address, self)
+        self._closed = True
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _entry(self, number):
         """The snapshot's info of message C{number}."""
@@ -249,10 +228,14 @@ class Maildrop:
             raise MessageGone(number)
 
     def markSeen(self, number):
-        entry = self._entry(number)
-        info = self._current(number, entry)
-        if SEEN not in info.flags:
-            self.mailbox.setFlags(entry.uid, info.flags | {SEEN})
+        try:
+            entry = self._entry(number)
+            info = self._current(number, entry)
+        except Exception:
+            return defer.fail()
+        if SEEN in info.flags:
+            return defer.succeed(None)
+        return self.mailbox.setFlags(entry.uid, info.flags | {SEEN})
 
     def delete(self, number):
         self._entry(number)
@@ -264,9 +247,10 @@ class Maildrop:
     def commit(self):
         marked = [self._infos[number - 1] for number in sorted(self._deleted)]
         if not marked:
-            return 0
+            return defer.succeed(0)
         if self.mailbox.uidValidity != self.uidValidity:
-            raise StoreError("the mailbox's UIDs were reset since login; nothing deleted")
+            return defer.fail(StoreError(
+                "the mailbox's UIDs were reset since login; nothing deleted"))
         uids = []
         for entry in marked:
             try:
@@ -275,12 +259,12 @@ class Maildrop:
                 continue  # expunged meanwhile (IMAP): already gone
             if info.key == entry.key:
                 uids.append(entry.uid)
-        return len(self.mailbox.expunge(uids))
+        return self.mailbox.expunge(uids).addCallback(len)
 
 
-def maildropAdapter(account, address, locks=None):
+def maildropAdapter(account, address):
     """
     The realm's factory for L{IMaildrop} avatars: C{(maildrop, logout)}.
     """
-    maildrop = Maildrop(account, address, locks)
+    maildrop = Maildrop(account, address)
     return maildrop, maildrop.close

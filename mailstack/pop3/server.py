@@ -27,6 +27,7 @@ import re
 import sys
 
 from twisted.cred.credentials import UsernamePassword
+from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -344,23 +345,27 @@ class POP3Server(LineSession):
             return self._close("+OK mailstack POP3 server signing off")
         # UPDATE state (RFC 1939 section 6): only now are DELE marks applied.
         count, _ = self.maildrop.stat()
-        try:
-            removed = self.maildrop.commit()
-        except Exception as e:
-            if isinstance(e, (StoreError, OSError)):
+        address = self.maildrop.address
+
+        def failed(failure):
+            if failure.check(StoreError, OSError):
                 # The disk failed, not our code: one line (RFC 2449 SYS/TEMP).
                 log.error("pop3 {peer}: {user}: removing deleted messages failed: {error}",
-                          peer=self.peerText(), user=self.maildrop.address, error=e)
+                          peer=self.peerText(), user=address, error=failure.value)
             else:
                 log.failure("pop3 {peer}: {user}: removing deleted messages failed",
-                            peer=self.peerText(), user=self.maildrop.address)
+                            failure, peer=self.peerText(), user=address)
             self.releaseAvatar()
-            return self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
-        log.info("pop3 {peer}: {user} logged out, {n} messages deleted",
-                 peer=self.peerText(), user=self.maildrop.address, n=removed)
-        self.releaseAvatar()
-        self._close("+OK mailstack POP3 server signing off (%d deleted, %d left)" % (
-            removed, count))
+            self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
+
+        def removed(n):
+            log.info("pop3 {peer}: {user} logged out, {n} messages deleted",
+                     peer=self.peerText(), user=address, n=n)
+            self.releaseAvatar()
+            self._close("+OK mailstack POP3 server signing off (%d deleted, %d left)" % (
+                n, count))
+        d = defer.maybeDeferred(self.maildrop.commit).addCallbacks(removed, failed)
+        self.holdUnlessDone(d)
 
     def do_STLS(self, argument):
         if argument.strip():
@@ -436,18 +441,28 @@ class POP3Server(LineSession):
         penalty first, a failure answered -ERR [AUTH], at the limit closed).
         """
         def loggedIn(maildrop, logout):
-            try:
-                maildrop.open()
-            except MaildropLocked:
-                logout()
+            d = defer.maybeDeferred(maildrop.open)
+            return d.addCallbacks(opened, notOpened, (maildrop, logout), None,
+                                  (maildrop, logout))
+
+        def notOpened(failure, maildrop, logout):
+            logout()
+            if failure.check(MaildropLocked):
                 log.info("pop3 {peer}: {user}: maildrop locked by another session",
                          peer=self.peerText(), user=maildrop.address)
                 return self._err("Mailbox is locked by another POP3 session", "IN-USE")
-            except Exception:
-                logout()
-                log.failure("pop3 {peer}: {user}: cannot open the maildrop",
+            if failure.check(StoreError, OSError):
+                log.error("pop3 {peer}: {user}: cannot open the maildrop: {error}",
+                          peer=self.peerText(), user=maildrop.address, error=failure.value)
+            else:
+                log.failure("pop3 {peer}: {user}: cannot open the maildrop", failure,
                             peer=self.peerText(), user=maildrop.address)
-                return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
+            return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
+
+        def opened(_, maildrop, logout):
+            if self._closing:  # the client left meanwhile
+                logout()
+                return None
             self.maildrop = maildrop
             self.keepAvatar(logout)
             self.state = TRANSACTION
@@ -543,11 +558,11 @@ class POP3Server(LineSession):
             if not completed:
                 return self._transferStopped(number, sender)
             if lines is None:
-                try:
-                    self.maildrop.markSeen(number)
-                except (MessageGone, StoreError, OSError) as e:
+                def notMarked(failure):
+                    failure.trap(MessageGone, StoreError, OSError)
                     log.info("pop3 {peer}: cannot mark message {n} seen: {e}",
-                             peer=self.peerText(), n=number, e=e)
+                             peer=self.peerText(), n=number, e=failure.value)
+                return self.maildrop.markSeen(number).addErrback(notMarked)
 
         def broken(failure):
             # The +OK and part of the message are out: an -ERR now would read as

@@ -247,6 +247,22 @@ class Session(Protocol, TimeoutMixin):
         d.addBoth(release)
         return d
 
+    def holdUnlessDone(self, d, tag=None):
+        """
+        L{holdInput} for C{d} (a command's Deferred, or L{None}) unless it
+        has fired already: a store answers most operations at once, and a
+        hold released inside the command would take the next pipelined
+        command recursively. Either way a failure left in C{d} is answered
+        as an internal error.
+        """
+        if d is None:
+            return None
+        done = []
+        d.addBoth(lambda r: done.append(True) or r)
+        if not done:
+            return self.holdInput(d, tag)
+        return d.addErrback(self.internalError, tag)
+
     def inputHeld(self):
         """Whether a hold is on (L{holdInput})."""
         return self._holds > 0

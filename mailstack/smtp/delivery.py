@@ -9,7 +9,7 @@ The protocol (mailstack.smtp.server) asks; this module answers with values
 import dataclasses
 import io
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
@@ -70,10 +70,23 @@ class ChainedReader(io.RawIOBase):
     """
 
     def __init__(self, *sources):
-        self._sources = [io.BytesIO(s) if isinstance(s, bytes) else s for s in sources]
+        self._all = [io.BytesIO(s) if isinstance(s, bytes) else s for s in sources]
+        self._sources = list(self._all)
 
     def readable(self):
         return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        """Only rewinding (C{seek(0)}): the store reads the message once per recipient."""
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("a ChainedReader only rewinds")
+        for source in self._all:
+            source.seek(0)
+        self._sources = list(self._all)
+        return 0
 
     def readinto(self, buffer):
         while self._sources:
@@ -93,16 +106,13 @@ class SMTPPolicy:
     @param users: the L{mailstack.auth.interfaces.IUserDirectory}.
     @param store: an L{IMailStore}.
     @param queue: a L{mailstack.relay.queue.RelayQueue} or L{None} (no smarthost).
-    @param runInThread: C{f(callable, *args) -> Deferred}, for disk work with
-        fsync; defaults to the reactor's thread pool.
     """
 
-    def __init__(self, domains, users, store, queue=None, runInThread=None):
+    def __init__(self, domains, users, store, queue=None):
         self.domains = tuple(domains)
         self.users = users
         self.store = store
         self.queue = queue
-        self.runInThread = runInThread or threads.deferToThread
 
     def plaintextSecretsAvailable(self):
         return self.users.allPlaintextSecrets()
@@ -148,50 +158,47 @@ class SMTPPolicy:
                     recipient,)))
         return RecipientDecision("relay", recipient)
 
-    @defer.inlineCallbacks
     def deliver(self, envelope, received, spool, queueID):
         """
-        Write the message durably for every recipient: local copies fsynced in
-        each INBOX, relayed ones in the queue. All or nothing: if one copy
-        cannot be written, the copies already written are removed again, so
-        the sender's retry does not make duplicates.
+        Write the message durably for every recipient: local copies in each
+        INBOX through the store (L{IMailStore.deliver}), relayed ones in the
+        queue, as one: if one copy cannot be written, the copies already
+        written are taken back, so the sender's retry does not make
+        duplicates.
 
         @return: a Deferred firing with L{None} once every copy is on disk (the
             caller answers 250), or with the temporary-failure L{Reply} when
             nothing was kept: C{452 4.3.1} when the disk is full (RFC 3463
             "mail system full"), C{451 4.3.0} for other storage errors.
             What fails after the copies are durable (telling open IMAP
-            sessions) is logged and left to the next sync: the mail is
-            accepted.
+            sessions) is logged by the store and left to the next sync: the
+            mail is accepted.
         """
         # The same recipient given twice gets one copy, as with Postfix.
         recipients = list(dict.fromkeys(envelope.recipients))
         local = [address for address, kind in recipients if kind == "local"]
         relay = [address for address, kind in recipients if kind == "relay"]
         returnPath = ("Return-Path: <%s>\r\n" % (envelope.sender,)).encode("utf-8")
-        placed = []
-        try:
-            mailboxes = [self.store.account(address).getMailbox("INBOX") for address in local]
-            if mailboxes:
-                yield self.runInThread(self._deliverLocal, mailboxes, returnPath + received,
-                                       spool, placed)
-            if relay:
-                spool.seek(0)
-                yield self.queue.enqueue(envelope.sender, relay, ChainedReader(received, spool))
-        except Exception as e:
-            if placed:
-                yield self.runInThread(self._discard, placed)
-            if not isinstance(e, (StoreError, OSError)):
-                raise
-            return self._storageFailure(queueID, e)
-        for mailbox in mailboxes:
-            # Without a listening session, skip the rescan (it grew with the
-            # INBOX and slowed every delivery: bench/).
-            if mailbox.hasListeners():
-                _noteDelivery(mailbox, queueID)
-        log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
-                 id=queueID, sender=envelope.sender, local=local, relay=relay)
-        return None
+
+        def enqueue():
+            spool.seek(0)
+            return self.queue.enqueue(envelope.sender, relay, ChainedReader(received, spool))
+        if local:
+            d = self.store.deliver(local, ChainedReader(returnPath + received, spool),
+                                   together=enqueue if relay else None)
+        elif relay:
+            d = defer.maybeDeferred(enqueue)
+        else:
+            d = defer.succeed(None)
+
+        def delivered(_):
+            log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
+                     id=queueID, sender=envelope.sender, local=local, relay=relay)
+
+        def failed(failure):
+            failure.trap(StoreError, OSError)
+            return self._storageFailure(queueID, failure.value)
+        return d.addCallbacks(delivered, failed)
 
     @staticmethod
     def _storageFailure(queueID, error):
@@ -203,21 +210,6 @@ class SMTPPolicy:
             log.error("{id}: not accepted: storage error: {error}", id=queueID, error=error)
         return storageFailureReply(error)
 
-    @staticmethod
-    def _deliverLocal(mailboxes, header, spool, placed):
-        for mailbox in mailboxes:
-            spool.seek(0)
-            placed.append((mailbox, mailbox.deliver(ChainedReader(header, spool))))
-
-    @staticmethod
-    def _discard(placed):
-        for mailbox, key in placed:
-            try:
-                mailbox.discardPlaced(key)
-            except Exception as e:
-                log.error("could not remove the copy {key} in {mailbox} of a refused "
-                          "message: {error}", key=key, mailbox=mailbox, error=e)
-
     def bounce(self, sender, message):
         """
         Deliver a delivery status notification to a local sender's INBOX.
@@ -228,14 +220,10 @@ class SMTPPolicy:
         def found(user):
             if user is None:
                 return self._dropBounce(sender)
-            mailbox = self.store.account(sender.lower()).getMailbox("INBOX")
-
-            def delivered(_):
-                # The DSN is on disk: a failure to tell open sessions must not
-                # make the queue bounce it again.
-                if mailbox.hasListeners():
-                    _noteDelivery(mailbox, "bounce to <%s>" % (sender,))
-            return self.runInThread(mailbox.deliver, message).addCallback(delivered)
+            # On disk once it fires: a failure to tell open sessions after
+            # that is the store's to log, and does not make the queue bounce
+            # it again.
+            return self.store.deliver([sender.lower()], message)
         return defer.maybeDeferred(self.users.lookup, sender).addCallback(found)
 
     @staticmethod
@@ -243,16 +231,3 @@ class SMTPPolicy:
         log.warn("bounce for <{sender}> dropped: not a local user", sender=sender)
         return None
 
-
-def _noteDelivery(mailbox, what):
-    """
-    Tell the sessions that have C{mailbox} open of a delivery already on disk.
-    A failure (a lock held by another program, a damaged dovecot-uidlist) is
-    logged in one line: the message is stored, and the next sync (the
-    session's next command, or the watcher) finds it.
-    """
-    try:
-        mailbox.noteDelivery(wait=False)  # never wait for a lock in the reactor thread
-    except (StoreError, OSError) as e:
-        log.warn("{what}: stored in {mailbox}; telling its open sessions failed ({error}); "
-                 "they see it at their next sync", what=what, mailbox=mailbox, error=e)

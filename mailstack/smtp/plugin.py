@@ -3,24 +3,11 @@ The C{smtp} and C{submission} protocol plug-in: turns a listener's config into
 an L{SMTPFactory} (settings, the server's one policy and relay queue).
 """
 
-from twisted.internet import threads
 from zope.interface import implementer
 
 from mailstack.listener import IProtocolPlugin, ProtocolBuilt
 from mailstack.settings import listenerSettings
 from mailstack.smtp.server import DISABLEABLE, SMTPFactory, SMTPSettings
-
-
-def _threadRunner(reactor):
-    """
-    Run delivery's disk work in the thread pool of the server's own reactor
-    (not the global one: a server run on a reactor of its own, such as
-    L{mailstack.testing.MailServer}'s, would wait forever for a pool that
-    never starts); L{None} (the global pool) for a clock without threads.
-    """
-    if not hasattr(reactor, "getThreadPool"):
-        return None
-    return lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
 
 
 def _sharedPolicy(context):
@@ -33,8 +20,7 @@ def _sharedPolicy(context):
     if policy is not None:
         return policy, ()
     config = context.config
-    policy = SMTPPolicy(config.server.domains, context.users, context.store,
-                        runInThread=_threadRunner(context.reactor))
+    policy = SMTPPolicy(config.server.domains, context.users, context.store)
     services = ()
     if config.relay.smarthost is not None:
         from mailstack.relay.queue import RelayQueue

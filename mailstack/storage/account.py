@@ -9,14 +9,16 @@ import os
 import shutil
 import uuid
 
+from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 from mailstack.storage.files import makeMaildir
 from mailstack.storage.interfaces import (
-    IAccountStore, IMailStore, InvalidMailboxName, MailboxExists, MailboxInUse,
+    IAccountStore, IMailStore, IStoreBackend, InvalidMailboxName, MailboxExists, MailboxInUse,
     MailboxNotEmpty, NoSuchMailbox, StoreError)
 from mailstack.storage.maildir import MaildirMailbox
+from mailstack.storage.maildrop import MaildropLocks
 from mailstack.storage.names import checkName, decodeDirName, isValidName
 from mailstack.storage.specialuse import SPECIAL_USE, readSpecialUse, updateSpecialUse
 from mailstack.storage.uidlist import allocateUIDValidity, noteUIDValidity, readUIDValidity
@@ -37,12 +39,32 @@ class MaildirAccount:
     """
     One user's Maildir++ tree: INBOX at the root, folders as C{.A.B} subdirectories.
     Mailbox objects are cached, one per directory, so sessions share them.
+
+    The contract's writes (creating, deleting and renaming folders,
+    subscriptions, special uses: files written with fsync under dotlocks) run
+    in a worker thread, one at a time per account; only forgetting the mailbox
+    objects of a deleted or renamed folder (and telling their sessions) is
+    done back in the reactor thread. Each has a blocking twin (C{getMailbox},
+    C{createMailboxNow}...) for tools and tests. Renaming INBOX (moving its
+    messages, RFC 3501) is the exception: it runs in the reactor thread.
+
+    @param runInThread: C{f(callable, *args) -> Deferred} for fsyncing file
+        work, handed to the mailboxes (L{MaildirMailbox}).
+    @param maildropLocks: the process's L{MaildropLocks} registry.
     """
 
-    def __init__(self, address, path, watcher=None):
+    # Seconds to wait for dovecot-uidvalidity.lock: 0, try once (it is taken
+    # on the reactor thread); held by another program, CREATE, DELETE and
+    # RENAME fail with MailboxInUse and change nothing.
+    uidValidityLockTimeout = 0.0
+
+    def __init__(self, address, path, watcher=None, runInThread=None, maildropLocks=None):
         self.address = address
         self.path = path
         self.watcher = watcher
+        self._runInThread = runInThread or defer.maybeDeferred
+        self._writeLock = defer.DeferredLock()  # one write job at a time
+        self._maildropLocks = maildropLocks
         self._mailboxes = {}
         self._refusedLinks = set()
         makeMaildir(path, folder=False)
@@ -103,7 +125,12 @@ class MaildirAccount:
             return False
         return os.path.isdir(self._path(dirName))
 
-    def getMailbox(self, name):
+    def _mailbox(self, name):
+        """
+        The shared mailbox object for C{name}, made if needed; a new one has
+        read what is there but written nothing (files without UIDs wait for
+        a sync).
+        """
         canonical, dirName = checkName(name)
         path = self._path(dirName)
         self._checkConfined(canonical, path)
@@ -113,27 +140,68 @@ class MaildirAccount:
         if not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
         makeMaildir(path, folder=bool(dirName))
-        mailbox = MaildirMailbox(canonical, path, self.watcher, self._allocateUIDValidity)
+        mailbox = MaildirMailbox(canonical, path, self.watcher, self._allocateUIDValidity,
+                                 self._runInThread)
+        self._mailboxes[dirName] = mailbox
+        return mailbox
+
+    @staticmethod
+    def _checkReadable(mailbox):
         if mailbox.uidValidity is None:
             # No readable dovecot-uidlist, and another program holds its lock:
             # no UIDs to show yet. Refuse now (IMAP NO [INUSE]) rather than
             # serve a mailbox without a UIDVALIDITY; the next open tries again.
             raise MailboxInUse("mailbox %s is locked by another program; try again"
-                               % (canonical,))
-        self._mailboxes[dirName] = mailbox
+                               % (mailbox.name,))
         return mailbox
 
+    def getMailbox(self, name):
+        """L{openMailbox}, all in the calling thread (tools, tests)."""
+        mailbox = self._mailbox(name)
+        if mailbox.uidValidity is None or mailbox.waitingForUIDs:
+            mailbox.syncNow(claimRecent=False)
+        return self._checkReadable(mailbox)
+
+    def openMailbox(self, name):
+        """
+        A mailbox opened for the first time gets its UIDs (a new folder its
+        dovecot-uidlist and UIDVALIDITY) from a sync, whose writes run in a
+        worker thread.
+        """
+        try:
+            mailbox = self._mailbox(name)
+        except Exception:
+            return defer.fail()
+        if mailbox.uidValidity is not None and not mailbox.waitingForUIDs:
+            return defer.succeed(mailbox)
+        d = mailbox.sync(claimRecent=False, waitForLock=mailbox.uidValidity is None)
+        return d.addCallback(lambda _: self._checkReadable(mailbox))
+
     def _allocateUIDValidity(self, *known):
-        return allocateUIDValidity(self.path, *known)
+        return allocateUIDValidity(self.path, *known, timeout=self.uidValidityLockTimeout)
 
     def _retireUIDValidities(self, dirNames):
         """The folders C{dirNames} go away: their UIDVALIDITYs are never given again."""
         values = [readUIDValidity(self._path(d)) for d in dirNames]
         values = [v for v in values if v]
         if values:
-            noteUIDValidity(self.path, max(values))
+            noteUIDValidity(self.path, max(values), timeout=self.uidValidityLockTimeout)
+
+    def _inThread(self, f, *args):
+        """C{f(*args)} in a worker thread, after the account's previous write."""
+        return self._writeLock.run(self._runInThread, f, *args)
+
+    def _forget(self, dirNames):
+        """Folders gone from disk: their mailbox objects tell their sessions."""
+        for dirName in dirNames:
+            mailbox = self._mailboxes.pop(dirName, None)
+            if mailbox is not None:
+                mailbox.vanish()
 
     def createMailbox(self, name):
+        return self._inThread(self.createMailboxNow, name)
+
+    def createMailboxNow(self, name):
         if name.endswith("/") and len(name) > 1:
             name = name[:-1]  # RFC 3501 CREATE: a trailing separator only shows intent
         canonical, dirName = checkName(name)
@@ -154,6 +222,13 @@ class MaildirAccount:
                 makeMaildir(self._path(parentDir), folder=True)
 
     def deleteMailbox(self, name):
+        return self._inThread(self._deleteFiles, name).addCallback(self._forget)
+
+    def deleteMailboxNow(self, name):
+        self._forget(self._deleteFiles(name))
+
+    def _deleteFiles(self, name):
+        """The files of L{deleteMailbox} (thread-safe). @return: C{[dirName]}."""
         canonical, dirName = checkName(name)
         if not dirName:
             raise MailboxNotEmpty("INBOX cannot be deleted")
@@ -171,22 +246,41 @@ class MaildirAccount:
             os.unlink(trash)  # a linked folder: drop the link, never what it points to
         else:
             shutil.rmtree(trash, ignore_errors=True)
-        mailbox = self._mailboxes.pop(dirName, None)
-        if mailbox is not None:
-            mailbox.vanish()
         self._renameUses(canonical, None)
+        return [dirName]
 
     def renameMailbox(self, oldName, newName):
+        try:
+            isInbox = checkName(oldName)[1] == ""
+        except InvalidMailboxName:
+            return defer.fail()
+        if isInbox:
+            return defer.maybeDeferred(self.renameMailboxNow, oldName, newName)
+        d = self._inThread(self._renameFiles, oldName, newName)
+        return d.addCallback(self._forget)
+
+    def renameMailboxNow(self, oldName, newName):
+        oldCanonical, oldDir = checkName(oldName)
+        if not oldDir:
+            newCanonical, newDir = checkName(newName)
+            if not newDir or os.path.isdir(self._path(newDir)):
+                raise MailboxExists("mailbox %s already exists" % (newCanonical,))
+            return self._renameInbox(newCanonical)
+        self._forget(self._renameFiles(oldName, newName))
+
+    def _renameFiles(self, oldName, newName):
+        """
+        The files of L{renameMailbox} for a folder other than INBOX
+        (thread-safe). @return: the directory names moved away.
+        """
         oldCanonical, oldDir = checkName(oldName)
         newCanonical, newDir = checkName(newName)
         if not os.path.isdir(self._path(oldDir)):
             raise NoSuchMailbox("no mailbox named %s" % (oldCanonical,))
         if not newDir or os.path.isdir(self._path(newDir)):
             raise MailboxExists("mailbox %s already exists" % (newCanonical,))
-        if oldDir and newDir.startswith(oldDir + "."):
+        if newDir.startswith(oldDir + "."):
             raise InvalidMailboxName("cannot move mailbox %s inside itself" % (oldCanonical,))
-        if not oldDir:
-            return self._renameInbox(newCanonical)
         moves = [(d, newDir + d[len(oldDir):]) for d in sorted(self._folderDirs())
                  if d == oldDir or d.startswith(oldDir + ".")]
         for _, target in moves:
@@ -196,15 +290,12 @@ class MaildirAccount:
         self._createParents(newCanonical)
         for source, target in moves:
             os.rename(self._path(source), self._path(target))
-        for source, _ in moves:
-            mailbox = self._mailboxes.pop(source, None)
-            if mailbox is not None:
-                mailbox.vanish()
         self._renameUses(oldCanonical, newCanonical)
+        return [source for source, _ in moves]
 
     def _renameInbox(self, newCanonical):
         """RFC 3501: move every INBOX message to a new mailbox, leave INBOX empty."""
-        self.createMailbox(newCanonical)
+        self.createMailboxNow(newCanonical)
         self.getMailbox("INBOX").moveAllTo(self.getMailbox(newCanonical))
 
     # Special use (RFC 6154)
@@ -216,6 +307,9 @@ class MaildirAccount:
         return readSpecialUse(self._specialUsePath()) or {}
 
     def setSpecialUse(self, name, attributes):
+        return self._inThread(self.setSpecialUseNow, name, attributes)
+
+    def setSpecialUseNow(self, name, attributes):
         canonical, dirName = checkName(name)
         if not os.path.isdir(self._path(dirName)):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
@@ -240,17 +334,20 @@ class MaildirAccount:
         updateSpecialUse(self._specialUsePath(), change)
 
     def createDefaultMailboxes(self, defaults):
+        return self._inThread(self.createDefaultMailboxesNow, defaults)
+
+    def createDefaultMailboxesNow(self, defaults):
         if readSpecialUse(self._specialUsePath()) is not None:
             return []
         created = []
         if not self._folderDirs() and not os.path.exists(self._subscriptionsPath()):
             for name, _ in defaults:
                 try:
-                    self.createMailbox(name)
+                    self.createMailboxNow(name)
                     created.append(name)
                 except MailboxExists:
                     pass
-                self.subscribe(name)
+                self.subscribeNow(name)
         defaults = [(name, use) for name, use in defaults if self.hasMailbox(name)]
 
         def change(uses):
@@ -269,6 +366,9 @@ class MaildirAccount:
         return sorted(set(readSubscriptions(self._subscriptionsPath())))
 
     def subscribe(self, name):
+        return self._inThread(self.subscribeNow, name)
+
+    def subscribeNow(self, name):
         canonical, _ = checkName(name)
         names = self.subscriptions()
         if canonical not in names:
@@ -276,6 +376,9 @@ class MaildirAccount:
                                [n for n in names if isValidName(n)] + [canonical])
 
     def unsubscribe(self, name):
+        return self._inThread(self.unsubscribeNow, name)
+
+    def unsubscribeNow(self, name):
         try:
             canonical, _ = checkName(name)
         except InvalidMailboxName:
@@ -284,6 +387,14 @@ class MaildirAccount:
         if canonical in names:
             writeSubscriptions(self._subscriptionsPath(),
                                [n for n in names if n != canonical and isValidName(n)])
+
+    # The POP3 maildrop
+
+    def lockMaildrop(self):
+        try:
+            return defer.succeed(self._maildropLocks.acquire(self.address, self.path))
+        except Exception:
+            return defer.fail()
 
 
 def _accountPath(root, address):
@@ -309,11 +420,18 @@ class MaildirStore:
     @param root: the mail directory (created on first use).
     @param watcher: a L{mailstack.storage.watch.MailboxWatcher} that tells open
         sessions of changes made by other programs, or L{None}.
+    @param reactor: the reactor whose thread pool runs the fsyncing file work
+        (deliveries, appends, copies); L{None} (tools, tests) runs it at once
+        in the calling thread.
     """
 
-    def __init__(self, root, watcher=None):
+    def __init__(self, root, watcher=None, reactor=None, runInThread=None):
         self.root = root
         self.watcher = watcher
+        if runInThread is None and reactor is not None:
+            runInThread = _threadPoolRunner(reactor)
+        self._runInThread = runInThread or defer.maybeDeferred
+        self._maildropLocks = MaildropLocks(clock=reactor)
         self._accounts = {}
 
     def account(self, address):
@@ -321,7 +439,95 @@ class MaildirStore:
         path = _accountPath(self.root, address)
         account = self._accounts.get(path)
         if account is None:
-            account = self._accounts[path] = MaildirAccount(address, path, self.watcher)
+            account = self._accounts[path] = MaildirAccount(
+                address, path, self.watcher, self._runInThread, self._maildropLocks)
         else:
             makeMaildir(path, folder=False)
         return account
+
+    def deliver(self, addresses, source, together=None):
+        """
+        The INBOXes are opened here; the copies are written (file, fsync,
+        rename into new/, directory fsync) one after the other in a worker
+        thread, and the ones made are removed again if one (or C{together})
+        fails; then the sessions with an INBOX open are told.
+        """
+        try:
+            # No UIDs are needed to deliver: nothing is written here.
+            mailboxes = [self.account(address)._mailbox("INBOX") for address in addresses]
+        except Exception:
+            return defer.fail()
+        placed = []
+        d = self._runInThread(_placeAll, mailboxes, source, placed)
+        if together is not None:
+            d.addCallback(lambda _: together())
+
+        def failed(failure):
+            if not placed:
+                return failure
+            return self._runInThread(_discardAll, placed).addBoth(lambda _: failure)
+
+        def delivered(_):
+            for mailbox in mailboxes:
+                # Without a listening session, skip the rescan (it grew with
+                # the INBOX and slowed every delivery: bench/).
+                if mailbox.hasListeners():
+                    _tellSessions(mailbox)
+        return d.addCallbacks(delivered, failed)
+
+
+def _threadPoolRunner(reactor):
+    """C{f(callable, *args) -> Deferred} running in C{reactor}'s thread pool."""
+    from twisted.internet.threads import deferToThreadPool
+
+    def run(f, *args, **kwargs):
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
+    return run
+
+
+def _placeAll(mailboxes, source, placed):
+    """In a worker thread: one durable copy of C{source} in each mailbox."""
+    for mailbox in mailboxes:
+        if not isinstance(source, bytes):
+            source.seek(0)
+        placed.append((mailbox, mailbox.deliver(source)))
+
+
+def _discardAll(placed):
+    """In a worker thread: take back the copies of a delivery that failed."""
+    for mailbox, key in placed:
+        try:
+            mailbox.discardPlaced(key)
+        except Exception as e:
+            log.error("could not remove the copy {key} in {mailbox} of a refused "
+                      "message: {error}", key=key, mailbox=mailbox, error=e)
+
+
+def _tellSessions(mailbox):
+    """
+    Tell the sessions that have C{mailbox} open of a delivery already on disk
+    (a sync that claims nothing; new UIDs are written in a worker thread). A
+    failure (a damaged dovecot-uidlist) is logged in one line: the message is
+    stored, and the next sync (the session's next command, or the watcher)
+    finds it.
+    """
+    def failed(failure):
+        failure.trap(StoreError, OSError)
+        log.warn("stored in {mailbox}; telling its open sessions failed ({error}); "
+                 "they see it at their next sync", mailbox=mailbox, error=failure.value)
+    mailbox.sync(claimRecent=False).addErrback(failed)
+
+
+@provider(IStoreBackend)
+class MaildirBackend:
+    """
+    C{[storage] backend = "maildir"} (the default): every user's Maildir++
+    under C{data_dir/mail}, shared safely with Dovecot and with other
+    mailstack processes.
+    """
+
+    name = "maildir"
+
+    @staticmethod
+    def open(config, reactor, watcher):
+        return MaildirStore(config.mail_dir, watcher, reactor=reactor)

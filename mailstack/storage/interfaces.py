@@ -17,10 +17,26 @@ Conventions shared by every method below:
  - System flags are the IMAP names ``\\Seen \\Answered \\Flagged \\Deleted \\Draft``;
    any other flag is a keyword. ``\\Recent`` is never stored: it is session state
    reported through L{IMailboxStore.sync}.
- - Methods are synchronous and may touch the disk. Delivery (L{IMailboxStore.deliver}
-   and L{IMailboxStore.placeMessage}) and copying (L{IMailboxStore.placeCopies})
-   touch only files, hold no in-memory state, and are safe to run in a thread
-   (callers use C{deferToThread} so fsync never stalls the reactor). Every other method must be called from the reactor thread.
+ - Asynchronous where it matters. Every operation that may touch the disk or
+   the network, wait for a lock or fsync returns a L{Deferred}: opening a
+   mailbox, syncing it, changing flags, expunging, appending, copying,
+   delivering, creating, deleting and renaming mailboxes, subscriptions and
+   special uses, and the POP3 maildrop lock. A store runs that work wherever it
+   likes (the Maildir store: file writes and fsyncs in worker threads, the
+   try-once locks on the reactor; the memory store: at once), so callers never
+   assume a Deferred has fired. What the last sync found is kept in memory
+   and answered synchronously: message lists and infos, UIDNEXT, keywords,
+   \\Recent bookkeeping, and the account's mailbox list, subscriptions and
+   special uses (cheap reads). Every method is called from the reactor
+   thread; Deferreds fire there.
+ - Failures. Deferreds fail with a L{StoreError} subclass for what the user
+   did or what another program holds (L{MailboxInUse}), L{NoSpace} for a full
+   disk, L{StoreUnavailable} when the store's back end cannot be reached
+   (temporary), and C{OSError} only for a broken environment.
+ - Durability. A Deferred of a write fires only once the change is durable
+   (Maildir: file fsynced, renamed into place, directory fsynced); once durable
+   it does not fail for a later step (telling sessions, assigning a UID that
+   another program's lock delays): the store logs that and answers success.
 """
 
 import errno
@@ -62,6 +78,13 @@ class MailboxNotEmpty(StoreError):
 
 class NoSuchMessage(StoreError):
     """No message with that UID is in the mailbox (it may have been expunged)."""
+
+
+class StoreUnavailable(StoreError):
+    """
+    The store's back end cannot be reached just now (a database gone away):
+    nothing was changed; temporary, try again later.
+    """
 
 
 class NoSpace(StoreError):
@@ -131,7 +154,7 @@ class Changes(object):
 class IMailboxListener(Interface):
     """
     Told of changes to a mailbox made by anybody (this process or another program).
-    Called in the reactor thread after the change is on disk.
+    Called in the reactor thread after the change is durable.
     """
 
     def mailboxChanged(mailbox, changes):
@@ -157,15 +180,21 @@ class IMailboxStore(Interface):
         " never decreases for a given uidValidity, also across restarts (RFC 7162"
         " HIGHESTMODSEQ).")
 
-    def sync():
+    def sync(claimRecent=True):
         """
-        Bring the in-memory view in line with the disk (new deliveries, renames by
-        other programs, removals), assign UIDs to new messages and persist them.
+        Bring the in-memory view in line with the store (new deliveries, changes
+        by other programs or processes, removals), assign UIDs to new messages
+        and persist them. Notifies the listeners of any change found. Cheap when
+        nothing changed.
 
-        Also notifies the listeners (other than through the returned value) of any
-        change found. Cheap when nothing changed on disk.
+        A lock another program holds is not waited for: the messages that have
+        UIDs are kept and the new ones wait for a later sync.
 
-        @return: L{Changes}, with C{recent} filled in for this caller.
+        @param claimRecent: C{True} for a read-write IMAP session: the new
+            messages nobody claimed become \\Recent for this caller only (its
+            C{Changes.recent}). C{False} for readers that must leave \\Recent
+            to IMAP (POP3, STATUS, EXAMINE, a deliverer telling sessions).
+        @return: a L{Deferred} firing with L{Changes}.
         """
 
     def messages():
@@ -175,13 +204,13 @@ class IMailboxStore(Interface):
 
     def messageInfo(uid):
         """
-        @return: the L{IMessageInfo} for C{uid}.
+        @return: the L{IMessageInfo} for C{uid}, as of the last sync.
         @raise NoSuchMessage: if it is not there.
         """
 
     def openMessage(uid):
         """
-        Open a message for reading, streaming from the file.
+        Open a message for reading, streaming it.
 
         @return: a binary file-like object (C{read(n)}, C{readline()}, C{seek},
             C{tell}, C{close}, context manager) yielding the wire (CRLF) form,
@@ -189,72 +218,23 @@ class IMailboxStore(Interface):
         @raise NoSuchMessage: if it is not there.
         """
 
-    def deliver(source, flags=(), internalDate=None):
+    def keywords():
         """
-        Store a new message durably: write to a temporary file, fsync, rename into
-        place, fsync the directory. Thread-safe; touches no in-memory state. The
-        message gets its UID at the next L{sync}.
-
-        @param source: C{bytes}, or a binary file-like object read to its end. Line
-            endings are normalised to CRLF.
-        @param flags: flags to store with it (e.g. C{{"\\\\Seen"}} for IMAP APPEND).
-        @param internalDate: POSIX time for INTERNALDATE, or L{None} for now.
-        @return: the store key (C{str}) of the new message.
+        @return: the set of keywords (str) this mailbox can store.
         """
 
-    def append(source, flags=(), internalDate=None):
+    def unclaimedUIDs():
         """
-        L{placeMessage} then L{adopt}, both in the calling thread; for callers
-        that may block (tests, tools). Servers use the two steps instead.
-
-        @return: the new message's UID.
-        """
-
-    def placeMessage(source, flags=(), internalDate=None):
-        """
-        First half of an IMAP APPEND: store the message durably exactly as
-        L{deliver} does (temporary file, fsync, rename into place, fsync the
-        directory). Thread-safe; touches no in-memory state; the message has no
-        UID yet. Run it in a worker thread, then call L{adopt} in the reactor
-        thread with the result.
-
-        @return: an opaque "placed" token for L{adopt}.
-        @raise NoSuchMailbox: if the mailbox was deleted.
+        The UIDs (ascending) no read-write session has claimed as \\Recent yet,
+        as of the last sync. A read-only (EXAMINE) session shows these as
+        \\Recent without claiming them (RFC 3501 6.3.2: EXAMINE must not make
+        messages lose \\Recent).
         """
 
-    def adopt(placed):
+    def unclaimedCount():
         """
-        Second half of an IMAP APPEND, in the reactor thread: give the message
-        placed by L{placeMessage} its UID (a sync) and notify listeners. The
-        message is not claimed as \\Recent by anybody (as with L{noteDelivery}):
-        the next read-write session to L{sync} claims it, whatever its flags.
-
-        @return: the new message's UID.
-        @raise StoreError: if the message vanished before it got a UID.
-        """
-
-    def noteDelivery(wait=True):
-        """
-        Tell this process's listeners that new mail may have arrived (after
-        L{deliver} ran in a thread): performs a L{sync} in the reactor thread and
-        notifies listeners of added messages, without claiming \\Recent for any
-        session. The new messages stay unclaimed, so the next L{sync} called by a
-        session claims them: that caller's C{Changes.recent} then lists them even
-        though listeners were already told they were added.
-
-        @param wait: nothing waits for a lock another program holds. If true,
-            such a lock leaves the new files without UIDs until a later sync
-            (like L{sync}: for readers, POP3 login, STATUS, EXAMINE); if false,
-            fail at once with L{MailboxInUse}: for callers that retry later
-            (after a delivery, the watcher).
-        @return: the L{Changes} found (C{recent} always empty).
-        """
-
-    def hasListeners():
-        """
-        C{True} while some session listens to this mailbox. A deliverer with
-        nobody to tell skips L{noteDelivery}: the next session's own sync finds
-        the message, and a rescan per delivery would grow with the mailbox.
+        C{len(unclaimedUIDs())}: IMAP STATUS RECENT of a mailbox the asking
+        session has not selected (what Dovecot reports).
         """
 
     def vanishedSince(modseq):
@@ -265,85 +245,54 @@ class IMailboxStore(Interface):
         leaves out one expunged since.
         """
 
-    def unclaimedUIDs():
+    def append(source, flags=(), internalDate=None):
         """
-        The UIDs (ascending) no read-write session has claimed as \\Recent yet,
-        as of the last sync (Maildir: the files still in new/, and messages this
-        process appended or copied that no session has claimed). A read-only
-        (EXAMINE) session shows these as \\Recent without claiming them (RFC
-        3501 6.3.2: EXAMINE must not make messages lose \\Recent).
-        """
+        Store a new message durably (IMAP APPEND) and give it its UID. It is not
+        claimed as \\Recent by anybody: the next read-write session to L{sync}
+        claims it, whatever its flags. Listeners are told.
 
-    def unclaimedCount():
-        """
-        C{len(unclaimedUIDs())}: IMAP STATUS RECENT of a mailbox the asking
-        session has not selected (what Dovecot reports).
+        @param source: C{bytes}, or a binary file-like object read to its end
+            (possibly in another thread: the caller leaves it alone until the
+            Deferred fires). Line endings are normalised to CRLF.
+        @param flags: flags to store with it (e.g. C{{"\\\\Seen"}}).
+        @param internalDate: POSIX time for INTERNALDATE, or L{None} for now.
+        @return: a L{Deferred} firing with the new UID once the message is
+            durable, or with L{None} when it is durable but its UID could not be
+            assigned yet (another program holds a lock; the next sync assigns
+            it). Fails with L{NoSuchMailbox} if the mailbox was deleted, with
+            L{NoSpace} when the disk is full (nothing left behind).
         """
 
     def setFlags(uid, flags):
         """
-        Replace the flags of a message (system flags and keywords) and persist them.
-        Notifies listeners.
+        Replace the flags of a message (system flags and keywords), persist them
+        and notify listeners.
 
-        @return: the new L{IMessageInfo}.
-        @raise NoSuchMessage: if it is not there.
+        @return: a L{Deferred} firing with the new L{IMessageInfo}; fails with
+            L{NoSuchMessage} if it is not there, L{MailboxInUse} when a new
+            keyword needs a lock another program holds.
         """
 
     def expunge(uids):
         """
         Remove these messages for good. Missing UIDs are ignored. Notifies listeners.
 
-        @return: the list of UIDs actually removed, ascending.
+        @return: a L{Deferred} firing with the list of UIDs actually removed,
+            ascending.
         """
 
     def copyTo(uids, destination):
         """
         Copy messages (with flags and internal dates) into another mailbox of the
-        same store; the destination is synced so the copies have UIDs. All or
-        nothing. L{prepareCopy}, L{placeCopies} and L{adoptCopies} in the calling
-        thread, for callers that may block (tests, tools); servers use the steps.
-
-        @param destination: an L{IMailboxStore}.
-        @return: a list of C{(sourceUID, destinationUID)} pairs, in source UID order;
-            C{destinationUID} is None when the copy is on disk but its UID could
-            not be assigned yet (the destination's next sync assigns it).
-        """
-
-    def prepareCopy(uids, destination):
-        """
-        First step of a copy, in the reactor thread: note what to copy (the
-        files of C{uids}, their flags) from memory, touching no file.
+        same store, durably and all or nothing; the copies get their UIDs and the
+        destination's listeners are told. Messages expunged meanwhile are
+        skipped. (MOVE is this followed by L{expunge} of the sources.)
 
         @param destination: an L{IMailboxStore} of the same store.
-        @return: an opaque plan for L{placeCopies}.
-        @raise NoSuchMailbox: if the destination was deleted.
-        """
-
-    def placeCopies(plan):
-        """
-        Second step, in a worker thread: place the copies durably (link or
-        copy, fsync, rename into place, fsync the directories). Touches files
-        only. All or nothing: on a failure, what was placed is removed. The
-        copies have no UIDs yet; messages expunged since the plan are skipped.
-
-        @return: an opaque token for L{adoptCopies}.
-        @raise NoSpace: if the disk is full (nothing is left behind).
-        @raise NoSuchMailbox: if the destination was deleted.
-        """
-
-    def adoptCopies(placed):
-        """
-        Third step, in the reactor thread: give the copies their UIDs in the
-        destination (a sync) and notify its listeners.
-
-        @return: as L{copyTo}.
-        @raise NoSuchMailbox: if the destination was deleted meanwhile (the
-            copies went with it).
-        """
-
-    def keywords():
-        """
-        @return: the set of keywords (str) this mailbox can store.
+        @return: a L{Deferred} firing with C{[(sourceUID, destinationUID)]} in
+            source UID order; C{destinationUID} is None when the copy is durable
+            but its UID could not be assigned yet. Fails with L{NoSuchMailbox}
+            if the destination was deleted, L{NoSpace} when the disk is full.
         """
 
     def addListener(listener):
@@ -355,6 +304,16 @@ class IMailboxStore(Interface):
         """
         Unregister an L{IMailboxListener}; unknown listeners are ignored.
         """
+
+
+class IMaildropLock(Interface):
+    """
+    Exclusive use of an account's INBOX as a POP3 maildrop (RFC 1939 section 8),
+    held by one session of all processes sharing the store.
+    """
+
+    def release():
+        """Give the lock up. Idempotent."""
 
 
 class IAccountStore(Interface):
@@ -374,27 +333,29 @@ class IAccountStore(Interface):
         @return: C{True} if the mailbox exists.
         """
 
-    def getMailbox(name):
+    def openMailbox(name):
         """
-        @return: the shared L{IMailboxStore} for C{name}.
-        @raise NoSuchMailbox: if it does not exist.
-        @raise InvalidMailboxName: if the name is not acceptable.
+        @return: a L{Deferred} firing with the shared L{IMailboxStore} for
+            C{name}, synced at least once in this process; fails with
+            L{NoSuchMailbox} if it does not exist, L{InvalidMailboxName} if the
+            name is not acceptable, L{MailboxInUse} if it has never been read
+            and another program holds the lock its first reading needs.
         """
 
     def createMailbox(name):
         """
         Create a mailbox (and any missing parents).
 
-        @raise MailboxExists: if it exists already.
-        @raise InvalidMailboxName: if the name is not acceptable.
+        @return: a L{Deferred}; fails with L{MailboxExists} if it exists
+            already, L{InvalidMailboxName} if the name is not acceptable.
         """
 
     def deleteMailbox(name):
         """
         Delete a mailbox and its messages.
 
-        @raise NoSuchMailbox: if it does not exist.
-        @raise MailboxNotEmpty: for INBOX, or a mailbox with child mailboxes.
+        @return: a L{Deferred}; fails with L{NoSuchMailbox} if it does not
+            exist, L{MailboxNotEmpty} for INBOX or a mailbox with children.
         """
 
     def renameMailbox(oldName, newName):
@@ -402,9 +363,9 @@ class IAccountStore(Interface):
         Rename a mailbox and its children. Renaming INBOX moves its messages into a
         new mailbox and leaves INBOX empty (RFC 3501 section 6.3.5).
 
-        @raise NoSuchMailbox: if C{oldName} does not exist.
-        @raise MailboxExists: if C{newName} exists.
-        @raise InvalidMailboxName: if a name is not acceptable.
+        @return: a L{Deferred}; fails with L{NoSuchMailbox} if C{oldName} does
+            not exist, L{MailboxExists} if C{newName} does,
+            L{InvalidMailboxName} if a name is not acceptable.
         """
 
     def subscriptions():
@@ -413,10 +374,13 @@ class IAccountStore(Interface):
         """
 
     def subscribe(name):
-        """Add C{name} to the subscriptions."""
+        """Add C{name} to the subscriptions. @return: a L{Deferred}."""
 
     def unsubscribe(name):
-        """Remove C{name} from the subscriptions; unknown names are ignored."""
+        """
+        Remove C{name} from the subscriptions; unknown names are ignored.
+        @return: a L{Deferred}.
+        """
 
     def specialUse():
         """
@@ -430,7 +394,7 @@ class IAccountStore(Interface):
         any it had; empty to remove them). Renaming a mailbox keeps them,
         deleting it drops them.
 
-        @raise NoSuchMailbox: if it does not exist.
+        @return: a L{Deferred}; fails with L{NoSuchMailbox} if it does not exist.
         """
 
     def createDefaultMailboxes(defaults):
@@ -443,7 +407,17 @@ class IAccountStore(Interface):
         been using keeps its folders as they are.
 
         @param defaults: C{[(name, attribute), ...]}, e.g. C{[("Sent", "\\Sent")]}.
-        @return: the names created now (empty if it had been done before).
+        @return: a L{Deferred} firing with the names created now (empty if it
+            had been done before).
+        """
+
+    def lockMaildrop():
+        """
+        Take the account's POP3 maildrop lock, which excludes the other POP3
+        sessions of this process and of every other process sharing the store.
+
+        @return: a L{Deferred} firing with an L{IMaildropLock}; fails at once
+            with L{MailboxInUse} while another session holds it.
         """
 
 
@@ -455,5 +429,45 @@ class IMailStore(Interface):
     def account(address):
         """
         @param address: the normalised address (lower case), e.g. 'demo@lab.test'.
-        @return: the L{IAccountStore}, created on disk (with INBOX) if needed.
+        @return: the L{IAccountStore} (cheap: its INBOX exists once it is used).
+        """
+
+    def deliver(addresses, source, together=None):
+        """
+        Deliver one message to the INBOX of each address (SMTP, bounces): all or
+        nothing, durable before the Deferred fires, not claimed as \\Recent by
+        anybody; sessions with an INBOX open are told (a failure to tell them is
+        logged: the next sync finds the message).
+
+        @param addresses: normalised addresses, each given once.
+        @param source: C{bytes}, or a binary file-like object, read from its
+            start once per address (possibly in another thread: the caller
+            leaves it alone until the Deferred fires).
+        @param together: L{None}, or a callable returning a Deferred for
+            another durable write that must stand or fall with this delivery
+            (SMTP's relay queue): called once every copy is durable and before
+            anybody is told; if its Deferred fails, the copies are taken back
+            and C{deliver} fails with that failure.
+        @return: a L{Deferred} firing with L{None}; fails with L{NoSpace} when
+            the disk is full, another L{StoreError} or C{OSError} otherwise,
+            and in every failure no copy is left behind.
+        """
+
+
+class IStoreBackend(Interface):
+    """
+    A store the config may name (C{[storage] backend}): registered in
+    L{mailstack.storage.backends} by name, or by a third-party package through
+    the C{mailstack.stores} entry point group.
+    """
+
+    name = Attribute("str: the name C{[storage] backend} gives.")
+
+    def open(config, reactor, watcher):
+        """
+        @param config: the server's L{mailstack.config.Config}.
+        @param reactor: the reactor the service runs on (its thread pool, clock).
+        @param watcher: a L{mailstack.storage.watch.MailboxWatcher} or L{None}.
+        @return: the L{IMailStore}.
+        @raise ValueError: a one-line reason naming the config key at fault.
         """

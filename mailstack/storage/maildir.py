@@ -20,7 +20,9 @@ import os
 import shutil
 import time
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailstack.storage import crlf
@@ -158,30 +160,71 @@ class _Entry:
             self._owner._infos = None
 
 
+def _merge(first, second):
+    """
+    One L{Changes} for two syncs in a row: what the second expunged is no
+    longer added or changed by the first (a UID may come back with a new
+    UIDVALIDITY: added again by the second).
+    """
+    gone = set(second.expunged)
+    return Changes(
+        added=(set(first.added) - gone) | set(second.added),
+        expunged=set(first.expunged) | gone,
+        flagsChanged=(set(first.flagsChanged) - gone) | set(second.flagsChanged),
+        recent=(set(first.recent) - gone) | set(second.recent))
+
+
 @implementer(IMailboxStore)
 class MaildirMailbox:
     """
     One Maildir (INBOX or a Maildir++ folder), shared by every session of this
-    process. Only L{deliver} may run outside the reactor thread.
+    process.
+
+    The contract's operations (L{IMailboxStore}) return Deferreds: file
+    writes with fsync (L{append}, the copies of L{copyTo}) run through
+    C{runInThread}; the rest (directory scans, renames for flags, unlinks, the
+    try-once uidlist lock) runs on the reactor thread and the Deferred has
+    fired when the call returns. The blocking building blocks (L{placeMessage}
+    and L{adopt}, L{deliver}, L{noteDelivery}, L{prepareCopy},
+    L{placeCopies} and L{adoptCopies}) are this class's own, for the store's
+    delivery, the watcher and tests. Only L{deliver}, L{placeMessage} and
+    L{placeCopies} may run outside the reactor thread.
 
     While another program holds C{dovecot-uidlist.lock}, nothing waits for it:
     L{sync} (and opening) keep the messages that already have UIDs and retry
     at the next sync; operations that must write under the lock fail at once
     with L{MailboxInUse}.
 
-    @ivar lockTimeout: seconds to wait for the uidlist lock before failing
-        with L{MailboxInUse}: 0, try once, since every caller but L{deliver}
-        runs on the reactor thread (tests may raise it).
+    Giving new messages their UIDs writes and fsyncs C{dovecot-uidlist}:
+    the contract's operations do that in a worker thread, one job at a time
+    per mailbox (L{_assignLock}), and the reactor thread only reads the
+    result (a sync that finds files without UIDs has them assigned in a
+    thread, then reads the uidlist again).
+
+    @ivar lockTimeout: seconds to wait for the uidlist lock on the reactor
+        thread before failing with L{MailboxInUse}: 0, try once (tests may
+        raise it).
+    @ivar threadLockTimeout: the same in a worker thread, where waiting stalls
+        nobody: another program's short hold is waited out there.
     @ivar staleLockAge: seconds after which a lock left by a dead process is removed.
     """
 
     lockTimeout = 0.0
+    threadLockTimeout = 2.0
     staleLockAge = 120.0
 
-    def __init__(self, name, path, watcher=None, allocateUIDValidity=None):
+    def __init__(self, name, path, watcher=None, allocateUIDValidity=None,
+                 runInThread=None):
         self.name = name
         self.path = path
         self.watcher = watcher
+        # f(callable, *args) -> Deferred: where fsyncing file work runs. The
+        # service gives the reactor's thread pool; without one (tools, tests)
+        # it runs at once in the calling thread.
+        self._runInThread = runInThread or defer.maybeDeferred
+        # One uidlist-writing job at a time per mailbox (this process).
+        self._assignLock = defer.DeferredLock()
+        self._needsUIDs = False  # the last sync left files without UIDs
         self._allocateUIDValidity = allocateUIDValidity or newUIDValidity
         self._entries = {}
         self._infos = None  # messages() as last built, while every entry's info holds
@@ -202,7 +245,9 @@ class MaildirMailbox:
         self._lockBusy = False  # the last sync found the uidlist lock held elsewhere
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
         self.cleanTemporary()
-        self._sync(claimRecent=False, skipBusy=True)
+        # Read what is there, writing nothing: new files get their UIDs at
+        # the first sync (a worker thread's job for the contract's sync).
+        self._sync(claimRecent=False, skipBusy=True, assign=False)
 
     def __repr__(self):
         return "<MaildirMailbox %r at %r>" % (self.name, self.path)
@@ -230,8 +275,69 @@ class MaildirMailbox:
 
     # Synchronisation with the disk
 
-    def sync(self):
-        return self._sync(claimRecent=True, skipBusy=True)
+    def sync(self, claimRecent=True, waitForLock=False):
+        """
+        A rescan in the reactor thread that writes nothing; if it found files
+        without UIDs, they are given UIDs in a worker thread (the uidlist
+        written and fsynced there) and the mailbox is read again.
+
+        @param waitForLock: if another program holds the uidlist lock, wait
+            for it in the worker thread (up to L{threadLockTimeout}) rather
+            than answer at once with the messages that have UIDs (a first
+            reading, which has none to show).
+        """
+        try:
+            changes = self._sync(claimRecent, skipBusy=True, assign=False)
+        except Exception:
+            return defer.fail()
+        if not self._needsUIDs:
+            return defer.succeed(changes)
+        if not waitForLock and not self._assignLock.locked and self._lockHeldElsewhere():
+            # Another program holds the lock: answer with the messages that
+            # have UIDs now; the next sync tries again.
+            self._noteLockBusy(True)
+            return defer.succeed(changes)
+        d = self._assignInThread(None, timeout=None if waitForLock else 0.0)
+        return d.addCallback(lambda _: _merge(
+            changes, self._sync(claimRecent, skipBusy=True, assign=False)))
+
+    def _lockHeldElsewhere(self):
+        """Whether a live C{dovecot-uidlist.lock} exists (one older than
+        L{staleLockAge} is a dead process's: the worker removes it)."""
+        try:
+            age = time.time() - os.lstat(self._sub(UIDLIST + ".lock")).st_mtime
+        except FileNotFoundError:
+            return False
+        return age <= self.staleLockAge
+
+    def _assignInThread(self, order, before=None, *args, timeout=None):
+        """
+        In a worker thread, after the mailbox's previous job: C{before(*args)}
+        if given (placing files), then UIDs for the files the uidlist lacks,
+        in the order C{order(result of before)} gives (base name -> rank), if
+        C{order} is not L{None}.
+        Another program holding the lock longer than C{timeout} (default
+        L{threadLockTimeout}) leaves them without UIDs (a later sync
+        retries); that is logged, not raised.
+
+        @return: a Deferred firing with what C{before} returned.
+        """
+        def job():
+            result = before(*args) if before is not None else None
+            try:
+                self._assignUIDs(order(result) if order is not None else None,
+                                 self.threadLockTimeout if timeout is None else timeout)
+            except MailboxInUse:
+                pass  # the reactor's next sync logs the episode and retries
+            except (StoreError, OSError) as e:
+                log.warn("{mailbox}: giving new messages their UIDs failed ({error}); "
+                         "a later sync tries again", mailbox=self, error=e)
+            return result
+        return self._assignLock.run(self._runInThread, job)
+
+    def syncNow(self, claimRecent=True):
+        """L{sync}, answered at once (the Maildir scan runs on the caller's thread)."""
+        return self._sync(claimRecent=claimRecent, skipBusy=True)
 
     def unclaimedUIDs(self):
         """UIDs no read-write session has claimed as \\Recent yet: new/ files and
@@ -254,7 +360,12 @@ class MaildirMailbox:
     def hasListeners(self):
         return bool(self._listeners)
 
-    def _sync(self, claimRecent, order=None, skipBusy=False):
+    @property
+    def waitingForUIDs(self):
+        """Whether the last sync left new files without UIDs (a lock held elsewhere)."""
+        return self._needsUIDs
+
+    def _sync(self, claimRecent, order=None, skipBusy=False, assign=True):
         """
         Rescan if the disk changed, claim new/ files for the caller if asked, notify
         listeners. C{order} maps base names to a preferred UID order for new files.
@@ -262,6 +373,8 @@ class MaildirMailbox:
         @param skipBusy: if the uidlist lock is held by another program, keep
             the messages that have UIDs (files without one wait) and rescan at
             the next sync, rather than raise L{MailboxInUse}.
+        @param assign: give new files their UIDs here (writing the uidlist);
+            if false, keep the messages that have UIDs and set L{_needsUIDs}.
         """
         if self._gone:
             return Changes()
@@ -276,12 +389,14 @@ class MaildirMailbox:
         complete = True
         if stamps != self._stamps or self._recentlyChanged(stamps):
             try:
-                added, expunged, flagsChanged, complete = self._rescan(order, skipBusy)
+                added, expunged, flagsChanged, complete = self._rescan(
+                    order, skipBusy, assign)
             except MailboxInUse:
                 if not skipBusy:
                     raise
                 complete = False  # no readable uidlist: the last snapshot stays
-        self._noteLockBusy(not complete)
+        if not self._needsUIDs:  # else sync() finds out whether the lock is held
+            self._noteLockBusy(not complete)
         # The stamps from before the scan: a change made during it shows next
         # time; after a partial scan, the next sync scans again.
         self._stamps = stamps if complete else None
@@ -329,7 +444,9 @@ class MaildirMailbox:
         file renamed (a flag change by another program) while it runs.
         """
         listing = self._listFiles()
-        if any(entry.base not in listing for entry in self._entries.values()):
+        # list() copies in one step: a worker thread may run this while the
+        # reactor thread changes the entries.
+        if any(entry.base not in listing for entry in list(self._entries.values())):
             second = self._listFiles()
             second.update({b: v for b, v in listing.items() if b not in second})
             listing = second
@@ -356,18 +473,27 @@ class MaildirMailbox:
                      "messages get their UIDs once it is released", mailbox=self)
         self._lockBusy = busy
 
-    def _rescan(self, order=None, partialIfBusy=False):
+    def _rescan(self, order=None, partialIfBusy=False, assign=True):
         """
-        Compare the disk with memory, give UIDs to new files, return the
-        differences and whether the scan was complete.
+        Compare the disk with memory, give UIDs to new files (if C{assign}),
+        return the differences and whether the scan was complete.
 
         @param partialIfBusy: if the uidlist lock is held elsewhere and the
             uidlist is readable, apply only the files it lists (incomplete)
             rather than raise L{MailboxInUse}.
         """
+        self._needsUIDs = False
         listing = self._listFilesCarefully()
         uidlist = readSoundUIDList(self._sub(UIDLIST))
         if uidlist is None or any(base not in uidlist.records for base in listing):
+            if not assign:
+                self._needsUIDs = True
+                if uidlist is None:
+                    if self._uidValidity is None:
+                        return (), (), (), False  # nothing to show until it is made
+                    raise MailboxInUse("dovecot-uidlist is being rebuilt")
+                known = {b: v for b, v in listing.items() if b in uidlist.records}
+                return self._apply(known, uidlist) + (False,)
             try:
                 listing, uidlist = self._assignUIDs(order)
             except MailboxInUse:
@@ -377,14 +503,18 @@ class MaildirMailbox:
                 return self._apply(known, uidlist) + (False,)
         return self._apply(listing, uidlist) + (True,)
 
-    def _assignUIDs(self, order):
+    def _assignUIDs(self, order, timeout=None):
         """
         Under the uidlist lock: give UIDs to the files the uidlist lacks, drop
         the lines of files gone; return the listing and the new uidlist.
+        Touches files only (safe in a worker thread, one at a time).
 
+        @param timeout: seconds to wait for the lock (default L{lockTimeout}).
         @raise MailboxInUse: another program holds the lock.
         """
-        with self._lock() as lock:
+        lock = DotLock(self._sub(UIDLIST), self.lockTimeout if timeout is None else timeout,
+                       self.staleLockAge)
+        with lock:
             uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
                                     self._allocateUIDValidity)
             listing = self._listFilesCarefully()
@@ -728,9 +858,54 @@ class MaildirMailbox:
         return uid
 
     def append(self, source, flags=(), internalDate=None):
-        return self.adopt(self.placeMessage(source, flags, internalDate))
+        """
+        The message is placed and given its UID in a worker thread
+        (L{placeMessage}, then the uidlist written and fsynced); back in the
+        reactor thread, the mailbox is read again and listeners are told.
+        """
+        if self._gone:
+            return defer.fail(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
+        d = self._assignInThread(lambda placed: {placed: 0}, self.placeMessage,
+                                 source, flags, internalDate)
+        return d.addCallback(self._adoptAppended)
+
+    def _adoptAppended(self, placed):
+        # The message is durable now: whatever fails below, it was appended,
+        # and a failure would make the client append it again.
+        if self._gone or not os.path.isdir(self._sub("cur")):
+            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        try:
+            self._sync(claimRecent=False, skipBusy=True, assign=False)
+        except (StoreError, OSError) as e:
+            log.warn("{mailbox}: appended {key}; reading its UID failed ({error}); "
+                     "it gets one at the next sync", mailbox=self, key=placed, error=e)
+            return None
+        uid = self._byBase.get(placed)
+        if uid is None:
+            log.info("{mailbox}: appended {key}; its UID comes with a later sync "
+                     "(dovecot-uidlist is locked by another program)", mailbox=self, key=placed)
+            return None
+        self._unclaimed.add(uid)
+        return uid
 
     def setFlags(self, uid, flags):
+        """
+        A rename in the reactor thread; a keyword new to this mailbox is first
+        named in dovecot-keywords (written with fsync, under the uidlist lock)
+        in a worker thread.
+        """
+        try:
+            _, keywords = splitFlags(flags)
+            missing = keywords and missingKeywords(readKeywords(self._sub(KEYWORDS)), keywords)
+        except Exception:
+            return defer.fail()
+        if not missing:
+            return defer.maybeDeferred(self.setFlagsNow, uid, flags)
+        d = self._assignLock.run(self._runInThread, self._letters, flags)
+        return d.addCallback(lambda _: self.setFlagsNow(uid, flags))
+
+    def setFlagsNow(self, uid, flags):
+        """L{setFlags}, answered at once (a rename on the caller's thread)."""
         entry = self._entry(uid)
         self.keywords()
         before = self._flagsOf(entry)
@@ -759,8 +934,33 @@ class MaildirMailbox:
 
     def expunge(self, uids):
         """
+        The files are unlinked and the listeners told in the reactor thread;
+        the uidlist is rewritten (and fsynced) in a worker thread, then the
+        Deferred fires.
+        """
+        dropped = []
+        try:
+            removed = self._unlinkMessages(uids, dropped)
+        except Exception:
+            failure = Failure()
+            d = self._assignLock.run(self._runInThread, self._dropFromUIDList, dropped)
+            return d.addCallback(lambda _: failure)
+        d = self._assignLock.run(self._runInThread, self._dropFromUIDList, dropped)
+        return d.addCallback(lambda _: removed)
+
+    def expungeNow(self, uids):
+        """L{expunge}, all in the calling thread."""
+        dropped = []
+        try:
+            return self._unlinkMessages(uids, dropped)
+        finally:
+            self._dropFromUIDList(dropped, self.lockTimeout)
+
+    def _unlinkMessages(self, uids, dropped):
+        """
         Unlink the files of C{uids} (or, if C{uids} is None, of every message
-        flagged \\Deleted) and drop them from the uidlist.
+        flagged \\Deleted), forget them, tell the listeners; their base names
+        are added to C{dropped} for L{_dropFromUIDList}.
 
         @return: the UIDs expunged.
         @raise StoreError: if some files could not be removed (an I/O error):
@@ -770,7 +970,7 @@ class MaildirMailbox:
             deleted = FLAG_LETTERS["\\Deleted"]
             uids = [u for u in self._sortedUIDs
                     if deleted in self._fileLetters(self._entries[u])]
-        removed, removedBases, failed = [], [], []
+        removed, failed = [], []
         for uid in sorted(set(uids)):
             entry = self._entries.get(uid)
             if entry is None:
@@ -783,35 +983,41 @@ class MaildirMailbox:
                 failed.append(e)
                 continue
             removed.append(uid)
-            removedBases.append(entry.base)
+            dropped.append(entry.base)
             del self._entries[uid]
         if failed:
             log.error("{mailbox}: could not remove {count} message files: {error}",
                       mailbox=self, count=len(failed), error=failed[0])
         if removed:
-            self._forgetExpunged(removed, removedBases)
+            self._setEntries(self._entries)
+            self._modseq.changed({}, removed)
+            self._notify(Changes(expunged=removed))
         if failed:
             raise StoreError("%d messages could not be removed; try again later" % (len(failed),))
         return removed
 
-    def _forgetExpunged(self, removed, removedBases):
-        """Bookkeeping after unlinking: uidlist, modseqs, listeners."""
-        self._setEntries(self._entries)
+    def _dropFromUIDList(self, bases, timeout=None):
+        """
+        Remove the lines of the expunged files C{bases} from the uidlist
+        (files only: runs in a worker thread). A failure is logged: the files
+        are gone, which is what counts, and the next sync that rewrites the
+        uidlist drops a line without its file.
+        """
+        if not bases:
+            return
         try:
-            with self._lock() as lock:
+            with DotLock(self._sub(UIDLIST),
+                         self.threadLockTimeout if timeout is None else timeout,
+                         self.staleLockAge) as lock:
                 uidlist = readSoundUIDList(self._sub(UIDLIST))  # if None, the next sync rebuilds it
                 if uidlist is not None:
-                    for base in removedBases:
+                    for base in bases:
                         uidlist.records.pop(base, None)
                     lock.commit(uidlist.format())
         except (StoreError, OSError) as e:
-            # The files are gone, which is what counts: a uidlist line without
-            # its file is dropped by the next sync that rewrites the uidlist.
             log.warn("{mailbox}: expunged {count} messages; dovecot-uidlist not updated "
-                     "({error}); it is at the next sync", mailbox=self, count=len(removed),
+                     "({error}); it is at the next sync", mailbox=self, count=len(bases),
                      error=e)
-        self._modseq.changed({}, removed)
-        self._notify(Changes(expunged=removed))
 
     def moveAllTo(self, destination):
         """
@@ -835,10 +1041,19 @@ class MaildirMailbox:
         """
         Copy by hard link (a real copy across filesystems). All or nothing: if one
         message cannot be placed, the copies already made are removed (RFC 3501 COPY).
-        The three steps of L{prepareCopy}, L{placeCopies} and L{adoptCopies} in
-        the calling thread, for callers that may block (tests, tools).
+        L{prepareCopy} here, L{placeCopies} through C{runInThread}, then
+        L{adoptCopies}.
         """
-        return self.adoptCopies(self.placeCopies(self.prepareCopy(uids, destination)))
+        try:
+            plan = self.prepareCopy(uids, destination)
+        except Exception:
+            return defer.fail()
+
+        def order(placed):
+            return {base: i for i, (_, base) in enumerate(placed.copied)}
+        # The destination's job: place the copies, then give them UIDs.
+        d = destination._assignInThread(order, self.placeCopies, plan)
+        return d.addCallback(self.adoptCopies, assign=False)
 
     def prepareCopy(self, uids, destination):
         """
@@ -878,10 +1093,11 @@ class MaildirMailbox:
             raise
         return _PlacedCopies(destination, copied)
 
-    def adoptCopies(self, placed):
+    def adoptCopies(self, placed, assign=True):
         """
         Give the copies made by L{placeCopies} their UIDs in the destination
-        (a sync) and notify its listeners.
+        (a sync) and notify its listeners. C{assign}: false when a worker
+        thread has given them their UIDs already (L{copyTo}).
         """
         destination, copied = placed.destination, placed.copied
         if destination._gone or not os.path.isdir(destination._sub("cur")):
@@ -889,7 +1105,7 @@ class MaildirMailbox:
             raise NoSuchMailbox("mailbox %s no longer exists" % (destination.name,))
         order = {base: i for i, (_, base) in enumerate(copied)}
         try:
-            destination._adoptPlaced(order, fsync=False)
+            destination._adoptPlaced(order, fsync=False, assign=assign)
         except (StoreError, OSError) as e:
             # The copies are durable: the copy happened. Their UIDs come with
             # the destination's next sync.
@@ -949,7 +1165,7 @@ class MaildirMailbox:
             placed[-1] = target
             copied.append((item.uid, base))
 
-    def _adoptPlaced(self, order, fsync=True):
+    def _adoptPlaced(self, order, fsync=True, assign=True):
         """
         Make the files just renamed into new/ and cur/ durable (unless the
         caller did), and give them UIDs in C{order} (base name -> rank).
@@ -957,7 +1173,7 @@ class MaildirMailbox:
         if fsync:
             for subdir in ("new", "cur"):
                 fsyncDirectory(self._sub(subdir))
-        self._sync(claimRecent=False, order=order)
+        self._sync(claimRecent=False, order=order, skipBusy=not assign, assign=assign)
         self._unclaimed.update(self._byBase[base] for base in order if base in self._byBase)
 
     def cleanTemporary(self, maxAge=TMP_MAX_AGE):

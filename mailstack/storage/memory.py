@@ -476,16 +476,23 @@ class MemoryStore:
             self._accounts[address] = MemoryAccount(self, address)
         return self._accounts[address]
 
-    @_deferred
-    def deliver(self, addresses, source):
+    def deliver(self, addresses, source, together=None):
         """Every address is checked and the source read (once) before the
-        first copy is stored, so a failure leaves no copy anywhere."""
-        inboxes = [self.account(address)._mailboxes["INBOX"] for address in addresses]
-        if not isinstance(source, bytes):
-            source.seek(0)
-        data = _readCRLF(source)
-        for inbox in inboxes:
-            inbox._add([(data, frozenset(), None)])
+        first copy is stored, so a failure leaves no copy anywhere; with
+        C{together}, the copies are stored only once its Deferred succeeds."""
+        try:
+            inboxes = [self.account(address)._mailboxes["INBOX"] for address in addresses]
+            if not isinstance(source, bytes):
+                source.seek(0)
+            data = _readCRLF(source)
+        except Exception:
+            return defer.fail()
+        d = defer.maybeDeferred(together) if together is not None else defer.succeed(None)
+
+        def store(_):
+            for inbox in inboxes:
+                inbox._add([(data, frozenset(), None)])
+        return d.addCallback(store)
 
 
 @provider(IStoreBackend)

@@ -103,24 +103,35 @@ class MailboxWatcher(service.Service):
         self._pending.pop(mailbox, None)
         if mailbox not in self._watched:
             return
-        try:
-            mailbox.noteDelivery(wait=False)  # a lock held elsewhere: retried, not waited for
-        except (StoreError, OSError) as e:
-            # A lock held by another program, a damaged dovecot-uidlist: try
-            # again later (inotify may not fire again), logging only the first.
-            if mailbox not in self._failing:
-                self._failing.add(mailbox)
-                log.warn("sync of {mailbox} failed ({error}); retrying every {n} s",
-                         mailbox=mailbox, error=e, n=self.pollInterval)
-            if self._notifier is not None and mailbox not in self._pending:
-                self._pending[mailbox] = self.reactor.callLater(
-                    self.pollInterval, self._sync, mailbox)  # polling retries anyway
-            return
-        except Exception:
-            log.failure("sync of {mailbox} after an outside change failed", mailbox=mailbox)
+        d = mailbox.sync(claimRecent=False)  # claims nothing; never waits on the reactor
+        d.addCallbacks(self._synced, self._failed, (mailbox,), None, (mailbox,))
+
+    def _synced(self, _, mailbox):
+        if mailbox.waitingForUIDs:
+            # New files still without UIDs: another program holds the uidlist
+            # lock. inotify may not fire again: retry.
+            return self._retry(mailbox, "dovecot-uidlist is locked by another program")
         if mailbox in self._failing:
             self._failing.discard(mailbox)
             log.info("sync of {mailbox} works again", mailbox=mailbox)
+
+    def _failed(self, failure, mailbox):
+        if failure.check(StoreError, OSError):
+            # A damaged dovecot-uidlist, a folder gone: try again later.
+            return self._retry(mailbox, failure.value)
+        log.failure("sync of {mailbox} after an outside change failed", failure,
+                    mailbox=mailbox)
+
+    def _retry(self, mailbox, error):
+        """Sync again after C{pollInterval}, logging only the first failure."""
+        if mailbox not in self._failing:
+            self._failing.add(mailbox)
+            log.warn("sync of {mailbox} failed ({error}); retrying every {n} s",
+                     mailbox=mailbox, error=error, n=self.pollInterval)
+        if (self._notifier is not None and mailbox in self._watched
+                and mailbox not in self._pending):
+            self._pending[mailbox] = self.reactor.callLater(
+                self.pollInterval, self._sync, mailbox)  # polling retries anyway
 
     def _pollAll(self):
         self._poll = None

@@ -38,8 +38,10 @@ class StreamingClientGoneTests(IMAPTestCase):
         """
         inbox = self.inbox()
         body = b"Subject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 50000
+        appended = defer.succeed(None)
         for _ in range(4):
-            inbox.append(body)
+            # One after the other, each stored before the session starts.
+            appended.addCallback(lambda _: inbox.append(body))
 
         def session():
             s, f = self.raw("imapplain")
@@ -52,7 +54,7 @@ class StreamingClientGoneTests(IMAPTestCase):
             finally:
                 f.close()
                 s.close()
-        d = self.inThread(session)
+        d = appended.addCallback(lambda _: self.inThread(session))
 
         @defer.inlineCallbacks
         def ended(result):

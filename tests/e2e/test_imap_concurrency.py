@@ -26,7 +26,7 @@ class NonBlockingTests(IMAPTestCase):
         """B's NOOP is answered while A's slow body SEARCH over 150 messages runs."""
         inbox = self.inbox()
         for i in range(150):
-            inbox.append(MESSAGE.replace(b"the body", b"body %d" % (i,)))
+            yield inbox.append(MESSAGE.replace(b"the body", b"body %d" % (i,)))
         slow = search._bodyMatches
 
         def slowMatcher(*args):
@@ -89,7 +89,7 @@ class TenClientsTests(IMAPTestCase):
         """STORE, FETCH, EXPUNGE and NOOP from ten clients never answer NO or BAD; all agree at the end."""
         inbox = self.inbox()
         for i in range(60):
-            inbox.append(b"Subject: m%d\r\n\r\nbody %d\r\n" % (i, i))
+            yield inbox.append(b"Subject: m%d\r\n\r\nbody %d\r\n" % (i, i))
         failures = []
         counts = []
         allDone = threading.Barrier(10, timeout=60)
@@ -138,5 +138,5 @@ class TenClientsTests(IMAPTestCase):
             yield self.inThread(run)
         self.assertEqual(failures, [])
         self.assertEqual(len(counts), 10)
-        inbox.sync()
+        yield inbox.sync()
         self.assertEqual(set(counts), {len(inbox.messages())})

@@ -258,7 +258,7 @@ class LabListenerTests(POP3TestCase):
             return listing
         before = yield self.inThread(uidl)
         inbox = self.inbox()
-        inbox.setFlags(inbox.messages()[0].uid, {"\\Seen"})
+        yield inbox.setFlags(inbox.messages()[0].uid, {"\\Seen"})
         self.assertEqual((yield self.inThread(uidl)), before)
 
     @defer.inlineCallbacks
