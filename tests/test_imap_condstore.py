@@ -7,6 +7,7 @@ import re
 
 from twisted.trial import unittest
 
+from tests.stores import everyStore
 from tests.test_imap_server import IMAPTestMixin
 
 
@@ -235,3 +236,6 @@ class CondstoreReselectTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(out.count(b"HIGHESTMODSEQ"), 1)
         other = self.openMailbox("Other")
         self.assertIn(b"[HIGHESTMODSEQ %d]" % (other.highestModseq,), out)
+
+
+everyStore(globals())

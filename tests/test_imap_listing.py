@@ -10,6 +10,7 @@ import signal
 from twisted.trial import unittest
 
 from mailstack.imap import listing
+from tests.stores import everyStore
 from tests.test_imap_server import IMAPTestMixin
 
 
@@ -347,3 +348,6 @@ class WildcardListTests(IMAPTestMixin, unittest.TestCase):
             out = self.send(pattern + b"\r\n")
         self.assertEqual(out, b"a BAD Mailbox pattern too long (limit 1024 octets)\r\n")
         self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+
+everyStore(globals())

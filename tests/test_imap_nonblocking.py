@@ -17,6 +17,7 @@ from twisted.trial import unittest
 
 from mailstack.imap import cooperative, search
 from mailstack.storage import maildir
+from tests.stores import everyStore
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 
 
@@ -137,6 +138,8 @@ class ThreadedAppendTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
     back in the reactor thread.
     """
 
+    maildirOnly = True  # the Maildir's worker-thread jobs
+
     def inboxFiles(self):
         path = self.openMailbox("INBOX").path
         return glob.glob(os.path.join(path, "new", "*")) + glob.glob(os.path.join(path, "cur", "*"))
@@ -228,6 +231,8 @@ class ThreadedCopyTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
     the test runs it); UIDs, the MOVE's expunge and the reply come back in the
     reactor thread.
     """
+
+    maildirOnly = True  # the Maildir's worker-thread jobs
 
     def setUp(self):
         IMAPTestMixin.setUp(self)
@@ -331,6 +336,8 @@ class RealThreadCopyTests(IMAPTestMixin, unittest.TestCase):
     COPY and MOVE with a real worker thread (the store's runInThread): none of
     the link, copy, rename or fsync of the copies runs in the reactor thread.
     """
+
+    maildirOnly = True  # the Maildir's worker-thread jobs
 
     def threadRunner(self, f, *args):
         """The store's runInThread: a real worker thread (once set up)."""
@@ -484,3 +491,6 @@ class _UIDSet:
 
     def containsUID(self, uid, star):
         return uid in self.uids
+
+
+everyStore(globals())

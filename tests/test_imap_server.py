@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from mailstack.auth.realm import MailRealm
 from mailstack.imap.plugin import plugin as imapPlugin
 from mailstack.imap.server import IMAPServer, IMAPSettings
-from mailstack.storage.account import MaildirStore
+from tests.stores import StoreChoice, everyStore
 from tests.fakes import FakeTLSTransport
 
 MESSAGE = (b"From: Alice <alice@lab.test>\r\nTo: bob@lab.test\r\nSubject: Hello\r\n"
@@ -29,7 +29,7 @@ MULTIPART = (b"From: alice@lab.test\r\nSubject: parts\r\n"
              b"--XX\r\nContent-Type: text/plain; charset\r\n\r\nsecond\r\n--XX--\r\n")
 
 
-class IMAPTestMixin:
+class IMAPTestMixin(StoreChoice):
     """
     A store with user alice@lab.test (password 'secret') and sessions on it.
     """
@@ -38,15 +38,6 @@ class IMAPTestMixin:
                     allowPlaintextAuth=True, maxBadCommands=5, maxLineLength=1024,
                     maxLiteralSize=4096, authFailuresDelay=1, authFailuresDisconnect=4,
                     idleTimeout=1800, loginTimeout=60)
-    # The Maildir store's runInThread: C{f(callable, *args) -> Deferred} for
-    # its file work (APPEND's write, COPY's links, the uidlist's writes...);
-    # None: at once, in the calling thread.
-    threadRunner = None
-
-    def makeStore(self):
-        """The store under test (a subclass may give another one)."""
-        return MaildirStore(self.mktemp(), runInThread=self.threadRunner)
-
     def setUp(self):
         self.clock = task.Clock()
         self.store = self.makeStore()
@@ -1297,6 +1288,8 @@ class MaildirOutsideDeliveryTests(IMAPTestMixin, unittest.TestCase):
     Several sessions on one Maildir INBOX, and deliveries that only write files.
     """
 
+    maildirOnly = True
+
     def setUp(self):
         IMAPTestMixin.setUp(self)
         self.deliver()
@@ -1337,6 +1330,8 @@ class MaildirBigFolderTests(IMAPTestMixin, unittest.TestCase):
     A big Maildir folder filled by another program.
     """
 
+    maildirOnly = True
+
     def test_selectDoesNotReadMessages(self):
         """SELECT and FETCH FLAGS of a big folder never open a message."""
         mailbox = self.openMailbox("INBOX")
@@ -1352,3 +1347,6 @@ class MaildirBigFolderTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n")
         self.assertEqual(out.count(b" FETCH (UID "), 300)
         self.assertTrue(out.endswith(b"a OK FETCH completed\r\n"))
+
+
+everyStore(globals())

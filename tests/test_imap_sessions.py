@@ -12,6 +12,7 @@ import re
 from twisted.trial import unittest
 
 from mailstack.storage.account import MaildirStore
+from tests.stores import everyStore
 from tests.test_imap_server import MESSAGE, IMAPTestMixin
 
 FLAGS = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
@@ -258,6 +259,8 @@ class LockedNewMailboxTests(IMAPTestMixin, unittest.TestCase):
     (RFC 5530) at once, and work once the lock is gone.
     """
 
+    maildirOnly = True
+
     def test_selectWhileLocked(self):
         """SELECT/STATUS of an unnumbered, locked mailbox: NO [INUSE]; after the lock: OK."""
         self.createMailbox("Lab")
@@ -276,3 +279,6 @@ class LockedNewMailboxTests(IMAPTestMixin, unittest.TestCase):
         self.assertIn(b"t NO [INUSE]", self.send(b"t STATUS Lab (UIDVALIDITY)\r\n", session))
         os.unlink(lock)
         self.assertIn(b"s OK [READ-WRITE]", self.send(b"s SELECT Lab\r\n", session))
+
+
+everyStore(globals())
