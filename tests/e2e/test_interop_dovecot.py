@@ -11,13 +11,15 @@ import imaplib
 import os
 import poplib
 import smtplib
+import socket
 
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 from tests.helpers import BASE_CONFIG, listenerTOML, startServer
-from tests.interop import (Dovecot, accountState, check, findBinary, quoted,
-                           sharedDataDir)
+from mailstack.storage.maildrop import POP3_LOCK_FILE
+from tests.interop import (Dovecot, LockingDovecot, accountState, check, findBinary,
+                           quoted, sharedDataDir)
 
 LISTENERS = (
     listenerTOML("smtp", name="smtp")
@@ -327,4 +329,86 @@ class UIDLTests(DovecotTestCase):
             ours, theirs,
             "POP3 UIDL: mailstack %r, Dovecot %r\n--- files:\n%s"
             % (ours, theirs, diskListing(self.accountDir())))
+        self.assertDovecotQuiet()
+
+
+class POP3LockTests(DovecotTestCase):
+    """
+    The POP3 maildrop lock is Dovecot's: with C{pop3_lock_session = yes}, a
+    Dovecot POP3 session and a mailstack POP3 session over the same Maildir
+    exclude each other (docs/pop3.md, "Exclusive maildrop").
+    """
+
+    def setUp(self):
+        DovecotTestCase.setUp(self)
+        self.dovecot = LockingDovecot(self, self.dataDir)
+        self.lockPath = os.path.join(self.accountDir(), POP3_LOCK_FILE)
+
+    def pop3(self, port, timeout=10):
+        """A blocking POP3 client of C{port}, logged in as the demo user."""
+        p = poplib.POP3("127.0.0.1", port, timeout=timeout)
+        p.user("demo@lab.test")
+        p.pass_("demo")
+        return p
+
+    def assertInUse(self, port, timeout=10):
+        """A POP3 login on C{port} is refused with -ERR [IN-USE]."""
+        with self.assertRaises(poplib.error_proto) as caught:
+            self.pop3(port, timeout).quit()
+        self.assertTrue(caught.exception.args[0].startswith(b"-ERR [IN-USE] "),
+                        caught.exception.args[0])
+
+    def readLock(self):
+        with open(self.lockPath, "rb") as f:
+            return f.read()
+
+    @defer.inlineCallbacks
+    def test_dovecotHoldsMailstackRefuses(self):
+        """While a Dovecot POP3 session holds the maildrop, a mailstack POP3 login gets -ERR [IN-USE]; after its QUIT mailstack gets in."""
+        yield threads.deferToThread(self.sendSMTP, [message(1)])
+        self.dovecot.handOver(self.domainDir)
+        yield self.dovecot.start()
+
+        def steps():
+            theirs = self.pop3(self.dovecot.pop3Port)
+            pid, _, host = self.readLock().decode().partition(":")
+            self.assertEqual(host, socket.gethostname())
+            self.assertNotEqual(int(pid), os.getpid())
+            self.assertInUse(self.server.listenerPort("pop3"))
+            theirs.quit()
+            self.assertFalse(os.path.exists(self.lockPath))
+            ours = self.pop3(self.server.listenerPort("pop3"))
+            self.assertEqual(ours.stat()[0], 1)
+            ours.quit()
+            self.assertFalse(os.path.exists(self.lockPath))
+
+        yield threads.deferToThread(steps)
+        self.assertDovecotQuiet()
+
+    @defer.inlineCallbacks
+    def test_mailstackHoldsDovecotRefuses(self):
+        """While a mailstack POP3 session holds the maildrop, Dovecot's POP3 login gets -ERR [IN-USE] (after its 10 s wait); after QUIT Dovecot gets in."""
+        yield threads.deferToThread(self.sendSMTP, [message(1)])
+        # One session first, so that Dovecot's mail user is handed the
+        # uidlist as mailstack leaves it.
+        yield threads.deferToThread(lambda: self.pop3(self.server.listenerPort("pop3")).quit())
+        self.dovecot.handOver(self.domainDir)
+        yield self.dovecot.start()
+
+        def steps():
+            ours = self.pop3(self.server.listenerPort("pop3"))
+            self.assertEqual(self.readLock(), ("%d:%s" % (os.getpid(), socket.gethostname())).encode())
+            # As root the test's mailstack writes the lock as root; Dovecot's
+            # mail user must read it (and watch it with inotify) as it would
+            # when both run as one mail user.
+            self.dovecot.handOver(self.domainDir)
+            self.assertInUse(self.dovecot.pop3Port, timeout=30)
+            ours.quit()
+            self.assertFalse(os.path.exists(self.lockPath))
+            theirs = self.pop3(self.dovecot.pop3Port)
+            self.assertEqual(theirs.stat()[0], 1)
+            theirs.quit()
+
+        yield threads.deferToThread(steps)
+        self.assertIn("Couldn't lock POP3 session", self.dovecot.log())
         self.assertDovecotQuiet()
