@@ -524,11 +524,18 @@ class _Loader:
 
     def buildStorage(self, raw):
         values = self.section(raw, "storage", _STORAGE)
+        name = values["backend"]
         names = storebackends.backendNames()
-        if values["backend"] not in names:
+        if name not in names:
             raise self.error("storage.backend", "must be one of %s, not %r" % (
-                ", ".join(names), values["backend"]))
-        return StorageConfig(backend=values["backend"])
+                ", ".join(names), name))
+        try:
+            storebackends.backendNamed(name)
+        except KeyError:
+            raise self.error("storage.backend", "%r is not a store (no IStoreBackend)" % (name,))
+        except ImportError as e:
+            raise self.error("storage.backend", "the %s store cannot be loaded: %s" % (name, e))
+        return StorageConfig(backend=name)
 
     def buildUsers(self, raw, server):
         values = self.section(raw, "users", _USERS)

@@ -175,8 +175,7 @@ def prepareDataDir(config):
     First-start work: the data directory, the certificate (when a listener needs
     TLS and self-signed generation is on) and the lab's demo account.
     """
-    for directory in (config.server.data_dir, config.mail_dir):
-        makeDirectories(directory)
+    makeDirectories(config.server.data_dir)  # the store makes its own (MaildirBackend)
     if config.needs_tls and config.tls.generate_self_signed:
         hostnames = list(dict.fromkeys([config.server.hostname, "localhost"]))
         if mstls.ensureCertificate(config.tls.cert, config.tls.key, hostnames):
@@ -250,7 +249,7 @@ def buildService(config, reactor=None, protocols=None):
     except KeyError:
         raise StartupError("%s: storage.backend: no store named %r" % (
             config.path, config.storage.backend))
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ImportError) as e:
         raise StartupError("%s: storage.backend: %s" % (config.path, e))
     directory = UserDirectory(users, reactor)
     portal = buildPortal(MailRealm(store, adapters), [UserDirectoryChecker(directory)])

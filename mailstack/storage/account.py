@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
-from mailstack.storage.files import makeMaildir
+from mailstack.storage.files import makeDirectories, makeMaildir
 from mailstack.storage.interfaces import (
     IAccountStore, IMailStore, IStoreBackend, InvalidMailboxName, MailboxExists, MailboxInUse,
     MailboxNotEmpty, NoSuchMailbox, StoreError)
@@ -530,4 +530,5 @@ class MaildirBackend:
 
     @staticmethod
     def open(config, reactor, watcher):
+        makeDirectories(config.mail_dir)  # 0700, as everything under data_dir
         return MaildirStore(config.mail_dir, watcher, reactor=reactor)

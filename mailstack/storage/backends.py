@@ -22,32 +22,27 @@ ENTRY_POINT_GROUP = "mailstack.stores"
 
 DEFAULT_BACKEND = "maildir"
 
+# Named like entry points and loaded only when asked for (the config names a
+# store without importing every store module).
+_BUILTINS = {
+    "maildir": "mailstack.storage.account:MaildirBackend",
+    "memory": "mailstack.storage.memory:MemoryBackend",
+}
+
 
 def _builtins():
-    # Imported here: the backends import the store modules, which the config
-    # (importing this module for the names) does not need.
-    from mailstack.storage.account import MaildirBackend
-    backends = {MaildirBackend.name: MaildirBackend}
-    try:
-        from mailstack.storage.memory import MemoryBackend
-    except ImportError:  # pragma: no cover - while the memory store is being added
-        pass
-    else:
-        backends[MemoryBackend.name] = MemoryBackend
-    return backends
+    return {name: metadata.EntryPoint(name, value, ENTRY_POINT_GROUP)
+            for name, value in _BUILTINS.items()}
 
 
 def _entryPoints():
-    """Backends other packages declare (C{mailstack.stores}), by name."""
-    found = {}
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found[entry.name] = entry
-    return found
+    """Stores other packages declare (C{mailstack.stores}), by name."""
+    return {entry.name: entry for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def backendNames():
     """The names C{[storage] backend} accepts, sorted."""
-    return sorted(set(_builtins()) | set(_entryPoints()))
+    return sorted(set(_BUILTINS) | set(_entryPoints()))
 
 
 def backendNamed(name):
@@ -55,14 +50,12 @@ def backendNamed(name):
     @return: the L{IStoreBackend} called C{name}: a built-in one, else the
         object a C{mailstack.stores} entry point of that name loads.
     @raise KeyError: if there is none, or it does not provide L{IStoreBackend}.
+    @raise ImportError: if its module (or a library it needs) cannot be imported.
     """
-    builtins = _builtins()
-    if name in builtins:
-        return builtins[name]
-    entry = _entryPoints().get(name)
-    if entry is None:
-        raise KeyError(name)
-    backend = entry.load()
+    entries = _builtins()
+    if name not in entries:
+        entries = _entryPoints()
+    backend = entries[name].load()
     if not IStoreBackend.providedBy(backend):
         raise KeyError(name)
     return backend
