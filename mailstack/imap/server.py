@@ -51,7 +51,7 @@ from mailstack.settings import ListenerSettings
 from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
     InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSuchMailbox,
-    NoSuchMessage, StoreError, isNoSpace)
+    NoSuchMessage, StoreError, StoreUnavailable, isNoSpace)
 
 log = Logger()
 
@@ -602,6 +602,11 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
                 code = "EXPUNGEISSUED"
             elif isinstance(error, MailboxInUse):
                 code = "INUSE"  # another program holds a lock: try again later
+            elif isinstance(error, StoreUnavailable):
+                # The store's back end is gone for now (RFC 5530): one log line.
+                log.error("imap {peer}: {command}: store unavailable: {error}",
+                          peer=self.peerText(), command=name, error=error)
+                return ("NO", "UNAVAILABLE", "Mail storage is temporarily unavailable")
             # Store texts name mailboxes in Unicode: show them as the client
             # sends them (modified UTF-7), not as escapes of their characters.
             return ("NO", code, mutf7.encode(str(error)) or "Failed")
