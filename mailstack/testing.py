@@ -37,9 +37,9 @@ from mailstack.relay.client import RelayClientFactory
 from mailstack.service import buildService
 from mailstack.storage.interfaces import StoreError
 
-# The stores the fixture can put mail in. (An in-memory one joins when the
-# store contract has a second implementation.)
-STORES = ("maildir",)
+# The stores the fixture can put mail in ([storage] backend): a Maildir in
+# its directory, or the memory store (nothing written, lost at stop).
+STORES = ("maildir", "memory")
 
 LOOPBACK = "127.0.0.1"
 
@@ -67,16 +67,19 @@ class WaitTimeout(Exception):
     """L{ReactorMailServer.waitForMessages} gave up: fewer messages came in time."""
 
 
-def fixtureConfig(domains=("example.test",), tls=False, transcripts=False, starttls=None):
+def fixtureConfig(domains=("example.test",), tls=False, transcripts=False, starttls=None,
+                  store="maildir"):
     """
     The TOML text of the fixture's default configuration: one listener per
     protocol on port 0 of 127.0.0.1 (named C{smtp}, C{submission}, C{pop3},
     C{imap}; with C{tls} also C{submissions}, C{pop3s}, C{imaps}, and
     STARTTLS on the first four unless C{starttls} is false), passwords
     accepted before TLS, bcrypt at its cheapest, no login penalty and no
-    per-address connection limit. Relative paths resolve to the directory
-    of the config file.
+    per-address connection limit, mail in C{store} (one of L{STORES}).
+    Relative paths resolve to the directory of the config file.
     """
+    if store not in STORES:
+        raise ValueError("store must be one of %s, not %r" % (", ".join(STORES), store))
     domains = list(domains)
     starttls = tls if starttls is None else starttls
     if starttls and not tls:
@@ -100,6 +103,8 @@ def fixtureConfig(domains=("example.test",), tls=False, transcripts=False, start
         "[lab]",
         "demo_account = false",
         "transcripts = %s" % ("true" if transcripts else "false",),
+        "[storage]",
+        'backend = "%s"' % (store,),
     ]
     for name, protocol in _PLAIN_LISTENERS:
         lines += ["[[listener]]", 'name = "%s"' % (name,), 'protocol = "%s"' % (protocol,),
@@ -177,14 +182,16 @@ class ReactorMailServer:
         self-signed certificate (L{certificate}) made in the directory.
     @param starttls: with C{tls}, C{False} leaves STARTTLS out (only the
         implicit-TLS listeners have TLS).
-    @param store: where mail is kept: C{"maildir"} (a Maildir under the
-        directory), the only one so far (L{STORES}).
+    @param store: where mail is kept (L{STORES}): C{"maildir"}, the
+        default (a Maildir under the directory), or C{"memory"} (the
+        memory store: faster, nothing written, gone at L{stop}).
     @param users: C{{address: password}} of users to create at start, stored
         C{{PLAIN}}.
     @param transcripts: write per-session transcripts under C{var/transcripts}.
     @param config: the complete TOML text of a configuration to run instead
         of the one the options above make (L{fixtureConfig}); relative paths
-        in it resolve to the directory. Not combined with those options.
+        in it resolve to the directory. Not combined with those options (its
+        own C{[storage] backend} says the store).
     @param directory: where the config and the data go; created if missing,
         and left in place at L{stop}. By default a new temporary directory,
         removed at L{stop}.
@@ -192,20 +199,23 @@ class ReactorMailServer:
 
     host = LOOPBACK
 
-    def __init__(self, reactor=None, domains=None, tls=False, store="maildir",
+    def __init__(self, reactor=None, domains=None, tls=False, store=None,
                  users=None, transcripts=False, config=None, directory=None,
                  starttls=None):
         if reactor is None:
             from twisted.internet import reactor
-        if store not in STORES:
+        if store is not None and store not in STORES:
             raise ValueError("store must be one of %s, not %r" % (", ".join(STORES), store))
         if config is not None and (domains is not None or tls or transcripts
-                                   or starttls is not None):
-            raise TypeError("config replaces the configuration domains, tls and "
-                            "transcripts would make: give one or the other")
+                                   or starttls is not None or store is not None):
+            raise TypeError("config replaces the configuration domains, tls, "
+                            "transcripts and store would make: give one or the other")
         if config is None:
-            config = fixtureConfig(domains or ("example.test",), tls, transcripts, starttls)
+            store = store or "maildir"
+            config = fixtureConfig(domains or ("example.test",), tls, transcripts, starttls,
+                                   store)
         self.reactor = reactor
+        # The store's name (STORES); with a whole config, known once started.
         self.storeName = store
         self.configText = config
         self.initialUsers = dict(users or {})
@@ -250,6 +260,7 @@ class ReactorMailServer:
             raise
         self.service = top
         self.config = top.config
+        self.storeName = top.config.storage.backend
         self.ports = {listener.name: top.listenerPort(listener.name)
                       for listener in top.config.listeners}
         return self

@@ -17,10 +17,12 @@ import threading
 from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
-from mailstack.config import ConfigError
+from mailstack.config import ConfigError, loadConfig
+from mailstack.storage.account import MaildirStore
+from mailstack.storage.memory import MemoryStore
 from mailstack.testing import (
-    DeliveryRefused, MailServer, MailServerMixin, ReactorMailServer, WaitTimeout,
-    mailServerFixture, reactorMailServerFixture)
+    STORES, DeliveryRefused, MailServer, MailServerMixin, ReactorMailServer, WaitTimeout,
+    fixtureConfig, mailServerFixture, reactorMailServerFixture)
 
 ALICE = "alice@example.test"
 MESSAGE = (b"From: Bob <bob@example.test>\r\n"
@@ -242,19 +244,50 @@ class MixinTests(MailServerMixin, unittest.TestCase):
         self.assertTrue((yield threads.deferToThread(refused, port)))
 
 
+class MemoryMixinTests(MixinTests):
+    """
+    L{MailServerMixin} with C{store="memory"}: every test of L{MixinTests}
+    (SMTP delivery, IMAP, POP3, the helpers, a clean stop) on the memory store.
+    """
+
+    mailServerOptions = dict(MixinTests.mailServerOptions, store="memory")
+
+    @defer.inlineCallbacks
+    def test_nothingOnDisk(self):
+        """The memory store serves the mail and writes no mail directory."""
+        server = self.mailServer
+        self.assertEqual(server.storeName, "memory")
+        self.assertIsInstance(server.service.store, MemoryStore)
+        yield server.deliver(ALICE, MESSAGE % (1,))
+        self.assertEqual(len((yield server.waitForMessages(ALICE, 1))), 1)
+        self.assertFalse(os.path.exists(os.path.join(server.directory, "var", "mail")))
+
+
 class OptionTests(unittest.SynchronousTestCase):
     """
     What L{ReactorMailServer} accepts.
     """
 
-    def test_onlyMaildirStore(self):
-        """Only the Maildir store exists so far: another name is refused at once."""
-        e = self.assertRaises(ValueError, ReactorMailServer, store="memory")
-        self.assertEqual(str(e), "store must be one of maildir, not 'memory'")
+    def test_stores(self):
+        """The Maildir (the default) and the memory store; another name is refused at once."""
+        self.assertEqual(STORES, ("maildir", "memory"))
+        self.assertEqual(ReactorMailServer().storeName, "maildir")
+        self.assertEqual(ReactorMailServer(store="memory").storeName, "memory")
+        e = self.assertRaises(ValueError, ReactorMailServer, store="s3")
+        self.assertEqual(str(e), "store must be one of maildir, memory, not 's3'")
+
+    def test_storeInConfig(self):
+        """The fixture's config names its store in [storage] backend."""
+        for store in STORES:
+            path = self.mktemp()
+            with open(path, "w") as f:
+                f.write(fixtureConfig(store=store))
+            self.assertEqual(loadConfig(path).storage.backend, store)
 
     def test_configExcludesOptions(self):
         """A whole config and the options that would build one are not combined."""
         self.assertRaises(TypeError, ReactorMailServer, config="[server]\n", tls=True)
+        self.assertRaises(TypeError, ReactorMailServer, config="[server]\n", store="memory")
 
     def test_givenDirectoryIsKept(self):
         """A directory the caller gives is used and not removed (nor, on a bad config, anything in it)."""
@@ -335,6 +368,29 @@ class MailServerTests(unittest.SynchronousTestCase):
             self.assertRaises(WaitTimeout, server.waitForMessages, ALICE, 3, timeout=0.2)
             self.assertRaises(DeliveryRefused, server.deliver, "nobody@example.test", b"x\r\n")
         self.assertNothingLeft(directory, ports)
+
+    def test_memoryStore(self):
+        """With store="memory": smtplib in, imaplib and poplib out, nothing written, nothing left."""
+        with MailServer(users={ALICE: "secret"}, store="memory") as server:
+            directory, ports = server.directory, dict(server.ports)
+            self.assertEqual(send(server.smtpPort, 2), {})
+            found = server.waitForMessages(ALICE, 2)
+            self.assertEqual(imapFetchAll(server.imapPort), (2, found))
+            self.assertEqual(popRetrieveAll(server.pop3Port), found)
+            self.assertEqual(server.appendMessage(ALICE, b"Subject: kept\r\n\r\nx\r\n"), 3)
+            self.assertEqual(imapFetchAll(server.imapPort)[1][2], b"Subject: kept\r\n\r\nx\r\n")
+            self.assertFalse(os.path.exists(os.path.join(directory, "var", "mail")))
+        self.assertNothingLeft(directory, ports)
+
+    def test_maildirStore(self):
+        """By default the mail is in a Maildir under the fixture's directory."""
+        with MailServer(users={ALICE: "secret"}) as server:
+            self.assertEqual(server.server.storeName, "maildir")
+            self.assertIsInstance(server.server.service.store, MaildirStore)
+            self.assertEqual(send(server.smtpPort), {})
+            server.waitForMessages(ALICE, 1)
+            self.assertTrue(os.path.isdir(os.path.join(
+                server.directory, "var", "mail", "example.test", "alice", "new")))
 
     def test_implicitTLS(self):
         """With tls, SMTP and IMAP over implicit TLS work (its reactor, not the global one,
