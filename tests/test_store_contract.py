@@ -1,25 +1,26 @@
 """
 The store contract (L{mailstack.storage.interfaces}) as the protocols rely on
 it, checked on every store through one mixin, L{StoreContractMixin}: the
-memory store and the Maildir store in a temporary directory (without a
-reactor its thread work runs at once, so its Deferreds have fired when the
-call returns, like the memory store's). What only one store does (Maildir
+Maildir store in a temporary directory (without a reactor its thread work
+runs at once, so its Deferreds have fired when the call returns, like the
+memory store's) and, through L{tests.stores.everyStore}, the memory store. What only one store does (Maildir
 file names, Dovecot's files) is tested with that store, not here.
 """
 
 import io
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from mailstack.storage.account import MaildirStore
 from mailstack.storage.interfaces import (
     Changes, IAccountStore, IMaildropLock, IMailboxStore, IMailStore, IMessageInfo,
     InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSuchMailbox,
     NoSuchMessage, StoreError)
 from mailstack.storage import backends
 from mailstack.storage.memory import MemoryBackend, MemoryStore
+from tests.stores import StoreChoice, everyStore
 
 ADDRESS = "demo@lab.test"
 OTHER = "bob@lab.test"
@@ -50,11 +51,8 @@ class RecordingListener:
 class StoreContractMixin:
     """
     The contract tests; a L{TestCase} mixing this in says which store with
-    L{makeStore}.
+    C{makeStore()} (L{StoreChoice}).
     """
-
-    def makeStore(self):
-        raise NotImplementedError(self)
 
     def setUp(self):
         self.store = self.makeStore()
@@ -640,19 +638,44 @@ class StoreContractMixin:
             self.sync(inbox, claimRecent=False)
             self.assertEqual(inbox.messages(), [])
 
+    def test_deliverTogether(self):
+        """A delivery with a write to stand with it (SMTP's queue) fires after that write,
+        which runs before any session is told."""
+        listener = self.listen()
+        written = defer.Deferred()
+        calls = []
 
-class MemoryStoreContractTests(StoreContractMixin, TestCase):
-    """The contract, on the memory store."""
+        def together():
+            calls.append(list(listener.changes))
+            return written
+        d = self.store.deliver([ADDRESS], MESSAGE, together)
+        self.assertNoResult(d)
+        self.assertEqual(calls, [[]])
+        written.callback(None)
+        self.assertIsNone(self.successResultOf(d))
+        self.sync(claimRecent=False)
+        self.assertEqual(len(self.uids()), 1)
+        self.assertEqual(listener.total().added, self.uids())
 
-    def makeStore(self):
-        return MemoryStore()
+    def test_deliverTogetherFails(self):
+        """If the write that stands with a delivery fails, the delivery fails with it and
+        leaves no copy, and no session hears of one."""
+        listener = self.listen()
+        d = self.store.deliver([ADDRESS, OTHER], MESSAGE,
+                               lambda: defer.fail(OSError("queue write failed")))
+        self.assertEqual(str(self.failureResultOf(d, OSError).value), "queue write failed")
+        for address in [ADDRESS, OTHER]:
+            inbox = self.open("INBOX", self.store.account(address))
+            self.sync(inbox, claimRecent=False)
+            self.assertEqual(inbox.messages(), [])
+        self.assertEqual(listener.total().added, [])
 
 
-class MaildirStoreContractTests(StoreContractMixin, TestCase):
+class StoreContractTests(StoreContractMixin, StoreChoice, TestCase):
     """The contract, on the Maildir store in a temporary directory."""
 
-    def makeStore(self):
-        return MaildirStore(self.mktemp())
+
+everyStore(globals())
 
 
 class MemoryStoreTests(TestCase):
