@@ -40,7 +40,7 @@ $(MYPY_STAMP): requirements-dev.txt | $(STAMP)
 	@touch $@
 
 check: $(STAMP) $(MYPY_STAMP)
-	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) $(CHECK_MODULES)
+	MAILSTACK_CHECK_ONLY=1 $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) $(CHECK_MODULES)
 	$(BIN)/mypy --config-file mypy.ini
 
 # Benchmarks side by side with Dovecot (IMAP, POP3) and aiosmtpd (SMTP):

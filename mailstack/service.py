@@ -21,7 +21,7 @@ import sys
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
@@ -139,6 +139,15 @@ class MailService(service.MultiService):
         self.store = store
         self.portal = portal
         self.counter = counter
+
+    def stopService(self):
+        """Stop the listeners, then let the user backend go (a database pool's
+        connections are closed, not left to the process's exit)."""
+        d = defer.maybeDeferred(service.MultiService.stopService, self)
+        close = getattr(self.users, "close", None)
+        if close is not None:
+            d.addBoth(lambda result: (close(), result)[1])
+        return d
 
     def privilegedStartService(self):
         try:

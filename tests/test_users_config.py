@@ -122,6 +122,16 @@ class StartupTests(unittest.TestCase):
         config = loadConfig(path)
         return config, service.buildService(config, task.Clock())
 
+    def test_stopClosesUsers(self):
+        """Stopping the server lets the user backend go (its database connections closed)."""
+        config, top = self.build('[users]\nbackend = "sqlite"\n')
+        closed = []
+        self.patch(top.users, "close", lambda: closed.append(True))
+        top.startService()
+        self.assertEqual(closed, [])
+        self.successResultOf(top.stopService())
+        self.assertEqual(closed, [True])
+
     def test_sqliteBackend(self):
         """With backend = "sqlite" the server's users are the database, the demo account
         is created in it, and the listeners get the directory over it."""
