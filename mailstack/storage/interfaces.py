@@ -127,8 +127,9 @@ class Changes(object):
     @ivar added: UIDs of messages new to this mailbox object, ascending.
     @ivar expunged: UIDs of messages that disappeared, ascending.
     @ivar flagsChanged: UIDs whose flags changed (and that still exist), ascending.
-    @ivar recent: UIDs among C{added} that are \\Recent for the caller (given to
-        exactly one session of all that ever sync this mailbox).
+    @ivar recent: UIDs that are \\Recent for the caller (given to exactly one
+        session of all that ever sync this mailbox). They need not be among
+        C{added}: listeners may have been told of them by an earlier change.
     """
 
     def __init__(self, added=(), expunged=(), flagsChanged=(), recent=()):
@@ -270,7 +271,10 @@ class IMailboxStore(Interface):
 
         @return: a L{Deferred} firing with the new L{IMessageInfo}; fails with
             L{NoSuchMessage} if it is not there, L{MailboxInUse} when a new
-            keyword needs a lock another program holds.
+            keyword needs a lock another program holds, L{StoreError} (its
+            text the reason) for a flag the store cannot keep: an unknown
+            system flag, or a keyword beyond the store's limit (the Maildir
+            names at most 26 per mailbox, as Dovecot).
         """
 
     def expunge(uids):
