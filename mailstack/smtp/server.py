@@ -21,6 +21,7 @@ import email.utils
 import re
 import secrets
 import tempfile
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
@@ -28,6 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
+from mailstack.instruments import STORAGE_ERROR
 from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol import sasl
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
@@ -61,6 +63,9 @@ class SMTPSettings(ListenerSettings):
     maxRecipients: int = 100
     timeout: int = 600
     bareNewline: str = "normalize"
+    # The server's mailstack.smtp.submissions.SubmissionLog, or None: each
+    # accepted message is recorded there (TLS, auth, envelope, Subject).
+    submissions: Any = None
 
 
 class Envelope:
@@ -69,10 +74,15 @@ class Envelope:
     RSET, a finished DATA and STARTTLS forget it.
     """
 
-    def __init__(self, sender, params):
+    def __init__(self, sender, params, client=None, helo=None, tls=None, authenticated=None):
         self.sender = sender
         self.params = params
-        self.recipients = []  # [(address, kind)] kind: "local" | "relay"
+        self.recipients = []  # [(address, kind)] kind: "local" | "relay" | "capture" | "bounce"
+        # the session's facts, for the policy (greylist, capture store)
+        self.client = client
+        self.helo = helo
+        self.tls = tls  # TLS description ("" if unknown), None for plaintext
+        self.authenticated = authenticated
 
 
 @implementer(ISessionWording)
@@ -213,6 +223,7 @@ class SMTPServer(LineSession):
         self._markSecrets(line, verb, method)
         if not self.countCommand():
             return
+        self.metrics.command(verb.decode("ascii").upper() if method and verb.isalpha() else None)
         if not verb.isalpha() or method is None:
             if self.countBad():
                 self.reply(Reply(500, "5.5.2", "Command unrecognized"))
@@ -357,7 +368,7 @@ class SMTPServer(LineSession):
             self.reply(Reply(334, None, base64.b64encode(outcome.data).decode("ascii")))
             self._saslHandler = lambda line: self._saslStep(exchange, exchange.receive(line))
         elif isinstance(outcome, sasl.Credentials):
-            self._login(outcome.credentials, outcome.authzid)
+            self._login(outcome.credentials, outcome.authzid, exchange.mechanism.name)
         elif isinstance(outcome, sasl.Cancelled):
             self.reply(Reply(501, "5.0.0", "Authentication cancelled"))
         elif outcome.problem == sasl.INVALID_BASE64:
@@ -367,7 +378,7 @@ class SMTPServer(LineSession):
         else:
             self._syntax("Malformed AUTH %s response" % (outcome.mechanism,), "5.5.2")
 
-    def _login(self, credentials, authzid=b""):
+    def _login(self, credentials, authzid, mechanism):
         """
         Check the credentials with input held (the core: the address's
         penalty first, a failure answered 535, at the limit 535 and 421).
@@ -378,7 +389,7 @@ class SMTPServer(LineSession):
             log.info("smtp {peer}: authenticated as {user}", peer=self.peerText(),
                      user=avatar.address)
             self.reply(Reply(235, "2.7.0", "Authentication successful"))
-        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn)
+        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn, mechanism)
 
     # -- the mail transaction -----------------------------------------------
 
@@ -399,8 +410,17 @@ class SMTPServer(LineSession):
         refusal = self.policy.checkSender(sender, self.authenticated, self.settings.submission)
         if refusal is not None:
             return self.reply(refusal)
-        self.envelope = Envelope(sender, params)
+        self.envelope = Envelope(sender, params, client=getattr(self.peer, "host", None),
+                                 helo=self.helo, tls=self._tlsDescription(),
+                                 authenticated=self.authenticated)
         self.reply(Reply(250, "2.1.0", "Sender <%s> OK" % (sender,)))
+
+    def _tlsDescription(self):
+        """The session's TLS, described (C{""} if it cannot be), or L{None} without TLS."""
+        if not self.tls:
+            return None
+        from mailstack.tls import describeConnection
+        return describeConnection(self.transport) or ""
 
     def _checkMailParams(self, params):
         allowed = {"SIZE", "BODY", "AUTH"} if self.esmtp else set()
@@ -434,7 +454,7 @@ class SMTPServer(LineSession):
                 next(iter(params)),)))
         if len(self.envelope.recipients) >= self.settings.maxRecipients:
             return self.reply(Reply(452, "4.5.3", "Too many recipients"))
-        decision = self.policy.checkRecipient(recipient, self.authenticated)
+        decision = self.policy.checkRecipient(recipient, self.authenticated, self.envelope)
         if not isinstance(decision, defer.Deferred):
             return self._recipientDecided(self.envelope, decision)
         # The user directory is asked off the reactor: input waits for the
@@ -503,13 +523,18 @@ class SMTPServer(LineSession):
             state.close()
             log.error("smtp {peer}: message not spooled: {error}", peer=self.peerText(),
                       error=state.failed)
+            self.metrics.error(STORAGE_ERROR)
             return self.reply(storageFailureReply(state.failed))
         queueID = secrets.token_hex(6).upper()
         header = self.receivedHeader(envelope, queueID)
         d = self.policy.deliver(envelope, header, state.spool, queueID)
+        if self.settings.submissions is not None:
+            d.addCallback(self._submitted, envelope, state, queueID)
 
         def done(reply):
             state.close()
+            if reply is not None:  # nothing kept: the store failed (the policy logged it)
+                self.metrics.error(STORAGE_ERROR)
             self.reply(reply if reply is not None else Reply(
                 250, "2.0.0", "OK: queued as %s" % (queueID,)))
 
@@ -518,6 +543,16 @@ class SMTPServer(LineSession):
             return failure
         d.addCallbacks(done, failed)
         self.holdInput(d)
+
+    def _submitted(self, reply, envelope, state, queueID):
+        """
+        A message was accepted (C{reply} L{None}): record it in the
+        submission log with the session's TLS and login facts.
+        """
+        if reply is None:
+            from mailstack.smtp.submissions import recordSession
+            recordSession(self, envelope, state.size, state.headers, queueID)
+        return reply
 
     def receivedHeader(self, envelope, queueID):
         """The trace header (RFC 5321 4.4) with TLS and auth facts (RFC 3848)."""
@@ -559,6 +594,11 @@ class _DataState:
         self.decoder = DotUnstuffer(settings.maxTextLine)
         self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         self.size = 0
+        # The header section, for the submission log (its Subject).
+        self.headers = None
+        if settings.submissions is not None:
+            from mailstack.smtp.submissions import HeaderCollector
+            self.headers = HeaderCollector()
         self.tooBig = False
         self.failed = None  # the OSError that stopped spooling (a full disk)
 
@@ -581,6 +621,8 @@ class _DataState:
             self.tooBig = True
             self.spool.truncate(0)
             return
+        if self.headers is not None:
+            self.headers.feed(data)
         try:
             self.spool.write(data)
         except OSError as e:
