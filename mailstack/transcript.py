@@ -25,7 +25,11 @@ with other bytes and control characters shown as C{\\xNN}.
 
 The wrapper is transparent to the protocol inside (it forwards startTLS and
 provides the transport's interfaces, ISSLTransport included after STARTTLS),
-and a transcript that cannot be written never breaks a session. The file is
+and a transcript that cannot be written never breaks a session. With a
+L{mailstack.transcripthub.TranscriptHub} (the web console's), each line is
+also published live, exactly as the file shows it (secrets already C{***}),
+and the session becomes its user's when the engine reports a login
+(L{mailstack.protocol.recording}). The file is
 written through a buffer flushed at most once a second and at close, never
 fsynced: transcripts must not slow the reactor down.
 """
@@ -41,6 +45,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from zope.interface import directlyProvides, implementer, providedBy
 
+from mailstack.protocol.recording import ILoginRecorder
 from mailstack.protocol.secrets import IPendingInput, ISecretInput
 from mailstack.storage.files import makeDirectories, privateFile
 
@@ -245,13 +250,18 @@ def _formatAddress(address):
 
 class SessionTranscript:
     """
-    The transcript file of one session.
+    The transcript of one session: its file, and its live view in the
+    console's L{mailstack.transcripthub.TranscriptHub}, either of which may
+    be missing.
 
-    @ivar path: where it is written.
+    @ivar path: where the file is written (L{None}: no file).
+    @ivar live: the L{mailstack.transcripthub.LiveSession} the lines are
+        published to, or L{None}.
     """
 
-    def __init__(self, file, path, clock, maxLine, maxBytes):
+    def __init__(self, file, path, clock, maxLine, maxBytes, live=None):
         self.path = path
+        self.live = live
         self._file = file
         self._clock = clock
         self._maxBytes = maxBytes
@@ -260,6 +270,10 @@ class SessionTranscript:
         self._flushCall = None
         self._client = _ClientLines(maxLine)
         self._server = _LineSplitter(maxLine)
+
+    def _recording(self):
+        """C{True} while anything still takes the lines: the file or the hub."""
+        return (self._file is not None and not self._truncated) or self.live is not None
 
     # -- what the protocol wrapper reports -----------------------------------
 
@@ -271,15 +285,26 @@ class SessionTranscript:
         """Write a timestamped C{# text} line (TLS start, close...)."""
         self._line("#", text)
 
+    def loggedIn(self, address):
+        """
+        A login as C{address} succeeded: the live session becomes hers, with
+        a note in its view (the file is left as it was: the session's own
+        lines show the login).
+        """
+        if self.live is None:
+            return
+        self.live.loggedIn(address)
+        self.live.record("#", "logged in as %s" % (address,))
+
     def clientData(self, data):
         """Client octets as they arrive; recorded once taken (L{clientTaken})."""
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         self._client.feed(data)
 
     def clientTaken(self, taken):
         """Record the client lines the protocol has taken all of."""
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         for shown, dropped in self._client.ready(taken):
             self._record("C:", shown, dropped)
@@ -288,29 +313,29 @@ class SessionTranscript:
     # would apply them, nor prune them.
 
     def secretLine(self, taken, keep):
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         self._client.secretLine(taken, keep)
 
     def secretFrom(self, taken, keep):
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         self._client.secretFrom(taken, keep)
 
     def secretEnd(self, taken):
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         self._client.secretEnd(taken)
 
     def serverData(self, data):
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         for head, dropped, _ in self._server.feed(data):
             self._record("S:", head, dropped)
 
     def flushPartialLines(self):
         """Record every line not recorded yet (at TLS start, close)."""
-        if self._file is None or self._truncated:
+        if not self._recording():
             return
         for shown, dropped in self._client.rest():
             self._record("C:", shown, dropped)
@@ -319,16 +344,21 @@ class SessionTranscript:
             self._record("S:", *partial)
 
     def close(self, reason):
-        """Record the end of the session and close the file."""
-        if self._file is None:
+        """Record the end of the session, close the file and end the live view."""
+        if self._file is None and self.live is None:
             return
         self.flushPartialLines()
         self._truncated = False  # the closing line is always written
         self._maxBytes = None
         self.note("closed: %s" % (reason,))
+        if self.live is not None:
+            self.live.close(reason)
+            self.live = None
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
         self._flushCall = None
+        if self._file is None:
+            return
         try:
             self._file.close()
         except OSError as e:
@@ -344,6 +374,10 @@ class SessionTranscript:
         self._line(marker, text)
 
     def _line(self, marker, text):
+        if self.live is not None:
+            self.live.record(marker.rstrip(":"), text)
+        if self._file is None or self._truncated:
+            return
         when = _localTime(self._clock.seconds()).isoformat(timespec="milliseconds")
         self._write("%s %s %s\n" % (when, marker, text))
 
@@ -378,7 +412,7 @@ class SessionTranscript:
                 log.warn("transcript {path}: {error}", path=self.path, error=e)
 
 
-@implementer(ISecretInput)
+@implementer(ISecretInput, ILoginRecorder)
 class TranscriptProtocol(ProtocolWrapper):
     """
     Records what passes between the transport and the wrapped protocol.
@@ -419,6 +453,13 @@ class TranscriptProtocol(ProtocolWrapper):
     def secretEnd(self):
         if self.transcript is not None:
             self.transcript.secretEnd(self._taken())
+
+    # -- ILoginRecorder --------------------------------------------------------
+
+    def loggedIn(self, address):
+        if self.transcript is not None:
+            self._settle()
+            self.transcript.loggedIn(address)
 
     def makeConnection(self, transport):
         self.transcript = self.factory.openTranscript(transport)
@@ -494,11 +535,15 @@ class TranscriptProtocol(ProtocolWrapper):
 
 class TranscriptFactory(WrappingFactory):
     """
-    Wraps a listener's factory so each session writes a transcript.
+    Wraps a listener's factory so each session writes a transcript, and
+    shows it live in the console's hub.
 
-    @param directory: the transcripts' root (C{var/transcripts}).
+    @param directory: the transcripts' root (C{var/transcripts}), or L{None}
+        for no files.
     @param protocolName: the sub-directory and the name in the heading.
     @param clock: an L{IReactorTime} for timestamps and flushes (the reactor).
+    @param hub: the L{mailstack.transcripthub.TranscriptHub} each session is
+        published to, or L{None}.
     """
 
     noisy = False  # no "Starting/Stopping factory" lines for every listener
@@ -507,13 +552,14 @@ class TranscriptFactory(WrappingFactory):
     maxLineLength = 4096
     maxSessionBytes = 10 * 1024 * 1024
 
-    def __init__(self, wrappedFactory, directory, protocolName, clock=None):
+    def __init__(self, wrappedFactory, directory, protocolName, clock=None, hub=None):
         WrappingFactory.__init__(self, wrappedFactory)
         if clock is None:
             from twisted.internet import reactor as clock
-        self.directory = os.fspath(directory)
+        self.directory = os.fspath(directory) if directory is not None else None
         self.protocolName = protocolName
         self.clock = clock
+        self.hub = hub
         self._sessions = itertools.count(1)
         self._failing = False
 
@@ -528,12 +574,30 @@ class TranscriptFactory(WrappingFactory):
 
     def openTranscript(self, transport):
         """
-        Create the transcript file of a new session.
+        Create the transcript of a new session: its file and its live view.
 
-        @return: a L{SessionTranscript}, or None if the file cannot be created
-            (logged once until a file can be created again).
+        @return: a L{SessionTranscript}, or None if there is neither (the file
+            cannot be created: logged once until a file can be created again).
         """
         peer, host = transport.getPeer(), transport.getHost()
+        live = None
+        if self.hub is not None:
+            live = self.hub.openSession(self.protocolName, _formatAddress(peer),
+                                        getattr(peer, "host", None) or "unix",
+                                        _formatAddress(host))
+        file, path = self._openFile(peer)
+        if file is None and live is None:
+            return None
+        transcript = SessionTranscript(file, path, self.clock,
+                                       self.maxLineLength, self.maxSessionBytes, live)
+        transcript.header("%s session from %s to %s" % (
+            self.protocolName, _formatAddress(peer), _formatAddress(host)))
+        return transcript
+
+    def _openFile(self, peer):
+        """@return: C{(file, path)} of a new session's file, or C{(None, None)}."""
+        if self.directory is None:
+            return None, None
         now = _localTime(self.clock.seconds())
         ip = getattr(peer, "host", None) or "unix"
         safeIP = re.sub(r"[^A-Za-z0-9.]", "_", ip)
@@ -550,13 +614,9 @@ class TranscriptFactory(WrappingFactory):
                 log.error("cannot write transcripts in {directory}: {error}",
                           directory=directory, error=e.strerror or e)
             self._failing = True
-            return None
+            return None, None
         self._failing = False
-        transcript = SessionTranscript(file, path, self.clock,
-                                       self.maxLineLength, self.maxSessionBytes)
-        transcript.header("%s session from %s to %s" % (
-            self.protocolName, _formatAddress(peer), _formatAddress(host)))
-        return transcript
+        return file, path
 
     @staticmethod
     def _create(directory, sessionID):

@@ -163,12 +163,14 @@ class PrivateAccessFinderTests(unittest.TestCase):
 LAYERS = (
     ("storage", ("mailstack.storage",)),
     ("auth", ("mailstack.auth",)),
-    ("kit", ("mailstack.protocol", "mailstack.listener", "mailstack.config",
+    ("kit", ("mailstack.capture", "mailstack.protocol", "mailstack.listener", "mailstack.config",
              "mailstack.settings", "mailstack.throttle", "mailstack.sessions",
-             "mailstack.tls")),
+             "mailstack.tls", "mailstack.instruments", "mailstack.metrics",
+             "mailstack.activity")),
     ("engines", ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay",
-                 "mailstack.transcript")),
+                 "mailstack.transcript", "mailstack.transcripthub")),
     ("plug-ins", ("mailstack.smtp.plugin", "mailstack.pop3.plugin", "mailstack.imap.plugin")),
+    ("web", ("mailstack.web",)),
     ("service", ("mailstack.service", "mailstack.cli")),
     ("fixture", ("mailstack.testing",)),
 )
