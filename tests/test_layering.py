@@ -163,14 +163,12 @@ class PrivateAccessFinderTests(unittest.TestCase):
 LAYERS = (
     ("storage", ("mailstack.storage",)),
     ("auth", ("mailstack.auth",)),
-    ("kit", ("mailstack.capture", "mailstack.protocol", "mailstack.listener", "mailstack.config",
+    ("kit", ("mailstack.protocol", "mailstack.listener", "mailstack.config",
              "mailstack.settings", "mailstack.throttle", "mailstack.sessions",
-             "mailstack.tls", "mailstack.instruments", "mailstack.metrics",
-             "mailstack.activity")),
+             "mailstack.tls")),
     ("engines", ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay",
                  "mailstack.transcript", "mailstack.transcripthub")),
     ("plug-ins", ("mailstack.smtp.plugin", "mailstack.pop3.plugin", "mailstack.imap.plugin")),
-    ("web", ("mailstack.web",)),
     ("service", ("mailstack.service", "mailstack.cli")),
     ("fixture", ("mailstack.testing",)),
 )
