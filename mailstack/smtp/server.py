@@ -29,7 +29,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
-from mailstack.instruments import STORAGE_ERROR
 from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol import sasl
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
@@ -74,15 +73,10 @@ class Envelope:
     RSET, a finished DATA and STARTTLS forget it.
     """
 
-    def __init__(self, sender, params, client=None, helo=None, tls=None, authenticated=None):
+    def __init__(self, sender, params):
         self.sender = sender
         self.params = params
-        self.recipients = []  # [(address, kind)] kind: "local" | "relay" | "capture" | "bounce"
-        # the session's facts, for the policy (greylist, capture store)
-        self.client = client
-        self.helo = helo
-        self.tls = tls  # TLS description ("" if unknown), None for plaintext
-        self.authenticated = authenticated
+        self.recipients = []  # [(address, kind)] kind: "local" | "relay"
 
 
 @implementer(ISessionWording)
@@ -223,7 +217,6 @@ class SMTPServer(LineSession):
         self._markSecrets(line, verb, method)
         if not self.countCommand():
             return
-        self.metrics.command(verb.decode("ascii").upper() if method and verb.isalpha() else None)
         if not verb.isalpha() or method is None:
             if self.countBad():
                 self.reply(Reply(500, "5.5.2", "Command unrecognized"))
@@ -368,7 +361,7 @@ class SMTPServer(LineSession):
             self.reply(Reply(334, None, base64.b64encode(outcome.data).decode("ascii")))
             self._saslHandler = lambda line: self._saslStep(exchange, exchange.receive(line))
         elif isinstance(outcome, sasl.Credentials):
-            self._login(outcome.credentials, outcome.authzid, exchange.mechanism.name)
+            self._login(outcome.credentials, outcome.authzid)
         elif isinstance(outcome, sasl.Cancelled):
             self.reply(Reply(501, "5.0.0", "Authentication cancelled"))
         elif outcome.problem == sasl.INVALID_BASE64:
@@ -378,7 +371,7 @@ class SMTPServer(LineSession):
         else:
             self._syntax("Malformed AUTH %s response" % (outcome.mechanism,), "5.5.2")
 
-    def _login(self, credentials, authzid, mechanism):
+    def _login(self, credentials, authzid=b""):
         """
         Check the credentials with input held (the core: the address's
         penalty first, a failure answered 535, at the limit 535 and 421).
@@ -389,7 +382,7 @@ class SMTPServer(LineSession):
             log.info("smtp {peer}: authenticated as {user}", peer=self.peerText(),
                      user=avatar.address)
             self.reply(Reply(235, "2.7.0", "Authentication successful"))
-        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn, mechanism)
+        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn)
 
     # -- the mail transaction -----------------------------------------------
 
@@ -410,17 +403,8 @@ class SMTPServer(LineSession):
         refusal = self.policy.checkSender(sender, self.authenticated, self.settings.submission)
         if refusal is not None:
             return self.reply(refusal)
-        self.envelope = Envelope(sender, params, client=getattr(self.peer, "host", None),
-                                 helo=self.helo, tls=self._tlsDescription(),
-                                 authenticated=self.authenticated)
+        self.envelope = Envelope(sender, params)
         self.reply(Reply(250, "2.1.0", "Sender <%s> OK" % (sender,)))
-
-    def _tlsDescription(self):
-        """The session's TLS, described (C{""} if it cannot be), or L{None} without TLS."""
-        if not self.tls:
-            return None
-        from mailstack.tls import describeConnection
-        return describeConnection(self.transport) or ""
 
     def _checkMailParams(self, params):
         allowed = {"SIZE", "BODY", "AUTH"} if self.esmtp else set()
@@ -454,7 +438,7 @@ class SMTPServer(LineSession):
                 next(iter(params)),)))
         if len(self.envelope.recipients) >= self.settings.maxRecipients:
             return self.reply(Reply(452, "4.5.3", "Too many recipients"))
-        decision = self.policy.checkRecipient(recipient, self.authenticated, self.envelope)
+        decision = self.policy.checkRecipient(recipient, self.authenticated)
         if not isinstance(decision, defer.Deferred):
             return self._recipientDecided(self.envelope, decision)
         # The user directory is asked off the reactor: input waits for the
@@ -523,7 +507,6 @@ class SMTPServer(LineSession):
             state.close()
             log.error("smtp {peer}: message not spooled: {error}", peer=self.peerText(),
                       error=state.failed)
-            self.metrics.error(STORAGE_ERROR)
             return self.reply(storageFailureReply(state.failed))
         queueID = secrets.token_hex(6).upper()
         header = self.receivedHeader(envelope, queueID)
@@ -533,8 +516,6 @@ class SMTPServer(LineSession):
 
         def done(reply):
             state.close()
-            if reply is not None:  # nothing kept: the store failed (the policy logged it)
-                self.metrics.error(STORAGE_ERROR)
             self.reply(reply if reply is not None else Reply(
                 250, "2.0.0", "OK: queued as %s" % (queueID,)))
 
