@@ -10,6 +10,7 @@ Relative paths in the file are relative to the directory holding the file.
 """
 
 import dataclasses
+import ipaddress
 import os.path
 import socket
 import tomllib
@@ -147,6 +148,24 @@ class StorageConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebConfig:
+    """
+    C{[web]}: the console and its API, served by the mail server's process.
+    C{tls}: served over TLS with the server's certificate (required off
+    loopback). C{session_timeout}: seconds a console login lasts unused.
+    """
+
+    endpoint: str
+    tls: bool
+    session_timeout: int
+
+    @property
+    def address(self):
+        """C{(interface, port)} of a TCP endpoint, or L{None} (a UNIX socket)."""
+        return _endpointAddress(self.endpoint)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -158,6 +177,7 @@ class Config:
     smtp: SMTPConfig
     users: UsersConfig
     storage: StorageConfig = StorageConfig(backend=storebackends.DEFAULT_BACKEND)
+    web: WebConfig | None = None  # no [web] section: no console
 
     @property
     def users_file(self):
@@ -184,8 +204,9 @@ class Config:
 
     @property
     def needs_tls(self):
-        """True if any listener offers TLS (STARTTLS/STLS or implicit)."""
-        return any(listener.tls != "none" for listener in self.listeners)
+        """True if any listener (or the web console) offers TLS."""
+        return (any(listener.tls != "none" for listener in self.listeners)
+                or (self.web is not None and self.web.tls))
 
 
 # Each section: key -> (type or tuple of types, default). A default of _REQUIRED
@@ -283,8 +304,13 @@ _USERS = {
 _STORAGE = {
     "backend": (str, storebackends.DEFAULT_BACKEND),
 }
+_WEB = {
+    "endpoint": (str, _REQUIRED),
+    "tls": (bool, False),
+    "session_timeout": (int, 8 * 3600),
+}
 _TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp", "users",
-        "storage")
+        "storage", "web")
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
                list: "a list", float: "a number"}
@@ -372,7 +398,8 @@ class _Loader:
             raise self.error("server", "required section is missing")
         server = self.buildServer(raw["server"])
         listeners = self.buildListeners(raw.get("listener", []))
-        tls = self.buildTLS(raw.get("tls", {}), listeners)
+        web = self.buildWeb(raw["web"], listeners) if "web" in raw else None
+        tls = self.buildTLS(raw.get("tls", {}), listeners, web)
         limits = self.buildLimits(raw.get("limits", {}))
         lab = self.buildLab(raw.get("lab", {}), server)
         relay = self.buildRelay(raw.get("relay", {}))
@@ -381,7 +408,7 @@ class _Loader:
         storage = self.buildStorage(raw.get("storage", {}))
         return Config(path=Path(self.shown), server=server, tls=tls,
                       listeners=listeners, limits=limits, lab=lab, relay=relay,
-                      smtp=smtp, users=users, storage=storage)
+                      smtp=smtp, users=users, storage=storage, web=web)
 
     def buildServer(self, raw):
         values = self.section(raw, "server", _SERVER)
@@ -452,7 +479,7 @@ class _Loader:
             listeners.append(listener)
         return tuple(listeners)
 
-    def buildTLS(self, raw, listeners):
+    def buildTLS(self, raw, listeners, web=None):
         values = self.section(raw, "tls", _TLS)
         if values["min_version"] not in TLS_VERSIONS:
             raise self.error("tls.min_version", "must be one of %s, not %r" % (
@@ -461,12 +488,31 @@ class _Loader:
                         generate_self_signed=values["generate_self_signed"],
                         min_version=values["min_version"])
         if (self.checkFiles and not tls.generate_self_signed
-                and any(l.tls != "none" for l in listeners)):
+                and (any(l.tls != "none" for l in listeners)
+                     or (web is not None and web.tls))):
             for key in ("cert", "key"):
                 p = getattr(tls, key)
                 if not p.is_file():
                     raise self.error("tls." + key, "file not found: %s" % (p,))
         return tls
+
+    def buildWeb(self, raw, listeners):
+        values = self.section(raw, "web", _WEB)
+        reason = _checkEndpoint(values["endpoint"])
+        if reason:
+            raise self.error("web.endpoint", reason)
+        web = WebConfig(**values)
+        if not values["tls"] and not _isLoopback(web.address):
+            raise self.error("web.tls", "must be true: %r is not on loopback (the console "
+                                        "takes passwords)" % (values["endpoint"],))
+        if values["session_timeout"] < 60:
+            raise self.error("web.session_timeout", "must be at least 60, not %r" % (
+                values["session_timeout"],))
+        for j, other in enumerate(listeners):
+            if _conflicts(web.address, other.address):
+                raise self.error("web.endpoint", "port %d is already used by listener[%d] (%s)"
+                                 % (web.address[1], j, other.name))
+        return web
 
     def buildLimits(self, raw):
         values = self.section(raw, "limits", _LIMITS)
@@ -672,6 +718,22 @@ def _endpointAddress(description):
     port = int(kwargs.get("port", args[0] if args else 0))
     interface = kwargs.get("interface", args[2] if len(args) > 2 else "")
     return (interface, port)
+
+
+def _isLoopback(address):
+    """
+    C{True} if a C{(interface, port)} listens only on loopback (a UNIX
+    socket, L{None}, is local too); all interfaces (C{''}) is not.
+    """
+    if address is None:
+        return True
+    interface = address[0]
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
 
 
 def _conflicts(a, b):

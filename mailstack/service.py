@@ -42,6 +42,8 @@ from mailstack.storage.files import makeDirectories
 from mailstack.storage import backends as storebackends
 from mailstack.storage.watch import MailboxWatcher
 from mailstack.throttle import AuthPenalty
+from mailstack.web.context import WebContext
+from mailstack.web.site import buildSite
 
 log = Logger()
 
@@ -127,9 +129,12 @@ class MailService(service.MultiService):
     @ivar users: the L{mailstack.auth.interfaces.IUserBackend} (synchronous:
         for first-start work and tests; the server itself uses C{directory}).
     @ivar directory: the L{mailstack.auth.interfaces.IUserDirectory} over it.
+    @ivar web: the console's L{mailstack.web.context.WebContext}, or L{None}
+        (no C{[web]} section).
     """
 
     exitOnError = False
+    web = None
 
     def __init__(self, config, users, store, portal, counter, directory=None):
         service.MultiService.__init__(self)
@@ -161,6 +166,8 @@ class MailService(service.MultiService):
 
     def startService(self):
         service.MultiService.startService(self)
+        if self.web is not None:
+            self.web.started = self.web.reactor.seconds()
         if self.directory is not None:
             # A backend that cannot answer on the reactor thread gets its
             # first answer for the mechanism offers now.
@@ -291,7 +298,48 @@ def buildService(config, reactor=None, protocols=None):
             factory.noisy = False
         endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)
+    if config.web is not None:
+        top.web = WebContext(config=config, store=store, directory=directory, users=users,
+                             authPenalty=authPenalty, reactor=reactor, counter=counter,
+                             listeners=[s for s in top if isinstance(s, ListenerService)])
+        WebService(config.web, reactor, buildSite(top.web, tlsContext)).setServiceParent(top)
     return top
+
+
+class WebService(StreamServerEndpointService):
+    """
+    The console's listener (C{[web] endpoint}); like L{ListenerService} it
+    binds before twistd drops root and stops start-up with one line if it
+    cannot.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, web, reactor, factory):
+        StreamServerEndpointService.__init__(
+            self, endpoints.serverFromString(reactor, web.endpoint), factory)
+        self.web = web
+        self.port = None
+        self.setName("web")
+
+    def privilegedStartService(self):
+        try:
+            StreamServerEndpointService.privilegedStartService(self)
+        except Exception as e:
+            raise StartupError("web console: cannot listen on %s: %s" % (
+                self.web.endpoint, getattr(e, "socketError", None) or e))
+        self._waitingForPort.addCallback(self._bound)
+
+    def _bound(self, port):
+        self.port = port
+        address = port.getHost()
+        if getattr(address, "port", None) is None:
+            log.info("web console listening on {where}", where=getattr(address, "name", address))
+        else:
+            host = address.host if ":" not in address.host else "[%s]" % (address.host,)
+            log.info("web console: {scheme}://{host}:{port}/",
+                     scheme="https" if self.web.tls else "http", host=host, port=address.port)
+        return port
 
 
 class Options(usage.Options):

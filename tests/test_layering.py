@@ -169,6 +169,7 @@ LAYERS = (
     ("engines", ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay",
                  "mailstack.transcript", "mailstack.transcripthub")),
     ("plug-ins", ("mailstack.smtp.plugin", "mailstack.pop3.plugin", "mailstack.imap.plugin")),
+    ("web", ("mailstack.web",)),
     ("service", ("mailstack.service", "mailstack.cli")),
     ("fixture", ("mailstack.testing",)),
 )
