@@ -1,5 +1,6 @@
 """
-The C{mailstack} admin command: users and the TLS certificate.
+The C{mailstack} admin command: users, the TLS certificate and the DNS records
+clients use to find the server.
 
     mailstack user add ADDRESS [--password-stdin] [--scheme S]
     mailstack user passwd ADDRESS [--password-stdin] [--scheme S]
@@ -9,6 +10,7 @@ The C{mailstack} admin command: users and the TLS certificate.
     mailstack user migrate --to BACKEND [--to-path P | --to-dsn DSN]
                            [--from BACKEND] [--from-path P | --from-dsn DSN]
     mailstack cert generate [--force]
+    mailstack dns
 
 C{--config FILE} (default C{etc/mailstack.toml}) may come before the command or
 anywhere after it.
@@ -157,6 +159,14 @@ def buildParser(stdout, stderr):
     certCommands = cert.subcommands(dest="action", metavar="ACTION", required=True)
     sub = _addCommand(certCommands, "generate", help="write a self-signed certificate")
     sub.add_argument("--force", action="store_true", help="replace existing files")
+
+    _addCommand(commands, "dns", help="print the DNS records mail clients use to find "
+                                      "the listeners",
+                description="Print, in zone file syntax, the RFC 6186/8314 SRV records "
+                            "of the configured IMAP, POP3 and submission listeners for "
+                            "each local domain (target \".\" where a service is not "
+                            "offered), and the autoconfig/autodiscover names to point at "
+                            "the web console. See docs/autoconfig.md.")
     return parser
 
 
@@ -179,6 +189,9 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         config = loadConfig(args.config, checkFiles=False)
         if args.command == "user":
             message = _userCommand(config, args, stdin, stderr)
+        elif args.command == "dns":
+            from mailstack.web.dnszone import zoneLines
+            message = "\n".join(zoneLines(config))
         else:
             message = _certCommand(config, args)
     except CSVImportError as e:
