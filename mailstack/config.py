@@ -143,6 +143,12 @@ class UsersConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class POP3Config:
+    lock: str  # "wait" (one session per maildrop, others wait) or "snapshot"
+    lock_wait: float  # seconds a login waits for a busy maildrop
+
+
+@dataclasses.dataclass(frozen=True)
 class StorageConfig:
     backend: str
 
@@ -178,6 +184,7 @@ class Config:
     users: UsersConfig
     storage: StorageConfig = StorageConfig(backend=storebackends.DEFAULT_BACKEND)
     web: WebConfig | None = None  # no [web] section: no console
+    pop3: POP3Config = POP3Config(lock="wait", lock_wait=5.0)
 
     @property
     def users_file(self):
@@ -294,6 +301,11 @@ _SMTP = {
     "bare_newline": (str, "normalize"),
 }
 BARE_NEWLINE_POLICIES = ("normalize", "reject")
+_POP3 = {
+    "lock": (str, "wait"),
+    "lock_wait": ((int, float), 5),
+}
+POP3_LOCKS = ("wait", "snapshot")
 _USERS = {
     "backend": (str, DEFAULT_BACKEND),
     # Default: the backend's own file name in data_dir.
@@ -310,7 +322,7 @@ _WEB = {
     "session_timeout": (int, 8 * 3600),
 }
 _TOP = ("server", "tls", "listener", "limits", "lab", "relay", "smtp", "users",
-        "storage", "web")
+        "storage", "web", "pop3")
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer",
                list: "a list", float: "a number"}
@@ -404,11 +416,13 @@ class _Loader:
         lab = self.buildLab(raw.get("lab", {}), server)
         relay = self.buildRelay(raw.get("relay", {}))
         smtp = self.buildSMTP(raw.get("smtp", {}))
+        pop3 = self.buildPOP3(raw.get("pop3", {}))
         users = self.buildUsers(raw.get("users", {}), server)
         storage = self.buildStorage(raw.get("storage", {}))
         return Config(path=Path(self.shown), server=server, tls=tls,
                       listeners=listeners, limits=limits, lab=lab, relay=relay,
-                      smtp=smtp, users=users, storage=storage, web=web)
+                      smtp=smtp, users=users, storage=storage, web=web,
+                      pop3=pop3)
 
     def buildServer(self, raw):
         values = self.section(raw, "server", _SERVER)
@@ -567,6 +581,16 @@ class _Loader:
             raise self.error("smtp.bare_newline", "must be one of %s, not %r" % (
                 ", ".join(BARE_NEWLINE_POLICIES), values["bare_newline"]))
         return SMTPConfig(**values)
+
+    def buildPOP3(self, raw):
+        values = self.section(raw, "pop3", _POP3)
+        if values["lock"] not in POP3_LOCKS:
+            raise self.error("pop3.lock", "must be one of %s, not %r" % (
+                ", ".join(POP3_LOCKS), values["lock"]))
+        if not 0 <= values["lock_wait"] <= 300:
+            raise self.error("pop3.lock_wait", "must be 0 to 300 seconds, not %r" % (
+                values["lock_wait"],))
+        return POP3Config(lock=values["lock"], lock_wait=float(values["lock_wait"]))
 
     def buildStorage(self, raw):
         values = self.section(raw, "storage", _STORAGE)

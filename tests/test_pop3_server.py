@@ -29,6 +29,7 @@ from mailstack.pop3 import server as pop3server
 from mailstack.pop3.mailbox import IMaildrop, maildropAdapter
 from mailstack.pop3.server import POP3Server, POP3Settings
 from mailstack.pop3.stream import MessageSender, TopReader
+from mailstack.pop3.waiting import MaildropWaiters
 from mailstack.storage.interfaces import MailboxInUse
 from tests.stores import StoreChoice, everyStore
 from tests.fakes import FakeReactor, FakeTLSTransport
@@ -193,8 +194,11 @@ class POP3TestMixin(StoreMixin):
             # As if every user were {PLAIN} (bob is not): APOP and CRAM-MD5
             # offered. ChallengeAuthTests asks the users file itself.
             plaintextSecrets = lambda: True
+        if not hasattr(self, "waiters"):
+            # One line for busy maildrops, shared like a server's listeners share it.
+            self.waiters = MaildropWaiters(self.reactor)
         server = POP3Server(POP3Settings(**settings), self.portal, plaintextSecrets,
-                            self.reactor, timestamp=timestamp)
+                            self.reactor, timestamp=timestamp, waiters=self.waiters)
         return Session(server, FakeTLSTransport(), self.reactor)
 
     def loggedIn(self, **overrides):
@@ -904,17 +908,100 @@ class TransactionTests(POP3TestMixin, unittest.TestCase):
         # A disk error is one log line, not a traceback.
         self.assertEqual(self.flushLoggedErrors(), [])
 
-    def test_inUse(self):
-        """A second session for the same user gets [IN-USE]; the first goes on."""
+    def test_inUseWaitsThenProceeds(self):
+        """A second login for a maildrop in use waits (no answer yet, input held);
+        when the first session QUITs it proceeds with what the first left."""
         first = self.loggedIn()
         second = self.connect()
-        self.assertEqual(second.login(),
-                         b"-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
+        self.assertEqual(second.login(), b"")
+        self.assertEqual(second.send(b"STAT\r\n"), b"")  # held behind the login
         self.assertEqual(second.server.state, pop3server.AUTHORIZATION)
         first.send(b"DELE 1\r\n")
+        self.transportOf(second).clear()
         self.assertEqual(first.send(b"QUIT\r\n")[:3], b"+OK")
+        out = self.transportOf(second).value()
+        self.assertTrue(out.startswith(b"+OK Logged in, 1 message "), out)
+        self.assertTrue(out.endswith(b"\r\n+OK 1 %d\r\n" % (len(MESSAGE_2),)), out)
         self.assertEqual(len(self.storedMessages()), 1)
-        self.assertTrue(second.login().startswith(b"+OK Logged in, 1 message "))
+
+    def transportOf(self, session):
+        return session.transport
+
+    def test_inUseAfterTheWait(self):
+        """Still in use after the configured wait: -ERR [IN-USE]; the first session
+        goes on, and the refused one may log in later."""
+        first = self.loggedIn(maildropWait=3)
+        second = self.connect(maildropWait=3)
+        self.assertEqual(second.login(), b"")
+        self.reactor.advance(2.9)
+        self.assertEqual(second.transport.value(), b"")
+        self.reactor.advance(0.2)
+        self.assertEqual(second.transport.value(),
+                         b"-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
+        self.assertEqual(second.server.state, pop3server.AUTHORIZATION)
+        self.assertTrue(first.send(b"STAT\r\n").startswith(b"+OK 2 "))
+        first.send(b"QUIT\r\n")
+        self.assertTrue(second.login().startswith(b"+OK Logged in, 2 messages "))
+
+    def test_inUseAtOnceWithoutWait(self):
+        """maildropWait 0 ([pop3] lock_wait = 0): refused at once, as before."""
+        self.loggedIn()
+        second = self.connect(maildropWait=0)
+        self.assertEqual(second.login(),
+                         b"-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
+
+    def test_waitersServedInOrder(self):
+        """Waiting logins get the maildrop in the order they came."""
+        first = self.loggedIn()
+        second, third = self.connect(), self.connect()
+        self.assertEqual(second.login(), b"")
+        self.assertEqual(third.login(), b"")
+        first.send(b"QUIT\r\n")
+        self.assertTrue(second.transport.value().startswith(b"+OK Logged in"))
+        self.assertEqual(third.transport.value(), b"")
+        second.send(b"QUIT\r\n")
+        self.assertTrue(third.transport.value().startswith(b"+OK Logged in"))
+
+    def test_waiterWhoLeavesLeavesTheLine(self):
+        """A waiting client that disconnects leaves the line: the next one gets the
+        maildrop, and nothing is held for the one who left."""
+        first = self.loggedIn()
+        second, third = self.connect(), self.connect()
+        second.login()
+        third.login()
+        second.drop()
+        self.assertEqual(self.waiters.waiting("alice@lab.test"), 1)
+        first.send(b"QUIT\r\n")
+        self.assertTrue(third.transport.value().startswith(b"+OK Logged in"))
+        third.send(b"QUIT\r\n")
+        self.assertFalse(self.maildropLocked("alice@lab.test"))
+
+    def test_lockHeldElsewhereIsPolled(self):
+        """A lock another process holds (not a session of this one) is tried again
+        while the login waits, and taken once it is free."""
+        account = self.store.account("alice@lab.test")
+        other = self.successResultOf(account.lockMaildrop())  # as another process would
+        second = self.connect()
+        self.assertEqual(second.login(), b"")
+        self.reactor.advance(1)
+        self.assertEqual(second.transport.value(), b"")
+        other.release()  # no session of ours: nobody wakes the line
+        self.reactor.advance(0.2)
+        self.assertTrue(second.transport.value().startswith(b"+OK Logged in"))
+
+    def test_snapshotMode(self):
+        """[pop3] lock = "snapshot": two sessions of one user at once, each with its
+        own snapshot; both DELE message 1: it is removed once, the other message stays."""
+        first = self.loggedIn(maildropLock="snapshot")
+        second = self.loggedIn(maildropLock="snapshot")
+        self.assertTrue(second.send(b"STAT\r\n").startswith(b"+OK 2 "))
+        first.send(b"DELE 1\r\n")
+        second.send(b"DELE 1\r\n")
+        self.assertEqual(first.send(b"QUIT\r\n"),
+                         b"+OK mailstack POP3 server signing off (1 deleted, 1 left)\r\n")
+        self.assertEqual(second.send(b"QUIT\r\n"),
+                         b"+OK mailstack POP3 server signing off (0 deleted, 1 left)\r\n")
+        self.assertEqual(len(self.storedMessages()), 1)
 
     def test_inUseOtherUser(self):
         """The lock is per user: another user logs in meanwhile."""

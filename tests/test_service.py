@@ -254,7 +254,7 @@ class MakeServiceTests(unittest.TestCase):
         self.assertEqual(e.code, 1)
         self.assertEqual(err.getvalue(), (
             "mailstack: %s: limits2: unknown section (allowed: server, tls, listener, "
-            "limits, lab, relay, smtp, users, storage, web)\n" % (path,)))
+            "limits, lab, relay, smtp, users, storage, web, pop3)\n" % (path,)))
 
 
 def _readAll(sock):

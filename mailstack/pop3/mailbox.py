@@ -37,6 +37,7 @@ RFC 1939 semantics, and the choices mailstack makes where the RFC leaves room
 from twisted.internet import defer
 from zope.interface import Attribute, Interface, implementer
 
+from mailstack.pop3.waiting import MaildropBusy
 from mailstack.storage.interfaces import MailboxInUse, NoSuchMessage, StoreError
 
 SEEN = "\\Seen"
@@ -67,13 +68,16 @@ class IMaildrop(Interface):
 
     address = Attribute("str: the user's address.")
 
-    def open():
+    def open(lock=None):
         """
         Take the maildrop lock and take the snapshot.
 
+        @param lock: C{f(account, address) -> Deferred} taking the lock (firing
+            with an L{IMaildropLock} or L{None} for none), e.g. waiting in line
+            (L{mailstack.pop3.waiting}); by default the store's lock, tried once.
         @return: a Deferred; it fails with L{MaildropLocked} if another POP3
             session holds the lock, with L{StoreError} if the mailbox cannot be
-            read.
+            read. L{close} while it waits gives up the wait.
         """
 
     def stat():
@@ -143,18 +147,27 @@ class Maildrop:
         self._infos = []       # the snapshot: the store's infos, message n at n - 1
         self._deleted = set()  # numbers marked deleted
         self._lock = None
+        self._pending = None  # the lock being waited for
         self._closed = False
 
     @defer.inlineCallbacks
-    def open(self):
+    def open(self, lock=None):
+        if lock is None:
+            pending = self.account.lockMaildrop()
+        else:
+            pending = lock(self.account, self.address)
+        self._pending = pending
         try:
-            lock = yield self.account.lockMaildrop()
-        except MailboxInUse:
+            held = yield pending
+        except (MailboxInUse, MaildropBusy):
             raise MaildropLocked(self.address)
+        finally:
+            self._pending = None
         if self._closed:  # the session ended meanwhile
-            lock.release()
+            if held is not None:
+                held.release()
             return
-        self._lock = lock
+        self._lock = held
         try:
             mailbox = yield self.account.openMailbox("INBOX")
             # POP3 must not take \Recent away from IMAP sessions.
@@ -169,6 +182,8 @@ class Maildrop:
 
     def close(self):
         self._closed = True
+        if self._pending is not None:
+            self._pending.cancel()  # out of the waiting line
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()

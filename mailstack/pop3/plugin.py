@@ -7,6 +7,7 @@ from zope.interface import implementer
 from mailstack.listener import IProtocolPlugin, ProtocolBuilt
 from mailstack.pop3.mailbox import IMaildrop, maildropAdapter
 from mailstack.pop3.server import DISABLEABLE, POP3Factory, POP3Settings
+from mailstack.pop3.waiting import MaildropWaiters
 from mailstack.settings import listenerSettings
 
 
@@ -31,10 +32,17 @@ class POP3Plugin:
             # docs/configuration.md: command_timeout is the SMTP/POP3 idle timer
             # (default 600 s, RFC 1939's ten-minute minimum); idle_timeout is IMAP's.
             idleTimeout=limits.command_timeout,
+            maildropLock=context.config.pop3.lock,
+            maildropWait=context.config.pop3.lock_wait,
         )
         users = context.users
         plaintextSecrets = users.allPlaintextSecrets if users is not None else None
-        factory = POP3Factory(settings, context.portal, plaintextSecrets, context.reactor)
+        # One line of logins waiting for busy maildrops, for every POP3 listener.
+        waiters = context.shared.get("pop3.waiters")
+        if waiters is None:
+            waiters = context.shared["pop3.waiters"] = MaildropWaiters(context.reactor)
+        factory = POP3Factory(settings, context.portal, plaintextSecrets, context.reactor,
+                              waiters=waiters)
         return ProtocolBuilt(
             factory=factory,
             refusal=b"-ERR [SYS/TEMP] Too many connections from your address\r\n")

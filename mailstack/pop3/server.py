@@ -23,6 +23,7 @@ applied only at QUIT and an exclusive lock, which that interface cannot say.
 
 import base64
 import dataclasses
+import functools
 import re
 import sys
 
@@ -39,6 +40,7 @@ from mailstack.protocol import sasl
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
 from mailstack.protocol.session import ISessionWording, LineSession
 from mailstack.pop3.stream import CHUNK_SIZE, MessageSender, TopReader
+from mailstack.pop3.waiting import MaildropWaiters
 from mailstack.protocol.dotstuff import stuff
 from mailstack.settings import ListenerSettings
 from mailstack.storage.interfaces import StoreError
@@ -89,6 +91,16 @@ class POP3Settings(ListenerSettings):
     maxLine: int = 65536
     idleTimeout: int = 600
     chunkSize: int = CHUNK_SIZE
+    # [pop3] lock: "wait" (one session per maildrop; a second login waits up
+    # to maildropWait seconds in line) or "snapshot" (no lock: each session its
+    # own snapshot, DELE applied at QUIT to what still exists).
+    maildropLock: str = "wait"
+    maildropWait: float = 5.0
+
+
+def _noLock(account, address):
+    """C{[pop3] lock = "snapshot"}: sessions take no maildrop lock."""
+    return defer.succeed(None)
 
 
 @implementer(ISessionWording)
@@ -161,9 +173,12 @@ class POP3Server(LineSession):
     """
 
     def __init__(self, settings, portal, plaintextSecrets=None, clock=None,
-                 timestamp=None):
+                 timestamp=None, waiters=None):
         LineSession.__init__(self, settings, POP3Wording(settings), settings.maxLine, clock)
         self.portal = portal
+        # The server's line for busy maildrops (shared by its POP3 listeners).
+        self.waiters = waiters if waiters is not None else MaildropWaiters(self.clock)
+        self._opening = None  # the logout of a maildrop still being opened
         self.plaintextSecrets = plaintextSecrets or (lambda: False)
         self.timestamp = timestamp
         self.state = AUTHORIZATION
@@ -196,6 +211,9 @@ class POP3Server(LineSession):
             # close the file and unregister.
             self._sender.abort()
         self.releaseAvatar()  # the maildrop's lock, without touching the store
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening()  # a login waiting for the maildrop leaves the line
 
     def timeoutConnection(self):
         if self._sender is not None:
@@ -441,12 +459,16 @@ class POP3Server(LineSession):
         penalty first, a failure answered -ERR [AUTH], at the limit closed).
         """
         def loggedIn(maildrop, logout):
-            d = defer.maybeDeferred(maildrop.open)
+            self._opening = logout
+            d = defer.maybeDeferred(maildrop.open, self._maildropLock())
             return d.addCallbacks(opened, notOpened, (maildrop, logout), None,
                                   (maildrop, logout))
 
         def notOpened(failure, maildrop, logout):
+            self._opening = None
             logout()
+            if failure.check(defer.CancelledError):
+                return None  # the client left while waiting
             if failure.check(MaildropLocked):
                 log.info("pop3 {peer}: {user}: maildrop locked by another session",
                          peer=self.peerText(), user=maildrop.address)
@@ -460,6 +482,7 @@ class POP3Server(LineSession):
             return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
 
         def opened(_, maildrop, logout):
+            self._opening = None
             if self._closing:  # the client left meanwhile
                 logout()
                 return None
@@ -472,6 +495,12 @@ class POP3Server(LineSession):
             self._ok("Logged in, %s" % (_size(count, octets),))
 
         self.login(self.portal, credentials, authzid, IMaildrop, loggedIn)
+
+    def _maildropLock(self):
+        """How this session takes the maildrop (L{IMaildrop.open}'s C{lock})."""
+        if self.settings.maildropLock == "snapshot":
+            return _noLock
+        return functools.partial(self.waiters.acquire, timeout=self.settings.maildropWait)
 
     # -- TRANSACTION --------------------------------------------------------------
 
@@ -644,13 +673,15 @@ class POP3Factory(Factory):
 
     protocol = POP3Server
 
-    def __init__(self, settings, portal, plaintextSecrets=None, clock=None):
+    def __init__(self, settings, portal, plaintextSecrets=None, clock=None, waiters=None):
         self.settings = settings
         self.portal = portal
         self.plaintextSecrets = plaintextSecrets
         self.clock = clock
+        self.waiters = waiters
 
     def buildProtocol(self, addr):
-        p = POP3Server(self.settings, self.portal, self.plaintextSecrets, self.clock)
+        p = POP3Server(self.settings, self.portal, self.plaintextSecrets, self.clock,
+                       waiters=self.waiters)
         p.factory = self
         return p
