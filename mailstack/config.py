@@ -99,12 +99,30 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MagicRecipientConfig:
+    """
+    One C{[[lab.magic]]} table: a recipient that answers as C{action} says
+    (L{MAGIC_ACTIONS}), for teaching error handling. It matches the whole
+    C{address}, or C{local_part} at any domain (lower case; the other is
+    L{None}). C{seconds}: the wait of C{slow}, C{greylist} and C{bounce}
+    (L{None} for the others).
+    """
+
+    action: str
+    address: str | None = None
+    local_part: str | None = None
+    seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LabConfig:
     demo_account: bool
     demo_address: str
     demo_password: str
     demo_scheme: str
     transcripts: bool
+    capture: bool = False  # keep mail for other domains instead of relaying it
+    magic: tuple = ()  # MagicRecipientConfig, in file order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,7 +308,19 @@ _LAB = {
     "demo_password": (str, "demo"),
     "demo_scheme": (str, "PLAIN"),
     "transcripts": (bool, False),
+    "capture": (bool, False),
+    "magic": (list, []),
 }
+_MAGIC = {
+    "address": (str, None),
+    "local_part": (str, None),
+    "action": (str, _REQUIRED),
+    "seconds": ((int, float), None),
+}
+# lab.magic action -> the default of its seconds (None: it takes none).
+MAGIC_ACTIONS = {"tempfail": None, "reject": None, "slow": 10, "greylist": 60,
+                 "bounce": 5}
+MAGIC_MAX_SECONDS = 86400
 _RELAY = {
     "smarthost": (str, ""),
     "require_tls": (bool, False),
@@ -553,7 +583,50 @@ class _Loader:
             if not values["demo_password"]:
                 raise self.error("lab.demo_password", "must not be empty")
         values["demo_address"] = address
+        values["magic"] = self.buildMagic(values["magic"])
         return LabConfig(**values)
+
+    def buildMagic(self, raw):
+        """The C{[[lab.magic]]} tables -> a tuple of L{MagicRecipientConfig}."""
+        magic, seen = [], {}
+        for i, table in enumerate(raw):
+            prefix = "lab.magic[%d]" % (i,)
+            values = self.section(table, prefix, _MAGIC)
+            action = values["action"]
+            if action not in MAGIC_ACTIONS:
+                raise self.error(prefix + ".action", "must be one of %s, not %r" % (
+                    ", ".join(MAGIC_ACTIONS), action))
+            address, localPart = values["address"], values["local_part"]
+            if (address is None) == (localPart is None):
+                raise self.error(prefix, "needs address or local_part (one of them)")
+            if address is not None:
+                key, value = "address", address.lower()
+                local, at, domain = value.rpartition("@")
+                if not local or not at or not _isDomain(domain) or any(
+                        c.isspace() or c in "<>" for c in value):
+                    raise self.error(prefix + ".address", "not an address: %r" % (address,))
+            else:
+                key, value = "local_part", localPart.lower()
+                if not value or any(c.isspace() or c in "@<>" for c in value):
+                    raise self.error(prefix + ".local_part", "not a local part: %r" % (
+                        localPart,))
+            if (key, value) in seen:
+                raise self.error("%s.%s" % (prefix, key), "%r is already lab.magic[%d]" % (
+                    value, seen[key, value]))
+            seen[key, value] = i
+            seconds = values["seconds"]
+            if MAGIC_ACTIONS[action] is None:
+                if seconds is not None:
+                    raise self.error(prefix + ".seconds", "not used by action %r" % (action,))
+            else:
+                if seconds is None:
+                    seconds = MAGIC_ACTIONS[action]
+                if not 0 < seconds <= MAGIC_MAX_SECONDS:
+                    raise self.error(prefix + ".seconds", "must be over 0 and at most %d, "
+                                     "not %r" % (MAGIC_MAX_SECONDS, seconds))
+                seconds = float(seconds)
+            magic.append(MagicRecipientConfig(action=action, seconds=seconds, **{key: value}))
+        return tuple(magic)
 
     def buildRelay(self, raw):
         values = self.section(raw, "relay", _RELAY)

@@ -32,6 +32,7 @@ from mailstack.auth.checkers import UserDirectoryChecker
 from mailstack.auth.directory import UserDirectory
 from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.auth.realm import MailRealm, buildPortal
+from mailstack.capture import captureStoreFor
 from mailstack.config import ConfigError, loadConfig
 from mailstack.imap.plugin import plugin as imapPlugin
 from mailstack.listener import IProtocolPlugin, ListenerContext
@@ -129,11 +130,14 @@ class MailService(service.MultiService):
     @ivar users: the L{mailstack.auth.interfaces.IUserBackend} (synchronous:
         for first-start work and tests; the server itself uses C{directory}).
     @ivar directory: the L{mailstack.auth.interfaces.IUserDirectory} over it.
+    @ivar capture: the lab's L{mailstack.capture.CaptureStore} (C{[lab]
+        capture} or magic recipients), or L{None}.
     @ivar web: the console's L{mailstack.web.context.WebContext}, or L{None}
         (no C{[web]} section).
     """
 
     exitOnError = False
+    capture = None
     web = None
 
     def __init__(self, config, users, store, portal, counter, directory=None):
@@ -275,7 +279,9 @@ def buildService(config, reactor=None, protocols=None):
     authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
     top = MailService(config, users, store, portal, counter, directory)
     watcher.setServiceParent(top)
-    shared = {}
+    # the lab's capture store: the SMTP policy keeps mail in it, the console shows it
+    top.capture = captureStoreFor(config, store, reactor)
+    shared = {"lab.capture": top.capture}
     for listener in config.listeners:
         context = ListenerContext(config=config, listener=listener, portal=portal,
                                   users=directory, store=store, tlsContext=tlsContext,
@@ -301,7 +307,8 @@ def buildService(config, reactor=None, protocols=None):
     if config.web is not None:
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              authPenalty=authPenalty, reactor=reactor, counter=counter,
-                             listeners=[s for s in top if isinstance(s, ListenerService)])
+                             listeners=[s for s in top if isinstance(s, ListenerService)],
+                             capture=top.capture)
         WebService(config.web, reactor, buildSite(top.web, tlsContext)).setServiceParent(top)
     return top
 

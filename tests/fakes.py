@@ -101,7 +101,7 @@ class FakePolicy:
             return Reply(553, "5.7.1", "not yours")
         return None
 
-    def checkRecipient(self, recipient, authenticated):
+    def checkRecipient(self, recipient, authenticated, envelope=None):
         if recipient.endswith("@lab.test"):
             if recipient in ("alice@lab.test", "bob@lab.test"):
                 return RecipientDecision("local", recipient)

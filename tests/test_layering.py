@@ -163,7 +163,7 @@ class PrivateAccessFinderTests(unittest.TestCase):
 LAYERS = (
     ("storage", ("mailstack.storage",)),
     ("auth", ("mailstack.auth",)),
-    ("kit", ("mailstack.protocol", "mailstack.listener", "mailstack.config",
+    ("kit", ("mailstack.capture", "mailstack.protocol", "mailstack.listener", "mailstack.config",
              "mailstack.settings", "mailstack.throttle", "mailstack.sessions",
              "mailstack.tls",
              "mailstack.activity")),

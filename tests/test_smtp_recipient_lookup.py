@@ -22,7 +22,7 @@ class SlowLookupPolicy:
     def __getattr__(self, name):
         return getattr(self.policy, name)
 
-    def checkRecipient(self, recipient, authenticated):
+    def checkRecipient(self, recipient, authenticated, envelope=None):
         d = defer.Deferred()
         self.pending.append(d)
         return d

@@ -1,6 +1,7 @@
 """
 SMTP policy: who may send as whom, which recipients are local, who may relay,
-and delivery of accepted mail into the store (or the relay queue).
+and delivery of accepted mail into the store (or the relay queue, or the
+lab's capture store: mailstack.capture).
 
 The protocol (mailstack.smtp.server) asks; this module answers with values
 (L{Reply}, L{RecipientDecision}) and never writes to the wire.
@@ -13,6 +14,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from mailstack.capture import CaptureEnvelope
 from mailstack.smtp.reply import Reply
 from mailstack.storage.interfaces import StoreError, isNoSpace
 
@@ -56,7 +58,9 @@ def storageFailureReply(error):
 @dataclasses.dataclass(frozen=True)
 class RecipientDecision:
     """
-    C{kind} is C{"local"}, C{"relay"} or L{None} (refused, with C{reply}).
+    C{kind} is C{"local"}, C{"relay"}, C{"capture"} (kept in the lab's capture
+    store), C{"bounce"} (a magic recipient: captured, then bounced) or L{None}
+    (refused, with C{reply}).
     """
     kind: str | None
     address: str
@@ -120,6 +124,14 @@ class SMTPPolicy:
     def isLocal(self, address):
         return address.rpartition("@")[2] in self.domains
 
+    # The lab's part (C{[lab]}, set by the plug-in): the capture store
+    # (L{mailstack.capture.CaptureStore}), whether mail for other domains is
+    # captured instead of relayed (C{capture = true}), and the magic
+    # recipients (L{mailstack.smtp.magic.MagicRecipients}).
+    capture = None
+    captureOutbound = False
+    magic = None
+
     def checkSender(self, sender, authenticated, submission):
         """
         @return: L{None} to accept MAIL FROM, or the refusal L{Reply}.
@@ -129,12 +141,19 @@ class SMTPPolicy:
                 sender, authenticated))
         return None
 
-    def checkRecipient(self, recipient, authenticated):
+    def checkRecipient(self, recipient, authenticated, envelope=None):
         """
+        @param envelope: the transaction so far (its sender and client, for
+            the magic recipients' greylist), or L{None}.
         @return: a L{RecipientDecision}, or a Deferred firing with one when the
-            user directory must be asked (a local recipient); it fails if the
-            directory cannot answer (the server answers 451 4.3.0).
+            user directory must be asked (a local recipient) or a magic
+            recipient answers slowly; it fails if the directory cannot answer
+            (the server answers 451 4.3.0).
         """
+        if self.magic:
+            decision = self.magic.decide(recipient, envelope)
+            if decision is not None:
+                return decision
         if recipient == "postmaster":
             recipient = "postmaster@" + self.domains[0]
         if self.isLocal(recipient):
@@ -152,6 +171,9 @@ class SMTPPolicy:
         if authenticated is None:
             return RecipientDecision(None, recipient, Reply(
                 550, "5.7.1", "<%s>: Relay access denied" % (recipient,)))
+        if self.captureOutbound and self.capture is not None:
+            # the lab's fake internet: kept, never relayed
+            return RecipientDecision("capture", recipient)
         if self.queue is None:
             return RecipientDecision(None, recipient, Reply(
                 550, "5.7.1", "<%s>: Relaying not available: no smarthost configured" % (
@@ -178,18 +200,25 @@ class SMTPPolicy:
         recipients = list(dict.fromkeys(envelope.recipients))
         local = [address for address, kind in recipients if kind == "local"]
         relay = [address for address, kind in recipients if kind == "relay"]
+        captured = [address for address, kind in recipients if kind in ("capture", "bounce")]
+        bounced = [address for address, kind in recipients if kind == "bounce"]
         returnPath = ("Return-Path: <%s>\r\n" % (envelope.sender,)).encode("utf-8")
 
         def enqueue():
             spool.seek(0)
             return self.queue.enqueue(envelope.sender, relay, ChainedReader(received, spool))
+        if captured:
+            enqueue = self._captureWrite(envelope, captured, received, spool, queueID,
+                                         enqueue if relay else None)
         if local:
             d = self.store.deliver(local, ChainedReader(returnPath + received, spool),
-                                   together=enqueue if relay else None)
-        elif relay:
+                                   together=enqueue if relay or captured else None)
+        elif relay or captured:
             d = defer.maybeDeferred(enqueue)
         else:
             d = defer.succeed(None)
+        if bounced:
+            d.addCallback(self._bounceLater, envelope.sender, bounced, received, spool, queueID)
 
         def delivered(_):
             log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
@@ -199,6 +228,52 @@ class SMTPPolicy:
             failure.trap(StoreError, OSError)
             return self._storageFailure(queueID, failure.value)
         return d.addCallbacks(delivered, failed)
+
+    def _captureWrite(self, envelope, captured, received, spool, queueID, then=None):
+        """
+        The write that keeps the message (as it would have been relayed) in
+        the capture store, then C{then}'s (the relay queue's) if given; if
+        that fails, the captured copy is taken back, so a retry makes no
+        duplicate.
+        """
+        def write():
+            spool.seek(0)
+            captureEnvelope = CaptureEnvelope(
+                sender=envelope.sender, recipients=tuple(captured),
+                tls=getattr(envelope, "tls", None),
+                authenticated=getattr(envelope, "authenticated", None),
+                client=getattr(envelope, "client", None), helo=getattr(envelope, "helo", None),
+                queueID=queueID)
+            d = self.capture.capture(captureEnvelope, ChainedReader(received, spool))
+
+            def kept(messageID):
+                log.info("{id}: from <{sender}> captured for {rcpts} as {capture}", id=queueID,
+                         sender=envelope.sender, rcpts=captured, capture=messageID)
+                if then is None:
+                    return None
+
+                def undo(failure):
+                    if messageID is None:
+                        return failure
+                    return self.capture.delete(messageID).addBoth(lambda _: failure)
+                return defer.maybeDeferred(then).addErrback(undo)
+            return d.addCallback(kept)
+        return write
+
+    def _bounceLater(self, result, sender, bounced, received, spool, queueID):
+        """
+        Once the message is kept: read its header section (for the DSN) and
+        have the magic recipients bounce C{bounced} later. The message is
+        accepted whatever happens here (a failure is logged).
+        """
+        def schedule(head):
+            self.magic.scheduleBounce(sender, bounced, received + head, queueID)
+
+        def failed(failure):
+            log.failure("{id}: cannot prepare the lab bounce of {rcpts}", failure,
+                        id=queueID, rcpts=bounced)
+        d = self.magic.readHeaders(spool).addCallbacks(schedule, failed)
+        return d.addCallback(lambda _: result)
 
     @staticmethod
     def _storageFailure(queueID, error):

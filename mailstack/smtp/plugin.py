@@ -30,8 +30,44 @@ def _sharedPolicy(context):
             retrySchedule=config.relay.retry_schedule,
             lifetime=config.relay.queue_lifetime, requireTLS=config.relay.require_tls)
         services = (policy.queue,)
+    services += _labParts(context, policy)
     context.shared["smtp.policy"] = policy
     return policy, services
+
+
+def _labParts(context, policy):
+    """
+    The lab's part of the policy: the capture store (C{[lab] capture}: mail
+    for other domains kept, never relayed; the one the service made, shared
+    with the console) and the magic recipients, a service (their bounces and
+    slow replies wait on the reactor, cancelled when it stops).
+    """
+    from mailstack.capture import captureStoreFor
+    lab = context.config.lab
+    if "lab.capture" not in context.shared:
+        context.shared["lab.capture"] = captureStoreFor(
+            context.config, context.store, context.reactor)
+    policy.capture = context.shared["lab.capture"]
+    policy.captureOutbound = lab.capture
+    if not lab.magic:
+        return ()
+    from mailstack.smtp.magic import MagicRecipients
+    policy.magic = MagicRecipients(lab.magic, context.reactor,
+                                   labDSNMaker(context.config.server.hostname), policy.bounce)
+    return (policy.magic,)
+
+
+def labDSNMaker(hostname):
+    """The magic recipients' C{makeDSN}: L{mailstack.relay.dsn}'s RFC 3464 report."""
+    from mailstack.relay import dsn
+
+    def makeDSN(queueID, sender, arrival, failed, headers, now):
+        reports = [dsn.RecipientReport(address=address, status=status, diagnostic=diagnostic,
+                                       remoteMTA=None, explanation=explanation,
+                                       lastAttempt=now)
+                   for address, status, diagnostic, explanation in failed]
+        return dsn.buildDSN(hostname, queueID, sender, arrival, reports, headers, now=now)
+    return makeDSN
 
 
 @implementer(IProtocolPlugin)

@@ -73,10 +73,15 @@ class Envelope:
     RSET, a finished DATA and STARTTLS forget it.
     """
 
-    def __init__(self, sender, params):
+    def __init__(self, sender, params, client=None, helo=None, tls=None, authenticated=None):
         self.sender = sender
         self.params = params
-        self.recipients = []  # [(address, kind)] kind: "local" | "relay"
+        self.recipients = []  # [(address, kind)] kind: "local" | "relay" | "capture" | "bounce"
+        # the session's facts, for the policy (greylist, capture store)
+        self.client = client
+        self.helo = helo
+        self.tls = tls  # TLS description ("" if unknown), None for plaintext
+        self.authenticated = authenticated
 
 
 @implementer(ISessionWording)
@@ -403,8 +408,17 @@ class SMTPServer(LineSession):
         refusal = self.policy.checkSender(sender, self.authenticated, self.settings.submission)
         if refusal is not None:
             return self.reply(refusal)
-        self.envelope = Envelope(sender, params)
+        self.envelope = Envelope(sender, params, client=getattr(self.peer, "host", None),
+                                 helo=self.helo, tls=self._tlsDescription(),
+                                 authenticated=self.authenticated)
         self.reply(Reply(250, "2.1.0", "Sender <%s> OK" % (sender,)))
+
+    def _tlsDescription(self):
+        """The session's TLS, described (C{""} if it cannot be), or L{None} without TLS."""
+        if not self.tls:
+            return None
+        from mailstack.tls import describeConnection
+        return describeConnection(self.transport) or ""
 
     def _checkMailParams(self, params):
         allowed = {"SIZE", "BODY", "AUTH"} if self.esmtp else set()
@@ -438,7 +452,7 @@ class SMTPServer(LineSession):
                 next(iter(params)),)))
         if len(self.envelope.recipients) >= self.settings.maxRecipients:
             return self.reply(Reply(452, "4.5.3", "Too many recipients"))
-        decision = self.policy.checkRecipient(recipient, self.authenticated)
+        decision = self.policy.checkRecipient(recipient, self.authenticated, self.envelope)
         if not isinstance(decision, defer.Deferred):
             return self._recipientDecided(self.envelope, decision)
         # The user directory is asked off the reactor: input waits for the
