@@ -31,6 +31,8 @@ class WebContext:
     @ivar transcripts: the live transcript hub, when running.
     @ivar capture: the capture store (lab capture mode), when running.
     @ivar metrics: the metrics registry, when running.
+    @ivar activity: the L{mailstack.activity.ActivityRecorder}: what each user
+        did (class reports, L{mailstack.web.reports}).
     @ivar navigation: C{[(label, href, adminOnly)]}: the links in every
         console page's header (L{mailstack.web.app.buildRoot} fills it).
     """
@@ -47,6 +49,7 @@ class WebContext:
     transcripts: Any = None
     capture: Any = None
     metrics: Any = None
+    activity: Any = None
     navigation: list = dataclasses.field(default_factory=list)
 
     def runInThread(self, function, *args, **kwargs):
