@@ -43,6 +43,7 @@ from mailstack.storage.files import makeDirectories
 from mailstack.storage import backends as storebackends
 from mailstack.storage.watch import MailboxWatcher
 from mailstack.throttle import AuthPenalty
+from mailstack.transcripthub import TranscriptHub
 from mailstack.web.context import WebContext
 from mailstack.web.site import buildSite
 
@@ -274,6 +275,8 @@ def buildService(config, reactor=None, protocols=None):
     directory = UserDirectory(users, reactor)
     portal = buildPortal(MailRealm(store, adapters), [UserDirectoryChecker(directory)])
     counter = SessionCounter()
+    # The console's live transcripts: each session's lines as its file has them.
+    hub = TranscriptHub(reactor) if config.web is not None and config.lab.transcripts else None
     # One penalty for the whole server: failed logins from an address slow
     # its next logins on every listener, protocol and mechanism.
     authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
@@ -295,7 +298,7 @@ def buildService(config, reactor=None, protocols=None):
         if config.lab.transcripts:
             from mailstack.transcript import TranscriptFactory
             factory = TranscriptFactory(factory, config.transcript_dir,
-                                        listener.protocol, clock=reactor)
+                                        listener.protocol, clock=reactor, hub=hub)
         factory = LimitingFactory(factory, counter, listener.protocol,
                                   config.limits.connections_per_ip, built.refusal,
                                   maxConnections=listener.max_connections)
@@ -309,6 +312,7 @@ def buildService(config, reactor=None, protocols=None):
                              authPenalty=authPenalty, reactor=reactor, counter=counter,
                              listeners=[s for s in top if isinstance(s, ListenerService)],
                              capture=top.capture)
+        top.web.transcripts = hub
         WebService(config.web, reactor, buildSite(top.web, tlsContext)).setServiceParent(top)
     return top
 

@@ -26,6 +26,7 @@ sessions and lines they may see; L{TranscriptHub.watch} says which.
 
 import collections
 import dataclasses
+import datetime
 import itertools
 
 from twisted.logger import Logger
@@ -53,6 +54,17 @@ class Line:
     when: float
     kind: str
     text: str
+
+    def describe(self):
+        """The line as JSON-ready values (the console's stream and the API)."""
+        return {"seq": self.seq, "time": _isoTime(self.when), "kind": self.kind,
+                "text": self.text}
+
+
+def _isoTime(seconds):
+    """POSIX time as ISO 8601 in UTC, to the millisecond."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ITranscriptWatcher(Interface):
@@ -118,6 +130,14 @@ class LiveSession:
     def user(self):
         """The first address that logged in, or L{None}."""
         return self.users[0] if self.users else None
+
+    def describe(self):
+        """The session without its lines, as JSON-ready values."""
+        return {"id": self.id, "protocol": self.protocol, "client": self.client,
+                "server": self.server, "started": _isoTime(self.started),
+                "users": list(self.users), "ended": self.ended,
+                "endedAt": _isoTime(self.endedAt) if self.endedAt is not None else None,
+                "lines": len(self.lines), "dropped": self.dropped}
 
     def ownedBy(self, address):
         """C{True} if C{address} logged in during this session."""

@@ -4,6 +4,8 @@ which session, bounded history, and the backlog a reconnecting follower gets;
 and L{mailstack.transcript.TranscriptFactory} publishing to it.
 """
 
+import base64
+
 from twisted.internet import protocol, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -16,6 +18,7 @@ from mailstack.protocol import recording, secrets
 from mailstack.transcript import TranscriptFactory
 from mailstack.transcripthub import ITranscriptWatcher, TranscriptHub
 from tests.test_transcript import EchoProtocol
+from tests import test_transcript_secrets
 
 
 @implementer(ITranscriptWatcher)
@@ -321,3 +324,54 @@ class FactoryPublishingTests(unittest.TestCase):
         [session] = self.hub.sessions()
         self.assertEqual(session.lines[-1].text, "250 NOOP 19")
         p.connectionLost(Failure(ConnectionDone()))
+
+
+class EngineLoginTests(test_transcript_secrets.SecretTranscriptTests):
+    """
+    Real SMTP, POP3 and IMAP sessions through a TranscriptFactory with a hub:
+    every secret-hiding case of L{test_transcript_secrets.SecretTranscriptTests} again, each checking
+    that the hub got exactly the file's client lines; and a successful login
+    makes the live session that user's.
+    """
+
+    def setUp(self):
+        test_transcript_secrets.SecretTranscriptTests.setUp(self)
+        self.hub = TranscriptHub(self.reactor)
+
+    def factory(self, name):
+        factory = test_transcript_secrets.SecretTranscriptTests.factory(self, name)
+        factory.hub = self.hub
+        return factory
+
+    def session(self, name, *chunks):
+        client, server = test_transcript_secrets.SecretTranscriptTests.session(self, name, *chunks)
+        live = self.hub.sessions()[0]
+        self.assertEqual([l.text for l in live.lines if l.kind == "C"], client)
+        return client, server
+
+    def live(self, name, *chunks):
+        self.session(name, *chunks)
+        session = self.hub.sessions()[0]
+        return session, "\n".join(line.text for line in session.lines)
+
+    def test_logins(self):
+        """Each protocol's login reports its user; the password is shown as *** only."""
+        password = b"alice-pw"
+        cases = {
+            "smtp": b"EHLO x\r\nAUTH PLAIN " + base64.b64encode(b"\0alice\0" + password) + b"\r\n",
+            "pop3": b"USER alice@lab.test\r\nPASS " + password + b"\r\n",
+            "imap": b"a LOGIN alice " + password + b"\r\n",
+        }
+        for name, data in cases.items():
+            session, text = self.live(name, data)
+            self.assertEqual(session.users, ["alice@lab.test"], name)
+            self.assertIn("logged in as alice@lab.test", text, name)
+            self.assertIn("***", text, name)
+            for form in (password, base64.b64encode(b"\0alice\0" + password)):
+                self.assertNotIn(form.decode(), text, name)
+
+    def test_failedLoginNobodys(self):
+        """A wrong password leaves the session nobody's (admins only)."""
+        session, _ = self.live("pop3", b"USER alice@lab.test\r\nPASS wrong\r\n")
+        self.assertEqual(session.users, [])
+        self.assertEqual(self.hub.sessionsFor("alice@lab.test"), [])

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
-from mailstack.protocol import sasl
+from mailstack.protocol import recording, sasl
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.protocol.secrets import IPendingInput
 from mailstack.sessions import CommandLineDeadline
@@ -393,6 +393,7 @@ class Session(Protocol, TimeoutMixin):
         """
         d = self.authThrottle.login(portal, self.peer, credentials, interface)
         d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
+        d.addCallback(self.reportLogin)
         return d
 
     def login(self, portal, credentials, authzid, interface, loggedIn):
@@ -417,6 +418,14 @@ class Session(Protocol, TimeoutMixin):
         d = self.checkLogin(portal, credentials, authzid, interface)
         d.addCallbacks(succeeded, failed)
         return self.holdInput(d)
+
+    def reportLogin(self, result):
+        """
+        Tell a recording transport who logged in (the live transcript becomes
+        that user's: L{mailstack.protocol.recording}); C{result} passes on.
+        """
+        recording.loggedIn(self.transport, result[1].address)
+        return result
 
     def keepAvatar(self, logout):
         """Remember how to let the logged-in avatar go (L{releaseAvatar})."""
