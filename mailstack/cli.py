@@ -2,9 +2,10 @@
 The C{mailstack} admin command: users, the TLS certificate and the DNS records
 clients use to find the server.
 
-    mailstack user add ADDRESS [--password-stdin] [--scheme S]
+    mailstack user add ADDRESS [--password-stdin] [--scheme S] [--admin]
     mailstack user passwd ADDRESS [--password-stdin] [--scheme S]
     mailstack user del ADDRESS
+    mailstack user admin ADDRESS on|off
     mailstack user list
     mailstack user import FILE.csv [--update]
     mailstack user migrate --to BACKEND [--to-path P | --to-dsn DSN]
@@ -114,8 +115,15 @@ def buildParser(stdout, stderr):
         sub.add_argument("--scheme", type=str.upper, choices=SCHEMES,
                          default="BLF-CRYPT" if name == "add" else None,
                          help="password scheme (PLAIN lets APOP and CRAM-MD5 work)")
+        if name == "add":
+            sub.add_argument("--admin", action="store_true",
+                             help="an admin of the web console (sees every account)")
     sub = _addCommand(userCommands, "del", help="remove a user (mail is kept)")
     sub.add_argument("address", metavar="ADDRESS")
+    sub = _addCommand(userCommands, "admin", help="make a user an admin of the web "
+                                                  "console, or not")
+    sub.add_argument("address", metavar="ADDRESS")
+    sub.add_argument("state", choices=("on", "off"), metavar="on|off")
     _addCommand(userCommands, "list", help="list users and their password schemes")
     sub = _addCommand(
         userCommands, "import", help="add a class of users from a CSV file",
@@ -281,7 +289,9 @@ def _editUsers(users, args, stdin, stderr):
         address = users.checkNewAddress(args.address)
         password = _readPassword(address, args.password_stdin, stdin, stderr)
         users.addUser(address, password, scheme=args.scheme)
-        return "added %s (%s)" % (address, args.scheme)
+        if args.admin:
+            users.setAdmin(address, True)
+        return "added %s (%s%s)" % (address, args.scheme, ", admin" if args.admin else "")
     if args.action == "passwd":
         user = users.lookup(args.address)
         if user is None:
@@ -294,11 +304,15 @@ def _editUsers(users, args, stdin, stderr):
         address = users.normalize(args.address) or args.address
         users.removeUser(args.address)
         return "removed %s (its mail is kept)" % (address,)
+    if args.action == "admin":
+        address = users.normalize(args.address) or args.address
+        users.setAdmin(args.address, args.state == "on")
+        return "%s is %s" % (address, "an admin" if args.state == "on" else "not an admin")
     if args.action == "list":
         listed = users.listUsers()
         width = max((len(user.address) for user in listed), default=0)
-        return "\n".join("%s  %s" % (user.address.ljust(width), user.scheme or "(none)")
-                         for user in listed)
+        return "\n".join(("%s  %s  admin" if user.admin else "%s  %s") % (
+            user.address.ljust(width), user.scheme or "(none)") for user in listed)
     result = users.importCSV(args.csvFile, update=args.update)
     summary = "%s: added %d, updated %d, skipped %d" % (
         args.csvFile, len(result.added), len(result.updated), len(result.skipped))

@@ -379,7 +379,7 @@ class PostgreSQLContractTests(PostgreSQLMixin, UserBackendContract, unittest.Tes
         columns = self.connect().execute(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'mailstack_users' ORDER BY ordinal_position").fetchall()
-        self.assertEqual(columns, [("address",), ("scheme",), ("secret",)])
+        self.assertEqual(columns, [("address",), ("scheme",), ("secret",), ("admin",)])
         self.users.addUser("alice@lab.test", "pw")
         self.assertEqual(self.open().lookup("alice").address, "alice@lab.test")
 

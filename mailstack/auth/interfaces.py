@@ -81,7 +81,7 @@ class IUserBackend(Interface):
 
     def addStoredUser(user):
         """
-        Add a L{User} exactly as stored elsewhere (its scheme and hash), for
+        Add a L{User} exactly as stored elsewhere (its scheme, hash and admin flag), for
         moving users between backends; raises UserExists.
         """
 
@@ -90,6 +90,12 @@ class IUserBackend(Interface):
 
     def removeUser(address):
         """Remove a user (their mail is not touched); raises NoSuchUser."""
+
+    def setAdmin(address, admin):
+        """
+        Set or clear a user's admin flag (the web console's admins see every
+        account); raises NoSuchUser.
+        """
 
     def importCSV(source, update=False):
         """

@@ -128,11 +128,14 @@ class User:
     One user of the file. C{secret} is the hash for BLF-CRYPT, SHA512-CRYPT,
     SHA256-CRYPT and ARGON2ID (as Dovecot writes it, without the C{{SCHEME}}),
     the password itself for PLAIN, the raw field for any other scheme.
+    C{admin}: the web console shows this user every account (and lets them
+    change them), not only their own.
     """
 
     address: str
     scheme: str
     secret: str = dataclasses.field(repr=False)
+    admin: bool = False
 
 
 def isValidAddress(address):

@@ -41,9 +41,19 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailstack_users (
     address text PRIMARY KEY,
     scheme text NOT NULL,
-    secret text NOT NULL
+    secret text NOT NULL,
+    admin boolean NOT NULL DEFAULT false
 )
 """
+
+# A table made before the admin flag gets its column when it is opened (by
+# the table's owner: a role that may only read it sees no admins until the
+# owner, e.g. the admin command, has opened it once).
+_ADD_ADMIN = ("ALTER TABLE mailstack_users ADD COLUMN IF NOT EXISTS "
+              "admin boolean NOT NULL DEFAULT false")
+_HAS_ADMIN = ("SELECT count(*) FROM information_schema.columns WHERE "
+              "table_name = 'mailstack_users' AND column_name = 'admin' "
+              "AND table_schema = current_schema()")
 
 # One hash of the most common kind, as SQLite's _COMMONEST_HASH: grouped by
 # scheme and what precedes the salt (bcrypt's cost, "$6$rounds=N$" or "$6$",
@@ -133,6 +143,9 @@ class PostgreSQLUsers(PasswordBackend):
         self._generation = 0
         self._born = {}
         self._lock = threading.Lock()
+        # The admin column, or "false" where the table has none and this
+        # role may not add it (open()).
+        self._admin = "admin"
 
     def open(self):
         """
@@ -150,6 +163,11 @@ class PostgreSQLUsers(PasswordBackend):
                     connection.execute(SCHEMA)
                 except (errors.UniqueViolation, errors.DuplicateTable):
                     pass  # another process created it at the same moment
+            if not connection.execute(_HAS_ADMIN).fetchone()[0]:
+                try:
+                    connection.execute(_ADD_ADMIN)
+                except errors.InsufficientPrivilege:
+                    self._admin = "false"
             connection.execute("SELECT count(*) FROM mailstack_users").fetchone()
         self._run(create)
         return self
@@ -263,15 +281,16 @@ class PostgreSQLUsers(PasswordBackend):
         if address is None:
             return None
         rows = self._query(
-            "SELECT address, scheme, secret FROM mailstack_users WHERE address = %s",
-            (address,))
+            "SELECT address, scheme, secret, %s FROM mailstack_users WHERE address = %%s"
+            % (self._admin,), (address,))
         return User(*rows[0]) if rows else None
 
     def listUsers(self):
         # COLLATE "C": by code point, as the other backends sort, whatever the
         # database's locale.
         return [User(*row) for row in self._query(
-            'SELECT address, scheme, secret FROM mailstack_users ORDER BY address COLLATE "C"')]
+            'SELECT address, scheme, secret, %s FROM mailstack_users '
+            'ORDER BY address COLLATE "C"' % (self._admin,))]
 
     def allPlaintextSecrets(self):
         (total, plain), = self._query(
@@ -327,16 +346,27 @@ class PostgreSQLUsers(PasswordBackend):
         self._insert(address, scheme, self.hashSecret(scheme, password))
 
     def addStoredUser(self, user):
-        self._insert(self.checkNewAddress(user.address), user.scheme, user.secret)
+        self._insert(self.checkNewAddress(user.address), user.scheme, user.secret, user.admin)
 
-    def _insert(self, address, scheme, secret):
+    def _insert(self, address, scheme, secret, admin=False):
         def insert(connection):
             if self._current(connection, address)[0] is not None:
                 raise UserExists("user %s already exists" % (address,))
             self._store(connection,
-                        "INSERT INTO mailstack_users (address, scheme, secret) "
-                        "VALUES (%s, %s, %s)", (address, scheme, secret))
+                        "INSERT INTO mailstack_users (address, scheme, secret, admin) "
+                        "VALUES (%s, %s, %s, %s)", (address, scheme, secret, bool(admin)))
         self._run(insert, write=True)
+
+    def setAdmin(self, address, admin):
+        normalized = self.normalize(address)
+
+        def change(connection):
+            changed = 0 if normalized is None else connection.execute(
+                "UPDATE mailstack_users SET admin = %s WHERE address = %s",
+                (bool(admin), normalized)).rowcount
+            if not changed:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+        self._run(change, write=True)
 
     def setPassword(self, address, password, scheme=None):
         normalized = self.normalize(address)

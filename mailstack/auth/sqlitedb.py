@@ -29,9 +29,13 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     address TEXT PRIMARY KEY NOT NULL,
     scheme TEXT NOT NULL,
-    secret TEXT NOT NULL
+    secret TEXT NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0
 )
 """
+
+# A database made before the admin flag gets its column on first use.
+_ADD_ADMIN = "ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0"
 
 
 # One hash of the most common kind: grouped by scheme and what precedes the
@@ -47,6 +51,12 @@ GROUP BY scheme, CASE
 ORDER BY count(*) DESC, scheme, min(secret)
 LIMIT 1
 """
+
+
+def _user(row):
+    """A L{User} from a row C{(address, scheme, secret, admin)}."""
+    address, scheme, secret, admin = row
+    return User(address, scheme, secret, bool(admin))
 
 
 def _unavailable(path, error):
@@ -99,6 +109,15 @@ class SQLiteUsers(PasswordBackend):
                                          isolation_level=None)
             try:
                 connection.execute(SCHEMA)
+                columns = [row[1] for row in connection.execute("PRAGMA table_info(users)")]
+                if "admin" not in columns:
+                    try:
+                        connection.execute(_ADD_ADMIN)
+                    except sqlite3.OperationalError:
+                        # Another connection added it first: fine if it is there now.
+                        if "admin" not in [row[1] for row in connection.execute(
+                                "PRAGMA table_info(users)")]:
+                            raise
             except BaseException:
                 connection.close()
                 raise
@@ -149,13 +168,13 @@ class SQLiteUsers(PasswordBackend):
         address = self.normalize(name)
         if address is None:
             return None
-        rows = self._query("SELECT address, scheme, secret FROM users WHERE address = ?",
-                           (address,))
-        return User(*rows[0]) if rows else None
+        rows = self._query("SELECT address, scheme, secret, admin FROM users "
+                           "WHERE address = ?", (address,))
+        return _user(rows[0]) if rows else None
 
     def listUsers(self):
-        return [User(*row) for row in self._query(
-            "SELECT address, scheme, secret FROM users ORDER BY address")]
+        return [_user(row) for row in self._query(
+            "SELECT address, scheme, secret, admin FROM users ORDER BY address")]
 
     def allPlaintextSecrets(self):
         (total, plain), = self._query(
@@ -198,15 +217,26 @@ class SQLiteUsers(PasswordBackend):
         self._insert(address, scheme, self.hashSecret(scheme, password))
 
     def addStoredUser(self, user):
-        self._insert(self.checkNewAddress(user.address), user.scheme, user.secret)
+        self._insert(self.checkNewAddress(user.address), user.scheme, user.secret, user.admin)
 
-    def _insert(self, address, scheme, secret):
+    def _insert(self, address, scheme, secret, admin=False):
         def insert(connection):
             if self._current(connection, address)[0] is not None:
                 raise UserExists("user %s already exists" % (address,))
-            connection.execute("INSERT INTO users (address, scheme, secret) VALUES (?, ?, ?)",
-                               (address, scheme, secret))
+            connection.execute("INSERT INTO users (address, scheme, secret, admin) "
+                               "VALUES (?, ?, ?, ?)", (address, scheme, secret, int(admin)))
         self._transaction(insert)
+
+    def setAdmin(self, address, admin):
+        normalized = self.normalize(address)
+
+        def change(connection):
+            changed = 0 if normalized is None else connection.execute(
+                "UPDATE users SET admin = ? WHERE address = ?",
+                (int(bool(admin)), normalized)).rowcount
+            if not changed:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+        self._transaction(change)
 
     def setPassword(self, address, password, scheme=None):
         normalized = self.normalize(address)

@@ -39,6 +39,11 @@ from mailstack.storage.files import atomicWrite, makeDirectories
 
 log = Logger()
 
+# The admin flag: an extra field (the line's eighth, space-separated
+# key=value pairs, which Dovecot passes on and otherwise ignores).
+ADMIN_FIELD = "mailstack_admin=yes"
+_EXTRA = 7
+
 # Secrets stored PLAIN that could not survive in a ':'-separated line are
 # base64-encoded with Dovecot's encoding suffix: {PLAIN.B64}.
 _UNSAFE_PLAIN = re.compile(r"[:\x00-\x1f\x7f]")
@@ -86,6 +91,20 @@ def _splitLines(text):
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def _extraFields(fields):
+    """The extra fields (C{key=value} words) of a line split on C{:}."""
+    return ":".join(fields[_EXTRA:]).split() if len(fields) > _EXTRA else []
+
+
+def _withAdmin(fields, admin):
+    """The line of C{fields} with L{ADMIN_FIELD} in its extra fields, or without."""
+    fields = fields + [""] * (_EXTRA - len(fields))
+    extra = [word for word in _extraFields(fields) if word != ADMIN_FIELD]
+    if admin:
+        extra.append(ADMIN_FIELD)
+    return ":".join(fields[:_EXTRA] + ([" ".join(extra)] if extra else []))
 
 
 def _stamp(st):
@@ -221,11 +240,12 @@ class PasswdFile(PasswordBackend):
                          where=where, address=address)
                 continue
             scheme, secret = _parsePasswordField(fields[1] if len(fields) > 1 else "")
+            admin = ADMIN_FIELD in _extraFields(fields)
             if scheme not in SCHEMES:
                 log.warn("{where}: {address} cannot log in: password scheme {scheme} "
                          "is not supported (use {schemes})", where=where, address=address,
                          scheme=scheme or "(none)", schemes=schemeList())
-            users[address] = User(address, scheme, secret)
+            users[address] = User(address, scheme, secret, admin)
         return users
 
     @staticmethod
@@ -271,7 +291,8 @@ class PasswdFile(PasswordBackend):
             lines = self._readLines()
             if self._find(lines, address) is not None:
                 raise UserExists("user %s already exists" % (address,))
-            lines.append("%s:%s:::::" % (address, _formatPasswordField(user.scheme, user.secret)))
+            line = "%s:%s:::::" % (address, _formatPasswordField(user.scheme, user.secret))
+            lines.append(_withAdmin(line.split(":"), user.admin))
             self._writeLines(lines)
 
     def setPassword(self, address, password, scheme=None):
@@ -314,6 +335,22 @@ class PasswdFile(PasswordBackend):
             if normalized is None or len(kept) == len(lines):
                 raise NoSuchUser("no such user: %s" % (normalized or address,))
             self._writeLines(kept)
+
+    def setAdmin(self, address, admin):
+        """
+        Set or clear the user's admin flag (the extra field L{ADMIN_FIELD});
+        the line's other fields are kept.
+
+        @raise NoSuchUser:
+        """
+        normalized = self.normalize(address)
+        with self._fileLock():
+            lines = self._readLines()
+            index = None if normalized is None else self._find(lines, normalized)
+            if index is None:
+                raise NoSuchUser("no such user: %s" % (normalized or address,))
+            lines[index] = _withAdmin(lines[index].rstrip("\r").split(":"), admin)
+            self._writeLines(lines)
 
     def importCSV(self, source, update=False):
         """
