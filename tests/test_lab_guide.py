@@ -302,6 +302,22 @@ class ReplayTests(unittest.TestCase):
         self.assertEqual(len(guideChapters(readGuide())), 4)
 
     @defer.inlineCallbacks
+    def test_recordThenReplay(self):
+        """A block's client lines recorded against the server give a session the replay then accepts."""
+        text = ("## 1. c\n\n```session pop3\nC: APOP demo 0123456789abcdef0123456789abcdef\n"
+                "C: STAT\nC: TOP 1\nC: QUIT\nS:\n```\n")
+        block = labguide.parseGuide(text)[0]
+        target = self.startLabServer()
+        body = yield threads.deferToThread(labguide.recordSession, block, target, 0.1)
+        self.assertTrue(body[0].startswith("S: +OK mailstack POP3 server ready <"), body)
+        self.assertIn("S: -ERR Syntax: TOP message lines", body)
+        self.assertEqual(body[-1], "S: +OK mailstack POP3 server signing off (0 deleted, 0 left)")
+        recorded = labguide.parseGuide("## 1. c\n\n```session pop3\n%s\n```\n" % (
+            "\n".join(body),))[0]
+        problems = yield threads.deferToThread(self.replay, [recorded], target)
+        self.assertEqual(problems, [])
+
+    @defer.inlineCallbacks
     def test_changedReplyFails(self):
         """A documented server line that the server does not send fails, naming the section."""
         text = readGuide()
