@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from zope.interface import Attribute, Interface
 
+from mailstack.activity import NO_ACTIVITY
+
 if TYPE_CHECKING:
     from twisted.application.service import IService
     from twisted.cred.portal import Portal
@@ -41,6 +43,8 @@ class ListenerContext:
     @ivar authPenalty: the server's L{mailstack.throttle.AuthPenalty} (failed
         logins per client address, shared by every listener), L{None} in
         tests that do not need one.
+    @ivar activity: the server's L{mailstack.activity.IActivity}: what each
+        user did, for class reports (keeps nothing unless given).
     """
     config: Config
     listener: ListenerConfig
@@ -52,6 +56,7 @@ class ListenerContext:
     reactor: Any
     shared: dict[str, Any]
     authPenalty: Any = None
+    activity: Any = NO_ACTIVITY
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Optional
 
+from mailstack.activity import NO_ACTIVITY
+
 if TYPE_CHECKING:
     from mailstack.listener import ListenerContext
 
@@ -36,6 +38,7 @@ class ListenerSettings:
     authFailureDelay: float = 2.0
     authFailureDelayMax: float = 15.0
     authPenalty: object = None
+    activity: Any = NO_ACTIVITY  # the server's IActivity (class reports)
     commandLineTimeout: float = 60.0
 
 
@@ -62,5 +65,6 @@ def listenerSettings(context: ListenerContext) -> dict[str, Any]:
         authFailureDelay=limits.auth_failure_delay_seconds,
         authFailureDelayMax=limits.auth_failure_delay_max_seconds,
         authPenalty=context.authPenalty,
+        activity=context.activity,
         commandLineTimeout=limits.command_line_timeout,
     )

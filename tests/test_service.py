@@ -226,7 +226,7 @@ class BuildServiceTests(ServiceTestCase):
             + listenerTOML("pop3", disabled=["APOP", "TOP", "UIDL", "SASL"])
             + listenerTOML("imap", disabled=["IDLE", "MOVE", "AUTH=CRAM-MD5", "CONDSTORE"]))
         top = service.buildService(loadConfig(path), reactor)
-        self.assertEqual(len(list(top)), 4)  # the watcher and three listeners
+        self.assertEqual(len(list(top)), 5)  # the watcher, the activity recorder, three listeners
 
     def test_badCertificate(self):
         """A certificate that cannot be loaded is named in a one-line error."""

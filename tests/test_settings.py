@@ -22,7 +22,7 @@ def context():
     listener = SimpleNamespace(tls="starttls", allow_plaintext_auth=True,
                                disabled=["AUTH", "STARTTLS"], challenge_auth="always")
     return SimpleNamespace(config=config, listener=listener, tlsContext=object(),
-                           authPenalty=object())
+                           authPenalty=object(), activity=object())
 
 
 class ListenerSettingsTests(unittest.TestCase):
@@ -39,7 +39,7 @@ class ListenerSettingsTests(unittest.TestCase):
             disabled=frozenset({"AUTH", "STARTTLS"}),
             maxBadCommands=7, maxCommands=500, authFailuresDelay=2,
             authFailuresDisconnect=5, authFailureDelay=1.5, authFailureDelayMax=12.0,
-            authPenalty=ctx.authPenalty, commandLineTimeout=45))
+            authPenalty=ctx.authPenalty, activity=ctx.activity, commandLineTimeout=45))
 
     def test_everyEngineTakesThem(self):
         """The SMTP, POP3 and IMAP settings accept the shared fields and keep them."""

@@ -383,6 +383,18 @@ class Session(Protocol, TimeoutMixin):
 
     # -- authentication ------------------------------------------------------
 
+    def countLogin(self, result):
+        """
+        A login succeeded (C{result} is C{(interface, avatar, logout)}):
+        count it for the user's class report (the settings' L{IActivity}
+        of L{mailstack.activity}) with this protocol and whether TLS is on.
+
+        @return: C{result}
+        """
+        _, avatar, _ = result
+        self.settings.activity.loggedIn(avatar.address, self.wording.protocolName, self.tls)
+        return result
+
     def checkLogin(self, portal, credentials, authzid, interface):
         """
         Check C{credentials} after the client address's penalty (if any) and
@@ -394,6 +406,7 @@ class Session(Protocol, TimeoutMixin):
         d = self.authThrottle.login(portal, self.peer, credentials, interface)
         d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
         d.addCallback(self.reportLogin)
+        d.addCallback(self.countLogin)
         return d
 
     def login(self, portal, credentials, authzid, interface, loggedIn):

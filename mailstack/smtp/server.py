@@ -527,6 +527,7 @@ class SMTPServer(LineSession):
         d = self.policy.deliver(envelope, header, state.spool, queueID)
         if self.settings.submissions is not None:
             d.addCallback(self._submitted, envelope, state, queueID)
+        d.addCallback(self._counted, envelope)
 
         def done(reply):
             state.close()
@@ -547,6 +548,21 @@ class SMTPServer(LineSession):
         if reply is None:
             from mailstack.smtp.submissions import recordSession
             recordSession(self, envelope, state.size, state.headers, queueID)
+        return reply
+
+    def _counted(self, reply, envelope):
+        """
+        A message was accepted (C{reply} L{None}): count it for the class
+        reports (L{mailstack.activity}), as sent by the logged-in user and
+        received by each local recipient.
+        """
+        if reply is None:
+            activity = self.settings.activity
+            if self.authenticated is not None:
+                activity.messageSent(self.authenticated, "smtp", self.tls)
+            for address, kind in dict.fromkeys(envelope.recipients):
+                if kind == "local":
+                    activity.messageReceived(address, "smtp", self.tls)
         return reply
 
     def receivedHeader(self, envelope, queueID):
