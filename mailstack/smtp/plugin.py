@@ -35,6 +35,21 @@ def _sharedPolicy(context):
     return policy, services
 
 
+def _sharedSubmissions(context):
+    """
+    The server's one submission log (data_dir/submissions.jsonl), kept when
+    it has a web console to show it ([web]), else L{None}.
+    """
+    config = context.config
+    if getattr(config, "web", None) is None:
+        return None
+    if "smtp.submissions" not in context.shared:
+        from mailstack.smtp.submissions import SubmissionLog
+        context.shared["smtp.submissions"] = SubmissionLog.open(
+            context.reactor, str(config.server.data_dir / "submissions.jsonl"))
+    return context.shared["smtp.submissions"]
+
+
 def _labParts(context, policy):
     """
     The lab's part of the policy: the capture store (C{[lab] capture}: mail
@@ -97,7 +112,7 @@ class SMTPPlugin:
             maxRecipients=limits.recipients_per_message,
             timeout=limits.command_timeout,
             bareNewline=config.smtp.bare_newline,
-            submissions=context.shared.get("smtp.submissions"),
+            submissions=_sharedSubmissions(context),
         )
         policy, services = _sharedPolicy(context)
         factory = SMTPFactory(settings, policy, context.portal, context.reactor)

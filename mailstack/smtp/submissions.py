@@ -221,8 +221,14 @@ class SubmissionLog:
             failure.trap(OSError)
             log.warn("{path}: submission {id} not written: {error}", path=self.path,
                      id=submission.queueID, error=failure.getErrorMessage())
-        self._writing = self._writing.addCallback(append).addErrback(failed)
-        return self._writing
+        self._writing.addCallback(append).addErrback(failed)
+        return self.written()
+
+    def written(self):
+        """A Deferred firing once every record so far is in the file."""
+        d = defer.Deferred()
+        self._writing.addBoth(lambda result: (d.callback(None), result)[1])
+        return d
 
     def find(self, sender=None, to=None, subject=None, tls=None, since=None):
         """

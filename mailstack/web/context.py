@@ -33,6 +33,9 @@ class WebContext:
     @ivar metrics: the metrics registry, when running.
     @ivar activity: the L{mailstack.activity.ActivityRecorder}: what each user
         did (class reports, L{mailstack.web.reports}).
+    @ivar submissions: the L{mailstack.smtp.submissions.SubmissionLog}: what
+        users' clients sent over SMTP, with TLS and login (the API's
+        submissions), when the server keeps one.
     @ivar navigation: C{[(label, href, adminOnly)]}: the links in every
         console page's header (L{mailstack.web.app.buildRoot} fills it).
     """
@@ -50,6 +53,7 @@ class WebContext:
     capture: Any = None
     metrics: Any = None
     activity: Any = None
+    submissions: Any = None
     navigation: list = dataclasses.field(default_factory=list)
 
     def runInThread(self, function, *args, **kwargs):
