@@ -28,6 +28,7 @@ from twisted.python import usage
 
 from mailstack import tls as mstls
 from mailstack.auth.backends import backendNamed
+from mailstack.activity import ActivityRecorder
 from mailstack.auth.checkers import UserDirectoryChecker
 from mailstack.auth.directory import UserDirectory
 from mailstack.auth.interfaces import UserDirectoryUnavailable
@@ -135,11 +136,14 @@ class MailService(service.MultiService):
         capture} or magic recipients), or L{None}.
     @ivar web: the console's L{mailstack.web.context.WebContext}, or L{None}
         (no C{[web]} section).
+    @ivar activity: the L{mailstack.activity.ActivityRecorder} (what each user
+        did, for class reports).
     """
 
     exitOnError = False
     capture = None
     web = None
+    activity = None
 
     def __init__(self, config, users, store, portal, counter, directory=None):
         service.MultiService.__init__(self)
@@ -282,6 +286,10 @@ def buildService(config, reactor=None, protocols=None):
     authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
     top = MailService(config, users, store, portal, counter, directory)
     watcher.setServiceParent(top)
+    # What each user did, for class reports; saved last when the server stops.
+    top.activity = activity = ActivityRecorder(config.server.data_dir / "activity.json", reactor)
+    activity.load()
+    activity.setServiceParent(top)
     # the lab's capture store: the SMTP policy keeps mail in it, the console shows it
     top.capture = captureStoreFor(config, store, reactor)
     shared = {"lab.capture": top.capture}
@@ -289,6 +297,7 @@ def buildService(config, reactor=None, protocols=None):
         context = ListenerContext(config=config, listener=listener, portal=portal,
                                   users=directory, store=store, tlsContext=tlsContext,
                                   counter=counter, reactor=reactor, shared=shared,
+                                  activity=activity,
                                   authPenalty=authPenalty)
         built = plugins[listener.name].buildFactory(context)
         for extra in built.services:
@@ -311,6 +320,7 @@ def buildService(config, reactor=None, protocols=None):
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
                              authPenalty=authPenalty, reactor=reactor, counter=counter,
+                             activity=activity,
                              listeners=[s for s in top if isinstance(s, ListenerService)],
                              capture=top.capture)
         top.web.transcripts = hub
