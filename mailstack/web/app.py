@@ -13,6 +13,8 @@ not there is left out, so each part lands on its own:
     -> C{{(b".well-known", b"autoconfig", ...): r, ...}};
   - the mail viewer and live transcripts:
     C{mailstack.web.viewer.viewerResources(context, auth)} -> C{{path tuple: r}}.
+  - the class report: C{mailstack.web.reportpages.reportResources(context, auth)}
+    -> C{/reports} and C{/reports.csv}.
 
 A part's module may also define C{CONSOLE_LINKS = [(label, href, adminOnly)]}
 for the header of every console page.
@@ -48,6 +50,7 @@ MOUNTS = (
     ("mailstack.web.metrics", "metricsResources", _atTop),
     ("mailstack.web.autoconfig", "autoconfigResources", _calledWithContext),
     ("mailstack.web.viewer", "viewerResources", _called),
+    ("mailstack.web.reportpages", "reportResources", _called),
 )
 
 # The console's own pages: path segment -> (page class, header label or None,
