@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from zope.interface import Attribute, Interface
 
 from mailstack.activity import NO_ACTIVITY
+from mailstack.instruments import NO_METRICS
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
@@ -45,6 +46,8 @@ class ListenerContext:
         tests that do not need one.
     @ivar activity: the server's L{mailstack.activity.IActivity}: what each
         user did, for class reports (keeps nothing unless given).
+    @ivar metrics: the server's L{mailstack.instruments.IMetrics} (counts
+        nothing unless given).
     """
     config: Config
     listener: ListenerConfig
@@ -57,6 +60,7 @@ class ListenerContext:
     shared: dict[str, Any]
     authPenalty: Any = None
     activity: Any = NO_ACTIVITY
+    metrics: Any = NO_METRICS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,9 @@ from mailstack.auth.realm import MailRealm, buildPortal
 from mailstack.capture import captureStoreFor
 from mailstack.config import ConfigError, loadConfig
 from mailstack.imap.plugin import plugin as imapPlugin
+from mailstack.instruments import NO_METRICS
 from mailstack.listener import IProtocolPlugin, ListenerContext
+from mailstack.metrics import PrometheusMetrics
 from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.smtp.plugin import plugin as smtpPlugin
@@ -132,6 +134,8 @@ class MailService(service.MultiService):
     @ivar users: the L{mailstack.auth.interfaces.IUserBackend} (synchronous:
         for first-start work and tests; the server itself uses C{directory}).
     @ivar directory: the L{mailstack.auth.interfaces.IUserDirectory} over it.
+    @ivar metrics: the server's L{mailstack.metrics.PrometheusMetrics} (its
+        own registry: two servers in one process count apart).
     @ivar capture: the lab's L{mailstack.capture.CaptureStore} (C{[lab]
         capture} or magic recipients), or L{None}.
     @ivar web: the console's L{mailstack.web.context.WebContext}, or L{None}
@@ -141,6 +145,7 @@ class MailService(service.MultiService):
     """
 
     exitOnError = False
+    metrics = NO_METRICS
     capture = None
     web = None
     activity = None
@@ -285,6 +290,7 @@ def buildService(config, reactor=None, protocols=None):
     # its next logins on every listener, protocol and mechanism.
     authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
     top = MailService(config, users, store, portal, counter, directory)
+    top.metrics = metrics = PrometheusMetrics()
     watcher.setServiceParent(top)
     # What each user did, for class reports; saved last when the server stops.
     top.activity = activity = ActivityRecorder(config.server.data_dir / "activity.json", reactor)
@@ -298,7 +304,7 @@ def buildService(config, reactor=None, protocols=None):
                                   users=directory, store=store, tlsContext=tlsContext,
                                   counter=counter, reactor=reactor, shared=shared,
                                   activity=activity,
-                                  authPenalty=authPenalty)
+                                  authPenalty=authPenalty, metrics=metrics)
         built = plugins[listener.name].buildFactory(context)
         for extra in built.services:
             if extra.parent is None:
@@ -310,7 +316,9 @@ def buildService(config, reactor=None, protocols=None):
                                         listener.protocol, clock=reactor, hub=hub)
         factory = LimitingFactory(factory, counter, listener.protocol,
                                   config.limits.connections_per_ip, built.refusal,
-                                  maxConnections=listener.max_connections)
+                                  maxConnections=listener.max_connections,
+                                  metrics=metrics.forListener(listener.name, listener.protocol),
+                                  implicitTLS=listener.tls == "implicit")
         if listener.tls == "implicit":
             factory = TLSMemoryBIOFactory(tlsContext, False, factory, clock=reactor)
             factory.noisy = False

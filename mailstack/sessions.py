@@ -15,16 +15,24 @@ reply) and is disconnected before the protocol's own code ever runs.
 The wrapper protocol is transparent: everything the inner protocol asks of its
 transport (write, getPeer, startTLS, getHandle...) is forwarded, and it provides
 the interfaces its own transport provides, including ISSLTransport once
-STARTTLS has run.
+STARTTLS has run. It is also where the listener's metrics
+(L{mailstack.instruments.IListenerMetrics}) see connections come, go or be
+refused, and TLS handshakes end (it is the protocol TLS wraps, for implicit
+TLS and STARTTLS alike).
 """
 
 import collections
 import ipaddress
 
+from OpenSSL import SSL
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from zope.interface import directlyProvides, providedBy
+from zope.interface import directlyProvides, implementer, providedBy
+
+from mailstack.instruments import (
+    IMPLICIT, NO_LISTENER_METRICS, REFUSED_MAX_CONNECTIONS, REFUSED_PER_IP, STARTTLS)
 
 log = Logger()
 
@@ -140,14 +148,22 @@ class _RefusingProtocol(Protocol):
         """Ignore whatever the refused client sends while we hang up."""
 
 
+@implementer(IHandshakeListener)
 class LimitingProtocol(ProtocolWrapper):
     """
     Counts its session in the factory's L{SessionCounter} while connected and
     otherwise passes everything through.
+
+    TLS (implicit, or started by STARTTLS) tells it when its handshake is
+    done (L{IHandshakeListener}); it reports the handshake to the listener's
+    metrics. A session that ends on a TLS error before that counts a failed
+    one. (The news is not passed inside: no engine listens, and a
+    L{ProtocolWrapper} inside would forward it back here as its transport.)
     """
 
     _counted = False
     _ip = None
+    _tlsMode = None  # IMPLICIT or STARTTLS once TLS is on, until its handshake ends
 
     def makeConnection(self, transport):
         # Replies are written in several pieces (status line, then a message from
@@ -162,6 +178,9 @@ class LimitingProtocol(ProtocolWrapper):
         self._ip = clientIP(transport.getPeer())
         self.factory.counter.open(self.factory.protocolName, self._ip)
         self._counted = True
+        self.factory.metrics.sessionOpened()
+        if self.factory.implicitTLS:
+            self._tlsMode = IMPLICIT
         ProtocolWrapper.makeConnection(self, transport)
 
     def startTLS(self, *args, **kwargs):
@@ -169,14 +188,25 @@ class LimitingProtocol(ProtocolWrapper):
         Start TLS on the real transport, then provide what it now provides
         (ISSLTransport) so the inner protocol sees the change.
         """
+        self._tlsMode = STARTTLS
         result = self.transport.startTLS(*args, **kwargs)
         directlyProvides(self, providedBy(self.transport))
         return result
 
+    def handshakeCompleted(self):
+        """TLS is up: count the handshake."""
+        mode, self._tlsMode = self._tlsMode, None
+        if mode is not None:
+            self.factory.metrics.tlsHandshake(mode, True)
+
     def connectionLost(self, reason):
+        if self._tlsMode is not None and reason.check(SSL.Error):
+            self.factory.metrics.tlsHandshake(self._tlsMode, False)
+        self._tlsMode = None
         if self._counted:
             self._counted = False
             self.factory.counter.close(self.factory.protocolName, self._ip)
+            self.factory.metrics.sessionClosed()
         ProtocolWrapper.connectionLost(self, reason)
 
 
@@ -195,6 +225,9 @@ class LimitingFactory(WrappingFactory):
     @param maxConnections: open connections this listener accepts from all
         addresses together; 0 means no limit. Over it a client gets the same
         refusal line.
+    @param metrics: the listener's L{mailstack.instruments.IListenerMetrics}.
+    @param implicitTLS: whether TLS wraps this factory (an implicit-TLS
+        listener): each session starts with a handshake.
     """
 
     noisy = False  # no "Starting/Stopping factory" lines for every listener
@@ -202,13 +235,15 @@ class LimitingFactory(WrappingFactory):
     protocol = LimitingProtocol
 
     def __init__(self, wrappedFactory, counter, protocolName, maxPerIP, refusal,
-                 maxConnections=0):
+                 maxConnections=0, metrics=NO_LISTENER_METRICS, implicitTLS=False):
         WrappingFactory.__init__(self, wrappedFactory)
         self.counter = counter
         self.protocolName = protocolName
         self.maxPerIP = maxPerIP
         self.refusal = refusal
         self.maxConnections = maxConnections
+        self.metrics = metrics
+        self.implicitTLS = implicitTLS
 
     def logPrefix(self):
         return "%s (limit)" % (self.protocolName,)
@@ -217,6 +252,7 @@ class LimitingFactory(WrappingFactory):
         ip = clientIP(addr)
         if self.maxConnections and len(self.protocols) >= self.maxConnections:
             self.counter.refuse(self.protocolName, ip)
+            self.metrics.connectionRefused(REFUSED_MAX_CONNECTIONS)
             log.info("{protocol}: refused connection from {ip}: this listener has "
                      "{limit} connections open, its max_connections",
                      protocol=self.protocolName, ip=ip, limit=self.maxConnections)
@@ -225,6 +261,7 @@ class LimitingFactory(WrappingFactory):
             current = self.counter.count(self.protocolName, ip)
             if current >= self.maxPerIP:
                 self.counter.refuse(self.protocolName, ip)
+                self.metrics.connectionRefused(REFUSED_PER_IP)
                 log.info("{protocol}: refused connection from {ip}: {current} "
                          "sessions open, limit {limit} per address",
                          protocol=self.protocolName, ip=ip, current=current,
@@ -233,6 +270,7 @@ class LimitingFactory(WrappingFactory):
         inner = self.wrappedFactory.buildProtocol(addr)
         if inner is None:
             return None
+        self.metrics.connectionAccepted()
         return self.protocol(self, inner)
 
 

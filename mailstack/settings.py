@@ -2,7 +2,8 @@
 What every protocol engine's listener settings hold (the hostname, TLS,
 plaintext auth, when CRAM-MD5/APOP are offered, disabled names, bad-command,
 command and auth-failure limits, the server's shared
-L{mailstack.throttle.AuthPenalty}, the command-line deadline),
+L{mailstack.throttle.AuthPenalty}, the command-line deadline, the listener's
+L{mailstack.instruments.IListenerMetrics}),
 and the one place they are read from the config. Each engine's settings class
 (L{mailstack.smtp.server.SMTPSettings}, ...) extends L{ListenerSettings} with
 its own fields.
@@ -14,6 +15,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Optional
 
 from mailstack.activity import NO_ACTIVITY
+from mailstack.instruments import NO_LISTENER_METRICS
 
 if TYPE_CHECKING:
     from mailstack.listener import ListenerContext
@@ -40,6 +42,7 @@ class ListenerSettings:
     authPenalty: object = None
     activity: Any = NO_ACTIVITY  # the server's IActivity (class reports)
     commandLineTimeout: float = 60.0
+    metrics: Any = NO_LISTENER_METRICS  # the listener's IListenerMetrics
 
 
 def listenerSettings(context: ListenerContext) -> dict[str, Any]:
@@ -67,4 +70,5 @@ def listenerSettings(context: ListenerContext) -> dict[str, Any]:
         authPenalty=context.authPenalty,
         activity=context.activity,
         commandLineTimeout=limits.command_line_timeout,
+        metrics=context.metrics.forListener(listener.name, listener.protocol),
     )

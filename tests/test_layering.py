@@ -165,7 +165,7 @@ LAYERS = (
     ("auth", ("mailstack.auth",)),
     ("kit", ("mailstack.capture", "mailstack.protocol", "mailstack.listener", "mailstack.config",
              "mailstack.settings", "mailstack.throttle", "mailstack.sessions",
-             "mailstack.tls",
+             "mailstack.tls", "mailstack.instruments", "mailstack.metrics",
              "mailstack.activity")),
     ("engines", ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay",
                  "mailstack.transcript", "mailstack.transcripthub")),

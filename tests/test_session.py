@@ -280,8 +280,8 @@ class LoginTests(unittest.TestCase):
         self.loggedOut = []
 
     def login(self):
-        self.server.login(self.portal, object(), b"", Interface, lambda avatar, logout:
-                          self.loggedIn.append(avatar))
+        self.server.login(self.portal, object(), b"", Interface,
+                          lambda avatar, logout: self.loggedIn.append(avatar), "PLAIN")
 
     def succeed(self):
         self.portal.checks[-1].callback((Interface, Avatar(), lambda: self.loggedOut.append(1)))

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from twisted.trial import unittest
 
 from mailstack.imap.server import IMAPSettings
+from mailstack.metrics import PrometheusMetrics
 from mailstack.pop3.server import POP3Settings
 from mailstack.settings import ListenerSettings, listenerSettings
 from mailstack.smtp.server import SMTPSettings
@@ -19,10 +20,12 @@ def context():
         auth_failure_delay_max_seconds=12.0, command_line_timeout=45)
     config = SimpleNamespace(server=SimpleNamespace(hostname="mail.lab.test",
                                                   default_domain="lab.test"), limits=limits)
-    listener = SimpleNamespace(tls="starttls", allow_plaintext_auth=True,
-                               disabled=["AUTH", "STARTTLS"], challenge_auth="always")
+    listener = SimpleNamespace(name="submission", protocol="submission", tls="starttls",
+                               allow_plaintext_auth=True, disabled=["AUTH", "STARTTLS"],
+                               challenge_auth="always")
     return SimpleNamespace(config=config, listener=listener, tlsContext=object(),
-                           authPenalty=object(), activity=object())
+                           authPenalty=object(), activity=object(),
+                           metrics=PrometheusMetrics())
 
 
 class ListenerSettingsTests(unittest.TestCase):
@@ -39,7 +42,8 @@ class ListenerSettingsTests(unittest.TestCase):
             disabled=frozenset({"AUTH", "STARTTLS"}),
             maxBadCommands=7, maxCommands=500, authFailuresDelay=2,
             authFailuresDisconnect=5, authFailureDelay=1.5, authFailureDelayMax=12.0,
-            authPenalty=ctx.authPenalty, activity=ctx.activity, commandLineTimeout=45))
+            authPenalty=ctx.authPenalty, activity=ctx.activity, commandLineTimeout=45,
+            metrics=ctx.metrics.forListener("submission", "submission")))
 
     def test_everyEngineTakesThem(self):
         """The SMTP, POP3 and IMAP settings accept the shared fields and keep them."""

@@ -40,7 +40,7 @@ class AuthenticationCommands:
         if not self.plaintextAllowed():
             return ("NO", "PRIVACYREQUIRED",
                     "Plaintext authentication is disallowed without TLS (use STARTTLS)")
-        return self._login(tag, UsernamePassword(user, password))
+        return self._login(tag, UsernamePassword(user, password), b"", "login")
 
     def do_AUTHENTICATE(self, tag, mechanism, initial):
         if initial is not None and not self.extensionEnabled("SASL-IR"):
@@ -69,7 +69,8 @@ class AuthenticationCommands:
                 self._saslStep(tag, d, exchange, exchange.receive(line))
             self._lineHandler = received
         elif isinstance(outcome, sasl.Credentials):
-            self._chain(d, self._login(tag, outcome.credentials, outcome.authzid))
+            self._chain(d, self._login(tag, outcome.credentials, outcome.authzid,
+                                       exchange.mechanism.name))
         elif isinstance(outcome, sasl.Cancelled):
             d.callback(("BAD", None, "Authentication cancelled"))
         else:
@@ -88,13 +89,13 @@ class AuthenticationCommands:
         else:
             d.callback(result)
 
-    def _login(self, tag, credentials, authzid=b""):
+    def _login(self, tag, credentials, authzid, mechanism):
         """
         Check the credentials (the session core: the address's penalty
         first); a failure is answered NO [AUTHENTICATIONFAILED], at the limit
         followed by BYE (the core's authFailed, in IMAPWording's words).
         """
-        d = self.checkLogin(self.portal, credentials, authzid, IIMAPAccount)
+        d = self.checkLogin(self.portal, credentials, authzid, IIMAPAccount, mechanism)
 
         def ok(result):
             _, avatar, logout = result

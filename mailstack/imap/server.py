@@ -44,6 +44,7 @@ from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
+from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR
 from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
 from mailstack.protocol.session import ISessionWording, Session
@@ -527,6 +528,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
                 return self.bad(None, "Missing or invalid command name")
             return self.bad(tag, "Missing or invalid command name")
         command = COMMANDS.get(name)
+        self.metrics.command(name if command is not None else None)
         if command is None or (command.extension and not self.extensionEnabled(command.extension)):
             self._closeSpools()
             self._secretBeforeLogin()
@@ -582,12 +584,14 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
             # RFC 5530 OVERQUOTA, with Dovecot's text for a full disk.
             log.error("imap {peer}: {command}: not enough disk space ({error})",
                       peer=self.peerText(), command=name, error=error)
+            self.metrics.error(STORAGE_ERROR)
             return ("NO", "OVERQUOTA", "Not enough disk space")
         if isinstance(error, OSError):
             # The environment failed (I/O error, permissions), not our code:
             # one line in the log names it.
             log.error("imap {peer}: {command} failed: {error}", peer=self.peerText(),
                       command=name, error=error)
+            self.metrics.error(STORAGE_ERROR)
             return ("NO", "SERVERBUG", "Internal error")
         if isinstance(error, StoreError):
             code = None
@@ -606,12 +610,14 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Ses
                 # The store's back end is gone for now (RFC 5530): one log line.
                 log.error("imap {peer}: {command}: store unavailable: {error}",
                           peer=self.peerText(), command=name, error=error)
+                self.metrics.error(STORAGE_ERROR)
                 return ("NO", "UNAVAILABLE", "Mail storage is temporarily unavailable")
             # Store texts name mailboxes in Unicode: show them as the client
             # sends them (modified UTF-7), not as escapes of their characters.
             return ("NO", code, mutf7.encode(str(error)) or "Failed")
         log.failure("imap {peer}: internal error in {command}", failure,
                     peer=self.peerText(), command=name)
+        self.metrics.error(INTERNAL_ERROR)
         return ("NO", "SERVERBUG", "Internal error")
 
     def _complete(self, tag, name, result):

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailstack.auth.checkers import APOPCredentials
+from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR
 from mailstack.pop3.mailbox import (
     IMaildrop, MaildropLocked, MessageDeleted, MessageGone, NoSuchMessageNumber)
 from mailstack.protocol import sasl
@@ -286,6 +287,7 @@ class POP3Server(LineSession):
         self._markSecrets(line, name, argument, spec)
         if not self.countCommand():
             return None
+        self.metrics.command(name if spec is not None else None)
         if not name:
             return self._err("No command given")
         if spec is None:
@@ -370,9 +372,11 @@ class POP3Server(LineSession):
                 # The disk failed, not our code: one line (RFC 2449 SYS/TEMP).
                 log.error("pop3 {peer}: {user}: removing deleted messages failed: {error}",
                           peer=self.peerText(), user=address, error=failure.value)
+                self.metrics.error(STORAGE_ERROR)
             else:
                 log.failure("pop3 {peer}: {user}: removing deleted messages failed",
                             failure, peer=self.peerText(), user=address)
+                self.metrics.error(INTERNAL_ERROR)
             self.releaseAvatar()
             self._close("-ERR [SYS/TEMP] Some deleted messages not removed")
 
@@ -412,7 +416,7 @@ class POP3Server(LineSession):
                 self._err("Send USER first")
             return None
         user, self._user = self._user, None
-        self._login(UsernamePassword(user, argument))
+        self._login(UsernamePassword(user, argument), b"", "user")
 
     def do_APOP(self, argument):
         parts = argument.split()
@@ -420,7 +424,7 @@ class POP3Server(LineSession):
             return self._syntax("APOP name digest")
         if self.timestamp is None:
             return self._err("APOP not available (no greeting timestamp)")
-        self._login(APOPCredentials(self.timestamp, parts[0], parts[1]))
+        self._login(APOPCredentials(self.timestamp, parts[0], parts[1]), b"", "apop")
 
     def do_AUTH(self, argument):
         mechanism, _, initial = argument.strip().partition(b" ")
@@ -441,7 +445,7 @@ class POP3Server(LineSession):
             self._write("+ " + base64.b64encode(outcome.data).decode("ascii"))
             self._saslHandler = lambda line: self._saslStep(exchange, exchange.receive(line))
         elif isinstance(outcome, sasl.Credentials):
-            self._login(outcome.credentials, outcome.authzid)
+            self._login(outcome.credentials, outcome.authzid, exchange.mechanism.name)
         elif isinstance(outcome, sasl.Cancelled):
             self._err("Authentication cancelled")
         elif not self.countBad():
@@ -453,7 +457,7 @@ class POP3Server(LineSession):
         else:
             self._err("Malformed %s response" % (outcome.mechanism,))
 
-    def _login(self, credentials, authzid=b""):
+    def _login(self, credentials, authzid, mechanism):
         """
         Check the credentials with input held (the core: the address's
         penalty first, a failure answered -ERR [AUTH], at the limit closed).
@@ -476,9 +480,11 @@ class POP3Server(LineSession):
             if failure.check(StoreError, OSError):
                 log.error("pop3 {peer}: {user}: cannot open the maildrop: {error}",
                           peer=self.peerText(), user=maildrop.address, error=failure.value)
+                self.metrics.error(STORAGE_ERROR)
             else:
                 log.failure("pop3 {peer}: {user}: cannot open the maildrop", failure,
                             peer=self.peerText(), user=maildrop.address)
+                self.metrics.error(INTERNAL_ERROR)
             return self._err("Cannot open the mailbox, try again later", "SYS/TEMP")
 
         def opened(_, maildrop, logout):
@@ -494,7 +500,7 @@ class POP3Server(LineSession):
                      peer=self.peerText(), user=maildrop.address, count=count)
             self._ok("Logged in, %s" % (_size(count, octets),))
 
-        self.login(self.portal, credentials, authzid, IMaildrop, loggedIn)
+        self.login(self.portal, credentials, authzid, IMaildrop, loggedIn, mechanism)
 
     def _maildropLock(self):
         """How this session takes the maildrop (L{IMaildrop.open}'s C{lock})."""
@@ -599,6 +605,7 @@ class POP3Server(LineSession):
             self._sender = None
             log.failure("pop3 {peer}: reading message {n} failed", failure,
                         peer=self.peerText(), n=number)
+            self.metrics.error(STORAGE_ERROR)
             self._closing = True
             self.transport.loseConnection()
         self.holdInput(sender.start().addCallbacks(sent, broken))

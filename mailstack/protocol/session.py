@@ -15,7 +15,10 @@ does the same way, written once.
     sent, TLS started, the protocol's state reset;
   - an authentication failure recorded with the client address's shared
     penalty (L{mailstack.throttle}), answered and, at the limit, closed;
-  - close, idle timeout and the per-line deadline.
+  - close, idle timeout and the per-line deadline;
+  - what the listener's metrics hear from a session: logins checked (by
+    mechanism), internal errors (L{Session.metrics}, the engines add their
+    commands and storage errors).
 
 What a protocol says on each of these occasions comes from its
 L{ISessionWording}, as Dovecot's login-common asks each protocol's
@@ -33,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
+from mailstack.instruments import INTERNAL_ERROR
 from mailstack.protocol import recording, sasl
 from mailstack.protocol.framing import TOO_LONG, LineFramer
 from mailstack.protocol.secrets import IPendingInput
@@ -103,6 +107,8 @@ class Session(Protocol, TimeoutMixin):
     @ivar wording: the protocol's L{ISessionWording}.
     @ivar tls: whether the session is encrypted (implicit TLS or STARTTLS done).
     @ivar peer: the client's address (from the transport).
+    @ivar metrics: the listener's L{mailstack.instruments.IListenerMetrics}
+        (from the settings).
     @ivar holdBufferLimit: octets buffered while input is held above which
         the transport is paused.
     """
@@ -111,6 +117,7 @@ class Session(Protocol, TimeoutMixin):
 
     def __init__(self, settings, wording, clock=None):
         self.settings = settings
+        self.metrics = settings.metrics
         self.wording = ISessionWording(wording)
         if clock is None:
             from twisted.internet import reactor as clock
@@ -297,6 +304,7 @@ class Session(Protocol, TimeoutMixin):
         """Log C{failure} with its traceback and answer the temporary error."""
         log.failure("{protocol} {peer}: internal error", failure,
                     protocol=self.wording.protocolName, peer=self.peerText())
+        self.metrics.error(INTERNAL_ERROR)
         if not self._closing:
             self.transport.write(self.wording.internalError(tag))
 
@@ -395,10 +403,13 @@ class Session(Protocol, TimeoutMixin):
         self.settings.activity.loggedIn(avatar.address, self.wording.protocolName, self.tls)
         return result
 
-    def checkLogin(self, portal, credentials, authzid, interface):
+    def checkLogin(self, portal, credentials, authzid, interface, mechanism):
         """
         Check C{credentials} after the client address's penalty (if any) and
-        the authzid rule (L{sasl.authorize}).
+        the authzid rule (L{sasl.authorize}); the result is counted in the
+        listener's metrics under C{mechanism} (the SASL mechanism, or the
+        protocol's own login command in lower case: C{user}, C{apop},
+        C{login}).
 
         @return: a Deferred firing with C{(interface, avatar, logout)}, or
             failing with L{LoginFailed}.
@@ -407,9 +418,18 @@ class Session(Protocol, TimeoutMixin):
         d.addCallback(sasl.authorize, authzid, self.settings.defaultDomain)
         d.addCallback(self.reportLogin)
         d.addCallback(self.countLogin)
-        return d
 
-    def login(self, portal, credentials, authzid, interface, loggedIn):
+        def succeeded(result):
+            self.metrics.authSucceeded(mechanism)
+            return result
+
+        def failed(failure):
+            if failure.check(LoginFailed):
+                self.metrics.authFailed(mechanism)
+            return failure
+        return d.addCallbacks(succeeded, failed)
+
+    def login(self, portal, credentials, authzid, interface, loggedIn, mechanism):
         """
         L{checkLogin} with input held: C{loggedIn(avatar, logout)} on
         success, L{authFailed} on failure. If the client left while its
@@ -428,7 +448,7 @@ class Session(Protocol, TimeoutMixin):
                 return self.authUnavailable(failure)
             failure.trap(LoginFailed)
             self.authFailed()
-        d = self.checkLogin(portal, credentials, authzid, interface)
+        d = self.checkLogin(portal, credentials, authzid, interface, mechanism)
         d.addCallbacks(succeeded, failed)
         return self.holdInput(d)
 

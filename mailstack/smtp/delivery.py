@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.capture import CaptureEnvelope
+from mailstack.instruments import LOCAL, NO_METRICS, RELAYED
 from mailstack.smtp.reply import Reply
 from mailstack.storage.interfaces import StoreError, isNoSpace
 
@@ -110,13 +111,16 @@ class SMTPPolicy:
     @param users: the L{mailstack.auth.interfaces.IUserDirectory}.
     @param store: an L{IMailStore}.
     @param queue: a L{mailstack.relay.queue.RelayQueue} or L{None} (no smarthost).
+    @param metrics: the server's L{mailstack.instruments.IMetrics}, told of
+        every message kept.
     """
 
-    def __init__(self, domains, users, store, queue=None):
+    def __init__(self, domains, users, store, queue=None, metrics=NO_METRICS):
         self.domains = tuple(domains)
         self.users = users
         self.store = store
         self.queue = queue
+        self.metrics = metrics
 
     def plaintextSecretsAvailable(self):
         return self.users.allPlaintextSecrets()
@@ -203,6 +207,9 @@ class SMTPPolicy:
         captured = [address for address, kind in recipients if kind in ("capture", "bounce")]
         bounced = [address for address, kind in recipients if kind == "bounce"]
         returnPath = ("Return-Path: <%s>\r\n" % (envelope.sender,)).encode("utf-8")
+        spool.seek(0, io.SEEK_END)
+        size = len(received) + spool.tell()  # as relayed; local copies add Return-Path
+        spool.seek(0)
 
         def enqueue():
             spool.seek(0)
@@ -223,6 +230,10 @@ class SMTPPolicy:
         def delivered(_):
             log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
                      id=queueID, sender=envelope.sender, local=local, relay=relay)
+            if local:
+                self.metrics.delivered(LOCAL, len(local), len(returnPath) + size)
+            if relay:
+                self.metrics.delivered(RELAYED, len(relay), size)
 
         def failed(failure):
             failure.trap(StoreError, OSError)

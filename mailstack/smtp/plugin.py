@@ -20,7 +20,8 @@ def _sharedPolicy(context):
     if policy is not None:
         return policy, ()
     config = context.config
-    policy = SMTPPolicy(config.server.domains, context.users, context.store)
+    policy = SMTPPolicy(config.server.domains, context.users, context.store,
+                        metrics=context.metrics)
     services = ()
     if config.relay.smarthost is not None:
         from mailstack.relay.queue import RelayQueue
@@ -29,6 +30,7 @@ def _sharedPolicy(context):
             policy.bounce, reactor=context.reactor,
             retrySchedule=config.relay.retry_schedule,
             lifetime=config.relay.queue_lifetime, requireTLS=config.relay.require_tls)
+        context.metrics.watchQueue("relay", policy.queue.__len__)
         services = (policy.queue,)
     services += _labParts(context, policy)
     context.shared["smtp.policy"] = policy

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
+from mailstack.instruments import STORAGE_ERROR
 from mailstack.protocol.dotstuff import DotUnstuffer
 from mailstack.protocol import sasl
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
@@ -222,6 +223,7 @@ class SMTPServer(LineSession):
         self._markSecrets(line, verb, method)
         if not self.countCommand():
             return
+        self.metrics.command(verb.decode("ascii").upper() if method and verb.isalpha() else None)
         if not verb.isalpha() or method is None:
             if self.countBad():
                 self.reply(Reply(500, "5.5.2", "Command unrecognized"))
@@ -366,7 +368,7 @@ class SMTPServer(LineSession):
             self.reply(Reply(334, None, base64.b64encode(outcome.data).decode("ascii")))
             self._saslHandler = lambda line: self._saslStep(exchange, exchange.receive(line))
         elif isinstance(outcome, sasl.Credentials):
-            self._login(outcome.credentials, outcome.authzid)
+            self._login(outcome.credentials, outcome.authzid, exchange.mechanism.name)
         elif isinstance(outcome, sasl.Cancelled):
             self.reply(Reply(501, "5.0.0", "Authentication cancelled"))
         elif outcome.problem == sasl.INVALID_BASE64:
@@ -376,7 +378,7 @@ class SMTPServer(LineSession):
         else:
             self._syntax("Malformed AUTH %s response" % (outcome.mechanism,), "5.5.2")
 
-    def _login(self, credentials, authzid=b""):
+    def _login(self, credentials, authzid, mechanism):
         """
         Check the credentials with input held (the core: the address's
         penalty first, a failure answered 535, at the limit 535 and 421).
@@ -387,7 +389,7 @@ class SMTPServer(LineSession):
             log.info("smtp {peer}: authenticated as {user}", peer=self.peerText(),
                      user=avatar.address)
             self.reply(Reply(235, "2.7.0", "Authentication successful"))
-        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn)
+        self.login(self.portal, credentials, authzid, ISMTPSubmitter, loggedIn, mechanism)
 
     # -- the mail transaction -----------------------------------------------
 
@@ -521,6 +523,7 @@ class SMTPServer(LineSession):
             state.close()
             log.error("smtp {peer}: message not spooled: {error}", peer=self.peerText(),
                       error=state.failed)
+            self.metrics.error(STORAGE_ERROR)
             return self.reply(storageFailureReply(state.failed))
         queueID = secrets.token_hex(6).upper()
         header = self.receivedHeader(envelope, queueID)
@@ -531,6 +534,8 @@ class SMTPServer(LineSession):
 
         def done(reply):
             state.close()
+            if reply is not None:  # nothing kept: the store failed (the policy logged it)
+                self.metrics.error(STORAGE_ERROR)
             self.reply(reply if reply is not None else Reply(
                 250, "2.0.0", "OK: queued as %s" % (queueID,)))
 
