@@ -178,6 +178,51 @@ def median(values):
     return statistics.median(values)
 
 
+def pop3Busy(port, clients, seconds, user, password):
+    """
+    C{clients} threads poll one maildrop at once for C{seconds}, each in a loop:
+    connect, USER/PASS, STAT, RETR of every message, QUIT (a class whose
+    phones and laptops all check one account).
+
+    @return: dict with sessions completed, elapsed seconds, rate (sessions/s)
+        and errors (the -ERR replies or failures, e.g. [IN-USE]).
+    """
+    done = []
+    errors = []
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+    state = {"deadline": None}
+
+    def worker():
+        ready.wait()
+        while time.perf_counter() < state["deadline"]:
+            try:
+                p = POP3(port)
+                p.login(user, password)
+                count = int(p.command(b"STAT").split()[1])
+                for n in range(1, count + 1):
+                    p.multi(b"RETR %d" % (n,))
+                p.command(b"QUIT")
+                p.close()
+                with lock:
+                    done.append(1)
+            except Exception as e:  # noqa: reported below
+                with lock:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter()
+    state["deadline"] = start + seconds
+    ready.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {"sessions": len(done), "elapsed": elapsed,
+            "rate": len(done) / elapsed if elapsed else 0.0, "errors": errors}
+
+
 def smtpLoad(port, clients, seconds, message, sender, recipient):
     """
     C{clients} threads, each with one SMTP session, deliver C{message}

@@ -17,6 +17,8 @@ PASSWORD = "bench"
 BULK_USER = "bulk@" + DOMAIN        # the big mailbox (IMAP SELECT/FETCH, POP3)
 SEARCH_USER = "search@" + DOMAIN    # the SEARCH TEXT mailbox
 SINK_USER = "sink@" + DOMAIN        # receives the SMTP load
+BUSY_USER = "busy@" + DOMAIN        # one maildrop a class of POP3 clients polls at once
+BUSY_MESSAGES = 41                  # the size of that maildrop (issue 17's figure)
 SENDER = "loadgen@example.net"
 NEEDLE = "xylophone"                 # in 1 of every NEEDLE_EVERY search messages
 NEEDLE_EVERY = 50
@@ -39,6 +41,8 @@ class Sizes:
     smtpWarmup: float       # seconds of SMTP load before the measured runs
     settle: float           # seconds to wait before a memory reading
     retrBudget: float       # no further RETR run once the runs took this long
+    busyClients: int = 10    # POP3 clients polling the busy maildrop at once
+    busySeconds: float = 10.0  # how long they poll
 
 
 FULL = Sizes(bulk=10000, search=1000, fetchBodies=100, idleSessions=100,
@@ -48,7 +52,7 @@ FULL = Sizes(bulk=10000, search=1000, fetchBodies=100, idleSessions=100,
 QUICK = Sizes(bulk=200, search=50, fetchBodies=10, idleSessions=4, idleMessages=2,
               retr=5, smtpClients=(1, 10), smtpSeconds=0.2, smtpMessageSize=10240,
               repeats=2, smtpWarmup=0.1, settle=0.2,
-              retrBudget=0.2)
+              retrBudget=0.2, busyClients=3, busySeconds=0.5)
 
 _WORDS = (
     "the of and to in is that for it as was with be by on not he this are or "
@@ -71,7 +75,7 @@ def idleUser(n):
 
 
 def allUsers(sizes):
-    return ([BULK_USER, SEARCH_USER, SINK_USER]
+    return ([BULK_USER, SEARCH_USER, SINK_USER, BUSY_USER]
             + [idleUser(n) for n in range(sizes.idleSessions)])
 
 
@@ -179,6 +183,7 @@ def mailboxes(sizes):
         out[user] = items
 
     box(BULK_USER, sizes.bulk)
+    box(BUSY_USER, BUSY_MESSAGES if sizes.bulk else 0)
     box(SEARCH_USER, sizes.search, NEEDLE_EVERY)
     for n in range(sizes.idleSessions):
         box(idleUser(n), sizes.idleMessages)

@@ -334,6 +334,8 @@ class Bench:
              "higher"),
             ("pop3_retr_mbps", "POP3 RETR %d msgs, one session" % s.retr, "MB/s",
              "higher"),
+            ("pop3_busy", "POP3 busy class: %d clients polling one %d-msg maildrop"
+             % (s.busyClients, data.BUSY_MESSAGES), "sessions/s", "higher"),
         ]
 
     def pop3(self, server):
@@ -381,6 +383,15 @@ class Bench:
             clients.median(rates), runs)
         figures["pop3_retr_mbps"] = specs["pop3_retr_mbps"] + (
             clients.median(mbps), runs)
+
+        busy = clients.pop3Busy(port, s.busyClients, s.busySeconds, data.BUSY_USER,
+                                data.PASSWORD)
+        if busy["errors"]:
+            self.notes.append("%s: POP3 busy class: %d error replies (first: %s)" % (
+                server.name, len(busy["errors"]), busy["errors"][0]))
+        figures["pop3_busy"] = specs["pop3_busy"] + (
+            busy["rate"], {"sessions": busy["sessions"], "errors": len(busy["errors"]),
+                           "elapsed": busy["elapsed"]})
         return figures
 
     # -- the whole run -----------------------------------------------------

@@ -56,13 +56,14 @@ class QuickRunTests(unittest.TestCase):
                            ("imap", "IMAP SEARCH TEXT over"),
                            ("imap", "IMAP IDLE x"),
                            ("pop3", "POP3 LOGIN+STAT+LIST"),
-                           ("pop3", "POP3 RETR")):
+                           ("pop3", "POP3 RETR"),
+                           ("pop3", "POP3 busy class")):
             rows = [line for line in out.splitlines() if line.startswith(label)]
             self.assertTrue(rows, "no %r row\n%s" % (label, self.explain()))
             for row in rows:
                 # Memory growth per session may come out negative (noise).
                 self.assertRegex(
-                    row, r"\s(msg/s|ms|KiB|MB/s)\s+-?\d+(\.\d+)?\s+(aiosmtpd|dovecot)\s+"
+                    row, r"\s(msg/s|ms|KiB|MB/s|sessions/s)\s+-?\d+(\.\d+)?\s+(aiosmtpd|dovecot)\s+"
                     + number + r"\s+" + number + r"\s+(lower|higher)\b", row)
 
     def checkJSON(self, report):
