@@ -23,7 +23,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/twistd --nodaemon --pidfile= mailstack --config etc/mailstack.toml
 
-test: $(STAMP)
+# The development tools too: the browser tests need Selenium (requirements-dev.txt).
+test: $(STAMP) $(MYPY_STAMP)
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests
 
 # The fast loop for every edit: the unit tests that open no socket and start no
@@ -34,7 +35,8 @@ CHECK_SKIP = test_bench test_service test_relay_queue test_tls test_plugin test_
 CHECK_MODULES = $(filter-out $(addprefix tests.,$(CHECK_SKIP)), \
 	$(patsubst tests/%.py,tests.%,$(wildcard tests/test_*.py)))
 # check also runs mypy on the annotated modules mypy.ini lists; mypy comes
-# from requirements-dev.txt, installed into .venv once (and when that changes).
+# from requirements-dev.txt (with Selenium, for make test's browser tests),
+# installed into .venv once (and when that changes).
 MYPY_STAMP = $(VENV)/.mypy-installed
 $(MYPY_STAMP): requirements-dev.txt | $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
