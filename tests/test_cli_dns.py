@@ -71,3 +71,20 @@ class DNSCommandTests(unittest.TestCase):
         status, out, err = self.mailstack("[[listener]]\nprotocol = \"imap\"\n")
         self.assertEqual((status, out), (1, ""))
         self.assertIn("listener[0].endpoint: required key is missing", err)
+
+
+class DocumentedOutputTests(unittest.TestCase):
+    def test_docsShowTheRealOutput(self):
+        """docs/autoconfig.md shows exactly what `mailstack dns` prints for the production config."""
+        import os
+        import re
+        checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(checkout, "docs", "autoconfig.md"), encoding="utf-8") as f:
+            text = f.read()
+        documented = re.search(r"mailstack dns --config etc/mailstack-production.toml\n```\n\n"
+                               r"```\n(.*?)```", text, re.S).group(1)
+        config = os.path.join(checkout, "etc", "mailstack-production.toml")
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.main(["dns", "--config", config], stdout=out, stderr=err), 0)
+        self.assertEqual(out.getvalue().replace(config, "etc/mailstack-production.toml"),
+                         documented)
