@@ -390,6 +390,14 @@ def renderSession(steps):
     return out
 
 
+def maskShown(line):
+    """A rendered session line masked: the line's text, after its C:/S: prefix."""
+    line = line.rstrip()
+    if line[:3] in ("C: ", "S: "):
+        return line[:3] + mask(line[3:])
+    return mask(line)
+
+
 def compareSession(block, happened):
     """
     None when the server said what the guide shows (after L{mask}), else a
@@ -401,7 +409,7 @@ def compareSession(block, happened):
     # the diff shows only real disagreements.
     shown = []
     for i, line in enumerate(actual):
-        if i < len(expected) and mask(line.rstrip()) == mask(expected[i].rstrip()):
+        if i < len(expected) and maskShown(line) == maskShown(expected[i]):
             shown.append(expected[i])
         else:
             shown.append(line)
@@ -503,8 +511,8 @@ def recordCommand(block, target):
     return body
 
 
-LAB_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "etc", "mailstack.toml")
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB_CONFIG = os.path.join(CHECKOUT, "etc", "mailstack.toml")
 
 
 def labConfigText(ports=None, path=LAB_CONFIG):
@@ -556,9 +564,14 @@ class RecordingServer:
             f.write(labConfigText(ports))
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         self.log = open(os.path.join(directory, "twistd.log"), "wb")
+        # The checkout's mailstack (and its twistd plugin), not an older
+        # installed copy: the one the replay test runs in-process.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [CHECKOUT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.process = subprocess.Popen(
             [twistd, "--nodaemon", "--pidfile=", "mailstack", "--config", config],
-            cwd=directory, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=directory, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         names = {port: name for name, port in LAB_PORTS.items()}
         self.target = Target("127.0.0.1", {names[lab]: port for lab, port in ports.items()
                                            if lab in names},
