@@ -24,8 +24,10 @@ import importlib
 
 from twisted.web import resource, static
 
+from mailstack.web.accounts import AccountsPage
 from mailstack.web.auth import ConsoleAuth
 from mailstack.web.console import HomePage, LoginPage, LogoutPage
+from mailstack.web.status import StatusPage
 
 def _called(function, context, auth):
     return function(context, auth)
@@ -59,6 +61,8 @@ PAGES = {
     b"": (HomePage, None, False),
     b"login": (LoginPage, None, False),
     b"logout": (LogoutPage, None, False),
+    b"accounts": (AccountsPage, "Accounts", True),
+    b"status": (StatusPage, "Status", False),
 }
 
 

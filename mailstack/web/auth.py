@@ -58,6 +58,15 @@ class Session:
     csrf: str
     principal: Principal | None
     lastUsed: float
+    notices: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    """A line for the next page: what a form did, or (C{error}) why not."""
+
+    text: str
+    error: bool = False
 
 
 class SessionStore:
@@ -172,6 +181,23 @@ class ConsoleAuth:
         if session is None or not given:
             return False
         return hmac.compare_digest(given, session.csrf.encode("ascii"))
+
+    def notify(self, request, text, error=False):
+        """
+        Keep C{text} to show on this session's next page (after a form's
+        redirect: what the form did, or with C{error}, why it did nothing).
+        """
+        session = self.session(request)
+        if session is not None:
+            session.notices.append(Notice(text, error))
+
+    def takeNotices(self, request):
+        """The texts L{notify} kept for this session, now forgotten."""
+        session = self.session(request)
+        if session is None:
+            return []
+        notices, session.notices = session.notices, []
+        return notices
 
     def _setCookie(self, request, value, expire=False):
         parts = [COOKIE + b"=" + value.encode("ascii"), b"Path=/", b"HttpOnly",

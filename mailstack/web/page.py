@@ -164,6 +164,7 @@ class Page(resource.Resource):
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         values = dict(answer.values)
         values.setdefault("title", self.title)
+        values.setdefault("notices", self.auth.takeNotices(request))
         return renderTemplate(answer.template, user=principal,
                               csrf=self.auth.csrfToken(request),
                               navigation=self.navigation(principal), **values)
