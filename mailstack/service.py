@@ -192,6 +192,12 @@ class MailService(service.MultiService):
                      address=lab.demo_address, password=lab.demo_password)
         if lab.transcripts:
             log.info("transcripts in {dir}", dir=str(self.config.transcript_dir))
+        if lab.capture:
+            log.info("capture mode: mail submitted for other domains is kept, never relayed")
+        for entry in lab.magic:
+            log.info("magic recipient {who}: {action}{seconds}",
+                     who=entry.address or entry.local_part + "@*", action=entry.action,
+                     seconds="" if entry.seconds is None else " (%g s)" % (entry.seconds,))
 
     def listenerPort(self, name):
         """
