@@ -379,6 +379,14 @@ class TranscriptPageTests(ViewerMixin, unittest.TestCase):
         again = self.stream(session=session.id, lastEventId=session.endSeq)
         self.assertEqual(again.responseCode, 204)
 
+    def test_headRefused(self):
+        """A HEAD request opens no stream (nothing would ever end it)."""
+        request = DummyRequest([b"transcripts", b"events"])
+        request.method = b"HEAD"
+        child = resource.getChildForRequest(self.root, request)
+        child.render(request)
+        self.assertEqual((request.responseCode, self.hub.watchers), (405, 0))
+
     def test_otherSessionStreamRefused(self):
         """A stream of another student's session is refused."""
         session = self.aliceSession()

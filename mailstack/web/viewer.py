@@ -435,6 +435,10 @@ class TranscriptEvents(Page):
 
     heartbeat = 15.0
 
+    def render_HEAD(self, request):
+        setSecurityHeaders(request)
+        return self.refuse(request, 405, "The event stream is for GET.")
+
     def render_GET(self, request):
         setSecurityHeaders(request)
         principal = self.auth.currentUser(request)
