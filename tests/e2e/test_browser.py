@@ -166,15 +166,26 @@ class BrowserTests(E2EMixin, unittest.TestCase):
 
     # -- the tests -----------------------------------------------------------
 
-    def test_login(self):
-        """A mail account logs in through the form and sees itself signed in."""
+    @defer.inlineCallbacks
+    def test_loginAndFolders(self):
+        """A mail account logs in through the form, sees itself signed in, then its folders and mail."""
+        yield self.mailServer.deliver("demo@lab.test", b"Subject: first lab\r\n\r\nhello\r\n")
+
         def browse(driver):
             self.logIn(driver)
-            text = driver.find_element(By.TAG_NAME, "main").text
+            home = driver.find_element(By.TAG_NAME, "main").text
             self.screenshot(driver, "login")
-            return text
-        return self.inBrowser(browse).addCallback(
-            lambda text: self.assertIn("Signed in as demo@lab.test", text))
+            driver.find_element(By.LINK_TEXT, "Mail").click()
+            driver.find_element(By.LINK_TEXT, "INBOX").click()
+            driver.find_element(By.LINK_TEXT, "first lab").click()
+            message = driver.find_element(By.TAG_NAME, "main").text
+            self.screenshot(driver, "message")
+            return home, message
+
+        home, message = yield self.inBrowser(browse)
+        self.assertIn("Signed in as demo@lab.test", home)
+        self.assertIn("hello", message)
+        self.assertIn("Flags (none)", message)  # reading did not make it \Seen
 
     @defer.inlineCallbacks
     def test_forgedPostRefused(self):
