@@ -74,7 +74,12 @@ class Directory(resource.Resource):
 
 
 def mount(root, path, child):
-    """Put C{child} at C{path} (a tuple of segments) under C{root}, making the folders."""
+    """
+    Put C{child} at C{path} (a tuple of segments) under C{root}, making the
+    folders. A folder made earlier for a deeper path (C{/mail/config-v1.1.xml}
+    of autoconfig) keeps its children under a part mounted at the folder
+    itself later (the mail viewer's C{/mail}), whatever order they come in.
+    """
     node = root
     for segment in path[:-1]:
         existing = node.children.get(segment)
@@ -82,6 +87,11 @@ def mount(root, path, child):
             existing = Directory()
             node.putChild(segment, existing)
         node = existing
+    replaced = node.children.get(path[-1])
+    if isinstance(replaced, Directory):
+        for name, grandchild in replaced.children.items():
+            if name not in child.children:
+                child.putChild(name, grandchild)
     node.putChild(path[-1], child)
 
 
