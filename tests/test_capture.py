@@ -268,6 +268,21 @@ class CapturePolicyTests(PolicySetup, unittest.TestCase):
             client="192.0.2.7", helo="pc.lab.test", queueID="Q1"))
         self.assertEqual(self.policy.queue.queued, [])
 
+    def test_countedAsCaptured(self):
+        """The metrics count captured mail as captured (recipients and size), local mail as local."""
+        counted = []
+
+        class Metrics:
+            def delivered(self, destination, recipients, octets):
+                counted.append((destination, recipients, octets))
+        self.policy.metrics = Metrics()
+        self.successResultOf(self.deliver([
+            ("x@example.com", "capture"), ("y@example.org", "capture"),
+            ("ann@lab.test", "local")]))
+        size = len(b"Received: from pc\r\n" + MESSAGE)
+        self.assertEqual(sorted(counted), [
+            ("captured", 2, size), ("local", 1, size + len(b"Return-Path: <ann@lab.test>\r\n"))])
+
     def test_captureFailureKeepsNothing(self):
         """If the captured copy cannot be written, the local copies are taken back and 452/451 answered."""
         def full(envelope, source):

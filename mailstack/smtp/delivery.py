@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from mailstack.capture import CaptureEnvelope
-from mailstack.instruments import LOCAL, NO_METRICS, RELAYED
+from mailstack.instruments import CAPTURED, LOCAL, NO_METRICS, RELAYED
 from mailstack.smtp.reply import Reply
 from mailstack.storage.interfaces import StoreError, isNoSpace
 
@@ -228,8 +228,11 @@ class SMTPPolicy:
             d.addCallback(self._bounceLater, envelope.sender, bounced, received, spool, queueID)
 
         def delivered(_):
-            log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
-                     id=queueID, sender=envelope.sender, local=local, relay=relay)
+            if local or relay:  # (what was captured is logged by _captureWrite)
+                log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
+                         id=queueID, sender=envelope.sender, local=local, relay=relay)
+            if captured:
+                self.metrics.delivered(CAPTURED, len(captured), size)
             if local:
                 self.metrics.delivered(LOCAL, len(local), len(returnPath) + size)
             if relay:
