@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
-from mailstack.auth.passwords import SCHEMES, UserError, UserExists
+from mailstack.auth.passwords import SCHEMES, NoSuchUser, UserError, UserExists
 from mailstack.sessions import clientIP
 from mailstack.smtp.submissions import TLS_MODES
 from mailstack.storage.interfaces import (
@@ -158,6 +158,9 @@ def apiResource(context, auth):
 
     @param context: the L{mailstack.web.context.WebContext}.
     @param auth: the console's L{mailstack.web.auth.ConsoleAuth} (cookie logins).
+
+    The tokens are the data directory's (L{TokenStore.inDataDirectory}), or
+    the context's C{tokens} if it has one (tests).
     """
     tokens = getattr(context, "tokens", None)
     if tokens is None:
@@ -519,8 +522,7 @@ class APIResource(resource.Resource):
 
         def refused(failure):
             failure.trap(UserError)
-            raise APIError(404 if "no" in failure.getErrorMessage().lower() else 400,
-                           failure.getErrorMessage())
+            raise APIError(404 if failure.check(NoSuchUser) else 400, failure.getErrorMessage())
 
         def changed(_):
             log.info("API: {admin} reset the password of {address}", admin=principal.address,
@@ -749,7 +751,8 @@ class APIResource(resource.Resource):
         if principal.admin:
             d = reports.contextReport(self.context)
         else:
-            d = defer.succeed(reports.classReport(activity, [principal.address]))
+            # Their own row only (classReport adds everyone with counts).
+            d = defer.succeed([reports.studentReport(activity, principal.address)])
         d.addCallback(lambda rows: {"students": [row.asDict() for row in rows]})
         return d
 
