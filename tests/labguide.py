@@ -37,7 +37,6 @@ import hashlib
 import hmac
 import os
 import re
-import shlex
 import smtplib
 import socket
 import ssl
@@ -95,6 +94,7 @@ class Block:
     line: int                   # 1-based line of the opening fence
     body: list = field(default_factory=list)     # the lines between the fences
     bodyStart: int = 0          # index in the file's lines of body[0]
+    steps: list = field(default_factory=list)    # sessionSteps or commandSteps
 
     @property
     def where(self):
@@ -231,9 +231,8 @@ class LineSocket:
                 return None
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
-                raise
             except (ConnectionError, ssl.SSLError):
+                # A reset or a TLS close without close_notify: the end.
                 data = b""
             if not data:
                 self.closed = True
@@ -248,6 +247,7 @@ class LineSocket:
     def readQuiet(self, quiet):
         """Every line the server sends until it is silent for C{quiet} seconds."""
         lines = []
+        timeout = self.sock.gettimeout()
         self.sock.settimeout(quiet)
         try:
             while True:
@@ -257,6 +257,8 @@ class LineSocket:
                 lines.append(line)
         except socket.timeout:
             pass
+        finally:
+            self.sock.settimeout(timeout)
         return lines
 
     def close(self):
