@@ -462,3 +462,26 @@ class StatusPageTests(ConsoleMixin, unittest.TestCase):
         self.assertEqual(formatUptime(5), "5 s")
         self.assertEqual(formatUptime(90061), "1 d 1 h 1 min")
         self.assertEqual(formatUptime(3600), "1 h")
+
+
+class PackageDataTests(unittest.TestCase):
+    def test_everyWebFileShipped(self):
+        """setup.cfg's package data covers every template, static file and sample, so an
+        installed server (pip install ., make run) has them."""
+        import configparser
+        import fnmatch
+        import os
+        import mailstack.web
+        checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(checkout, "setup.cfg"))
+        patterns = parser["options.package_data"]["mailstack.web"].split()
+        web = os.path.dirname(os.path.abspath(mailstack.web.__file__))
+        unshipped = []
+        for folder in ("templates", "static", "samples"):
+            for name in os.listdir(os.path.join(web, folder)):
+                relative = folder + "/" + name
+                if not any(fnmatch.fnmatch(relative, p) for p in patterns):
+                    unshipped.append(relative)
+        self.assertEqual(unshipped, [])
+        self.assertTrue(os.listdir(os.path.join(web, "samples")))
