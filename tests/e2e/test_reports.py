@@ -82,6 +82,21 @@ class ReportPageTests(E2EMixin, unittest.TestCase):
                          ["ann@lab.test"])
 
     @defer.inlineCallbacks
+    def test_api(self):
+        """The API's report gives a student their own row only, an admin every student's."""
+        import json
+        [(status, _, student)] = yield self.inThread(
+            self.browse, "ann@lab.test", "annpw", "/api/v1/report")
+        [(_, _, admin)] = yield self.inThread(
+            self.browse, "teacher@lab.test", "teachpw", "/api/v1/report")
+        self.assertEqual(status, 200)
+        self.assertEqual([row["address"] for row in json.loads(student)["students"]],
+                         ["ann@lab.test"])
+        self.assertEqual(json.loads(student)["students"][0]["received"], 1)
+        self.assertEqual([row["address"] for row in json.loads(admin)["students"]],
+                         ["ann@lab.test", "demo@lab.test", "teacher@lab.test"])
+
+    @defer.inlineCallbacks
     def test_loginRequired(self):
         """Without a login the report redirects to the login form."""
         status, headers, _ = yield self.inThread(
