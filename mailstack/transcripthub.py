@@ -11,8 +11,10 @@ redact. A session belongs to nobody until a login succeeds in it
 (L{TranscriptHub.sessionsFromClient}) and shown to admins only, since many
 students may share one address (a lab's 127.0.0.1).
 
-Memory is bounded: each session keeps its last C{maxLines} lines, and the
-hub its last C{maxSessions} sessions (ended ones are forgotten first).
+Memory is bounded: each session keeps its last C{maxLines} lines, at most
+C{maxBytes} characters of text in all (a large message's DATA lines push its
+first lines out), and the hub its last C{maxSessions} sessions (ended ones
+are forgotten first).
 
 Every line gets a number from one counter for the whole hub (L{Line.seq}),
 so a follower that lost its connection can ask for what came after the last
@@ -109,7 +111,8 @@ class LiveSession:
         cap).
     """
 
-    def __init__(self, hub, id, protocol, client, clientHost, server, started, maxLines):
+    def __init__(self, hub, id, protocol, client, clientHost, server, started, maxLines,
+                 maxBytes):
         self.hub = hub
         self.id = id
         self.protocol = protocol
@@ -124,7 +127,10 @@ class LiveSession:
         self.ended = None
         self.endedAt = None
         self.dropped = 0
-        self.lines = collections.deque(maxlen=maxLines)
+        self.lines = collections.deque()
+        self.maxLines = maxLines
+        self.maxBytes = maxBytes
+        self._bytes = 0
 
     @property
     def user(self):
@@ -164,10 +170,13 @@ class LiveSession:
         """Keep a recorded line and tell the watchers that may see it."""
         if self.ended is not None:
             return
-        if len(self.lines) == self.lines.maxlen:
-            self.dropped += 1
         line = Line(self.hub.nextSeq(), self.hub.clock.seconds(), kind, text)
         self.lines.append(line)
+        self._bytes += len(text)
+        while len(self.lines) > 1 and (len(self.lines) > self.maxLines
+                                       or self._bytes > self.maxBytes):
+            self._bytes -= len(self.lines.popleft().text)
+            self.dropped += 1
         self.hub.lineRecorded(self, line)
 
     def loggedIn(self, address):
@@ -212,12 +221,14 @@ class TranscriptHub:
     @param clock: an L{IReactorTime} (the reactor) for the lines' times.
     @param maxSessions: sessions kept (the oldest ended ones go first).
     @param maxLines: lines kept per session (its first ones go first).
+    @param maxBytes: characters of text kept per session (likewise).
     """
 
-    def __init__(self, clock, maxSessions=500, maxLines=2000):
+    def __init__(self, clock, maxSessions=200, maxLines=2000, maxBytes=256 * 1024):
         self.clock = clock
         self.maxSessions = maxSessions
         self.maxLines = maxLines
+        self.maxBytes = maxBytes
         self._ids = itertools.count(1)
         self._seq = 0
         self._sessions = collections.OrderedDict()
@@ -241,7 +252,7 @@ class TranscriptHub:
         watches are told.
         """
         session = LiveSession(self, str(next(self._ids)), protocol, client, clientHost,
-                              server, self.clock.seconds(), self.maxLines)
+                              server, self.clock.seconds(), self.maxLines, self.maxBytes)
         self._sessions[session.id] = session
         self._forgetOld()
         for watch in list(self._watches):

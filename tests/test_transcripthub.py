@@ -147,6 +147,17 @@ class HubTests(unittest.TestCase):
         self.assertEqual([l.text for l in session.lines], ["2", "3", "4", "5"])
         self.assertEqual(session.dropped, 2)
 
+    def test_bytesBounded(self):
+        """A session keeps at most maxBytes characters of text, forgetting its first lines."""
+        hub = TranscriptHub(self.clock, maxLines=100, maxBytes=10)
+        session = hub.openSession("smtp", "192.0.2.1:1", "192.0.2.1", "127.0.0.1:25")
+        for text in ("aaaa", "bbbb", "cccc"):
+            session.record("C", text)
+        self.assertEqual([l.text for l in session.lines], ["bbbb", "cccc"])
+        session.record("C", "x" * 50)
+        self.assertEqual([l.text for l in session.lines], ["x" * 50])
+        self.assertEqual(session.dropped, 3)
+
     def test_sessionsBounded(self):
         """The hub keeps maxSessions sessions, forgetting ended ones first."""
         first, second, third = self.open(), self.open(), self.open()
