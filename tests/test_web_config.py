@@ -109,3 +109,17 @@ class WebConfigErrorTests(unittest.TestCase):
             listenerTOML("imap", "tcp:3143:interface=127.0.0.1")
             + '[web]\nendpoint = "tcp:3143:interface=127.0.0.1"\n',
             "web.endpoint", "already used by listener[0]")
+
+
+class ProductionConfigTests(unittest.TestCase):
+    def test_noConsoleUnlessConfigured(self):
+        """The production config has no console; its commented example loads, with TLS."""
+        text = (ROOT / "etc" / "mailstack-production.toml").read_text().replace(
+            "generate_self_signed = false", "generate_self_signed = true")
+        self.assertIsNone(loadConfig(writeConfig(self, text)).web)
+        example = "\n".join(line[4:] for line in text.splitlines()
+                            if line.startswith("#   "))
+        self.assertIn("[web]", example)
+        web = loadConfig(writeConfig(self, text + "\n" + example + "\n")).web
+        self.assertTrue(web.tls)
+        self.assertEqual(web.address, ("", 8443))

@@ -439,13 +439,20 @@ class StatusPageTests(ConsoleMixin, unittest.TestCase):
                                          allow_plaintext_auth=True,
                                          endpoint="tcp:3143:interface=127.0.0.1")
         port = types.SimpleNamespace(getHost=lambda: IPv4Address("TCP", "127.0.0.1", 3143))
-        self.context.listeners = [types.SimpleNamespace(listener=listener, port=port)]
+        imaps = types.SimpleNamespace(name="imaps", protocol="imap", tls="implicit",
+                                      allow_plaintext_auth=False,
+                                      endpoint="tcp:3993:interface=127.0.0.1")
+        self.context.listeners = [types.SimpleNamespace(listener=listener, port=port),
+                                  types.SimpleNamespace(listener=imaps, port=None)]
 
     def test_status(self):
         """Listeners with ports and TLS, sessions per protocol, uptime and backends."""
         self.login("alice")
         body = self.body(self.request("/status/"))
-        self.assertIn("<td>imap</td><td>imap</td><td>127.0.0.1:3143</td><td>starttls</td>", body)
+        self.assertIn("<td>imap</td><td>imap</td><td>127.0.0.1:3143</td><td>starttls</td>"
+                      "<td>allowed</td>", body)
+        self.assertIn("<td>imaps</td><td>imap</td><td>tcp:3993:interface=127.0.0.1</td>"
+                      "<td>implicit</td><td>(implicit TLS)</td>", body)
         self.assertIn("<tr><td>imap</td><td>1</td><td>2</td><td>0</td></tr>", body)
         self.assertIn("Up 3 h 2 min.", body)
         self.assertIn("<dd>maildir</dd>", body)
