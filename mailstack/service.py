@@ -300,7 +300,10 @@ def buildService(config, reactor=None, protocols=None):
     watcher.setServiceParent(top)
     # What each user did, for class reports; saved last when the server stops.
     top.activity = activity = ActivityRecorder(config.server.data_dir / "activity.json", reactor)
-    activity.load()
+    try:
+        activity.load()
+    except OSError as e:
+        raise StartupError("cannot read %s: %s" % (activity.path, e.strerror or e))
     activity.setServiceParent(top)
     # the lab's capture store: the SMTP policy keeps mail in it, the console shows it
     top.capture = captureStoreFor(config, store, reactor)

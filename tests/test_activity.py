@@ -161,3 +161,34 @@ class SavingTests(RecorderMixin, unittest.TestCase):
         recorder.loggedIn("ann@lab.test", "imap", True)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.successResultOf(recorder.stopService())
+
+
+class ServiceTests(unittest.TestCase):
+    def test_unreadableFileStopsStartUp(self):
+        """An activity file the server cannot read stops start-up with one line naming it."""
+        from twisted.internet import reactor
+
+        from mailstack import service
+        from mailstack.config import loadConfig
+        from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
+        path = writeConfig(self, BASE_CONFIG, listenerTOML("imap"))
+        activity = os.path.abspath(os.path.join(os.path.dirname(path), "var", "activity.json"))
+        os.makedirs(activity)  # a directory: reading it fails
+        e = self.assertRaises(service.StartupError, service.buildService,
+                              loadConfig(path), reactor)
+        self.assertEqual(str(e), "cannot read %s: Is a directory" % (activity,))
+
+    def test_countsKeptAcrossRestart(self):
+        """The server's recorder reads the counts its previous run saved."""
+        from twisted.internet import reactor
+
+        from mailstack import service
+        from mailstack.config import loadConfig
+        from tests.helpers import BASE_CONFIG, listenerTOML, writeConfig
+        path = writeConfig(self, BASE_CONFIG, listenerTOML("imap"))
+        first = service.buildService(loadConfig(path), reactor)
+        first.activity.loggedIn("ann@lab.test", "imap", True)
+        first.activity.runInThread = inline
+        self.successResultOf(first.activity.save())
+        second = service.buildService(loadConfig(path), reactor)
+        self.assertEqual(second.activity.user("ann@lab.test").total(LOGIN), 1)
