@@ -32,10 +32,12 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 class Browser:
     """A urllib opener with a cookie jar, pointed at the console."""
 
-    def __init__(self, base, follow=True):
+    def __init__(self, base, follow=True, tlsContext=None):
         self.base = base
         self.cookies = http.cookiejar.CookieJar()
         handlers = [urllib.request.HTTPCookieProcessor(self.cookies)]
+        if tlsContext is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=tlsContext))
         if not follow:
             handlers.append(NoRedirect())
         self.opener = urllib.request.build_opener(*handlers)
@@ -283,3 +285,37 @@ class ConsoleTests(E2EMixin, unittest.TestCase):
         self.assertIn('action="/login"', body)
         status, headers, body = yield self.inThread(browser.request, "/status/")
         self.assertIn('action="/login"', body)
+
+
+class TLSConsoleTests(E2EMixin, unittest.TestCase):
+    """
+    With [web] tls = true the console is HTTPS only, with the server's certificate.
+    """
+
+    listeners = '\n[web]\nendpoint = "tcp:0:interface=127.0.0.1"\ntls = true\n'
+
+    def test_https(self):
+        """The login works over HTTPS (certificate checked) and the cookie is Secure."""
+        port = self.server.getServiceNamed("web").port.getHost().port
+        browser = Browser("https://localhost:%d" % (port,), tlsContext=self.tlsContext())
+
+        def check(result):
+            status, headers, body = result
+            self.assertEqual(status, 200)
+            self.assertIn("Signed in as <strong>demo@lab.test</strong>", body)
+            cookie = [c for c in browser.cookies if c.name == "mailstack_session"]
+            self.assertTrue(cookie[0].secure)
+        return self.inThread(browser.login, "demo", "demo").addCallback(check)
+
+    def test_plainHTTPRefused(self):
+        """Plain HTTP to the TLS port gets no page."""
+        port = self.server.getServiceNamed("web").port.getHost().port
+        browser = Browser("http://127.0.0.1:%d" % (port,))
+
+        def call():
+            try:
+                return browser.request("/login")
+            except Exception as e:  # the TLS layer answers garbage or hangs up
+                return e
+        return self.inThread(call).addCallback(
+            lambda result: self.assertFalse(isinstance(result, tuple) and result[0] == 200))
