@@ -337,7 +337,7 @@ def buildService(config, reactor=None, protocols=None):
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
                              authPenalty=authPenalty, reactor=reactor, counter=counter,
-                             activity=activity,
+                             activity=activity, metrics=metrics,
                              listeners=[s for s in top if isinstance(s, ListenerService)],
                              capture=top.capture)
         top.web.transcripts = hub
