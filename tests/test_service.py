@@ -202,6 +202,43 @@ class BuildServiceTests(ServiceTestCase):
         e = self.assertRaises(service.StartupError, top.privilegedStartService)
         self.assertIn("listener mta (smtp): cannot listen on tcp:%d" % (port,), str(e))
 
+    def test_webPortInUse(self):
+        """A console port that cannot be bound stops the start with a one-line reason."""
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        self.addCleanup(blocker.close)
+        port = blocker.getsockname()[1]
+        path = writeConfig(self, BASE_CONFIG, listenerTOML("smtp", name="mta")
+                           + '[web]\nendpoint = "tcp:%d:interface=127.0.0.1"\n' % (port,))
+        top = service.buildService(loadConfig(path), reactor, protocols=FAKE)
+        e = self.assertRaises(service.StartupError, top.privilegedStartService)
+        self.assertIn("web console: cannot listen on tcp:%d" % (port,), str(e))
+        self.assertNotIn("\n", str(e))
+        for child in top:
+            if getattr(child, "port", None) is not None:
+                self.addCleanup(child.port.stopListening)
+
+    def test_webContext(self):
+        """With [web] the console shares the server's store, users, penalty and counter."""
+        path = writeConfig(self, BASE_CONFIG, listenerTOML("smtp", name="mta")
+                           + '[web]\nendpoint = "tcp:0:interface=127.0.0.1"\n')
+        top = service.buildService(loadConfig(path), reactor, protocols=FAKE)
+        web = top.web
+        self.assertIs(web.store, top.store)
+        self.assertIs(web.users, top.users)
+        self.assertIs(web.directory, top.directory)
+        self.assertIs(web.counter, top.counter)
+        self.assertEqual([s.listener.name for s in web.listeners], ["mta"])
+        self.assertEqual(top.getServiceNamed("web").web.endpoint, "tcp:0:interface=127.0.0.1")
+
+    def test_noWebNoConsole(self):
+        """Without [web] there is no console service."""
+        path = writeConfig(self, BASE_CONFIG, listenerTOML("smtp", name="mta"))
+        top = service.buildService(loadConfig(path), reactor, protocols=FAKE)
+        self.assertIsNone(top.web)
+        self.assertRaises(KeyError, top.getServiceNamed, "web")
+
     def test_unknownProtocolBuilder(self):
         """A protocol with no builder in this build is a start-up error."""
         path = writeConfig(self, BASE_CONFIG, listenerTOML("pop3"))

@@ -492,3 +492,69 @@ class PackageDataTests(unittest.TestCase):
                     unshipped.append(relative)
         self.assertEqual(unshipped, [])
         self.assertTrue(os.listdir(os.path.join(web, "samples")))
+
+
+class MountTests(unittest.TestCase):
+    """
+    buildRoot's table of optional parts: a part whose module is missing is
+    left out, the others are mounted where their placement says.
+    """
+
+    def setUp(self):
+        import sys
+        self.modules = sys.modules
+        self.reactor = FakeReactor()
+        config = loadConfig(writeConfig(self, BASE_CONFIG, WEB))
+        self.context = WebContext(config=config, store=MemoryStore(self.reactor),
+                                  directory=None, users=None, authPenalty=None,
+                                  reactor=self.reactor)
+
+    def fakeModule(self, name, **attributes):
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        self.modules[name] = module
+        self.addCleanup(self.modules.pop, name, None)
+        return module
+
+    def test_missingPartLeftOut(self):
+        """A part whose module does not exist is skipped; the console still builds."""
+        from mailstack.web import app
+        mounts = (("mailstack.web.no_such_part", "resources", app._atTop),)
+        self.assertEqual(app.optionalParts(mounts), [])
+        root = buildRoot(self.context, mounts)
+        self.assertIn(b"login", root.children)
+
+    def test_brokenPartRaises(self):
+        """A part whose module exists but cannot import a library it needs is not hidden."""
+        import os
+        import sys
+        from mailstack.web import app
+        directory = self.mktemp()
+        os.makedirs(directory)
+        with open(os.path.join(directory, "mailstack_test_broken.py"), "w") as f:
+            f.write("import mailstack_test_no_such_library\n")
+        sys.path.insert(0, directory)
+        self.addCleanup(sys.path.remove, directory)
+        self.addCleanup(self.modules.pop, "mailstack_test_broken", None)
+        mounts = (("mailstack_test_broken", "resources", app._atTop),)
+        e = self.assertRaises(ModuleNotFoundError, app.optionalParts, mounts)
+        self.assertEqual(e.name, "mailstack_test_no_such_library")
+
+    def test_placements(self):
+        """Each part lands at its paths, folders made on the way (themselves 404), and its
+        header links are added."""
+        from mailstack.web import app
+        top = resource.Resource()
+        deep = resource.Resource()
+        self.fakeModule("mailstack_test_top", resources=lambda context: {b"metrics": top})
+        self.fakeModule("mailstack_test_deep", CONSOLE_LINKS=[("Deep", "/a/", True)],
+                        resources=lambda context, auth: {(b"a", b"b", b"c.xml"): deep})
+        mounts = (("mailstack_test_top", "resources", app._atTop),
+                  ("mailstack_test_deep", "resources", app._called))
+        root = buildRoot(self.context, mounts)
+        self.assertIs(root.children[b"metrics"], top)
+        self.assertIs(root.children[b"a"].children[b"b"].children[b"c.xml"], deep)
+        request = DummyRequest([b"a"])
+        body = root.children[b"a"].render(request)
+        self.assertEqual(request.responseCode, 404)
+        self.assertIn(("Deep", "/a/", True), self.context.navigation)
