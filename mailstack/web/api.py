@@ -47,7 +47,7 @@ from mailstack.smtp.submissions import TLS_MODES
 from mailstack.storage.interfaces import (
     InvalidMailboxName, NoSuchMailbox, NoSuchMessage, StoreError, StoreUnavailable)
 from mailstack.web.auth import Principal
-from mailstack.web.tokens import TokenError, TokenStore
+from mailstack.web.tokens import TokenError, tokensFor
 
 log = Logger()
 
@@ -159,13 +159,9 @@ def apiResource(context, auth):
     @param context: the L{mailstack.web.context.WebContext}.
     @param auth: the console's L{mailstack.web.auth.ConsoleAuth} (cookie logins).
 
-    The tokens are the data directory's (L{TokenStore.inDataDirectory}), or
-    the context's C{tokens} if it has one (tests).
+    The tokens are L{tokensFor}'s: the data directory's.
     """
-    tokens = getattr(context, "tokens", None)
-    if tokens is None:
-        tokens = TokenStore.inDataDirectory(context.config.server.data_dir)
-    return APIResource(context, auth, tokens)
+    return APIResource(context, auth, tokensFor(context))
 
 
 def isoTime(seconds):

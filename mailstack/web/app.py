@@ -14,7 +14,8 @@ not there is left out, so each part lands on its own:
   - the mail viewer and live transcripts:
     C{mailstack.web.viewer.viewerResources(context, auth)} -> C{{path tuple: r}}.
   - the class report: C{mailstack.web.reportpages.reportResources(context, auth)}
-    -> C{/reports} and C{/reports.csv}.
+    -> C{/reports} and C{/reports.csv};
+  - API tokens: C{mailstack.web.tokenpages.tokenResources(context, auth)} -> C{/tokens}.
 
 A part's module may also define C{CONSOLE_LINKS = [(label, href, adminOnly)]}
 for the header of every console page.
@@ -53,6 +54,7 @@ MOUNTS = (
     ("mailstack.web.autoconfig", "autoconfigResources", _calledWithContext),
     ("mailstack.web.viewer", "viewerResources", _called),
     ("mailstack.web.reportpages", "reportResources", _called),
+    ("mailstack.web.tokenpages", "tokenResources", _called),
 )
 
 # The console's own pages: path segment -> (page class, header label or None,

@@ -268,3 +268,15 @@ def _parse(data, path):
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise TokenError("%s: not a token file: %s" % (path, e))
     return tokens
+
+
+def tokensFor(context):
+    """
+    The L{TokenStore} of a L{mailstack.web.context.WebContext}: its data
+    directory's, made once and kept as the context's C{tokens} (which a test
+    may set first), so the API and the console's page share one.
+    """
+    tokens = getattr(context, "tokens", None)
+    if tokens is None:
+        tokens = context.tokens = TokenStore.inDataDirectory(context.config.server.data_dir)
+    return tokens
