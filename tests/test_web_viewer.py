@@ -379,6 +379,13 @@ class TranscriptPageTests(ViewerMixin, unittest.TestCase):
         again = self.stream(session=session.id, lastEventId=session.endSeq)
         self.assertEqual(again.responseCode, 204)
 
+    def test_off(self):
+        """Without a hub ([lab] transcripts off) the page says so and there is no stream."""
+        self.context.transcripts = None
+        self.assertIn(b"Live transcripts are off", self.request("/transcripts/").body)
+        self.assertEqual(self.stream().responseCode, 404)
+        self.assertEqual(self.request("/transcripts/session", id="1").responseCode, 404)
+
     def test_headRefused(self):
         """A HEAD request opens no stream (nothing would ever end it)."""
         request = DummyRequest([b"transcripts", b"events"])
