@@ -16,9 +16,10 @@ from twisted.trial import unittest
 
 from mailstack.web.tokens import TokenStore
 from tests.e2e.test_web import WEB, Browser
-from tests.helpers import E2EMixin, listenerTOML, sleep
+from tests.helpers import BASE_CONFIG, E2EMixin, listenerTOML, startMailServer
 
-PASSWORDS = {"alice@lab.test": "alice-secret-1", "bob@lab.test": "bob-secret-2"}
+PASSWORDS = {"alice@lab.test": "alice-secret-1", "bob@lab.test": "bob-secret-2",
+             "teacher@lab.test": "teacher-secret-3"}
 
 
 class APIClient:
@@ -60,9 +61,14 @@ class APITestCase(E2EMixin):
                                 allow_plaintext_auth=True)
                  + listenerTOML("smtp", tls="none", name="mta"))
 
+    lab = ""  # added to the [lab] table
+
     @defer.inlineCallbacks
     def setUp(self):
-        E2EMixin.setUp(self)
+        text = BASE_CONFIG.replace("[lab]\n", "[lab]\n" + self.lab)
+        self.mailServer = startMailServer(self, self.listeners, text)
+        self.server, self.directory = self.mailServer.service, self.mailServer.directory
+        self.cafile = self.mailServer.certificate
         for address, password in PASSWORDS.items():
             yield self.mailServer.addUser(address, password, "BLF-CRYPT")
         self.tokens = TokenStore.inDataDirectory(self.server.config.server.data_dir)
@@ -273,3 +279,70 @@ class GradingTests(APITestCase, unittest.TestCase):
         from mailstack.smtp.submissions import SubmissionLog
         again = SubmissionLog.open(None, log.path)
         self.assertEqual([s.subject for s in again.find()], ["before restart"])
+
+
+class AdminTests(APITestCase, unittest.TestCase):
+    """An admin's token sees every student."""
+
+    @defer.inlineCallbacks
+    def test_adminSeesAll(self):
+        """The teacher (admin) reads any student's mail, submissions and sessions, and adds a student who can then send."""
+        yield self.inThread(self.server.users.setAdmin, "teacher@lab.test", True)
+        yield self.inThread(self.submit, "alice@lab.test", "bob@lab.test", "Lab 1")
+        yield self.mailServer.waitForMessages("bob@lab.test", 1)
+        teacher = self.client("teacher@lab.test")
+        status, _, me = yield self.call(teacher, "GET", "/api/v1/me")
+        self.assertEqual(me, {"address": "teacher@lab.test", "admin": True})
+        status, _, accounts = yield self.call(teacher, "GET", "/api/v1/accounts")
+        self.assertTrue({"alice@lab.test", "bob@lab.test"}.issubset(
+            {a["address"] for a in accounts["accounts"]}))
+        status, _, listed = yield self.call(
+            teacher, "GET", "/api/v1/accounts/bob@lab.test/mailboxes/INBOX/messages")
+        self.assertEqual([m["subject"] for m in listed["messages"]], ["Lab 1"])
+        status, _, found = yield self.call(teacher, "GET", "/api/v1/submissions?tls=starttls")
+        self.assertEqual([s["sender"] for s in found["submissions"]], ["alice@lab.test"])
+        status, _, sessions = yield self.call(teacher, "GET", "/api/v1/sessions")
+        self.assertIn(["alice@lab.test"], [s["users"] for s in sessions["sessions"]])
+        PASSWORDS["carol@lab.test"] = "carol-secret-4"
+        self.addCleanup(PASSWORDS.pop, "carol@lab.test")
+        status, _, added = yield self.call(teacher, "POST", "/api/v1/accounts", {
+            "address": "carol@lab.test", "password": "carol-secret-4"})
+        self.assertEqual((status, added), (201, {"address": "carol@lab.test", "admin": False}))
+        yield self.inThread(self.submit, "carol@lab.test", "alice@lab.test", "hello")
+        status, _, carol = yield self.call(
+            teacher, "GET", "/api/v1/accounts/carol@lab.test/submissions")
+        self.assertEqual(carol["count"], 1)
+        self.assertNoSecrets()
+
+
+class CaptureAndReportTests(APITestCase, unittest.TestCase):
+    """Captured mail and the class report through the API, each student's own."""
+
+    lab = "capture = true\n"
+
+    @defer.inlineCallbacks
+    def test_capturedOwnOnly(self):
+        """alice finds the mail she sent outside in the capture store; bob gets 404 for it, as for no message."""
+        yield self.inThread(self.submit, "alice@lab.test", "friend@example.com", "Lab 4")
+        alice, bob = self.client("alice@lab.test"), self.client("bob@lab.test")
+        status, _, listed = yield self.call(alice, "GET",
+                                            "/api/v1/accounts/alice@lab.test/captured")
+        [captured] = listed["captured"]
+        self.assertEqual((captured["subject"], captured["recipients"], captured["authenticated"]),
+                         ("Lab 4", ["friend@example.com"], "alice@lab.test"))
+        status, _, message = yield self.call(alice, "GET", "/api/v1/captured/" + captured["id"])
+        self.assertEqual((status, message["parts"][0]["text"]), (200, "exercise 3\r\n"))
+        status, _, refused = yield self.call(bob, "GET", "/api/v1/captured/" + captured["id"])
+        status2, _, missing = yield self.call(bob, "GET", "/api/v1/captured/nothing.1")
+        self.assertEqual((status, status2), (404, 404))
+        status, _, _ = yield self.call(bob, "GET", "/api/v1/captured")
+        self.assertEqual(status, 403)
+
+    @defer.inlineCallbacks
+    def test_report(self):
+        """The class report: a student gets her own row (her message sent over TLS counted)."""
+        yield self.inThread(self.submit, "alice@lab.test", "bob@lab.test", "Lab 5")
+        status, _, report = yield self.call(self.client("alice@lab.test"), "GET", "/api/v1/report")
+        [row] = report["students"]
+        self.assertEqual((status, row["address"], row["sent"], row["sent_tls"]),
+                         (200, "alice@lab.test", 1, 1))
