@@ -1355,6 +1355,33 @@ class MessageSenderTests(unittest.TestCase):
         self.assertTrue(source.closed)
         self.assertTrue(self.successResultOf(d))
 
+    def test_smallMessageOneWrite(self):
+        """A message smaller than a chunk leaves in one write with its terminator
+        (one send per RETR), and the sender is done."""
+        message = b"Subject: hi\r\n\r\n.dot\r\nbody\r\n"
+        transport = StringTransport()
+        writes = []
+        real = transport.write
+        transport.write = lambda data: (writes.append(data), real(data))
+        d = MessageSender(RecordingFile(message), transport, chunkSize=100).start()
+        transport.producer.resumeProducing()
+        self.assertEqual(writes, [b"Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n"])
+        self.assertTrue(self.successResultOf(d))
+        self.assertIsNone(transport.producer)
+
+    def test_shortReadNotTheEnd(self):
+        """A short read that is not the end (a pipe, a CRLF converter) loses nothing:
+        what was read ahead goes out next."""
+        class Trickle(RecordingFile):
+            def read(self, n=-1):
+                return RecordingFile.read(self, min(n, 7))
+        message = b"0123456789" * 5 + b"\r\n"
+        transport = StringTransport()
+        d = MessageSender(Trickle(message), transport, chunkSize=100).start()
+        pump(transport)
+        self.assertEqual(transport.value(), message + b".\r\n")
+        self.assertTrue(self.successResultOf(d))
+
     def test_stopped(self):
         """A lost connection stops the sender and closes the file."""
         source = RecordingFile(b"abc\r\n" * 100)

@@ -63,6 +63,23 @@ class TopReader:
         self.source.close()
 
 
+class _Prepended:
+    """A source with C{head} read ahead of it (L{MessageSender._atEnd})."""
+
+    def __init__(self, head, source):
+        self.head = head
+        self.source = source
+
+    def read(self, n):
+        if self.head:
+            piece, self.head = self.head[:n], self.head[n:]
+            return piece
+        return self.source.read(n)
+
+    def close(self):
+        self.source.close()
+
+
 @implementer(IPullProducer)
 class MessageSender:
     """
@@ -109,18 +126,34 @@ class MessageSender:
             return
         try:
             chunk = self.source.read(self.chunkSize)
+            # A short read is most likely the end: look, so that a message
+            # smaller than a chunk leaves in one write with its terminator
+            # (one send instead of two, the common case of RETR).
+            last = 0 < len(chunk) < self.chunkSize and self._atEnd()
         except Exception:
             self._finish(Failure())
             return
         if chunk:
             data = self.stuffer.feed(chunk)
+            if last:
+                data += self.stuffer.end()
             self.sent += len(data)
             self.consumer.write(data)
             if self.progress is not None:
                 self.progress()
+            if last:
+                self._finish(True)
             return
         self.consumer.write(self.stuffer.end())
         self._finish(True)
+
+    def _atEnd(self):
+        """Whether the source has nothing more (read ahead, kept for the next chunk)."""
+        more = self.source.read(self.chunkSize)
+        if not more:
+            return True
+        self.source = _Prepended(more, self.source)
+        return False
 
     def pauseProducing(self):
         pass  # a pull producer is not asked to pause; here for IProducer
