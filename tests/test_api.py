@@ -309,3 +309,25 @@ class RightsTests(APIMixin, unittest.TestCase):
         status, _, body = self.request("/api/v1/status", token=self.token("alice@lab.test"))
         self.assertEqual((body["hostname"], body["capture"], body["transcripts"]),
                          ("mail.lab.test", False, False))
+
+
+class SessionShapingTests(unittest.TestCase):
+    """What the API makes of a transcript's lines."""
+
+    def lines(self, *pairs):
+        from mailstack.transcripthub import Line
+        return [Line(n, 0.0, kind, text) for n, (kind, text) in enumerate(pairs)]
+
+    def test_commandsWithoutMessage(self):
+        """The client's commands, without the message lines DATA sent."""
+        lines = self.lines(("S", "220 hi"), ("C", "EHLO x"), ("S", "250 ok"), ("C", "DATA"),
+                           ("S", "354 go"), ("C", "Subject: s"), ("C", ""), ("C", "QUIT"),
+                           ("C", "."), ("S", "250 queued as AB"), ("C", "QUIT"))
+        self.assertEqual(api.sessionCommands(lines), ["EHLO x", "DATA", "QUIT"])
+
+    def test_tls(self):
+        """TLS as the transcript's notes tell it: STARTTLS, implicit, or none."""
+        self.assertEqual(api.sessionTLS(self.lines(("#", "TLS started"), ("#", "TLS: TLSv1.3"))),
+                         "starttls")
+        self.assertEqual(api.sessionTLS(self.lines(("#", "TLS (implicit)"))), "implicit")
+        self.assertEqual(api.sessionTLS(self.lines(("C", "TLS started"))), "none")

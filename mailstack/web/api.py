@@ -687,7 +687,7 @@ class APIResource(resource.Resource):
             "server": session.server, "started": isoTime(session.started),
             "ended": isoTime(session.endedAt), "endReason": session.ended,
             "users": list(session.users), "tls": sessionTLS(kept),
-            "commands": [l.text for l in kept if l.kind == "C"],
+            "commands": sessionCommands(kept),
             "sent": sent}
         if lines:
             result["transcript"] = [
@@ -808,6 +808,24 @@ def sessionTLS(lines):
     if any(n.startswith("TLS (implicit)") for n in notes):
         return "implicit"
     return "none"
+
+
+def sessionCommands(lines):
+    """
+    The client's command lines of a transcript: what it typed, without the
+    message it sent after SMTP's C{354} (up to the lone C{.}), which the
+    transcript keeps as client lines too.
+    """
+    commands, inMessage = [], False
+    for line in lines:
+        if line.kind == "S" and line.text.startswith("354"):
+            inMessage = True
+        elif line.kind == "C":
+            if inMessage:
+                inMessage = line.text != "."
+            else:
+                commands.append(line.text)
+    return commands
 
 
 def _openAll(box, infos):
