@@ -19,7 +19,7 @@ from mailstack import instruments
 from mailstack.metrics import PrometheusMetrics, exposition
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.smtp.delivery import SMTPPolicy
-from mailstack.smtp.server import Envelope, SMTPServer, SMTPSettings
+from mailstack.smtp.server import Envelope
 from tests.fakes import FakeUsers
 from tests.test_imap_server import IMAPTestMixin
 from tests.test_pop3_server import POP3TestMixin
