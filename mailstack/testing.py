@@ -378,10 +378,11 @@ class ReactorMailServer:
 
     def addUser(self, address, password, scheme="PLAIN"):
         """
-        Create a user (the work runs in a thread: C{BLF-CRYPT} hashes).
+        Create a user (the work runs in a thread: hashing takes time).
 
-        @param scheme: C{"PLAIN"} (fast, and what CRAM-MD5 and APOP need) or
-            C{"BLF-CRYPT"}.
+        @param scheme: C{"PLAIN"} (fast, and what CRAM-MD5 and APOP need),
+            C{"BLF-CRYPT"}, or another of L{mailstack.auth.passwords.SCHEMES}
+            (C{"SHA512-CRYPT"}, C{"SHA256-CRYPT"}, C{"ARGON2ID"}).
         @return: a Deferred firing with L{None} once the user can log in.
         """
         backend = self._userBackend(self._running())
