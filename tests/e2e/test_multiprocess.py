@@ -14,6 +14,7 @@ import signal
 import smtplib
 import socket
 import sys
+import threading
 import textwrap
 import time
 
@@ -41,6 +42,11 @@ bcrypt_rounds = 4
 
 [lab]
 demo_account = true
+
+[pop3]
+# A login for a busy maildrop waits this long (the default is 5 s), here
+# short enough that the refusal below comes quickly.
+lock_wait = 2
 """
 
 LISTENERS = (
@@ -224,6 +230,32 @@ class TwoProcessesTests(unittest.TestCase):
                 later = self.pop3(other)
                 self.assertEqual(later.stat()[0], 1)
                 later.quit()
+
+        return threads.deferToThread(steps)
+
+    def test_pop3WaitsAcrossProcesses(self):
+        """A POP3 login in one process waits while the other process's session holds
+        the maildrop and proceeds as soon as it quits (well within the wait)."""
+
+        def steps():
+            self.deliver(self.a, [message("pop")])
+            holder = self.pop3(self.a)
+            waited = {}
+
+            def login():
+                started = time.monotonic()
+                session = self.pop3(self.b)
+                waited["seconds"] = time.monotonic() - started
+                waited["count"] = session.stat()[0]
+                session.quit()
+            thread = threading.Thread(target=login)
+            thread.start()
+            time.sleep(0.5)
+            self.assertTrue(thread.is_alive())  # still waiting, not refused
+            holder.quit()
+            thread.join(WAIT)
+            self.assertEqual(waited.get("count"), 1)
+            self.assertGreater(waited["seconds"], 0.4)
 
         return threads.deferToThread(steps)
 
