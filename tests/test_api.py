@@ -134,7 +134,8 @@ class APIMixin:
         self.assertEqual(result, server.NOT_DONE_YET)
         self.assertTrue(request.finished, "the answer did not finish")
         data = b"".join(request.written)
-        contentType = request.responseHeaders.getRawHeaders(b"content-type", [b""])[0]
+        # DummyRequest.setHeader adds a value where a real request replaces it.
+        contentType = request.responseHeaders.getRawHeaders(b"content-type", [b""])[-1]
         parsed = json.loads(data) if contentType.startswith(b"application/json") and data else data
         return request.responseCode or 200, request.responseHeaders, parsed
 
@@ -331,3 +332,43 @@ class SessionShapingTests(unittest.TestCase):
                          "starttls")
         self.assertEqual(api.sessionTLS(self.lines(("#", "TLS (implicit)"))), "implicit")
         self.assertEqual(api.sessionTLS(self.lines(("C", "TLS started"))), "none")
+
+
+class MailTests(APIMixin, unittest.TestCase):
+    """A student's mailboxes and messages."""
+
+    def setUp(self):
+        APIMixin.setUp(self)
+        for n in (1, 2, 3):
+            self.successResultOf(self.context.store.deliver(
+                ["alice@lab.test"], b"Subject: message %d\r\n\r\nbody %d\r\n" % (n, n)))
+        self.alice = self.token("alice@lab.test")
+
+    def test_paging(self):
+        """Messages come newest first, limit and offset page through them."""
+        status, _, page = self.request(
+            "/api/v1/accounts/alice@lab.test/mailboxes/INBOX/messages?limit=1&offset=1",
+            token=self.alice)
+        self.assertEqual((status, page["total"], [m["subject"] for m in page["messages"]]),
+                         (200, 3, ["message 2"]))
+
+    def test_messageAndRaw(self):
+        """One message as JSON (its text part) and as its source; nothing marked \\Seen."""
+        path = "/api/v1/accounts/alice@lab.test/mailboxes/INBOX/messages/1"
+        status, _, message = self.request(path, token=self.alice)
+        self.assertEqual((message["subject"], message["parts"][0]["text"]),
+                         ("message 1", "body 1\r\n"))
+        status, headers, raw = self.request(path + "/raw", token=self.alice)
+        self.assertEqual((status, raw), (200, b"Subject: message 1\r\n\r\nbody 1\r\n"))
+        status, _, boxes = self.request("/api/v1/accounts/alice@lab.test/mailboxes",
+                                        token=self.alice)
+        self.assertEqual([(b["name"], b["messages"], b["unseen"]) for b in boxes["mailboxes"]],
+                         [("INBOX", 3, 3)])
+
+    def test_missing(self):
+        """An unknown mailbox or UID is 404; a UID that is no number 400."""
+        base = "/api/v1/accounts/alice@lab.test/mailboxes/"
+        for path, code in (("Nope/messages", 404), ("INBOX/messages/9", 404),
+                           ("INBOX/messages/x", 400), ("INBOX/messages/9/raw", 404)):
+            status, _, _ = self.request(base + path, token=self.alice)
+            self.assertEqual(status, code, path)

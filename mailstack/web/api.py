@@ -31,6 +31,7 @@ store or the user directory cannot be reached.
 """
 
 import dataclasses
+import datetime
 import hmac
 import json
 import re
@@ -45,7 +46,8 @@ from mailstack.auth.passwords import SCHEMES, NoSuchUser, UserError, UserExists
 from mailstack.sessions import clientIP
 from mailstack.smtp.submissions import TLS_MODES
 from mailstack.storage.interfaces import (
-    InvalidMailboxName, NoSuchMailbox, NoSuchMessage, StoreError, StoreUnavailable)
+    InvalidMailboxName, NoSuchMailbox, NoSuchMessage, StoreUnavailable)
+from mailstack.web import mailread, messages, reports
 from mailstack.web.auth import Principal
 from mailstack.web.tokens import TokenError, tokensFor
 
@@ -53,7 +55,6 @@ log = Logger()
 
 VERSION = "v1"
 MAX_BODY = 64 * 1024
-MAX_HEAD = 64 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CSRF_HEADER = b"x-csrf-token"
@@ -168,7 +169,6 @@ def isoTime(seconds):
     """POSIX seconds as ISO 8601 UTC (C{2026-12-06T09:15:02.113Z}), or L{None}."""
     if seconds is None:
         return None
-    import datetime
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -533,90 +533,56 @@ class APIResource(resource.Resource):
 
     def mailboxes(self, request, principal, body=None, address=None):
         address = self._owned(principal, address)
-        account = self.context.store.account(address)
-        special = account.specialUse()
-        names = account.listMailboxes()
-
-        @defer.inlineCallbacks
-        def describe():
-            result = []
-            for name in names:
-                try:
-                    box = yield account.openMailbox(name)
-                    yield box.sync(claimRecent=False)
-                except (NoSuchMailbox, InvalidMailboxName):
-                    continue
-                infos = box.messages()
-                result.append({"name": name, "messages": len(infos),
-                               "unseen": sum(1 for i in infos if "\\Seen" not in i.flags),
-                               "size": sum(i.size for i in infos),
-                               "uidValidity": box.uidValidity, "uidNext": box.uidNext,
-                               "specialUse": list(special.get(name, ()))})
-            return {"address": address, "mailboxes": result}
-        return describe()
+        d = mailread.folders(self.context.store, address)
+        d.addCallback(lambda found: {"address": address, "mailboxes": [
+            {"name": f.name, "messages": f.messages, "unseen": f.unseen, "size": f.size,
+             "specialUse": list(f.specialUse)} for f in found]})
+        return d
 
     def _mailbox(self, principal, address, mailbox):
-        address = self._owned(principal, address)
-        account = self.context.store.account(address)
-        d = account.openMailbox(mailbox)
+        d = mailread.openFolder(self.context.store, self._owned(principal, address), mailbox)
 
         def missing(failure):
             failure.trap(NoSuchMailbox, InvalidMailboxName)
             raise APIError(404, "no mailbox %r" % (mailbox,))
-        d.addErrback(missing)
-        d.addCallback(lambda box: box.sync(claimRecent=False).addCallback(lambda _: box))
-        return d
+        return d.addErrback(missing)
 
     def messages(self, request, principal, body=None, address=None, mailbox=None):
         limit = intQuery(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        before = intQuery(request, "before", None, 1, 2 ** 32)
+        offset = intQuery(request, "offset", 0, 0, 2 ** 32)
         d = self._mailbox(principal, address, mailbox)
+        d.addCallback(mailread.messageRows, self.context.runInThread, offset, limit)
+        d.addCallback(lambda result: {"mailbox": mailbox, "total": result[1], "offset": offset,
+                                      "messages": [_row(row) for row in result[0]]})
+        return d
 
-        def listed(box):
-            infos = [i for i in box.messages() if before is None or i.uid < before]
-            infos = list(reversed(infos))[:limit]
-            files = _openAll(box, infos)
-            d = self.context.runInThread(_readHeads, files)
-            d.addCallback(lambda heads: {
-                "mailbox": mailbox, "total": len(box.messages()),
-                "messages": [dict(_info(info), **_summary(head)) for info, head in heads]})
-            return d
-        return d.addCallback(listed)
-
-    def _openOne(self, principal, address, mailbox, uid):
+    def _read(self, principal, address, mailbox, uid):
+        """A Deferred firing with C{(info, source)} of one message."""
         try:
             number = int(uid)
         except ValueError:
             raise APIError(400, "a message's UID is a number")
         d = self._mailbox(principal, address, mailbox)
+        d.addCallback(mailread.readMessage, number, self.context.runInThread)
 
-        def opened(box):
-            try:
-                info = box.messageInfo(number)
-                source = box.openMessage(number)
-            except NoSuchMessage:
+        def failed(failure):
+            if failure.check(NoSuchMessage):
                 raise APIError(404, "no message %d in %r" % (number, mailbox))
-            return info, source
-        return d.addCallback(opened)
+            if failure.check(mailread.MessageTooLarge):
+                raise APIError(422, "the message is over %d octets: too large to read here" % (
+                    mailread.MESSAGE_LIMIT,))
+            return failure
+        return d.addErrback(failed)
 
     def message(self, request, principal, body=None, address=None, mailbox=None, uid=None):
-        d = self._openOne(principal, address, mailbox, uid)
-
-        def read(opened):
-            info, source = opened
-            return self.context.runInThread(_readAll, source).addCallback(
-                lambda data: dict(_info(info), **_messageJSON(data)))
-        return d.addCallback(read)
+        d = self._read(principal, address, mailbox, uid)
+        return d.addCallback(lambda read: dict(_info(read[0]), **_messageJSON(read[1])))
 
     def rawMessage(self, request, principal, body=None, address=None, mailbox=None, uid=None):
-        d = self._openOne(principal, address, mailbox, uid)
-
-        def read(opened):
-            info, source = opened
-            return self.context.runInThread(_readAll, source).addCallback(
-                lambda data: Answer(data=data, contentType=b"message/rfc822", headers={
-                    b"content-disposition": b'attachment; filename="%d.eml"' % (info.uid,)}))
-        return d.addCallback(read)
+        d = self._read(principal, address, mailbox, uid)
+        return d.addCallback(lambda read: Answer(
+            data=read[1], contentType=b"message/rfc822",
+            headers={b"content-disposition": b'attachment; filename="%d.eml"' % (read[0].uid,)}))
 
     # -- submissions: what users' clients sent -------------------------------------------------
 
@@ -737,12 +703,8 @@ class APIResource(resource.Resource):
     # -- class report ------------------------------------------------------------------------
 
     def report(self, request, principal, body=None):
-        try:
-            from mailstack.web import reports
-        except ImportError:
-            reports = None
-        activity = getattr(self.context, "activity", None)
-        if reports is None or activity is None:
+        activity = self.context.activity
+        if activity is None:
             raise APIError(503, "this server keeps no class report")
         if principal.admin:
             d = reports.contextReport(self.context)
@@ -828,42 +790,17 @@ def sessionCommands(lines):
     return commands
 
 
-def _openAll(box, infos):
-    """C{[(info, file)]} of the messages still there (opened in the reactor thread)."""
-    files = []
-    for info in infos:
-        try:
-            files.append((info, box.openMessage(info.uid)))
-        except NoSuchMessage:
-            pass
-    return files
-
-
-def _readHeads(files):
-    """In a thread: C{[(info, header bytes)]}, every file closed."""
-    result = []
-    try:
-        for info, f in files:
-            result.append((info, _head(f.read(MAX_HEAD))))
-    finally:
-        for _, f in files:
-            f.close()
-    return result
-
-
-def _head(data):
-    end = data.find(b"\r\n\r\n")
-    return data if end < 0 else data[:end + 2]
-
-
-def _readAll(source):
-    with source:
-        return source.read()
+def _row(row):
+    """A L{mailstack.web.mailread.MessageRow} for JSON."""
+    return {"uid": row.uid, "flags": list(row.flags), "size": row.size,
+            "internalDate": isoTime(row.internalDate), **_summaryJSON(row.summary)}
 
 
 def _summary(head):
-    from mailstack.web import messages
-    summary = messages.summarize(messages.parseHeaders(head))
+    return _summaryJSON(messages.summarize(messages.parseHeaders(head)))
+
+
+def _summaryJSON(summary):
     return {"from": summary.sender, "to": summary.to, "cc": summary.cc,
             "subject": summary.subject, "date": summary.dateText,
             "messageId": summary.messageID}
@@ -871,7 +808,6 @@ def _summary(head):
 
 def _messageJSON(data):
     """A message's headers, parts (text parts' text included) and size, for JSON."""
-    from mailstack.web import messages
     parsed = messages.parseMessage(data)
     parts = []
     for part in messages.parts(parsed):
