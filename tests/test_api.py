@@ -281,6 +281,16 @@ class RightsTests(APIMixin, unittest.TestCase):
         self.assertEqual([s["queueID"] for s in body["submissions"]], ["B2", "A1"])
         status, _, _ = self.request("/api/v1/accounts/bob@lab.test/submissions", token=alice)
         self.assertEqual(status, 403)
+        self.submissions.record(Submission(**dict(record, queueID="D4", authenticated=None)))
+        status, _, body = self.request(
+            "/api/v1/accounts/alice@lab.test/submissions?authenticated=true", token=alice)
+        self.assertEqual([s["queueID"] for s in body["submissions"]], ["B2", "A1"])
+        status, _, body = self.request(
+            "/api/v1/accounts/alice@lab.test/submissions?authenticated=false", token=alice)
+        self.assertEqual([s["queueID"] for s in body["submissions"]], ["D4"])
+        status, _, _ = self.request(
+            "/api/v1/accounts/alice@lab.test/submissions?authenticated=yes", token=alice)
+        self.assertEqual(status, 400)
         status, _, body = self.request("/api/v1/submissions?sender=bob@lab.test",
                                        token=self.token("root@lab.test"))
         self.assertEqual([s["queueID"] for s in body["submissions"]], ["C3"])

@@ -58,6 +58,19 @@ class SubmissionLogTests(unittest.TestCase):
         self.assertEqual(log.find(since=150), [b])
         self.assertEqual(log.find(sender="alice@lab.test", tls=TLS_NONE), [])
 
+    def test_authenticated(self):
+        """authenticated=True keeps messages whose client logged in (as the sender, if named); False the others."""
+        log = SubmissionLog(self.reactor)
+        own = submission()
+        forged = submission(queueID="F", authenticated=None)
+        other = submission(queueID="O", authenticated="mallory@lab.test")
+        for record in (own, forged, other):
+            log.record(record)
+        self.assertEqual(log.find(sender="alice@lab.test"), [own, forged, other])
+        self.assertEqual(log.find(sender="alice@lab.test", authenticated=True), [own])
+        self.assertEqual(log.find(sender="alice@lab.test", authenticated=False), [forged])
+        self.assertEqual(log.find(authenticated=True), [own, other])
+
     def test_bounded(self):
         """Only the newest maxEntries records are kept."""
         log = SubmissionLog(self.reactor, maxEntries=2)

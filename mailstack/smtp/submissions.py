@@ -230,11 +230,16 @@ class SubmissionLog:
         self._writing.addBoth(lambda result: (d.callback(None), result)[1])
         return d
 
-    def find(self, sender=None, to=None, subject=None, tls=None, since=None):
+    def find(self, sender=None, to=None, subject=None, tls=None, since=None,
+             authenticated=None):
         """
         The records matching every criterion given, oldest first.
 
         @param sender: an address that sent it (L{Submission.involves}).
+        @param authenticated: C{True}: only messages whose client logged in
+            (as C{sender}, if given): an envelope sender alone proves
+            nothing, anyone reaching port 25 may write any. C{False}: only
+            those sent without a login.
         @param to: an address among its recipients (case-insensitive).
         @param subject: text its Subject contains (case-insensitive).
         @param tls: one of L{TLS_MODES}.
@@ -253,6 +258,11 @@ class SubmissionLog:
             if tls is not None and record.tls != tls:
                 continue
             if since is not None and record.time < since:
+                continue
+            if authenticated is not None and authenticated != (record.authenticated is not None):
+                continue
+            if (authenticated and sender is not None
+                    and record.authenticated.lower() != sender.lower()):
                 continue
             found.append(record)
         return found

@@ -596,9 +596,13 @@ class APIResource(resource.Resource):
         tls = query(request, "tls")
         if tls is not None and tls not in TLS_MODES:
             raise APIError(400, "tls must be one of %s" % (", ".join(TLS_MODES),))
+        authenticated = query(request, "authenticated")
+        if authenticated not in (None, "true", "false"):
+            raise APIError(400, "authenticated must be true or false")
         found = self._submissionLog().find(
             sender=sender, to=query(request, "to"), subject=query(request, "subject"),
-            tls=tls, since=floatQuery(request, "since"))
+            tls=tls, since=floatQuery(request, "since"),
+            authenticated=None if authenticated is None else authenticated == "true")
         limit = intQuery(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         found = list(reversed(found))[:limit]
         return {"submissions": [_submission(s) for s in found], "count": len(found)}

@@ -255,7 +255,7 @@ class GradingTests(APITestCase, unittest.TestCase):
         grader = self.client("alice@lab.test")
         status, _, found = yield self.call(
             grader, "GET", "/api/v1/accounts/alice@lab.test/submissions"
-                           "?to=bob@lab.test&subject=lab%203&tls=starttls")
+                           "?to=bob@lab.test&subject=lab%203&tls=starttls&authenticated=true")
         self.assertEqual((status, found["count"]), (200, 1))
         [sent] = found["submissions"]
         self.assertEqual(
@@ -269,6 +269,20 @@ class GradingTests(APITestCase, unittest.TestCase):
         self.assertEqual([s["subject"] for s in plain["submissions"]], ["Lab 3: plain"])
         yield self.mailServer.waitForMessages("bob@lab.test", 2)
         self.assertNoSecrets()
+
+    @defer.inlineCallbacks
+    def test_forgedSenderNotAuthenticated(self):
+        """A message another client sent on port 25 as alice, without a login, is not hers with authenticated=true."""
+        def forge():
+            with smtplib.SMTP("127.0.0.1", self.port("mta"), timeout=30) as c:
+                c.sendmail("alice@lab.test", ["bob@lab.test"], b"Subject: Lab 3\r\n\r\nfake\r\n")
+        yield self.inThread(forge)
+        grader = self.client("alice@lab.test")
+        path = "/api/v1/accounts/alice@lab.test/submissions?to=bob@lab.test&subject=Lab%203"
+        status, _, claimed = yield self.call(grader, "GET", path)
+        self.assertEqual([s["authenticated"] for s in claimed["submissions"]], [None])
+        status, _, proven = yield self.call(grader, "GET", path + "&authenticated=true")
+        self.assertEqual(proven["count"], 0)
 
     @defer.inlineCallbacks
     def test_submissionsKeptOverRestart(self):
