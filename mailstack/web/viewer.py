@@ -39,7 +39,8 @@ from mailstack.web.page import Answer, Page, formValue, redirectTo, setSecurityH
 
 log = Logger()
 
-__all__ = ["viewerResources", "CONSOLE_LINKS"]
+__all__ = ["viewerResources", "CONSOLE_LINKS", "NotFound", "link", "messageView", "htmlPartBody",
+           "downloadBody", "rawBody", "PAGE_SIZE"]
 
 CONSOLE_LINKS = [("Mail", "/mail/", False), ("Transcripts", "/transcripts/", False),
                  ("Send a test message", "/mail/send", False)]
@@ -189,20 +190,12 @@ class MessagePage(MailPage):
 
         def read(found):
             mailbox, (info, source) = found
-            message = messages.parseMessage(source)
-            summary = messages.summarize(message)
-            bodies = []
-            for part in messages.bodyParts(message):
-                text = None if part.isHTML else messages.partText(
-                    messages.findPart(message, part.section))
-                bodies.append((part, text))
+            view = messageView(source)
             where = dict(account=account, mailbox=mailbox.name, uid=uid)
-            return Answer("mail_message.html", title=summary.subject or "(no subject)",
+            return Answer("mail_message.html", title=view["summary"].subject or "(no subject)",
                           address=address, account=account, mailbox=mailbox.name, uid=uid,
-                          info=info, flags=sorted(info.flags), summary=summary,
-                          headers=messages.headerList(message), bodies=bodies,
-                          attachments=messages.attachments(message),
-                          source=source.decode("utf-8", "replace"), where=where, link=link)
+                          info=info, flags=sorted(info.flags), base="/mail/", where=where,
+                          link=link, **view)
         d.addCallback(read)
         d.addErrback(self.tooLarge)
         return d
@@ -235,6 +228,71 @@ def _setHeaders(request, headers):
         request.responseHeaders.setRawHeaders(name, [value])
 
 
+def messageView(source):
+    """
+    What a message page shows of C{source} (a message's octets), as the
+    values C{message_body.html} renders: C{summary}, C{headers}, C{bodies}
+    (C{(part, text)}; text L{None} for an HTML part, which the page frames
+    from its C{part} route), C{attachments} and C{source}. The mail viewer
+    and the capture view (L{mailstack.web.capturepages}) show messages
+    through it, so both show the same message the same way.
+    """
+    message = messages.parseMessage(source)
+    bodies = []
+    for part in messages.bodyParts(message):
+        text = None if part.isHTML else messages.partText(
+            messages.findPart(message, part.section))
+        bodies.append((part, text))
+    return {"summary": messages.summarize(message), "headers": messages.headerList(message),
+            "bodies": bodies, "attachments": messages.attachments(message),
+            "source": source.decode("utf-8", "replace")}
+
+
+def htmlPartBody(request, source, section):
+    """
+    The HTML part C{section} of C{source} for a sandboxed frame, with
+    L{messages.HTML_PART_HEADERS} set on C{request} (no script, nothing
+    remote, an opaque origin even when opened alone).
+
+    @raise NotFound: C{section} is no HTML part.
+    """
+    part = messages.findPart(messages.parseMessage(source), section)
+    if part is None or part.get_content_type() != "text/html":
+        raise NotFound("No such HTML part.")
+    _setHeaders(request, messages.HTML_PART_HEADERS)
+    return messages.partText(part).encode("utf-8")
+
+
+def downloadBody(request, source, section):
+    """
+    Part C{section} of C{source} as a file to save under a safe name
+    (L{messages.ATTACHMENT_HEADERS}, never rendered by the browser).
+
+    @raise NotFound: there is no such part.
+    """
+    message = messages.parseMessage(source)
+    part = messages.findPart(message, section)
+    if part is None:
+        raise NotFound("No such part.")
+    described = next(p for p in messages.parts(message) if p.section == section)
+    _setHeaders(request, messages.ATTACHMENT_HEADERS)
+    request.setHeader(b"content-disposition",
+                      messages.contentDisposition(described.downloadName))
+    return messages.partBytes(part)
+
+
+def rawBody(request, source, filename, download):
+    """C{source} as plain text in a sandbox, or (C{download}) as the file C{filename}."""
+    if download:
+        _setHeaders(request, messages.ATTACHMENT_HEADERS)
+        request.setHeader(b"content-disposition", messages.contentDisposition(filename))
+    else:
+        _setHeaders(request, {b"content-type": b"text/plain; charset=utf-8",
+                              b"content-security-policy": b"default-src 'none'; sandbox",
+                              b"x-frame-options": b"SAMEORIGIN"})
+    return source
+
+
 class HTMLPartPage(_SourcePage):
     """
     C{/mail/part}: an HTML part on its own, for the sandboxed frame of the
@@ -243,43 +301,22 @@ class HTMLPartPage(_SourcePage):
     """
 
     def answer(self, request, uid, source):
-        message = messages.parseMessage(source)
-        part = messages.findPart(message, formValue(request, "section"))
-        if part is None or part.get_content_type() != "text/html":
-            raise NotFound("No such HTML part.")
-        _setHeaders(request, messages.HTML_PART_HEADERS)
-        return messages.partText(part).encode("utf-8")
+        return htmlPartBody(request, source, formValue(request, "section"))
 
 
 class DownloadPage(_SourcePage):
     """C{/mail/download}: one part as a file to save, under a safe name."""
 
     def answer(self, request, uid, source):
-        message = messages.parseMessage(source)
-        section = formValue(request, "section")
-        part = messages.findPart(message, section)
-        if part is None:
-            raise NotFound("No such part.")
-        described = next(p for p in messages.parts(message) if p.section == section)
-        _setHeaders(request, messages.ATTACHMENT_HEADERS)
-        request.setHeader(b"content-disposition",
-                          messages.contentDisposition(described.downloadName))
-        return messages.partBytes(part)
+        return downloadBody(request, source, formValue(request, "section"))
 
 
 class RawPage(_SourcePage):
     """C{/mail/raw}: the message as stored, as plain text (C{?download=1}: a .eml file)."""
 
     def answer(self, request, uid, source):
-        if formValue(request, "download"):
-            _setHeaders(request, messages.ATTACHMENT_HEADERS)
-            request.setHeader(b"content-disposition",
-                              messages.contentDisposition("message-%d.eml" % (uid,)))
-        else:
-            _setHeaders(request, {b"content-type": b"text/plain; charset=utf-8",
-                                  b"content-security-policy": b"default-src 'none'; sandbox",
-                                  b"x-frame-options": b"SAMEORIGIN"})
-        return source
+        return rawBody(request, source, "message-%d.eml" % (uid,),
+                       bool(formValue(request, "download")))
 
 
 class SendPage(Page):
