@@ -72,11 +72,13 @@ class SubmissionLogTests(unittest.TestCase):
         self.assertEqual(log.find(authenticated=True), [own, other])
 
     def test_bounded(self):
-        """Only the newest maxEntries records are kept."""
+        """Only the newest maxEntries records are kept, and found by queue id."""
         log = SubmissionLog(self.reactor, maxEntries=2)
         for n in range(3):
             log.record(submission(queueID=str(n)))
         self.assertEqual([r.queueID for r in log.find()], ["1", "2"])
+        self.assertEqual([log.get(q) and log.get(q).queueID for q in "0123"],
+                         [None, "1", "2", None])
 
     def test_fileKeepsRecords(self):
         """Records written to the file are there again when the log is opened anew (a restart)."""

@@ -168,6 +168,7 @@ class SubmissionLog:
         self.path = path
         self.maxEntries = maxEntries
         self._records = collections.deque(maxlen=maxEntries)
+        self._byQueueID = {}
         self._writing = defer.succeed(None)
 
     @classmethod
@@ -187,7 +188,7 @@ class SubmissionLog:
         bad = 0
         for line in lines:
             try:
-                self._records.append(Submission.fromDict(json.loads(line)))
+                self._keep(Submission.fromDict(json.loads(line)))
             except (ValueError, TypeError, AttributeError):
                 bad += 1
         if bad:
@@ -200,6 +201,18 @@ class SubmissionLog:
     def __len__(self):
         return len(self._records)
 
+    def _keep(self, submission):
+        if len(self._records) == self._records.maxlen:
+            oldest = self._records[0]
+            if self._byQueueID.get(oldest.queueID) is oldest:
+                del self._byQueueID[oldest.queueID]
+        self._records.append(submission)
+        self._byQueueID[submission.queueID] = submission
+
+    def get(self, queueID):
+        """The record of the message accepted as C{queueID}, or L{None}."""
+        return self._byQueueID.get(queueID)
+
     def record(self, submission):
         """
         Keep C{submission}; with a file, append it there (in a thread, after
@@ -208,7 +221,7 @@ class SubmissionLog:
         @return: a Deferred firing once it is written (at once without a
             file); a failure to write is logged, never raised.
         """
-        self._records.append(submission)
+        self._keep(submission)
         if self.path is None:
             return defer.succeed(None)
         data = _line(submission)

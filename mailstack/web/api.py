@@ -587,7 +587,7 @@ class APIResource(resource.Resource):
     # -- submissions: what users' clients sent -------------------------------------------------
 
     def _submissionLog(self):
-        submissions = getattr(self.context, "submissions", None)
+        submissions = self.context.submissions
         if submissions is None:
             raise APIError(503, "this server keeps no submission log")
         return submissions
@@ -647,11 +647,9 @@ class APIResource(resource.Resource):
             match = _QUEUED.match(line.text) if line.kind == "S" else None
             if match:
                 queued.append(match.group(1))
-        submissions = getattr(self.context, "submissions", None)
-        sent = []
-        if submissions is not None and queued:
-            byID = {s.queueID: s for s in submissions.find()}
-            sent = [_submission(byID[q]) for q in queued if q in byID]
+        submissions = self.context.submissions
+        found = [submissions.get(q) for q in queued] if submissions is not None else []
+        sent = [_submission(record) for record in found if record is not None]
         result = {
             "id": session.id, "protocol": session.protocol, "client": session.client,
             "server": session.server, "started": isoTime(session.started),
