@@ -10,15 +10,18 @@ import json
 import os
 
 from openapi_spec_validator import validate
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.trial import unittest
 from twisted.web import resource, server
 from twisted.web.test.requesthelper import DummyRequest
 
 from mailstack.auth.directory import UserDirectory
+from mailstack.auth.interfaces import UserDirectoryUnavailable
 from mailstack.auth.userdb import PasswdFile
 from mailstack.config import loadConfig
 from mailstack.smtp.submissions import Submission, SubmissionLog
+from mailstack.storage.interfaces import StoreUnavailable
 from mailstack.storage.memory import MemoryStore
 from mailstack.throttle import AuthPenalty
 from mailstack.web import api
@@ -382,3 +385,36 @@ class MailTests(APIMixin, unittest.TestCase):
                            ("INBOX/messages/x", 400), ("INBOX/messages/9/raw", 404)):
             status, _, _ = self.request(base + path, token=self.alice)
             self.assertEqual(status, code, path)
+
+
+class UnavailableTests(APIMixin, unittest.TestCase):
+    """A store or user directory gone away is 503, not 500."""
+
+    def test_directory(self):
+        """The user directory failing while a token's user is looked up: 503 with Retry-After."""
+        token = self.token("alice@lab.test")
+
+        def lookup(name):
+            return defer.fail(UserDirectoryUnavailable("database is locked"))
+        self.context.directory.lookup = lookup
+        status, headers, body = self.request("/api/v1/me", token=token)
+        self.assertEqual((status, headers.getRawHeaders(b"retry-after")), (503, [b"5"]))
+
+    def test_store(self):
+        """The store failing to open a mailbox: 503."""
+        token = self.token("alice@lab.test")
+        store = self.context.store
+
+        class Account:
+            def __init__(self, account):
+                self.account = account
+
+            def __getattr__(self, name):
+                return getattr(self.account, name)
+
+            def openMailbox(self, name):
+                return defer.fail(StoreUnavailable("the database went away"))
+        self.context.store = type("Store", (), {"account": lambda _, a: Account(store.account(a))})()
+        status, _, body = self.request("/api/v1/accounts/alice@lab.test/mailboxes/INBOX/messages",
+                                       token=token)
+        self.assertEqual((status, body["error"]["status"]), (503, 503))
