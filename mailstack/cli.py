@@ -299,7 +299,26 @@ def _userCommand(config, args, stdin, stderr):
     with contextlib.ExitStack() as opened:
         if args.action == "migrate":
             return _migrate(config, args, opened)
-        return _editUsers(_openUsers(config, opened), args, stdin, stderr)
+        users = _openUsers(config, opened)
+        message = _editUsers(users, args, stdin, stderr)
+        if args.action == "del":
+            message += _revokeTokensOf(config, users.normalize(args.address) or args.address)
+        return message
+
+
+def _revokeTokensOf(config, address):
+    """
+    Revoke a removed user's API tokens (a user added later under the same
+    address must not inherit them). @return: what to add to the message.
+    """
+    from mailstack.web.tokens import TokenError, TokenStore
+    try:
+        count = TokenStore.inDataDirectory(config.server.data_dir).revokeAll(address)
+    except TokenError as e:
+        raise CommandError("%s; its API tokens were not revoked: %s" % (address, e))
+    if not count:
+        return ""
+    return "; %d API token%s revoked" % (count, "" if count == 1 else "s")
 
 
 def _editUsers(users, args, stdin, stderr):

@@ -58,3 +58,15 @@ class TokenCommandTests(unittest.TestCase):
         status, _, err = self.mailstack("token", "create", "alice", "--name", "")
         self.assertEqual(status, 1)
         self.assertTrue(err.startswith("mailstack: a token name is 1 to 64 characters"))
+
+    def test_removedUsersTokensRevoked(self):
+        """user del revokes the user's tokens, so a user added again under that address does not inherit them."""
+        text = self.mailstack("token", "create", "alice")[1].strip()
+        self.mailstack("token", "create", "alice")
+        status, out, _ = self.mailstack("user", "del", "alice")
+        self.assertEqual((status, out),
+                         (0, "removed alice@lab.test (its mail is kept); 2 API tokens revoked\n"))
+        self.mailstack("user", "add", "alice", "--password-stdin", stdin="pw2\n")
+        self.assertIsNone(TokenStore.inDataDirectory(self.var).verify(text))
+        status, out, _ = self.mailstack("user", "del", "alice")
+        self.assertEqual(out, "removed alice@lab.test (its mail is kept)\n")
