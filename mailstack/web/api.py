@@ -237,7 +237,8 @@ class APIResource(resource.Resource):
                 request.write(body)
             request.finish()
         d.addCallback(answer)
-        d.addErrback(log.failure, "API answer to {path} failed", path=request.uri)
+        d.addErrback(lambda failure: log.failure("API answer to {path} failed", failure,
+                                                 path=request.uri))
         return server.NOT_DONE_YET
 
     def _dispatch(self, request):
