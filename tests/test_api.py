@@ -203,6 +203,13 @@ class AuthenticationTests(APIMixin, unittest.TestCase):
 class RoutingTests(APIMixin, unittest.TestCase):
     """Paths, methods, bodies and errors as JSON."""
 
+    def test_mounted(self):
+        """The console's root serves every path under /api/ by the API's resource, with api.ROUTES."""
+        for path in (b"api", b"api/v1", b"api/v1/accounts/a@b/mailboxes/x/messages/1/raw"):
+            found = resource.getChildForRequest(self.root, DummyRequest(path.split(b"/")))
+            self.assertIsInstance(found, api.APIResource)
+            self.assertIs(found.routes, api.ROUTES)
+
     def test_unknownPath(self):
         """A path that is no route is 404 JSON (before any login is asked)."""
         status, _, body = self.request("/api/v2/me")
