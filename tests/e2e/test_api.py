@@ -59,6 +59,7 @@ class APITestCase(E2EMixin):
     listeners = (WEB + listenerTOML("submission", tls="starttls", name="submission")
                  + listenerTOML("submission", tls="starttls", name="plain-auth",
                                 allow_plaintext_auth=True)
+                 + listenerTOML("submission", tls="implicit", name="submissions")
                  + listenerTOML("smtp", tls="none", name="mta"))
 
     lab = ""  # added to the [lab] table
@@ -269,6 +270,22 @@ class GradingTests(APITestCase, unittest.TestCase):
         self.assertEqual([s["subject"] for s in plain["submissions"]], ["Lab 3: plain"])
         yield self.mailServer.waitForMessages("bob@lab.test", 2)
         self.assertNoSecrets()
+
+    @defer.inlineCallbacks
+    def test_implicitTLS(self):
+        """A message sent on the implicit-TLS port (smtplib.SMTP_SSL) is recorded as implicit, with its TLS version."""
+        def send():
+            with smtplib.SMTP_SSL("127.0.0.1", self.port("submissions"),
+                                  context=self.tlsContext(), timeout=30) as c:
+                c.login("alice@lab.test", PASSWORDS["alice@lab.test"])
+                c.sendmail("alice@lab.test", ["bob@lab.test"], b"Subject: over 465\r\n\r\nx\r\n")
+        yield self.inThread(send)
+        status, _, found = yield self.call(
+            self.client("alice@lab.test"), "GET",
+            "/api/v1/accounts/alice@lab.test/submissions?tls=implicit")
+        [sent] = found["submissions"]
+        self.assertEqual((sent["subject"], sent["authenticated"]), ("over 465", "alice@lab.test"))
+        self.assertTrue(sent["tlsVersion"].startswith("TLSv1."))
 
     @defer.inlineCallbacks
     def test_forgedSenderNotAuthenticated(self):
