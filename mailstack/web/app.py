@@ -16,9 +16,13 @@ not there is left out, so each part lands on its own:
   - the class report: C{mailstack.web.reportpages.reportResources(context, auth)}
     -> C{/reports} and C{/reports.csv};
   - API tokens: C{mailstack.web.tokenpages.tokenResources(context, auth)} -> C{/tokens}.
+  - captured mail: C{mailstack.web.capturepages.captureResources(context, auth)}
+    -> C{/capture/}.
 
 A part's module may also define C{CONSOLE_LINKS = [(label, href, adminOnly)]}
-for the header of every console page.
+for the header of every console page, or C{consoleLinks(context)} returning
+them when they depend on the server (the capture view's only when it keeps
+captured mail).
 """
 
 import importlib
@@ -55,6 +59,7 @@ MOUNTS = (
     ("mailstack.web.viewer", "viewerResources", _called),
     ("mailstack.web.reportpages", "reportResources", _called),
     ("mailstack.web.tokenpages", "tokenResources", _called),
+    ("mailstack.web.capturepages", "captureResources", _called),
 )
 
 # The console's own pages: path segment -> (page class, header label or None,
@@ -136,7 +141,9 @@ def buildRoot(context, mounts=MOUNTS):
     for module, function, placement in optionalParts(mounts):
         for path, child in placement(function, context, auth).items():
             mount(root, path, child)
-        navigation.extend(getattr(module, "CONSOLE_LINKS", ()))
+        links = getattr(module, "consoleLinks", None)
+        navigation.extend(links(context) if links is not None
+                          else getattr(module, "CONSOLE_LINKS", ()))
     context.navigation[:] = navigation
     root.auth = auth
     return root
