@@ -36,6 +36,8 @@ class WebContext:
     @ivar submissions: the L{mailstack.smtp.submissions.SubmissionLog}: what
         users' clients sent over SMTP, with TLS and login (the API's
         submissions), when the server keeps one.
+    @ivar tokens: the API tokens' L{mailstack.web.tokens.TokenStore}: the
+        data directory's, made on first use (L{mailstack.web.tokens.tokensFor}).
     @ivar navigation: C{[(label, href, adminOnly)]}: the links in every
         console page's header (L{mailstack.web.app.buildRoot} fills it).
     """
@@ -54,6 +56,7 @@ class WebContext:
     metrics: Any = None
     activity: Any = None
     submissions: Any = None
+    tokens: Any = None
     navigation: list = dataclasses.field(default_factory=list)
 
     def runInThread(self, function, *args, **kwargs):
