@@ -106,7 +106,8 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
             t2.value(),
             b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=LOGIN LITERAL+ SASL-IR ID "
             b"ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
-            b"LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC APPENDLIMIT=4096]"
+            b"LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC APPENDLIMIT=4096 SORT SORT=DISPLAY"
+            b" THREAD=ORDEREDSUBJECT THREAD=REFERENCES]"
             b" mail.lab.test mailstack IMAP4rev1 ready\r\n")
         server2.connectionLost(None)
 
@@ -338,7 +339,8 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(
             out, b"a OK [CAPABILITY IMAP4rev1 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS"
                  b" MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
-                 b" CONDSTORE QRESYNC APPENDLIMIT=4096] Logged in\r\n")
+                 b" CONDSTORE QRESYNC APPENDLIMIT=4096 SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT"
+                 b" THREAD=REFERENCES] Logged in\r\n")
         self.assertEqual(self.server.state, "authenticated")
 
     def test_loginLiterals(self):

@@ -44,6 +44,7 @@ from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
+from mailstack.imap.sorting import SortingCommands
 from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR
 from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
@@ -78,6 +79,8 @@ _TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
               "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
               "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "APPENDLIMIT")
+# SORT and THREAD (RFC 5256, 5957): imap/sorting.py.
+EXTENSIONS += ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES")
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -147,10 +150,14 @@ COMMANDS = {
     "UID MOVE": _command((SELECTED,), arguments.args_copy, "do_UID_MOVE", "MOVE"),
     "UID EXPUNGE": _command((SELECTED,), arguments.args_sequenceSet, "do_UID_EXPUNGE",
                             "UIDPLUS"),
+    "SORT": _command((SELECTED,), arguments.args_sort, "do_SORT", "SORT"),
+    "UID SORT": _command((SELECTED,), arguments.args_sort, "do_UID_SORT", "SORT"),
+    "THREAD": _command((SELECTED,), arguments.args_thread, "do_THREAD"),
+    "UID THREAD": _command((SELECTED,), arguments.args_thread, "do_UID_THREAD"),
 }
 
 # Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1).
-NO_EXPUNGE = ("FETCH", "STORE", "SEARCH")
+NO_EXPUNGE = ("FETCH", "STORE", "SEARCH", "SORT", "THREAD")
 
 
 @implementer(ISessionWording)
@@ -199,7 +206,8 @@ class IMAPWording:
         return self.authFailed(tag) + b"* BYE Too many authentication failures\r\n"
 
 
-class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Session):
+class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, SortingCommands,
+                 Session):
     """
     One IMAP session.
 

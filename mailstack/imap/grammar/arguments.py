@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import IO, Any
 
+from mailstack.imap.grammar import searchspec
 from mailstack.imap.grammar.fetchspec import FETCH_NAME_CHARS, FetchAttribute, fetchAttributes
 from mailstack.imap.grammar.reader import ATOM_CHARS, ParseError, Reader, modseqValue
 from mailstack.imap.grammar.searchspec import SearchKey, searchKeys
@@ -376,3 +377,51 @@ def args_copy(reader: Reader) -> tuple[SequenceSet, bytes]:
 
 def args_sequenceSet(reader: Reader) -> tuple[SequenceSet]:
     return (SequenceSet.parse(reader),)
+
+
+# -- SORT and THREAD (RFC 5256, RFC 5957) -------------------------------------
+
+SORT_KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
+
+
+def _sortCharsetAndKeys(reader: Reader) -> tuple[str, SearchKey]:
+    """C{charset 1*(SP search-key)}: SORT and THREAD name their charset always."""
+    charset = reader.astring().decode("ascii", "replace")
+    reader.sp()
+    return charset, searchspec.searchKeys(reader)
+
+
+def args_sort(reader: Reader) -> tuple[list[tuple[str, bool]], str, SearchKey]:
+    """
+    C{"(" sort-criterion *(SP sort-criterion) ")" SP charset 1*(SP
+    search-key)}, a criterion being C{["REVERSE" SP] sort-key}.
+
+    @return: C{(criteria, charset, key)}, the criteria as C{[(key, reverse)]}.
+    """
+    if reader.peek() != b"(":
+        raise ParseError("Expected sort criteria in parentheses (RETURN is not supported)")
+
+    def criterion() -> tuple[str, bool]:
+        name = reader.keyword()
+        reverse = False
+        while name == "REVERSE":  # each one turns the order round, as in Dovecot
+            reverse = not reverse
+            reader.sp()
+            name = reader.keyword()
+        if name not in SORT_KEYS:
+            raise ParseError("Unknown sort key %s" % (name,))
+        return (name, reverse)
+    criteria = reader.parenthesized(criterion)
+    if not criteria:
+        raise ParseError("Empty sort criteria")
+    reader.sp()
+    charset, key = _sortCharsetAndKeys(reader)
+    return criteria, charset, key
+
+
+def args_thread(reader: Reader) -> tuple[str, str, SearchKey]:
+    """C{thread-alg SP charset 1*(SP search-key)} -> C{(algorithm, charset, key)}."""
+    algorithm = reader.keyword()
+    reader.sp()
+    charset, key = _sortCharsetAndKeys(reader)
+    return algorithm, charset, key

@@ -1,0 +1,98 @@
+"""
+SORT, UID SORT, THREAD and UID THREAD (RFC 5256, SORT=DISPLAY from RFC
+5957), as a mixin of L{mailstack.imap.server.IMAPServer}.
+
+The search criteria are SEARCH's (L{mailstack.imap.search}); the matching
+messages' header values are read once per message into a cache kept for the
+selected mailbox, and the reading runs in slices (L{cooperative.run}) so a
+long SORT or THREAD does not stall other sessions. L{mailstack.imap.sort}
+orders them, L{mailstack.imap.thread} threads them.
+"""
+
+from mailstack.imap import cooperative, search, sort, thread
+from mailstack.imap.response import Refusal
+
+THREAD_ALGORITHMS = {"ORDEREDSUBJECT": thread.orderedSubject,
+                     "REFERENCES": thread.references}
+_DISPLAY_KEYS = ("DISPLAYFROM", "DISPLAYTO")
+
+
+class SortingCommands:
+    """
+    SORT and THREAD (a mixin: uses the server's C{view}, C{clock},
+    C{fetchCache}, C{write} and C{extensionEnabled}).
+    """
+
+    _sortFields = None
+
+    def _fieldCache(self, view):
+        """UID -> L{sort.Fields} for C{view}: forgotten when another mailbox is selected."""
+        if self._sortFields is None or self._sortFields[0] is not view:
+            self._sortFields = (view, {})
+        return self._sortFields[1]
+
+    def do_SORT(self, tag, criteria, charset, key):
+        return self._sort(criteria, charset, key, byUID=False)
+
+    def do_UID_SORT(self, tag, criteria, charset, key):
+        return self._sort(criteria, charset, key, byUID=True)
+
+    def do_THREAD(self, tag, algorithm, charset, key):
+        return self._thread(algorithm, charset, key, byUID=False)
+
+    def do_UID_THREAD(self, tag, algorithm, charset, key):
+        return self._thread(algorithm, charset, key, byUID=True)
+
+    def _sort(self, criteria, charset, key, byUID):
+        if not self.extensionEnabled("SORT=DISPLAY"):
+            for name, _ in criteria:
+                if name in _DISPLAY_KEYS:
+                    raise Refusal("Unknown sort key %s" % (name,), status="BAD")
+
+        def answer(candidates):
+            ordered = sort.sortCandidates(candidates, criteria)
+            numbers = [c.uid if byUID else c.seq for c in ordered]
+            self.write(b"* SORT" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
+            return ("OK", None, "SORT completed")
+        return self._candidates(charset, key, answer)
+
+    def _thread(self, algorithm, charset, key, byUID):
+        build = THREAD_ALGORITHMS.get(algorithm)
+        if build is None or not self.extensionEnabled("THREAD=" + algorithm):
+            raise Refusal("Unknown thread algorithm %s" % (algorithm,), status="BAD")
+
+        def answer(candidates):
+            roots = build(candidates)
+            data = thread.formatThreads(roots, byUID)
+            # Dovecot keeps the space before an empty thread list.
+            self.write(b"* THREAD " + data + b"\r\n")
+            return ("OK", None, "THREAD completed")
+        return self._candidates(charset, key, answer)
+
+    def _candidates(self, charset, key, answer):
+        """
+        The messages matching C{key}, with their header values, handed to
+        C{answer} (whose result is the command's); in slices, like SEARCH.
+        """
+        view = self.view
+        try:
+            program = search.compileKey(key, charset, view)
+        except search.BadCharset:
+            return ("NO", "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
+        found = []
+        cache = self._fieldCache(view)
+
+        def steps():
+            for step in sort.candidateSteps(view, program, cache, found, self.fetchCache):
+                if self._closing or self.view is not view:
+                    return
+                yield step
+
+        def finish(_=None):
+            if self._closing or self.view is not view:
+                return None
+            return answer(found)
+        d = cooperative.run(steps(), self.clock)
+        if d is None:
+            return finish()
+        return d.addCallback(finish)

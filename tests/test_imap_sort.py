@@ -1,0 +1,256 @@
+"""
+Tests for SORT (L{mailstack.imap.sort}, L{mailstack.imap.sorting}): base
+subjects, sort keys, and the commands over StringTransports (exact bytes;
+the orders and the corner cases were checked against Dovecot 2.3, see
+tests/e2e/test_imap_sort.py).
+"""
+
+from twisted.trial import unittest
+
+from mailstack.imap import cooperative, sort
+from mailstack.imap.grammar.arguments import args_sort, args_thread
+from mailstack.imap.grammar.reader import ParseError, Reader
+from tests.test_imap_server import IMAPTestMixin
+
+
+def message(subject, date=None, sender=b"a@lab.test", to=None, extra=b"", body=b"x\r\n"):
+    header = b"From: " + sender + b"\r\nSubject: " + subject + b"\r\n"
+    if date is not None:
+        header += b"Date: " + date + b"\r\n"
+    if to is not None:
+        header += b"To: " + to + b"\r\n"
+    return header + extra + b"\r\n" + body
+
+
+class BaseSubjectTests(unittest.TestCase):
+    """RFC 5256's base subject, as Dovecot extracts it."""
+
+    def base(self, value):
+        return sort.baseSubject(value)
+
+    def test_plain(self):
+        """A subject without prefixes is only case-mapped, its white space packed."""
+        self.assertEqual(self.base(b"  Hello \t  World  "), (b"HELLO WORLD", False))
+
+    def test_replyAndForwardPrefixes(self):
+        """Re:, Fw:, Fwd:, repeated, with blobs between, go; the subject counts as a reply."""
+        for value in (b"Re: hello", b"RE: re: Fwd: hello", b"fw:hello", b"Re [2]: hello",
+                      b"[lab] Re: hello", b"Re: [lab] [x] hello", b"Re : hello"):
+            self.assertEqual(self.base(value), (b"HELLO", True), value)
+
+    def test_trailers(self):
+        """Trailing (fwd) and spaces go; (fwd) makes it a forward."""
+        self.assertEqual(self.base(b"hello (fwd) (FWD)  "), (b"HELLO", True))
+        self.assertEqual(self.base(b"hello (fwd) x"), (b"HELLO (FWD) X", False))
+
+    def test_forwardWrapper(self):
+        """[Fwd: ...] is unwrapped and the result stripped again."""
+        self.assertEqual(self.base(b"[Fwd: Re: hello]"), (b"HELLO", True))
+        self.assertEqual(self.base(b"[fwd: hello] tail"), (b"TAIL", False))
+
+    def test_blobKeptWhenAlone(self):
+        """A blob that would leave nothing is the subject; an unclosed one stays."""
+        self.assertEqual(self.base(b"[blob]"), (b"[BLOB]", False))
+        self.assertEqual(self.base(b"[blob] x"), (b"X", False))
+        self.assertEqual(self.base(b"[open x"), (b"[OPEN X", False))
+
+    def test_notAPrefix(self):
+        """Words starting like a prefix without its colon are the subject."""
+        self.assertEqual(self.base(b"Report"), (b"REPORT", False))
+        self.assertEqual(self.base(b"Re"), (b"RE", False))
+
+    def test_encodedWords(self):
+        """Encoded words are decoded and case-mapped in UTF-8 (title case, decomposed)."""
+        self.assertEqual(self.base(b"=?iso-8859-1?q?caf=E9?="), ("CAFE\u0301".encode(), False))
+        self.assertEqual(self.base("Re: \u00e4rger".encode()), ("A\u0308RGER".encode(), True))
+
+    def test_empty(self):
+        """Only prefixes: the base subject is empty."""
+        self.assertEqual(self.base(b"Re: Fwd:  "), (b"", True))
+        self.assertEqual(self.base(b""), (b"", False))
+
+
+class KeyTests(unittest.TestCase):
+    """The values SORT compares, read from a header."""
+
+    def fields(self, text):
+        from mailstack.imap import fetch
+        import io
+        return sort.Fields.fromHeader(fetch.parseHeaderOnly(io.BytesIO(text + b"\r\n"), 0))
+
+    def test_sentDate(self):
+        """Date: becomes UTC seconds; missing or unreadable, None."""
+        self.assertEqual(sort.sentDate(b"Thu, 1 Jan 1970 01:00:10 +0100"), 10)
+        self.assertIsNone(sort.sentDate(b"not a date"))
+        self.assertIsNone(sort.sentDate(None))
+
+    def test_addressKeys(self):
+        """FROM is the first address's local part; DISPLAYFROM its name, else its address."""
+        fields = self.fields(b'From: "Zed Zulu" <zed@lab.test>, b@lab.test\r\n'
+                             b"To: (comment) Amy@Lab.test\r\nCc: undisclosed:;\r\n")
+        self.assertEqual((fields.from_, fields.displayFrom), (b"ZED", b"ZED ZULU"))
+        self.assertEqual((fields.to, fields.displayTo), (b"AMY", b"AMY@LAB.TEST"))
+        self.assertEqual(fields.cc, b"UNDISCLOSED")
+
+    def test_missingAddresses(self):
+        """Without the field the key is empty (sorted first)."""
+        fields = self.fields(b"Subject: x\r\n")
+        self.assertEqual((fields.from_, fields.displayTo, fields.cc), (b"", b"", b""))
+
+    def test_threadingIDs(self):
+        """Message-ID, References and In-Reply-To as message IDs; junk is skipped."""
+        fields = self.fields(b"Message-ID: < a @ b >\r\nReferences: junk <x@y> <<z@w>\r\n"
+                             b"In-Reply-To: <noat> <p@q> <r@s>\r\n")
+        self.assertEqual(fields.messageID, b"a@b")
+        self.assertEqual(fields.references, [b"x@y", b"z@w"])
+        self.assertEqual(fields.inReplyTo, b"p@q")
+
+
+class ArgumentTests(unittest.TestCase):
+    """SORT and THREAD arguments."""
+
+    def parse(self, parser, text):
+        reader = Reader([text])
+        result = parser(reader)
+        reader.end()
+        return result
+
+    def test_sort(self):
+        """Criteria with REVERSE (each one turning the order), a charset, search keys."""
+        criteria, charset, key = self.parse(args_sort, b"(REVERSE date SUBJECT reverse REVERSE "
+                                                       b"from) UTF-8 SEEN")
+        self.assertEqual(criteria, [("DATE", True), ("SUBJECT", False), ("FROM", False)])
+        self.assertEqual((charset, key), ("UTF-8", ("FLAG", "\\Seen", True)))
+
+    def test_sortRefusals(self):
+        """No criteria, unknown keys, a missing charset or key, RETURN: syntax errors."""
+        for text in (b"() UTF-8 ALL", b"(NAME) UTF-8 ALL", b"(DATE) ALL", b"(DATE) UTF-8",
+                     b"RETURN (MIN) (DATE) UTF-8 ALL", b"(REVERSE) UTF-8 ALL"):
+            self.assertRaises(ParseError, self.parse, args_sort, text)
+
+    def test_thread(self):
+        """An algorithm, a charset, search keys."""
+        self.assertEqual(self.parse(args_thread, b"references US-ASCII ALL"),
+                         ("REFERENCES", "US-ASCII", ("ALL",)))
+        self.assertRaises(ParseError, self.parse, args_thread, b"REFERENCES ALL")
+
+
+class SortCommandTests(IMAPTestMixin, unittest.TestCase):
+    """SORT and UID SORT over a session."""
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.deliver(message(b"Re: beta", b"Mon, 6 Jan 2020 10:00:00 +0000", b"zed@lab.test",
+                             b"Carl <carl@lab.test>"))
+        self.deliver(message(b"alpha", None, b"Bob <bob@lab.test>", body=b"longer body\r\n"))
+        self.deliver(message(b"Beta", b"Sun, 5 Jan 2020 10:00:00 +0000", b"amy@lab.test",
+                             b"bea@lab.test"))
+
+    def test_capabilities(self):
+        """SORT, SORT=DISPLAY and both THREAD algorithms are advertised."""
+        out = self.send(b"c CAPABILITY\r\n")
+        self.assertIn(b" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES", out)
+
+    def test_sortKeys(self):
+        """Each key orders the messages; ties stay in sequence order, REVERSE or not."""
+        self.select()
+        expected = [(b"(SUBJECT)", b"2 1 3"), (b"(SUBJECT REVERSE DATE)", b"2 1 3"),
+                    (b"(DATE)", b"3 1 2"), (b"(REVERSE DATE)", b"2 1 3"),
+                    (b"(FROM)", b"3 2 1"), (b"(DISPLAYFROM)", b"3 2 1"),
+                    (b"(TO)", b"2 3 1"), (b"(DISPLAYTO)", b"2 3 1"), (b"(CC)", b"1 2 3"),
+                    (b"(REVERSE CC)", b"1 2 3"), (b"(SIZE)", b"2 3 1"),
+                    (b"(ARRIVAL)", b"1 2 3"), (b"(REVERSE ARRIVAL)", b"3 2 1")]
+        for criteria, numbers in expected:
+            self.assertEqual(self.send(b"s SORT " + criteria + b" UTF-8 ALL\r\n"),
+                             b"* SORT " + numbers + b"\r\ns OK SORT completed\r\n", criteria)
+
+    def test_searchCriteria(self):
+        """Only the messages matching the search keys are sorted; UID SORT gives UIDs."""
+        self.select()
+        self.send(b"s STORE 1 +FLAGS (\\Deleted)\r\n")
+        self.send(b"e EXPUNGE\r\n")
+        self.assertEqual(self.send(b"s SORT (SUBJECT) UTF-8 NOT FROM amy\r\n"),
+                         b"* SORT 1\r\ns OK SORT completed\r\n")
+        self.assertEqual(self.send(b"u UID SORT (REVERSE SUBJECT) UTF-8 ALL\r\n"),
+                         b"* SORT 3 2\r\nu OK SORT completed\r\n")
+        self.assertEqual(self.send(b"s SORT (DATE) UTF-8 SUBJECT gamma\r\n"),
+                         b"* SORT\r\ns OK SORT completed\r\n")
+
+    def test_refusals(self):
+        """An unknown charset is NO [BADCHARSET]; RETURN options (ESORT) are BAD for now."""
+        self.select()
+        self.assertEqual(self.send(b"s SORT (DATE) X-NONE ALL\r\n"),
+                         b"s NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset\r\n")
+        self.assertTrue(self.send(b"s SORT RETURN (ALL) (DATE) UTF-8 ALL\r\n")
+                        .startswith(b"s BAD "))
+        self.assertTrue(self.send(b"s THREAD REFS UTF-8 ALL\r\n").startswith(b"s BAD "))
+
+    def test_disabled(self):
+        """A listener's disabled list takes SORT, SORT=DISPLAY or a THREAD algorithm away."""
+        session = self.connect(disabled=frozenset({"SORT", "SORT=DISPLAY", "THREAD=REFERENCES"}))
+        self.select(session)
+        out = self.send(b"c CAPABILITY\r\n", session)
+        self.assertNotIn(b"SORT", out)
+        self.assertNotIn(b"THREAD=REFERENCES", out)
+        self.assertIn(b"THREAD=ORDEREDSUBJECT", out)
+        self.assertEqual(self.send(b"s SORT (DATE) UTF-8 ALL\r\n", session),
+                         b"s BAD Unknown command SORT\r\n")
+        self.assertEqual(self.send(b"t THREAD REFERENCES UTF-8 ALL\r\n", session),
+                         b"t BAD Unknown thread algorithm REFERENCES\r\n")
+        self.assertIn(b"t OK THREAD completed",
+                      self.send(b"t THREAD ORDEREDSUBJECT UTF-8 ALL\r\n", session))
+        other = self.connect(disabled=frozenset({"SORT=DISPLAY"}))
+        self.select(other)
+        self.assertEqual(self.send(b"s SORT (DISPLAYFROM) UTF-8 ALL\r\n", other),
+                         b"s BAD Unknown sort key DISPLAYFROM\r\n")
+
+    def test_headersParsedOnce(self):
+        """A message's header values are read once per selected mailbox, not per command."""
+        self.select()
+        calls = []
+        original = sort.Fields.fromHeader.__func__
+
+        def counting(cls, part):
+            calls.append(part)
+            return original(cls, part)
+        self.patch(sort.Fields, "fromHeader", classmethod(counting))
+        self.send(b"s SORT (SUBJECT) UTF-8 ALL\r\n")
+        self.send(b"s SORT (FROM) UTF-8 ALL\r\n")
+        self.send(b"t THREAD REFERENCES UTF-8 ALL\r\n")
+        self.assertEqual(len(calls), 3)
+        self.send(b"S1 SELECT INBOX\r\n")
+        self.send(b"s SORT (SUBJECT) UTF-8 ALL\r\n")
+        self.assertEqual(len(calls), 6)
+
+
+class CooperativeSortTests(IMAPTestMixin, unittest.TestCase):
+    """A long SORT or THREAD runs in slices: other sessions are served meanwhile."""
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.patch(cooperative, "BURST", 0)
+        for i in range(20):
+            self.deliver(message(b"subject %02d" % (19 - i,)))
+
+    def test_otherSessionServed(self):
+        """While A sorts, B's NOOP is answered; A's answer and next command come at the end."""
+        self.select()
+        other = self.connect()
+        self.select(other)
+        self.assertEqual(self.send(b"a SORT (SUBJECT) UTF-8 ALL\r\na2 NOOP\r\n"), b"")
+        self.assertEqual(self.send(b"b NOOP\r\n", other), b"b OK NOOP completed\r\n")
+        self.transport.clear()
+        for _ in range(30):
+            self.clock.advance(0)
+        self.assertEqual(self.transport.value(),
+                         b"* SORT " + b" ".join(b"%d" % i for i in range(20, 0, -1))
+                         + b"\r\na OK SORT completed\r\na2 OK NOOP completed\r\n")
+
+    def test_disconnectDuringThread(self):
+        """A session that goes away mid-THREAD stops quietly."""
+        self.select()
+        self.send(b"a THREAD REFERENCES UTF-8 ALL\r\n")
+        self.server.connectionLost(None)
+        for _ in range(30):
+            self.clock.advance(0)
+        self.assertEqual(self.transport.value(), b"")
