@@ -112,12 +112,12 @@ class StructureTests(unittest.TestCase):
                          b"<p>html</p>")
 
     def test_encapsulatedMessageEndsAtOuterBoundary(self):
-        """The message/rfc822 part's body is the whole encapsulated message."""
+        """The message/rfc822 part's body is the whole encapsulated message, with the line end of its last close delimiter (Dovecot)."""
         root = parse(MIXED)
         message = root.children[2]
         body = MIXED[message.headerEnd:message.end]
         self.assertTrue(body.startswith(b"From: carol@example.test\r\n"))
-        self.assertTrue(body.endswith(b"--inner--"))
+        self.assertTrue(body.endswith(b"--inner--\r\n"))
 
     def test_lfOnlyBoundaries(self):
         """Bare-LF line ends still split parts (one octet before the boundary)."""
@@ -196,23 +196,29 @@ class MalformedTests(unittest.TestCase):
         """A Content-Type parameter without '=' is skipped (Twisted: ValueError)."""
         root = parse(b"Content-Type: text/plain; charset; format=flowed\r\n\r\nhi\r\n")
         self.assertEqual(root.params, [(b"format", b"flowed")])
-        self.assertIn(b'("format" "flowed")', fetch.bodyStructure(root))
+        self.assertIn(b'("format" "flowed" "charset" "us-ascii")', fetch.bodyStructure(root))
 
     def test_typeWithoutSubtype(self):
         """'Content-Type: text' is text/plain."""
         root = parse(b"Content-Type: text\r\n\r\nhi\r\n")
-        self.assertEqual((root.mainType, root.subType), (b"TEXT", b"PLAIN"))
+        self.assertEqual((root.mainType, root.subType), (b"text", b"plain"))
 
     def test_multipartWithoutBoundary(self):
-        """A multipart with no boundary parameter is text/plain."""
+        """A multipart with no boundary parameter has no parts: BODYSTRUCTURE shows one empty text/plain (Dovecot)."""
         root = parse(b"Content-Type: multipart/mixed\r\n\r\nhi\r\n")
-        self.assertFalse(root.multipart)
-        self.assertTrue(fetch.bodyStructure(root).startswith(b'("TEXT" "PLAIN"'))
+        self.assertTrue(root.multipart)
+        self.assertEqual(root.children, [])
+        self.assertEqual(
+            fetch.bodyStructure(root),
+            b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)'
+            b' "mixed" NIL NIL NIL NIL)')
+        self.assertEqual(fetch.locate(root, Section((1,))), b"")
 
     def test_boundaryNeverSeen(self):
-        """A multipart whose boundary never appears is text/plain."""
+        """A multipart whose boundary never appears has no parts; its body is all preamble."""
         root = parse(b"Content-Type: multipart/mixed; boundary=zz\r\n\r\nhi\r\n")
-        self.assertFalse(root.multipart)
+        self.assertTrue(root.multipart)
+        self.assertEqual(root.children, [])
         self.assertEqual(root.size, 4)
 
     def test_missingClose(self):
@@ -239,12 +245,12 @@ class MalformedTests(unittest.TestCase):
         depth = fetch.MAX_DEPTH + 20
         data = b"".join(b"Content-Type: message/rfc822\r\n\r\n" for _ in range(depth)) + b"x\r\n"
         structure = fetch.bodyStructure(parse(data))
-        self.assertTrue(structure.startswith(b'("message" "rfc822" NIL NIL NIL "7BIT" '), structure[:80])
+        self.assertTrue(structure.startswith(b'("message" "rfc822" NIL NIL NIL "7bit" '), structure[:80])
         self.assertEqual(structure.count(b'"message" "rfc822"'), fetch.MAX_DEPTH + 1)
         self.assertEqual(structure.count(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
                          fetch.MAX_DEPTH)
         self.assertEqual(structure.count(b"("), structure.count(b")"))
-        leaf = b'("message" "rfc822" NIL NIL NIL "7BIT" %d NIL NIL NIL NIL)' % (
+        leaf = b'("message" "rfc822" NIL NIL NIL "7bit" %d NIL NIL NIL NIL)' % (
             len(data) - (fetch.MAX_DEPTH + 1) * len(b"Content-Type: message/rfc822\r\n\r\n"),)
         self.assertIn(leaf, structure, "no leaf at depth MAX_DEPTH")
 
@@ -347,16 +353,16 @@ class BodyStructureTests(unittest.TestCase):
     """
 
     def test_defaults(self):
-        """No Content-Type: TEXT PLAIN US-ASCII 7BIT, size without header, lines."""
+        """No Content-Type: text plain us-ascii 7bit (written as Dovecot does), size without header, lines."""
         self.assertEqual(
             fetch.bodyStructure(parse(SIMPLE)),
-            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 30 2 NIL NIL NIL NIL)')
+            b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 30 2 NIL NIL NIL NIL)')
 
     def test_nonExtensible(self):
         """BODY omits the extension data."""
         self.assertEqual(
             fetch.bodyStructure(parse(SIMPLE), extended=False),
-            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 30 2)')
+            b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 30 2)')
 
     def test_casePreserved(self):
         """Values are reported as written, not lower-cased."""
@@ -375,12 +381,12 @@ class BodyStructureTests(unittest.TestCase):
             b'(("text" "plain" ("charset" "UTF-8") NIL NIL "quoted-printable" 26 0 NIL NIL NIL NIL)'
             b'("application" "pdf" ("name" "report.pdf") "<pdf@lab.test>" "The report" "base64" 26'
             b' NIL ("attachment" ("filename" "report.pdf")) NIL NIL)'
-            b'("message" "rfc822" NIL NIL NIL "7BIT" 227 '
+            b'("message" "rfc822" NIL NIL NIL "7bit" 229 '
             b'(NIL "Original" ((NIL NIL "carol" "example.test")) ((NIL NIL "carol" "example.test"))'
             b' ((NIL NIL "carol" "example.test")) ((NIL NIL "alice" "lab.test")) NIL NIL NIL NIL) '
-            b'(("text" "plain" NIL NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
-            b'("text" "html" NIL NIL NIL "7BIT" 11 0 NIL NIL NIL NIL) "alternative"'
-            b' ("boundary" "inner") NIL NIL NIL) 13 NIL NIL NIL NIL) "mixed"'
+            b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 0 NIL NIL NIL NIL)'
+            b'("text" "html" ("charset" "us-ascii") NIL NIL "7bit" 11 0 NIL NIL NIL NIL) "alternative"'
+            b' ("boundary" "inner") NIL NIL NIL) 14 NIL NIL NIL NIL) "mixed"'
             b' ("boundary" "==outer==") NIL NIL NIL)')
 
     def test_languageAndLocation(self):
@@ -392,7 +398,7 @@ class BodyStructureTests(unittest.TestCase):
         """Parts of multipart/digest default to message/rfc822."""
         data = crlf("Content-Type: multipart/digest; boundary=d\n\n--d\n\nSubject: one\n\nbody\n--d--\n")
         child = parse(data).children[0]
-        self.assertEqual((child.mainType, child.subType), (b"MESSAGE", b"RFC822"))
+        self.assertEqual((child.mainType, child.subType), (b"message", b"rfc822"))
         self.assertEqual(child.message.header(b"subject"), b"one")
 
 
@@ -439,3 +445,74 @@ class SectionTests(unittest.TestCase):
         root = parse(data)
         self.assertEqual(section(root, data, None, (1, 1)), b"inner body")
         self.assertEqual(section(root, data, "HEADER", (1,)), b"Subject: in\r\n\r\n")
+
+
+class DovecotAgreementTests(unittest.TestCase):
+    """
+    Answers tests/differential/ found differing from Dovecot 2.3's and now
+    match it (docs/imap.md, "Differences from Dovecot").
+    """
+
+    def test_subjectForHumans(self):
+        """A folded or tabbed ENVELOPE subject is one line with single spaces, sent as a literal."""
+        data = b"Subject:\tTabbed\r\n  and folded\r\n\tsubject  \r\n\r\nx\r\n"
+        env = fetch.envelope(parse(data))
+        self.assertTrue(env.startswith(b"(NIL {25}\r\nTabbed and folded subject NIL"), env)
+
+    def test_plainSubjectQuoted(self):
+        """A subject with nothing to clean up stays a quoted string."""
+        env = fetch.envelope(parse(b"Subject: Lunch at noon\r\n\r\nx\r\n"))
+        self.assertTrue(env.startswith(b'(NIL "Lunch at noon" NIL'), env)
+
+    def test_lastSubjectAndDateCount(self):
+        """Of repeated Date and Subject fields ENVELOPE shows the last; address fields add up."""
+        data = crlf("Date: one\nSubject: first\nsubject: second\nDATE: two\n"
+                    "From: a@x.test\nFrom: b@x.test\n\nx\n")
+        env = fetch.envelope(parse(data))
+        self.assertTrue(env.startswith(
+            b'("two" "second" ((NIL NIL "a" "x.test")(NIL NIL "b" "x.test"))'), env)
+
+    def test_loneCRSeparatesAddress(self):
+        """A lone CR ends an address like white space instead of joining the next word to it."""
+        data = b"From: cr@example.com\rTo: demo@lab.test\r\rBody\r"
+        env = fetch.envelope(parse(data))
+        self.assertIn(b'((NIL NIL "cr" "example.com"))', env)
+
+    def test_leafIsItsOwnFirstPartOnce(self):
+        """BODY[1.1] of a multipart's leaf is that leaf; BODY[1.1] of a one-part message and BODY[1.1.1] are empty."""
+        root = parse(MIXED)
+        self.assertEqual(section(root, MIXED, None, (1, 1)), b"Caf=C3=A9 report attached.")
+        self.assertEqual(section(root, MIXED, None, (1, 1, 1)), b"")
+        simple = parse(SIMPLE)
+        self.assertEqual(section(simple, SIMPLE, None, (1,)), b"Hello Bob,\r\nsee you at noon.\r\n")
+        self.assertEqual(section(simple, SIMPLE, None, (1, 1)), b"")
+
+    def test_headerFieldsNotWithoutBlankLine(self):
+        """HEADER.FIELDS.NOT of a message without a blank line adds none; HEADER.FIELDS always ends with one."""
+        data = b"From: a@x.test\r\nSubject: s\r\n"
+        root = parse(data)
+        self.assertEqual(section(root, data, "HEADER.FIELDS.NOT", fields=(b"from",)),
+                         b"Subject: s\r\n")
+        self.assertEqual(section(root, data, "HEADER.FIELDS", fields=(b"from",)),
+                         b"From: a@x.test\r\n\r\n")
+        self.assertEqual(section(root, data, "HEADER.FIELDS.NOT", fields=(b"from", b"subject")),
+                         b"")
+
+    def test_textCharsetDefault(self):
+        """A text part without a charset parameter gets us-ascii's after its parameters; other types do not."""
+        root = parse(b"Content-Type: text/html; name=a\r\n\r\nx")
+        self.assertIn(b'("name" "a" "charset" "us-ascii")', fetch.bodyStructure(root))
+        root = parse(b"Content-Type: image/png\r\n\r\nx")
+        self.assertTrue(fetch.bodyStructure(root).startswith(b'("image" "png" NIL '))
+
+    def test_oneLanguageIsAList(self):
+        """A single Content-Language is written as a list, as Dovecot does."""
+        root = parse(b"Content-Language: en\r\n\r\nx")
+        self.assertTrue(fetch.bodyStructure(root).endswith(b' NIL NIL ("en") NIL)'))
+
+    def test_nestedMultipartKeepsCloseLineEnd(self):
+        """A nested multipart that closes right before the outer boundary keeps its close delimiter's line end."""
+        data = crlf("Content-Type: multipart/mixed; boundary=o\n\n--o\n"
+                    "Content-Type: multipart/alternative; boundary=i\n\n--i\n\nx\n--i--\n--o--\n")
+        root = parse(data)
+        self.assertEqual(section(root, data, None, (1,)), b"--i\r\n\r\nx\r\n--i--\r\n")

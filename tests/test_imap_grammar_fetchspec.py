@@ -74,10 +74,10 @@ class FetchAttributeTests(unittest.TestCase):
         self.assertRaises(ParseError, self.parse, b"BODY[MIME]")
 
     def test_headerFields(self):
-        """HEADER.FIELDS echoes the names as the client sent them, no stray space."""
+        """HEADER.FIELDS answers with the names upper-cased as Dovecot does, no stray space."""
         [a] = self.parse(b"BODY.PEEK[HEADER.FIELDS (From Subject)]")
         self.assertEqual(a.section, Section((), "HEADER.FIELDS", (b"From", b"Subject")))
-        self.assertEqual(a.label(), b"BODY[HEADER.FIELDS (From Subject)]")
+        self.assertEqual(a.label(), b"BODY[HEADER.FIELDS (FROM SUBJECT)]")
 
     def test_headerFieldsNot(self):
         """HEADER.FIELDS.NOT on a nested message."""

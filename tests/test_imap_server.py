@@ -902,9 +902,9 @@ class FetchTests(IMAPTestMixin, unittest.TestCase):
                          b"* 1 FETCH (BODY[]<99999> {0}\r\n)\r\na OK FETCH completed\r\n")
 
     def test_headerFields(self):
-        """HEADER.FIELDS: no stray space, names echoed as sent."""
+        """HEADER.FIELDS: no stray space, names upper-cased as Dovecot answers."""
         self.assertEqual(self.send(b"a FETCH 1 BODY.PEEK[HEADER.FIELDS (subject From)]\r\n"),
-                         b"* 1 FETCH (BODY[HEADER.FIELDS (subject From)] {48}\r\n"
+                         b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT FROM)] {48}\r\n"
                          b"From: Alice <alice@lab.test>\r\nSubject: Hello\r\n\r\n)\r\n"
                          b"a OK FETCH completed\r\n")
 
@@ -919,16 +919,16 @@ class FetchTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)\r\n")
         self.assertIn(b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "Hello" '
                       b'(("Alice" NIL "alice" "lab.test"))', out)
-        self.assertIn(b'BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 23 2'
+        self.assertIn(b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 23 2'
                       b' NIL NIL NIL NIL)', out)
-        self.assertIn(b'BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 23 2))', out)
+        self.assertIn(b'BODY ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 23 2))', out)
 
     def test_malformedMIME(self):
         """A bad Content-Type parameter and a missing part never break the session."""
         self.deliver(MULTIPART)
         self.send(b"n NOOP\r\n")
         out = self.send(b"a FETCH 2 (BODYSTRUCTURE BODY.PEEK[2] BODY.PEEK[7] BODY.PEEK[1.3.MIME])\r\n")
-        self.assertIn(b'("text" "plain" NIL NIL NIL "7BIT" 6 0 NIL NIL NIL NIL)', out)
+        self.assertIn(b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 0 NIL NIL NIL NIL)', out)
         self.assertIn(b"BODY[2] {6}\r\nsecond BODY[7] {0}\r\n BODY[1.3.MIME] {0}\r\n)", out)
         self.assertTrue(out.endswith(b"a OK FETCH completed\r\n"))
 

@@ -947,7 +947,7 @@ class StockIMAP4ServerTests(StockDefect, unittest.TestCase):
         # Stock: ("text" "plain" ("charset" "utf-8") NIL NIL NIL 46 ...
         self.selected(b"Content-Type: Text/Plain; Charset=UTF-8\r\n\r\nx\r\n")
         out = self.send(b"d FETCH 1 BODYSTRUCTURE\r\n")
-        self.assertIn(b'("Text" "Plain" ("Charset" "UTF-8") NIL NIL "7BIT" 3 1 ', out)
+        self.assertIn(b'("Text" "Plain" ("Charset" "UTF-8") NIL NIL "7bit" 3 1 ', out)
 
     def test_parameterWithoutEquals(self):
         """A parameter without '=' drops the connection (ours: FetchTests.test_malformedMIME)."""

@@ -11,11 +11,15 @@ those ranges. Only header fields are kept (up to L{MAX_HEADER_KEPT} per part).
 
 Malformed MIME never raises: a missing or unparseable Content-Type is
 text/plain, a parameter without C{=} is skipped, a multipart without a
-boundary (or whose boundary never appears) is text/plain, nesting deeper than
+boundary (or whose boundary never appears) has no parts (BODYSTRUCTURE shows
+one empty text/plain part, as Dovecot does), nesting deeper than
 L{MAX_DEPTH} is a leaf, and a part that does not exist is empty.
 
 Values are reported as they appear in the message (case preserved); defaults
-are RFC 3501's (C{"TEXT" "PLAIN" ("CHARSET" "US-ASCII")}, C{"7BIT"}).
+are written as Dovecot writes them (C{"text" "plain" ("charset" "us-ascii")},
+C{"7bit"}), and a text part without a charset gets C{"charset" "us-ascii"}
+(RFC 2045's default) after its parameters. tests/differential/ holds these
+choices against Dovecot.
 """
 
 import re
@@ -43,13 +47,14 @@ class Part:
         self.end = start
         self.lines = 0
         self.fields = []  # [(lower-case name, raw field bytes incl. CRLF)]
-        self.mainType = b"TEXT"
-        self.subType = b"PLAIN"
-        self.params = [(b"CHARSET", b"US-ASCII")]
+        self.mainType = b"text"
+        self.subType = b"plain"
+        self.params = []
         self.children = []
         self.message = None
         self.multipart = False
         self.complete = True
+        self.blankLine = False  # the header ended with its blank line
         self._startLine = 0
 
     @property
@@ -70,6 +75,32 @@ class Part:
     def headers(self, name):
         return [unfold(raw) for lower, raw in self.fields if lower == name]
 
+    def rawValues(self, name):
+        """
+        The values of every field C{name} as they stand: folds and lone CRs
+        included, without the leading white space and the final line end.
+        """
+        return [_rawValue(raw) for lower, raw in self.fields if lower == name]
+
+    def lastRaw(self, name):
+        """
+        L{rawValues}' last, or None: a repeated Date or Subject counts in
+        ENVELOPE by its last copy, as in Dovecot.
+        """
+        for lower, raw in reversed(self.fields):
+            if lower == name:
+                return _rawValue(raw)
+        return None
+
+
+def _rawValue(raw):
+    value = raw[raw.find(b":") + 1:]
+    if value.endswith(b"\n"):
+        value = value[:-1]
+    if value.endswith(b"\r"):
+        value = value[:-1]
+    return value.lstrip(_WSP)
+
 
 def unfold(raw):
     """C{b"Subject: a\\r\\n b\\r\\n"} -> C{b"a b"}; a nameless line is kept whole."""
@@ -87,6 +118,7 @@ class _Lines:
         self.lineNo = 0
         self.atStart = True   # the next piece starts a line
         self.lastTerm = 0     # length of the last line ending taken (1 or 2)
+        self.afterBoundary = False  # the last line taken was a MIME boundary
         self._peeked = None
         self._lastCR = False
 
@@ -99,6 +131,7 @@ class _Lines:
         return self._peeked
 
     def take(self):
+        self.afterBoundary = False
         data, self._peeked = self._peeked, None
         self.offset += len(data)
         if data.endswith(b"\n"):
@@ -131,13 +164,13 @@ def parseHeaderOnly(f, size):
     part.headerEnd = lines.offset
     part.end = size
     part.complete = False
-    _contentType(part, (b"TEXT", b"PLAIN"))
+    _contentType(part, (b"text", b"plain"))
     return part
 
 
 def parseStructure(f):
     """Parse a whole message (a binary file at offset 0) into a L{Part} tree."""
-    return _parsePart(_Lines(f), [], (b"TEXT", b"PLAIN"), 0)
+    return _parsePart(_Lines(f), [], (b"text", b"plain"), 0)
 
 
 def _parsePart(lines, boundaries, default, depth):
@@ -146,24 +179,24 @@ def _parsePart(lines, boundaries, default, depth):
     part.headerEnd = lines.offset
     part._startLine = lines.lineNo
     boundary = _contentType(part, default)
-    if part.multipart and depth < MAX_DEPTH:
+    if part.multipart and depth >= MAX_DEPTH:
+        _demote(part)
+    if part.multipart and boundary:
         _parseMultipart(lines, part, boundaries, boundary, depth)
     elif (part.mainType.lower(), part.subType.lower()) == (b"message", b"rfc822") and depth < MAX_DEPTH:
-        part.message = _parsePart(lines, boundaries, (b"TEXT", b"PLAIN"), depth + 1)
+        part.message = _parsePart(lines, boundaries, (b"text", b"plain"), depth + 1)
     else:
         _skipBody(lines, boundaries)
     _finish(lines, part)
-    if part.multipart and not part.children:
-        _demote(part)
     return part
 
 
 def _demote(part):
-    """A multipart that is not one (no boundary, no parts, too deep): text/plain."""
+    """A multipart nested too deep: a text/plain leaf."""
     part.multipart = False
     part.children = []
-    part.mainType, part.subType = b"TEXT", b"PLAIN"
-    part.params = [(b"CHARSET", b"US-ASCII")]
+    part.mainType, part.subType = b"text", b"plain"
+    part.params = []
 
 
 def _finish(lines, part):
@@ -174,7 +207,9 @@ def _finish(lines, part):
     as Dovecot counts: C{hello} CRLF is one line, C{hello} alone none.
     """
     taken = lines.lineNo - part._startLine
-    if lines.peek() is None:
+    if lines.peek() is None or lines.afterBoundary:
+        # at the end, or right after a boundary line, which took its own
+        # line end (Dovecot counts it in the part that ends here)
         part.end = lines.offset
         part.lines = taken
     else:
@@ -193,6 +228,7 @@ def _readHeader(lines, part, boundaries):
         if startsLine:
             if data in (b"\r\n", b"\n"):
                 lines.take()
+                part.blankLine = True
                 return
             if boundaries and _boundaryMatch(data, boundaries) is not None:
                 return
@@ -224,7 +260,7 @@ def _skipBody(lines, boundaries):
 def _parseMultipart(lines, part, boundaries, boundary, depth):
     inner = boundaries + [boundary]
     mine = len(inner) - 1
-    childDefault = (b"MESSAGE", b"RFC822") if part.subType.lower() == b"digest" else (b"TEXT", b"PLAIN")
+    childDefault = (b"message", b"rfc822") if part.subType.lower() == b"digest" else (b"text", b"plain")
     closed = False
     while True:
         data = lines.peek()
@@ -236,6 +272,7 @@ def _parseMultipart(lines, part, boundaries, boundary, depth):
                 return  # an enclosing part's boundary ends this one
             if which == mine and not closed:
                 lines.take()
+                lines.afterBoundary = True
                 if data.rstrip(b"\r\n").rstrip(_WSP).endswith(b"--" + boundary + b"--"):
                     closed = True  # the epilogue follows
                     continue
@@ -336,18 +373,14 @@ def _contentType(part, default):
     match = _TYPE.match(_stripComments(raw)) if raw is not None else None
     if match is None:
         part.mainType, part.subType = default
-        part.params = [(b"CHARSET", b"US-ASCII")] if default == (b"TEXT", b"PLAIN") else []
+        part.params = []
         return None
     part.mainType, part.subType = match.group(1), match.group(2)
     part.params = parseParams(_stripComments(raw)[match.end():])
     if part.mainType.lower() != b"multipart":
         return None
-    boundary = next((v for k, v in part.params if k.lower() == b"boundary"), b"")
-    if not boundary:
-        _demote(part)
-        return None
     part.multipart = True
-    return boundary
+    return next((v for k, v in part.params if k.lower() == b"boundary"), b"") or None
 
 
 # -- ENVELOPE ----------------------------------------------------------------
@@ -357,31 +390,54 @@ def _addressList(part, name, fallback=None):
     An address header as ENVELOPE writes it (the addresses of every field of
     that name, as Dovecot); Sender and Reply-To default to From.
     """
-    addresses = [address for value in part.headers(name) for address in parseAddresses(value)]
+    addresses = [address for value in part.rawValues(name) for address in parseAddresses(value)]
     if not addresses and fallback is not None:
         return _addressList(part, fallback)
     return formatAddresses(addresses)
 
 
+def forHumans(value):
+    """
+    The ENVELOPE subject as Dovecot writes it for people: folds and runs of
+    white space (CR, LF, tab, space) one space, none at either end, NUL as
+    0x80; quoted when nothing needed changing or escaping, else a literal.
+    """
+    cleaned = b" ".join(re.split(rb"[\r\n\t ]+", value.replace(b"\0", b"\x80"))).strip(b" ")
+    if cleaned == value and not re.search(rb'["\\\x80-\xff]', value):
+        return b'"' + value + b'"'
+    if not cleaned:
+        return b'""'
+    return b"{%d}\r\n" % (len(cleaned),) + cleaned
+
+
+def _lastString(part, name):
+    value = part.lastRaw(name)
+    return b"NIL" if value is None else nstring(unfold(b":" + value))
+
+
 def envelope(part):
     """ENVELOPE of a message (its top-level header)."""
+    subject = part.lastRaw(b"subject")
     return formatList([
-        nstring(part.header(b"date")),
-        nstring(part.header(b"subject")),
+        _lastString(part, b"date"),
+        b"NIL" if subject is None else forHumans(subject),
         _addressList(part, b"from"),
         _addressList(part, b"sender", b"from"),
         _addressList(part, b"reply-to", b"from"),
         _addressList(part, b"to"),
         _addressList(part, b"cc"),
         _addressList(part, b"bcc"),
-        nstring(part.header(b"in-reply-to")),
-        nstring(part.header(b"message-id")),
+        _lastString(part, b"in-reply-to"),
+        _lastString(part, b"message-id"),
     ])
 
 
 # -- BODYSTRUCTURE -----------------------------------------------------------
 
-def _params(params):
+def _params(params, text=False):
+    """Body parameters; a text part without a charset gets us-ascii's."""
+    if text and not any(name.lower() == b"charset" for name, _ in params):
+        params = list(params) + [(b"charset", b"us-ascii")]
     if not params:
         return b"NIL"
     return formatList([string(v) for pair in params for v in pair])
@@ -406,34 +462,35 @@ def _language(part):
     tags = [t for t in re.split(rb"[\s,]+", _stripComments(raw)) if t]
     if not tags:
         return b"NIL"
-    if len(tags) == 1:
-        return string(tags[0])
     return formatList([string(t) for t in tags])
 
 
 def _encoding(part):
     raw = part.header(b"content-transfer-encoding")
     value = _stripComments(raw).strip(_WSP) if raw else b""
-    return value or b"7BIT"
+    return value or b"7bit"
 
 
 def bodyStructure(part, extended=True):
     """BODYSTRUCTURE (C{extended}) or BODY of a parsed part."""
     if part.multipart:
-        out = b"".join(bodyStructure(child, extended) for child in part.children)
+        # a multipart without parts is not allowed: one empty text/plain
+        out = b"".join(bodyStructure(child, extended) for child in part.children
+                       ) or bodyStructure(Part(), extended)
         out += b" " + string(part.subType)
         if extended:
             out += b" " + b" ".join([_params(part.params), _disposition(part),
                                      _language(part), nstring(part.header(b"content-location"))])
         return b"(" + out + b")"
-    fields = [string(part.mainType), string(part.subType), _params(part.params),
+    text = part.mainType.lower() == b"text"
+    fields = [string(part.mainType), string(part.subType), _params(part.params, text),
               nstring(part.header(b"content-id")),
               nstring(part.header(b"content-description")),
               string(_encoding(part)), b"%d" % (part.size,)]
     if part.message is not None:
         fields += [envelope(part.message), bodyStructure(part.message, extended),
                    b"%d" % (part.lines,)]
-    elif part.mainType.lower() == b"text":
+    elif text:
         fields.append(b"%d" % (part.lines,))
     if extended:
         fields += [nstring(part.header(b"content-md5")), _disposition(part),
@@ -443,13 +500,20 @@ def bodyStructure(part, extended=True):
 
 # -- sections ----------------------------------------------------------------
 
-def _children(part):
+def _children(part, selfStep):
+    """
+    The parts numbered below C{part}, and whether they are C{part} itself:
+    as in Dovecot, a leaf is its own part 1 once (BODY[1] of a text/plain
+    message is its body, BODY[1.1] of a multipart's first text part is that
+    part), but not again below that (BODY[1.1] of a text/plain message is
+    empty).
+    """
     if part.multipart:
-        return part.children
+        return part.children, False
     if part.message is not None:
         inner = part.message
-        return inner.children if inner.multipart else [inner]
-    return [part]
+        return (inner.children, False) if inner.multipart else ([inner], True)
+    return ([] if selfStep else [part]), True
 
 
 def needsStructure(section):
@@ -467,9 +531,12 @@ def locate(root, section):
         if section.text is None:
             return (0, root.end)
     else:
-        node = None
+        node, selfStep = None, False
         for number in section.part:
-            kids = (root.children if root.multipart else [root]) if node is None else _children(node)
+            if node is None:
+                kids, selfStep = (root.children, False) if root.multipart else ([root], True)
+            else:
+                kids, selfStep = _children(node, selfStep)
             if number > len(kids):
                 return b""
             node = kids[number - 1]
@@ -484,7 +551,11 @@ def locate(root, section):
         return (message.start, message.headerEnd)
     if section.text == "TEXT":
         return (message.headerEnd, message.end)
+    # The blank line ends HEADER.FIELDS always; HEADER.FIELDS.NOT filters
+    # the header as it is, so a message without one (RFC 3501 6.4.5: no body
+    # and no blank line) gets none. Both as Dovecot answers.
     wanted = {name.lower() for name in section.fields}
     keep = section.text == "HEADER.FIELDS"
+    end = b"\r\n" if keep or message.blankLine else b""
     return b"".join(raw for name, raw in message.fields
-                    if (name in wanted) == keep and (name or not keep)) + b"\r\n"
+                    if (name in wanted) == keep and (name or not keep)) + end

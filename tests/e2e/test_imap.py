@@ -213,7 +213,7 @@ class MessageTests(IMAPTestCase):
         self.assertIn(b'BODY[1]<0>', partial[0][0])
         self.assertEqual(
             structure[0],
-            b'1 (BODYSTRUCTURE (("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 10 0 NIL NIL'
+            b'1 (BODYSTRUCTURE (("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 0 NIL NIL'
             b' NIL NIL)("application" "octet-stream" ("name" "a.bin") NIL NIL "base64" 8 NIL NIL'
             b' NIL NIL) "mixed" ("boundary" "XX") NIL NIL NIL))')
         self.assertEqual(mime[0][1], b"Content-Type: application/octet-stream; name=a.bin\r\n"
@@ -549,7 +549,7 @@ class RFC3501SampleTests(IMAPTestCase):
         self.assertIn(b"* 12 EXISTS\r\n", out[b"a002"])
         self.assertIn(b"a002 OK [READ-WRITE] SELECT completed", out[b"a002"])
         self.assertRegex(out[b"a003"], rb'\* 12 FETCH \(FLAGS \([^)]*\) INTERNALDATE "[^"]+" '
-                                       rb'RFC822.SIZE \d+ ENVELOPE \(.*\) BODY \("TEXT" "PLAIN"')
+                                       rb'RFC822.SIZE \d+ ENVELOPE \(.*\) BODY \("text" "plain"')
         self.assertIn(b"BODY[HEADER] {", out[b"a004"])
         self.assertIn(b"* 12 FETCH (FLAGS (\\Deleted \\Seen \\Recent))", out[b"a005"])
         self.assertTrue(re.search(rb"\* BYE .*\r\na006 OK LOGOUT completed\r\n$", out[b"a006"]))

@@ -15,7 +15,7 @@ FETCH_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 
 
 def _echoName(name: bytes) -> bytes:
-    """A header field name as the client sent it: an atom, or quoted."""
+    """A header field name as an atom where it can be one, else quoted."""
     if name and all(c in ASTRING_CHARS and c < 128 for c in name):
         return name
     return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
@@ -38,7 +38,8 @@ class Section:
             spec = (spec + "." if spec else "") + self.text
         out = spec.encode("ascii")
         if self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-            out += b" (" + b" ".join(_echoName(name) for name in self.fields) + b")"
+            # upper-case, as Dovecot answers (clients match either way)
+            out += b" (" + b" ".join(_echoName(name.upper()) for name in self.fields) + b")"
         return b"[" + out + b"]"
 
 
