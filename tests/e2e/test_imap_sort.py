@@ -228,3 +228,51 @@ class DovecotSortTests(unittest.TestCase):
                 differences.append("%s\n  mailstack: %r %s\n  Dovecot:   %r %s" % (
                     command.decode(), shown, status.decode(), wanted, expectedStatus.decode()))
         self.assertEqual(differences, [], "\n".join(differences))
+
+
+class ClientLibraryTests(unittest.TestCase):
+    """Python's imaplib sorts and threads with mailstack (its sort() and thread())."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_imaplib(self):
+        """imaplib's sort(), thread() and uid('SORT'/'THREAD') get the answers it parses."""
+        server, _ = startServer(self, LISTENERS)
+        port = server.listenerPort("imap")
+
+        def run():
+            c = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+            try:
+                c.login("demo@lab.test", "demo")
+                for date, data in CORPUS[:4]:
+                    check(c.append("INBOX", None, date, data))
+                self.assertIn("SORT", c.capabilities)
+                self.assertIn("THREAD=REFERENCES", c.capabilities)
+                check(c.select("INBOX"))
+                results = [
+                    c.sort("(DATE)", "UTF-8", "ALL"),
+                    c.sort("(REVERSE SUBJECT ARRIVAL)", "US-ASCII", "FROM", "lab.test"),
+                    c.thread("REFERENCES", "UTF-8", "ALL"),
+                    c.thread("ORDEREDSUBJECT", "UTF-8", "NOT", "4"),
+                    c.uid("SORT", "(DISPLAYFROM)", "UTF-8", "ALL"),
+                    c.uid("THREAD", "REFERENCES", "UTF-8", "ALL"),
+                ]
+                try:
+                    c.sort("(NOSUCHKEY)", "UTF-8", "ALL")
+                except imaplib.IMAP4.error as e:
+                    results.append(("error", str(e)))
+                return results
+            finally:
+                c.logout()
+        results = yield threads.deferToThread(run)
+        self.assertEqual(results[:6], [
+            ("OK", [b"3 1 2 4"]),  # no Date: 3 sorts by its arrival, 09:00
+            ("OK", [b"3 1 2 4"]),  # one base subject, so by arrival
+            ("OK", [b"(1 (2 3)(4))"]),  # 4, a [Fwd: ...], gathered under 1
+            ("OK", [b"(3 (1)(2))"]),
+            ("OK", [b"1 2 4 3"]),  # Alice, bob@, carol@, Zed Zulu
+            ("OK", [b"(1 (2 3)(4))"]),
+        ])
+        self.assertEqual(results[6][0], "error")
+        self.assertIn("Unknown sort key NOSUCHKEY", results[6][1])
