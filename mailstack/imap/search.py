@@ -18,6 +18,7 @@ import datetime
 import email.header
 import email.utils
 import quopri
+import re
 import time
 
 from mailstack.imap import fetch
@@ -140,7 +141,7 @@ def _headerMatches(part, name, needle, rewrite=None):
     Whether a field C{name} holds C{needle} (any field, if C{needle} is
     empty); C{rewrite} turns each field's value into the text matched.
     """
-    values = part.headers(name)
+    values = [_FOLD.sub(b" ", value) for value in part.rawValues(name)]
     if not values:
         return False
     if not needle:
@@ -148,6 +149,11 @@ def _headerMatches(part, name, needle, rewrite=None):
     if rewrite is not None:
         values = map(rewrite, values)
     return any(needle in decodeHeader(value).casefold() for value in values)
+
+
+# A fold (line end and the white space after it) matches as one space, as in
+# Dovecot: "Subject: a\r\n  b" holds "a b".
+_FOLD = re.compile(rb"\r?\n[ \t]*")
 
 
 def _addressText(value):
@@ -207,16 +213,19 @@ def _leaves(part):
         yield ("body", part)
 
 
-def _bodyMatches(message, needle, withHeader):
+def _bodyMatches(message, needle, embeddedHeaders):
+    """
+    Whether the decoded text parts hold C{needle}; C{embeddedHeaders}: or the
+    header of an attached message, which is text (TEXT) but not body (BODY),
+    as Dovecot searches.
+    """
     root = message.structure()
-    if withHeader and needle in _allHeaderText(root):
-        return True
     if not needle:
         return True
     with message.view.store.openMessage(message.info.uid) as f:
         for kind, part in _leaves(root):
             if kind == "header":
-                if needle in _allHeaderText(part):
+                if embeddedHeaders and needle in _allHeaderText(part):
                     return True
                 continue
             main = part.mainType.lower()
@@ -312,7 +321,7 @@ def matches(key, message, star):
     if kind in ("BODY", "TEXT"):
         if kind == "TEXT" and _headerMatchesAny(message, key[1]):
             return True
-        return _bodyMatches(message, key[1], False)
+        return _bodyMatches(message, key[1], kind == "TEXT")
     raise ValueError("unknown search key %r" % (kind,))
 
 
