@@ -37,7 +37,7 @@ import json
 import re
 from urllib.parse import quote
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
@@ -49,6 +49,7 @@ from mailstack.storage.interfaces import (
     InvalidMailboxName, NoSuchMailbox, NoSuchMessage, StoreUnavailable)
 from mailstack.web import mailread, messages, reports
 from mailstack.web.auth import Principal
+from mailstack.web.bearer import tokenUser
 from mailstack.web.tokens import TokenError, tokensFor
 
 log = Logger()
@@ -348,33 +349,18 @@ class APIResource(resource.Resource):
         return defer.succeed(principal)
 
     def _tokenUser(self, request, presented):
-        penalty = self.context.authPenalty
         ip = clientIP(request.getClientAddress())
-        delay = penalty.admit(ip) if penalty is not None else 0
-        d = (task.deferLater(self.context.reactor, delay, lambda: None) if delay
-             else defer.succeed(None))
-        d.addCallback(lambda _: self.context.runInThread(self.tokens.verify, presented))
-
-        def verified(token):
-            if token is None:
-                return None
-            return self.context.directory.lookup(token.address)
+        d = tokenUser(self.context, self.tokens, ip, presented, "API")
 
         def found(user):
             if user is None:
-                if penalty is not None:
-                    penalty.failed(ip)
-                log.info("API: a wrong token from {ip}", ip=ip)
                 raise _unauthorized("the token is not valid (revoked, or its user removed)")
-            if penalty is not None:
-                penalty.succeeded(ip)
             return Principal(user.address, bool(getattr(user, "admin", False)))
 
         def brokenFile(failure):
             failure.trap(TokenError)
             log.error("API: {error}", error=failure.getErrorMessage())
             raise APIError(503, "the token file cannot be read; its log says why")
-        d.addCallback(verified)
         d.addCallback(found)
         d.addErrback(brokenFile)
         return d

@@ -19,12 +19,13 @@ body is a short JSON document saying which check failed. It needs no login
 import ipaddress
 import json
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from mailstack.metrics import exposition
 from mailstack.sessions import clientIP
+from mailstack.web.bearer import tokenUser
 from mailstack.web.tokens import TokenError, TokenStore
 
 log = Logger()
@@ -111,27 +112,8 @@ class MetricsResource(resource.Resource):
 
         @return: a Deferred firing with C{True} or C{False}.
         """
-        penalty = self.context.authPenalty
-        delay = penalty.admit(ip) if penalty is not None else 0
-        d = task.deferLater(self.context.reactor, delay, lambda: None) if delay else (
-            defer.succeed(None))
-        d.addCallback(lambda _: self.context.runInThread(self.tokens.verify, presented))
-
-        def verified(token):
-            if token is None:
-                return None
-            return self.context.directory.lookup(token.address)
-
-        def found(user):
-            if user is None:
-                if penalty is not None:
-                    penalty.failed(ip)
-                log.info("metrics: a wrong token from {ip}", ip=ip)
-                return False
-            if penalty is not None:
-                penalty.succeeded(ip)
-            return bool(getattr(user, "admin", False))
-        return d.addCallback(verified).addCallback(found)
+        d = tokenUser(self.context, self.tokens, ip, presented, "metrics")
+        return d.addCallback(lambda user: user is not None and bool(getattr(user, "admin", False)))
 
     def answer(self, admin, request, gone):
         if gone:
