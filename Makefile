@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.mailstack-installed
 SOURCES = setup.cfg pyproject.toml $(shell find mailstack twisted -name '*.py' 2>/dev/null)
 TRIAL_JOBS ?= 2
 
-.PHONY: run test check fuzz install bench clean deps
+.PHONY: run test check fuzz interop install bench clean deps
 
 # A normal (non-editable) install, so the twistd plugin lands in site-packages'
 # twisted/plugins/ the way users get it. Re-installed when a source file changes.
@@ -19,6 +19,12 @@ $(STAMP): $(SOURCES)
 	@touch $@
 
 install: $(STAMP)
+
+# The development tools (requirements-dev.txt: mypy for check; Selenium and the
+# OpenAPI validator for test), installed into .venv once (and when that changes).
+# Defined before the rules that name it: make expands a rule's prerequisites
+# when it reads the rule.
+MYPY_STAMP = $(VENV)/.mypy-installed
 
 run: $(STAMP)
 	$(BIN)/twistd --nodaemon --pidfile= mailstack --config etc/mailstack.toml
@@ -34,10 +40,6 @@ CHECK_SKIP = test_bench test_service test_relay_queue test_tls test_plugin test_
 	test_lab_guide
 CHECK_MODULES = $(filter-out $(addprefix tests.,$(CHECK_SKIP)), \
 	$(patsubst tests/%.py,tests.%,$(wildcard tests/test_*.py)))
-# check also runs mypy on the annotated modules mypy.ini lists; mypy comes
-# from requirements-dev.txt (with Selenium, for make test's browser tests),
-# installed into .venv once (and when that changes).
-MYPY_STAMP = $(VENV)/.mypy-installed
 $(MYPY_STAMP): requirements-dev.txt | $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
@@ -69,6 +71,18 @@ fuzz: $(STAMP)
 	MAILSTACK_FUZZ_ROUNDS=$(FUZZ_ROUNDS) MAILSTACK_FUZZ_SEED=$(FUZZ_SEED) \
 	  $(BIN)/python -m twisted.trial tests.test_framing.FramingFuzzTests tests.test_dotstuff.DotStuffFuzzTests
 	@echo "fuzz: seed $(FUZZ_SEED), $(FUZZ_ROUNDS) rounds per fuzz test"
+
+# The differential harness at length (tests/differential/, docs/imap.md
+# "Differences from Dovecot"): every session script over the representative
+# corpus and DIFF_MESSAGES generated messages, against a private Dovecot
+# (`make deps` installs it; the test is skipped without it). A short run is
+# part of make test. Options: make interop DIFF_MESSAGES=1000 DIFF_SEED=7
+DIFF_MESSAGES ?= 200
+DIFF_SEED     ?= 1
+interop: $(STAMP)
+	MAILSTACK_DIFFERENTIAL_GENERATED=$(DIFF_MESSAGES) MAILSTACK_DIFFERENTIAL_SEED=$(DIFF_SEED) \
+	  $(BIN)/python -m twisted.trial tests.e2e.test_differential
+	@echo "interop: seed $(DIFF_SEED), $(DIFF_MESSAGES) generated messages"
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp*
