@@ -1,0 +1,136 @@
+"""
+The differences from Dovecot mailstack keeps on purpose, each with its reason
+(docs/imap.md, "Differences from Dovecot", lists the same). A difference the
+harness finds must be fixed or added here; an entry that no longer explains
+anything is reported too, so the list stays true.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+def _eightBitOutsideLiteral(command):
+    """Whether a command sends 8-bit octets in an atom or quoted string."""
+    parts = [command] if isinstance(command, bytes) else command
+    return any(_EIGHT_BIT.search(p) for p in parts if isinstance(p, bytes))
+
+
+@dataclass(frozen=True)
+class Deliberate:
+    """
+    One accepted difference: in the answers to C{commands} (exact command
+    texts; empty: any command C{predicate} accepts) of C{scripts} (empty:
+    any), either the whole answer (C{messages} empty) or only the FETCH
+    responses of the corpus messages named in C{messages}. C{sometimes}: a
+    difference that depends on Dovecot's state (its cache), so not seeing it
+    is no sign the entry is stale.
+    """
+    name: str
+    reason: str
+    commands: tuple = ()
+    scripts: tuple = ()
+    messages: tuple = ()
+    predicate: object = field(default=None, compare=False)
+    sometimes: bool = False
+
+    def explains(self, difference, names):
+        """
+        Whether this entry accounts for C{difference} (a
+        L{tests.differential.runner.Difference}); C{names} maps sequence
+        numbers to corpus message names.
+        """
+        if self.scripts and difference.script not in self.scripts:
+            return False
+        if self.commands and difference.command not in self.commands:
+            return False
+        if self.predicate is not None and not self.predicate(difference.original):
+            return False
+        if not self.messages:
+            return True
+        for line in difference.ours + difference.theirs:
+            m = re.match(rb"\* (\d+) FETCH ", line)
+            if m is None or names.get(int(m.group(1))) not in self.messages:
+                return False
+        return True
+
+
+DELIBERATE = [
+    Deliberate(
+        "content-type-without-slash",
+        "A Content-Type that does not parse (textplain) is text/plain us-ascii, as RFC 2045 "
+        "section 5.2 says; Dovecot 2.3 writes an empty type and subtype (\"\" \"\") without "
+        "a line count.",
+        scripts=("bodystructure", "rfc822-items"), messages=("garbage-type",)),
+    Deliberate(
+        "zero-length-partial",
+        "BODY[]<0.0>: RFC 3501's grammar makes the partial's length a nz-number, so mailstack "
+        "answers BAD; Dovecot accepts it and returns empty strings.",
+        commands=(b"FETCH 1:* (BODY.PEEK[]<0.0>)",)),
+    Deliberate(
+        "quoted-field-name-echo",
+        "HEADER.FIELDS (\"Subject\" To) is answered (SUBJECT TO): mailstack writes a field "
+        "name as an atom when it can be one; Dovecot repeats the client's quotes. Both are the "
+        "same astring.",
+        commands=(b'FETCH 1:* (BODY.PEEK[HEADER.FIELDS ("Subject" To)])',)),
+    Deliberate(
+        "search-unknown-keyword",
+        "SEARCH KEYWORD for a keyword no message has: Dovecot adds it to the mailbox's keywords "
+        "and sends FLAGS and PERMANENTFLAGS; mailstack does not change a mailbox while "
+        "searching it.",
+        commands=(b"SEARCH KEYWORD $NoSuch",)),
+    Deliberate(
+        "search-keyword-system-flag",
+        "SEARCH KEYWORD \\Seen: a keyword is an atom (RFC 3501), and \\ is not an atom "
+        "character, so mailstack answers BAD; Dovecot matches nothing.",
+        commands=(b"SEARCH KEYWORD \\Seen",)),
+    Deliberate(
+        "search-date-before-1970",
+        "SENTBEFORE/SENTSINCE with a Date: before 1970 (13 Feb 1969): mailstack compares the "
+        "date written; Dovecot 2.3 misplaces it (SENTSINCE 1-Jan-2023 finds it, SENTBEFORE "
+        "1-Jan-1970 does not).",
+        commands=(b"SEARCH SENTBEFORE 1-Jan-2000", b"SEARCH SENTSINCE 1-Jan-2000",
+                  b"SEARCH SENTBEFORE 1-Jan-1970", b"SEARCH SENTSINCE 1-Jan-2023")),
+    Deliberate(
+        "eight-bit-atom",
+        "8-bit octets in an atom or quoted string (FROM J\\xc3\\xb6rg without a literal): "
+        "mailstack reads them (as UTF-8, or the CHARSET named); Dovecot 2.3 answers BAD for "
+        "UTF-8 ones (RFC 3501 wants a literal for 8-bit).",
+        scripts=("search",), predicate=_eightBitOutsideLiteral),
+    Deliberate(
+        "raw-latin1-header",
+        "A header with raw 8-bit octets that are not UTF-8 (Subject: Caf\\xe9) is read as "
+        "Latin-1, so SEARCH finds caf\\xe9 in it; Dovecot reads it as UTF-8 with "
+        "replacement characters and finds nothing.",
+        commands=(b"SEARCH CHARSET ISO-8859-1 SUBJECT caf\xe9",)),
+    Deliberate(
+        "header-without-line-end",
+        "HEADER.FIELDS of a message whose header ends without a line end (no blank line, no "
+        "body): mailstack ends the field with CRLF and, as RFC 3501 6.4.5 says for a message "
+        "without body and blank line, adds no blank line; Dovecot 2.3 answers either that or "
+        "with a blank line, depending on whether the header came from its cache.",
+        scripts=("header-fields",), messages=("cr-only", "no-blank-no-end"), sometimes=True),
+    Deliberate(
+        "status-selected-mailbox",
+        "STATUS INBOX: mailstack always quotes the mailbox name (\"INBOX\"; the same astring), "
+        "and Dovecot adds a [CLIENTBUG] hint when STATUS asks about the selected mailbox.",
+        commands=(b"STATUS INBOX (MESSAGES RECENT UNSEEN)",
+                  b"STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)")),
+]
+
+
+def unexplained(differences, names, deliberate=DELIBERATE):
+    """
+    @return: C{(unexplained differences, names of entries that explained
+        none)}.
+    """
+    used = set()
+    left = []
+    for difference in differences:
+        entry = next((d for d in deliberate if d.explains(difference, names)), None)
+        if entry is None:
+            left.append(difference)
+        else:
+            used.add(entry.name)
+    return left, [d.name for d in deliberate if d.name not in used and not d.sometimes]

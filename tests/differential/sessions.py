@@ -1,0 +1,164 @@
+"""
+The session scripts the differential harness runs against both servers: a
+table others extend (SORT, THREAD, BINARY... add their L{Script}s to
+L{SCRIPTS}, or build their own list and hand it to
+L{tests.differential.runner.Differential.run}).
+
+A script is a list of steps C{(session, command)}: C{session} numbers a
+logged-in connection (opened at its first step, closed by its C{LOGOUT} and
+opened afresh if used again), C{command} is what follows the tag (bytes, or a
+list of bytes and C{(literal,)} 1-tuples as L{tests.differential.client}
+takes). Scripts run in table order over one corpus, so state one leaves
+(flags, \\Recent claimed) is what the next finds, on both servers alike.
+
+C{inSlice} marks the scripts `make test` runs; `make interop` runs them all.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Script:
+    name: str
+    steps: list
+    inSlice: bool = True
+
+
+def each(session, template, items):
+    """Steps running C{template % item} for each of C{items}."""
+    return [(session, template % (item,)) for item in items]
+
+
+EXAMINE = (0, b"EXAMINE INBOX")
+
+SECTIONS = [b"HEADER", b"TEXT", b"1", b"1.MIME", b"1.1", b"1.2", b"1.TEXT", b"2", b"2.MIME",
+            b"2.HEADER", b"2.TEXT", b"2.1", b"2.1.MIME", b"2.2", b"2.2.MIME", b"3", b"3.MIME",
+            b"3.HEADER", b"3.TEXT", b"4", b"1.1.1", b"2.2.1", b""]
+
+PARTIALS = [b"<0.10>", b"<5.100>", b"<0.0>", b"<100000.5>", b"<20.1>", b"<1.100000>"]
+
+FIELDS = [b"HEADER.FIELDS (Subject From)", b"HEADER.FIELDS (subject)",
+          b"HEADER.FIELDS (X-Unfolded Date DATE)", b"HEADER.FIELDS (No-Such-Field)",
+          b"HEADER.FIELDS.NOT (To Subject Received X-Unfolded)", b"HEADER.FIELDS (\"Subject\" To)",
+          b"2.HEADER.FIELDS (Subject)", b"3.HEADER.FIELDS.NOT (Subject)",
+          b"HEADER.FIELDS (Content-Type MIME-Version)"]
+
+# Every RFC 3501 search key, alone and combined; the corpus's dates run from
+# 7-Feb-1994 one day per message, its Date: fields are all over the place.
+SEARCHES = [
+    b"ALL", b"ANSWERED", b"UNANSWERED", b"DELETED", b"UNDELETED", b"DRAFT", b"UNDRAFT",
+    b"FLAGGED", b"UNFLAGGED", b"SEEN", b"UNSEEN", b"NEW", b"OLD", b"RECENT",
+    b"KEYWORD $Forwarded", b"UNKEYWORD $Forwarded", b"KEYWORD $Label1", b"KEYWORD $NoSuch",
+    b"UNKEYWORD $NoSuch", b"KEYWORD \\Seen",
+    b"BEFORE 10-Feb-1994", b"ON 10-Feb-1994", b"SINCE 10-Feb-1994", b"SINCE 1-Jan-2030",
+    b"BEFORE 7-Feb-1994", b"ON 7-Feb-1994",
+    b"SENTBEFORE 1-Jan-2000", b"SENTON 1-Jan-2000", b"SENTSINCE 1-Jan-2000",
+    b"SENTON 1-Jul-2003", b"SENTBEFORE 1-Jan-1970", b"SENTSINCE 1-Jan-2023",
+    b"LARGER 1000", b"SMALLER 300", b"LARGER 100000", b"SMALLER 1",
+    b"FROM example.com", b"FROM \"Joe Q\"", b"FROM pete", b"FROM keld", b"FROM J\xc3\xb6rg",
+    b"FROM \"\"", b"TO mary", b"TO group", b"TO recipient", b"TO \"Recipient 149\"",
+    b"CC boss", b"CC hidden", b"BCC undisclosed", b"BCC \"\"",
+    b"SUBJECT hello", b"SUBJECT HELLO", b"SUBJECT caf", b"SUBJECT \"\"", b"SUBJECT word399",
+    b"SUBJECT \"tabbed and\"", b"SUBJECT subject",
+    b"HEADER Message-ID example", b"HEADER X-Keyword needle", b"HEADER X-Keyword \"\"",
+    b"HEADER X-Unfolded xxxxxxxx", b"HEADER Content-Type multipart",
+    b"HEADER References 3456", b"HEADER No-Such \"\"",
+    b"BODY hello", b"BODY NEEDLE", b"BODY \"line with\"", b"BODY \"body line 01999\"",
+    b"BODY \"HTML part\"", b"BODY caf", b"BODY subject", b"BODY \"\"", b"BODY \"Deep text\"",
+    b"TEXT needle", b"TEXT subject", b"TEXT \"Recipient 3\"", b"TEXT \"\"", b"TEXT inner",
+    b"NOT SEEN", b"NOT NOT SEEN", b"OR SEEN FLAGGED", b"OR OR DRAFT DELETED ANSWERED",
+    b"NOT OR SEEN FLAGGED", b"(SEEN FLAGGED)", b"(OR SEEN FLAGGED) NOT DRAFT",
+    b"SEEN UNSEEN", b"1:3", b"2,4,6:*", b"*", b"*:20", b"1:* NOT 2:3", b"UID 2:4",
+    b"UID 20:*", b"UID 1000:*", b"UID *", b"NOT UID 1:10", b"OR 1 UID 3",
+    b"CHARSET UTF-8 FROM J\xc3\xb6rg", b"CHARSET US-ASCII SUBJECT hello",
+    b"CHARSET UTF-8 BODY Stra\xc3\x9fe", b"CHARSET UTF-8 SUBJECT Gr\xc3\xbc\xc3\x9fe",
+    b"CHARSET UTF-8 TEXT caf\xc3\xa9",
+]
+
+SEARCH_LITERALS = [
+    [b"CHARSET UTF-8 SUBJECT ", ("Grüße".encode("utf-8"),)],
+    [b"CHARSET UTF-8 FROM ", ("Müller".encode("utf-8"),)],
+    [b"CHARSET UTF-8 BODY ", ("Grüße".encode("utf-8"),)],
+    [b"CHARSET UTF-8 SUBJECT ", ("世界".encode("utf-8"),)],
+    [b"CHARSET UTF-8 TEXT ", ("crème".encode("utf-8"),)],
+    [b"CHARSET UTF-8 BODY ", ("fünf".encode("utf-8"),)],
+    [b"CHARSET ISO-8859-1 SUBJECT ", (b"caf\xe9",)],
+    [b"CHARSET UTF-8 HEADER Subject ", ("Köln".encode("utf-8"),)],
+]
+
+SCRIPTS = [
+    # First: the corpus is new, \Recent belongs to the first session to look.
+    Script("recent-and-flags", [
+        (0, b"SELECT INBOX"),
+        (1, b"SELECT INBOX"),
+        (0, b"FETCH 1:* (FLAGS)"),
+        (1, b"FETCH 1:* (FLAGS)"),
+        (0, b"SEARCH RECENT"),
+        (1, b"SEARCH RECENT"),
+        (0, b"STORE 2 +FLAGS (\\Seen)"),
+        (1, b"NOOP"),
+        (0, b"STORE 3 -FLAGS.SILENT (\\Answered)"),
+        (1, b"NOOP"),
+        (0, b"STORE 4 FLAGS ($New \\Flagged)"),
+        (1, b"NOOP"),
+        (1, b"FETCH 4 (FLAGS)"),
+        (0, b"UID STORE 5 +FLAGS (\\Draft)"),
+        (1, b"NOOP"),
+        (0, b"FETCH 6 (BODY[TEXT]<0.5>)"),
+        (1, b"NOOP"),
+        (0, b"STORE 2,4 -FLAGS ($New \\Seen)"),
+        (1, b"NOOP"),
+        (0, b"LOGOUT"),
+        (1, b"LOGOUT"),
+        (2, b"SELECT INBOX"),
+        (2, b"FETCH 1:* (FLAGS)"),
+        (2, b"STATUS INBOX (MESSAGES RECENT UNSEEN)"),
+        (2, b"LOGOUT"),
+    ]),
+    Script("envelope", [EXAMINE, (0, b"FETCH 1:* (ENVELOPE)")]),
+    Script("bodystructure", [EXAMINE, (0, b"FETCH 1:* (BODYSTRUCTURE)"), (0, b"FETCH 1:* (BODY)")]),
+    Script("sections", [EXAMINE] + each(0, b"FETCH 1:* (BODY.PEEK[%s])", SECTIONS)),
+    Script("partials", [EXAMINE] + each(0, b"FETCH 1:* (BODY.PEEK[]%s)", PARTIALS) + [
+        (0, b"FETCH 1:* (BODY.PEEK[TEXT]<3.7>)"),
+        (0, b"FETCH 1:* (BODY.PEEK[1]<2.3>)"),
+        (0, b"FETCH 1:* (BODY.PEEK[HEADER]<0.20> BODY.PEEK[1.MIME]<1.5>)"),
+        (0, b"FETCH 7 (BODY.PEEK[2.1]<0.40> BODY.PEEK[2.HEADER]<10.30>)"),
+    ]),
+    Script("header-fields", [EXAMINE] + each(0, b"FETCH 1:* (BODY.PEEK[%s])", FIELDS)),
+    Script("rfc822-items", [EXAMINE,
+                            (0, b"FETCH 1:* (RFC822.SIZE INTERNALDATE UID)"),
+                            (0, b"FETCH 1:* (RFC822.HEADER)"),
+                            (0, b"FETCH 1:* FAST"),
+                            (0, b"FETCH 1:* ALL"),
+                            (0, b"FETCH 2:3 FULL"),
+                            (0, b"FETCH 1:* (BODY.PEEK[])")]),
+    Script("search", [EXAMINE] + each(0, b"SEARCH %s", SEARCHES)
+           + [(0, [b"SEARCH "] + parts) for parts in SEARCH_LITERALS]
+           + each(0, b"UID SEARCH %s", [b"ALL", b"UID 3:5", b"5:7", b"NOT SEEN"])),
+    Script("uids", [
+        (0, b"STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)"),
+        EXAMINE,
+        (0, b"UID FETCH 1:* (UID)"),
+        (0, b"UID FETCH *:* (UID)"),
+        (0, b"UID FETCH 5:3 (FLAGS)"),
+        (0, b"UID FETCH 1000 (UID)"),
+        (0, b"UID FETCH 1000:* (UID)"),
+        (0, b"UID FETCH 2,4:5,1000 (UID RFC822.SIZE)"),
+        (0, b"FETCH 1000 (UID)"),
+        (0, b"FETCH 3:2 (UID)"),
+        (0, b"CLOSE"),
+        (0, b"SELECT INBOX"),
+        (1, b"EXAMINE INBOX"),
+        (0, b"UNSELECT"),
+    ]),
+    # Bodies fetched without PEEK set \Seen; last, so the others see the
+    # flags the corpus came with.
+    Script("set-seen", [
+        (0, b"SELECT INBOX"),
+        (0, b"FETCH 8 (RFC822.TEXT)"),
+        (0, b"FETCH 9 (BODY[1])"),
+        (0, b"FETCH 10 (RFC822)"),
+        (0, b"FETCH 11 (BODY[HEADER])"),
+        (0, b"FETCH 8:11 (FLAGS)"),
+    ], inSlice=False),
+]
