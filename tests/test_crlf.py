@@ -32,6 +32,23 @@ class ToCRLFTests(TestCase):
         self.assertEqual(crlf.toCRLF(b"", False), (b"", False))
 
 
+class ReferenceTests(TestCase):
+    def test_sameAsTheDefinition(self):
+        """Every bare LF becomes CRLF and nothing else changes (CRLF and a lone CR
+        kept), on random mixes of CR, LF, dots and text, split at random points:
+        the same as the definition, a look-behind regular expression."""
+        import random
+        import re
+        definition = re.compile(rb"(?<!\r)\n")
+        rng = random.Random(1939)
+        for _ in range(3000):
+            data = bytes(rng.choice(b"ab\r\n.") for _ in range(rng.randint(0, 40)))
+            cut = rng.randint(0, len(data))
+            first, afterCR = crlf.toCRLF(data[:cut], False)
+            second, _ = crlf.toCRLF(data[cut:], afterCR)
+            self.assertEqual(first + second, definition.sub(b"\r\n", data), data)
+
+
 class CopyTests(TestCase):
     """
     L{crlf.copyAsCRLF} and L{crlf.wireSize}.
