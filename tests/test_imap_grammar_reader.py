@@ -265,7 +265,7 @@ class IncrementalFramingTests(unittest.TestCase):
     EXPECTED = [
         ({b"name": b"hello", b"version": b"1.0"},),
         (b"user", b'pa"ss'),
-        ("UTF-8", ("AND", [("BODY", b"caf\xc3\xa9"), ("UID", SequenceSet([(1, None)]))])),
+        (None, "UTF-8", ("AND", [("BODY", b"caf\xc3\xa9"), ("UID", SequenceSet([(1, None)]))])),
         (SequenceSet([(1, 3)]),
          [FetchAttribute("FLAGS"),
           FetchAttribute("BODY.PEEK", Section((), "HEADER.FIELDS", (b"From", b"To")), (0, 10))],

@@ -22,10 +22,11 @@ class SearchParseTests(unittest.TestCase):
     """
 
     def parse(self, text, *more):
+        """C{(charset, key)}; RETURN options are tested in tests/test_imap_esearch.py."""
         r = reader(text, *more)
-        result = args_search(r)
+        returns, charset, key = args_search(r)
         r.end()
-        return result
+        return charset, key
 
     def test_simple(self):
         """A single flag key."""

@@ -49,7 +49,7 @@ class SearchTests(unittest.TestCase):
 
     def find(self, text, *more):
         reader = Reader([text] + list(more))
-        charset, key = args_search(reader)
+        _, charset, key = args_search(reader)
         reader.end()
         return search.search(self.view, key, charset)
 
@@ -194,7 +194,7 @@ class AddressSearchTests(unittest.TestCase):
 
     def find(self, text):
         reader = Reader([text])
-        charset, key = args_search(reader)
+        _, charset, key = args_search(reader)
         reader.end()
         return search.search(self.view, key, charset)
 

@@ -107,7 +107,7 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
             b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=LOGIN LITERAL+ SASL-IR ID "
             b"ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
             b"LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC APPENDLIMIT=4096 SORT SORT=DISPLAY"
-            b" THREAD=ORDEREDSUBJECT THREAD=REFERENCES]"
+            b" THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH SEARCHRES WITHIN]"
             b" mail.lab.test mailstack IMAP4rev1 ready\r\n")
         server2.connectionLost(None)
 
@@ -340,7 +340,7 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
             out, b"a OK [CAPABILITY IMAP4rev1 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS"
                  b" MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
                  b" CONDSTORE QRESYNC APPENDLIMIT=4096 SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT"
-                 b" THREAD=REFERENCES] Logged in\r\n")
+                 b" THREAD=REFERENCES ESEARCH SEARCHRES WITHIN] Logged in\r\n")
         self.assertEqual(self.server.state, "authenticated")
 
     def test_loginLiterals(self):

@@ -14,7 +14,7 @@ import collections
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.imap import cooperative, fetch, listing, search
+from mailstack.imap import cooperative, esearch, fetch, listing, search
 from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
@@ -79,6 +79,7 @@ class MailboxCommands:
             raise Refusal(str(e), "CANNOT")
 
     def _deselect(self):
+        self.savedResult = ()  # RFC 5182: $ is per selected mailbox
         if self.view is not None:
             self.view.close()
             self.view = None
@@ -101,6 +102,8 @@ class MailboxCommands:
 
     def _indices(self, messages, byUID):
         view = self.view
+        if messages.saved:
+            return self._resolveSaved(messages).uidIndices(view.uids)
         if byUID:
             return messages.uidIndices(view.uids)
         return messages.sequenceIndices(len(view))
@@ -364,6 +367,7 @@ class MailboxCommands:
         return self._expunge(None)
 
     def do_UID_EXPUNGE(self, tag, messages):
+        messages = self._resolveSaved(messages)
         within = {self.view.uids[i] for i in messages.uidIndices(self.view.uids)}
         return self._expunge(within)
 
@@ -373,26 +377,63 @@ class MailboxCommands:
         d = self.view.store.expunge(self._deletedUIDs(within))
         return d.addCallback(lambda _: self.expungeResult())
 
-    def do_SEARCH(self, tag, charset, key):
-        return self._search(charset, key, byUID=False)
+    def do_SEARCH(self, tag, returns, charset, key):
+        return self._search(tag, returns, charset, key, byUID=False)
 
-    def do_UID_SEARCH(self, tag, charset, key):
-        return self._search(charset, key, byUID=True)
+    def do_UID_SEARCH(self, tag, returns, charset, key):
+        return self._search(tag, returns, charset, key, byUID=True)
 
-    def _search(self, charset, key, byUID):
+    # RFC 5182's search result variable ($): ascending UIDs.
+    savedResult = ()
+
+    def searchresEnabled(self):
+        """SEARCHRES is offered: it builds on ESEARCH's RETURN, so not without it."""
+        return self.extensionEnabled("SEARCHRES") and self.extensionEnabled("ESEARCH")
+
+    def _resolveSaved(self, messages):
+        """A sequence set with C{$} replaced by the saved result's UIDs (a UID set)."""
+        if not messages.saved:
+            return messages
+        if not self.searchresEnabled():
+            raise Refusal("Invalid sequence set ($ needs SEARCHRES)", status="BAD")
+        return messages.resolved(self.savedResult)
+
+    def _checkSearchExtensions(self, returns, key):
+        """BAD for what the listener has switched off: RETURN, SAVE, $, OLDER/YOUNGER."""
+        if returns is not None and not self.extensionEnabled("ESEARCH"):
+            raise Refusal("SEARCH RETURN is not available (no ESEARCH)", status="BAD")
+        kinds = search.keyKinds(key)
+        if ("SAVE" in (returns or ()) or "$" in kinds) and not self.searchresEnabled():
+            raise Refusal("SEARCH RETURN (SAVE) and $ are not available (no SEARCHRES)",
+                          status="BAD")
+        if "WITHIN" in kinds and not self.extensionEnabled("WITHIN"):
+            raise Refusal("Unknown search key (OLDER and YOUNGER need WITHIN)", status="BAD")
+
+    def _search(self, tag, returns, charset, key, byUID):
         """
+        SEARCH and UID SEARCH, with RFC 4731's RETURN options (an ESEARCH
+        response), RFC 5182's SAVE and C{$}, RFC 5032's OLDER and YOUNGER.
+
         Header and body keys read message files: that runs in bursts
         (L{cooperative.run}) so other sessions are served meanwhile; this
-        session's next commands wait (the Deferred holds its queue).
+        session's next commands wait (the Deferred holds its queue), so a
+        command using C{$} pipelined behind a SAVE sees what it saved.
         """
         view = self.view
+        self._checkSearchExtensions(returns, key)
+        save = returns is not None and "SAVE" in returns
         withModseq = search.usesModseq(key)
         if withModseq:
             self.enableCondstore()
+        key = search.bindKey(key, self.clock.seconds(), self.savedResult)
         try:
             program = search.compileKey(key, charset, view)
         except search.BadCharset:
+            if save:
+                self.savedResult = ()  # RFC 5182: a SAVE search that fails with NO empties $
             return ("NO", "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
+        if save:
+            self.savedResult = ()  # until it succeeds
         found = []
 
         def steps():
@@ -404,15 +445,21 @@ class MailboxCommands:
         def answer(_=None):
             if self._closing or self.view is not view:
                 return None
+            if save:
+                self.savedResult = tuple(esearch.savedResult(sorted(found), returns))
             if byUID:
                 numbers = found
             else:
                 numbers = [view.sequenceNumber(uid) for uid in found]
-            suffix = b""
+            highest = None
             if withModseq and found:
                 infos = view.messageInfos()
                 highest = max([infos[uid].modseq for uid in found if uid in infos] or [0])
-                suffix = b" (MODSEQ %d)" % (highest,)
+            if returns is not None:
+                if esearch.answersWithESEARCH(returns, withModseq):
+                    self.write(esearch.esearchResponse(tag, numbers, returns, byUID, highest))
+                return ("OK", None, "SEARCH completed")
+            suffix = b"" if highest is None else b" (MODSEQ %d)" % (highest,)
             self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + suffix + b"\r\n")
             return ("OK", None, "SEARCH completed")
         # Flag, size, date and UID keys need no message file: no reason to wait.
@@ -533,6 +580,8 @@ class MailboxCommands:
     def _fetch(self, messages, attributes, byUID, modifiers=None):
         view = self.view
         changedSince = self.checkFetchModifiers(attributes, modifiers or {}, byUID)
+        if byUID:
+            messages = self._resolveSaved(messages)
         indices = self._indices(messages, byUID)
         if byUID and not any(a.name == "UID" for a in attributes):
             attributes = [FetchAttribute("UID")] + list(attributes)

@@ -306,6 +306,8 @@ def matches(key, message, star):
         return key[1].containsUID(info.uid, star)
     if kind == "MODSEQ":
         return info.modseq >= key[1]
+    if kind == "INTERNALTIME":  # OLDER/YOUNGER (RFC 5032), after bindKey
+        return info.internalDate < key[2] if key[1] == "<" else info.internalDate >= key[2]
     if kind == "SEQUIDS":
         return info.uid in key[1]
     if kind == "DATE":
@@ -363,6 +365,45 @@ def usesModseq(key):
     if kind == "AND":
         return any(usesModseq(k) for k in key[1])
     return False
+
+
+def keyKinds(key):
+    """The kinds of the (parsed) keys in C{key}, nested ones included."""
+    kind = key[0]
+    if kind == "NOT":
+        return {kind} | keyKinds(key[1])
+    if kind == "OR":
+        return {kind} | keyKinds(key[1]) | keyKinds(key[2])
+    if kind == "AND":
+        return {kind}.union(*(keyKinds(k) for k in key[1]))
+    if kind in ("SEQ", "UID") and key[1].saved:
+        return {kind, "$"}
+    return {kind}
+
+
+def bindKey(key, now, saved):
+    """
+    A parsed key with what depends on the session bound: RFC 5182's C{$}
+    becomes the saved UIDs (a C{UID} key, whether it stood for sequence
+    numbers or UIDs), and RFC 5032's OLDER and YOUNGER internal-date bounds
+    relative to C{now}: OLDER n is an internal date more than n seconds
+    before now, YOUNGER n one at most n seconds before.
+
+    @param now: the time of the command (POSIX seconds).
+    @param saved: the saved search result, ascending UIDs.
+    """
+    kind = key[0]
+    if kind == "NOT":
+        return ("NOT", bindKey(key[1], now, saved))
+    if kind == "OR":
+        return ("OR", bindKey(key[1], now, saved), bindKey(key[2], now, saved))
+    if kind == "AND":
+        return ("AND", [bindKey(k, now, saved) for k in key[1]])
+    if kind in ("SEQ", "UID") and key[1].saved:
+        return ("UID", key[1].resolved(saved))
+    if kind == "WITHIN":
+        return ("INTERNALTIME", "<" if key[1] == "OLDER" else ">=", now - key[2])
+    return key
 
 
 def needsContent(program):

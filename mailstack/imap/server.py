@@ -81,6 +81,8 @@ EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
               "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "APPENDLIMIT")
 # SORT and THREAD (RFC 5256, 5957): imap/sorting.py.
 EXTENSIONS += ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES")
+# ESEARCH (RFC 4731), SEARCHRES (5182, not without ESEARCH), WITHIN (5032): commands._search.
+EXTENSIONS += ("ESEARCH", "SEARCHRES", "WITHIN")
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -698,6 +700,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             if name == "SASL-IR" and self.state != NOT_AUTHENTICATED:
                 continue
             if name == "QRESYNC" and not self._qresyncOffered():
+                continue
+            if name == "SEARCHRES" and not self.searchresEnabled():
                 continue
             if name == "LITERAL-" and self.extensionEnabled("LITERAL+"):
                 continue  # RFC 7888: one or the other; LITERAL+ includes LITERAL-

@@ -19,8 +19,8 @@ from typing import IO, Any
 
 from mailstack.imap.grammar import searchspec
 from mailstack.imap.grammar.fetchspec import FETCH_NAME_CHARS, FetchAttribute, fetchAttributes
-from mailstack.imap.grammar.reader import ATOM_CHARS, ParseError, Reader, modseqValue
-from mailstack.imap.grammar.searchspec import SearchKey, searchKeys
+from mailstack.imap.grammar.reader import ParseError, Reader, modseqValue
+from mailstack.imap.grammar.searchspec import SearchKey, searchCommand
 from mailstack.imap.grammar.sequence import SequenceSet
 
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
@@ -283,22 +283,14 @@ def args_enable(reader: Reader) -> tuple[list[str]]:
 
 # -- selected state ----------------------------------------------------------
 
-def args_search(reader: Reader) -> tuple[str | None, SearchKey]:
+def args_search(reader: Reader) -> tuple[frozenset[str] | None, str | None, SearchKey]:
     """
-    C{[CHARSET astring SP] search-key *(SP search-key)}.
+    C{[RETURN (options) SP] [CHARSET astring SP] search-key *(SP search-key)}.
 
-    @return: C{(charset or None, key)}, the key as
-        L{mailstack.imap.grammar.searchspec.searchKeys} reads it.
+    @return: C{(returns, charset, key)} as
+        L{mailstack.imap.grammar.searchspec.searchCommand} reads them.
     """
-    charset = None
-    start = reader.mark()
-    if reader.take(ATOM_CHARS).upper() == b"CHARSET":
-        reader.sp()
-        charset = reader.astring().decode("ascii", "replace")
-        reader.sp()
-    else:
-        reader.rewind(start)
-    return charset, searchKeys(reader)
+    return searchCommand(reader)
 
 
 def args_fetch(reader: Reader) -> tuple[SequenceSet, list[FetchAttribute], dict[str, Any]]:

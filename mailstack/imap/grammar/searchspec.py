@@ -1,14 +1,16 @@
 """
-SEARCH keys (RFC 3501 C{search-key}, with RFC 7162's MODSEQ), pure: a search
-program parsed from a L{Reader} into nested tuples, which
-L{mailstack.imap.search} compiles and evaluates.
+SEARCH keys (RFC 3501 C{search-key}, with RFC 7162's MODSEQ, RFC 5032's
+OLDER and YOUNGER and RFC 5182's C{$}), pure: a search program parsed from a
+L{Reader} into nested tuples, which L{mailstack.imap.search} compiles and
+evaluates; and the RETURN options of RFC 4731 (ESEARCH) and RFC 5182
+(SEARCHRES) that may precede it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mailstack.imap.grammar.reader import ParseError, Reader, modseqValue
+from mailstack.imap.grammar.reader import ATOM_CHARS, ParseError, Reader, modseqValue
 from mailstack.imap.grammar.sequence import SequenceSet
 
 # A parsed search key: a tuple whose first item names its kind (see searchKeys).
@@ -29,9 +31,56 @@ _DATE_KEYS = {"BEFORE": ("internal", "<"), "ON": ("internal", "="),
               "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
 
 
+_WITHIN_KEYS = ("OLDER", "YOUNGER")  # RFC 5032
+
 _KEYS_WITH_ARGUMENTS = frozenset(
     ("KEYWORD", "UNKEYWORD", "BODY", "TEXT", "HEADER", "LARGER", "SMALLER", "UID", "MODSEQ",
-     "NOT", "OR") + _HEADER_KEYS + tuple(_DATE_KEYS))
+     "NOT", "OR") + _HEADER_KEYS + tuple(_DATE_KEYS) + _WITHIN_KEYS)
+
+# RFC 4731 search-return-opt, with RFC 5182's SAVE.
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+
+
+def searchCommand(reader: Reader) -> tuple[frozenset[str] | None, str | None, SearchKey]:
+    """
+    SEARCH's arguments: C{[RETURN SP "(" [search-return-opt *(SP
+    search-return-opt)] ")" SP] [CHARSET SP astring SP] search-key *(SP
+    search-key)} (RFC 4731 puts RETURN before CHARSET).
+
+    @return: C{(returns, charset, key)}: the RETURN options as upper-case
+        names (C{RETURN ()} means C{ALL}), or L{None} without RETURN (a
+        classic C{* SEARCH} reply); the charset or L{None}; the key as
+        L{searchKeys} reads it.
+    """
+    returns = None
+    start = reader.mark()
+    if reader.take(ATOM_CHARS).upper() == b"RETURN" and reader.peek() == b" ":
+        reader.sp()
+        returns = frozenset(reader.parenthesized(lambda: _returnOption(reader))) or frozenset(
+            ("ALL",))
+        if reader.atEnd():
+            raise ParseError("Missing search parameters")
+        reader.sp()
+    else:
+        reader.rewind(start)
+    start = reader.mark()
+    charset = None
+    if reader.take(ATOM_CHARS).upper() == b"CHARSET":
+        reader.sp()
+        charset = reader.astring().decode("ascii", "replace")
+        reader.sp()
+    else:
+        reader.rewind(start)
+    if reader.atEnd():
+        raise ParseError("Missing search parameters")
+    return returns, charset, searchKeys(reader)
+
+
+def _returnOption(reader: Reader) -> str:
+    name = reader.keyword()
+    if name not in RETURN_OPTIONS:
+        raise ParseError("Unknown SEARCH return option %s" % (name,))
+    return name
 
 
 def searchKeys(reader: Reader, maxDepth: int = 100) -> SearchKey:
@@ -46,7 +95,9 @@ def searchKeys(reader: Reader, maxDepth: int = 100) -> SearchKey:
         bytes)} (FROM, TO, CC, BCC), C{("BODY", bytes)},
         C{("TEXT", bytes)}, C{("DATE", "internal"|"sent", op, date)},
         C{("SIZE", ">"|"<", n)}, C{("SEQ", SequenceSet)}, C{("UID", SequenceSet)},
-        C{("MODSEQ", n)}, C{("NOT", key)}, C{("OR", key, key)}, C{("AND", [keys])}.
+        C{("MODSEQ", n)}, C{("WITHIN", "OLDER"|"YOUNGER", seconds)},
+        C{("NOT", key)}, C{("OR", key, key)}, C{("AND", [keys])}. A C{$}
+        (RFC 5182) is a C{SEQ} or C{UID} key whose set is C{saved}.
     """
     keys = [_searchKey(reader, maxDepth)]
     while not reader.atEnd():
@@ -64,7 +115,7 @@ def _searchKey(reader: Reader, depth: int) -> SearchKey:
         if not keys:
             raise ParseError("Empty search key list")
         return keys[0] if len(keys) == 1 else ("AND", keys)
-    if first == b"*" or first in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
+    if first in (b"*", b"$") or first in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"):
         return ("SEQ", SequenceSet.parse(reader))
     name = reader.keyword()
     if name == "ALL":
@@ -106,6 +157,11 @@ def _searchKey(reader: Reader, depth: int) -> SearchKey:
             reader.atom()
             reader.sp()
         return ("MODSEQ", modseqValue(reader, allowZero=True))
+    if name in _WITHIN_KEYS:  # RFC 5032: interval = 1*DIGIT, seconds, nz-number32
+        try:
+            return ("WITHIN", name, reader.nzNumber())
+        except ParseError:
+            raise ParseError("Invalid search interval parameter")
     if name == "NOT":
         return ("NOT", _searchKey(reader, depth - 1))
     if name == "OR":

@@ -1,0 +1,77 @@
+"""
+The ESEARCH response (RFC 4731) and what RETURN (SAVE) keeps (RFC 5182),
+pure: SEARCH's RETURN options use them, and so can SORT's (RFC 5267 ESORT),
+which returns the same response over numbers in sort order.
+"""
+
+from __future__ import annotations
+
+from typing import AbstractSet, Sequence
+
+from mailstack.imap.response import formatSequenceSet, quoted
+
+# Result items in the order Dovecot writes them (RFC 4731 leaves it free).
+RESULT_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+
+
+def esearchResponse(tag: bytes, numbers: Sequence[int], returns: AbstractSet[str],
+                    uid: bool = False, modseq: int | None = None) -> bytes:
+    """
+    C{* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]
+    [MODSEQ m]} and its CRLF.
+
+    An empty result has no MIN, MAX or ALL (RFC 4731 3.1: they would be
+    meaningless) but COUNT 0; MODSEQ (RFC 7162 3.1.5) comes only with a
+    non-empty result.
+
+    @param numbers: the result in its order (ascending for SEARCH, sort order
+        for SORT): MIN is the first, MAX the last, ALL keeps the order.
+    @param returns: the RETURN options asked for (others, such as SAVE,
+        are ignored here).
+    @param uid: the command was a UID command (the numbers are UIDs).
+    @param modseq: the MODSEQ to report, if the search used MODSEQ.
+    """
+    items = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
+    if uid:
+        items.append(b"UID")
+    if numbers:
+        if "MIN" in returns:
+            items.append(b"MIN %d" % (numbers[0],))
+        if "MAX" in returns:
+            items.append(b"MAX %d" % (numbers[-1],))
+        if "ALL" in returns:
+            items.append(b"ALL " + formatSequenceSet(numbers))
+    if "COUNT" in returns:
+        items.append(b"COUNT %d" % (len(numbers),))
+    if modseq is not None and numbers:
+        items.append(b"MODSEQ %d" % (modseq,))
+    return b" ".join(items) + b"\r\n"
+
+
+def answersWithESEARCH(returns: AbstractSet[str], withModseq: bool = False) -> bool:
+    """
+    Whether a command with these RETURN options gets an ESEARCH response:
+    not for SAVE alone (RFC 5182 2.1), unless the search used MODSEQ (its
+    highest mod-sequence is still reported, as Dovecot does).
+    """
+    return bool(returns - {"SAVE"}) or withModseq
+
+
+def savedResult(found: Sequence[int], returns: AbstractSet[str]) -> list[int]:
+    """
+    What RETURN (SAVE) keeps of a result (RFC 5182): only the first and
+    or last message when SAVE comes with MIN and/or MAX and neither ALL nor
+    COUNT, else the whole result.
+
+    @param found: the result in its order (UIDs).
+    """
+    if not found or "ALL" in returns or "COUNT" in returns:
+        return list(found)
+    if "MIN" in returns or "MAX" in returns:
+        kept = []
+        if "MIN" in returns:
+            kept.append(found[0])
+        if "MAX" in returns and found[-1] not in kept:
+            kept.append(found[-1])
+        return kept
+    return list(found)
