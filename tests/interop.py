@@ -264,6 +264,8 @@ class Dovecot:
         self.logPath = os.path.join(self.base, "dovecot.log")
         self.imapPort = freePort()
         self.pop3Port = freePort()
+        while self.pop3Port == self.imapPort:  # both were free; Dovecot needs two
+            self.pop3Port = freePort()
         self.mailUID, self.mailGID = _mailOwner()
         self.process = None
         # Dovecot's UNIX sockets live in base_dir, whose path must stay short

@@ -111,3 +111,18 @@ class CorpusTests(unittest.TestCase):
         names = [m.name for m in corpus.representative()]
         self.assertEqual(len(names), len(set(names)))
         self.assertIn("garbage-type", names)
+
+
+class CombinedExplanationTests(unittest.TestCase):
+    """
+    One answer can hold differences of several deliberate entries.
+    """
+
+    def test_linesByDifferentEntries(self):
+        """Each differing FETCH line may be explained by the entry for its own message."""
+        entries = [Deliberate("a", "why", messages=("one",)), Deliberate("b", "why", messages=("two",))]
+        names = {1: "one", 2: "two", 3: "three"}
+        both = difference(b"FETCH 1:* BODY", [b"* 1 FETCH (x)\r\n", b"* 2 FETCH (x)\r\n"], [])
+        self.assertEqual(unexplained([both], names, entries), ([], []))
+        third = difference(b"FETCH 1:* BODY", [b"* 1 FETCH (x)\r\n", b"* 3 FETCH (x)\r\n"], [])
+        self.assertEqual(unexplained([third], names, entries)[0], [third])

@@ -516,3 +516,38 @@ class DovecotAgreementTests(unittest.TestCase):
                     "Content-Type: multipart/alternative; boundary=i\n\n--i\n\nx\n--i--\n--o--\n")
         root = parse(data)
         self.assertEqual(section(root, data, None, (1,)), b"--i\r\n\r\nx\r\n--i--\r\n")
+
+    def test_boundaryIsAPrefix(self):
+        """A line starting with the boundary is a delimiter whatever follows (padding, or more characters)."""
+        data = crlf("Content-Type: multipart/mixed; boundary=abc\n\n--abc\t \n\none\n"
+                    "--abcdef\n\ntwo\n--abc--  \n")
+        root = parse(data)
+        self.assertEqual([section(root, data, None, (n,)) for n in (1, 2, 3)],
+                         [b"one", b"two", b""])
+
+    def test_rfc2231(self):
+        """RFC 2231 continuations are joined and put after the plain parameters, an extended one keeps its star."""
+        self.assertEqual(
+            fetch.rfc2231([(b"name*1", b"-b"), (b"x", b"1"), (b"name*0", b"a"),
+                           (b"filename*", b"utf-8''%E2"), (b"NAME", b"n")]),
+            [(b"x", b"1"), (b"NAME", b"n"), (b"filename*", b"utf-8''%E2"), (b"name", b"a-b")])
+        self.assertEqual(fetch.rfc2231([(b"t*0*", b"utf-8''a"), (b"t*1", b"50%")]),
+                         [(b"t*", b"utf-8''a50%25")])
+        self.assertEqual(fetch.rfc2231([(b"t*0", b"a"), (b"t*2", b"c")]),
+                         [(b"t*0", b"a"), (b"t*2", b"c")])
+
+    def test_nulInSubject(self):
+        """A NUL in the subject is U+FFFD in ENVELOPE, as Dovecot's header parser makes it."""
+        env = fetch.envelope(parse(b"Subject: a\x00b\r\n\r\nx"))
+        self.assertTrue(env.startswith(b"(NIL {5}\r\na\xef\xbf\xbdb NIL"), env)
+
+    def test_lineEndBeforeBoundaryLeavesHeader(self):
+        """A part's header right before a boundary loses the line end before it; the attached message still counts it."""
+        data = crlf("Content-Type: multipart/mixed; boundary=o\n\n--o\n"
+                    "Content-Type: message/rfc822\n\nSubject: no body\n--o\n"
+                    "Content-Type: text/plain\n\n--o--\n")
+        root = parse(data)
+        self.assertEqual(section(root, data, "HEADER", (1,)), b"Subject: no body")
+        self.assertEqual(section(root, data, None, (1,)), b"Subject: no body\r\n")
+        self.assertEqual(section(root, data, "MIME", (2,)), b"Content-Type: text/plain\r\n")
+        self.assertIn(b'("message" "rfc822" NIL NIL NIL "7bit" 18 ', fetch.bodyStructure(root))

@@ -118,7 +118,10 @@ class _Lines:
         self.lineNo = 0
         self.atStart = True   # the next piece starts a line
         self.lastTerm = 0     # length of the last line ending taken (1 or 2)
-        self.afterBoundary = False  # the last line taken was a MIME boundary
+        # the last line end taken ends what ends here rather than starting
+        # the boundary that follows: it ended a boundary line, or a header
+        # cut short by a boundary (Dovecot counts it in the part)
+        self.lineEndKept = False
         self._peeked = None
         self._lastCR = False
 
@@ -131,7 +134,7 @@ class _Lines:
         return self._peeked
 
     def take(self):
-        self.afterBoundary = False
+        self.lineEndKept = False
         data, self._peeked = self._peeked, None
         self.offset += len(data)
         if data.endswith(b"\n"):
@@ -145,15 +148,23 @@ class _Lines:
 
 
 def _boundaryMatch(data, boundaries):
-    """The index of the boundary C{data} is a delimiter line of, or None."""
+    """
+    The index of the boundary C{data} is a delimiter line of, or None: a line
+    that starts with C{--} and the boundary, whatever follows (the innermost
+    boundary first), as Dovecot reads them, so C{--abcdef} closes a part of
+    boundary C{abc}.
+    """
     if not data.startswith(b"--"):
         return None
-    line = data.rstrip(b"\r\n").rstrip(_WSP)
     for i in range(len(boundaries) - 1, -1, -1):
-        b = b"--" + boundaries[i]
-        if line == b or line == b + b"--":
+        if data.startswith(boundaries[i], 2):
             return i
     return None
+
+
+def _isClose(data, boundary):
+    """Whether a delimiter line of C{boundary} is its close delimiter."""
+    return data.startswith(b"--", 2 + len(boundary))
 
 
 def parseHeaderOnly(f, size):
@@ -175,10 +186,20 @@ def parseStructure(f):
 
 def _parsePart(lines, boundaries, default, depth):
     part = Part(lines.offset)
-    _readHeader(lines, part, boundaries)
+    cut = _readHeader(lines, part, boundaries)
     part.headerEnd = lines.offset
     part._startLine = lines.lineNo
     boundary = _contentType(part, default)
+    if cut:
+        # the header's last line end is the boundary's: the part is its
+        # header without it and an empty body, while whatever encloses the
+        # part still counts that line end (Dovecot's sizes)
+        part.headerEnd -= lines.lastTerm
+        part.end = part.headerEnd
+        if (part.mainType.lower(), part.subType.lower()) == (b"message", b"rfc822"):
+            part.message = Part(part.headerEnd)
+        lines.lineEndKept = True
+        return part
     if part.multipart and depth >= MAX_DEPTH:
         _demote(part)
     if part.multipart and boundary:
@@ -207,9 +228,7 @@ def _finish(lines, part):
     as Dovecot counts: C{hello} CRLF is one line, C{hello} alone none.
     """
     taken = lines.lineNo - part._startLine
-    if lines.peek() is None or lines.afterBoundary:
-        # at the end, or right after a boundary line, which took its own
-        # line end (Dovecot counts it in the part that ends here)
+    if lines.peek() is None or lines.lineEndKept:
         part.end = lines.offset
         part.lines = taken
     else:
@@ -218,21 +237,33 @@ def _finish(lines, part):
 
 
 def _readHeader(lines, part, boundaries):
+    """
+    Read a part's header up to its blank line (taken), a boundary or the end.
+
+    @return: whether a boundary follows at once and the header took a line
+        (its blank line, or its last field when there is no blank line): that
+        line end precedes the boundary, so it belongs to the boundary
+        (RFC 2046 5.1.1) and not to the header, as Dovecot reads it.
+    """
     kept = 0
     fields = part.fields
+    taken = False
     while True:
         data = lines.peek()
         if data is None:
-            return
+            return False
         startsLine = lines.atStart
         if startsLine:
             if data in (b"\r\n", b"\n"):
                 lines.take()
                 part.blankLine = True
-                return
+                following = lines.peek()
+                return (bool(boundaries) and following is not None
+                        and _boundaryMatch(following, boundaries) is not None)
             if boundaries and _boundaryMatch(data, boundaries) is not None:
-                return
+                return taken
         lines.take()
+        taken = True
         if kept > MAX_HEADER_KEPT:
             continue
         kept += len(data)
@@ -272,8 +303,8 @@ def _parseMultipart(lines, part, boundaries, boundary, depth):
                 return  # an enclosing part's boundary ends this one
             if which == mine and not closed:
                 lines.take()
-                lines.afterBoundary = True
-                if data.rstrip(b"\r\n").rstrip(_WSP).endswith(b"--" + boundary + b"--"):
+                lines.lineEndKept = True
+                if _isClose(data, boundary):
                     closed = True  # the epilogue follows
                     continue
                 part.children.append(_parsePart(lines, inner, childDefault, depth + 1))
@@ -396,13 +427,17 @@ def _addressList(part, name, fallback=None):
     return formatAddresses(addresses)
 
 
+_NUL = "\ufffd".encode("utf-8")
+
+
 def forHumans(value):
     """
     The ENVELOPE subject as Dovecot writes it for people: folds and runs of
     white space (CR, LF, tab, space) one space, none at either end, NUL as
-    0x80; quoted when nothing needed changing or escaping, else a literal.
+    U+FFFD (Dovecot's header parser replaces it); quoted when nothing needed
+    changing or escaping, else a literal.
     """
-    cleaned = b" ".join(re.split(rb"[\r\n\t ]+", value.replace(b"\0", b"\x80"))).strip(b" ")
+    cleaned = b" ".join(re.split(rb"[\r\n\t ]+", value.replace(b"\0", _NUL))).strip(b" ")
     if cleaned == value and not re.search(rb'["\\\x80-\xff]', value):
         return b'"' + value + b'"'
     if not cleaned:
@@ -434,8 +469,52 @@ def envelope(part):
 
 # -- BODYSTRUCTURE -----------------------------------------------------------
 
+def rfc2231(params):
+    """
+    Parameters with their RFC 2231 pieces put together, as Dovecot writes
+    them: plain ones first, in order; then, sorted by name, each set of
+    continuations (C{name*0}, C{name*1}...) joined into one C{name} (C{name*}
+    if any piece is extended, the value left encoded, a plain piece's C{%}
+    escaped); a set with a missing index is written piece by piece.
+    """
+    plain, pieces = [], []
+    for name, value in params:
+        star = name.find(b"*")
+        if star < 0:
+            plain.append((name, value))
+            continue
+        m = re.fullmatch(rb"(\d*)(\*?)", name[star + 1:])
+        if m is None:
+            plain.append((name, value))
+            continue
+        # name* alone is extended; name*N is a plain piece, name*N* extended
+        index = int(m.group(1)) if m.group(1) else 0
+        extended = bool(m.group(2)) or not m.group(1)
+        pieces.append((name[:star], index, extended, value))
+    pieces.sort(key=lambda p: (p[0].lower(), p[1]))
+    out = list(plain)
+    i = 0
+    while i < len(pieces):
+        key = pieces[i][0].lower()
+        group = []
+        while i < len(pieces) and pieces[i][0].lower() == key:
+            group.append(pieces[i])
+            i += 1
+        if [p[1] for p in group] != list(range(len(group))):
+            out += [(b"%s*%d%s" % (name, index, b"*" if ext else b""), value)
+                     for name, index, ext, value in group]
+            continue
+        extended = any(p[2] for p in group)
+        value = b"" if group[0][2] or not extended else b"''"
+        for _, _, ext, piece in group:
+            value += piece if ext or not extended else piece.replace(b"%", b"%25")
+        out.append((group[0][0] + (b"*" if extended else b""), value))
+    return out
+
+
 def _params(params, text=False):
     """Body parameters; a text part without a charset gets us-ascii's."""
+    params = rfc2231(params)
     if text and not any(name.lower() == b"charset" for name, _ in params):
         params = list(params) + [(b"charset", b"us-ascii")]
     if not params:

@@ -342,6 +342,94 @@ WHITESPACE = (b"From: ws@example.com\r\nTo: demo@lab.test\r\n"
               b"\r\n\r\nBody after an extra blank line.\r\n")
 
 
+PADDED_BOUNDARIES = crlf("""\
+From: padding@example.com
+Subject: transport padding after boundaries, and a longer look-alike
+Date: Sun, 9 Jan 2000 00:00:00 +0000
+Content-Type: multipart/mixed; boundary=abc
+
+--abc\t \n\
+Content-Type: text/plain
+
+--abcdef is not a boundary
+--abc  \n\
+Content-Type: text/plain; charset="UTF-8" (comment); charset=latin1
+
+second
+--abc--   \n\
+""")
+
+TIGHT_NESTING = crlf("""\
+From: tight@example.com
+Subject: an attached multipart closing right before the outer boundary
+Date: Mon, 10 Jan 2000 00:00:00 +0000
+Content-Type: multipart/mixed; boundary=o
+
+--o
+Content-Type: message/rfc822
+
+Subject: inner
+Content-Type: multipart/alternative; boundary=i
+
+--i
+Content-Type: text/plain
+
+x
+--i--
+--o
+Content-Type: message/rfc822
+
+Subject: an attached message with no body
+--o
+Content-Type: message/rfc822
+
+Subject: an attached message with a blank line and no body
+
+--o--
+""")
+
+ODD_ADDRESSES = crlf("""\
+From: =?iso-8859-1?q?Andr=E9?= Pirard <PIRARD@vm1.ulg.ac.be>
+To: "a@b" <c@d.test>, <e@f.test>, <>, foo@bar.test (comment (nested) here)
+Cc: "Smith, J" <j@x.test>, Empty Group: ;, x@y.test, user@[192.0.2.1]
+Bcc: "folded
+ name" <fold@x.test>, =?utf-8?b?5pel5pys?= <jp@x.test>, @
+Reply-To: a.b.c@d.e.f (x) , "q\\"uote" <q@x.test>
+Sender: just a phrase
+Subject: odd addresses
+Date: Tue, 11 Jan 2000 00:00:00 +0000
+Message-ID:   <spaced@x.test>   (and a comment)
+
+Odd addresses.
+""")
+
+PARAMETERS = crlf("""\
+From: params@example.com
+Subject: RFC 2231 continuations, duplicate and quoted parameters
+Date: Wed, 12 Jan 2000 00:00:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="p p"
+
+--p p
+Content-Type: application/pdf; name*0="long"; name*1="-name.pdf"; NAME=dup; name=dup2
+Content-Disposition: attachment; filename*=iso-8859-1'en'%E9t%E9.pdf; size=123;
+ creation-date="Wed, 12 Jan 2000 00:00:00 +0000"
+Content-Transfer-Encoding: base64
+
+JVBERi0=
+--p p
+Content-Type: text/plain; format="flowed"; delsp=yes
+Content-Disposition: inline
+
+Flowed text.
+--p p--
+""")
+
+NUL_AND_LONG_LINE = (b"From: nul@example.com\r\nSubject: a NUL\x00 in the subject\r\n"
+                     b"Date: Thu, 13 Jan 2000 00:00:00 +0000\r\n\r\n"
+                     + b"y" * 5000 + b"\r\nafter the long line\r\n")
+
+
 def fromFile(name):
     with open(os.path.join(HERE, name), "rb") as f:
         return f.read()
@@ -377,6 +465,11 @@ def representative():
         ("digest", DIGEST, ()),
         ("empty-multipart", EMPTY_MULTIPART, ()),
         ("whitespace", WHITESPACE, ()),
+        ("padded-boundaries", PADDED_BOUNDARIES, ()),
+        ("tight-nesting", TIGHT_NESTING, ("\\Seen",)),
+        ("odd-addresses", ODD_ADDRESSES, ()),
+        ("parameters", PARAMETERS, ("$Label1",)),
+        ("nul-and-long-line", NUL_AND_LONG_LINE, ()),
     ]
     return [Message(name, data, flags, BASE_TIME + i * DAY)
             for i, (name, data, flags) in enumerate(entries)]

