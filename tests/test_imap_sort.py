@@ -84,6 +84,45 @@ class KeyTests(unittest.TestCase):
         self.assertIsNone(sort.sentDate(b"not a date"))
         self.assertIsNone(sort.sentDate(None))
 
+    def test_dateForms(self):
+        """Dates read as Dovecot reads them: its zones, two-digit years, no weekday spelled out."""
+        base = sort.sentDate(b"Mon, 1 Feb 2021 10:00:00 +0000")
+        self.assertEqual(base, 1612173600)
+        for value, offset in ((b"1 Feb 21 10:00 +0000", 0), (b"1 february 2021 10.00 GMT", 0),
+                              (b"Mon, 1 Feb 2021 10:00:00 EST", 5 * 3600),
+                              (b"Mon, 1 Feb 2021 10:00:00 PDT", 7 * 3600),
+                              (b"Mon, 1 Feb 2021 10:00:00 pdt", 0),
+                              (b"Mon, 1 Feb 2021 10:00:00 a", -33 * 3600),
+                              (b"Mon, 1 Feb 2021 10:00:00 XYZ", 0),
+                              (b"Mon,1 Feb 2021 10:00:00 (comment) -0130 (more)", 5400),
+                              (b"Mon, 1 Feb 2021 10:00:00", 0),
+                              (b"Mon, 1 Feb 2021 09:59:60 +0000", -1)):
+            self.assertEqual(sort.sentDate(value), base + offset, value)
+        self.assertEqual(sort.sentDate(b"1 Jan 69 00:00 +0000"), 3124224000)  # 2069
+        for value in (b"Monday, 1 Feb 2021 10:00:00 +0000", b"31 Feb 2021 10:00 +0000",
+                      b"1 Feb 2021 25:00 +0000", b"1 Feb 2021 10 +0000", b"1 Feb 1899 10:00",
+                      b"Mon 1 Feb 2021 10:00 +0000"):
+            self.assertIsNone(sort.sentDate(value), value)
+
+    def test_datesBefore1970(self):
+        """A date before 1970 sorts after every later one: Dovecot keeps it as 32-bit unsigned."""
+        self.assertEqual(sort.sentDate(b"1 Jan 1969 00:00 +0000"), 2 ** 32 - 365 * 86400)
+
+    def test_casemap(self):
+        """Title case then one level of decomposition, compatibility forms included."""
+        self.assertEqual(sort.casemap("abc"), b"ABC")
+        self.assertEqual(sort.casemap("\u00e9"), "E\u0301".encode())
+        self.assertEqual(sort.casemap("\ufb01\u00aa\u2460"), b"fia1")
+        self.assertEqual(sort.casemap("\u00df\u0131"), "\u00dfI".encode())
+        # Title-case digraphs stay as they are; one level only below U+1F80.
+        self.assertEqual(sort.casemap("\u01c6\u01c4"), "\u01c5\u01c5".encode())
+        self.assertEqual(sort.casemap("\u1f80"), "\u1f08\u0345".encode())
+        self.assertEqual(sort.casemap("\uac01"), "\u1100\u1161\u11a8".encode())
+
+    def test_raw8bit(self):
+        """Header octets that are not UTF-8 become U+FFFD, after every letter."""
+        self.assertEqual(sort.baseSubject(b"\xe9t\xe9")[0], "\ufffdT\ufffd".encode())
+
     def test_addressKeys(self):
         """FROM is the first address's local part; DISPLAYFROM its name, else its address."""
         fields = self.fields(b'From: "Zed Zulu" <zed@lab.test>, b@lab.test\r\n'

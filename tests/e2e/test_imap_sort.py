@@ -119,6 +119,59 @@ CORPUS = [
         messageID="<r@lab.test>", inReplyTo="<q1@lab.test>", references="broken")),
 ]
 
+# Subjects and names beyond ASCII, raw 8-bit headers, dates Python and
+# Dovecot might read differently.
+TEXT_CORPUS = [(
+    '"%02d-Feb-2021 10:00:00 +0000"' % (n + 1,),
+    _message(subject, date, sender, messageID="<t%d@lab.test>" % (n,)))
+    for n, (subject, date, sender) in enumerate([
+        ("=?utf-8?q?=C3=9Fe?=", "Mon, 1 Feb 2021 10:00:00 +0000", "=?utf-8?q?=C3=A9va?= <e@x>"),
+        ("=?utf-8?q?SSE?=", "1 Feb 21 10:00 +0000", "Eva <f@x>"),
+        ("=?utf-8?q?=C5=93uvre?=", "Mon, 1 Feb 2021 10:00:00 EST", "=?utf-8?q?=C3=89VA?= <g@x>"),
+        ("=?utf-8?q?=C7=86ungla?=", "Mon, 1 Feb 2021 10:00:00", "\u03a9mega <h@x>".encode()),
+        ("=?utf-8?q?=EF=AC=81n?=", "Mon, 1 Feb 1960 10:00:00 +0000", "\u03c9mega <i@x>".encode()),
+        ("=?utf-8?q?=CE=A3=CE=AF=CF=83=CF=85=CF=86=CE=BF=CF=82?=", "Sun, 31 Jan 2021 23:59:60 +0000",
+         "ZED <j@x>"),
+        ("=?iso-8859-1?q?=E9t=E9?=", "Mon, 1 Feb 2021 10:00:00 -0000", "zed <k@x>"),
+        (b"\xe9t\xe9 raw latin-1", "Mon, 1 Feb 2021 10:00:00 +2400", b"\xe9 <l@x>"),
+        ("\u00e9t\u00e9".encode(), "Mon, 1 Feb 2021 10:00:00 +0000 (UTC)", "=?bogus?q?x?= <m@x>"),
+        ("=?utf-8?b?SGVsbG8=?= =?utf-8?b?IFdvcmxk?=", "Monday, 1 Feb 2021 10:00:00 +0000",
+         "\"Quoted, Name\" <n@x>"),
+        ("Hello World", "01 Feb 2021 09:00:00 +0000", "<o@x>"),
+        ("[PATCH 1/2] Re: x", "Mon, 1 Feb 2021 10:00:00 +0100", "Re: <p@x>"),
+        ("Re: Re:", "Mon, 1 Feb 2021 10:00:00 +0000", "q@x"),
+        ("=?utf-8?q?i=CC=87stanbul?=", "Mon, 1 Feb 2021 10:00:00 +0000", "r@x"),
+        ("=?utf-8?q?=C4=B0stanbul?=", "Mon, 1 Feb 2021 10:00:00 +0000", "s@x"),
+    ])]
+
+# Date forms Dovecot reads its own way (zones, military letters in either
+# case, spacing, junk after the zone), between dates a few hours apart.
+DATE_CORPUS = [('"05-Feb-2021 00:00:00 +0000"', _message("d", date)) for date in [
+    "Mon, 1 Feb 2021 10:00:00 pdt", "Mon, 1 Feb 2021 10:00:00 PDT", "Mon, 1 Feb 2021 10:00:00 a",
+    "Mon, 1 Feb 2021 10:00:00 A", "Mon, 1 Feb 2021 10:00:00 N", "Mon, 1 Feb 2021 10:00:00 n",
+    "Mon, 1 Feb 2021 10:00:00 ut", "Mon, 1 Feb 2021 10:00:00 +9999", "Mon, 1 Feb 2021 10:00:00 +12",
+    "mon, 1 Feb 2021 10:00:00 +0000", "Mon , 1 Feb 2021 10:00:00 +0000", "1 Feb 2021 1:00 +0000",
+    "1 Feb 2021 10:00:5 +0000", "1 Feb 2021 10 : 00 +0000", "1 Feb 2021 10:00:00 +0000 junk",
+    "1 Feb 2021 10:00:00 +0000 [x]", "Mon, 1 Feb 2021 10:00:00 Z", "1 Feb 2021 10:00:00 M",
+    "1 Feb 2021 10:00:00 Y", "1 Feb 2021 10:00:00 J", "1 Feb 2021 10:00:00 I",
+    "1 Feb 2021 10:00:00 K", "1 Feb 2021 10:00:00 EDT", "1 Feb 2021 10:00:00 GMT",
+    "Sun, 31 Jan 2021 22:30:00 +0000", "Mon, 1 Feb 2021 04:00:00 +0000",
+    "Mon, 1 Feb 2021 13:00:00 +0000", "Mon, 1 Feb 2021 15:00:00 +0000",
+    "Mon, 1 Feb 2021 21:59:00 +0000", "Tue, 2 Feb 2021 10:00:00 +0000",
+    "Mon, 1 Feb 2021 10:00:00 +2400", "1 Jan 1969 00:00:00 +0000", "1 Jan 69 00:00:00 +0000",
+    "Mon, 1 Feb 2021 10:00 +0000 (UTC)", "Mon, 1 Feb 2021 10:00:00 \"+0000\"",
+]]
+
+TEXT_SORTS = [
+    "SORT (SUBJECT) UTF-8 ALL",
+    "SORT (REVERSE SUBJECT) UTF-8 ALL",
+    "SORT (DATE) UTF-8 ALL",
+    "SORT (FROM) UTF-8 ALL",
+    "SORT (DISPLAYFROM) UTF-8 ALL",
+    "THREAD ORDEREDSUBJECT UTF-8 ALL",
+    "THREAD REFERENCES UTF-8 ALL",
+]
+
 SORTS = [
     "SORT (ARRIVAL) US-ASCII ALL",
     "SORT (DATE) US-ASCII ALL",
@@ -198,8 +251,12 @@ class DovecotSortTests(unittest.TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_sameReplies(self):
-        """Every SORT and THREAD command over the corpus answers as Dovecot does."""
+    def compare(self, corpus, commands, refused=()):
+        """
+        Append C{corpus} through mailstack, run C{commands} (and C{refused},
+        which must be BAD) there, then through Dovecot on the same Maildir;
+        fail listing every reply that differs.
+        """
         text, dataDir = sharedDataDir(self, BASE_CONFIG)
         server, _ = startServer(self, LISTENERS, text)
         port = server.listenerPort("imap")
@@ -208,17 +265,18 @@ class DovecotSortTests(unittest.TestCase):
             c = imaplib.IMAP4("127.0.0.1", port, timeout=10)
             try:
                 c.login("demo@lab.test", "demo")
-                for date, data in CORPUS:
+                for date, data in corpus:
                     check(c.append("INBOX", None, date, data))
             finally:
                 c.logout()
         yield threads.deferToThread(fill)
-        ours = yield threads.deferToThread(session, port, SORTS + REFUSED)
+        ours = yield threads.deferToThread(session, port, list(commands) + list(refused))
         dovecot = Dovecot(self, dataDir)
         dovecot.handOver(dataDir + "/mail/lab.test")
         yield dovecot.start()
-        theirs = yield threads.deferToThread(session, dovecot.imapPort, SORTS)
-        self.assertEqual([status for _, _, status in ours[len(SORTS):]], [b"BAD"] * len(REFUSED))
+        theirs = yield threads.deferToThread(session, dovecot.imapPort, commands)
+        self.assertEqual([status for _, _, status in ours[len(commands):]],
+                         [b"BAD"] * len(refused))
         differences = []
         for (command, lines, status), (_, expected, expectedStatus) in zip(ours, theirs):
             shown = [line for line in lines if not line.startswith((b"* FLAGS", b"* OK"))]
@@ -228,6 +286,19 @@ class DovecotSortTests(unittest.TestCase):
                 differences.append("%s\n  mailstack: %r %s\n  Dovecot:   %r %s" % (
                     command.decode(), shown, status.decode(), wanted, expectedStatus.decode()))
         self.assertEqual(differences, [], "\n".join(differences))
+
+    def test_sameReplies(self):
+        """Every SORT and THREAD command over the corpus answers as Dovecot does."""
+        return self.compare(CORPUS, SORTS, REFUSED)
+
+    def test_textAndDates(self):
+        """Non-ASCII subjects and names, 8-bit headers and odd dates sort as in Dovecot."""
+        return self.compare(TEXT_CORPUS, TEXT_SORTS)
+
+    def test_dateForms(self):
+        """Dates in every form Dovecot reads (or refuses) sort as in Dovecot."""
+        return self.compare(DATE_CORPUS, ["SORT (DATE) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL",
+                                          "THREAD ORDEREDSUBJECT UTF-8 ALL"])
 
 
 class ClientLibraryTests(unittest.TestCase):
