@@ -364,6 +364,34 @@ class SEARCHRESTests(SessionTestMixin, unittest.TestCase):
         self.assertEqual(out[-1], b"i OK")
         self.assertIn(b"(MESSAGES 3)", self.send(b"s STATUS Trash (MESSAGES)\r\n"))
 
+    def test_saveReadsPreviousResult(self):
+        """A SAVE search that uses $ reads the result saved before it, then replaces it."""
+        self.lines(b"a SEARCH RETURN (SAVE) 1:3\r\n")
+        self.assertEqual(self.lines(b"b SEARCH RETURN (SAVE ALL) $ SEEN\r\n"),
+                         [b'* ESEARCH (TAG "b") ALL 2', b"b OK"])
+        self.assertEqual(self.uids(), [b"* 2 FETCH (UID 2)", b"z OK"])
+
+    def test_saveWithModseq(self):
+        """SAVE alone with a MODSEQ key still reports MODSEQ in an ESEARCH line, as Dovecot does."""
+        out = self.lines(b"b SEARCH RETURN (SAVE) MODSEQ 1 SEEN\r\n")
+        self.assertEqual(len(out), 3, out)
+        self.assertTrue(out[0].startswith(b"* OK [HIGHESTMODSEQ "), out)
+        self.assertRegex(out[1], rb'^\* ESEARCH \(TAG "b"\) MODSEQ \d+$')
+        self.assertEqual(self.uids(), [b"* 2 FETCH (UID 2)", b"* 4 FETCH (UID 4)", b"z OK"])
+
+    def test_fetchChangedSince(self):
+        """UID FETCH $ with CHANGEDSINCE and VANISHED (QRESYNC) works on the saved UIDs."""
+        self.server, self.transport = self.connect()
+        self.login()
+        self.assertIn(b"a OK", self.send(b"a ENABLE QRESYNC\r\n"))
+        self.assertIn(b"S1 OK", self.send(b"S1 SELECT INBOX\r\n"))
+        self.lines(b"b UID SEARCH RETURN (SAVE) UID 6:7\r\n")
+        self.send(b"c UID STORE 6 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.lines(b"d EXPUNGE\r\n"), [b"* VANISHED 6", b"d OK"])
+        out = self.lines(b"e UID FETCH $ (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n")
+        self.assertEqual(out[0], b"* VANISHED (EARLIER) 6")
+        self.assertEqual([line.split(b" (")[0] for line in out[1:]], [b"* 5 FETCH", b"e OK"])
+
     def test_pipelinedAfterSlicedSearch(self):
         """A FETCH $ pipelined behind a SAVE search that runs in slices waits for its result."""
         self.patch(cooperative, "BURST", 0)
