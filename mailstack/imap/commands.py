@@ -409,6 +409,16 @@ class MailboxCommands:
         if "WITHIN" in kinds and not self.extensionEnabled("WITHIN"):
             raise Refusal("Unknown search key (OLDER and YOUNGER need WITHIN)", status="BAD")
 
+    def boundSearchKey(self, key, returns=None):
+        """
+        A parsed search key ready for L{search.compileKey} in this session:
+        BAD for what the listener has switched off, C{$} and OLDER/YOUNGER
+        bound (L{search.bindKey}). SORT and THREAD take search keys too and
+        need the same.
+        """
+        self._checkSearchExtensions(returns, key)
+        return search.bindKey(key, self.clock.seconds(), self.savedResult)
+
     def _search(self, tag, returns, charset, key, byUID):
         """
         SEARCH and UID SEARCH, with RFC 4731's RETURN options (an ESEARCH
@@ -420,12 +430,11 @@ class MailboxCommands:
         command using C{$} pipelined behind a SAVE sees what it saved.
         """
         view = self.view
-        self._checkSearchExtensions(returns, key)
+        key = self.boundSearchKey(key, returns)
         save = returns is not None and "SAVE" in returns
         withModseq = search.usesModseq(key)
         if withModseq:
             self.enableCondstore()
-        key = search.bindKey(key, self.clock.seconds(), self.savedResult)
         try:
             program = search.compileKey(key, charset, view)
         except search.BadCharset:
