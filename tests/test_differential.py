@@ -126,3 +126,18 @@ class CombinedExplanationTests(unittest.TestCase):
         self.assertEqual(unexplained([both], names, entries), ([], []))
         third = difference(b"FETCH 1:* BODY", [b"* 1 FETCH (x)\r\n", b"* 3 FETCH (x)\r\n"], [])
         self.assertEqual(unexplained([third], names, entries)[0], [third])
+
+
+class UIDPlusNormalisationTests(unittest.TestCase):
+    """
+    The UIDVALIDITY inside APPENDUID and COPYUID is numbered like the others.
+    """
+
+    def test_appendAndCopyUID(self):
+        """APPENDUID and COPYUID keep their UIDs; their UIDVALIDITY becomes the server's V number."""
+        n = Normaliser()
+        n.line(b"* OK [UIDVALIDITY 99] x\r\n")
+        self.assertEqual(n.line(b"OK [APPENDUID 99 25] Append completed.\r\n"),
+                         b"OK [APPENDUID V1 25]\r\n")
+        self.assertEqual(n.line(b"OK [COPYUID 7 1:3 1:3] Copy completed.\r\n"),
+                         b"OK [COPYUID V2 1:3 1:3]\r\n")

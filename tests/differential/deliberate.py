@@ -23,7 +23,8 @@ class Deliberate:
     One accepted difference: in the answers to C{commands} (exact command
     texts; empty: any command C{predicate} accepts) of C{scripts} (empty:
     any), either the whole answer (C{messages} empty) or only the FETCH
-    responses of the corpus messages named in C{messages}. C{sometimes}: a
+    responses of the corpus messages named in C{messages}; C{steps}, if
+    given, limits it to those step numbers of its scripts. C{sometimes}: a
     difference that depends on Dovecot's state (its cache), so not seeing it
     is no sign the entry is stale.
     """
@@ -34,12 +35,15 @@ class Deliberate:
     messages: tuple = ()
     predicate: object = field(default=None, compare=False)
     sometimes: bool = False
+    steps: tuple = ()
 
     def applies(self, difference):
         """Whether C{difference}'s script and command are this entry's."""
         if self.scripts and difference.script not in self.scripts:
             return False
         if self.commands and difference.command not in self.commands:
+            return False
+        if self.steps and difference.step not in self.steps:
             return False
         return self.predicate is None or self.predicate(difference.original)
 
@@ -127,11 +131,53 @@ DELIBERATE = [
         "STATUS INBOX: mailstack always quotes the mailbox name (\"INBOX\"; the same astring), "
         "and Dovecot adds a [CLIENTBUG] hint when STATUS asks about the selected mailbox.",
         commands=(b"STATUS INBOX (MESSAGES RECENT UNSEEN)",
-                  b"STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)")),
+                  b"STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)",
+                  b"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")),
+    Deliberate(
+        "move-from-read-only",
+        "UID MOVE out of an EXAMINEd (read-only) mailbox: MOVE expunges, which a read-only "
+        "mailbox does not allow, so mailstack answers NO; Dovecot moves the message.",
+        scripts=("expunge-and-uids",), commands=(b"UID MOVE 3 Differential",)),
+]
+
+# Differences the harness found in code outside fetch.py, address.py and
+# search.py's matching (mailbox.py, commands.py: sessions and updates), not
+# yet decided; docs/imap.md lists them as open. They are explained here so the
+# harness can guard everything else meanwhile.
+OPEN = [
+    Deliberate(
+        "recent-after-expunge",
+        "After an EXPUNGE (or MOVE) that removes \\Recent messages Dovecot sends the new "
+        "* n RECENT; mailstack does not (RFC 3501 allows both; IMAP4rev2 drops RECENT).",
+        scripts=("expunge-and-uids",),
+        commands=(b"UID EXPUNGE 4:5", b"EXPUNGE", b"UID MOVE 1 INBOX")),
+    Deliberate(
+        "update-order",
+        "Another session's flag change and expunge told at NOOP: Dovecot sends the FETCH "
+        "(with the sequence number before the expunge) then the EXPUNGE responses; mailstack "
+        "the EXPUNGE responses then the FETCH (numbered after). Both are consistent.",
+        scripts=("expunge-and-uids",), steps=(4,)),
+    Deliberate(
+        "fetch-expunged",
+        "FETCH of a message another session expunged, before this session was told: Dovecot "
+        "returns its data; mailstack leaves it out and says OK [EXPUNGEISSUED] (RFC 2180 4.1 "
+        "allows both).",
+        scripts=("expunge-and-uids",), commands=(b"FETCH 1:4 (UID FLAGS)",)),
+    Deliberate(
+        "new-keyword-flags-timing",
+        "A new keyword from APPEND: Dovecot sends FLAGS and PERMANENTFLAGS in the APPEND's "
+        "answer and at the other session's next NOOP; mailstack at each session's next "
+        "command after that (and a * 0 RECENT at NOOP).",
+        scripts=("expunge-and-uids",), steps=(11, 12, 13)),
+    Deliberate(
+        "closed-code",
+        "SELECT or EXAMINE while a mailbox is selected: Dovecot sends * OK [CLOSED] always; "
+        "mailstack only with QRESYNC enabled (RFC 7162; IMAP4rev2 makes it the rule).",
+        scripts=("expunge-and-uids",), commands=(b"SELECT Differential", b"EXAMINE INBOX")),
 ]
 
 
-def unexplained(differences, names, deliberate=DELIBERATE):
+def unexplained(differences, names, deliberate=DELIBERATE + OPEN):
     """
     @return: C{(unexplained differences, names of entries that explained
         none)}.

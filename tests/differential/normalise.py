@@ -3,8 +3,8 @@ What may legitimately differ between two IMAP servers' answers to the same
 command, and nothing more. docs/imap.md ("Differences from Dovecot") lists the
 same rules:
 
-1. The number in C{UIDVALIDITY} (response code and STATUS item): each server
-   picks its own. It is replaced by C{V1}, C{V2}... in order of first
+1. The number in C{UIDVALIDITY} (response code and STATUS item, and the
+   first number of UIDPLUS's APPENDUID and COPYUID): each server picks its own. It is replaced by C{V1}, C{V2}... in order of first
    appearance per server, so a server that changed it between sessions still
    shows as different.
 2. The human-readable text of status responses (C{OK}, C{NO}, C{BAD},
@@ -28,7 +28,7 @@ import re
 _STATUS = re.compile(rb"^((?:(?:\*|[A-Za-z0-9.]+) )?(?:OK|NO|BAD|BYE|PREAUTH))"
                      rb"( \[(?:[^\]\r\n]|\][^ \r\n])*\])?[^\r\n]*\r\n$", re.I)
 _FLAG_LIST = re.compile(rb"^(\* FLAGS \(|\* OK \[PERMANENTFLAGS \()([^)]*)\)")
-_UIDVALIDITY = re.compile(rb"\bUIDVALIDITY (\d+)", re.I)
+_UIDVALIDITY = re.compile(rb"\b((?:UIDVALIDITY|APPENDUID|COPYUID) )(\d+)", re.I)
 
 
 def _sortedFlags(match):
@@ -45,10 +45,10 @@ class Normaliser:
         self.validities = {}
 
     def _validity(self, match):
-        value = match.group(1)
+        value = match.group(2)
         if value not in self.validities:
             self.validities[value] = b"V%d" % (len(self.validities) + 1,)
-        return b"UIDVALIDITY " + self.validities[value]
+        return match.group(1) + self.validities[value]
 
     def line(self, response):
         """One response (bytes, literals included), normalised."""

@@ -11,7 +11,11 @@ list of bytes and C{(literal,)} 1-tuples as L{tests.differential.client}
 takes). Scripts run in table order over one corpus, so state one leaves
 (flags, \\Recent claimed) is what the next finds, on both servers alike.
 
-C{inSlice} marks the scripts `make test` runs; `make interop` runs them all.
+tests/e2e/test_differential.py runs them by name, a few per test; `make
+interop` runs them all. To add one (SORT, THREAD, BINARY...): append a
+L{Script} before "expunge-and-uids" (which changes the mailbox), name it in a
+test there, and fix or list in L{tests.differential.deliberate} whatever
+differs.
 """
 
 from dataclasses import dataclass
@@ -21,7 +25,6 @@ from dataclasses import dataclass
 class Script:
     name: str
     steps: list
-    inSlice: bool = True
 
 
 def each(session, template, items):
@@ -151,8 +154,8 @@ SCRIPTS = [
         (1, b"EXAMINE INBOX"),
         (0, b"UNSELECT"),
     ]),
-    # Bodies fetched without PEEK set \Seen; last, so the others see the
-    # flags the corpus came with.
+    # Bodies fetched without PEEK set \Seen: after the scripts that read, so
+    # they see the flags the corpus came with.
     Script("set-seen", [
         (0, b"SELECT INBOX"),
         (0, b"FETCH 8 (RFC822.TEXT)"),
@@ -160,5 +163,31 @@ SCRIPTS = [
         (0, b"FETCH 10 (RFC822)"),
         (0, b"FETCH 11 (BODY[HEADER])"),
         (0, b"FETCH 8:11 (FLAGS)"),
-    ], inSlice=False),
+    ]),
+    # Changes the mailbox (expunges, moves): the last script.
+    Script("expunge-and-uids", [
+        (0, b"SELECT INBOX"),
+        (1, b"SELECT INBOX"),
+        (0, b"STORE 2,4:5,8 +FLAGS.SILENT (\\Deleted)"),
+        (0, b"UID EXPUNGE 4:5"),
+        (1, b"NOOP"),
+        (0, b"EXPUNGE"),
+        (1, b"FETCH 1:4 (UID FLAGS)"),
+        (1, b"NOOP"),
+        (1, b"UID FETCH 1:9 (UID)"),
+        (1, b"UID SEARCH UID 1:10"),
+        (0, b"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)"),
+        (0, [b"APPEND INBOX (\\Flagged $Appended) \"14-Jul-2003 02:44:25 -0700\" ",
+             (b"Subject: appended\r\n\r\nAppended.\r\n",)]),
+        (1, b"NOOP"),
+        (1, b"FETCH * (UID FLAGS INTERNALDATE RFC822.SIZE)"),
+        (0, b"CREATE Differential"),
+        (0, b"UID COPY 1:3 Differential"),
+        (0, b"SELECT Differential"),
+        (0, b"FETCH 1:* (UID FLAGS)"),
+        (0, b"UID MOVE 1 INBOX"),
+        (0, b"EXAMINE INBOX"),
+        (0, b"UID FETCH 25:* (FLAGS)"),
+        (0, b"UID MOVE 3 Differential"),
+    ]),
 ]

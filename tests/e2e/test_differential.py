@@ -67,8 +67,12 @@ class DifferentialTests(unittest.TestCase):
         return self.compare(["search"])
 
     def test_uids(self):
-        """UID FETCH ranges, STATUS, UIDVALIDITY and UIDNEXT follow Dovecot's rules."""
+        """UID FETCH ranges, STATUS, UIDVALIDITY and UIDNEXT follow Dovecot's rules; a FETCH without PEEK sets \\Seen alike."""
         return self.compare(["uids", "set-seen"])
+
+    def test_expungeAndUIDs(self):
+        """EXPUNGE told to another session, UID EXPUNGE, APPENDUID/COPYUID, MOVE and UIDNEXT are Dovecot's."""
+        return self.compare(["expunge-and-uids"])
 
     @defer.inlineCallbacks
     def test_harnessSeesDifferences(self):
