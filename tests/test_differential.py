@@ -59,6 +59,22 @@ class NormaliserTests(unittest.TestCase):
                          b"* OK [PERMANENTFLAGS ($a $b \\*)]\r\n")
 
 
+class StatusNameTests(unittest.TestCase):
+    """
+    A STATUS mailbox name compares as an astring.
+    """
+
+    def test_quotedOrAtom(self):
+        """"INBOX" and INBOX are the same name; a name that needs its quotes keeps them."""
+        n = Normaliser()
+        self.assertEqual(n.line(b'* STATUS "INBOX" (MESSAGES 2)\r\n'),
+                         n.line(b"* STATUS INBOX (MESSAGES 2)\r\n"))
+        self.assertEqual(n.line(b'* STATUS "a b" (MESSAGES 2)\r\n'),
+                         b'* STATUS "a b" (MESSAGES 2)\r\n')
+        self.assertNotEqual(n.line(b'* STATUS "INBOX" (MESSAGES 2)\r\n'),
+                            n.line(b"* STATUS INBOX (MESSAGES 3)\r\n"))
+
+
 def difference(command, ours, theirs, script="s"):
     return Difference(script, 1, command, command, ours, theirs)
 

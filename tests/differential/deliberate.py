@@ -128,8 +128,8 @@ DELIBERATE = [
         messages=("nul-and-long-line",)),
     Deliberate(
         "status-selected-mailbox",
-        "STATUS INBOX: mailstack always quotes the mailbox name (\"INBOX\"; the same astring), "
-        "and Dovecot adds a [CLIENTBUG] hint when STATUS asks about the selected mailbox.",
+        "STATUS of the selected mailbox: Dovecot adds a [CLIENTBUG] hint to its OK (RFC 3501 "
+        "discourages it); mailstack answers it plainly.",
         commands=(b"STATUS INBOX (MESSAGES RECENT UNSEEN)",
                   b"STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)",
                   b"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")),

@@ -18,6 +18,9 @@ same rules:
 4. The order of the flags in a mailbox's FLAGS and PERMANENTFLAGS lists
    (sets, in RFC 3501): Dovecot lists keywords in the order they were first
    used, mailstack in its own. They are sorted.
+5. The form of the mailbox name in a STATUS response: an atom or the same
+   name quoted are one astring (mailstack quotes, Dovecot does not). A name
+   that needs quotes is compared as sent.
 
 The greeting, LOGIN and LOGOUT are not compared at all (server names,
 capability lists: the capability list is compared by its own test).
@@ -28,6 +31,7 @@ import re
 _STATUS = re.compile(rb"^((?:(?:\*|[A-Za-z0-9.]+) )?(?:OK|NO|BAD|BYE|PREAUTH))"
                      rb"( \[(?:[^\]\r\n]|\][^ \r\n])*\])?[^\r\n]*\r\n$", re.I)
 _FLAG_LIST = re.compile(rb"^(\* FLAGS \(|\* OK \[PERMANENTFLAGS \()([^)]*)\)")
+_STATUS_NAME = re.compile(rb'^(\* STATUS )"([A-Za-z0-9&._/-]+)" \(')
 _UIDVALIDITY = re.compile(rb"\b((?:UIDVALIDITY|APPENDUID|COPYUID) )(\d+)", re.I)
 
 
@@ -60,6 +64,7 @@ class Normaliser:
             return fetch.group(0) + b" ".join(
                 sorted(fetchItems(response[fetch.end():-3]))) + b")\r\n"
         response = _FLAG_LIST.sub(_sortedFlags, response)
+        response = _STATUS_NAME.sub(rb"\1\2 (", response)
         return _UIDVALIDITY.sub(self._validity, response)
 
     def responses(self, responses):

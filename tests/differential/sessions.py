@@ -189,5 +189,8 @@ SCRIPTS = [
         (0, b"EXAMINE INBOX"),
         (0, b"UID FETCH 25:* (FLAGS)"),
         (0, b"UID MOVE 3 Differential"),
+        (0, b"DELETE Differential"),
+        (0, b"CREATE Differential"),
+        (0, b"STATUS Differential (MESSAGES UIDNEXT UIDVALIDITY)"),
     ]),
 ]
