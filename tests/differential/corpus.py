@@ -430,6 +430,27 @@ NUL_AND_LONG_LINE = (b"From: nul@example.com\r\nSubject: a NUL\x00 in the subjec
                      + b"y" * 5000 + b"\r\nafter the long line\r\n")
 
 
+LATE_DATE = crlf("""\
+From: =?utf-8?q?Late_?= =?utf-8?q?Sender?= <late@example.com>
+To: "=?utf-8?b?5pel5pys?=" <q@example.jp>, =?utf-8?q?split_word?=@example.com
+Subject: =?utf-8?q?split_acr?= =?utf-8?q?oss_words?= (and a comment)
+Date: Sat, 1 Jan 2000 23:30:00 -1200 (local time, obsolete comment)
+Content-Type: text/plain; charset=iso-8859-1
+Content-Transfer-Encoding: quoted-printable
+
+soft line br=
+eak in a word, cr=E8me br=FBl=E9e
+""")
+
+ZONE_NAMES = crlf("""\
+From: zones@example.com
+Subject: obsolete zone name and two-digit year
+Date: 2 Jan 00 00:15:00 EST
+
+Body.
+""")
+
+
 def fromFile(name):
     with open(os.path.join(HERE, name), "rb") as f:
         return f.read()
@@ -470,6 +491,8 @@ def representative():
         ("odd-addresses", ODD_ADDRESSES, ()),
         ("parameters", PARAMETERS, ("$Label1",)),
         ("nul-and-long-line", NUL_AND_LONG_LINE, ()),
+        ("late-date", LATE_DATE, ()),
+        ("zone-names", ZONE_NAMES, ()),
     ]
     return [Message(name, data, flags, BASE_TIME + i * DAY)
             for i, (name, data, flags) in enumerate(entries)]

@@ -76,6 +76,12 @@ SEARCHES = [
     b"CHARSET UTF-8 FROM J\xc3\xb6rg", b"CHARSET US-ASCII SUBJECT hello",
     b"CHARSET UTF-8 BODY Stra\xc3\x9fe", b"CHARSET UTF-8 SUBJECT Gr\xc3\xbc\xc3\x9fe",
     b"CHARSET UTF-8 TEXT caf\xc3\xa9",
+    b"SENTON 1-Jan-2000", b"SENTON 2-Jan-2000", b"SENTBEFORE 2-Jan-2000", b"SENTSINCE 2-Jan-2000",
+    b"SENTON 2-Jan-1900", b"FROM \"late sender\"", b"FROM late", b"TO split", b"TO nihongo",
+    b"SUBJECT \"split across words\"", b"SUBJECT comment", b"BODY \"line break\"",
+    b"BODY breakinaword", b"BODY \"break in a word\"", b"TEXT \"soft line\"",
+    b"SMALLER 265", b"SMALLER 266", b"LARGER 264", b"LARGER 265",
+    b"HEADER Date \"-1200\"", b"HEADER Subject \"=?utf-8?q?split\"",
 ]
 
 SEARCH_LITERALS = [
@@ -87,6 +93,9 @@ SEARCH_LITERALS = [
     [b"CHARSET UTF-8 BODY ", ("fünf".encode("utf-8"),)],
     [b"CHARSET ISO-8859-1 SUBJECT ", (b"caf\xe9",)],
     [b"CHARSET UTF-8 HEADER Subject ", ("Köln".encode("utf-8"),)],
+    [b"CHARSET UTF-8 BODY ", ("crème brûlée".encode("utf-8"),)],
+    [b"CHARSET UTF-8 TO ", ("日本".encode("utf-8"),)],
+    [b"CHARSET UTF-8 FROM ", ("André".encode("utf-8"),)],
 ]
 
 SCRIPTS = [
