@@ -113,6 +113,34 @@ class ReferencesTests(unittest.TestCase):
                     candidate(2, b"b", 2, b"<2>", [b"<1>", b"<2>"])]
         self.assertEqual(threads(thread.references, messages), b"(1)(2)")
 
+    def test_deepThread(self):
+        """A reply chain thousands deep threads and formats (no recursion limit)."""
+        depth = 5000
+        messages = [candidate(1, b"x", 0, b"<0>")] + [
+            candidate(n + 1, b"Re: x", n, b"<%d>" % (n,), [b"<%d>" % (n - 1,)])
+            for n in range(1, depth)]
+        expected = b"(" + b" ".join(b"%d" % (n,) for n in range(1, depth + 1)) + b")"
+        self.assertEqual(threads(thread.references, messages), expected)
+        # Replies each to a message not in the mailbox, those missing messages a
+        # chain thousands deep: pruned, every reply hangs under the one dummy.
+        messages = [candidate(n + 1, b"x%d" % (n,), n, b"<r%d>" % (n,), [b"<%d>" % (n,)])
+                    for n in range(depth)]
+        messages.append(candidate(depth + 1, b"y", 0, b"<%d>" % (depth,),
+                                  [b"<%d>" % (n,) for n in range(depth)]))
+        self.assertEqual(threads(thread.references, messages),
+                         b"((1)(%d)" % (depth + 1,)
+                         + b"".join(b"(%d)" % (n,) for n in range(2, depth + 1)) + b")")
+
+    def test_slices(self):
+        """The algorithms are generators of small steps, for cooperative slices."""
+        messages = [candidate(n, b"s%d" % (n % 7,), n, b"<%d>" % (n,), [b"<%d>" % (n // 2,)])
+                    for n in range(1, 2000)]
+        for steps in thread.ALGORITHMS.values():
+            roots = []
+            count = sum(1 for _ in steps(messages, roots))
+            self.assertGreater(count, 2000 // thread.SLICE)
+            self.assertTrue(roots)
+
     def test_noMessages(self):
         """No message, no thread."""
         self.assertEqual(threads(thread.references, []), b"")

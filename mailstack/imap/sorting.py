@@ -12,8 +12,6 @@ orders them, L{mailstack.imap.thread} threads them.
 from mailstack.imap import cooperative, search, sort, thread
 from mailstack.imap.response import Refusal
 
-THREAD_ALGORITHMS = {"ORDEREDSUBJECT": thread.orderedSubject,
-                     "REFERENCES": thread.references}
 _DISPLAY_KEYS = ("DISPLAYFROM", "DISPLAYTO")
 
 
@@ -49,30 +47,36 @@ class SortingCommands:
                 if name in _DISPLAY_KEYS:
                     raise Refusal("Unknown sort key %s" % (name,), status="BAD")
 
-        def answer(candidates):
-            ordered = sort.sortCandidates(candidates, criteria)
+        ordered = []
+
+        def work(candidates):
+            ordered.extend(sort.sortCandidates(candidates, criteria))
+            yield
+
+        def answer():
             numbers = [c.uid if byUID else c.seq for c in ordered]
             self.write(b"* SORT" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
             return ("OK", None, "SORT completed")
-        return self._candidates(charset, key, answer)
+        return self._matchAndWork(charset, key, work, answer)
 
     def _thread(self, algorithm, charset, key, byUID):
-        build = THREAD_ALGORITHMS.get(algorithm)
-        if build is None or not self.extensionEnabled("THREAD=" + algorithm):
+        steps = thread.ALGORITHMS.get(algorithm)
+        if steps is None or not self.extensionEnabled("THREAD=" + algorithm):
             raise Refusal("Unknown thread algorithm %s" % (algorithm,), status="BAD")
+        roots = []
 
-        def answer(candidates):
-            roots = build(candidates)
+        def answer():
             data = thread.formatThreads(roots, byUID)
             # Dovecot keeps the space before an empty thread list.
             self.write(b"* THREAD " + data + b"\r\n")
             return ("OK", None, "THREAD completed")
-        return self._candidates(charset, key, answer)
+        return self._matchAndWork(charset, key, lambda candidates: steps(candidates, roots), answer)
 
-    def _candidates(self, charset, key, answer):
+    def _matchAndWork(self, charset, key, work, answer):
         """
-        The messages matching C{key}, with their header values, handed to
-        C{answer} (whose result is the command's); in slices, like SEARCH.
+        Find the messages matching C{key} and read their header values, then
+        run C{work(candidates)} (a generator of steps), all in slices like
+        SEARCH; C{answer()} then writes the response and gives the result.
         """
         view = self.view
         try:
@@ -87,11 +91,15 @@ class SortingCommands:
                 if self._closing or self.view is not view:
                     return
                 yield step
+            for step in work(found):
+                if self._closing or self.view is not view:
+                    return
+                yield step
 
         def finish(_=None):
             if self._closing or self.view is not view:
                 return None
-            return answer(found)
+            return answer()
         d = cooperative.run(steps(), self.clock)
         if d is None:
             return finish()

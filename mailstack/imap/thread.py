@@ -1,8 +1,10 @@
 """
 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256), pure: both take the
-L{mailstack.imap.sort.Candidate}s matching the search criteria and return
-a list of L{Node} trees, which L{formatThreads} writes as the THREAD
-response's thread-lists.
+L{mailstack.imap.sort.Candidate}s matching the search criteria and build a
+list of L{Node} trees, which L{formatThreads} writes as the THREAD
+response's thread-lists. Each algorithm is a generator of small steps
+(L{ALGORITHMS}), so a large mailbox is threaded in cooperative slices, and
+nothing recurses: a reply chain may be thousands deep.
 
 Siblings are ordered by sent date (the internal date standing in for a
 missing one), ties in sequence order. REFERENCES follows the RFC's six
@@ -56,38 +58,72 @@ class Node:
         return node.candidate
 
 
+# Steps of work between two yields of the step generators (see L{threadSteps}).
+SLICE = 256
+
+
 def _order(node):
     candidate = node.first()
     return (candidate.date, candidate.seq)
 
 
-def _sortTree(nodes):
-    """Sort every set of siblings by date, the youngest generation first (step 6)."""
-    for node in nodes:
-        _sortTree(node.children)
-    nodes.sort(key=_order)
+def _preorder(roots):
+    """Every node under C{roots}, parents before their children (no recursion: threads run deep)."""
+    out = []
+    stack = list(reversed(roots))
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(reversed(node.children))
+    return out
 
 
-def orderedSubject(candidates):
+def _sortTreeSteps(roots):
     """
-    THREAD=ORDEREDSUBJECT: messages with the same base subject form a thread,
-    its first message (by sent date) the parent of the others; threads in
-    the order of their first messages.
+    Sort every set of siblings by date, the youngest generation first, so
+    that a dummy sorts by its first child as sorted (step 6); the roots last.
     """
-    roots = []
+    for n, node in enumerate(reversed(_preorder(roots))):
+        if len(node.children) > 1:
+            node.children.sort(key=_order)
+        if n % SLICE == 0:
+            yield
+    roots.sort(key=_order)
+
+
+def _makesLoop(parent, child):
+    """Whether making C{child} a child of C{parent} would close a loop."""
+    if parent is child:
+        return True
+    return bool(child.children) and parent.hasAncestor(child)
+
+
+def orderedSubjectSteps(candidates, roots):
+    """
+    THREAD=ORDEREDSUBJECT, appending the threads to C{roots} (a generator
+    of steps): messages with the same base subject form a thread, its first
+    message (by sent date) the parent of the others; threads in the order of
+    their first messages.
+    """
     current = None
-    for candidate in sortCandidates(candidates, [("SUBJECT", False), ("DATE", False)]):
+    ordered = sortCandidates(candidates, [("SUBJECT", False), ("DATE", False)])
+    yield
+    for n, candidate in enumerate(ordered):
         if current is not None and current.candidate.fields.subject == candidate.fields.subject:
             current.adopt(Node(candidate))
-            continue
-        current = Node(candidate)
-        roots.append(current)
+        else:
+            current = Node(candidate)
+            roots.append(current)
+        if n % SLICE == 0:
+            yield
     roots.sort(key=_order)
-    return roots
 
 
-def references(candidates):
-    """THREAD=REFERENCES (RFC 5256 section 2.2, steps 1 to 6)."""
+def referencesSteps(candidates, roots):
+    """
+    THREAD=REFERENCES (RFC 5256 section 2.2, steps 1 to 6), appending the
+    threads to C{roots} (a generator of steps).
+    """
     byID = {}
     containers = []
 
@@ -98,7 +134,7 @@ def references(candidates):
             containers.append(node)
         return node
 
-    for candidate in sorted(candidates, key=lambda c: c.seq):
+    for n, candidate in enumerate(sorted(candidates, key=lambda c: c.seq)):
         fields = candidate.fields
         own = byID.get(fields.messageID) if fields.messageID is not None else None
         if own is None or own.candidate is not None:
@@ -113,47 +149,74 @@ def references(candidates):
         parent = None
         for messageID in ids:
             node = container(messageID)
-            if (parent is not None and node.parent is None
-                    and not parent.hasAncestor(node)):
+            if parent is not None and node.parent is None and not _makesLoop(parent, node):
                 parent.adopt(node)
             parent = node
         # 1B: the last reference is this message's parent, unless that makes a
         # loop; the link it had goes either way (a message naming itself last
         # becomes a root, as in Dovecot).
         own.unlink()
-        if parent is not None and not parent.hasAncestor(own):
+        if parent is not None and not _makesLoop(parent, own):
             parent.adopt(own)
+        if n % SLICE == 0:
+            yield
 
     # 2, 3: the root set, dummies pruned.
-    roots = _prune([node for node in containers if node.parent is None], True)
+    pruned = _prune([node for node in containers if node.parent is None])
+    yield
     # 4: the root set by date.
-    _sortTree(roots)
+    yield from _sortTreeSteps(pruned)
     # 5: threads gathered by base subject.
-    roots = _gather(roots)
+    pruned = _gather(pruned)
+    yield
     # 6: every set of siblings by date.
-    _sortTree(roots)
+    yield from _sortTreeSteps(pruned)
+    roots.extend(pruned)
+
+
+def _run(steps, candidates):
+    roots = []
+    for _ in steps(candidates, roots):
+        pass
     return roots
 
 
-def _prune(nodes, atRoot):
+def orderedSubject(candidates):
+    """L{orderedSubjectSteps} at once: the list of threads."""
+    return _run(orderedSubjectSteps, candidates)
+
+
+def references(candidates):
+    """L{referencesSteps} at once: the list of threads."""
+    return _run(referencesSteps, candidates)
+
+
+ALGORITHMS = {"ORDEREDSUBJECT": orderedSubjectSteps, "REFERENCES": referencesSteps}
+
+
+def _prune(roots):
     """
-    Step 3: dummies without children go; a dummy's children take its place,
-    except at the root where it has more than one.
+    Step 3: dummies without children go; below the root a dummy's children
+    take its place, and at the root too when it has only one.
     """
-    out = []
-    for node in nodes:
-        node.children = _prune(node.children, False)
+    for node in reversed(_preorder(roots)):
+        kept = []
         for child in node.children:
+            if child.candidate is None:
+                kept.extend(child.children)  # none, or promoted (already pruned)
+            else:
+                kept.append(child)
+        for child in kept:
             child.parent = node
-        if node.candidate is None:
-            if not node.children:
-                continue
-            if not atRoot or len(node.children) == 1:
-                for child in node.children:
-                    child.parent = None if atRoot else node.parent
-                out.extend(node.children)
-                continue
-        out.append(node)
+        node.children = kept
+    out = []
+    for node in roots:
+        if node.candidate is None and len(node.children) <= 1:
+            for child in node.children:
+                child.parent = None
+            out.extend(node.children)
+        else:
+            out.append(node)
     return out
 
 
@@ -201,22 +264,35 @@ def _gather(roots):
             if node.parent is None and (node.candidate is not None or node.children)]
 
 
-def _members(node, number):
-    parts = []
-    while True:
-        if node.candidate is not None:
-            parts.append(b"%d" % (number(node.candidate),))
-            if len(node.children) == 1:
-                node = node.children[0]
-                continue
-        if node.children:
-            parts.append(b"".join(b"(" + _members(child, number) + b")"
-                                  for child in node.children))
-        return b" ".join(parts)
-
-
 def formatThreads(roots, byUID):
-    """The THREAD response's data: C{(a b (c)(d))(e)...}, UIDs or sequence numbers."""
-    def number(candidate):
-        return candidate.uid if byUID else candidate.seq
-    return b"".join(b"(" + _members(root, number) + b")" for root in roots)
+    """
+    The THREAD response's data, C{(a b (c)(d))(e)...}, in UIDs or sequence
+    numbers: a chain of single answers is written as a list, several answers
+    each in parentheses.
+    """
+    out = bytearray()
+    work = []
+    for root in reversed(roots):
+        work += [b")", root, b"("]
+    while work:
+        item = work.pop()
+        if isinstance(item, bytes):
+            out += item
+            continue
+        node, first = item, True
+        while True:
+            if node.candidate is not None:
+                if not first:
+                    out += b" "
+                out += b"%d" % (node.candidate.uid if byUID else node.candidate.seq,)
+                first = False
+                if len(node.children) == 1:
+                    node = node.children[0]
+                    continue
+            if node.children:
+                if not first:
+                    out += b" "
+                for child in reversed(node.children):
+                    work += [b")", child, b"("]
+            break
+    return bytes(out)

@@ -7,6 +7,7 @@ duplicate Message-IDs and reference cycles.
 """
 
 import imaplib
+import random
 import socket
 
 from twisted.internet import defer, threads
@@ -162,6 +163,32 @@ DATE_CORPUS = [('"05-Feb-2021 00:00:00 +0000"', _message("d", date)) for date in
     "Mon, 1 Feb 2021 10:00 +0000 (UTC)", "Mon, 1 Feb 2021 10:00:00 \"+0000\"",
 ]]
 
+def randomCorpus(seed, count=150):
+    """
+    Messages whose Message-IDs, References and In-Reply-To are drawn from a
+    small pool (so duplicates, loops, missing parents and self references
+    abound), with subjects that gather and dates that may be missing.
+    """
+    rng = random.Random(seed)
+    ids = ["<m%d@lab.test>" % (i,) for i in range(count // 2)]
+    subjects = ["alpha", "Re: alpha", "Fwd: alpha", "beta", "Re: beta", "[x] beta", "gamma",
+                "Re: Re: gamma", "", "Re: ", "delta (fwd)", "[Fwd: delta]"]
+    corpus = []
+    for _ in range(count):
+        references = " ".join(rng.sample(ids, rng.choice([0, 0, 1, 1, 2, 3, 4])))
+        inReplyTo = rng.choice([None, None, rng.choice(ids), "junk " + rng.choice(ids)])
+        date = rng.choice([None, "Mon, %d Feb 2021 %02d:00:00 +0000"
+                           % (rng.randint(1, 3), rng.randint(0, 23))])
+        arrival = '"%02d-Feb-2021 %02d:00:00 +0000"' % (rng.randint(1, 3), rng.randint(0, 23))
+        corpus.append((arrival, _message(
+            rng.choice(subjects), date, "a@lab.test", messageID=rng.choice(ids + [None]),
+            references=references or None, inReplyTo=inReplyTo)))
+    return corpus
+
+
+RANDOM_SORTS = ["THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL",
+                "SORT (SUBJECT DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 NOT SUBJECT alpha"]
+
 TEXT_SORTS = [
     "SORT (SUBJECT) UTF-8 ALL",
     "SORT (REVERSE SUBJECT) UTF-8 ALL",
@@ -294,6 +321,12 @@ class DovecotSortTests(unittest.TestCase):
     def test_textAndDates(self):
         """Non-ASCII subjects and names, 8-bit headers and odd dates sort as in Dovecot."""
         return self.compare(TEXT_CORPUS, TEXT_SORTS)
+
+    @defer.inlineCallbacks
+    def test_randomThreads(self):
+        """Random tangles of references (two seeds, 150 messages each) thread as in Dovecot."""
+        for seed in (1, 2):
+            yield self.compare(randomCorpus(seed), RANDOM_SORTS)
 
     def test_dateForms(self):
         """Dates in every form Dovecot reads (or refuses) sort as in Dovecot."""
