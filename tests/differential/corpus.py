@@ -502,7 +502,13 @@ def representative():
 _FROMS = [b"a@example.com", b"\"Quoted, Name\" <q@example.com>", b"(c) x@y.test (d)",
           b"=?utf-8?q?=C3=A9?= <e@example.com>", b"G: m@g.test, n@g.test;", b"<@r.test:x@y.test>",
           "Ünï <u@example.com>".encode("utf-8"), b"", b"undisclosed-recipients:;",
-          b"a@b.test, c@d.test (note), \"e\" <e@f.test>"]
+          b"a@b.test, c@d.test (note), \"e\" <e@f.test>",
+          b"\"unterminated <a@b.test>", b"a@b@c.test", b"<a@b.test", b"Name <a@b.test> trailing junk",
+          b"a@b.test, , ,c@d.test", b"=?utf-8?q?x?=@example.com", b"\"quoted\"@example.com",
+          b"a.@example.com, .b@example.com", b"(comment only)", b"group: a@b.test; c@d.test",
+          b"\"with \\\"escaped\\\" quotes\" <a@b.test>", b"a@[IPv6:::1]", b"<>", b"@", b"@domain.test",
+          b"local@", b"Name <>", b"<@route.test,@r2.test:x@y.test>", b"a(b)c@d(e).test",
+          b"G1: a@b.test;, G2: ;", b"\"\" <empty@name.test>", b"x@y.test (a) (b) (c)"]
 _SUBJECTS = [b"plain", b"=?utf-8?b?w6k=?=", b"Re: [list] Fwd: x", "Grüße".encode("utf-8"),
              b"", b" x" * 300, b"=?iso-8859-1?q?a?= =?iso-8859-1?q?b?="]
 _DATES = [b"Mon, 7 Feb 1994 21:52:25 -0800", b"7 Feb 94 21:52 PST", b"garbage",

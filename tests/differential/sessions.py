@@ -82,6 +82,8 @@ SEARCHES = [
     b"BODY breakinaword", b"BODY \"break in a word\"", b"TEXT \"soft line\"",
     b"SMALLER 265", b"SMALLER 266", b"LARGER 264", b"LARGER 265",
     b"HEADER Date \"-1200\"", b"HEADER Subject \"=?utf-8?q?split\"",
+    b"SENTON 3-Jan-2000", b"SENTON 4-Jan-2000", b"SUBJECT \"first subject\"",
+    b"SUBJECT \"second subject\"", b"FROM second", b"HEADER Subject first",
 ]
 
 SEARCH_LITERALS = [
