@@ -215,6 +215,25 @@ class SortCommandTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.send(b"s SORT (DATE) UTF-8 SUBJECT gamma\r\n"),
                          b"* SORT\r\ns OK SORT completed\r\n")
 
+    def test_savedResultAndWithin(self):
+        """$ (SEARCHRES) and OLDER/YOUNGER (WITHIN) work in SORT and THREAD criteria."""
+        self.select()
+        self.send(b"s SEARCH RETURN (SAVE) NOT FROM amy\r\n")
+        self.assertEqual(self.send(b"s SORT (SUBJECT) UTF-8 $\r\n"),
+                         b"* SORT 2 1\r\ns OK SORT completed\r\n")
+        self.assertEqual(self.send(b"t THREAD ORDEREDSUBJECT UTF-8 NOT $\r\n"),
+                         b"* THREAD (3)\r\nt OK THREAD completed\r\n")
+        # The session's clock stands at 0: every message arrived after it.
+        self.assertEqual(self.send(b"s SORT (SUBJECT) UTF-8 YOUNGER 1\r\n"),
+                         b"* SORT 2 1 3\r\ns OK SORT completed\r\n")
+        self.assertEqual(self.send(b"s SORT (SUBJECT) UTF-8 OLDER 1\r\n"),
+                         b"* SORT\r\ns OK SORT completed\r\n")
+        other = self.connect(disabled=frozenset({"SEARCHRES", "WITHIN"}))
+        self.select(other)
+        self.assertTrue(self.send(b"s SORT (DATE) UTF-8 $\r\n", other).startswith(b"s BAD "))
+        self.assertTrue(self.send(b"s SORT (DATE) UTF-8 OLDER 5\r\n", other)
+                        .startswith(b"s BAD "))
+
     def test_refusals(self):
         """An unknown charset is NO [BADCHARSET]; RETURN options (ESORT) are BAD for now."""
         self.select()

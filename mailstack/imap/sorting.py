@@ -18,7 +18,7 @@ _DISPLAY_KEYS = ("DISPLAYFROM", "DISPLAYTO")
 class SortingCommands:
     """
     SORT and THREAD (a mixin: uses the server's C{view}, C{clock},
-    C{fetchCache}, C{write} and C{extensionEnabled}).
+    C{fetchCache}, C{write}, C{extensionEnabled} and C{boundSearchKey}).
     """
 
     _sortFields = None
@@ -79,6 +79,7 @@ class SortingCommands:
         SEARCH; C{answer()} then writes the response and gives the result.
         """
         view = self.view
+        key = self.boundSearchKey(key)  # $ (SEARCHRES), OLDER/YOUNGER (WITHIN)
         try:
             program = search.compileKey(key, charset, view)
         except search.BadCharset:
