@@ -10,7 +10,7 @@ two servers live.
 from twisted.trial import unittest
 
 from mailstack.imap import cooperative
-from mailstack.imap.esearch import answersWithESEARCH, esearchResponse, savedResult
+from mailstack.imap.esearch import answersWithESEARCH, esearchResponse, returnedMessages
 from mailstack.imap.grammar.arguments import args_fetch, args_search
 from mailstack.imap.grammar.reader import ParseError, Reader
 from mailstack.imap.grammar.sequence import SequenceSet
@@ -64,17 +64,17 @@ class ResponseTests(unittest.TestCase):
         self.assertTrue(answersWithESEARCH(frozenset({"SAVE"}), withModseq=True))
         self.assertTrue(answersWithESEARCH(frozenset({"SAVE", "COUNT"})))
 
-    def test_savedResult(self):
-        """SAVE with MIN and/or MAX keeps those only, unless ALL or COUNT is there too."""
+    def test_returnedMessages(self):
+        """With MIN and/or MAX the result is about those only, unless ALL or COUNT is there too."""
         found = [2, 4, 9]
-        self.assertEqual(savedResult(found, {"SAVE"}), [2, 4, 9])
-        self.assertEqual(savedResult(found, {"SAVE", "MIN"}), [2])
-        self.assertEqual(savedResult(found, {"SAVE", "MAX"}), [9])
-        self.assertEqual(savedResult(found, {"SAVE", "MIN", "MAX"}), [2, 9])
-        self.assertEqual(savedResult([4], {"SAVE", "MIN", "MAX"}), [4])
-        self.assertEqual(savedResult(found, {"SAVE", "MIN", "ALL"}), [2, 4, 9])
-        self.assertEqual(savedResult(found, {"SAVE", "MAX", "COUNT"}), [2, 4, 9])
-        self.assertEqual(savedResult([], {"SAVE", "MIN"}), [])
+        self.assertEqual(returnedMessages(found, {"SAVE"}), [2, 4, 9])
+        self.assertEqual(returnedMessages(found, {"SAVE", "MIN"}), [2])
+        self.assertEqual(returnedMessages(found, {"SAVE", "MAX"}), [9])
+        self.assertEqual(returnedMessages(found, {"SAVE", "MIN", "MAX"}), [2, 9])
+        self.assertEqual(returnedMessages([4], {"SAVE", "MIN", "MAX"}), [4])
+        self.assertEqual(returnedMessages(found, {"SAVE", "MIN", "ALL"}), [2, 4, 9])
+        self.assertEqual(returnedMessages(found, {"SAVE", "MAX", "COUNT"}), [2, 4, 9])
+        self.assertEqual(returnedMessages([], {"SAVE", "MIN"}), [])
 
 
 def parse(text):
@@ -241,14 +241,32 @@ class ESEARCHTests(SessionTestMixin, unittest.TestCase):
                          [b'* ESEARCH (TAG "ah") ALL 1:6', b"ah OK"])
 
     def test_modseq(self):
-        """A MODSEQ key enables CONDSTORE and adds MODSEQ, the highest of the matches."""
+        """
+        A MODSEQ key enables CONDSTORE and adds MODSEQ: with MIN or MAX alone
+        the highest of those messages', else of every match (as Dovecot).
+        """
         highest = self.openMailbox().highestModseq
-        matched = max(info.modseq for info in self.server.view.messageInfos().values())
+        infos = self.server.view.messageInfos()
+        modseqs = {uid: info.modseq for uid, info in infos.items()}
         self.assertEqual(self.lines(b"aj SEARCH RETURN (MIN) MODSEQ 1\r\n"),
                          [b"* OK [HIGHESTMODSEQ %d] Highest" % (highest,),
-                          b'* ESEARCH (TAG "aj") MIN 1 MODSEQ %d' % (matched,), b"aj OK"])
-        self.assertEqual(self.lines(b"ak SEARCH RETURN (ALL) MODSEQ 1 SUBJECT nothing\r\n"),
-                         [b'* ESEARCH (TAG "ak")', b"ak OK"])
+                          b'* ESEARCH (TAG "aj") MIN 1 MODSEQ %d' % (modseqs[1],), b"aj OK"])
+        self.assertEqual(self.lines(b"ak UID SEARCH RETURN (MIN MAX) MODSEQ 1 2:3\r\n"),
+                         [b'* ESEARCH (TAG "ak") UID MIN 2 MAX 3 MODSEQ %d'
+                          % (max(modseqs[2], modseqs[3]),), b"ak OK"])
+        self.assertEqual(self.lines(b"al SEARCH RETURN (MIN COUNT) MODSEQ 1\r\n"),
+                         [b'* ESEARCH (TAG "al") MIN 1 COUNT 6 MODSEQ %d'
+                          % (max(modseqs.values()),), b"al OK"])
+        self.assertEqual(self.lines(b"am SEARCH RETURN (ALL) MODSEQ 1 SUBJECT nothing\r\n"),
+                         [b'* ESEARCH (TAG "am")', b"am OK"])
+
+    def test_modseqMinDiffers(self):
+        """MIN's MODSEQ is its message's even when a later match changed since."""
+        self.send(b"a STORE 6 +FLAGS.SILENT (\\Flagged)\r\n")
+        infos = self.server.view.messageInfos()
+        self.assertGreater(infos[7].modseq, infos[1].modseq)
+        out = self.lines(b"b SEARCH RETURN (MIN) MODSEQ 1\r\n")
+        self.assertEqual(out[-2], b'* ESEARCH (TAG "b") MIN 1 MODSEQ %d' % (infos[1].modseq,))
 
     def test_disabled(self):
         """With ESEARCH disabled, RETURN is BAD and neither ESEARCH nor SEARCHRES is offered."""

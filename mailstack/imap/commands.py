@@ -454,8 +454,9 @@ class MailboxCommands:
         def answer(_=None):
             if self._closing or self.view is not view:
                 return None
+            returned = found if returns is None else esearch.returnedMessages(found, returns)
             if save:
-                self.savedResult = tuple(esearch.savedResult(sorted(found), returns))
+                self.savedResult = tuple(sorted(returned))
             if byUID:
                 numbers = found
             else:
@@ -463,7 +464,7 @@ class MailboxCommands:
             highest = None
             if withModseq and found:
                 infos = view.messageInfos()
-                highest = max([infos[uid].modseq for uid in found if uid in infos] or [0])
+                highest = max([infos[uid].modseq for uid in returned if uid in infos] or [0])
             if returns is not None:
                 if esearch.answersWithESEARCH(returns, withModseq):
                     self.write(esearch.esearchResponse(tag, numbers, returns, byUID, highest))

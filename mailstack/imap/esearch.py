@@ -1,6 +1,6 @@
 """
-The ESEARCH response (RFC 4731) and what RETURN (SAVE) keeps (RFC 5182),
-pure: SEARCH's RETURN options use them, and so can SORT's (RFC 5267 ESORT),
+The ESEARCH response (RFC 4731) and which matches RETURN (SAVE) keeps (RFC
+5182), pure: SEARCH's RETURN options use them, and so can SORT's (RFC 5267 ESORT),
 which returns the same response over numbers in sort order.
 """
 
@@ -57,11 +57,12 @@ def answersWithESEARCH(returns: AbstractSet[str], withModseq: bool = False) -> b
     return bool(returns - {"SAVE"}) or withModseq
 
 
-def savedResult(found: Sequence[int], returns: AbstractSet[str]) -> list[int]:
+def returnedMessages(found: Sequence[int], returns: AbstractSet[str]) -> list[int]:
     """
-    What RETURN (SAVE) keeps of a result (RFC 5182): only the first and
-    or last message when SAVE comes with MIN and/or MAX and neither ALL nor
-    COUNT, else the whole result.
+    The messages a result with these RETURN options is about: with MIN
+    and/or MAX and neither ALL nor COUNT, only the first and/or last match;
+    otherwise every match. RETURN (SAVE) keeps these (RFC 5182) and MODSEQ
+    is the highest of theirs (RFC 4731 3.2), as Dovecot has it.
 
     @param found: the result in its order (UIDs).
     """
