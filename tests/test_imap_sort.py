@@ -7,7 +7,7 @@ tests/e2e/test_imap_sort.py).
 
 from twisted.trial import unittest
 
-from mailstack.imap import cooperative, sort
+from mailstack.imap import cooperative, sort, sorting
 from mailstack.imap.grammar.arguments import args_sort, args_thread
 from mailstack.imap.grammar.reader import ParseError, Reader
 from tests.test_imap_server import IMAPTestMixin
@@ -280,6 +280,17 @@ class SortCommandTests(IMAPTestMixin, unittest.TestCase):
         self.send(b"s SORT (SUBJECT) UTF-8 ALL\r\n")
         self.assertEqual(len(calls), 6)
 
+    def test_expungedEntriesDropped(self):
+        """The header values of expunged messages do not stay cached for ever."""
+        self.patch(sorting, "STALE_SLACK", 0)
+        self.select()
+        self.send(b"s SORT (SUBJECT) UTF-8 ALL\r\n")
+        self.assertEqual(sorted(self.server._sortFields[1]), [1, 2, 3])
+        self.send(b"s STORE 2 +FLAGS (\\Deleted)\r\n")
+        self.send(b"e EXPUNGE\r\n")
+        self.send(b"s SORT (SUBJECT) UTF-8 ALL\r\n")
+        self.assertEqual(sorted(self.server._sortFields[1]), [1, 3])
+
 
 class CooperativeSortTests(IMAPTestMixin, unittest.TestCase):
     """A long SORT or THREAD runs in slices: other sessions are served meanwhile."""
@@ -318,3 +329,30 @@ class CooperativeSortTests(IMAPTestMixin, unittest.TestCase):
             self.clock.advance(0)
         self.assertEqual(self.transport.value(), b"")
         self.assertLess(len(read), 5)
+
+
+class ExpungedElsewhereTests(IMAPTestMixin, unittest.TestCase):
+    """
+    SORT and THREAD while another session has expunged a message this one
+    was not told of: sequence-number forms hold the EXPUNGE back (RFC 3501
+    7.4.1), UID forms send it.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.uids = [self.deliver(message(b"s%d" % (n,))) for n in (3, 2, 1)]
+        self.select()
+        self.successResultOf(self.openMailbox("INBOX").expunge([self.uids[1]]))
+
+    def test_sequenceNumbersHoldExpunge(self):
+        """SORT and THREAD answer the living messages and send no EXPUNGE."""
+        self.assertEqual(self.send(b"s SORT (SUBJECT) UTF-8 ALL\r\n"),
+                         b"* SORT 3 1\r\ns OK SORT completed\r\n")
+        self.assertEqual(self.send(b"t THREAD ORDEREDSUBJECT UTF-8 ALL\r\n"),
+                         b"* THREAD (1)(3)\r\nt OK THREAD completed\r\n")
+
+    def test_uidFormSendsExpunge(self):
+        """UID SORT is answered in UIDs, then the EXPUNGE comes before the tagged OK."""
+        self.assertEqual(self.send(b"s UID SORT (SUBJECT) UTF-8 ALL\r\n"),
+                         b"* SORT %d %d\r\n* 2 EXPUNGE\r\ns OK SORT completed\r\n"
+                         % (self.uids[2], self.uids[0]))

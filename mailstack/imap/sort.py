@@ -352,11 +352,12 @@ def messageIDs(value):
     return [re.sub(rb"\s+", b"", found) for found in _MESSAGE_ID.findall(value)]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Fields:
     """
     What SORT and THREAD read of one message's header, read once per message
-    and kept in the session's cache (by UID, for the selected mailbox).
+    and kept in the session's cache (by UID, for the selected mailbox; slots
+    keep a large mailbox's cache small).
     """
     subject: bytes
     isReply: bool
@@ -426,6 +427,8 @@ class _Message:
 
 class Candidate:
     """One message matching the criteria: its UID, sequence number, metadata and L{Fields}."""
+
+    __slots__ = ("uid", "seq", "info", "fields")
 
     def __init__(self, uid, seq, info, fields):
         self.uid = uid

@@ -13,6 +13,8 @@ from mailstack.imap import cooperative, search, sort, thread
 from mailstack.imap.response import Refusal
 
 _DISPLAY_KEYS = ("DISPLAYFROM", "DISPLAYTO")
+# Cached entries of expunged messages tolerated before they are dropped.
+STALE_SLACK = 1024
 
 
 class SortingCommands:
@@ -24,10 +26,17 @@ class SortingCommands:
     _sortFields = None
 
     def _fieldCache(self, view):
-        """UID -> L{sort.Fields} for C{view}: forgotten when another mailbox is selected."""
+        """
+        UID -> L{sort.Fields} for C{view}: forgotten when another mailbox is
+        selected; expunged messages' entries go once there are L{STALE_SLACK} of them.
+        """
         if self._sortFields is None or self._sortFields[0] is not view:
             self._sortFields = (view, {})
-        return self._sortFields[1]
+        cache = self._sortFields[1]
+        if len(cache) > len(view) + STALE_SLACK:
+            for uid in set(cache) - set(view.uids):
+                del cache[uid]
+        return cache
 
     def do_SORT(self, tag, criteria, charset, key):
         return self._sort(criteria, charset, key, byUID=False)

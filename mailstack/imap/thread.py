@@ -22,6 +22,8 @@ class Node:
     holding the children of a message that is not in the mailbox.
     """
 
+    __slots__ = ("candidate", "parent", "children")
+
     def __init__(self, candidate=None):
         self.candidate = candidate
         self.parent = None
