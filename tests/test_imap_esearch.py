@@ -11,7 +11,7 @@ from twisted.trial import unittest
 
 from mailstack.imap import cooperative
 from mailstack.imap.esearch import answersWithESEARCH, esearchResponse, returnedMessages
-from mailstack.imap.grammar.arguments import args_fetch, args_search
+from mailstack.imap.grammar.arguments import args_fetch, args_search, args_select
 from mailstack.imap.grammar.reader import ParseError, Reader
 from mailstack.imap.grammar.sequence import SequenceSet
 from tests.stores import everyStore
@@ -118,6 +118,12 @@ class GrammarTests(unittest.TestCase):
         self.assertEqual(parse(b"UID $")[2], ("UID", saved))
         reader = Reader([b"$ (UID)"])
         self.assertEqual(args_fetch(reader)[0], saved)
+
+    def test_notInQresync(self):
+        """SELECT's QRESYNC sets cannot be $ (SELECT empties it): a syntax error, before SELECT."""
+        for params in (b"INBOX (QRESYNC (1 1 $))", b"INBOX (QRESYNC (1 1 1:2 ($ 1:2)))",
+                       b"INBOX (QRESYNC (1 1 (1:2 $)))"):
+            self.assertRaises(ParseError, args_select, Reader([params]))
 
     def test_savedMarkerAlone(self):
         """$ is never part of a list or a range."""

@@ -116,13 +116,13 @@ def _qresync(reader: Reader) -> QResync:
     match: tuple[SequenceSet, SequenceSet] | None = None
     if reader.trySkip(b" "):
         if reader.peek() != b"(":
-            known = SequenceSet.parse(reader)
+            known = SequenceSet.parse(reader, allowSaved=False)
             reader.trySkip(b" ")
         if reader.peek() == b"(":
             reader.skip(b"(")
-            sequences = SequenceSet.parse(reader)
+            sequences = SequenceSet.parse(reader, allowSaved=False)
             reader.sp()
-            uids = SequenceSet.parse(reader)
+            uids = SequenceSet.parse(reader, allowSaved=False)
             reader.skip(b")")
             match = (sequences, uids)
     reader.skip(b")")

@@ -40,12 +40,15 @@ class SequenceSet:
                 and self.saved == other.saved)
 
     @classmethod
-    def parse(cls, reader: Reader) -> SequenceSet:
+    def parse(cls, reader: Reader, allowSaved: bool = True) -> SequenceSet:
         """
         C{sequence-set / "$"} (RFC 5182: C{$} stands alone, never in a list
         or a range).
+
+        @param allowSaved: whether C{$} may stand here; not where it could
+            only be empty (QRESYNC's SELECT parameters: SELECT empties it).
         """
-        if reader.trySkip(b"$"):
+        if allowSaved and reader.trySkip(b"$"):
             return cls([], saved=True)
         ranges: list[Range] = []
         while True:
