@@ -391,7 +391,8 @@ class BodyStructureTests(unittest.TestCase):
 
     def test_languageAndLocation(self):
         """Content-Language (one or several) and Content-Location."""
-        root = parse(b"Content-Language: en, de\r\nContent-Location: http://x/\r\n\r\nx")
+        root = parse(b"MIME-Version: 1.0\r\nContent-Language: en, de\r\n"
+                     b"Content-Location: http://x/\r\n\r\nx")
         self.assertTrue(fetch.bodyStructure(root).endswith(b' NIL NIL ("en" "de") "http://x/")'))
 
     def test_digestDefault(self):
@@ -507,7 +508,7 @@ class DovecotAgreementTests(unittest.TestCase):
 
     def test_oneLanguageIsAList(self):
         """A single Content-Language is written as a list, as Dovecot does."""
-        root = parse(b"Content-Language: en\r\n\r\nx")
+        root = parse(b"MIME-Version: 1.0\r\nContent-Language: en\r\n\r\nx")
         self.assertTrue(fetch.bodyStructure(root).endswith(b' NIL NIL ("en") NIL)'))
 
     def test_nestedMultipartKeepsCloseLineEnd(self):
@@ -551,3 +552,15 @@ class DovecotAgreementTests(unittest.TestCase):
         self.assertEqual(section(root, data, None, (1,)), b"Subject: no body\r\n")
         self.assertEqual(section(root, data, "MIME", (2,)), b"Content-Type: text/plain\r\n")
         self.assertIn(b'("message" "rfc822" NIL NIL NIL "7bit" 18 ', fetch.bodyStructure(root))
+
+    def test_contentFieldsNeedMIME(self):
+        """A header with neither MIME-Version nor Content-Type has its other Content-* fields ignored; a multipart's part never does."""
+        plain = b"Content-Transfer-Encoding: base64\r\nContent-ID: <i@x>\r\n\r\nx"
+        self.assertEqual(fetch.bodyStructure(parse(plain)),
+                         b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 1 0 NIL NIL NIL NIL)')
+        self.assertIn(b'"<i@x>" NIL "base64"', fetch.bodyStructure(parse(b"MIME-Version: 1.0\r\n" + plain)))
+        self.assertIn(b'"<i@x>" NIL "base64"',
+                      fetch.bodyStructure(parse(b"Content-Type: text/plain\r\n" + plain)))
+        data = crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                    "Content-Transfer-Encoding: base64\n\neA==\n--b--\n")
+        self.assertIn(b'NIL NIL "base64" 4 ', fetch.bodyStructure(parse(data)))

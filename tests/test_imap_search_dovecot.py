@@ -51,3 +51,26 @@ class DovecotMatchingTests(unittest.TestCase):
         self.assertEqual(self.find(b"BODY sender"), [])
         self.assertEqual(self.find(b"TEXT sender"), [2])
         self.assertEqual(self.find(b'BODY "inner words"'), [2])
+
+
+class UnknownEncodingTests(unittest.TestCase):
+    """
+    A body in a transfer encoding SEARCH cannot read is not searched.
+    """
+
+    def setUp(self):
+        self.store = MaildirStore(self.mktemp())
+        mailbox = self.successResultOf(self.store.account("alice@lab.test").openMailbox("INBOX"))
+        self.successResultOf(mailbox.append(
+            b"Subject: a\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nhidden words\r\n"))
+        self.successResultOf(mailbox.append(
+            b"Subject: b\r\nContent-Transfer-Encoding: 8bit\r\n\r\nhidden words\r\n"))
+        self.view = self.successResultOf(MailboxView.open(mailbox, readOnly=True))
+        self.addCleanup(self.view.close)
+
+    def test_unknownEncodingNotSearched(self):
+        """BODY and TEXT skip a body in an unknown encoding (Dovecot), even without MIME-Version."""
+        for key in (b'BODY "hidden words"', b'TEXT "hidden words"'):
+            reader = Reader([key])
+            charset, parsed = args_search(reader)[-2:]
+            self.assertEqual(search.search(self.view, parsed, charset), [2])

@@ -55,6 +55,8 @@ class Part:
         self.multipart = False
         self.complete = True
         self.blankLine = False  # the header ended with its blank line
+        # whether the Content-* fields count (see content())
+        self.mime = True
         self._startLine = 0
 
     @property
@@ -74,6 +76,14 @@ class Part:
 
     def headers(self, name):
         return [unfold(raw) for lower, raw in self.fields if lower == name]
+
+    def content(self, name):
+        """
+        A Content-* field (L{header}) as MIME reads it: None in a message's
+        header that has neither MIME-Version nor Content-Type, where Dovecot
+        forgets such fields (a part of a multipart is always MIME).
+        """
+        return self.header(name) if self.mime else None
 
     def rawValues(self, name):
         """
@@ -172,6 +182,7 @@ def parseHeaderOnly(f, size):
     lines = _Lines(f)
     part = Part(0)
     _readHeader(lines, part, [])
+    _isMime(part, False)
     part.headerEnd = lines.offset
     part.end = size
     part.complete = False
@@ -184,9 +195,15 @@ def parseStructure(f):
     return _parsePart(_Lines(f), [], (b"text", b"plain"), 0)
 
 
-def _parsePart(lines, boundaries, default, depth):
+def _isMime(part, inMultipart):
+    part.mime = (inMultipart or part.header(b"mime-version") is not None
+                 or part.header(b"content-type") is not None)
+
+
+def _parsePart(lines, boundaries, default, depth, inMultipart=False):
     part = Part(lines.offset)
     cut = _readHeader(lines, part, boundaries)
+    _isMime(part, inMultipart)
     part.headerEnd = lines.offset
     part._startLine = lines.lineNo
     boundary = _contentType(part, default)
@@ -307,7 +324,7 @@ def _parseMultipart(lines, part, boundaries, boundary, depth):
                 if _isClose(data, boundary):
                     closed = True  # the epilogue follows
                     continue
-                part.children.append(_parsePart(lines, inner, childDefault, depth + 1))
+                part.children.append(_parsePart(lines, inner, childDefault, depth + 1, True))
                 continue
         lines.take()
 
@@ -523,7 +540,7 @@ def _params(params, text=False):
 
 
 def _disposition(part):
-    raw = part.header(b"content-disposition")
+    raw = part.content(b"content-disposition")
     if not raw:
         return b"NIL"
     raw = _stripComments(raw)
@@ -535,7 +552,7 @@ def _disposition(part):
 
 
 def _language(part):
-    raw = part.header(b"content-language")
+    raw = part.content(b"content-language")
     if not raw:
         return b"NIL"
     tags = [t for t in re.split(rb"[\s,]+", _stripComments(raw)) if t]
@@ -545,7 +562,7 @@ def _language(part):
 
 
 def _encoding(part):
-    raw = part.header(b"content-transfer-encoding")
+    raw = part.content(b"content-transfer-encoding")
     value = _stripComments(raw).strip(_WSP) if raw else b""
     return value or b"7bit"
 
@@ -559,12 +576,12 @@ def bodyStructure(part, extended=True):
         out += b" " + string(part.subType)
         if extended:
             out += b" " + b" ".join([_params(part.params), _disposition(part),
-                                     _language(part), nstring(part.header(b"content-location"))])
+                                     _language(part), nstring(part.content(b"content-location"))])
         return b"(" + out + b")"
     text = part.mainType.lower() == b"text"
     fields = [string(part.mainType), string(part.subType), _params(part.params, text),
-              nstring(part.header(b"content-id")),
-              nstring(part.header(b"content-description")),
+              nstring(part.content(b"content-id")),
+              nstring(part.content(b"content-description")),
               string(_encoding(part)), b"%d" % (part.size,)]
     if part.message is not None:
         fields += [envelope(part.message), bodyStructure(part.message, extended),
@@ -572,8 +589,8 @@ def bodyStructure(part, extended=True):
     elif text:
         fields.append(b"%d" % (part.lines,))
     if extended:
-        fields += [nstring(part.header(b"content-md5")), _disposition(part),
-                   _language(part), nstring(part.header(b"content-location"))]
+        fields += [nstring(part.content(b"content-md5")), _disposition(part),
+                   _language(part), nstring(part.content(b"content-location"))]
     return formatList(fields)
 
 

@@ -189,9 +189,18 @@ def _decodeText(data, charset):
     return data.decode(charset if charset != "ascii" else "latin-1", "replace")
 
 
-def _transferDecode(part, data):
+# Transfer encodings whose bodies SEARCH reads; a body in any other is not
+# searched, as in Dovecot, whose decoder reads the field in any header.
+_READABLE_ENCODINGS = frozenset([b"", b"7bit", b"8bit", b"binary", b"base64", b"quoted-printable"])
+
+
+def _transferEncoding(part):
     raw = part.header(b"content-transfer-encoding")
-    encoding = raw.strip().lower() if raw else b""
+    return raw.strip().lower() if raw else b""
+
+
+def _transferDecode(part, data):
+    encoding = _transferEncoding(part)
     try:
         if encoding == b"base64":
             return base64.b64decode(b"".join(data.split()) + b"==", validate=False)
@@ -230,6 +239,8 @@ def _bodyMatches(message, needle, embeddedHeaders):
                 continue
             main = part.mainType.lower()
             if main not in (b"text", b"message") and main != b"":
+                continue
+            if _transferEncoding(part) not in _READABLE_ENCODINGS:
                 continue
             if part.size > DECODE_LIMIT:
                 if _rawChunksMatch(f, part, needle):

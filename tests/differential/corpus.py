@@ -525,6 +525,72 @@ _BODIES = [b"line\r\n", b"", b"--gb\r\nContent-Type: text/plain\r\n\r\nA\r\n--gb
 _ENDS = [b"\r\n", b"\n", b"\r"]
 
 
+_LEAF_TYPES = [None, b"text/plain", b"text/html; charset=utf-8", b"application/octet-stream",
+               b"image/png; name=x.png", b"text/plain; charset=\"iso-8859-1\"", b"TEXT/Enriched"]
+_ENCODINGS = [None, b"7bit", b"base64", b"quoted-printable", b"8BIT", b"x-unknown"]
+_DISPOSITIONS = [None, b"inline", b"attachment; filename=a.txt", b"attachment; filename*=utf-8''%C3%A9",
+                 b"INLINE; size=3"]
+_LEAF_BODIES = [b"plain words\r\n", b"", b"no line end", b"a\r\n\r\nb\r\n", b"SGVsbG8=\r\n",
+                b"caf=E9 soft=\r\nbreak\r\n", "8-bit ü\r\n".encode("utf-8"), b"--not-a-boundary\r\n"]
+
+
+def _entity(rng, depth, counter):
+    """A random MIME entity (header lines and body) for L{structured}."""
+    lines = []
+    kind = rng.random() if depth < 4 else 1.0
+    if kind < 0.3:
+        counter[0] += 1
+        boundary = rng.choice([b"b%d" % counter[0], b"=_b%d" % counter[0], b"b%d x" % counter[0]])
+        sub = rng.choice([b"mixed", b"alternative", b"digest", b"related", b"parallel"])
+        quoted = b'"%s"' % boundary if b" " in boundary or rng.random() < 0.5 else boundary
+        lines.append(b"Content-Type: multipart/" + sub + b"; boundary=" + quoted)
+        parts = []
+        for _ in range(rng.randrange(0, 4)):
+            parts.append(b"--" + boundary + rng.choice([b"", b" ", b"\t"]) + b"\r\n"
+                         + _entity(rng, depth + 1, counter))
+        close = b"--" + boundary + b"--\r\n" if rng.random() < 0.85 else b""
+        epilogue = rng.choice([b"", b"", b"epilogue\r\n"])
+        body = rng.choice([b"", b"preamble\r\n"]) + b"\r\n".join(parts)
+        body = body + (b"\r\n" if parts else b"") + close + epilogue
+    elif kind < 0.45:
+        lines.append(b"Content-Type: message/rfc822")
+        body = (b"Subject: nested %d\r\nFrom: n%d@example.com\r\n" % (depth, depth)
+                + _entity(rng, depth + 1, counter))
+        return b"\r\n".join(lines) + b"\r\n" + body
+    else:
+        contentType = rng.choice(_LEAF_TYPES)
+        if contentType is not None:
+            lines.append(b"Content-Type: " + contentType)
+        body = rng.choice(_LEAF_BODIES)
+    for name, choices in ((b"Content-Transfer-Encoding", _ENCODINGS),
+                          (b"Content-Disposition", _DISPOSITIONS)):
+        value = rng.choice(choices)
+        if value is not None:
+            lines.append(name + b": " + value)
+    if rng.random() < 0.2:
+        lines.append(b"Content-ID: <c%d@example.com>" % (counter[0],))
+    if rng.random() < 0.1:
+        lines.append(b"Content-Language: en, fr")
+    header = b"\r\n".join(lines) + b"\r\n" if lines else b""
+    return header + b"\r\n" + body
+
+
+def structured(seed, count):
+    """
+    C{count} messages with random MIME trees (multiparts of several kinds,
+    attached messages, leaves with encodings and dispositions, unclosed
+    multiparts, padded boundaries), the same for the same C{seed}.
+    """
+    rng = random.Random(seed)
+    messages = []
+    for i in range(count):
+        data = (b"From: s%d@example.com\r\nSubject: structure %d\r\n" % (i, i)
+                + _entity(rng, 0, [0]))
+        data = data.rstrip(b"\r")
+        messages.append(Message("structured-%d" % (i,), data, (), BASE_TIME + i * DAY))
+    return messages
+
+
 def generated(seed, count):
     """
     C{count} messages recombined from the hard parts above, the same for the

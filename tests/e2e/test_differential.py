@@ -6,10 +6,10 @@ tests/differential/normalise.py lists; a difference must be fixed or be one
 of tests/differential/deliberate.py's (docs/imap.md, "Differences from
 Dovecot").
 
-`make test` runs the representative corpus here, a few scripts per test;
-`make interop` also runs test_fullCorpus: every script over the representative
-corpus and MAILSTACK_DIFFERENTIAL_GENERATED generated messages (seed
-MAILSTACK_DIFFERENTIAL_SEED).
+`make test` runs the representative corpus and 20 random MIME trees here, a
+few scripts per test; `make interop` also runs test_fullCorpus: every script
+over the representative corpus and MAILSTACK_DIFFERENTIAL_GENERATED generated
+messages of each kind (seed MAILSTACK_DIFFERENTIAL_SEED).
 """
 
 import os
@@ -38,7 +38,8 @@ class DifferentialTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def compare(self, wanted, messages=None, scripts=SCRIPTS):
-        messages = corpus.representative() if messages is None else messages
+        if messages is None:
+            messages = corpus.representative() + corpus.structured(1, 20)
         harness = Differential(self)
         yield harness.start(messages)
         chosen = [s for s in scripts if s.name in wanted]
@@ -94,7 +95,8 @@ class DifferentialTests(unittest.TestCase):
         if not count:
             raise unittest.SkipTest("make interop runs this (MAILSTACK_DIFFERENTIAL_GENERATED)")
         seed = int(os.environ.get("MAILSTACK_DIFFERENTIAL_SEED", "1"))
-        messages = corpus.representative() + corpus.generated(seed, count)
+        messages = (corpus.representative() + corpus.generated(seed, count)
+                    + corpus.structured(seed, count))
         d = self.compare([s.name for s in SCRIPTS], messages)
 
         def stale(result):
