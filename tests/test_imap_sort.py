@@ -141,8 +141,16 @@ class KeyTests(unittest.TestCase):
         fields = self.fields(b"Message-ID: < a @ b >\r\nReferences: junk <x@y> <<z@w>\r\n"
                              b"In-Reply-To: <noat> <p@q> <r@s>\r\n")
         self.assertEqual(fields.messageID, b"a@b")
-        self.assertEqual(fields.references, [b"x@y", b"z@w"])
+        self.assertEqual(fields.references, [b"x@y", b"<z@w"])
         self.assertEqual(fields.inReplyTo, b"p@q")
+
+    def test_messageIDForms(self):
+        """Dovecot's reading: anything with an @ between < and >; quotes and comments parsed."""
+        self.assertEqual(sort.messageIDs(b"<>, <@>, <z@>, <noat> <w@x"), [b"@", b"z@"])
+        self.assertEqual(sort.messageIDs(b'<"a b"@c> <t (note) @ x.y (more)> <A@B>'),
+                         [b"ab@c", b"t@x.y", b"A@B"])
+        self.assertEqual(sort.messageIDs(b"<a(b@c> <d@e>"), [b"d@e"])
+        self.assertEqual(sort.messageIDs(None), [])
 
 
 class ArgumentTests(unittest.TestCase):

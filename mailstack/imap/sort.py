@@ -23,7 +23,6 @@ from mailstack.imap.search import decodeHeader, matches
 from mailstack.storage.interfaces import NoSuchMessage
 
 # A message ID as RFC 5256 threading reads it: <local@domain>, whitespace inside dropped.
-_MESSAGE_ID = re.compile(rb"<([^<>@]+@[^<>]+)>")
 _SPACE = re.compile(r"[ \t\r\n]+")
 
 
@@ -345,11 +344,111 @@ def _displayKey(value):
     return b""
 
 
+def _skipComments(data, pos):
+    """Past white space and (nested) comments from C{pos}."""
+    tokens = _DateTokens(b"")
+    tokens.data, tokens.pos = data, pos
+    tokens.skipSpace()
+    return tokens.pos
+
+
+def _dotAtom(data, pos, out):
+    """C{atext *("." atext)} with comments and spaces around its dots, into C{out}; -1 if none."""
+    while True:
+        start = pos
+        while pos < len(data) and data[pos] in _ATEXT:
+            pos += 1
+        if pos == start:
+            return -1
+        out += data[start:pos]
+        pos = _skipComments(data, pos)
+        if not data.startswith(b".", pos):
+            return pos
+        out += b"."
+        pos = _skipComments(data, pos + 1)
+
+
+def _quotedString(data, pos, out):
+    """A quoted string at C{pos}, its content into C{out} (unquoted); -1 if unterminated."""
+    pos += 1
+    while pos < len(data):
+        c = data[pos]
+        if c == 0x22:
+            return _skipComments(data, pos + 1)
+        if c == 0x5c and pos + 1 < len(data):
+            out.append(data[pos + 1])
+            pos += 2
+            continue
+        if c not in b"\r\n":
+            out.append(c)
+        pos += 1
+    return -1
+
+
+def _domainLiteral(data, pos, out):
+    end = data.find(b"]", pos)
+    if end < 0:
+        return -1
+    out += data[pos:end + 1]
+    return _skipComments(data, end + 1)
+
+
+def _tokenizedID(data, pos):
+    """
+    C{id-left "@" id-right ">"} read as RFC 5322 tokens from C{pos} (after
+    its C{<}), comments dropped and quotes taken off: C{(id, end)} or None.
+    """
+    out = bytearray()
+    pos = _skipComments(data, pos)
+    if data.startswith(b'"', pos):
+        pos = _quotedString(data, pos, out)
+    else:
+        pos = _dotAtom(data, pos, out)
+    if pos < 0 or not data.startswith(b"@", pos):
+        return None
+    out += b"@"
+    pos = _skipComments(data, pos + 1)
+    if data.startswith(b"[", pos):
+        pos = _domainLiteral(data, pos, out)
+    else:
+        pos = _dotAtom(data, pos, out)
+    if pos < 0 or not data.startswith(b">", pos):
+        return None
+    return bytes(out), pos + 1
+
+
 def messageIDs(value):
-    """The message IDs in a References:/In-Reply-To: value, in order."""
+    """
+    The message IDs in a Message-ID:/References:/In-Reply-To: value, in
+    order, as Dovecot finds them: whatever stands between C{<} and C{>} with
+    an C{@} in it (white space taken out), read as tokens when it holds a
+    quote or a comment; anything else is skipped.
+    """
+    found = []
     if not value:
-        return []
-    return [re.sub(rb"\s+", b"", found) for found in _MESSAGE_ID.findall(value)]
+        return found
+    pos = 0
+    while True:
+        start = value.find(b"<", pos)
+        if start < 0:
+            return found
+        start += 1
+        end = start
+        while end < len(value) and value[end] not in b'>"(':
+            end += 1
+        if end >= len(value):
+            return found
+        if value[end] == 0x3e:
+            pos = end + 1
+            if b"@" in value[start:end]:
+                found.append(re.sub(rb"[ \t\r\n]", b"", value[start:end]))
+            continue
+        tokenized = _tokenizedID(value, start)
+        if tokenized is None:
+            pos = start
+            continue
+        messageID, pos = tokenized
+        found.append(re.sub(rb"[ \t\r\n]", b"", messageID))
 
 
 @dataclasses.dataclass(slots=True)

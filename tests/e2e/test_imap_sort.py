@@ -186,6 +186,27 @@ def randomCorpus(seed, count=150):
     return corpus
 
 
+# Message-ID forms: without @, with spaces, comments, quotes, other case,
+# several in one field, garbage around them.
+ID_CORPUS = [('"%02d-Mar-2021 10:00:00 +0000"' % (n + 1,), _message(
+    "id %d" % (n,), "Mon, %d Mar 2021 10:00:00 +0000" % (n + 1,), "a@lab.test",
+    messageID=own, references=references, inReplyTo=inReplyTo))
+    for n, (own, references, inReplyTo) in enumerate([
+        ("<noat>", None, None),
+        ("<p@x>", "<noat>", None),
+        ("<q@x> <p@x>", "<P@X>", None),
+        ("< r @ x >", None, "<q@x>"),
+        ('<"s"@x>', "<r@x>", None),
+        ("<t(c)@x>", '<"s"@x>', None),
+        ("<u@x>", "garbage <t@x> more", None),
+        ("v@x", None, "<u@x> <p@x>"),
+        ("<w@x>", None, "text <v@x>"),
+        ("<y@x>", "<w@x", "<p@x>"),
+        ("<z@x>", "<>, <@>, <z@>, <@z>", "<y@x>"),
+        (None, "<z@x> <q@x>", None),
+        ("<q@x>", "<z@x>", None),
+    ])]
+
 RANDOM_SORTS = ["THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL",
                 "SORT (SUBJECT DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 NOT SUBJECT alpha"]
 
@@ -331,6 +352,10 @@ class DovecotSortTests(unittest.TestCase):
         """Random tangles of references (two seeds, 150 messages each) thread as in Dovecot."""
         for seed in (1, 2):
             yield self.compare(randomCorpus(seed), RANDOM_SORTS)
+
+    def test_messageIDForms(self):
+        """Message-IDs in odd forms link threads as in Dovecot."""
+        return self.compare(ID_CORPUS, ["THREAD REFERENCES UTF-8 ALL"])
 
     def test_dateForms(self):
         """Dates in every form Dovecot reads (or refuses) sort as in Dovecot."""
