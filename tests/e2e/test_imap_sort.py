@@ -207,6 +207,25 @@ ID_CORPUS = [('"%02d-Mar-2021 10:00:00 +0000"' % (n + 1,), _message(
         ("<q@x>", "<z@x>", None),
     ])]
 
+# Address and subject forms: groups, routes, quoted and encoded parts,
+# comments, empty and missing fields; prefixes and blobs in every order.
+ADDRESS_CORPUS = [('"%02d-Apr-2021 10:00:00 +0000"' % (n + 1,), _message(
+    subject, "Thu, %d Apr 2021 10:00:00 +0000" % (n + 1,), sender, to, cc))
+    for n, (subject, sender, to, cc) in enumerate([
+        ("Re:Re:no space", '"Last, First" <zz@x>', "grp: a@x, b@x;", "<>"),
+        ("Fwd : spaced", "=?utf-8?q?Ren=C3=A9e?= <rr@x>", "<@route:c@x>", ""),
+        ("re[3]: bracketed", '"a b"@x', "(only comment)", "  "),
+        ("[blob", "\"  spaced  name \" <sp@x>", "=?utf-8?q?a?= =?utf-8?q?b?= <ab@x>", None),
+        ("x [blob] y", "(c) bb@x (d)", "undisclosed-recipients:;", "cc@x, dd@x"),
+        ("[a] [b]", "=?iso-8859-1?b?w6k=?= <e@x>", '"" <empty@x>', "Zed <zz@x>"),
+        ("=?utf-8?q?Re=3A_encoded?=", "\\\"odd <od@x>", "a@x", "=?bogus?q?x?= <bo@x>"),
+        ("Re: =?utf-8?q?=5Bx=5D?= y", "no-at-all", "Name Only", "@"),
+        ("FW: fw: Fw:fwd:", "MixedCase@X", "mixedcase@x", "MIXEDCASE@X"),
+        ("\tRe:\t tabbed  ", "ALICE <alice@x>", "alice <ALICE@x>", "Alice <Alice@x>"),
+        ("[fwd: [fwd: nested]]", "=?utf-8?b?8J+YgA==?= <emoji@x>", "\xc3\xa9 <raw@x>", "a@x"),
+        ("Subject (fwd) middle (fwd)", "x@y", "group:;", "<a@x>"),
+    ])]
+
 RANDOM_SORTS = ["THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL",
                 "SORT (SUBJECT DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 NOT SUBJECT alpha"]
 
@@ -352,6 +371,13 @@ class DovecotSortTests(unittest.TestCase):
         """Random tangles of references (two seeds, 150 messages each) thread as in Dovecot."""
         for seed in (1, 2):
             yield self.compare(randomCorpus(seed), RANDOM_SORTS)
+
+    def test_addressAndSubjectForms(self):
+        """Odd addresses and subjects sort as in Dovecot by every key that reads them."""
+        return self.compare(ADDRESS_CORPUS, [
+            "SORT (%s) UTF-8 ALL" % (key,) for key in (
+                "FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO", "SUBJECT", "REVERSE CC")] + [
+            "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"])
 
     def test_messageIDForms(self):
         """Message-IDs in odd forms link threads as in Dovecot."""
