@@ -265,6 +265,8 @@ class SortCommandTests(IMAPTestMixin, unittest.TestCase):
                          b"t BAD Unknown thread algorithm REFERENCES\r\n")
         self.assertIn(b"t OK THREAD completed",
                       self.send(b"t THREAD ORDEREDSUBJECT UTF-8 ALL\r\n", session))
+        withoutSort = self.connect(disabled=frozenset({"SORT"}))
+        self.assertNotIn(b"SORT", self.send(b"c CAPABILITY\r\n", withoutSort))
         other = self.connect(disabled=frozenset({"SORT=DISPLAY"}))
         self.select(other)
         self.assertEqual(self.send(b"s SORT (DISPLAYFROM) UTF-8 ALL\r\n", other),

@@ -703,6 +703,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
                 continue
             if name == "SEARCHRES" and not self.searchresEnabled():
                 continue
+            if name == "SORT=DISPLAY" and not self.extensionEnabled("SORT"):
+                continue  # RFC 5957 extends SORT: nothing without it
             if name == "LITERAL-" and self.extensionEnabled("LITERAL+"):
                 continue  # RFC 7888: one or the other; LITERAL+ includes LITERAL-
             if name == "APPENDLIMIT":
