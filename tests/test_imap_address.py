@@ -128,6 +128,12 @@ class FormatTests(unittest.TestCase):
         self.assertEqual(address.humanString(b'A "B" C'), b'{7}\r\nA "B" C')
         self.assertEqual(address.humanString(b" "), b'""')
 
+    def test_humanStringLineEnds(self):
+        """A lone CR or LF in a name (a CR-only message) is a space between words, as in Dovecot."""
+        self.assertEqual(address.humanString(b"unterminated <a@b.test>\rSubject: x"),
+                         b"{34}\r\nunterminated <a@b.test> Subject: x")
+        self.assertEqual(address.humanString(b"a \r\n b"), b"{3}\r\na b")
+
     def test_manyEscapesAsLiteral(self):
         """A mailbox with more than four quotes and backslashes is a literal; four stay quoted (as Dovecot)."""
         self.assertEqual(address.formatAddresses([(None, None, b'a"b"c"d"e"f', b"b")]),

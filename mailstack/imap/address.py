@@ -422,19 +422,18 @@ def parseAddresses(value):
 def humanString(data):
     """
     A display name as an IMAP string, the way Dovecot writes names: runs of
-    spaces and tabs become one space, line breaks go, and leading and
-    trailing space is dropped. A name that needed any of that, or holds a
-    quote, backslash, NUL or 8-bit octet, is sent as a literal (NUL as 0x80).
+    spaces, tabs, CRs and LFs (a lone CR is a line end in a CR-only message)
+    become one space, and leading and trailing space is dropped. A name that
+    needed any of that, or holds a quote, backslash, NUL or 8-bit octet, is
+    sent as a literal (NUL as 0x80).
     """
     out = bytearray()
     space = True   # at the start, or after a space: a further one is dropped
     for c in data:
-        if c in b" \t":
+        if c in b" \t\r\n":
             if not space:
                 out.append(0x20)
             space = True
-        elif c in b"\r\n":
-            continue
         else:
             out.append(0x80 if c == 0 else c)
             space = False

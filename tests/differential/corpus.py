@@ -556,7 +556,7 @@ def _entity(rng, depth, counter):
         lines.append(b"Content-Type: message/rfc822")
         body = (b"Subject: nested %d\r\nFrom: n%d@example.com\r\n" % (depth, depth)
                 + _entity(rng, depth + 1, counter))
-        return b"\r\n".join(lines) + b"\r\n" + body
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
     else:
         contentType = rng.choice(_LEAF_TYPES)
         if contentType is not None:

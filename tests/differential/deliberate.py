@@ -120,6 +120,14 @@ DELIBERATE = [
         "with a blank line, depending on whether the header came from its cache.",
         scripts=("header-fields",), messages=("cr-only", "no-blank-no-end"), sometimes=True),
     Deliberate(
+        "header-fields-not-past-boundary",
+        "HEADER.FIELDS.NOT of an attached message whose header runs into the next boundary "
+        "(no blank line): Dovecot 2.3 reads on past the boundary and returns the next part's "
+        "lines as header fields; mailstack stops at the boundary, where the header ends.",
+        scripts=("header-fields",),
+        commands=(b"FETCH 1:* (BODY.PEEK[2.HEADER.FIELDS.NOT (Subject)])",
+                  b"FETCH 1:* (BODY.PEEK[3.HEADER.FIELDS.NOT (Subject)])")),
+    Deliberate(
         "nul-in-literal",
         "A NUL octet in the message: Dovecot sends it as 0x80 in BODY[] literals (RFC 3501 "
         "literals may not hold NUL); mailstack sends the stored octet. Not yet changed: "

@@ -44,6 +44,7 @@ FIELDS = [b"HEADER.FIELDS (Subject From)", b"HEADER.FIELDS (subject)",
           b"HEADER.FIELDS (X-Unfolded Date DATE)", b"HEADER.FIELDS (No-Such-Field)",
           b"HEADER.FIELDS.NOT (To Subject Received X-Unfolded)", b"HEADER.FIELDS (\"Subject\" To)",
           b"2.HEADER.FIELDS (Subject)", b"3.HEADER.FIELDS.NOT (Subject)",
+          b"2.HEADER.FIELDS.NOT (Subject)",
           b"HEADER.FIELDS (Content-Type MIME-Version)"]
 
 # Every RFC 3501 search key, alone and combined; the corpus's dates run from
