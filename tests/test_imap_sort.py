@@ -325,6 +325,20 @@ class CooperativeSortTests(IMAPTestMixin, unittest.TestCase):
                          b"* SORT " + b" ".join(b"%d" % i for i in range(20, 0, -1))
                          + b"\r\na OK SORT completed\r\na2 OK NOOP completed\r\n")
 
+    def test_metadataKeysSynchronous(self):
+        """SORT by ARRIVAL or SIZE over cheap keys reads no header and answers at once."""
+        self.select()
+        read = []
+        original = sort.Fields.fromHeader.__func__
+        self.patch(sort.Fields, "fromHeader",
+                   classmethod(lambda cls, part: read.append(part) or original(cls, part)))
+        self.transport.clear()
+        # Equal sizes, arrivals in delivery order (ties in sequence order).
+        self.assertEqual(self.send(b"a SORT (REVERSE SIZE ARRIVAL) UTF-8 UNSEEN\r\n"),
+                         b"* SORT " + b" ".join(b"%d" % i for i in range(1, 21))
+                         + b"\r\na OK SORT completed\r\n")
+        self.assertEqual(read, [])
+
     def test_disconnectDuringThread(self):
         """A session that goes away mid-THREAD stops reading messages, quietly."""
         self.select()

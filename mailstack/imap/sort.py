@@ -542,7 +542,11 @@ class Candidate:
         return sent if sent is not None else int(self.info.internalDate)
 
 
-def candidateSteps(view, program, fieldCache, found, structureCache=None):
+# Sort keys read from the store's metadata alone (no message file).
+METADATA_KEYS = frozenset(("ARRIVAL", "SIZE"))
+
+
+def candidateSteps(view, program, fieldCache, found, structureCache=None, withFields=True):
     """
     Test the messages of C{view} against a compiled search program (see
     L{mailstack.imap.search.compileKey}) and read the L{Fields} of those that
@@ -552,6 +556,8 @@ def candidateSteps(view, program, fieldCache, found, structureCache=None):
 
     @param fieldCache: a dict (UID -> L{Fields}) kept for the view: each
         message's header is parsed once.
+    @param withFields: False when only L{METADATA_KEYS} are wanted: no
+        header is read (the candidates' C{fields} are None).
     """
     infos = view.messageInfos()
     star = view.uids[-1] if view.uids else 0
@@ -564,8 +570,8 @@ def candidateSteps(view, program, fieldCache, found, structureCache=None):
             if not matches(program, message, star):
                 yield
                 continue
-            fields = fieldCache.get(uid)
-            if fields is None:
+            fields = fieldCache.get(uid) if withFields else None
+            if fields is None and withFields:
                 fields = fieldCache[uid] = Fields.fromHeader(message.header())
         except NoSuchMessage:
             yield

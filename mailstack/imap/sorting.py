@@ -66,7 +66,8 @@ class SortingCommands:
             numbers = [c.uid if byUID else c.seq for c in ordered]
             self.write(b"* SORT" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
             return ("OK", None, "SORT completed")
-        return self._matchAndWork(charset, key, work, answer)
+        withFields = any(name not in sort.METADATA_KEYS for name, _ in criteria)
+        return self._matchAndWork(charset, key, work, answer, withFields)
 
     def _thread(self, algorithm, charset, key, byUID):
         steps = thread.ALGORITHMS.get(algorithm)
@@ -81,11 +82,13 @@ class SortingCommands:
             return ("OK", None, "THREAD completed")
         return self._matchAndWork(charset, key, lambda candidates: steps(candidates, roots), answer)
 
-    def _matchAndWork(self, charset, key, work, answer):
+    def _matchAndWork(self, charset, key, work, answer, withFields=True):
         """
-        Find the messages matching C{key} and read their header values, then
-        run C{work(candidates)} (a generator of steps), all in slices like
-        SEARCH; C{answer()} then writes the response and gives the result.
+        Find the messages matching C{key} and read their header values
+        (unless C{withFields} is false), then run C{work(candidates)} (a
+        generator of steps), all in slices like SEARCH; C{answer()} then
+        writes the response and gives the result. Work that reads no message
+        file (ARRIVAL or SIZE over flags, dates, sizes) needs no slices.
         """
         view = self.view
         key = self.boundSearchKey(key)  # $ (SEARCHRES), OLDER/YOUNGER (WITHIN)
@@ -97,7 +100,8 @@ class SortingCommands:
         cache = self._fieldCache(view)
 
         def steps():
-            for step in sort.candidateSteps(view, program, cache, found, self.fetchCache):
+            for step in sort.candidateSteps(view, program, cache, found, self.fetchCache,
+                                            withFields):
                 if self._closing or self.view is not view:
                     return
                 yield step
@@ -110,7 +114,8 @@ class SortingCommands:
             if self._closing or self.view is not view:
                 return None
             return answer()
-        d = cooperative.run(steps(), self.clock)
+        cheap = not withFields and not search.needsContent(program)
+        d = cooperative.run(steps(), self.clock, float("inf") if cheap else None)
         if d is None:
             return finish()
         return d.addCallback(finish)
