@@ -226,6 +226,21 @@ ADDRESS_CORPUS = [('"%02d-Apr-2021 10:00:00 +0000"' % (n + 1,), _message(
         ("Subject (fwd) middle (fwd)", "x@y", "group:;", "<a@x>"),
     ])]
 
+# Raw header shapes: folded fields (From and Subject across lines), a
+# repeated Subject (the first counts), a very long one, field names in other
+# cases, no space after the colon. (imaplib's append turns bare LF and CR
+# into CRLF, so the first messages arrive with CRLF line ends.)
+RAW_CORPUS = [('"%02d-May-2021 10:00:00 +0000"' % (n + 1,), data) for n, data in enumerate([
+    b"Subject: lf only\nFrom: b@x\nDate: Sat, 1 May 2021 10:00:00 +0000\n\nbody\n",
+    b"Subject: Re:\r\n folded\r\n\tsubject\r\nFrom: c@x\r\n\r\nbody\r\n",
+    b"Subject: bare\rcr\r\nFrom: a@x\r\n\r\nbody\r\n",
+    b"Subject: zzz first\r\nSubject: aaa second\r\nFrom: d@x\r\n\r\nbody\r\n",
+    b"Subject: " + b"long " * 400 + b"\r\nFrom: e@x\r\n\r\nbody\r\n",
+    b"From:\r\n  Folded Name\r\n  <f@x>\r\nSubject: [Fwd:\r\n folded]\r\n\r\nbody\r\n",
+    b"subject: lower-case field name\r\nFROM: G@x\r\n\r\nbody\r\n",
+    b"Subject:no-space\r\nFrom:h@x\r\nDate:Sat,1 May 2021 09:00:00 +0000\r\n\r\nbody\r\n",
+])]
+
 RANDOM_SORTS = ["THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL",
                 "SORT (SUBJECT DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 NOT SUBJECT alpha"]
 
@@ -378,6 +393,12 @@ class DovecotSortTests(unittest.TestCase):
             "SORT (%s) UTF-8 ALL" % (key,) for key in (
                 "FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO", "SUBJECT", "REVERSE CC")] + [
             "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"])
+
+    def test_rawHeaderShapes(self):
+        """Folded, repeated, long and oddly written header fields sort as in Dovecot."""
+        return self.compare(RAW_CORPUS, [
+            "SORT (SUBJECT) UTF-8 ALL", "SORT (FROM) UTF-8 ALL", "SORT (DISPLAYFROM) UTF-8 ALL",
+            "SORT (DATE) UTF-8 ALL", "SORT (SIZE) UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL"])
 
     def test_messageIDForms(self):
         """Message-IDs in odd forms link threads as in Dovecot."""
