@@ -157,3 +157,20 @@ class UIDPlusNormalisationTests(unittest.TestCase):
                          b"OK [APPENDUID V1 25]\r\n")
         self.assertEqual(n.line(b"OK [COPYUID 7 1:3 1:3] Copy completed.\r\n"),
                          b"OK [COPYUID V2 1:3 1:3]\r\n")
+
+
+class OnlyBlankLineTests(unittest.TestCase):
+    """
+    The blank-line entry accepts nothing but one CRLF more or less.
+    """
+
+    def test_onlyBlankLine(self):
+        """Answers differing by a final CRLF in the literal are accepted; other changes are not."""
+        from tests.differential.deliberate import _onlyBlankLine
+        ours = [b"* 5 FETCH (BODY[2.HEADER.FIELDS (SUBJECT)] {2}\r\n\r\n)\r\n"]
+        self.assertTrue(_onlyBlankLine(difference(b"F", ours,
+                                                  [b"* 5 FETCH (BODY[2.HEADER.FIELDS (SUBJECT)] {0}\r\n)\r\n"])))
+        self.assertFalse(_onlyBlankLine(difference(b"F", ours,
+                                                   [b"* 5 FETCH (BODY[2.HEADER.FIELDS (SUBJECT)] {1}\r\nx)\r\n"])))
+        self.assertFalse(_onlyBlankLine(difference(b"F", ours,
+                                                   [b"* 6 FETCH (BODY[2.HEADER.FIELDS (SUBJECT)] {0}\r\n)\r\n"])))
