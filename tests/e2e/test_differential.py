@@ -7,9 +7,11 @@ of tests/differential/deliberate.py's (docs/imap.md, "Differences from
 Dovecot").
 
 `make test` runs the representative corpus and 20 random MIME trees here, a
-few scripts per test; `make interop` also runs test_fullCorpus: every script
-over the representative corpus and MAILSTACK_DIFFERENTIAL_GENERATED generated
-messages of each kind (seed MAILSTACK_DIFFERENTIAL_SEED).
+few scripts per test, and test_fullCorpus: every script over the
+representative corpus and 4 generated messages of each kind; `make interop`
+gives it MAILSTACK_DIFFERENTIAL_GENERATED of each (seed
+MAILSTACK_DIFFERENTIAL_SEED) and then also requires every deliberate
+difference to show.
 """
 
 import os
@@ -90,10 +92,11 @@ class DifferentialTests(unittest.TestCase):
         self.assertEqual(left, [])
 
     def test_fullCorpus(self):
-        """Every script over the representative and the generated corpus; every deliberate difference still shows."""
-        count = int(os.environ.get("MAILSTACK_DIFFERENTIAL_GENERATED", "0"))
-        if not count:
-            raise unittest.SkipTest("make interop runs this (MAILSTACK_DIFFERENTIAL_GENERATED)")
+        """Every script over the representative and a generated corpus: a few generated
+        messages in make test; make interop's hundreds also check that every deliberate
+        difference still shows."""
+        interop = "MAILSTACK_DIFFERENTIAL_GENERATED" in os.environ
+        count = int(os.environ.get("MAILSTACK_DIFFERENTIAL_GENERATED", "4"))
         seed = int(os.environ.get("MAILSTACK_DIFFERENTIAL_SEED", "1"))
         messages = (corpus.representative() + corpus.generated(seed, count)
                     + corpus.structured(seed, count))
@@ -101,8 +104,9 @@ class DifferentialTests(unittest.TestCase):
 
         def stale(result):
             _, unused = result
-            self.assertEqual(unused, [], "deliberate differences no longer seen (seed %d)"
-                             % (seed,))
+            if interop:  # a short corpus need not show every deliberate difference
+                self.assertEqual(unused, [], "deliberate differences no longer seen (seed %d)"
+                                 % (seed,))
         return d.addCallback(stale)
 
     test_fullCorpus.timeout = 600
