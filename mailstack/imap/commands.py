@@ -241,6 +241,8 @@ class MailboxCommands:
         return view if view is not None and view.store.name == name else None
 
     def _checkStatusItems(self, items):
+        if "SIZE" in items and not self.extensionEnabled("STATUS=SIZE"):
+            raise Refusal("STATUS SIZE is not available (no STATUS=SIZE)", status="BAD")
         if "HIGHESTMODSEQ" in items:
             self.enableCondstore()
 

@@ -105,6 +105,8 @@ class IMAPAccount:
             "UIDVALIDITY": mailbox.uidValidity,
             "UNSEEN": sum(1 for info in messages if "\\Seen" not in info.flags),
             "HIGHESTMODSEQ": mailbox.highestModseq,
+            # STATUS=SIZE (RFC 8438): the mailbox's RFC822.SIZEs added up.
+            "SIZE": sum(info.size for info in messages),
         }
         return [(item, values[item]) for item in items]
 

@@ -83,6 +83,8 @@ EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
 EXTENSIONS += ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES")
 # ESEARCH (RFC 4731), SEARCHRES (5182, not without ESEARCH), WITHIN (5032): commands._search.
 EXTENSIONS += ("ESEARCH", "SEARCHRES", "WITHIN")
+# STATUS=SIZE (RFC 8438): IMAPAccount.status.
+EXTENSIONS += ("STATUS=SIZE",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

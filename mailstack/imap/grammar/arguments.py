@@ -23,7 +23,9 @@ from mailstack.imap.grammar.reader import ParseError, Reader, modseqValue
 from mailstack.imap.grammar.searchspec import SearchKey, searchCommand
 from mailstack.imap.grammar.sequence import SequenceSet
 
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
+# SIZE: STATUS=SIZE (RFC 8438).
+STATUS_ITEMS = (
+    "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
 LIST_SELECTION = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 LIST_RETURN = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
 
