@@ -14,7 +14,7 @@ import collections
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.imap import cooperative, esearch, fetch, listing, search
+from mailstack.imap import cooperative, esearch, fetch, listing, preview, search
 from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
@@ -28,7 +28,7 @@ from mailstack.storage.interfaces import NoSuchMessage, StoreError
 log = Logger()
 
 FETCH_CACHE_SIZE = 16
-_STRUCTURE_ITEMS = ("BODY", "BODYSTRUCTURE")
+_STRUCTURE_ITEMS = ("BODY", "BODYSTRUCTURE", "PREVIEW")
 _HEADER_ITEMS = ("ENVELOPE", "RFC822.HEADER", "RFC822.TEXT")
 
 
@@ -584,9 +584,16 @@ class MailboxCommands:
     # -- FETCH ---------------------------------------------------------------
 
     def do_FETCH(self, tag, messages, attributes, modifiers=None):
+        self._checkPreview(attributes)
         return self._fetch(messages, attributes, byUID=False, modifiers=modifiers or {})
 
+    def _checkPreview(self, attributes):
+        """PREVIEW (RFC 8970) is BAD where the listener switched it off."""
+        if not self.extensionEnabled("PREVIEW") and any(a.name == "PREVIEW" for a in attributes):
+            raise Refusal("PREVIEW is not available here", status="BAD")
+
     def do_UID_FETCH(self, tag, messages, attributes, modifiers=None):
+        self._checkPreview(attributes)
         return self._fetch(messages, attributes, byUID=True, modifiers=modifiers or {})
 
     def _fetch(self, messages, attributes, byUID, modifiers=None):
@@ -737,6 +744,8 @@ class MailboxCommands:
             return [b"FLAGS " + formatFlags(self.view.flagsOf(info))]
         if name == "MODSEQ":
             return [b"MODSEQ (%d)" % (info.modseq,)]
+        if name == "PREVIEW":
+            return [b"PREVIEW " + string(preview.preview(root, f))]
         if name == "INTERNALDATE":
             return [b"INTERNALDATE " + formatInternalDate(info.internalDate)]
         if name == "RFC822.SIZE":

@@ -85,6 +85,8 @@ EXTENSIONS += ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENC
 EXTENSIONS += ("ESEARCH", "SEARCHRES", "WITHIN")
 # STATUS=SIZE (RFC 8438): IMAPAccount.status.
 EXTENSIONS += ("STATUS=SIZE",)
+# PREVIEW (RFC 8970): imap/preview.py.
+EXTENSIONS += ("PREVIEW",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

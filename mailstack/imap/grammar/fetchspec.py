@@ -84,6 +84,8 @@ FETCH_MACROS = {
 
 def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute:
     name = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
+    if name == "PREVIEW":
+        return _preview(reader)
     if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
         section = _section(reader)
         partial = None
@@ -125,6 +127,23 @@ def _section(reader: Reader) -> Section:
                 raise ParseError("Empty header list")
     reader.skip(b"]")
     return Section(tuple(part), text, fields)
+
+
+def _preview(reader: Reader) -> FetchAttribute:
+    """
+    RFC 8970: C{PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]}, where the
+    one modifier is LAZY (which lets a server answer NIL for a preview it
+    has not computed yet; mailstack always computes it, as Dovecot does).
+    """
+    if reader.trySkip(b" ("):
+        while True:
+            modifier = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
+            if modifier != "LAZY":
+                raise ParseError("%r is not a supported PREVIEW modifier" % (modifier,))
+            if reader.trySkip(b")"):
+                break
+            reader.sp()
+    return FetchAttribute("PREVIEW")
 
 
 def fetchAttributes(reader: Reader, extra: Sequence[str] = ()) -> list[FetchAttribute]:

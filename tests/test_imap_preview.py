@@ -1,0 +1,166 @@
+"""
+Tests for PREVIEW (RFC 8970): L{mailstack.imap.preview} on messages whose
+previews the private Dovecot 2.3.19 answered (the expected values below are
+its answers, byte for byte), the FETCH grammar, and sessions over a
+StringTransport on both stores.
+"""
+
+import io
+
+from twisted.trial import unittest
+
+from mailstack.imap import fetch, preview
+from mailstack.imap.grammar.fetchspec import fetchAttributes
+from mailstack.imap.grammar.reader import ParseError, Reader
+from tests.stores import everyStore
+from tests.test_imap_server import IMAPTestMixin
+
+
+def html(body, headers=b""):
+    return (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n" + headers
+            + b"\r\n" + body + b"\r\n")
+
+
+# (message, Dovecot 2.3.19's PREVIEW of it)
+DOVECOT = [
+    (b"From: a@lab.test\r\n\r\nHello   world,\r\n  this is\ta   test.\r\n",
+     "Hello world, this is a test."),
+    (b"From: a@lab.test\r\n\r\na b c d\r\n", "a b c d"),
+    (b"From: a@lab.test\r\n\r\nOn Monday Bob wrote:\r\n> quoted line\r\n> more\r\nreply text\r\n"
+     b"-- \r\nsig\r\n", "On Monday Bob wrote: reply text -- sig"),
+    (b"From: a@lab.test\r\n\r\n> only quoted\r\n>  second   quote\r\n",
+     ">only quoted second quote"),
+    (b"From: a@lab.test\r\n\r\n", ""),
+    (b"From: a@lab.test\r\n\r\n\r\n  \r\n", ""),
+    (b"From: a@lab.test\r\n\r\n" + b"word0 " * 100 + b"\r\n", ("word0 " * 34)[:200]),
+    (b"From: a@lab.test\r\n\r\n" + b"ab " * 99 + b"c d\r\n", " ".join(["ab"] * 67)),
+    (b"From: a@lab.test\r\n\r\n" + b"x" * 199 + b" yz\r\n", "x" * 199),
+    (b"From: a@lab.test\r\n\r\n" + "\u00e9".encode() * 300 + b"\r\n", "\u00e9" * 200),
+    (b"From: a@lab.test\r\n\r\n\xef\xbb\xbfbom\ttab\x0bvt \"q\" back\\slash\r\n",
+     'bom tab vt "q" back\\slash'),
+    (html(b"<html><head><title>T</title><style>p{}</style></head><body><p>Hi &amp; <b>bold</b>"
+          b" &lt;x&gt; caf&eacute; &#233;</p><br>next<script>x()</script></body></html>"),
+     "T Hi & bold <x> caf\u00e9 \u00e9 next"),
+    (html(b"<p>x</p><blockquote>q</blockquote><!-- c --><![CDATA[cd]]>&Eacute;&eacute;&AMP;"
+          b"&nbsp;z&apos;&hellip;&euro;&#X41;&#x42;&bogus; a&b &amp</p>"),
+     "x cd\u00c9\u00e9\u00a0z'\u2026\u20acB ab amp"),
+    (html(b"<div>line</div>\r\n&gt; not quote\r\n<blockquote>only</blockquote>"), "line"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=iso-8859-1\r\n"
+     b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<script type=3D\"a\">x>y</script>"
+     b'<style a=3D"b">s</style>Caf=E9 <a href=3D"x>y">link</a>\r\n', "Caf\u00e9 link"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+     b"Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 cr=E8me soft=\r\nbreak\r\n",
+     "Caf\u00e9 cr\u00e8me softbreak"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+     b"Content-Transfer-Encoding: base64\r\n\r\nw6nDqMOgIHVuaWNvZGUg4pyTIGV4YW1wbGU=\r\n",
+     "\u00e9\u00e8\u00e0 unicode \u2713 example"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=x-unknown\r\n"
+     b"Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9 x\r\n", "caf\ufffd x"),
+    (b"From: a@lab.test\r\nContent-Type: text/plain\r\n\r\nlatin \xe9 raw\r\n", "latin \ufffd raw"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+     b"Content-Transfer-Encoding: x-uuencode\r\n\r\nabc def\r\n", ""),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: image/png\r\n"
+     b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n", ""),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n"
+     b"Subject: inner\r\n\r\ninner body\r\n", ""),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b"
+     b"\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>html first</p>\r\n--b\r\n"
+     b"Content-Type: text/plain\r\n\r\nplain second\r\n--b--\r\n", "plain second"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n"
+     b"--m\r\nContent-Type: application/pdf\r\n\r\nxx\r\n--m\r\nContent-Type: text/plain\r\n\r\n"
+     b"after attachment\r\n--m--\r\n", "after attachment"),
+    (b"From: a@lab.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n"
+     b"--m\r\nContent-Type: multipart/alternative; boundary=n\r\n\r\n--n\r\n"
+     b"Content-Type: text/enriched\r\n\r\nenriched\r\n--n\r\nContent-Type: text/html\r\n\r\n"
+     b"<b>html wins</b>\r\n--n--\r\n--m--\r\n", "html wins"),
+]
+
+
+def previewOf(message):
+    return preview.preview(fetch.parseStructure(io.BytesIO(message)), io.BytesIO(message))
+
+
+class PreviewTests(unittest.TestCase):
+    """
+    L{preview.preview}: the text Dovecot 2.3 gives for the same messages.
+    """
+
+    def test_asDovecot(self):
+        """Every message of the table previews as Dovecot previewed it."""
+        differences = [(message, previewOf(message), expected) for message, expected in DOVECOT
+                       if previewOf(message) != expected]
+        self.assertEqual(differences, [])
+
+    def test_limit(self):
+        """A preview holds at most 200 characters (Dovecot's limit; RFC 8970 allows 256)."""
+        self.assertEqual(len(previewOf(b"\r\n" + b"abcd " * 100)), 199)
+        self.assertEqual(preview.snippet("y" * 300), "y" * 200)
+
+    def test_htmlToText(self):
+        """Tags become one space, comments, scripts and quoted blocks go, entities are decoded."""
+        self.assertEqual(preview.htmlToText("a<b>b</b><!-- x -->c<blockquote>q</blockquote>&lt;"),
+                         "a b c <")
+        self.assertEqual(preview.htmlToText("<blockquote>q</blockquote>", skipQuoted=False),
+                         "q ")
+
+
+class GrammarTests(unittest.TestCase):
+    """
+    PREVIEW and its LAZY modifier in FETCH's item list.
+    """
+
+    def parse(self, text):
+        return [a.name for a in fetchAttributes(Reader([text]))]
+
+    def test_forms(self):
+        """PREVIEW alone, with (LAZY) in any case, and between other items."""
+        self.assertEqual(self.parse(b"PREVIEW"), ["PREVIEW"])
+        self.assertEqual(self.parse(b"(PREVIEW (LAZY) UID)"), ["PREVIEW", "UID"])
+        self.assertEqual(self.parse(b"(UID preview (lazy))"), ["UID", "PREVIEW"])
+        self.assertEqual(self.parse(b"(PREVIEW UID)"), ["PREVIEW", "UID"])
+
+    def test_badModifiers(self):
+        """An empty or unknown modifier list is a syntax error, as in Dovecot."""
+        for text in (b"(PREVIEW ())", b"(PREVIEW (FOO))", b"(PREVIEW (LAZY)"):
+            self.assertRaises(ParseError, fetchAttributes, Reader([text]))
+
+
+class PreviewSessionTests(IMAPTestMixin, unittest.TestCase):
+    """
+    FETCH PREVIEW in a session.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.deliver(DOVECOT[2][0])
+        self.deliver(DOVECOT[11][0])
+        self.select()
+
+    def test_capability(self):
+        """PREVIEW is advertised after login."""
+        self.assertIn(b" PREVIEW", self.send(b"c CAPABILITY\r\n"))
+
+    def test_fetch(self):
+        """The preview in the order asked; 8-bit text as a literal, as Dovecot sends it."""
+        self.assertEqual(
+            self.send(b"f FETCH 1:2 (UID PREVIEW (LAZY))\r\n"),
+            b'* 1 FETCH (UID 1 PREVIEW "On Monday Bob wrote: reply text -- sig")\r\n'
+            b"* 2 FETCH (UID 2 PREVIEW {29}\r\nT Hi & bold <x> caf\xc3\xa9 \xc3\xa9 next)\r\n"
+            b"f OK FETCH completed\r\n")
+
+    def test_notSeen(self):
+        """Fetching a preview does not set \\Seen."""
+        self.send(b"f FETCH 1 PREVIEW\r\n")
+        self.assertEqual(self.send(b"g FETCH 1 FLAGS\r\n"),
+                         b"* 1 FETCH (FLAGS (\\Recent))\r\ng OK FETCH completed\r\n")
+
+    def test_disabled(self):
+        """With PREVIEW switched off it is not advertised and FETCH PREVIEW is BAD."""
+        session = self.connect(disabled=frozenset({"PREVIEW"}))
+        self.select(session)
+        self.assertNotIn(b"PREVIEW", self.send(b"c CAPABILITY\r\n", session))
+        self.assertTrue(self.send(b"f FETCH 1 (PREVIEW)\r\n", session).startswith(b"f BAD "))
+        self.assertTrue(self.send(b"g UID FETCH 1 (PREVIEW)\r\n", session).startswith(b"g BAD "))
+
+
+everyStore(globals())
