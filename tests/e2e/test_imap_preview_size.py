@@ -1,0 +1,172 @@
+"""
+STATUS=SIZE (RFC 8438) and PREVIEW (RFC 8970) end to end: imaplib asking for
+them on mailstack, and one session run against mailstack and against the
+private Dovecot 2.3.19 (tests/interop.py) on copies of the same Maildir, every
+STATUS and FETCH line compared byte for byte.
+"""
+
+import os
+import shutil
+import smtplib
+import socket
+
+from twisted.internet import defer, threads
+from twisted.trial import unittest
+
+from tests.e2e.test_imap import IMAPTestCase
+from tests.e2e.test_interop_dovecot import LISTENERS, _dovecotMissing
+from tests.helpers import BASE_CONFIG, listenerTOML, startServer
+from tests.interop import Dovecot, check, sharedDataDir
+from tests.test_imap_preview import DOVECOT
+
+NOTE = (b"From: Alice <alice@lab.test>\r\nTo: demo@lab.test\r\nSubject: note\r\n\r\n"
+        b"Hello  there,\r\n> quoted\r\nsee you.\r\n")
+
+
+class ImaplibTests(IMAPTestCase):
+    """
+    imaplib's status() and fetch() with the new items.
+    """
+
+    listeners = IMAPTestCase.listeners + listenerTOML(
+        "imap", tls="none", name="imapnoext", allow_plaintext_auth=True,
+        disabled=["STATUS=SIZE", "PREVIEW"])
+
+    @defer.inlineCallbacks
+    def test_statusSizeAndPreview(self):
+        """STATUS (SIZE) is the message's size; FETCH PREVIEW its text without the quote."""
+        def session():
+            c = self.loggedIn()
+            try:
+                check(c.append("INBOX", None, None, NOTE))
+                caps = c.capabilities
+                status = check(c.status("INBOX", "(MESSAGES SIZE)"))
+                check(c.select("INBOX"))
+                fetched = check(c.fetch("1", "(RFC822.SIZE PREVIEW (LAZY))"))
+                flags = check(c.fetch("1", "(FLAGS)"))
+                return caps, status, fetched, flags
+            finally:
+                c.logout()
+        caps, status, fetched, flags = yield self.inThread(session)
+        self.assertIn("STATUS=SIZE", caps)
+        self.assertIn("PREVIEW", caps)
+        self.assertEqual(status, [b'"INBOX" (MESSAGES 1 SIZE %d)' % (len(NOTE),)])
+        self.assertEqual(fetched, [b'1 (RFC822.SIZE %d PREVIEW "Hello there, see you.")'
+                                   % (len(NOTE),)])
+        self.assertNotIn(b"\\Seen", flags[0])
+
+    @defer.inlineCallbacks
+    def test_disabledPerListener(self):
+        """A listener with both switched off offers neither and refuses both."""
+        def session():
+            c = self.loggedIn("imapnoext")
+            try:
+                check(c.append("INBOX", None, None, NOTE))
+                check(c.select("INBOX"))
+                refused = []
+                for ask in (lambda: c.status("INBOX", "(SIZE)"),
+                            lambda: c.fetch("1", "(PREVIEW)")):
+                    try:
+                        ask()
+                    except c.error as e:
+                        refused.append(str(e))
+                return c.capabilities, refused
+            finally:
+                c.logout()
+        caps, refused = yield self.inThread(session)
+        self.assertNotIn("STATUS=SIZE", caps)
+        self.assertNotIn("PREVIEW", caps)
+        self.assertEqual(len(refused), 2, refused)
+
+
+SESSION = [
+    b"a LOGIN demo@lab.test demo",
+    b"b STATUS INBOX (MESSAGES SIZE)",
+    b"c CREATE Empty",
+    b'd LIST "" INBOX RETURN (STATUS (MESSAGES SIZE))',
+    b'd2 LIST "" Empty RETURN (STATUS (SIZE))',
+    b"e STATUS Empty (SIZE)",
+    b"f SELECT INBOX",
+    b"g FETCH 1:* (PREVIEW)",
+    b"h UID FETCH 1:* (UID PREVIEW (LAZY))",
+    b"i FETCH 1 (RFC822.SIZE PREVIEW (lazy) FLAGS)",
+    b"j FETCH 1 (PREVIEW ())",
+    b"k FETCH 1 (PREVIEW (BOGUS))",
+]
+
+
+def normalized(line):
+    """
+    A reply line as compared: tagged lines keep their tag and status, and a
+    STATUS line its mailbox unquoted (mailstack quotes every name).
+    """
+    if line.startswith(b"* STATUS "):
+        head, sep, rest = line[len(b"* STATUS "):].partition(b" (")
+        return b"* STATUS " + head.strip(b'"') + sep + rest
+    if not line.startswith(b"* "):
+        return b" ".join(line.split(b" ")[:2])
+    return line
+
+
+def runSession(port):
+    """Each command's reply lines (STATUS and FETCH lines, and the tagged one)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    replies = []
+    try:
+        for command in SESSION:
+            tag = command.split(b" ", 1)[0]
+            s.sendall(command + b"\r\n")
+            lines = []
+            while True:
+                line = f.readline()
+                if not line:
+                    raise AssertionError("connection closed after %r" % (command,))
+                while line.endswith(b"}\r\n"):  # a literal: its octets, then the line's rest
+                    size = int(line[line.rindex(b"{") + 1:-3])
+                    line += f.read(size) + f.readline()
+                if line.startswith((b"* STATUS", tag + b" ")) or b" FETCH " in line[:16]:
+                    lines.append(normalized(line.rstrip(b"\r\n")))
+                if line.startswith(tag + b" "):
+                    break
+            replies.append((command, lines))
+    finally:
+        s.close()
+    return replies
+
+
+class DovecotComparisonTests(unittest.TestCase):
+    """
+    The same session against mailstack and Dovecot 2.3.19: the same replies.
+    """
+
+    skip = _dovecotMissing()
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_sameReplies(self):
+        """STATUS SIZE, LIST-STATUS SIZE and every message's PREVIEW equal Dovecot's."""
+        text, dataDir = sharedDataDir(self, BASE_CONFIG)
+        server, _ = startServer(self, LISTENERS, text)
+
+        def fill():
+            with smtplib.SMTP("127.0.0.1", server.listenerPort("smtp"), timeout=10) as s:
+                for message, _ in DOVECOT:
+                    s.sendmail("alice@lab.test", ["demo@lab.test"], message)
+        yield threads.deferToThread(fill)
+        copyDir = dataDir + "-dovecot"
+        shutil.copytree(dataDir, copyDir, symlinks=True)
+        ours = yield threads.deferToThread(runSession, server.listenerPort("imap"))
+        dovecot = Dovecot(self, copyDir)
+        dovecot.handOver(os.path.join(copyDir, "mail", "lab.test"))
+        yield dovecot.start()
+        theirs = yield threads.deferToThread(runSession, dovecot.imapPort)
+        differences = ["%s\n  mailstack: %r\n  Dovecot:   %r" % (command.decode(), lines, expected)
+                       for (command, lines), (_, expected) in zip(ours, theirs)
+                       if lines != expected]
+        self.assertEqual(differences, [], "\n".join(differences))
+        previews = [lines for command, lines in ours if command.startswith(b"g ")][0]
+        self.assertEqual(len(previews), len(DOVECOT) + 1)
+        self.assertEqual([lines[-1] for command, lines in ours if command[:1] in b"jk"],
+                         [b"j BAD", b"k BAD"])
