@@ -598,6 +598,8 @@ class MailboxCommands:
 
     def _fetch(self, messages, attributes, byUID, modifiers=None):
         view = self.view
+        if not self.extensionEnabled("BINARY") and any(a.binary for a in attributes):
+            return ("BAD", None, "BINARY is not available here")
         changedSince = self.checkFetchModifiers(attributes, modifiers or {}, byUID)
         if byUID:
             messages = self._resolveSaved(messages)
@@ -625,6 +627,8 @@ class MailboxCommands:
             return streamer.start(self._fetchPieces(work, attributes, newlySeen, state))
 
         def done(_):
+            if state["unknownEncoding"]:
+                return ("NO", "UNKNOWN-CTE", "Unknown Content-Transfer-Encoding")
             if state["missing"]:
                 # RFC 2180 4.1: the rest is answered; OK as Dovecot says it.
                 return ("OK", "EXPUNGEISSUED", "Some messages were already expunged")
@@ -671,6 +675,11 @@ class MailboxCommands:
             except NoSuchMessage:
                 state["missing"] += 1
                 continue
+            except fetch.UnknownEncoding:
+                # RFC 3516: the command fails here; the line Dovecot sends.
+                yield b"* %d FETCH (UID %d)\r\n" % (number, uid)
+                state["unknownEncoding"] += 1
+                return
             except Exception:
                 log.failure("imap {peer}: FETCH of UID {uid} failed", peer=self.peerText(),
                             uid=uid)
@@ -705,8 +714,8 @@ class MailboxCommands:
         view = self.view
         store = view.store
         info = store.messageInfo(uid)
-        full = any(a.name in _STRUCTURE_ITEMS or (a.section is not None and a.section.part)
-                   for a in attributes)
+        full = any(a.name in _STRUCTURE_ITEMS or a.binary
+                   or (a.section is not None and a.section.part) for a in attributes)
         header = full or any(a.name in _HEADER_ITEMS or (a.section is not None and a.section.text)
                              for a in attributes)
         needFile = header or any(a.isBody for a in attributes)
@@ -756,6 +765,8 @@ class MailboxCommands:
             return [b"BODYSTRUCTURE " + fetch.bodyStructure(root, True)]
         if name == "BODY" and attribute.section is None:
             return [b"BODY " + fetch.bodyStructure(root, False)]
+        if attribute.binary:
+            return _binaryItem(attribute, root, f)
         if name == "RFC822":
             where = (0, info.size)
         elif name == "RFC822.HEADER":
@@ -780,3 +791,17 @@ class MailboxCommands:
             end = min(start + length, end)
         return [label + b" {%d}\r\n" % (end - start,), (f, start, end - start)]
 
+
+def _binaryItem(attribute, root, f):
+    """A BINARY, BINARY.PEEK or BINARY.SIZE item (RFC 3516): decoded content."""
+    def read(start, end):
+        f.seek(start)
+        return f.read(end - start)
+    data, literal8 = fetch.binaryContent(root, attribute.section.part, read)
+    label = attribute.label()
+    if attribute.name == "BINARY.SIZE":
+        return [label + b" %d" % (len(data),)]
+    if attribute.partial is not None:
+        offset, length = attribute.partial
+        data = data[offset:offset + length]
+    return [label + b" %s{%d}\r\n" % (b"~" if literal8 else b"", len(data)), data]

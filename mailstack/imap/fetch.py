@@ -22,6 +22,7 @@ C{"7bit"}), and a text part without a charset gets C{"charset" "us-ascii"}
 choices against Dovecot.
 """
 
+import binascii
 import re
 
 from mailstack.imap.address import formatAddresses, parseAddresses
@@ -655,3 +656,172 @@ def locate(root, section):
     end = b"\r\n" if keep or message.blankLine else b""
     return b"".join(raw for name, raw in message.fields
                     if (name in wanted) == keep and (name or not keep)) + end
+
+
+# -- BINARY (RFC 3516) -------------------------------------------------------
+
+class UnknownEncoding(Exception):
+    """A part's Content-Transfer-Encoding is none this server decodes (NO [UNKNOWN-CTE])."""
+
+
+_CONVERTED = (b"base64", b"quoted-printable")
+_PLAIN = (b"7bit", b"8bit", b"binary")
+_TOKEN = re.compile(rb"[^\x00-\x20\x7f()<>@,;:\\\"/\[\]?=]+")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def binaryPart(root, numbers):
+    """
+    The part C{BINARY[numbers]} decodes (numbered as C{BODY[numbers]} is,
+    see L{locate}), the whole message for no numbers, or None when there is
+    no such part (its content is empty, as in Dovecot).
+    """
+    node, selfStep = root, False
+    for i, number in enumerate(numbers):
+        if i == 0:
+            kids, selfStep = (root.children, False) if root.multipart else ([root], True)
+        else:
+            kids, selfStep = _children(node, selfStep)
+        if number > len(kids):
+            return None
+        node = kids[number - 1]
+    return node
+
+
+def transferEncoding(part):
+    """
+    The part's Content-Transfer-Encoding, lower-case, as Dovecot reads it:
+    its last such field's first token (comments skipped); C{b"7bit"} without
+    one. L{UnknownEncoding} for anything but 7bit, 8bit, binary, base64 and
+    quoted-printable (an empty value too).
+    """
+    values = part.headers(b"content-transfer-encoding")
+    if not values:
+        return b"7bit"
+    match = _TOKEN.match(_stripComments(values[-1]).strip(_WSP))
+    value = match.group(0).lower() if match else b""
+    if value not in _CONVERTED + _PLAIN:
+        raise UnknownEncoding(value)
+    return value
+
+
+def decodeBase64(data):
+    """
+    Base64 content as bytes, forgivingly: white space and other octets
+    outside the alphabet are skipped, decoding stops at the padding, and a
+    last incomplete group gives what it holds.
+    """
+    data = re.sub(rb"[^A-Za-z0-9+/]", b"", data.split(b"=", 1)[0])
+    extra = len(data) % 4
+    if extra == 1:
+        data = data[:-1]
+    elif extra:
+        data += b"=" * (4 - extra)
+    return binascii.a2b_base64(data)
+
+
+def decodeQuotedPrintable(data):
+    """
+    Quoted-printable content as bytes (RFC 2045 6.7): C{=XX} an octet, a
+    line ending in C{=} joined to the next (soft line break), white space at
+    a line's end dropped, hard line ends CRLF; an C{=} not followed by two
+    hex digits stays as it is.
+    """
+    out = []
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        line = line.rstrip(b"\r").rstrip(_WSP)
+        if line.endswith(b"="):
+            out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), line[:-1]))
+            continue
+        out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), line))
+        if not last:
+            out.append(b"\r\n")
+    return b"".join(out)
+
+
+def _binaryHeader(header):
+    """A decoded part's header: its Content-Transfer-Encoding fields now say binary."""
+    lines = re.split(rb"(?<=\n)", header)
+    kept, skipping = [], False
+    for line in lines:
+        if not line:
+            continue
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        skipping = line[:26].lower() == b"content-transfer-encoding:"
+        if not skipping:
+            kept.append(line)
+    field = b"Content-Transfer-Encoding: binary\r\n"
+    if kept and kept[-1] in (b"\r\n", b"\n"):
+        return b"".join(kept[:-1]) + field + kept[-1]
+    return b"".join(kept) + field
+
+
+class _Binary:
+    """The pieces of one BINARY answer, and whether it needs literal8."""
+
+    def __init__(self, read):
+        self.read = read
+        self.out = []
+        self.binary = False
+
+    def plain(self, data):
+        if b"\0" in data:
+            self.binary = True
+        self.out.append(_BARE_LF.sub(b"\r\n", data))
+
+    def part(self, part, withHeader):
+        encoding = transferEncoding(part)
+        header = self.read(part.start, part.headerEnd)
+        if b"\0" in header:
+            self.binary = True  # sent as stored, as Dovecot does
+        if withHeader:
+            if encoding in _CONVERTED:
+                self.out.append(_binaryHeader(header))
+            else:
+                self.plain(header)
+        kids = part.children if part.multipart else (
+            [part.message] if part.message is not None else [])
+        if kids:
+            position = part.headerEnd
+            for kid in kids:
+                self.plain(self.read(position, kid.start))
+                self.part(kid, True)
+                position = kid.end
+            self.plain(self.read(position, part.end))
+            return
+        body = self.read(part.headerEnd, part.end)
+        if not body:
+            return
+        if encoding == b"base64":
+            self.out.append(decodeBase64(body))
+            self.binary = True
+        elif encoding == b"quoted-printable":
+            self.out.append(decodeQuotedPrintable(body))
+            self.binary = True
+        else:
+            self.plain(body)
+
+
+def binaryContent(root, numbers, read):
+    """
+    C{BINARY[numbers]}: the part's body with its Content-Transfer-Encoding
+    undone (base64 and quoted-printable decoded, others as they are with
+    CRLF line ends), the parts inside it decoded too with their headers
+    (whose encoding then says binary); for no numbers the whole message,
+    header included. As Dovecot's index-mail-binary answers.
+
+    @param read: C{read(start, end)} gives the message's octets in that range.
+    @return: C{(content, literal8)}: C{literal8} when something was decoded
+        or the content holds NUL, as Dovecot chooses C{~{n}} over C{{n}}.
+    @raise UnknownEncoding: an encoding among those parts is unknown.
+    """
+    part = binaryPart(root, numbers)
+    if part is None:
+        return b"", False
+    answer = _Binary(read)
+    answer.part(part, not numbers)
+    return b"".join(answer.out), answer.binary

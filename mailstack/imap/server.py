@@ -75,6 +75,8 @@ _SECRET_PREFIX = {
 # A valid tag (see grammar.reader.Reader.tag) and its space, at the start of a line's first octets.
 _TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 
+_LITERAL8 = re.compile(rb"~\{\d+\+?\}\Z")
+
 # Extensions, in CAPABILITY order (the names a listener may disable).
 EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
               "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
@@ -87,6 +89,8 @@ EXTENSIONS += ("ESEARCH", "SEARCHRES", "WITHIN")
 EXTENSIONS += ("STATUS=SIZE",)
 # PREVIEW (RFC 8970): imap/preview.py.
 EXTENSIONS += ("PREVIEW",)
+# BINARY (RFC 3516): fetch.binaryContent, literal8 in APPEND.
+EXTENSIONS += ("BINARY",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -416,6 +420,13 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             return self._dispatch(parts)
         size, synchronizing = announced
         isAppend = self._verb == b"APPEND"
+        if _LITERAL8.search(line) and not self.extensionEnabled("BINARY"):
+            # A literal8 (RFC 3516) where BINARY is off: refused like a bad command.
+            self._resetCommand()
+            if not synchronizing:
+                self._discardLiteral = size
+                self._abandoning = True
+            return self.bad(tag, "Literal8 is not available here (no BINARY)")
         if not synchronizing and not self.extensionEnabled("LITERAL+"):
             refusal = self._nonSyncRefusal(size)
             if refusal is not None:

@@ -269,9 +269,9 @@ def args_append(
     if reader.peek() == b'"':
         date = reader.dateTime()
         reader.sp()
-    if reader.peek() != b"{":
+    if reader.peek() not in (b"{", b"~"):
         raise ParseError("APPEND needs the message as a literal")
-    message = reader.literal(allowFile=True)
+    message = reader.literal(allowFile=True, allowBinary=True)  # literal8: RFC 3516
     return (mailbox, flags, date, message)
 
 

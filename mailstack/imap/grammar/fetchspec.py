@@ -55,7 +55,12 @@ class FetchAttribute:
 
     @property
     def peek(self) -> bool:
-        return self.name == "BODY.PEEK" or self.name == "RFC822.HEADER"
+        return self.name in ("BODY.PEEK", "RFC822.HEADER", "BINARY.PEEK", "BINARY.SIZE")
+
+    @property
+    def binary(self) -> bool:
+        """Whether it is one of RFC 3516's BINARY items (decoded content)."""
+        return self.name.startswith("BINARY")
 
     @property
     def isBody(self) -> bool:
@@ -67,7 +72,9 @@ class FetchAttribute:
         """The item's name in the FETCH response."""
         if self.section is None:
             return self.name.encode("ascii")
-        out = b"BODY" + self.section.label()
+        if self.name == "BINARY.SIZE":
+            return b"BINARY.SIZE" + self.section.label()
+        out = (b"BINARY" if self.binary else b"BODY") + self.section.label()
         if self.partial is not None:
             out += b"<%d>" % (self.partial[0],)
         return out
@@ -96,9 +103,34 @@ def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute
             reader.skip(b">")
             partial = (offset, length)
         return FetchAttribute(name, section, partial)
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and reader.peek() == b"[":
+        return _binaryAttribute(reader, name)
     if name in _SIMPLE_FETCH or name in extra:
         return FetchAttribute(name)
     raise ParseError("Unknown FETCH attribute %s" % (name or reader.peek().decode("ascii", "replace"),))
+
+
+def _binaryAttribute(reader: Reader, name: str) -> FetchAttribute:
+    """
+    RFC 3516: C{BINARY[.PEEK] section-binary [partial]} or C{BINARY.SIZE
+    section-binary}, where C{section-binary = "[" [section-part] "]"}: part
+    numbers only (no HEADER, TEXT or MIME), and no partial for the size.
+    """
+    reader.skip(b"[")
+    part: list[int] = []
+    if not reader.trySkip(b"]"):
+        part.append(reader.nzNumber())
+        while reader.trySkip(b"."):
+            part.append(reader.nzNumber())
+        reader.skip(b"]")
+    partial = None
+    if name != "BINARY.SIZE" and reader.trySkip(b"<"):
+        offset = reader.number()
+        reader.skip(b".")
+        length = reader.nzNumber()
+        reader.skip(b">")
+        partial = (offset, length)
+    return FetchAttribute(name, Section(tuple(part)), partial)
 
 
 def _section(reader: Reader) -> Section:

@@ -32,7 +32,8 @@ _LIST_CHARS = ASTRING_CHARS | {ord("%"), ord("*")}
 _TAG_CHARS = frozenset(c for c in ASTRING_CHARS if c < 128) - {ord("+")}
 _DIGITS = frozenset(b"0123456789")
 
-LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\Z")
+# A literal, or (RFC 3516) a literal8 C{~{n}}, which only APPEND's message may be.
+LITERAL_AT_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}\Z")
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS + ("\\Recent",)}
@@ -191,18 +192,21 @@ class Reader:
                 and LITERAL_AT_END.fullmatch(self._line()[self._pos:]) is not None)
 
     @overload
-    def literal(self, allowFile: Literal[False] = False) -> bytes: ...
+    def literal(self, allowFile: Literal[False] = False, allowBinary: bool = False) -> bytes: ...
 
     @overload
-    def literal(self, allowFile: bool) -> bytes | IO[bytes]: ...
+    def literal(self, allowFile: bool, allowBinary: bool = False) -> bytes | IO[bytes]: ...
 
-    def literal(self, allowFile: bool = False) -> bytes | IO[bytes]:
+    def literal(self, allowFile: bool = False, allowBinary: bool = False) -> bytes | IO[bytes]:
         """
         The literal announced here. Large spooled literals come back as the
         file (with C{allowFile}), else their content if under C{maxString}.
+        A literal8 (C{~{n}}) only with C{allowBinary}.
         """
         if not self._literalHere():
             raise ParseError("Invalid literal")
+        if not allowBinary and self.peek() == b"~":
+            raise ParseError("A literal8 is not allowed here")
         value = self._parts[self._i + 1]
         self._i += 2
         self._pos = 0
