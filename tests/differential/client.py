@@ -50,7 +50,8 @@ class RawClient:
 
         @param parts: the command's text after the tag (bytes), or a list of
             bytes in which a C{(literal,)} 1-tuple is sent as a synchronizing
-            literal (the client waits for the server's C{+}).
+            literal (the client waits for the server's C{+}), and a
+            C{(literal, b"~")} 2-tuple as a literal8 (RFC 3516).
         @return: C{(tag, responses)}: the list of response lines (bytes, CRLF
             included), the tagged one last.
         """
@@ -63,7 +64,7 @@ class RawClient:
         for part in parts:
             if isinstance(part, tuple):
                 literal = part[0]
-                out.append(b"{%d}\r\n" % (len(literal),))
+                out.append(b"%s{%d}\r\n" % (part[1] if len(part) > 1 else b"", len(literal)))
                 self.sock.sendall(b"".join(out))
                 out = []
                 while True:

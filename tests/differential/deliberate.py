@@ -167,6 +167,20 @@ DELIBERATE = [
         scripts=("sections", "partials", "header-fields", "rfc822-items"),
         messages=("nul-and-long-line",)),
     Deliberate(
+        "binary-size-attached-message",
+        "BINARY.SIZE of an attached message (message/rfc822) whose body is decoded: Dovecot "
+        "2.3 counts the attached message's own header as unchanged and answers 4 octets fewer "
+        "than the BINARY content it sends; mailstack answers the length of that content.",
+        scripts=("binary",), commands=(b"FETCH 1:31 (BINARY.SIZE[2])",),
+        messages=("nested",)),
+    Deliberate(
+        "binary-size-beside-unknown-encoding",
+        "BINARY.SIZE of a part whose encoding is known, in a message where another part's is "
+        "not (x-unknown): mailstack answers the size; Dovecot 2.3 works sizes out over the "
+        "whole message, so it answers NO [UNKNOWN-CTE], or the size when it has it cached.",
+        scripts=("binary",), commands=(b"FETCH 4 (BINARY.SIZE[1])", b"FETCH 1:4 (BINARY.SIZE[1])"),
+        sometimes=True),
+    Deliberate(
         "status-selected-mailbox",
         "STATUS of the selected mailbox: Dovecot adds a [CLIENTBUG] hint to its OK (RFC 3501 "
         "discourages it); mailstack answers it plainly.",

@@ -65,6 +65,10 @@ class DifferentialTests(unittest.TestCase):
         """BODY[section], partials, HEADER.FIELDS(.NOT) and the RFC822 items are Dovecot's."""
         return self.compare(["sections", "partials", "header-fields", "rfc822-items"])
 
+    def test_binary(self):
+        """BINARY, BINARY.PEEK and BINARY.SIZE (decoded parts, literal8, UNKNOWN-CTE) and APPEND's literal8 are Dovecot's."""
+        return self.compare(["binary"])
+
     def test_search(self):
         """SEARCH with every RFC 3501 key finds what Dovecot finds."""
         return self.compare(["search"])
