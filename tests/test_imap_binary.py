@@ -11,6 +11,9 @@ import io
 from twisted.trial import unittest
 
 from mailstack.imap import fetch
+from mailstack.imap.grammar.arguments import args_append
+from mailstack.imap.grammar.fetchspec import fetchAttributes
+from mailstack.imap.grammar.reader import ParseError, Reader, literalAnnouncement
 from tests.stores import everyStore
 from tests.test_imap_server import IMAPTestMixin
 
@@ -179,6 +182,30 @@ class DisabledTests(IMAPTestMixin, unittest.TestCase):
         out = self.send(b"a APPEND INBOX ~{4}\r\n", self.session)
         self.assertTrue(out.startswith(b"a BAD "), out)
         self.assertEqual(self.send(b"b APPEND INBOX {4}\r\n", self.session)[:2], b"+ ")
+
+
+class GrammarTests(unittest.TestCase):
+    """
+    The BINARY items and literal8 in the pure grammar.
+    """
+
+    def test_announcement(self):
+        """A line ending in ~{n} or ~{n+} announces a literal the framer reads."""
+        self.assertEqual(literalAnnouncement(b"a APPEND INBOX ~{12}"), (12, True))
+        self.assertEqual(literalAnnouncement(b"a APPEND INBOX ~{3+}"), (3, False))
+
+    def test_literal8OnlyForAppend(self):
+        """APPEND's message may be a literal8; a string elsewhere may not."""
+        self.assertEqual(args_append(Reader([b"INBOX ~{3}", b"A\x00B", b""]))[3], b"A\x00B")
+        self.assertRaises(ParseError, Reader([b"~{3}", b"box", b""]).literal)
+
+    def test_items(self):
+        """BINARY items parse to sections of part numbers, labelled as RFC 3516 answers."""
+        items = fetchAttributes(Reader([b"(BINARY[1.2]<3.4> BINARY.PEEK[] BINARY.SIZE[2])"]))
+        self.assertEqual([(a.label(), a.section.part, a.partial, a.peek) for a in items],
+                         [(b"BINARY[1.2]<3>", (1, 2), (3, 4), False),
+                          (b"BINARY[]", (), None, True),
+                          (b"BINARY.SIZE[2]", (2,), None, True)])
 
 
 class DecoderTests(unittest.TestCase):
