@@ -668,7 +668,9 @@ _CONVERTED = (b"base64", b"quoted-printable")
 _PLAIN = (b"7bit", b"8bit", b"binary")
 _TOKEN = re.compile(rb"[^\x00-\x20\x7f()<>@,;:\\\"/\[\]?=]+")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")))
+_TRAILING_WSP = re.compile(rb"[ \t]+(?=\r?\n|\Z)")
 
 
 def binaryPart(root, numbers):
@@ -712,7 +714,7 @@ def decodeBase64(data):
     outside the alphabet are skipped, decoding stops at the padding, and a
     last incomplete group gives what it holds.
     """
-    data = re.sub(rb"[^A-Za-z0-9+/]", b"", data.split(b"=", 1)[0])
+    data = data.split(b"=", 1)[0].translate(None, _NOT_BASE64)
     extra = len(data) % 4
     if extra == 1:
         data = data[:-1]
@@ -725,21 +727,21 @@ def decodeQuotedPrintable(data):
     """
     Quoted-printable content as bytes (RFC 2045 6.7): C{=XX} an octet, a
     line ending in C{=} joined to the next (soft line break), white space at
-    a line's end dropped, hard line ends CRLF; an C{=} not followed by two
-    hex digits stays as it is.
+    a line's end dropped, line ends CRLF; an C{=} not followed by two hex
+    digits stays as it is. binascii does the decoding (in C: a 25 MB part
+    takes a fraction of a second).
     """
-    out = []
-    lines = data.split(b"\n")
-    for i, line in enumerate(lines):
-        last = i == len(lines) - 1
-        line = line.rstrip(b"\r").rstrip(_WSP)
-        if line.endswith(b"="):
-            out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), line[:-1]))
-            continue
-        out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), line))
-        if not last:
-            out.append(b"\r\n")
-    return b"".join(out)
+    if any(end in data for end in (b" \r\n", b"\t\r\n", b" \n", b"\t\n")) or (
+            data[-1:] in (b" ", b"\t")):
+        data = _TRAILING_WSP.sub(b"", data)
+    return binascii.a2b_qp(_crlf(data))
+
+
+def _crlf(data):
+    """Bare LF line ends as CRLF (the regular expression only when one is there)."""
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return _BARE_LF.sub(b"\r\n", data)
 
 
 def _binaryHeader(header):
@@ -771,7 +773,7 @@ class _Binary:
     def plain(self, data):
         if b"\0" in data:
             self.binary = True
-        self.out.append(_BARE_LF.sub(b"\r\n", data))
+        self.out.append(_crlf(data))
 
     def part(self, part, withHeader):
         encoding = transferEncoding(part)
