@@ -62,6 +62,7 @@ MASKS = (
     ("IMAP date", re.compile(r"[ \d]\d-" + _MONTH + r"-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"),
      "<internal-date>"),
     ("UIDVALIDITY", re.compile(r"\b(UIDVALIDITY|APPENDUID|COPYUID) \d+"), r"\1 <uidvalidity>"),
+    ("MAILBOXID", re.compile(r"\bMAILBOXID \(F\d+\)"), "MAILBOXID (F<uidvalidity>)"),
     ("mod-sequence", re.compile(r"\b(HIGHESTMODSEQ|MODSEQ) (\(?)\d+"), r"\1 \2<modseq>"),
     ("POP3 unique-id", re.compile(r"\b([0-9a-f]{8})[0-9a-f]{8}\b"), r"\1<uidvalidity>"),
     ("APOP timestamp", re.compile(r"<\d+\.\d+\.[0-9a-f]+@[^>\s]+>"), "<timestamp>"),

@@ -138,8 +138,8 @@ class SpecialUseTests(IMAPTestMixin, unittest.TestCase):
 
     def test_createUse(self):
         """CREATE with USE stores the attribute; LIST shows it; RENAME keeps it."""
-        self.assertEqual(self.send(b"a CREATE Bin (USE (\\Trash))\r\n"),
-                         b"a OK CREATE completed\r\n")
+        self.assertRegex(self.send(b"a CREATE Bin (USE (\\Trash))\r\n"),
+                         rb"^a OK \[MAILBOXID \(F\d+\)\] CREATE completed\r\n$")
         self.assertEqual(self.account.specialUse(), {"Bin": ("\\Trash",)})
         self.assertEqual(self.send(b'b LIST "" Bin\r\n'),
                          b'* LIST (\\HasNoChildren \\Trash) "/" "Bin"\r\nb OK LIST completed\r\n')

@@ -107,7 +107,7 @@ class GreetingTests(IMAPTestMixin, unittest.TestCase):
             b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=LOGIN LITERAL+ SASL-IR ID "
             b"ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
             b"LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC APPENDLIMIT=4096 SORT SORT=DISPLAY"
-            b" THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH SEARCHRES WITHIN STATUS=SIZE PREVIEW BINARY]"
+            b" THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH SEARCHRES WITHIN STATUS=SIZE PREVIEW OBJECTID BINARY]"
             b" mail.lab.test mailstack IMAP4rev1 ready\r\n")
         server2.connectionLost(None)
 
@@ -340,7 +340,7 @@ class LoginTests(IMAPTestMixin, unittest.TestCase):
             out, b"a OK [CAPABILITY IMAP4rev1 LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS"
                  b" MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
                  b" CONDSTORE QRESYNC APPENDLIMIT=4096 SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT"
-                 b" THREAD=REFERENCES ESEARCH SEARCHRES WITHIN STATUS=SIZE PREVIEW BINARY] Logged in\r\n")
+                 b" THREAD=REFERENCES ESEARCH SEARCHRES WITHIN STATUS=SIZE PREVIEW OBJECTID BINARY] Logged in\r\n")
         self.assertEqual(self.server.state, "authenticated")
 
     def test_loginLiterals(self):
@@ -604,7 +604,9 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
             b"* OK [UNSEEN 2] Message 2 is the first unseen\r\n"
             b"* OK [UIDVALIDITY %d] UIDs valid\r\n"
             b"* OK [UIDNEXT 3] Predicted next UID\r\n"
-            b"S1 OK [READ-WRITE] SELECT completed\r\n" % (mailbox.uidValidity,))
+            b"* OK [MAILBOXID (F%d)] Ok\r\n"
+            b"S1 OK [READ-WRITE] SELECT completed\r\n"
+            % (mailbox.uidValidity, mailbox.uidValidity))
 
     def test_examine(self):
         """EXAMINE is read-only (Twisted answers READ-WRITE)."""
@@ -648,7 +650,8 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
         """Children, special use, names as created (not upper-cased)."""
         self.login()
         for name in (b"Sent (USE (\\Sent))", b"Lists/Python", b"my-Box_1"):
-            self.assertEqual(self.send(b"c CREATE " + name + b"\r\n"), b"c OK CREATE completed\r\n")
+            self.assertRegex(self.send(b"c CREATE " + name + b"\r\n"),
+                             rb"^c OK \[MAILBOXID \(F\d+\)\] CREATE completed\r\n$")
         self.assertEqual(
             self.send(b'a LIST "" *\r\n'),
             b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
@@ -672,7 +675,8 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
     def test_modifiedUTF7(self):
         """Names travel in modified UTF-7; the store holds Unicode."""
         self.login()
-        self.assertEqual(self.send(b"a CREATE &ZeVnLIqe-\r\n"), b"a OK CREATE completed\r\n")
+        self.assertRegex(self.send(b"a CREATE &ZeVnLIqe-\r\n"),
+                         rb"^a OK \[MAILBOXID \(F\d+\)\] CREATE completed\r\n$")
         self.assertIn("\u65e5\u672c\u8a9e", self.account.listMailboxes())
         self.assertIn(b'"&ZeVnLIqe-"', self.send(b'b LIST "" *\r\n'))
         self.assertEqual(self.send(b"c CREATE a&b\r\n"),
@@ -720,7 +724,8 @@ class MailboxCommandTests(IMAPTestMixin, unittest.TestCase):
         """CREATE "a\\b" is BAD and creates nothing; \\" is still an escape."""
         self.login()
         self.assertEqual(self.send(b'a CREATE "a\\b"\r\n')[:12], b"a BAD CREATE")
-        self.assertEqual(self.send(b'b CREATE "x\\"y"\r\n'), b"b OK CREATE completed\r\n")
+        self.assertRegex(self.send(b'b CREATE "x\\"y"\r\n'),
+                         rb"^b OK \[MAILBOXID \(F\d+\)\] CREATE completed\r\n$")
         self.assertEqual(self.account.listMailboxes(), ["INBOX", 'x"y'])
 
     def test_renameInbox(self):

@@ -14,7 +14,7 @@ import collections
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.imap import cooperative, esearch, fetch, listing, preview, search
+from mailstack.imap import cooperative, esearch, fetch, listing, objectid, preview, search
 from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
@@ -139,6 +139,8 @@ class MailboxCommands:
                 break
         self.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % (store.uidValidity,))
         self.untagged(b"OK [UIDNEXT %d] Predicted next UID" % (store.uidNext,))
+        if self.extensionEnabled("OBJECTID"):
+            self.untagged(b"OK [%s] Ok" % (objectid.responseCode(store).encode("ascii"),))
         view.noteReported()
         self.view = view
         self.state = "selected"
@@ -161,7 +163,20 @@ class MailboxCommands:
         if uses:
             d.addCallback(lambda _: self.account.store.setSpecialUse(
                 name.rstrip(DELIMITER), uses))
-        return d.addCallback(lambda _: ("OK", None, "CREATE completed"))
+        return d.addCallback(self._created, name.rstrip(DELIMITER))
+
+    def _created(self, _, name):
+        """CREATE's OK, with the new mailbox's MAILBOXID (OBJECTID, RFC 8474)."""
+        if not self.extensionEnabled("OBJECTID"):
+            return ("OK", None, "CREATE completed")
+
+        def opened(mailbox):
+            return ("OK", objectid.responseCode(mailbox), "CREATE completed")
+
+        def unopened(failure):
+            failure.trap(StoreError)  # gone meanwhile: OK without the code
+            return ("OK", None, "CREATE completed")
+        return self.account.openMailbox(name).addCallbacks(opened, unopened)
 
     def do_DELETE(self, tag, mailbox):
         d = self.account.store.deleteMailbox(self._name(mailbox))
@@ -243,6 +258,8 @@ class MailboxCommands:
     def _checkStatusItems(self, items):
         if "SIZE" in items and not self.extensionEnabled("STATUS=SIZE"):
             raise Refusal("STATUS SIZE is not available (no STATUS=SIZE)", status="BAD")
+        if "MAILBOXID" in items and not self.extensionEnabled("OBJECTID"):
+            raise Refusal("STATUS MAILBOXID is not available (no OBJECTID)", status="BAD")
         if "HIGHESTMODSEQ" in items:
             self.enableCondstore()
 
@@ -591,6 +608,9 @@ class MailboxCommands:
         """PREVIEW (RFC 8970) is BAD where the listener switched it off."""
         if not self.extensionEnabled("PREVIEW") and any(a.name == "PREVIEW" for a in attributes):
             raise Refusal("PREVIEW is not available here", status="BAD")
+        if not self.extensionEnabled("OBJECTID") and any(
+                a.name in ("EMAILID", "THREADID") for a in attributes):
+            raise Refusal("EMAILID and THREADID are not available here", status="BAD")
 
     def do_UID_FETCH(self, tag, messages, attributes, modifiers=None):
         self._checkPreview(attributes)
@@ -755,6 +775,10 @@ class MailboxCommands:
             return [b"MODSEQ (%d)" % (info.modseq,)]
         if name == "PREVIEW":
             return [b"PREVIEW " + string(preview.preview(root, f))]
+        if name == "EMAILID":
+            return [b"EMAILID (%s)" % (objectid.emailId(info).encode("ascii"),)]
+        if name == "THREADID":
+            return [b"THREADID NIL"]
         if name == "INTERNALDATE":
             return [b"INTERNALDATE " + formatInternalDate(info.internalDate)]
         if name == "RFC822.SIZE":

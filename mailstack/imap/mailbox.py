@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from mailstack.imap import listing
+from mailstack.imap import listing, objectid
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.response import formatFlags, formatSequenceSet, string
 from mailstack.storage import mutf7
@@ -107,6 +107,8 @@ class IMAPAccount:
             "HIGHESTMODSEQ": mailbox.highestModseq,
             # STATUS=SIZE (RFC 8438): the mailbox's RFC822.SIZEs added up.
             "SIZE": sum(info.size for info in messages),
+            # OBJECTID (RFC 8474)
+            "MAILBOXID": b"(%s)" % (objectid.mailboxId(mailbox).encode("ascii"),),
         }
         return [(item, values[item]) for item in items]
 
@@ -372,7 +374,9 @@ class MailboxView:
 def statusLine(name, values):
     return b"* STATUS %s (%s)" % (
         string(encodeName(name)),
-        b" ".join(b"%s %d" % (item.encode("ascii"), value) for item, value in values))
+        b" ".join(b"%s %s" % (item.encode("ascii"),
+                              value if isinstance(value, bytes) else b"%d" % (value,))
+                  for item, value in values))
 
 
 def avatarFactory(account, avatarId):

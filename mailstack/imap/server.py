@@ -89,6 +89,8 @@ EXTENSIONS += ("ESEARCH", "SEARCHRES", "WITHIN")
 EXTENSIONS += ("STATUS=SIZE",)
 # PREVIEW (RFC 8970): imap/preview.py.
 EXTENSIONS += ("PREVIEW",)
+# OBJECTID (RFC 8474): imap/objectid.py.
+EXTENSIONS += ("OBJECTID",)
 # BINARY (RFC 3516): fetch.binaryContent, literal8 in APPEND.
 EXTENSIONS += ("BINARY",)
 

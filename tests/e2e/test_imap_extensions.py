@@ -52,7 +52,8 @@ class ListExtensionTests(IMAPTestCase):
             s.close()
             return created, special, inbox
         created, special, inbox = yield self.inThread(session)
-        self.assertEqual(created, [b"b OK CREATE completed\r\n"])
+        self.assertEqual(len(created), 1)
+        self.assertRegex(created[0], rb"^b OK \[MAILBOXID \(F\d+\)\] CREATE completed\r\n$")
         self.assertEqual(special, [b'* LIST (\\HasNoChildren \\Sent) "/" "Sent"\r\n',
                                    b'* STATUS "Sent" (MESSAGES 0)\r\n',
                                    b'* LIST (\\HasNoChildren \\Junk) "/" "Spam"\r\n',

@@ -1,11 +1,13 @@
 """
-STATUS=SIZE (RFC 8438) and PREVIEW (RFC 8970) end to end: imaplib asking for
-them on mailstack, and one session run against mailstack and against the
+STATUS=SIZE (RFC 8438), PREVIEW (RFC 8970) and OBJECTID (RFC 8474) end to
+end: imaplib asking for them on mailstack, and (for the first two, which
+Dovecot 2.3 has) one session run against mailstack and against the
 private Dovecot 2.3.19 (tests/interop.py) on copies of the same Maildir, every
 STATUS and FETCH line compared byte for byte.
 """
 
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -30,7 +32,7 @@ class ImaplibTests(IMAPTestCase):
 
     listeners = IMAPTestCase.listeners + listenerTOML(
         "imap", tls="none", name="imapnoext", allow_plaintext_auth=True,
-        disabled=["STATUS=SIZE", "PREVIEW"])
+        disabled=["STATUS=SIZE", "PREVIEW", "OBJECTID"])
 
     @defer.inlineCallbacks
     def test_statusSizeAndPreview(self):
@@ -76,7 +78,41 @@ class ImaplibTests(IMAPTestCase):
         caps, refused = yield self.inThread(session)
         self.assertNotIn("STATUS=SIZE", caps)
         self.assertNotIn("PREVIEW", caps)
+        self.assertNotIn("OBJECTID", caps)
         self.assertEqual(len(refused), 2, refused)
+
+    @defer.inlineCallbacks
+    def test_objectIds(self):
+        """MAILBOXID survives RENAME and matches SELECT's code; EMAILIDs repeat in a new session."""
+        def session():
+            c = self.loggedIn()
+            try:
+                self.assertIn("OBJECTID", c.capabilities)
+                check(c.append("INBOX", None, None, NOTE))
+                created = check(c.create("Projects"))
+                before = check(c.status("Projects", "(MAILBOXID)"))
+                check(c.rename("Projects", "Work"))
+                after = check(c.status("Work", "(MAILBOXID)"))
+                check(c.select("INBOX"))
+                selected = c.response("MAILBOXID")[1]
+                inbox = check(c.status("INBOX", "(MAILBOXID)"))
+                ids = check(c.fetch("1", "(EMAILID THREADID)"))
+            finally:
+                c.logout()
+            c = self.loggedIn()
+            try:
+                check(c.select("INBOX"))
+                again = check(c.fetch("1", "(EMAILID THREADID)"))
+            finally:
+                c.logout()
+            return created, before, after, selected, inbox, ids, again
+        created, before, after, selected, inbox, ids, again = yield self.inThread(session)
+        mailboxId = re.match(rb'"Projects" \(MAILBOXID \((F\d+)\)\)$', before[0]).group(1)
+        self.assertEqual(created, [b"[MAILBOXID (%s)] CREATE completed" % (mailboxId,)])
+        self.assertEqual(after, [b'"Work" (MAILBOXID (%s))' % (mailboxId,)])
+        self.assertEqual(inbox, [b'"INBOX" (MAILBOXID %s)' % (selected[0],)])
+        self.assertRegex(ids[0], rb"^1 \(EMAILID \(M[A-Za-z0-9_-]{24}\) THREADID NIL\)$")
+        self.assertEqual(again, ids)
 
 
 SESSION = [

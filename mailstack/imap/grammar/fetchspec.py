@@ -93,6 +93,8 @@ def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute
     name = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
     if name == "PREVIEW":
         return _preview(reader)
+    if name in ("EMAILID", "THREADID"):  # OBJECTID (RFC 8474)
+        return FetchAttribute(name)
     if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
         section = _section(reader)
         partial = None
