@@ -96,6 +96,12 @@ class PreviewTests(unittest.TestCase):
         self.assertEqual(len(previewOf(b"\r\n" + b"abcd " * 100)), 199)
         self.assertEqual(preview.snippet("y" * 300), "y" * 200)
 
+    def test_stopsWhenFull(self):
+        """A long HTML body is converted only as far as the preview needs (no stall)."""
+        chars = preview.htmlChars("<p>" + "word " * 100000)
+        self.assertEqual(preview.snippet(chars), ("word " * 40)[:200].rstrip())
+        self.assertIsNotNone(next(chars, None))  # the rest was never converted
+
     def test_htmlToText(self):
         """Tags become one space, comments, scripts and quoted blocks go, entities are decoded."""
         self.assertEqual(preview.htmlToText("a<b>b</b><!-- x -->c<blockquote>q</blockquote>&lt;"),

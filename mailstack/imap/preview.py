@@ -133,16 +133,27 @@ def htmlToText(text, skipQuoted=True):
     styles left out (a tag's end is a space), entities decoded, CDATA kept,
     and (C{skipQuoted}) the text of C{<blockquote>}s left out.
     """
+    return "".join(htmlChars(text, skipQuoted))
+
+
+def htmlChars(text, skipQuoted=True):
+    """L{htmlToText} as a generator: a preview stops reading once it is full."""
     out = []
+    last = ""
     quoteLevel = 0
     state = "text"
     i, n = 0, len(text)
 
     def addSpace():
-        if out and out[-1] != " ":
+        previous = out[-1] if out else last
+        if previous and previous != " ":
             out.append(" ")
 
     while i < n:
+        if out:
+            yield from out
+            last = out[-1]
+            out.clear()
         c = text[i]
         if state == "text":
             if c == "<":
@@ -219,7 +230,7 @@ def htmlToText(text, skipQuoted=True):
             elif quoteLevel == 0:
                 out.append(c)
         i += 1
-    return "".join(out)
+    yield from out
 
 
 class _Target:
@@ -230,7 +241,7 @@ class _Target:
 
 def snippet(text, maxChars=MAX_CHARS):
     """
-    Text -> its preview: white space runs as one space, none leading or
+    Text (a str or an iterable of characters) -> its preview: white space runs as one space, none leading or
     trailing; lines starting with C{>} kept apart and used (after a C{>})
     only if nothing else is left; at most C{maxChars} characters.
     """
@@ -238,19 +249,17 @@ def snippet(text, maxChars=MAX_CHARS):
     target = main
     newLine = True
     addSpace = False
-    i, n = 0, len(text)
-    while i < n:
+    chars = iter(text)
+    for c in chars:
         if newLine:
             newLine = False
-            if text[i] == ">":
+            if c == ">":
                 target = quoted
-                i += 1
-                if i == n:
+                c = next(chars, None)
+                if c is None:
                     break
             else:
                 target = main
-        c = text[i]
-        i += 1
         if c in ("\ufeff", "\x00"):
             continue
         if c in _SPACE:
@@ -291,5 +300,5 @@ def preview(root, f):
     f.seek(part.headerEnd)
     text = decodedText(part, f.read(min(part.size, READ_LIMIT)))
     if _lower(part.subType) == b"html":
-        text = htmlToText(text)
+        return snippet(htmlChars(text))
     return snippet(text)
