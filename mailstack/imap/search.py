@@ -86,8 +86,13 @@ def compileKey(key, charset, view):
     return walk(key)
 
 
-class _Message:
-    """What a search needs of one message, loaded on first use."""
+class MessageReader:
+    """
+    What a search (or SORT and THREAD) needs of one message: its view, its
+    metadata, and its header and structure, each read from the file on first
+    use unless the session's parse cache (C{cache}: UID -> parsed message)
+    has them.
+    """
 
     def __init__(self, view, info, cache):
         self.view = view
@@ -98,8 +103,12 @@ class _Message:
 
     def header(self):
         if self._header is None:
-            with self.view.store.openMessage(self.info.uid) as f:
-                self._header = fetch.parseHeaderOnly(f, self.info.size)
+            cached = self.cache.get(self.info.uid) if self.cache is not None else None
+            if cached is not None:
+                self._header = cached
+            else:
+                with self.view.store.openMessage(self.info.uid) as f:
+                    self._header = fetch.parseHeaderOnly(f, self.info.size)
         return self._header
 
     def structure(self):
@@ -357,7 +366,7 @@ def searchSteps(view, program, cache=None, found=None):
         if info is None:
             continue
         try:
-            if matches(program, _Message(view, info, cache), star):
+            if matches(program, MessageReader(view, info, cache), star):
                 found.append(uid)
         except NoSuchMessage:
             pass

@@ -17,9 +17,8 @@ import datetime
 import re
 import unicodedata
 
-from mailstack.imap import fetch
 from mailstack.imap.address import parseAddresses
-from mailstack.imap.search import decodeHeader, matches
+from mailstack.imap.search import MessageReader, decodeHeader, matches
 from mailstack.storage.interfaces import NoSuchMessage
 
 # A message ID as RFC 5256 threading reads it: <local@domain>, whitespace inside dropped.
@@ -487,43 +486,6 @@ class Fields:
             inReplyTo=inReplyTo[0] if inReplyTo else None)
 
 
-class _Message:
-    """
-    A message as L{mailstack.imap.search.matches} reads it (its view, its
-    metadata, its header and structure, each read from the file on first use).
-    """
-
-    def __init__(self, view, info, cache):
-        self.view = view
-        self.info = info
-        self.cache = cache
-        self._header = None
-        self._structure = None
-
-    def _open(self):
-        return self.view.store.openMessage(self.info.uid)
-
-    def header(self):
-        if self._header is None:
-            cached = self.cache.get(self.info.uid) if self.cache is not None else None
-            if cached is not None:
-                self._header = cached
-            else:
-                with self._open() as f:
-                    self._header = fetch.parseHeaderOnly(f, self.info.size)
-        return self._header
-
-    def structure(self):
-        if self._structure is None:
-            cached = self.cache.get(self.info.uid) if self.cache is not None else None
-            if cached is not None and cached.complete:
-                self._structure = cached
-            else:
-                with self._open() as f:
-                    self._structure = fetch.parseStructure(f)
-        return self._structure
-
-
 class Candidate:
     """One message matching the criteria: its UID, sequence number, metadata and L{Fields}."""
 
@@ -565,7 +527,7 @@ def candidateSteps(view, program, fieldCache, found, structureCache=None, withFi
         info = infos.get(uid)
         if info is None:
             continue
-        message = _Message(view, info, structureCache)
+        message = MessageReader(view, info, structureCache)
         try:
             if not matches(program, message, star):
                 yield
