@@ -41,9 +41,8 @@ class DotLock:
                 return self
             except FileExistsError:
                 pass
-            try:
-                age = time.time() - os.stat(self.path).st_mtime
-            except FileNotFoundError:
+            age = self._age()
+            if age is None:
                 continue
             if age > self.staleAge:
                 log.warn("Removing stale lock {path} ({age:.0f} s old)", path=self.path, age=age)
@@ -55,6 +54,22 @@ class DotLock:
             if time.monotonic() >= deadline:
                 raise MailboxInUse("mailbox is locked by another process; try again later")
             time.sleep(0.05)
+
+    def _age(self):
+        """Seconds since the lock file last changed, or L{None} if there is none."""
+        try:
+            return time.time() - os.stat(self.path).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def heldElsewhere(self):
+        """
+        Whether a live lock exists (one not older than C{staleAge}; an older
+        one is a dead process's, which taking the lock removes), without
+        taking it.
+        """
+        age = self._age()
+        return age is not None and age <= self.staleAge
 
     def commit(self, data):
         """

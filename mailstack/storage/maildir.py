@@ -292,7 +292,7 @@ class MaildirMailbox:
             return defer.fail()
         if not self._needsUIDs:
             return defer.succeed(changes)
-        if not waitForLock and not self._assignLock.locked and self._lockHeldElsewhere():
+        if not waitForLock and not self._assignLock.locked and self._lock().heldElsewhere():
             # Another program holds the lock: answer with the messages that
             # have UIDs now; the next sync tries again.
             self._noteLockBusy(True)
@@ -300,15 +300,6 @@ class MaildirMailbox:
         d = self._assignInThread(None, timeout=None if waitForLock else 0.0)
         return d.addCallback(lambda _: _merge(
             changes, self._sync(claimRecent, skipBusy=True, assign=False)))
-
-    def _lockHeldElsewhere(self):
-        """Whether a live C{dovecot-uidlist.lock} exists (one older than
-        L{staleLockAge} is a dead process's: the worker removes it)."""
-        try:
-            age = time.time() - os.lstat(self._sub(UIDLIST + ".lock")).st_mtime
-        except FileNotFoundError:
-            return False
-        return age <= self.staleLockAge
 
     def _assignInThread(self, order, before=None, *args, timeout=None):
         """
