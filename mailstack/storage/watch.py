@@ -5,8 +5,8 @@ of them without issuing a command that syncs.
 
 Linux: inotify on each watched mailbox's new/ and cur/; elsewhere (or when
 inotify cannot be used) a slow poll. Either way the reaction is the mailbox's
-own cheap L{noteDelivery} sync (mtime stamps first, a rescan only if they
-moved), debounced so a burst of files costs one sync. Only mailboxes with
+own cheap C{sync(claimRecent=False)} (mtime stamps first, a rescan only if
+they moved; new UIDs written in a worker thread), debounced so a burst of files costs one sync. Only mailboxes with
 listeners (open IMAP sessions) are watched.
 """
 
