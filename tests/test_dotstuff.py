@@ -250,3 +250,47 @@ class DotStuffFuzzTests(unittest.TestCase):
         rounds = int(os.environ.get("MAILSTACK_FUZZ_ROUNDS", "2000"))
         seed = int(os.environ.get("MAILSTACK_FUZZ_SEED", "20261206"))
         fuzzDotStuffing(self, seed=seed, rounds=rounds)
+
+
+class LineByLineUnstuffer(DotUnstuffer):
+    """The decoder with its fast path switched off: every chunk line by line."""
+
+    def _fastFeed(self, buffer):
+        return None
+
+
+class DotUnstufferFastPathTests(unittest.TestCase):
+    """
+    The decoder's fast path (whole CRLF lines handled in a few C passes) gives
+    exactly what the line-by-line path gives, for the plain bodies it takes and
+    the ones it must hand back.
+    """
+
+    def assertSame(self, chunks, maxLine=1000):
+        results = []
+        for kind in (DotUnstuffer, LineByLineUnstuffer):
+            unstuffer = kind(maxLine)
+            body = b"".join(unstuffer.feed(chunk) for chunk in chunks)
+            results.append((body, unstuffer.finished, unstuffer.unused, unstuffer.bare,
+                            unstuffer.tooLong))
+        self.assertEqual(results[0], results[1], (chunks, maxLine))
+        return results[0]
+
+    def test_plainMessage(self):
+        """A plain CRLF message in network-sized chunks decodes to itself, ending at its final dot."""
+        body = b"".join(b"line %d of the message, plain text\r\n" % i for i in range(300))
+        wire = body + b".\r\nMAIL FROM:<a@b>\r\n"
+        for size in (1, 7, 100, 1460, 4096, 65536):
+            chunks = [wire[i:i + size] for i in range(0, len(wire), size)]
+            self.assertEqual(self.assertSame(chunks),
+                             (body, True, b"MAIL FROM:<a@b>\r\n", False, False))
+
+    def test_sameAsLineByLine(self):
+        """Random bodies (dots, bare CR/LF, long lines, terminators) in random chunks decode as line by line."""
+        rng = random.Random(16)
+        pieces = [b"text\r\n", b".dot\r\n", b".\r\n", b"\r\n", b"bare\n", b"cr\r", b"x" * 30,
+                  b"\r\n.\r\n", b"y" * 1200 + b"\r\n", b"..\r\n"]
+        for _ in range(3000):
+            data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+            for chunks in ([data], randomChunks(rng, data)):
+                self.assertSame(chunks, maxLine=rng.choice([10, 40, 1000]))
