@@ -133,8 +133,23 @@ class GrammarTests(unittest.TestCase):
 
     def test_badModifiers(self):
         """An empty or unknown modifier list is a syntax error, as in Dovecot."""
-        for text in (b"(PREVIEW ())", b"(PREVIEW (FOO))", b"(PREVIEW (LAZY)"):
+        for text in (b"(PREVIEW ())", b"(PREVIEW (FOO))", b"(PREVIEW (LAZY)",
+                     b"(SNIPPET ())", b"(SNIPPET (PREVIEW))", b'(SNIPPET "FUZZY")',
+                     b"(PREVIEW (SNIPPET))"):
             self.assertRaises(ParseError, fetchAttributes, Reader([text]))
+
+    def fuzzy(self, text):
+        return [(a.name, a.fuzzy) for a in fetchAttributes(Reader([text]))]
+
+    def test_fuzzyForms(self):
+        """SNIPPET is always fuzzy; PREVIEW only with FUZZY or LAZY=FUZZY (Dovecot 2.3's drafts)."""
+        self.assertEqual(self.fuzzy(b"SNIPPET"), [("SNIPPET", True)])
+        self.assertEqual(self.fuzzy(b"(snippet (lazy) UID)"), [("SNIPPET", True), ("UID", False)])
+        self.assertEqual(self.fuzzy(b"(SNIPPET (LAZY=FUZZY) SNIPPET (FUZZY))"),
+                         [("SNIPPET", True), ("SNIPPET", True)])
+        self.assertEqual(self.fuzzy(b"(PREVIEW (FUZZY) PREVIEW (lazy=fuzzy) PREVIEW (LAZY))"),
+                         [("PREVIEW", True), ("PREVIEW", True), ("PREVIEW", False)])
+        self.assertEqual(self.fuzzy(b"(PREVIEW (LAZY FUZZY))"), [("PREVIEW", True)])
 
 
 class PreviewSessionTests(IMAPTestMixin, unittest.TestCase):
@@ -166,11 +181,40 @@ class PreviewSessionTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.send(b"g FETCH 1 FLAGS\r\n"),
                          b"* 1 FETCH (FLAGS (\\Recent))\r\ng OK FETCH completed\r\n")
 
+    def test_fuzzy(self):
+        """SNIPPET and PREVIEW (FUZZY) answer NAME (FUZZY "text") as Dovecot 2.3.19 does."""
+        self.assertIn(b" SNIPPET=FUZZY PREVIEW=FUZZY", self.send(b"c CAPABILITY\r\n"))
+        self.assertEqual(
+            self.send(b"f FETCH 1 (SNIPPET (LAZY=FUZZY) PREVIEW (FUZZY) PREVIEW FLAGS)\r\n"),
+            b'* 1 FETCH (SNIPPET (FUZZY "On Monday Bob wrote: reply text -- sig")'
+            b' PREVIEW (FUZZY "On Monday Bob wrote: reply text -- sig")'
+            b' PREVIEW "On Monday Bob wrote: reply text -- sig" FLAGS (\\Recent))\r\n'
+            b"f OK FETCH completed\r\n")
+        self.assertEqual(
+            self.send(b"g UID FETCH 2 SNIPPET\r\n"),
+            b"* 2 FETCH (UID 2 SNIPPET (FUZZY {29}\r\nT Hi & bold <x> caf\xc3\xa9 \xc3\xa9 next))\r\n"
+            b"g OK FETCH completed\r\n")
+        self.assertTrue(self.send(b"h FETCH 1 (SNIPPET (BOGUS))\r\n").startswith(b"h BAD "))
+
+    def test_fuzzyDisabled(self):
+        """Each fuzzy form is switched off on its own; plain PREVIEW stays."""
+        session = self.connect(disabled=frozenset({"SNIPPET=FUZZY", "PREVIEW=FUZZY"}))
+        self.select(session)
+        caps = self.send(b"c CAPABILITY\r\n", session)
+        self.assertNotIn(b"FUZZY", caps)
+        self.assertIn(b" PREVIEW", caps)
+        self.assertTrue(self.send(b"f FETCH 1 (SNIPPET)\r\n", session).startswith(b"f BAD "))
+        self.assertTrue(self.send(b"g FETCH 1 (PREVIEW (FUZZY))\r\n", session).startswith(b"g BAD "))
+        self.assertTrue(self.send(b"h FETCH 1 (PREVIEW (LAZY))\r\n", session).startswith(b"* 1 FETCH"))
+        other = self.connect(disabled=frozenset({"PREVIEW"}))
+        self.select(other)
+        self.assertTrue(self.send(b"i FETCH 1 (PREVIEW (FUZZY))\r\n", other).startswith(b"* 1 FETCH"))
+
     def test_disabled(self):
         """With PREVIEW switched off it is not advertised and FETCH PREVIEW is BAD."""
         session = self.connect(disabled=frozenset({"PREVIEW"}))
         self.select(session)
-        self.assertNotIn(b"PREVIEW", self.send(b"c CAPABILITY\r\n", session))
+        self.assertNotIn(b"PREVIEW", self.send(b"c CAPABILITY\r\n", session).split())
         self.assertTrue(self.send(b"f FETCH 1 (PREVIEW)\r\n", session).startswith(b"f BAD "))
         self.assertTrue(self.send(b"g UID FETCH 1 (PREVIEW)\r\n", session).startswith(b"g BAD "))
 

@@ -93,6 +93,8 @@ EXTENSIONS += ("PREVIEW",)
 EXTENSIONS += ("OBJECTID",)
 # BINARY (RFC 3516): fetch.binaryContent, literal8 in APPEND.
 EXTENSIONS += ("BINARY",)
+# SNIPPET=FUZZY, PREVIEW=FUZZY (Dovecot 2.3's drafts before RFC 8970): grammar/fetchspec._preview.
+EXTENSIONS += ("SNIPPET=FUZZY", "PREVIEW=FUZZY")
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

@@ -47,11 +47,14 @@ class Section:
 class FetchAttribute:
     """
     One FETCH data item. C{name} is upper-case (BODY.PEEK keeps its name);
-    C{partial} is C{(offset, length)} or None.
+    C{partial} is C{(offset, length)} or None; C{fuzzy} marks Dovecot's
+    pre-RFC 8970 preview forms (SNIPPET, PREVIEW (FUZZY)), answered as
+    C{NAME (FUZZY "text")}.
     """
     name: str
     section: Section | None = None
     partial: tuple[int, int] | None = None
+    fuzzy: bool = False
 
     @property
     def peek(self) -> bool:
@@ -91,8 +94,8 @@ FETCH_MACROS = {
 
 def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute:
     name = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
-    if name == "PREVIEW":
-        return _preview(reader)
+    if name in ("PREVIEW", "SNIPPET"):
+        return _preview(reader, name)
     if name in ("EMAILID", "THREADID"):  # OBJECTID (RFC 8474)
         return FetchAttribute(name)
     if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
@@ -163,21 +166,32 @@ def _section(reader: Reader) -> Section:
     return Section(tuple(part), text, fields)
 
 
-def _preview(reader: Reader) -> FetchAttribute:
+# The octets of a preview modifier (LAZY=FUZZY has an equals sign).
+_MODIFIER_CHARS = FETCH_NAME_CHARS | frozenset(b"=")
+
+
+def _preview(reader: Reader, name: str) -> FetchAttribute:
     """
     RFC 8970: C{PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]}, where the
     one modifier is LAZY (which lets a server answer NIL for a preview it
     has not computed yet; mailstack always computes it, as Dovecot does).
+    Dovecot 2.3's earlier drafts too (SNIPPET=FUZZY, PREVIEW=FUZZY): the
+    modifiers FUZZY and LAZY=FUZZY ask for the fuzzy form, and SNIPPET,
+    with any of the three modifiers or none, is always fuzzy.
     """
+    fuzzy = name == "SNIPPET"
     if reader.trySkip(b" ("):
         while True:
-            modifier = reader.take(FETCH_NAME_CHARS).decode("ascii").upper()
-            if modifier != "LAZY":
+            modifier = reader.take(_MODIFIER_CHARS).decode("ascii").upper()
+            if modifier in ("FUZZY", "LAZY=FUZZY"):
+                fuzzy = True
+            elif modifier != "LAZY":
+                # Dovecot says PREVIEW for SNIPPET's modifiers too.
                 raise ParseError("%r is not a supported PREVIEW modifier" % (modifier,))
             if reader.trySkip(b")"):
                 break
             reader.sp()
-    return FetchAttribute("PREVIEW")
+    return FetchAttribute(name, fuzzy=fuzzy)
 
 
 def fetchAttributes(reader: Reader, extra: Sequence[str] = ()) -> list[FetchAttribute]:
