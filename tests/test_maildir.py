@@ -953,3 +953,51 @@ class TwoStepAppendTests(TestCase):
         self.assertEqual(self.inbox.unclaimedCount(), 3)
         self.assertEqual(len(self.successResultOf(self.inbox.sync()).recent), 3)
         self.assertEqual(self.inbox.unclaimedCount(), 0)
+
+
+class AppendManyTests(MaildirTestCase):
+    """MULTIAPPEND on the Maildir: every file fsynced in tmp/ before any is placed."""
+
+    def test_nothingLeftWhenReadFails(self):
+        """A second message that cannot be read leaves no file in tmp/, new/ or cur/."""
+        class Failing(io.RawIOBase):
+            def readinto(self, buffer):
+                raise OSError(errno.EIO, "injected")
+        d = self.inbox.appendMany([(b"one\r\n", (), None), (Failing(), {"\\Seen"}, None)])
+        self.failureResultOf(d, OSError)
+        for subdir in ("tmp", "new", "cur"):
+            self.assertEqual(self.files(subdir), [], subdir)
+
+    def test_nothingLeftWhenPlacingFails(self):
+        """A failure after some messages were renamed into cur/ takes them back: no file, no UID."""
+        real = maildir.fsyncDirectory
+        calls = []
+
+        def failing(path):
+            calls.append(path)
+            if path.endswith("cur"):
+                raise OSError(errno.EIO, "injected fsync failure")
+            return real(path)
+        self.patch(maildir, "fsyncDirectory", failing)
+        uidNext = self.inbox.uidNext
+        d = self.inbox.appendMany([(b"one\r\n", {"\\Seen"}, None), (b"two\r\n", (), None)])
+        self.failureResultOf(d, OSError)
+        self.assertTrue(calls)
+        for subdir in ("tmp", "new", "cur"):
+            self.assertEqual(self.files(subdir), [], subdir)
+        self.patch(maildir, "fsyncDirectory", real)
+        self.assertEqual(self.successResultOf(self.inbox.append(b"three\r\n")), uidNext)
+
+    def test_oneUIDListWrite(self):
+        """All the messages get their UIDs in one write of dovecot-uidlist."""
+        writes = []
+        real = maildir.DotLock.commit
+
+        def commit(lock, data):
+            writes.append(data)
+            return real(lock, data)
+        self.patch(maildir.DotLock, "commit", commit)
+        uids = self.successResultOf(self.inbox.appendMany(
+            [(b"one\r\n", (), None), (b"two\r\n", (), None), (b"three\r\n", (), None)]))
+        self.assertEqual(len(uids), 3)
+        self.assertEqual(len(writes), 1)

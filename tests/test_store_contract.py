@@ -48,6 +48,15 @@ class RecordingListener:
         return Changes(added, expunged, flagsChanged, recent)
 
 
+class _FailingSource:
+    """A message source whose reading fails (a spool on a disk gone bad)."""
+
+    def read(self, size=-1):
+        raise OSError("injected read failure")
+
+    readline = readinto = read
+
+
 class StoreContractMixin:
     """
     The contract tests; a L{TestCase} mixing this in says which store with
@@ -156,6 +165,49 @@ class StoreContractMixin:
         """APPEND with an unknown system flag fails with a StoreError and stores nothing."""
         self.failureResultOf(self.inbox.append(MESSAGE, {"\\Bogus"}), StoreError)
         self.assertEqual(self.inbox.messages(), [])
+
+    def test_appendManyGivesUIDs(self):
+        """MULTIAPPEND stores every message with its flags and date, under consecutive UIDs."""
+        first = self.inbox.uidNext
+        listener = self.listen()
+        uids = self.successResultOf(self.inbox.appendMany([
+            (MESSAGE, {"\\Seen"}, 1000000000.0),
+            (io.BytesIO(b"Subject: two\n\nbody\n"), {"$Label1"}, None)]))
+        self.assertEqual(uids, [first, first + 1])
+        self.assertEqual(self.uids(), uids)
+        self.assertEqual(self.read(uids[0]), MESSAGE_CRLF)
+        self.assertEqual(self.read(uids[1]), b"Subject: two\r\n\r\nbody\r\n")
+        self.assertEqual(self.inbox.messageInfo(uids[0]).flags, {"\\Seen"})
+        self.assertEqual(self.inbox.messageInfo(uids[0]).internalDate, 1000000000.0)
+        self.assertEqual(self.inbox.messageInfo(uids[1]).flags, {"$Label1"})
+        self.assertEqual(self.inbox.unclaimedUIDs(), uids)
+        self.assertEqual(sorted(listener.total().added), uids)
+
+    def test_appendManyAllOrNothing(self):
+        """If the second message of a MULTIAPPEND cannot be read, neither is stored nor
+        announced, and no UID is used up."""
+        first = self.inbox.uidNext
+        listener = self.listen()
+        d = self.inbox.appendMany([(MESSAGE, (), None), (_FailingSource(), (), None)])
+        self.failureResultOf(d, OSError)
+        self.sync(claimRecent=False)
+        self.assertEqual(self.inbox.messages(), [])
+        self.assertFalse(listener.total().added)
+        self.assertEqual(self.append(), first)
+
+    def test_appendManyBadFlag(self):
+        """A MULTIAPPEND whose second message has an unknown system flag stores nothing."""
+        d = self.inbox.appendMany([(MESSAGE, (), None), (MESSAGE, {"\\Bogus"}, None)])
+        self.failureResultOf(d, StoreError)
+        self.sync(claimRecent=False)
+        self.assertEqual(self.inbox.messages(), [])
+
+    def test_appendManyIntoDeleted(self):
+        """A MULTIAPPEND to a mailbox deleted meanwhile fails with NoSuchMailbox."""
+        self.create("Gone")
+        gone = self.open("Gone")
+        self.successResultOf(self.account.deleteMailbox("Gone"))
+        self.failureResultOf(gone.appendMany([(MESSAGE, (), None)]), NoSuchMailbox)
 
     def test_noSuchMessage(self):
         """A UID not in the mailbox has no info and cannot be opened or flagged."""

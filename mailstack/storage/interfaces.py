@@ -166,6 +166,22 @@ class IMailboxListener(Interface):
         """
 
 
+class IAccountListener(Interface):
+    """
+    Told of changes to one account's list of mailboxes and subscriptions
+    (IMAP NOTIFY, RFC 5465: MailboxName, SubscriptionChange) made through this
+    process's store, in the reactor thread once they are durable. Changes to
+    messages come through each mailbox's L{IMailboxListener}s.
+    """
+
+    def mailboxesChanged(changes):
+        """
+        @param changes: a list of L{mailstack.storage.accountevents.MailboxesChange}
+            in the order they happened (a rename of a mailbox with children
+            names each; a CREATE that made parents names them first).
+        """
+
+
 class IMailboxStore(Interface):
     """
     One mailbox (folder). There is one such object per mailbox per process, shared
@@ -262,6 +278,21 @@ class IMailboxStore(Interface):
             assigned yet (another program holds a lock; the next sync assigns
             it). Fails with L{NoSuchMailbox} if the mailbox was deleted, with
             L{NoSpace} when the disk is full (nothing left behind).
+        """
+
+    def appendMany(messages):
+        """
+        Store several new messages at once (IMAP MULTIAPPEND, RFC 3502), all
+        or nothing: each is written durably, then all are placed and given
+        consecutive UIDs together; if any fails, none of them remains. Like
+        L{append} otherwise (not claimed as \\Recent, listeners told).
+
+        @param messages: a list of C{(source, flags, internalDate)} as
+            L{append} takes them (sources left alone until the Deferred fires).
+        @return: a L{Deferred} firing with the list of their UIDs in order once
+            all are durable, or with L{None} when they are durable but their
+            UIDs could not be assigned yet (as L{append}). Fails as L{append},
+            with nothing left behind.
         """
 
     def setFlags(uid, flags):
@@ -423,6 +454,15 @@ class IAccountStore(Interface):
         @return: a L{Deferred} firing with an L{IMaildropLock}; fails at once
             with L{MailboxInUse} while another session holds it.
         """
+
+    def addAccountListener(listener):
+        """
+        Register an L{IAccountListener}: told of every mailbox created,
+        deleted or renamed and every subscription changed from now on.
+        """
+
+    def removeAccountListener(listener):
+        """Unregister an L{IAccountListener}; unknown listeners are ignored."""
 
 
 class IMailStore(Interface):

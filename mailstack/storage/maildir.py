@@ -35,6 +35,7 @@ from mailstack.storage.files import (
 from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
     keywordLetters, missingKeywords, readKeywords, splitFlags)
+from mailstack.storage.index import INDEX_FILE, MailboxIndex
 from mailstack.storage.interfaces import (
     NO_SPACE_ERRNOS, Changes, IMailboxStore, IMessageInfo, MailboxInUse, NoSpace,
     NoSuchMailbox, NoSuchMessage, StoreError)
@@ -244,6 +245,10 @@ class MaildirMailbox:
         self._refused = set()  # (subdir, filename) of non-files already logged
         self._lockBusy = False  # the last sync found the uidlist lock held elsewhere
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
+        # The persistent index (storage/index.py): opening without reading
+        # every file; written in worker threads after changes.
+        self._index = MailboxIndex(self._sub(INDEX_FILE), self._runInThread)
+        self._index.load()
         self.cleanTemporary()
         # Read what is there, writing nothing: new files get their UIDs at
         # the first sync (a worker thread's job for the contract's sync).
@@ -391,6 +396,8 @@ class MaildirMailbox:
         # The stamps from before the scan: a change made during it shows next
         # time; after a partial scan, the next sync scans again.
         self._stamps = stamps if complete else None
+        if complete:
+            self._saveIndex(stamps[:3], bool(added or expunged or flagsChanged))
         recent = []
         if claimRecent:
             recent = self._claimNew() if self._hasNew else []
@@ -400,6 +407,18 @@ class MaildirMailbox:
         self._modseq.flush()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
+
+    def _saveIndex(self, stamps, changed):
+        """After a complete sync: have the index written (in a worker thread)
+        if it asks for this state; the records are taken here."""
+        if not self._index.wanted(stamps, changed):
+            return
+        entries = list(self._entries.values())
+        if any(entry.wireSize is None for entry in entries):
+            return  # a file vanished since the scan: the next sync sees why
+        self._index.save(stamps, self._uidValidity, self._uidNext, [
+            (e.uid, e.base, e.subdir, e.filename, e.extensions, e.diskSize, e.wireSize,
+             e.mtime) for e in entries])
 
     def _currentStamps(self):
         return tuple(stamp(self._sub(name)) for name in ("new", "cur", UIDLIST, KEYWORDS))
@@ -474,8 +493,8 @@ class MaildirMailbox:
             rather than raise L{MailboxInUse}.
         """
         self._needsUIDs = False
-        listing = self._listFilesCarefully()
-        uidlist = readSoundUIDList(self._sub(UIDLIST))
+        listing, uidlist = self._index.opening(self._currentStamps()[:3]) or (
+            self._listFilesCarefully(), self._index.readUIDList(self._sub(UIDLIST)))
         if uidlist is None or any(base not in uidlist.records for base in listing):
             if not assign:
                 self._needsUIDs = True
@@ -645,6 +664,7 @@ class MaildirMailbox:
         """
         expunged = list(self._sortedUIDs)
         self._gone = True
+        self._index.forget()
         self._setEntries({})
         self._notify(Changes(expunged=expunged))
         return expunged
@@ -684,6 +704,10 @@ class MaildirMailbox:
     def _fillSizes(self, entry):
         """Find the on-disk size, CRLF size and mtime of a message (once)."""
         if entry.wireSize is not None:
+            return
+        recorded = self._index.sizes(entry.base)  # a file's sizes never change
+        if recorded is not None:
+            entry.diskSize, entry.wireSize, entry.mtime = recorded
             return
         entry.diskSize, entry.wireSize, entry.mtime = _measure(
             self._entryPath(entry), entry.base, entry.extensions)
@@ -878,6 +902,93 @@ class MaildirMailbox:
             return None
         self._unclaimed.add(uid)
         return uid
+
+    def appendMany(self, messages):
+        """
+        L{placeMessages} and the UIDs of all of them (one uidlist write) in a
+        worker thread; back in the reactor thread, the mailbox is read again
+        and listeners are told, as L{append}.
+        """
+        if self._gone:
+            return defer.fail(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
+        d = self._assignInThread(lambda placed: {base: i for i, base in enumerate(placed)},
+                                 self.placeMessages, messages)
+        return d.addCallback(self._adoptAppendedMany)
+
+    def placeMessages(self, messages):
+        """
+        Write each of C{messages} (C{(source, flags, internalDate)}) to tmp/
+        and fsync it; only then rename them all into new/ or cur/ and fsync
+        those directories. All or nothing: on any failure every file made so
+        far is removed. Touches files only (safe in a worker thread).
+
+        @return: the base names placed, in the order given.
+        """
+        if self._gone:
+            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        written, placed = [], []
+        try:
+            with noSpaceAsStoreError():
+                for source, flags, internalDate in messages:
+                    letters = "".join(sorted(self._letters(flags)))
+                    written.append(self._writeTemporary(source, letters, internalDate))
+                for tmpPath, path, _ in written:
+                    os.rename(tmpPath, path)
+                    placed.append(path)
+                for subdir in ("new", "cur"):
+                    fsyncDirectory(self._sub(subdir))
+        except BaseException:
+            for tmpPath, _, _ in written:
+                removeQuietly(tmpPath)
+            for path in placed:
+                removeQuietly(path)
+            raise
+        return [base for _, _, base in written]
+
+    def _writeTemporary(self, source, letters, internalDate):
+        """
+        One message written to tmp/ and fsynced, not renamed yet.
+
+        @return: C{(temporary path, path to rename it to, base name)}.
+        """
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+        try:
+            name, tmpPath, fd = createTemporary(self._sub("tmp"))
+        except FileNotFoundError:
+            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                size = crlf.copyAsCRLF(source, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if internalDate is not None:
+                os.utime(tmpPath, (time.time(), internalDate))
+        except BaseException:
+            removeQuietly(tmpPath)
+            raise
+        base = messageBase(name, size, size)
+        return tmpPath, self._sub(*placement(base, letters)), base
+
+    def _adoptAppendedMany(self, placed):
+        # Durable now (see _adoptAppended): a later failure only delays the UIDs.
+        if self._gone or not os.path.isdir(self._sub("cur")):
+            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        try:
+            self._sync(claimRecent=False, skipBusy=True, assign=False)
+        except (StoreError, OSError) as e:
+            log.warn("{mailbox}: appended {count} messages; reading their UIDs failed "
+                     "({error}); they get them at the next sync", mailbox=self,
+                     count=len(placed), error=e)
+            return None
+        uids = [self._byBase.get(base) for base in placed]
+        if None in uids:
+            log.info("{mailbox}: appended {count} messages; their UIDs come with a later "
+                     "sync (dovecot-uidlist is locked by another program)", mailbox=self,
+                     count=len(placed))
+            return None
+        self._unclaimed.update(uids)
+        return uids
 
     def setFlags(self, uid, flags):
         """
