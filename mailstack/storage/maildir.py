@@ -35,6 +35,7 @@ from mailstack.storage.files import (
 from mailstack.storage.flags import (
     FLAG_LETTERS, KEYWORDS, MAX_KEYWORDS, addKeywords, flagsFromLetters, isExpressible,
     keywordLetters, missingKeywords, readKeywords, splitFlags)
+from mailstack.storage.index import INDEX_FILE, MailboxIndex
 from mailstack.storage.interfaces import (
     NO_SPACE_ERRNOS, Changes, IMailboxStore, IMessageInfo, MailboxInUse, NoSpace,
     NoSuchMailbox, NoSuchMessage, StoreError)
@@ -244,6 +245,10 @@ class MaildirMailbox:
         self._refused = set()  # (subdir, filename) of non-files already logged
         self._lockBusy = False  # the last sync found the uidlist lock held elsewhere
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
+        # The persistent index (storage/index.py): opening without reading
+        # every file; written in worker threads after changes.
+        self._index = MailboxIndex(self._sub(INDEX_FILE), self._runInThread)
+        self._index.load()
         self.cleanTemporary()
         # Read what is there, writing nothing: new files get their UIDs at
         # the first sync (a worker thread's job for the contract's sync).
@@ -391,6 +396,8 @@ class MaildirMailbox:
         # The stamps from before the scan: a change made during it shows next
         # time; after a partial scan, the next sync scans again.
         self._stamps = stamps if complete else None
+        if complete:
+            self._saveIndex(stamps[:3], bool(added or expunged or flagsChanged))
         recent = []
         if claimRecent:
             recent = self._claimNew() if self._hasNew else []
@@ -400,6 +407,18 @@ class MaildirMailbox:
         self._modseq.flush()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
+
+    def _saveIndex(self, stamps, changed):
+        """After a complete sync: have the index written (in a worker thread)
+        if it asks for this state; the records are taken here."""
+        if not self._index.wanted(stamps, changed):
+            return
+        entries = list(self._entries.values())
+        if any(entry.wireSize is None for entry in entries):
+            return  # a file vanished since the scan: the next sync sees why
+        self._index.save(stamps, self._uidValidity, self._uidNext, [
+            (e.uid, e.base, e.subdir, e.filename, e.extensions, e.diskSize, e.wireSize,
+             e.mtime) for e in entries])
 
     def _currentStamps(self):
         return tuple(stamp(self._sub(name)) for name in ("new", "cur", UIDLIST, KEYWORDS))
@@ -474,8 +493,8 @@ class MaildirMailbox:
             rather than raise L{MailboxInUse}.
         """
         self._needsUIDs = False
-        listing = self._listFilesCarefully()
-        uidlist = readSoundUIDList(self._sub(UIDLIST))
+        listing, uidlist = self._index.opening(self._currentStamps()[:3]) or (
+            self._listFilesCarefully(), self._index.readUIDList(self._sub(UIDLIST)))
         if uidlist is None or any(base not in uidlist.records for base in listing):
             if not assign:
                 self._needsUIDs = True
@@ -645,6 +664,7 @@ class MaildirMailbox:
         """
         expunged = list(self._sortedUIDs)
         self._gone = True
+        self._index.forget()
         self._setEntries({})
         self._notify(Changes(expunged=expunged))
         return expunged
@@ -684,6 +704,10 @@ class MaildirMailbox:
     def _fillSizes(self, entry):
         """Find the on-disk size, CRLF size and mtime of a message (once)."""
         if entry.wireSize is not None:
+            return
+        recorded = self._index.sizes(entry.base)  # a file's sizes never change
+        if recorded is not None:
+            entry.diskSize, entry.wireSize, entry.mtime = recorded
             return
         entry.diskSize, entry.wireSize, entry.mtime = _measure(
             self._entryPath(entry), entry.base, entry.extensions)

@@ -1,0 +1,270 @@
+"""
+A persistent, rebuildable per-mailbox index for the Maildir store: the file
+C{mailstack.index} in the mailbox's directory, beside C{dovecot-uidlist}.
+
+It holds what opening a mailbox needs and would otherwise read from every
+file: each message's UID, base name, place (C{new}/C{cur} and file name, so
+its flags), uidlist extension fields, sizes and internal date; with the
+mailbox's UIDVALIDITY and UIDNEXT and the stamps (mtime, size, inode) of
+C{new/}, C{cur/} and C{dovecot-uidlist} it was taken at.
+
+It only ever saves work, never decides anything:
+
+ - If the stamps on disk equal the recorded ones, and the record was taken
+   more than L{SETTLE} seconds after the last of those changes (directory
+   times are coarse: two changes in one tick look like one), the mailbox is
+   opened from the index alone: no directory listing, no uidlist parse, no
+   C{stat()} per message.
+ - Otherwise the directories and the uidlist are read as without an index,
+   and only the sizes and dates come from it, by base name: a Maildir file
+   never changes once it has its name (a flag change renames it, keeping its
+   base name), so a base name's sizes stay true.
+ - A missing, truncated, damaged or foreign index (its checksum, magic or
+   version wrong) is ignored (logged once when damaged) and written anew at
+   the next change: deleting it, or a crash in the middle of writing it,
+   loses nothing.
+
+The file is written beside its place and renamed over it (never half
+written), in a worker thread, never on the reactor; without fsync, as a
+crash that loses it loses nothing. One write at a time per mailbox: changes
+arriving meanwhile are written together when it is done. Other programs
+(Dovecot) ignore the file; several mailstack processes may each write it,
+the last write wins and each write is whole.
+
+Format: a header line C{mailstack-index 1 <crc32 of the body, hex>
+<body length>}, then the body: JSON (parsed in C by the standard library,
+safe against a crafted file, no dependency), an object with C{stamps},
+C{taken} (ns), C{uidValidity}, C{uidNext} and C{messages}, a list of
+C{[uid, base, subdir, filename, extensions, diskSize, wireSize, mtime]}.
+Modseqs are not repeated here: the store keeps them in C{mailstack-modseq}
+(L{mailstack.storage.modseq}).
+"""
+
+import json
+import os
+import time
+import zlib
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mailstack.storage.files import atomicWrite, stamp
+from mailstack.storage.uidlist import UIDList, readSoundUIDList
+
+__all__ = ["INDEX_FILE", "SETTLE", "MailboxIndex", "IndexState"]
+
+log = Logger()
+
+INDEX_FILE = "mailstack.index"
+_MAGIC = b"mailstack-index"
+_VERSION = 1
+
+# Seconds after the last recorded change before a record is trusted alone
+# (the same rule as the mailbox's in-memory stamps: directory times are coarse).
+SETTLE = 2.0
+
+# Now, in ns since the epoch (the directories' times are wall-clock times).
+_clock = time.time_ns
+
+
+class IndexState:
+    """
+    One record of a mailbox: what L{MailboxIndex.load} read or what
+    L{MailboxIndex.save} writes.
+
+    @ivar stamps: C{(new, cur, dovecot-uidlist)} stamps, each C{(mtime_ns,
+        size, inode)} or None.
+    @ivar taken: when it was taken, in ns since the epoch.
+    @ivar messages: C{[(uid, base, subdir, filename, extensions, diskSize,
+        wireSize, mtime)]}.
+    """
+
+    __slots__ = ("stamps", "taken", "uidValidity", "uidNext", "messages")
+
+    def __init__(self, stamps, taken, uidValidity, uidNext, messages):
+        self.stamps = stamps
+        self.taken = taken
+        self.uidValidity = uidValidity
+        self.uidNext = uidNext
+        self.messages = messages
+
+    def settled(self):
+        """Whether every recorded stamp is more than L{SETTLE} s older than C{taken}."""
+        limit = self.taken - SETTLE * 1e9
+        return all(s is None or s[0] < limit for s in self.stamps)
+
+    def encode(self):
+        """The file's bytes."""
+        body = json.dumps({
+            "stamps": [list(s) if s is not None else None for s in self.stamps],
+            "taken": self.taken, "uidValidity": self.uidValidity, "uidNext": self.uidNext,
+            "messages": self.messages}, separators=(",", ":")).encode("utf-8")
+        header = b"%s %d %08x %d\n" % (_MAGIC, _VERSION, zlib.crc32(body), len(body))
+        return header + body
+
+    @classmethod
+    def decode(cls, data):
+        """
+        @return: the state in C{data}.
+        @raise ValueError: if C{data} is not a whole, sound index of this version.
+        """
+        header, newline, body = data.partition(b"\n")
+        fields = header.split(b" ")
+        if not newline or len(fields) != 4 or fields[0] != _MAGIC:
+            raise ValueError("not a mailstack index")
+        if fields[1] != b"%d" % (_VERSION,):
+            raise ValueError("index version %r" % (fields[1],))
+        if int(fields[3]) != len(body) or int(fields[2], 16) != zlib.crc32(body):
+            raise ValueError("truncated or damaged (checksum)")
+        record = json.loads(body)
+        stamps = tuple(tuple(s) if s is not None else None for s in record["stamps"])
+        messages = [(int(m[0]), str(m[1]), str(m[2]), str(m[3]), list(m[4]), int(m[5]),
+                     int(m[6]), float(m[7])) for m in record["messages"]]
+        if len(stamps) != 3 or any(s is not None and len(s) != 3 for s in stamps):
+            raise ValueError("bad stamps")
+        return cls(stamps, int(record["taken"]), int(record["uidValidity"]),
+                   int(record["uidNext"]), messages)
+
+
+class MailboxIndex:
+    """
+    The index of one Maildir mailbox (see the module's docstring).
+
+    @param path: the index file's path.
+    @param runInThread: C{f(callable, *args) -> Deferred}: where the file is written.
+    """
+
+    def __init__(self, path, runInThread=None):
+        self.path = path
+        self._runInThread = runInThread or defer.maybeDeferred
+        self._sizes = {}        # base -> (diskSize, wireSize, mtime), from the file read
+        self._loaded = None     # the state read, until its one use to open the mailbox
+        self._written = None    # (stamps, settled) of the last state handed to a write
+        self._writing = False
+        self._pending = None    # a state to write once the current write is done
+        self._fromIndex = False  # the mailbox was just opened from the file
+        self._uidList = (None, None)  # (stamp, UIDList) last parsed
+
+    def load(self):
+        """
+        Read the file (if any) for L{opening} and L{sizes}. A damaged one is
+        logged and ignored.
+        """
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warn("{path}: cannot read the index ({error}); reading the Maildir instead",
+                     path=self.path, error=e)
+            return
+        try:
+            state = IndexState.decode(data)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            log.warn("{path}: ignoring a damaged index ({error}); it is rebuilt from "
+                     "the Maildir", path=self.path, error=e)
+            return
+        self._loaded = state
+        self._written = (state.stamps, state.settled())
+        self._sizes = {m[1]: (m[5], m[6], m[7]) for m in state.messages}
+
+    def opening(self, stamps):
+        """
+        The listing and uidlist to open the mailbox with, straight from the
+        index, if it can be trusted for C{stamps} (the current C{(new, cur,
+        dovecot-uidlist)} stamps); else None. Answers once: later rescans
+        read the disk.
+
+        @return: C{({base: (subdir, filename)}, UIDList)} or None.
+        """
+        state, self._loaded = self._loaded, None
+        if state is None or tuple(stamps) != state.stamps or not state.settled():
+            return None
+        self._fromIndex = True
+        listing, records = {}, {}
+        for uid, base, subdir, filename, extensions, _, _, _ in state.messages:
+            listing[base] = (subdir, filename)
+            records[base] = (uid, extensions)
+        return listing, UIDList(state.uidValidity, state.uidNext, "", records)
+
+    def readUIDList(self, path):
+        """
+        The parsed C{dovecot-uidlist} at C{path} (None if missing or corrupt),
+        parsed again only when its stamp changed: it is replaced by rename or
+        appended to (Dovecot), either of which changes the stamp.
+        """
+        current = stamp(path)
+        cached, uidList = self._uidList
+        if current is not None and current == cached:
+            return uidList
+        uidList = readSoundUIDList(path)
+        self._uidList = (current, uidList)
+        return uidList
+
+    def sizes(self, base):
+        """C{(diskSize, wireSize, mtime)} of the message file C{base} as recorded, or None."""
+        return self._sizes.get(base)
+
+    def wanted(self, stamps, changed):
+        """
+        Whether the mailbox should hand over its state (L{save}) after a
+        complete sync that saw C{stamps}: when messages came, went or changed
+        flags, or when the file does not yet record these stamps settled.
+        """
+        if self._fromIndex:
+            changed = self._fromIndex = False  # what was read from the file
+        if changed or self._written is None:
+            return True
+        writtenStamps, writtenSettled = self._written
+        if tuple(stamps) != writtenStamps:
+            return True
+        return not writtenSettled and _settledNow(stamps)
+
+    def save(self, stamps, uidValidity, uidNext, messages):
+        """
+        Write this state in a worker thread (after the write in progress,
+        if any; only the latest state waiting is written).
+
+        @param messages: as L{IndexState.messages}, taken on the caller's
+            thread (the worker never reads the mailbox).
+        """
+        state = IndexState(tuple(stamps), _clock(), uidValidity, uidNext, messages)
+        self._written = (state.stamps, state.settled())
+        self._sizes = {}  # the mailbox keeps the sizes from now on
+        if self._writing:
+            self._pending = state
+            return
+        self._write(state)
+
+    def _write(self, state):
+        self._writing = True
+        d = self._runInThread(self._writeFile, state)
+
+        def done(_):
+            self._writing = False
+            state, self._pending = self._pending, None
+            if state is not None:
+                self._write(state)
+        d.addBoth(done)
+
+    def _writeFile(self, state):
+        """In a worker thread: replace the file; a failure is logged (it is only a cache)."""
+        try:
+            atomicWrite(self.path, state.encode(), fsync=False, syncDirectory=False)
+        except OSError as e:
+            if os.path.isdir(os.path.dirname(self.path)):
+                log.warn("{path}: could not write the index ({error})", path=self.path,
+                         error=e)
+
+    def forget(self):
+        """The mailbox is gone: write nothing more."""
+        self._pending = None
+        self._loaded = None
+        self._sizes = {}
+
+
+def _settledNow(stamps):
+    """Whether C{stamps} are more than L{SETTLE} s old now."""
+    limit = _clock() - SETTLE * 1e9
+    return all(s is None or s[0] < limit for s in stamps)
