@@ -196,7 +196,8 @@ class GrammarTests(unittest.TestCase):
 
     def test_literal8OnlyForAppend(self):
         """APPEND's message may be a literal8; a string elsewhere may not."""
-        self.assertEqual(args_append(Reader([b"INBOX ~{3}", b"A\x00B", b""]))[3], b"A\x00B")
+        self.assertEqual(args_append(Reader([b"INBOX ~{3}", b"A\x00B", b""]))[1][0].message,
+                         b"A\x00B")
         self.assertRaises(ParseError, Reader([b"~{3}", b"box", b""]).literal)
 
     def test_items(self):

@@ -5,6 +5,7 @@ extended forms (LIST-EXTENDED, CREATE USE, CONDSTORE/QRESYNC) included.
 
 from twisted.trial import unittest
 
+from mailstack.imap.grammar.appendspec import AppendMessage
 from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import ParseError, Reader
 from mailstack.imap.grammar.sequence import SequenceSet
@@ -113,12 +114,13 @@ class CommandArgumentTests(unittest.TestCase):
     def test_appendAll(self):
         """APPEND with flags and date."""
         r = reader(b'INBOX (\\Seen) "17-Jul-1996 02:44:25 -0700" {3}', b"abc", b"")
-        self.assertEqual(arguments.args_append(r), (b"INBOX", ("\\Seen",), 837596665, b"abc"))
+        self.assertEqual(arguments.args_append(r),
+                         (b"INBOX", [AppendMessage(("\\Seen",), 837596665, b"abc")]))
 
     def test_appendNoFlags(self):
         """APPEND without flags or date (stock Twisted crashes on this)."""
         r = reader(b"INBOX {3}", b"abc", b"")
-        self.assertEqual(arguments.args_append(r), (b"INBOX", (), None, b"abc"))
+        self.assertEqual(arguments.args_append(r), (b"INBOX", [AppendMessage((), None, b"abc")]))
 
     def test_appendNeedsLiteral(self):
         """The message must be a literal."""

@@ -14,7 +14,7 @@ import collections
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.imap import cooperative, esearch, fetch, listing, objectid, preview, search
+from mailstack.imap import append, cooperative, esearch, fetch, listing, objectid, preview, search
 from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
@@ -283,38 +283,25 @@ class MailboxCommands:
             return ("OK", None, "STATUS completed")
         return d.addCallback(found)
 
-    @defer.inlineCallbacks
-    def do_APPEND(self, tag, mailbox, flags, date, message):
+    def do_APPEND(self, tag, mailbox, messages):
         """
-        The store's L{IMailboxStore.append}: OK once the message is durable
-        (the Maildir writes, fsyncs and renames it in a worker thread), with
-        APPENDUID when its UID is known.
+        APPEND, MULTIAPPEND and CATENATE: L{append.Append} does the work
+        (durable, all or nothing, APPENDUID when the UIDs are known).
         """
         name = self._name(mailbox)
-        flags = _checkFlags(flags)
-        if isinstance(message, bytes):
-            size = len(message)
-        else:
-            size = message.seek(0, 2)
-            message.seek(0)
-        if size == 0:
-            return ("NO", None, "Cannot append an empty message")
-        if message in self._spools:
-            # The store may read the spool in a worker thread: it is closed
-            # when the store is done, not when the connection drops.
-            self._spools.remove(message)
-        try:
-            target = yield self.account.openMailbox(name)
-            uid = yield target.append(message, flags, date)
-        finally:
-            if not isinstance(message, bytes):
-                message.close()
-        code = None
-        # uid None: durable, but its UID comes with the next sync. RFC 4315:
-        # APPENDUID is a SHOULD; the client finds the message by other means.
-        if uid is not None and self.extensionEnabled("UIDPLUS"):
-            code = "APPENDUID %d %d" % (target.uidValidity, uid)
-        return ("OK", code, "APPEND completed")
+        for message in messages:
+            _checkFlags(message.flags)
+        if (not self.extensionEnabled("MULTIAPPEND") and len(messages) > 1
+                or not self.extensionEnabled("CATENATE") and any(m.catenate for m in messages)):
+            raise Refusal("%s is not available here" % (
+                "CATENATE" if any(m.catenate for m in messages) else "MULTIAPPEND",), status="BAD")
+        for message in messages:
+            for source in [message.message] + [p.value for p in message.catenate]:
+                if source in self._spools:
+                    # The store may read the spool in a worker thread: it is
+                    # closed when the command is done, not when the connection drops.
+                    self._spools.remove(source)
+        return append.Append(self, name, messages).run()
 
     def do_NAMESPACE(self, tag):
         self.untagged(b'NAMESPACE (("" "/")) NIL NIL')

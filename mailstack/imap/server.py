@@ -95,6 +95,8 @@ EXTENSIONS += ("OBJECTID",)
 EXTENSIONS += ("BINARY",)
 # SNIPPET=FUZZY, PREVIEW=FUZZY (Dovecot 2.3's drafts before RFC 8970): grammar/fetchspec._preview.
 EXTENSIONS += ("SNIPPET=FUZZY", "PREVIEW=FUZZY")
+# MULTIAPPEND (RFC 3502), CATENATE (4469), URL-PARTIAL (5550, CATENATE's URLs): imap/append.py.
+EXTENSIONS += ("MULTIAPPEND", "CATENATE", "URL-PARTIAL")
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -457,13 +459,25 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             self._commandSize += size
         if synchronizing:
             self.write(b"+ Ready for literal data\r\n")
-        if size <= SMALL_LITERAL:
+        if isAppend and not self._appendMemory(size):
+            sink = tempfile.TemporaryFile()  # past the command's share of memory
+        elif size <= SMALL_LITERAL:
             sink = bytearray()
         else:
             sink = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         self._literal = [size, sink]
         if size == 0:
             self._readLiteral()
+
+    def _appendMemory(self, size):
+        """
+        Whether an APPEND literal of C{size} octets may be kept in memory: the
+        literals of one MULTIAPPEND/CATENATE hold at most L{SPOOL_MEMORY}
+        octets there; the rest are spooled to disk.
+        """
+        held = sum(len(p) if isinstance(p, bytes) else SPOOL_MEMORY  # a spool may hold that
+                   for p in self._parts[1::2])
+        return held + size <= SPOOL_MEMORY or not held
 
     def _nonSyncRefusal(self, size):
         """Without LITERAL+: why a {n+} literal is refused (None: accepted, LITERAL-)."""
@@ -722,6 +736,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
                 continue
             if name == "SEARCHRES" and not self.searchresEnabled():
                 continue
+            if name == "URL-PARTIAL" and not self.extensionEnabled("CATENATE"):
+                continue  # the URLs it extends are CATENATE's
             if name == "SORT=DISPLAY" and not self.extensionEnabled("SORT"):
                 continue  # RFC 5957 extends SORT: nothing without it
             if name == "LITERAL-" and self.extensionEnabled("LITERAL+"):

@@ -433,6 +433,7 @@ class MaildirStore:
         self._runInThread = runInThread or defer.maybeDeferred
         self._maildropLocks = MaildropLocks(clock=reactor)
         self._accounts = {}
+        self._inboxes = {}  # address -> (account, INBOX): deliver's shortcut
 
     def account(self, address):
         address = address.lower()
@@ -454,9 +455,42 @@ class MaildirStore:
         """
         try:
             # No UIDs are needed to deliver: nothing is written here.
-            mailboxes = [self.account(address)._mailbox("INBOX") for address in addresses]
+            mailboxes = [self._inbox(address) for address in addresses]
         except Exception:
             return defer.fail()
+        d = self._deliverTo(mailboxes, source, together)
+
+        def vanished(failure):
+            # A Maildir removed behind our back (the admin deleted the user,
+            # postmaster's was never made): nothing was placed; look the
+            # INBOXes up afresh, which makes the Maildir, and try once more.
+            failure.trap(NoSuchMailbox)
+            for address in addresses:
+                self._inboxes.pop(address, None)
+            try:
+                again = [self._inbox(address) for address in addresses]
+            except Exception:
+                return defer.fail()
+            return self._deliverTo(again, source, together)
+        return d.addErrback(vanished)
+
+    def _inbox(self, address):
+        """
+        The INBOX a delivery to C{address} goes to. The account lookup (which
+        makes sure the Maildir exists: nine system calls) is done once and
+        kept while the mailbox lives; the check that it links nowhere outside
+        the account is made every time.
+        """
+        known = self._inboxes.get(address)
+        if known is None or known[1].gone:
+            account = self.account(address)
+            known = self._inboxes[address] = (account, account._mailbox("INBOX"))
+        account, mailbox = known
+        account._checkConfined("INBOX", mailbox.path)
+        return mailbox
+
+    def _deliverTo(self, mailboxes, source, together):
+        """L{deliver} into the INBOXes C{mailboxes}, already looked up."""
         placed = []
         d = self._runInThread(_placeAll, mailboxes, source, placed)
         if together is not None:

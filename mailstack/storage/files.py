@@ -26,6 +26,8 @@ import socket
 import threading
 import time
 
+from mailstack.storage.groupsync import syncDirectory
+
 TMP_MAX_AGE = 36 * 3600
 
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
@@ -87,7 +89,15 @@ def fsyncDirectory(path):
     """
     Make the renames into (and removals from) the directory C{path} durable:
     after a crash the new names are there and the removed ones are gone.
+    Threads doing this for one directory at once share the fsync (group
+    commit: L{mailstack.storage.groupsync}); each returns only after one that
+    began after its call.
     """
+    syncDirectory(path, _fsyncDirectoryNow)
+
+
+def _fsyncDirectoryNow(path):
+    """One fsync of the directory C{path}, by whichever caller runs it."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

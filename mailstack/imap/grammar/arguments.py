@@ -15,9 +15,10 @@ STATUS HIGHESTMODSEQ).
 from __future__ import annotations
 
 import dataclasses
-from typing import IO, Any
+from typing import Any
 
 from mailstack.imap.grammar import searchspec
+from mailstack.imap.grammar.appendspec import AppendMessage, appendArguments
 from mailstack.imap.grammar.fetchspec import FETCH_NAME_CHARS, FetchAttribute, fetchAttributes
 from mailstack.imap.grammar.reader import ParseError, Reader, modseqValue
 from mailstack.imap.grammar.searchspec import SearchKey, searchCommand
@@ -257,23 +258,12 @@ def _statusItems(reader: Reader) -> list[str]:
     return items
 
 
-def args_append(
-        reader: Reader) -> tuple[bytes, tuple[str, ...], int | None, bytes | IO[bytes]]:
-    """C{mailbox [SP flag-list] [SP date-time] SP literal}; the message may be a file."""
-    mailbox = reader.mailbox()
-    reader.sp()
-    flags: tuple[str, ...] = ()
-    date = None
-    if reader.peek() == b"(":
-        flags = tuple(reader.flagList())
-        reader.sp()
-    if reader.peek() == b'"':
-        date = reader.dateTime()
-        reader.sp()
-    if reader.peek() not in (b"{", b"~"):
-        raise ParseError("APPEND needs the message as a literal")
-    message = reader.literal(allowFile=True, allowBinary=True)  # literal8: RFC 3516
-    return (mailbox, flags, date, message)
+def args_append(reader: Reader) -> tuple[bytes, list[AppendMessage]]:
+    """
+    C{mailbox 1*([SP flag-list] [SP date-time] SP (literal / CATENATE (...)))}:
+    MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469), in L{appendspec}.
+    """
+    return appendArguments(reader)
 
 
 def args_enable(reader: Reader) -> tuple[list[str]]:

@@ -1,0 +1,223 @@
+"""
+APPEND with MULTIAPPEND (RFC 3502), CATENATE (RFC 4469) and URL-PARTIAL
+(RFC 5550): one or more messages, each a literal or built from TEXT literals
+and URLs of messages (or their sections, or ranges of them) in this account.
+
+All or nothing: the messages go to the store in one
+L{IMailboxStore.appendMany} (one L{IMailboxStore.append} for a single
+message), so either every one is stored, durably, under consecutive UIDs,
+or none is. A CATENATE message is assembled in a worker thread (the
+referenced messages are parsed with L{mailstack.imap.fetch}'s section logic
+and copied into a spool there), never in the reactor thread.
+
+What Dovecot 2.3.19 answers is the guide: TRYCREATE before any URL is
+looked at, C{NO [BADURL url]} for a URL that names nothing readable here,
+C{NO [TOOBIG]} for a message over the listener's APPENDLIMIT (each message on
+its own; a MULTIAPPEND's total is bounded only by the disk, as in Dovecot),
+and C{NO} for an empty message.
+"""
+
+import tempfile
+
+from twisted.internet import defer, threads
+
+from mailstack.imap import fetch
+from mailstack.imap.grammar.appendspec import BadURL, parseURL
+from mailstack.imap.response import Refusal, formatSequenceSet
+from mailstack.storage.interfaces import NoSuchMailbox, NoSuchMessage
+
+SPOOL_MEMORY = 1024 * 1024
+COPY_CHUNK = 65536
+
+
+class TooBig(Exception):
+    """A catenated message grew past the listener's limit."""
+
+
+def runInThread(clock, f, *args):
+    """
+    C{f(*args)} in the reactor's thread pool; at once where C{clock} has none
+    (a test's L{twisted.internet.task.Clock}), as the store does.
+    """
+    getPool = getattr(clock, "getThreadPool", None)
+    if getPool is None:
+        return defer.maybeDeferred(f, *args)
+    return threads.deferToThreadPool(clock, getPool(), f, *args)
+
+
+def sizeOf(source):
+    """The octets of a literal (bytes or a spooled file)."""
+    if isinstance(source, bytes):
+        return len(source)
+    size = source.seek(0, 2)
+    source.seek(0)
+    return size
+
+
+class Append:
+    """
+    One APPEND command's work for a session (an L{IMAPServer}): only its
+    public attributes are used (C{account}, C{view}, C{settings}, C{clock},
+    C{extensionEnabled}).
+
+    @param name: the target mailbox, decoded.
+    @param messages: L{AppendMessage}s, flags already checked.
+    """
+
+    def __init__(self, session, name, messages):
+        self.session = session
+        self.name = name
+        self.messages = messages
+        self.limit = session.settings.maxLiteralSize
+        # Files this command opened or made, the client's spooled literals
+        # included: closed at its end.
+        self.opened = [source for message in messages
+                       for source in [message.message] + [part.value for part in message.catenate
+                                                          if part.kind == "TEXT"]
+                       if source is not None and not isinstance(source, bytes)]
+
+    def run(self):
+        """@return: a Deferred firing with the tagged reply C{(status, code, text)}."""
+        d = self._run()
+        d.addBoth(self._closeAll)
+        return d
+
+    def _closeAll(self, result):
+        for f in self.opened:
+            f.close()
+        return result
+
+    @defer.inlineCallbacks
+    def _run(self):
+        for message in self.messages:
+            if message.message is not None and sizeOf(message.message) == 0:
+                return ("NO", None, "Cannot append an empty message")
+        target = yield self.session.account.openMailbox(self.name)
+        sources = []
+        for message in self.messages:
+            if message.message is not None:
+                sources.append(message.message)
+            else:
+                sources.append((yield self._catenate(message.catenate)))
+        for source in sources:
+            if sizeOf(source) == 0:
+                return ("NO", None, "Cannot append an empty message")
+        items = [(source, set(message.flags), message.date)
+                 for source, message in zip(sources, self.messages)]
+        if len(items) == 1:
+            uid = yield target.append(*items[0])
+            uids = None if uid is None else [uid]
+        else:
+            uids = yield target.appendMany(items)
+        code = None
+        # None: durable, but the UIDs come with the next sync. RFC 4315:
+        # APPENDUID is a SHOULD; the client finds the messages by other means.
+        if uids and self.session.extensionEnabled("UIDPLUS"):
+            code = b"APPENDUID %d %s" % (target.uidValidity, formatSequenceSet(uids))
+        return ("OK", code, "APPEND completed")
+
+    # -- CATENATE --------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _catenate(self, parts):
+        """
+        The message CATENATE's C{parts} make, as a spooled file: the URLs are
+        resolved here (in the reactor thread: names and UIDs only), their
+        messages opened, and everything copied in a worker thread.
+        """
+        pieces = []
+        for part in parts:
+            if part.kind == "TEXT":
+                pieces.append((part.value, None))
+            else:
+                pieces.append((None, (yield self._open(part.value))))
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self.opened.append(spool)
+        try:
+            yield runInThread(self.session.clock, self._assemble, pieces, spool)
+        except TooBig:
+            raise Refusal("Message too large (limit %d octets)" % (self.limit,), "TOOBIG")
+        spool.seek(0)
+        return spool
+
+    @defer.inlineCallbacks
+    def _open(self, wire):
+        """
+        The message a URL names, opened: C{(file, size, url)}.
+
+        @raise Refusal: C{NO [BADURL url]} when it names nothing readable.
+        """
+        view = self.session.view
+        selected = view.store.name if view is not None else None
+
+        def bad(text):
+            return Refusal(text, b"BADURL " + wire)
+        try:
+            url = parseURL(wire, selected)
+        except BadURL as e:
+            raise bad(str(e))
+        try:
+            mailbox = yield self.session.account.openMailbox(url.mailbox)
+        except NoSuchMailbox:
+            raise bad("Mailbox doesn't exist: %s" % (url.mailbox,))
+        if url.uidValidity is not None and url.uidValidity != mailbox.uidValidity:
+            raise bad("Invalid UIDVALIDITY")
+        try:
+            info = mailbox.messageInfo(url.uid)
+            f = mailbox.openMessage(url.uid)
+        except NoSuchMessage:
+            raise bad("Message not found")
+        self.opened.append(f)
+        return (f, info.size, url)
+
+    def _assemble(self, pieces, spool):
+        """
+        Copy each piece (a TEXT literal, or a URL's part of an opened message)
+        into C{spool}; raise L{TooBig} past the limit. Runs in a worker thread.
+        """
+        total = 0
+        for text, opened in pieces:
+            if text is not None:
+                chunks = [text] if isinstance(text, bytes) else _chunks(text, 0, sizeOf(text))
+            else:
+                chunks = _urlChunks(*opened)
+            for chunk in chunks:
+                total += len(chunk)
+                if total > self.limit:
+                    raise TooBig()
+                spool.write(chunk)
+
+
+def _chunks(f, start, length):
+    """C{length} octets of file C{f} from C{start}, in pieces."""
+    f.seek(start)
+    while length > 0:
+        chunk = f.read(min(length, COPY_CHUNK))
+        if not chunk:
+            return
+        length -= len(chunk)
+        yield chunk
+
+
+def _urlChunks(f, size, url):
+    """The octets a URL names in its message file C{f}, as FETCH BODY[section] gives them."""
+    section = url.section
+    if section is None or not (section.part or section.text):
+        where = (0, size)
+    else:
+        f.seek(0)
+        root = fetch.parseStructure(f) if section.part else fetch.parseHeaderOnly(f, size)
+        where = fetch.locate(root, section)
+    if url.partial is not None:
+        offset, length = url.partial
+        if isinstance(where, bytes):
+            where = where[offset:] if length is None else where[offset:offset + length]
+        else:
+            start, end = where
+            start = min(start + offset, end)
+            where = (start, end if length is None else min(start + length, end))
+    if isinstance(where, bytes):
+        return [where]
+    start, end = where
+    return _chunks(f, start, end - start)
+

@@ -1,0 +1,110 @@
+"""
+Group commit of directory fsyncs: when several threads need the same
+directory made durable at once (ten SMTP sessions delivering into one INBOX,
+each after its rename into new/), one C{fsync} serves all who asked before it
+began, instead of one each in turn.
+
+The promise to each caller is unchanged: L{GroupSync.sync} returns only after
+an fsync of the directory that I{started after the call}, so every rename or
+unlink the caller made before calling is durable; if that fsync fails, every
+caller it covered gets the error.
+"""
+
+import os
+import threading
+import weakref
+
+__all__ = ["GroupSync", "syncDirectory"]
+
+
+def _fsyncPath(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class GroupSync:
+    """
+    The fsyncs of one directory, shared by the threads that ask at once.
+
+    Each call takes a ticket. A call finding no fsync under way runs one that
+    covers every ticket issued so far; a call arriving while one runs waits
+    for it to end and then either finds its ticket covered by a later one or
+    runs the next itself. So at most one fsync of the directory runs at a
+    time and each covers everyone who was waiting for it.
+
+    @param path: the directory.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._condition = threading.Condition()
+        self._issued = 0       # the last ticket given out
+        self._covered = 0      # every ticket up to this one is done
+        self._running = False
+        self._failures = []    # (first, last, error) of fsyncs that failed
+        self.fsyncs = 0        # fsyncs run, for tests and curiosity
+
+    def sync(self, fsync=_fsyncPath):
+        """
+        Block until an fsync of the directory that began after this call has
+        ended.
+
+        @param fsync: C{fsync(path)}, used if this caller is the one to run
+            it (L{mailstack.storage.files} passes its own; tests too).
+        @raise OSError: that fsync's error.
+        """
+        with self._condition:
+            self._issued += 1
+            ticket = self._issued
+            while True:
+                if self._covered >= ticket:
+                    return self._outcome(ticket)
+                if not self._running:
+                    break
+                self._condition.wait()
+            self._running = True
+            first, last = self._covered + 1, self._issued
+        error = None
+        try:
+            fsync(self.path)
+        except OSError as e:
+            error = e
+        finally:
+            with self._condition:
+                self.fsyncs += 1
+                self._running = False
+                self._covered = last
+                if error is not None:
+                    self._failures.append((first, last, error))
+                    del self._failures[:-64]  # waiters read theirs before long
+                self._condition.notify_all()
+        if error is not None:
+            raise error
+
+    def _outcome(self, ticket):
+        """(With the lock held) raise the error of the fsync that covered C{ticket}, if any."""
+        for first, last, error in self._failures:
+            if first <= ticket <= last:
+                raise error
+
+
+_groups: "weakref.WeakValueDictionary[str, GroupSync]" = weakref.WeakValueDictionary()
+_groupsLock = threading.Lock()
+
+
+def syncDirectory(path, fsync=_fsyncPath):
+    """
+    Make the renames into (and removals from) the directory C{path} durable,
+    sharing the fsync with the other threads doing the same at that moment.
+
+    @param fsync: C{fsync(path)}, as for L{GroupSync.sync}.
+    """
+    path = os.path.normpath(os.fspath(path))
+    with _groupsLock:
+        group = _groups.get(path)
+        if group is None:
+            group = _groups[path] = GroupSync(path)
+    group.sync(fsync)

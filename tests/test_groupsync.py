@@ -1,0 +1,127 @@
+"""
+Tests for L{mailstack.storage.groupsync}: directory fsyncs shared by the
+threads that ask at once, each caller still waiting for an fsync that began
+after its call.
+"""
+
+import threading
+
+from twisted.trial import unittest
+
+from mailstack.storage import groupsync
+
+# How long a test thread may wait for another before the test is declared
+# hung (a safety net, never a timing assertion).
+HUNG = 30
+
+
+class GatedFsync:
+    """
+    An fsync that records each run and, when gated, blocks until released,
+    so a test can gather callers behind a running one.
+    """
+
+    def __init__(self):
+        self.runs = []
+        self.started = threading.Semaphore(0)
+        self.gate = None
+        self.fail = None
+
+    def __call__(self, path):
+        self.runs.append(path)
+        self.started.release()
+        if self.gate is not None:
+            assert self.gate.wait(HUNG), "gate never opened"
+        if self.fail is not None:
+            raise self.fail
+
+
+def inThread(f):
+    """Run C{f} in a thread; return the thread and a dict that gets its result or error."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = f()
+        except BaseException as e:
+            outcome["error"] = e
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+class GroupSyncTests(unittest.TestCase):
+    """
+    L{groupsync.GroupSync}: one fsync for everyone waiting, never one that
+    began before the caller asked.
+    """
+
+    def setUp(self):
+        self.fsync = GatedFsync()
+        self.group = groupsync.GroupSync("/d")
+
+    def syncNow(self):
+        return self.group.sync(self.fsync)
+
+    def waitQueued(self, count):
+        """Wait until C{count} callers hold tickets (the gated fsync is running)."""
+        for _ in range(HUNG * 100):
+            with self.group._condition:
+                if self.group._issued >= count:
+                    return
+            threading.Event().wait(0.01)
+        self.fail("callers never queued")
+
+    def test_alone(self):
+        """A lone caller runs one fsync of its directory and returns."""
+        self.syncNow()
+        self.assertEqual(self.fsync.runs, ["/d"])
+
+    def test_callersShareTheNextFsync(self):
+        """Ten callers arriving while an fsync runs are all served by one more fsync, not ten."""
+        self.fsync.gate = threading.Event()
+        first, firstOutcome = inThread(self.syncNow)
+        self.assertTrue(self.fsync.started.acquire(timeout=HUNG))
+        waiting = [inThread(self.syncNow) for _ in range(10)]
+        self.waitQueued(11)
+        # None of them may be answered by the fsync that began before they asked.
+        self.assertTrue(all(thread.is_alive() for thread, _ in waiting))
+        self.fsync.gate.set()
+        for thread, _ in [(first, firstOutcome)] + waiting:
+            thread.join(HUNG)
+            self.assertFalse(thread.is_alive())
+        self.assertEqual([outcome for _, outcome in waiting], [{"result": None}] * 10)
+        self.assertEqual(len(self.fsync.runs), 2)
+        self.assertEqual(self.group.fsyncs, 2)
+
+    def test_failureReachesEveryCoveredCaller(self):
+        """When the shared fsync fails, every caller it covered gets the error; later ones fsync again."""
+        self.fsync.gate = threading.Event()
+        first, firstOutcome = inThread(self.syncNow)
+        self.assertTrue(self.fsync.started.acquire(timeout=HUNG))
+        waiting = [inThread(self.syncNow) for _ in range(3)]
+        self.waitQueued(4)
+        broken = OSError(5, "Input/output error")
+        self.fsync.fail = broken
+        self.fsync.gate.set()
+        for thread, _ in [(first, firstOutcome)] + waiting:
+            thread.join(HUNG)
+        self.assertEqual([outcome for _, outcome in [(first, firstOutcome)] + waiting],
+                         [{"error": broken}] * 4)
+        self.fsync.fail = None
+        self.syncNow()
+        self.assertEqual(len(self.fsync.runs), 3)
+
+
+class SyncDirectoryTests(unittest.TestCase):
+    """L{groupsync.syncDirectory} on real directories."""
+
+    def test_realDirectory(self):
+        """A real directory is fsynced; a file is refused as the kernel refuses it."""
+        path = self.mktemp()
+        import os
+        os.mkdir(path)
+        groupsync.syncDirectory(path)
+        with open(os.path.join(path, "f"), "w"):
+            pass
+        self.assertRaises(NotADirectoryError, groupsync.syncDirectory, os.path.join(path, "f"))

@@ -1,0 +1,345 @@
+"""
+MULTIAPPEND (RFC 3502), CATENATE (RFC 4469) and URL-PARTIAL (RFC 5550):
+the grammar and IMAP URLs alone, then sessions over StringTransport on both
+stores (answers as Dovecot 2.3.19 gives them: see docs/imap.md).
+"""
+
+from twisted.trial import unittest
+
+from mailstack.imap.grammar.appendspec import BadURL, parseURL
+from mailstack.imap.grammar.arguments import args_append
+from mailstack.imap.grammar.fetchspec import Section
+from mailstack.imap.grammar.reader import ParseError, Reader
+from mailstack.imap.server import SPOOL_MEMORY
+from mailstack.storage.interfaces import StoreError
+from tests.stores import everyStore
+from tests.test_imap_server import MESSAGE, MULTIPART, IMAPTestMixin
+
+
+def lit(data):
+    """A non-synchronizing literal (LITERAL+) of C{data}."""
+    return b"{%d+}\r\n" % (len(data),) + data
+
+
+class GrammarTests(unittest.TestCase):
+    """APPEND's arguments and CATENATE's URLs, without a session."""
+
+    def test_multiappend(self):
+        """Several messages, each with its own flags and date, in order."""
+        mailbox, messages = args_append(Reader([
+            b"INBOX (\\Seen) {1}", b"a", b' "17-Jul-1996 02:44:25 -0700" ~{1}', b"b",
+            b" {1}", b"c", b""]))
+        self.assertEqual(mailbox, b"INBOX")
+        self.assertEqual([(m.flags, m.date, m.message) for m in messages],
+                         [(("\\Seen",), None, b"a"), ((), 837596665, b"b"), ((), None, b"c")])
+
+    def test_noSpaceAfterLiteral(self):
+        """As Dovecot: the next message may follow a literal without its space."""
+        _, messages = args_append(Reader([b"INBOX {1}", b"a", b"(\\Seen) {1}", b"b", b""]))
+        self.assertEqual([m.flags for m in messages], [(), ("\\Seen",)])
+
+    def test_catenate(self):
+        """CATENATE parts: TEXT literals and URLs (quoted, atoms or literals)."""
+        _, [message] = args_append(Reader([
+            b'INBOX CATENATE (TEXT {2}', b"hi", b' URL "/INBOX/;UID=1" url ;UID=2 URL {5}',
+            b"/a/;U", b")"]))
+        self.assertIsNone(message.message)
+        self.assertEqual([(p.kind, p.value) for p in message.catenate],
+                         [("TEXT", b"hi"), ("URL", b"/INBOX/;UID=1"), ("URL", b";UID=2"),
+                          ("URL", b"/a/;U")])
+
+    def test_syntaxErrors(self):
+        """No message, an empty or unknown CATENATE list, a trailing flag list: syntax errors."""
+        for parts in ([b"INBOX"], [b"INBOX (\\Seen)"], [b"INBOX CATENATE ()"],
+                      [b'INBOX CATENATE (FOO "x")'], [b"INBOX CATENATE (TEXT \"x\")"],
+                      [b"INBOX {1}", b"a", b" (\\Seen)"], [b"INBOX {1}", b"a", b" foo"]):
+            self.assertRaises(ParseError, args_append, Reader(parts))
+
+    def test_urls(self):
+        """Relative URLs resolve against the selected mailbox, as Dovecot resolves them."""
+        self.assertEqual(parseURL(b"/Box;UIDVALIDITY=7/;UID=3/;SECTION=1.2/;PARTIAL=0.100",
+                                  None).__dict__,
+                         dict(mailbox="Box", uidValidity=7, uid=3, section=Section((1, 2)),
+                              partial=(0, 100)))
+        self.assertEqual(parseURL(b";UID=3", "Sent").mailbox, "Sent")
+        self.assertEqual(parseURL(b";UIDVALIDITY=9/;UID=3", "Sent").uidValidity, 9)
+        self.assertEqual(parseURL(b"Sub/;UID=3", "Sent").mailbox, "Sent/Sub")
+        self.assertEqual(parseURL(b"/B%C3%A4r/;uid=3/;section=HEADER.FIELDS%20(SUBJECT)",
+                                  None).mailbox, "B\xe4r")
+        self.assertEqual(parseURL(b"/a/;UID=3/;SECTION=TEXT/;PARTIAL=5", None).partial,
+                         (5, None))
+
+    def test_badURLs(self):
+        """URLs naming no message of this server are BadURL, with Dovecot's reasons."""
+        for url, selected, reason in [
+                (b"imap://demo@host/INBOX/;UID=1", None, "relative"),
+                (b";UID=1", None, "selected mailbox"),
+                (b"/INBOX", None, "UID"),
+                (b"/INBOX/;UID=0", None, "UID cannot be zero"),
+                (b"/INBOX;UIDVALIDITY=0/;UID=1", None, "UIDVALIDITY cannot be zero"),
+                (b"/INBOX/;UID=1/;SECTION=1/;PARTIAL=0.0", None, "PARTIAL size cannot be zero"),
+                (b"/INBOX/;UID=1;PARTIAL=0.5", None, "UID"),
+                (b"/INBOX/;UID=1/;SECTION=BOGUS", None, "invalid section"),
+                (b"/INBOX/;UID=1/;UID=2", None, "UID")]:
+            with self.assertRaises(BadURL) as caught:
+                parseURL(url, selected)
+            self.assertIn(reason, str(caught.exception), url)
+
+
+class MultiappendTests(IMAPTestMixin, unittest.TestCase):
+    """MULTIAPPEND sessions: all or nothing, APPENDUID with the uid-set."""
+
+    def test_twoMessages(self):
+        """Two messages, each with its flags and date, under consecutive UIDs in one APPENDUID."""
+        self.login()
+        inbox = self.openMailbox()
+        out = self.send(b'a APPEND INBOX (\\Seen) ' + lit(MESSAGE)
+                        + b' ($Work) "17-Jul-1996 02:44:25 -0700" ' + lit(MULTIPART) + b"\r\n")
+        self.assertEqual(out, b"a OK [APPENDUID %d 1:2] APPEND completed\r\n"
+                         % (inbox.uidValidity,))
+        first, second = inbox.messages()
+        self.assertEqual((first.flags, second.flags), ({"\\Seen"}, {"$Work"}))
+        self.assertEqual(second.internalDate, 837596665)
+        with inbox.openMessage(second.uid) as f:
+            self.assertEqual(f.read(), MULTIPART)
+
+    def test_synchronizingLiterals(self):
+        """Each message's synchronizing literal gets its own continuation."""
+        self.login()
+        self.assertEqual(self.send(b"a APPEND INBOX {%d}\r\n" % len(MESSAGE)),
+                         b"+ Ready for literal data\r\n")
+        self.assertEqual(self.send(MESSAGE + b" {%d}\r\n" % len(MESSAGE)),
+                         b"+ Ready for literal data\r\n")
+        self.assertTrue(self.send(MESSAGE + b"\r\n").startswith(b"a OK [APPENDUID "))
+        self.assertEqual(len(self.openMailbox().messages()), 2)
+
+    def test_failureOnSecondStoresNothing(self):
+        """If storing the second message fails, the first is not stored either (NO, nothing left)."""
+        self.login()
+        inbox = self.openMailbox()
+        real = inbox.appendMany
+
+        def failing(items):
+            class Broken:
+                def read(self, size=-1):
+                    raise OSError("injected")
+                readline = readinto = read
+            return real([items[0], (Broken(), items[1][1], items[1][2])])
+        self.patch(inbox, "appendMany", failing)
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" " + lit(MESSAGE) + b"\r\n")
+        self.assertEqual(out, b"a NO [SERVERBUG] Internal error\r\n")
+        self.successResultOf(inbox.sync(claimRecent=False))
+        self.assertEqual(inbox.messages(), [])
+        uidNext = inbox.uidNext
+        self.assertTrue(self.send(b"b APPEND INBOX " + lit(MESSAGE) + b"\r\n").startswith(
+            b"b OK [APPENDUID %d %d]" % (inbox.uidValidity, uidNext)))
+
+    def test_storeRefusalStoresNothing(self):
+        """A store refusal of the second message (a bad keyword) leaves none of them."""
+        self.login()
+        inbox = self.openMailbox()
+        self.patch(type(inbox), "appendMany", lambda self, items: _fail(StoreError("refused")))
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" " + lit(MESSAGE) + b"\r\n")
+        self.assertEqual(out, b"a NO refused\r\n")
+        self.assertEqual(inbox.messages(), [])
+
+    def test_emptySecondMessage(self):
+        """An empty second message: NO (as Dovecot), and the first is not stored."""
+        self.login()
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" {0+}\r\n\r\n")
+        self.assertEqual(out, b"a NO Cannot append an empty message\r\n")
+        self.assertEqual(self.openMailbox().messages(), [])
+
+    def test_secondLiteralTooBig(self):
+        """The APPENDLIMIT applies to every message: a second one over it is NO [TOOBIG]
+        before its octets are read, and nothing is stored."""
+        self.login()
+        self.assertEqual(self.send(b"a APPEND INBOX {%d}\r\n" % len(MESSAGE)),
+                         b"+ Ready for literal data\r\n")
+        out = self.send(MESSAGE + b" {5000}\r\n")
+        self.assertEqual(out, b"a NO [TOOBIG] Message too large (limit 4096 octets)\r\n")
+        self.assertEqual(self.openMailbox().messages(), [])
+        self.assertEqual(self.send(b"b NOOP\r\n"), b"b OK NOOP completed\r\n")
+
+    def test_secondLiteralTooBigNonSync(self):
+        """A non-synchronizing second literal over the limit is read and dropped, then NO [TOOBIG]."""
+        self.login()
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" {5000+}\r\n" + b"x" * 5000
+                        + b"\r\nb NOOP\r\n")
+        self.assertEqual(out, b"a NO [TOOBIG] Message too large (limit 4096 octets)\r\n"
+                              b"b OK NOOP completed\r\n")
+        self.assertEqual(self.openMailbox().messages(), [])
+
+    def test_missingMailbox(self):
+        """A MULTIAPPEND to a missing mailbox: NO [TRYCREATE]."""
+        self.login()
+        out = self.send(b"a APPEND nothere " + lit(MESSAGE) + b" " + lit(MESSAGE) + b"\r\n")
+        self.assertEqual(out, b"a NO [TRYCREATE] no mailbox named nothere\r\n")
+
+    def test_syntaxError(self):
+        """A bad flag or date in the second message is BAD and nothing is stored."""
+        self.login()
+        for middle, reply in [(b" (\\Bogus) ", b"a BAD Invalid system flag \\Bogus\r\n"),
+                              (b' "bad date" ', b"a BAD APPEND: Invalid date-time\r\n"),
+                              (b" foo", b"a BAD APPEND: APPEND needs the message as a literal"
+                                        b" or CATENATE\r\n")]:
+            tail = b"\r\n" if middle == b" foo" else lit(MESSAGE) + b"\r\n"
+            self.assertEqual(self.send(b"a APPEND INBOX " + lit(MESSAGE) + middle + tail),
+                             reply)
+        self.assertEqual(self.openMailbox().messages(), [])
+
+    def test_memoryBounded(self):
+        """Once a MULTIAPPEND's literals hold SPOOL_MEMORY octets in memory, the next go to disk."""
+        session = self.connect(maxLiteralSize=100000)
+        seen = []
+        self.patch(session[0], "_dispatch", lambda parts: seen.extend(parts))
+        small = b"x" * 60000
+        count = SPOOL_MEMORY // len(small) + 2
+        self.send(b"a APPEND INBOX " + b" ".join(lit(small) for _ in range(count)) + b"\r\n",
+                  session)
+        literals = seen[1::2]
+        self.assertEqual(len(literals), count)
+        self.assertIsInstance(literals[0], bytes)
+        self.assertFalse(isinstance(literals[-1], bytes))
+        self.assertLessEqual(sum(len(p) for p in literals if isinstance(p, bytes)), SPOOL_MEMORY)
+        for part in literals:
+            if not isinstance(part, bytes):
+                part.close()
+
+    def test_switchedOff(self):
+        """With MULTIAPPEND disabled: not advertised, and several messages are BAD."""
+        server, transport = self.connect(disabled=("MULTIAPPEND",))
+        session = (server, transport)
+        out = self.send(b"L1 LOGIN alice@lab.test secret\r\n", session)
+        self.assertNotIn(b"MULTIAPPEND", out)
+        self.assertIn(b"CATENATE", out)
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" " + lit(MESSAGE) + b"\r\n",
+                        session)
+        self.assertEqual(out, b"a BAD MULTIAPPEND is not available here\r\n")
+        self.assertTrue(self.send(b"b APPEND INBOX " + lit(MESSAGE) + b"\r\n",
+                                  session).startswith(b"b OK [APPENDUID "))
+
+
+def _fail(error):
+    from twisted.internet import defer
+    return defer.fail(error)
+
+
+class CatenateTests(IMAPTestMixin, unittest.TestCase):
+    """CATENATE sessions: TEXT and URL parts, BADURL, TOOBIG."""
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.inbox = self.openMailbox()
+        self.uid = self.deliver(MULTIPART)
+        self.validity = self.inbox.uidValidity
+
+    def catenate(self, *parts, mailbox=b"INBOX", tag=b"a"):
+        out = self.send(tag + b" APPEND " + mailbox + b" CATENATE (" + b" ".join(parts)
+                        + b")\r\n")
+        return out
+
+    def stored(self, uid):
+        with self.inbox.openMessage(uid) as f:
+            return f.read()
+
+    def appended(self, out):
+        self.assertTrue(out.startswith(b"a OK [APPENDUID %d " % (self.validity,)), out)
+        return int(out.split(b" ")[4].rstrip(b"]"))
+
+    def test_textAndURL(self):
+        """TEXT literals around a URL's section make the new message, as Dovecot makes it."""
+        self.login()
+        out = self.catenate(b"TEXT " + lit(b"Subject: cat\r\n\r\n"),
+                            b'URL "/INBOX;UIDVALIDITY=%d/;UID=%d/;SECTION=1"'
+                            % (self.validity, self.uid),
+                            b"TEXT " + lit(b"\r\n--end\r\n"))
+        self.assertEqual(self.stored(self.appended(out)),
+                         b"Subject: cat\r\n\r\nfirst\r\n--end\r\n")
+
+    def test_sectionsAndPartials(self):
+        """Whole messages, MIME headers, HEADER.FIELDS and partial ranges, as Dovecot gives them."""
+        self.login()
+        u = b"/INBOX/;UID=%d" % (self.uid,)
+        cases = [
+            (u, MULTIPART),
+            (u + b"/;SECTION=1/;PARTIAL=1.3", b"irs"),
+            (u + b"/;PARTIAL=0.14", MULTIPART[:14]),
+            (u + b"/;SECTION=2.MIME", b"Content-Type: text/plain; charset\r\n\r\n"),
+            (u + b"/;SECTION=HEADER.FIELDS%20(SUBJECT)", b"Subject: parts\r\n\r\n"),
+            (u + b"/;SECTION=TEXT/;PARTIAL=2", MULTIPART[MULTIPART.index(b"\r\n\r\n") + 6:]),
+        ]
+        for url, expected in cases:
+            out = self.catenate(b'URL "' + url + b'"')
+            self.assertEqual(self.stored(self.appended(out)), expected, url)
+
+    def test_relativeToSelected(self):
+        """A URL without a mailbox names a message of the selected mailbox (as Dovecot)."""
+        self.select()
+        out = self.send(b'a APPEND INBOX CATENATE (URL ";UID=%d/;SECTION=2")\r\n' % (self.uid,))
+        self.assertIn(b"a OK [APPENDUID %d " % (self.validity,), out)
+        self.assertEqual(self.stored(self.inbox.messages()[-1].uid), b"second")
+
+    def test_badURLs(self):
+        """URLs naming nothing readable: NO [BADURL url] with Dovecot's reasons; nothing stored."""
+        self.login()
+        self.createMailbox("Other")
+        for url, text in [
+                (b"/INBOX;UIDVALIDITY=1/;UID=%d" % self.uid, b"Invalid UIDVALIDITY"),
+                (b"/INBOX/;UID=99", b"Message not found"),
+                (b"/Nope/;UID=1", b"Mailbox doesn't exist: Nope"),
+                (b";UID=1", b"Invalid IMAP URL: a relative URL needs a selected mailbox"),
+                (b"/INBOX/;UID=1/;SECTION=1/;PARTIAL=0.0",
+                 b"Invalid IMAP URL: PARTIAL size cannot be zero")]:
+            out = self.catenate(b'TEXT {1+}\r\nx URL "' + url + b'"', mailbox=b"Other")
+            self.assertEqual(out, b"a NO [BADURL " + url + b"] " + text + b"\r\n")
+        self.assertEqual(self.openMailbox("Other").messages(), [])
+
+    def test_tryCreateFirst(self):
+        """A missing target is NO [TRYCREATE] before any URL is looked at (as Dovecot)."""
+        self.login()
+        self.assertEqual(self.catenate(b'URL "/INBOX/;UID=99"', mailbox=b"nothere"),
+                         b"a NO [TRYCREATE] no mailbox named nothere\r\n")
+
+    def test_tooBig(self):
+        """A catenated message over the APPENDLIMIT: NO [TOOBIG], nothing stored."""
+        self.login()
+        big = self.deliver(b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n")
+        url = b'URL "/INBOX/;UID=%d"' % (big,)
+        count = len(self.inbox.messages())
+        self.assertEqual(self.catenate(url, url),
+                         b"a NO [TOOBIG] Message too large (limit 4096 octets)\r\n")
+        self.assertEqual(len(self.inbox.messages()), count)
+
+    def test_emptyResult(self):
+        """CATENATE making an empty message is refused like an empty APPEND."""
+        self.login()
+        self.assertEqual(self.catenate(b'URL "/INBOX/;UID=%d/;SECTION=9"' % (self.uid,)),
+                         b"a NO Cannot append an empty message\r\n")
+
+    def test_insideMultiappend(self):
+        """CATENATE messages beside literals in one MULTIAPPEND: one APPENDUID, atomic."""
+        self.login()
+        out = self.send(b"a APPEND INBOX (\\Seen) CATENATE (URL \"/INBOX/;UID=%d/;SECTION=1\") "
+                        % (self.uid,) + lit(MESSAGE) + b"\r\n")
+        self.assertEqual(out, b"a OK [APPENDUID %d 2:3] APPEND completed\r\n" % (self.validity,))
+        self.assertEqual(self.stored(2), b"first")
+        self.assertEqual(self.inbox.messageInfo(2).flags, {"\\Seen"})
+        self.assertEqual(self.stored(3), MESSAGE)
+        out = self.send(b"b APPEND INBOX " + lit(MESSAGE) + b' CATENATE (URL "/INBOX/;UID=99")'
+                        b"\r\n")
+        self.assertEqual(out, b"b NO [BADURL /INBOX/;UID=99] Message not found\r\n")
+        self.assertEqual(len(self.inbox.messages()), 3)
+
+    def test_switchedOff(self):
+        """With CATENATE disabled: neither it nor URL-PARTIAL is advertised, and it is BAD."""
+        server, transport = self.connect(disabled=("CATENATE",))
+        session = (server, transport)
+        out = self.send(b"L1 LOGIN alice@lab.test secret\r\n", session)
+        self.assertNotIn(b"CATENATE", out)
+        self.assertNotIn(b"URL-PARTIAL", out)
+        self.assertEqual(self.send(b'a APPEND INBOX CATENATE (URL "/INBOX/;UID=1")\r\n',
+                                   session), b"a BAD CATENATE is not available here\r\n")
+
+
+everyStore(globals())
