@@ -18,11 +18,10 @@ from mailstack.imap import append, cooperative, esearch, fetch, listing, objecti
 from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
-    DELIMITER, BadMailboxName, MailboxView, decodeName, formatListLine, statusLine)
+    DELIMITER, BadMailboxName, MailboxView, formatListLine, statusLine)
 from mailstack.imap.output import ResponseStreamer
 from mailstack.imap.response import (
     Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
-from mailstack.storage import mutf7
 from mailstack.storage.interfaces import NoSuchMessage, StoreError
 
 log = Logger()
@@ -74,7 +73,7 @@ class MailboxCommands:
 
     def _name(self, wire):
         try:
-            return decodeName(wire)
+            return self.revision.decodeName(wire)  # modified UTF-7, or UTF-8 once enabled
         except BadMailboxName as e:
             raise Refusal(str(e), "CANNOT")
 
@@ -127,16 +126,20 @@ class MailboxCommands:
         if self._closing:
             view.close()
             return None
+        view.showRecent = self.revision.showsRecent
         infos = view.initialInfos
         for line in view.flagListLines():
             self.write(line + b"\r\n")
         self.untagged(b"%d EXISTS" % (len(view),))
-        self.untagged(b"%d RECENT" % (view.recentCount(),))
+        if self.revision.showsRecent:
+            self.untagged(b"%d RECENT" % (view.recentCount(),))
         # The view's sequence is the UIDs of these infos, in their order.
-        for number, info in enumerate(infos, 1):
+        for number, info in enumerate(infos if self.revision.selectGivesUnseen else (), 1):
             if "\\Seen" not in info.flags:
                 self.untagged(b"OK [UNSEEN %d] Message %d is the first unseen" % (number, number))
                 break
+        if self.revision.selectListsMailbox:
+            self._selectedListLine(store.name)
         self.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % (store.uidValidity,))
         self.untagged(b"OK [UIDNEXT %d] Predicted next UID" % (store.uidNext,))
         if self.extensionEnabled("OBJECTID"):
@@ -148,6 +151,14 @@ class MailboxCommands:
         if readOnly:
             return ("OK", "READ-ONLY", "EXAMINE completed")
         return ("OK", "READ-WRITE", "SELECT completed")
+
+    def _selectedListLine(self, name):
+        """IMAP4rev2's SELECT: the mailbox's LIST line, its attributes as LIST gives them."""
+        for attributes, found, _ in self.account.listMailboxes(
+                "", [name], specialUse=self.extensionEnabled("SPECIAL-USE")):
+            if found == name:
+                self.write(formatListLine("LIST", attributes, name,
+                                          nameString=self.revision.nameString) + b"\r\n")
 
     def do_CREATE(self, tag, mailbox, uses=None):
         name = self._name(mailbox)
@@ -199,10 +210,9 @@ class MailboxCommands:
             # Only a literal can carry one this long; no mailbox name is.
             raise Refusal("Mailbox pattern too long (limit %d octets)"
                           % (self.settings.maxLineLength,), status="BAD")
-        try:
-            return mutf7.decode(reference.decode("ascii")), mutf7.decode(pattern.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return None
+        reference, pattern = (self.revision.decodePattern(reference),
+                              self.revision.decodePattern(pattern))
+        return None if reference is None or pattern is None else (reference, pattern)
 
     def _listRoot(self, command, reference):
         root = b""
@@ -232,9 +242,10 @@ class MailboxCommands:
             decoded[0][0], [d[1] for d in decoded], selection=command.selection,
             returns=command.returns, extended=command.extended,
             specialUse=self.extensionEnabled("SPECIAL-USE"),
-            children=self.extensionEnabled("CHILDREN"))
+            children=self.revision.listChildren(self.extensionEnabled("CHILDREN")))
         for attributes, name, childInfo in entries:
-            self.write(formatListLine("LIST", attributes, name, childInfo) + b"\r\n")
+            self.write(formatListLine("LIST", attributes, name, childInfo,
+                                      nameString=self.revision.nameString) + b"\r\n")
             if (command.statusItems and "\\Noselect" not in attributes
                     and "\\NonExistent" not in attributes):
                 yield self._listStatus(name, command.statusItems)
@@ -245,7 +256,7 @@ class MailboxCommands:
         d = self.account.status(name, items, self._selectedView(name))
 
         def found(values):
-            self.write(statusLine(name, values) + b"\r\n")
+            self.write(statusLine(name, values, self.revision.nameString) + b"\r\n")
 
         def failed(failure):
             failure.trap(StoreError)  # gone meanwhile, or unreadable: no STATUS for it
@@ -256,6 +267,7 @@ class MailboxCommands:
         return view if view is not None and view.store.name == name else None
 
     def _checkStatusItems(self, items):
+        self.revision.checkStatusItems(items)  # RECENT in IMAP4rev1, DELETED in IMAP4rev2
         if "SIZE" in items and not self.extensionEnabled("STATUS=SIZE"):
             raise Refusal("STATUS SIZE is not available (no STATUS=SIZE)", status="BAD")
         if "MAILBOXID" in items and not self.extensionEnabled("OBJECTID"):
@@ -270,7 +282,8 @@ class MailboxCommands:
         decoded = self._listArguments(reference, pattern)
         if decoded is not None:
             for attributes, name in self.account.listSubscribed(*decoded):
-                self.write(formatListLine("LSUB", attributes, name) + b"\r\n")
+                self.write(formatListLine("LSUB", attributes, name,
+                                          nameString=self.revision.nameString) + b"\r\n")
         return ("OK", None, "LSUB completed")
 
     def do_STATUS(self, tag, mailbox, items):
@@ -279,7 +292,7 @@ class MailboxCommands:
         d = self.account.status(name, items, self._selectedView(name))
 
         def found(values):
-            self.write(statusLine(name, values) + b"\r\n")
+            self.write(statusLine(name, values, self.revision.nameString) + b"\r\n")
             return ("OK", None, "STATUS completed")
         return d.addCallback(found)
 
@@ -423,6 +436,7 @@ class MailboxCommands:
         need the same.
         """
         self._checkSearchExtensions(returns, key)
+        self.revision.checkSearchKinds(search.keyKinds(key))  # no NEW/OLD/RECENT in IMAP4rev2
         return search.bindKey(key, self.clock.seconds(), self.savedResult)
 
     def _search(self, tag, returns, charset, key, byUID):
@@ -437,6 +451,7 @@ class MailboxCommands:
         """
         view = self.view
         key = self.boundSearchKey(key, returns)
+        returns = self.revision.searchReturns(returns)  # IMAP4rev2: ESEARCH always
         save = returns is not None and "SAVE" in returns
         withModseq = search.usesModseq(key)
         if withModseq:

@@ -36,6 +36,8 @@ class CondstoreCommands:
             elif name == "QRESYNC" and self._qresyncOffered():
                 self.condstore = self.qresync = True
                 enabled.append(name)
+            elif (shown := self.revision.enable(name, self.extensionEnabled)) is not None:
+                enabled.append(shown)  # IMAP4rev2, UTF8=ACCEPT: imap/revision.py
         self.untagged(b" ".join([b"ENABLED"] + [n.encode("ascii") for n in enabled]))
         return ("OK", None, "ENABLE completed")
 
@@ -94,8 +96,8 @@ class CondstoreCommands:
             self.untagged(b"VANISHED (EARLIER) " + formatSequenceSet(uids))
 
     def closedResponse(self):
-        """QRESYNC: a SELECT that replaces a selected mailbox says so first."""
-        if self.qresync and self.view is not None:
+        """QRESYNC, IMAP4rev2: a SELECT that replaces a selected mailbox says so first."""
+        if (self.qresync or self.revision.sendsClosed) and self.view is not None:
             self.untagged(b"OK [CLOSED] Previous mailbox closed")
 
     # -- FETCH ---------------------------------------------------------------

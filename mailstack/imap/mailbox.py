@@ -104,6 +104,8 @@ class IMAPAccount:
             "UIDNEXT": mailbox.uidNext,
             "UIDVALIDITY": mailbox.uidValidity,
             "UNSEEN": sum(1 for info in messages if "\\Seen" not in info.flags),
+            # IMAP4rev2 (RFC 9051 6.3.11)
+            "DELETED": sum(1 for info in messages if "\\Deleted" in info.flags),
             "HIGHESTMODSEQ": mailbox.highestModseq,
             # STATUS=SIZE (RFC 8438): the mailbox's RFC822.SIZEs added up.
             "SIZE": sum(info.size for info in messages),
@@ -113,11 +115,17 @@ class IMAPAccount:
         return [(item, values[item]) for item in items]
 
 
-def formatListLine(command, attributes, name, childInfo=()):
-    """C{* LIST (\\HasNoChildren) "/" "INBOX"} [C{("CHILDINFO" ("SUBSCRIBED"))}]."""
+def formatListLine(command, attributes, name, childInfo=(), nameString=None):
+    """
+    C{* LIST (\\HasNoChildren) "/" "INBOX"} [C{("CHILDINFO" ("SUBSCRIBED"))}].
+
+    @param nameString: the store name -> its wire string (the session's
+        L{mailstack.imap.revision.Revision.nameString}); modified UTF-7 if None.
+    """
+    shown = nameString(name) if nameString is not None else string(encodeName(name))
     line = b"* %s (%s) %s %s" % (
         command.encode("ascii"), " ".join(attributes).encode("ascii"), string(DELIMITER),
-        string(encodeName(name)))
+        shown)
     if childInfo:
         line += b' ("CHILDINFO" (%s))' % (b" ".join(string(c.encode("ascii")) for c in childInfo),)
     return line
@@ -140,6 +148,8 @@ class MailboxView:
         self.notify = None
         self.uids = []
         self.recent = set()
+        # IMAP4rev1 shows \Recent and RECENT; an IMAP4rev2 session sets this False.
+        self.showRecent = True
         self.initialInfos = None
         self.uidValidity = None
         self._expunged = set()
@@ -212,7 +222,7 @@ class MailboxView:
 
     def flagsOf(self, info):
         """The flags to show for a message: stored ones plus \\Recent."""
-        if info.uid in self.recent:
+        if self.showRecent and info.uid in self.recent:
             return info.flags | {"\\Recent"}
         return info.flags
 
@@ -341,9 +351,11 @@ class MailboxView:
                 self.uids.extend(added)
                 self._added = set()
         recent = self.recentCount()
-        if len(self.uids) != self._reportedExists or recent > self._reportedRecent:
+        if len(self.uids) != self._reportedExists or (
+                self.showRecent and recent > self._reportedRecent):
             lines.append(b"* %d EXISTS" % (len(self.uids),))
-            lines.append(b"* %d RECENT" % (recent,))
+            if self.showRecent:
+                lines.append(b"* %d RECENT" % (recent,))
             self._reportedExists = len(self.uids)
         self._reportedRecent = recent
         changed, self._flagsChanged = sorted(self._flagsChanged), set()
@@ -371,9 +383,10 @@ class MailboxView:
         self._reportedRecent = self.recentCount()
 
 
-def statusLine(name, values):
+def statusLine(name, values, nameString=None):
+    shown = nameString(name) if nameString is not None else string(encodeName(name))
     return b"* STATUS %s (%s)" % (
-        string(encodeName(name)),
+        shown,
         b" ".join(b"%s %s" % (item.encode("ascii"),
                               value if isinstance(value, bytes) else b"%d" % (value,))
                   for item, value in values))

@@ -44,6 +44,7 @@ from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
 from mailstack.imap.response import Refusal, taggedLine
+from mailstack.imap.revision import Revision, rev2Offered
 from mailstack.imap.sorting import SortingCommands
 from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR
 from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
@@ -97,6 +98,9 @@ EXTENSIONS += ("BINARY",)
 EXTENSIONS += ("SNIPPET=FUZZY", "PREVIEW=FUZZY")
 # MULTIAPPEND (RFC 3502), CATENATE (4469), URL-PARTIAL (5550, CATENATE's URLs): imap/append.py.
 EXTENSIONS += ("MULTIAPPEND", "CATENATE", "URL-PARTIAL")
+
+# IMAP4rev2 (RFC 9051; listed right after IMAP4rev1): imap/revision.py.
+EXTENSIONS += ("IMAP4rev2",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -251,6 +255,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         self._lineHandler = None
         self._idle = None
         self.fetchCache = collections.OrderedDict()
+        self.revision = Revision()  # IMAP4rev1 until ENABLE IMAP4rev2 / UTF8=ACCEPT
 
     # -- connection ----------------------------------------------------------
 
@@ -723,6 +728,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
 
     def capabilities(self):
         caps = ["IMAP4rev1"]
+        if rev2Offered(self.extensionEnabled):
+            caps.append("IMAP4rev2")
         if self.state == NOT_AUTHENTICATED:
             if self.startTLSOffered():
                 caps.append("STARTTLS")
@@ -732,6 +739,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         for name in EXTENSIONS:
             if name == "SASL-IR" and self.state != NOT_AUTHENTICATED:
                 continue
+            if name == "IMAP4rev2":
+                continue  # beside IMAP4rev1, above
             if name == "QRESYNC" and not self._qresyncOffered():
                 continue
             if name == "SEARCHRES" and not self.searchresEnabled():

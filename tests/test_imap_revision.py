@@ -1,0 +1,381 @@
+"""
+Tests for IMAP4rev2 (RFC 9051) beside IMAP4rev1 and for UTF-8 mailbox names
+(L{mailstack.imap.revision}): the rules alone, then each rule in both modes
+over a StringTransport, on both stores.
+"""
+
+import os
+
+from twisted.trial import unittest
+
+from mailstack.imap.mailbox import BadMailboxName
+from mailstack.imap.response import Refusal
+from mailstack.imap.revision import REV2_NEEDS, Revision, rev2Offered
+from tests.stores import everyStore
+from tests.test_imap_server import MESSAGE, IMAPTestMixin
+
+
+def enabledExcept(*off):
+    """An C{extensionEnabled} for a listener that switched C{off} off."""
+    return lambda name: name not in off
+
+
+class RuleTests(unittest.TestCase):
+    """
+    L{Revision} and L{rev2Offered}, pure.
+    """
+
+    def test_offered(self):
+        """IMAP4rev2 is offered unless it, or something it folds in, is switched off."""
+        self.assertTrue(rev2Offered(enabledExcept()))
+        self.assertFalse(rev2Offered(enabledExcept("IMAP4rev2")))
+        for name in REV2_NEEDS:
+            self.assertFalse(rev2Offered(enabledExcept(name)), name)
+        self.assertTrue(rev2Offered(enabledExcept("LITERAL+")))  # LITERAL- is enough
+        self.assertFalse(rev2Offered(enabledExcept("LITERAL+", "LITERAL-")))
+
+    def test_enable(self):
+        """ENABLE names IMAP4rev2 in any case and answers it canonically; others are not ours."""
+        revision = Revision()
+        self.assertIsNone(revision.enable("CONDSTORE", enabledExcept()))
+        self.assertIsNone(revision.enable("IMAP4REV2", enabledExcept("ESEARCH")))
+        self.assertFalse(revision.rev2)
+        self.assertEqual(revision.enable("IMAP4REV2", enabledExcept()), "IMAP4rev2")
+        self.assertTrue(revision.rev2)
+
+    def test_names(self):
+        """Modified UTF-7 in IMAP4rev1, UTF-8 in IMAP4rev2, the same store names either way."""
+        rev1, rev2 = Revision(), Revision()
+        rev2.rev2 = True
+        self.assertEqual(rev1.decodeName(b"Caf&AOk-"), "Caf\u00e9")
+        self.assertEqual(rev2.decodeName("Caf\u00e9".encode("utf-8")), "Caf\u00e9")
+        self.assertEqual(rev2.decodeName(b"Caf&AOk-"), "Caf&AOk-")
+        self.assertEqual(rev2.decodeName(b"inbox/Sub"), "INBOX/Sub")
+        self.assertRaises(BadMailboxName, rev2.decodeName, b"Caf\xe9")
+        self.assertEqual(rev1.nameString("Caf\u00e9"), b'"Caf&AOk-"')
+        self.assertEqual(rev2.nameString("Caf\u00e9"), b'"Caf\xc3\xa9"')
+        self.assertEqual(rev2.nameString('a"b'), b'"a\\"b"')
+
+    def test_patterns(self):
+        """LIST patterns decode like names; one that is not valid names nothing."""
+        rev1, rev2 = Revision(), Revision()
+        rev2.rev2 = True
+        self.assertEqual(rev1.decodePattern(b"&AOk-*"), "\u00e9*")
+        self.assertEqual(rev2.decodePattern(b"\xc3\xa9*"), "\u00e9*")
+        self.assertIsNone(rev1.decodePattern(b"\xc3\xa9*"))
+        self.assertIsNone(rev2.decodePattern(b"\xff"))
+
+    def test_searchReturns(self):
+        """IMAP4rev2 answers a SEARCH without RETURN as RETURN (ALL); IMAP4rev1 as asked."""
+        revision = Revision()
+        self.assertIsNone(revision.searchReturns(None))
+        revision.rev2 = True
+        self.assertEqual(revision.searchReturns(None), frozenset({"ALL"}))
+        self.assertEqual(revision.searchReturns(frozenset({"MIN"})), frozenset({"MIN"}))
+
+    def test_statusItems(self):
+        """RECENT only in IMAP4rev1, DELETED only in IMAP4rev2, both as BAD refusals."""
+        revision = Revision()
+        revision.checkStatusItems(["RECENT", "MESSAGES"])
+        self.assertEqual(self.assertRaises(Refusal, revision.checkStatusItems,
+                                           ["DELETED"]).status, "BAD")
+        revision.rev2 = True
+        revision.checkStatusItems(["DELETED", "SIZE"])
+        self.assertEqual(self.assertRaises(Refusal, revision.checkStatusItems,
+                                           ["RECENT"]).status, "BAD")
+
+
+class RevisionSessionMixin(IMAPTestMixin):
+    """
+    Sessions in IMAP4rev1 (the default) and after ENABLE IMAP4rev2.
+    """
+
+    def rev2(self, session=None):
+        self.login(session)
+        self.assertEqual(self.send(b"e ENABLE IMAP4rev2\r\n", session),
+                         b"* ENABLED IMAP4rev2\r\ne OK ENABLE completed\r\n")
+
+    def selectIn(self, rev2, mailbox=b"INBOX", session=None):
+        if rev2:
+            self.rev2(session)
+        else:
+            self.login(session)
+        out = self.send(b"s SELECT " + mailbox + b"\r\n", session)
+        self.assertIn(b"s OK [READ-WRITE]", out)
+        return out
+
+
+class CapabilityTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    IMAP4rev2 in CAPABILITY, ENABLE, and switching it off per listener.
+    """
+
+    def test_advertised(self):
+        """CAPABILITY says IMAP4rev1 IMAP4rev2 first, before and after login."""
+        self.assertTrue(self.send(b"a CAPABILITY\r\n").startswith(
+            b"* CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS "))
+        self.login()
+        self.assertTrue(self.send(b"b CAPABILITY\r\n").startswith(
+            b"* CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ "))
+
+    def test_enabled(self):
+        """ENABLE IMAP4rev2 (any case) answers ENABLED IMAP4rev2; CAPABILITY stays the same."""
+        self.login()
+        before = self.send(b"a CAPABILITY\r\n")
+        self.assertEqual(self.send(b"b ENABLE imap4REV2\r\n"),
+                         b"* ENABLED IMAP4rev2\r\nb OK ENABLE completed\r\n")
+        self.assertEqual(self.send(b"a CAPABILITY\r\n"), before)
+
+    def test_switchedOff(self):
+        """A listener with IMAP4rev2 off advertises it not, and ENABLE leaves the session in rev1."""
+        session = self.connect(disabled=frozenset({"IMAP4rev2"}))
+        self.assertTrue(self.send(b"a CAPABILITY\r\n", session).startswith(
+            b"* CAPABILITY IMAP4rev1 STARTTLS "))
+        self.login(session)
+        self.assertEqual(self.send(b"b ENABLE IMAP4rev2\r\n", session),
+                         b"* ENABLED\r\nb OK ENABLE completed\r\n")
+        self.deliver()
+        self.assertIn(b"* 1 RECENT\r\n", self.send(b"s SELECT INBOX\r\n", session))
+
+    def test_needsWhatItFolds(self):
+        """A listener without ESEARCH (which IMAP4rev2 requires) does not offer IMAP4rev2."""
+        session = self.connect(disabled=frozenset({"ESEARCH"}))
+        self.login(session)
+        self.assertNotIn(b"IMAP4rev2", self.send(b"a CAPABILITY\r\n", session))
+        self.assertEqual(self.send(b"b ENABLE IMAP4rev2\r\n", session),
+                         b"* ENABLED\r\nb OK ENABLE completed\r\n")
+
+
+class RecentTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    \\Recent and RECENT: IMAP4rev1's, gone in IMAP4rev2.
+    """
+
+    def test_select(self):
+        """IMAP4rev1's SELECT says RECENT and UNSEEN; IMAP4rev2's neither, but LIST."""
+        self.deliver()
+        rev1 = self.selectIn(False)
+        self.assertIn(b"* 1 EXISTS\r\n* 1 RECENT\r\n* OK [UNSEEN 1] ", rev1)
+        self.assertNotIn(b"* LIST", rev1)
+        other = self.connect()
+        rev2 = self.selectIn(True, session=other)
+        self.assertIn(b"* 1 EXISTS\r\n* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n", rev2)
+        self.assertNotIn(b"RECENT", rev2)
+        self.assertNotIn(b"UNSEEN", rev2)
+
+    def test_fetchFlags(self):
+        """FETCH FLAGS shows \\Recent in IMAP4rev1 only."""
+        self.deliver()
+        self.selectIn(True)
+        self.assertEqual(self.send(b"f FETCH 1 FLAGS\r\n"),
+                         b"* 1 FETCH (FLAGS ())\r\nf OK FETCH completed\r\n")
+        self.deliver()
+        other = self.connect()
+        self.selectIn(False, session=other)
+        self.assertIn(b"* 2 FETCH (FLAGS (\\Recent))\r\n",
+                      self.send(b"f FETCH 1:* FLAGS\r\n", other))
+
+    def test_newMail(self):
+        """New mail is EXISTS alone in IMAP4rev2, EXISTS and RECENT in IMAP4rev1."""
+        rev1 = self.connect()
+        self.selectIn(False, session=rev1)
+        self.selectIn(True)
+        self.deliver()
+        self.assertEqual(self.send(b"n NOOP\r\n", rev1),
+                         b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"* 1 EXISTS\r\nn OK NOOP completed\r\n")
+
+    def test_searchKeys(self):
+        """NEW, OLD and RECENT are BAD in IMAP4rev2, and work in IMAP4rev1."""
+        self.deliver()
+        self.selectIn(True)
+        for key in (b"NEW", b"OLD", b"RECENT", b"OR SEEN NOT RECENT"):
+            out = self.send(b"k SEARCH " + key + b"\r\n")
+            self.assertTrue(out.startswith(b"k BAD NEW, OLD and RECENT"), out)
+        other = self.connect()
+        self.selectIn(False, session=other)
+        self.assertEqual(self.send(b"k SEARCH NEW\r\n", other),
+                         b"* SEARCH\r\nk OK SEARCH completed\r\n")
+
+    def test_status(self):
+        """STATUS RECENT is BAD in IMAP4rev2; STATUS DELETED counts \\Deleted there, BAD in rev1."""
+        self.deliver(flags=("\\Deleted",))
+        self.deliver()
+        self.login()
+        self.assertEqual(self.send(b"s STATUS INBOX (DELETED)\r\n"),
+                         b"s BAD STATUS DELETED needs IMAP4rev2 (ENABLE IMAP4rev2)\r\n")
+        self.assertEqual(self.send(b"s STATUS INBOX (MESSAGES RECENT)\r\n"),
+                         b'* STATUS "INBOX" (MESSAGES 2 RECENT 2)\r\ns OK STATUS completed\r\n')
+        self.send(b"e ENABLE IMAP4rev2\r\n")
+        self.assertEqual(self.send(b"s STATUS INBOX (MESSAGES DELETED)\r\n"),
+                         b'* STATUS "INBOX" (MESSAGES 2 DELETED 1)\r\ns OK STATUS completed\r\n')
+        self.assertEqual(self.send(b"s STATUS INBOX (RECENT)\r\n"),
+                         b"s BAD STATUS RECENT is not available in IMAP4rev2 (no \\Recent)\r\n")
+        self.assertEqual(self.send(b'l LIST "" INBOX RETURN (STATUS (DELETED))\r\n'),
+                         b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+                         b'* STATUS "INBOX" (DELETED 1)\r\nl OK LIST completed\r\n')
+
+
+class SearchTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    SEARCH answered ESEARCH-style in IMAP4rev2.
+    """
+
+    def setUp(self):
+        RevisionSessionMixin.setUp(self)
+        for flags in ((), ("\\Seen",), ()):
+            self.deliver(flags=flags)
+
+    def test_rev1(self):
+        """IMAP4rev1 answers * SEARCH unless RETURN is given."""
+        self.selectIn(False)
+        self.assertEqual(self.send(b"a SEARCH UNSEEN\r\n"),
+                         b"* SEARCH 1 3\r\na OK SEARCH completed\r\n")
+
+    def test_rev2(self):
+        """IMAP4rev2 answers SEARCH and UID SEARCH with ESEARCH (ALL), nothing found too."""
+        self.selectIn(True)
+        self.assertEqual(self.send(b"a SEARCH UNSEEN\r\n"),
+                         b'* ESEARCH (TAG "a") ALL 1,3\r\na OK SEARCH completed\r\n')
+        self.assertEqual(self.send(b"b UID SEARCH ALL\r\n"),
+                         b'* ESEARCH (TAG "b") UID ALL 1:3\r\nb OK SEARCH completed\r\n')
+        self.assertEqual(self.send(b"c SEARCH SUBJECT nothing\r\n"),
+                         b'* ESEARCH (TAG "c")\r\nc OK SEARCH completed\r\n')
+        self.assertEqual(self.send(b"d SEARCH RETURN (COUNT) ALL\r\n"),
+                         b'* ESEARCH (TAG "d") COUNT 3\r\nd OK SEARCH completed\r\n')
+
+    def test_rev2Save(self):
+        """RETURN (SAVE) alone still answers nothing in IMAP4rev2 (RFC 5182), and $ works."""
+        self.selectIn(True)
+        self.assertEqual(self.send(b"a SEARCH RETURN (SAVE) SEEN\r\n"),
+                         b"a OK SEARCH completed\r\n")
+        self.assertEqual(self.send(b"b FETCH $ (UID)\r\n"),
+                         b"* 2 FETCH (UID 2)\r\nb OK FETCH completed\r\n")
+
+
+class SelectTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    [CLOSED] and SELECT's LIST line.
+    """
+
+    def test_closed(self):
+        """A second SELECT says OK [CLOSED] first in IMAP4rev2, not in IMAP4rev1."""
+        self.createMailbox("Other")
+        self.selectIn(True)
+        out = self.send(b"s SELECT Other\r\n")
+        self.assertTrue(out.startswith(b"* OK [CLOSED] Previous mailbox closed\r\n* FLAGS "), out)
+        other = self.connect()
+        self.selectIn(False, session=other)
+        self.assertNotIn(b"CLOSED", self.send(b"s SELECT Other\r\n", other))
+
+    def test_listAttributes(self):
+        """SELECT's LIST line has the mailbox's attributes and its UTF-8 name."""
+        self.createMailbox("Caf\u00e9/Sub")
+        self.successResultOf(self.account.setSpecialUse("Caf\u00e9", ("\\Archive",)))
+        out = self.selectIn(True, mailbox='"Caf\u00e9"'.encode("utf-8"))
+        self.assertIn('* LIST (\\HasChildren \\Archive) "/" "Caf\u00e9"\r\n'.encode("utf-8"), out)
+
+
+class NameTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    Mailbox names: modified UTF-7 in IMAP4rev1, UTF-8 in IMAP4rev2, one store name.
+    """
+
+    def test_list(self):
+        """LIST names a mailbox in modified UTF-7 in rev1 and in quoted UTF-8 in rev2."""
+        self.createMailbox("Caf\u00e9")
+        self.login()
+        self.assertIn(b'* LIST (\\HasNoChildren) "/" "Caf&AOk-"\r\n',
+                      self.send(b'l LIST "" "*"\r\n'))
+        other = self.connect()
+        self.rev2(other)
+        self.assertIn('* LIST (\\HasNoChildren) "/" "Caf\u00e9"\r\n'.encode("utf-8"),
+                      self.send('l LIST "" "Caf\u00e9"\r\n'.encode("utf-8"), other))
+
+    def test_createSameName(self):
+        """A UTF-8 CREATE in rev2 makes the mailbox rev1 names in modified UTF-7."""
+        self.rev2()
+        self.assertIn(b"c OK ", self.send('c CREATE "\u00e9t\u00e9"\r\n'.encode("utf-8")))
+        self.assertIn("\u00e9t\u00e9", self.account.listMailboxes())
+        other = self.connect()
+        self.login(other)
+        self.assertIn(b'* STATUS "&AOk-t&AOk-" (MESSAGES 0)\r\n',
+                      self.send(b'a STATUS "&AOk-t&AOk-" (MESSAGES)\r\n', other))
+
+    def test_ampersandIsPlain(self):
+        """In rev2 '&' is an ordinary character, so a modified UTF-7 form names another mailbox."""
+        self.createMailbox("Caf\u00e9")
+        self.rev2()
+        self.assertEqual(self.send(b'a STATUS "Caf&AOk-" (MESSAGES)\r\n'),
+                         b"a NO [NONEXISTENT] no mailbox named Caf&-AOk-\r\n")
+
+    def test_invalidUtf8(self):
+        """A name that is not UTF-8 gets NO [CANNOT] in rev2 (in rev1: not modified UTF-7)."""
+        self.rev2()
+        self.assertEqual(self.send(b'a CREATE "Caf\xe9"\r\n'),
+                         b"a NO [CANNOT] Mailbox name is not valid UTF-8\r\n")
+        other = self.connect()
+        self.login(other)
+        self.assertEqual(self.send('a CREATE "Caf\u00e9"\r\n'.encode("utf-8"), other),
+                         b"a NO [CANNOT] Mailbox name is not valid modified UTF-7\r\n")
+
+    def test_childrenAlways(self):
+        """With CHILDREN switched off, rev2's LIST still says \\HasChildren/\\HasNoChildren."""
+        self.createMailbox("A/B")
+        session = self.connect(disabled=frozenset({"CHILDREN"}))
+        self.login(session)
+        self.assertIn(b'* LIST () "/" "A"\r\n', self.send(b'l LIST "" "A"\r\n', session))
+        other = self.connect(disabled=frozenset({"CHILDREN"}))
+        self.rev2(other)
+        self.assertIn(b'* LIST (\\HasChildren) "/" "A"\r\n',
+                      self.send(b'l LIST "" "A"\r\n', other))
+
+    def test_lsub(self):
+        """LSUB, deprecated in rev2, still answers there, names in UTF-8."""
+        self.createMailbox("Caf\u00e9")
+        self.successResultOf(self.account.subscribe("Caf\u00e9"))
+        self.rev2()
+        self.assertEqual(self.send(b'l LSUB "" "*"\r\n'),
+                         '* LSUB () "/" "Caf\u00e9"\r\nl OK LSUB completed\r\n'.encode("utf-8"))
+
+
+class FetchTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    FETCH items RFC 9051 kept, deprecated or left alone.
+    """
+
+    def test_rfc822Kept(self):
+        """RFC822.HEADER and RFC822 (deprecated by RFC 9051) still answer in rev2; RFC822 sets \\Seen."""
+        self.deliver()
+        self.selectIn(True)
+        out = self.send(b"f FETCH 1 (RFC822.HEADER)\r\n")
+        self.assertTrue(out.startswith(b"* 1 FETCH (RFC822.HEADER {"), out)
+        out = self.send(b"g FETCH 1 (RFC822)\r\n")
+        self.assertTrue(out.startswith(b"* 1 FETCH (RFC822 {%d}\r\n" % (len(MESSAGE),)), out)
+        self.assertIn(b" FLAGS (\\Seen))\r\n", out)
+
+    def test_bodySetsSeen(self):
+        """BODY[TEXT] sets \\Seen in rev2 as in rev1, and the new FLAGS come without \\Recent."""
+        self.deliver()
+        self.selectIn(True)
+        out = self.send(b"f FETCH 1 (BODY[TEXT])\r\n")
+        self.assertIn(b" FLAGS (\\Seen))\r\n", out)
+
+
+class MaildirNameTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    The folder a rev2 session creates is the one Dovecot names in modified UTF-7.
+    """
+
+    maildirOnly = True
+
+    def test_folderOnDisk(self):
+        """CREATE "été/x" in rev2 makes the Maildir++ folder .&AOk-t&AOk-.x."""
+        self.rev2()
+        self.assertIn(b"c OK ", self.send('c CREATE "\u00e9t\u00e9/x"\r\n'.encode("utf-8")))
+        root = self.account.path if hasattr(self.account, "path") else None
+        self.assertIsNotNone(root)
+        self.assertIn(".&AOk-t&AOk-.x", os.listdir(root))
+
+
+everyStore(globals())
