@@ -249,7 +249,6 @@ class SortCommandTests(IMAPTestMixin, unittest.TestCase):
                          b"s NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset\r\n")
         self.assertTrue(self.send(b"s SORT RETURN (ALL) (DATE) UTF-8 ALL\r\n")
                         .startswith(b"s BAD "))
-        self.assertTrue(self.send(b"s THREAD REFS UTF-8 ALL\r\n").startswith(b"s BAD "))
 
     def test_disabled(self):
         """A listener's disabled list takes SORT, SORT=DISPLAY or a THREAD algorithm away."""

@@ -1,6 +1,6 @@
 """
 Tests for L{mailstack.imap.thread}: THREAD=ORDEREDSUBJECT and
-THREAD=REFERENCES (RFC 5256) on made-up messages, and the THREAD command
+THREAD=REFERENCES (RFC 5256) and Dovecot's THREAD=REFS on made-up messages, and the THREAD command
 over a StringTransport. The corner cases (self references, loops, duplicate
 Message-IDs) follow Dovecot 2.3, checked in tests/e2e/test_imap_sort.py.
 """
@@ -146,6 +146,48 @@ class ReferencesTests(unittest.TestCase):
         self.assertEqual(threads(thread.references, []), b"")
 
 
+class RefsTests(unittest.TestCase):
+    """THREAD=REFS, as Dovecot 2.3 threads (compared in tests/e2e/test_imap_sort.py)."""
+
+    def test_latestMessageOrders(self):
+        """Threads go by their latest message's date: a thread with a new reply comes last."""
+        messages = [candidate(1, b"old", 1, b"<1>"),
+                    candidate(2, b"new", 5, b"<2>"),
+                    candidate(3, b"Re: old", 9, b"<3>", [b"<1>"])]
+        self.assertEqual(threads(thread.refs, messages), b"(2)(1 3)")
+        self.assertEqual(threads(thread.references, messages), b"(1 3)(2)")
+
+    def test_noSubjectGathering(self):
+        """Messages with the same subject but no references stay apart."""
+        messages = [candidate(1, b"topic", 1, b"<1>"), candidate(2, b"Re: topic", 2, b"<2>")]
+        self.assertEqual(threads(thread.refs, messages), b"(1)(2)")
+
+    def test_dummyRoot(self):
+        """Replies to a missing message share a dummy; one alone is written as itself."""
+        messages = [candidate(1, b"x", 4, b"<1>", [b"<gone>"]),
+                    candidate(2, b"y", 2, b"<2>", [b"<gone>"]),
+                    candidate(3, b"z", 7, b"<3>", [b"<gone2>", b"<gone3>"])]
+        self.assertEqual(threads(thread.refs, messages), b"((2)(1))(3)")
+
+    def test_dummyRootTiesFirst(self):
+        """At equal dates a dummy root (UID 0 to Dovecot) sorts before a message root."""
+        messages = [candidate(1, b"x", 4, b"<1>"),
+                    candidate(2, b"y", 4, b"<2>", [b"<gone>"])]
+        self.assertEqual(threads(thread.refs, messages), b"(2)(1)")
+
+    def test_dummiesBelowRootGo(self):
+        """A missing message between two present ones leaves the lower under the upper."""
+        messages = [candidate(1, b"a", 1, b"<1>"),
+                    candidate(2, b"b", 3, b"<2>", [b"<1>", b"<gone>"]),
+                    candidate(3, b"c", 2, b"<3>", [b"<1>"])]
+        self.assertEqual(threads(thread.refs, messages), b"(1 (3)(2))")
+
+    def test_pre1970(self):
+        """Threads of messages before 1970 sort as 1970, then by root UID, as in Dovecot."""
+        messages = [candidate(1, b"a", -50, b"<1>"), candidate(2, b"b", -90, b"<2>")]
+        self.assertEqual(threads(thread.refs, messages), b"(1)(2)")
+
+
 class ThreadCommandTests(IMAPTestMixin, unittest.TestCase):
     """THREAD and UID THREAD over a session."""
 
@@ -175,6 +217,19 @@ class ThreadCommandTests(IMAPTestMixin, unittest.TestCase):
                          b"* THREAD (3 1)\r\nt OK THREAD completed\r\n")
         self.assertEqual(self.send(b"t THREAD ORDEREDSUBJECT UTF-8 SUBJECT nothing\r\n"),
                          b"* THREAD \r\nt OK THREAD completed\r\n")
+
+    def test_refs(self):
+        """THREAD REFS is advertised and answers; switched off it is not and is BAD."""
+        self.select()
+        self.assertIn(b" THREAD=REFS", self.send(b"c CAPABILITY\r\n"))
+        self.assertEqual(self.send(b"t THREAD REFS UTF-8 ALL\r\n"),
+                         b"* THREAD (1 (3)(2))\r\nt OK THREAD completed\r\n")
+        self.assertEqual(self.send(b"t UID THREAD refs US-ASCII NOT 2\r\n"),
+                         b"* THREAD (1 3)\r\nt OK THREAD completed\r\n")
+        session = self.connect(disabled=frozenset({"THREAD=REFS"}))
+        self.select(session)
+        self.assertNotIn(b"THREAD=REFS", self.send(b"c CAPABILITY\r\n", session))
+        self.assertTrue(self.send(b"t THREAD REFS UTF-8 ALL\r\n", session).startswith(b"t BAD "))
 
     def test_badCharset(self):
         """An unknown charset is NO [BADCHARSET]."""

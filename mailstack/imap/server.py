@@ -101,6 +101,8 @@ EXTENSIONS += ("MULTIAPPEND", "CATENATE", "URL-PARTIAL")
 
 # IMAP4rev2 (RFC 9051; listed right after IMAP4rev1): imap/revision.py.
 EXTENSIONS += ("IMAP4rev2",)
+# THREAD=REFS (Dovecot's: REFERENCES' links, threads by their latest date): imap/thread.refsSteps.
+EXTENSIONS += ("THREAD=REFS",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

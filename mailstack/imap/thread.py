@@ -1,5 +1,6 @@
 """
-THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256), pure: both take the
+THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256), and Dovecot's
+THREAD=REFS, pure: each takes the
 L{mailstack.imap.sort.Candidate}s matching the search criteria and build a
 list of L{Node} trees, which L{formatThreads} writes as the THREAD
 response's thread-lists. Each algorithm is a generator of small steps
@@ -11,6 +12,10 @@ missing one), ties in sequence order. REFERENCES follows the RFC's six
 steps: links from References (In-Reply-To's first ID when References has
 none), no link that would make a loop, duplicate Message-IDs kept only by
 the first message, dummies pruned, threads gathered by base subject.
+REFS (Dovecot 2.3's own, for clients that show the newest conversation
+first) links the same way but keeps a dummy at the root (its messages
+under it, however few), gathers nothing by subject, and orders the threads
+by their latest message's date, ties by the root's UID (a dummy's is 0).
 """
 
 from mailstack.imap.sort import sortCandidates
@@ -121,13 +126,13 @@ def orderedSubjectSteps(candidates, roots):
     roots.sort(key=_order)
 
 
-def referencesSteps(candidates, roots):
+def _linkSteps(candidates, containers):
     """
-    THREAD=REFERENCES (RFC 5256 section 2.2, steps 1 to 6), appending the
-    threads to C{roots} (a generator of steps).
+    RFC 5256 REFERENCES step 1 (a generator of steps): every message in a
+    container linked to its parent, each new container appended to
+    C{containers}.
     """
     byID = {}
-    containers = []
 
     def container(messageID):
         node = byID.get(messageID)
@@ -163,6 +168,14 @@ def referencesSteps(candidates, roots):
         if n % SLICE == 0:
             yield
 
+
+def referencesSteps(candidates, roots):
+    """
+    THREAD=REFERENCES (RFC 5256 section 2.2, steps 1 to 6), appending the
+    threads to C{roots} (a generator of steps).
+    """
+    containers = []
+    yield from _linkSteps(candidates, containers)
     # 2, 3: the root set, dummies pruned.
     pruned = _prune([node for node in containers if node.parent is None])
     yield
@@ -174,6 +187,53 @@ def referencesSteps(candidates, roots):
     # 6: every set of siblings by date.
     yield from _sortTreeSteps(pruned)
     roots.extend(pruned)
+
+
+def refsSteps(candidates, roots):
+    """
+    Dovecot's THREAD=REFS, appending the threads to C{roots} (a generator
+    of steps): REFERENCES' links; below the root each message hangs from its
+    nearest message above, and a dummy root keeps every message with none
+    (even one alone, which is written as that message); siblings by sent
+    date; no subject gathering; threads ordered by their latest sent date
+    (the internal date standing in for a missing one), ties by the root's
+    UID, 0 for a dummy.
+    """
+    containers = []
+    yield from _linkSteps(candidates, containers)
+    threads = []
+    for root in containers:
+        if root.parent is not None:
+            continue
+        for node in reversed(_preorder([root])):
+            kept = []
+            for child in node.children:
+                kept.extend(child.children if child.candidate is None else [child])
+            for child in kept:
+                child.parent = node
+            node.children = kept
+        if root.candidate is not None or root.children:
+            threads.append(root)
+    yield
+    latest = {}
+    for n, root in enumerate(threads):
+        nodes = _preorder([root])
+        # From 0 up, as Dovecot: a thread of pre-1970 messages sorts as 1970.
+        latest[id(root)] = max([0] + [node.candidate.date for node in nodes
+                                      if node.candidate is not None])
+        for node in nodes:
+            if len(node.children) > 1:
+                node.children.sort(key=lambda child: (child.candidate.date, child.candidate.uid))
+        if n % SLICE == 0:
+            yield
+    threads.sort(key=lambda root: (latest[id(root)],
+                                   root.candidate.uid if root.candidate is not None else 0))
+    for root in threads:
+        if root.candidate is None and len(root.children) == 1:
+            # Written as its one message, as Dovecot writes it (sorted as the dummy still).
+            root = root.children[0]
+            root.parent = None
+        roots.append(root)
 
 
 def _run(steps, candidates):
@@ -193,7 +253,13 @@ def references(candidates):
     return _run(referencesSteps, candidates)
 
 
-ALGORITHMS = {"ORDEREDSUBJECT": orderedSubjectSteps, "REFERENCES": referencesSteps}
+def refs(candidates):
+    """L{refsSteps} at once: the list of threads."""
+    return _run(refsSteps, candidates)
+
+
+ALGORITHMS = {"ORDEREDSUBJECT": orderedSubjectSteps, "REFERENCES": referencesSteps,
+              "REFS": refsSteps}
 
 
 def _prune(roots):

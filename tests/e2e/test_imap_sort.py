@@ -242,7 +242,8 @@ RAW_CORPUS = [('"%02d-May-2021 10:00:00 +0000"' % (n + 1,), data) for n, data in
 ])]
 
 RANDOM_SORTS = ["THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL",
-                "SORT (SUBJECT DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 NOT SUBJECT alpha"]
+                "SORT (SUBJECT DATE) UTF-8 ALL", "UID THREAD REFERENCES UTF-8 NOT SUBJECT alpha",
+                "THREAD REFS UTF-8 ALL", "UID THREAD REFS UTF-8 NOT SUBJECT alpha"]
 
 TEXT_SORTS = [
     "SORT (SUBJECT) UTF-8 ALL",
@@ -290,13 +291,16 @@ SORTS = [
     "SORT (ARRIVAL) UTF-8 OLDER 1 NOT YOUNGER 10",
     "THREAD NOSUCH UTF-8 ALL",
     "THREAD REFERENCES ALL",
+    "THREAD REFS UTF-8 ALL",
+    "UID THREAD REFS US-ASCII NOT 1",
+    "THREAD REFS UTF-8 SUBJECT nothing-matches",
+    "thread refs utf-8 UNDELETED",
 ]
 
 # Commands Dovecot answers and mailstack refuses on purpose (docs/imap.md):
-# ESORT's RETURN options come with ESORT, THREAD=REFS is Dovecot's own.
+# ESORT's RETURN options come with ESORT.
 REFUSED = [
     "SORT RETURN (MIN) (DATE) UTF-8 ALL",
-    "THREAD REFS UTF-8 ALL",
 ]
 
 
@@ -392,7 +396,8 @@ class DovecotSortTests(unittest.TestCase):
         return self.compare(ADDRESS_CORPUS, [
             "SORT (%s) UTF-8 ALL" % (key,) for key in (
                 "FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO", "SUBJECT", "REVERSE CC")] + [
-            "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"])
+            "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL",
+            "THREAD REFS UTF-8 ALL"])
 
     def test_rawHeaderShapes(self):
         """Folded, repeated, long and oddly written header fields sort as in Dovecot."""
@@ -402,12 +407,12 @@ class DovecotSortTests(unittest.TestCase):
 
     def test_messageIDForms(self):
         """Message-IDs in odd forms link threads as in Dovecot."""
-        return self.compare(ID_CORPUS, ["THREAD REFERENCES UTF-8 ALL"])
+        return self.compare(ID_CORPUS, ["THREAD REFERENCES UTF-8 ALL", "THREAD REFS UTF-8 ALL"])
 
     def test_dateForms(self):
         """Dates in every form Dovecot reads (or refuses) sort as in Dovecot."""
         return self.compare(DATE_CORPUS, ["SORT (DATE) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL",
-                                          "THREAD ORDEREDSUBJECT UTF-8 ALL"])
+                                          "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFS UTF-8 ALL"])
 
 
 class ClientLibraryTests(unittest.TestCase):
