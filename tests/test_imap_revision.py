@@ -28,7 +28,7 @@ class RuleTests(unittest.TestCase):
     def test_offered(self):
         """IMAP4rev2 is offered unless it, or something it folds in, is switched off."""
         self.assertTrue(rev2Offered(enabledExcept()))
-        self.assertFalse(rev2Offered(enabledExcept("IMAP4rev2")))
+        self.assertFalse(rev2Offered(enabledExcept("IMAP4REV2")))
         for name in REV2_NEEDS:
             self.assertFalse(rev2Offered(enabledExcept(name)), name)
         self.assertTrue(rev2Offered(enabledExcept("LITERAL+")))  # LITERAL- is enough
@@ -128,7 +128,7 @@ class CapabilityTests(RevisionSessionMixin, unittest.TestCase):
 
     def test_switchedOff(self):
         """A listener with IMAP4rev2 off advertises it not, and ENABLE leaves the session in rev1."""
-        session = self.connect(disabled=frozenset({"IMAP4rev2"}))
+        session = self.connect(disabled=frozenset({"IMAP4REV2"}))
         self.assertTrue(self.send(b"a CAPABILITY\r\n", session).startswith(
             b"* CAPABILITY IMAP4rev1 STARTTLS "))
         self.login(session)

@@ -26,6 +26,8 @@ from mailstack.imap.response import Refusal, quoted, string
 from mailstack.storage import mutf7
 
 REV2 = "IMAP4rev2"
+# How a listener's disabled list names it (the config upper-cases those names).
+REV2_KEY = REV2.upper()
 UTF8_ACCEPT = "UTF8=ACCEPT"
 
 # The extensions IMAP4rev2 folds in (RFC 9051 appendix E): it is offered only
@@ -48,7 +50,7 @@ def rev2Offered(extensionEnabled):
 
     @param extensionEnabled: the session's C{extensionEnabled(name)}.
     """
-    return (extensionEnabled(REV2) and all(extensionEnabled(n) for n in REV2_NEEDS)
+    return (extensionEnabled(REV2_KEY) and all(extensionEnabled(n) for n in REV2_NEEDS)
             and (extensionEnabled("LITERAL+") or extensionEnabled("LITERAL-")))
 
 
@@ -72,7 +74,7 @@ class Revision:
             not enabled (unknown or switched off: ENABLE ignores it).
         """
         name = name.upper()
-        if name == REV2.upper() and rev2Offered(extensionEnabled):
+        if name == REV2_KEY and rev2Offered(extensionEnabled):
             self.rev2 = True
             return REV2
         return None

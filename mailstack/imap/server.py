@@ -99,8 +99,9 @@ EXTENSIONS += ("SNIPPET=FUZZY", "PREVIEW=FUZZY")
 # MULTIAPPEND (RFC 3502), CATENATE (4469), URL-PARTIAL (5550, CATENATE's URLs): imap/append.py.
 EXTENSIONS += ("MULTIAPPEND", "CATENATE", "URL-PARTIAL")
 
-# IMAP4rev2 (RFC 9051; listed right after IMAP4rev1): imap/revision.py.
-EXTENSIONS += ("IMAP4rev2",)
+# IMAP4rev2 (RFC 9051; listed right after IMAP4rev1, as "IMAP4rev2"): imap/revision.py.
+# Upper-case here, as the config gives a listener's disabled names.
+EXTENSIONS += ("IMAP4REV2",)
 # THREAD=REFS (Dovecot's: REFERENCES' links, threads by their latest date): imap/thread.refsSteps.
 EXTENSIONS += ("THREAD=REFS",)
 
@@ -741,7 +742,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         for name in EXTENSIONS:
             if name == "SASL-IR" and self.state != NOT_AUTHENTICATED:
                 continue
-            if name == "IMAP4rev2":
+            if name == "IMAP4REV2":
                 continue  # beside IMAP4rev1, above
             if name == "QRESYNC" and not self._qresyncOffered():
                 continue

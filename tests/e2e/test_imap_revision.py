@@ -1,0 +1,111 @@
+"""
+IMAP4rev2 (RFC 9051) end to end: the standard library's imaplib, one session
+left in IMAP4rev1 (what imaplib speaks by default) and one that sends
+C{ENABLE IMAP4rev2} (imaplib's C{enable}) and reads the rev2 replies; and a
+listener with IMAP4rev2 switched off. The Dovecot 2.3 comparisons
+(test_interop_dovecot, test_differential) run IMAP4rev1 sessions and stay
+as they were: IMAP4rev2 changes nothing until a client enables it.
+"""
+
+import imaplib
+
+from twisted.internet import defer
+
+from tests.e2e.test_imap import MESSAGE, IMAPTestCase
+from tests.helpers import listenerTOML
+from tests.interop import check
+
+CAFE_UTF8 = "Caf\u00e9".encode("utf-8")
+
+
+class ImaplibTests(IMAPTestCase):
+    """
+    imaplib against a listener that offers IMAP4rev2, and one that does not.
+    """
+
+    listeners = IMAPTestCase.listeners + listenerTOML(
+        "imap", tls="none", name="imapnorev2", allow_plaintext_auth=True,
+        disabled=["IMAP4rev2"])
+
+    @defer.inlineCallbacks
+    def test_rev1(self):
+        """imaplib's default session is IMAP4rev1: RECENT, * SEARCH, modified UTF-7 names."""
+        def session():
+            c = self.loggedIn()
+            try:
+                self.assertIn("IMAP4REV2", c.capabilities)
+                check(c.create('"Caf&AOk-"'))
+                check(c.append("INBOX", None, None, MESSAGE))
+                check(c.select("INBOX"))
+                recent = c.response("RECENT")[1]
+                found = check(c.search(None, "NEW"))
+                listed = check(c.list('""', '"Caf*"'))
+                return recent, found, listed
+            finally:
+                c.logout()
+        recent, found, listed = yield self.inThread(session)
+        self.assertEqual(recent, [b"1"])
+        self.assertEqual(found, [b"1"])
+        self.assertEqual(listed, [b'(\\HasNoChildren) "/" "Caf&AOk-"'])
+
+    @defer.inlineCallbacks
+    def test_rev2(self):
+        """
+        After ENABLE IMAP4rev2: no RECENT, SELECT's LIST line, SEARCH answered
+        ESEARCH, a UTF-8 CREATE and LIST, STATUS DELETED, NEW refused.
+        """
+        def session():
+            c = self.loggedIn()
+            try:
+                check(c.enable("IMAP4rev2"))
+                enabled = c.response("ENABLED")[1]
+                check(c.create(b'"' + CAFE_UTF8 + b'"'))
+                check(c.append("INBOX", r"(\Deleted)", None, MESSAGE))
+                check(c.append("INBOX", None, None, MESSAGE))
+                check(c.select("INBOX"))
+                recent = c.response("RECENT")[1]
+                selectList = c.response("LIST")[1]
+                check(c.search(None, "UNDELETED"))
+                esearch = c.response("ESEARCH")[1]
+                flags = check(c.fetch("1:*", "(FLAGS)"))
+                listed = check(c.list('""', b'"' + CAFE_UTF8[:3] + b'*"'))
+                status = check(c.status("INBOX", "(MESSAGES DELETED)"))
+                try:
+                    c.search(None, "NEW")
+                    refused = None
+                except imaplib.IMAP4.error as e:
+                    refused = str(e)
+                return enabled, recent, selectList, esearch, flags, listed, status, refused
+            finally:
+                c.logout()
+        enabled, recent, selectList, esearch, flags, listed, status, refused = (
+            yield self.inThread(session))
+        self.assertEqual(enabled, [b"IMAP4rev2"])
+        self.assertEqual(recent, [None])
+        self.assertEqual(selectList, [b'(\\HasNoChildren) "/" "INBOX"'])
+        self.assertEqual(len(esearch), 1)
+        self.assertRegex(esearch[0], rb'^\(TAG "[A-Z0-9]+"\) ALL 2$')
+        self.assertEqual(flags, [b"1 (FLAGS (\\Deleted))", b"2 (FLAGS ())"])
+        self.assertEqual(listed, [b'(\\HasNoChildren) "/" "' + CAFE_UTF8 + b'"'])
+        self.assertEqual(status, [b'"INBOX" (MESSAGES 2 DELETED 1)'])
+        self.assertIn("BAD", refused or "")
+
+    @defer.inlineCallbacks
+    def test_switchedOff(self):
+        """A listener with IMAP4rev2 off: not advertised, ENABLE enables nothing, * SEARCH stays."""
+        def session():
+            c = self.loggedIn("imapnorev2")
+            try:
+                caps = c.capabilities
+                check(c.enable("IMAP4rev2"))
+                enabled = c.response("ENABLED")[1]
+                check(c.append("INBOX", None, None, MESSAGE))
+                check(c.select("INBOX"))
+                found = check(c.search(None, "ALL"))
+                return caps, enabled, found
+            finally:
+                c.logout()
+        caps, enabled, found = yield self.inThread(session)
+        self.assertNotIn("IMAP4REV2", caps)
+        self.assertEqual(enabled, [b""])
+        self.assertEqual(found, [b"1"])
