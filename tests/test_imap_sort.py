@@ -164,15 +164,16 @@ class ArgumentTests(unittest.TestCase):
 
     def test_sort(self):
         """Criteria with REVERSE (each one turning the order), a charset, search keys."""
-        criteria, charset, key = self.parse(args_sort, b"(REVERSE date SUBJECT reverse REVERSE "
-                                                       b"from) UTF-8 SEEN")
+        criteria, charset, key, returns = self.parse(
+            args_sort, b"(REVERSE date SUBJECT reverse REVERSE from) UTF-8 SEEN")
+        self.assertIsNone(returns)
         self.assertEqual(criteria, [("DATE", True), ("SUBJECT", False), ("FROM", False)])
         self.assertEqual((charset, key), ("UTF-8", ("FLAG", "\\Seen", True)))
 
     def test_sortRefusals(self):
-        """No criteria, unknown keys, a missing charset or key, RETURN: syntax errors."""
+        """No criteria, unknown keys, a missing charset or key, RETURN without criteria."""
         for text in (b"() UTF-8 ALL", b"(NAME) UTF-8 ALL", b"(DATE) ALL", b"(DATE) UTF-8",
-                     b"RETURN (MIN) (DATE) UTF-8 ALL", b"(REVERSE) UTF-8 ALL"):
+                     b"RETURN (MIN) UTF-8 ALL", b"(REVERSE) UTF-8 ALL"):
             self.assertRaises(ParseError, self.parse, args_sort, text)
 
     def test_thread(self):
@@ -243,11 +244,11 @@ class SortCommandTests(IMAPTestMixin, unittest.TestCase):
                         .startswith(b"s BAD "))
 
     def test_refusals(self):
-        """An unknown charset is NO [BADCHARSET]; RETURN options (ESORT) are BAD for now."""
+        """An unknown charset is NO [BADCHARSET]; an unknown RETURN option (ESORT) is BAD."""
         self.select()
         self.assertEqual(self.send(b"s SORT (DATE) X-NONE ALL\r\n"),
                          b"s NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset\r\n")
-        self.assertTrue(self.send(b"s SORT RETURN (ALL) (DATE) UTF-8 ALL\r\n")
+        self.assertTrue(self.send(b"s SORT RETURN (BOGUS) (DATE) UTF-8 ALL\r\n")
                         .startswith(b"s BAD "))
 
     def test_disabled(self):

@@ -79,6 +79,7 @@ class MailboxCommands:
 
     def _deselect(self):
         self.savedResult = ()  # RFC 5182: $ is per selected mailbox
+        self.closeLiveResults()  # RFC 5267: live results end with the mailbox
         if self.view is not None:
             self.view.close()
             self.view = None
@@ -451,6 +452,8 @@ class MailboxCommands:
         """
         view = self.view
         key = self.boundSearchKey(key, returns)
+        self.checkContextReturns(tag, returns, sorting=False)  # PARTIAL, UPDATE: imap/context.py
+        partial = getattr(returns, "partial", None)
         returns = self.revision.searchReturns(returns)  # IMAP4rev2: ESEARCH always
         save = returns is not None and "SAVE" in returns
         withModseq = search.usesModseq(key)
@@ -475,7 +478,8 @@ class MailboxCommands:
         def answer(_=None):
             if self._closing or self.view is not view:
                 return None
-            returned = found if returns is None else esearch.returnedMessages(found, returns)
+            returned = found if returns is None else esearch.returnedMessages(
+                found, returns, partial)
             if save:
                 self.savedResult = tuple(sorted(returned))
             if byUID:
@@ -488,13 +492,16 @@ class MailboxCommands:
                 highest = max([infos[uid].modseq for uid in returned if uid in infos] or [0])
             if returns is not None:
                 if esearch.answersWithESEARCH(returns, withModseq):
-                    self.write(esearch.esearchResponse(tag, numbers, returns, byUID, highest))
+                    self.write(esearch.esearchResponse(tag, numbers, returns, byUID, highest,
+                                                       partial))
+                self.keepLive(tag, returns, program, byUID, found, view)
                 return ("OK", None, "SEARCH completed")
             suffix = b"" if highest is None else b" (MODSEQ %d)" % (highest,)
             self.write(b"* SEARCH" + b"".join(b" %d" % (n,) for n in numbers) + suffix + b"\r\n")
             return ("OK", None, "SEARCH completed")
         # Flag, size, date and UID keys need no message file: no reason to wait.
         burst = None if search.needsContent(program) else float("inf")
+        self.watchForUpdates(returns)
         d = cooperative.run(steps(), self.clock, burst)
         if d is None:
             return answer()

@@ -15,10 +15,11 @@ RESULT_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
 
 
 def esearchResponse(tag: bytes, numbers: Sequence[int], returns: AbstractSet[str],
-                    uid: bool = False, modseq: int | None = None) -> bytes:
+                    uid: bool = False, modseq: int | None = None,
+                    partial: tuple[int, int] | None = None) -> bytes:
     """
-    C{* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]
-    [MODSEQ m]} and its CRLF.
+    C{* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [PARTIAL
+    (range set)] [COUNT n] [MODSEQ m]} and its CRLF (Dovecot's order).
 
     An empty result has no MIN, MAX or ALL (RFC 4731 3.1: they would be
     meaningless) but COUNT 0; MODSEQ (RFC 7162 3.1.5) comes only with a
@@ -30,6 +31,8 @@ def esearchResponse(tag: bytes, numbers: Sequence[int], returns: AbstractSet[str
         are ignored here).
     @param uid: the command was a UID command (the numbers are UIDs).
     @param modseq: the MODSEQ to report, if the search used MODSEQ.
+    @param partial: RETURN (PARTIAL low:high) (RFC 5267 4.4): the numbers
+        at those positions of the result, or NIL when there are none there.
     """
     items = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
     if uid:
@@ -41,6 +44,10 @@ def esearchResponse(tag: bytes, numbers: Sequence[int], returns: AbstractSet[str
             items.append(b"MAX %d" % (numbers[-1],))
         if "ALL" in returns:
             items.append(b"ALL " + formatSequenceSet(numbers))
+    if partial is not None:
+        window = partialWindow(numbers, partial)
+        items.append(b"PARTIAL (%d:%d %s)" % (
+            partial[0], partial[1], formatSequenceSet(window) if window else b"NIL"))
     if "COUNT" in returns:
         items.append(b"COUNT %d" % (len(numbers),))
     if modseq is not None and numbers:
@@ -57,7 +64,8 @@ def answersWithESEARCH(returns: AbstractSet[str], withModseq: bool = False) -> b
     return bool(returns - {"SAVE"}) or withModseq
 
 
-def returnedMessages(found: Sequence[int], returns: AbstractSet[str]) -> list[int]:
+def returnedMessages(found: Sequence[int], returns: AbstractSet[str],
+                     partial: tuple[int, int] | None = None) -> list[int]:
     """
     The messages a result with these RETURN options is about: with MIN
     and/or MAX and neither ALL nor COUNT, only the first and/or last match;
@@ -65,9 +73,13 @@ def returnedMessages(found: Sequence[int], returns: AbstractSet[str]) -> list[in
     is the highest of theirs (RFC 4731 3.2), as Dovecot has it.
 
     @param found: the result in its order (UIDs).
+    @param partial: the range of RETURN (PARTIAL): without ALL or COUNT,
+        only the messages at those positions (as Dovecot keeps them).
     """
     if not found or "ALL" in returns or "COUNT" in returns:
         return list(found)
+    if partial is not None:
+        return partialWindow(found, partial)
     if "MIN" in returns or "MAX" in returns:
         kept = []
         if "MIN" in returns:
@@ -76,3 +88,9 @@ def returnedMessages(found: Sequence[int], returns: AbstractSet[str]) -> list[in
             kept.append(found[-1])
         return kept
     return list(found)
+
+
+def partialWindow(numbers: Sequence[int], partial: tuple[int, int]) -> list[int]:
+    """The numbers at 1-based positions C{low} to C{high} of C{numbers} (RFC 5267 4.4)."""
+    low, high = partial
+    return list(numbers[low - 1:high])

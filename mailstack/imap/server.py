@@ -40,6 +40,7 @@ from mailstack.imap import response
 from mailstack.imap.auth import AuthenticationCommands
 from mailstack.imap.commands import MailboxCommands
 from mailstack.imap.condstore import CondstoreCommands
+from mailstack.imap.context import ContextCommands
 from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
@@ -98,6 +99,8 @@ EXTENSIONS += ("BINARY",)
 EXTENSIONS += ("SNIPPET=FUZZY", "PREVIEW=FUZZY")
 # MULTIAPPEND (RFC 3502), CATENATE (4469), URL-PARTIAL (5550, CATENATE's URLs): imap/append.py.
 EXTENSIONS += ("MULTIAPPEND", "CATENATE", "URL-PARTIAL")
+# ESORT, CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267): imap/context.py (live results), esearch.py.
+EXTENSIONS += ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT")
 
 # IMAP4rev2 (RFC 9051; listed right after IMAP4rev1, as "IMAP4rev2"): imap/revision.py.
 # Upper-case here, as the config gives a listener's disabled names.
@@ -177,6 +180,8 @@ COMMANDS = {
     "UID SORT": _command((SELECTED,), arguments.args_sort, "do_UID_SORT", "SORT"),
     "THREAD": _command((SELECTED,), arguments.args_thread, "do_THREAD"),
     "UID THREAD": _command((SELECTED,), arguments.args_thread, "do_UID_THREAD"),
+    "CANCELUPDATE": _command((SELECTED,), arguments.args_cancelupdate, "do_CANCELUPDATE",
+                             "CONTEXT=SEARCH"),
 }
 
 # Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1).
@@ -230,7 +235,7 @@ class IMAPWording:
 
 
 class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, SortingCommands,
-                 Session):
+                 ContextCommands, Session):
     """
     One IMAP session.
 
@@ -724,8 +729,11 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             log.warn("imap {peer}: UIDVALIDITY of {mailbox} changed", peer=self.peerText(),
                      mailbox=view.store.name)
             return self.bye(b"Mailbox UIDVALIDITY changed; please reconnect")
+        for line in self.liveExpungeLines(view, allowExpunge):  # RFC 5267: before EXPUNGE
+            self.write(line)
         for line in view.updates(allowExpunge, condstore=self.condstore, qresync=self.qresync):
             self.write(line + b"\r\n")
+        return self.liveUpdates(view)  # ADDTO/REMOVEFROM of live results (imap/context.py)
 
     # -- any state -----------------------------------------------------------
 
@@ -750,6 +758,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
                 continue
             if name == "URL-PARTIAL" and not self.extensionEnabled("CATENATE"):
                 continue  # the URLs it extends are CATENATE's
+            if name in ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT") and not self.contextOffered(name):
+                continue  # each needs what it extends (imap/context.py)
             if name == "SORT=DISPLAY" and not self.extensionEnabled("SORT"):
                 continue  # RFC 5957 extends SORT: nothing without it
             if name == "LITERAL-" and self.extensionEnabled("LITERAL+"):

@@ -9,7 +9,7 @@ long SORT or THREAD does not stall other sessions. L{mailstack.imap.sort}
 orders them, L{mailstack.imap.thread} threads them.
 """
 
-from mailstack.imap import cooperative, search, sort, thread
+from mailstack.imap import cooperative, esearch, search, sort, thread
 from mailstack.imap.response import Refusal
 
 _DISPLAY_KEYS = ("DISPLAYFROM", "DISPLAYTO")
@@ -38,11 +38,11 @@ class SortingCommands:
                 del cache[uid]
         return cache
 
-    def do_SORT(self, tag, criteria, charset, key):
-        return self._sort(criteria, charset, key, byUID=False)
+    def do_SORT(self, tag, criteria, charset, key, returns=None):
+        return self._sort(criteria, charset, key, byUID=False, tag=tag, returns=returns)
 
-    def do_UID_SORT(self, tag, criteria, charset, key):
-        return self._sort(criteria, charset, key, byUID=True)
+    def do_UID_SORT(self, tag, criteria, charset, key, returns=None):
+        return self._sort(criteria, charset, key, byUID=True, tag=tag, returns=returns)
 
     def do_THREAD(self, tag, algorithm, charset, key):
         return self._thread(algorithm, charset, key, byUID=False)
@@ -50,24 +50,42 @@ class SortingCommands:
     def do_UID_THREAD(self, tag, algorithm, charset, key):
         return self._thread(algorithm, charset, key, byUID=True)
 
-    def _sort(self, criteria, charset, key, byUID):
+    def _sort(self, criteria, charset, key, byUID, tag=b"", returns=None):
+        """
+        SORT and UID SORT; with RETURN options (ESORT, RFC 5267) answered
+        with ESEARCH over the numbers in sort order, PARTIAL and UPDATE
+        (CONTEXT=SORT: L{mailstack.imap.context}) included.
+        """
         if not self.extensionEnabled("SORT=DISPLAY"):
             for name, _ in criteria:
                 if name in _DISPLAY_KEYS:
                     raise Refusal("Unknown sort key %s" % (name,), status="BAD")
-
+        self.checkContextReturns(tag, returns, sorting=True)
+        view = self.view
         ordered = []
 
         def work(candidates):
             ordered.extend(sort.sortCandidates(candidates, criteria))
             yield
 
-        def answer():
+        def answer(program):
             numbers = [c.uid if byUID else c.seq for c in ordered]
-            self.write(b"* SORT" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
+            if returns is None:
+                self.write(b"* SORT" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
+                return ("OK", None, "SORT completed")
+            partial = getattr(returns, "partial", None)
+            if "SAVE" in returns:  # RFC 5182 over SORT's messages, kept ascending
+                self.savedResult = tuple(sorted(esearch.returnedMessages(
+                    [c.uid for c in ordered], returns, partial)))
+            if esearch.answersWithESEARCH(returns):
+                self.write(esearch.esearchResponse(tag, numbers, returns, byUID,
+                                                   partial=partial))
+            self.keepLive(tag, returns, program, byUID, [c.uid for c in ordered], view,
+                          criteria, ordered)
             return ("OK", None, "SORT completed")
         withFields = any(name not in sort.METADATA_KEYS for name, _ in criteria)
-        return self._matchAndWork(charset, key, work, answer, withFields)
+        self.watchForUpdates(returns)
+        return self._matchAndWork(charset, key, work, answer, withFields, returns)
 
     def _thread(self, algorithm, charset, key, byUID):
         steps = thread.ALGORITHMS.get(algorithm)
@@ -75,23 +93,24 @@ class SortingCommands:
             raise Refusal("Unknown thread algorithm %s" % (algorithm,), status="BAD")
         roots = []
 
-        def answer():
+        def answer(_):
             data = thread.formatThreads(roots, byUID)
             # Dovecot keeps the space before an empty thread list.
             self.write(b"* THREAD " + data + b"\r\n")
             return ("OK", None, "THREAD completed")
         return self._matchAndWork(charset, key, lambda candidates: steps(candidates, roots), answer)
 
-    def _matchAndWork(self, charset, key, work, answer, withFields=True):
+    def _matchAndWork(self, charset, key, work, answer, withFields=True, returns=None):
         """
         Find the messages matching C{key} and read their header values
         (unless C{withFields} is false), then run C{work(candidates)} (a
         generator of steps), all in slices like SEARCH; C{answer()} then
-        writes the response and gives the result. Work that reads no message
+        writes the response and gives the result (given the compiled
+        program; C{returns}: SORT's RETURN options). Work that reads no message
         file (ARRIVAL or SIZE over flags, dates, sizes) needs no slices.
         """
         view = self.view
-        key = self.boundSearchKey(key)  # $ (SEARCHRES), OLDER/YOUNGER (WITHIN)
+        key = self.boundSearchKey(key, returns)  # $ (SEARCHRES), OLDER/YOUNGER (WITHIN)
         try:
             program = search.compileKey(key, charset, view)
         except search.BadCharset:
@@ -113,7 +132,7 @@ class SortingCommands:
         def finish(_=None):
             if self._closing or self.view is not view:
                 return None
-            return answer()
+            return answer(program)
         cheap = not withFields and not search.needsContent(program)
         d = cooperative.run(steps(), self.clock, float("inf") if cheap else None)
         if d is None:

@@ -377,15 +377,26 @@ def _sortCharsetAndKeys(reader: Reader) -> tuple[str, SearchKey]:
     return charset, searchspec.searchKeys(reader)
 
 
-def args_sort(reader: Reader) -> tuple[list[tuple[str, bool]], str, SearchKey]:
+def args_sort(reader: Reader) -> tuple[list[tuple[str, bool]], str, SearchKey,
+                                       searchspec.ReturnOptions | None]:
     """
-    C{"(" sort-criterion *(SP sort-criterion) ")" SP charset 1*(SP
-    search-key)}, a criterion being C{["REVERSE" SP] sort-key}.
+    C{[RETURN SP "(" [sort-return-opt *(SP sort-return-opt)] ")" SP] "("
+    sort-criterion *(SP sort-criterion) ")" SP charset 1*(SP search-key)},
+    a criterion being C{["REVERSE" SP] sort-key}; RETURN is ESORT's (RFC
+    5267 3), its options SEARCH's.
 
-    @return: C{(criteria, charset, key)}, the criteria as C{[(key, reverse)]}.
+    @return: C{(criteria, charset, key, returns)}, the criteria as C{[(key,
+        reverse)]}, C{returns} L{None} without RETURN.
     """
+    returns = None
     if reader.peek() != b"(":
-        raise ParseError("Expected sort criteria in parentheses (RETURN is not supported)")
+        if reader.keyword() != "RETURN":
+            raise ParseError("Expected RETURN or sort criteria in parentheses")
+        reader.sp()
+        returns = searchspec.returnOptions(reader)
+        reader.sp()
+    if reader.peek() != b"(":
+        raise ParseError("Expected sort criteria in parentheses")
 
     def criterion() -> tuple[str, bool]:
         name = reader.keyword()
@@ -402,7 +413,16 @@ def args_sort(reader: Reader) -> tuple[list[tuple[str, bool]], str, SearchKey]:
         raise ParseError("Empty sort criteria")
     reader.sp()
     charset, key = _sortCharsetAndKeys(reader)
-    return criteria, charset, key
+    return criteria, charset, key, returns
+
+
+def args_cancelupdate(reader: Reader) -> tuple[list[bytes]]:
+    """C{CANCELUPDATE} tags (RFC 5267 4.2): C{string *(SP string)} -> C{([tag, ...],)}."""
+    tags = [reader.string()]
+    while reader.peek() == b" ":
+        reader.sp()
+        tags.append(reader.string())
+    return (tags,)
 
 
 def args_thread(reader: Reader) -> tuple[str, str, SearchKey]:

@@ -37,8 +37,19 @@ _KEYS_WITH_ARGUMENTS = frozenset(
     ("KEYWORD", "UNKEYWORD", "BODY", "TEXT", "HEADER", "LARGER", "SMALLER", "UID", "MODSEQ",
      "NOT", "OR") + _HEADER_KEYS + tuple(_DATE_KEYS) + _WITHIN_KEYS)
 
-# RFC 4731 search-return-opt, with RFC 5182's SAVE.
-RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+# RFC 4731 search-return-opt, with RFC 5182's SAVE and RFC 5267's CONTEXT,
+# UPDATE and PARTIAL (CONTEXT=SEARCH, ESORT).
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL")
+
+
+class ReturnOptions(frozenset[str]):
+    """
+    The RETURN options of a SEARCH or SORT, as upper-case names; with
+    PARTIAL among them, C{partial} is its range C{(low, high)}, 1-based
+    positions in the result, low <= high.
+    """
+
+    partial: tuple[int, int] | None = None
 
 
 def searchCommand(reader: Reader) -> tuple[frozenset[str] | None, str | None, SearchKey]:
@@ -56,8 +67,7 @@ def searchCommand(reader: Reader) -> tuple[frozenset[str] | None, str | None, Se
     start = reader.mark()
     if reader.take(ATOM_CHARS).upper() == b"RETURN" and reader.peek() == b" ":
         reader.sp()
-        returns = frozenset(reader.parenthesized(lambda: _returnOption(reader))) or frozenset(
-            ("ALL",))
+        returns = returnOptions(reader)
         if reader.atEnd():
             raise ParseError("Missing search parameters")
         reader.sp()
@@ -76,11 +86,49 @@ def searchCommand(reader: Reader) -> tuple[frozenset[str] | None, str | None, Se
     return returns, charset, searchKeys(reader)
 
 
-def _returnOption(reader: Reader) -> str:
-    name = reader.keyword()
-    if name not in RETURN_OPTIONS:
-        raise ParseError("Unknown SEARCH return option %s" % (name,))
-    return name
+def returnOptions(reader: Reader) -> ReturnOptions:
+    """
+    C{"(" [search-return-opt *(SP search-return-opt)] ")"}, PARTIAL with its
+    C{n:m} range (RFC 5267 4.4; C{m:n} is the same range). CONTEXT asks for
+    nothing of its own (RFC 5267 4.2); without any other option than
+    CONTEXT, the result is ALL, as RFC 4731 says of C{RETURN ()}; UPDATE
+    alone asks for no result now, only the changes (RFC 5267 4.3). As
+    Dovecot: BAD for UPDATE or PARTIAL twice, for PARTIAL beside ALL, and
+    for a range that is not two non-zero numbers.
+    """
+    names: list[str] = []
+    partial: tuple[int, int] | None = None
+
+    def option() -> str:
+        nonlocal partial
+        name = reader.keyword()
+        if name not in RETURN_OPTIONS:
+            raise ParseError("Unknown SEARCH return option %s" % (name,))
+        if name in ("UPDATE", "PARTIAL") and name in names:
+            raise ParseError("SEARCH return option %s given twice" % (name,))
+        if name == "PARTIAL":
+            if reader.peek() != b" ":
+                raise ParseError("PARTIAL range missing")
+            reader.sp()
+            partial = _partialRange(reader.take(ATOM_CHARS))
+        names.append(name)
+        return name
+    reader.parenthesized(option)
+    if partial is not None and "ALL" in names:
+        raise ParseError("PARTIAL conflicts with ALL")
+    wanted = set(names) - {"CONTEXT"}
+    returns = ReturnOptions(wanted or ("ALL",))
+    returns.partial = partial
+    return returns
+
+
+def _partialRange(text: bytes) -> tuple[int, int]:
+    low, colon, high = text.partition(b":")
+    if not (colon and low.isdigit() and high.isdigit()) or int(low) == 0 or int(high) == 0:
+        raise ParseError("PARTIAL range broken")
+    if max(int(low), int(high)) > 0xFFFFFFFF:
+        raise ParseError("PARTIAL range broken")
+    return (min(int(low), int(high)), max(int(low), int(high)))
 
 
 def searchKeys(reader: Reader, maxDepth: int = 100) -> SearchKey:
