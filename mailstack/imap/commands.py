@@ -88,8 +88,8 @@ class MailboxCommands:
             self.state = "authenticated"
 
     def _changesArrived(self):
-        """The store told the view of changes: push them now if IDLE."""
-        if self._idle is not None and self._idleFlush is None:
+        """The store told the view of changes: push them now if IDLE (or NOTIFY SELECTED)."""
+        if (self._idle is not None or self.notifyingSelected()) and self._idleFlush is None:
             self._idleFlush = self.clock.callLater(0, self._flushIdle)
 
     _idleFlush = None
@@ -97,8 +97,9 @@ class MailboxCommands:
 
     def _flushIdle(self):
         self._idleFlush = None
-        if self._idle is not None and self.view is not None:
-            self.pushUpdates()
+        if self.view is not None and (self._idle is not None or (
+                self.notifyingSelected() and self.mayNotifyNow())):
+            self.pushSelected()  # imap/notify.py: MessageNew's FETCH, SELECTED-DELAYED
 
     def _indices(self, messages, byUID):
         view = self.view
@@ -343,7 +344,7 @@ class MailboxCommands:
         self._idlePoll = None
         if self._idle is None or self.view is None or self._closing:
             return
-        self.pushUpdates()
+        self.pushSelected()
         self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
 
     def _stopIdle(self):

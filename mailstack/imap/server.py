@@ -44,6 +44,7 @@ from mailstack.imap.context import ContextCommands
 from mailstack.imap.grammar import arguments
 from mailstack.imap.grammar.reader import (
     ParseError, Reader, commandTag, literalAnnouncement)
+from mailstack.imap.notify import NotifyCommands, args_notify
 from mailstack.imap.response import Refusal, taggedLine
 from mailstack.imap.revision import Revision, rev2Offered
 from mailstack.imap.sorting import SortingCommands
@@ -107,6 +108,8 @@ EXTENSIONS += ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT")
 EXTENSIONS += ("IMAP4REV2",)
 # THREAD=REFS (Dovecot's: REFERENCES' links, threads by their latest date): imap/thread.refsSteps.
 EXTENSIONS += ("THREAD=REFS",)
+# NOTIFY (RFC 5465): imap/notify.py.
+EXTENSIONS += ("NOTIFY",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -183,6 +186,8 @@ COMMANDS = {
     "CANCELUPDATE": _command((SELECTED,), arguments.args_cancelupdate, "do_CANCELUPDATE",
                              "CONTEXT=SEARCH"),
 }
+# NOTIFY (RFC 5465): imap/notify.py.
+COMMANDS["NOTIFY"] = _command(AUTH, args_notify, "do_NOTIFY", "NOTIFY")
 
 # Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1).
 NO_EXPUNGE = ("FETCH", "STORE", "SEARCH", "SORT", "THREAD")
@@ -235,7 +240,7 @@ class IMAPWording:
 
 
 class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, SortingCommands,
-                 ContextCommands, Session):
+                 ContextCommands, NotifyCommands, Session):
     """
     One IMAP session.
 
@@ -276,6 +281,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
     def connectionLost(self, reason):
         Session.connectionLost(self, reason)
         self._stopIdle()
+        self.stopNotify()
         self._deselect()
         self._closeSpools()
         if self._literal is not None:
@@ -685,6 +691,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         if self._closing or result is None:
             return None
         status, code, text = result
+        status, code, text = self.clientBugCode(name, status, code, text)  # NOTIFY
+        self.writeNotifications()  # NOTIFY: what waited for this command's end
         if self.state != SELECTED:
             self._tagged(tag, status, code, text)
             return None

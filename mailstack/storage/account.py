@@ -13,6 +13,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
+from mailstack.storage import accountevents
 from mailstack.storage.files import makeDirectories, makeMaildir
 from mailstack.storage.interfaces import (
     IAccountStore, IMailStore, IStoreBackend, InvalidMailboxName, MailboxExists, MailboxInUse,
@@ -67,6 +68,7 @@ class MaildirAccount:
         self._maildropLocks = maildropLocks
         self._mailboxes = {}
         self._refusedLinks = set()
+        self._accountListeners = accountevents.AccountListeners()  # NOTIFY (RFC 5465)
         makeMaildir(path, folder=False)
         self._realPath = os.path.realpath(path)
 
@@ -199,7 +201,8 @@ class MaildirAccount:
                 mailbox.vanish()
 
     def createMailbox(self, name):
-        return self._inThread(self.createMailboxNow, name)
+        d = self._inThread(self._listedAround, self.createMailboxNow, name)
+        return d.addCallback(self._tellListChange)
 
     def createMailboxNow(self, name):
         if name.endswith("/") and len(name) > 1:
@@ -222,7 +225,8 @@ class MaildirAccount:
                 makeMaildir(self._path(parentDir), folder=True)
 
     def deleteMailbox(self, name):
-        return self._inThread(self._deleteFiles, name).addCallback(self._forget)
+        d = self._inThread(self._listedAround, self._deleteFiles, name)
+        return d.addCallback(lambda done: self._forget(done[0]) or self._tellListChange(done))
 
     def deleteMailboxNow(self, name):
         self._forget(self._deleteFiles(name))
@@ -255,9 +259,45 @@ class MaildirAccount:
         except InvalidMailboxName:
             return defer.fail()
         if isInbox:
-            return defer.maybeDeferred(self.renameMailboxNow, oldName, newName)
-        d = self._inThread(self._renameFiles, oldName, newName)
-        return d.addCallback(self._forget)
+            d = defer.maybeDeferred(self._listedAround, self.renameMailboxNow, oldName, newName)
+            return d.addCallback(self._tellListChange)
+        d = self._inThread(self._listedAround, self._renameFiles, oldName, newName)
+
+        def renamed(done):
+            self._forget(done[0])
+            self._tellListChange(done, oldName, newName)
+        return d.addCallback(renamed)
+
+    # Telling account listeners (NOTIFY, RFC 5465)
+
+    def addAccountListener(self, listener):
+        self._accountListeners.add(listener)
+
+    def removeAccountListener(self, listener):
+        self._accountListeners.remove(listener)
+
+    def _listedAround(self, f, *args):
+        """C{f(*args)} and the mailbox names before and after (thread-safe)."""
+        before = set(self.listMailboxes())
+        result = f(*args)
+        return result, before, set(self.listMailboxes())
+
+    def _tellListChange(self, done, oldName=None, newName=None):
+        """Tell the account listeners what a create, delete or rename did."""
+        _, before, after = done
+        changes, renamed = [], set()
+        if oldName is not None:
+            old, new = checkName(oldName)[0], checkName(newName)[0]
+            renamed = {name for name in after - before
+                       if name == new or name.startswith(new + "/")}
+            changes = [accountevents.MailboxesChange(
+                accountevents.RENAMED, name, old + name[len(new):]) for name in sorted(renamed)]
+        created = [accountevents.MailboxesChange(accountevents.CREATED, name)
+                   for name in sorted(after - before - renamed)]
+        deleted = [] if oldName is not None else [
+            accountevents.MailboxesChange(accountevents.DELETED, name)
+            for name in sorted(before - after)]
+        self._accountListeners.tell(created + changes + deleted)
 
     def renameMailboxNow(self, oldName, newName):
         oldCanonical, oldDir = checkName(oldName)
@@ -366,7 +406,19 @@ class MaildirAccount:
         return sorted(set(readSubscriptions(self._subscriptionsPath())))
 
     def subscribe(self, name):
-        return self._inThread(self.subscribeNow, name)
+        d = self._inThread(self._subscriptionChange, self.subscribeNow, name)
+        return d.addCallback(self._tellSubscription, accountevents.SUBSCRIBED)
+
+    def _subscriptionChange(self, f, name):
+        """C{f(name)}; @return: the canonical name if that changed its subscription."""
+        before = set(self.subscriptions())
+        f(name)
+        changed = before ^ set(self.subscriptions())
+        return changed.pop() if changed else None
+
+    def _tellSubscription(self, name, kind):
+        if name is not None:
+            self._accountListeners.tell([accountevents.MailboxesChange(kind, name)])
 
     def subscribeNow(self, name):
         canonical, _ = checkName(name)
@@ -376,7 +428,8 @@ class MaildirAccount:
                                [n for n in names if isValidName(n)] + [canonical])
 
     def unsubscribe(self, name):
-        return self._inThread(self.unsubscribeNow, name)
+        d = self._inThread(self._subscriptionChange, self.unsubscribeNow, name)
+        return d.addCallback(self._tellSubscription, accountevents.UNSUBSCRIBED)
 
     def unsubscribeNow(self, name):
         try:

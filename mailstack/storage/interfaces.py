@@ -166,6 +166,22 @@ class IMailboxListener(Interface):
         """
 
 
+class IAccountListener(Interface):
+    """
+    Told of changes to one account's list of mailboxes and subscriptions
+    (IMAP NOTIFY, RFC 5465: MailboxName, SubscriptionChange) made through this
+    process's store, in the reactor thread once they are durable. Changes to
+    messages come through each mailbox's L{IMailboxListener}s.
+    """
+
+    def mailboxesChanged(changes):
+        """
+        @param changes: a list of L{mailstack.storage.accountevents.MailboxesChange}
+            in the order they happened (a rename of a mailbox with children
+            names each; a CREATE that made parents names them first).
+        """
+
+
 class IMailboxStore(Interface):
     """
     One mailbox (folder). There is one such object per mailbox per process, shared
@@ -438,6 +454,15 @@ class IAccountStore(Interface):
         @return: a L{Deferred} firing with an L{IMaildropLock}; fails at once
             with L{MailboxInUse} while another session holds it.
         """
+
+    def addAccountListener(listener):
+        """
+        Register an L{IAccountListener}: told of every mailbox created,
+        deleted or renamed and every subscription changed from now on.
+        """
+
+    def removeAccountListener(listener):
+        """Unregister an L{IAccountListener}; unknown listeners are ignored."""
 
 
 class IMailStore(Interface):

@@ -23,7 +23,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
-from mailstack.storage import crlf
+from mailstack.storage import accountevents, crlf
 from mailstack.storage.flags import FLAG_LETTERS, splitFlags
 from mailstack.storage.interfaces import (
     Changes, IAccountStore, IMaildropLock, IMailboxStore, IMailStore, IMessageInfo,
@@ -313,6 +313,7 @@ class MemoryAccount:
         self._specialUse = {}
         self._defaultsDone = False
         self._maildropLock = None
+        self._accountListeners = accountevents.AccountListeners()  # NOTIFY (RFC 5465)
 
     def __repr__(self):
         return "<MemoryAccount %r>" % (self.address,)
@@ -355,7 +356,11 @@ class MemoryAccount:
         canonical, _ = checkName(name)
         if canonical in self._mailboxes:
             raise MailboxExists("mailbox %s already exists" % (canonical,))
+        before = set(self._mailboxes)
         self._create(canonical)
+        self._accountListeners.tell(  # NOTIFY: parents made on the way first
+            accountevents.MailboxesChange(accountevents.CREATED, made)
+            for made in sorted(set(self._mailboxes) - before))
 
     def _create(self, canonical):
         """Make C{canonical} and its missing parents; @return: the new mailbox."""
@@ -378,6 +383,8 @@ class MemoryAccount:
         del self._mailboxes[canonical]
         self._specialUse.pop(canonical, None)
         mailbox._vanish()
+        self._accountListeners.tell(  # NOTIFY
+            [accountevents.MailboxesChange(accountevents.DELETED, canonical)])
 
     @_deferred
     def renameMailbox(self, oldName, newName):
@@ -388,15 +395,24 @@ class MemoryAccount:
             raise MailboxExists("mailbox %s already exists" % (newCanonical,))
         if oldCanonical != "INBOX" and newCanonical.startswith(oldCanonical + "/"):
             raise InvalidMailboxName("cannot move mailbox %s inside itself" % (oldCanonical,))
+        before = set(self._mailboxes)
         if oldCanonical == "INBOX":
             self._mailboxes["INBOX"]._moveAllTo(self._create(newCanonical))
-            return
+            return self._accountListeners.tell(  # NOTIFY: INBOX stays, a new one is made
+                accountevents.MailboxesChange(accountevents.CREATED, made)
+                for made in sorted(set(self._mailboxes) - before))
+        renamed = []
         for source in self._family(oldCanonical):
             target = newCanonical + source[len(oldCanonical):]
             old = self._mailboxes.pop(source)
             self._create(target)._takeOver(old)
             if source in self._specialUse:
                 self._specialUse[target] = self._specialUse.pop(source)
+            renamed.append(accountevents.MailboxesChange(accountevents.RENAMED, target, source))
+        made = set(self._mailboxes) - before - {change.name for change in renamed}
+        self._accountListeners.tell(  # NOTIFY: new parents, then each name moved
+            [accountevents.MailboxesChange(accountevents.CREATED, name) for name in sorted(made)]
+            + renamed)
 
     # Subscriptions and special use
 
@@ -405,12 +421,27 @@ class MemoryAccount:
 
     @_deferred
     def subscribe(self, name):
-        self._subscriptions.add(checkName(name)[0])
+        canonical = checkName(name)[0]
+        if canonical not in self._subscriptions:
+            self._subscriptions.add(canonical)
+            self._accountListeners.tell(  # NOTIFY
+                [accountevents.MailboxesChange(accountevents.SUBSCRIBED, canonical)])
 
     @_deferred
     def unsubscribe(self, name):
-        if isValidName(name):
-            self._subscriptions.discard(checkName(name)[0])
+        if isValidName(name) and checkName(name)[0] in self._subscriptions:
+            canonical = checkName(name)[0]
+            self._subscriptions.discard(canonical)
+            self._accountListeners.tell(  # NOTIFY
+                [accountevents.MailboxesChange(accountevents.UNSUBSCRIBED, canonical)])
+
+    # Account listeners (NOTIFY, RFC 5465)
+
+    def addAccountListener(self, listener):
+        self._accountListeners.add(listener)
+
+    def removeAccountListener(self, listener):
+        self._accountListeners.remove(listener)
 
     def specialUse(self):
         return dict(self._specialUse)
