@@ -99,8 +99,7 @@ class OpeningTests(IndexTestCase):
         """An index taken within seconds of the last change is not trusted alone: the
         directories are listed (two changes in one clock tick look like one)."""
         now = time.time()
-        for name in ("new", "cur", UIDLIST):
-            os.utime(self.sub(name), (now, now))
+        os.utime(self.sub("cur"), (now, now))
         self.opened()
         self.listings.clear()
         self.opened()
@@ -119,6 +118,36 @@ class OpeningTests(IndexTestCase):
         self.listings.clear()
         self.opened()
         self.assertEqual(self.listings, [])
+
+
+class RescanTests(IndexTestCase):
+
+    def test_uidListRewriteAloneNoRescans(self):
+        """A uidlist just rewritten (by rename) beside settled new/ and cur/ is read once;
+        later syncs list nothing (its stamp, not its time, tells a change)."""
+        mailbox = self.opened()
+        uid = mailbox.messages()[0].uid
+        with open(self.sub(UIDLIST)) as f:
+            text = f.read()
+        files.atomicWrite(self.sub(UIDLIST), text.encode("ascii"))
+        self.listings.clear()
+        mailbox.syncNow(claimRecent=False)
+        self.assertEqual(len(self.listings), 1)
+        mailbox.syncNow(claimRecent=False)
+        mailbox.syncNow(claimRecent=False)
+        self.assertEqual(len(self.listings), 1)
+        self.assertEqual(mailbox.messages()[0].uid, uid)
+
+    def test_recentDirectoryRescanned(self):
+        """While cur/ changed within the last seconds, every sync lists it again: a
+        second change in the same clock tick would not show in its time."""
+        mailbox = self.opened()
+        now = time.time()
+        os.utime(self.sub("cur"), (now, now))
+        self.listings.clear()
+        mailbox.syncNow(claimRecent=False)
+        mailbox.syncNow(claimRecent=False)
+        self.assertEqual(len(self.listings), 2)
 
 
 class RebuildTests(IndexTestCase):

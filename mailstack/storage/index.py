@@ -89,9 +89,13 @@ class IndexState:
         self.messages = messages
 
     def settled(self):
-        """Whether every recorded stamp is more than L{SETTLE} s older than C{taken}."""
+        """
+        Whether the recorded times of new/ and cur/ are more than L{SETTLE} s
+        older than C{taken}. (The uidlist's stamp needs no settling: it is
+        replaced by rename or appended to, which its inode or size shows.)
+        """
         limit = self.taken - SETTLE * 1e9
-        return all(s is None or s[0] < limit for s in self.stamps)
+        return all(s is None or s[0] < limit for s in self.stamps[:2])
 
     def encode(self):
         """The file's bytes."""
@@ -265,6 +269,6 @@ class MailboxIndex:
 
 
 def _settledNow(stamps):
-    """Whether C{stamps} are more than L{SETTLE} s old now."""
+    """Whether the new/ and cur/ stamps of C{stamps} are more than L{SETTLE} s old now."""
     limit = _clock() - SETTLE * 1e9
-    return all(s is None or s[0] < limit for s in stamps)
+    return all(s is None or s[0] < limit for s in stamps[:2])

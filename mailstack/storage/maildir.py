@@ -383,7 +383,9 @@ class MaildirMailbox:
             self._keywordsStamp = stamps[3]
         added = expunged = flagsChanged = ()
         complete = True
-        if stamps != self._stamps or self._recentlyChanged(stamps):
+        # Only new/ and cur/ times are ambiguous; the files (uidlist, keywords)
+        # are replaced by rename or appended to, which their stamps show.
+        if stamps != self._stamps or self._recentlyChanged(stamps[:2]):
             try:
                 added, expunged, flagsChanged, complete = self._rescan(
                     order, skipBusy, assign)
