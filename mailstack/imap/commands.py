@@ -20,6 +20,7 @@ from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
     DELIMITER, BadMailboxName, MailboxView, formatListLine, statusLine)
 from mailstack.imap.output import ResponseStreamer
+from mailstack.imap import metadata
 from mailstack.imap.response import (
     Refusal, formatFlags, formatInternalDate, formatSequenceSet, string)
 from mailstack.storage.interfaces import NoSuchMessage, StoreError
@@ -659,6 +660,9 @@ class MailboxCommands:
             if self.view is not view or self._closing:
                 return None
             streamer = ResponseStreamer(self.transport, self.clock, self.resetTimeout)
+            if metadata.applies(attributes) and not newlySeen:  # the hot case, batched
+                return streamer.start(metadata.fetchLines(
+                    view, work, attributes, state, lambda: self.view is view))
             return streamer.start(self._fetchPieces(work, attributes, newlySeen, state))
 
         def done(_):

@@ -1,0 +1,118 @@
+"""
+FETCH of metadata alone (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ):
+the hot case of a client opening a big mailbox (C{FETCH 1:* (FLAGS
+RFC822.SIZE)}), where per-message Python overhead is the whole cost.
+
+Each message's response items are rendered once per L{IMessageInfo} the
+store hands out and kept, per store and per list of items, while the store
+hands out the same info object (stores make a new one when anything it shows
+changes: flags, modseq); a session that shows \\Recent on a message renders
+that message afresh. Responses go out in batches of many messages, not one
+write each. Byte for byte the same as the general FETCH path.
+"""
+
+import weakref
+
+from mailstack.imap.response import formatFlags, formatInternalDate
+from mailstack.storage.interfaces import NoSuchMessage
+
+__all__ = ["METADATA_ITEMS", "applies", "fetchLines"]
+
+METADATA_ITEMS = frozenset({"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "MODSEQ"})
+
+# Messages per piece handed to the response streamer.
+BATCH = 256
+
+# A cache larger than this and than twice the mailbox drops expunged UIDs.
+PRUNE_ABOVE = 1024
+
+# Rendered items: store -> {items key: {uid: (info, bytes, hasKeywords)}}.
+# Weak on the store: a mailbox object forgotten by its account takes its
+# cache with it.
+_rendered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def applies(attributes):
+    """Whether a FETCH of C{attributes} asks for metadata only (no section, no body)."""
+    return bool(attributes) and all(
+        a.name in METADATA_ITEMS and a.section is None and a.partial is None
+        for a in attributes)
+
+
+def _render(attributes, info, flags):
+    items = []
+    for attribute in attributes:
+        name = attribute.name
+        if name == "UID":
+            items.append(b"UID %d" % (info.uid,))
+        elif name == "FLAGS":
+            items.append(b"FLAGS " + formatFlags(flags))
+        elif name == "RFC822.SIZE":
+            items.append(b"RFC822.SIZE %d" % (info.size,))
+        elif name == "INTERNALDATE":
+            items.append(b"INTERNALDATE " + formatInternalDate(info.internalDate))
+        else:
+            items.append(b"MODSEQ (%d)" % (info.modseq,))
+    return b" ".join(items) + b")\r\n"
+
+
+def _cacheFor(store, key):
+    try:
+        byItems = _rendered.get(store)
+        if byItems is None:
+            byItems = _rendered[store] = {}
+    except TypeError:  # a store that takes no weak reference: no cache
+        return {}
+    cache = byItems.get(key)
+    if cache is None:
+        cache = byItems[key] = {}
+    return cache
+
+
+def fetchLines(view, work, attributes, state, selected):
+    """
+    The FETCH response lines for C{work} (C{(number, uid)} pairs), in
+    batches of bytes; as the general path, a message expunged meanwhile
+    counts in C{state["missing"]}, and a keyword this session was not told
+    of is announced first (RFC 3501 7.2.6).
+
+    @param view: the session's L{mailstack.imap.mailbox.SelectedMailbox}.
+    @param selected: C{() -> bool}, whether the session still has C{view}
+        selected (the lines are produced as the client reads them).
+    """
+    store = view.store
+    cache = _cacheFor(store, tuple(a.name for a in attributes))
+    wantsFlags = any(a.name == "FLAGS" for a in attributes)
+    recent = view.recent if view.showRecent else ()
+    out = []
+    for number, uid in work:
+        if view.isExpunged(uid):
+            state["missing"] += 1
+            continue
+        try:
+            info = store.messageInfo(uid)
+        except NoSuchMessage:
+            state["missing"] += 1
+            continue
+        cached = cache.get(uid)
+        if cached is not None and cached[0] is info and uid not in recent:
+            tail, keywords = cached[1], cached[2]
+        else:
+            tail = _render(attributes, info, view.flagsOf(info))
+            keywords = any(flag[:1] != "\\" for flag in info.flags)
+            if uid not in recent:
+                cache[uid] = (info, tail, keywords)
+        if keywords and wantsFlags:
+            out.extend(line + b"\r\n" for line in view.owedFlagLines(info))
+        out.append(b"* %d FETCH (%s" % (number, tail))
+        if len(out) >= BATCH:
+            yield b"".join(out)
+            out = []
+            if not selected():
+                return
+    if out:
+        yield b"".join(out)
+    if len(cache) > PRUNE_ABOVE and len(cache) > 2 * len(view.uids):
+        kept = set(view.uids)
+        for uid in [uid for uid in cache if uid not in kept]:
+            del cache[uid]
