@@ -72,10 +72,13 @@ class ProtocolBuilt:
     @ivar refusal: bytes sent to a peer over its per-IP connection limit.
     @ivar services: services the protocol needs running (a relay queue...),
         shared between listeners; each is added to the server once.
+    @ivar compressible: whether sessions may turn on DEFLATE compression: the
+        service puts L{mailstack.protocol.compress} under the transcript.
     """
     factory: Factory
     refusal: bytes
     services: tuple[IService, ...] = ()
+    compressible: bool = False
 
 
 class IProtocolPlugin(Interface):

@@ -40,6 +40,7 @@ from mailstack.instruments import NO_METRICS
 from mailstack.listener import IProtocolPlugin, ListenerContext
 from mailstack.metrics import PrometheusMetrics
 from mailstack.pop3.plugin import plugin as pop3Plugin
+from mailstack.protocol.compress import CompressingFactory
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.smtp.plugin import plugin as smtpPlugin
 from mailstack.storage.files import makeDirectories
@@ -323,6 +324,9 @@ def buildService(config, reactor=None, protocols=None):
             from mailstack.transcript import TranscriptFactory
             factory = TranscriptFactory(factory, config.transcript_dir,
                                         listener.protocol, clock=reactor, hub=hub)
+        if built.compressible:
+            # Outside the transcript (it records decompressed lines), above TLS.
+            factory = CompressingFactory(factory, listener.protocol, clock=reactor)
         factory = LimitingFactory(factory, counter, listener.protocol,
                                   config.limits.connections_per_ip, built.refusal,
                                   maxConnections=listener.max_connections,

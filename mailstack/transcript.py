@@ -511,6 +511,17 @@ class TranscriptProtocol(ProtocolWrapper):
         directlyProvides(self, providedBy(self.transport))
         return result
 
+    def startCompression(self):
+        """
+        Note the start of compression and start it below (the listener's
+        L{mailstack.protocol.compress} layer): the lines recorded stay the
+        decompressed ones.
+        """
+        if self.transcript is not None:
+            self.transcript.flushPartialLines()
+            self.transcript.note("DEFLATE compression started")
+        self.transport.startCompression()
+
     def loseConnection(self):
         self._closedByServer = True
         ProtocolWrapper.loseConnection(self)

@@ -37,7 +37,8 @@ class IMAPPlugin:
                               cramAvailable=users.allPlaintextSecrets if users is not None else None)
         return ProtocolBuilt(
             factory=factory,
-            refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+            refusal=b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+            compressible="COMPRESS=DEFLATE" not in settings.disabled)
 
 
 plugin = IMAPPlugin()

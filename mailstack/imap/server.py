@@ -49,6 +49,7 @@ from mailstack.imap.response import Refusal, taggedLine
 from mailstack.imap.revision import Revision, rev2Offered
 from mailstack.imap.sorting import SortingCommands
 from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR
+from mailstack.protocol import compress
 from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
 from mailstack.protocol.session import ISessionWording, Session
@@ -110,6 +111,8 @@ EXTENSIONS += ("IMAP4REV2",)
 EXTENSIONS += ("THREAD=REFS",)
 # NOTIFY (RFC 5465): imap/notify.py.
 EXTENSIONS += ("NOTIFY",)
+# COMPRESS=DEFLATE (RFC 4978): protocol/compress.py under the transcript; do_COMPRESS.
+EXTENSIONS += ("COMPRESS=DEFLATE",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {
@@ -183,6 +186,7 @@ COMMANDS = {
     "UID SORT": _command((SELECTED,), arguments.args_sort, "do_UID_SORT", "SORT"),
     "THREAD": _command((SELECTED,), arguments.args_thread, "do_THREAD"),
     "UID THREAD": _command((SELECTED,), arguments.args_thread, "do_UID_THREAD"),
+    "COMPRESS": _command(AUTH, arguments.args_compress, "do_COMPRESS", "COMPRESS=DEFLATE"),
     "CANCELUPDATE": _command((SELECTED,), arguments.args_cancelupdate, "do_CANCELUPDATE",
                              "CONTEXT=SEARCH"),
 }
@@ -772,6 +776,9 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
                 continue  # RFC 5957 extends SORT: nothing without it
             if name == "LITERAL-" and self.extensionEnabled("LITERAL+"):
                 continue  # RFC 7888: one or the other; LITERAL+ includes LITERAL-
+            if name == "COMPRESS=DEFLATE" and (self.state == NOT_AUTHENTICATED or
+                                               not compress.compressionAvailable(self.transport)):
+                continue  # after login, as Dovecot; only where the listener can compress
             if name == "APPENDLIMIT":
                 if self.extensionEnabled(name):
                     caps.append("APPENDLIMIT=%d" % (self.settings.maxLiteralSize,))
@@ -813,6 +820,30 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         # Failed logins keep counting across STARTTLS, as in SMTP and POP3
         # (and Dovecot): the client is the same, TLS gives it no new budget.
         self.startTLS(tag)
+        return None
+
+    # -- authenticated state: COMPRESS (RFC 4978) --------------------------------
+
+    def do_COMPRESS(self, tag, mechanism):
+        """
+        Answer OK uncompressed, then compress everything both ways (the
+        listener's L{compress.CompressingProtocol}); NO as Dovecot 2.3 words
+        it for a second COMPRESS or another mechanism. Octets the client sent
+        after the command, before it could see the OK, are dropped (and
+        counted in the log), as after STARTTLS: it cannot know how to send them.
+        """
+        if not compress.compressionAvailable(self.transport):
+            return ("NO", None, "Compression is not available here")
+        if self.transport.compressing:
+            return ("NO", "COMPRESSIONACTIVE", "COMPRESSION=DEFLATE already enabled.")
+        if mechanism != "DEFLATE":
+            return ("NO", None, "Unknown compression mechanism.")
+        discarded = self.dropInput()
+        if discarded:
+            log.info("imap {peer}: discarded {n} octets sent after COMPRESS before its OK",
+                     peer=self.peerText(), n=discarded)
+        self._tagged(tag, "OK", None, "Begin compression.")
+        compress.startCompression(self.transport)
         return None
 
 

@@ -275,6 +275,11 @@ def args_enable(reader: Reader) -> tuple[list[str]]:
     return (names,)
 
 
+def args_compress(reader: Reader) -> tuple[str]:
+    """C{COMPRESS mechanism} (RFC 4978): the mechanism's name, upper-case."""
+    return (reader.atom().decode("ascii", "replace").upper(),)
+
+
 # -- selected state ----------------------------------------------------------
 
 def args_search(reader: Reader) -> tuple[frozenset[str] | None, str | None, SearchKey]:
