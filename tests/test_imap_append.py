@@ -4,14 +4,17 @@ the grammar and IMAP URLs alone, then sessions over StringTransport on both
 stores (answers as Dovecot 2.3.19 gives them: see docs/imap.md).
 """
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
+from mailstack.imap import fetch
 from mailstack.imap.grammar.appendspec import BadURL, parseURL
 from mailstack.imap.grammar.arguments import args_append
 from mailstack.imap.grammar.fetchspec import Section
 from mailstack.imap.grammar.reader import ParseError, Reader
 from mailstack.imap.server import SPOOL_MEMORY
 from mailstack.storage.interfaces import StoreError
+from tests.fakes import FakeReactor
 from tests.stores import everyStore
 from tests.test_imap_server import MESSAGE, MULTIPART, IMAPTestMixin
 
@@ -221,7 +224,6 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
 
 
 def _fail(error):
-    from twisted.internet import defer
     return defer.fail(error)
 
 
@@ -295,6 +297,16 @@ class CatenateTests(IMAPTestMixin, unittest.TestCase):
             self.assertEqual(out, b"a NO [BADURL " + url + b"] " + text + b"\r\n")
         self.assertEqual(self.openMailbox("Other").messages(), [])
 
+    def test_badURLAsLiteral(self):
+        """A URL sent as a literal with CR LF and ] in it cannot break the reply: they are
+        percent-encoded in the BADURL code."""
+        self.login()
+        url = b"/INBOX/;UID=1]\r\n* BYE"
+        out = self.catenate(b"URL " + lit(url))
+        self.assertEqual(out, b"a NO [BADURL /INBOX/;UID=1%5D%0D%0A*%20BYE] Invalid IMAP URL: it"
+                              b" must name a message by UID, and at most a section and a"
+                              b" partial range\r\n")
+
     def test_tryCreateFirst(self):
         """A missing target is NO [TRYCREATE] before any URL is looked at (as Dovecot)."""
         self.login()
@@ -340,6 +352,54 @@ class CatenateTests(IMAPTestMixin, unittest.TestCase):
         self.assertNotIn(b"URL-PARTIAL", out)
         self.assertEqual(self.send(b'a APPEND INBOX CATENATE (URL "/INBOX/;UID=1")\r\n',
                                    session), b"a BAD CATENATE is not available here\r\n")
+
+
+
+
+class HeldPool:
+    """A thread pool that holds each job until the test runs it, as a worker thread would."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
+        self.jobs.append((onResult, f, args))
+
+    def runAll(self):
+        jobs, self.jobs = self.jobs, []
+        for onResult, f, args in jobs:
+            try:
+                onResult(True, f(*args))
+            except Exception as e:
+                onResult(False, e)
+
+
+class NonBlockingTests(IMAPTestMixin, unittest.TestCase):
+    """CATENATE reads the messages its URLs name in a worker thread, not in the reactor."""
+
+    def test_assembledInThread(self):
+        """The parts are copied in the thread pool; the reply waits for that job, and the
+        session's next command waits for the reply."""
+        pool = HeldPool()
+        clock = FakeReactor()
+        clock.getThreadPool = lambda: pool
+        self.clock = clock
+        uid = self.deliver(MULTIPART)
+        session = self.connect()
+        self.send(b"L1 LOGIN alice@lab.test secret\r\n", session)
+        reads = []
+        original = fetch.parseStructure
+        self.patch(fetch, "parseStructure", lambda f: reads.append(f) or original(f))
+        out = self.send(b'a APPEND INBOX CATENATE (URL "/INBOX/;UID=%d/;SECTION=2")\r\nb NOOP\r\n'
+                        % (uid,), session)
+        self.assertEqual(out, b"")
+        self.assertEqual(reads, [])
+        self.assertEqual(len(pool.jobs), 1)
+        pool.runAll()
+        self.assertEqual(len(reads), 1)
+        out = session[1].value()
+        self.assertIn(b"a OK [APPENDUID ", out)
+        self.assertTrue(out.endswith(b"b OK NOOP completed\r\n"), out)
 
 
 everyStore(globals())

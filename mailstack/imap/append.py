@@ -54,6 +54,16 @@ def sizeOf(source):
     return size
 
 
+def codeText(url):
+    """
+    A URL as the BADURL code may carry it (RFC 4469: 7-bit, no CR, LF or
+    C{]}): other octets percent-encoded, so a URL sent as a literal cannot
+    end the response line or the code early.
+    """
+    return b"".join(bytes((c,)) if 0x20 < c < 0x7f and c != 0x5d else b"%%%02X" % c
+                    for c in url) or b"%20"
+
+
 class Append:
     """
     One APPEND command's work for a session (an L{IMAPServer}): only its
@@ -151,7 +161,7 @@ class Append:
         selected = view.store.name if view is not None else None
 
         def bad(text):
-            return Refusal(text, b"BADURL " + wire)
+            return Refusal(text, b"BADURL " + codeText(wire))
         try:
             url = parseURL(wire, selected)
         except BadURL as e:
