@@ -100,7 +100,15 @@ SESSION = [
     b" ($Work) " + lit(ONE),
     b'k APPEND INBOX CATENATE (URL "/INBOX/;UID=1/;SECTION=1/;PARTIAL=0.0")',
     b"l APPEND INBOX CATENATE ()",
-    b"m UID FETCH 1:* (FLAGS BODY.PEEK[])",
+    # (8-bit, not NUL: Dovecot's BODY[] sends a stored NUL as 0x80, docs/imap.md BINARY)
+    b"m APPEND INBOX ~{5+}\r\nA\xe9B\r\n " + lit(ONE) + b" (\\Answered) " + lit(TWO),
+    b"n APPEND INBOX CATENATE (TEXT " + lit(b"Subject: empty part\r\n\r\n")
+    + b' URL "/INBOX/;UID=1/;SECTION=1/;PARTIAL=500.5")',
+    b"o APPEND INBOX " + lit(ONE) + b"(\\Seen) " + lit(TWO),
+    b'p APPEND INBOX CATENATE (URL "INBOX/;UID=1")',
+    b'q APPEND INBOX CATENATE (URL "/INBOX/;UID=1/;SECTION=2.1" URL "/INBOX/;UID=1/;SECTION=1.MIME"'
+    b' URL "/INBOX/;UID=1/;SECTION=2.HEADER" TEXT {2+}\r\nok)',
+    b"z UID FETCH 1:* (FLAGS BODY.PEEK[])",
 ]
 
 
@@ -178,4 +186,4 @@ class DovecotComparisonTests(unittest.TestCase):
                        if lines != expected]
         self.assertEqual(differences, [], "\n".join(differences))
         self.assertEqual(len([line for _, lines in ours for line in lines
-                              if b" FETCH " in line]), 7)
+                              if b" FETCH " in line]), 14)
