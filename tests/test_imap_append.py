@@ -227,6 +227,16 @@ def _fail(error):
     return defer.fail(error)
 
 
+def _syncAfter(sync, mailbox, delivered):
+    """A C{sync} of C{mailbox} that first has a message appended (by "another program")."""
+    def patched(self, *args, **kwargs):
+        if self is mailbox and not delivered:
+            delivered.append(1)
+            mailbox.append(MESSAGE).addErrback(lambda f: None)
+        return sync(self, *args, **kwargs)
+    return patched
+
+
 class CatenateTests(IMAPTestMixin, unittest.TestCase):
     """CATENATE sessions: TEXT and URL parts, BADURL, TOOBIG."""
 
@@ -306,6 +316,19 @@ class CatenateTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(out, b"a NO [BADURL /INBOX/;UID=1%5D%0D%0A*%20BYE] Invalid IMAP URL: it"
                               b" must name a message by UID, and at most a section and a"
                               b" partial range\r\n")
+
+    def test_urlToMessageDeliveredSince(self):
+        """A URL may name a message another program delivered since the mailbox was last read."""
+        self.login()
+        self.createMailbox("Other")
+        other = self.openMailbox("Other")
+        self.assertEqual(self.catenate(b'URL "/Other/;UID=1"'),
+                         b"a NO [BADURL /Other/;UID=1] Message not found\r\n")
+        delivered = []
+        self.patch(type(other), "sync", _syncAfter(type(other).sync, other, delivered))
+        out = self.catenate(b'URL "/Other/;UID=1"')
+        self.assertEqual(delivered, [1])
+        self.assertEqual(self.stored(self.appended(out)), MESSAGE)
 
     def test_tryCreateFirst(self):
         """A missing target is NO [TRYCREATE] before any URL is looked at (as Dovecot)."""

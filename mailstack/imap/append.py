@@ -172,6 +172,9 @@ class Append:
             raise bad("Mailbox doesn't exist: %s" % (url.mailbox,))
         if url.uidValidity is not None and url.uidValidity != mailbox.uidValidity:
             raise bad("Invalid UIDVALIDITY")
+        if url.uid not in {info.uid for info in mailbox.messages()}:
+            # Not known since the mailbox's last sync: maybe delivered since.
+            yield mailbox.sync(claimRecent=False)
         try:
             info = mailbox.messageInfo(url.uid)
             f = mailbox.openMessage(url.uid)
