@@ -15,6 +15,9 @@ secret itself, so they work only for users stored {PLAIN}. Every failure, whatev
 client learns nothing about which users exist or how they are stored. A
 directory that cannot answer (L{UserDirectoryUnavailable}) is not a failed
 login: that error goes on up, and the protocols answer it as temporary.
+A right password of a user marked C{nologin} (L{mailstack.auth.nologin})
+fails with L{LoginDisabled}, an L{UnauthorizedLogin} that IMAP answers with
+the reason and its login referral.
 """
 
 import hashlib
@@ -26,11 +29,23 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from zope.interface import implementer
 
+from mailstack.auth.nologin import LoginDisabled
+
 FAILURE_MESSAGE = "Authentication failed"
 
 
 def _failed():
     return defer.fail(UnauthorizedLogin(FAILURE_MESSAGE))
+
+
+def _admitted(user):
+    """
+    The avatar ID of a user whose secret was right, unless the user may not
+    log in here (L{LoginDisabled}, with the reason and where else to go).
+    """
+    if user.noLogin is not None:
+        raise LoginDisabled(user.noLogin, user.address)
+    return user.address.encode("utf-8")
 
 
 @implementer(ICredentialsChecker)
@@ -59,12 +74,12 @@ class UserDirectoryChecker:
         if address is None:
             # Still spend the bcrypt time: a malformed name must not answer faster.
             address = ""
-        d = self.directory.verifyPassword(address, credentials.password)
+        d = self.directory.verifyLogin(address, credentials.password)
 
-        def checked(ok):
-            if not ok or not address:
+        def checked(user):
+            if user is None or not address:
                 raise UnauthorizedLogin(FAILURE_MESSAGE)
-            return address.encode("utf-8")
+            return _admitted(user)
         return d.addCallback(checked)
 
     def _checkHashed(self, credentials):
@@ -76,7 +91,12 @@ class UserDirectoryChecker:
             if secret is None or not credentials.checkPassword(
                     secret.encode("utf-8", "surrogateescape")):
                 raise UnauthorizedLogin(FAILURE_MESSAGE)
-            return address.encode("utf-8")
+            return self.directory.lookup(address).addCallback(known)
+
+        def known(user):
+            if user is None:
+                raise UnauthorizedLogin(FAILURE_MESSAGE)
+            return _admitted(user)
         return self.directory.plaintextSecret(address).addCallback(check)
 
 

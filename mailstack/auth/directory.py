@@ -55,6 +55,13 @@ class UserDirectory:
     def verifyPassword(self, name, password):
         return self._inThread(self.backend.verifyPassword, name, password)
 
+    def verifyLogin(self, name, password):
+        def check():
+            if not self.backend.verifyPassword(name, password):
+                return None
+            return self.backend.lookup(name)
+        return self._inThread(check)
+
     def plaintextSecret(self, name):
         return self._inThread(self.backend.plaintextSecret, name)
 

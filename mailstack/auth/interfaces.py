@@ -118,6 +118,12 @@ class IUserDirectory(Interface):
     def verifyPassword(name, password):
         """A Deferred firing with C{True} if the password is the user's (run in a thread)."""
 
+    def verifyLogin(name, password):
+        """
+        A Deferred firing with the L{User} if the password is theirs, else
+        L{None} (the check and the lookup in one thread call): a login's check.
+        """
+
     def plaintextSecret(name):
         """A Deferred firing with a PLAIN user's password, else L{None}."""
 

@@ -129,13 +129,16 @@ class User:
     SHA256-CRYPT and ARGON2ID (as Dovecot writes it, without the C{{SCHEME}}),
     the password itself for PLAIN, the raw field for any other scheme.
     C{admin}: the web console shows this user every account (and lets them
-    change them), not only their own.
+    change them), not only their own. C{noLogin}: a
+    L{mailstack.auth.nologin.NoLogin} when the user may not log in here
+    (Dovecot's C{nologin} extra field), else L{None}.
     """
 
     address: str
     scheme: str
     secret: str = dataclasses.field(repr=False)
     admin: bool = False
+    noLogin: object = None
 
 
 def isValidAddress(address):

@@ -31,6 +31,7 @@ import threading
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
+from mailstack.auth import nologin
 from mailstack.auth.interfaces import IUserBackend, IUserBackendPlugin, UserDirectoryUnavailable
 from mailstack.auth.passwords import (
     DEFAULT_SCHEME, SCHEMES, NoSuchUser, PasswordBackend, User, UserExists, costKind,
@@ -241,11 +242,12 @@ class PasswdFile(PasswordBackend):
                 continue
             scheme, secret = _parsePasswordField(fields[1] if len(fields) > 1 else "")
             admin = ADMIN_FIELD in _extraFields(fields)
+            noLogin = nologin.fromExtraFields(_extraFields(fields))
             if scheme not in SCHEMES:
                 log.warn("{where}: {address} cannot log in: password scheme {scheme} "
                          "is not supported (use {schemes})", where=where, address=address,
                          scheme=scheme or "(none)", schemes=schemeList())
-            users[address] = User(address, scheme, secret, admin)
+            users[address] = User(address, scheme, secret, admin, noLogin)
         return users
 
     @staticmethod

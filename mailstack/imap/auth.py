@@ -11,6 +11,10 @@ they are answered C{NO [PRIVACYREQUIRED]}. CRAM-MD5 needs the secret itself,
 so it is offered only when every user's secret is stored in plaintext (or the
 listener says C{challenge_auth = "always"}): clients pick the strongest
 mechanism advertised and do not fall back when it fails.
+
+A right password of a user who may not log in here (Dovecot's C{nologin})
+is answered by L{mailstack.imap.referral}: a login referral (RFC 2221) to
+the user's other server, or C{NO [CONTACTADMIN]}.
 """
 
 import base64
@@ -21,6 +25,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailstack.auth.interfaces import UserDirectoryUnavailable
+from mailstack.auth.nologin import LoginDisabled
+from mailstack.imap import referral
 from mailstack.imap.mailbox import IIMAPAccount
 from mailstack.protocol import sasl
 
@@ -113,6 +119,13 @@ class AuthenticationCommands:
         def failed(failure):
             if failure.check(UserDirectoryUnavailable):
                 return self.authUnavailable(failure, tag)
+            if failure.check(LoginDisabled):
+                # The password was right: no failure counted, as Dovecot.
+                log.info("imap {peer}: {user} may not log in here", peer=self.peerText(),
+                         user=failure.value.address)
+                return referral.refusal(failure.value.noLogin, failure.value.address,
+                                        "PLAIN" if mechanism == "login" else mechanism,
+                                        self.extensionEnabled("LOGIN-REFERRALS"))
             failure.trap(UnauthorizedLogin)
             self.authFailed(tag)
         return d.addCallbacks(ok, failed)

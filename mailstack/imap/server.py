@@ -113,6 +113,8 @@ EXTENSIONS += ("THREAD=REFS",)
 EXTENSIONS += ("NOTIFY",)
 # COMPRESS=DEFLATE (RFC 4978): protocol/compress.py under the transcript; do_COMPRESS.
 EXTENSIONS += ("COMPRESS=DEFLATE",)
+# LOGIN-REFERRALS (RFC 2221): imap/referral.py, for users marked nologin with a host.
+EXTENSIONS += ("LOGIN-REFERRALS",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

@@ -1,0 +1,217 @@
+"""
+The rest of Dovecot 2.3's capabilities end to end: imaplib against
+mailstack, and the same commands against mailstack and the private Dovecot
+2.3.19 (tests/interop.py) over one data directory, replies compared byte
+for byte: LOGIN-REFERRALS (users marked nologin in the shared passwd-file),
+SNIPPET=FUZZY and PREVIEW=FUZZY.
+"""
+
+import base64
+import imaplib
+import os
+import shutil
+import smtplib
+import socket
+
+from twisted.internet import defer, threads
+from twisted.trial import unittest
+
+from tests.e2e.test_imap import IMAPTestCase
+from tests.e2e.test_interop_dovecot import LISTENERS, _dovecotMissing
+from tests.helpers import BASE_CONFIG, startServer
+from tests.interop import Dovecot, check, sharedDataDir
+from tests.test_imap_preview import DOVECOT
+
+# passwd-file lines both servers read: Dovecot's nologin extra fields.
+REFERRED = (
+    "hosted@lab.test:{PLAIN}pw::::::nologin host=other.test\n"
+    "ported@lab.test:{PLAIN}pw::::::nologin host=Other.Test port=1143 destuser=bob@x.test\n"
+    "reason@lab.test:{PLAIN}pw::::::nologin reason=Moved host=other.test port=143\n"
+    "odd@lab.test:{PLAIN}pw::::::nologin host=::1 destuser=a;b/c?d+f~g!h*i'j(k)l=m,n$o&p[q]r#s\n"
+    "utf@lab.test:{PLAIN}pw::::::nologin host=other.test destuser=\u00e9t\u00e9 port=993\n"
+    "gone@lab.test:{PLAIN}pw::::::nologin reason=Gone\n"
+    "nolog@lab.test:{PLAIN}pw::::::nologin\n"
+    "suggest@lab.test:{PLAIN}pw::::::host=other.test\n"
+)
+
+NOTE = (b"From: Alice <alice@lab.test>\r\nTo: demo@lab.test\r\nSubject: note\r\n\r\n"
+        b"Hello  there,\r\n> quoted\r\nsee you.\r\n")
+
+
+def addUsers(dataDir, text=REFERRED):
+    """Append passwd-file lines to a data directory's users file (both servers see them)."""
+    with open(os.path.join(dataDir, "users"), "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+class ImaplibTests(IMAPTestCase):
+    """imaplib with the extensions Dovecot 2.3 offers and mailstack now does too."""
+
+    def setUp(self):
+        IMAPTestCase.setUp(self)
+        addUsers(os.path.join(self.directory, "var"))
+
+    @defer.inlineCallbacks
+    def test_loginReferral(self):
+        """imaplib's login() fails with the REFERRAL code; the capability is listed before login."""
+        def session():
+            c = self.client()
+            try:
+                caps = c.capabilities
+                try:
+                    c.login("hosted@lab.test", "pw")
+                except c.error as e:
+                    return caps, e.args[0]
+                return caps, None
+            finally:
+                c.shutdown()
+        caps, error = yield self.inThread(session)
+        self.assertIn("LOGIN-REFERRALS", caps)
+        self.assertEqual(error, b"[REFERRAL imap://hosted%40lab.test;AUTH=PLAIN@other.test/]"
+                                b" Try this server instead.")
+
+    @defer.inlineCallbacks
+    def test_fuzzyPreview(self):
+        """fetch() of SNIPPET (FUZZY) and PREVIEW (FUZZY) gives the fuzzy forms imaplib passes on."""
+        def session():
+            c = self.loggedIn()
+            try:
+                check(c.append("INBOX", None, None, NOTE))
+                check(c.select("INBOX"))
+                return c.capabilities, check(c.fetch("1", "(SNIPPET (FUZZY) PREVIEW (LAZY=FUZZY))"))
+            finally:
+                c.logout()
+        caps, fetched = yield self.inThread(session)
+        self.assertIn("SNIPPET=FUZZY", caps)
+        self.assertIn("PREVIEW=FUZZY", caps)
+        self.assertEqual(fetched, [b'1 (SNIPPET (FUZZY "Hello there, see you.")'
+                                   b' PREVIEW (FUZZY "Hello there, see you."))'])
+
+
+def exchange(port, lines):
+    """
+    One connection: send each of C{lines} (a command, or a SASL response),
+    return the greeting and every reply line up to each tagged or
+    continuation line.
+    """
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    f = s.makefile("rb")
+    try:
+        out = [f.readline()]
+        for line in lines:
+            s.sendall(line + b"\r\n")
+            while True:
+                reply = f.readline()
+                if not reply:
+                    raise AssertionError("connection closed after %r" % (line,))
+                while reply.endswith(b"}\r\n"):  # a literal: its octets, then the line's rest
+                    size = int(reply[reply.rindex(b"{") + 1:-3])
+                    reply += f.read(size) + f.readline()
+                out.append(reply)
+                if not reply.startswith(b"* "):
+                    break
+        return out
+    finally:
+        s.close()
+
+
+def b64(data):
+    return base64.b64encode(data)
+
+
+# Each a connection of its own (Dovecot slows down a client's repeated refusals).
+REFERRAL_SESSIONS = [
+    [b"a LOGIN hosted@lab.test pw"],
+    [b"a LOGIN HOSTED@lab.test pw"],
+    [b"a LOGIN ported@lab.test pw"],
+    [b"a LOGIN reason@lab.test pw"],
+    [b"a LOGIN odd@lab.test pw"],
+    [b"a LOGIN utf@lab.test pw"],
+    [b"a LOGIN gone@lab.test pw"],
+    [b"a LOGIN nolog@lab.test pw"],
+    [b"a AUTHENTICATE PLAIN " + b64(b"\0hosted@lab.test\0pw")],
+    [b"a AUTHENTICATE PLAIN", b64(b"\0ported@lab.test\0pw")],
+    [b"a AUTHENTICATE LOGIN", b64(b"hosted@lab.test"), b64(b"pw")],
+]
+
+FETCHES = [
+    b"f FETCH 1:* (SNIPPET (FUZZY))",
+    b"g FETCH 1:* (PREVIEW (FUZZY) PREVIEW (LAZY=FUZZY))",
+    b"h UID FETCH 1:* (SNIPPET (LAZY=FUZZY) FLAGS)",
+    b"i FETCH 1 (SNIPPET PREVIEW (LAZY) PREVIEW (lazy=fuzzy) SNIPPET (LAZY))",
+    b"j FETCH 1 (SNIPPET (BOGUS))",
+    b"k FETCH 1 (PREVIEW ())",
+    b"l FETCH 1 (SNIPPET ())",
+]
+
+
+def fetchSession(port):
+    """Log in, select INBOX, run L{FETCHES}; each one's FETCH lines and tagged status."""
+    lines = exchange(port, [b"a LOGIN demo@lab.test demo", b"s SELECT INBOX"] + FETCHES)
+    out, current = [], []
+    for line in lines[1:]:
+        if line.startswith(b"* ") and b" FETCH " not in line[:16]:
+            continue
+        if line.startswith(b"* "):
+            current.append(line)
+            continue
+        out.append((current, b" ".join(line.split(b" ")[:2])))
+        current = []
+    return out[2:]
+
+
+class DovecotComparisonTests(unittest.TestCase):
+    """The same commands against mailstack and Dovecot 2.3.19 over one data directory."""
+
+    skip = _dovecotMissing()
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def servers(self, fill=None):
+        """mailstack and then Dovecot on a copy of its data directory; their IMAP ports."""
+        text, dataDir = sharedDataDir(self, BASE_CONFIG)
+        server, _ = startServer(self, LISTENERS, text)
+        addUsers(dataDir)
+        if fill is not None:
+            yield threads.deferToThread(fill, server)
+        copyDir = dataDir + "-dovecot"
+        shutil.copytree(dataDir, copyDir, symlinks=True)
+        dovecot = Dovecot(self, copyDir)
+        dovecot.handOver(os.path.join(copyDir, "mail", "lab.test"))
+        yield dovecot.start()
+        return server.listenerPort("imap"), dovecot.imapPort
+
+    @defer.inlineCallbacks
+    def test_loginReferrals(self):
+        """Every refusal of a nologin user, with and without a host, is Dovecot's, byte for byte."""
+        ours, theirs = yield self.servers()
+        differences = []
+        for lines in REFERRAL_SESSIONS:
+            mine = yield threads.deferToThread(exchange, ours, lines)
+            dovecot = yield threads.deferToThread(exchange, theirs, lines)
+            self.assertIn(b"LOGIN-REFERRALS", mine[0])
+            self.assertIn(b"LOGIN-REFERRALS", dovecot[0])
+            if mine[1:] != dovecot[1:]:
+                differences.append("%r\n  mailstack: %r\n  Dovecot:   %r" % (
+                    lines, mine[1:], dovecot[1:]))
+        self.assertEqual(differences, [], "\n".join(differences))
+        # A host without nologin logs in on both.
+        for port in (ours, theirs):
+            lines = yield threads.deferToThread(exchange, port, [b"a LOGIN suggest@lab.test pw"])
+            self.assertTrue(lines[-1].startswith(b"a OK "), lines)
+
+    @defer.inlineCallbacks
+    def test_fuzzyPreviews(self):
+        """SNIPPET and PREVIEW (FUZZY) of 25 hard messages, and the bad forms, as Dovecot answers."""
+        def fill(server):
+            with smtplib.SMTP("127.0.0.1", server.listenerPort("smtp"), timeout=10) as s:
+                for message, _ in DOVECOT:
+                    s.sendmail("alice@lab.test", ["demo@lab.test"], message)
+        ours, theirs = yield self.servers(fill)
+        mine = yield threads.deferToThread(fetchSession, ours)
+        dovecot = yield threads.deferToThread(fetchSession, theirs)
+        differences = ["%s\n  mailstack: %r\n  Dovecot:   %r" % (command.decode(), m, d)
+                       for command, m, d in zip(FETCHES, mine, dovecot) if m != d]
+        self.assertEqual(differences, [], "\n".join(differences))
+        self.assertEqual([status for _, status in mine[-3:]], [b"j BAD", b"k BAD", b"l BAD"])
+        self.assertEqual(len(mine[0][0]), len(DOVECOT))
