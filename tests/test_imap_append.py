@@ -191,6 +191,22 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
                              reply)
         self.assertEqual(self.openMailbox().messages(), [])
 
+    def test_literal8(self):
+        """A later message may be a literal8 under BINARY; with BINARY off it is BAD, nothing stored."""
+        self.login()
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" ~{3+}\r\nA\x00B\r\n")
+        self.assertTrue(out.startswith(b"a OK [APPENDUID "), out)
+        inbox = self.openMailbox()
+        with inbox.openMessage(inbox.messages()[-1].uid) as f:
+            self.assertEqual(f.read(), b"A\x00B")
+        server, transport = self.connect(disabled=("BINARY",))
+        self.send(b"L1 LOGIN alice@lab.test secret\r\n", (server, transport))
+        out = self.send(b"b APPEND INBOX " + lit(MESSAGE) + b" ~{3+}\r\nA\x00B\r\nc NOOP\r\n",
+                        (server, transport))
+        self.assertEqual(out, b"b BAD Literal8 is not available here (no BINARY)\r\n"
+                              b"c OK NOOP completed\r\n")
+        self.assertEqual(len(inbox.messages()), 2)
+
     def test_memoryBounded(self):
         """Once a MULTIAPPEND's literals hold SPOOL_MEMORY octets in memory, the next go to disk."""
         session = self.connect(maxLiteralSize=100000)
