@@ -43,6 +43,16 @@ class RuleTests(unittest.TestCase):
         self.assertEqual(revision.enable("IMAP4REV2", enabledExcept()), "IMAP4rev2")
         self.assertTrue(revision.rev2)
 
+    def test_enableUtf8(self):
+        """ENABLE UTF8=ACCEPT turns on UTF-8 names only; switched off it enables nothing."""
+        revision = Revision()
+        self.assertIsNone(revision.enable("UTF8=ACCEPT", enabledExcept("UTF8=ACCEPT")))
+        self.assertFalse(revision.utf8Names)
+        self.assertEqual(revision.enable("utf8=accept", enabledExcept()), "UTF8=ACCEPT")
+        self.assertTrue(revision.utf8Names)
+        self.assertFalse(revision.rev2)
+        self.assertTrue(revision.showsRecent)
+
     def test_names(self):
         """Modified UTF-7 in IMAP4rev1, UTF-8 in IMAP4rev2, the same store names either way."""
         rev1, rev2 = Revision(), Revision()
@@ -360,6 +370,110 @@ class FetchTests(RevisionSessionMixin, unittest.TestCase):
         self.selectIn(True)
         out = self.send(b"f FETCH 1 (BODY[TEXT])\r\n")
         self.assertIn(b" FLAGS (\\Seen))\r\n", out)
+
+
+UTF8_MESSAGE = ("From: Jos\u00e9 <jos\u00e9@lab.test>\r\nTo: bob@lab.test\r\n"
+                "Subject: Caf\u00e9 \u2615\r\n\r\nBien s\u00fbr.\r\n").encode("utf-8")
+
+
+class Utf8AcceptTests(RevisionSessionMixin, unittest.TestCase):
+    """
+    UTF8=ACCEPT (RFC 6855): ENABLE, UTF-8 names, APPEND's UTF8 (literal8).
+    """
+
+    def utf8(self, session=None):
+        self.login(session)
+        self.assertEqual(self.send(b"e ENABLE UTF8=ACCEPT\r\n", session),
+                         b"* ENABLED UTF8=ACCEPT\r\ne OK ENABLE completed\r\n")
+
+    def appendUtf8(self, session=None, plus=b""):
+        return self.send(b"a APPEND INBOX UTF8 (~{%d%s}\r\n" % (len(UTF8_MESSAGE), plus)
+                         + UTF8_MESSAGE + b")\r\n", session)
+
+    def test_advertised(self):
+        """UTF8=ACCEPT is listed after login; a listener can switch it off."""
+        self.login()
+        self.assertIn(b" UTF8=ACCEPT", self.send(b"a CAPABILITY\r\n"))
+        session = self.connect(disabled=frozenset({"UTF8=ACCEPT"}))
+        self.login(session)
+        self.assertNotIn(b"UTF8=ACCEPT", self.send(b"a CAPABILITY\r\n", session))
+        self.assertEqual(self.send(b"b ENABLE UTF8=ACCEPT\r\n", session),
+                         b"* ENABLED\r\nb OK ENABLE completed\r\n")
+
+    def test_both(self):
+        """One ENABLE may name IMAP4rev2 and UTF8=ACCEPT; ENABLED names both."""
+        self.login()
+        self.assertEqual(self.send(b"e ENABLE IMAP4rev2 UTF8=ACCEPT\r\n"),
+                         b"* ENABLED IMAP4rev2 UTF8=ACCEPT\r\ne OK ENABLE completed\r\n")
+
+    def test_names(self):
+        """Names are UTF-8 after ENABLE UTF8=ACCEPT; the IMAP4rev1 rules (RECENT) stay."""
+        self.createMailbox("Caf\u00e9")
+        self.deliver()
+        self.utf8()
+        self.assertEqual(self.send(b'l LIST "" "Caf*"\r\n'),
+                         '* LIST (\\HasNoChildren) "/" "Caf\u00e9"\r\nl OK LIST completed\r\n'
+                         .encode("utf-8"))
+        self.assertIn(b"c OK ", self.send('c CREATE "\u00e9t\u00e9"\r\n'.encode("utf-8")))
+        self.assertIn("\u00e9t\u00e9", self.account.listMailboxes())
+        self.assertIn(b"* 1 RECENT\r\n", self.send(b"s SELECT INBOX\r\n"))
+
+    def test_searchCharset(self):
+        """After ENABLE UTF8=ACCEPT, SEARCH with CHARSET is BAD; without it, UTF-8 text matches."""
+        self.successResultOf(self.openMailbox().append(UTF8_MESSAGE, ()))
+        self.utf8()
+        self.send(b"s SELECT INBOX\r\n")
+        self.assertEqual(self.send(b"a SEARCH CHARSET UTF-8 ALL\r\n"),
+                         b"a BAD SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT (RFC 6855)\r\n")
+        self.assertEqual(self.send('b SEARCH SUBJECT "caf\u00e9"\r\n'.encode("utf-8")),
+                         b"* SEARCH 1\r\nb OK SEARCH completed\r\n")
+
+    def test_appendUtf8(self):
+        """APPEND UTF8 (~{n}) stores the message as sent, with APPENDUID."""
+        self.utf8()
+        out = self.appendUtf8()
+        self.assertTrue(out.startswith(b"+ Ready for literal data\r\na OK [APPENDUID "), out)
+        [info] = self.openMailbox().messages()
+        f = self.openMailbox().openMessage(info.uid)
+        self.addCleanup(f.close)
+        self.assertEqual(f.read(), UTF8_MESSAGE)
+
+    def test_appendUtf8NonSync(self):
+        """The literal8 may be non-synchronizing (~{n+}), and UTF8 is any case."""
+        self.utf8()
+        out = self.send(b"a APPEND INBOX utf8 (~{%d+}\r\n" % (len(UTF8_MESSAGE),)
+                        + UTF8_MESSAGE + b")\r\n")
+        self.assertTrue(out.startswith(b"a OK [APPENDUID "), out)
+
+    def test_appendUtf8NotEnabled(self):
+        """Before ENABLE UTF8=ACCEPT, APPEND UTF8 is BAD, nothing is stored, the session goes on."""
+        self.login()
+        self.assertEqual(self.appendUtf8(plus=b"+"),
+                         b"a BAD APPEND UTF8 needs ENABLE UTF8=ACCEPT\r\n")
+        self.assertEqual(self.openMailbox().messages(), [])
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+    def test_appendUtf8NeedsLiteral8(self):
+        """UTF8 takes a literal8 only: UTF8 ({n}) is a syntax error."""
+        self.utf8()
+        out = self.send(b"a APPEND INBOX UTF8 ({3+}\r\nabc)\r\n")
+        self.assertTrue(out.startswith(b"a BAD APPEND: APPEND UTF8 needs the message as a literal8"),
+                        out)
+
+    def test_appendUtf8WithoutBinary(self):
+        """With BINARY switched off, UTF8's literal8 is still taken (RFC 6855 needs it)."""
+        session = self.connect(disabled=frozenset({"BINARY"}))
+        self.utf8(session)
+        self.assertIn(b"a OK [APPENDUID ", self.appendUtf8(session))
+        self.assertTrue(self.send(b"b APPEND INBOX ~{3+}\r\nabc\r\n", session).startswith(
+            b"b BAD Literal8 is not available here"))
+
+    def test_multiappend(self):
+        """MULTIAPPEND mixes a UTF8 message with a plain one; both get UIDs."""
+        self.utf8()
+        out = self.send(b"a APPEND INBOX UTF8 (~{%d+}\r\n" % (len(UTF8_MESSAGE),) + UTF8_MESSAGE
+                        + b") (\\Seen) {%d+}\r\n" % (len(MESSAGE),) + MESSAGE + b"\r\n")
+        self.assertRegex(out, rb"^a OK \[APPENDUID \d+ 1:2\] ")
 
 
 class MaildirNameTests(RevisionSessionMixin, unittest.TestCase):

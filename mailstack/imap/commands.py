@@ -307,6 +307,8 @@ class MailboxCommands:
         name = self._name(mailbox)
         for message in messages:
             _checkFlags(message.flags)
+            if message.utf8:
+                self.revision.checkUtf8Append()  # RFC 6855's UTF8 (~{n}): once UTF-8 is on
         if (not self.extensionEnabled("MULTIAPPEND") and len(messages) > 1
                 or not self.extensionEnabled("CATENATE") and any(m.catenate for m in messages)):
             raise Refusal("%s is not available here" % (
@@ -457,6 +459,7 @@ class MailboxCommands:
         self.checkContextReturns(tag, returns, sorting=False)  # PARTIAL, UPDATE: imap/context.py
         partial = getattr(returns, "partial", None)
         returns = self.revision.searchReturns(returns)  # IMAP4rev2: ESEARCH always
+        self.revision.checkSearchCharset(charset)  # UTF8=ACCEPT: no CHARSET
         save = returns is not None and "SAVE" in returns
         withModseq = search.usesModseq(key)
         if withModseq:

@@ -77,6 +77,9 @@ class Revision:
         if name == REV2_KEY and rev2Offered(extensionEnabled):
             self.rev2 = True
             return REV2
+        if name == UTF8_ACCEPT and extensionEnabled(UTF8_ACCEPT):
+            self.utf8 = True
+            return UTF8_ACCEPT
         return None
 
     # -- what changes in IMAP4rev2 -------------------------------------------
@@ -134,6 +137,12 @@ class Revision:
     def utf8Names(self):
         """Mailbox names in UTF-8 instead of modified UTF-7 (RFC 9051 5.1, RFC 6855 3)."""
         return self.rev2 or self.utf8
+
+    def checkSearchCharset(self, charset):
+        """RFC 6855 3: after ENABLE UTF8=ACCEPT a SEARCH names no CHARSET (it is UTF-8): BAD."""
+        if self.utf8 and charset is not None:
+            raise Refusal("SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT (RFC 6855)",
+                          status="BAD")
 
     def checkUtf8Append(self):
         """APPEND's C{UTF8 (literal8)} (RFC 6855 4): BAD until UTF-8 is enabled."""

@@ -80,6 +80,8 @@ _SECRET_PREFIX = {
 _TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 
 _LITERAL8 = re.compile(rb"~\{\d+\+?\}\Z")
+# APPEND's RFC 6855 message, a literal8 with or without BINARY.
+_UTF8_LITERAL8 = re.compile(rb"(?i) UTF8 \(~\{\d+\+?\}\Z")
 
 # Extensions, in CAPABILITY order (the names a listener may disable).
 EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
@@ -111,6 +113,8 @@ EXTENSIONS += ("IMAP4REV2",)
 EXTENSIONS += ("THREAD=REFS",)
 # NOTIFY (RFC 5465): imap/notify.py.
 EXTENSIONS += ("NOTIFY",)
+# UTF8=ACCEPT (RFC 6855): imap/revision.py (names, APPEND's UTF8 (~{n})), grammar/appendspec.py.
+EXTENSIONS += ("UTF8=ACCEPT",)
 # COMPRESS=DEFLATE (RFC 4978): protocol/compress.py under the transcript; do_COMPRESS.
 EXTENSIONS += ("COMPRESS=DEFLATE",)
 # LOGIN-REFERRALS (RFC 2221): imap/referral.py, for users marked nologin with a host.
@@ -451,7 +455,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             return self._dispatch(parts)
         size, synchronizing = announced
         isAppend = self._verb == b"APPEND"
-        if _LITERAL8.search(line) and not self.extensionEnabled("BINARY"):
+        if (_LITERAL8.search(line) and not self.extensionEnabled("BINARY")
+                and not (isAppend and _UTF8_LITERAL8.search(line))):
             # A literal8 (RFC 3516) where BINARY is off: refused like a bad command.
             self._resetCommand()
             if not synchronizing:

@@ -1,7 +1,8 @@
 """
-IMAP4rev2 (RFC 9051) end to end: the standard library's imaplib, one session
-left in IMAP4rev1 (what imaplib speaks by default) and one that sends
-C{ENABLE IMAP4rev2} (imaplib's C{enable}) and reads the rev2 replies; and a
+IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855) end to end: the standard
+library's imaplib, one session left in IMAP4rev1 (what imaplib speaks by
+default), one that sends C{ENABLE IMAP4rev2} (imaplib's C{enable}) and reads
+the rev2 replies, one with UTF8=ACCEPT (imaplib's own UTF-8 mode); and a
 listener with IMAP4rev2 switched off. The Dovecot 2.3 comparisons
 (test_interop_dovecot, test_differential) run IMAP4rev1 sessions and stay
 as they were: IMAP4rev2 changes nothing until a client enables it.
@@ -16,6 +17,8 @@ from tests.helpers import listenerTOML
 from tests.interop import check
 
 CAFE_UTF8 = "Caf\u00e9".encode("utf-8")
+UTF8_MESSAGE = ("From: Jos\u00e9 <jos\u00e9@lab.test>\r\nTo: demo@lab.test\r\n"
+                "Subject: Caf\u00e9 \u2615\r\n\r\nBien s\u00fbr.\r\n").encode("utf-8")
 
 
 class ImaplibTests(IMAPTestCase):
@@ -109,3 +112,32 @@ class ImaplibTests(IMAPTestCase):
         self.assertNotIn("IMAP4REV2", caps)
         self.assertEqual(enabled, [b""])
         self.assertEqual(found, [b"1"])
+
+    @defer.inlineCallbacks
+    def test_utf8Accept(self):
+        """
+        imaplib's enable('UTF8=ACCEPT') puts it in UTF-8 mode: CREATE, SELECT
+        and LIST with UTF-8 names; APPEND UTF8 (~{n+}) (sent on imaplib's
+        socket: its own append wraps the marker inside the literal, CPython
+        gh-78319) stores the message as sent.
+        """
+        def session():
+            c = self.loggedIn()
+            try:
+                self.assertIn("UTF8=ACCEPT", c.capabilities)
+                check(c.enable("UTF8=ACCEPT"))
+                self.assertTrue(c.utf8_enabled)
+                check(c.create('"Caf\u00e9"'))
+                c.send(b"U1 APPEND \"Caf\xc3\xa9\" UTF8 (~{%d+}\r\n" % (len(UTF8_MESSAGE),)
+                       + UTF8_MESSAGE + b")\r\n")
+                appended = c.readline()
+                check(c.select('"Caf\u00e9"'))
+                body = check(c.fetch("1", "(BODY.PEEK[])"))
+                listed = check(c.list('""', '"Caf*"'))
+                return appended, body, listed
+            finally:
+                c.logout()
+        appended, body, listed = yield self.inThread(session)
+        self.assertRegex(appended, rb"^U1 OK \[APPENDUID \d+ 1\] ")
+        self.assertEqual(body[0][1], UTF8_MESSAGE)
+        self.assertEqual(listed, [b'(\\HasNoChildren) "/" "' + CAFE_UTF8 + b'"'])

@@ -42,6 +42,8 @@ class AppendMessage:
     date: int | None = None
     message: Data | None = None
     catenate: tuple[CatenatePart, ...] = ()
+    # The literal came as RFC 6855's UTF8 (literal8): the server allows it once UTF-8 is enabled.
+    utf8: bool = False
 
 
 def appendArguments(reader: Reader) -> tuple[bytes, list[AppendMessage]]:
@@ -75,6 +77,12 @@ def _appendMessage(reader: Reader) -> AppendMessage:
         return AppendMessage(flags, date, reader.literal(allowFile=True, allowBinary=True))
     if reader.trySkip(b"CATENATE "):
         return AppendMessage(flags, date, catenate=tuple(_catenateParts(reader)))
+    if reader.trySkip(b"UTF8 ("):  # RFC 6855 4: "UTF8" SP "(" literal8 ")"
+        if reader.peek() != b"~":
+            raise ParseError("APPEND UTF8 needs the message as a literal8 (~{n})")
+        message = reader.literal(allowFile=True, allowBinary=True)
+        reader.skip(b")")
+        return AppendMessage(flags, date, message, utf8=True)
     raise ParseError("APPEND needs the message as a literal or CATENATE")
 
 
