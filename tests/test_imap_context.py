@@ -92,6 +92,10 @@ class ResponseTests(unittest.TestCase):
         self.assertEqual(returnedMessages([3, 4, 8, 9], {"SAVE", "PARTIAL"}, (2, 3)), [4, 8])
         self.assertEqual(returnedMessages([3, 4, 8, 9], {"SAVE", "PARTIAL", "COUNT"}, (2, 3)),
                          [3, 4, 8, 9])
+        self.assertEqual(returnedMessages([3, 4, 8, 9], {"SAVE", "PARTIAL", "MIN"}, (3, 3)),
+                         [3, 8])
+        self.assertEqual(returnedMessages([3, 4, 8, 9], {"SAVE", "PARTIAL", "MAX"}, (1, 2)),
+                         [3, 4, 9])
 
 
 def applyUpdate(result, line):
@@ -192,6 +196,13 @@ class ESORTTests(SessionTestMixin, unittest.TestCase):
                          [b'* ESEARCH (TAG "s") PARTIAL (5:10 5:6)', b"s OK"])
         self.assertEqual(self.lines(b"s SEARCH RETURN (PARTIAL 7:10) ALL\r\n"),
                          [b'* ESEARCH (TAG "s") PARTIAL (7:10 NIL)', b"s OK"])
+
+    def test_modseq(self):
+        """An ESORT over a MODSEQ search reports the highest MODSEQ of what it returns."""
+        modseq = self.openMailbox().messageInfo(7).modseq
+        out = self.lines(b"s SORT RETURN (MIN) (ARRIVAL) UTF-8 MODSEQ 1\r\n")
+        self.assertTrue(out[0].startswith(b"* OK [HIGHESTMODSEQ "), out)
+        self.assertEqual(out[1:], [b'* ESEARCH (TAG "s") MIN 6 MODSEQ %d' % (modseq,), b"s OK"])
 
     def test_partialSave(self):
         """SAVE beside PARTIAL keeps the messages at those positions for $."""

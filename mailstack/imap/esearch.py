@@ -74,20 +74,19 @@ def returnedMessages(found: Sequence[int], returns: AbstractSet[str],
 
     @param found: the result in its order (UIDs).
     @param partial: the range of RETURN (PARTIAL): without ALL or COUNT,
-        only the messages at those positions (as Dovecot keeps them).
+        the messages at those positions, and the MIN/MAX ones if asked (as
+        Dovecot keeps them).
     """
     if not found or "ALL" in returns or "COUNT" in returns:
         return list(found)
-    if partial is not None:
-        return partialWindow(found, partial)
-    if "MIN" in returns or "MAX" in returns:
-        kept = []
-        if "MIN" in returns:
-            kept.append(found[0])
-        if "MAX" in returns and found[-1] not in kept:
-            kept.append(found[-1])
-        return kept
-    return list(found)
+    if partial is None and "MIN" not in returns and "MAX" not in returns:
+        return list(found)
+    kept = partialWindow(found, partial) if partial is not None else []
+    if "MIN" in returns and found[0] not in kept:
+        kept.insert(0, found[0])
+    if "MAX" in returns and found[-1] not in kept:
+        kept.append(found[-1])
+    return kept
 
 
 def partialWindow(numbers: Sequence[int], partial: tuple[int, int]) -> list[int]:

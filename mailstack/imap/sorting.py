@@ -61,6 +61,10 @@ class SortingCommands:
                 if name in _DISPLAY_KEYS:
                     raise Refusal("Unknown sort key %s" % (name,), status="BAD")
         self.checkContextReturns(tag, returns, sorting=True)
+        # RFC 7162 3.1.5: an ESORT answer over a MODSEQ search reports MODSEQ.
+        withModseq = returns is not None and search.usesModseq(key)
+        if withModseq:
+            self.enableCondstore()
         view = self.view
         ordered = []
 
@@ -74,12 +78,16 @@ class SortingCommands:
                 self.write(b"* SORT" + b"".join(b" %d" % (n,) for n in numbers) + b"\r\n")
                 return ("OK", None, "SORT completed")
             partial = getattr(returns, "partial", None)
+            returned = esearch.returnedMessages([c.uid for c in ordered], returns, partial)
             if "SAVE" in returns:  # RFC 5182 over SORT's messages, kept ascending
-                self.savedResult = tuple(sorted(esearch.returnedMessages(
-                    [c.uid for c in ordered], returns, partial)))
-            if esearch.answersWithESEARCH(returns):
-                self.write(esearch.esearchResponse(tag, numbers, returns, byUID,
-                                                   partial=partial))
+                self.savedResult = tuple(sorted(returned))
+            highest = None
+            if withModseq and ordered:
+                kept = set(returned)
+                highest = max(c.info.modseq for c in ordered if c.uid in kept)
+            if esearch.answersWithESEARCH(returns, withModseq):
+                self.write(esearch.esearchResponse(tag, numbers, returns, byUID, highest,
+                                                   partial))
             self.keepLive(tag, returns, program, byUID, [c.uid for c in ordered], view,
                           criteria, ordered)
             return ("OK", None, "SORT completed")

@@ -193,6 +193,14 @@ SCRIPT = [
     ("A", b"SELECT INBOX"),
     ("B", b"STORE 2 -FLAGS (\\Seen)"),
     ("A", b"NOOP"),
+    ("A", b"SEARCH RETURN (SAVE PARTIAL 2:3 MIN) ALL"),
+    ("A", b"FETCH $ (UID)"),
+    ("A", b"SEARCH RETURN (SAVE PARTIAL 1:2 MAX) NOT SUBJECT alpha"),
+    ("A", b"FETCH $ (UID)"),
+    ("A", b"SORT RETURN (SAVE) (SUBJECT) UTF-8 NOT SUBJECT echo"),
+    ("A", b"FETCH $ (UID)"),
+    ("A", b"SORT RETURN (SAVE MAX) (REVERSE SUBJECT) UTF-8 ALL"),
+    ("A", b"FETCH $ (UID)"),
 ]
 
 # Both servers answer these BAD.
