@@ -150,6 +150,26 @@ class RescanTests(IndexTestCase):
         self.assertEqual(len(self.listings), 2)
 
 
+class BurstTests(IndexTestCase):
+
+    def test_notWrittenDuringBursts(self):
+        """While cur/ keeps changing (a busy mailbox), the index is not rewritten at every
+        sync: only once the mailbox has been quiet for a while."""
+        mailbox = self.opened()
+        before = os.stat(self.sub(INDEX_FILE)).st_ino
+        uids = [i.uid for i in mailbox.messages()]
+        for uid in uids[:3]:
+            mailbox.setFlagsNow(uid, {"\\Flagged"})
+            mailbox.syncNow(claimRecent=False)
+        self.assertEqual(os.stat(self.sub(INDEX_FILE)).st_ino, before)
+        self.settle()
+        mailbox.syncNow(claimRecent=False)
+        self.assertNotEqual(os.stat(self.sub(INDEX_FILE)).st_ino, before)
+        self.listings.clear()
+        self.assertEqual(sorted(self.opened().messageInfo(uids[0]).flags), ["\\Flagged"])
+        self.assertEqual(self.listings, [])
+
+
 class RebuildTests(IndexTestCase):
 
     def test_deletedIndex(self):
@@ -277,8 +297,12 @@ class WritingTests(IndexTestCase):
         mailbox.setFlagsNow(uids[0], {"\\Deleted"})
         mailbox.expungeNow([uids[0]])
         mailbox.syncNow(claimRecent=False)
+        self.assertEqual(len([j for j in jobs if j[0].__name__ == "_writeFile"]), 1)
+        self.settle()
+        mailbox.syncNow(claimRecent=False)
         mailbox.setFlagsNow(uids[1], {"\\Deleted"})
         mailbox.expungeNow([uids[1]])
+        self.settle()
         mailbox.syncNow(claimRecent=False)
         self.assertEqual(len([j for j in jobs if j[0].__name__ == "_writeFile"]), 1)
         f, args, d = writes[0]

@@ -213,17 +213,17 @@ class MailboxIndex:
     def wanted(self, stamps, changed):
         """
         Whether the mailbox should hand over its state (L{save}) after a
-        complete sync that saw C{stamps}: when messages came, went or changed
-        flags, or when the file does not yet record these stamps settled.
+        complete sync that saw C{stamps}: once new/ and cur/ have been quiet
+        for L{SETTLE} s (only such a record can be trusted alone; a mailbox
+        in a burst of changes is not written again and again), when the file
+        does not record these stamps yet, or messages came, went or changed
+        flags.
         """
         if self._fromIndex:
             changed = self._fromIndex = False  # what was read from the file
-        if changed or self._written is None:
-            return True
-        writtenStamps, writtenSettled = self._written
-        if tuple(stamps) != writtenStamps:
-            return True
-        return not writtenSettled and _settledNow(stamps)
+        if not _settledNow(stamps):
+            return False
+        return changed or self._written != (tuple(stamps), True)
 
     def save(self, stamps, uidValidity, uidNext, messages):
         """
