@@ -97,6 +97,16 @@ class IMAP(_Conn):
     def login(self, user, password):
         return self.command(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
 
+    def append(self, mailbox, message):
+        """APPEND with a synchronizing literal; the tagged response."""
+        tag = self._tag()
+        self.send(tag + b" APPEND " + mailbox + b" {%d}\r\n" % (len(message),))
+        line = self.readLine()
+        if not line.startswith(b"+"):
+            raise ProtocolError("IMAP APPEND: %r" % (line[:300],))
+        self.send(message + b"\r\n")
+        return self._response(tag)
+
     def idle(self):
         tag = self._tag()
         self.send(tag + b" IDLE\r\n")
@@ -211,6 +221,68 @@ def pop3Busy(port, clients, seconds, user, password):
                     errors.append(repr(e))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter()
+    state["deadline"] = start + seconds
+    ready.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {"sessions": len(done), "elapsed": elapsed,
+            "rate": len(done) / elapsed if elapsed else 0.0, "errors": errors}
+
+
+_APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
+
+
+def imapBusy(port, clients, seconds, user, password, message, firstUIDs):
+    """
+    C{clients} threads share one IMAP account for C{seconds}, each in a loop:
+    connect, LOGIN, SELECT INBOX, FETCH 1:* (FLAGS RFC822.SIZE), UID STORE
+    +FLAGS.SILENT (\\Deleted) of one message of its own, EXPUNGE, APPEND of
+    C{message}, LOGOUT (a class whose phones and laptops all work on one
+    account). Client i first deletes UID C{firstUIDs[i]}, then each time the
+    message its previous session appended (APPENDUID), so the mailbox keeps
+    its size.
+
+    @return: dict with sessions completed, elapsed seconds, rate (sessions/s)
+        and errors (the NO/BAD replies or failures).
+    """
+    done = []
+    errors = []
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+    state = {"deadline": None}
+
+    def worker(mine):
+        ready.wait()
+        while time.perf_counter() < state["deadline"]:
+            c = None
+            try:
+                c = IMAP(port)
+                c.login(user, password)
+                c.command(b"SELECT INBOX")
+                c.command(b"FETCH 1:* (FLAGS RFC822.SIZE)")
+                c.command(b"UID STORE %d +FLAGS.SILENT (\\Deleted)" % (mine,))
+                c.command(b"EXPUNGE")
+                reply = c.append(b"INBOX", message)
+                found = _APPENDUID.search(reply)
+                if found is None:
+                    raise ProtocolError("APPEND: no APPENDUID in %r" % (reply[-200:],))
+                mine = int(found.group(1))
+                c.command(b"LOGOUT")
+                c.close()
+                with lock:
+                    done.append(1)
+            except Exception as e:  # noqa: reported below
+                if c is not None:
+                    c.close()
+                with lock:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(firstUIDs[i],), daemon=True)
+               for i in range(clients)]
     for t in threads:
         t.start()
     start = time.perf_counter()

@@ -19,6 +19,8 @@ SEARCH_USER = "search@" + DOMAIN    # the SEARCH TEXT mailbox
 SINK_USER = "sink@" + DOMAIN        # receives the SMTP load
 BUSY_USER = "busy@" + DOMAIN        # one maildrop a class of POP3 clients polls at once
 BUSY_MESSAGES = 41                  # the size of that maildrop (issue 17's figure)
+CLASS_USER = "class@" + DOMAIN      # one IMAP account a class of clients shares (issue 16)
+HUGE_USER = "huge@" + DOMAIN        # the 100k-message folder (SELECT, issue 16)
 SENDER = "loadgen@example.net"
 NEEDLE = "xylophone"                 # in 1 of every NEEDLE_EVERY search messages
 NEEDLE_EVERY = 50
@@ -43,6 +45,8 @@ class Sizes:
     retrBudget: float       # no further RETR run once the runs took this long
     busyClients: int = 10    # POP3 clients polling the busy maildrop at once
     busySeconds: float = 10.0  # how long they poll
+    huge: int = 100000       # messages in the huge folder (small ones: SELECT only)
+    loginRepeats: int = 20   # LOGIN latency samples
 
 
 FULL = Sizes(bulk=10000, search=1000, fetchBodies=100, idleSessions=100,
@@ -52,7 +56,7 @@ FULL = Sizes(bulk=10000, search=1000, fetchBodies=100, idleSessions=100,
 QUICK = Sizes(bulk=200, search=50, fetchBodies=10, idleSessions=4, idleMessages=2,
               retr=5, smtpClients=(1, 10), smtpSeconds=0.2, smtpMessageSize=10240,
               repeats=2, smtpWarmup=0.1, settle=0.2,
-              retrBudget=0.2, busyClients=3, busySeconds=0.5)
+              retrBudget=0.2, busyClients=3, busySeconds=0.5, huge=300, loginRepeats=3)
 
 _WORDS = (
     "the of and to in is that for it as was with be by on not he this are or "
@@ -75,7 +79,7 @@ def idleUser(n):
 
 
 def allUsers(sizes):
-    return ([BULK_USER, SEARCH_USER, SINK_USER, BUSY_USER]
+    return ([BULK_USER, SEARCH_USER, SINK_USER, BUSY_USER, CLASS_USER, HUGE_USER]
             + [idleUser(n) for n in range(sizes.idleSessions)])
 
 
@@ -184,11 +188,30 @@ def mailboxes(sizes):
 
     box(BULK_USER, sizes.bulk)
     box(BUSY_USER, BUSY_MESSAGES if sizes.bulk else 0)
+    box(CLASS_USER, BUSY_MESSAGES if sizes.bulk else 0)
     box(SEARCH_USER, sizes.search, NEEDLE_EVERY)
     for n in range(sizes.idleSessions):
         box(idleUser(n), sizes.idleMessages)
     out[SINK_USER] = []
+    out[HUGE_USER] = hugeFolder(sizes.huge if sizes.bulk else 0)
     return out
+
+
+def hugeFolder(count):
+    """
+    The huge folder's messages: small (about 200 octets) so that 100,000 of
+    them are quick to write twice; only SELECT reads this folder.
+    """
+    items = []
+    for n in range(count):
+        date = 1600000000 + n * 11
+        data = ("From: <s%d@example.net>\nTo: <%s>\nSubject: item %d\n"
+                "Message-ID: <huge-%d@example.net>\n\nItem %d of the huge folder.\n"
+                % (n % 89, HUGE_USER, n, n, n)).encode("ascii")
+        wire = len(data) + data.count(b"\n")
+        items.append(("%d.M%dP2Q%d.bench,S=%d,W=%d:2,S" % (date, n, n, len(data), wire),
+                      data, date))
+    return items
 
 
 def populate(dataDirs, sizes):

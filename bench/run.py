@@ -204,7 +204,7 @@ class Bench:
             ("imap_idle_private", "IMAP IDLE x%d: private memory per session"
              % s.idleSessions,
              "KiB", "lower"),
-        ]
+        ] + self.imapLoadSpecs()
 
     def imap(self, server):
         s = self.sizes
@@ -282,6 +282,69 @@ class Bench:
 
         put("imap_search_text", *inSession(
             data.SEARCH_USER, b'SEARCH TEXT "%s"' % (data.NEEDLE.encode(),), searchCheck))
+        figures.update(self.imapLoad(server))
+        return figures
+
+    # -- IMAP: login, the huge folder, the busy class (issue 16) ---------
+
+    def imapLoadSpecs(self):
+        s = self.sizes
+        return [
+            ("imap_login", "IMAP LOGIN latency, {PLAIN} user", "ms", "lower"),
+            ("imap_select_huge_first", "IMAP LOGIN+SELECT %d msgs, first ever" % s.huge,
+             "ms", "lower"),
+            ("imap_select_huge", "IMAP LOGIN+SELECT %d msgs, warm" % s.huge, "ms", "lower"),
+            ("imap_busy", "IMAP busy class: %d clients sharing one %d-msg account"
+             % (s.busyClients, data.BUSY_MESSAGES), "sessions/s", "higher"),
+        ]
+
+    def imapLoad(self, server):
+        """
+        LOGIN latency (connect, greeting, LOGIN: median), SELECT of the huge
+        folder (the first ever, then warm: median of the repeats) and the
+        busy class (clients.imapBusy), whose error replies become a note.
+        """
+        s = self.sizes
+        port = server.ports["imap"]
+        specs = {k: (label, unit, better) for k, label, unit, better in self.imapLoadSpecs()}
+        figures = {}
+
+        def login():
+            c = clients.IMAP(port)
+            c.login(data.BULK_USER, data.PASSWORD)
+            return c
+
+        times = []
+        for i in range(s.loginRepeats + 1):      # the first run warms up
+            t, c = clients.timed(login)
+            c.logout()
+            if i:
+                times.append(t)
+        figures["imap_login"] = specs["imap_login"] + (1000 * clients.median(times), times)
+
+        def selectHuge():
+            c = clients.IMAP(port)
+            c.login(data.HUGE_USER, data.PASSWORD)
+            resp = c.command(b"SELECT INBOX")
+            c.logout()
+            if b"* %d EXISTS" % (s.huge,) not in resp:
+                raise RuntimeError("SELECT: expected %d EXISTS, got %r" % (s.huge, resp[:300]))
+
+        t, _ = clients.timed(selectHuge)
+        figures["imap_select_huge_first"] = specs["imap_select_huge_first"] + (1000 * t, [t])
+        times = [clients.timed(selectHuge)[0] for _ in range(s.repeats)]
+        figures["imap_select_huge"] = specs["imap_select_huge"] + (
+            1000 * clients.median(times), times)
+
+        firstUIDs = list(range(1, s.busyClients + 1))  # the messages the clients delete first
+        busy = clients.imapBusy(port, s.busyClients, s.busySeconds, data.CLASS_USER,
+                                data.PASSWORD, data.smtpMessage(4096), firstUIDs)
+        if busy["errors"]:
+            self.notes.append("%s: IMAP busy class: %d error replies (first: %s)" % (
+                server.name, len(busy["errors"]), busy["errors"][0]))
+        figures["imap_busy"] = specs["imap_busy"] + (
+            busy["rate"], {"sessions": busy["sessions"], "errors": len(busy["errors"]),
+                           "elapsed": busy["elapsed"]})
         return figures
 
     def idleMemory(self, server):
@@ -509,6 +572,56 @@ def table(rows):
     return "\n".join(out)
 
 
+# Issue 16's targets: (row key, target in words, test of the row).
+TARGETS = [
+    ("imap_busy", ">= 1.0x Dovecot, 0 error replies",
+     lambda r: r.ratio() is not None and r.ratio() >= 1.0 and not r.samples.get(
+         "mailstack", {}).get("errors")),
+    ("pop3_busy", ">= 1.0x Dovecot", lambda r: r.ratio() is not None and r.ratio() >= 1.0),
+    ("imap_login", "<= 1.5x Dovecot", lambda r: r.ratio() is not None and r.ratio() <= 1.5),
+    ("imap_select", "<= 1.5x Dovecot", lambda r: r.ratio() is not None and r.ratio() <= 1.5),
+    ("imap_fetch_flags", "<= 1.5x Dovecot",
+     lambda r: r.ratio() is not None and r.ratio() <= 1.5),
+    ("pop3_stat_list", "<= 1.5x Dovecot",
+     lambda r: r.ratio() is not None and r.ratio() <= 1.5),
+    ("imap_search_text", "<= 2x Dovecot",
+     lambda r: r.ratio() is not None and r.ratio() <= 2.0),
+    ("imap_select_huge", "< 1000 ms (warm)",
+     lambda r: r.values.get("mailstack") is not None and r.values["mailstack"] < 1000),
+    ("imap_select_huge_first", "< 10000 ms (first ever)",
+     lambda r: r.values.get("mailstack") is not None and r.values["mailstack"] < 10000),
+    ("smtp_rate_c10", ">= 1.5x aiosmtpd",
+     lambda r: r.ratio() is not None and r.ratio() >= 1.5),
+    ("smtp_p95_c10", "<= aiosmtpd's", lambda r: r.ratio() is not None and r.ratio() <= 1.0),
+]
+
+
+def targetTable(rows):
+    """Each issue-16 target the run measured: its figure, ratio and whether it is met."""
+    byKey = {r.key: r for r in rows}
+    header = ("verdict", "issue 16 target", "goal", "mailstack", "peer", "ratio m/p")
+    lines = [header]
+    for key, goal, met in TARGETS:
+        r = byKey.get(key)
+        if r is None:
+            continue
+        ratio = r.ratio()
+        if r.values.get("mailstack") is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if met(r) else "NOT met"
+        lines.append((verdict, r.label, goal, fmt(r.values.get("mailstack")),
+                      fmt(r.values.get("peer")), "-" if ratio is None else "%.2f" % ratio))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(c.rjust(w) if i in (3, 4, 5) else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(line, widths))).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
 FAIRNESS = [
     "Each server is a separate process on 127.0.0.1 (mailstack: twistd -n, "
     "default reactor); the load generators (Python threads, raw sockets) run "
@@ -586,6 +699,8 @@ def main(argv=None):
         if info["load_before"] > BUSY else ""))
     print()
     print(table(bench.rows))
+    print()
+    print(targetTable(bench.rows))
     print()
     for note in FAIRNESS:
         print("* " + note)

@@ -45,6 +45,7 @@ class QuickRunTests(unittest.TestCase):
         """The table has its header and a row per metric with a mailstack figure."""
         self.assertIn("mailstack benchmark (quick)", out, self.explain())
         self.assertRegex(out, r"(?m)^machine: \d+ CPUs")
+        self.assertRegex(out, r"(?m)^verdict +issue 16 target +goal")
         header = [line for line in out.splitlines() if line.startswith("metric ")]
         self.assertEqual(len(header), 1, self.explain())
         for column in ("unit", "mailstack", "peer", "ratio m/p", "better"):
@@ -57,7 +58,10 @@ class QuickRunTests(unittest.TestCase):
                            ("imap", "IMAP IDLE x"),
                            ("pop3", "POP3 LOGIN+STAT+LIST"),
                            ("pop3", "POP3 RETR"),
-                           ("pop3", "POP3 busy class")):
+                           ("pop3", "POP3 busy class"),
+                           ("imap", "IMAP busy class"),
+                           ("imap", "IMAP LOGIN latency"),
+                           ("imap", "IMAP LOGIN+SELECT 300 msgs, first ever")):
             rows = [line for line in out.splitlines() if line.startswith(label)]
             self.assertTrue(rows, "no %r row\n%s" % (label, self.explain()))
             for row in rows:
@@ -144,3 +148,25 @@ class PieceTests(unittest.TestCase):
         self.assertEqual(len(lines), 3)
         self.assertTrue(re.match(r"POP3 thing\s+ms\s+1234\s+dovecot\s+-\s+-\s+lower", lines[2]),
                         lines[2])
+
+    def test_targetTable(self):
+        """Each issue-16 target the run measured gets a row saying whether it is met."""
+        busy = run.Row("imap", "imap_busy", "IMAP busy class", "sessions/s", "higher")
+        busy.values = {"mailstack": 120.0, "peer": 100.0}
+        busy.samples = {"mailstack": {"errors": 0}}
+        erring = run.Row("pop3", "pop3_busy", "POP3 busy class", "sessions/s", "higher")
+        erring.values = {"mailstack": 90.0, "peer": 100.0}
+        fetch = run.Row("imap", "imap_fetch_flags", "IMAP FETCH", "ms", "lower")
+        fetch.values = {"mailstack": 30.0, "peer": 20.0}
+        huge = run.Row("imap", "imap_select_huge", "IMAP SELECT huge", "ms", "lower")
+        huge.values = {"mailstack": None, "peer": 300.0}
+        other = run.Row("imap", "imap_idle_rss", "IMAP IDLE", "KiB", "lower")
+        other.values = {"mailstack": 1.0, "peer": 2.0}
+        lines = run.targetTable([busy, erring, fetch, huge, other]).splitlines()
+        self.assertEqual(len(lines), 6)
+        self.assertRegex(lines[2], r"^met\s+IMAP busy class\s+>= 1.0x Dovecot, 0 error")
+        self.assertRegex(lines[3], r"^NOT met\s+POP3 busy class")
+        self.assertRegex(lines[4], r"^met\s+IMAP FETCH\s+<= 1.5x Dovecot\s+30.0\s+20.0\s+1.50$")
+        self.assertRegex(lines[5], r"^not measured\s+IMAP SELECT huge")
+        busy.samples = {"mailstack": {"errors": 3}}
+        self.assertRegex(run.targetTable([busy]).splitlines()[2], r"^NOT met\s+IMAP busy")
