@@ -207,6 +207,15 @@ class RecentTests(RevisionSessionMixin, unittest.TestCase):
         self.assertEqual(self.send(b"k SEARCH NEW\r\n", other),
                          b"* SEARCH\r\nk OK SEARCH completed\r\n")
 
+    def test_sortAndThreadKeys(self):
+        """SORT and THREAD take search keys too: NEW and RECENT are BAD there in IMAP4rev2."""
+        self.deliver()
+        self.selectIn(True)
+        for line in (b"k SORT (DATE) UTF-8 NEW\r\n", b"k THREAD REFERENCES UTF-8 RECENT\r\n"):
+            self.assertTrue(self.send(line).startswith(b"k BAD NEW, OLD and RECENT"), line)
+        self.assertEqual(self.send(b"s SORT (DATE) UTF-8 ALL\r\n"),
+                         b"* SORT 1\r\ns OK SORT completed\r\n")
+
     def test_status(self):
         """STATUS RECENT is BAD in IMAP4rev2; STATUS DELETED counts \\Deleted there, BAD in rev1."""
         self.deliver(flags=("\\Deleted",))
@@ -317,7 +326,9 @@ class NameTests(RevisionSessionMixin, unittest.TestCase):
         self.createMailbox("Caf\u00e9")
         self.rev2()
         self.assertEqual(self.send(b'a STATUS "Caf&AOk-" (MESSAGES)\r\n'),
-                         b"a NO [NONEXISTENT] no mailbox named Caf&-AOk-\r\n")
+                         b"a NO [NONEXISTENT] no mailbox named Caf&AOk-\r\n")
+        self.assertEqual(self.send('b STATUS "\u00e9t\u00e9" (MESSAGES)\r\n'.encode("utf-8")),
+                         b"b NO [NONEXISTENT] no mailbox named \\xe9t\\xe9\r\n")
 
     def test_invalidUtf8(self):
         """A name that is not UTF-8 gets NO [CANNOT] in rev2 (in rev1: not modified UTF-7)."""

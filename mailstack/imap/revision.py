@@ -172,6 +172,14 @@ class Revision:
         except (UnicodeDecodeError, ValueError):
             return None
 
+    def errorText(self, text):
+        """
+        A store error's text (mailbox names in Unicode) for a NO: names as the
+        client writes them, modified UTF-7 in IMAP4rev1; once UTF-8 is on the
+        text stays Unicode (the reply escapes what is not 7-bit).
+        """
+        return text if self.utf8Names else mutf7.encode(text)
+
     def nameString(self, name):
         """
         A store name as a wire string: modified UTF-7 in IMAP4rev1; UTF-8 once

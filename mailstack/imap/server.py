@@ -54,7 +54,6 @@ from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
 from mailstack.protocol.secrets import secretEnd, secretFrom, secretLine
 from mailstack.protocol.session import ISessionWording, Session
 from mailstack.settings import ListenerSettings
-from mailstack.storage import mutf7
 from mailstack.storage.interfaces import (
     InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSuchMailbox,
     NoSuchMessage, StoreError, StoreUnavailable, isNoSpace)
@@ -687,7 +686,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
                 return ("NO", "UNAVAILABLE", "Mail storage is temporarily unavailable")
             # Store texts name mailboxes in Unicode: show them as the client
             # sends them (modified UTF-7), not as escapes of their characters.
-            return ("NO", code, mutf7.encode(str(error)) or "Failed")
+            return ("NO", code, self.revision.errorText(str(error)) or "Failed")
         log.failure("imap {peer}: internal error in {command}", failure,
                     peer=self.peerText(), command=name)
         self.metrics.error(INTERNAL_ERROR)
