@@ -46,6 +46,11 @@ class ServerConfig:
     data_dir: Path
     domains: tuple
     default_domain: str | None
+    # Processes sharing every listener (mailstack.workers); 1: this one alone.
+    workers: int = 1
+    # Which of them this process is (not a config key: 1 for the one twistd
+    # started, 2.. for the workers it starts, which set it with --worker).
+    worker: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +229,12 @@ class Config:
 
     @property
     def queue_dir(self):
-        """Where outbound mail waits for the smarthost."""
+        """
+        Where outbound mail waits for the smarthost: each worker process
+        (C{[server] workers}) has its own, which its successor recovers.
+        """
+        if self.server.worker > 1:
+            return self.server.data_dir / "queue" / ("worker-%d" % (self.server.worker,))
         return self.server.data_dir / "queue"
 
     @property
@@ -243,7 +253,11 @@ _SERVER = {
     "data_dir": (str, "var"),
     "domains": (list, _REQUIRED),
     "default_domain": (str, None),
+    "workers": (int, 1),
 }
+# [server] workers: the most processes one server may run (every endpoint
+# kind a listener may have, tcp, tcp6 and unix, can be handed to them).
+MAX_WORKERS = 64
 _TLS = {
     "cert": (str, "var/tls/cert.pem"),
     "key": (str, "var/tls/key.pem"),
@@ -475,8 +489,12 @@ class _Loader:
         hostname = values["hostname"] or socket.getfqdn()
         if not _isDomain(hostname):
             raise self.error("server.hostname", "not a host name: %r" % (hostname,))
+        if not 1 <= values["workers"] <= MAX_WORKERS:
+            raise self.error("server.workers", "must be from 1 to %d, not %r" % (
+                MAX_WORKERS, values["workers"]))
         return ServerConfig(hostname=hostname, data_dir=self.path(values["data_dir"]),
-                            domains=tuple(domains), default_domain=default)
+                            domains=tuple(domains), default_domain=default,
+                            workers=values["workers"])
 
     def buildListeners(self, raw):
         if not isinstance(raw, list):

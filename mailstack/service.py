@@ -50,6 +50,7 @@ from mailstack.throttle import AuthPenalty
 from mailstack.transcripthub import TranscriptHub
 from mailstack.web.context import WebContext
 from mailstack.web.site import buildSite
+from mailstack import workers as msworkers
 
 log = Logger()
 
@@ -244,13 +245,16 @@ def openUsers(config):
             config.path, config.users.locationKey, config.users.backend, e))
 
 
-def buildService(config, reactor=None, protocols=None):
+def buildService(config, reactor=None, protocols=None, inherited=None):
     """
     Build the server from a loaded L{Config}. Creates the data directory, the
     certificate and the demo account on first start.
 
     @param protocols: protocol name -> L{IProtocolPlugin} (defaults to
         L{PROTOCOLS}); tests pass their own to serve a fake protocol.
+    @param inherited: in a worker process (C{[server] workers}): listener
+        name -> C{(fd, family)} of the listening sockets the first process
+        handed over, served instead of binding.
     @raise StartupError: with a one-line reason.
     """
     if reactor is None:
@@ -300,7 +304,9 @@ def buildService(config, reactor=None, protocols=None):
     top.metrics = metrics = PrometheusMetrics()
     watcher.setServiceParent(top)
     # What each user did, for class reports; saved last when the server stops.
-    top.activity = activity = ActivityRecorder(config.server.data_dir / "activity.json", reactor)
+    top.activity = activity = ActivityRecorder(config.server.data_dir / (
+        "activity.json" if config.server.worker == 1
+        else "activity-worker-%d.json" % (config.server.worker,)), reactor)
     try:
         activity.load()
     except OSError as e:
@@ -335,9 +341,13 @@ def buildService(config, reactor=None, protocols=None):
         if listener.tls == "implicit":
             factory = TLSMemoryBIOFactory(tlsContext, False, factory, clock=reactor)
             factory.noisy = False
-        endpoint = endpoints.serverFromString(reactor, listener.endpoint)
+        if inherited is not None:  # a worker: the first process bound it
+            endpoint = msworkers.InheritedEndpoint(reactor, *inherited[listener.name])
+        else:
+            endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)
-    if config.web is not None:
+    _addWorkers(config, reactor, top)
+    if config.web is not None and config.server.worker == 1:  # the console: first process only
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
                              authPenalty=authPenalty, reactor=reactor, counter=counter,
@@ -347,6 +357,24 @@ def buildService(config, reactor=None, protocols=None):
         top.web.transcripts = hub
         WebService(config.web, reactor, buildSite(top.web, tlsContext)).setServiceParent(top)
     return top
+
+
+def _addWorkers(config, reactor, top):
+    """
+    C{[server] workers}: the first process supervises the others (handing
+    them every bound listener); a worker stops when the first process goes.
+    """
+    if config.server.worker > 1:
+        msworkers.ParentWatch(reactor).setServiceParent(top)
+    elif config.server.workers > 1:
+        listeners = [s for s in top if isinstance(s, ListenerService)]
+
+        def bound():
+            return [(s.listener.name, s.port.fileno(), msworkers.addressFamily(s.port))
+                    for s in listeners]
+        msworkers.WorkerSupervisor(
+            reactor, config.server.workers, bound,
+            msworkers.workerCommand(str(config.path))).setServiceParent(top)
 
 
 class WebService(StreamServerEndpointService):
@@ -395,6 +423,9 @@ class Options(usage.Options):
                 "limits and the lab demo account all come from the TOML config.")
     optParameters = [
         ["config", "c", "etc/mailstack.toml", "the TOML configuration file"],
+        # Given by the first process to the workers it starts ([server] workers).
+        ["worker", None, None, "(internal) run as worker N of [server] workers", int],
+        ["inherit", None, "", "(internal) the listening sockets handed to a worker"],
     ]
 
 
@@ -405,10 +436,34 @@ def makeService(options):
     """
     try:
         config = loadConfig(options["config"])
-        top = buildService(config)
+        inherited = None
+        if options.get("worker"):
+            config, inherited = _asWorker(config, options["worker"], options.get("inherit", ""))
+        top = buildService(config, inherited=inherited)
     except (ConfigError, StartupError) as e:
         sys.stderr.write("mailstack: %s\n" % (e,))
         sys.stderr.flush()
         raise SystemExit(1)
     top.exitOnError = True
     return top
+
+
+def _asWorker(config, number, inherit):
+    """
+    The config and inherited listeners of worker C{number}, started by the
+    first process (L{mailstack.workers}); it leads its own process group, so
+    a terminal's Ctrl-C reaches the first process, which stops it.
+    """
+    import dataclasses
+    import os
+    try:
+        inherited = msworkers.parseInherited(inherit)
+    except ValueError as e:
+        raise StartupError("worker %d: %s" % (number, e))
+    missing = [listener.name for listener in config.listeners if listener.name not in inherited]
+    if number < 2 or missing:
+        raise StartupError("worker %d: no inherited socket for %s" % (
+            number, ", ".join(missing) or "it"))
+    os.setpgrp()
+    return dataclasses.replace(config, server=dataclasses.replace(
+        config.server, worker=number)), inherited
