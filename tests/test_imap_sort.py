@@ -78,6 +78,14 @@ class KeyTests(unittest.TestCase):
         import io
         return sort.Fields.fromHeader(fetch.parseHeaderOnly(io.BytesIO(text + b"\r\n"), 0))
 
+    def test_brokenEncodedWords(self):
+        """An encoded word that does not decode stays as written; the words around it decode."""
+        self.assertEqual(
+            sort.baseSubject(b"=?utf-8?q?broken_word?= =?utf-8?b?bad*64?= =?utf-8?q?x?=")[0],
+            b"BROKEN WORD =?UTF-8?B?BAD*64?= X")
+        self.assertEqual(sort.baseSubject(b"=?utf-8?q?a?= =?utf-8?q?b?= =?utf-8?b?bad*64?=")[0],
+                         b"AB =?UTF-8?B?BAD*64?=")
+
     def test_sentDate(self):
         """Date: becomes UTC seconds; missing or unreadable, None."""
         self.assertEqual(sort.sentDate(b"Thu, 1 Jan 1970 01:00:10 +0100"), 10)

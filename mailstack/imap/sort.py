@@ -12,8 +12,11 @@ a missing or unreadable Date:, and ties in sequence order whatever REVERSE
 says.
 """
 
+import base64
+import binascii
 import dataclasses
 import datetime
+import quopri
 import re
 import unicodedata
 
@@ -67,7 +70,46 @@ def _decode(value):
     text = value.decode("utf-8", "replace")
     if "=?" not in text:
         return text
-    return decodeHeader(text.encode("utf-8"))
+    decoded = decodeHeader(text.encode("utf-8"))
+    if "=?" in decoded:  # a word that does not decode: the others still do
+        return _decodeWords(text)
+    return decoded
+
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+
+
+def _decodeWords(text):
+    """
+    RFC 2047 encoded words decoded one by one, as Dovecot's header decoder
+    does: one that does not decode (unknown charset or encoding, broken
+    base64) stays as written; white space between two decoded words goes.
+    """
+    out = []
+    pos = 0
+    lastDecoded = False
+    for match in _ENCODED_WORD.finditer(text):
+        between = text[pos:match.start()]
+        decoded = _decodeWord(*match.groups())
+        if not (decoded is not None and lastDecoded and not between.strip()):
+            out.append(between)
+        out.append(match.group(0) if decoded is None else decoded)
+        lastDecoded = decoded is not None
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _decodeWord(charset, encoding, data):
+    """One encoded word's text, or None when it does not decode."""
+    try:
+        if encoding in "Bb":
+            raw = base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+        else:
+            raw = quopri.decodestring(data.encode("ascii"), header=True)
+        return raw.decode(charset.split("*")[0], "replace")
+    except (ValueError, LookupError, binascii.Error):
+        return None
 
 
 def _stripTrailers(text):

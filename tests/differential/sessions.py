@@ -120,6 +120,11 @@ BINARY_MESSAGES = [
     b"--b\r\nContent-Transfer-Encoding: x-unknown\r\n\r\n?\r\n--b--\r\n",
 ]
 
+# SORT criteria, alone and together (RFC 5256 keys, RFC 5957's display forms).
+SORT_CRITERIA = [b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO", b"DISPLAYFROM",
+                 b"DISPLAYTO", b"REVERSE DATE", b"SUBJECT REVERSE DATE", b"REVERSE FROM SIZE",
+                 b"REVERSE DISPLAYTO ARRIVAL"]
+
 SCRIPTS = [
     # First: the corpus is new, \Recent belongs to the first session to look.
     Script("recent-and-flags", [
@@ -185,6 +190,18 @@ SCRIPTS = [
         (1, b"EXAMINE INBOX"),
         (0, b"UNSELECT"),
     ]),
+    # SORT and THREAD (RFC 5256, 5957) and ESORT/PARTIAL (RFC 5267) over the hard messages.
+    Script("sort-and-thread", [EXAMINE]
+           + each(0, b"SORT (%s) UTF-8 ALL", SORT_CRITERIA)
+           + each(0, b"THREAD %s UTF-8 ALL", [b"ORDEREDSUBJECT", b"REFERENCES", b"REFS"])
+           + [(0, b"UID SORT (FROM REVERSE SUBJECT) UTF-8 NOT SEEN"),
+              (0, b"UID THREAD REFERENCES UTF-8 NOT SUBJECT hello"),
+              (0, b"SORT (DATE) US-ASCII SUBJECT hello"),
+              (0, b"SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL"),
+              (0, b"UID SORT RETURN (PARTIAL 3:9 MIN) (REVERSE DATE) UTF-8 ALL"),
+              (0, b"SORT RETURN (COUNT) (DISPLAYTO) UTF-8 SUBJECT nothing-matches"),
+              (0, b"SEARCH RETURN (PARTIAL 2:20 COUNT) ALL"),
+              (0, b"UID SEARCH RETURN (PARTIAL 40:50) NOT SEEN")]),
     # Bodies fetched without PEEK set \Seen: after the scripts that read, so
     # they see the flags the corpus came with.
     Script("set-seen", [

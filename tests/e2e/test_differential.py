@@ -73,6 +73,10 @@ class DifferentialTests(unittest.TestCase):
         """SEARCH with every RFC 3501 key finds what Dovecot finds."""
         return self.compare(["search"])
 
+    def test_sortAndThread(self):
+        """SORT by every key, THREAD by every algorithm, ESORT and PARTIAL over the hard messages are Dovecot's."""
+        return self.compare(["sort-and-thread"])
+
     def test_uids(self):
         """UID FETCH ranges, STATUS, UIDVALIDITY and UIDNEXT follow Dovecot's rules; a FETCH without PEEK sets \\Seen alike."""
         return self.compare(["uids", "set-seen"])
