@@ -34,8 +34,11 @@ the last write wins and each write is whole.
 Format: a header line C{mailstack-index 1 <crc32 of the body, hex>
 <body length>}, then the body: JSON (parsed in C by the standard library,
 safe against a crafted file, no dependency), an object with C{stamps},
-C{taken} (ns), C{uidValidity}, C{uidNext} and C{messages}, a list of
-C{[uid, base, subdir, filename, extensions, diskSize, wireSize, mtime]}.
+C{taken} (ns), C{uidValidity}, C{uidNext} and C{columns}: for each of
+C{uid, base, subdir, filename, extensions, diskSize, wireSize, mtime} the
+list of every message's value (columns, so that reading builds the
+mailbox's tables with C-level C{zip} and C{dict}: 100,000 messages in tens
+of milliseconds).
 Modseqs are not repeated here: the store keeps them in C{mailstack-modseq}
 (L{mailstack.storage.modseq}).
 """
@@ -59,6 +62,16 @@ INDEX_FILE = "mailstack.index"
 _MAGIC = b"mailstack-index"
 _VERSION = 1
 
+COLUMNS = ("uid", "base", "subdir", "filename", "extensions", "diskSize", "wireSize",
+           "mtime")
+_TYPES = {"uid": {int}, "base": {str}, "subdir": {str}, "filename": {str},
+          "extensions": {list}, "diskSize": {int}, "wireSize": {int}, "mtime": {int, float}}
+
+
+def _strings(values):
+    return set(map(type, values)) <= {str}
+
+
 # Seconds after the last recorded change before a record is trusted alone
 # (the same rule as the mailbox's in-memory stamps: directory times are coarse).
 SETTLE = 2.0
@@ -75,18 +88,28 @@ class IndexState:
     @ivar stamps: C{(new, cur, dovecot-uidlist)} stamps, each C{(mtime_ns,
         size, inode)} or None.
     @ivar taken: when it was taken, in ns since the epoch.
-    @ivar messages: C{[(uid, base, subdir, filename, extensions, diskSize,
-        wireSize, mtime)]}.
+    @ivar columns: C{{name: [value per message]}} for each of L{COLUMNS}.
     """
 
-    __slots__ = ("stamps", "taken", "uidValidity", "uidNext", "messages")
+    __slots__ = ("stamps", "taken", "uidValidity", "uidNext", "columns")
 
-    def __init__(self, stamps, taken, uidValidity, uidNext, messages):
+    def __init__(self, stamps, taken, uidValidity, uidNext, columns):
         self.stamps = stamps
         self.taken = taken
         self.uidValidity = uidValidity
         self.uidNext = uidNext
-        self.messages = messages
+        self.columns = columns
+
+    @classmethod
+    def fromMessages(cls, stamps, taken, uidValidity, uidNext, messages):
+        """A state from C{[(uid, base, subdir, filename, extensions, diskSize,
+        wireSize, mtime)]}."""
+        values = list(zip(*messages)) if messages else [()] * len(COLUMNS)
+        return cls(stamps, taken, uidValidity, uidNext,
+                   {name: list(column) for name, column in zip(COLUMNS, values)})
+
+    def __len__(self):
+        return len(self.columns["uid"])
 
     def settled(self):
         """
@@ -102,7 +125,7 @@ class IndexState:
         body = json.dumps({
             "stamps": [list(s) if s is not None else None for s in self.stamps],
             "taken": self.taken, "uidValidity": self.uidValidity, "uidNext": self.uidNext,
-            "messages": self.messages}, separators=(",", ":")).encode("utf-8")
+            "columns": self.columns}, separators=(",", ":")).encode("utf-8")
         header = b"%s %d %08x %d\n" % (_MAGIC, _VERSION, zlib.crc32(body), len(body))
         return header + body
 
@@ -122,12 +145,19 @@ class IndexState:
             raise ValueError("truncated or damaged (checksum)")
         record = json.loads(body)
         stamps = tuple(tuple(s) if s is not None else None for s in record["stamps"])
-        messages = [(int(m[0]), str(m[1]), str(m[2]), str(m[3]), list(m[4]), int(m[5]),
-                     int(m[6]), float(m[7])) for m in record["messages"]]
         if len(stamps) != 3 or any(s is not None and len(s) != 3 for s in stamps):
             raise ValueError("bad stamps")
+        columns = record["columns"]
+        count = len(columns["uid"])
+        for name, types in _TYPES.items():
+            column = columns[name]
+            if type(column) is not list or len(column) != count or not set(
+                    map(type, column)) <= types:
+                raise ValueError("bad column %s" % (name,))
+        if not all(map(_strings, columns["extensions"])):
+            raise ValueError("bad column extensions")
         return cls(stamps, int(record["taken"]), int(record["uidValidity"]),
-                   int(record["uidNext"]), messages)
+                   int(record["uidNext"]), {name: columns[name] for name in COLUMNS})
 
 
 class MailboxIndex:
@@ -171,7 +201,8 @@ class MailboxIndex:
             return
         self._loaded = state
         self._written = (state.stamps, state.settled())
-        self._sizes = {m[1]: (m[5], m[6], m[7]) for m in state.messages}
+        c = state.columns
+        self._sizes = dict(zip(c["base"], zip(c["diskSize"], c["wireSize"], c["mtime"])))
 
     def opening(self, stamps):
         """
@@ -186,10 +217,9 @@ class MailboxIndex:
         if state is None or tuple(stamps) != state.stamps or not state.settled():
             return None
         self._fromIndex = True
-        listing, records = {}, {}
-        for uid, base, subdir, filename, extensions, _, _, _ in state.messages:
-            listing[base] = (subdir, filename)
-            records[base] = (uid, extensions)
+        c = state.columns
+        listing = dict(zip(c["base"], zip(c["subdir"], c["filename"])))
+        records = dict(zip(c["base"], zip(c["uid"], c["extensions"])))
         return listing, UIDList(state.uidValidity, state.uidNext, "", records)
 
     def readUIDList(self, path):
@@ -233,7 +263,8 @@ class MailboxIndex:
         @param messages: as L{IndexState.messages}, taken on the caller's
             thread (the worker never reads the mailbox).
         """
-        state = IndexState(tuple(stamps), _clock(), uidValidity, uidNext, messages)
+        state = IndexState.fromMessages(tuple(stamps), _clock(), uidValidity, uidNext,
+                                        messages)
         self._written = (state.stamps, state.settled())
         self._sizes = {}  # the mailbox keeps the sizes from now on
         if self._writing:
