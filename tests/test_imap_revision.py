@@ -351,6 +351,19 @@ class NameTests(RevisionSessionMixin, unittest.TestCase):
         self.assertIn(b'* LIST (\\HasChildren) "/" "A"\r\n',
                       self.send(b'l LIST "" "A"\r\n', other))
 
+    def test_deleteWithChildren(self):
+        """DELETE of a mailbox with children: NO [HASCHILDREN] in rev2, [CANNOT] in rev1 and for INBOX."""
+        self.createMailbox("A/B")
+        self.login()
+        self.assertEqual(self.send(b"d DELETE A\r\n"),
+                         b"d NO [CANNOT] mailbox A has child mailboxes; delete them first\r\n")
+        other = self.connect()
+        self.rev2(other)
+        self.assertEqual(self.send(b"d DELETE A\r\n", other),
+                         b"d NO [HASCHILDREN] mailbox A has child mailboxes; delete them first\r\n")
+        self.assertTrue(self.send(b"d DELETE INBOX\r\n", other).startswith(b"d NO [CANNOT] "))
+        self.assertEqual(self.send(b"d DELETE A/B\r\n", other), b"d OK DELETE completed\r\n")
+
     def test_lsub(self):
         """LSUB, deprecated in rev2, still answers there, names in UTF-8."""
         self.createMailbox("Caf\u00e9")

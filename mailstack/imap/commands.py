@@ -193,8 +193,10 @@ class MailboxCommands:
         return self.account.openMailbox(name).addCallbacks(opened, unopened)
 
     def do_DELETE(self, tag, mailbox):
-        d = self.account.store.deleteMailbox(self._name(mailbox))
-        return d.addCallback(lambda _: ("OK", None, "DELETE completed"))
+        name = self._name(mailbox)
+        d = self.account.store.deleteMailbox(name)
+        d.addCallback(lambda _: ("OK", None, "DELETE completed"))
+        return d.addErrback(self.revision.deleteRefused, name)  # IMAP4rev2: [HASCHILDREN]
 
     def do_RENAME(self, tag, old, new):
         d = self.account.store.renameMailbox(self._name(old), self._name(new))

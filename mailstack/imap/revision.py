@@ -24,6 +24,7 @@ from mailstack.imap import listing
 from mailstack.imap.mailbox import BadMailboxName, decodeName, encodeName
 from mailstack.imap.response import Refusal, quoted, string
 from mailstack.storage import mutf7
+from mailstack.storage.interfaces import MailboxNotEmpty
 
 REV2 = "IMAP4rev2"
 # How a listener's disabled list names it (the config upper-cases those names).
@@ -122,6 +123,17 @@ class Revision:
         if self.rev2 and any(kind in kinds for kind in _RECENT_KINDS):
             raise Refusal("NEW, OLD and RECENT are not IMAP4rev2 search keys (no \\Recent)",
                           status="BAD")
+
+    def deleteRefused(self, failure, name):
+        """
+        DELETE of a mailbox with children (the store refuses it): IMAP4rev2
+        has a code for that, C{NO [HASCHILDREN]} (RFC 9051 7.1); IMAP4rev1
+        keeps C{[CANNOT]}, as does INBOX. Other failures pass on.
+        """
+        failure.trap(MailboxNotEmpty)
+        if self.rev2 and name != "INBOX":
+            return ("NO", "HASCHILDREN", self.errorText(str(failure.value)))
+        return failure
 
     def checkStatusItems(self, items):
         """STATUS RECENT is IMAP4rev1's, STATUS DELETED IMAP4rev2's (RFC 9051 6.3.11)."""
