@@ -10,7 +10,7 @@ import random
 
 from twisted.trial import unittest
 
-from mailstack.imap import context, cooperative
+from mailstack.imap import context, cooperative, sort
 from mailstack.imap.esearch import esearchResponse, returnedMessages
 from mailstack.imap.grammar.arguments import args_cancelupdate, args_search, args_sort
 from mailstack.imap.grammar.reader import ParseError, Reader
@@ -159,6 +159,26 @@ class SortedUpdateTests(unittest.TestCase):
             if old == new:
                 continue
             self.assertEqual(applyUpdate(old, self.update(old, new)), new, (old, new))
+
+
+class CompareTests(unittest.TestCase):
+    """L{sort.compareCandidates}, which places new messages in a live sorted result."""
+
+    def test_sameOrderAsSort(self):
+        """Sorting by the comparison gives what SORT gives, REVERSE and ties included."""
+        import functools
+        import types
+        rng = random.Random(5256)
+        for _ in range(200):
+            candidates = [sort.Candidate(uid, uid, types.SimpleNamespace(
+                internalDate=rng.randrange(3), size=rng.randrange(3)), None)
+                for uid in rng.sample(range(1, 50), 12)]
+            criteria = [(rng.choice(("ARRIVAL", "SIZE")), rng.random() < 0.5)
+                        for _ in range(rng.randrange(1, 3))]
+            self.assertEqual(
+                sorted(candidates, key=functools.cmp_to_key(
+                    lambda a, b: sort.compareCandidates(a, b, criteria))),
+                sort.sortCandidates(candidates, criteria), criteria)
 
 
 class ESORTTests(SessionTestMixin, unittest.TestCase):
@@ -379,6 +399,17 @@ class LiveSortTests(SessionTestMixin, unittest.TestCase):
                   self.other)
         self.assertEqual(self.lines(b"n NOOP\r\n")[-2:], [
             b'* ESEARCH (TAG "u") UID REMOVEFROM (3 1) ADDTO (3 2)', b"n OK"])
+
+    def test_ties(self):
+        """Messages equal on every key keep UID order when they leave and come back."""
+        self.assertEqual(self.lines(b"u UID SORT RETURN (UPDATE ALL) (SIZE) UTF-8 UNSEEN\r\n"),
+                         [b'* ESEARCH (TAG "u") UID ALL 1,3,6:7', b"u OK"])
+        self.send(b"b UID STORE 6 +FLAGS (\\Seen)\r\n", self.other)
+        self.assertEqual(self.lines(b"n NOOP\r\n")[-2:], [
+            b'* ESEARCH (TAG "u") UID REMOVEFROM (3 6)', b"n OK"])
+        self.send(b"b UID STORE 2,4,6 -FLAGS (\\Seen)\r\n", self.other)
+        self.assertEqual(self.lines(b"n NOOP\r\n")[-2:], [
+            b'* ESEARCH (TAG "u") UID ADDTO (2 2 4 4,6)', b"n OK"])
 
     def test_sequenceNumbers(self):
         """SORT without UID: the updates name sequence numbers."""

@@ -67,7 +67,9 @@ class LiveResult:
         self.criteria = criteria
         self.result = list(result)
         self.lastUID = lastUID
-        self.candidates = {c.uid: c for c in candidates}
+        # Ties go by UID here (the same order as sequence numbers, which change).
+        self.candidates = {c.uid: sort.Candidate(c.uid, c.uid, c.info, c.fields)
+                           for c in candidates}
         self.withFields = criteria is not None and any(
             name not in sort.METADATA_KEYS for name, _ in criteria)
 
@@ -260,18 +262,36 @@ class LiveResults:
             number = _numbering(live, view)
             removed = _removals(live, gone, number) if gone else []
             if live.sorted:
-                for uid in gone:
-                    live.candidates.pop(uid, None)
-                for uid in added:
-                    live.candidates[uid] = found[uid]
-                newResult = [c.uid for c in sort.sortCandidates(
-                    live.candidates.values(), live.criteria)]
+                newResult = _sortedUpdate(live, gone, {uid: found[uid] for uid in added})
             else:
                 newResult = sorted((current - gone) | added)
             additions = _additions(live, newResult, added, number) if added else []
             live.result = newResult
             lines.append(updateLine(live, removed, additions))
         return lines
+
+
+def _sortedUpdate(live, gone, added):
+    """
+    C{live}'s sorted result without C{gone} and with C{added} (UID ->
+    L{sort.Candidate}) each put in its place by binary search: a few changes
+    to a large result cost a few comparisons each, not a sort.
+    """
+    order = [uid for uid in live.result if uid not in gone]
+    for uid in gone:
+        live.candidates.pop(uid, None)
+    for uid in sorted(added):
+        candidate = live.candidates[uid] = added[uid]
+        low, high = 0, len(order)
+        while low < high:
+            middle = (low + high) // 2
+            if sort.compareCandidates(live.candidates[order[middle]], candidate,
+                                      live.criteria) < 0:
+                low = middle + 1
+            else:
+                high = middle
+        order.insert(low, uid)
+    return order
 
 
 def _numbering(live, view):

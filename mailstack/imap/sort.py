@@ -598,6 +598,20 @@ def _keyFunction(name):
     return lambda c: getattr(c.fields, attribute)
 
 
+def compareCandidates(a, b, criteria):
+    """
+    -1, 0 or 1: whether candidate C{a} comes before, with or after C{b} in
+    the order L{sortCandidates} gives them (ties by sequence number).
+    """
+    for name, reverse in criteria:
+        key = _keyFunction(name)
+        x, y = key(a), key(b)
+        if x != y:
+            before = x < y
+            return -1 if before != reverse else 1
+    return (a.seq > b.seq) - (a.seq < b.seq)
+
+
 def sortCandidates(candidates, criteria):
     """
     @param criteria: C{[(key name, reverse)]} from
