@@ -351,6 +351,23 @@ class NameTests(RevisionSessionMixin, unittest.TestCase):
         self.assertIn(b'* LIST (\\HasChildren) "/" "A"\r\n',
                       self.send(b'l LIST "" "A"\r\n', other))
 
+    def test_everyCommandTakesUtf8(self):
+        """RENAME, SUBSCRIBE, LIST (SUBSCRIBED) RETURN (STATUS), COPY and MOVE take and give UTF-8 names in rev2."""
+        self.createMailbox("Caf\u00e9")
+        self.deliver()
+        self.rev2()
+        cafe, tea = "Caf\u00e9".encode("utf-8"), "Th\u00e9".encode("utf-8")
+        self.assertEqual(self.send(b'r RENAME "%s" "%s"\r\n' % (cafe, tea)),
+                         b"r OK RENAME completed\r\n")
+        self.assertEqual(self.send(b'u SUBSCRIBE "%s"\r\n' % (tea,)), b"u OK SUBSCRIBE completed\r\n")
+        self.send(b"s SELECT INBOX\r\n")
+        self.assertIn(b"c OK [COPYUID ", self.send(b'c COPY 1 "%s"\r\n' % (tea,)))
+        self.assertIn(b"m OK MOVE completed", self.send(b'm MOVE 1 "%s"\r\n' % (tea,)))
+        self.assertEqual(self.send(b'l LIST (SUBSCRIBED) "" "*" RETURN (STATUS (MESSAGES))\r\n'),
+                         b'* LIST (\\HasNoChildren \\Subscribed) "/" "%s"\r\n'
+                         b'* STATUS "%s" (MESSAGES 2)\r\nl OK LIST completed\r\n' % (tea, tea))
+        self.assertEqual(sorted(self.account.listMailboxes()), ["INBOX", "Th\u00e9"])
+
     def test_deleteWithChildren(self):
         """DELETE of a mailbox with children: NO [HASCHILDREN] in rev2, [CANNOT] in rev1 and for INBOX."""
         self.createMailbox("A/B")
