@@ -434,6 +434,8 @@ class MailboxCommands:
                           status="BAD")
         if "WITHIN" in kinds and not self.extensionEnabled("WITHIN"):
             raise Refusal("Unknown search key (OLDER and YOUNGER need WITHIN)", status="BAD")
+        if search.usesSaveDate(key) and not self.extensionEnabled("SAVEDATE"):
+            raise Refusal("Unknown search key (SAVED* need SAVEDATE)", status="BAD")
 
     def boundSearchKey(self, key, returns=None):
         """
@@ -632,6 +634,8 @@ class MailboxCommands:
         if not self.extensionEnabled("OBJECTID") and any(
                 a.name in ("EMAILID", "THREADID") for a in attributes):
             raise Refusal("EMAILID and THREADID are not available here", status="BAD")
+        if not self.extensionEnabled("SAVEDATE") and any(a.name == "SAVEDATE" for a in attributes):
+            raise Refusal("SAVEDATE is not available here", status="BAD")
 
     def do_UID_FETCH(self, tag, messages, attributes, modifiers=None):
         self._checkPreview(attributes)
@@ -806,6 +810,9 @@ class MailboxCommands:
             return [b"EMAILID (%s)" % (objectid.emailId(info).encode("ascii"),)]
         if name == "THREADID":
             return [b"THREADID NIL"]
+        if name == "SAVEDATE":  # RFC 8514: NIL where the store cannot tell
+            saved = getattr(info, "saveDate", None)
+            return [b"SAVEDATE " + (b"NIL" if saved is None else formatInternalDate(saved))]
         if name == "INTERNALDATE":
             return [b"INTERNALDATE " + formatInternalDate(info.internalDate)]
         if name == "RFC822.SIZE":

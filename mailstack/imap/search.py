@@ -330,9 +330,15 @@ def matches(key, message, star):
         return info.internalDate < key[2] if key[1] == "<" else info.internalDate >= key[2]
     if kind == "SEQUIDS":
         return info.uid in key[1]
+    if kind == "SAVEDATESUPPORTED":  # RFC 8514: every store here keeps save dates
+        return True
     if kind == "DATE":
         if key[1] == "internal":
             actual = _localDate(info.internalDate)
+        elif key[1] == "saved":  # RFC 8514: SAVEDBEFORE, SAVEDON, SAVEDSINCE
+            if getattr(info, "saveDate", None) is None:
+                return False
+            actual = _localDate(info.saveDate)
         else:
             actual = _sentDate(message)
         return _compareDate(key[2], actual, key[3])
@@ -385,6 +391,18 @@ def usesModseq(key):
     if kind == "AND":
         return any(usesModseq(k) for k in key[1])
     return False
+
+
+def usesSaveDate(key):
+    """Whether a (parsed) search key has an RFC 8514 criterion (SAVED*, SAVEDATESUPPORTED)."""
+    kind = key[0]
+    if kind == "NOT":
+        return usesSaveDate(key[1])
+    if kind == "OR":
+        return usesSaveDate(key[1]) or usesSaveDate(key[2])
+    if kind == "AND":
+        return any(usesSaveDate(k) for k in key[1])
+    return kind == "SAVEDATESUPPORTED" or (kind == "DATE" and key[1] == "saved")
 
 
 def keyKinds(key):

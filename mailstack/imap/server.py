@@ -118,6 +118,8 @@ EXTENSIONS += ("UTF8=ACCEPT",)
 EXTENSIONS += ("COMPRESS=DEFLATE",)
 # LOGIN-REFERRALS (RFC 2221): imap/referral.py, for users marked nologin with a host.
 EXTENSIONS += ("LOGIN-REFERRALS",)
+# SAVEDATE (RFC 8514): IMessageInfo.saveDate, FETCH SAVEDATE, SEARCH SAVED*.
+EXTENSIONS += ("SAVEDATE",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

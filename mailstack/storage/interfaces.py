@@ -118,6 +118,10 @@ class IMessageInfo(Interface):
     modseq = Attribute(
         "int: the message's mod-sequence (RFC 7162): raised whenever it is added or its"
         " flags change, by anybody; 0 from a store that keeps none.")
+    saveDate = Attribute(
+        "float or None: POSIX time the message was saved into this mailbox (RFC 8514"
+        " SAVEDATE: delivery, APPEND, COPY or MOVE; kept by flag changes); None when the"
+        " store cannot tell.")
 
 
 class Changes(object):

@@ -79,6 +79,18 @@ class MessageInfo:
     internalDate: float
     key: str
     modseq: int = 0
+    saveDate: float | None = None
+
+
+def saveDate(base, fallback=None):
+    """
+    When the message file C{base} was saved into its mailbox: the seconds
+    its Maildir base name starts with, which every Maildir writer (mailstack,
+    Dovecot, delivery agents) sets to the time it wrote the file there, copies
+    included, and which outlives flag renames and restarts; else C{fallback}.
+    """
+    head = base.split(".", 1)[0]
+    return float(head) if head.isdigit() else fallback
 
 
 def _measure(path, base, extensions):
@@ -743,7 +755,8 @@ class MaildirMailbox:
         except NoSuchMessage:
             pass  # removed by another program since the sync; the next sync says so
         info = MessageInfo(entry.uid, self._flagsOf(entry), entry.wireSize or 0,
-                           entry.mtime or 0.0, entry.base, self._modseq.get(entry.uid))
+                           entry.mtime or 0.0, entry.base, self._modseq.get(entry.uid),
+                           saveDate(entry.base, entry.mtime))
         if entry.wireSize is not None:  # else try the file again next time
             entry.info = info
         return info

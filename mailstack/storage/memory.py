@@ -66,6 +66,7 @@ class MemoryMessageInfo:
     internalDate: float
     key: str
     modseq: int
+    saveDate: float | None = None  # when _add stored it: delivery, APPEND, COPY or MOVE
 
 
 @dataclasses.dataclass
@@ -233,7 +234,8 @@ class MemoryMailbox:
             if internalDate is None:
                 internalDate = self._account._store.now()
             info = MemoryMessageInfo(uid, flags, len(data), float(internalDate),
-                                     self._account._store.newKey(), modseq)
+                                     self._account._store.newKey(), modseq,
+                                     float(self._account._store.now()))
             self._messages[uid] = _Message(info, data)
             self._unclaimed.add(uid)
             uids.append(uid)

@@ -3,12 +3,16 @@ The rest of Dovecot 2.3's capabilities end to end: imaplib against
 mailstack, and the same commands against mailstack and the private Dovecot
 2.3.19 (tests/interop.py) over one data directory, replies compared byte
 for byte: LOGIN-REFERRALS (users marked nologin in the shared passwd-file),
-SNIPPET=FUZZY and PREVIEW=FUZZY.
+SNIPPET=FUZZY and PREVIEW=FUZZY, SAVEDATE (messages Dovecot saved, read by
+both).
 """
 
 import base64
+import datetime
+import email.utils
 import imaplib
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -215,3 +219,79 @@ class DovecotComparisonTests(unittest.TestCase):
         self.assertEqual(differences, [], "\n".join(differences))
         self.assertEqual([status for _, status in mine[-3:]], [b"j BAD", b"k BAD", b"l BAD"])
         self.assertEqual(len(mine[0][0]), len(DOVECOT))
+
+
+SAVEDATE = re.compile(rb'SAVEDATE "([^"]+)"')
+
+
+def stamp(line):
+    """The POSIX time of the SAVEDATE in a FETCH line."""
+    return email.utils.mktime_tz(email.utils.parsedate_tz(
+        SAVEDATE.search(line).group(1).decode().replace("-", " ", 2)))
+
+
+def _day(offset=0):
+    day = datetime.date.today() + datetime.timedelta(days=offset)
+    return ("%d-%s-%d" % (day.day, day.strftime("%b"), day.year)).encode("ascii")
+
+
+def saveDateSession(port):
+    """FETCH SAVEDATE and the SAVED* searches in INBOX and Other: every line but the greeting."""
+    return exchange(port, [
+        b"a LOGIN demo@lab.test demo", b"s SELECT INBOX",
+        b"f FETCH 1:* (UID SAVEDATE INTERNALDATE FLAGS)",
+        b"g SEARCH SAVEDON " + _day(), b"h SEARCH SAVEDSINCE " + _day(1),
+        b"i UID SEARCH SAVEDBEFORE " + _day(1), b"j SEARCH SAVEDATESUPPORTED",
+        b"k SEARCH NOT SAVEDATESUPPORTED", b"l SEARCH OR SAVEDBEFORE 1-Jan-2000 ON 1-Feb-2001",
+        b"m SELECT Other", b"n FETCH 1:* (UID SAVEDATE INTERNALDATE)"])[1:]
+
+
+class SaveDateComparisonTests(unittest.TestCase):
+    """SAVEDATE of messages Dovecot 2.3.19 saved, answered by it and by mailstack."""
+
+    skip = _dovecotMissing()
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_savedByDovecot(self):
+        """
+        APPENDed, copied and flagged through Dovecot: the same SAVEDATEs and
+        SAVED* answers (Dovecot's from its index cache, ours from the file names).
+        """
+        text, dataDir = sharedDataDir(self, BASE_CONFIG)
+        server, _ = startServer(self, LISTENERS, text)
+        dovecot = Dovecot(self, dataDir)
+        dovecot.handOver(os.path.join(dataDir, "mail", "lab.test"))
+        yield dovecot.start()
+
+        def save():
+            c = dovecot.imap("demo@lab.test", "demo")
+            try:
+                check(c.create("Other"))
+                check(c.append("INBOX", None, '"01-Feb-2001 10:00:00 +0000"', NOTE))
+                check(c.append("INBOX", "(\\Seen)", None, NOTE))
+                check(c.select("INBOX"))
+                # Dovecot keeps a save date in its index cache once asked for it;
+                # until then it answers the file's ctime, which COPY's link and
+                # STORE's rename change (docs/imap.md).
+                check(c.fetch("1:*", "(SAVEDATE)"))
+                check(c.copy("1", "Other"))
+                check(c.store("1", "+FLAGS", "(\\Flagged $Work)"))
+            finally:
+                c.logout()
+        yield threads.deferToThread(save)
+        theirs = yield threads.deferToThread(saveDateSession, dovecot.imapPort)
+        yield dovecot.stop()
+        ours = yield threads.deferToThread(saveDateSession, server.listenerPort("imap"))
+        untagged = lambda lines: [line for line in lines if line.startswith(b"* ") and (
+            b" FETCH " in line or line.startswith(b"* SEARCH"))]
+        ours, theirs = untagged(ours), untagged(theirs)
+        # Dovecot's date is the file's ctime when first asked (its rename into
+        # new/ or cur/, the end of the APPEND); ours the time in the file's name
+        # (the start of it): the same second, or Dovecot's one later.
+        lag = [stamp(b) - stamp(a) for a, b in zip(ours, theirs) if b"SAVEDATE" in a]
+        self.assertEqual(len(lag), 3)
+        self.assertTrue(all(0 <= seconds <= 1 for seconds in lag), (ours, theirs))
+        self.maxDiff = None
+        self.assertEqual([SAVEDATE.sub(b"SAVEDATE x", line) for line in ours],
+                         [SAVEDATE.sub(b"SAVEDATE x", line) for line in theirs])

@@ -98,6 +98,8 @@ def _fetchAttribute(reader: Reader, extra: Sequence[str] = ()) -> FetchAttribute
         return _preview(reader, name)
     if name in ("EMAILID", "THREADID"):  # OBJECTID (RFC 8474)
         return FetchAttribute(name)
+    if name == "SAVEDATE":  # RFC 8514
+        return FetchAttribute(name)
     if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
         section = _section(reader)
         partial = None

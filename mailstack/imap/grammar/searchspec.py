@@ -29,6 +29,9 @@ _ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO")  # matched on parsed addresses, not 
 _DATE_KEYS = {"BEFORE": ("internal", "<"), "ON": ("internal", "="),
               "SINCE": ("internal", ">="), "SENTBEFORE": ("sent", "<"),
               "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
+# RFC 8514 (SAVEDATE): the date the message was saved into the mailbox.
+_DATE_KEYS.update({"SAVEDBEFORE": ("saved", "<"), "SAVEDON": ("saved", "="),
+                   "SAVEDSINCE": ("saved", ">=")})
 
 
 _WITHIN_KEYS = ("OLDER", "YOUNGER")  # RFC 5032
@@ -141,7 +144,8 @@ def searchKeys(reader: Reader, maxDepth: int = 100) -> SearchKey:
         C{("ALL",)}, C{("FLAG", name, wanted)}, C{("KEYWORD", name, wanted)},
         C{("RECENT", wanted)}, C{("HEADER", name, bytes)}, C{("ADDRESS", name,
         bytes)} (FROM, TO, CC, BCC), C{("BODY", bytes)},
-        C{("TEXT", bytes)}, C{("DATE", "internal"|"sent", op, date)},
+        C{("TEXT", bytes)}, C{("DATE", "internal"|"sent"|"saved", op, date)},
+        C{("SAVEDATESUPPORTED",)},
         C{("SIZE", ">"|"<", n)}, C{("SEQ", SequenceSet)}, C{("UID", SequenceSet)},
         C{("MODSEQ", n)}, C{("WITHIN", "OLDER"|"YOUNGER", seconds)},
         C{("NOT", key)}, C{("OR", key, key)}, C{("AND", [keys])}. A C{$}
@@ -168,6 +172,8 @@ def _searchKey(reader: Reader, depth: int) -> SearchKey:
     name = reader.keyword()
     if name == "ALL":
         return ("ALL",)
+    if name == "SAVEDATESUPPORTED":  # RFC 8514: every message where save dates are kept
+        return ("SAVEDATESUPPORTED",)
     if name in _FLAG_KEYS:
         return ("FLAG",) + _FLAG_KEYS[name]
     if name == "NEW":
