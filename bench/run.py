@@ -146,7 +146,11 @@ class Bench:
                     ("smtp_p95_c%d" % n, "SMTP %s: latency p95" % who, "ms", "lower")]
         return out
 
-    def smtp(self, server):
+    def smtp(self, server, counts=None, suffix="", workers=""):
+        """
+        The SMTP load at each of C{counts} clients (default: the sizes'),
+        keys ending in C{suffix} and labels naming C{workers}.
+        """
         s = self.sizes
         port = server.ports["smtp"]
         message = data.smtpMessage(s.smtpMessageSize)
@@ -172,18 +176,45 @@ class Bench:
 
         load(1, s.smtpWarmup)       # warm-up: connections, code paths, threads
         figures = {}
-        for n in s.smtpClients:
+        for n in counts or s.smtpClients:
             r = load(n, s.smtpSeconds)
             lat = r["latencies"]
-            who = "%d client%s" % (n, "" if n == 1 else "s")
+            who = "%d client%s%s" % (n, "" if n == 1 else "s", workers)
             info = {"messages": r["messages"], "seconds": r["elapsed"]}
-            figures["smtp_rate_c%d" % n] = ("SMTP %s: delivered" % who, "msg/s",
-                                            "higher", r["rate"], info)
-            figures["smtp_p50_c%d" % n] = ("SMTP %s: latency p50" % who, "ms", "lower",
-                                           1000 * clients.percentile(lat, 50), info)
-            figures["smtp_p95_c%d" % n] = ("SMTP %s: latency p95" % who, "ms", "lower",
-                                           1000 * clients.percentile(lat, 95), info)
+            figures["smtp_rate_c%d%s" % (n, suffix)] = ("SMTP %s: delivered" % who, "msg/s",
+                                                        "higher", r["rate"], info)
+            figures["smtp_p50_c%d%s" % (n, suffix)] = ("SMTP %s: latency p50" % who, "ms",
+                                                       "lower",
+                                                       1000 * clients.percentile(lat, 50), info)
+            figures["smtp_p95_c%d%s" % (n, suffix)] = ("SMTP %s: latency p95" % who, "ms",
+                                                       "lower",
+                                                       1000 * clients.percentile(lat, 95), info)
         return figures
+
+    # -- SMTP with [server] workers = 2 ---------------------------------------
+
+    WORKERS = 2
+
+    def smtpWorkersSpecs(self):
+        n = max(self.sizes.smtpClients)
+        who = "SMTP %d clients, %d workers" % (n, self.WORKERS)
+        key = "_c%d_w%d" % (n, self.WORKERS)
+        return [("smtp_rate" + key, who + ": delivered", "msg/s", "higher"),
+                ("smtp_p50" + key, who + ": latency p50", "ms", "lower"),
+                ("smtp_p95" + key, who + ": latency p95", "ms", "lower")]
+
+    def smtpWorkers(self, server):
+        """The busiest SMTP load again, against mailstack with C{[server] workers = 2}."""
+        return self.smtp(server, counts=(max(self.sizes.smtpClients),),
+                         suffix="_w%d" % (self.WORKERS,), workers=", %d workers" % (self.WORKERS,))
+
+    def smtpWorkersPeer(self):
+        """The workers rows compare with the peer's figures for the same load."""
+        for key, _, _, _ in self.smtpWorkersSpecs():
+            same = self.row("smtp", key.rsplit("_w", 1)[0], None, None, None)
+            mine = self.row("smtp", key, None, None, None)
+            mine.values["peer"] = same.values.get("peer")
+            mine.peerName = same.peerName
 
     # -- IMAP --------------------------------------------------------------
 
@@ -478,6 +509,12 @@ class Bench:
             ms = servers.Mailstack(os.path.join(self.top, "mailstack"),
                                    self.dirs["mailstack"])
             self.runSide("mailstack", ms, None, group)
+            if group == ["smtp"]:  # and again with [server] workers
+                self.declare("smtp", self.smtpWorkersSpecs(), peerName)
+                os.makedirs(os.path.join(self.top, "mailstack-workers"), exist_ok=True)
+                self.runSide("mailstack", servers.Mailstack(
+                    os.path.join(self.top, "mailstack-workers"), self.dirs["mailstack"],
+                    workers=self.WORKERS), None, ["smtpWorkers"])
             if group == ["smtp"]:
                 if self.peerPython is None:
                     self.notes.append("smtp peer skipped: aiosmtpd not installed "
@@ -493,6 +530,8 @@ class Bench:
                 peer = servers.DovecotPeer(os.path.join(self.top, "dovecot"),
                                            self.dirs["dovecot"])
             self.runSide("peer", peer, peer.name, group)
+            if group == ["smtp"]:
+                self.smtpWorkersPeer()
 
 
 def machine(path):
@@ -593,6 +632,10 @@ TARGETS = [
     ("smtp_rate_c10", ">= 1.5x aiosmtpd",
      lambda r: r.ratio() is not None and r.ratio() >= 1.5),
     ("smtp_p95_c10", "<= aiosmtpd's", lambda r: r.ratio() is not None and r.ratio() <= 1.0),
+    # the same load with [server] workers = 2
+    ("smtp_rate_c10_w2", ">= 1.5x aiosmtpd",
+     lambda r: r.ratio() is not None and r.ratio() >= 1.5),
+    ("smtp_p95_c10_w2", "<= aiosmtpd's", lambda r: r.ratio() is not None and r.ratio() <= 1.0),
 ]
 
 

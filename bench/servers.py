@@ -56,9 +56,10 @@ class Mailstack:
 
     name = "mailstack"
 
-    def __init__(self, top, dataDir):
+    def __init__(self, top, dataDir, workers=1):
         self.top = top
         self.dataDir = dataDir
+        self.workers = workers      # [server] workers: processes sharing the listeners
         self.ports = {"smtp": freePort(), "imap": freePort(), "pop3": freePort()}
         self.configPath = os.path.join(top, "mailstack.toml")
         self.logPath = os.path.join(top, "twistd.log")
@@ -79,6 +80,7 @@ class Mailstack:
             hostname = "bench.localhost"
             data_dir = "{data}"
             domains = ["{domain}"]
+            workers = {workers}
 
             [limits]
             connections_per_ip = 0
@@ -86,7 +88,8 @@ class Mailstack:
             [lab]
             demo_account = false
             transcripts = false
-            """).format(data=self.dataDir, domain=data.DOMAIN) + listeners
+            """).format(data=self.dataDir, domain=data.DOMAIN,
+                        workers=self.workers) + listeners
 
     def twistd(self):
         near = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -104,13 +107,21 @@ class Mailstack:
         for proto, greeting in (("smtp", b"220"), ("imap", b"* OK"), ("pop3", b"+OK")):
             _waitGreeting(self.process, self.ports[proto], greeting, "mailstack",
                           self.logPath)
+        # With workers, wait until every one serves its three listeners (each logs it).
+        end = time.monotonic() + 30
+        while self.workers > 1 and _tail(self.logPath, 400).count(
+                "listening on") < 3 * self.workers:
+            if time.monotonic() > end:
+                raise StartError("mailstack: not every worker started\n" + _tail(self.logPath))
+            time.sleep(0.05)
 
     @property
     def pid(self):
         return self.process.pid
 
     def pids(self):
-        return [self.process.pid]
+        """The first process and its workers ([server] workers)."""
+        return processTree(self.process.pid)
 
     def stop(self):
         _stop(self.process)
