@@ -77,6 +77,13 @@ class LiveResult:
     def sorted(self):
         return self.criteria is not None
 
+    def has(self, uid):
+        """Whether message C{uid} is in the result (without looking at all of it)."""
+        if self.sorted:
+            return uid in self.candidates
+        i = bisect.bisect_left(self.result, uid)
+        return i < len(self.result) and self.result[i] == uid
+
     def needsContent(self):
         """Whether testing a message reads its file."""
         return self.withFields or search.needsContent(self.program)
@@ -142,6 +149,7 @@ class LiveResults:
         self.results = collections.OrderedDict()  # tag (bytes) -> LiveResult
         self.view = None
         self.flagsChanged = set()
+        self.expunged = set()
         self.lock = defer.DeferredLock()
 
     def watch(self, view):
@@ -154,6 +162,7 @@ class LiveResults:
     def mailboxChanged(self, mailbox, changes):
         if self.view is not None and mailbox is self.view.store:
             self.flagsChanged.update(changes.flagsChanged)
+            self.expunged.update(changes.expunged)
 
     def keep(self, live):
         """Keep C{live} (its view watched): False when the session has L{MAX_LIVE} already."""
@@ -183,17 +192,21 @@ class LiveResults:
         self.view = None
         self.results.clear()
         self.flagsChanged = set()
+        self.expunged = set()
 
     def expungeLines(self, view):
         """
         REMOVEFROM lines for the messages the view is about to report
-        expunged, numbered as they are before the EXPUNGE responses.
+        expunged (all it has pending: EXPUNGE may be sent now), numbered as
+        they are before the EXPUNGE responses.
         """
-        if view is not self.view:
+        if view is not self.view or not self.expunged:
             return []
+        pending = [uid for uid in self.expunged if view.isExpunged(uid)]
+        self.expunged = set()
         lines = []
         for live in self.results.values():
-            gone = {uid for uid in live.result if view.isExpunged(uid)}
+            gone = {uid for uid in pending if live.has(uid)}
             if not gone:
                 continue
             number = _numbering(live, view)
@@ -251,11 +264,10 @@ class LiveResults:
             live = self.results.get(tag)
             if live is None or not found:
                 continue
-            current = set(live.result)
             gone = {uid for uid, candidate in found.items()
-                    if candidate is None and uid in current}
+                    if candidate is None and live.has(uid)}
             added = {uid for uid, candidate in found.items()
-                     if candidate is not None and uid not in current
+                     if candidate is not None and not live.has(uid)
                      and view.has(uid) and not view.isExpunged(uid)}
             if not gone and not added:
                 continue
@@ -264,7 +276,10 @@ class LiveResults:
             if live.sorted:
                 newResult = _sortedUpdate(live, gone, {uid: found[uid] for uid in added})
             else:
-                newResult = sorted((current - gone) | added)
+                newResult = [uid for uid in live.result if uid not in gone] if gone else list(
+                    live.result)
+                for uid in sorted(added):
+                    bisect.insort(newResult, uid)
             additions = _additions(live, newResult, added, number) if added else []
             live.result = newResult
             lines.append(updateLine(live, removed, additions))
