@@ -204,17 +204,18 @@ class MailboxIndex:
         c = state.columns
         self._sizes = dict(zip(c["base"], zip(c["diskSize"], c["wireSize"], c["mtime"])))
 
-    def opening(self, stamps):
+    def opening(self, currentStamps):
         """
         The listing and uidlist to open the mailbox with, straight from the
-        index, if it can be trusted for C{stamps} (the current C{(new, cur,
-        dovecot-uidlist)} stamps); else None. Answers once: later rescans
-        read the disk.
+        index, if it can be trusted for the current C{(new, cur,
+        dovecot-uidlist)} stamps (C{currentStamps()}, asked only if there is
+        a record to compare); else None. Answers once: later rescans read
+        the disk.
 
         @return: C{({base: (subdir, filename)}, UIDList)} or None.
         """
         state, self._loaded = self._loaded, None
-        if state is None or tuple(stamps) != state.stamps or not state.settled():
+        if state is None or not state.settled() or tuple(currentStamps()) != state.stamps:
             return None
         self._fromIndex = True
         c = state.columns

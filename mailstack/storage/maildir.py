@@ -507,7 +507,7 @@ class MaildirMailbox:
             rather than raise L{MailboxInUse}.
         """
         self._needsUIDs = False
-        listing, uidlist = self._index.opening(self._currentStamps()[:3]) or (
+        listing, uidlist = self._index.opening(lambda: self._currentStamps()[:3]) or (
             self._listFilesCarefully(), self._index.readUIDList(self._sub(UIDLIST)))
         if uidlist is None or any(base not in uidlist.records for base in listing):
             if not assign:
