@@ -195,6 +195,16 @@ class RecentTests(RevisionSessionMixin, unittest.TestCase):
                          b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
         self.assertEqual(self.send(b"n NOOP\r\n"), b"* 1 EXISTS\r\nn OK NOOP completed\r\n")
 
+    def test_idle(self):
+        """IDLE pushes new mail as EXISTS alone in IMAP4rev2."""
+        self.selectIn(True)
+        self.assertEqual(self.send(b"i IDLE\r\n"), b"+ idling\r\n")
+        self.transport.clear()
+        self.deliver()
+        self.clock.advance(2)
+        self.assertEqual(self.transport.value(), b"* 1 EXISTS\r\n")
+        self.assertEqual(self.send(b"DONE\r\n"), b"i OK IDLE terminated\r\n")
+
     def test_searchKeys(self):
         """NEW, OLD and RECENT are BAD in IMAP4rev2, and work in IMAP4rev1."""
         self.deliver()
@@ -262,6 +272,14 @@ class SearchTests(RevisionSessionMixin, unittest.TestCase):
                          b'* ESEARCH (TAG "c")\r\nc OK SEARCH completed\r\n')
         self.assertEqual(self.send(b"d SEARCH RETURN (COUNT) ALL\r\n"),
                          b'* ESEARCH (TAG "d") COUNT 3\r\nd OK SEARCH completed\r\n')
+
+    def test_rev2Modseq(self):
+        """A SEARCH with MODSEQ in IMAP4rev2 is ESEARCH ALL with the highest MODSEQ (RFC 7162)."""
+        self.selectIn(True)
+        highest = self.openMailbox().highestModseq
+        self.assertEqual(self.send(b"a SEARCH MODSEQ 1\r\n"),
+                         b'* OK [HIGHESTMODSEQ %d] Highest\r\n* ESEARCH (TAG "a") ALL 1:3 MODSEQ %d\r\n'
+                         b"a OK SEARCH completed\r\n" % (highest, highest))
 
     def test_rev2Save(self):
         """RETURN (SAVE) alone still answers nothing in IMAP4rev2 (RFC 5182), and $ works."""
