@@ -344,18 +344,32 @@ class LiveSearchTests(SessionTestMixin, unittest.TestCase):
         self.assertIn(b'* ESEARCH (TAG "s") REMOVEFROM (0 1)', self.lines(b"n NOOP\r\n"))
 
     def test_limit(self):
-        """Past MAX_LIVE live results a SEARCH is answered once, with NO [NOUPDATE]."""
+        """Past MAX_LIVE live results a SEARCH is answered once, after NO [NOUPDATE]."""
         for n in range(context.MAX_LIVE):
             self.assertEqual(self.lines(b"t%d SEARCH RETURN (UPDATE COUNT) ALL\r\n" % (n,)),
                              [b'* ESEARCH (TAG "t%d") COUNT 6' % (n,), b"t%d OK" % (n,)])
         self.assertEqual(self.lines(b"x SEARCH RETURN (UPDATE COUNT) ALL\r\n"), [
-            b'* ESEARCH (TAG "x") COUNT 6',
             b'* NO [NOUPDATE "x"] Too many live results (limit %d)' % (context.MAX_LIVE,),
-            b"x OK"])
+            b'* ESEARCH (TAG "x") COUNT 6', b"x OK"])
+        self.assertEqual(self.lines(b"y SORT RETURN (UPDATE) (ARRIVAL) UTF-8 ALL\r\n"), [
+            b'* NO [NOUPDATE "y"] Too many live results (limit %d)' % (context.MAX_LIVE,),
+            b'* ESEARCH (TAG "y")', b"y OK"])
         self.deliver(message(8))
         out = self.lines(b"n NOOP\r\n")
         self.assertEqual(len([line for line in out if b"ADDTO" in line]), context.MAX_LIVE)
         self.assertNotIn(b'(TAG "x")', b"".join(out))
+        self.assertEqual(self.lines(b'c CANCELUPDATE "t0"\r\n'), [b"c OK"])
+        self.assertEqual(self.lines(b"z SEARCH RETURN (UPDATE) ALL\r\n"),
+                         [b'* ESEARCH (TAG "z")', b"z OK"])
+
+    def test_cancelStopsAtUnknown(self):
+        """CANCELUPDATE ends the tags before the first unknown one, not those after it."""
+        for tag in (b"s", b"u"):
+            self.lines(tag + b" SEARCH RETURN (UPDATE) UNSEEN\r\n")
+        self.assertEqual(self.lines(b'c CANCELUPDATE "s" "nope" "u"\r\n'), [b"c NO"])
+        self.send(b"b STORE 1 +FLAGS (\\Seen)\r\n", self.other)
+        self.assertEqual(self.lines(b"n NOOP\r\n")[-2:], [
+            b'* ESEARCH (TAG "u") REMOVEFROM (0 1)', b"n OK"])
 
     def test_endsWithMailbox(self):
         """Live results end when the mailbox is closed (SELECT again)."""

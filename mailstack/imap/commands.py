@@ -510,7 +510,7 @@ class MailboxCommands:
             return ("OK", None, "SEARCH completed")
         # Flag, size, date and UID keys need no message file: no reason to wait.
         burst = None if search.needsContent(program) else float("inf")
-        self.watchForUpdates(returns)
+        self.watchForUpdates(returns, tag)
         d = cooperative.run(steps(), self.clock, burst)
         if d is None:
             return answer()

@@ -28,8 +28,8 @@ by its position, the last run first, so every position is also the one it
 had before; ADDTO pairs name each run of added messages by the position it
 takes in the new result, the first run first.
 
-A session keeps at most L{MAX_LIVE} results; one more is answered once
-with C{* NO [NOUPDATE "tag"]} (RFC 5267 4.2) and not kept.
+A session keeps at most L{MAX_LIVE} results; one more is answered once,
+after C{* NO [NOUPDATE "tag"]} (RFC 5267 4.2), and not kept.
 """
 
 import bisect
@@ -42,8 +42,8 @@ from mailstack.imap import cooperative, search, sort
 from mailstack.imap.response import Refusal, formatSequenceSet, quoted
 from mailstack.storage.interfaces import IMailboxListener, NoSuchMessage
 
-# Live results one session may keep at once.
-MAX_LIVE = 8
+# Live results one session may keep at once (Dovecot's CLIENT_MAX_SEARCH_UPDATES).
+MAX_LIVE = 10
 
 # The capabilities this module answers for, and what each needs besides itself.
 EXTENSIONS = ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT")
@@ -164,23 +164,27 @@ class LiveResults:
             self.flagsChanged.update(changes.flagsChanged)
             self.expunged.update(changes.expunged)
 
+    def full(self):
+        """Whether the session keeps L{MAX_LIVE} results already."""
+        return len(self.results) >= self.limit
+
     def keep(self, live):
-        """Keep C{live} (its view watched): False when the session has L{MAX_LIVE} already."""
-        if len(self.results) >= self.limit:
-            if not self.results:
-                self.clear()
-            return False
+        """Keep C{live} (its view watched)."""
         self.results[live.tag] = live
-        return True
 
     def has(self, tag):
         return tag in self.results
 
     def cancel(self, tags):
-        """Forget the results of C{tags}; @return: the tags that had none."""
-        unknown = [tag for tag in tags if tag not in self.results]
+        """
+        Forget the results of C{tags}, in order, up to the first that has
+        none (as Dovecot does); @return: that tag, or None.
+        """
+        unknown = None
         for tag in tags:
-            self.results.pop(tag, None)
+            if self.results.pop(tag, None) is None:
+                unknown = tag
+                break
         if not self.results:
             self.clear()
         return unknown
@@ -373,10 +377,22 @@ class ContextCommands:
         if "UPDATE" in returns and self.liveResults.has(tag):
             raise Refusal("Duplicate search update tag", status="BAD")
 
-    def watchForUpdates(self, returns):
-        """Before a SEARCH or SORT with RETURN (UPDATE) runs: note changes from now on."""
-        if returns is not None and "UPDATE" in returns:
-            self.liveResults.watch(self.view)
+    _refusedLive = None
+
+    def watchForUpdates(self, returns, tag=None):
+        """
+        Before a SEARCH or SORT with RETURN (UPDATE) runs: note changes from
+        now on; or, with L{MAX_LIVE} results kept, say at once that this one
+        will not be (C{* NO [NOUPDATE "tag"]}, before its answer, as Dovecot).
+        """
+        if returns is None or "UPDATE" not in returns:
+            return
+        if self.liveResults.full():
+            self._refusedLive = tag
+            self.write(b"* NO [NOUPDATE " + quoted(tag or b"") + b"] Too many live results "
+                       b"(limit %d)\r\n" % (self.liveResults.limit,))
+            return
+        self.liveResults.watch(self.view)
 
     def keepLive(self, tag, returns, program, byUID, result, view, criteria=None,
                  candidates=()):
@@ -384,13 +400,13 @@ class ContextCommands:
         After the answer of a SEARCH or SORT with RETURN (UPDATE): keep its
         result live, or say it cannot be (NOUPDATE).
         """
-        if returns is None or "UPDATE" not in returns or view is not self.view:
+        refused, self._refusedLive = self._refusedLive, None
+        if (returns is None or "UPDATE" not in returns or view is not self.view
+                or refused == tag or self.liveResults.view is not view):
             return
         lastUID = view.uids[-1] if view.uids else 0
-        live = LiveResult(tag, program, byUID, result, lastUID, criteria, candidates)
-        if not self.liveResults.keep(live):
-            self.write(b"* NO [NOUPDATE " + quoted(tag) + b"] Too many live results (limit %d)\r\n"
-                       % (self.liveResults.limit,))
+        self.liveResults.keep(LiveResult(tag, program, byUID, result, lastUID, criteria,
+                                         candidates))
 
     def liveExpungeLines(self, view, allowExpunge):
         """REMOVEFROM lines owed before the view's EXPUNGE responses."""
@@ -420,10 +436,9 @@ class ContextCommands:
 
     def do_CANCELUPDATE(self, tag, tags):
         """
-        RFC 5267 4.2: end the live results of C{tags}; NO for a tag with
-        none (the rest are ended), as Dovecot answers.
+        RFC 5267 4.2: end the live results of C{tags}; NO at the first tag
+        with none (those before it are ended), as Dovecot answers.
         """
-        unknown = self.liveResults.cancel(tags)
-        if unknown:
+        if self.liveResults.cancel(tags) is not None:
             return ("NO", None, "Unknown tag")
         return ("OK", None, "Updates cancelled")

@@ -92,7 +92,7 @@ class SortingCommands:
                           criteria, ordered)
             return ("OK", None, "SORT completed")
         withFields = any(name not in sort.METADATA_KEYS for name, _ in criteria)
-        self.watchForUpdates(returns)
+        self.watchForUpdates(returns, tag)
         return self._matchAndWork(charset, key, work, answer, withFields, returns)
 
     def _thread(self, algorithm, charset, key, byUID):

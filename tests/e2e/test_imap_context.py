@@ -203,6 +203,15 @@ SCRIPT = [
     ("A", b"FETCH $ (UID)"),
 ]
 
+# Ten live results, then one too many (NO [NOUPDATE] before its answer), then
+# CANCELUPDATE stopping at an unknown tag: the third live result stays.
+_FIRST = len(SCRIPT)
+SCRIPT += [("A", b"SEARCH RETURN (UPDATE) UNSEEN")] * 11 + [
+    ("A", b'CANCELUPDATE "a%d" "nope" "a%d"' % (_FIRST, _FIRST + 2)),
+    ("B", b"STORE 1:* +FLAGS.SILENT (\\Seen)"),
+    ("A", b"NOOP"),
+]
+
 # Both servers answer these BAD.
 REFUSED = [
     b"SEARCH RETURN (PARTIAL 1:2 ALL) ALL",
