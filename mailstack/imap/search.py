@@ -6,8 +6,9 @@ Keys come from L{mailstack.imap.grammar.searchspec.searchKeys}. They are compile
 resolved), then each message is tested with the cheap keys first: flags,
 sizes, dates and UIDs need only the store's metadata; header keys read the
 message's header; BODY and TEXT read the text parts, decoding their
-Content-Transfer-Encoding and charset. Text matching is a case-insensitive
-substring test on decoded text (RFC 2047 encoded words in headers included);
+Content-Transfer-Encoding and charset. Text matching is a substring test on
+decoded text (RFC 2047 encoded words in headers included) under the
+i;unicode-casemap comparator as Dovecot applies it (L{casemap}, I18NLEVEL=1);
 FROM, TO, CC and BCC test the addresses as written back without comments.
 """
 
@@ -21,7 +22,7 @@ import quopri
 import re
 import time
 
-from mailstack.imap import fetch
+from mailstack.imap import casemap, fetch
 from mailstack.imap.address import parseAddresses, writeAddresses
 from mailstack.storage.interfaces import NoSuchMessage
 
@@ -65,7 +66,7 @@ def compileKey(key, charset, view):
     codec = _decoder(charset)
 
     def text(data):
-        return data.decode(codec, "replace").casefold()
+        return casemap.fold(data.decode(codec, "replace"))
 
     def walk(key):
         kind = key[0]
@@ -157,7 +158,7 @@ def _headerMatches(part, name, needle, rewrite=None):
         return True
     if rewrite is not None:
         values = map(rewrite, values)
-    return any(needle in decodeHeader(value).casefold() for value in values)
+    return any(needle in casemap.fold(decodeHeader(value)) for value in values)
 
 
 # A fold (line end and the white space after it) matches as one space, as in
@@ -175,7 +176,7 @@ def _addressText(value):
 
 
 def _allHeaderText(part):
-    return "\n".join(decodeHeader(raw) for _, raw in part.fields).casefold()
+    return casemap.fold("\n".join(decodeHeader(raw) for _, raw in part.fields))
 
 
 def _charset(part):
@@ -257,7 +258,7 @@ def _bodyMatches(message, needle, embeddedHeaders):
                 continue
             f.seek(part.headerEnd)
             data = _transferDecode(part, f.read(part.size))
-            if needle in _decodeText(data, _charset(part)).casefold():
+            if needle in casemap.fold(_decodeText(data, _charset(part))):
                 return True
     return False
 
@@ -271,7 +272,7 @@ def _rawChunksMatch(f, part, needle):
         if not data:
             return False
         remaining -= len(data)
-        text = tail + data.decode("utf-8", "replace").casefold()
+        text = tail + casemap.fold(data.decode("utf-8", "replace"))
         if needle in text:
             return True
         tail = text[-len(needle):]

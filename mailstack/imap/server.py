@@ -120,6 +120,8 @@ EXTENSIONS += ("COMPRESS=DEFLATE",)
 EXTENSIONS += ("LOGIN-REFERRALS",)
 # SAVEDATE (RFC 8514): IMessageInfo.saveDate, FETCH SAVEDATE, SEARCH SAVED*.
 EXTENSIONS += ("SAVEDATE",)
+# I18NLEVEL=1 (RFC 5255): imap/casemap.py, i;unicode-casemap for SEARCH and SORT.
+EXTENSIONS += ("I18NLEVEL=1",)
 
 # Names a listener's `disabled` list may hold; service.py refuses any other.
 DISABLEABLE = frozenset(EXTENSIONS) | {

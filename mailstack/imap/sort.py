@@ -18,8 +18,8 @@ import dataclasses
 import datetime
 import quopri
 import re
-import unicodedata
 
+from mailstack.imap import casemap as casemap_
 from mailstack.imap.address import parseAddresses
 from mailstack.imap.search import MessageReader, decodeHeader, matches
 from mailstack.storage.interfaces import NoSuchMessage
@@ -28,38 +28,13 @@ from mailstack.storage.interfaces import NoSuchMessage
 _SPACE = re.compile(r"[ \t\r\n]+")
 
 
-def _titleDecomposed(c):
-    """
-    One character as Dovecot's i;unicode-casemap keys it: its simple title
-    case, then that character's own decomposition, one level, canonical or
-    compatibility (Hangul syllables into their jamo). A character that has
-    a title case mapping of its own in Unicode's data (the digraphs such as
-    U+01C5) keeps it undecomposed, as Dovecot's tables have it.
-    """
-    title = c.title()
-    if len(title) == 1:
-        c = title
-    upper = c.upper()
-    if len(upper) == 1 and upper != c and c.title() == c:
-        return c  # a title-case letter proper: no decomposition in Dovecot's tables
-    if "\uac00" <= c <= "\ud7a3":
-        return unicodedata.normalize("NFD", c)
-    decomposition = unicodedata.decomposition(c)
-    if not decomposition:
-        return c
-    return "".join(chr(int(code, 16)) for code in decomposition.split()
-                   if not code.startswith("<"))
-
-
 def casemap(text):
     """
     A sort key's comparable octets, in UTF-8: ASCII letters upper-cased
     (i;ascii-casemap), other characters title-cased and decomposed as Dovecot
-    does (L{_titleDecomposed}).
+    does (L{mailstack.imap.casemap}).
     """
-    if text.isascii():
-        return text.upper().encode("ascii")
-    return "".join(map(_titleDecomposed, text)).encode("utf-8", "surrogatepass")
+    return casemap_.fold(text).encode("utf-8", "surrogatepass")
 
 
 def _decode(value):

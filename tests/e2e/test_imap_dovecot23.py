@@ -4,7 +4,7 @@ mailstack, and the same commands against mailstack and the private Dovecot
 2.3.19 (tests/interop.py) over one data directory, replies compared byte
 for byte: LOGIN-REFERRALS (users marked nologin in the shared passwd-file),
 SNIPPET=FUZZY and PREVIEW=FUZZY, SAVEDATE (messages Dovecot saved, read by
-both).
+both), I18NLEVEL=1 (SEARCH and SORT over non-ASCII text).
 """
 
 import base64
@@ -24,6 +24,8 @@ from tests.e2e.test_imap import IMAPTestCase
 from tests.e2e.test_interop_dovecot import LISTENERS, _dovecotMissing
 from tests.helpers import BASE_CONFIG, startServer
 from tests.interop import Dovecot, check, sharedDataDir
+from tests.test_imap_casemap import DOVECOT as CASEMAP_TERMS
+from tests.test_imap_casemap import SUBJECTS, message
 from tests.test_imap_preview import DOVECOT
 
 # passwd-file lines both servers read: Dovecot's nologin extra fields.
@@ -90,6 +92,33 @@ class ImaplibTests(IMAPTestCase):
         self.assertIn("PREVIEW=FUZZY", caps)
         self.assertEqual(fetched, [b'1 (SNIPPET (FUZZY "Hello there, see you.")'
                                    b' PREVIEW (FUZZY "Hello there, see you."))'])
+
+    @defer.inlineCallbacks
+    def test_threadSaveDateAndI18n(self):
+        """thread('REFS'), FETCH SAVEDATE and a UTF-8 SEARCH through imaplib."""
+        def session():
+            c = self.loggedIn()
+            try:
+                check(c.append("INBOX", None, '"01-Feb-2001 10:00:00 +0000"',
+                               b"Subject: Caf\xc3\xa9\r\nMessage-ID: <1@x>\r\n\r\nx\r\n"))
+                check(c.append("INBOX", None, None,
+                               b"Subject: Re: cafe\r\nMessage-ID: <2@x>\r\nReferences: <1@x>"
+                               b"\r\n\r\nx\r\n"))
+                check(c.select("INBOX"))
+                threaded = check(c.thread("REFS", "UTF-8", "ALL"))
+                saved = check(c.fetch("1", "(SAVEDATE INTERNALDATE)"))
+                c.literal = "CAFE".encode()
+                found = check(c.search("UTF-8", "SUBJECT"))
+                return c.capabilities, threaded, saved, found
+            finally:
+                c.logout()
+        caps, threaded, saved, found = yield self.inThread(session)
+        for name in ("THREAD=REFS", "SAVEDATE", "I18NLEVEL=1"):
+            self.assertIn(name, caps)
+        self.assertEqual(threaded, [b"(1 2)"])
+        self.assertRegex(saved[0], rb'^1 \(SAVEDATE "[^"]+" INTERNALDATE "01-Feb-2001 10:00:00 \+0000"\)$')
+        self.assertNotIn(b"2001", saved[0].split(b"INTERNALDATE")[0])
+        self.assertEqual(found, [b"1 2"])
 
 
 def exchange(port, lines):
@@ -205,6 +234,20 @@ class DovecotComparisonTests(unittest.TestCase):
             self.assertTrue(lines[-1].startswith(b"a OK "), lines)
 
     @defer.inlineCallbacks
+    def test_i18nLevel1(self):
+        """SEARCH SUBJECT and BODY of non-ASCII terms, and SORT (SUBJECT), as Dovecot answers."""
+        def fill(server):
+            with smtplib.SMTP("127.0.0.1", server.listenerPort("smtp"), timeout=10) as s:
+                for subject in SUBJECTS:
+                    s.sendmail("alice@lab.test", ["demo@lab.test"], message(subject))
+        ours, theirs = yield self.servers(fill)
+        mine = yield threads.deferToThread(i18nSession, ours)
+        dovecot = yield threads.deferToThread(i18nSession, theirs)
+        self.assertEqual(len(mine), 2 + 2 * len(CASEMAP_TERMS))
+        self.maxDiff = None
+        self.assertEqual(mine, dovecot)
+
+    @defer.inlineCallbacks
     def test_fuzzyPreviews(self):
         """SNIPPET and PREVIEW (FUZZY) of 25 hard messages, and the bad forms, as Dovecot answers."""
         def fill(server):
@@ -228,6 +271,18 @@ def stamp(line):
     """The POSIX time of the SAVEDATE in a FETCH line."""
     return email.utils.mktime_tz(email.utils.parsedate_tz(
         SAVEDATE.search(line).group(1).decode().replace("-", " ", 2)))
+
+
+def i18nSession(port):
+    """Every SUBJECT and BODY search of the casemap terms, and SORT (SUBJECT): the untagged lines."""
+    commands = [b"a LOGIN demo@lab.test demo", b"s SELECT INBOX",
+                b"o SORT (SUBJECT) UTF-8 ALL", b"p SORT (REVERSE SUBJECT) UTF-8 ALL"]
+    for term, _ in CASEMAP_TERMS:
+        data = term.encode("utf-8")
+        for key in (b"SUBJECT", b"BODY"):
+            commands.append(b"q SEARCH CHARSET UTF-8 " + key + b" {%d+}\r\n" % (len(data),) + data)
+    lines = exchange(port, commands)
+    return [line for line in lines if line.startswith((b"* SEARCH", b"* SORT"))]
 
 
 def _day(offset=0):
