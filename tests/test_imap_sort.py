@@ -86,6 +86,13 @@ class KeyTests(unittest.TestCase):
         self.assertEqual(sort.baseSubject(b"=?utf-8?q?a?= =?utf-8?q?b?= =?utf-8?b?bad*64?=")[0],
                          b"AB =?UTF-8?B?BAD*64?=")
 
+    def test_encodedWordInAddrSpec(self):
+        """An encoded word in an address's local part is compared as written (FROM, DISPLAYFROM)."""
+        fields = self.fields(b"From: =?utf-8?q?x?=@example.com\r\nTo: =?utf-8?q?Ann?= <ann@x>")
+        self.assertEqual(fields.from_, b"=?UTF-8?Q?X?=")
+        self.assertEqual(fields.displayFrom, b"=?UTF-8?Q?X?=@EXAMPLE.COM")
+        self.assertEqual(fields.displayTo, b"ANN")
+
     def test_sentDate(self):
         """Date: becomes UTC seconds; missing or unreadable, None."""
         self.assertEqual(sort.sentDate(b"Thu, 1 Jan 1970 01:00:10 +0100"), 10)

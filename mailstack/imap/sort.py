@@ -343,7 +343,9 @@ def _mailboxKey(value):
     first = _firstAddress(value)
     if first is None or not first[2]:
         return b""
-    return casemap(_decode(first[2]))
+    # As written: an encoded word is no part of an addr-spec (RFC 2047 5), so
+    # Dovecot compares "=?utf-8?q?x?=@example.com" as those characters.
+    return casemap(first[2].decode("utf-8", "replace"))
 
 
 def _displayKey(value):
@@ -356,7 +358,8 @@ def _displayKey(value):
         return casemap(_SPACE.sub(" ", _decode(name)))
     if mailbox:
         # A group's start has its name in the mailbox and no domain.
-        return casemap(_decode(mailbox + (b"@" + domain if domain is not None else b"")))
+        addrSpec = mailbox + (b"@" + domain if domain is not None else b"")
+        return casemap(addrSpec.decode("utf-8", "replace"))  # as written, like FROM
     return b""
 
 
