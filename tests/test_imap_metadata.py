@@ -108,6 +108,19 @@ class MetadataFetchTests(IMAPTestMixin, unittest.TestCase):
         self.assertIn(b"f OK [EXPUNGEISSUED]", out)
         self.assertEqual(out, self.general(b"FETCH 1:3 (FLAGS)", twin).replace(b"g OK", b"f OK"))
 
+    def test_numbersPerSession(self):
+        """Two sessions that number the messages differently (one was told of an
+        expunge, the other not yet) each get their own numbers, though lines are shared."""
+        twin, other = self.twins()
+        self.send(b"t STORE 2 +FLAGS.SILENT (\\Deleted)\r\nx EXPUNGE\r\n", other)
+        self.send(b"n NOOP\r\n")  # this session is told: old 3 is now 2
+        for _ in range(2):
+            told = self.send(b"f FETCH 1:* (FLAGS)\r\n")
+            self.assertIn(b"* 2 FETCH (FLAGS ())\r\n* 3 FETCH (FLAGS (\\Seen))\r\n", told)
+            untold = self.send(b"f FETCH 1:* (FLAGS)\r\n", twin)
+            self.assertNotIn(b"* 2 FETCH", untold)
+            self.assertIn(b"* 3 FETCH (FLAGS ())\r\n* 4 FETCH (FLAGS (\\Seen))\r\n", untold)
+
     def test_batches(self):
         """Many messages go out in a few writes, not one per message."""
         for n in range(600):

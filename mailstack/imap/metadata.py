@@ -26,7 +26,9 @@ BATCH = 256
 # A cache larger than this and than twice the mailbox drops expunged UIDs.
 PRUNE_ABOVE = 1024
 
-# Rendered items: store -> {items key: {uid: (info, bytes, hasKeywords)}}.
+# Rendered items: store -> {items key: {uid: (info, sequence number, items,
+# has keywords, the whole line for that number)}}: sessions that see the
+# mailbox alike (the usual case) share whole lines.
 # Weak on the store: a mailbox object forgotten by its account takes its
 # cache with it.
 _rendered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -84,30 +86,34 @@ def fetchLines(view, work, attributes, state, selected):
     cache = _cacheFor(store, tuple(a.name for a in attributes))
     wantsFlags = any(a.name == "FLAGS" for a in attributes)
     recent = view.recent if view.showRecent else ()
+    isExpunged, messageInfo, cached = view.isExpunged, store.messageInfo, cache.get
     out = []
+    append = out.append
     for number, uid in work:
-        if view.isExpunged(uid):
+        if isExpunged(uid):
             state["missing"] += 1
             continue
         try:
-            info = store.messageInfo(uid)
+            info = messageInfo(uid)
         except NoSuchMessage:
             state["missing"] += 1
             continue
-        cached = cache.get(uid)
-        if cached is not None and cached[0] is info and uid not in recent:
-            tail, keywords = cached[1], cached[2]
-        else:
+        kept = cached(uid)
+        if kept is None or kept[0] is not info or uid in recent:
             tail = _render(attributes, info, view.flagsOf(info))
-            keywords = any(flag[:1] != "\\" for flag in info.flags)
+            kept = (info, None, tail, any(flag[:1] != "\\" for flag in info.flags))
             if uid not in recent:
-                cache[uid] = (info, tail, keywords)
-        if keywords and wantsFlags:
+                cache[uid] = kept
+        if kept[3] and wantsFlags:
             out.extend(line + b"\r\n" for line in view.owedFlagLines(info))
-        out.append(b"* %d FETCH (%s" % (number, tail))
+        if kept[1] != number:  # the whole line, kept for the same sequence number
+            kept = (info, number, kept[2], kept[3], b"* %d FETCH (%s" % (number, kept[2]))
+            if uid not in recent:
+                cache[uid] = kept
+        append(kept[4])
         if len(out) >= BATCH:
             yield b"".join(out)
-            out = []
+            del out[:]
             if not selected():
                 return
     if out:
