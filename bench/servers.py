@@ -80,8 +80,7 @@ class Mailstack:
             hostname = "bench.localhost"
             data_dir = "{data}"
             domains = ["{domain}"]
-            workers = {workers}
-
+            {workers}
             [limits]
             connections_per_ip = 0
 
@@ -89,7 +88,8 @@ class Mailstack:
             demo_account = false
             transcripts = false
             """).format(data=self.dataDir, domain=data.DOMAIN,
-                        workers=self.workers) + listeners
+                        workers="workers = %d\n" % (self.workers,) if self.workers > 1
+                        else "") + listeners
 
     def twistd(self):
         near = os.path.join(os.path.dirname(sys.executable), "twistd")

@@ -486,7 +486,7 @@ class MaildirStore:
         self._runInThread = runInThread or defer.maybeDeferred
         self._maildropLocks = MaildropLocks(clock=reactor)
         self._accounts = {}
-        self._inboxes = {}  # address -> (account, INBOX): deliver's shortcut
+        self._inboxes = {}  # address -> (account, INBOX, stamp checked): deliver's shortcut
 
     def account(self, address):
         address = address.lower()
@@ -531,15 +531,25 @@ class MaildirStore:
         """
         The INBOX a delivery to C{address} goes to. The account lookup (which
         makes sure the Maildir exists: nine system calls) is done once and
-        kept while the mailbox lives; the check that it links nowhere outside
-        the account is made every time.
+        kept while the mailbox lives. The check that it links nowhere outside
+        the account (four C{lstat}s) is made again whenever the Maildir's
+        directory is not the same as at the last check: swapping cur/,
+        new/ or tmp/ for a link changes its modification time, swapping the
+        Maildir itself its inode.
         """
         known = self._inboxes.get(address)
         if known is None or known[1].gone:
             account = self.account(address)
-            known = self._inboxes[address] = (account, account._mailbox("INBOX"))
-        account, mailbox = known
-        account._checkConfined("INBOX", mailbox.path)
+            known = (account, account._mailbox("INBOX"), None)
+        account, mailbox, checked = known
+        try:
+            st = os.stat(mailbox.path)
+            stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            stamp = None  # gone: the check refuses or the write finds it missing
+        if stamp is None or stamp != checked:
+            account._checkConfined("INBOX", mailbox.path)
+        self._inboxes[address] = (account, mailbox, stamp)
         return mailbox
 
     def _deliverTo(self, mailboxes, source, together):
