@@ -236,6 +236,30 @@ SCRIPTS = [
               (0, b"FETCH 1 (FLAGS)"),
               (0, b"UNSELECT"),
               (0, b"DELETE Binary")]),
+    # Live results (RFC 5267 CONTEXT=SEARCH) over the hard messages: another
+    # session's flag changes, with header and body keys tested again. Puts
+    # the flags back as they were.
+    Script("live-search", [
+        (0, b"SELECT INBOX"),
+        (1, b"SELECT INBOX"),
+        (0, b"UID SEARCH RETURN (UPDATE) UNFLAGGED"),
+        (0, b"SEARCH RETURN (UPDATE COUNT) FLAGGED BODY hello"),
+        (0, b"UID SEARCH RETURN (UPDATE MIN) OR ANSWERED SUBJECT caf"),
+        (0, b"SEARCH RETURN (UPDATE PARTIAL 1:5) NOT DRAFT TEXT subject"),
+        (0, b"UID SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 FLAGGED"),
+        (1, b"STORE 1:* +FLAGS.SILENT (\\Flagged)"),
+        (0, b"NOOP"),
+        (1, b"STORE 2:12 -FLAGS.SILENT (\\Flagged)"),
+        (1, b"STORE 3,5,7 +FLAGS.SILENT (\\Answered \\Draft)"),
+        (0, b"NOOP"),
+        (0, b"STORE 4:9 FLAGS.SILENT (\\Draft)"),
+        (0, b'CANCELUPDATE "t5"'),
+        (1, b"NOOP"),
+        (1, b"STORE 1:* -FLAGS.SILENT (\\Flagged \\Answered \\Draft)"),
+        (0, b"NOOP"),
+        (0, b"UNSELECT"),
+        (1, b"UNSELECT"),
+    ]),
     # Changes the mailbox (expunges, moves): the last script.
     Script("expunge-and-uids", [
         (0, b"SELECT INBOX"),

@@ -77,6 +77,10 @@ class DifferentialTests(unittest.TestCase):
         """SORT by every key, THREAD by every algorithm, ESORT and PARTIAL over the hard messages are Dovecot's."""
         return self.compare(["sort-and-thread"])
 
+    def test_liveSearch(self):
+        """Live SEARCH results (RFC 5267) through another session's flag changes over the hard messages are Dovecot's."""
+        return self.compare(["live-search"])
+
     def test_uids(self):
         """UID FETCH ranges, STATUS, UIDVALIDITY and UIDNEXT follow Dovecot's rules; a FETCH without PEEK sets \\Seen alike."""
         return self.compare(["uids", "set-seen"])
