@@ -121,6 +121,21 @@ class MetadataFetchTests(IMAPTestMixin, unittest.TestCase):
             self.assertNotIn(b"* 2 FETCH", untold)
             self.assertIn(b"* 3 FETCH (FLAGS ())\r\n* 4 FETCH (FLAGS (\\Seen))\r\n", untold)
 
+    def test_bounded(self):
+        """The lines kept over all mailboxes are bounded: opening another mailbox's
+        lines drops the least recently used mailbox's first."""
+        self.patch(metadata, "MAX_KEPT", 10)
+        self.createMailbox("Other")
+        for n in range(5):
+            self.deliver(MESSAGE % (n, n), mailbox="Other")
+        self.send(b"s SELECT INBOX\r\n")
+        self.send(b"f FETCH 1:* (FLAGS)\r\n")
+        self.assertGreaterEqual(metadata.keptLines(), 7)
+        self.send(b"s SELECT Other\r\n")
+        out = self.send(b"f FETCH 1:* (FLAGS)\r\n")
+        self.assertEqual(out.count(b" FETCH ("), 5)
+        self.assertLessEqual(metadata.keptLines(), 10)
+
     def test_batches(self):
         """Many messages go out in a few writes, not one per message."""
         for n in range(600):

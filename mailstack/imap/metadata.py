@@ -11,12 +11,13 @@ that message afresh. Responses go out in batches of many messages, not one
 write each. Byte for byte the same as the general FETCH path.
 """
 
+import collections
 import weakref
 
 from mailstack.imap.response import formatFlags, formatInternalDate
 from mailstack.storage.interfaces import NoSuchMessage
 
-__all__ = ["METADATA_ITEMS", "applies", "fetchLines"]
+__all__ = ["METADATA_ITEMS", "applies", "fetchLines", "keptLines"]
 
 METADATA_ITEMS = frozenset({"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "MODSEQ"})
 
@@ -26,12 +27,15 @@ BATCH = 256
 # A cache larger than this and than twice the mailbox drops expunged UIDs.
 PRUNE_ABOVE = 1024
 
-# Rendered items: store -> {items key: {uid: (info, sequence number, items,
-# has keywords, the whole line for that number)}}: sessions that see the
-# mailbox alike (the usual case) share whole lines.
-# Weak on the store: a mailbox object forgotten by its account takes its
-# cache with it.
-_rendered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# At most this many messages' lines are kept, over all mailboxes (about
+# 200 octets each): the least recently used mailboxes' are dropped first.
+MAX_KEPT = 300000
+
+# (id of the store, items key) -> (weak reference to the store, {uid: (info,
+# sequence number, items, has keywords, the whole line for that number)}),
+# least recently used first. Sessions that see a mailbox alike (the usual
+# case) share whole lines.
+_rendered: "collections.OrderedDict" = collections.OrderedDict()
 
 
 def applies(attributes):
@@ -58,16 +62,30 @@ def _render(attributes, info, flags):
     return b" ".join(items) + b")\r\n"
 
 
+def keptLines():
+    """How many messages' lines are kept now, over all mailboxes."""
+    return sum(len(cache) for _, cache in _rendered.values())
+
+
 def _cacheFor(store, key):
+    """The kept lines of C{store} for the items C{key}, made most recently used."""
+    slot = (id(store), key)
+    entry = _rendered.get(slot)
+    if entry is not None and entry[0]() is store:
+        _rendered.move_to_end(slot)
+        return entry[1]
     try:
-        byItems = _rendered.get(store)
-        if byItems is None:
-            byItems = _rendered[store] = {}
-    except TypeError:  # a store that takes no weak reference: no cache
+        reference = weakref.ref(store)
+    except TypeError:  # a store that takes no weak reference: nothing kept
         return {}
-    cache = byItems.get(key)
-    if cache is None:
-        cache = byItems[key] = {}
+    cache = {}
+    _rendered[slot] = (reference, cache)
+    total = keptLines()
+    while total > MAX_KEPT and len(_rendered) > 1:
+        _, (_, dropped) = _rendered.popitem(last=False)
+        total -= len(dropped)
+    for stale in [s for s, (ref, _) in _rendered.items() if ref() is None]:
+        del _rendered[stale]
     return cache
 
 
