@@ -238,7 +238,7 @@ SCRIPTS = [
               (0, b"DELETE Binary")]),
     # Live results (RFC 5267 CONTEXT=SEARCH) over the hard messages: another
     # session's flag changes, with header and body keys tested again. Ends
-    # with \\Flagged, \\Answered and \\Draft taken off every message.
+    # with \Flagged, \Answered and \Draft taken off every message.
     Script("live-search", [
         (0, b"SELECT INBOX"),
         (1, b"SELECT INBOX"),
