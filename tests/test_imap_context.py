@@ -292,6 +292,20 @@ class LiveSearchTests(SessionTestMixin, unittest.TestCase):
         self.assertEqual(out[-3:], [b'* ESEARCH (TAG "s") ADDTO (0 7)',
                                     b'* ESEARCH (TAG "u") UID ADDTO (0 8)', b"n OK"])
 
+    def test_appendByOtherSession(self):
+        """Mail another IMAP session APPENDs is added to the live result at the next NOOP."""
+        self.lines(b"u UID SEARCH RETURN (UPDATE) SUBJECT appended\r\n")
+        message = b"Subject: appended\r\n\r\nHi.\r\n"
+        out = self.send(b"b APPEND INBOX {%d+}\r\n%s\r\n" % (len(message), message), self.other)
+        self.assertIn(b"b OK [APPENDUID ", out)
+        self.assertEqual(self.lines(b"n NOOP\r\n")[-2:], [
+            b'* ESEARCH (TAG "u") UID ADDTO (0 8)', b"n OK"])
+
+    def test_notSelected(self):
+        """CANCELUPDATE needs a selected mailbox: BAD before."""
+        self.lines(b"c CLOSE\r\n")
+        self.assertEqual(self.lines(b'c CANCELUPDATE "s"\r\n'), [b"c BAD"])
+
     def test_flagChangesElsewhere(self):
         """Another session's flag change takes a message out (REMOVEFROM) or puts one in."""
         self.lines(b"s SEARCH RETURN (UPDATE) UNSEEN\r\n")
