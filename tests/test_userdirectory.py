@@ -16,6 +16,7 @@ import textwrap
 import bcrypt
 import psycopg
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import provider
 from zope.interface.verify import verifyObject
@@ -258,6 +259,13 @@ class PasswdFileContractTests(UserBackendContract, FileBackendTests, unittest.Te
         self.assertTrue(directory.allPlaintextSecrets())
         self.users.addUser("hashed@lab.test", "x")
         self.assertFalse(directory.allPlaintextSecrets())
+
+    def test_lookupWithoutThread(self):
+        """The passwd-file's lookups are answered at once, without a trip through the thread pool."""
+        directory = UserDirectory(self.users, Clock())  # a clock: no thread pool to use
+        self.users.addUser("alice@lab.test", "pw")
+        self.assertEqual(self.successResultOf(directory.lookup("alice")).address, "alice@lab.test")
+        self.assertIsNone(self.successResultOf(directory.lookup("nobody")))
 
     def test_unreadableFileUnavailable(self):
         """A users file that cannot be read makes the directory's answers fail as
