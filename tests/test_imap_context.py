@@ -467,4 +467,21 @@ class SlicedUpdateTests(SessionTestMixin, unittest.TestCase):
                          b'* ESEARCH (TAG "u") UID ADDTO (0 9)\r\nn OK NOOP completed\r\n')
 
 
+    def test_disconnectDuringUpdate(self):
+        """A session that goes away while its live result looks at new mail stops reading it."""
+        self.lines(b'u UID SEARCH RETURN (UPDATE) BODY "note 9"\r\n')
+        self.patch(cooperative, "BURST", 0)
+        read = []
+        original = context.search.MessageReader
+        self.patch(context.search, "MessageReader",
+                   lambda *a: read.append(a) or original(*a))
+        for n in range(8, 20):
+            self.deliver(message(n))
+        self.send(b"n NOOP\r\n")
+        self.server.connectionLost(None)
+        for _ in range(30):
+            self.clock.advance(0)
+        self.assertLess(len(read), 4)
+
+
 everyStore(globals())

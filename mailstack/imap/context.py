@@ -250,6 +250,8 @@ class LiveResults:
             for live, uids in work:
                 found = verdicts[live.tag]
                 for uid in uids:
+                    if view is not self.view:
+                        return  # the mailbox was closed meanwhile (or the session ended)
                     found[uid] = _test(live, view, uid, cache, star)
                     yield
 
