@@ -385,6 +385,12 @@ class LiveSearchTests(SessionTestMixin, unittest.TestCase):
         self.assertEqual(self.lines(b"n NOOP\r\n")[-2:], [
             b'* ESEARCH (TAG "u") REMOVEFROM (0 1)', b"n OK"])
 
+    def test_failedSearchNotWatched(self):
+        """A SORT with UPDATE that fails (NO [BADCHARSET]) leaves the mailbox unwatched."""
+        self.assertEqual(self.lines(b"s SORT RETURN (UPDATE) (ARRIVAL) X-NONE ALL\r\n"), [b"s NO"])
+        self.assertIsNone(self.server.liveResults.view)
+        self.assertEqual(self.lines(b'c CANCELUPDATE "s"\r\n'), [b"c NO"])
+
     def test_endsWithMailbox(self):
         """Live results end when the mailbox is closed (SELECT again)."""
         self.lines(b"s SEARCH RETURN (UPDATE) UNSEEN\r\n")

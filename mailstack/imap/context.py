@@ -422,7 +422,12 @@ class ContextCommands:
 
         @return: a Deferred firing once written, or None with nothing kept.
         """
-        if self._liveResults is None or not self._liveResults.results:
+        if self._liveResults is None:
+            return None
+        if not self._liveResults.results:
+            # Watched for a search that was not kept (it failed, or the
+            # session went on elsewhere): stop noting changes.
+            self._liveResults.clear()
             return None
 
         def write(lines):
