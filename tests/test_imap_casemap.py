@@ -64,14 +64,8 @@ class FoldTests(unittest.TestCase):
         self.assertEqual(casemap.fold(text), "".join(map(casemap.titleDecomposed, text)))
 
 
-class SearchTests(IMAPTestMixin, unittest.TestCase):
-    """SEARCH's substring matching under i;unicode-casemap, as Dovecot answers."""
-
-    def setUp(self):
-        IMAPTestMixin.setUp(self)
-        for subject in SUBJECTS:
-            self.deliver(message(subject))
-        self.select()
+class SearchingMixin:
+    """Running one SEARCH with a literal term, pumping the clock for slices."""
 
     def search(self, key, term):
         data = term.encode("utf-8")
@@ -85,6 +79,16 @@ class SearchTests(IMAPTestMixin, unittest.TestCase):
         first, _, rest = self.transport.value().partition(b"\r\n")
         self.assertEqual(rest, b"s OK SEARCH completed\r\n")
         return tuple(int(n) for n in first.split()[2:])
+
+
+class SearchTests(SearchingMixin, IMAPTestMixin, unittest.TestCase):
+    """SEARCH's substring matching under i;unicode-casemap, as Dovecot answers."""
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        for subject in SUBJECTS:
+            self.deliver(message(subject))
+        self.select()
 
     def test_subject(self):
         """SUBJECT finds what Dovecot 2.3.19 finds, for every term."""
@@ -102,6 +106,33 @@ class SearchTests(IMAPTestMixin, unittest.TestCase):
         session = self.connect(disabled=frozenset({"I18NLEVEL=1"}))
         self.login(session)
         self.assertNotIn(b"I18NLEVEL", self.send(b"c CAPABILITY\r\n", session))
+
+
+# Raw 8-bit header octets that are not UTF-8, and Dovecot 2.3.19's answers.
+RAW = [b"From: Ren\xe9 <rene@example.fr>\r\nSubject: Caf\xe9 in raw Latin-1\r\n\r\nBody caf\xe9 x.\r\n",
+       b"From: a@x\r\nSubject: caf\xc3\xa9 utf8\r\n\r\nBody.\r\n",
+       b"From: a@x\r\nSubject: x\xe9y\r\n\r\nBody x\xe9y.\r\n"]
+RAW_DOVECOT = [
+    (b"SUBJECT", "CAFE", (2,)), (b"TEXT", "CAFE", (2,)), (b"SUBJECT", "caf", (1, 2)),
+    (b"FROM", "RENE", (1,)), (b"SUBJECT", "caf\xe9", (2,)), (b"FROM", "ren\xe9", ()),
+    (b"TEXT", "ren\xe9", ()), (b"SUBJECT", "x\ufffdy", (3,)), (b"BODY", "x\ufffdy", (3,)),
+    (b"SUBJECT", "x\xe9y", ()), (b"TEXT", "x\xe9y", ()),
+]
+
+
+class RawHeaderTests(SearchingMixin, IMAPTestMixin, unittest.TestCase):
+    """Header octets that are not UTF-8 are U+FFFD to SEARCH, as to Dovecot."""
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        for data in RAW:
+            self.deliver(data)
+        self.select()
+
+    def test_subject(self):
+        """Raw Latin-1 is not read as Latin-1: cafe misses Caf\\xe9, x\\ufffdy finds it."""
+        found = [(key, term, self.search(key, term)) for key, term, _ in RAW_DOVECOT]
+        self.assertEqual(found, RAW_DOVECOT)
 
 
 everyStore(globals())

@@ -124,11 +124,12 @@ class MessageReader:
 
 
 def decodeHeader(value):
-    """Raw header bytes -> str with RFC 2047 encoded words decoded, never raising."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = value.decode("latin-1")
+    """
+    Raw header bytes -> str with RFC 2047 encoded words decoded, never
+    raising. Octets that are not UTF-8 become U+FFFD, as Dovecot reads them
+    (so raw Latin-1 C{Caf\xe9} is not found by C{cafe}, but C{x\ufffdy} finds C{x\xe9y}).
+    """
+    text = value.decode("utf-8", "replace")
     if "=?" not in text:
         return text
     try:

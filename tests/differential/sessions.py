@@ -85,6 +85,9 @@ SEARCHES = [
     b"HEADER Date \"-1200\"", b"HEADER Subject \"=?utf-8?q?split\"",
     b"SENTON 3-Jan-2000", b"SENTON 4-Jan-2000", b"SUBJECT \"first subject\"",
     b"SUBJECT \"second subject\"", b"FROM second", b"HEADER Subject first",
+    # RFC 8514 (SAVEDATE): every message was saved today.
+    b"SAVEDATESUPPORTED", b"NOT SAVEDATESUPPORTED", b"SAVEDBEFORE 1-Jan-2000",
+    b"SAVEDSINCE 1-Jan-2000", b"OR SAVEDON 1-Jan-2000 SEEN",
 ]
 
 SEARCH_LITERALS = [
@@ -99,6 +102,13 @@ SEARCH_LITERALS = [
     [b"CHARSET UTF-8 BODY ", ("crème brûlée".encode("utf-8"),)],
     [b"CHARSET UTF-8 TO ", ("日本".encode("utf-8"),)],
     [b"CHARSET UTF-8 FROM ", ("André".encode("utf-8"),)],
+    # I18NLEVEL=1 (RFC 5255): i;unicode-casemap, as Dovecot applies it.
+    [b"CHARSET UTF-8 BODY ", ("STRASSE".encode("utf-8"),)],
+    [b"CHARSET UTF-8 TEXT ", ("CAFE".encode("utf-8"),)],
+    [b"CHARSET UTF-8 SUBJECT ", ("GR\u00dcSSE".encode("utf-8"),)],
+    [b"CHARSET UTF-8 SUBJECT ", ("grusse".encode("utf-8"),)],
+    [b"CHARSET UTF-8 BODY ", ("CR\u00c8ME BR\u00dbL\u00c9E".encode("utf-8"),)],
+    [b"CHARSET UTF-8 BODY ", ("e\u0301".encode("utf-8"),)],
 ]
 
 # BINARY (RFC 3516): numbered parts only. Over the representative corpus
