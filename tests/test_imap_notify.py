@@ -285,6 +285,21 @@ class ListTests(NotifyTestMixin, unittest.TestCase):
         self.assertEqual(self.by(b"s SUBSCRIBE Folder1\r\n"), b"")
         self.assertEqual(self.by(b"u UNSUBSCRIBE Folder1\r\n"), b'* LIST () "/" Folder1\r\n')
 
+    def test_ownChangesNotTold(self):
+        """The session's own CREATE, RENAME, SUBSCRIBE and APPEND are not told back to it (RFC 5465 5)."""
+        self.assertTrue(self.send(b"c CREATE Mine/Sub\r\n").startswith(b"c OK "))
+        self.assertEqual(self.send(b"r RENAME Mine Yours\r\n"), b"r OK RENAME completed\r\n")
+        self.assertEqual(self.send(b"s SUBSCRIBE Yours\r\n"), b"s OK SUBSCRIBE completed\r\n")
+        out = self.send(b"a APPEND Folder1 {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+        self.assertTrue(out.startswith(b"a OK "), out)
+        self.clock.advance(0)
+        self.assertEqual(self.transport.value(), out)
+        # ...but another session's changes to the same mailboxes still are.
+        self.assertEqual(self.by(b"a APPEND Yours/Sub {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE)),
+                         b"* STATUS Yours/Sub (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n")
+        self.assertEqual(self.by(b"a APPEND Folder1 {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE)),
+                         b"* STATUS Folder1 (MESSAGES 3 UIDNEXT 4 UNSEEN 3)\r\n")
+
     def test_quotedName(self):
         """A name that is no atom is quoted."""
         self.assertEqual(self.by(b'c CREATE "a b"\r\n'), b'* LIST () "/" "a b"\r\n')

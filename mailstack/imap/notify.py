@@ -55,6 +55,12 @@ MAX_WATCHED = 1000    # mailboxes one session watches
 MAX_PENDING = 1000    # notifications queued for one session
 # Commands whose message numbers NOTIFY SELECTED MessageExpunge makes unsafe (RFC 5465 5.3).
 MSN_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE"})
+# The session's own changes are not told back to it (RFC 5465 5: SHOULD): the
+# commands that change mailboxes, and where their mailbox arguments stand.
+OWN_LIST_CHANGES = {"CREATE": (0,), "DELETE": (0,), "RENAME": (0, 1), "SUBSCRIBE": (0,),
+                    "UNSUBSCRIBE": (0,)}
+OWN_MESSAGE_CHANGES = {"APPEND": (0,), "COPY": (1,), "MOVE": (1,), "UID COPY": (1,),
+                       "UID MOVE": (1,)}
 
 
 class Group:
@@ -272,6 +278,8 @@ class Notifier:
             return  # the selected mailbox: SELECTED's business
         wanted = self.eventsFor(name)
         kinds = set()
+        if changes.added and self.session.ownChange(OWN_MESSAGE_CHANGES, name):
+            changes = type(changes)(expunged=changes.expunged, flagsChanged=changes.flagsChanged)
         if changes.added and MESSAGE_NEW in wanted:
             kinds.add("count")
         if changes.expunged and MESSAGE_EXPUNGE in wanted:
@@ -285,6 +293,11 @@ class Notifier:
         if self.stopped:
             return
         for change in changes:
+            if self.session.ownChange(OWN_LIST_CHANGES, change.name, change.oldName):
+                self._rewatch(change.name)  # still watched, only not told
+                if change.oldName is not None:
+                    self._unwatch(change.oldName)
+                continue
             self._listChange(change)
 
     def _listChange(self, change):
@@ -413,6 +426,7 @@ class NotifyCommands:
     notifier = None
     notifySelected = None
     _notifyCall = None
+    _notifyOwn = None
 
     @defer.inlineCallbacks
     def do_NOTIFY(self, tag, request):
@@ -515,8 +529,38 @@ class NotifyCommands:
         if self.mayNotifyNow():
             self.writeNotifications()
 
+    def notifyCommandStarted(self, name, args):
+        """
+        A command begins: note the mailboxes it changes, so that their
+        changes are not told back to this session (L{ownChange}).
+        """
+        self._notifyOwn = None
+        positions = OWN_LIST_CHANGES.get(name) or OWN_MESSAGE_CHANGES.get(name)
+        if self.notifier is None or positions is None:
+            return
+        names = set()
+        for i in positions:
+            try:
+                names.add(decodeName(args[i]).rstrip(DELIMITER))
+            except (BadMailboxName, IndexError, TypeError, AttributeError):
+                continue
+        self._notifyOwn = (name, names)
+
+    def ownChange(self, commands, name, oldName=None):
+        """Whether a change to C{name} (or from C{oldName}) is the running command's own."""
+        own = self._notifyOwn
+        if own is None or own[0] not in commands:
+            return False
+        for mine in own[1]:
+            for changed in (name, oldName):
+                if changed is not None and (changed == mine or changed.startswith(mine + DELIMITER)
+                                            or mine.startswith(changed + DELIMITER)):
+                    return True
+        return False
+
     def writeNotifications(self):
         """Write what the notifier queued (before a tagged reply, or unsolicited)."""
+        self._notifyOwn = None  # the command is over
         notifier = self.notifier
         if notifier is None or self._closing:
             return

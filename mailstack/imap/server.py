@@ -630,6 +630,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         self._run(tag, name, command, args)
 
     def _run(self, tag, name, command, args):
+        self.notifyCommandStarted(name, args)  # NOTIFY: its own changes are not told
         try:
             result = getattr(self, command.method)(tag, *args)
         except Exception:
