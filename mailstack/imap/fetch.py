@@ -120,6 +120,10 @@ def unfold(raw):
     return value.replace(b"\r", b"").replace(b"\n", b"").strip(_WSP)
 
 
+# The bytes a header field name may hold (RFC 5322 2.2: printable ASCII but space).
+_NAME_BYTES = bytes(range(33, 127))
+
+
 class _Lines:
     """Lines (or pieces of very long lines) of a file, with offsets and counts."""
 
@@ -156,6 +160,30 @@ class _Lines:
             self.atStart = False
         self._lastCR = data.endswith(b"\r")
         return data
+
+    def takeRest(self):
+        """
+        Take everything left in big reads (a body no boundary can end, e.g.
+        a single-part message's): the same offset, line count and last line
+        end as taking it line by line, without a Python step per line.
+        """
+        while True:
+            if self._peeked is not None:
+                data, self._peeked = self._peeked, None
+            else:
+                data = self.f.read(CHUNK)
+                if not data:
+                    return
+            self.lineEndKept = False
+            self.offset += len(data)
+            newlines = data.count(b"\n")
+            if newlines:
+                self.lineNo += newlines
+                last = data.rfind(b"\n")
+                crlf = data[last - 1] == 13 if last > 0 else self._lastCR
+                self.lastTerm = 2 if crlf else 1
+            self.atStart = data.endswith(b"\n")
+            self._lastCR = data.endswith(b"\r")
 
 
 def _boundaryMatch(data, boundaries):
@@ -291,12 +319,15 @@ def _readHeader(lines, part, boundaries):
             continue
         colon = data.find(b":")
         name = data[:colon].strip(_WSP).lower() if colon > 0 else b""
-        if not name or any(c <= 32 or c >= 127 for c in name):
+        if not name or name.translate(None, _NAME_BYTES):  # a byte outside 33-126
             name = b""
         fields.append((name, data))
 
 
 def _skipBody(lines, boundaries):
+    if not boundaries:
+        lines.takeRest()
+        return
     while True:
         data = lines.peek()
         if data is None:
