@@ -12,7 +12,6 @@ caller it covered gets the error.
 
 import os
 import threading
-import weakref
 
 __all__ = ["GroupSync", "syncDirectory"]
 
@@ -91,7 +90,9 @@ class GroupSync:
                 raise error
 
 
-_groups: "weakref.WeakValueDictionary[str, GroupSync]" = weakref.WeakValueDictionary()
+# One per directory ever synced (a few hundred bytes each, as many as the
+# mailboxes delivered to): kept, so its count and waiters outlive each call.
+_groups: "dict[str, GroupSync]" = {}
 _groupsLock = threading.Lock()
 
 
@@ -103,8 +104,8 @@ def syncDirectory(path, fsync=_fsyncPath):
     @param fsync: C{fsync(path)}, as for L{GroupSync.sync}.
     """
     path = os.path.normpath(os.fspath(path))
-    with _groupsLock:
-        group = _groups.get(path)
-        if group is None:
-            group = _groups[path] = GroupSync(path)
+    group = _groups.get(path)
+    if group is None:
+        with _groupsLock:
+            group = _groups.setdefault(path, GroupSync(path))
     group.sync(fsync)
