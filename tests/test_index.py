@@ -138,17 +138,6 @@ class RescanTests(IndexTestCase):
         self.assertEqual(len(self.listings), 1)
         self.assertEqual(mailbox.messages()[0].uid, uid)
 
-    def test_recentDirectoryRescanned(self):
-        """While cur/ changed within the last seconds, every sync lists it again: a
-        second change in the same clock tick would not show in its time."""
-        mailbox = self.opened()
-        now = time.time()
-        os.utime(self.sub("cur"), (now, now))
-        self.listings.clear()
-        mailbox.syncNow(claimRecent=False)
-        mailbox.syncNow(claimRecent=False)
-        self.assertEqual(len(self.listings), 2)
-
 
 class BurstTests(IndexTestCase):
 

@@ -91,7 +91,7 @@ class IndexState:
     @ivar columns: C{{name: [value per message]}} for each of L{COLUMNS}.
     """
 
-    __slots__ = ("stamps", "taken", "uidValidity", "uidNext", "columns")
+    __slots__ = ("stamps", "taken", "uidValidity", "uidNext", "columns", "_messages")
 
     def __init__(self, stamps, taken, uidValidity, uidNext, columns):
         self.stamps = stamps
@@ -99,17 +99,26 @@ class IndexState:
         self.uidValidity = uidValidity
         self.uidNext = uidNext
         self.columns = columns
+        self._messages = None
 
     @classmethod
     def fromMessages(cls, stamps, taken, uidValidity, uidNext, messages):
         """A state from C{[(uid, base, subdir, filename, extensions, diskSize,
-        wireSize, mtime)]}."""
-        values = list(zip(*messages)) if messages else [()] * len(COLUMNS)
-        return cls(stamps, taken, uidValidity, uidNext,
-                   {name: list(column) for name, column in zip(COLUMNS, values)})
+        wireSize, mtime)]}; turned into columns only when written (in the
+        worker thread)."""
+        state = cls(stamps, taken, uidValidity, uidNext, None)
+        state._messages = messages
+        return state
+
+    def _columns(self):
+        if self.columns is None:
+            messages = self._messages
+            values = list(zip(*messages)) if messages else [()] * len(COLUMNS)
+            self.columns = {name: list(column) for name, column in zip(COLUMNS, values)}
+        return self.columns
 
     def __len__(self):
-        return len(self.columns["uid"])
+        return len(self._columns()["uid"])
 
     def settled(self):
         """
@@ -125,7 +134,7 @@ class IndexState:
         body = json.dumps({
             "stamps": [list(s) if s is not None else None for s in self.stamps],
             "taken": self.taken, "uidValidity": self.uidValidity, "uidNext": self.uidNext,
-            "columns": self.columns}, separators=(",", ":")).encode("utf-8")
+            "columns": self._columns()}, separators=(",", ":")).encode("utf-8")
         header = b"%s %d %08x %d\n" % (_MAGIC, _VERSION, zlib.crc32(body), len(body))
         return header + body
 
@@ -261,8 +270,8 @@ class MailboxIndex:
         Write this state in a worker thread (after the write in progress,
         if any; only the latest state waiting is written).
 
-        @param messages: as L{IndexState.messages}, taken on the caller's
-            thread (the worker never reads the mailbox).
+        @param messages: as L{IndexState.fromMessages} takes them, taken on
+            the caller's thread (the worker never reads the mailbox).
         """
         state = IndexState.fromMessages(tuple(stamps), _clock(), uidValidity, uidNext,
                                         messages)
