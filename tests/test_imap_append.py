@@ -4,15 +4,17 @@ the grammar and IMAP URLs alone, then sessions over StringTransport on both
 stores (answers as Dovecot 2.3.19 gives them: see docs/imap.md).
 """
 
+import errno
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from mailstack.imap import fetch
+from mailstack.imap import fetch, spool
 from mailstack.imap.grammar.appendspec import BadURL, parseURL
 from mailstack.imap.grammar.arguments import args_append
 from mailstack.imap.grammar.fetchspec import Section
 from mailstack.imap.grammar.reader import ParseError, Reader
-from mailstack.imap.server import SPOOL_MEMORY
+from mailstack.imap.server import SMALL_LITERAL, SPOOL_MEMORY
 from mailstack.storage.interfaces import StoreError
 from tests.fakes import FakeReactor
 from tests.stores import everyStore
@@ -225,6 +227,50 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
             if not isinstance(part, bytes):
                 part.close()
 
+    def test_oneSpoolFile(self):
+        """Past the memory share, a MULTIAPPEND's many literals go to one file, not one
+        each (descriptors stay bounded), and each message is stored as sent."""
+        made = []
+        real = spool.tempfile.TemporaryFile
+
+        def counting(*args, **kwargs):
+            f = real(*args, **kwargs)
+            made.append(f)
+            return f
+        self.patch(spool.tempfile, "TemporaryFile", counting)
+        session = self.connect(maxLiteralSize=2 * SPOOL_MEMORY)
+        self.login(session)
+        # Sixteen literals of SMALL_LITERAL octets fill the memory share exactly.
+        fillers = [b"Subject: %d\r\n\r\n" % (i,) for i in range(16)]
+        fillers = [m + b"x" * (SMALL_LITERAL - len(m)) for m in fillers]
+        smalls = [b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(40)]
+        out = self.send(b"a APPEND INBOX " + b" ".join(lit(m) for m in fillers + smalls)
+                        + b"\r\n", session)
+        self.assertTrue(out.startswith(b"a OK [APPENDUID "), out)
+        self.assertEqual(len(made), 1)
+        self.assertTrue(made[0].closed)
+        inbox = self.openMailbox()
+        stored = []
+        for info in inbox.messages():
+            with inbox.openMessage(info.uid) as f:
+                stored.append(f.read())
+        self.assertEqual(stored, fillers + smalls)
+
+    def test_spoolFailureRefused(self):
+        """A literal that cannot be spooled (no file descriptor left) is read and dropped:
+        NO [SERVERBUG], nothing stored, and the session takes the next command."""
+        def failing(*args, **kwargs):
+            raise OSError(errno.EMFILE, "Too many open files")
+        self.patch(spool.tempfile, "TemporaryFile", failing)
+        session = self.connect(maxLiteralSize=2 * SPOOL_MEMORY)
+        self.login(session)
+        big = b"Subject: big\r\n\r\n" + b"x" * SPOOL_MEMORY + b"\r\n"
+        out = self.send(b"a APPEND INBOX " + lit(MESSAGE) + b" " + lit(big) + b" " + lit(MESSAGE)
+                        + b"\r\nb NOOP\r\n", session)
+        self.assertEqual(out, b"a NO [SERVERBUG] Internal error\r\nb OK NOOP completed\r\n")
+        self.assertEqual(self.openMailbox().messages(), [])
+        self.flushLoggedErrors()
+
     def test_switchedOff(self):
         """With MULTIAPPEND disabled: not advertised, and several messages are BAD."""
         server, transport = self.connect(disabled=("MULTIAPPEND",))
@@ -367,6 +413,57 @@ class CatenateTests(IMAPTestMixin, unittest.TestCase):
         self.login()
         self.assertEqual(self.catenate(b'URL "/INBOX/;UID=%d/;SECTION=9"' % (self.uid,)),
                          b"a NO Cannot append an empty message\r\n")
+
+    def test_oneMessageOpenAtATime(self):
+        """Of the messages a CATENATE's URLs name, one is open at a time (many URL parts
+        cannot exhaust the server's file descriptors); the parts are copied in order."""
+        self.login()
+        opened, open_ = [], []
+        real = type(self.inbox).openMessage
+
+        def tracking(mailbox, uid):
+            f = real(mailbox, uid)
+            close = f.close
+            open_.append(f)
+            opened.append(len(open_))
+
+            def closing():
+                if f in open_:
+                    open_.remove(f)
+                close()
+            f.close = closing
+            return f
+        self.patch(type(self.inbox), "openMessage", tracking)
+        parts = [b'URL "/INBOX/;UID=%d/;SECTION=%d"' % (self.uid, 1 + i % 2) for i in range(30)]
+        uid = self.appended(self.catenate(*parts))
+        self.assertEqual(len(opened), 30)
+        self.assertEqual(max(opened), 1)
+        self.assertEqual(open_, [])
+        self.assertEqual(self.stored(uid), b"firstsecond" * 15)
+
+    def test_oneSpoolFile(self):
+        """Several large CATENATE messages in one MULTIAPPEND are made in one file,
+        not one each nor in memory."""
+        made = []
+        real = spool.tempfile.TemporaryFile
+
+        def counting(*args, **kwargs):
+            f = real(*args, **kwargs)
+            made.append(f)
+            return f
+        big = b"Subject: big\r\n\r\n" + b"x" * (SPOOL_MEMORY + 10) + b"\r\n"
+        uid = self.deliver(big)
+        session = self.connect(maxLiteralSize=2 * SPOOL_MEMORY)
+        self.login(session)
+        self.patch(spool.tempfile, "TemporaryFile", counting)
+        url = b'CATENATE (URL "/INBOX/;UID=%d") ' % (uid,)
+        out = self.send(b"a APPEND INBOX " + url * 3 + b'CATENATE (URL "/INBOX/;UID=%d")\r\n'
+                        % (self.uid,), session)
+        self.assertTrue(out.startswith(b"a OK [APPENDUID "), out)
+        self.assertEqual(len(made), 1)
+        self.assertTrue(made[0].closed)
+        self.assertEqual([self.stored(u) for u in (uid + 1, uid + 2, uid + 3, uid + 4)],
+                         [big, big, big, MULTIPART])
 
     def test_insideMultiappend(self):
         """CATENATE messages beside literals in one MULTIAPPEND: one APPENDUID, atomic."""

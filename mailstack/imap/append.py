@@ -17,16 +17,14 @@ its own; a MULTIAPPEND's total is bounded only by the disk, as in Dovecot),
 and C{NO} for an empty message.
 """
 
-import tempfile
-
 from twisted.internet import defer, threads
 
 from mailstack.imap import fetch
 from mailstack.imap.grammar.appendspec import BadURL, parseURL
 from mailstack.imap.response import Refusal, formatSequenceSet
+from mailstack.imap.spool import LiteralSpool
 from mailstack.storage.interfaces import NoSuchMailbox, NoSuchMessage
 
-SPOOL_MEMORY = 1024 * 1024
 COPY_CHUNK = 65536
 
 
@@ -79,6 +77,7 @@ class Append:
         self.name = name
         self.messages = messages
         self.limit = session.settings.maxLiteralSize
+        self.spool = None  # the file CATENATE messages are made in (one per command)
         # Files this command opened or made, the client's spooled literals
         # included: closed at its end.
         self.opened = [source for message in messages
@@ -131,29 +130,44 @@ class Append:
     @defer.inlineCallbacks
     def _catenate(self, parts):
         """
-        The message CATENATE's C{parts} make, as a spooled file: the URLs are
-        resolved here (in the reactor thread: names and UIDs only), their
-        messages opened, and everything copied in a worker thread.
+        The message CATENATE's C{parts} make, as a file: every URL is
+        resolved first (in the reactor thread: names and UIDs only), then the
+        parts are copied in order, each in a worker thread, into a piece of
+        the command's one L{LiteralSpool} (whatever the number of CATENATE
+        messages, one file and no memory held), each URL's message open only
+        while its part is copied.
         """
-        pieces = []
+        resolved = []
         for part in parts:
-            if part.kind == "TEXT":
-                pieces.append((part.value, None))
-            else:
-                pieces.append((None, (yield self._open(part.value))))
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
-        self.opened.append(spool)
+            resolved.append((yield self._resolve(part.value)) if part.kind == "URL" else None)
+        if self.spool is None:
+            self.spool = LiteralSpool()
+        target = self.spool.literal()
+        self.opened.append(target)
+        clock = self.session.clock
         try:
-            yield runInThread(self.session.clock, self._assemble, pieces, spool)
+            for part, where in zip(parts, resolved):
+                if where is None:
+                    yield runInThread(clock, self._copy, _textChunks, (part.value,), target)
+                    continue
+                mailbox, info, url, wire = where
+                try:
+                    f = mailbox.openMessage(url.uid)  # expunged since it was resolved?
+                except NoSuchMessage:
+                    raise Refusal("Message not found", b"BADURL " + codeText(wire))
+                try:
+                    yield runInThread(clock, self._copy, _urlChunks, (f, info.size, url), target)
+                finally:
+                    f.close()
         except TooBig:
             raise Refusal("Message too large (limit %d octets)" % (self.limit,), "TOOBIG")
-        spool.seek(0)
-        return spool
+        target.seek(0)
+        return target
 
     @defer.inlineCallbacks
-    def _open(self, wire):
+    def _resolve(self, wire):
         """
-        The message a URL names, opened: C{(file, size, url)}.
+        The message a URL names: C{(mailbox, info, url, wire)}, C{wire} the URL as sent.
 
         @raise Refusal: C{NO [BADURL url]} when it names nothing readable.
         """
@@ -177,28 +191,26 @@ class Append:
             yield mailbox.sync(claimRecent=False)
         try:
             info = mailbox.messageInfo(url.uid)
-            f = mailbox.openMessage(url.uid)
         except NoSuchMessage:
             raise bad("Message not found")
-        self.opened.append(f)
-        return (f, info.size, url)
+        return (mailbox, info, url, wire)
 
-    def _assemble(self, pieces, spool):
+    def _copy(self, chunks, args, target):
         """
-        Copy each piece (a TEXT literal, or a URL's part of an opened message)
-        into C{spool}; raise L{TooBig} past the limit. Runs in a worker thread.
+        Append the octets C{chunks(*args)} gives to C{target}; raise
+        L{TooBig} past the limit. Runs in a worker thread.
         """
-        total = 0
-        for text, opened in pieces:
-            if text is not None:
-                chunks = [text] if isinstance(text, bytes) else _chunks(text, 0, sizeOf(text))
-            else:
-                chunks = _urlChunks(*opened)
-            for chunk in chunks:
-                total += len(chunk)
-                if total > self.limit:
-                    raise TooBig()
-                spool.write(chunk)
+        for chunk in chunks(*args):
+            if target.size + len(chunk) > self.limit:
+                raise TooBig()
+            target.write(chunk)
+
+
+def _textChunks(text):
+    """A TEXT part's octets (a literal: bytes or a spooled file), in pieces."""
+    if isinstance(text, bytes):
+        return [text]
+    return _chunks(text, 0, sizeOf(text))
 
 
 def _chunks(f, start, length):

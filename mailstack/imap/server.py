@@ -48,6 +48,7 @@ from mailstack.imap.notify import NotifyCommands, args_notify
 from mailstack.imap.response import Refusal, taggedLine
 from mailstack.imap.revision import Revision, rev2Offered
 from mailstack.imap.sorting import SortingCommands
+from mailstack.imap.spool import LiteralSpool
 from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR
 from mailstack.protocol import compress
 from mailstack.protocol.framing import LONG_LINE_END, TOO_LONG, LineFramer
@@ -276,6 +277,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         self._verb = None
         self._literal = None
         self._spools = []
+        self._appendSpool = None
         self._discardLiteral = 0
         self._abandoning = False
         self._lineHandler = None
@@ -427,6 +429,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         self._parts = []
         self._commandSize = 0
         self._verb = None
+        self._appendSpool = None  # its literals keep it open as long as they are
 
     def _commandLine(self, line):
         if self._abandoning:
@@ -493,7 +496,7 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         if synchronizing:
             self.write(b"+ Ready for literal data\r\n")
         if isAppend and not self._appendMemory(size):
-            sink = tempfile.TemporaryFile()  # past the command's share of memory
+            sink = self._appendSpoolLiteral()  # past the command's share of memory
         elif size <= SMALL_LITERAL:
             sink = bytearray()
         else:
@@ -511,6 +514,21 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
         held = sum(len(p) if isinstance(p, bytes) else SPOOL_MEMORY  # a spool may hold that
                    for p in self._parts[1::2])
         return held + size <= SPOOL_MEMORY or not held
+
+    def _appendSpoolLiteral(self):
+        """
+        A sink for the next APPEND literal past the command's share of memory:
+        a piece of the command's one L{LiteralSpool} file (a MULTIAPPEND of
+        many messages holds one descriptor). None if no file can be made: the
+        literal is read and dropped, and the command refused.
+        """
+        try:
+            if self._appendSpool is None:
+                self._appendSpool = LiteralSpool()
+            return self._appendSpool.literal()
+        except OSError as e:
+            self._literalError = e
+            return None
 
     def _nonSyncRefusal(self, size):
         """Without LITERAL+: why a {n+} literal is refused (None: accepted, LITERAL-)."""
