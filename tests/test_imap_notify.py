@@ -40,6 +40,11 @@ class NotifyTestMixin(IMAPTestMixin):
         return self.transport.value()
 
 
+def withoutRecent(out):
+    """C{out} without its C{* n RECENT} lines (when they go out is the view's business)."""
+    return b"".join(line for line in out.splitlines(True) if not line.endswith(b" RECENT\r\n"))
+
+
 class GrammarTests(NotifyTestMixin, unittest.TestCase):
     """What NOTIFY accepts and how it refuses the rest."""
 
@@ -304,6 +309,31 @@ class ListTests(NotifyTestMixin, unittest.TestCase):
         """A name that is no atom is quoted."""
         self.assertEqual(self.by(b'c CREATE "a b"\r\n'), b'* LIST () "/" "a b"\r\n')
 
+    def test_modifiedUTF7(self):
+        """A name beyond ASCII is sent in modified UTF-7, an atom, as Dovecot does."""
+        self.assertEqual(self.by(b"c CREATE Entw&APw-rfe\r\n"),
+                         b'* LIST () "/" Entw&APw-rfe\r\n')
+
+    def test_utf8Names(self):
+        """After ENABLE UTF8=ACCEPT names are read and sent in UTF-8 (RFC 6855)."""
+        session = self.connect()
+        self.login(session)
+        self.assertIn(b"OK", self.send(b"e ENABLE UTF8=ACCEPT\r\n", session))
+        self.assertIn(b"OK", self.send(
+            b'n NOTIFY SET (MAILBOXES "Entw\xc3\xbcrfe" (MessageNew MessageExpunge MailboxName))\r\n',
+            session))
+        self.transport.clear()
+        server, transport = session
+        transport.clear()
+        self.send(b"c CREATE Entw&APw-rfe\r\n", self.other)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b'* LIST () "/" "Entw\xc3\xbcrfe"\r\n')
+        transport.clear()
+        self.send(b"a APPEND Entw&APw-rfe {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE), self.other)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(),
+                         b'* STATUS "Entw\xc3\xbcrfe" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n')
+
     def test_onlyWhenAsked(self):
         """Without MailboxName or SubscriptionChange no LIST is sent."""
         self.send(b"n NOTIFY SET (PERSONAL (MessageNew MessageExpunge))\r\n")
@@ -324,15 +354,16 @@ class SelectedTests(NotifyTestMixin, unittest.TestCase):
         """MessageNew with FETCH attributes: EXISTS, then a FETCH of the new message, at once."""
         self.send(b"n NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange))"
                   b" (PERSONAL (MessageNew MessageExpunge))\r\n")
-        self.assertEqual(self.by(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE)),
-                         b"* 2 EXISTS\r\n* 1 RECENT\r\n* 2 FETCH (UID 2 FLAGS ())\r\n")
+        self.assertEqual(
+            withoutRecent(self.by(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))),
+            b"* 2 EXISTS\r\n* 2 FETCH (UID 2 FLAGS ())\r\n")
 
     def test_flagsAndExpunge(self):
         """FlagChange and an expunge under SELECTED arrive outside any command."""
         self.send(b"n NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange))\r\n")
         self.assertEqual(self.by(b"f STORE 1 +FLAGS (\\Deleted)\r\n"),
                          b"* 1 FETCH (FLAGS (\\Deleted \\Recent))\r\n")
-        self.assertEqual(self.by(b"x EXPUNGE\r\n"), b"* 1 EXPUNGE\r\n")
+        self.assertEqual(withoutRecent(self.by(b"x EXPUNGE\r\n")), b"* 1 EXPUNGE\r\n")
 
     def test_delayed(self):
         """SELECTED-DELAYED holds an expunge back until a command allows it."""
@@ -340,7 +371,8 @@ class SelectedTests(NotifyTestMixin, unittest.TestCase):
         self.assertEqual(self.by(b"f STORE 1 +FLAGS.SILENT (\\Deleted)\r\n"),
                          b"* 1 FETCH (FLAGS (\\Deleted \\Recent))\r\n")
         self.assertEqual(self.by(b"x EXPUNGE\r\n"), b"")
-        self.assertEqual(self.send(b"p NOOP\r\n"), b"* 1 EXPUNGE\r\np OK NOOP completed\r\n")
+        self.assertEqual(withoutRecent(self.send(b"p NOOP\r\n")),
+                         b"* 1 EXPUNGE\r\np OK NOOP completed\r\n")
 
     def test_noSelectedEvents(self):
         """Without a SELECTED group the selected mailbox's changes wait for a command."""
@@ -354,8 +386,9 @@ class SelectedTests(NotifyTestMixin, unittest.TestCase):
         self.send(b"n NOTIFY SET (SELECTED (MessageNew (UID) MessageExpunge))"
                   b" (PERSONAL (MessageNew MessageExpunge))\r\n")
         self.assertEqual(self.send(b"i IDLE\r\n"), b"+ idling\r\n")
-        self.assertEqual(self.by(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE)),
-                         b"* 2 EXISTS\r\n* 1 RECENT\r\n* 2 FETCH (UID 2)\r\n")
+        self.assertEqual(
+            withoutRecent(self.by(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))),
+            b"* 2 EXISTS\r\n* 2 FETCH (UID 2)\r\n")
         self.assertEqual(self.by(b"a APPEND Folder1 {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE)),
                          b"* STATUS Folder1 (MESSAGES 2 UIDNEXT 3 UNSEEN 2)\r\n")
         self.assertEqual(self.send(b"DONE\r\n"), b"i OK IDLE terminated\r\n")

@@ -208,22 +208,29 @@ class Notifier:
 
     # -- which mailboxes -------------------------------------------------------
 
-    def eventsFor(self, name):
-        subscriptions = set(self.account.store.subscriptions()) if any(
-            g.filter == SUBSCRIBED for g in self.groups) else ()
+    def subscriptions(self):
+        """The subscribed names, read only when a SUBSCRIBED filter needs them."""
+        if any(g.filter == SUBSCRIBED for g in self.groups):
+            return set(self.account.store.subscriptions())
+        return ()
+
+    def eventsFor(self, name, subscriptions=None):
+        if subscriptions is None:
+            subscriptions = self.subscriptions()
         events = set()
         for group in self.groups:
             if group.matches(name, subscriptions):
                 events |= group.events
         return events
 
-    def wantsMessages(self, name):
-        return bool(self.eventsFor(name) & MESSAGE_EVENTS)
+    def wantsMessages(self, name, subscriptions=None):
+        return bool(self.eventsFor(name, subscriptions) & MESSAGE_EVENTS)
 
     def statusNames(self):
         """Existing mailboxes whose message events are wanted, in LIST order."""
+        subscriptions = self.subscriptions()
         return [name for name in self.account.store.listMailboxes()
-                if self.wantsMessages(name)]
+                if self.wantsMessages(name, subscriptions)]
 
     @defer.inlineCallbacks
     def start(self):
@@ -307,21 +314,21 @@ class Notifier:
                     self._subscribedGroupEvents()):
                 attributes = [] if change.kind == accountevents.UNSUBSCRIBED else [
                     "\\Subscribed"]
-                self._queueLine(listLine(attributes, name))
+                self._queueLine(listLine(attributes, name, self.session.notifyName))
             self._rewatch(name)
             return
         if change.kind == accountevents.DELETED:
             if MAILBOX_NAME in self.eventsFor(name):
-                self._queueLine(listLine(["\\NonExistent"], name))
+                self._queueLine(listLine(["\\NonExistent"], name, self.session.notifyName))
             self._unwatch(name)
             return
         if change.kind == accountevents.RENAMED:
             if MAILBOX_NAME in self.eventsFor(name) | self.eventsFor(change.oldName):
-                self._queueLine(listLine([], name) + b' ("OLDNAME" (%s))' % (
-                    astring(encodeName(change.oldName)),))
+                self._queueLine(listLine([], name, self.session.notifyName)
+                                + b' ("OLDNAME" (%s))' % (self.session.notifyName(change.oldName),))
             self._unwatch(change.oldName)
         elif MAILBOX_NAME in self.eventsFor(name):
-            self._queueLine(listLine([], name))
+            self._queueLine(listLine([], name, self.session.notifyName))
         self._rewatch(name)
 
     def _subscribedGroupEvents(self):
@@ -396,18 +403,23 @@ class Notifier:
             items.append(("HIGHESTMODSEQ", mailbox.highestModseq))
         if not items:
             return None  # a flag change other than \Seen, without CONDSTORE
-        return statusLine(name, items)
+        return statusLine(name, items, self.session.notifyName)
 
 
-def listLine(attributes, name):
-    """C{* LIST (attributes) "/" name}, the name an atom where it can be, as Dovecot writes it."""
+def wireName(name):
+    """A store name in modified UTF-7, an atom where it can be, as Dovecot writes it."""
+    return astring(encodeName(name))
+
+
+def listLine(attributes, name, nameString=wireName):
+    """C{* LIST (attributes) "/" name}."""
     return b'* LIST (%s) "%s" %s' % (" ".join(attributes).encode("ascii"),
-                                     DELIMITER.encode("ascii"), astring(encodeName(name)))
+                                     DELIMITER.encode("ascii"), nameString(name))
 
 
-def statusLine(name, values):
-    """C{* STATUS name (ITEM n ...)}, the name an atom where it can be, as Dovecot writes it."""
-    return b"* STATUS %s (%s)" % (astring(encodeName(name)), b" ".join(
+def statusLine(name, values, nameString=wireName):
+    """C{* STATUS name (ITEM n ...)}."""
+    return b"* STATUS %s (%s)" % (nameString(name), b" ".join(
         b"%s %d" % (item.encode("ascii"), value) for item, value in values))
 
 
@@ -464,10 +476,24 @@ class NotifyCommands:
         names = []
         for wire in wireNames:
             try:
-                names.append(decodeName(wire))
+                names.append(self.notifyDecode(wire))
             except BadMailboxName:
                 continue  # names no mailbox: nothing to watch
         return frozenset(names)
+
+    def notifyName(self, name):
+        """A mailbox name in a notification: UTF-8 once the session enabled it (IMAP4rev2, UTF8=ACCEPT)."""
+        revision = getattr(self, "revision", None)
+        if revision is not None and revision.utf8Names:
+            return revision.nameString(name)
+        return wireName(name)
+
+    def notifyDecode(self, wire):
+        """A mailbox name the client sent, as the session reads names (L{BadMailboxName} if none)."""
+        revision = getattr(self, "revision", None)
+        if revision is not None:
+            return revision.decodeName(wire)
+        return decodeName(wire)
 
     def _checkNotifyFetch(self, attributes):
         """MessageNew's FETCH attributes: nothing that sets \\Seen (RFC 5465 5.2)."""
@@ -496,7 +522,7 @@ class NotifyCommands:
                 continue
             if self._closing:
                 return
-            self.write(statusLine(name, values) + b"\r\n")
+            self.write(statusLine(name, values, self.notifyName) + b"\r\n")
             notifier.unseen[name] = dict(values)["UNSEEN"]
 
     def stopNotify(self):
@@ -541,7 +567,7 @@ class NotifyCommands:
         names = set()
         for i in positions:
             try:
-                names.add(decodeName(args[i]).rstrip(DELIMITER))
+                names.add(self.notifyDecode(args[i]).rstrip(DELIMITER))
             except (BadMailboxName, IndexError, TypeError, AttributeError):
                 continue
         self._notifyOwn = (name, names)
