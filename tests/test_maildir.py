@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 from mailstack.storage import crlf, files, maildir
 from mailstack.storage.interfaces import (
     Changes, IAccountStore, IMailboxStore, IMailStore, IMessageInfo,
-    InvalidMailboxName, MailboxExists, MailboxNotEmpty, NoSpace, NoSuchMailbox,
+    InvalidMailboxName, MailboxExists, MailboxInUse, MailboxNotEmpty, NoSpace, NoSuchMailbox,
     NoSuchMessage, StoreError)
 from mailstack.storage.account import MaildirStore
 
@@ -987,6 +987,54 @@ class AppendManyTests(MaildirTestCase):
             self.assertEqual(self.files(subdir), [], subdir)
         self.patch(maildir, "fsyncDirectory", real)
         self.assertEqual(self.successResultOf(self.inbox.append(b"three\r\n")), uidNext)
+
+    def test_noUIDUsedWhenPlacingFails(self):
+        """Another process syncing after the renames cannot number the placed messages
+        (the uidlist lock is held until their UIDs are written): when placing fails,
+        no UID is used up and that process never saw them."""
+        real = maildir.fsyncDirectory
+        other = self.freshInbox()
+        self.successResultOf(other.sync())
+        seen = []
+
+        def failing(path):
+            if path.endswith("cur"):
+                # Another process syncs now, the messages renamed into place.
+                self.successResultOf(other.sync())
+                seen.extend(info.uid for info in other.messages())
+                raise OSError(errno.EIO, "injected fsync failure")
+            return real(path)
+        self.patch(maildir, "fsyncDirectory", failing)
+        uidNext = self.inbox.uidNext
+        d = self.inbox.appendMany([(b"one\r\n", {"\\Seen"}, None), (b"two\r\n", (), None)])
+        self.failureResultOf(d, OSError)
+        self.assertEqual(seen, [])
+        self.patch(maildir, "fsyncDirectory", real)
+        self.successResultOf(other.sync())
+        self.assertEqual(other.messages(), [])
+        self.assertEqual(self.successResultOf(self.inbox.append(b"three\r\n")), uidNext)
+
+    def test_nothingLeftWhenUIDListWriteFails(self):
+        """If writing the UIDs fails (a full disk), the placed messages are taken back."""
+        def full(lock, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.patch(maildir.DotLock, "commit", full)
+        d = self.inbox.appendMany([(b"one\r\n", {"\\Seen"}, None), (b"two\r\n", (), None)])
+        self.failureResultOf(d, StoreError)
+        for subdir in ("tmp", "new", "cur"):
+            self.assertEqual(self.files(subdir), [], subdir)
+
+    def test_lockHeldElsewhere(self):
+        """With the uidlist locked by another program past threadLockTimeout, nothing is
+        placed: MailboxInUse (IMAP's NO [INUSE]), no file left."""
+        self.inbox.threadLockTimeout = 0.0
+        self.successResultOf(self.inbox.sync())
+        with open(self.path("dovecot-uidlist.lock"), "w"):
+            pass
+        d = self.inbox.appendMany([(b"one\r\n", (), None), (b"two\r\n", (), None)])
+        self.failureResultOf(d, MailboxInUse)
+        for subdir in ("tmp", "new", "cur"):
+            self.assertEqual(self.files(subdir), [], subdir)
 
     def test_oneUIDListWrite(self):
         """All the messages get their UIDs in one write of dovecot-uidlist."""
