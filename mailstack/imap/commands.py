@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailstack.imap import append, cooperative, esearch, fetch, listing, objectid, preview, search
+from mailstack.imap import idlepoll
 from mailstack.imap.grammar.fetchspec import FetchAttribute
 from mailstack.imap.grammar.reader import SYSTEM_FLAGS
 from mailstack.imap.mailbox import (
@@ -100,6 +101,7 @@ class MailboxCommands:
         self._idleFlush = None
         if self.view is not None and (self._idle is not None or (
                 self.notifyingSelected() and self.mayNotifyNow())):
+            self.view.trustNews = True  # the store has just synced: no second sync each
             self.pushSelected()  # imap/notify.py: MessageNew's FETCH, SELECTED-DELAYED
 
     def _indices(self, messages, byUID):
@@ -334,7 +336,9 @@ class MailboxCommands:
         self._lineHandler = self._idleLine
         if self.view is not None:
             self.pushUpdates()
-            self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
+            # Deliveries by other programs: one poll per mailbox for all its IDLE sessions.
+            self._idlePoll = idlepoll.watch(self.view.store, self.clock,
+                                            self.settings.idlePollInterval)
         return d
 
     def _idleLine(self, line):
@@ -343,14 +347,6 @@ class MailboxCommands:
         d = self._idle
         self._stopIdle()
         d.callback(("OK", None, "IDLE terminated"))
-
-    def _idleTick(self):
-        """Poll the store while idle: deliveries by other programs show up within a tick."""
-        self._idlePoll = None
-        if self._idle is None or self.view is None or self._closing:
-            return
-        self.pushSelected()
-        self._idlePoll = self.clock.callLater(self.settings.idlePollInterval, self._idleTick)
 
     def _stopIdle(self):
         for name in ("_idlePoll", "_idleFlush"):
