@@ -9,6 +9,7 @@ import re
 import time
 
 from twisted.internet import defer
+from twisted.trial import unittest
 from twisted.trial.unittest import TestCase
 
 from mailstack.storage import files, index, maildir
@@ -137,6 +138,30 @@ class RescanTests(IndexTestCase):
         mailbox.syncNow(claimRecent=False)
         self.assertEqual(len(self.listings), 1)
         self.assertEqual(mailbox.messages()[0].uid, uid)
+
+
+class FirstOpeningTests(unittest.TestCase):
+
+    def test_oneStatPerNewFile(self):
+        """Giving new files their UIDs (a first opening) stat()s each file once: the
+        stat taken to order them also gives their sizes and dates."""
+        path = self.mktemp()
+        files.makeMaildir(path, folder=False)
+        for n in range(5):
+            with open(os.path.join(path, "cur", "%d.M%dP1Q%d.test:2,S" % (n, n, n)), "wb") as f:
+                f.write(MESSAGE % (n,))
+        statted = []
+        real = os.stat
+
+        def counting(p, *args, **kwargs):
+            if os.sep + "cur" + os.sep in str(p):
+                statted.append(p)
+            return real(p, *args, **kwargs)
+        self.patch(os, "stat", counting)
+        mailbox = MaildirMailbox("INBOX", path)
+        mailbox.syncNow(claimRecent=False)
+        self.assertEqual(len(mailbox.messages()), 5)
+        self.assertEqual(len(statted), 5)
 
 
 class BurstTests(IndexTestCase):

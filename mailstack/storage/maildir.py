@@ -96,16 +96,17 @@ def saveDate(base, fallback=None):
     return float(head) if head.isdigit() else fallback
 
 
-def _measure(path, base, extensions):
+def _measure(path, base, extensions, st=None):
     """
     C{(diskSize, wireSize, mtime)} of a message file: the sizes from its name
     when it carries them (C{S=}, C{W=}), else from the file. Touches files only.
+    C{st}: the file's C{stat()} if taken already.
     """
     diskSize, wireSize = sizeFields(base)
     if wireSize is None:
         wireSize = next((int(f[1:]) for f in extensions
                          if f[:1] == "W" and f[1:].isdigit()), None)
-    st = os.stat(path, follow_symlinks=False)
+    st = st or os.stat(path, follow_symlinks=False)
     return (diskSize if diskSize is not None else st.st_size,
             wireSize if wireSize is not None else crlf.wireSize(path), st.st_mtime)
 
@@ -227,6 +228,7 @@ class MaildirMailbox:
 
     lockTimeout = 0.0
     threadLockTimeout = 2.0
+    _statted: dict = {}  # base -> stat() taken while giving new files UIDs
     staleLockAge = 120.0
 
     def __init__(self, name, path, watcher=None, allocateUIDValidity=None,
@@ -509,10 +511,13 @@ class MaildirMailbox:
         return listing
 
     def _sortKey(self, listing, order):
+        statted = self._statted = {}  # kept for _fillSizes: one stat() per new file
+
         def key(base):
             subdir, filename = listing[base]
             try:
-                mtime = os.stat(self._sub(subdir, filename)).st_mtime_ns
+                st = statted[base] = os.stat(self._sub(subdir, filename), follow_symlinks=False)
+                mtime = st.st_mtime_ns
             except FileNotFoundError:
                 mtime = 0
             return (order.get(base, float("inf")) if order else 0, mtime, base)
@@ -756,7 +761,8 @@ class MaildirMailbox:
             entry.diskSize, entry.wireSize, entry.mtime = recorded
             return
         entry.diskSize, entry.wireSize, entry.mtime = _measure(
-            self._entryPath(entry), entry.base, entry.extensions)
+            self._entryPath(entry), entry.base, entry.extensions,
+            self._statted.pop(entry.base, None))
 
     def _reopen(self, entry):
         """Find a message file renamed by another program; False if it is gone."""
