@@ -181,6 +181,15 @@ class WorkersTests(unittest.TestCase):
         self.assertIn("worker 2 stopped", self.server.text())
 
     @defer.inlineCallbacks
+    def test_interruptStopsAll(self):
+        """SIGINT (a terminal's Ctrl-C) to the first process stops the worker too, cleanly."""
+        self.server.transport.signalProcess(signal.SIGINT)
+        yield self.server.ended
+        self.assertFalse(alive(self.worker))
+        self.assertIn("worker 2 stopped", self.server.text())
+        self.assertIn("Server Shut Down.", self.server.text())
+
+    @defer.inlineCallbacks
     def test_killedFirstProcessLeavesNoWorker(self):
         """A first process killed outright (SIGKILL) still leaves no worker behind."""
         self.server.transport.signalProcess(signal.SIGKILL)
