@@ -576,18 +576,22 @@ class MaildirMailbox:
         lock = DotLock(self._sub(UIDLIST), self.lockTimeout if timeout is None else timeout,
                        self.staleLockAge)
         with lock:
-            uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
-                                    self._allocateUIDValidity)
-            listing = self._listFilesCarefully()
-            unknown = sorted((base for base in listing if base not in uidlist.records),
-                             key=self._sortKey(listing, order))
-            for base in unknown:
-                uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
-                uidlist.nextUID += 1
-            for base in [b for b in uidlist.records if b not in listing]:
-                del uidlist.records[base]
-            with noSpaceAsStoreError():
-                lock.commit(uidlist.format())
+            return self._assignLocked(lock, order)
+
+    def _assignLocked(self, lock, order):
+        """L{_assignUIDs}' work, C{lock} (the uidlist's L{DotLock}) held by the caller."""
+        uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
+                                self._allocateUIDValidity)
+        listing = self._listFilesCarefully()
+        unknown = sorted((base for base in listing if base not in uidlist.records),
+                         key=self._sortKey(listing, order))
+        for base in unknown:
+            uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
+            uidlist.nextUID += 1
+        for base in [b for b in uidlist.records if b not in listing]:
+            del uidlist.records[base]
+        with noSpaceAsStoreError():
+            lock.commit(uidlist.format())
         return listing, uidlist
 
     def _apply(self, listing, uidlist):
@@ -938,44 +942,34 @@ class MaildirMailbox:
         return d.addCallback(self._adoptAppended)
 
     def _adoptAppended(self, placed):
-        # The message is durable now: whatever fails below, it was appended,
-        # and a failure would make the client append it again.
-        if self._gone or not os.path.isdir(self._sub("cur")):
-            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
-        try:
-            self._sync(claimRecent=False, skipBusy=True, assign=False)
-        except (StoreError, OSError) as e:
-            log.warn("{mailbox}: appended {key}; reading its UID failed ({error}); "
-                     "it gets one at the next sync", mailbox=self, key=placed, error=e)
-            return None
-        uid = self._byBase.get(placed)
-        if uid is None:
-            log.info("{mailbox}: appended {key}; its UID comes with a later sync "
-                     "(dovecot-uidlist is locked by another program)", mailbox=self, key=placed)
-            return None
-        self._unclaimed.add(uid)
-        return uid
+        uids = self._adoptAppendedMany([placed])
+        return None if uids is None else uids[0]
 
     def appendMany(self, messages):
         """
-        L{placeMessages} and the UIDs of all of them (one uidlist write) in a
-        worker thread; back in the reactor thread, the mailbox is read again
-        and listeners are told, as L{append}.
+        L{placeMessages} in a worker thread (the files placed and given their
+        UIDs in one uidlist write); back in the reactor thread, the mailbox
+        is read again and listeners are told, as L{append}.
         """
         if self._gone:
             return defer.fail(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
-        d = self._assignInThread(lambda placed: {base: i for i, base in enumerate(placed)},
-                                 self.placeMessages, messages)
+        d = self._assignLock.run(self._runInThread, self.placeMessages, messages)
         return d.addCallback(self._adoptAppendedMany)
 
     def placeMessages(self, messages):
         """
         Write each of C{messages} (C{(source, flags, internalDate)}) to tmp/
-        and fsync it; only then rename them all into new/ or cur/ and fsync
-        those directories. All or nothing: on any failure every file made so
-        far is removed. Touches files only (safe in a worker thread).
+        and fsync it; then, holding the uidlist lock (as Dovecot saves),
+        rename them all into new/ or cur/, fsync those directories and give
+        them consecutive UIDs in one uidlist write. All or nothing: on any
+        failure before that write every file made is removed, and as no
+        other program (nor this one's reactor thread) can number a placed
+        file while the lock is held, no UID is used up. Touches files only
+        (safe in a worker thread).
 
         @return: the base names placed, in the order given.
+        @raise MailboxInUse: another program held the lock for more than
+            L{threadLockTimeout} seconds (nothing is left).
         """
         if self._gone:
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
@@ -985,18 +979,22 @@ class MaildirMailbox:
                 for source, flags, internalDate in messages:
                     letters = "".join(sorted(self._letters(flags)))
                     written.append(self._writeTemporary(source, letters, internalDate))
-                for tmpPath, path, _ in written:
-                    os.rename(tmpPath, path)
-                    placed.append(path)
-                for subdir in ("new", "cur"):
-                    fsyncDirectory(self._sub(subdir))
+                lock = DotLock(self._sub(UIDLIST), self.threadLockTimeout, self.staleLockAge)
+                with lock:
+                    for tmpPath, path, _ in written:
+                        os.rename(tmpPath, path)
+                        placed.append(path)
+                    for subdir in ("new", "cur"):
+                        fsyncDirectory(self._sub(subdir))
+                    self._assignLocked(lock, {base: i for i, (_, _, base) in enumerate(written)})
+                    bases, written, placed = [base for _, _, base in written], [], []
         except BaseException:
             for tmpPath, _, _ in written:
                 removeQuietly(tmpPath)
             for path in placed:
                 removeQuietly(path)
             raise
-        return [base for _, _, base in written]
+        return bases
 
     def _writeTemporary(self, source, letters, internalDate):
         """
@@ -1024,7 +1022,8 @@ class MaildirMailbox:
         return tmpPath, self._sub(*placement(base, letters)), base
 
     def _adoptAppendedMany(self, placed):
-        # Durable now (see _adoptAppended): a later failure only delays the UIDs.
+        # Durable now: whatever fails below, they were appended (a failure would
+        # make the client append them again); a later failure only delays the UIDs.
         if self._gone or not os.path.isdir(self._sub("cur")):
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
         try:
