@@ -140,7 +140,7 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
             b"b OK [APPENDUID %d %d]" % (inbox.uidValidity, uidNext)))
 
     def test_storeRefusalStoresNothing(self):
-        """A store refusal of the second message (a bad keyword) leaves none of them."""
+        """A store's refusal of the command (a StoreError) is NO with the store's text."""
         self.login()
         inbox = self.openMailbox()
         self.patch(type(inbox), "appendMany", lambda self, items: _fail(StoreError("refused")))
@@ -297,6 +297,28 @@ def _syncAfter(sync, mailbox, delivered):
             mailbox.append(MESSAGE).addErrback(lambda f: None)
         return sync(self, *args, **kwargs)
     return patched
+
+
+class MaildirMultiappendTests(IMAPTestMixin, unittest.TestCase):
+    """MULTIAPPEND refusals only the Maildir makes."""
+
+    maildirOnly = True
+
+    def test_keywordLimitOnSecond(self):
+        """The Maildir's refusal of the second message (a 27th keyword) is NO with its
+        reason, and the first message, with 26 new keywords, is not stored either."""
+        self.login()
+        keywords = b" ".join(b"k%02d" % (n,) for n in range(26))
+        out = self.send(b"a APPEND INBOX (" + keywords + b") " + lit(MESSAGE)
+                        + b" (one-too-many) " + lit(MESSAGE) + b"\r\nb NOOP\r\n")
+        self.assertTrue(out.startswith(b"a NO "), out)
+        self.assertIn(b"26", out)
+        self.assertTrue(out.endswith(b"b OK NOOP completed\r\n"), out)
+        inbox = self.openMailbox()
+        self.successResultOf(inbox.sync(claimRecent=False))
+        self.assertEqual(inbox.messages(), [])
+        self.assertTrue(self.send(b"c APPEND INBOX " + lit(MESSAGE) + b"\r\n").startswith(
+            b"c OK [APPENDUID %d 1] " % (inbox.uidValidity,)))
 
 
 class CatenateTests(IMAPTestMixin, unittest.TestCase):
