@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import sys
+from urllib.parse import quote, unquote
 
 from twisted.application import service
 from twisted.internet import abstract, address, defer, error, fdesc, protocol
@@ -59,8 +60,12 @@ def addressFamily(port):
 
 
 def formatInherited(listeners):
-    """C{[(name, fd, family)]} -> the C{--inherit} argument of a worker."""
-    return ",".join("%s=%d:%d" % (name, fd, int(family)) for name, fd, family in listeners)
+    """
+    C{[(name, fd, family)]} -> the C{--inherit} argument of a worker (names
+    percent-encoded: a listener may be called anything).
+    """
+    return ",".join("%s=%d:%d" % (quote(name, safe=""), fd, int(family))
+                    for name, fd, family in listeners)
 
 
 def parseInherited(text):
@@ -75,7 +80,7 @@ def parseInherited(text):
         fd, _, family = rest.partition(":")
         if not name or not fd.isdigit() or not family.isdigit():
             raise ValueError("bad --inherit item %r" % (item,))
-        listeners[name] = (int(fd), int(family))
+        listeners[unquote(name)] = (int(fd), int(family))
     return listeners
 
 

@@ -55,9 +55,9 @@ class InheritArgumentTests(unittest.TestCase):
     """The C{--inherit} argument the first process gives a worker."""
 
     def test_roundTrip(self):
-        """What formatInherited writes, parseInherited reads back (names may hold '=' and '-')."""
+        """What formatInherited writes, parseInherited reads back, whatever the listener names hold."""
         given = [("smtp", 3, socket.AF_INET), ("imap-tls", 4, socket.AF_INET6),
-                 ("odd=name", 5, socket.AF_UNIX)]
+                 ("odd=name", 5, socket.AF_UNIX), ("a,b:c %", 6, socket.AF_INET)]
         self.assertEqual(workers.parseInherited(workers.formatInherited(given)),
                          {name: (fd, family) for name, fd, family in given})
 
