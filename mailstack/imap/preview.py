@@ -7,9 +7,12 @@ The text comes from one MIME part: the message itself if it is text, else
 the first text part found depth first, where a multipart/alternative offers
 its text/plain, else its last text/html, else its last other text part (its
 nested multiparts are not looked into); an attached message (message/rfc822)
-is never looked into. The part's body is decoded (base64 or quoted-printable;
-another transfer encoding gives no text), then its charset (undeclared or
-unknown: UTF-8; undecodable octets become U+FFFD). HTML is reduced to text
+is never looked into, but a multipart/digest's part without a Content-Type
+is read as text, its header included; a part whose Content-Type names no
+type/subtype gives nothing. The part's body is decoded (base64 or
+quoted-printable, with or without MIME-Version; another transfer encoding
+gives no text), then its charset (undeclared or unknown: UTF-8; undecodable
+octets become U+FFFD, but a UTF-8 sequence cut short by the end is dropped). HTML is reduced to text
 (L{htmlToText}). Then (L{snippet}) white space runs become one space, lines
 starting with C{>} (quoted text) are left out unless nothing else is left,
 and the text stops at L{MAX_CHARS} characters. No text is C{""}, as Dovecot
@@ -38,10 +41,25 @@ def _lower(value):
     return value.lower() if value else b""
 
 
+def _typeReadable(part):
+    """
+    Whether the part's Content-Type, if it has one, names a type and a
+    subtype: with one Dovecot cannot read (C{textplain}, C{text}, C{/plain})
+    the part gives no preview.
+    """
+    raw = part.header(b"content-type")
+    if raw is None:
+        return True
+    main, slash, sub = raw.split(b";", 1)[0].partition(b"/")
+    return bool(slash and main.strip() and sub.strip())
+
+
 def textPart(part):
     """The part (a L{mailstack.imap.fetch.Part}) a preview is made from, or None."""
     main = _lower(part.mainType)
     if part.message is not None or (main != b"text" and not part.multipart):
+        return None
+    if not _typeReadable(part):
         return None
     if not part.multipart:
         return part
@@ -58,7 +76,12 @@ def textPart(part):
             else:
                 other = child
         return html if html is not None else other
+    digest = _lower(part.subType) == b"digest"
     for child in part.children:
+        if digest and child.header(b"content-type") is None:
+            # RFC 2046's default for a digest's part is message/rfc822, but
+            # Dovecot's preview reads such a part as text, header and all.
+            return child
         found = textPart(child)
         if found is not None:
             return found
@@ -76,9 +99,33 @@ def _charset(part):
     return "utf-8"
 
 
+def _withoutTruncatedEnd(data):
+    """
+    C{data} without its final line feed and, after that, without a UTF-8
+    sequence cut short by the end (a lead octet with fewer octets after it,
+    whatever they are, than it announces), which Dovecot drops where it
+    would write U+FFFD for an invalid one: C{caf\xe9} CR LF at the end of a
+    body is C{caf}, C{caf\xc3} CR LF is C{caf\ufffd}.
+    """
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    for back in range(1, min(3, len(data)) + 1):
+        octet = data[-back]
+        if octet >= 0xc0:  # a lead octet: Dovecot counts the octets after it first
+            wanted = 2 if octet < 0xe0 else 3 if octet < 0xf0 else 4 if octet < 0xf8 else 1
+            if wanted > back:
+                data = data[:-back]
+            break
+    return data
+
+
 def decodedText(part, data):
-    """C{data}, the body of C{part}, without its transfer encoding and charset."""
-    raw = part.header(b"content-transfer-encoding") if part.mime else None
+    """
+    C{data}, the body of C{part}, without its transfer encoding and charset
+    (the transfer encoding is undone even without MIME-Version, as Dovecot's
+    preview does).
+    """
+    raw = part.header(b"content-transfer-encoding")
     encoding = raw.strip().lower() if raw else b""
     if encoding == b"base64":
         try:
@@ -89,7 +136,10 @@ def decodedText(part, data):
         data = quopri.decodestring(data)
     elif encoding not in (b"", b"7bit", b"8bit", b"binary"):
         return ""
-    return data.decode(_charset(part), "replace")
+    charset = _charset(part)
+    if charset == "utf-8":
+        data = _withoutTruncatedEnd(data)
+    return data.decode(charset, "replace")
 
 
 def _entity(text, i, out):

@@ -270,6 +270,9 @@ SCRIPTS = [
         (0, b"UNSELECT"),
         (1, b"UNSELECT"),
     ]),
+    # PREVIEW (RFC 8970) and Dovecot 2.3's drafts (SNIPPET=FUZZY, PREVIEW=FUZZY).
+    Script("previews", [EXAMINE, (0, b"FETCH 1:* (PREVIEW)"),
+                        (0, b"FETCH 1:* (SNIPPET (FUZZY) PREVIEW (LAZY=FUZZY))")]),
     # Changes the mailbox (expunges, moves): the last script.
     Script("expunge-and-uids", [
         (0, b"SELECT INBOX"),

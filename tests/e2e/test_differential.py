@@ -77,6 +77,10 @@ class DifferentialTests(unittest.TestCase):
         """SORT by every key, THREAD by every algorithm, ESORT and PARTIAL over the hard messages are Dovecot's."""
         return self.compare(["sort-and-thread"])
 
+    def test_previews(self):
+        """PREVIEW and Dovecot 2.3's SNIPPET (FUZZY) and PREVIEW (FUZZY) of every hard message are Dovecot's."""
+        return self.compare(["previews"])
+
     def test_liveSearch(self):
         """Live SEARCH results (RFC 5267) through another session's flag changes over the hard messages are Dovecot's."""
         return self.compare(["live-search"])
