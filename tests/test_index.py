@@ -233,6 +233,20 @@ class RebuildTests(IndexTestCase):
                 f.write(junk)
             self.assertEqual(facts(self.opened()), expected)
 
+    def test_symbolicLinkNotRead(self):
+        """A symbolic link in the index's place is not followed: the mailbox is read
+        from the Maildir, and the next index replaces the link, not its target."""
+        expected = self.indexed()
+        target = self.mktemp()
+        with open(self.sub(INDEX_FILE), "rb") as f, open(target, "wb") as out:
+            out.write(f.read())
+        os.unlink(self.sub(INDEX_FILE))
+        os.symlink(os.path.abspath(target), self.sub(INDEX_FILE))
+        self.listings.clear()
+        self.assertEqual(facts(self.opened()), expected)
+        self.assertNotEqual(self.listings, [])
+        self.assertFalse(os.path.islink(self.sub(INDEX_FILE)))
+
     def test_staleIndexAfterOutsideChanges(self):
         """Messages another program delivered, expunged or re-flagged after the index
         was written are seen (the directories' stamps differ from the recorded ones)."""

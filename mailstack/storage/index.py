@@ -194,7 +194,8 @@ class MailboxIndex:
         logged and ignored.
         """
         try:
-            with open(self.path, "rb") as f:
+            # Never through a symbolic link planted in its place.
+            with open(self.path, "rb", opener=_noFollow) as f:
                 data = f.read()
         except FileNotFoundError:
             return
@@ -307,6 +308,10 @@ class MailboxIndex:
         self._pending = None
         self._loaded = None
         self._sizes = {}
+
+
+def _noFollow(path, flags):
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _settledNow(stamps):
