@@ -423,6 +423,27 @@ class FetchTests(RevisionSessionMixin, unittest.TestCase):
         self.assertTrue(out.startswith(b"* 1 FETCH (RFC822 {%d}\r\n" % (len(MESSAGE),)), out)
         self.assertIn(b" FLAGS (\\Seen))\r\n", out)
 
+    def test_unsolicitedCarriesUID(self):
+        """Another session's flag change reaches an IMAP4rev2 session as a FETCH with the UID
+        (RFC 9051 7.5.2), during a command and in IDLE; IMAP4rev1 keeps FLAGS alone."""
+        uid = self.deliver()
+        rev1, other = self.connect(), self.connect()
+        self.selectIn(False, session=rev1)
+        self.selectIn(True)
+        self.selectIn(False, session=other)
+        self.send(b"t STORE 1 +FLAGS.SILENT (\\Flagged)\r\n", other)
+        self.assertEqual(self.send(b"n NOOP\r\n"),
+                         b"* 1 FETCH (UID %d FLAGS (\\Flagged))\r\nn OK NOOP completed\r\n"
+                         % (uid,))
+        self.assertEqual(self.send(b"n NOOP\r\n", rev1),
+                         b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\nn OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"i IDLE\r\n"), b"+ idling\r\n")
+        self.transport.clear()
+        self.send(b"t STORE 1 -FLAGS.SILENT (\\Flagged)\r\n", other)
+        self.clock.advance(2)
+        self.assertEqual(self.transport.value(), b"* 1 FETCH (UID %d FLAGS ())\r\n" % (uid,))
+        self.assertEqual(self.send(b"DONE\r\n"), b"i OK IDLE terminated\r\n")
+
     def test_bodySetsSeen(self):
         """BODY[TEXT] sets \\Seen in rev2 as in rev1, and the new FLAGS come without \\Recent."""
         self.deliver()

@@ -348,7 +348,7 @@ class MailboxView:
     def pending(self):
         return bool(self._expunged or self._added or self._flagsChanged)
 
-    def updates(self, allowExpunge=True, condstore=False, qresync=False):
+    def updates(self, allowExpunge=True, condstore=False, qresync=False, withUID=False):
         """
         The untagged responses owed to the client (bytes lines without CRLF),
         applying them to the view. With C{condstore} flag updates carry
@@ -395,7 +395,7 @@ class MailboxView:
                 continue
             lines.extend(self.owedFlagLines(info))
             items = [b"FLAGS " + formatFlags(self.flagsOf(info))]
-            if qresync:
+            if qresync or withUID:  # withUID: IMAP4rev2 (RFC 9051 7.5.2)
                 items.insert(0, b"UID %d" % (uid,))
             if condstore:
                 items.append(b"MODSEQ (%d)" % (info.modseq,))

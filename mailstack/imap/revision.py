@@ -105,6 +105,11 @@ class Revision:
         """C{OK [CLOSED]} when SELECT replaces a selected mailbox (RFC 9051 7.1)."""
         return self.rev2
 
+    @property
+    def fetchUpdatesCarryUID(self):
+        """Unsolicited FETCH responses carry the UID in IMAP4rev2 (RFC 9051 7.5.2)."""
+        return self.rev2
+
     def listChildren(self, childrenEnabled):
         """LIST's \\HasChildren/\\HasNoChildren: always in IMAP4rev2, else with CHILDREN."""
         return self.rev2 or childrenEnabled

@@ -772,7 +772,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             return self.bye(b"Mailbox UIDVALIDITY changed; please reconnect")
         for line in self.liveExpungeLines(view, allowExpunge):  # RFC 5267: before EXPUNGE
             self.write(line)
-        for line in view.updates(allowExpunge, condstore=self.condstore, qresync=self.qresync):
+        for line in view.updates(allowExpunge, condstore=self.condstore, qresync=self.qresync,
+                                 withUID=self.revision.fetchUpdatesCarryUID):
             self.write(line + b"\r\n")
         return self.liveUpdates(view)  # ADDTO/REMOVEFROM of live results (imap/context.py)
 
