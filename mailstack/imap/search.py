@@ -18,17 +18,21 @@ import codecs
 import datetime
 import email.header
 import email.utils
+import io
 import quopri
 import re
 import time
 
-from mailstack.imap import casemap, fetch
+from mailstack.imap import casemap, fetch, searchfilter
 from mailstack.imap.address import parseAddresses, writeAddresses
 from mailstack.storage.interfaces import NoSuchMessage
 
 # Parts larger than this are searched in raw chunks rather than decoded whole.
 DECODE_LIMIT = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
+# BODY and TEXT read messages up to this size whole, once: the prefilter
+# (L{searchfilter}) looks at the octets, and parsing reads them from memory.
+WHOLE_LIMIT = 1024 * 1024
 
 
 class BadCharset(Exception):
@@ -101,6 +105,23 @@ class MessageReader:
         self.cache = cache
         self._header = None
         self._structure = None
+        self._raw = None
+
+    def raw(self):
+        """
+        The whole message (CRLF line ends), read once and kept for the
+        other reads, or L{None} if it is larger than L{WHOLE_LIMIT}.
+        """
+        if self._raw is None and self.info.size <= WHOLE_LIMIT:
+            with self.view.store.openMessage(self.info.uid) as f:
+                self._raw = f.read()
+        return self._raw
+
+    def open(self):
+        """The message as a binary file: from memory once L{raw} has read it."""
+        if self._raw is not None:
+            return io.BytesIO(self._raw)
+        return self.view.store.openMessage(self.info.uid)
 
     def header(self):
         if self._header is None:
@@ -108,7 +129,7 @@ class MessageReader:
             if cached is not None:
                 self._header = cached
             else:
-                with self.view.store.openMessage(self.info.uid) as f:
+                with self.open() as f:
                     self._header = fetch.parseHeaderOnly(f, self.info.size)
         return self._header
 
@@ -118,7 +139,7 @@ class MessageReader:
             if cached is not None and cached.complete:
                 self._structure = cached
             else:
-                with self.view.store.openMessage(self.info.uid) as f:
+                with self.open() as f:
                     self._structure = fetch.parseStructure(f)
         return self._structure
 
@@ -180,16 +201,6 @@ def _allHeaderText(part):
     return casemap.fold("\n".join(decodeHeader(raw) for _, raw in part.fields))
 
 
-def _charset(part):
-    for name, value in part.params:
-        if name.lower() == b"charset":
-            try:
-                return codecs.lookup(value.decode("ascii", "replace").strip()).name
-            except LookupError:
-                return "utf-8"
-    return "utf-8"
-
-
 def _decodeText(data, charset):
     """Decode with the declared charset; undeclared 8-bit text is tried as UTF-8."""
     for candidate in (charset, "utf-8"):
@@ -242,7 +253,7 @@ def _bodyMatches(message, needle, embeddedHeaders):
     root = message.structure()
     if not needle:
         return True
-    with message.view.store.openMessage(message.info.uid) as f:
+    with message.open() as f:
         for kind, part in _leaves(root):
             if kind == "header":
                 if embeddedHeaders and needle in _allHeaderText(part):
@@ -259,7 +270,7 @@ def _bodyMatches(message, needle, embeddedHeaders):
                 continue
             f.seek(part.headerEnd)
             data = _transferDecode(part, f.read(part.size))
-            if needle in casemap.fold(_decodeText(data, _charset(part))):
+            if needle in casemap.fold(_decodeText(data, searchfilter.partCharset(part))):
                 return True
     return False
 
@@ -349,6 +360,9 @@ def matches(key, message, star):
     if kind == "ADDRESS":
         return _headerMatches(message.header(), key[1], key[2], _addressText)
     if kind in ("BODY", "TEXT"):
+        raw = message.raw()
+        if raw is not None and searchfilter.excludes(raw, key[1]):
+            return False  # nothing decoding could change, and the needle is not there
         if kind == "TEXT" and _headerMatchesAny(message, key[1]):
             return True
         return _bodyMatches(message, key[1], kind == "TEXT")
