@@ -66,6 +66,25 @@ def readUntilTagged(f, tag):
             return lines
 
 
+def readReply(f, tag):
+    """
+    One command's reply read from C{f}: its lines up to the tagged one, each
+    with the literals it announces read into it (a FETCH with a body is one
+    item).
+    """
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            raise AssertionError("connection closed; got %r" % (lines,))
+        while line.endswith(b"}\r\n"):  # a literal: its octets, then the line's rest
+            size = int(line[line.rindex(b"{") + 1:-3])
+            line += f.read(size) + f.readline()
+        lines.append(line)
+        if line.startswith(tag + b" "):
+            return lines
+
+
 class LoginTests(IMAPTestCase):
     """
     Logging in on each kind of listener.

@@ -16,7 +16,7 @@ import socket
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from tests.e2e.test_imap import MULTIPART, IMAPTestCase, readUntilTagged
+from tests.e2e.test_imap import MULTIPART, IMAPTestCase, readReply, readUntilTagged
 from tests.e2e.test_interop_dovecot import LISTENERS, _dovecotMissing
 from tests.helpers import BASE_CONFIG, startServer
 from tests.interop import Dovecot, check, sharedDataDir
@@ -139,18 +139,8 @@ def runSession(port):
         for command in SESSION:
             tag = command.split(b" ", 1)[0]
             s.sendall(command + b"\r\n")
-            lines = []
-            while True:
-                line = f.readline()
-                if not line:
-                    raise AssertionError("connection closed after %r" % (command,))
-                while line.endswith(b"}\r\n"):  # a literal: its octets, then the line's rest
-                    size = int(line[line.rindex(b"{") + 1:-3])
-                    line += f.read(size) + f.readline()
-                if line.startswith(tag + b" ") or b" FETCH " in line[:16]:
-                    lines.append(normalized(line.rstrip(b"\r\n")))
-                if line.startswith(tag + b" "):
-                    break
+            lines = [normalized(line.rstrip(b"\r\n")) for line in readReply(f, tag)
+                     if line.startswith(tag + b" ") or b" FETCH " in line[:16]]
             replies.append((command[:60], lines))
     finally:
         s.close()
