@@ -271,10 +271,51 @@ class MaildirAccount:
     # Telling account listeners (NOTIFY, RFC 5465)
 
     def addAccountListener(self, listener):
+        """
+        Also watches the account's directory (with the store's watcher) for
+        folders and subscriptions another program changes.
+        """
         self._accountListeners.add(listener)
+        if self.watcher is not None and self._known is None:
+            self._known = self._snapshot()
+            self.watcher.watchTree(self, self.path, self._changedOutside)
 
     def removeAccountListener(self, listener):
         self._accountListeners.remove(listener)
+        if not self._accountListeners and self._known is not None:
+            self._known = None
+            self.watcher.unwatchTree(self)
+
+    _known = None  # (mailbox names, subscriptions) while watched
+
+    def _snapshot(self):
+        return set(self.listMailboxes()), set(self.subscriptions())
+
+    def _changedOutside(self):
+        """
+        The directory changed: tell what another program did (a rename shows
+        as the old name deleted and the new one created). Changes this
+        account made itself were told already and are in the snapshot.
+        """
+        if self._known is None:
+            return
+        if self._writeLock.locked:
+            # This account's own write is under way: look once it is done
+            # (and told), so that it is not told twice.
+            return self.watcher.noteTreeChanged(self)
+        (names, subscribed), (oldNames, oldSubscribed) = self._snapshot(), self._known
+        self._known = (names, subscribed)
+        M = accountevents.MailboxesChange
+        self._accountListeners.tell(
+            [M(accountevents.CREATED, name) for name in sorted(names - oldNames)]
+            + [M(accountevents.DELETED, name) for name in sorted(oldNames - names)]
+            + [M(accountevents.SUBSCRIBED, name) for name in sorted(subscribed - oldSubscribed)]
+            + [M(accountevents.UNSUBSCRIBED, name) for name in sorted(oldSubscribed - subscribed)])
+
+    def _noteOwnChange(self):
+        """After this account's own change (told directly): the watcher's snapshot follows."""
+        if self._known is not None:
+            self._known = self._snapshot()
 
     def _listedAround(self, f, *args):
         """C{f(*args)} and the mailbox names before and after (thread-safe)."""
@@ -297,6 +338,7 @@ class MaildirAccount:
         deleted = [] if oldName is not None else [
             accountevents.MailboxesChange(accountevents.DELETED, name)
             for name in sorted(before - after)]
+        self._noteOwnChange()
         self._accountListeners.tell(created + changes + deleted)
 
     def renameMailboxNow(self, oldName, newName):
@@ -417,6 +459,7 @@ class MaildirAccount:
         return changed.pop() if changed else None
 
     def _tellSubscription(self, name, kind):
+        self._noteOwnChange()
         if name is not None:
             self._accountListeners.tell([accountevents.MailboxesChange(kind, name)])
 

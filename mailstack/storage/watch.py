@@ -10,6 +10,8 @@ they moved; new UIDs written in a worker thread), debounced so a burst of files 
 listeners (open IMAP sessions) are watched.
 """
 
+import os
+
 from twisted.application import service
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
@@ -22,6 +24,24 @@ try:
     from twisted.internet import inotify
 except ImportError:  # not Linux
     inotify = None
+
+
+if inotify is not None:
+    class _Notifier(inotify.INotify):
+        """
+        Twisted's INotify, telling C{lost()} when it closes: it closes its
+        descriptor (every watch with it) as soon as one watched directory is
+        deleted (IN_DELETE_SELF), e.g. a folder DELETE removes while a session
+        watches it.
+        """
+
+        def __init__(self, reactor, lost):
+            inotify.INotify.__init__(self, reactor)
+            self.lost = lost
+
+        def connectionLost(self, reason):
+            inotify.INotify.connectionLost(self, reason)
+            self.lost(self)
 
 
 class MailboxWatcher(service.Service):
@@ -39,6 +59,7 @@ class MailboxWatcher(service.Service):
         self.delay = delay
         self.pollInterval = pollInterval
         self._watched = {}
+        self._trees = {}  # key -> [paths, changed, pending call]: account roots (NOTIFY)
         self._pending = {}
         self._failing = set()  # mailboxes whose last sync failed (retried)
         self._notifier = None
@@ -54,7 +75,7 @@ class MailboxWatcher(service.Service):
         """The inotify reader, opened on first use (so an unused watcher holds no fd)."""
         if self._notifier is None and self._useInotify:
             try:
-                self._notifier = inotify.INotify(self.reactor)
+                self._notifier = _Notifier(self.reactor, self._notifierLost)
                 self._notifier.startReading()
             except Exception as e:
                 log.warn("inotify unavailable ({error}); polling Maildirs every {n}s",
@@ -62,6 +83,33 @@ class MailboxWatcher(service.Service):
                 self._notifier = None
                 self._useInotify = False
         return self._notifier
+
+    def _notifierLost(self, notifier):
+        """
+        The inotify descriptor closed by itself (a watched directory was
+        deleted): open another, watch everything again, and look at
+        everything once for what changed meanwhile.
+        """
+        if notifier is not self._notifier or not self._useInotify:
+            return  # stopService closed it, or it was replaced already
+        self._notifier = None
+        self.reactor.callLater(0, self._watchAgain)
+
+    def _watchAgain(self):
+        if self._notifier is not None:
+            return
+        mailboxes, trees = list(self._watched), dict(self._trees)
+        self._watched, self._trees = {}, {}
+        for mailbox in mailboxes:
+            if not getattr(mailbox, "gone", False) and os.path.isdir(mailbox.path):
+                self.watch(mailbox)
+                self._changed(mailbox)
+        for key, (paths, changed, call) in trees.items():
+            if call is not None and call.active():
+                call.cancel()
+            if paths and os.path.isdir(paths[0].path):
+                self.watchTree(key, paths[0].path, changed)
+                self.noteTreeChanged(key)
 
     def watch(self, mailbox):
         """Start noticing outside changes to C{mailbox} (idempotent)."""
@@ -88,7 +136,7 @@ class MailboxWatcher(service.Service):
         for path in self._watched.pop(mailbox, ()):
             try:
                 self._notifier.ignore(path)
-            except KeyError:
+            except (KeyError, AttributeError):  # gone, or the notifier is being replaced
                 pass  # the directory went away; inotify dropped it already
         call = self._pending.pop(mailbox, None)
         if call is not None and call.active():
@@ -140,13 +188,74 @@ class MailboxWatcher(service.Service):
         if self._watched:
             self._poll = self.reactor.callLater(self.pollInterval, self._pollAll)
 
+    # Account roots (IMAP NOTIFY: folders made, deleted or renamed, the
+    # subscriptions file replaced, by another program)
+
+    def watchTree(self, key, path, changed):
+        """
+        Call C{changed()} (debounced) after entries appear, go or move in
+        the directory C{path}: with inotify at once, else every
+        C{pollInterval} seconds. Idempotent per C{key}.
+        """
+        if key in self._trees:
+            return
+        entry = self._trees[key] = [[], changed, None]  # paths watched, callback, call
+        if self._ensureNotifier() is not None:
+            mask = (inotify.IN_CREATE | inotify.IN_DELETE | inotify.IN_MOVED_FROM
+                    | inotify.IN_MOVED_TO)
+            try:
+                self._notifier.watch(FilePath(path), mask, callbacks=[
+                    lambda _, filepath, mask, k=key: self.noteTreeChanged(k)])
+                entry[0].append(FilePath(path))
+                return
+            except Exception as e:
+                log.warn("cannot watch {path}: {error}", path=path, error=e)
+        entry[2] = self.reactor.callLater(self.pollInterval, self._pollTree, key)
+
+    def unwatchTree(self, key):
+        """Stop watching what L{watchTree} watches for C{key}."""
+        entry = self._trees.pop(key, None)
+        if entry is None:
+            return
+        for path in entry[0]:
+            try:
+                self._notifier.ignore(path)
+            except (KeyError, AttributeError):
+                pass
+        if entry[2] is not None and entry[2].active():
+            entry[2].cancel()
+
+    def noteTreeChanged(self, key):
+        """Something changed under C{key}'s directory: call its C{changed} after the delay."""
+        entry = self._trees.get(key)
+        if entry is not None and entry[0] and entry[2] is None:  # polled: the next poll looks
+            entry[2] = self.reactor.callLater(self.delay, self._tellTree, key)
+
+    def _tellTree(self, key):
+        entry = self._trees.get(key)
+        if entry is None:
+            return
+        entry[2] = None
+        try:
+            entry[1]()
+        except Exception:
+            log.failure("telling of a change in {key} failed", key=key)
+
+    def _pollTree(self, key):
+        self._tellTree(key)
+        entry = self._trees.get(key)
+        if entry is not None:
+            entry[2] = self.reactor.callLater(self.pollInterval, self._pollTree, key)
+
     def stopService(self):
+        for key in list(self._trees):
+            self.unwatchTree(key)
         for mailbox in list(self._watched):
             self.unwatch(mailbox)
         if self._poll is not None and self._poll.active():
             self._poll.cancel()
         self._poll = None
         if self._notifier is not None:
-            self._notifier.loseConnection()
-            self._notifier = None
+            notifier, self._notifier = self._notifier, None
+            notifier.loseConnection()
         return service.Service.stopService(self)

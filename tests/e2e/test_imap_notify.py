@@ -10,6 +10,7 @@ byte but for the differences docs/imap.md lists.
 import imaplib
 import os
 import re
+import shutil
 import smtplib
 import socket
 import time
@@ -139,7 +140,7 @@ class NotifyEndToEndTests(unittest.TestCase):
         return threads.deferToThread(run)
 
     def test_outsideCommands(self):
-        """An APPEND by another session, an SMTP delivery and another program's file arrive unasked."""
+        """Another session's APPEND, an SMTP delivery, another program's file and folder arrive unasked."""
         def run():
             a, b = self.login(), self.login()
             try:
@@ -162,6 +163,13 @@ class NotifyEndToEndTests(unittest.TestCase):
                                  [b"* STATUS Folder1 (MESSAGES 2 UIDNEXT 3 UNSEEN 2)"])
                 b.command(b"CREATE Folder2")
                 self.assertEqual(a.lines(), [b'* LIST () "/" Folder2'])
+                # Another program makes a folder, then removes it.
+                folder = os.path.join(self.server.config.mail_dir, "lab.test", "demo", ".Outside")
+                for sub in ("cur", "new", "tmp"):
+                    os.makedirs(os.path.join(folder, sub))
+                self.assertEqual(a.lines(first=8.0), [b'* LIST () "/" Outside'])
+                shutil.rmtree(folder)
+                self.assertEqual(a.lines(first=8.0), [b'* LIST (\\NonExistent) "/" Outside'])
             finally:
                 a.close()
                 b.close()
