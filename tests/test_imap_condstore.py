@@ -181,10 +181,11 @@ class QResyncTests(IMAPTestMixin, unittest.TestCase):
         self.assertNotIn(b"EXPUNGE", out)
 
     def test_expungeReportsHighest(self):
-        """EXPUNGE's tagged OK carries HIGHESTMODSEQ; the expunge is VANISHED."""
+        """EXPUNGE's tagged OK carries HIGHESTMODSEQ; the expunge is VANISHED (and IMAP4rev1's RECENT count left)."""
         self.send(b"a SELECT INBOX\r\nb STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
         out = self.send(b"c EXPUNGE\r\n")
-        self.assertEqual(out, b"* VANISHED 1\r\nc OK [HIGHESTMODSEQ %d] EXPUNGE completed\r\n"
+        self.assertEqual(out, b"* VANISHED 1\r\n* 4 RECENT\r\n"
+                         b"c OK [HIGHESTMODSEQ %d] EXPUNGE completed\r\n"
                          % (self.inbox.highestModseq,))
 
     def test_uidFetchVanished(self):

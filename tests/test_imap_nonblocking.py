@@ -276,7 +276,7 @@ class ThreadedCopyTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
         self.assertTrue(self.transport.value().endswith(b"COPY completed\r\n"))
 
     def test_moveExpungesAfterTheCopies(self):
-        """MOVE keeps the originals while the copies are placed; then COPYUID, EXPUNGE, OK."""
+        """MOVE keeps the originals while the copies are placed; then COPYUID, EXPUNGE, RECENT, OK."""
         self.select()
         self.holdThreads()
         self.assertEqual(self.send(b"a MOVE 2 Saved\r\n"), b"")
@@ -284,7 +284,8 @@ class ThreadedCopyTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
         self.assertEqual([i.uid for i in inbox.messages()], [1, 2])
         self.runThread()
         self.assertEqual(self.transport.value(),
-                         b"* OK [COPYUID %d 2 1] Moved\r\n* 2 EXPUNGE\r\na OK MOVE completed\r\n"
+                         b"* OK [COPYUID %d 2 1] Moved\r\n* 2 EXPUNGE\r\n* 1 RECENT\r\n"
+                         b"a OK MOVE completed\r\n"
                          % (self.saved.uidValidity,))
         self.assertEqual([i.uid for i in inbox.messages()], [1])
 

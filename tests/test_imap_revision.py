@@ -195,6 +195,18 @@ class RecentTests(RevisionSessionMixin, unittest.TestCase):
                          b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
         self.assertEqual(self.send(b"n NOOP\r\n"), b"* 1 EXISTS\r\nn OK NOOP completed\r\n")
 
+    def test_expungeRecent(self):
+        """EXPUNGE of a \\Recent message: the new RECENT count in IMAP4rev1, none in IMAP4rev2."""
+        for rev2, expected in ((True, b"* 1 EXPUNGE\r\n"), (False, b"* 1 EXPUNGE\r\n* 1 RECENT\r\n")):
+            self.deliver()
+            self.deliver()
+            session = self.connect()
+            self.selectIn(rev2, session=session)
+            self.send(b"d STORE 1 +FLAGS.SILENT (\\Deleted)\r\n", session)
+            self.assertEqual(self.send(b"x EXPUNGE\r\n", session),
+                             expected + b"x OK EXPUNGE completed\r\n")
+            self.send(b"d STORE 1:* +FLAGS.SILENT (\\Deleted)\r\nx EXPUNGE\r\n", session)
+
     def test_idle(self):
         """IDLE pushes new mail as EXISTS alone in IMAP4rev2."""
         self.selectIn(True)
@@ -296,14 +308,16 @@ class SelectTests(RevisionSessionMixin, unittest.TestCase):
     """
 
     def test_closed(self):
-        """A second SELECT says OK [CLOSED] first in IMAP4rev2, not in IMAP4rev1."""
+        """A second SELECT says OK [CLOSED] first in IMAP4rev2, and in IMAP4rev1 too (as Dovecot)."""
         self.createMailbox("Other")
         self.selectIn(True)
         out = self.send(b"s SELECT Other\r\n")
         self.assertTrue(out.startswith(b"* OK [CLOSED] Previous mailbox closed\r\n* FLAGS "), out)
         other = self.connect()
         self.selectIn(False, session=other)
-        self.assertNotIn(b"CLOSED", self.send(b"s SELECT Other\r\n", other))
+        out = self.send(b"s EXAMINE Other\r\n", other)
+        self.assertTrue(out.startswith(b"* OK [CLOSED] Previous mailbox closed\r\n* FLAGS "), out)
+        self.assertNotIn(b"CLOSED", self.send(b"s SELECT Other\r\n", self.connect()))
 
     def test_listAttributes(self):
         """SELECT's LIST line has the mailbox's attributes and its UTF-8 name."""

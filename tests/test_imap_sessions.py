@@ -80,7 +80,7 @@ class RecentTests(IMAPTestMixin, unittest.TestCase):
         self.assertIn(b"* 2 EXISTS\r\n* 0 RECENT\r\n", self.send(b"s SELECT Lab\r\n", self.other))
 
     def test_recentInOneSessionOnly(self):
-        """Two sessions with the mailbox selected: a new message is \\Recent in exactly one."""
+        """Two sessions with the mailbox selected: a new message is \\Recent in exactly one, RECENT only where its count changed."""
         self.select(mailbox=b"Lab")
         self.send(b"s SELECT Lab\r\n", self.other)
         third = self.connect()
@@ -89,7 +89,7 @@ class RecentTests(IMAPTestMixin, unittest.TestCase):
         first = self.send(b"n NOOP\r\n")
         second = self.send(b"n NOOP\r\n", self.other)
         self.assertEqual(first, b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
-        self.assertEqual(second, b"* 1 EXISTS\r\n* 0 RECENT\r\nn OK NOOP completed\r\n")
+        self.assertEqual(second, b"* 1 EXISTS\r\nn OK NOOP completed\r\n")
         self.assertEqual(self.send(b"f FETCH 1 FLAGS\r\n", self.other),
                          b"* 1 FETCH (FLAGS ())\r\nf OK FETCH completed\r\n")
 
@@ -124,18 +124,22 @@ class KeywordAnnouncementTests(IMAPTestMixin, unittest.TestCase):
                            b"n OK NOOP completed\r\n")
 
     def test_appendWithKeyword(self):
-        """A message APPENDed with a new keyword: FLAGS list before FETCH shows it."""
+        """A message APPENDed elsewhere with a new keyword: the FLAGS list at the next NOOP, before EXISTS, as Dovecot."""
         self.select()
         self.send(appendCommand(b"a", b"INBOX", flags=b"\\Seen $Fresh"), self.other)
         out = self.send(b"n NOOP\r\n")
-        self.assertEqual(out, b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
-        self.assertEqual(self.send(b"f FETCH 1 FLAGS\r\n"),
-                         self.flagLines([b"$Fresh"])
-                         + b"* 1 FETCH (FLAGS (\\Seen \\Recent $Fresh))\r\n"
-                           b"f OK FETCH completed\r\n")
-        # Announced once: the next FETCH has no FLAGS list.
+        self.assertEqual(out, self.flagLines([b"$Fresh"])
+                         + b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
+        # Announced once: FETCH has no FLAGS list.
         self.assertEqual(self.send(b"f FETCH 1 FLAGS\r\n"),
                          b"* 1 FETCH (FLAGS (\\Seen \\Recent $Fresh))\r\nf OK FETCH completed\r\n")
+
+    def test_appendWithKeywordOwnAnswer(self):
+        """APPEND of a new keyword into the selected mailbox: its own answer has the FLAGS list, before EXISTS, as Dovecot."""
+        self.select()
+        out = self.send(appendCommand(b"a", b"INBOX", flags=b"$Fresh"))
+        self.assertTrue(out.startswith(self.flagLines([b"$Fresh"]) + b"* 1 EXISTS\r\n"), out)
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
 
     def test_copyWithKeyword(self):
         """A message COPYed in with a keyword the session never saw: FLAGS list first."""
@@ -144,10 +148,10 @@ class KeywordAnnouncementTests(IMAPTestMixin, unittest.TestCase):
         self.select()
         self.send(b"s SELECT Lab\r\n", self.other)
         self.send(b"c COPY 1 INBOX\r\n", self.other)
-        self.send(b"n NOOP\r\n")
+        self.assertEqual(self.send(b"n NOOP\r\n"), self.flagLines([b"$Copied"])
+                         + b"* 1 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n")
         self.assertEqual(self.send(b"f FETCH 1 FLAGS\r\n"),
-                         self.flagLines([b"$Copied"])
-                         + b"* 1 FETCH (FLAGS (\\Recent $Copied))\r\nf OK FETCH completed\r\n")
+                         b"* 1 FETCH (FLAGS (\\Recent $Copied))\r\nf OK FETCH completed\r\n")
 
     def test_selectListsKeywords(self):
         """SELECT's FLAGS list names the keywords already in the mailbox."""
@@ -159,9 +163,9 @@ class KeywordAnnouncementTests(IMAPTestMixin, unittest.TestCase):
 class MoveToSelfTests(IMAPTestMixin, unittest.TestCase):
     """
     MOVE and UID MOVE into the selected mailbox itself (RFC 6851): the original
-    is expunged and the copy announced, as Dovecot does. (RECENT follows every
-    EXISTS, as RFC 3501 7.3.2 describes; Dovecot leaves it out when the count
-    did not change.)
+    is expunged and the copy announced, as Dovecot does. No RECENT: the copy
+    is \\Recent as the original was, so the count did not change (Dovecot
+    sends RECENT only when it changes).
     """
 
     def setUp(self):
@@ -173,7 +177,7 @@ class MoveToSelfTests(IMAPTestMixin, unittest.TestCase):
     def test_uidMoveToSelf(self):
         """UID MOVE 1 INBOX: COPYUID, EXPUNGE of the original, EXISTS for the copy."""
         self.assertEqual(self.send(b"m UID MOVE 1 INBOX\r\n"),
-                         b"* OK [COPYUID %d 1 2] Moved\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\n* 1 RECENT\r\n"
+                         b"* OK [COPYUID %d 1 2] Moved\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\n"
                          b"m OK MOVE completed\r\n" % (self.validity,))
         self.assertEqual(self.send(b"f UID FETCH 1:* UID\r\n"),
                          b"* 1 FETCH (UID 2)\r\nf OK FETCH completed\r\n")
@@ -182,7 +186,7 @@ class MoveToSelfTests(IMAPTestMixin, unittest.TestCase):
     def test_moveToSelf(self):
         """MOVE 1 INBOX: the same, by sequence number."""
         out = self.send(b"m MOVE 1 INBOX\r\n")
-        self.assertEqual(out, b"* OK [COPYUID %d 1 2] Moved\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\n* 1 RECENT\r\n"
+        self.assertEqual(out, b"* OK [COPYUID %d 1 2] Moved\r\n* 1 EXPUNGE\r\n* 1 EXISTS\r\n"
                               b"m OK MOVE completed\r\n" % (self.validity,))
 
 
@@ -245,7 +249,7 @@ class ExpungedElsewhereTests(IMAPTestMixin, unittest.TestCase):
         """COPY 1:3: nothing copied, NO [EXPUNGEISSUED]."""
         self.createMailbox("Lab")
         out = self.send(b"a COPY 1:3 Lab\r\n")
-        self.assertEqual(out, b"* 2 EXPUNGE\r\n"
+        self.assertEqual(out, b"* 2 EXPUNGE\r\n* 2 RECENT\r\n"
                               b"a NO [EXPUNGEISSUED] Some of the requested messages no longer "
                               b"exist\r\n")
         self.assertEqual(self.openMailbox("Lab").messages(), [])
@@ -279,6 +283,56 @@ class LockedNewMailboxTests(IMAPTestMixin, unittest.TestCase):
         self.assertIn(b"t NO [INUSE]", self.send(b"t STATUS Lab (UIDVALIDITY)\r\n", session))
         os.unlink(lock)
         self.assertIn(b"s OK [READ-WRITE]", self.send(b"s SELECT Lab\r\n", session))
+
+
+class UpdateOrderTests(IMAPTestMixin, unittest.TestCase):
+    """
+    Another session's flag changes and expunges told together, in Dovecot
+    2.3's order: the FETCHes first, numbered as the client knows the
+    messages, then the EXPUNGEs (or VANISHED), then RECENT.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        for _ in range(4):
+            self.deliver()
+
+    def changeElsewhere(self, enable=None):
+        """This session selects INBOX (after ENABLE C{enable}); another flags 2 and 4 and expunges 2."""
+        self.login()
+        if enable is not None:
+            self.send(b"e ENABLE " + enable + b"\r\n")
+        self.send(b"s SELECT INBOX\r\n")
+        other = self.connect()
+        self.login(other)
+        self.send(b"s SELECT INBOX\r\n", other)
+        self.send(b"a STORE 2,4 +FLAGS.SILENT (\\Deleted)\r\nb UID EXPUNGE 2\r\n", other)
+
+    def test_fetchBeforeExpunge(self):
+        """NOOP: message 4's flag change as * 4 FETCH (its number before the expunge), then * 2 EXPUNGE."""
+        self.changeElsewhere()
+        self.assertEqual(self.send(b"n NOOP\r\n"),
+                         b"* 4 FETCH (FLAGS (\\Deleted \\Recent))\r\n* 2 EXPUNGE\r\n"
+                         b"* 3 RECENT\r\nn OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"f FETCH 3 (UID FLAGS)\r\n"),
+                         b"* 3 FETCH (UID 4 FLAGS (\\Deleted \\Recent))\r\nf OK FETCH completed\r\n")
+
+    def test_fetchBeforeVanished(self):
+        """With QRESYNC: * 4 FETCH (UID 4 ...) first, then * VANISHED 2."""
+        self.changeElsewhere(b"QRESYNC")
+        out = self.send(b"n NOOP\r\n")
+        self.assertTrue(re.match(rb"\* 4 FETCH \(UID 4 FLAGS \(\\Deleted \\Recent\) MODSEQ \(\d+\)\)\r\n"
+                                 rb"\* VANISHED 2\r\n\* 3 RECENT\r\nn OK NOOP completed\r\n$", out),
+                        out)
+
+    def test_expungeWaitsDuringFetch(self):
+        """FETCH: the flag change is told (numbered as known), the EXPUNGE waits for the next NOOP."""
+        self.changeElsewhere()
+        self.assertEqual(self.send(b"f FETCH 1 UID\r\n"),
+                         b"* 1 FETCH (UID 1)\r\n* 4 FETCH (FLAGS (\\Deleted \\Recent))\r\n"
+                         b"f OK FETCH completed\r\n")
+        self.assertEqual(self.send(b"n NOOP\r\n"),
+                         b"* 2 EXPUNGE\r\n* 3 RECENT\r\nn OK NOOP completed\r\n")
 
 
 everyStore(globals())

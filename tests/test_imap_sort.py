@@ -391,7 +391,7 @@ class ExpungedElsewhereTests(IMAPTestMixin, unittest.TestCase):
                          b"* THREAD (1)(3)\r\nt OK THREAD completed\r\n")
 
     def test_uidFormSendsExpunge(self):
-        """UID SORT is answered in UIDs, then the EXPUNGE comes before the tagged OK."""
+        """UID SORT is answered in UIDs, then the EXPUNGE (and RECENT's new count) before the tagged OK."""
         self.assertEqual(self.send(b"s UID SORT (SUBJECT) UTF-8 ALL\r\n"),
-                         b"* SORT %d %d\r\n* 2 EXPUNGE\r\ns OK SORT completed\r\n"
+                         b"* SORT %d %d\r\n* 2 EXPUNGE\r\n* 2 RECENT\r\ns OK SORT completed\r\n"
                          % (self.uids[2], self.uids[0]))

@@ -96,8 +96,13 @@ class CondstoreCommands:
             self.untagged(b"VANISHED (EARLIER) " + formatSequenceSet(uids))
 
     def closedResponse(self):
-        """QRESYNC, IMAP4rev2: a SELECT that replaces a selected mailbox says so first."""
-        if (self.qresync or self.revision.sendsClosed) and self.view is not None:
+        """
+        A SELECT or EXAMINE that replaces a selected mailbox says so first:
+        QRESYNC (RFC 7162 3.2.11) and IMAP4rev2 (RFC 9051 7.1) require it, and
+        it goes to IMAP4rev1 sessions too, as Dovecot sends it (RFC 3501 7.1:
+        a client ignores a response code it does not know).
+        """
+        if self.view is not None:
             self.untagged(b"OK [CLOSED] Previous mailbox closed")
 
     # -- FETCH ---------------------------------------------------------------

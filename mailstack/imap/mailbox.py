@@ -351,39 +351,17 @@ class MailboxView:
     def updates(self, allowExpunge=True, condstore=False, qresync=False, withUID=False):
         """
         The untagged responses owed to the client (bytes lines without CRLF),
-        applying them to the view. With C{condstore} flag updates carry
-        MODSEQ; with C{qresync} they carry the UID, and expunges are reported
-        as C{VANISHED} UIDs instead of EXPUNGE sequence numbers (RFC 7162).
+        applying them to the view, in Dovecot's order (a client must accept
+        any; this one is what clients tested against Dovecot have met): the
+        flag list if another session or an APPEND brought a new keyword; flag
+        changes (FETCH), numbered as the client knows the messages; expunges;
+        then EXISTS and, in IMAP4rev1, RECENT when its count changed (also
+        when it went down with an expunge). With C{condstore} flag updates
+        carry MODSEQ; with C{qresync} they carry the UID, and expunges are
+        reported as C{VANISHED} UIDs instead of EXPUNGE sequence numbers
+        (RFC 7162).
         """
-        lines = []
-        if allowExpunge and self._expunged:
-            gone = self._expunged
-            indices = [i for i, uid in enumerate(self.uids) if uid in gone]
-            if qresync:
-                if indices:
-                    lines.append(b"* VANISHED " + formatSequenceSet(
-                        [self.uids[i] for i in indices]))
-            else:
-                for i in reversed(indices):
-                    lines.append(b"* %d EXPUNGE" % (i + 1,))
-            self.uids = [uid for uid in self.uids if uid not in gone]
-            self.recent -= gone
-            self._flagsChanged -= gone
-            self._expunged = set()
-            self._reportedExists = len(self.uids)
-        if self._added:
-            added = sorted(self._added)
-            if not self.uids or added[0] > self.uids[-1]:
-                self.uids.extend(added)
-                self._added = set()
-        recent = self.recentCount()
-        if len(self.uids) != self._reportedExists or (
-                self.showRecent and recent > self._reportedRecent):
-            lines.append(b"* %d EXISTS" % (len(self.uids),))
-            if self.showRecent:
-                lines.append(b"* %d RECENT" % (recent,))
-            self._reportedExists = len(self.uids)
-        self._reportedRecent = recent
+        lines = self._newKeywordLines()
         changed, self._flagsChanged = sorted(self._flagsChanged), set()
         for uid in changed:
             number = self.sequenceNumber(uid)
@@ -400,7 +378,54 @@ class MailboxView:
             if condstore:
                 items.append(b"MODSEQ (%d)" % (info.modseq,))
             lines.append(b"* %d FETCH (%s)" % (number, b" ".join(items)))
+        if allowExpunge and self._expunged:
+            gone = self._expunged
+            indices = [i for i, uid in enumerate(self.uids) if uid in gone]
+            if qresync:
+                if indices:
+                    lines.append(b"* VANISHED " + formatSequenceSet(
+                        [self.uids[i] for i in indices]))
+            else:
+                for i in reversed(indices):
+                    lines.append(b"* %d EXPUNGE" % (i + 1,))
+            self.uids = [uid for uid in self.uids if uid not in gone]
+            self.recent -= gone
+            self._expunged = set()
+            self._reportedExists = len(self.uids)
+        if self._added:
+            added = sorted(self._added)
+            if not self.uids or added[0] > self.uids[-1]:
+                self.uids.extend(added)
+                self._added = set()
+        if len(self.uids) != self._reportedExists:
+            lines.append(b"* %d EXISTS" % (len(self.uids),))
+            self._reportedExists = len(self.uids)
+        recent = self.recentCount()
+        if self.showRecent and recent != self._reportedRecent:
+            lines.append(b"* %d RECENT" % (recent,))
+        self._reportedRecent = recent
         return lines
+
+    def _newKeywordLines(self):
+        """
+        The flag list, if a message added or changed by another session (or
+        an APPEND) carries a keyword this session was not told of: sent
+        before anything else, as Dovecot sends it at every command's end
+        (RFC 3501 7.2.6: the client learns of the keyword before a FETCH
+        shows it). Else C{[]}.
+        """
+        announced = self.announced
+        unknown = set()
+        for uid in self._added | self._flagsChanged:
+            try:
+                flags = self.store.messageInfo(uid).flags
+            except NoSuchMessage:
+                continue
+            unknown.update(flag for flag in flags if flag[:1] != "\\" and flag not in announced)
+        if not unknown:
+            return []
+        self.announced = announced | unknown | self.store.keywords()
+        return self.flagListLines()
 
     def noteReported(self):
         """The current EXISTS/RECENT counts have been sent (SELECT)."""
