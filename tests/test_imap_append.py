@@ -212,6 +212,7 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
     def test_memoryBounded(self):
         """Once a MULTIAPPEND's literals hold SPOOL_MEMORY octets in memory, the next go to disk."""
         session = self.connect(maxLiteralSize=100000)
+        self.login(session)
         seen = []
         self.patch(session[0], "_dispatch", lambda parts: seen.extend(parts))
         small = b"x" * 60000
@@ -270,6 +271,18 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(out, b"a NO [SERVERBUG] Internal error\r\nb OK NOOP completed\r\n")
         self.assertEqual(self.openMailbox().messages(), [])
         self.flushLoggedErrors()
+
+    def test_beforeLogin(self):
+        """Before login, an APPEND literal gets no more room than any command's (no
+        continuation for one over the command limit, BAD): APPENDLIMIT is for accounts."""
+        session = self.connect(maxLiteralSize=4 * SPOOL_MEMORY)
+        size = session[0].settings.maxCommandSize + 1
+        self.assertEqual(self.send(b"a APPEND INBOX {%d}\r\n" % (size,), session),
+                         b"a BAD Literal too large\r\n")
+        self.assertEqual(self.send(b"b NOOP\r\n", session), b"b OK NOOP completed\r\n")
+        self.login(session)
+        self.assertEqual(self.send(b"c APPEND INBOX {%d}\r\n" % (size,), session),
+                         b"+ Ready for literal data\r\n")
 
     def test_switchedOff(self):
         """With MULTIAPPEND disabled: not advertised, and several messages are BAD."""

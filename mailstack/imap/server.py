@@ -460,7 +460,8 @@ class IMAPServer(AuthenticationCommands, MailboxCommands, CondstoreCommands, Sor
             self._resetCommand()
             return self._dispatch(parts)
         size, synchronizing = announced
-        isAppend = self._verb == b"APPEND"
+        # APPEND's message literals get APPENDLIMIT's room only once logged in.
+        isAppend = self._verb == b"APPEND" and self.state in AUTH
         if (_LITERAL8.search(line) and not self.extensionEnabled("BINARY")
                 and not (isAppend and _UTF8_LITERAL8.search(line))):
             # A literal8 (RFC 3516) where BINARY is off: refused like a bad command.
