@@ -8,11 +8,12 @@ themselves.
 A session speaks IMAP4rev1 until C{ENABLE IMAP4rev2}; from then on there is
 no C{\\Recent} flag, no C{RECENT} response, STATUS item or search key (NEW,
 OLD, RECENT), SEARCH answers ESEARCH-style, SELECT gives the mailbox's LIST
-line and no C{[UNSEEN]}, C{[CLOSED]} marks a SELECT that replaces a
-mailbox, STATUS has DELETED, LIST always says C{\\HasChildren} or
-C{\\HasNoChildren}, and mailbox names are UTF-8. C{ENABLE UTF8=ACCEPT}
-gives only the last (with UTF-8 in quoted strings) and APPEND's
-C{UTF8 (~{n})} message. docs/imap.md has the table of RFC 9051 appendix E,
+line and no C{[UNSEEN]}, unsolicited FETCH responses carry the UID, STATUS
+has DELETED, DELETE of a mailbox with children is C{NO [HASCHILDREN]}, LIST
+always says C{\\HasChildren} or C{\\HasNoChildren}, and mailbox names are
+UTF-8 (C{[CLOSED]}, which RFC 9051 also requires, goes to every session).
+C{ENABLE UTF8=ACCEPT} gives only the last (with UTF-8 in quoted strings)
+and APPEND's C{UTF8 (~{n})} message. docs/imap.md has the table of RFC 9051 appendix E,
 item by item.
 
 Store names are str whatever the mode; only their wire form changes
@@ -98,11 +99,6 @@ class Revision:
     @property
     def selectListsMailbox(self):
         """SELECT's C{* LIST} of the mailbox (RFC 9051 6.3.2: required in IMAP4rev2)."""
-        return self.rev2
-
-    @property
-    def sendsClosed(self):
-        """C{OK [CLOSED]} when SELECT replaces a selected mailbox (RFC 9051 7.1)."""
         return self.rev2
 
     @property
