@@ -9,7 +9,10 @@ referral, RFC 2221, as Dovecot answers it). Without C{nologin}, C{host}
 and the rest mean nothing here (Dovecot would proxy), as in Dovecot.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import Iterable
 
 from twisted.cred.error import UnauthorizedLogin
 
@@ -28,20 +31,20 @@ class NoLogin:
     destuser: str | None = None
 
 
-def fromExtraFields(words):
+def fromExtraFields(words: Iterable[str]) -> NoLogin | None:
     """
     The L{NoLogin} of a passwd-file line's extra fields (C{key=value} words,
     or a bare C{nologin}), or L{None} when they do not say C{nologin}. A
     C{port} that is not a number from 1 to 65535 is left out.
     """
-    fields = {}
+    fields: dict[str, str] = {}
     for word in words:
         key, sep, value = word.partition("=")
         fields.setdefault(key.lower(), value if sep else "")
     if "nologin" not in fields or fields["nologin"].lower() in ("no", "n", "0", "false"):
         return None
-    port = fields.get("port")
-    port = int(port) if port and port.isdigit() and 0 < int(port) < 65536 else None
+    text = fields.get("port", "")
+    port = int(text) if text.isdigit() and 0 < int(text) < 65536 else None
     return NoLogin(reason=fields.get("reason") or None, host=fields.get("host") or None,
                    port=port, destuser=fields.get("destuser") or None)
 
@@ -56,7 +59,7 @@ class LoginDisabled(UnauthorizedLogin):
     @ivar address: the user's address.
     """
 
-    def __init__(self, noLogin, address):
+    def __init__(self, noLogin: NoLogin, address: str) -> None:
         UnauthorizedLogin.__init__(self, noLogin.reason or "Login disabled")
         self.noLogin = noLogin
         self.address = address

@@ -6,10 +6,12 @@ character mapped to its simple title case, then decomposed one level
 table built as characters are met keeps long texts fast (C{str.translate}).
 """
 
+from __future__ import annotations
+
 import unicodedata
 
 
-def titleDecomposed(c):
+def titleDecomposed(c: str) -> str:
     """
     One character as Dovecot's i;unicode-casemap keys it: its simple title
     case, then that character's own decomposition, one level, canonical or
@@ -33,10 +35,10 @@ def titleDecomposed(c):
                    if not code.startswith("<"))
 
 
-class _Table(dict):
+class _Table(dict[int, str]):
     """Code point -> its mapped text, filled in as characters are met."""
 
-    def __missing__(self, code):
+    def __missing__(self, code: int) -> str:
         value = self[code] = titleDecomposed(chr(code))
         return value
 
@@ -44,7 +46,7 @@ class _Table(dict):
 _TABLE = _Table()
 
 
-def fold(text):
+def fold(text: str) -> str:
     """
     C{text} as i;unicode-casemap compares it: ASCII letters upper-cased,
     every other character title-cased and decomposed (L{titleDecomposed}).

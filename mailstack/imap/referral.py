@@ -7,6 +7,10 @@ URL; the user is C{destuser} or the login's address); without one, or with
 the listener's LOGIN-REFERRALS switched off, C{NO [CONTACTADMIN]}.
 """
 
+from __future__ import annotations
+
+from mailstack.auth.nologin import NoLogin
+
 # Octets written as they are in the URL's user and host (RFC 3986's
 # unreserved and sub-delimiters but ";"); any other octet of the UTF-8 is
 # %xx, in lower case as Dovecot writes it.
@@ -17,26 +21,27 @@ REFERRAL_TEXT = "Try this server instead."
 DISABLED_TEXT = "Login disabled for this user"
 
 
-def escape(text):
+def escape(text: str) -> str:
     """C{text}'s UTF-8 with every octet outside L{_KEPT} written C{%xx}."""
     return "".join(chr(octet) if octet in _KEPT else "%%%02x" % (octet,)
                    for octet in text.encode("utf-8", "surrogateescape"))
 
 
-def referralURL(noLogin, address, mechanism):
+def referralURL(noLogin: NoLogin, address: str, mechanism: str) -> str:
     """
     The IMAP URL of the server a user should use instead: C{noLogin}'s
     host, port (left out when 143) and C{destuser} (else C{address}), with
     the SASL C{mechanism} the login used (LOGIN is PLAIN, as in Dovecot).
     """
     url = "imap://%s;AUTH=%s@%s" % (escape(noLogin.destuser or address), mechanism,
-                                     escape(noLogin.host))
+                                     escape(noLogin.host or ""))
     if noLogin.port is not None and noLogin.port != DEFAULT_PORT:
         url += ":%d" % (noLogin.port,)
     return url + "/"
 
 
-def refusal(noLogin, address, mechanism, referrals=True):
+def refusal(noLogin: NoLogin, address: str, mechanism: str,
+            referrals: bool = True) -> tuple[str, str | bytes, str]:
     """
     The tagged reply C{(status, code, text)} to a login refused by
     C{noLogin}; C{referrals}: whether the listener offers LOGIN-REFERRALS.
