@@ -476,6 +476,19 @@ class CatenateTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(open_, [])
         self.assertEqual(self.stored(uid), b"firstsecond" * 15)
 
+    def test_urlsLookedUpOneByOne(self):
+        """Each URL is resolved by a look-up of its UID, not a pass over the mailbox's
+        messages: a CATENATE of many URLs into a large mailbox does not stall the reactor."""
+        self.login()
+        listed = []
+        real = type(self.inbox).messages
+        self.patch(type(self.inbox), "messages",
+                   lambda mailbox: listed.append(1) or real(mailbox))
+        parts = [b'URL "/INBOX/;UID=%d/;SECTION=1"' % (self.uid,)] * 20
+        uid = self.appended(self.catenate(*parts))
+        self.assertEqual(self.stored(uid), b"first" * 20)
+        self.assertLess(len(listed), 3)
+
     def test_oneSpoolFile(self):
         """Several large CATENATE messages in one MULTIAPPEND are made in one file,
         not one each nor in memory."""

@@ -186,13 +186,15 @@ class Append:
             raise bad("Mailbox doesn't exist: %s" % (url.mailbox,))
         if url.uidValidity is not None and url.uidValidity != mailbox.uidValidity:
             raise bad("Invalid UIDVALIDITY")
-        if url.uid not in {info.uid for info in mailbox.messages()}:
+        try:
+            info = mailbox.messageInfo(url.uid)  # one look-up, not a pass over the mailbox
+        except NoSuchMessage:
             # Not known since the mailbox's last sync: maybe delivered since.
             yield mailbox.sync(claimRecent=False)
-        try:
-            info = mailbox.messageInfo(url.uid)
-        except NoSuchMessage:
-            raise bad("Message not found")
+            try:
+                info = mailbox.messageInfo(url.uid)
+            except NoSuchMessage:
+                raise bad("Message not found")
         return (mailbox, info, url, wire)
 
     def _copy(self, chunks, args, target):
