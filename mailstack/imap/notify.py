@@ -25,6 +25,7 @@ differences kept on purpose).
 """
 
 import collections
+import weakref
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -208,11 +209,18 @@ class Notifier:
 
     # -- which mailboxes -------------------------------------------------------
 
+    _subscribed = None
+
     def subscriptions(self):
-        """The subscribed names, read only when a SUBSCRIBED filter needs them."""
-        if any(g.filter == SUBSCRIBED for g in self.groups):
-            return set(self.account.store.subscriptions())
-        return ()
+        """
+        The subscribed names, when a SUBSCRIBED filter needs them: read once,
+        then again after each subscription change the account tells of.
+        """
+        if not any(g.filter == SUBSCRIBED for g in self.groups):
+            return ()
+        if self._subscribed is None:
+            self._subscribed = set(self.account.store.subscriptions())
+        return self._subscribed
 
     def eventsFor(self, name, subscriptions=None):
         if subscriptions is None:
@@ -251,7 +259,7 @@ class Notifier:
             if self.stopped or name in self.watched:
                 return
             self.watched[name] = mailbox
-            self.unseen[name] = _unseen(mailbox)
+            self.unseen[name] = counts(mailbox)[1]
             mailbox.addListener(self)
 
         def failed(failure):
@@ -300,6 +308,8 @@ class Notifier:
         if self.stopped:
             return
         for change in changes:
+            if change.kind in (accountevents.SUBSCRIBED, accountevents.UNSUBSCRIBED):
+                self._subscribed = None
             if self.session.ownChange(OWN_LIST_CHANGES, change.name, change.oldName):
                 self._rewatch(change.name)  # still watched, only not told
                 if change.oldName is not None:
@@ -310,6 +320,7 @@ class Notifier:
     def _listChange(self, change):
         name = change.name
         if change.kind in (accountevents.SUBSCRIBED, accountevents.UNSUBSCRIBED):
+            self._subscribed = None
             if SUBSCRIPTION_CHANGE in self.eventsFor(name) or SUBSCRIPTION_CHANGE in (
                     self._subscribedGroupEvents()):
                 attributes = [] if change.kind == accountevents.UNSUBSCRIBED else [
@@ -390,11 +401,10 @@ class Notifier:
         mailbox = self.watched.get(name)
         if mailbox is None:
             return None
-        messages = mailbox.messages()
-        unseen = sum(1 for info in messages if "\\Seen" not in info.flags)
+        count, unseen = counts(mailbox)
         items = []
         if "count" in kinds:
-            items += [("MESSAGES", len(messages)), ("UIDNEXT", mailbox.uidNext),
+            items += [("MESSAGES", count), ("UIDNEXT", mailbox.uidNext),
                       ("UNSEEN", unseen)]
         elif unseen != self.unseen.get(name):
             items.append(("UNSEEN", unseen))
@@ -423,8 +433,21 @@ def statusLine(name, values, nameString=wireName):
         b"%s %d" % (item.encode("ascii"), value) for item, value in values))
 
 
-def _unseen(mailbox):
-    return sum(1 for info in mailbox.messages() if "\\Seen" not in info.flags)
+# mailbox -> ((uidValidity, highestModseq), MESSAGES, UNSEEN): computed once per change
+# for all the sessions that tell of it, not once per session.
+_COUNTS = weakref.WeakKeyDictionary()
+
+
+def counts(mailbox):
+    """C{(MESSAGES, UNSEEN)} of C{mailbox} as of its last sync."""
+    state = (mailbox.uidValidity, mailbox.highestModseq)
+    known = _COUNTS.get(mailbox)
+    if known is not None and known[0] == state:
+        return known[1], known[2]
+    messages = mailbox.messages()
+    unseen = sum(1 for info in messages if "\\Seen" not in info.flags)
+    _COUNTS[mailbox] = (state, len(messages), unseen)
+    return len(messages), unseen
 
 
 # -- the command and the session hooks ----------------------------------------------
