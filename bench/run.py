@@ -26,8 +26,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import clients, data, servers  # noqa: E402
+from bench import scale  # noqa: E402
 
 SECTIONS = ("smtp", "imap", "pop3")
+# Idle sessions in one process and a big message's memory (bench/scale.py).
+SECTIONS += ("scale",)
 
 
 class Row:
@@ -69,7 +72,7 @@ class Row:
                 "samples": self.samples}
 
 
-class Bench:
+class Bench(scale.ScaleSection):
     def __init__(self, sizes, top, peerPython, log):
         self.sizes = sizes
         self.top = top
@@ -495,19 +498,20 @@ class Bench:
         t0 = time.monotonic()
         smtpOnly = dataclasses.replace(self.sizes, bulk=0, search=0, idleSessions=0)
         data.populate([self.dirs["mailstack"], self.dirs["dovecot"]],
-                      smtpOnly if sections == ["smtp"] else self.sizes)
+                      smtpOnly if set(sections) <= {"smtp", "scale"} else self.sizes)
         data.populate([self.dirs["aiosmtpd"]], smtpOnly)
         self.log("data: done in %.1f s" % (time.monotonic() - t0,))
         # SMTP against aiosmtpd; IMAP then POP3 against one Dovecot. Each
         # group gets freshly started servers (IMAP measures IDLE memory first).
         groups = [g for g in (["smtp"], [s for s in ("imap", "pop3") if s in sections])
                   if g and set(g) <= set(sections)]
+        groups += [["scale"]] if "scale" in sections else []  # its own servers, last
         for group in groups:
             peerName = "aiosmtpd" if group == ["smtp"] else "dovecot"
             for section in group:
                 self.declare(section, getattr(self, section + "Specs")(), peerName)
-            ms = servers.Mailstack(os.path.join(self.top, "mailstack"),
-                                   self.dirs["mailstack"])
+            ms = (scale.ScaleMailstack if group == ["scale"] else servers.Mailstack)(
+                os.path.join(self.top, "mailstack"), self.dirs["mailstack"])
             self.runSide("mailstack", ms, None, group)
             if group == ["smtp"]:  # and again with [server] workers
                 self.declare("smtp", self.smtpWorkersSpecs(), peerName)
@@ -637,6 +641,8 @@ TARGETS = [
      lambda r: r.ratio() is not None and r.ratio() >= 1.5),
     ("smtp_p95_c10_w2", "<= aiosmtpd's", lambda r: r.ratio() is not None and r.ratio() <= 1.0),
 ]
+
+TARGETS += scale.TARGETS
 
 
 def targetTable(rows):

@@ -34,6 +34,7 @@ class QuickRunTests(unittest.TestCase):
         # Every mailstack figure was measured (the exit status says so).
         self.assertEqual(self.result.returncode, 0, self.explain())
         self.checkTable(self.result.stdout)
+        self.checkScaleRows(self.result.stdout)
         with open(jsonPath) as f:
             self.checkJSON(json.load(f))
 
@@ -70,18 +71,28 @@ class QuickRunTests(unittest.TestCase):
                     row, r"\s(msg/s|ms|KiB|MB/s|sessions/s)\s+-?\d+(\.\d+)?\s+(aiosmtpd|dovecot)\s+"
                     + number + r"\s+" + number + r"\s+(lower|higher)\b", row)
 
+    def checkScaleRows(self, out):
+        """The scale section's rows: idle sessions in one process, a big message's memory."""
+        for label in ("Idle IMAP sessions open in one process (of 20)",
+                      "Idle IMAP sessions x20: a delivery's EXISTS at the last",
+                      "2 MB message in by SMTP: peak RSS growth",
+                      "2 MB message out by IMAP FETCH: peak RSS growth",
+                      "2 MB message out by POP3 RETR: peak RSS growth"):
+            self.assertTrue(any(line.startswith(label) for line in out.splitlines()),
+                            "no %r row\n%s" % (label, self.explain()))
+
     def checkJSON(self, report):
         """--json writes every row: figures as numbers, ratio = mailstack/peer."""
         self.assertEqual(report["machine"]["mode"], "quick")
         self.assertIsInstance(report["machine"]["cpus"], int)
         results = report["results"]
-        self.assertEqual({r["section"] for r in results}, {"smtp", "imap", "pop3"})
+        self.assertEqual({r["section"] for r in results}, {"smtp", "imap", "pop3", "scale"})
         self.assertEqual(len({r["key"] for r in results}), len(results))
         for r in results:
             self.assertIn(r["better"], ("lower", "higher"), r)
             self.assertIn(r["peer_name"], ("aiosmtpd", "dovecot"), r)
             self.assertIsInstance(r["mailstack"], float, r)
-            if r["unit"] != "KiB":      # memory growth may round to 0
+            if r["unit"] not in ("KiB", "%"):  # memory growth, idle CPU may round to 0
                 self.assertGreater(r["mailstack"], 0, r)
             if r["peer"] is None:
                 # A missing peer is said, not hidden.
@@ -103,6 +114,14 @@ class PieceTests(unittest.TestCase):
         self.assertEqual(clients.percentile(values, 50), 50.0)
         self.assertEqual(clients.percentile(values, 95), 95.0)
         self.assertEqual(clients.percentile([3.0], 95), 3.0)
+
+    def test_bigMessage(self):
+        """The scale section's big message has at least the size asked, in CRLF lines."""
+        from bench import scale
+        m = scale.bigMessage(100000)
+        self.assertGreaterEqual(len(m), 100000)
+        self.assertLess(len(m), 100000 + 100)
+        self.assertNotIn(b"\n", m.replace(b"\r\n", b""))
 
     def test_smtpMessageSize(self):
         """The SMTP load sends messages of exactly the size asked, CRLF lines."""
