@@ -287,6 +287,22 @@ class StoreContractMixin:
         self.assertEqual(self.read(copies[1], archive), b"Subject: two\r\n\r\n2\r\n")
         self.assertEqual(self.uids(), [first, second])
 
+    def test_saveDate(self):
+        """Every message has a save date (SAVEDATE): not the INTERNALDATE given, kept by flag changes, renewed by a copy."""
+        self.create("Archive")
+        archive = self.open("Archive")
+        uid = self.append(internalDate=981021600.0)  # 1-Feb-2001
+        saved = self.inbox.messageInfo(uid).saveDate
+        self.assertIsInstance(saved, float)
+        self.assertGreater(saved, 981021600.0)
+        self.successResultOf(self.inbox.setFlags(uid, {"\\Seen", "$Work"}))
+        self.sync()
+        self.assertEqual(self.inbox.messageInfo(uid).saveDate, saved)
+        [(_, copy)] = self.successResultOf(self.inbox.copyTo([uid], archive))
+        self.sync(archive)
+        self.assertGreaterEqual(archive.messageInfo(copy).saveDate, saved)
+        self.assertEqual(archive.messageInfo(copy).internalDate, 981021600.0)
+
     def test_copyIntoDeleted(self):
         """Copying into a mailbox deleted meanwhile fails with NoSuchMailbox."""
         self.create("Gone")
