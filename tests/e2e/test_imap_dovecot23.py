@@ -218,6 +218,18 @@ class DovecotComparisonTests(unittest.TestCase):
         return server.listenerPort("imap"), dovecot.imapPort
 
     @defer.inlineCallbacks
+    def test_capabilitiesCoverDovecot(self):
+        """After login mailstack lists every capability Dovecot 2.3.19 lists (SASL-IR only before)."""
+        ours, theirs = yield self.servers()
+        lists = []
+        for port in (ours, theirs):
+            lines = yield threads.deferToThread(
+                exchange, port, [b"a LOGIN demo@lab.test demo", b"c CAPABILITY"])
+            [line] = [line for line in lines if line.startswith(b"* CAPABILITY ")]
+            lists.append(set(line.split()[2:]))
+        self.assertEqual(lists[1] - lists[0], {b"SASL-IR"})
+
+    @defer.inlineCallbacks
     def test_loginReferrals(self):
         """Every refusal of a nologin user, with and without a host, is Dovecot's, byte for byte."""
         ours, theirs = yield self.servers()
