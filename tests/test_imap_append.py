@@ -228,6 +228,25 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
             if not isinstance(part, bytes):
                 part.close()
 
+    def test_linearReading(self):
+        """Checking a MULTIAPPEND literal against the memory share does not go over the
+        command's earlier literals again (n messages are read in O(n), not O(n^2))."""
+        class Parts(list):
+            slices = 0
+
+            def __getitem__(self, index):
+                if isinstance(index, slice):
+                    Parts.slices += 1
+                return list.__getitem__(self, index)
+        session = self.connect(maxLiteralSize=100000)
+        self.login(session)
+        session[0]._parts = Parts()
+        out = self.send(b"a APPEND INBOX " + b" ".join(lit(MESSAGE) for _ in range(50))
+                        + b"\r\n", session)
+        self.assertTrue(out.startswith(b"a OK [APPENDUID "), out)
+        self.assertEqual(Parts.slices, 0)
+        self.assertEqual(len(self.openMailbox().messages()), 50)
+
     def test_oneSpoolFile(self):
         """Past the memory share, a MULTIAPPEND's many literals go to one file, not one
         each (descriptors stay bounded), and each message is stored as sent."""

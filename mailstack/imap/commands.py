@@ -317,12 +317,11 @@ class MailboxCommands:
                 or not self.extensionEnabled("CATENATE") and any(m.catenate for m in messages)):
             raise Refusal("%s is not available here" % (
                 "CATENATE" if any(m.catenate for m in messages) else "MULTIAPPEND",), status="BAD")
-        for message in messages:
-            for source in [message.message] + [p.value for p in message.catenate]:
-                if source in self._spools:
-                    # The store may read the spool in a worker thread: it is
-                    # closed when the command is done, not when the connection drops.
-                    self._spools.remove(source)
+        # The store may read the spools in a worker thread: they are closed
+        # when the command is done, not when the connection drops.
+        passed = {id(source) for message in messages
+                  for source in [message.message] + [p.value for p in message.catenate]}
+        self._spools = [spool for spool in self._spools if id(spool) not in passed]
         return append.Append(self, name, messages).run()
 
     def do_NAMESPACE(self, tag):
