@@ -14,6 +14,7 @@ import re
 import shutil
 import smtplib
 import socket
+import tempfile
 import zlib
 
 from twisted.internet import defer, threads
@@ -390,7 +391,10 @@ class MuttTests(IMAPTestCase):
                     'set imap_deflate = yes\n'
                     'set ssl_starttls = no\n'
                     'unset ssl_force_tls\n' % (self.port("imapplain"),))
-        tmux = [findBinary("tmux"), "-S", os.path.join(home, "tmux.sock"), "-f", "/dev/null"]
+        # A UNIX socket path must stay short (108 octets): not under _trial_temp.
+        socketDir = tempfile.mkdtemp(prefix="ms-tmux-")
+        self.addCleanup(shutil.rmtree, socketDir, True)
+        tmux = [findBinary("tmux"), "-S", os.path.join(socketDir, "s"), "-f", "/dev/null"]
         command = "%s -n -F %s -d 5" % (findBinary("mutt"), rc)
         started = yield runClient(tmux + ["new-session", "-d", "-x", "150", "-y", "30",
                                           "-s", "mutt", command], env={"HOME": home}, path=home)
