@@ -132,9 +132,10 @@ class SearchTests(unittest.TestCase):
         self.assertEqual(self.find(b"SINCE 16-Jun-2020"), [2, 3])
 
     def test_sentDates(self):
-        """SENTBEFORE/SENTON/SENTSINCE use the Date header (its own day)."""
+        """SENTBEFORE/SENTON/SENTSINCE use the Date header (its own day); without one, 1-Jan-1970 (as Dovecot)."""
         self.assertEqual(self.find(b"SENTON 7-Feb-1994"), [1])
-        self.assertEqual(self.find(b"SENTBEFORE 1-Jan-2000"), [1])
+        self.assertEqual(self.find(b"SENTBEFORE 1-Jan-2000"), [1, 3])
+        self.assertEqual(self.find(b"SENTON 1-Jan-1970"), [3])
         today = datetime.date.today().strftime("%d-%b-%Y").encode()
         self.assertEqual(self.find(b"SENTSINCE 1-Jan-2022 SENTBEFORE " + today), [2])
 

@@ -17,13 +17,12 @@ import binascii
 import codecs
 import datetime
 import email.header
-import email.utils
 import io
 import quopri
 import re
 import time
 
-from mailstack.imap import casemap, fetch, searchfilter
+from mailstack.imap import casemap, datefield, fetch, searchfilter
 from mailstack.imap.address import parseAddresses, writeAddresses
 from mailstack.storage.interfaces import NoSuchMessage
 
@@ -295,16 +294,20 @@ def _localDate(timestamp):
     return datetime.date(*time.localtime(timestamp)[:3])
 
 
+# Dovecot's date for a message whose Date: is missing or unreadable: none (0).
+_NO_SENT_DATE = datetime.date(1970, 1, 1)
+
+
 def _sentDate(message):
+    """
+    The day the Date: field names (as written, its zone disregarded), read
+    as SORT reads it (L{datefield}); 1-Jan-1970 when missing or unreadable,
+    as Dovecot 2.3 answers SENTBEFORE/SENTON/SENTSINCE (RFC 3501 says
+    nothing of such messages; SORT uses the internal date, RFC 5256).
+    """
     value = message.header().header(b"date")
-    if value:
-        parsed = email.utils.parsedate_tz(value.decode("ascii", "replace"))
-        if parsed is not None:
-            try:
-                return datetime.date(*parsed[:3])
-            except ValueError:
-                pass
-    return _localDate(message.info.internalDate)
+    day = datefield.writtenDay(value) if value else None
+    return _NO_SENT_DATE if day is None else day
 
 
 def _compareDate(op, actual, wanted):

@@ -451,6 +451,39 @@ Body.
 """)
 
 
+# Date: fields Dovecot 2.3 reads (the date as written, whatever the zone) or
+# refuses (then SEARCH takes 1-Jan-1970, SORT the internal date): a long
+# weekday, an hour past 23, a day off the calendar, one-digit minutes, a
+# weekday without its comma, a three-digit year, IMAP's own date form; a
+# two-digit year before 70 is 20xx, a leap second and comments are read.
+ODD_DATES = [None, b"not a date at all", b"Sunday, 2 Jan 2000 10:00:00 +0000",
+             b"2 Jan 2000 10:00 +0000", b"31 Feb 2000 10:00:00 +0000",
+             b"1 Jan 2000 23:59:60 +0000", b"1 Jan 99 10:00:00 +0000", b"1 Jan 69 10:00:00 +0000",
+             b"1 Jan 2000 10:00:00", b"Sat, 1 Jan 2000 23:30:00 -1200",
+             b"Sat, 01 Jan 2000 00:30:00 +0100", b"1 Jan 2000 10.00.00 +0000",
+             b"1 January 2000 10:00:00 +0000", b"1 Jan 1899 10:00:00 +0000",
+             b"Sat,1 Jan 2000 10:00:00 +0000", b"Sat, 1 Jan 2000 10:00:00 XYZ",
+             b"1 Jan 2000 25:00:00 +0000", b"Sat, 1 Jan 2000",
+             b"Sat, 1 Jan 2000 10:00:00 +0000 (UTC)", b"1 jan 2000 10:00:00 +0000",
+             b"Mon, 3 Jan 2000 10:00:00 -0000", b"3 Jan 2000 10:00:00 +2400",
+             b"Tue, 4 Jan 2000 03:00:00 +0500", b"4 Jan 2000 03:00:00 z",
+             b"Sa, 1 Jan 2000 10:00:00 +0000", b"1 Jan 100 10:00:00 +0000",
+             b"01-Jan-2000 10:00:00 +0000", b"1 Jan 2000 1:2:3 +0000",
+             b"Thu, 1 Jan 1970 00:00:00 +0000", b"Tue, 31 Dec 2099 23:59:59 +1400",
+             b"5 Jan 2000 10:00:00 EDT", b"5 Jan 2000 23:00:00 PST",
+             b"\t6 Jan 2000 10:00:00 +0000  ", b"6 Jan 2000 10:00:00 +00",
+             b"7 Jan 2000 10:00:00 +000000", b"Fri 7 Jan 2000 10:00:00 +0000"]
+
+
+def oddDates():
+    """One short message per L{ODD_DATES} entry (none: no Date: at all), a day apart."""
+    return [Message("date-%d" % (i,),
+                    b"Subject: date %d\r\n" % (i,)
+                    + (b"Date: " + date + b"\r\n" if date is not None else b"") + b"\r\nBody.\r\n",
+                    (), BASE_TIME + i * DAY)
+            for i, date in enumerate(ODD_DATES)]
+
+
 def fromFile(name):
     with open(os.path.join(HERE, name), "rb") as f:
         return f.read()

@@ -123,7 +123,9 @@ DELIBERATE = [
         "1-Jan-1970 does not).",
         commands=(b"SEARCH SENTBEFORE 1-Jan-2000", b"SEARCH SENTSINCE 1-Jan-2000",
                   b"SEARCH SENTBEFORE 1-Jan-1970", b"SEARCH SENTSINCE 1-Jan-2023",
-                  b"SEARCH SENTBEFORE 2-Jan-2000", b"SEARCH SENTSINCE 2-Jan-2000")),
+                  b"SEARCH SENTBEFORE 2-Jan-2000", b"SEARCH SENTSINCE 2-Jan-2000",
+                  b"SEARCH SENTBEFORE 1-Jan-1971", b"SEARCH SENTSINCE 1-Jan-2030",
+                  b"SEARCH SENTBEFORE 1-Jan-1995")),
     Deliberate(
         "eight-bit-atom",
         "8-bit octets in an atom or quoted string (FROM J\\xc3\\xb6rg without a literal): "

@@ -135,6 +135,17 @@ SORT_CRITERIA = [b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO"
                  b"DISPLAYTO", b"REVERSE DATE", b"SUBJECT REVERSE DATE", b"REVERSE FROM SIZE",
                  b"REVERSE DISPLAYTO ARRIVAL"]
 
+# SENT* by the Date: field (the day written; refused fields are 1-Jan-1970)
+# and SORT DATE (refused fields: the internal date), over corpus.oddDates()
+# in test_differential.test_sentDates and any corpus in make interop.
+SENT_DATES = [b"SENTON 1-Jan-2000", b"SENTON 2-Jan-2000", b"SENTON 31-Dec-1999",
+              b"SENTBEFORE 1-Jan-2000", b"SENTSINCE 1-Jan-2000", b"SENTON 1-Jan-1970",
+              b"SENTON 1-Jan-2069", b"SENTON 1-Jan-1999", b"SENTON 7-Feb-1994",
+              b"SENTBEFORE 1-Jan-1971", b"SENTSINCE 1-Jan-2030", b"SENTON 3-Jan-2000",
+              b"SENTON 4-Jan-2000", b"SENTON 5-Jan-2000", b"SENTON 6-Jan-2000",
+              b"SENTON 7-Jan-2000", b"SENTBEFORE 1-Jan-1995", b"SENTON 1-Jan-0100",
+              b"NOT SENTON 1-Jan-1970", b"SENTSINCE 2-Jan-2000 SENTBEFORE 6-Jan-2000"]
+
 SCRIPTS = [
     # First: the corpus is new, \Recent belongs to the first session to look.
     Script("recent-and-flags", [
@@ -274,6 +285,9 @@ SCRIPTS = [
     Script("previews", [EXAMINE, (0, b"FETCH 1:* (PREVIEW)"),
                         (0, b"FETCH 1:* (SNIPPET (FUZZY) PREVIEW (LAZY=FUZZY))")]),
     # Changes the mailbox (expunges, moves): the last script.
+    Script("sent-dates", [EXAMINE] + each(0, b"SEARCH %s", SENT_DATES) + [
+        (0, b"SORT (DATE) UTF-8 ALL"), (0, b"SORT (REVERSE DATE) UTF-8 ALL"),
+        (0, b"SORT (DATE) UTF-8 SENTON 1-Jan-1970")]),
     Script("expunge-and-uids", [
         (0, b"SELECT INBOX"),
         (1, b"SELECT INBOX"),

@@ -85,6 +85,10 @@ class DifferentialTests(unittest.TestCase):
         """Live SEARCH results (RFC 5267) through another session's flag changes over the hard messages are Dovecot's."""
         return self.compare(["live-search"])
 
+    def test_sentDates(self):
+        """SEARCH SENT* and SORT DATE read odd Date: fields (and refuse them) as Dovecot does."""
+        return self.compare(["sent-dates"], corpus.oddDates())
+
     def test_uids(self):
         """UID FETCH ranges, STATUS, UIDVALIDITY and UIDNEXT follow Dovecot's rules; a FETCH without PEEK sets \\Seen alike."""
         return self.compare(["uids", "set-seen"])

@@ -91,7 +91,7 @@ class TwoSessionExtensionTests(IMAPTestCase):
 
     @defer.inlineCallbacks
     def test_moveExpungeToOtherSession(self):
-        """UID MOVE: COPYUID for the range; the other session gets EXPUNGE at its NOOP."""
+        """UID MOVE: COPYUID for the range and the \\Recent count left; the other session gets EXPUNGE at its NOOP."""
         def run():
             a, fa = self.session()
             b, fb = self.session()
@@ -107,7 +107,7 @@ class TwoSessionExtensionTests(IMAPTestCase):
         validity = self.server.store.account("demo@lab.test").getMailbox("Archive").uidValidity
         self.assertEqual(moved, [b"* OK [COPYUID %d 2:4 1:3] Moved\r\n" % (validity,),
                                  b"* 4 EXPUNGE\r\n", b"* 3 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n",
-                                 b"a2 OK MOVE completed\r\n"])
+                                 b"* 2 RECENT\r\n", b"a2 OK MOVE completed\r\n"])
         self.assertEqual(noop, [b"* 4 EXPUNGE\r\n", b"* 3 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n",
                                 b"b2 OK NOOP completed\r\n"])
         self.assertEqual(status[0], b'* STATUS "Archive" (MESSAGES 3 UIDNEXT 4)\r\n')
@@ -153,7 +153,7 @@ class TwoSessionExtensionTests(IMAPTestCase):
 
     @defer.inlineCallbacks
     def test_qresyncVanishedAfterOtherSessionsExpunge(self):
-        """QRESYNC: B's expunge reaches A as VANISHED; a resync SELECT says VANISHED (EARLIER)."""
+        """QRESYNC: B's expunge reaches A as VANISHED (then A's \\Recent count left); a resync SELECT says VANISHED (EARLIER)."""
         def run():
             a, fa = self.session()
             b, fb = self.session()
@@ -171,7 +171,7 @@ class TwoSessionExtensionTests(IMAPTestCase):
             b.close()
             return noop, resync
         noop, resync = yield self.inThread(run)
-        self.assertEqual(noop, [b"* VANISHED 1,3\r\n", b"a3 OK NOOP completed\r\n"])
+        self.assertEqual(noop, [b"* VANISHED 1,3\r\n", b"* 3 RECENT\r\n", b"a3 OK NOOP completed\r\n"])
         self.assertIn(b"* VANISHED (EARLIER) 1,3\r\n", resync)
         self.assertIn(b"* 3 EXISTS\r\n", resync)
 
