@@ -87,6 +87,18 @@ class OpeningTests(IndexTestCase):
         os.unlink(self.sub(INDEX_FILE))
         self.assertEqual(facts(self.opened()), fromIndex)
 
+    def test_sizesDroppedAfterOpening(self):
+        """Once the mailbox has been read, the index keeps no second copy of the sizes
+        (a 100,000-message mailbox's would be megabytes for nothing)."""
+        expected = self.indexed()
+        mailboxIndex = MailboxIndex(self.sub(INDEX_FILE))
+        mailboxIndex.load()
+        self.assertEqual([mailboxIndex.sizes(f[4])[1] for f in expected],
+                         [f[2] for f in expected])
+        stamps = [files.stamp(self.sub(name)) for name in ("new", "cur", UIDLIST)]
+        mailboxIndex.wanted(stamps, False)  # what the mailbox asks after its first sync
+        self.assertEqual([mailboxIndex.sizes(f[4]) for f in expected], [None] * self.count)
+
     def test_noStatPerMessage(self):
         """Opening with an index takes sizes and dates from it, not a stat() of each file."""
         self.indexed()

@@ -262,6 +262,7 @@ class MailboxIndex:
         """
         if self._fromIndex:
             changed = self._fromIndex = False  # what was read from the file
+        self._sizes = {}  # the mailbox has every message's sizes by now
         if not _settledNow(stamps):
             return False
         return changed or self._written != (tuple(stamps), True)
