@@ -836,13 +836,31 @@ class MailboxCommands:
             if attribute.partial is not None:
                 offset, length = attribute.partial
                 data = data[offset:offset + length]
-            return [label + b" {%d}\r\n" % (len(data),), data]
+            return [label + b" {%d}\r\n" % (len(data),), data.replace(b"\x00", b"\x80")]
         start, end = where
         if attribute.partial is not None:
             offset, length = attribute.partial
             start = min(start + offset, end)
             end = min(start + length, end)
-        return [label + b" {%d}\r\n" % (end - start,), (f, start, end - start)]
+        return [label + b" {%d}\r\n" % (end - start,), (_WithoutNul(f), start, end - start)]
+
+
+class _WithoutNul:
+    """
+    A message file read for a literal (C{{n}}, not BINARY's C{~{n}}): each
+    NUL octet comes out as 0x80, as Dovecot 2.3 sends it. RFC 3501's literal
+    is made of CHAR8, which excludes NUL; the length stays the same, and
+    BINARY sends the stored octets (RFC 3516's literal8).
+    """
+
+    def __init__(self, f):
+        self._f = f
+
+    def seek(self, offset, whence=0):
+        return self._f.seek(offset, whence)
+
+    def read(self, size=-1):
+        return self._f.read(size).replace(b"\x00", b"\x80")
 
 
 def _binaryItem(attribute, root, f):

@@ -161,14 +161,6 @@ DELIBERATE = [
         commands=(b"FETCH 1:* (BODY.PEEK[2.HEADER.FIELDS.NOT (Subject)])",
                   b"FETCH 1:* (BODY.PEEK[3.HEADER.FIELDS.NOT (Subject)])")),
     Deliberate(
-        "nul-in-literal",
-        "A NUL octet in the message: Dovecot sends it as 0x80 in BODY[] literals (RFC 3501 "
-        "literals may not hold NUL); mailstack sends the stored octet. Not yet changed: "
-        "the streaming of FETCH literals (output.py) is being reworked for BINARY, where NUL "
-        "must go out as stored.",
-        scripts=("sections", "partials", "header-fields", "rfc822-items"),
-        messages=("nul-and-long-line",)),
-    Deliberate(
         "binary-size-attached-message",
         "BINARY.SIZE of an attached message (message/rfc822) whose body is decoded: Dovecot "
         "2.3 counts the attached message's own header as unchanged and answers 4 octets fewer "
