@@ -565,7 +565,10 @@ class POP3Server(LineSession):
             return None
         found, size = self._message(numbers[0], self.maildrop.size)
         if found:
-            self._send(numbers[0], None, "%d octets" % (size,))
+            if size <= self.settings.chunkSize:
+                self._sendWhole(numbers[0], size)
+            else:
+                self._send(numbers[0], None, "%d octets" % (size,))
 
     def do_TOP(self, argument):
         parts = argument.split()
@@ -577,6 +580,40 @@ class POP3Server(LineSession):
         found, _ = self._message(numbers[0], self.maildrop.size)
         if found:
             self._send(numbers[0], _lineCount(parts[1]), "Top of message follows")
+
+    def _sendWhole(self, number, size):
+        """
+        RETR of a message no larger than a chunk (most mail): read in one
+        call, sent in one write with the +OK line and the terminator, with
+        no producer and no Deferred. Reading at most one chunk of a file on
+        the reactor thread is what the streaming path does for its first
+        chunk too. A message that cannot be read gets -ERR, as nothing of
+        it has been sent yet.
+        """
+        found, source = self._message(number, self.maildrop.openMessage)
+        if not found:
+            return
+        try:
+            try:
+                data = source.read(self.settings.chunkSize + 1)
+            finally:
+                source.close()
+        except (OSError, StoreError):
+            log.failure("pop3 {peer}: reading message {n} failed", peer=self.peerText(),
+                        n=number)
+            self.metrics.error(STORAGE_ERROR)
+            return self._err("Message %d cannot be read now" % (number,), "SYS/TEMP")
+        if len(data) > self.settings.chunkSize:  # not the size the store said: stream it
+            return self._send(number, None, "%d octets" % (size,))
+        self.transport.write(b"+OK %d octets\r\n" % (size,) + stuff(data))
+        marked = self.maildrop.markSeen(number)
+        if not (marked.called and marked.result is None):  # not already \Seen
+            self.holdUnlessDone(marked.addErrback(self._notMarked, number))
+
+    def _notMarked(self, failure, number):
+        failure.trap(MessageGone, StoreError, OSError)
+        log.info("pop3 {peer}: cannot mark message {n} seen: {e}",
+                 peer=self.peerText(), n=number, e=failure.value)
 
     def _send(self, number, lines, first):
         found, source = self._message(number, self.maildrop.openMessage)
@@ -593,11 +630,7 @@ class POP3Server(LineSession):
             if not completed:
                 return self._transferStopped(number, sender)
             if lines is None:
-                def notMarked(failure):
-                    failure.trap(MessageGone, StoreError, OSError)
-                    log.info("pop3 {peer}: cannot mark message {n} seen: {e}",
-                             peer=self.peerText(), n=number, e=failure.value)
-                return self.maildrop.markSeen(number).addErrback(notMarked)
+                return self.maildrop.markSeen(number).addErrback(self._notMarked, number)
 
         def broken(failure):
             # The +OK and part of the message are out: an -ERR now would read as

@@ -832,6 +832,16 @@ class MaildirMailbox:
             raise StoreError("message %d cannot be read" % (entry.uid,))
         if entry.wireSize == entry.diskSize:
             return f
+        if entry.wireSize <= CHUNK_SIZE:  # most mail: converted whole, in one read
+            try:
+                data = f.read(CHUNK_SIZE + 1)
+            except BaseException:
+                f.close()
+                raise
+            if len(data) <= CHUNK_SIZE:
+                f.close()
+                return io.BytesIO(crlf.toCRLF(data, False)[0])
+            f.seek(0)  # larger than its name says: streamed as any large one
         return io.BufferedReader(crlf.CRLFReader(f, entry.wireSize), CHUNK_SIZE)
 
     def keywords(self):
