@@ -94,6 +94,30 @@ class ImaplibTests(IMAPTestCase):
         self.assertIn("BAD", refused or "")
 
     @defer.inlineCallbacks
+    def test_rev2FlagUpdates(self):
+        """A flag change made by another imaplib session reaches an IMAP4rev2 session's
+        NOOP as a FETCH carrying the UID (RFC 9051 7.5.2); an IMAP4rev1 one gets FLAGS alone."""
+        def session():
+            rev2, rev1, other = self.loggedIn(), self.loggedIn(), self.loggedIn()
+            try:
+                check(other.append("INBOX", None, None, MESSAGE))
+                check(rev2.enable("IMAP4rev2"))
+                for c in (rev2, rev1, other):
+                    check(c.select("INBOX"))
+                uid = check(other.fetch("1", "(UID)"))
+                check(other.store("1", "+FLAGS.SILENT", r"(\Flagged)"))
+                check(rev2.noop())
+                check(rev1.noop())
+                return uid, rev2.response("FETCH")[1], rev1.response("FETCH")[1]
+            finally:
+                for c in (rev2, rev1, other):
+                    c.logout()
+        uid, seen2, seen1 = yield self.inThread(session)
+        number = uid[0].split(b" ")[2].rstrip(b")")
+        self.assertEqual(seen2, [b"1 (UID " + number + b" FLAGS (\\Flagged))"])
+        self.assertEqual(seen1, [b"1 (FLAGS (\\Flagged))"])
+
+    @defer.inlineCallbacks
     def test_switchedOff(self):
         """A listener with IMAP4rev2 off: not advertised, ENABLE enables nothing, * SEARCH stays."""
         def session():
