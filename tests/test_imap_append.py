@@ -53,6 +53,14 @@ class GrammarTests(unittest.TestCase):
                          [("TEXT", b"hi"), ("URL", b"/INBOX/;UID=1"), ("URL", b";UID=2"),
                           ("URL", b"/a/;U")])
 
+    def test_catenateUtf8(self):
+        """A CATENATE part may be RFC 6855's UTF8 (literal8): a TEXT part marked utf8."""
+        _, [message] = args_append(Reader([b"INBOX CATENATE (UTF8 (~{2}", b"hi", b') URL ";UID=1")']))
+        self.assertEqual([(p.kind, p.value, p.utf8) for p in message.catenate],
+                         [("TEXT", b"hi", True), ("URL", b";UID=1", False)])
+        self.assertRaises(ParseError, args_append, Reader([b"INBOX CATENATE (UTF8 ({2}", b"hi",
+                                                           b"))"]))
+
     def test_syntaxErrors(self):
         """No message, an empty or unknown CATENATE list, a trailing flag list: syntax errors."""
         for parts in ([b"INBOX"], [b"INBOX (\\Seen)"], [b"INBOX CATENATE ()"],

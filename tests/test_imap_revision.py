@@ -562,6 +562,28 @@ class Utf8AcceptTests(RevisionSessionMixin, unittest.TestCase):
         self.assertTrue(self.send(b"b APPEND INBOX ~{3+}\r\nabc\r\n", session).startswith(
             b"b BAD Literal8 is not available here"))
 
+    def test_catenatePart(self):
+        """A CATENATE part may be UTF8 (~{n}) (RFC 6855 4, cat-part =/ utf8-literal), also
+        with BINARY off; the message is the parts as sent. Before ENABLE it is BAD."""
+        uid = self.deliver()
+        header, body = UTF8_MESSAGE.split(b"\r\n\r\n", 1)
+        command = (b'a APPEND INBOX CATENATE (UTF8 (~{%d+}\r\n' % (len(header) + 4,)
+                   + header + b'\r\n\r\n) URL "/INBOX/;UID=%d/;SECTION=TEXT" UTF8 (~{%d+}\r\n'
+                   % (uid, len(body)) + body + b"))\r\n")
+        session = self.connect(disabled=frozenset({"BINARY"}))
+        self.login(session)
+        self.assertEqual(self.send(command, session),
+                         b"a BAD APPEND UTF8 needs ENABLE UTF8=ACCEPT\r\n")
+        self.assertEqual(self.send(b"e ENABLE UTF8=ACCEPT\r\n", session),
+                         b"* ENABLED UTF8=ACCEPT\r\ne OK ENABLE completed\r\n")
+        out = self.send(command, session)
+        self.assertTrue(out.startswith(b"a OK [APPENDUID "), out)
+        inbox = self.openMailbox()
+        newest = inbox.messages()[-1]
+        with inbox.openMessage(newest.uid) as f:
+            stored = f.read()
+        self.assertEqual(stored, header + b"\r\n\r\n" + MESSAGE.split(b"\r\n\r\n", 1)[1] + body)
+
     def test_multiappend(self):
         """MULTIAPPEND mixes a UTF8 message with a plain one; both get UIDs."""
         self.utf8()

@@ -311,7 +311,7 @@ class MailboxCommands:
         name = self._name(mailbox)
         for message in messages:
             _checkFlags(message.flags)
-            if message.utf8:
+            if message.utf8 or any(part.utf8 for part in message.catenate):
                 self.revision.checkUtf8Append()  # RFC 6855's UTF8 (~{n}): once UTF-8 is on
         if (not self.extensionEnabled("MULTIAPPEND") and len(messages) > 1
                 or not self.extensionEnabled("CATENATE") and any(m.catenate for m in messages)):

@@ -80,8 +80,8 @@ _SECRET_PREFIX = {
 _TAG = re.compile(rb'([^\x00-\x20(){%*"\\+\x7f-\xff]+) ')
 
 _LITERAL8 = re.compile(rb"~\{\d+\+?\}\Z")
-# APPEND's RFC 6855 message, a literal8 with or without BINARY.
-_UTF8_LITERAL8 = re.compile(rb"(?i) UTF8 \(~\{\d+\+?\}\Z")
+# APPEND's RFC 6855 message or CATENATE part, a literal8 with or without BINARY.
+_UTF8_LITERAL8 = re.compile(rb"(?i)[ (]UTF8 \(~\{\d+\+?\}\Z")
 
 # Extensions, in CAPABILITY order (the names a listener may disable).
 EXTENSIONS = ("LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",

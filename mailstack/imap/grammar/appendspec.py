@@ -6,7 +6,9 @@ URL parts name, pure: no I/O, no Twisted.
     append          = "APPEND" SP mailbox 1*append-message
     append-message  = [SP flag-list] [SP date-time] SP append-data
     append-data     = literal / literal8 / "CATENATE" SP "(" cat-part *(SP cat-part) ")"
-    cat-part        = "TEXT" SP literal / "URL" SP astring
+                      / utf8-literal
+    cat-part        = "TEXT" SP literal / "URL" SP astring / utf8-literal
+    utf8-literal    = "UTF8" SP "(" literal8 ")"          (RFC 6855 4, after ENABLE)
 
 A URL part is parsed only when the command runs (L{parseURL}): a bad URL
 is the command's C{NO [BADURL url]}, not a syntax error.
@@ -27,9 +29,13 @@ Data = Union[bytes, IO[bytes]]
 
 @dataclasses.dataclass(frozen=True)
 class CatenatePart:
-    """One CATENATE part: C{kind} TEXT (C{value} the literal) or URL (the URL as sent)."""
+    """
+    One CATENATE part: C{kind} TEXT (C{value} the literal) or URL (the URL as
+    sent). C{utf8}: a TEXT part sent as RFC 6855's C{UTF8 (literal8)}.
+    """
     kind: str
     value: Data
+    utf8: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +83,18 @@ def _appendMessage(reader: Reader) -> AppendMessage:
         return AppendMessage(flags, date, reader.literal(allowFile=True, allowBinary=True))
     if reader.trySkip(b"CATENATE "):
         return AppendMessage(flags, date, catenate=tuple(_catenateParts(reader)))
-    if reader.trySkip(b"UTF8 ("):  # RFC 6855 4: "UTF8" SP "(" literal8 ")"
-        if reader.peek() != b"~":
-            raise ParseError("APPEND UTF8 needs the message as a literal8 (~{n})")
-        message = reader.literal(allowFile=True, allowBinary=True)
-        reader.skip(b")")
-        return AppendMessage(flags, date, message, utf8=True)
+    if reader.trySkip(b"UTF8 ("):
+        return AppendMessage(flags, date, _utf8Literal(reader, "APPEND"), utf8=True)
     raise ParseError("APPEND needs the message as a literal or CATENATE")
+
+
+def _utf8Literal(reader: Reader, what: str) -> Data:
+    """RFC 6855 4's C{utf8-literal} after its C{UTF8 (}: C{literal8 ")"}."""
+    if reader.peek() != b"~":
+        raise ParseError("%s UTF8 needs the message as a literal8 (~{n})" % (what,))
+    value = reader.literal(allowFile=True, allowBinary=True)
+    reader.skip(b")")
+    return value
 
 
 def _catenateParts(reader: Reader) -> list[CatenatePart]:
@@ -100,7 +111,9 @@ def _catenatePart(reader: Reader) -> CatenatePart:
         return CatenatePart("TEXT", reader.literal(allowFile=True, allowBinary=True))
     if reader.trySkip(b"URL "):
         return CatenatePart("URL", reader.astring())
-    raise ParseError("CATENATE parts are TEXT or URL")
+    if reader.trySkip(b"UTF8 ("):  # RFC 6855 4: cat-part =/ utf8-literal
+        return CatenatePart("TEXT", _utf8Literal(reader, "CATENATE"), utf8=True)
+    raise ParseError("CATENATE parts are TEXT, URL or UTF8")
 
 
 # -- IMAP URLs ----------------------------------------------------------------
