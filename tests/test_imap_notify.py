@@ -374,6 +374,12 @@ class SelectedTests(NotifyTestMixin, unittest.TestCase):
         self.assertEqual(withoutRecent(self.send(b"p NOOP\r\n")),
                          b"* 1 EXPUNGE\r\np OK NOOP completed\r\n")
 
+    def test_flagChangeNotAsked(self):
+        """Without FlagChange a flag change is not pushed; the next command reports it."""
+        self.send(b"n NOTIFY SET (SELECTED (MessageNew MessageExpunge))\r\n")
+        self.assertEqual(self.by(b"f STORE 1 +FLAGS (\\Flagged)\r\n"), b"")
+        self.assertIn(b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n", self.send(b"p NOOP\r\n"))
+
     def test_noSelectedEvents(self):
         """Without a SELECTED group the selected mailbox's changes wait for a command."""
         self.send(b"n NOTIFY SET (PERSONAL (MessageNew MessageExpunge))\r\n")

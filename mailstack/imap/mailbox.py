@@ -348,6 +348,10 @@ class MailboxView:
     def pending(self):
         return bool(self._expunged or self._added or self._flagsChanged)
 
+    def countPending(self):
+        """Whether new or expunged messages wait to be told (NOTIFY's MessageNew, MessageExpunge)."""
+        return bool(self._expunged or self._added)
+
     def updates(self, allowExpunge=True, condstore=False, qresync=False, withUID=False):
         """
         The untagged responses owed to the client (bytes lines without CRLF),

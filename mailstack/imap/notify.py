@@ -638,7 +638,11 @@ class NotifyCommands:
         selected = self.notifySelected
         if view is None or self._closing:
             return
-        allowExpunge = self._idle is not None or selected is None or not selected.delayed
+        idle = self._idle is not None
+        if not idle and selected is not None and FLAG_CHANGE not in selected.events and (
+                not view.countPending()):
+            return  # flag changes only, not asked for: they wait for a command (RFC 5465 5.1)
+        allowExpunge = idle or selected is None or not selected.delayed
         lastUID = view.uids[-1] if view.uids else 0
         d = self.sendUpdates(allowExpunge=allowExpunge)
         if selected is not None and selected.fetchAttributes:
