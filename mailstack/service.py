@@ -346,14 +346,14 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
         else:
             endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)
-    _addWorkers(config, reactor, top)
+    supervisor = _addWorkers(config, reactor, top)
     if config.web is not None and config.server.worker == 1:  # the console: first process only
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
                              authPenalty=authPenalty, reactor=reactor, counter=counter,
                              activity=activity, metrics=metrics,
                              listeners=[s for s in top if isinstance(s, ListenerService)],
-                             capture=top.capture)
+                             capture=top.capture, workers=supervisor)
         top.web.transcripts = hub
         WebService(config.web, reactor, buildSite(top.web, tlsContext)).setServiceParent(top)
     return top
@@ -363,18 +363,23 @@ def _addWorkers(config, reactor, top):
     """
     C{[server] workers}: the first process supervises the others (handing
     them every bound listener); a worker stops when the first process goes.
+
+    @return: the first process's L{msworkers.WorkerSupervisor}, or L{None}.
     """
     if config.server.worker > 1:
         msworkers.ParentWatch(reactor).setServiceParent(top)
-    elif config.server.workers > 1:
+        return None
+    if config.server.workers > 1:
         listeners = [s for s in top if isinstance(s, ListenerService)]
 
         def bound():
             return [(s.listener.name, s.port.fileno(), msworkers.addressFamily(s.port))
                     for s in listeners]
-        msworkers.WorkerSupervisor(
-            reactor, config.server.workers, bound,
-            msworkers.workerCommand(str(config.path))).setServiceParent(top)
+        supervisor = msworkers.WorkerSupervisor(
+            reactor, config.server.workers, bound, msworkers.workerCommand(str(config.path)))
+        supervisor.setServiceParent(top)
+        return supervisor
+    return None
 
 
 class WebService(StreamServerEndpointService):

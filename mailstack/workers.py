@@ -187,6 +187,10 @@ class WorkerSupervisor(service.Service):
         for number in range(2, self.count + 1):
             self._start(number)
 
+    def processes(self):
+        """How many of the C{count} processes run now (this one included)."""
+        return 1 + sum(1 for worker in self.workers.values() if worker.running)
+
     def _start(self, number):
         self._restarts.pop(number, None)
         childFDs = {0: "w", 1: "r", 2: "r"}
@@ -207,7 +211,7 @@ class WorkerSupervisor(service.Service):
             del self.workers[worker.number]
         how = reason.value
         what = ("exited with status %s" % (how.exitCode,) if how.signal is None
-                else "killed by signal %s" % (how.signal,))
+                else "ended by signal %s" % (how.signal,))
         if not self.running:
             log.info("worker {number} stopped ({what})", number=worker.number, what=what)
             return

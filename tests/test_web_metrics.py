@@ -208,6 +208,20 @@ class HealthTests(WebMetricsMixin, unittest.TestCase):
         self.assertEqual(request.responseCode, 503)
         self.assertEqual(self.report(request)["listeners"]["pop3"], "down")
 
+    def test_workers(self):
+        """With [server] workers, the report says how many processes run, and a worker down leaves it ok."""
+        class Supervisor:
+            count = 3
+
+            def processes(self):
+                return 2
+        self.context.workers = Supervisor()
+        request = self.get(b"healthz")
+        self.assertEqual(request.responseCode or 200, 200)
+        report = self.report(request)
+        self.assertEqual((report["status"], report["workers"]),
+                         ("ok", {"configured": 3, "running": 2}))
+
     def test_clientGone(self):
         """A client that leaves before the store answers gets nothing written (no error)."""
         account = self.store.account("postmaster@lab.test")

@@ -140,6 +140,13 @@ class SupervisorTests(unittest.TestCase):
         self.reactor.advance(0)
         self.assertEqual(len(self.reactor.spawned), 3)
 
+    def test_processes(self):
+        """processes() counts this process and each worker not yet ended."""
+        self.supervisor.startService()
+        self.assertEqual(self.supervisor.processes(), 3)
+        ended(self.reactor.spawned[0][0], code=1)
+        self.assertEqual(self.supervisor.processes(), 2)
+
     def test_stopTermsThenKills(self):
         """Stopping sends SIGTERM to all, SIGKILL to one still running after the grace, and fires when all ended."""
         self.supervisor.startService()

@@ -40,6 +40,8 @@ class WebContext:
         data directory's, made on first use (L{mailstack.web.tokens.tokensFor}).
     @ivar navigation: C{[(label, href, adminOnly)]}: the links in every
         console page's header (L{mailstack.web.app.buildRoot} fills it).
+    @ivar workers: with C{[server] workers} above 1, the
+        L{mailstack.workers.WorkerSupervisor} (C{count}, C{processes()}).
     """
 
     config: Any
@@ -58,6 +60,7 @@ class WebContext:
     submissions: Any = None
     tokens: Any = None
     navigation: list = dataclasses.field(default_factory=list)
+    workers: Any = None
 
     def runInThread(self, function, *args, **kwargs):
         """

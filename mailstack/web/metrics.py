@@ -198,8 +198,15 @@ class HealthResource(resource.Resource):
 
         def report(store):
             ok = store == "ok" and all(state == "up" for state in listeners.values())
-            return {"status": "ok" if ok else "unavailable", "listeners": listeners,
-                    "store": store}
+            found = {"status": "ok" if ok else "unavailable", "listeners": listeners,
+                     "store": store}
+            workers = self.context.workers
+            if workers is not None:
+                # Told, not judged: the first process serves every listener
+                # while a worker restarts.
+                found["workers"] = {"configured": workers.count,
+                                    "running": workers.processes()}
+            return found
         return self.probeStore().addCallback(report)
 
     def answer(self, report, request, gone):

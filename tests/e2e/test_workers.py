@@ -6,6 +6,7 @@ hands the connection to the one still running, whose greeting proves it
 accepted it.
 """
 
+import json
 import os
 import poplib
 import re
@@ -14,6 +15,7 @@ import smtplib
 import textwrap
 import threading
 import time
+import urllib.request
 
 from twisted.internet import defer, threads
 from twisted.trial import unittest
@@ -49,7 +51,8 @@ class WorkersTests(unittest.TestCase):
         text = CONFIG.format(dataDir=os.path.join(top, "var")).replace(
             "[server]\n", "[server]\nworkers = 2\n").replace("lock_wait = 2", "lock_wait = 20")
         with open(config, "w") as f:
-            f.write(text + textwrap.dedent(LISTENERS))
+            f.write(text + textwrap.dedent(LISTENERS)
+                    + '\n[web]\nendpoint = "tcp:0:interface=127.0.0.1"\n')
         self.server = TwistdProcess("workers", ("smtp", "imap", "pop3"))
         reactor.spawnProcess(
             self.server, TWISTD,
@@ -171,6 +174,19 @@ class WorkersTests(unittest.TestCase):
                 finally:
                     idle.close()
         return threads.deferToThread(steps)
+
+    def test_healthzCountsWorkers(self):
+        """The first process's /healthz says two processes are configured and running."""
+        def steps():
+            port = re.search(r"web console: http://127\.0\.0\.1:(\d+)/",
+                             self.server.text()).group(1)
+            with urllib.request.urlopen("http://127.0.0.1:%s/healthz" % (port,),
+                                        timeout=WAIT) as answer:
+                return json.loads(answer.read())
+        d = threads.deferToThread(steps)
+        d.addCallback(lambda report: self.assertEqual(
+            (report["status"], report["workers"]), ("ok", {"configured": 2, "running": 2})))
+        return d
 
     @defer.inlineCallbacks
     def test_stopLeavesNoWorker(self):
