@@ -93,6 +93,12 @@ class KeyTests(unittest.TestCase):
         self.assertEqual(fields.displayFrom, b"=?UTF-8?Q?X?=@EXAMPLE.COM")
         self.assertEqual(fields.displayTo, b"ANN")
 
+    def test_loneCRSeparates(self):
+        """A lone CR ends an address (as in ENVELOPE and Dovecot), not joins the next words to it."""
+        fields = self.fields(b"From: a@example.com\rTo: b@example.com\rCc: x")
+        self.assertEqual(fields.displayFrom, b"A@EXAMPLE.COM")
+        self.assertEqual(fields.from_, b"A")
+
     def test_sentDate(self):
         """Date: becomes UTC seconds; missing or unreadable, None."""
         self.assertEqual(sort.sentDate(b"Thu, 1 Jan 1970 01:00:10 +0100"), 10)

@@ -189,6 +189,16 @@ def sentDate(value):
     return seconds % 2 ** 32
 
 
+def _firstRaw(part, name):
+    """
+    The first field C{name} as it stands (L{mailstack.imap.fetch.Part.rawValues}),
+    or None: addresses are read from the raw value, as ENVELOPE reads them, so
+    a lone CR separates words instead of joining them (as in Dovecot).
+    """
+    values = part.rawValues(name)
+    return values[0] if values else None
+
+
 def _firstAddress(value):
     addresses = parseAddresses(value) if value else []
     return addresses[0] if addresses else None
@@ -353,10 +363,10 @@ class Fields:
         inReplyTo = messageIDs(part.header(b"in-reply-to"))
         return cls(
             subject=subject, isReply=isReply, sent=sentDate(part.header(b"date")),
-            cc=_mailboxKey(part.header(b"cc")), from_=_mailboxKey(part.header(b"from")),
-            to=_mailboxKey(part.header(b"to")),
-            displayFrom=_displayKey(part.header(b"from")),
-            displayTo=_displayKey(part.header(b"to")),
+            cc=_mailboxKey(_firstRaw(part, b"cc")), from_=_mailboxKey(_firstRaw(part, b"from")),
+            to=_mailboxKey(_firstRaw(part, b"to")),
+            displayFrom=_displayKey(_firstRaw(part, b"from")),
+            displayTo=_displayKey(_firstRaw(part, b"to")),
             messageID=ids[0] if ids else None,
             references=messageIDs(part.header(b"references")),
             inReplyTo=inReplyTo[0] if inReplyTo else None)
