@@ -99,6 +99,20 @@ class OpeningTests(IndexTestCase):
         mailboxIndex.wanted(stamps, False)  # what the mailbox asks after its first sync
         self.assertEqual([mailboxIndex.sizes(f[4]) for f in expected], [None] * self.count)
 
+    def test_flagSetsShared(self):
+        """Messages with the same flag letters share one flags set (a 100,000-message
+        mailbox holds a handful, not 100,000), and a keyword renamed in
+        dovecot-keywords shows at once."""
+        mailbox = self.opened()
+        infos = mailbox.messages()
+        self.assertTrue(all(i.flags is infos[0].flags for i in infos))
+        mailbox.setFlagsNow(infos[0].uid, {"\\Seen", "Work"})
+        self.assertEqual(mailbox.messageInfo(infos[0].uid).flags, {"\\Seen", "Work"})
+        with open(self.sub("dovecot-keywords"), "w") as f:
+            f.write("0 Home\n")
+        mailbox.syncNow(claimRecent=False)
+        self.assertEqual(mailbox.messageInfo(infos[0].uid).flags, {"\\Seen", "Home"})
+
     def test_noStatPerMessage(self):
         """Opening with an index takes sizes and dates from it, not a stat() of each file."""
         self.indexed()

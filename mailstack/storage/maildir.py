@@ -753,8 +753,21 @@ class MaildirMailbox:
         except KeyError:
             raise NoSuchMessage("no message with UID %s" % (uid,))
 
+    # (the keyword names, {letters: flags}): one frozenset per distinct info
+    # letters while the names are the same (a 100k mailbox has a handful).
+    _flagSets: tuple = (None, {})
+
     def _flagsOf(self, entry):
-        return flagsFromLetters(self._fileLetters(entry), self._keywordNames)
+        letters = self._fileLetters(entry)
+        names, known = self._flagSets
+        if names is not self._keywordNames:
+            names, known = self._flagSets = (self._keywordNames, {})
+        flags = known.get(letters)
+        if flags is None:
+            flags = flagsFromLetters(letters, names)
+            if len(known) < 1024:
+                known[letters] = flags
+        return flags
 
     def _fillSizes(self, entry):
         """Find the on-disk size, CRLF size and mtime of a message (once)."""
