@@ -372,6 +372,27 @@ class NameTests(RevisionSessionMixin, unittest.TestCase):
         self.assertEqual(self.send('a CREATE "Caf\u00e9"\r\n'.encode("utf-8"), other),
                          b"a NO [CANNOT] Mailbox name is not valid modified UTF-7\r\n")
 
+    def test_netUnicodeOnly(self):
+        """Once names are UTF-8, CREATE and RENAME refuse a name not in NFC, or with a C1
+        control, NO [CANNOT] (RFC 9051 5.1); the NFC name is created; rev1 is unchanged."""
+        decomposed = "Cafe\u0301".encode("utf-8")
+        self.rev2()
+        self.assertEqual(self.send(b'a CREATE "' + decomposed + b'"\r\n'),
+                         b"a NO [CANNOT] Mailbox name is not in Unicode Normalization Form C"
+                         b" (RFC 9051 5.1)\r\n")
+        self.assertEqual(self.send('b CREATE "x\u0085y"\r\n'.encode("utf-8")),
+                         b"b NO [CANNOT] Mailbox name contains control characters\r\n")
+        self.assertIn(b"c OK ", self.send('c CREATE "Caf\u00e9"\r\n'.encode("utf-8")))
+        self.assertEqual(self.send(b'd RENAME "Caf\xc3\xa9" "' + decomposed + b'"\r\n'),
+                         b"d NO [CANNOT] Mailbox name is not in Unicode Normalization Form C"
+                         b" (RFC 9051 5.1)\r\n")
+        self.assertEqual(sorted(n for n in self.account.listMailboxes() if n.startswith("Caf")),
+                         ["Caf\u00e9"])
+        rev1 = self.connect()
+        self.login(rev1)
+        self.assertIn(b"e OK ", self.send(b'e CREATE "Cafe&AwE-"\r\n', rev1))
+        self.assertIn("Cafe\u0301", self.account.listMailboxes())
+
     def test_childrenAlways(self):
         """With CHILDREN switched off, rev2's LIST still says \\HasChildren/\\HasNoChildren."""
         self.createMailbox("A/B")

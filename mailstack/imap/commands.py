@@ -175,6 +175,7 @@ class MailboxCommands:
                 return ("NO", "USEATTR", "Unsupported special use %s" % (unknown[0],))
         if name.rstrip(DELIMITER) == "INBOX":
             return ("NO", "ALREADYEXISTS", "INBOX always exists")
+        self.revision.checkNewName(name)  # UTF-8 names: Net-Unicode only (RFC 9051 5.1)
         d = self.account.store.createMailbox(name)
         if uses:
             d.addCallback(lambda _: self.account.store.setSpecialUse(
@@ -201,7 +202,9 @@ class MailboxCommands:
         return d.addErrback(self.revision.deleteRefused, name)  # IMAP4rev2: [HASCHILDREN]
 
     def do_RENAME(self, tag, old, new):
-        d = self.account.store.renameMailbox(self._name(old), self._name(new))
+        new = self._name(new)
+        self.revision.checkNewName(new)  # UTF-8 names: Net-Unicode only (RFC 9051 5.1)
+        d = self.account.store.renameMailbox(self._name(old), new)
         return d.addCallback(lambda _: ("OK", None, "RENAME completed"))
 
     def do_SUBSCRIBE(self, tag, mailbox):

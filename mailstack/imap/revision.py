@@ -21,6 +21,8 @@ Store names are str whatever the mode; only their wire form changes
 on disk stay as Dovecot writes them.
 """
 
+import unicodedata
+
 from mailstack.imap import listing
 from mailstack.imap.mailbox import BadMailboxName, decodeName, encodeName
 from mailstack.imap.response import Refusal, quoted, string
@@ -156,6 +158,26 @@ class Revision:
         if self.utf8 and charset is not None:
             raise Refusal("SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT (RFC 6855)",
                           status="BAD")
+
+    def checkNewName(self, name):
+        """
+        CREATE's name, RENAME's new one: once names are UTF-8, RFC 9051 5.1
+        ('Server implementations MUST prohibit the creation of 8-bit mailbox
+        names that do not comply with Net-Unicode'; RFC 6855 3 the same)
+        refuses one that is not in Unicode Normalization Form C or holds a C1
+        control character (RFC 5198 2; the store refuses C0 controls itself).
+        mailstack does not normalize names for the client, so a name SELECT
+        is given is the name CREATE made.
+
+        @raise Refusal: C{NO [CANNOT]}.
+        """
+        if not self.utf8Names or name.isascii():
+            return
+        if unicodedata.normalize("NFC", name) != name:
+            raise Refusal("Mailbox name is not in Unicode Normalization Form C (RFC 9051 5.1)",
+                          "CANNOT")
+        if any("\x80" <= c <= "\x9f" for c in name):
+            raise Refusal("Mailbox name contains control characters", "CANNOT")
 
     def checkUtf8Append(self):
         """APPEND's C{UTF8 (literal8)} (RFC 6855 4): BAD until UTF-8 is enabled."""
