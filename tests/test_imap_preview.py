@@ -119,6 +119,22 @@ DOVECOT_EDGES = [
      'From: two@x Two.'),
     (b'From: a@x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=d\r\n\r\n--d\r\n\r\nno header part\r\n--d--\r\n',
      'no header part'),
+    # Invalid octets in a row are one U+FFFD; base64 decoding stops at an octet
+    # outside its alphabet (white space aside), keeping what it decoded.
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nplain words\r\n',
+     '\ufffdV\ufffd +v'),
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n--not-a-boundary\r\n',
+     ''),
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs-bG8=\r\n',
+     'hel'),
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29y.bGQ=\r\n',
+     'hello wor'),
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n//4gb2sgww==\r\n',
+     '\ufffd ok'),
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\na\xff\xfeb c\xc3 d\r\n',
+     'a\ufffdb c\ufffd d'),
+    (b'Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPHA+eP/+eTwvcD4=\r\n',
+     'x\ufffdy'),
 ]
 UNSTABLE_EDGES = (0, 2)
 

@@ -19,11 +19,11 @@ and the text stops at L{MAX_CHARS} characters. No text is C{""}, as Dovecot
 answers (RFC 8970 allows NIL only when a preview cannot be made at all).
 """
 
-import base64
 import binascii
 import codecs
 import html.entities
 import quopri
+import re
 
 # Dovecot's BODY_SNIPPET_MAX_CHARS (RFC 8970 allows up to 256).
 MAX_CHARS = 200
@@ -128,10 +128,7 @@ def decodedText(part, data):
     raw = part.header(b"content-transfer-encoding")
     encoding = raw.strip().lower() if raw else b""
     if encoding == b"base64":
-        try:
-            data = base64.b64decode(b"".join(data.split()) + b"==", validate=False)
-        except (binascii.Error, ValueError):
-            data = b""
+        data = _decodeBase64(data)
     elif encoding == b"quoted-printable":
         data = quopri.decodestring(data)
     elif encoding not in (b"", b"7bit", b"8bit", b"binary"):
@@ -139,7 +136,26 @@ def decodedText(part, data):
     charset = _charset(part)
     if charset == "utf-8":
         data = _withoutTruncatedEnd(data)
-    return data.decode(charset, "replace")
+    # Each invalid octet becomes a lone surrogate; a run of them (after a
+    # U+FFFD, too) is one U+FFFD, as Dovecot adds no replacement character
+    # right after another.
+    return _INVALID_RUN.sub("\ufffd", data.decode(charset, "surrogateescape"))
+
+
+_INVALID_RUN = re.compile("\ufffd?[\udc80-\udcff]+")
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]*")
+
+
+def _decodeBase64(data):
+    """
+    Base64 as Dovecot's preview reads it: white space skipped, decoding
+    stops at the padding or at any other octet outside the alphabet (what
+    follows is lost), and a last incomplete group gives what it holds.
+    """
+    run = _BASE64_RUN.match(b"".join(data.split())).group(0)
+    if len(run) % 4 == 1:
+        run = run[:-1]
+    return binascii.a2b_base64(run + b"=" * (-len(run) % 4))
 
 
 def _entity(text, i, out):
