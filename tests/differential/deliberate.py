@@ -133,12 +133,6 @@ DELIBERATE = [
         "UTF-8 ones (RFC 3501 wants a literal for 8-bit).",
         scripts=("search",), predicate=_eightBitOutsideLiteral),
     Deliberate(
-        "raw-latin1-header",
-        "A header with raw 8-bit octets that are not UTF-8 (Subject: Caf\\xe9) is read as "
-        "Latin-1, so SEARCH finds caf\\xe9 in it; Dovecot reads it as UTF-8 with "
-        "replacement characters and finds nothing.",
-        commands=(b"SEARCH CHARSET ISO-8859-1 SUBJECT caf\xe9",)),
-    Deliberate(
         "header-without-line-end",
         "HEADER.FIELDS of a message whose header ends without a line end (no blank line, no "
         "body): mailstack ends the field with CRLF and, as RFC 3501 6.4.5 says for a message "
