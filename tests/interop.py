@@ -410,6 +410,31 @@ class LockingDovecot(Dovecot):
             "}\n")
 
 
+@defer.inlineCallbacks
+def dovecotOnCopy(testCase, dataDir):
+    """
+    A private L{Dovecot}, started, over a copy of a mailstack data directory
+    as it is now (its accounts' Maildirs handed over): one session can then
+    run against both servers from the same mail.
+    """
+    copyDir = dataDir + "-dovecot"
+    shutil.copytree(dataDir, copyDir, symlinks=True)
+    dovecot = Dovecot(testCase, copyDir)
+    dovecot.handOver(os.path.join(copyDir, "mail", "lab.test"))
+    yield dovecot.start()
+    return dovecot
+
+
+def replyDifferences(ours, theirs):
+    """
+    Where two runs of one session differ: lists of C{(command, reply lines)}
+    from mailstack and from Dovecot -> one text per command answered
+    differently (an empty list when they agree).
+    """
+    return ["%r\n  mailstack: %r\n  Dovecot:   %r" % (command, lines, expected)
+            for (command, lines), (_, expected) in zip(ours, theirs) if lines != expected]
+
+
 def _greets(port, greeting):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as s:

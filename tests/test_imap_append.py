@@ -26,6 +26,19 @@ def lit(data):
     return b"{%d+}\r\n" % (len(data),) + data
 
 
+def temporaryFiles(testCase):
+    """The temporary files made from now on in C{testCase}, in a list that grows."""
+    made = []
+    real = spool.tempfile.TemporaryFile
+
+    def counting(*args, **kwargs):
+        f = real(*args, **kwargs)
+        made.append(f)
+        return f
+    testCase.patch(spool.tempfile, "TemporaryFile", counting)
+    return made
+
+
 class GrammarTests(unittest.TestCase):
     """APPEND's arguments and CATENATE's URLs, without a session."""
 
@@ -258,14 +271,7 @@ class MultiappendTests(IMAPTestMixin, unittest.TestCase):
     def test_oneSpoolFile(self):
         """Past the memory share, a MULTIAPPEND's many literals go to one file, not one
         each (descriptors stay bounded), and each message is stored as sent."""
-        made = []
-        real = spool.tempfile.TemporaryFile
-
-        def counting(*args, **kwargs):
-            f = real(*args, **kwargs)
-            made.append(f)
-            return f
-        self.patch(spool.tempfile, "TemporaryFile", counting)
+        made = temporaryFiles(self)
         session = self.connect(maxLiteralSize=2 * SPOOL_MEMORY)
         self.login(session)
         # Sixteen literals of SMALL_LITERAL octets fill the memory share exactly.
@@ -519,18 +525,11 @@ class CatenateTests(IMAPTestMixin, unittest.TestCase):
     def test_oneSpoolFile(self):
         """Several large CATENATE messages in one MULTIAPPEND are made in one file,
         not one each nor in memory."""
-        made = []
-        real = spool.tempfile.TemporaryFile
-
-        def counting(*args, **kwargs):
-            f = real(*args, **kwargs)
-            made.append(f)
-            return f
         big = b"Subject: big\r\n\r\n" + b"x" * (SPOOL_MEMORY + 10) + b"\r\n"
         uid = self.deliver(big)
         session = self.connect(maxLiteralSize=2 * SPOOL_MEMORY)
         self.login(session)
-        self.patch(spool.tempfile, "TemporaryFile", counting)
+        made = temporaryFiles(self)
         url = b'CATENATE (URL "/INBOX/;UID=%d") ' % (uid,)
         out = self.send(b"a APPEND INBOX " + url * 3 + b'CATENATE (URL "/INBOX/;UID=%d")\r\n'
                         % (self.uid,), session)

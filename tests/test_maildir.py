@@ -968,48 +968,49 @@ class AppendManyTests(MaildirTestCase):
         for subdir in ("tmp", "new", "cur"):
             self.assertEqual(self.files(subdir), [], subdir)
 
-    def test_nothingLeftWhenPlacingFails(self):
-        """A failure after some messages were renamed into cur/ takes them back: no file, no UID."""
+    def failPlacing(self, meanwhile):
+        """
+        appendMany of two messages whose fsync of cur/ fails once they are
+        renamed there, C{meanwhile()} run just before it fails.
+
+        @return: UIDNEXT before the attempt.
+        """
         real = maildir.fsyncDirectory
-        calls = []
 
         def failing(path):
-            calls.append(path)
             if path.endswith("cur"):
+                meanwhile()
                 raise OSError(errno.EIO, "injected fsync failure")
             return real(path)
         self.patch(maildir, "fsyncDirectory", failing)
         uidNext = self.inbox.uidNext
         d = self.inbox.appendMany([(b"one\r\n", {"\\Seen"}, None), (b"two\r\n", (), None)])
         self.failureResultOf(d, OSError)
-        self.assertTrue(calls)
+        self.patch(maildir, "fsyncDirectory", real)
+        return uidNext
+
+    def test_nothingLeftWhenPlacingFails(self):
+        """A failure after some messages were renamed into cur/ takes them back: no file, no UID."""
+        placed = []
+        uidNext = self.failPlacing(lambda: placed.extend(self.files("cur")))
+        self.assertEqual(len(placed), 1)  # the \Seen one: the failure came after the renames
         for subdir in ("tmp", "new", "cur"):
             self.assertEqual(self.files(subdir), [], subdir)
-        self.patch(maildir, "fsyncDirectory", real)
         self.assertEqual(self.successResultOf(self.inbox.append(b"three\r\n")), uidNext)
 
     def test_noUIDUsedWhenPlacingFails(self):
         """Another process syncing after the renames cannot number the placed messages
         (the uidlist lock is held until their UIDs are written): when placing fails,
         no UID is used up and that process never saw them."""
-        real = maildir.fsyncDirectory
         other = self.freshInbox()
         self.successResultOf(other.sync())
         seen = []
 
-        def failing(path):
-            if path.endswith("cur"):
-                # Another process syncs now, the messages renamed into place.
-                self.successResultOf(other.sync())
-                seen.extend(info.uid for info in other.messages())
-                raise OSError(errno.EIO, "injected fsync failure")
-            return real(path)
-        self.patch(maildir, "fsyncDirectory", failing)
-        uidNext = self.inbox.uidNext
-        d = self.inbox.appendMany([(b"one\r\n", {"\\Seen"}, None), (b"two\r\n", (), None)])
-        self.failureResultOf(d, OSError)
+        def otherSyncs():
+            self.successResultOf(other.sync())
+            seen.extend(info.uid for info in other.messages())
+        uidNext = self.failPlacing(otherSyncs)
         self.assertEqual(seen, [])
-        self.patch(maildir, "fsyncDirectory", real)
         self.successResultOf(other.sync())
         self.assertEqual(other.messages(), [])
         self.assertEqual(self.successResultOf(self.inbox.append(b"three\r\n")), uidNext)

@@ -7,9 +7,7 @@ at most), and one session against mailstack and the private Dovecot 2.3.19
 messages compared.
 """
 
-import os
 import re
-import shutil
 import smtplib
 import socket
 
@@ -19,7 +17,7 @@ from twisted.trial import unittest
 from tests.e2e.test_imap import MULTIPART, IMAPTestCase, readReply, readUntilTagged
 from tests.e2e.test_interop_dovecot import LISTENERS, _dovecotMissing
 from tests.helpers import BASE_CONFIG, startServer
-from tests.interop import Dovecot, check, sharedDataDir
+from tests.interop import check, dovecotOnCopy, replyDifferences, sharedDataDir
 
 ONE = b"From: a@lab.test\r\nSubject: one\r\n\r\nbody one\r\n"
 TWO = b"From: a@lab.test\r\nSubject: two\r\n\r\nbody two\r\n"
@@ -164,16 +162,10 @@ class DovecotComparisonTests(unittest.TestCase):
             with smtplib.SMTP("127.0.0.1", server.listenerPort("smtp"), timeout=10) as s:
                 s.sendmail("alice@lab.test", ["demo@lab.test"], MULTIPART)
         yield threads.deferToThread(fill)
-        copyDir = dataDir + "-dovecot"
-        shutil.copytree(dataDir, copyDir, symlinks=True)
+        dovecot = yield dovecotOnCopy(self, dataDir)
         ours = yield threads.deferToThread(runSession, server.listenerPort("imap"))
-        dovecot = Dovecot(self, copyDir)
-        dovecot.handOver(os.path.join(copyDir, "mail", "lab.test"))
-        yield dovecot.start()
         theirs = yield threads.deferToThread(runSession, dovecot.imapPort)
-        differences = ["%r\n  mailstack: %r\n  Dovecot:   %r" % (command, lines, expected)
-                       for (command, lines), (_, expected) in zip(ours, theirs)
-                       if lines != expected]
+        differences = replyDifferences(ours, theirs)
         self.assertEqual(differences, [], "\n".join(differences))
         self.assertEqual(len([line for _, lines in ours for line in lines
                               if b" FETCH " in line]), 14)

@@ -6,9 +6,7 @@ private Dovecot 2.3.19 (tests/interop.py) on copies of the same Maildir, every
 STATUS and FETCH line compared byte for byte.
 """
 
-import os
 import re
-import shutil
 import smtplib
 import socket
 
@@ -18,7 +16,7 @@ from twisted.trial import unittest
 from tests.e2e.test_imap import IMAPTestCase, readReply
 from tests.e2e.test_interop_dovecot import LISTENERS, _dovecotMissing
 from tests.helpers import BASE_CONFIG, listenerTOML, startServer
-from tests.interop import Dovecot, check, sharedDataDir
+from tests.interop import check, dovecotOnCopy, replyDifferences, sharedDataDir
 from tests.test_imap_preview import DOVECOT
 
 NOTE = (b"From: Alice <alice@lab.test>\r\nTo: demo@lab.test\r\nSubject: note\r\n\r\n"
@@ -181,16 +179,10 @@ class DovecotComparisonTests(unittest.TestCase):
                 for message, _ in DOVECOT:
                     s.sendmail("alice@lab.test", ["demo@lab.test"], message)
         yield threads.deferToThread(fill)
-        copyDir = dataDir + "-dovecot"
-        shutil.copytree(dataDir, copyDir, symlinks=True)
+        dovecot = yield dovecotOnCopy(self, dataDir)
         ours = yield threads.deferToThread(runSession, server.listenerPort("imap"))
-        dovecot = Dovecot(self, copyDir)
-        dovecot.handOver(os.path.join(copyDir, "mail", "lab.test"))
-        yield dovecot.start()
         theirs = yield threads.deferToThread(runSession, dovecot.imapPort)
-        differences = ["%s\n  mailstack: %r\n  Dovecot:   %r" % (command.decode(), lines, expected)
-                       for (command, lines), (_, expected) in zip(ours, theirs)
-                       if lines != expected]
+        differences = replyDifferences(ours, theirs)
         self.assertEqual(differences, [], "\n".join(differences))
         previews = [lines for command, lines in ours if command.startswith(b"g ")][0]
         self.assertEqual(len(previews), len(DOVECOT) + 1)
