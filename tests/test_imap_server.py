@@ -1176,13 +1176,15 @@ class SearchTests(IMAPTestMixin, unittest.TestCase):
                          b"b BAD UID SEARCH: Unknown search key FO\\XFFO\r\n")
 
     def test_textAndDates(self):
-        """Text and date keys work (Twisted: 'must be str, not bytes')."""
+        """Text and date keys work (Twisted: 'must be str, not bytes'); no Date: is 1-Jan-1970, as Dovecot."""
         self.assertEqual(self.send(b"a SEARCH TEXT second SENTSINCE 1-Jan-1990\r\n"),
+                         b"* SEARCH\r\na OK SEARCH completed\r\n")
+        self.assertEqual(self.send(b"a SEARCH TEXT second SENTON 1-Jan-1970\r\n"),
                          b"* SEARCH 2\r\na OK SEARCH completed\r\n")
         self.assertEqual(self.send(b"b SEARCH BODY second\r\n"),
                          b"* SEARCH 2\r\nb OK SEARCH completed\r\n")
         self.assertEqual(self.send(b"c SEARCH SENTBEFORE 1-Jan-2000\r\n"),
-                         b"* SEARCH 1\r\nc OK SEARCH completed\r\n")
+                         b"* SEARCH 1 2\r\nc OK SEARCH completed\r\n")
 
 
 class SessionTests(IMAPTestMixin, unittest.TestCase):
