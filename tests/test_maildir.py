@@ -12,7 +12,7 @@ import re
 import threading
 import time
 
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -1032,10 +1032,13 @@ class AppendManyTests(MaildirTestCase):
         self.successResultOf(self.inbox.sync())
         with open(self.path("dovecot-uidlist.lock"), "w"):
             pass
+        events = self.captureLog()
         d = self.inbox.appendMany([(b"one\r\n", (), None), (b"two\r\n", (), None)])
         self.failureResultOf(d, MailboxInUse)
         for subdir in ("tmp", "new", "cur"):
             self.assertEqual(self.files(subdir), [], subdir)
+        self.assertIn("2 messages not appended: dovecot-uidlist stayed locked by another"
+                      " program for 0.0 s", [formatEvent(e).split(": ", 1)[-1] for e in events])
 
     def test_oneUIDListWrite(self):
         """All the messages get their UIDs in one write of dovecot-uidlist."""

@@ -977,7 +977,16 @@ class MaildirMailbox:
         if self._gone:
             return defer.fail(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
         d = self._assignLock.run(self._runInThread, self.placeMessages, messages)
+        d.addErrback(self._appendRefused, len(messages))
         return d.addCallback(self._adoptAppendedMany)
+
+    def _appendRefused(self, failure, count):
+        """An appendMany that stored nothing because another program kept the lock: logged."""
+        if failure.check(MailboxInUse):
+            log.warn("{mailbox}: {count} messages not appended: dovecot-uidlist stayed locked "
+                     "by another program for {timeout} s", mailbox=self, count=count,
+                     timeout=self.threadLockTimeout)
+        return failure
 
     def placeMessages(self, messages):
         """
