@@ -374,8 +374,12 @@ def _migrate(config, args, opened):
         same = os.path.realpath(source.path) == os.path.realpath(target.path)
     if (args.fromBackend or config.users.backend) == args.toBackend and same:
         raise CommandError("%s: source and target are the same" % (source.path,))
-    copied, skipped = 0, 0
+    copied, skipped, refused = 0, 0, []
     for user in source.listUsers():
+        if user.noLogin is not None and not target.keepsNoLogin:
+            # Copied without its nologin, such a user could log in there.
+            refused.append(user.address)
+            continue
         try:
             target.addStoredUser(user)
         except UserExists:
@@ -386,6 +390,9 @@ def _migrate(config, args, opened):
         copied, "" if copied == 1 else "s", source.path, target.path)
     if skipped:
         message += " (skipped %d already there)" % (skipped,)
+    if refused:
+        message += "; left behind %d marked nologin, which %s cannot mark: %s" % (
+            len(refused), args.toBackend, ", ".join(refused))
     return message
 
 

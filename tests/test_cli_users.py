@@ -163,6 +163,45 @@ class MigrateTests(CLIUsersTestCase):
                          self.fileUsers().lookup("alice"))
         self.assertTrue(self.fileUsers(back).verifyPassword("alice", "pw"))
 
+    def _markNoLogin(self, address, words):
+        with open(self.filePath) as f:
+            lines = f.read().splitlines()
+        with open(self.filePath, "w") as f:
+            for line in lines:
+                if line.startswith(address + ":"):
+                    line += "::::::" [line.count(":") - 1:] + words
+                f.write(line + "\n")
+
+    def test_noLoginLeftBehind(self):
+        """migrate --to sqlite does not copy a user marked nologin (who could log in
+        there) and names them; the others are copied."""
+        source = self.fileUsers()
+        source.addUser("alice@lab.test", "s3cret")
+        source.addUser("bob@lab.test", "pw")
+        self._markNoLogin("bob@lab.test", "nologin host=imap.new.test")
+        self.assertIsNotNone(self.fileUsers().lookup("bob").noLogin)
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "sqlite"),
+                         (0, "copied 1 user from %s to %s; left behind 1 marked nologin, "
+                             "which sqlite cannot mark: bob@lab.test\n" % (
+                                 self.filePath, self.sqlitePath), ""))
+        self.assertIsNone(self.sqliteUsers().lookup("bob"))
+        self.assertFalse(self.sqliteUsers().verifyPassword("bob", "pw"))
+
+    def test_noLoginToPasswdFile(self):
+        """migrate to another passwd-file keeps a user's nologin, reason, host, port
+        and destuser, so the user is still refused (and referred) there."""
+        self.fileUsers().addUser("bob@lab.test", "pw")
+        self._markNoLogin("bob@lab.test", "mailstack_admin=yes nologin reason=Moved "
+                                          "host=imap.new.test port=1143 destuser=robert@new.test")
+        other = os.path.join(self.var, "other")
+        self.assertEqual(self.mailstack("user", "migrate", "--to", "passwd-file",
+                                        "--to-path", other)[0], 0)
+        moved = self.fileUsers(other).lookup("bob")
+        self.assertEqual(moved, self.fileUsers().lookup("bob"))
+        self.assertEqual((moved.noLogin.reason, moved.noLogin.host, moved.noLogin.port,
+                          moved.noLogin.destuser, moved.admin),
+                         ("Moved", "imap.new.test", 1143, "robert@new.test", True))
+
     def test_sameStore(self):
         """Migrating a store onto itself is refused."""
         self.assertEqual(self.mailstack("user", "migrate", "--to", "passwd-file"),

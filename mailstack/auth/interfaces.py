@@ -51,6 +51,11 @@ class IUserBackend(Interface):
         "reactor thread may ask it on every connection; otherwise the directory keeps "
         "the answer and refreshes it in a thread.")
 
+    keepsNoLogin = Attribute(
+        "bool: addStoredUser keeps a User's noLogin (the passwd-file's nologin extra "
+        "fields); a backend without them would let such a user log in, so user "
+        "migrate leaves those users behind.")
+
     def normalize(name):
         """The canonical address for a login name (str or bytes), or L{None}."""
 

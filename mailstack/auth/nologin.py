@@ -49,6 +49,23 @@ def fromExtraFields(words: Iterable[str]) -> NoLogin | None:
                    port=port, destuser=fields.get("destuser") or None)
 
 
+def toExtraFields(noLogin: NoLogin | None) -> list[str]:
+    """
+    The extra-field words that L{fromExtraFields} reads back as C{noLogin}
+    (none for L{None}), for copying a user to another passwd-file. A value
+    holding white space cannot be one word and is left out, as a line could
+    not have carried it.
+    """
+    if noLogin is None:
+        return []
+    words = ["nologin"]
+    for key in ("reason", "host", "port", "destuser"):
+        value = getattr(noLogin, key)
+        if value is not None and str(value) and not any(c.isspace() for c in str(value)):
+            words.append("%s=%s" % (key, value))
+    return words
+
+
 class LoginDisabled(UnauthorizedLogin):
     """
     The password was right but the user may not log in here: a failed

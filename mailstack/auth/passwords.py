@@ -289,6 +289,7 @@ class PasswordBackend:
     """
 
     path = ""
+    keepsNoLogin = False
     shaCryptRounds = shacrypt.ROUNDS_DEFAULT
     argon2TimeCost = ARGON2_TIME_COST
     argon2MemoryCost = ARGON2_MEMORY_COST

@@ -127,6 +127,7 @@ class PasswdFile(PasswordBackend):
 
     # One os.stat, then memory: the reactor may ask allPlaintextSecrets.
     answersWithoutWaiting = True
+    keepsNoLogin = True
 
     def __init__(self, path, defaultDomain=None, bcryptRounds=10, domains=None):
         PasswordBackend.__init__(self, defaultDomain, bcryptRounds, domains)
@@ -293,7 +294,8 @@ class PasswdFile(PasswordBackend):
             lines = self._readLines()
             if self._find(lines, address) is not None:
                 raise UserExists("user %s already exists" % (address,))
-            line = "%s:%s:::::" % (address, _formatPasswordField(user.scheme, user.secret))
+            line = "%s:%s::::::%s" % (address, _formatPasswordField(user.scheme, user.secret),
+                                      " ".join(nologin.toExtraFields(user.noLogin)))
             lines.append(_withAdmin(line.split(":"), user.admin))
             self._writeLines(lines)
 
