@@ -113,6 +113,80 @@ class GroupSyncTests(unittest.TestCase):
         self.assertEqual(len(self.fsync.runs), 3)
 
 
+    def scripted(self, error):
+        """
+        Have the callers' fsyncs behave thus: the first blocks until the gate
+        opens and succeeds, every later one raises C{error}. Start the first
+        caller and two behind it; return the three threads with their
+        outcomes once all hold tickets (the second fsync, run by one of the
+        two, covers both).
+        """
+        gate = self.gate = threading.Event()
+        started = threading.Semaphore(0)
+        runs = []
+
+        def fsync(path):
+            runs.append(path)
+            if len(runs) == 1:
+                started.release()
+                assert gate.wait(HUNG), "gate never opened"
+                return
+            raise error
+        self.scriptedFsync = fsync
+        first = inThread(lambda: self.group.sync(fsync))
+        self.assertTrue(started.acquire(timeout=HUNG))
+        waiting = [inThread(lambda: self.group.sync(fsync)) for _ in range(2)]
+        self.waitQueued(3)
+        return first, waiting
+
+    def joinAll(self, threads):
+        for thread, _ in threads:
+            thread.join(HUNG)
+            self.assertFalse(thread.is_alive())
+
+    def test_anyExceptionReachesCoveredCallers(self):
+        """An fsync failing with something other than OSError is not taken for success by the callers it covered."""
+        broken = MemoryError()
+        first, waiting = self.scripted(broken)
+        self.gate.set()
+        self.joinAll([first] + waiting)
+        self.assertEqual(first[1], {"result": None})
+        self.assertEqual([outcome for _, outcome in waiting], [{"error": broken}] * 2)
+
+    def test_slowWaiterStillGetsItsFailure(self):
+        """A caller slow to wake after a failed fsync that covered it gets the error however many fsyncs fail meanwhile."""
+        group = self.group
+        main = threading.current_thread()
+        late = threading.Event()
+
+        class SlowWake(threading.Condition):
+            def wait(self, timeout=None):
+                woken = super().wait(timeout)
+                if group._failures and threading.current_thread() is not main:
+                    # Covered by a failure: let the others run before reading it.
+                    self.release()
+                    try:
+                        assert late.wait(HUNG), "never let go"
+                    finally:
+                        self.acquire()
+                return woken
+        group._condition = SlowWake()
+        broken = OSError(5, "Input/output error")
+        first, waiting = self.scripted(broken)
+        self.gate.set()
+        for _ in range(HUNG * 100):
+            with group._condition:
+                if group._failures:
+                    break
+            threading.Event().wait(0.01)
+        for _ in range(100):
+            self.assertRaises(OSError, group.sync, self.scriptedFsync)
+        late.set()
+        self.joinAll([first] + waiting)
+        self.assertEqual([outcome for _, outcome in waiting], [{"error": broken}] * 2)
+        self.assertEqual(group._failures, {})
+
+
 class SyncDirectoryTests(unittest.TestCase):
     """L{groupsync.syncDirectory} on real directories."""
 

@@ -43,7 +43,11 @@ class GroupSync:
         self._issued = 0       # the last ticket given out
         self._covered = 0      # every ticket up to this one is done
         self._running = False
-        self._failures = []    # (first, last, error) of fsyncs that failed
+        # first ticket -> [last ticket, error, callers yet to read it] of
+        # each failed fsync that covered waiting callers: kept until each of
+        # them has read it (never trimmed by count: a caller slow to wake
+        # would be told success for an fsync that failed).
+        self._failures = {}
         self.fsyncs = 0        # fsyncs run, for tests and curiosity
 
     def sync(self, fsync=_fsyncPath):
@@ -69,24 +73,30 @@ class GroupSync:
         error = None
         try:
             fsync(self.path)
-        except OSError as e:
+        except BaseException as e:
+            # Any failure, not only OSError: a waiter must never take an
+            # fsync that did not complete for one that did.
             error = e
-        finally:
-            with self._condition:
-                self.fsyncs += 1
-                self._running = False
-                self._covered = last
-                if error is not None:
-                    self._failures.append((first, last, error))
-                    del self._failures[:-64]  # waiters read theirs before long
-                self._condition.notify_all()
+        with self._condition:
+            self.fsyncs += 1
+            self._running = False
+            self._covered = last
+            if error is not None and last > first:
+                self._failures[first] = [last, error, last - first]
+            self._condition.notify_all()
         if error is not None:
             raise error
 
     def _outcome(self, ticket):
-        """(With the lock held) raise the error of the fsync that covered C{ticket}, if any."""
-        for first, last, error in self._failures:
+        """(With the lock held) raise the error of the fsync that covered
+        C{ticket}, if any, forgetting it once its last waiter has read it."""
+        for first, record in self._failures.items():
+            last, error, unread = record
             if first <= ticket <= last:
+                if unread <= 1:
+                    del self._failures[first]
+                else:
+                    record[2] = unread - 1
                 raise error
 
 
