@@ -335,4 +335,48 @@ class UpdateOrderTests(IMAPTestMixin, unittest.TestCase):
                          b"* 2 EXPUNGE\r\n* 3 RECENT\r\nn OK NOOP completed\r\n")
 
 
+class UnchangedStoreTests(IMAPTestMixin, unittest.TestCase):
+    """
+    STORE answers FETCH only for the messages whose flags it changed, as
+    Dovecot 2.3 does; a message it leaves as it was gets none; another
+    session's earlier change to a message it stores to is still told.
+    """
+
+    def setUp(self):
+        IMAPTestMixin.setUp(self)
+        self.deliver(flags={"\\Seen"})
+        self.deliver()
+        self.select()
+
+    def test_alreadySet(self):
+        """+FLAGS (\\Seen) on 1:2 where 1 has it: one FETCH, for 2."""
+        self.assertEqual(self.send(b"s STORE 1:2 +FLAGS (\\Seen)\r\n"),
+                         b"* 2 FETCH (FLAGS (\\Seen \\Recent))\r\ns OK STORE completed\r\n")
+        self.assertEqual(self.send(b"s UID STORE 1:2 +FLAGS (\\Seen)\r\n"),
+                         b"s OK STORE completed\r\n")
+        self.assertEqual(self.send(b"s STORE 1 -FLAGS (\\Draft)\r\n"), b"s OK STORE completed\r\n")
+        self.assertEqual(self.send(b"s STORE 2 FLAGS (\\Seen)\r\n"), b"s OK STORE completed\r\n")
+
+    def test_otherSessionsChangeTold(self):
+        """Another session flagged 1 before an unchanged STORE to it: that change is told, numbered as known."""
+        other = self.connect()
+        self.login(other)
+        self.send(b"s SELECT INBOX\r\n", other)
+        self.send(b"f STORE 1 +FLAGS.SILENT (\\Flagged)\r\n", other)
+        self.assertEqual(self.send(b"s STORE 1 +FLAGS (\\Seen)\r\n"),
+                         b"* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\ns OK STORE completed\r\n")
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+    def test_silentStoreTellsOtherChange(self):
+        """STORE .SILENT to a message another session changed: that change is still told (current flags), as Dovecot."""
+        other = self.connect()
+        self.login(other)
+        self.send(b"s SELECT INBOX\r\n", other)
+        self.send(b"f STORE 2 +FLAGS.SILENT (\\Flagged)\r\n", other)
+        self.assertEqual(self.send(b"s STORE 2 +FLAGS.SILENT (\\Answered)\r\n"),
+                         b"* 2 FETCH (FLAGS (\\Answered \\Flagged \\Recent))\r\n"
+                         b"s OK STORE completed\r\n")
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+
 everyStore(globals())

@@ -547,14 +547,20 @@ class MailboxCommands:
                     new = info.flags - flags
                 else:
                     new = frozenset(flags)
-                if new != info.flags:
-                    with view.ownChanges([uid]):
-                        info = yield view.store.setFlags(uid, new)
+                if new == info.flags:
+                    # No FETCH for a message the STORE leaves as it was, as
+                    # Dovecot does (RFC 3501 6.4.6: "normally" the new value
+                    # is returned); another session's change to it is told
+                    # with the updates that follow.
+                    continue
+                with view.ownChanges([uid]):
+                    info = yield view.store.setFlags(uid, new)
             except NoSuchMessage:
                 continue
             if self.view is not view or self._closing:
                 return None
-            view.forgetFlagChange(uid)
+            if not silent:  # its FETCH tells another session's earlier change too
+                view.forgetFlagChange(uid)
             self.storeResponse(i + 1, info, silent, info.modseq != before, byUID)
         if modified:
             return self.modifiedResult(modified)

@@ -181,6 +181,14 @@ DELIBERATE = [
         "mailbox does not allow, so mailstack answers NO; Dovecot moves the message.",
         scripts=("expunge-and-uids",), commands=(b"UID MOVE 3 Differential",)),
     Deliberate(
+        "flag-change-of-expunged",
+        "A FETCH while another session has flagged and expunged a message: Dovecot tells "
+        "the flag change (its EXPUNGE waits); mailstack tells nothing of that message until "
+        "the EXPUNGE. The store forgets an expunged message's flags, and a client about to be "
+        "told it is gone has no use for them (RFC 3501 7: unilateral updates are the "
+        "server's choice).",
+        scripts=("session-updates",), commands=(b"FETCH 1 (UID)",)),
+    Deliberate(
         "fetch-expunged",
         "FETCH of a message another session expunged, before this session was told: "
         "mailstack leaves it out and says OK [EXPUNGEISSUED] (RFC 5530); Dovecot returns its "

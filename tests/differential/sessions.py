@@ -288,6 +288,21 @@ SCRIPTS = [
     Script("sent-dates", [EXAMINE] + each(0, b"SEARCH %s", SENT_DATES) + [
         (0, b"SORT (DATE) UTF-8 ALL"), (0, b"SORT (REVERSE DATE) UTF-8 ALL"),
         (0, b"SORT (DATE) UTF-8 SENTON 1-Jan-1970")]),
+    # STOREs that change nothing, or change what another session changed
+    # before, and a FETCH while another session has flagged and expunged a
+    # message: in a mailbox of its own, deleted at the end.
+    Script("session-updates", [
+        (0, b"CREATE Updates"), (0, b"EXAMINE INBOX"), (0, b"COPY 1:6 Updates"),
+        (0, b"SELECT Updates"), (1, b"SELECT Updates"),
+        (0, b"STORE 1 +FLAGS (\\Seen)"), (0, b"STORE 1:2 +FLAGS (\\Seen)"),
+        (0, b"STORE 1:2 -FLAGS (\\Draft)"), (0, b"UID STORE 1:* +FLAGS (\\Seen)"),
+        (1, b"STORE 3 +FLAGS.SILENT (\\Flagged)"), (0, b"STORE 3 +FLAGS (\\Flagged)"),
+        (1, b"STORE 4 +FLAGS.SILENT (\\Answered)"), (0, b"STORE 3 -FLAGS (\\Flagged)"),
+        (0, b"NOOP"),
+        (1, b"STORE 5 +FLAGS.SILENT (\\Flagged \\Deleted)"), (1, b"EXPUNGE"),
+        (0, b"FETCH 1 (UID)"), (0, b"NOOP"),
+        (1, b"LOGOUT"), (0, b"CLOSE"), (0, b"DELETE Updates"),
+    ]),
     Script("expunge-and-uids", [
         (0, b"SELECT INBOX"),
         (1, b"SELECT INBOX"),

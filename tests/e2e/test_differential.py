@@ -89,6 +89,10 @@ class DifferentialTests(unittest.TestCase):
         """SEARCH SENT* and SORT DATE read odd Date: fields (and refuse them) as Dovecot does."""
         return self.compare(["sent-dates"], corpus.oddDates())
 
+    def test_sessionUpdates(self):
+        """STOREs that change nothing or follow another session's change, and updates during FETCH, are Dovecot's."""
+        return self.compare(["session-updates"])
+
     def test_uids(self):
         """UID FETCH ranges, STATUS, UIDVALIDITY and UIDNEXT follow Dovecot's rules; a FETCH without PEEK sets \\Seen alike."""
         return self.compare(["uids", "set-seen"])
