@@ -365,20 +365,21 @@ class MailboxView:
         reported as C{VANISHED} UIDs instead of EXPUNGE sequence numbers
         (RFC 7162).
         """
-        lines = self._newKeywordLines()
         changed, self._flagsChanged = sorted(self._flagsChanged), set()
+        infos = []
         for uid in changed:
             number = self.sequenceNumber(uid)
             if number is None or uid in self._expunged:
                 continue
             try:
-                info = self.store.messageInfo(uid)
+                infos.append((number, self.store.messageInfo(uid)))
             except NoSuchMessage:
                 continue
-            lines.extend(self.owedFlagLines(info))
+        lines = self._newKeywordLines(info for _, info in infos)
+        for number, info in infos:
             items = [b"FLAGS " + formatFlags(self.flagsOf(info))]
             if qresync or withUID:  # withUID: IMAP4rev2 (RFC 9051 7.5.2)
-                items.insert(0, b"UID %d" % (uid,))
+                items.insert(0, b"UID %d" % (info.uid,))
             if condstore:
                 items.append(b"MODSEQ (%d)" % (info.modseq,))
             lines.append(b"* %d FETCH (%s)" % (number, b" ".join(items)))
@@ -410,22 +411,23 @@ class MailboxView:
         self._reportedRecent = recent
         return lines
 
-    def _newKeywordLines(self):
+    def _newKeywordLines(self, changed):
         """
-        The flag list, if a message added or changed by another session (or
-        an APPEND) carries a keyword this session was not told of: sent
-        before anything else, as Dovecot sends it at every command's end
-        (RFC 3501 7.2.6: the client learns of the keyword before a FETCH
-        shows it). Else C{[]}.
+        The flag list, if a message added, or changed by another session
+        (C{changed}: their infos), carries a keyword this session was not
+        told of: sent before anything else, as Dovecot sends it at every
+        command's end (RFC 3501 7.2.6: the client learns of the keyword
+        before a FETCH shows it). Else C{[]}.
         """
         announced = self.announced
-        unknown = set()
-        for uid in self._added | self._flagsChanged:
+        flagSets = [info.flags for info in changed]
+        for uid in self._added:
             try:
-                flags = self.store.messageInfo(uid).flags
+                flagSets.append(self.store.messageInfo(uid).flags)
             except NoSuchMessage:
                 continue
-            unknown.update(flag for flag in flags if flag[:1] != "\\" and flag not in announced)
+        unknown = {flag for flags in flagSets for flag in flags
+                   if flag[:1] != "\\" and flag not in announced}
         if not unknown:
             return []
         self.announced = announced | unknown | self.store.keywords()
