@@ -141,10 +141,33 @@ class OpeningTests(IndexTestCase):
         mailbox = self.opened()
         later = time.time_ns() + 60 * 10 ** 9
         self.patch(index, "_clock", lambda: later)  # a minute later, nothing changed
+        self.patch(maildir, "RESCAN_GAP", 0)  # (the mailbox's one more rescan after a change)
         mailbox.syncNow(claimRecent=False)
         self.listings.clear()
         self.opened()
         self.assertEqual(self.listings, [])
+
+    def test_slowScanNotTrusted(self):
+        """A record is as settled as the listing it came from: a sync that began within
+        seconds of the last change and ended after them writes no record trusted alone
+        (a change after the listing, in the last one's clock tick, would be hidden)."""
+        now = time.time()
+        for name in ("new", "cur"):
+            os.utime(self.sub(name), (now, now))
+        start = time.time_ns()
+        real = maildir.listMessages
+
+        def slowListing(path, refused=None):
+            # The scan ends a minute after it began.
+            self.patch(index, "_clock", lambda: start + 60 * 10 ** 9)
+            return real(path, refused)
+        self.patch(maildir, "listMessages", slowListing)
+        self.patch(index, "_clock", lambda: start)
+        self.opened()
+        self.patch(maildir, "listMessages", real)
+        self.listings.clear()
+        self.opened()
+        self.assertNotEqual(self.listings, [])
 
 
 class RescanTests(IndexTestCase):

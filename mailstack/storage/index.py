@@ -87,7 +87,8 @@ class IndexState:
 
     @ivar stamps: C{(new, cur, dovecot-uidlist)} stamps, each C{(mtime_ns,
         size, inode)} or None.
-    @ivar taken: when it was taken, in ns since the epoch.
+    @ivar taken: when the scan it records began (the listing, or the
+        record it was opened from), in ns since the epoch.
     @ivar columns: C{{name: [value per message]}} for each of L{COLUMNS}.
     """
 
@@ -187,6 +188,9 @@ class MailboxIndex:
         self._pending = None    # a state to write once the current write is done
         self._fromIndex = False  # the mailbox was just opened from the file
         self._uidList = (None, None)  # (stamp, UIDList) last parsed
+        # When the scan that read the mailbox's current state began (ns): a
+        # record is only as settled as the listing it was made from.
+        self._scanned = None
 
     def load(self):
         """
@@ -224,10 +228,12 @@ class MailboxIndex:
 
         @return: C{({base: (subdir, filename)}, UIDList)} or None.
         """
+        self._scanned = _clock()  # a scan begins: the index's record or a listing
         state, self._loaded = self._loaded, None
         if state is None or not state.settled() or tuple(currentStamps()) != state.stamps:
             return None
         self._fromIndex = True
+        self._scanned = state.taken
         c = state.columns
         listing = dict(zip(c["base"], zip(c["subdir"], c["filename"])))
         records = dict(zip(c["base"], zip(c["uid"], c["extensions"])))
@@ -254,16 +260,18 @@ class MailboxIndex:
     def wanted(self, stamps, changed):
         """
         Whether the mailbox should hand over its state (L{save}) after a
-        complete sync that saw C{stamps}: once new/ and cur/ have been quiet
-        for L{SETTLE} s (only such a record can be trusted alone; a mailbox
-        in a burst of changes is not written again and again), when the file
-        does not record these stamps yet, or messages came, went or changed
-        flags.
+        complete sync that saw C{stamps}: once new/ and cur/ had been quiet
+        for L{SETTLE} s when the scan that read this state began (only such
+        a record can be trusted alone: a change made after the listing in
+        the clock tick of the last one would not show in the stamps; and a
+        mailbox in a burst of changes is not written again and again), when
+        the file does not record these stamps yet, or messages came, went
+        or changed flags.
         """
         if self._fromIndex:
             changed = self._fromIndex = False  # what was read from the file
         self._sizes = {}  # the mailbox has every message's sizes by now
-        if not _settledNow(stamps):
+        if self._scanned is None or not _settledAt(stamps, self._scanned):
             return False
         return changed or self._written != (tuple(stamps), True)
 
@@ -275,7 +283,7 @@ class MailboxIndex:
         @param messages: as L{IndexState.fromMessages} takes them, taken on
             the caller's thread (the worker never reads the mailbox).
         """
-        state = IndexState.fromMessages(tuple(stamps), _clock(), uidValidity, uidNext,
+        state = IndexState.fromMessages(tuple(stamps), self._scanned, uidValidity, uidNext,
                                         messages)
         self._written = (state.stamps, state.settled())
         self._sizes = {}  # the mailbox keeps the sizes from now on
@@ -315,7 +323,8 @@ def _noFollow(path, flags):
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def _settledNow(stamps):
-    """Whether the new/ and cur/ stamps of C{stamps} are more than L{SETTLE} s old now."""
-    limit = _clock() - SETTLE * 1e9
+def _settledAt(stamps, when):
+    """Whether the new/ and cur/ stamps of C{stamps} were more than L{SETTLE} s old
+    at C{when} (ns since the epoch)."""
+    limit = when - SETTLE * 1e9
     return all(s is None or s[0] < limit for s in stamps[:2])
