@@ -136,6 +136,28 @@ class MetadataFetchTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(out.count(b" FETCH ("), 5)
         self.assertLessEqual(metadata.keptLines(), 10)
 
+    def test_boundedWithinOneMailbox(self):
+        """A mailbox growing past the bound after its first FETCH keeps no more lines than
+        the bound, and the FETCH still answers every message."""
+        self.patch(metadata, "MAX_KEPT", 10)
+        self.send(b"s SELECT INBOX\r\n")
+        self.send(b"f FETCH 1:* (FLAGS)\r\n")
+        for n in range(8):
+            self.deliver(MESSAGE % (n, n))
+        self.send(b"n NOOP\r\n")
+        out = self.send(b"f FETCH 1:* (FLAGS)\r\n")
+        self.assertEqual(out.count(b" FETCH ("), 15)
+        self.assertLessEqual(metadata.keptLines(), 10)
+
+    def test_repeatedItemsNotKept(self):
+        """An item list naming an item many times is answered but nothing is kept of it
+        (kilobytes per message a client could pin in memory)."""
+        self.send(b"s SELECT INBOX\r\n")
+        before = metadata.keptLines()
+        out = self.send(b"f FETCH 1 (" + b"UID " * 200 + b"FLAGS)\r\n")
+        self.assertEqual(out.count(b"UID "), 200)
+        self.assertEqual(metadata.keptLines(), before)
+
     def test_batches(self):
         """Many messages go out in a few writes, not one per message."""
         for n in range(600):

@@ -12,6 +12,7 @@ write each. Byte for byte the same as the general FETCH path.
 """
 
 import collections
+import itertools
 import weakref
 
 from mailstack.imap.response import formatFlags, formatInternalDate
@@ -68,7 +69,11 @@ def keptLines():
 
 
 def _cacheFor(store, key):
-    """The kept lines of C{store} for the items C{key}, made most recently used."""
+    """The kept lines of C{store} for the items C{key}, made most recently used.
+    An item list naming an item twice gets nothing kept: a client repeating
+    UID a thousand times would have kilobytes kept per message."""
+    if len(set(key)) != len(key):
+        return {}
     slot = (id(store), key)
     entry = _rendered.get(slot)
     if entry is not None and entry[0]() is store:
@@ -80,13 +85,28 @@ def _cacheFor(store, key):
         return {}
     cache = {}
     _rendered[slot] = (reference, cache)
-    total = keptLines()
-    while total > MAX_KEPT and len(_rendered) > 1:
-        _, (_, dropped) = _rendered.popitem(last=False)
-        total -= len(dropped)
     for stale in [s for s, (ref, _) in _rendered.items() if ref() is None]:
         del _rendered[stale]
     return cache
+
+
+def _bound(current):
+    """
+    Keep at most L{MAX_KEPT} messages' lines over all mailboxes once a FETCH
+    has added to C{current}: the least recently used mailboxes' are dropped
+    first, then the oldest of C{current}'s own (one mailbox bigger than the
+    bound keeps only part of its lines).
+    """
+    total = keptLines()
+    for slot in list(_rendered):
+        if total <= MAX_KEPT:
+            return
+        cache = _rendered[slot][1]
+        if cache is not current:
+            del _rendered[slot]
+            total -= len(cache)
+    for uid in list(itertools.islice(current, max(0, len(current) - MAX_KEPT))):
+        del current[uid]
 
 
 def fetchLines(view, work, attributes, state, selected):
@@ -102,10 +122,18 @@ def fetchLines(view, work, attributes, state, selected):
     """
     store = view.store
     cache = _cacheFor(store, tuple(a.name for a in attributes))
+    try:
+        yield from _lines(view, work, attributes, state, selected, store, cache)
+    finally:
+        _bound(cache)
+
+
+def _lines(view, work, attributes, state, selected, store, cache):
+    """L{fetchLines}' work, with C{cache} (a dict, kept or not)."""
+    out = []
     wantsFlags = any(a.name == "FLAGS" for a in attributes)
     recent = view.recent if view.showRecent else ()
     isExpunged, messageInfo, cached = view.isExpunged, store.messageInfo, cache.get
-    out = []
     append = out.append
     for number, uid in work:
         if isExpunged(uid):
