@@ -43,3 +43,23 @@ class DeliverShortcutTests(TestCase):
         os.symlink(os.path.abspath(elsewhere), os.path.join(self.home, "new"))
         self.failureResultOf(self.store.deliver([ADDRESS], MESSAGE), StoreError)
         self.assertEqual(os.listdir(elsewhere), [])
+
+    def test_linkInSameTickRefused(self):
+        """new/ swapped for a link in the clock tick of the Maildir's last change (its times
+        unchanged): the next delivery is still refused."""
+        self.successResultOf(self.store.deliver([ADDRESS], MESSAGE))
+        before = os.stat(self.home)  # just made: changed within the last seconds
+        elsewhere = self.mktemp()
+        os.makedirs(elsewhere)
+        shutil.rmtree(os.path.join(self.home, "new"))
+        os.symlink(os.path.abspath(elsewhere), os.path.join(self.home, "new"))
+        realStat = os.stat
+
+        def sameTick(path, *args, **kwargs):
+            # The swap landed in the same tick: the directory's times read as before.
+            if path == self.home:
+                return before
+            return realStat(path, *args, **kwargs)
+        self.patch(os, "stat", sameTick)
+        self.failureResultOf(self.store.deliver([ADDRESS], MESSAGE), StoreError)
+        self.assertEqual(os.listdir(elsewhere), [])

@@ -7,6 +7,7 @@ L{mailstack.storage.maildir.MaildirMailbox}.
 
 import os
 import shutil
+import time
 import uuid
 
 from twisted.internet import defer
@@ -508,6 +509,11 @@ def _accountPath(root, address):
     return os.path.join(root, domain, local)
 
 
+# Directory times are coarse (a clock tick): a stamp younger than this may
+# hide a change made in its tick (as the mailboxes' rule, storage.maildir).
+_SETTLE_NS = 2 * 10 ** 9
+
+
 @implementer(IMailStore)
 class MaildirStore:
     """
@@ -578,7 +584,9 @@ class MaildirStore:
         the account (four C{lstat}s) is made again whenever the Maildir's
         directory is not the same as at the last check: swapping cur/,
         new/ or tmp/ for a link changes its modification time, swapping the
-        Maildir itself its inode.
+        Maildir itself its inode. A directory changed within the last 2 s is
+        checked every time: a swap in the clock tick of that change (a
+        uidlist just rewritten) would leave its times as they were.
         """
         known = self._inboxes.get(address)
         if known is None or known[1].gone:
@@ -588,6 +596,8 @@ class MaildirStore:
         try:
             st = os.stat(mailbox.path)
             stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            if max(st.st_mtime_ns, st.st_ctime_ns) > time.time_ns() - _SETTLE_NS:
+                stamp = None  # too recent to vouch for the next delivery
         except OSError:
             stamp = None  # gone: the check refuses or the write finds it missing
         if stamp is None or stamp != checked:
