@@ -14,6 +14,7 @@ import threading
 
 from twisted.internet import defer
 
+from mailstack.storage import index
 from tests.e2e.test_imap import MESSAGE, IMAPTestCase
 
 
@@ -82,3 +83,53 @@ class ReactorFsyncTests(IMAPTestCase):
         self.assertGreater(len(self.elsewhere), 5)
         self.maxDiff = None
         self.assertEqual(self.onReactor, [])
+
+    @defer.inlineCallbacks
+    def test_concurrentDeliveriesFsyncOffTheReactor(self):
+        """Deliveries sharing a directory fsync, another program's file found by IDLE and index writes fsync or replace files only in worker threads."""
+        self.patch(index, "SETTLE", 0)  # the index is written at once, not 2 s after
+        replacedOnReactor = []
+        realReplace = os.replace
+
+        def replace(source, destination, *args, **kwargs):
+            if (threading.current_thread() is self.reactorThread and os.path.basename(
+                    destination) in (index.INDEX_FILE, "dovecot-uidlist")):
+                replacedOnReactor.append(destination)
+            return realReplace(source, destination, *args, **kwargs)
+        self.patch(os, "replace", replace)
+        maildir = os.path.join(self.server.config.mail_dir, "lab.test", "demo")
+
+        def work():
+            s, f = self.raw()
+            s.sendall(b"a LOGIN demo@lab.test demo\r\nb SELECT INBOX\r\nc IDLE\r\n")
+            lines = []
+            while not lines or not lines[-1].startswith(b"+ "):
+                lines.append(f.readline())
+            # Another program (an MDA, Dovecot) drops a message into new/.
+            new = os.path.join(maildir, "new", "1700000000.outside.host")
+            with open(new + ".tmp", "wb") as out:
+                out.write(MESSAGE)
+            os.rename(new + ".tmp", new)
+
+            def send():
+                with smtplib.SMTP("127.0.0.1", self.port("smtp"), timeout=10) as smtp:
+                    smtp.sendmail("alice@lab.test", ["demo@lab.test"], MESSAGE)
+            senders = [threading.Thread(target=send) for _ in range(6)]
+            for thread in senders:
+                thread.start()
+            for thread in senders:
+                thread.join(30)
+            while b"* 7 EXISTS\r\n" not in lines:
+                lines.append(f.readline())
+            s.sendall(b"DONE\r\nd LOGOUT\r\n")
+            while not lines[-1].startswith(b"d "):
+                lines.append(f.readline())
+            s.close()
+            return lines
+        lines = yield self.inThread(work)
+        self.assertTrue(lines[-1].startswith(b"d OK"), lines)
+        self.assertEqual(len(self.files()), 7)
+        self.assertTrue(os.path.exists(os.path.join(maildir, index.INDEX_FILE)))
+        self.assertGreater(len(self.elsewhere), 6)
+        self.assertEqual(self.onReactor, [])
+        self.assertEqual(replacedOnReactor, [])
