@@ -199,3 +199,16 @@ class SyncDirectoryTests(unittest.TestCase):
         with open(os.path.join(path, "f"), "w"):
             pass
         self.assertRaises(NotADirectoryError, groupsync.syncDirectory, os.path.join(path, "f"))
+
+    def test_groupsBounded(self):
+        """Syncing many directories keeps a bounded number of groups (a server delivering to many users), each directory still fsynced."""
+        import os
+        self.patch(groupsync, "MAX_GROUPS", 4)
+        self.patch(groupsync, "_groups", {})
+        synced = []
+        for n in range(20):
+            path = self.mktemp()
+            os.mkdir(path)
+            groupsync.syncDirectory(path, synced.append)
+            self.assertLessEqual(len(groupsync._groups), 4)
+        self.assertEqual(len(synced), 20)

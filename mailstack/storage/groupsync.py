@@ -13,7 +13,7 @@ caller it covered gets the error.
 import os
 import threading
 
-__all__ = ["GroupSync", "syncDirectory"]
+__all__ = ["GroupSync", "MAX_GROUPS", "syncDirectory"]
 
 
 def _fsyncPath(path):
@@ -100,10 +100,20 @@ class GroupSync:
                 raise error
 
 
-# One per directory ever synced (a few hundred bytes each, as many as the
-# mailboxes delivered to): kept, so its count and waiters outlive each call.
+# One per directory synced lately (about a kilobyte each: its Condition and
+# lock), kept so that its waiters outlive each call. Past MAX_GROUPS (a
+# server delivering to 100,000 users would keep 100,000), the idle ones are
+# dropped: a directory with two groups for a moment is still synced right
+# (each caller waits for an fsync begun after its call), only less shared.
+MAX_GROUPS = 4096
 _groups: "dict[str, GroupSync]" = {}
 _groupsLock = threading.Lock()
+
+
+def _idle(group):
+    """Whether no fsync of C{group} runs and nobody waits for one (a glance,
+    without its lock: a wrong answer only costs sharing)."""
+    return not group._running and group._covered == group._issued
 
 
 def syncDirectory(path, fsync=_fsyncPath):
@@ -117,5 +127,8 @@ def syncDirectory(path, fsync=_fsyncPath):
     group = _groups.get(path)
     if group is None:
         with _groupsLock:
+            if len(_groups) >= MAX_GROUPS:
+                for known in [p for p, g in _groups.items() if _idle(g)]:
+                    del _groups[known]
             group = _groups.setdefault(path, GroupSync(path))
     group.sync(fsync)
