@@ -12,6 +12,7 @@ import os
 import poplib
 import smtplib
 import socket
+import time
 
 from twisted.internet import defer, threads
 from twisted.trial import unittest
@@ -307,6 +308,69 @@ class SharedTests(DovecotTestCase):
             [(1, ()), (3, ("$Label1", "\\Flagged")), (4, ("$Important",)), (5, ())],
             diskListing(self.accountDir()))
         self.assertSameState(ours, theirs, "mailstack", "Dovecot", self.accountDir())
+        self.assertDovecotQuiet()
+
+
+class IndexTests(DovecotTestCase):
+    """
+    mailstack's per-mailbox index (mailstack.index) beside what Dovecot writes.
+    """
+
+    @defer.inlineCallbacks
+    def test_indexNotTrustedAfterDovecotChanges(self):
+        """A mailbox opened anew after Dovecot changed flags, expunged and appended shows what Dovecot shows, not its index."""
+        from mailstack.storage import index, maildir
+        yield threads.deferToThread(self.sendSMTP, [message(1), message(2), message(3)])
+        path = self.accountDir()
+
+        def settle():
+            then = time.time() - 60
+            for name in ("new", "cur", "dovecot-uidlist"):
+                os.utime(os.path.join(path, name), (then, then))
+
+        def ourSession():
+            c = self.ours()
+            try:
+                check(c.select("INBOX"))
+                settle()  # as if a minute passed: the next sync writes a trusted index
+                check(c.noop())
+            finally:
+                c.logout()
+        yield threads.deferToThread(ourSession)
+        self.assertTrue(os.path.exists(os.path.join(path, index.INDEX_FILE)))
+        listings = []
+        real = maildir.listMessages
+        self.patch(maildir, "listMessages",
+                   lambda *a: listings.append(a) or real(*a))
+        fresh = maildir.MaildirMailbox("INBOX", path)
+        fresh.syncNow(claimRecent=False)
+        self.assertEqual(listings, [])  # the unchanged mailbox opened from its index
+
+        self.dovecot.handOver(self.domainDir)
+        yield self.dovecot.start()
+
+        def theirSession():
+            c = self.dovecot.imap("demo@lab.test", "demo")
+            try:
+                check(c.select("INBOX"))
+                check(c.uid("STORE", "1", "+FLAGS", r"(\Flagged $Label1)"))
+                check(c.uid("STORE", "2", "+FLAGS", r"(\Deleted)"))
+                check(c.expunge())
+                check(c.append("INBOX", r"(\Seen)", DATE, message(4)))
+                check(c.close())
+                return accountState(c)
+            finally:
+                c.logout()
+        theirs = yield threads.deferToThread(theirSession)
+        fresh = maildir.MaildirMailbox("INBOX", path)
+        fresh.syncNow(claimRecent=False)
+        self.assertNotEqual(listings, [])
+        expected = [(m["uid"], tuple(sorted(f for f in m["flags"] if f != "\\Recent")),
+                     m["size"]) for m in theirs["mailboxes"]["INBOX"]["messages"]]
+        self.assertEqual(
+            [(i.uid, tuple(sorted(f for f in i.flags if f != "\\Recent")), i.size)
+             for i in fresh.messages()], expected)
+        self.assertEqual([uid for uid, _, _ in expected], [1, 3, 4])
         self.assertDovecotQuiet()
 
 
