@@ -419,6 +419,36 @@ class WritingTests(IndexTestCase):
         self.assertEqual(len(mailbox.messages()), self.count)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
+    def test_diskFullWhileWriting(self):
+        """The disk full as the index is written: the mailbox works on, one warning names
+        the index, no temporary file is left, and the next opening reads the Maildir."""
+        import errno
+        from twisted.logger import LogLevel, globalLogPublisher
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.settle()
+        realReplace = os.replace
+
+        def full(source, destination):
+            # (the temporary file is written; putting it in place finds no room)
+            if destination.endswith(INDEX_FILE):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return realReplace(source, destination)
+        self.patch(os, "replace", full)
+        mailbox = self.opened()
+        self.assertEqual(len(mailbox.messages()), self.count)
+        self.patch(os, "replace", realReplace)
+        warnings = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertEqual(warnings[0]["path"], self.sub(INDEX_FILE))
+        self.assertEqual(sorted(os.listdir(self.path)),
+                         sorted(["cur", "new", "tmp", UIDLIST, "mailstack-modseq"]))
+        self.listings.clear()
+        self.assertEqual(facts(self.opened()), facts(mailbox))
+        self.assertNotEqual(self.listings, [])
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
     def test_uidListParsedOncePerChange(self):
         """The uidlist is parsed again only when its stamp changes (a rewrite or
         Dovecot's appending), so rescans of a busy mailbox skip the parse."""
