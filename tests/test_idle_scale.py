@@ -56,6 +56,21 @@ class SharedIdleTests(IMAPTestMixin, unittest.TestCase):
         self.clock.advance(1)
         self.assertEqual(self.counter.calls, 2)
 
+    def test_noPollWhileOneRuns(self):
+        """A poll slower than the interval (UIDs given in a worker thread) is not joined by
+        more: the next one starts an interval after it ends."""
+        from twisted.internet import defer
+        pending = []
+        self.patch(self.mailbox, "sync", lambda **kwargs: (
+            pending.append(defer.Deferred()) or pending[-1]))
+        self.clock.advance(1)
+        self.clock.advance(1)
+        self.clock.advance(1)
+        self.assertEqual(len(pending), 1)
+        pending[0].callback(None)
+        self.clock.advance(1)
+        self.assertEqual(len(pending), 2)
+
     def test_pollStopsWithIdle(self):
         """When every session has left IDLE, the mailbox is polled no more."""
         for session in self.sessions:

@@ -31,10 +31,11 @@ class _MailboxPoll:
         self.interval = interval
         self.watchers = set()
         self.call = None
+        self.polling = False  # a sync of this poll is under way
 
     def add(self, registration):
         self.watchers.add(registration)
-        if self.call is None:
+        if self.call is None and not self.polling:
             self.call = self.clock.callLater(self.interval, self.tick)
 
     def remove(self, registration):
@@ -50,6 +51,7 @@ class _MailboxPoll:
         self.call = None
         if not self.watchers:
             return
+        self.polling = True
         d = self.store.sync(claimRecent=False)
 
         def failed(failure):
@@ -60,6 +62,13 @@ class _MailboxPoll:
         d.addErrback(failed)
         d.addErrback(lambda f: log.failure("{mailbox}: polling for IDLE sessions failed", f,
                                            mailbox=self.store))
+        d.addBoth(self._polled)
+
+    def _polled(self, _):
+        """A poll is over: the next one an interval later. Never two at once:
+        a sync slower than the interval (new files of a big mailbox given
+        their UIDs in a worker thread) would have the polls queue up behind it."""
+        self.polling = False
         if self.watchers and self.call is None:
             self.call = self.clock.callLater(self.interval, self.tick)
 
