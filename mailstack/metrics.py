@@ -10,11 +10,22 @@ their labels. Label values come from the configuration (listener names,
 protocols) and from fixed sets (commands the engines know, SASL mechanisms,
 the constants of L{mailstack.instruments}), never from what a client sends,
 so the number of series stays bounded.
+
+With C{[server] workers = N} the first process's metrics are the whole
+server's: each worker sends its samples (L{PrometheusMetrics.samples}, by
+L{mailstack.workerlink}) and the scrape adds them to the first process's own,
+without a per-process label (as prometheus_client's multiprocess mode sums
+counters: a pid label would start new series at every restart). A worker
+that ends takes its gauges with it (its sessions ended) but leaves its
+counters' last values, so no counter goes down.
 """
+
+import collections
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.samples import Sample
 from zope.interface import implementer
 
 from mailstack.instruments import INTERNAL_ERROR, STORAGE_ERROR, IListenerMetrics, IMetrics
@@ -76,6 +87,8 @@ class PrometheusMetrics:
         self.queues = {}
         registry.register(_QueueCollector(self.queues))
         self.listeners = {}
+        self._workers = {}  # a running worker -> {sample key: (family type, value)}
+        self._retired = collections.Counter()  # sample key -> ended workers' counts
 
     def forListener(self, name, protocol):
         """
@@ -94,6 +107,58 @@ class PrometheusMetrics:
 
     def watchQueue(self, name, length):
         self.queues[name] = length
+
+    # -- [server] workers ----------------------------------------------------
+
+    def samples(self):
+        """
+        This process's samples as JSON-ready values, for the first process:
+        C{[[family, type, sample name, [[label, value], ...], value], ...]}
+        (no C{_created} samples: the first process's own are shown).
+        """
+        return [[family.name, family.type, sample.name, sorted(sample.labels.items()),
+                 sample.value]
+                for family in self.registry.collect() for sample in family.samples
+                if not sample.name.endswith("_created")]
+
+    def workerReported(self, worker, samples):
+        """The latest L{samples} of the running C{worker} (any hashable)."""
+        self._workers[worker] = {
+            (family, name, tuple((str(k), str(v)) for k, v in labels)): (kind, float(value))
+            for family, kind, name, labels, value in samples}
+
+    def workerEnded(self, worker):
+        """C{worker} exited: its counters' last values are kept, its gauges dropped."""
+        for key, (kind, value) in self._workers.pop(worker, {}).items():
+            if kind == "counter":
+                self._retired[key] += value
+
+    def collect(self):
+        """
+        The metric families of the whole server: this process's, each
+        sample plus the workers' (running ones', and ended ones' counters).
+        """
+        extra = collections.Counter(self._retired)
+        for reported in self._workers.values():
+            for key, (_, value) in reported.items():
+                extra[key] += value
+        for family in self.registry.collect():
+            if not extra:
+                yield family
+                continue
+            samples, seen = [], set()
+            for sample in family.samples:
+                key = (family.name, sample.name, tuple(sorted(sample.labels.items())))
+                seen.add(key)
+                if key in extra:
+                    sample = Sample(sample.name, sample.labels, sample.value + extra[key],
+                                    sample.timestamp, sample.exemplar)
+                samples.append(sample)
+            samples.extend(Sample(name, dict(labels), value)
+                           for (name0, name, labels), value in sorted(extra.items())
+                           if name0 == family.name and (name0, name, labels) not in seen)
+            family.samples = samples
+            yield family
 
 
 @implementer(IListenerMetrics)
@@ -171,9 +236,10 @@ def exposition(metrics, accept=None):
     The metrics as a scrape answer: the Prometheus text format (or
     OpenMetrics when the C{Accept} header asks for it).
 
-    @param metrics: a L{PrometheusMetrics}.
+    @param metrics: a L{PrometheusMetrics} (its L{PrometheusMetrics.collect}:
+        the workers' samples included).
     @param accept: the request's C{Accept} header (str), or L{None}.
     @return: C{(body bytes, content type str)}.
     """
     encoder, contentType = choose_encoder(accept or "")
-    return encoder(metrics.registry), contentType
+    return encoder(metrics), contentType

@@ -50,6 +50,7 @@ from mailstack.throttle import AuthPenalty
 from mailstack.transcripthub import TranscriptHub
 from mailstack.web.context import WebContext
 from mailstack.web.site import buildSite
+from mailstack import workerlink
 from mailstack import workers as msworkers
 
 log = Logger()
@@ -297,6 +298,13 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
     counter = SessionCounter()
     # The console's live transcripts: each session's lines as its file has them.
     hub = TranscriptHub(reactor) if config.web is not None and config.lab.transcripts else None
+    # A worker ([server] workers) reports to the first process, which shows
+    # the whole server: metrics, activity, submissions, live transcripts.
+    reporter = None
+    if inherited is not None and config.server.worker > 1:
+        reporter = workerlink.WorkerReporter.toPipe(
+            reactor, msworkers.reportDescriptor(len(inherited)))
+        hub = workerlink.ForwardingHub(reporter) if hub is not None else None
     # One penalty for the whole server: failed logins from an address slow
     # its next logins on every listener, protocol and mechanism.
     authPenalty = AuthPenalty.fromLimits(config.limits, reactor)
@@ -304,17 +312,22 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
     top.metrics = metrics = PrometheusMetrics()
     watcher.setServiceParent(top)
     # What each user did, for class reports; saved last when the server stops.
-    top.activity = activity = ActivityRecorder(config.server.data_dir / (
-        "activity.json" if config.server.worker == 1
-        else "activity-worker-%d.json" % (config.server.worker,)), reactor)
-    try:
-        activity.load()
-    except OSError as e:
-        raise StartupError("cannot read %s: %s" % (activity.path, e.strerror or e))
-    activity.setServiceParent(top)
+    if reporter is not None:
+        top.activity = activity = workerlink.ForwardingActivity(reporter)
+        workerlink.MetricsPusher(reporter, metrics, reactor).setServiceParent(top)
+    else:
+        top.activity = activity = ActivityRecorder(
+            config.server.data_dir / "activity.json", reactor)
+        try:
+            activity.load()
+        except OSError as e:
+            raise StartupError("cannot read %s: %s" % (activity.path, e.strerror or e))
+        activity.setServiceParent(top)
     # the lab's capture store: the SMTP policy keeps mail in it, the console shows it
     top.capture = captureStoreFor(config, store, reactor)
     shared = {"lab.capture": top.capture}
+    if reporter is not None and config.web is not None:
+        shared["smtp.submissions"] = workerlink.ForwardingSubmissions(reporter, reactor)
     for listener in config.listeners:
         context = ListenerContext(config=config, listener=listener, portal=portal,
                                   users=directory, store=store, tlsContext=tlsContext,
@@ -346,7 +359,9 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
         else:
             endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)
-    supervisor = _addWorkers(config, reactor, top)
+    supervisor = _addWorkers(config, reactor, top, workerlink.WorkerReports(
+        metrics=metrics, activity=activity, hub=hub,
+        recordSubmission=_submissionRecorder(shared.get("smtp.submissions"))))
     if config.web is not None and config.server.worker == 1:  # the console: first process only
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
@@ -359,10 +374,22 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
     return top
 
 
-def _addWorkers(config, reactor, top):
+def _submissionRecorder(submissions):
+    """A worker's submission record (a dict) -> kept in C{submissions}, the first process's log."""
+    if submissions is None:
+        return None
+    from mailstack.smtp.submissions import Submission
+
+    def record(values):
+        submissions.record(Submission.fromDict(values))
+    return record
+
+
+def _addWorkers(config, reactor, top, reports):
     """
     C{[server] workers}: the first process supervises the others (handing
-    them every bound listener); a worker stops when the first process goes.
+    them every bound listener and reading their L{workerlink.WorkerReports}
+    C{reports}); a worker stops when the first process goes.
 
     @return: the first process's L{msworkers.WorkerSupervisor}, or L{None}.
     """
@@ -376,7 +403,8 @@ def _addWorkers(config, reactor, top):
             return [(s.listener.name, s.port.fileno(), msworkers.addressFamily(s.port))
                     for s in listeners]
         supervisor = msworkers.WorkerSupervisor(
-            reactor, config.server.workers, bound, msworkers.workerCommand(str(config.path)))
+            reactor, config.server.workers, bound, msworkers.workerCommand(str(config.path)),
+            reports=reports)
         supervisor.setServiceParent(top)
         return supervisor
     return None

@@ -15,6 +15,11 @@ then SIGKILL after a grace period). A worker reads its standard input, a pipe
 from the first process, and stops when that closes: a first process killed
 outright leaves no worker behind. Each line a worker logs is logged again by
 the first process, tagged C{worker K}.
+
+Each worker also gets a pipe for reports after its listening sockets
+(L{reportDescriptor}): its metrics, activity, submission records and live
+transcripts go to the first process there (L{mailstack.workerlink}), so the
+console and C{/metrics} show the whole server.
 """
 
 import os
@@ -42,6 +47,14 @@ RESTART_MAX = 30.0
 
 # How long stopping waits for a worker after SIGTERM before SIGKILL.
 STOP_GRACE = 10.0
+
+
+def reportDescriptor(inherited):
+    """
+    The descriptor of a worker's report pipe, given how many listening
+    sockets it inherited (it comes right after them).
+    """
+    return FIRST_INHERITED_FD + inherited
 
 
 def addressFamily(port):
@@ -137,10 +150,14 @@ class WorkerProtocol(protocol.ProcessProtocol):
         self.started = supervisor.reactor.seconds()
         self.ended = defer.Deferred()
         self.running = True
+        self.reportFD = None  # the report pipe's descriptor in the worker
         self._lines = {1: _Lines(), 2: _Lines()}
 
     def childDataReceived(self, fd, data):
-        if fd in self._lines:
+        if fd == self.reportFD:
+            if self.supervisor.reports is not None:
+                self.supervisor.reports.received(self, data)
+        elif fd in self._lines:
             for line in self._lines[fd].feed(data):
                 self._log(line)
 
@@ -154,6 +171,8 @@ class WorkerProtocol(protocol.ProcessProtocol):
             for line in lines.rest():
                 self._log(line)
         self.running = False
+        if self.supervisor.reports is not None:
+            self.supervisor.reports.ended(self)
         self.supervisor.workerEnded(self, reason)
         self.ended.callback(None)
 
@@ -169,12 +188,16 @@ class WorkerSupervisor(service.Service):
         sockets to hand to each worker (asked when one starts).
     @param command: C{(number, inherit) -> argv} of a worker, C{inherit}
         being the C{--inherit} argument (descriptors as the worker sees them).
+    @param reports: told what each worker reports on its report pipe
+        (C{received(worker, data)}) and when it ends (C{ended(worker)}): a
+        L{mailstack.workerlink.WorkerReports}, or L{None} (reports ignored).
     """
 
     name = "workers"
 
-    def __init__(self, reactor, count, listeners, command):
+    def __init__(self, reactor, count, listeners, command, reports=None):
         self.reactor = reactor
+        self.reports = reports
         self.count = count
         self.listeners = listeners
         self.command = command
@@ -198,8 +221,11 @@ class WorkerSupervisor(service.Service):
         for offset, (name, fd, family) in enumerate(self.listeners()):
             childFDs[FIRST_INHERITED_FD + offset] = fd
             given.append((name, FIRST_INHERITED_FD + offset, family))
+        reportFD = reportDescriptor(len(given))
+        childFDs[reportFD] = "r"
         argv = self.command(number, formatInherited(given))
         worker = WorkerProtocol(self, number)
+        worker.reportFD = reportFD
         self.workers[number] = worker
         self.reactor.spawnProcess(worker, argv[0], argv, env=os.environ.copy(),
                                   childFDs=childFDs)

@@ -166,7 +166,7 @@ LAYERS = (
     ("kit", ("mailstack.capture", "mailstack.protocol", "mailstack.listener", "mailstack.config",
              "mailstack.settings", "mailstack.throttle", "mailstack.sessions",
              "mailstack.tls", "mailstack.instruments", "mailstack.metrics",
-             "mailstack.activity", "mailstack.workers")),
+             "mailstack.activity", "mailstack.workers", "mailstack.workerlink")),
     ("engines", ("mailstack.smtp", "mailstack.pop3", "mailstack.imap", "mailstack.relay",
                  "mailstack.transcript", "mailstack.transcripthub")),
     ("plug-ins", ("mailstack.smtp.plugin", "mailstack.pop3.plugin", "mailstack.imap.plugin")),

@@ -109,12 +109,12 @@ class SupervisorTests(unittest.TestCase):
             lambda number, inherit: ["worker", str(number), inherit])
 
     def test_startsTheOthers(self):
-        """Workers 2..N start, each given every listening socket from fd 3 on and a pipe on stdin."""
+        """Workers 2..N start, each given every listening socket from fd 3 on, a report pipe after them and a pipe on stdin."""
         self.supervisor.startService()
         self.assertEqual([args for _, args, _ in self.reactor.spawned],
                          [["worker", "2", "smtp=3:%d,imap=4:%d" % (socket.AF_INET, socket.AF_INET6)],
                           ["worker", "3", "smtp=3:%d,imap=4:%d" % (socket.AF_INET, socket.AF_INET6)]])
-        self.assertEqual(self.reactor.spawned[0][2], {0: "w", 1: "r", 2: "r", 3: 7, 4: 9})
+        self.assertEqual(self.reactor.spawned[0][2], {0: "w", 1: "r", 2: "r", 3: 7, 4: 9, 5: "r"})
 
     def test_restartAfterACrash(self):
         """A worker that dies soon after starting is started again after a pause that grows."""
@@ -186,3 +186,21 @@ class SupervisorTests(unittest.TestCase):
         ended(proto, code=0)
         lines = [(e.get("number"), e.get("line")) for e in seen if "line" in e]
         self.assertEqual(lines, [(2, "[mailstack.service#info] hello"), (2, "next")])
+
+    def test_reportsRouted(self):
+        """What a worker writes on its report pipe, and its end, reach the supervisor's reports, not its log."""
+        calls = []
+
+        class Reports:
+            def received(self, worker, data):
+                calls.append(("received", worker.number, data))
+
+            def ended(self, worker):
+                calls.append(("ended", worker.number))
+        self.supervisor.reports = Reports()
+        self.supervisor.startService()
+        proto = self.reactor.spawned[0][0]
+        proto.childDataReceived(5, b'["metrics",[]]\n')
+        proto.childDataReceived(1, b"a log line\n")
+        ended(proto, code=0)
+        self.assertEqual(calls, [("received", 2, b'["metrics",[]]\n'), ("ended", 2)])

@@ -3,9 +3,12 @@ C{[server] workers = 2}: a real C{twistd mailstack} whose first process
 starts a second one sharing every listener. To send a client to one process,
 the test stops the other (SIGSTOP) while the client connects: the kernel then
 hands the connection to the one still running, whose greeting proves it
-accepted it.
+accepted it. The console (first process only) shows what both serve.
 """
 
+import csv
+import imaplib
+import io
 import json
 import os
 import poplib
@@ -22,6 +25,7 @@ from twisted.trial import unittest
 
 from tests.e2e.test_multiprocess import (
     CONFIG, LISTENERS, TWISTD, WAIT, IdleClient, TwistdProcess, childEnvironment, message)
+from tests.e2e.test_web import Browser
 
 STARTED = re.compile(r"worker 2 started \(pid (\d+)\)")
 
@@ -49,7 +53,8 @@ class WorkersTests(unittest.TestCase):
         os.makedirs(top)
         config = os.path.join(top, "mailstack.toml")
         text = CONFIG.format(dataDir=os.path.join(top, "var")).replace(
-            "[server]\n", "[server]\nworkers = 2\n").replace("lock_wait = 2", "lock_wait = 20")
+            "[server]\n", "[server]\nworkers = 2\n").replace(
+            "lock_wait = 2", "lock_wait = 20").replace("[lab]\n", "[lab]\ntranscripts = true\n")
         with open(config, "w") as f:
             f.write(text + textwrap.dedent(LISTENERS)
                     + '\n[web]\nendpoint = "tcp:0:interface=127.0.0.1"\n')
@@ -225,3 +230,82 @@ class WorkersTests(unittest.TestCase):
                 return s.noop()[0]
         code = yield threads.deferToThread(greet)
         self.assertEqual(code, 250)
+
+    def consoleBase(self):
+        port = re.search(r"web console: http://127\.0\.0\.1:(\d+)/", self.server.text()).group(1)
+        return "http://127.0.0.1:%s" % (port,)
+
+    def metric(self, name, **labels):
+        """A sample of the first process's /metrics (0 if absent)."""
+        with urllib.request.urlopen(self.consoleBase() + "/metrics", timeout=WAIT) as answer:
+            text = answer.read().decode("utf-8")
+        wanted = "%s{%s} " % (name, ",".join('%s="%s"' % item for item in sorted(labels.items())))
+        for line in text.splitlines():
+            if line.startswith(wanted):
+                return float(line[len(wanted):])
+        return 0.0
+
+    def until(self, condition, what):
+        """Poll C{condition} (blocking; for steps already in a thread) for up to L{WAIT} seconds."""
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("waited in vain for %s:\n%s" % (what, self.server.text()))
+            time.sleep(0.1)
+
+    def test_metricsCountEveryProcess(self):
+        """/metrics of the first process counts the worker's logins and open sessions; a killed worker's sessions stop counting, its counts stay."""
+        pop3 = {"listener": "pop3", "protocol": "pop3"}
+        logins = dict(pop3, mechanism="user", result="success")
+
+        def steps():
+            for pid in (self.first, self.worker):
+                session = self.only(pid, self.pop3)
+                session.user("demo@lab.test")
+                session.pass_("demo")
+                session.quit()
+            self.until(lambda: self.metric("mailstack_auth_attempts_total", **logins) == 2,
+                       "both logins counted")
+            held = self.only(self.worker, self.pop3)
+            self.until(lambda: self.metric("mailstack_sessions_open", **pop3) == 1,
+                       "the worker's open session counted")
+            os.kill(self.worker, signal.SIGKILL)
+            held.sock.close()
+            self.until(lambda: self.metric("mailstack_sessions_open", **pop3) == 0,
+                       "the killed worker's session no longer counted")
+            self.assertEqual(self.metric("mailstack_auth_attempts_total", **logins), 2)
+            self.assertEqual(self.metric("mailstack_connections_accepted_total", **pop3), 3)
+        return threads.deferToThread(steps)
+
+    def test_consoleShowsTheWorkersSessions(self):
+        """A student's live transcript (SSE) and class report show her IMAP session served by the worker, password masked."""
+        browser = Browser(self.consoleBase())
+
+        def steps():
+            status, _, _ = browser.login("demo@lab.test", "demo")
+            self.assertEqual(status, 200)
+            stream = browser.opener.open(self.consoleBase() + "/transcripts/events", timeout=WAIT)
+            try:
+                client = self.only(self.worker, lambda: imaplib.IMAP4(
+                    "127.0.0.1", self.server.ports["imap"], timeout=WAIT))
+                client.login("demo@lab.test", "demo")
+                client.logout()
+                events = []
+                while not any(e.startswith("event: ended") for e in events):
+                    line = stream.readline().decode("utf-8")
+                    if not line:
+                        break
+                    events.append(line.rstrip("\n"))
+            finally:
+                stream.close()
+            text = "\n".join(events)
+            self.assertIn('"protocol":"imap"', text)
+            self.assertIn("LOGIN demo@lab.test ***", text)
+            self.assertNotIn('"demo"', text)
+
+            def report():
+                _, _, body = browser.request("/reports.csv")
+                [row] = list(csv.DictReader(io.StringIO(body)))
+                return row
+            self.until(lambda: report()["logins_imap"] == "1", "the worker's login reported")
+        return threads.deferToThread(steps)
