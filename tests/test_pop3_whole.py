@@ -124,6 +124,17 @@ class WholeMessageTests(POP3TestMixin, unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertFalse(session.transport.disconnecting)
 
+    def test_openFailure(self):
+        """A small message whose file cannot be opened gets -ERR [SYS/TEMP] too."""
+        session = self.session()
+
+        def openMessage(number):
+            raise PermissionError(13, "Permission denied")
+        session.server.maildrop.openMessage = openMessage
+        self.assertEqual(session.send(b"RETR 2\r\nNOOP\r\n"),
+                         b"-ERR [SYS/TEMP] Message 2 cannot be read now\r\n+OK\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(PermissionError)), 1)
+
     def test_largerThanSaid(self):
         """A message larger than a chunk though its size said not is streamed whole."""
         session = self.session(chunkSize=16)

@@ -590,10 +590,10 @@ class POP3Server(LineSession):
         chunk too. A message that cannot be read gets -ERR, as nothing of
         it has been sent yet.
         """
-        found, source = self._message(number, self.maildrop.openMessage)
-        if not found:
-            return
         try:
+            found, source = self._message(number, self.maildrop.openMessage)
+            if not found:
+                return
             try:
                 data = source.read(self.settings.chunkSize + 1)
             finally:
