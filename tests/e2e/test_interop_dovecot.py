@@ -336,8 +336,13 @@ class IndexTests(DovecotTestCase):
                 check(c.noop())
             finally:
                 c.logout()
-        yield threads.deferToThread(ourSession)
-        self.assertTrue(os.path.exists(os.path.join(path, index.INDEX_FILE)))
+            # (written in a worker thread: wait for it)
+            for _ in range(200):
+                if os.path.exists(os.path.join(path, index.INDEX_FILE)):
+                    return True
+                time.sleep(0.05)
+            return False
+        self.assertTrue((yield threads.deferToThread(ourSession)))
         listings = []
         real = maildir.listMessages
         self.patch(maildir, "listMessages",
