@@ -125,6 +125,11 @@ class ReactorFsyncTests(IMAPTestCase):
             while not lines[-1].startswith(b"d "):
                 lines.append(f.readline())
             s.close()
+            # The index is written by a worker thread: wait for it.
+            for _ in range(200):
+                if os.path.exists(os.path.join(maildir, index.INDEX_FILE)):
+                    break
+                threading.Event().wait(0.05)
             return lines
         lines = yield self.inThread(work)
         self.assertTrue(lines[-1].startswith(b"d OK"), lines)
