@@ -116,6 +116,15 @@ class WorkerReporter:
         self.writer.write(line)
         return True
 
+    def flush(self):
+        """
+        Try at once to hand what waits to the pipe (without blocking): a
+        stopping worker's reactor may not turn again to write it.
+        """
+        doWrite = getattr(self.writer, "doWrite", None)
+        if self.writer.pending and doWrite is not None:
+            doWrite()
+
 
 class MetricsPusher(service.Service):
     """
@@ -147,6 +156,7 @@ class MetricsPusher(service.Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self.push()
+        self.reporter.flush()
 
 
 @implementer(IActivity)

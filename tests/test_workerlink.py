@@ -292,3 +292,28 @@ class PipeTests(unittest.TestCase):
             read = b""
         self.assertEqual((read, reporter.writer.pending),
                          (b'["close",1,"quit"]\n', 0))
+
+    def test_lastCountsWrittenAtStop(self):
+        """A stopping worker's last metrics are on the pipe before its reactor turns again."""
+        from twisted.internet import reactor
+        import os
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, readEnd)
+        os.set_blocking(readEnd, False)
+        self.addCleanup(os.close, writeEnd)
+        reporter = workerlink.WorkerReporter.toPipe(reactor, writeEnd)
+        self.addCleanup(reporter.writer.stopWriting)
+        metrics = PrometheusMetrics()
+        pusher = workerlink.MetricsPusher(reporter, metrics, Clock())
+        pusher.startService()
+        metrics.delivered("local", 1, 10)
+        pusher.stopService()
+        try:
+            read = os.read(readEnd, 1 << 20)
+        except BlockingIOError:
+            read = b""
+        last = json.loads(read.splitlines()[-1]) if read else None
+        self.assertIsNotNone(last)
+        self.assertIn(["mailstack_delivered_messages", "counter",
+                       "mailstack_delivered_messages_total", [["destination", "local"]], 1.0],
+                      last[1])

@@ -309,3 +309,25 @@ class WorkersTests(unittest.TestCase):
                 return row
             self.until(lambda: report()["logins_imap"] == "1", "the worker's login reported")
         return threads.deferToThread(steps)
+
+    def test_apiShowsTheWorkersSubmissions(self):
+        """A message the worker accepted is in the API's submissions and the class report's received count."""
+        browser = Browser(self.consoleBase())
+
+        def steps():
+            status, _, _ = browser.login("demo@lab.test", "demo")
+            self.assertEqual(status, 200)
+            with self.only(self.worker, self.smtp) as s:
+                s.sendmail("demo@lab.test", ["demo@lab.test"], message("api"))
+
+            def found():
+                _, _, body = browser.request(
+                    "/api/v1/accounts/demo@lab.test/submissions?subject=two+processes+api")
+                return json.loads(body)
+            self.until(lambda: found()["count"] == 1, "the worker's submission")
+            [record] = found()["submissions"]
+            self.assertEqual(record["recipients"], ["demo@lab.test"])
+            _, _, body = browser.request("/api/v1/report")
+            [row] = json.loads(body)["students"]
+            self.assertEqual(row["received"], 1)
+        return threads.deferToThread(steps)
