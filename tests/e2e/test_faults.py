@@ -165,6 +165,39 @@ class DurableThenFailTests(IMAPTestCase):
         self.assertEqual(watch.problems(), [])
 
     @defer.inlineCallbacks
+    def test_smtpDirectoryFsyncFailsForEveryone(self):
+        """new/'s fsync fails (EIO) while four SMTP sessions deliver at once (alone or
+        sharing one): none gets 250, each 451 4.3.0, one log line each, no file left."""
+        import threading
+        realFsync = os.fsync
+
+        def failing(fd):
+            if os.readlink("/proc/self/fd/%d" % (fd,)).endswith(os.sep + "new"):
+                raise OSError(errno.EIO, "Input/output error")
+            return realFsync(fd)
+        self.patch(os, "fsync", failing)
+        watch = LogWatch(self)
+        self.inbox()  # the Maildir exists before the sessions race to deliver
+        replies = []
+
+        def sendOne():
+            replies.append(self.send())
+
+        def sendAll():
+            senders = [threading.Thread(target=sendOne) for _ in range(4)]
+            for thread in senders:
+                thread.start()
+            for thread in senders:
+                thread.join(30)
+        yield self.inThread(sendAll)
+        self.assertEqual(len(replies), 4)
+        self.assertEqual([(code, text[:5]) for code, text in replies], [(451, b"4.3.0")] * 4)
+        self.assertEqual(len([t for t in watch.texts() if "Input/output error" in t]), 4)
+        self.assertEqual(self.files(), [])
+        self.assertEqual(os.listdir(os.path.join(self.inbox().path, "tmp")), [])
+        self.assertEqual(watch.problems(), [])
+
+    @defer.inlineCallbacks
     def test_appendDiskFull(self):
         """IMAP APPEND on a full disk: NO [OVERQUOTA] Not enough disk space, as Dovecot."""
         self.patch(crlf, "copyAsCRLF", writeThenDiskFull)
