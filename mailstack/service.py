@@ -314,7 +314,8 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
     # What each user did, for class reports; saved last when the server stops.
     if reporter is not None:
         top.activity = activity = workerlink.ForwardingActivity(reporter)
-        workerlink.MetricsPusher(reporter, metrics, reactor).setServiceParent(top)
+        workerlink.MetricsPusher(reporter, metrics, reactor,
+                                 counter=counter).setServiceParent(top)
     else:
         top.activity = activity = ActivityRecorder(
             config.server.data_dir / "activity.json", reactor)
@@ -359,13 +360,17 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
         else:
             endpoint = endpoints.serverFromString(reactor, listener.endpoint)
         ListenerService(listener, endpoint, factory).setServiceParent(top)
+    # The console's session counts: this process's and its workers'.
+    sessions = workerlink.ServerSessions(counter)
     supervisor = _addWorkers(config, reactor, top, workerlink.WorkerReports(
         metrics=metrics, activity=activity, hub=hub,
-        recordSubmission=_submissionRecorder(shared.get("smtp.submissions"))))
+        recordSubmission=_submissionRecorder(shared.get("smtp.submissions")),
+        sessions=sessions))
     if config.web is not None and config.server.worker == 1:  # the console: first process only
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
-                             authPenalty=authPenalty, reactor=reactor, counter=counter,
+                             authPenalty=authPenalty, reactor=reactor,
+                             counter=counter if supervisor is None else sessions,
                              activity=activity, metrics=metrics,
                              listeners=[s for s in top if isinstance(s, ListenerService)],
                              capture=top.capture, workers=supervisor)

@@ -10,6 +10,9 @@ one JSON array per line, never blocking its reactor:
 
   - C{["metrics", samples]}: its metric samples (L{MetricsPusher}, every
     L{METRICS_INTERVAL} seconds while they change, and once as it stops);
+  - C{["sessions", snapshot]}: its L{mailstack.sessions.SessionCounter}'s
+    snapshot (open, total, refused per protocol), sent with the metrics, for
+    the console's status page and the API's (L{ServerSessions});
   - C{["activity", event, address, protocol, tls]}: what a user did
     (L{ForwardingActivity}), counted by the first process's recorder, the
     only writer of C{activity.json};
@@ -27,6 +30,7 @@ first process cannot grow a worker's memory. L{WorkerReports} is the first
 process's side.
 """
 
+import collections
 import json
 
 from twisted.application import service
@@ -39,7 +43,7 @@ from mailstack.activity import EVENTS, LOGIN, RECEIVED, SENT, IActivity
 log = Logger()
 
 __all__ = ["WorkerReporter", "MetricsPusher", "ForwardingActivity", "ForwardingSubmissions",
-           "ForwardingHub", "WorkerReports", "METRICS_INTERVAL"]
+           "ForwardingHub", "WorkerReports", "ServerSessions", "METRICS_INTERVAL"]
 
 # Seconds between two looks at a worker's metrics (sent when they changed).
 METRICS_INTERVAL = 1.0
@@ -129,15 +133,19 @@ class WorkerReporter:
 class MetricsPusher(service.Service):
     """
     In a worker: sends its metric samples (L{mailstack.metrics.PrometheusMetrics.samples})
-    every C{interval} seconds when they changed, and once more as it stops.
+    and, given its C{counter} (a L{mailstack.sessions.SessionCounter}), its
+    sessions' snapshot, every C{interval} seconds when they changed, and once
+    more as it stops.
     """
 
-    def __init__(self, reporter, metrics, clock, interval=METRICS_INTERVAL):
+    def __init__(self, reporter, metrics, clock, interval=METRICS_INTERVAL, counter=None):
         self.reporter = reporter
         self.metrics = metrics
         self.clock = clock
         self.interval = interval
+        self.counter = counter
         self._last = None
+        self._lastSessions = None
         self._loop = None
 
     def startService(self):
@@ -150,6 +158,10 @@ class MetricsPusher(service.Service):
         samples = self.metrics.samples()
         if samples != self._last and self.reporter.send("metrics", samples):
             self._last = samples
+        if self.counter is not None:
+            sessions = self.counter.snapshot()
+            if sessions != self._lastSessions and self.reporter.send("sessions", sessions):
+                self._lastSessions = sessions
 
     def stopService(self):
         service.Service.stopService(self)
@@ -246,10 +258,13 @@ class WorkerReports:
     @param hub: the L{mailstack.transcripthub.TranscriptHub} (or L{None}).
     @param recordSubmission: C{(record dict) -> None} keeping a submission
         record in the server's log (or L{None}).
+    @param sessions: the L{ServerSessions} the console reads (or L{None}).
     """
 
-    def __init__(self, metrics=None, activity=None, hub=None, recordSubmission=None):
+    def __init__(self, metrics=None, activity=None, hub=None, recordSubmission=None,
+                 sessions=None):
         self.metrics = metrics
+        self.sessions = sessions
         self.activity = activity
         self.hub = hub
         self.recordSubmission = recordSubmission
@@ -280,6 +295,9 @@ class WorkerReports:
         if kind == "metrics":
             if self.metrics is not None:
                 self.metrics.workerReported(worker, args[0])
+        elif kind == "sessions":
+            if self.sessions is not None:
+                self.sessions.workerReported(worker, args[0])
         elif kind == "activity":
             event, address, protocol, tls = args
             if event not in EVENTS:
@@ -319,3 +337,59 @@ class WorkerReports:
                 session.close(WORKER_ENDED)
         if self.metrics is not None:
             self.metrics.workerEnded(worker)
+        if self.sessions is not None:
+            self.sessions.workerEnded(worker)
+
+
+# What of a SessionCounter snapshot counts up (kept when a worker ends).
+_TOTALS = ("total", "refused")
+
+
+class ServerSessions:
+    """
+    In the first process: the sessions of every process, as the console's
+    status page and the API ask a L{mailstack.sessions.SessionCounter}
+    (C{count}, C{snapshot}): this process's counter plus each running
+    worker's last snapshot; a worker that ended leaves its totals (sessions
+    since start, refused), not its open sessions.
+
+    @param local: this process's L{mailstack.sessions.SessionCounter}.
+    """
+
+    def __init__(self, local):
+        self.local = local
+        self._workers = {}
+        self._retired = {key: collections.Counter() for key in _TOTALS}
+
+    def workerReported(self, worker, snapshot):
+        self._workers[worker] = snapshot
+
+    def workerEnded(self, worker):
+        snapshot = self._workers.pop(worker, None) or {}
+        for key in _TOTALS:
+            self._retired[key].update(snapshot.get(key, {}))
+
+    def snapshot(self):
+        """L{mailstack.sessions.SessionCounter.snapshot} of the whole server."""
+        merged = self.local.snapshot()
+        for snapshot in list(self._workers.values()) + [self._retired]:
+            for key in ("open",) + _TOTALS:
+                into = merged.setdefault(key, {})
+                for protocol, n in snapshot.get(key, {}).items():
+                    into[protocol] = into.get(protocol, 0) + n
+            for protocol, perIP in snapshot.get("perIP", {}).items():
+                into = merged.setdefault("perIP", {}).setdefault(protocol, {})
+                for ip, n in perIP.items():
+                    into[ip] = into.get(ip, 0) + n
+        return merged
+
+    def count(self, protocol=None, ip=None):
+        """L{mailstack.sessions.SessionCounter.count} of the whole server."""
+        snapshot = self.snapshot()
+        if ip is None:
+            found = snapshot["open"]
+            return sum(found.values()) if protocol is None else found.get(protocol, 0)
+        perIP = snapshot["perIP"]
+        if protocol is None:
+            return sum(counts.get(ip, 0) for counts in perIP.values())
+        return perIP.get(protocol, {}).get(ip, 0)

@@ -10,6 +10,7 @@ from twisted.trial import unittest
 
 from mailstack.activity import LOGIN, RECEIVED, SENT, ActivityRecorder
 from mailstack.metrics import PrometheusMetrics, exposition
+from mailstack.sessions import SessionCounter
 from mailstack.smtp.submissions import Submission, SubmissionLog
 from mailstack.transcripthub import TranscriptHub
 from mailstack import workerlink
@@ -172,6 +173,42 @@ class MetricsTests(unittest.TestCase):
         self.link.deliver()
         self.assertEqual(sample(self.first, "mailstack_delivered_messages_total",
                                 destination="local"), 1.0)
+
+
+class SessionsTests(unittest.TestCase):
+    """The console's status page and the API count the worker's sessions."""
+
+    def setUp(self):
+        self.first = SessionCounter()
+        self.sessions = workerlink.ServerSessions(self.first)
+        self.link = Link(workerlink.WorkerReports(sessions=self.sessions))
+        self.worker = SessionCounter()
+        self.pusher = workerlink.MetricsPusher(self.link.reporter, PrometheusMetrics(), Clock(),
+                                               counter=self.worker)
+
+    def test_summed(self):
+        """Open sessions, totals and refusals are those of both processes."""
+        self.first.open("imap", "10.0.0.1")
+        self.worker.open("imap", "10.0.0.1")
+        self.worker.open("pop3", "10.0.0.2")
+        self.worker.refuse("pop3", "10.0.0.3")
+        self.pusher.startService()
+        self.link.deliver(chunk=11)
+        self.assertEqual((self.sessions.count("imap"), self.sessions.count(),
+                          self.sessions.count("imap", "10.0.0.1"),
+                          self.sessions.count(ip="10.0.0.2")), (2, 3, 2, 1))
+        snapshot = self.sessions.snapshot()
+        self.assertEqual((snapshot["total"], snapshot["refused"]),
+                         ({"imap": 2, "pop3": 1}, {"pop3": 1}))
+
+    def test_workerEnds(self):
+        """A worker that ends takes its open sessions away and leaves its totals."""
+        self.worker.open("imap", "10.0.0.1")
+        self.pusher.startService()
+        self.link.deliver()
+        self.link.reports.ended("w1")
+        snapshot = self.sessions.snapshot()
+        self.assertEqual((self.sessions.count("imap"), snapshot["total"]), (0, {"imap": 1}))
 
 
 class ActivityAndSubmissionTests(unittest.TestCase):

@@ -254,11 +254,17 @@ class WorkersTests(unittest.TestCase):
             time.sleep(0.1)
 
     def test_metricsCountEveryProcess(self):
-        """/metrics of the first process counts the worker's logins and open sessions; a killed worker's sessions stop counting, its counts stay."""
+        """/metrics and the API's status count the worker's logins and open sessions; a killed worker's sessions stop counting, its counts stay."""
         pop3 = {"listener": "pop3", "protocol": "pop3"}
         logins = dict(pop3, mechanism="user", result="success")
+        browser = Browser(self.consoleBase())
+
+        def openPOP3():
+            _, _, body = browser.request("/api/v1/status")
+            return json.loads(body)["sessions"]["pop3"]
 
         def steps():
+            browser.login("demo@lab.test", "demo")
             for pid in (self.first, self.worker):
                 session = self.only(pid, self.pop3)
                 session.user("demo@lab.test")
@@ -269,10 +275,12 @@ class WorkersTests(unittest.TestCase):
             held = self.only(self.worker, self.pop3)
             self.until(lambda: self.metric("mailstack_sessions_open", **pop3) == 1,
                        "the worker's open session counted")
+            self.until(lambda: openPOP3() == 1, "the API's status counting it")
             os.kill(self.worker, signal.SIGKILL)
             held.sock.close()
             self.until(lambda: self.metric("mailstack_sessions_open", **pop3) == 0,
                        "the killed worker's session no longer counted")
+            self.assertEqual(openPOP3(), 0)
             self.assertEqual(self.metric("mailstack_auth_attempts_total", **logins), 2)
             self.assertEqual(self.metric("mailstack_connections_accepted_total", **pop3), 3)
         return threads.deferToThread(steps)
