@@ -358,6 +358,63 @@ class SelectedTests(NotifyTestMixin, unittest.TestCase):
             withoutRecent(self.by(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))),
             b"* 2 EXISTS\r\n* 2 FETCH (UID 2 FLAGS ())\r\n")
 
+    def _bigArrives(self, idle=False):
+        """
+        NOTIFY with MessageNew (UID BODY.PEEK[]); session A's transport then
+        fills (pauses its producer) after 100,000 octets, and a message of
+        2.5 MB arrives. @return: the FETCH response it is owed, whole.
+        """
+        self.send(b"n NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[]) MessageExpunge))\r\n")
+        if idle:
+            self.assertEqual(self.send(b"i IDLE\r\n"), b"+ idling\r\n")
+        transport, write = self.transport, self.transport.write
+
+        def fills(data):
+            write(data)
+            if len(transport.value()) > 100000 and transport.producer is not None:
+                transport.write = write
+                transport.producer.pauseProducing()
+        transport.write = fills
+        big = MESSAGE + (b"y" * 78 + b"\r\n") * 32000
+        self.transport.clear()
+        self.deliver(big)
+        self.clock.advance(0)
+        return b"* 2 EXISTS\r\n* 2 FETCH (UID 2 BODY[] {%d}\r\n%s)\r\n" % (len(big), big)
+
+    def _resume(self):
+        """The client reads again: @return: all session A was sent since the message came."""
+        self.transport.producer.resumeProducing()
+        self.clock.advance(0)
+        return withoutRecent(self.transport.value())
+
+    def test_messageNewFetchStreamed(self):
+        """MessageNew's FETCH of a large message stops while the client does not read (its
+        transport paused, not buffering the rest) and ends whole once it reads again."""
+        whole = self._bigArrives()
+        sent = len(self.transport.value())
+        self.assertLess(sent, 200000)
+        self.clock.advance(1)
+        self.assertEqual(len(self.transport.value()), sent)
+        self.assertTrue(self._resume() == whole, "the FETCH response differs")
+        self.assertIsNone(self.transport.producer)
+
+    def test_commandWaitsForStream(self):
+        """A command sent while MessageNew's FETCH streams is answered after its last octet."""
+        whole = self._bigArrives()
+        self.server.dataReceived(b"p NOOP\r\n")
+        self.assertNotIn(b"p OK", self.transport.value())
+        self.assertTrue(self._resume() == whole + b"p OK NOOP completed\r\n",
+                        "not the FETCH response, then NOOP's reply")
+
+    def test_doneWaitsForStream(self):
+        """DONE sent while MessageNew's FETCH streams during IDLE: IDLE's OK follows the
+        FETCH response, not inside its literal."""
+        whole = self._bigArrives(idle=True)
+        self.server.dataReceived(b"DONE\r\n")
+        self.assertNotIn(b"i OK", self.transport.value())
+        self.assertTrue(self._resume() == whole + b"i OK IDLE terminated\r\n",
+                        "not the FETCH response, then IDLE's OK")
+
     def test_flagsAndExpunge(self):
         """FlagChange and an expunge under SELECTED arrive outside any command."""
         self.send(b"n NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange))\r\n")

@@ -348,7 +348,8 @@ class MailboxCommands:
             return self.bad(None, "Expected DONE to end IDLE")
         d = self._idle
         self._stopIdle()
-        d.callback(("OK", None, "IDLE terminated"))
+        # After NOTIFY's MessageNew FETCH responses still streaming (imap/notify.py).
+        self.whenPushed().addCallback(lambda _: d.callback(("OK", None, "IDLE terminated")))
 
     def _stopIdle(self):
         for name in ("_idlePoll", "_idleFlush"):

@@ -28,12 +28,14 @@ import collections
 import weakref
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailstack.imap.grammar.fetchspec import fetchAttributes
 from mailstack.imap.grammar.reader import ParseError
 from mailstack.imap.mailbox import DELIMITER, BadMailboxName, decodeName, encodeName
+from mailstack.imap.output import ResponseStreamer
 from mailstack.imap.response import Refusal, astring
 from mailstack.storage import accountevents
 from mailstack.storage.interfaces import IAccountListener, IMailboxListener, StoreError
@@ -462,6 +464,7 @@ class NotifyCommands:
     notifySelected = None
     _notifyCall = None
     _notifyOwn = None
+    _pushing = None  # MessageNew's FETCH responses streaming: a list of waiters
 
     @defer.inlineCallbacks
     def do_NOTIFY(self, tag, request):
@@ -564,6 +567,8 @@ class NotifyCommands:
         """Between commands, or during IDLE: unsolicited responses go out at once."""
         if self._closing or self.state not in ("authenticated", "selected"):
             return False
+        if self._pushing is not None:
+            return False  # not inside MessageNew's FETCH responses; L{_pushed} calls again
         if self._idle is not None:
             return True
         return not self.inputHeld() and not self._parts and self._literal is None
@@ -642,6 +647,8 @@ class NotifyCommands:
         if not idle and selected is not None and FLAG_CHANGE not in selected.events and (
                 not view.countPending()):
             return  # flag changes only, not asked for: they wait for a command (RFC 5465 5.1)
+        if self._pushing is not None:
+            return  # the stream under way ends with another look (L{_pushed})
         allowExpunge = idle or selected is None or not selected.delayed
         lastUID = view.uids[-1] if view.uids else 0
         d = self.sendUpdates(allowExpunge=allowExpunge)
@@ -651,26 +658,46 @@ class NotifyCommands:
                                            peer=self.peerText()))
 
     def _fetchNew(self, view, lastUID, attributes):
+        """
+        Stream the FETCH responses of the messages after C{lastUID} as FETCH
+        does (L{ResponseStreamer}: paused while the client does not read, a
+        burst per reactor turn, a literal read a chunk at a time), taking no
+        command and ending no IDLE meanwhile (L{whenPushed}), so nothing
+        lands inside a literal.
+        """
         if view is not self.view or self._closing:
             return
-        for number, uid in enumerate(view.uids, 1):
-            if uid <= lastUID or view.isExpunged(uid):
-                continue
-            try:
-                pieces, f = self._fetchMessage(number, uid, attributes, False)
-            except StoreError:
-                continue
-            try:
-                for piece in pieces:
-                    if isinstance(piece, bytes):
-                        self.write(piece)
-                    else:
-                        source, start, length = piece
-                        source.seek(start)
-                        self.write(source.read(length))
-            finally:
-                if f is not None:
-                    f.close()
+        work = [(number, uid) for number, uid in enumerate(view.uids, 1)
+                if uid > lastUID and not view.isExpunged(uid)]
+        if not work:
+            return
+        self._pushing = []
+        streamer = ResponseStreamer(self.transport, self.clock, self.resetTimeout)
+        d = streamer.start(self._fetchPieces(work, attributes, (), collections.Counter()))
+        d.addErrback(self._pushFailed)
+        d.addBoth(self._pushed)
+        self.holdUnlessDone(d)
+
+    def _pushFailed(self, failure):
+        if not self._closing and not failure.check(ConnectionLost):
+            log.failure("imap {peer}: streaming MessageNew's FETCH failed", failure,
+                        peer=self.peerText())
+
+    def _pushed(self, _):
+        waiters, self._pushing = self._pushing or [], None
+        for waiter in waiters:
+            waiter.callback(None)
+        if not self._closing:
+            self._changesArrived()  # what came meanwhile
+            self.notificationsReady()  # what the notifier queued meanwhile
+
+    def whenPushed(self):
+        """A Deferred firing once MessageNew's FETCH responses under way are written."""
+        if self._pushing is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._pushing.append(d)
+        return d
 
     def clientBugCode(self, name, status, code, text):
         """
