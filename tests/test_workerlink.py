@@ -122,6 +122,16 @@ class MetricsTests(unittest.TestCase):
         self.assertIn(b'mailstack_connections_accepted_total{listener="imap",protocol="imap"} 3.0',
                       body)
 
+    def test_openMetrics(self):
+        """A scraper asking for OpenMetrics gets the summed samples too."""
+        self.worker.forListener("imap", "imap").command("IDLE")
+        self.pusher.startService()
+        self.link.deliver()
+        body, contentType = exposition(self.first, "application/openmetrics-text; version=1.0.0")
+        self.assertTrue(contentType.startswith("application/openmetrics-text"))
+        self.assertIn(b'mailstack_commands_total{command="IDLE",listener="imap",protocol="imap"} 1.0',
+                      body)
+
     def test_seriesOfTheWorkerOnly(self):
         """A series only the worker has (a command only it was sent) is shown."""
         self.worker.forListener("imap", "imap").command("IDLE")
