@@ -398,30 +398,29 @@ def searchSteps(view, program, cache=None, found=None):
         yield
 
 
+def _anyKey(key, test):
+    """Whether C{test} holds for the (parsed) key C{key} or one nested in it."""
+    if test(key):
+        return True
+    kind = key[0]
+    if kind == "NOT":
+        return _anyKey(key[1], test)
+    if kind == "OR":
+        return _anyKey(key[1], test) or _anyKey(key[2], test)
+    if kind == "AND":
+        return any(_anyKey(k, test) for k in key[1])
+    return False
+
+
 def usesModseq(key):
     """Whether a (parsed) search key has a MODSEQ criterion (RFC 7162)."""
-    kind = key[0]
-    if kind == "MODSEQ":
-        return True
-    if kind == "NOT":
-        return usesModseq(key[1])
-    if kind == "OR":
-        return usesModseq(key[1]) or usesModseq(key[2])
-    if kind == "AND":
-        return any(usesModseq(k) for k in key[1])
-    return False
+    return _anyKey(key, lambda k: k[0] == "MODSEQ")
 
 
 def usesSaveDate(key):
     """Whether a (parsed) search key has an RFC 8514 criterion (SAVED*, SAVEDATESUPPORTED)."""
-    kind = key[0]
-    if kind == "NOT":
-        return usesSaveDate(key[1])
-    if kind == "OR":
-        return usesSaveDate(key[1]) or usesSaveDate(key[2])
-    if kind == "AND":
-        return any(usesSaveDate(k) for k in key[1])
-    return kind == "SAVEDATESUPPORTED" or (kind == "DATE" and key[1] == "saved")
+    return _anyKey(key, lambda k: k[0] == "SAVEDATESUPPORTED"
+                   or (k[0] == "DATE" and k[1] == "saved"))
 
 
 def keyKinds(key):
