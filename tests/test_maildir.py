@@ -680,6 +680,49 @@ class MessageTests(MaildirTestCase):
         with self.inbox.openMessage(1) as f:
             self.assertEqual(f.read(), MESSAGE_CRLF)
 
+    def renameDuringListing(self, then):
+        """After our next listing of the files, another program does C{then}()."""
+        listFiles = self.inbox._listFiles
+
+        def listed():
+            listing = listFiles()
+            self.inbox._listFiles = listFiles  # only once
+            then()
+            return listing
+        self.inbox._listFiles = listed
+
+    def test_renamedTwiceByOtherProgram(self):
+        """
+        A file renamed again between our new listing and the retry (two sessions
+        of another process storing flags in turn) is followed once more.
+        """
+        self.write(b"a\nb\n", "cur", "1700000000.M1P1.mda:2,")
+        self.successResultOf(self.inbox.sync())
+        os.rename(self.path("cur", "1700000000.M1P1.mda:2,"),
+                  self.path("cur", "1700000000.M1P1.mda:2,S"))
+        self.renameDuringListing(lambda: os.rename(
+            self.path("cur", "1700000000.M1P1.mda:2,S"),
+            self.path("cur", "1700000000.M1P1.mda:2,ST")))
+        with self.inbox.openMessage(1) as f:
+            self.assertEqual(f.read(), b"a\r\nb\r\n")
+
+    def test_renamedThenDeletedByOtherProgram(self):
+        """
+        A file renamed, then expunged by another program while we look for it, is
+        listed until the next sync (size 0) and cannot be opened: NoSuchMessage,
+        never FileNotFoundError (a SELECT once failed with NO [SERVERBUG] so, when
+        two worker processes served one busy account).
+        """
+        self.write(b"a\nb\n", "cur", "1700000000.M1P1.mda:2,")
+        self.successResultOf(self.inbox.sync())
+        os.rename(self.path("cur", "1700000000.M1P1.mda:2,"),
+                  self.path("cur", "1700000000.M1P1.mda:2,T"))
+        self.renameDuringListing(lambda: os.unlink(
+            self.path("cur", "1700000000.M1P1.mda:2,T")))
+        self.assertEqual([m.uid for m in self.inbox.messages()], [1])
+        self.assertRaises(NoSuchMessage, self.inbox.openMessage, 1)
+        self.assertEqual(self.successResultOf(self.inbox.sync()).expunged, [1])
+
     def test_messagesInfo(self):
         """messages() lists every message in UID order with flags, size, date, key."""
         first = self.inbox.deliver(MESSAGE, internalDate=1000000000)

@@ -789,13 +789,20 @@ class MaildirMailbox:
         entry.subdir, entry.filename = listing[entry.base]
         return True
 
-    def _withFile(self, entry, operation):
-        try:
-            return operation()
-        except FileNotFoundError:
-            if not self._reopen(entry):
-                raise NoSuchMessage("message %d has been expunged" % (entry.uid,))
-            return operation()
+    def _withFile(self, entry, operation, attempts=3):
+        """
+        Run C{operation} on the message's file, following it when another
+        program renamed it (a flag change) in the meantime, again if it was
+        renamed once more between our listing and the retry (two sessions of
+        another process storing flags in turn). L{NoSuchMessage} once it is gone.
+        """
+        for attempt in range(attempts):
+            try:
+                return operation()
+            except FileNotFoundError:
+                if attempt == attempts - 1 or not self._reopen(entry):
+                    break
+        raise NoSuchMessage("message %d has been expunged" % (entry.uid,))
 
     def _info(self, entry):
         """
