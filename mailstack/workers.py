@@ -9,9 +9,11 @@ process accepts it first. The workers share the Maildir store the way two
 servers on one host do: its dotlocks and the POP3 maildrop lock keep them
 correct, and the watcher (inotify) tells each of the changes the others make.
 
-The supervisor restarts a worker that exits (after a pause that grows while
-it keeps failing), and stops every worker when the server stops (SIGTERM,
-then SIGKILL after a grace period). A worker reads its standard input, a pipe
+The supervisor restarts a worker that exits, or that could not be started
+at all (fork failing with EMFILE, ENOMEM...), after a pause that doubles
+while it keeps failing (one log line per failure, counting them), and
+stops every worker when the server stops (SIGTERM, then SIGKILL after a
+grace period). A worker reads its standard input, a pipe
 from the first process, and stops when that closes: a first process killed
 outright leaves no worker behind. Each line a worker logs is logged again by
 the first process, tagged C{worker K}.
@@ -22,6 +24,7 @@ transcripts go to the first process there (L{mailstack.workerlink}), so the
 console and C{/metrics} show the whole server.
 """
 
+import errno
 import os
 import re
 import socket
@@ -204,6 +207,7 @@ class WorkerSupervisor(service.Service):
         self.workers = {}       # number -> the running WorkerProtocol
         self._pauses = {}       # number -> the pause before its next restart
         self._restarts = {}     # number -> the pending restart's IDelayedCall
+        self._failures = {}     # number -> its failures in a row (a steady run resets)
 
     def startService(self):
         service.Service.startService(self)
@@ -216,19 +220,24 @@ class WorkerSupervisor(service.Service):
 
     def _start(self, number):
         self._restarts.pop(number, None)
-        childFDs = {0: "w", 1: "r", 2: "r"}
-        given = []
-        for offset, (name, fd, family) in enumerate(self.listeners()):
-            childFDs[FIRST_INHERITED_FD + offset] = fd
-            given.append((name, FIRST_INHERITED_FD + offset, family))
-        reportFD = reportDescriptor(len(given))
-        childFDs[reportFD] = "r"
-        argv = self.command(number, formatInherited(given))
         worker = WorkerProtocol(self, number)
-        worker.reportFD = reportFD
+        try:
+            childFDs = {0: "w", 1: "r", 2: "r"}
+            given = []
+            for offset, (name, fd, family) in enumerate(self.listeners()):
+                childFDs[FIRST_INHERITED_FD + offset] = fd
+                given.append((name, FIRST_INHERITED_FD + offset, family))
+            worker.reportFD = reportDescriptor(len(given))
+            childFDs[worker.reportFD] = "r"
+            argv = self.command(number, formatInherited(given))
+            self.reactor.spawnProcess(worker, argv[0], argv, env=os.environ.copy(),
+                                      childFDs=childFDs)
+        except Exception as e:
+            # (EMFILE, ENOMEM, EAGAIN from fork...): no process, so no
+            # processEnded will come; try again later as after a crash.
+            self._failed(number, "could not be started (%s)" % (_describe(e),), 0.0)
+            return
         self.workers[number] = worker
-        self.reactor.spawnProcess(worker, argv[0], argv, env=os.environ.copy(),
-                                  childFDs=childFDs)
         log.info("worker {number} started (pid {pid})", number=number,
                  pid=getattr(worker.transport, "pid", "?"))
 
@@ -241,13 +250,30 @@ class WorkerSupervisor(service.Service):
         if not self.running:
             log.info("worker {number} stopped ({what})", number=worker.number, what=what)
             return
-        ranFor = self.reactor.seconds() - worker.started
-        pause = 0.0 if ranFor >= STEADY_SECONDS else self._pauses.get(worker.number, RESTART_FIRST)
-        self._pauses[worker.number] = (RESTART_FIRST if pause == 0.0
-                                       else min(2 * pause, RESTART_MAX))
-        log.error("worker {number} {what} after {seconds:.1f} s; restarting it in {pause:.0f} s",
-                  number=worker.number, what=what, seconds=ranFor, pause=pause)
-        self._restarts[worker.number] = self.reactor.callLater(pause, self._start, worker.number)
+        self._failed(worker.number, what, self.reactor.seconds() - worker.started)
+
+    def _failed(self, number, what, ranFor):
+        """
+        Worker C{number} ended (C{what}) after C{ranFor} seconds, or could
+        not be started: start it again, at once if it had run steadily,
+        otherwise after a pause that doubles with each failure in a row up
+        to L{RESTART_MAX}. One log line per failure, counting them.
+        """
+        if not self.running:
+            return
+        if ranFor >= STEADY_SECONDS:
+            self._failures[number] = 1
+            pause = 0.0
+        else:
+            self._failures[number] = self._failures.get(number, 0) + 1
+            pause = self._pauses.get(number, RESTART_FIRST)
+        self._pauses[number] = (RESTART_FIRST if pause == 0.0
+                                else min(2 * pause, RESTART_MAX))
+        log.error("worker {number} {what} after {seconds:.1f} s (failure {failures} "
+                  "in a row); restarting it in {pause:.0f} s",
+                  number=number, what=what, seconds=ranFor,
+                  failures=self._failures[number], pause=pause)
+        self._restarts[number] = self.reactor.callLater(pause, self._start, number)
 
     def stopService(self):
         """
@@ -279,6 +305,14 @@ class WorkerSupervisor(service.Service):
                 killer.cancel()
             return None
         return d.addBoth(done)
+
+
+def _describe(exception):
+    """An exception in a few words for one log line (an OSError by its errno's name)."""
+    if isinstance(exception, OSError) and exception.errno is not None:
+        return "%s: %s" % (errno.errorcode.get(exception.errno, exception.errno),
+                           exception.strerror or exception)
+    return "%s: %s" % (type(exception).__name__, exception)
 
 
 def _signal(worker, name):

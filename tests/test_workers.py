@@ -7,7 +7,7 @@ processes).
 
 import socket
 
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -204,3 +204,126 @@ class SupervisorTests(unittest.TestCase):
         proto.childDataReceived(1, b"a log line\n")
         ended(proto, code=0)
         self.assertEqual(calls, [("received", 2, b'["metrics",[]]\n'), ("ended", 2)])
+
+
+class FailingReactor(FakeReactor):
+    """A fake reactor whose spawnProcess raises the queued errors first (fork failing)."""
+
+    def __init__(self, errors):
+        FakeReactor.__init__(self)
+        self.errors = list(errors)
+        self.attempts = 0
+
+    def spawnProcess(self, proto, executable, args, env=None, childFDs=None):
+        self.attempts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return FakeReactor.spawnProcess(self, proto, executable, args, env, childFDs)
+
+
+class SupervisorFaultTests(unittest.TestCase):
+    """L{workers.WorkerSupervisor} when starting a worker fails or a worker keeps dying."""
+
+    def supervisor(self, reactor, count=2):
+        return workers.WorkerSupervisor(
+            reactor, count, lambda: [("smtp", 7, socket.AF_INET)],
+            lambda number, inherit: ["worker", str(number), inherit])
+
+    def logged(self):
+        from twisted.logger import globalLogPublisher
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        return seen
+
+    def test_spawnFailureRetried(self):
+        """A worker whose fork fails (EMFILE) is tried again after a pause, and then runs: the server still ends with two processes."""
+        import errno
+        reactor = FailingReactor([OSError(errno.EMFILE, "Too many open files")])
+        supervisor = self.supervisor(reactor)
+        seen = self.logged()
+        supervisor.startService()
+        self.assertEqual((reactor.attempts, supervisor.processes()), (1, 1))
+        failures = [e for e in seen if e.get("log_level") is not None
+                    and e["log_level"].name == "error"]
+        self.assertEqual(len(failures), 1)
+        self.assertIn("EMFILE", failures[0]["what"])
+        reactor.advance(workers.RESTART_FIRST)
+        self.assertEqual((reactor.attempts, supervisor.processes()), (2, 2))
+
+    def test_spawnFailuresBackOff(self):
+        """A fork that keeps failing is retried with doubling pauses up to RESTART_MAX, one error line per attempt, never in a tight loop."""
+        reactor = FailingReactor([OSError(12, "Cannot allocate memory")] * 100)
+        supervisor = self.supervisor(reactor)
+        seen = self.logged()
+        supervisor.startService()
+        times = []
+        for _ in range(600):
+            before = reactor.attempts
+            reactor.advance(1)
+            if reactor.attempts != before:
+                times.append(reactor.seconds())
+        gaps = [b - a for a, b in zip([0.0] + times, times)]
+        self.assertEqual(gaps[:6], [1, 2, 4, 8, 16, 30])
+        self.assertEqual(set(gaps[5:]), {workers.RESTART_MAX})
+        errors = [e for e in seen if e.get("log_level") is not None
+                  and e["log_level"].name == "error"]
+        self.assertEqual(len(errors), reactor.attempts)
+        self.assertEqual([e["failures"] for e in errors[:3]], [1, 2, 3])
+        self.assertEqual(supervisor.processes(), 1)
+
+    def test_stopWhileStartFails(self):
+        """Stopping the server while a worker could not be started fires at once and tries no more."""
+        reactor = FailingReactor([OSError(24, "Too many open files")])
+        supervisor = self.supervisor(reactor)
+        supervisor.startService()
+        self.successResultOf(defer.maybeDeferred(supervisor.stopService))
+        reactor.advance(3600)
+        self.assertEqual(reactor.attempts, 1)
+
+    def test_anyErrorRetried(self):
+        """Not only OSError: whatever spawning raises (a listener gone...) is retried, not left to the reactor."""
+        reactor = FailingReactor([ValueError("bad file descriptor")])
+        supervisor = self.supervisor(reactor)
+        supervisor.startService()
+        reactor.advance(workers.RESTART_FIRST)
+        self.assertEqual(supervisor.processes(), 2)
+
+    def test_crashLoopBacksOff(self):
+        """A worker that dies at once every time is restarted after pauses doubling to RESTART_MAX, one error line each, counting the failures."""
+        reactor = FakeReactor()
+        supervisor = self.supervisor(reactor)
+        seen = self.logged()
+        supervisor.startService()
+        times = []
+        for _ in range(400):
+            proto = reactor.spawned[-1][0]
+            if proto.running:
+                ended(proto, code=1)
+            before = len(reactor.spawned)
+            reactor.advance(1)
+            if len(reactor.spawned) != before:
+                times.append(reactor.seconds())
+        gaps = [b - a for a, b in zip([0.0] + times, times)]
+        self.assertEqual(gaps[:7], [1, 2, 4, 8, 16, 30, 30])
+        errors = [e for e in seen if e.get("log_level") is not None
+                  and e["log_level"].name == "error"]
+        self.assertEqual([e["failures"] for e in errors[:4]], [1, 2, 3, 4])
+
+    def test_steadyRunResetsTheBackoff(self):
+        """After a crash loop, a worker that ran steadily and then died is restarted at once, its failures counted afresh."""
+        reactor = FakeReactor()
+        supervisor = self.supervisor(reactor)
+        seen = self.logged()
+        supervisor.startService()
+        for _ in range(4):
+            ended(reactor.spawned[-1][0], code=1)
+            reactor.advance(workers.RESTART_MAX)
+        reactor.advance(workers.STEADY_SECONDS)
+        ended(reactor.spawned[-1][0], code=1)
+        spawned = len(reactor.spawned)
+        reactor.advance(0)
+        self.assertEqual(len(reactor.spawned), spawned + 1)
+        errors = [e for e in seen if e.get("log_level") is not None
+                  and e["log_level"].name == "error"]
+        self.assertEqual((errors[-1]["failures"], errors[-1]["pause"]), (1, 0.0))
