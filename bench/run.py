@@ -491,6 +491,95 @@ class Bench(scale.ScaleSection):
                            "elapsed": busy["elapsed"]})
         return figures
 
+    # -- the busy classes with [server] workers = 2 ----------------------------
+
+    # Seconds of busy-class load before the measured run (at most the run's own).
+    BUSY_WARM_UP = 1.5
+
+    def busyWorkersSpecs(self, sections):
+        """The busy-class rows of C{sections} (imap, pop3) for the server of L{WORKERS} processes."""
+        out = []
+        for section in sections:
+            specs = self.imapLoadSpecs() if section == "imap" else self.pop3Specs()
+            spec = {k: rest for k, *rest in specs}[section + "_busy"]
+            out.append((section, "%s_busy_w%d" % (section, self.WORKERS),
+                        "%s, %d workers" % (spec[0], self.WORKERS), spec[1], spec[2]))
+        return out
+
+    def busyWorkers(self, server):
+        """
+        The IMAP and POP3 busy classes again (those of the group being run),
+        against mailstack with C{[server] workers = 2} over the same data.
+        The IMAP clients first delete the account's lowest UIDs now (the
+        1-process run expunged UIDs 1 to n and appended others).
+        """
+        s = self.sizes
+        warmUp = min(self.BUSY_WARM_UP, s.busySeconds)
+        figures = {}
+        for section, key, label, unit, better in self.busyWorkersSpecs(self._busyGroup):
+            if section == "imap":
+                uids = self._lowestUIDs(server)
+                # A short warm-up run (its UIDs then measured ones) brings every
+                # process to where the 1-process figure's server was: code paths
+                # loaded, the mailbox's index read.
+                warm = clients.imapBusy(server.ports["imap"], s.busyClients, warmUp,
+                                        data.CLASS_USER, data.PASSWORD,
+                                        data.smtpMessage(4096), uids)
+                uids = self._lowestUIDs(server)
+                busy = clients.imapBusy(server.ports["imap"], s.busyClients, s.busySeconds,
+                                        data.CLASS_USER, data.PASSWORD,
+                                        data.smtpMessage(4096), uids)
+            else:
+                warm = clients.pop3Busy(server.ports["pop3"], s.busyClients, warmUp,
+                                        data.BUSY_USER, data.PASSWORD)
+                busy = clients.pop3Busy(server.ports["pop3"], s.busyClients, s.busySeconds,
+                                        data.BUSY_USER, data.PASSWORD)
+            busy["errors"] = warm["errors"] + busy["errors"]
+            if busy["errors"]:
+                self.notes.append("%s, %d workers: %s busy class: %d error replies (first: %s)"
+                                  % (server.name, self.WORKERS, section.upper(),
+                                     len(busy["errors"]), busy["errors"][0]))
+            figures[key] = (label, unit, better, busy["rate"],
+                            {"sessions": busy["sessions"], "errors": len(busy["errors"]),
+                             "elapsed": busy["elapsed"]})
+        return figures
+
+    def _lowestUIDs(self, server):
+        """The busy-class clients' first UIDs: the class account's lowest now."""
+        c = clients.IMAP(server.ports["imap"])
+        c.login(data.CLASS_USER, data.PASSWORD)
+        c.command(b"SELECT INBOX")
+        found = c.command(b"UID SEARCH ALL")
+        c.logout()
+        uids = sorted(int(n) for line in found.splitlines()
+                      if line.startswith(b"* SEARCH") for n in line.split()[2:])
+        if len(uids) < self.sizes.busyClients:
+            raise RuntimeError("IMAP busy class: %d messages left" % (len(uids),))
+        return uids[:self.sizes.busyClients]
+
+    def busyWorkersPeer(self, sections):
+        """The workers rows compare with the peer's figures for the same load."""
+        for section, key, _, _, _ in self.busyWorkersSpecs(sections):
+            same = self.row(section, section + "_busy", None, None, None)
+            mine = self.row(section, key, None, None, None)
+            mine.values["peer"] = same.values.get("peer")
+            mine.peerName = same.peerName
+
+    def scaling(self):
+        """
+        {key of a 1-process row: (1-process figure, L{WORKERS}-process
+        figure, their ratio)} for the rows measured both ways.
+        """
+        byKey = {r.key: r for r in self.rows}
+        out = {}
+        for key in ("imap_busy", "pop3_busy", "smtp_rate_c%d" % max(self.sizes.smtpClients)):
+            one, more = byKey.get(key), byKey.get("%s_w%d" % (key, self.WORKERS))
+            if one is None or more is None:
+                continue
+            a, b = one.values.get("mailstack"), more.values.get("mailstack")
+            out[key] = (a, b, b / a if a and b is not None else None)
+        return out
+
     # -- the whole run -----------------------------------------------------
 
     def run(self, sections):
@@ -513,6 +602,15 @@ class Bench(scale.ScaleSection):
             ms = (scale.ScaleMailstack if group == ["scale"] else servers.Mailstack)(
                 os.path.join(self.top, "mailstack"), self.dirs["mailstack"])
             self.runSide("mailstack", ms, None, group)
+            busyGroup = [g for g in group if g in ("imap", "pop3")]
+            if busyGroup:  # the busy classes again with [server] workers
+                self._busyGroup = busyGroup
+                for section, key, label, unit, better in self.busyWorkersSpecs(busyGroup):
+                    self.declare(section, [(key, label, unit, better)], peerName)
+                os.makedirs(os.path.join(self.top, "mailstack-workers"), exist_ok=True)
+                self.runSide("mailstack", servers.Mailstack(
+                    os.path.join(self.top, "mailstack-workers"), self.dirs["mailstack"],
+                    workers=self.WORKERS), None, ["busyWorkers"])
             if group == ["smtp"]:  # and again with [server] workers
                 self.declare("smtp", self.smtpWorkersSpecs(), peerName)
                 os.makedirs(os.path.join(self.top, "mailstack-workers"), exist_ok=True)
@@ -536,6 +634,8 @@ class Bench(scale.ScaleSection):
             self.runSide("peer", peer, peer.name, group)
             if group == ["smtp"]:
                 self.smtpWorkersPeer()
+            if busyGroup:
+                self.busyWorkersPeer(busyGroup)
 
 
 def machine(path):
@@ -640,13 +740,27 @@ TARGETS = [
     ("smtp_rate_c10_w2", ">= 1.5x aiosmtpd",
      lambda r: r.ratio() is not None and r.ratio() >= 1.5),
     ("smtp_p95_c10_w2", "<= aiosmtpd's", lambda r: r.ratio() is not None and r.ratio() <= 1.0),
+    # the busy classes with [server] workers = 2
+    ("imap_busy_w2", ">= 1.0x Dovecot, 0 error replies",
+     lambda r: r.ratio() is not None and r.ratio() >= 1.0 and not r.samples.get(
+         "mailstack", {}).get("errors")),
+    ("pop3_busy_w2", ">= 1.0x Dovecot", lambda r: r.ratio() is not None and r.ratio() >= 1.0),
 ]
 
 TARGETS += scale.TARGETS
 
 
-def targetTable(rows):
-    """Each issue-16 target the run measured: its figure, ratio and whether it is met."""
+# Issue 16 asks how sessions/s scale from 1 to 2 workers: reported, not judged.
+SCALING_GOAL = "report: 2 workers / 1"
+
+
+def targetTable(rows, scaling=None):
+    """
+    Each issue-16 target the run measured: its figure, ratio and whether it
+    is met; then how each load measured with 1 and 2 processes scaled
+    (C{scaling}, L{Bench.scaling}), the 2-process figure over the 1-process
+    one in the ratio column.
+    """
     byKey = {r.key: r for r in rows}
     header = ("verdict", "issue 16 target", "goal", "mailstack", "peer", "ratio m/p")
     lines = [header]
@@ -661,6 +775,12 @@ def targetTable(rows):
             verdict = "met" if met(r) else "NOT met"
         lines.append((verdict, r.label, goal, fmt(r.values.get("mailstack")),
                       fmt(r.values.get("peer")), "-" if ratio is None else "%.2f" % ratio))
+    for key, (one, two, ratio) in (scaling or {}).items():
+        r = byKey[key]
+        lines.append(("report", "%s: sessions/s scale from 1 to 2 workers" % (r.label,)
+                      if r.unit == "sessions/s" else "%s: scale from 1 to 2 workers" % (r.label,),
+                      SCALING_GOAL, "%s -> %s" % (fmt(one), fmt(two)), "-",
+                      "-" if ratio is None else "%.2f" % ratio))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
@@ -749,7 +869,7 @@ def main(argv=None):
     print()
     print(table(bench.rows))
     print()
-    print(targetTable(bench.rows))
+    print(targetTable(bench.rows, bench.scaling()))
     print()
     for note in FAIRNESS:
         print("* " + note)
@@ -760,6 +880,8 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"machine": info, "sizes": dataclasses.asdict(sizes),
                        "results": [r.asDict() for r in bench.rows],
+                       "scaling": {key: {"workers_1": one, "workers_2": two, "ratio": ratio}
+                                   for key, (one, two, ratio) in bench.scaling().items()},
                        "notes": FAIRNESS, "problems": bench.notes}, f, indent=2)
     failed = [r for r in bench.rows if r.values.get("mailstack") is None]
     return 1 if failed else 0

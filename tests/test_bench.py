@@ -35,8 +35,13 @@ class QuickRunTests(unittest.TestCase):
         self.assertEqual(self.result.returncode, 0, self.explain())
         self.checkTable(self.result.stdout)
         self.checkScaleRows(self.result.stdout)
+        self.checkWorkersScaling(self.result.stdout)
         with open(jsonPath) as f:
-            self.checkJSON(json.load(f))
+            report = json.load(f)
+        self.checkJSON(report)
+        self.assertEqual(set(report["scaling"]), {"imap_busy", "pop3_busy", "smtp_rate_c10"})
+        for key, scaled in report["scaling"].items():
+            self.assertAlmostEqual(scaled["ratio"], scaled["workers_2"] / scaled["workers_1"])
 
     def explain(self):
         return "exit %s\n--- stdout:\n%s\n--- stderr:\n%s" % (
@@ -80,6 +85,16 @@ class QuickRunTests(unittest.TestCase):
                       "2 MB message out by POP3 RETR: peak RSS growth"):
             self.assertTrue(any(line.startswith(label) for line in out.splitlines()),
                             "no %r row\n%s" % (label, self.explain()))
+
+    def checkWorkersScaling(self, out):
+        """The busy classes are measured with 2 workers too, and a report line gives 2-worker / 1-worker sessions/s."""
+        for label in ("IMAP busy class", "POP3 busy class"):
+            rows = [line for line in out.splitlines()
+                    if line.startswith(label) and ", 2 workers" in line]
+            self.assertEqual(len(rows), 1, "no %r 2-worker row\n%s" % (label, self.explain()))
+            self.assertRegex(
+                out, r"(?m)^report +%s.*sessions/s scale from 1 to 2 workers +report: 2 workers / 1"
+                r" +\S+ -> \S+ +- +\d+\.\d\d$" % (label,))
 
     def checkJSON(self, report):
         """--json writes every row: figures as numbers, ratio = mailstack/peer."""
