@@ -41,6 +41,7 @@ from mailstack.listener import IProtocolPlugin, ListenerContext
 from mailstack.metrics import PrometheusMetrics
 from mailstack.pop3.plugin import plugin as pop3Plugin
 from mailstack.protocol.compress import CompressingFactory
+from mailstack.protocol.eager import EagerEndpoint
 from mailstack.sessions import LimitingFactory, SessionCounter
 from mailstack.smtp.plugin import plugin as smtpPlugin
 from mailstack.storage.files import makeDirectories
@@ -359,7 +360,8 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
             endpoint = msworkers.InheritedEndpoint(reactor, *inherited[listener.name])
         else:
             endpoint = endpoints.serverFromString(reactor, listener.endpoint)
-        ListenerService(listener, endpoint, factory).setServiceParent(top)
+        # Replies leave at once when nothing waits to be sent (protocol/eager.py).
+        ListenerService(listener, EagerEndpoint(endpoint), factory).setServiceParent(top)
     # The console's session counts: this process's and its workers'.
     sessions = workerlink.ServerSessions(counter)
     supervisor = _addWorkers(config, reactor, top, workerlink.WorkerReports(
