@@ -147,7 +147,7 @@ class ThreadedAppendTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
     def test_okAfterTheFileExists(self):
         """No OK while the thread writes; after it, the file exists and OK carries its UID."""
         self.login()
-        recordFileWork(self, "placeMessage")
+        recordFileWork(self, "_writeTemporaries", "_commitWritten")
         self.holdThreads("INBOX")
         out = self.send(b"a APPEND INBOX {%d+}\r\n%s\r\nb NOOP\r\n" % (len(MESSAGE), MESSAGE))
         self.assertEqual(out, b"")
@@ -155,9 +155,14 @@ class ThreadedAppendTests(HeldThreads, IMAPTestMixin, unittest.TestCase):
         [(f, args, d)] = self.calls
         self.assertEqual(self.fileWork, [])
         del self.calls[:]
-        result = f(*args)  # what the worker thread does
-        [(name, key)] = self.fileWork  # the thread's job placed the message
-        self.assertEqual(name, "placeMessage")
+        d.callback(f(*args))  # what the worker thread does: the file written to tmp/
+        [(name, [(_, _, key)])] = self.fileWork
+        self.assertEqual(name, "_writeTemporaries")
+        self.assertEqual(self.inboxFiles(), [])
+        [(f, args, d)] = self.calls  # then placing it, a job of its own
+        del self.calls[:]
+        result = f(*args)
+        self.assertEqual(self.fileWork[1][0], "_commitWritten")
         [path] = self.inboxFiles()
         self.assertIn(key, path)
         self.assertEqual(self.transport.value(), b"")

@@ -42,7 +42,7 @@ from mailstack.storage.interfaces import (
 from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import (
-    UIDLIST, loadForUpdate, newUIDValidity, readSoundUIDList)
+    UIDLIST, loadForUpdate, newUIDValidity)
 
 __all__ = [
     "CHUNK_SIZE", "KEYWORDS", "MAX_KEYWORDS", "SUBSCRIPTIONS", "TMP_MAX_AGE", "UIDLIST",
@@ -136,6 +136,59 @@ class _PlacedCopies:
     copied: list  # (source UID, base name of the copy)
 
 
+class _Written:
+    """
+    A group of messages written to tmp/ and fsynced (one APPEND, or a
+    MULTIAPPEND's all), waiting to be placed and numbered by
+    L{MaildirMailbox._commitWritten}.
+
+    @ivar written: C{(temporary path, path to rename it to, base name)} each.
+    @ivar strict: all or nothing (see L{MaildirMailbox._commitLater}).
+    @ivar placed: the paths renamed into new/ or cur/ so far.
+    @ivar outcome: None while pending; then the base names, or a L{Failure}.
+    @ivar done: fired with the outcome in the reactor thread.
+    """
+
+    def __init__(self, written, strict):
+        self.written = written
+        self.strict = strict
+        self.placed = []
+        self.outcome = None
+        self.done = defer.Deferred()
+
+    def rename(self, mailbox):
+        """Rename every file into place; on a failure the group is discarded."""
+        try:
+            for tmpPath, path, _ in self.written:
+                os.rename(tmpPath, path)
+                self.placed.append(path)
+        except FileNotFoundError:
+            if not os.path.isdir(mailbox._sub("cur")):
+                self.discard(NoSuchMailbox("mailbox %s no longer exists" % (mailbox.name,)))
+            else:
+                self.discard(Failure())
+        except BaseException:
+            self.discard(_asStoreFailure())
+
+    def discard(self, failure):
+        """Remove every file of the group (in tmp/ or placed) and fail it."""
+        for tmpPath, _, _ in self.written:
+            removeQuietly(tmpPath)
+        for path in self.placed:
+            removeQuietly(path)
+        self.placed = []
+        self.outcome = failure if isinstance(failure, Failure) else Failure(failure)
+
+
+def _asStoreFailure():
+    """The exception being handled as a L{Failure}, a full disk as L{NoSpace}."""
+    try:
+        with noSpaceAsStoreError():
+            raise
+    except BaseException:
+        return Failure()
+
+
 class _Entry:
     """
     What a mailbox knows of one message file.
@@ -216,7 +269,11 @@ class MaildirMailbox:
     the contract's operations do that in a worker thread, one job at a time
     per mailbox (L{_assignLock}), and the reactor thread only reads the
     result (a sync that finds files without UIDs has them assigned in a
-    thread, then reads the uidlist again).
+    thread, then reads the uidlist again). An APPEND writes and fsyncs its
+    file before its turn, with no lock held; its turn places every message
+    written by then with one lock, one directory fsync and one uidlist
+    write. An EXPUNGE writes no uidlist: the lines of gone files are
+    dropped at its next write (as Dovecot does).
 
     @ivar lockTimeout: seconds to wait for the uidlist lock on the reactor
         thread before failing with L{MailboxInUse}: 0, try once (tests may
@@ -242,6 +299,8 @@ class MaildirMailbox:
         self._runInThread = runInThread or defer.maybeDeferred
         # One uidlist-writing job at a time per mailbox (this process).
         self._assignLock = defer.DeferredLock()
+        # Appends written to tmp/, waiting to be placed (_commitLater).
+        self._waiting = []
         self._needsUIDs = False  # the last sync left files without UIDs
         self._allocateUIDValidity = allocateUIDValidity or newUIDValidity
         self._entries = {}
@@ -870,11 +929,12 @@ class MaildirMailbox:
 
     # Writing
 
-    def _letters(self, flags):
+    def _letters(self, flags, timeout=None):
         """
         The Maildir info letters for C{flags}, adding new keywords to dovecot-keywords
         (under the uidlist lock, as Dovecot does). Touches files only.
 
+        @param timeout: seconds to wait for the locks (default L{lockTimeout}).
         @raise StoreError: for an unknown system flag, a malformed keyword, or a
             27th keyword.
         """
@@ -883,8 +943,10 @@ class MaildirMailbox:
             path = self._sub(KEYWORDS)
             names = readKeywords(path)
             if missingKeywords(names, keywords):
-                with self._lock(), noSpaceAsStoreError():
-                    names = addKeywords(path, keywords, self.lockTimeout, self.staleLockAge)
+                timeout = self.lockTimeout if timeout is None else timeout
+                lock = DotLock(self._sub(UIDLIST), timeout, self.staleLockAge)
+                with lock, noSpaceAsStoreError():
+                    names = addKeywords(path, keywords, timeout, self.staleLockAge)
             letters.update(keywordLetters(names, keywords))
         return letters
 
@@ -961,15 +1023,19 @@ class MaildirMailbox:
 
     def append(self, source, flags=(), internalDate=None):
         """
-        The message is placed and given its UID in a worker thread
-        (L{placeMessage}, then the uidlist written and fsynced); back in the
-        reactor thread, the mailbox is read again and listeners are told.
+        The message is written to tmp/ and fsynced in a worker thread with no
+        lock held (appends to one mailbox write their files at once), then
+        placed and given its UID together with the others written meanwhile
+        (L{_commitWritten}); back in the reactor thread, the mailbox is read
+        again and listeners are told. If another program keeps the uidlist
+        lock, the message is placed without it and gets its UID at a later
+        sync (the Deferred fires with L{None}).
         """
         if self._gone:
             return defer.fail(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
-        d = self._assignInThread(lambda placed: {placed: 0}, self.placeMessage,
-                                 source, flags, internalDate)
-        return d.addCallback(self._adoptAppended)
+        d = self._runInThread(self._writeTemporaries, [(source, flags, internalDate)])
+        d.addCallback(self._commitLater, strict=False)
+        return d.addCallback(lambda placed: self._adoptAppended(placed[0]))
 
     def _adoptAppended(self, placed):
         uids = self._adoptAppendedMany([placed])
@@ -977,13 +1043,15 @@ class MaildirMailbox:
 
     def appendMany(self, messages):
         """
-        L{placeMessages} in a worker thread (the files placed and given their
-        UIDs in one uidlist write); back in the reactor thread, the mailbox
-        is read again and listeners are told, as L{append}.
+        Every file written and fsynced in a worker thread, then all placed
+        and given consecutive UIDs under the uidlist lock (L{_commitWritten},
+        all or nothing); back in the reactor thread, the mailbox is read
+        again and listeners are told, as L{append}.
         """
         if self._gone:
             return defer.fail(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
-        d = self._assignLock.run(self._runInThread, self.placeMessages, messages)
+        d = self._runInThread(self._writeTemporaries, messages)
+        d.addCallback(self._commitLater, strict=True)
         d.addErrback(self._appendRefused, len(messages))
         return d.addCallback(self._adoptAppendedMany)
 
@@ -1000,40 +1068,148 @@ class MaildirMailbox:
         Write each of C{messages} (C{(source, flags, internalDate)}) to tmp/
         and fsync it; then, holding the uidlist lock (as Dovecot saves),
         rename them all into new/ or cur/, fsync those directories and give
-        them consecutive UIDs in one uidlist write. All or nothing: on any
-        failure before that write every file made is removed, and as no
-        other program (nor this one's reactor thread) can number a placed
-        file while the lock is held, no UID is used up. Touches files only
-        (safe in a worker thread).
+        them consecutive UIDs in one uidlist write (L{_commitWritten}). All
+        or nothing: on any failure before that write every file made is
+        removed, and as no other program (nor this one's reactor thread)
+        can number a placed file while the lock is held, no UID is used up.
+        Touches files only (safe in a worker thread).
 
         @return: the base names placed, in the order given.
         @raise MailboxInUse: another program held the lock for more than
             L{threadLockTimeout} seconds (nothing is left).
         """
+        pending = _Written(self._writeTemporaries(messages), strict=True)
+        self._commitWritten([pending])
+        if isinstance(pending.outcome, Failure):
+            pending.outcome.raiseException()
+        return pending.outcome
+
+    def _writeTemporaries(self, messages):
+        """
+        Each of C{messages} (C{(source, flags, internalDate)}) written to
+        tmp/ and fsynced, with no lock held (a keyword new to the mailbox is
+        first named in dovecot-keywords, under the uidlist lock). On a
+        failure none is left. Touches files only.
+
+        @return: the list of L{_writeTemporary}'s results.
+        """
         if self._gone:
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
-        written, placed = [], []
+        written = []
         try:
             with noSpaceAsStoreError():
                 for source, flags, internalDate in messages:
-                    letters = "".join(sorted(self._letters(flags)))
+                    letters = "".join(sorted(self._letters(flags, self.threadLockTimeout)))
                     written.append(self._writeTemporary(source, letters, internalDate))
-                lock = DotLock(self._sub(UIDLIST), self.threadLockTimeout, self.staleLockAge)
-                with lock:
-                    for tmpPath, path, _ in written:
-                        os.rename(tmpPath, path)
-                        placed.append(path)
-                    for subdir in ("new", "cur"):
-                        fsyncDirectory(self._sub(subdir))
-                    self._assignLocked(lock, {base: i for i, (_, _, base) in enumerate(written)})
-                    bases, written, placed = [base for _, _, base in written], [], []
         except BaseException:
             for tmpPath, _, _ in written:
                 removeQuietly(tmpPath)
-            for path in placed:
-                removeQuietly(path)
             raise
-        return bases
+        return written
+
+    def _commitLater(self, written, strict):
+        """
+        Queue files written to tmp/ (a L{_writeTemporaries} result) for the
+        mailbox's next L{_commitWritten}, which takes every group queued by
+        then: concurrent appends share one lock, one directory fsync and one
+        uidlist write. Reactor thread.
+
+        @param strict: all or nothing (MULTIAPPEND): if the lock cannot be
+            had, nothing is placed (L{MailboxInUse}); if the UIDs cannot be
+            written, the placed files are removed. Else the files are placed
+            regardless and get their UIDs at a later sync.
+        @return: a Deferred firing with the base names placed, in order.
+        """
+        pending = _Written(written, strict)
+        self._waiting.append(pending)
+        self._assignLock.run(self._commitWaiting)
+        return pending.done
+
+    def _commitWaiting(self):
+        """(Holding L{_assignLock}) L{_commitWritten} of every group queued,
+        in a worker thread; then each group's Deferred fires."""
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return None
+
+        def report(result):
+            for pending in batch:
+                outcome = pending.outcome
+                if outcome is None:  # _commitWritten itself failed
+                    outcome = result if isinstance(result, Failure) else Failure(
+                        StoreError("appending failed"))
+                if isinstance(outcome, Failure):
+                    pending.done.errback(outcome)
+                else:
+                    pending.done.callback(outcome)
+        return self._runInThread(self._commitWritten, batch).addBoth(report)
+
+    def _commitWritten(self, batch):
+        """
+        Place the groups of files written to tmp/ (L{_Written}s) and give
+        them UIDs, holding the uidlist lock (Dovecot's maildir-save does the
+        same): rename each into new/ or cur/, fsync those directories once
+        for all (L{fsyncDirectory}: shared with other threads), then one
+        uidlist write numbering them in the order given. Each group's
+        outcome (its base names, or a L{Failure}) is set on it; a failed
+        group leaves no file behind and, while the lock is held, no UID
+        used. Touches files only (a worker thread).
+        """
+        lock = DotLock(self._sub(UIDLIST), self.threadLockTimeout, self.staleLockAge)
+        try:
+            lock.__enter__()
+        except MailboxInUse:
+            lock = None
+            refused = Failure()
+            for pending in batch:
+                if pending.strict:
+                    pending.discard(refused)
+        try:
+            live = [pending for pending in batch if pending.outcome is None]
+            for pending in live:
+                pending.rename(self)
+            live = [pending for pending in live if pending.outcome is None]
+            try:
+                with noSpaceAsStoreError():
+                    for subdir in sorted({os.path.basename(os.path.dirname(path))
+                                          for pending in live for path in pending.placed}):
+                        fsyncDirectory(self._sub(subdir))
+            except BaseException:
+                failure = Failure()
+                for pending in live:
+                    pending.discard(failure)
+                live = []
+            if live and lock is not None:
+                self._numberWritten(lock, live)
+            for pending in live:
+                if pending.outcome is None:
+                    pending.outcome = [base for _, _, base in pending.written]
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+            for pending in batch:
+                if pending.outcome is None:  # an unexpected error: take them back
+                    pending.discard(StoreError("appending failed"))
+
+    def _numberWritten(self, lock, live):
+        """(L{_commitWritten}, the lock held) The uidlist write giving the placed
+        groups C{live} their UIDs; if it fails, the strict groups are taken back."""
+        order = {}
+        for pending in live:
+            for _, _, base in pending.written:
+                order[base] = len(order)
+        try:
+            with noSpaceAsStoreError():
+                self._assignLocked(lock, order)
+        except BaseException as e:
+            failure = Failure()
+            for pending in live:
+                if pending.strict:
+                    pending.discard(failure)
+            if not isinstance(e, (StoreError, OSError)):
+                raise
+            log.warn("{mailbox}: giving new messages their UIDs failed ({error}); "
+                     "a later sync tries again", mailbox=self, error=e)
 
     def _writeTemporary(self, source, letters, internalDate):
         """
@@ -1127,33 +1303,25 @@ class MaildirMailbox:
 
     def expunge(self, uids):
         """
-        The files are unlinked and the listeners told in the reactor thread;
-        the uidlist is rewritten (and fsynced) in a worker thread, then the
-        Deferred fires.
+        The files are unlinked and the listeners told, in the reactor thread.
+        dovecot-uidlist is left alone, as Dovecot leaves it: a line whose file
+        is gone names no message (every reader skips it; its UID is below
+        the next UID, so it is never given again) and the next write of the
+        list, when new messages get their UIDs, drops it.
         """
-        dropped = []
         try:
-            removed = self._unlinkMessages(uids, dropped)
+            return defer.succeed(self._unlinkMessages(uids))
         except Exception:
-            failure = Failure()
-            d = self._assignLock.run(self._runInThread, self._dropFromUIDList, dropped)
-            return d.addCallback(lambda _: failure)
-        d = self._assignLock.run(self._runInThread, self._dropFromUIDList, dropped)
-        return d.addCallback(lambda _: removed)
+            return defer.fail()
 
     def expungeNow(self, uids):
-        """L{expunge}, all in the calling thread."""
-        dropped = []
-        try:
-            return self._unlinkMessages(uids, dropped)
-        finally:
-            self._dropFromUIDList(dropped, self.lockTimeout)
+        """L{expunge}, answered at once."""
+        return self._unlinkMessages(uids)
 
-    def _unlinkMessages(self, uids, dropped):
+    def _unlinkMessages(self, uids):
         """
         Unlink the files of C{uids} (or, if C{uids} is None, of every message
-        flagged \\Deleted), forget them, tell the listeners; their base names
-        are added to C{dropped} for L{_dropFromUIDList}.
+        flagged \\Deleted), forget them, tell the listeners.
 
         @return: the UIDs expunged.
         @raise StoreError: if some files could not be removed (an I/O error):
@@ -1176,7 +1344,6 @@ class MaildirMailbox:
                 failed.append(e)
                 continue
             removed.append(uid)
-            dropped.append(entry.base)
             del self._entries[uid]
         if failed:
             log.error("{mailbox}: could not remove {count} message files: {error}",
@@ -1188,29 +1355,6 @@ class MaildirMailbox:
         if failed:
             raise StoreError("%d messages could not be removed; try again later" % (len(failed),))
         return removed
-
-    def _dropFromUIDList(self, bases, timeout=None):
-        """
-        Remove the lines of the expunged files C{bases} from the uidlist
-        (files only: runs in a worker thread). A failure is logged: the files
-        are gone, which is what counts, and the next sync that rewrites the
-        uidlist drops a line without its file.
-        """
-        if not bases:
-            return
-        try:
-            with DotLock(self._sub(UIDLIST),
-                         self.threadLockTimeout if timeout is None else timeout,
-                         self.staleLockAge) as lock:
-                uidlist = readSoundUIDList(self._sub(UIDLIST))  # if None, the next sync rebuilds it
-                if uidlist is not None:
-                    for base in bases:
-                        uidlist.records.pop(base, None)
-                    lock.commit(uidlist.format())
-        except (StoreError, OSError) as e:
-            log.warn("{mailbox}: expunged {count} messages; dovecot-uidlist not updated "
-                     "({error}); it is at the next sync", mailbox=self, count=len(bases),
-                     error=e)
 
     def moveAllTo(self, destination):
         """

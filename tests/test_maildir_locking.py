@@ -1,0 +1,238 @@
+"""
+Tests for the lock scope of L{mailstack.storage.maildir}'s writes: APPEND
+writes and fsyncs its file with no lock held and takes the uidlist lock only
+to place it and number it (with the other appends written meanwhile); EXPUNGE
+leaves dovecot-uidlist alone, as Dovecot does. Faults on either side leave no
+file and use up no UID.
+"""
+
+import errno
+import os
+import threading
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from mailstack.storage import maildir
+from mailstack.storage.account import MaildirStore
+from mailstack.storage.interfaces import MailboxInUse, NoSpace
+from mailstack.storage.uidlist import parseUIDList
+from tests.test_maildir import ADDRESS, MESSAGE, MaildirTestCase
+
+
+class HeldJobs:
+    """
+    A C{runInThread} that keeps each job until the test runs it
+    (L{runHere} in the test's thread, L{start} in a real thread).
+    """
+
+    def __init__(self):
+        self.jobs = []
+
+    def __call__(self, f, *args, **kwargs):
+        d = defer.Deferred()
+        self.jobs.append((f, args, kwargs, d))
+        return d
+
+    def names(self):
+        return [f.__name__ for f, _, _, _ in self.jobs]
+
+    def runHere(self, index=0):
+        """Run a job now; its Deferred fires with its result."""
+        f, args, kwargs, d = self.jobs.pop(index)
+        defer.maybeDeferred(f, *args, **kwargs).chainDeferred(d)
+
+    def start(self, index=0):
+        """Run a job in a real thread; C{finish()} (after it ended) fires its Deferred."""
+        f, args, kwargs, d = self.jobs.pop(index)
+        outcome = []
+        thread = threading.Thread(target=lambda: outcome.append(
+            defer.maybeDeferred(f, *args, **kwargs)))
+        thread.start()
+
+        def finish():
+            thread.join(10)
+            outcome[0].chainDeferred(d)
+        return finish
+
+
+def uidlistLines(mailbox):
+    with open(os.path.join(mailbox.path, "dovecot-uidlist"), "rb") as f:
+        return f.read().decode().splitlines()
+
+
+class AppendLockScopeTests(TestCase):
+    """APPEND's file work runs outside the uidlist lock; placing is shared."""
+
+    def setUp(self):
+        self.jobs = HeldJobs()
+        store = MaildirStore(self.mktemp(), runInThread=self.jobs)
+        self.inbox = store.account(ADDRESS).getMailbox("INBOX")
+
+    def test_writesWhileLockHeld(self):
+        """Two appends write and fsync their files while a third holds the uidlist lock
+        (placing its message); then both are placed with one uidlist write, and the
+        three get UIDs 1, 2, 3 in the order they were written."""
+        results = [self.inbox.append(b"Subject: %d\r\n\r\nbody\r\n" % (i,)) for i in range(3)]
+        # Every append's file work is handed out at once: none waits for another.
+        self.assertEqual(self.jobs.names(), ["_writeTemporaries"] * 3)
+        self.jobs.runHere()
+        self.assertEqual(self.jobs.names(), ["_writeTemporaries"] * 2 + ["_commitWritten"])
+        holding, release = threading.Event(), threading.Event()
+        real = maildir.fsyncDirectory
+
+        def slowFsync(path):
+            holding.set()
+            self.assertTrue(release.wait(10))
+            real(path)
+        self.patch(maildir, "fsyncDirectory", slowFsync)
+        finish = self.jobs.start(2)
+        self.assertTrue(holding.wait(10))
+        lockPath = os.path.join(self.inbox.path, "dovecot-uidlist.lock")
+        self.assertTrue(os.path.exists(lockPath))
+        fsyncs = []
+        realFsync = os.fsync
+        self.patch(os, "fsync", lambda fd: (fsyncs.append(fd), realFsync(fd)))
+        self.jobs.runHere()
+        self.jobs.runHere()
+        self.assertEqual(len(fsyncs), 2)  # both files written and fsynced meanwhile
+        self.assertEqual(len(os.listdir(os.path.join(self.inbox.path, "tmp"))), 2)
+        self.assertTrue(os.path.exists(lockPath))
+        release.set()
+        finish()
+        self.assertEqual(self.successResultOf(results[0]), 1)
+        self.assertFalse(os.path.exists(lockPath))
+        # The two waiting appends: one job places both.
+        self.assertEqual(self.jobs.names(), ["_commitWritten"])
+        writes = []
+        realCommit = maildir.DotLock.commit
+        self.patch(maildir.DotLock, "commit",
+                   lambda lock, data: (writes.append(data), realCommit(lock, data)))
+        self.jobs.runHere()
+        self.assertEqual(self.jobs.names(), [])
+        self.assertEqual([self.successResultOf(d) for d in results[1:]], [2, 3])
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(os.listdir(os.path.join(self.inbox.path, "tmp")), [])
+        subjects = {}
+        for info in self.inbox.messages():
+            with self.inbox.openMessage(info.uid) as f:
+                subjects[info.uid] = f.readline()
+        self.assertEqual(subjects, {uid: b"Subject: %d\r\n" % (uid - 1,) for uid in (1, 2, 3)})
+
+    def test_strictGroupRefusedOthersPlaced(self):
+        """Placed in one job: a MULTIAPPEND refused because another program keeps the
+        uidlist lock leaves nothing, while a plain APPEND of the same job is stored (its
+        UID comes later)."""
+        self.inbox.threadLockTimeout = 0.0
+        first = self.inbox.append(b"first\r\n")
+        many = self.inbox.appendMany([(b"one\r\n", (), None), (b"two\r\n", (), None)])
+        one = self.inbox.append(b"three\r\n")
+        self.jobs.runHere()  # first's file: its placing job takes the mailbox's turn
+        self.jobs.runHere()  # many's and one's files: both wait for the next turn
+        self.jobs.runHere()
+        self.assertEqual(self.jobs.names(), ["_commitWritten"])
+        self.jobs.runHere()
+        self.assertEqual(self.successResultOf(first), 1)
+        with open(os.path.join(self.inbox.path, "dovecot-uidlist.lock"), "w"):
+            pass
+        self.assertEqual(self.jobs.names(), ["_commitWritten"])
+        self.jobs.runHere()
+        self.assertEqual(self.jobs.names(), [])
+        self.failureResultOf(many, MailboxInUse)
+        self.assertIsNone(self.successResultOf(one))
+        self.assertEqual(os.listdir(os.path.join(self.inbox.path, "tmp")), [])
+        stored = set()
+        for name in os.listdir(os.path.join(self.inbox.path, "new")):
+            with open(os.path.join(self.inbox.path, "new", name), "rb") as f:
+                stored.add(f.read())
+        self.assertEqual(stored, {b"first\r\n", b"three\r\n"})
+
+
+class AppendFaultTests(MaildirTestCase):
+    """A full disk while appending: nothing left behind, no UID used up."""
+
+    def assertEmpty(self):
+        for subdir in ("tmp", "new", "cur"):
+            self.assertEqual(self.files(subdir), [], subdir)
+
+    def test_noSpaceWritingFile(self):
+        """ENOSPC while the message is written to tmp/: NoSpace, no file, and the next
+        message gets the UID it would have had."""
+        self.successResultOf(self.inbox.sync())
+        uidNext = self.inbox.uidNext
+        real = maildir.crlf.copyAsCRLF
+
+        def full(source, f):
+            real(source, f)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.patch(maildir.crlf, "copyAsCRLF", full)
+        self.failureResultOf(self.inbox.append(MESSAGE), NoSpace)
+        self.failureResultOf(self.inbox.appendMany([(MESSAGE, (), None)]), NoSpace)
+        self.assertEmpty()
+        self.patch(maildir.crlf, "copyAsCRLF", real)
+        self.assertEqual(self.successResultOf(self.inbox.append(MESSAGE)), uidNext)
+
+    def test_noSpaceWritingUIDList(self):
+        """ENOSPC while the uidlist is written: a MULTIAPPEND fails with NoSpace and
+        leaves nothing; a plain APPEND keeps its message (durable: the reply is OK
+        without a UID) and it gets the next UID once the disk has room."""
+        self.successResultOf(self.inbox.sync())
+        uidNext = self.inbox.uidNext
+        real = maildir.DotLock.commit
+
+        def full(lock, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.patch(maildir.DotLock, "commit", full)
+        self.failureResultOf(self.inbox.appendMany([(MESSAGE, (), None)]), NoSpace)
+        self.assertEmpty()
+        self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
+        self.assertIsNone(self.successResultOf(self.inbox.append(MESSAGE)))
+        self.assertEqual(len(self.files("new")), 1)
+        self.assertEqual(self.files("tmp"), [])
+        self.patch(maildir.DotLock, "commit", real)
+        self.successResultOf(self.inbox.sync())
+        self.assertEqual([info.uid for info in self.inbox.messages()], [uidNext])
+
+    def test_placedDirectoryOnlySynced(self):
+        """Only the directory that received the message is fsynced (new/ for a
+        message without flags, cur/ for one with)."""
+        synced = []
+        real = maildir.fsyncDirectory
+        self.patch(maildir, "fsyncDirectory", lambda path: (synced.append(
+            os.path.basename(path)), real(path)))
+        self.successResultOf(self.inbox.append(MESSAGE))
+        self.successResultOf(self.inbox.append(MESSAGE, {"\\Seen"}))
+        self.assertEqual(synced, ["new", "cur"])
+
+
+class LazyExpungeTests(MaildirTestCase):
+    """EXPUNGE unlinks; dovecot-uidlist keeps the line until it is next written."""
+
+    def test_expungeLeavesUIDList(self):
+        """Expunging does not write dovecot-uidlist; every reader (this process, another
+        one) skips the line of the gone file; the next numbering drops it and never
+        gives its UID again."""
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(3)]
+        before = self.read("dovecot-uidlist")
+        self.assertEqual(self.successResultOf(self.inbox.expunge([uids[1]])), [uids[1]])
+        self.assertEqual(self.inbox.expungeNow([uids[2]]), [uids[2]])
+        self.assertEqual(self.read("dovecot-uidlist"), before)
+        self.assertEqual([m.uid for m in self.inbox.messages()], [uids[0]])
+        self.assertEqual([m.uid for m in self.freshInbox().messages()], [uids[0]])
+        self.assertEqual(self.successResultOf(self.inbox.append(MESSAGE)), uids[2] + 1)
+        uidlist = parseUIDList(self.read("dovecot-uidlist").decode())
+        self.assertEqual(sorted(uid for uid, _ in uidlist.records.values()),
+                         [uids[0], uids[2] + 1])
+        self.assertEqual(uidlist.nextUID, uids[2] + 2)
+
+
+class HeldJobsSelfTest(TestCase):
+    """The helper runs what it was given."""
+
+    def test_runHere(self):
+        """A held job runs when asked and its Deferred fires with the result."""
+        jobs = HeldJobs()
+        d = jobs(lambda x: x + 1, 1)
+        self.assertNoResult(d)
+        jobs.runHere()
+        self.assertEqual(self.successResultOf(d), 2)
