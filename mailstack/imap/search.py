@@ -6,29 +6,24 @@ Keys come from L{mailstack.imap.grammar.searchspec.searchKeys}. They are compile
 resolved), then each message is tested with the cheap keys first: flags,
 sizes, dates and UIDs need only the store's metadata; header keys read the
 message's header; BODY and TEXT read the text parts, decoding their
-Content-Transfer-Encoding and charset. Text matching is a substring test on
+Content-Transfer-Encoding and charset (L{partsearch}: a big part a few ms
+at a time, between which the reactor serves other sessions). Text matching is a substring test on
 decoded text (RFC 2047 encoded words in headers included) under the
 i;unicode-casemap comparator as Dovecot applies it (L{casemap}, I18NLEVEL=1);
 FROM, TO, CC and BCC test the addresses as written back without comments.
 """
 
-import base64
-import binascii
 import codecs
 import datetime
 import email.header
 import io
-import quopri
 import re
 import time
 
-from mailstack.imap import casemap, datefield, fetch, searchfilter
+from mailstack.imap import casemap, datefield, fetch, partsearch, searchfilter
 from mailstack.imap.address import parseAddresses, writeAddresses
 from mailstack.storage.interfaces import NoSuchMessage
 
-# Parts larger than this are searched in raw chunks rather than decoded whole.
-DECODE_LIMIT = 8 * 1024 * 1024
-CHUNK = 1024 * 1024
 # BODY and TEXT read messages up to this size whole, once: the prefilter
 # (L{searchfilter}) looks at the octets, and parsing reads them from memory.
 WHOLE_LIMIT = 1024 * 1024
@@ -200,36 +195,9 @@ def _allHeaderText(part):
     return casemap.fold("\n".join(decodeHeader(raw) for _, raw in part.fields))
 
 
-def _decodeText(data, charset):
-    """Decode with the declared charset; undeclared 8-bit text is tried as UTF-8."""
-    for candidate in (charset, "utf-8"):
-        try:
-            return data.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return data.decode(charset if charset != "ascii" else "latin-1", "replace")
-
-
-# Transfer encodings whose bodies SEARCH reads; a body in any other is not
-# searched, as in Dovecot, whose decoder reads the field in any header.
-_READABLE_ENCODINGS = frozenset([b"", b"7bit", b"8bit", b"binary", b"base64", b"quoted-printable"])
-
-
 def _transferEncoding(part):
     raw = part.header(b"content-transfer-encoding")
     return raw.strip().lower() if raw else b""
-
-
-def _transferDecode(part, data):
-    encoding = _transferEncoding(part)
-    try:
-        if encoding == b"base64":
-            return base64.b64decode(b"".join(data.split()) + b"==", validate=False)
-        if encoding == b"quoted-printable":
-            return quopri.decodestring(data)
-    except (binascii.Error, ValueError):
-        pass
-    return data
 
 
 def _leaves(part):
@@ -243,11 +211,13 @@ def _leaves(part):
         yield ("body", part)
 
 
-def _bodyMatches(message, needle, embeddedHeaders):
+def _bodySteps(message, needle, embeddedHeaders):
     """
     Whether the decoded text parts hold C{needle}; C{embeddedHeaders}: or the
     header of an attached message, which is text (TEXT) but not body (BODY),
-    as Dovecot searches.
+    as Dovecot searches. A generator (its return value is the answer): a
+    part larger than one step is decoded and matched a step at a time
+    (L{partsearch.partSteps}), one that fits at once.
     """
     root = message.structure()
     if not needle:
@@ -261,32 +231,20 @@ def _bodyMatches(message, needle, embeddedHeaders):
             main = part.mainType.lower()
             if main not in (b"text", b"message") and main != b"":
                 continue
-            if _transferEncoding(part) not in _READABLE_ENCODINGS:
+            encoding = _transferEncoding(part)
+            if encoding not in partsearch.READABLE_ENCODINGS:
                 continue
-            if part.size > DECODE_LIMIT:
-                if _rawChunksMatch(f, part, needle):
-                    return True
-                continue
-            f.seek(part.headerEnd)
-            data = _transferDecode(part, f.read(part.size))
-            if needle in casemap.fold(_decodeText(data, searchfilter.partCharset(part))):
+            if part.size > partsearch.DECODE_LIMIT:
+                found = yield from partsearch.rawSteps(f, part, needle, partsearch.STEP)
+            elif part.size > partsearch.STEP:
+                found = yield from partsearch.partSteps(
+                    f, part, encoding, searchfilter.partCharset(part), needle, partsearch.STEP)
+            else:
+                f.seek(part.headerEnd)
+                found = partsearch.wholeMatches(
+                    f.read(part.size), encoding, searchfilter.partCharset(part), needle)
+            if found:
                 return True
-    return False
-
-
-def _rawChunksMatch(f, part, needle):
-    f.seek(part.headerEnd)
-    remaining = part.size
-    tail = ""
-    while remaining > 0:
-        data = f.read(min(CHUNK, remaining))
-        if not data:
-            return False
-        remaining -= len(data)
-        text = tail + casemap.fold(data.decode("utf-8", "replace"))
-        if needle in text:
-            return True
-        tail = text[-len(needle):]
     return False
 
 
@@ -319,16 +277,47 @@ def _compareDate(op, actual, wanted):
 
 
 def matches(key, message, star):
+    """Whether C{message} matches the compiled key C{key}, found at once."""
+    steps = matchSteps(key, message, star)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def matchSteps(key, message, star):
+    """
+    L{matches} as a generator whose return value is the answer: reading a
+    big text part for BODY or TEXT yields between steps of a few ms.
+    """
+    kind = key[0]
+    if kind == "AND":
+        for k in key[1]:
+            if not (yield from matchSteps(k, message, star)):
+                return False
+        return True
+    if kind == "OR":
+        return (yield from matchSteps(key[1], message, star)) or (
+            yield from matchSteps(key[2], message, star))
+    if kind == "NOT":
+        return not (yield from matchSteps(key[1], message, star))
+    if kind in ("BODY", "TEXT"):
+        raw = message.raw()
+        if raw is not None and searchfilter.excludes(raw, key[1]):
+            return False  # nothing decoding could change, and the needle is not there
+        if kind == "TEXT" and _headerMatchesAny(message, key[1]):
+            return True
+        return (yield from _bodySteps(message, key[1], kind == "TEXT"))
+    return _leafMatches(key, message, star)
+
+
+def _leafMatches(key, message, star):
+    """A key that reads no message body: flags, sizes, dates, UIDs, header fields."""
     kind = key[0]
     info = message.info
     if kind == "ALL":
         return True
-    if kind == "AND":
-        return all(matches(k, message, star) for k in key[1])
-    if kind == "OR":
-        return matches(key[1], message, star) or matches(key[2], message, star)
-    if kind == "NOT":
-        return not matches(key[1], message, star)
     if kind == "FLAG":
         return (key[1] in info.flags) == key[2]
     if kind == "KEYWORD":
@@ -362,13 +351,6 @@ def matches(key, message, star):
         return _headerMatches(message.header(), key[1], key[2])
     if kind == "ADDRESS":
         return _headerMatches(message.header(), key[1], key[2], _addressText)
-    if kind in ("BODY", "TEXT"):
-        raw = message.raw()
-        if raw is not None and searchfilter.excludes(raw, key[1]):
-            return False  # nothing decoding could change, and the needle is not there
-        if kind == "TEXT" and _headerMatchesAny(message, key[1]):
-            return True
-        return _bodyMatches(message, key[1], kind == "TEXT")
     raise ValueError("unknown search key %r" % (kind,))
 
 
@@ -378,9 +360,9 @@ def _headerMatchesAny(message, needle):
 
 def searchSteps(view, program, cache=None, found=None):
     """
-    Test the messages of C{view} one per step (a generator, for
-    L{mailstack.imap.cooperative.run}), appending matching UIDs to C{found}
-    in sequence order.
+    Test the messages of C{view} one per step, and a big text part in
+    several (a generator, for L{mailstack.imap.cooperative.run}), appending
+    matching UIDs to C{found} in sequence order.
 
     @param program: from L{compileKey}.
     """
@@ -391,7 +373,7 @@ def searchSteps(view, program, cache=None, found=None):
         if info is None:
             continue
         try:
-            if matches(program, MessageReader(view, info, cache), star):
+            if (yield from matchSteps(program, MessageReader(view, info, cache), star)):
                 found.append(uid)
         except NoSuchMessage:
             pass

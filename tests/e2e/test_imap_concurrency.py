@@ -30,12 +30,12 @@ class NonBlockingTests(IMAPTestCase):
         encoded = MESSAGE.replace(b"\r\n\r\n", b"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", 1)
         for i in range(150):
             yield inbox.append(encoded.replace(b"the body", b"body %d" % (i,)))
-        slow = search._bodyMatches
+        slow = search._bodySteps
 
         def slowMatcher(*args):
             time.sleep(0.01)  # a big message: 1.5 s for the whole search
             return slow(*args)
-        self.patch(search, "_bodyMatches", slowMatcher)
+        self.patch(search, "_bodySteps", slowMatcher)
         a = yield self.inThread(self.loggedIn)
         b = yield self.inThread(self.loggedIn)
         yield self.inThread(a.select, "INBOX")
