@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mailstack.auth.backends import DEFAULT_BACKEND, backendNamed, backendNames, locationKey
 from mailstack.storage import backends as storebackends
+from mailstack.storage import keep as storekeep
 
 PROTOCOLS = ("smtp", "submission", "pop3", "imap")
 TLS_MODES = ("none", "starttls", "implicit")
@@ -174,6 +175,7 @@ class POP3Config:
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
     backend: str
+    cached_mailboxes: int = storekeep.DEFAULT_SIZE  # unused mailboxes kept in memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,6 +361,7 @@ _USERS = {
 }
 _STORAGE = {
     "backend": (str, storebackends.DEFAULT_BACKEND),
+    "cached_mailboxes": (int, storekeep.DEFAULT_SIZE),
 }
 _WEB = {
     "endpoint": (str, _REQUIRED),
@@ -696,7 +699,10 @@ class _Loader:
             raise self.error("storage.backend", "%r is not a store (no IStoreBackend)" % (name,))
         except ImportError as e:
             raise self.error("storage.backend", "the %s store cannot be loaded: %s" % (name, e))
-        return StorageConfig(backend=name)
+        if not 0 <= values["cached_mailboxes"] <= 1000000:
+            raise self.error("storage.cached_mailboxes", "must be 0 to 1000000, not %r" % (
+                values["cached_mailboxes"],))
+        return StorageConfig(backend=name, cached_mailboxes=values["cached_mailboxes"])
 
     def buildUsers(self, raw, server):
         values = self.section(raw, "users", _USERS)

@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 import uuid
+import weakref
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -16,6 +17,7 @@ from zope.interface import implementer, provider
 
 from mailstack.storage import accountevents
 from mailstack.storage.files import makeDirectories, makeMaildir
+from mailstack.storage.keep import DEFAULT_SIZE, KeptMailboxes
 from mailstack.storage.interfaces import (
     IAccountStore, IMailStore, IStoreBackend, InvalidMailboxName, MailboxExists, MailboxInUse,
     MailboxNotEmpty, NoSuchMailbox, StoreError)
@@ -40,7 +42,11 @@ class InvalidAddress(InvalidMailboxName, ValueError):
 class MaildirAccount:
     """
     One user's Maildir++ tree: INBOX at the root, folders as C{.A.B} subdirectories.
-    Mailbox objects are cached, one per directory, so sessions share them.
+    Mailbox objects are shared, one per directory while anything uses it
+    (found through weak references); C{kept} decides how many unused ones
+    stay (L{mailstack.storage.keep}). Each mailbox holds its account (it
+    allocates UIDVALIDITYs through it), so the account too is the one object
+    of its directory while any of its mailboxes is in use.
 
     The contract's writes (creating, deleting and renaming folders,
     subscriptions, special uses: files written with fsync under dotlocks) run
@@ -53,6 +59,7 @@ class MaildirAccount:
     @param runInThread: C{f(callable, *args) -> Deferred} for fsyncing file
         work, handed to the mailboxes (L{MaildirMailbox}).
     @param maildropLocks: the process's L{MaildropLocks} registry.
+    @param kept: the store's L{KeptMailboxes} (by default one of this account's own).
     """
 
     # Seconds to wait for dovecot-uidvalidity.lock: 0, try once (it is taken
@@ -60,14 +67,16 @@ class MaildirAccount:
     # RENAME fail with MailboxInUse and change nothing.
     uidValidityLockTimeout = 0.0
 
-    def __init__(self, address, path, watcher=None, runInThread=None, maildropLocks=None):
+    def __init__(self, address, path, watcher=None, runInThread=None, maildropLocks=None,
+                 kept=None):
         self.address = address
         self.path = path
         self.watcher = watcher
         self._runInThread = runInThread or defer.maybeDeferred
         self._writeLock = defer.DeferredLock()  # one write job at a time
         self._maildropLocks = maildropLocks
-        self._mailboxes = {}
+        self._mailboxes = weakref.WeakValueDictionary()  # dirName -> mailbox in use
+        self._kept = kept if kept is not None else KeptMailboxes()
         self._refusedLinks = set()
         self._accountListeners = accountevents.AccountListeners()  # NOTIFY (RFC 5465)
         makeMaildir(path, folder=False)
@@ -139,14 +148,23 @@ class MaildirAccount:
         self._checkConfined(canonical, path)
         mailbox = self._mailboxes.get(dirName)
         if mailbox is not None and not mailbox.gone:
+            self._kept.use(mailbox)
             return mailbox
-        if not os.path.isdir(path):
+        if dirName and not os.path.isdir(path):
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
+        # cur/ new/ tmp/ (INBOX's whole Maildir, removed behind our back)
+        # made if missing: once per object, not at every login.
         makeMaildir(path, folder=bool(dirName))
         mailbox = MaildirMailbox(canonical, path, self.watcher, self._allocateUIDValidity,
                                  self._runInThread)
+        self._kept.recentFor(mailbox)
         self._mailboxes[dirName] = mailbox
+        self._kept.use(mailbox)
         return mailbox
+
+    def makeInbox(self):
+        """Make the INBOX's Maildir again if it was removed (a delivery found it gone)."""
+        makeMaildir(self.path, folder=False)
 
     @staticmethod
     def _checkReadable(mailbox):
@@ -197,6 +215,7 @@ class MaildirAccount:
     def _forget(self, dirNames):
         """Folders gone from disk: their mailbox objects tell their sessions."""
         for dirName in dirNames:
+            self._kept.forget(self._path(dirName))
             mailbox = self._mailboxes.pop(dirName, None)
             if mailbox is not None:
                 mailbox.vanish()
@@ -525,27 +544,41 @@ class MaildirStore:
     @param reactor: the reactor whose thread pool runs the fsyncing file work
         (deliveries, appends, copies); L{None} (tools, tests) runs it at once
         in the calling thread.
+    @param cacheSize: how many mailboxes no session uses are kept in memory
+        (C{[storage] cached_mailboxes}; L{mailstack.storage.keep}).
+
+    Accounts and mailboxes are found through weak references: the objects
+    anyone uses, and the mailboxes kept, with their accounts; nothing else
+    stays, however many users logged in or got mail.
     """
 
-    def __init__(self, root, watcher=None, reactor=None, runInThread=None):
+    def __init__(self, root, watcher=None, reactor=None, runInThread=None,
+                 cacheSize=DEFAULT_SIZE):
         self.root = root
         self.watcher = watcher
         if runInThread is None and reactor is not None:
             runInThread = _threadPoolRunner(reactor)
         self._runInThread = runInThread or defer.maybeDeferred
         self._maildropLocks = MaildropLocks(clock=reactor)
-        self._accounts = {}
-        self._inboxes = {}  # address -> (account, INBOX, stamp checked): deliver's shortcut
+        self._kept = KeptMailboxes(cacheSize)
+        self._accounts = weakref.WeakValueDictionary()  # path -> account
+        # deliver's shortcut: address -> INBOX, and INBOX -> (account, stamp checked)
+        self._inboxes = weakref.WeakValueDictionary()
+        self._inboxChecks = weakref.WeakKeyDictionary()
 
     def account(self, address):
+        """
+        The account's object: a new one (which makes its Maildir if missing)
+        only if none is in use or kept; at a login of a known user, no
+        system call at all.
+        """
         address = address.lower()
         path = _accountPath(self.root, address)
         account = self._accounts.get(path)
         if account is None:
             account = self._accounts[path] = MaildirAccount(
-                address, path, self.watcher, self._runInThread, self._maildropLocks)
-        else:
-            makeMaildir(path, folder=False)
+                address, path, self.watcher, self._runInThread, self._maildropLocks,
+                self._kept)
         return account
 
     def deliver(self, addresses, source, together=None):
@@ -570,6 +603,8 @@ class MaildirStore:
             for address in addresses:
                 self._inboxes.pop(address, None)
             try:
+                for address in addresses:
+                    self.account(address).makeInbox()
                 again = [self._inbox(address) for address in addresses]
             except Exception:
                 return defer.fail()
@@ -588,11 +623,14 @@ class MaildirStore:
         checked every time: a swap in the clock tick of that change (a
         uidlist just rewritten) would leave its times as they were.
         """
-        known = self._inboxes.get(address)
-        if known is None or known[1].gone:
+        mailbox = self._inboxes.get(address)
+        if mailbox is None or mailbox.gone:
             account = self.account(address)
-            known = (account, account._mailbox("INBOX"), None)
-        account, mailbox, checked = known
+            mailbox = self._inboxes[address] = account._mailbox("INBOX")
+            account, checked = self._inboxChecks[mailbox] = (account, None)
+        else:
+            self._kept.use(mailbox)
+            account, checked = self._inboxChecks[mailbox]
         try:
             st = os.stat(mailbox.path)
             stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
@@ -602,7 +640,7 @@ class MaildirStore:
             stamp = None  # gone: the check refuses or the write finds it missing
         if stamp is None or stamp != checked:
             account._checkConfined("INBOX", mailbox.path)
-        self._inboxes[address] = (account, mailbox, stamp)
+        self._inboxChecks[mailbox] = (account, stamp)
         return mailbox
 
     def _deliverTo(self, mailboxes, source, together):
@@ -681,4 +719,5 @@ class MaildirBackend:
     @staticmethod
     def open(config, reactor, watcher):
         makeDirectories(config.mail_dir)  # 0700, as everything under data_dir
-        return MaildirStore(config.mail_dir, watcher, reactor=reactor)
+        return MaildirStore(config.mail_dir, watcher, reactor=reactor,
+                            cacheSize=config.storage.cached_mailboxes)

@@ -417,6 +417,17 @@ class MaildirMailbox:
         return sorted({uid for uid, entry in self._entries.items() if entry.subdir == "new"}
                       | (self._unclaimed & self._entries.keys()))
 
+    def placedRecent(self):
+        """C{(UIDVALIDITY, UIDs)} of the messages this process placed in cur/ that
+        are still \\Recent for the next read-write session: all that is lost
+        when the store drops this object (L{mailstack.storage.keep})."""
+        return self._uidValidity, frozenset(self._unclaimed & self._entries.keys())
+
+    def restorePlacedRecent(self, uidValidity, uids):
+        """A new object for this directory takes over a dropped one's L{placedRecent}."""
+        if uidValidity == self._uidValidity:
+            self._unclaimed |= set(uids) & self._entries.keys()
+
     def noteDelivery(self, wait=True):
         # Never waits on the reactor thread (lockTimeout is 0 unless a test
         # raises it). wait: a held lock leaves the new files for the next

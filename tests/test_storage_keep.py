@@ -1,0 +1,264 @@
+"""
+The Maildir store keeps a bounded number of mailboxes no session uses
+(C{[storage] cached_mailboxes}, L{mailstack.storage.keep}); the ones in use
+are never replaced by a second object, and one dropped and opened again
+shows the same messages, UIDs, flags and \\Recent.
+"""
+
+import gc
+import os
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from mailstack.auth.realm import MailRealm
+from mailstack.imap.mailbox import IIMAPAccount, MailboxView, avatarFactory
+from mailstack.pop3.mailbox import Maildrop
+from mailstack.storage import account as accountModule
+from mailstack.storage.account import MaildirStore
+from mailstack.storage.maildir import MaildirMailbox
+
+MESSAGE = b"From: a@lab.test\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def liveMailboxes(root=""):
+    """The Maildir mailbox objects under C{root} this process holds, once garbage
+    is collected (other tests' objects may live on: trial keeps every test case)."""
+    gc.collect()
+    root = os.path.abspath(root) + os.sep if root else ""
+    return [o for o in gc.get_objects() if isinstance(o, MaildirMailbox)
+            and os.path.abspath(o.path).startswith(root)]
+
+
+class Listener:
+    def __init__(self):
+        self.changes = []
+
+    def mailboxChanged(self, mailbox, changes):
+        self.changes.append(changes)
+
+
+class KeptTests(unittest.TestCase):
+    def setUp(self):
+        self.store = MaildirStore(self.mktemp(), cacheSize=2)
+
+    def user(self, n):
+        return "user%d@lab.test" % (n,)
+
+    def inbox(self, n):
+        return self.successResultOf(self.store.account(self.user(n)).openMailbox("INBOX"))
+
+    def select(self, n, readOnly=False):
+        """An IMAP SELECT of user n's INBOX (a view, its listener registered)."""
+        return self.successResultOf(MailboxView.open(self.inbox(n), readOnly))
+
+    def churn(self, start=100, count=10):
+        """Other users log in, SELECT their INBOX and log out."""
+        for n in range(start, start + count):
+            self.select(n).close()
+
+    def test_manyUsersBounded(self):
+        """After 50 users logged in through the realm, SELECTed INBOX and logged out,
+        only the 2 kept mailboxes stay in memory."""
+        realm = MailRealm(self.store, {IIMAPAccount: avatarFactory})
+        for n in range(50):
+            _, avatar, logout = self.successResultOf(
+                realm.requestAvatar(self.user(n), None, IIMAPAccount))
+            view = self.successResultOf(
+                MailboxView.open(self.successResultOf(avatar.openMailbox("INBOX")), False))
+            view.close()
+            logout()
+            del avatar, view
+        self.assertEqual(len(liveMailboxes(self.store.root)), 2)
+
+    def test_cacheSizeZero(self):
+        """With cached_mailboxes = 0 no mailbox stays once its session closed."""
+        self.store = MaildirStore(self.mktemp(), cacheSize=0)
+        self.churn()
+        self.assertEqual(liveMailboxes(self.store.root), [])
+
+    def test_selectedNeverReplaced(self):
+        """A mailbox selected in a session stays the one object of its directory, however
+        many others come and go; a delivery reaches that session."""
+        view = self.select(0)
+        listener = Listener()
+        view.store.addListener(listener)
+        self.churn()
+        self.assertIs(self.inbox(0), view.store)
+        self.successResultOf(self.store.deliver([self.user(0)], MESSAGE))
+        self.assertEqual(len(listener.changes), 1)
+        self.assertEqual(len(listener.changes[0].added), 1)
+        self.assertEqual(len([m for m in liveMailboxes() if m.path == view.store.path]), 1)
+
+    def test_heldWithoutListenerNeverReplaced(self):
+        """A mailbox a command still holds (no listener, not kept) is the one found again."""
+        mailbox = self.inbox(0)
+        self.churn()
+        self.assertIs(self.inbox(0), mailbox)
+
+    def test_pop3MaildropNeverReplaced(self):
+        """While a POP3 session holds the maildrop, its INBOX is the one object found."""
+        drop = Maildrop(self.store.account(self.user(0)), self.user(0))
+        self.successResultOf(drop.open())
+        self.churn()
+        self.assertIs(self.inbox(0), drop.mailbox)
+        drop.close()
+
+    def test_deliveryInThreadNeverReplaced(self):
+        """An INBOX whose delivery waits in a worker thread is the one object found meanwhile
+        (with nothing kept), and the message then shows there."""
+        jobs = []
+
+        def later(f, *args, **kwargs):
+            d = defer.Deferred()
+            jobs.append((d, f, args, kwargs))
+            return d
+        self.store = MaildirStore(self.mktemp(), runInThread=later, cacheSize=0)
+        account = self.store.account(self.user(0))
+        account.getMailbox("INBOX")  # its uidlist made
+        delivered = self.store.deliver([self.user(0)], MESSAGE)
+        del account
+        for n in range(100, 110):
+            self.store.account(self.user(n)).getMailbox("INBOX")
+        gc.collect()
+        [(d, f, args, kwargs)] = jobs
+        mailbox = self.store.account(self.user(0)).getMailbox("INBOX")
+        self.assertEqual(args[0], [mailbox])
+        self.assertIs(args[0][0], mailbox)
+        jobs.pop()
+        d.callback(f(*args, **kwargs))
+        self.successResultOf(delivered)
+        mailbox.syncNow(claimRecent=False)
+        self.assertEqual(len(mailbox.messages()), 1)
+
+    def test_reopenedSame(self):
+        """A mailbox dropped and opened again shows the same UIDs, flags, UIDVALIDITY and
+        \\Recent (messages still in new/)."""
+        for _ in range(3):
+            self.successResultOf(self.store.deliver([self.user(0)], MESSAGE))
+        mailbox = self.inbox(0)
+        self.successResultOf(mailbox.setFlags(mailbox.messages()[0].uid, {"\\Flagged"}))
+        before = [(i.uid, i.flags) for i in mailbox.messages()]
+        validity, path, recent = mailbox.uidValidity, mailbox.path, mailbox.unclaimedUIDs()
+        self.assertEqual(len(recent), 2)
+        del mailbox
+        self.churn()
+        self.assertNotIn(path, [m.path for m in liveMailboxes()])
+        view = self.select(0)
+        self.assertEqual([(i.uid, i.flags) for i in view.store.messages()], before)
+        self.assertEqual(view.store.uidValidity, validity)
+        self.assertEqual(sorted(view.recent), recent)
+
+    def test_placedRecentKept(self):
+        """A message APPENDed with flags (into cur/) to a mailbox no session has open is
+        still \\Recent for the next read-write SELECT after that mailbox was dropped."""
+        account = self.store.account(self.user(0))
+        self.successResultOf(account.createMailbox("Sent"))
+        sent = self.successResultOf(account.openMailbox("Sent"))
+        uid = self.successResultOf(sent.append(MESSAGE, ["\\Seen"]))
+        path = sent.path
+        del sent
+        self.churn()
+        self.assertNotIn(path, [m.path for m in liveMailboxes()])
+        view = self.successResultOf(MailboxView.open(
+            self.successResultOf(account.openMailbox("Sent")), False))
+        self.assertEqual(view.recent, {uid})
+        self.assertEqual(view.store.messages()[0].flags, frozenset({"\\Seen"}))
+        view.close()
+        second = self.successResultOf(MailboxView.open(view.store, False))
+        self.assertEqual(second.recent, set())
+
+    def test_claimedRecentNotShownAgain(self):
+        """A \\Recent message claimed by a SELECT before its mailbox was dropped is not
+        \\Recent again after it is opened anew."""
+        account = self.store.account(self.user(0))
+        self.successResultOf(account.createMailbox("Sent"))
+        sent = self.successResultOf(account.openMailbox("Sent"))
+        self.successResultOf(sent.append(MESSAGE, ["\\Seen"]))
+        first = self.successResultOf(MailboxView.open(sent, False))
+        self.assertEqual(len(first.recent), 1)
+        first.close()
+        del sent, first
+        self.churn()
+        view = self.successResultOf(MailboxView.open(
+            self.successResultOf(account.openMailbox("Sent")), False))
+        self.assertEqual(view.recent, set())
+
+    def test_otherSessionKeepsListening(self):
+        """A session's IDLE listener on a mailbox keeps hearing of deliveries after
+        another session on it logged out and many other users came and went."""
+        watching = self.select(0)
+        listener = Listener()
+        watching.store.addListener(listener)
+        self.select(0).close()
+        self.churn()
+        self.successResultOf(self.store.deliver([self.user(0)], MESSAGE))
+        self.assertEqual(len(listener.changes), 1)
+
+    def test_deletedFolderNotKept(self):
+        """A folder deleted leaves no mailbox object behind."""
+        account = self.store.account(self.user(0))
+        self.successResultOf(account.createMailbox("Old"))
+        path = self.successResultOf(account.openMailbox("Old")).path
+        self.successResultOf(account.deleteMailbox("Old"))
+        self.assertNotIn(path, [m.path for m in liveMailboxes()])
+
+
+class MakeMaildirTests(unittest.TestCase):
+    def setUp(self):
+        self.store = MaildirStore(self.mktemp(), cacheSize=0)
+        self.made = []
+        real = accountModule.makeMaildir
+
+        def counting(path, folder):
+            self.made.append(path)
+            return real(path, folder)
+        self.patch(accountModule, "makeMaildir", counting)
+
+    def test_notAtEveryLogin(self):
+        """Logging in again as a user whose account is in use makes no directories."""
+        account = self.store.account("a@lab.test")
+        self.made.clear()
+        for _ in range(3):
+            self.assertIs(self.store.account("a@lab.test"), account)
+        self.assertEqual(self.made, [])
+
+    def test_inboxRemovedMadeAgain(self):
+        """An INBOX whose Maildir was removed while its account stayed in use is made
+        again when it is next opened."""
+        import shutil
+        account = self.store.account("a@lab.test")
+        self.successResultOf(account.openMailbox("INBOX"))
+        gc.collect()
+        shutil.rmtree(account.path)
+        mailbox = self.successResultOf(account.openMailbox("INBOX"))
+        self.assertEqual(mailbox.messages(), [])
+        self.assertTrue(os.path.isdir(os.path.join(account.path, "cur")))
+
+
+class ConfigTests(unittest.TestCase):
+    def load(self, extra):
+        from mailstack.config import loadConfig
+        from tests.helpers import BASE_CONFIG, writeConfig
+        return loadConfig(writeConfig(self, BASE_CONFIG, extra))
+
+    def test_default(self):
+        """Without the key, 256 unused mailboxes are kept."""
+        self.assertEqual(self.load("").storage.cached_mailboxes, 256)
+
+    def test_reachesStore(self):
+        """[storage] cached_mailboxes sets how many unused mailboxes the server's store keeps."""
+        from twisted.internet import task
+
+        from mailstack import service
+        top = service.buildService(self.load("[storage]\ncached_mailboxes = 0\n"), task.Clock())
+        top.store.account("a@lab.test").getMailbox("INBOX").syncNow()
+        self.assertEqual(liveMailboxes(top.store.root), [])
+
+    def test_bad(self):
+        """A negative or non-integer value is one line naming storage.cached_mailboxes."""
+        from mailstack.config import ConfigError
+        for value in ("-1", '"many"', "2000000"):
+            e = self.assertRaises(ConfigError, self.load, "[storage]\ncached_mailboxes = %s\n"
+                                  % (value,))
+            self.assertIn(": storage.cached_mailboxes: must be ", str(e))
