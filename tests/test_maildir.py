@@ -1060,9 +1060,10 @@ class AppendManyTests(MaildirTestCase):
 
     def test_nothingLeftWhenUIDListWriteFails(self):
         """If writing the UIDs fails (a full disk), the placed messages are taken back."""
-        def full(lock, data):
+        def full(*args):
             raise OSError(errno.ENOSPC, "No space left on device")
-        self.patch(maildir.DotLock, "commit", full)
+        self.patch(maildir.DotLock, "commit", full)  # recreating the file
+        self.patch(maildir, "appendRecords", full)  # or adding to it
         d = self.inbox.appendMany([(b"one\r\n", {"\\Seen"}, None), (b"two\r\n", (), None)])
         self.failureResultOf(d, StoreError)
         for subdir in ("tmp", "new", "cur"):
@@ -1086,12 +1087,17 @@ class AppendManyTests(MaildirTestCase):
     def test_oneUIDListWrite(self):
         """All the messages get their UIDs in one write of dovecot-uidlist."""
         writes = []
-        real = maildir.DotLock.commit
+        real, realAppend = maildir.DotLock.commit, maildir.appendRecords
 
         def commit(lock, data):
             writes.append(data)
             return real(lock, data)
+
+        def append(path, data):
+            writes.append(data)
+            return realAppend(path, data)
         self.patch(maildir.DotLock, "commit", commit)
+        self.patch(maildir, "appendRecords", append)
         uids = self.successResultOf(self.inbox.appendMany(
             [(b"one\r\n", (), None), (b"two\r\n", (), None), (b"three\r\n", (), None)]))
         self.assertEqual(len(uids), 3)

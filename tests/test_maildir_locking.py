@@ -105,9 +105,11 @@ class AppendLockScopeTests(TestCase):
         # The two waiting appends: one job places both.
         self.assertEqual(self.jobs.names(), ["_commitWritten"])
         writes = []
-        realCommit = maildir.DotLock.commit
+        realCommit, realAppend = maildir.DotLock.commit, maildir.appendRecords
         self.patch(maildir.DotLock, "commit",
                    lambda lock, data: (writes.append(data), realCommit(lock, data)))
+        self.patch(maildir, "appendRecords",
+                   lambda path, data: (writes.append(data), realAppend(path, data)))
         self.jobs.runHere()
         self.assertEqual(self.jobs.names(), [])
         self.assertEqual([self.successResultOf(d) for d in results[1:]], [2, 3])
@@ -178,11 +180,12 @@ class AppendFaultTests(MaildirTestCase):
         without a UID) and it gets the next UID once the disk has room."""
         self.successResultOf(self.inbox.sync())
         uidNext = self.inbox.uidNext
-        real = maildir.DotLock.commit
+        real, realAppend = maildir.DotLock.commit, maildir.appendRecords
 
-        def full(lock, data):
+        def full(*args):
             raise OSError(errno.ENOSPC, "No space left on device")
         self.patch(maildir.DotLock, "commit", full)
+        self.patch(maildir, "appendRecords", full)
         self.failureResultOf(self.inbox.appendMany([(MESSAGE, (), None)]), NoSpace)
         self.assertEmpty()
         self.assertFalse(os.path.exists(self.path("dovecot-uidlist.lock")))
@@ -190,6 +193,7 @@ class AppendFaultTests(MaildirTestCase):
         self.assertEqual(len(self.files("new")), 1)
         self.assertEqual(self.files("tmp"), [])
         self.patch(maildir.DotLock, "commit", real)
+        self.patch(maildir, "appendRecords", realAppend)
         self.successResultOf(self.inbox.sync())
         self.assertEqual([info.uid for info in self.inbox.messages()], [uidNext])
 
@@ -224,6 +228,141 @@ class LazyExpungeTests(MaildirTestCase):
         self.assertEqual(sorted(uid for uid, _ in uidlist.records.values()),
                          [uids[0], uids[2] + 1])
         self.assertEqual(uidlist.nextUID, uids[2] + 2)
+
+
+class InPlaceUIDListTests(MaildirTestCase):
+    """
+    New UIDs are appended to dovecot-uidlist in place and fdatasynced (Dovecot's
+    way); the file is recreated only when most of its lines are of gone files or
+    it cannot be appended to (a torn last line); a torn line never renumbers.
+    """
+
+    def uidlistPath(self):
+        return self.path("dovecot-uidlist")
+
+    def text(self):
+        return self.read("dovecot-uidlist").decode()
+
+    def test_appendedInPlace(self):
+        """An APPEND adds its line to the end of the same file, fdatasynced, the
+        header left as it was; the file reads back as Dovecot writes it."""
+        first = self.successResultOf(self.inbox.append(MESSAGE))
+        before, inode = self.text(), os.stat(self.uidlistPath()).st_ino
+        synced = []
+        realSync = os.fdatasync
+        self.patch(os, "fdatasync", lambda fd: (synced.append(fd), realSync(fd)))
+        second = self.successResultOf(self.inbox.append(MESSAGE))
+        after = self.text()
+        self.assertEqual(os.stat(self.uidlistPath()).st_ino, inode)
+        self.assertEqual(len(synced), 1)
+        self.assertTrue(after.startswith(before))
+        info = self.inbox.messageInfo(second)
+        self.assertEqual(after[len(before):], "%d :%s\n" % (second, info.key))
+        uidlist = parseUIDList(after)
+        self.assertEqual((uidlist.nextUID, second), (first + 2, first + 1))
+        self.assertEqual(uidlist.records[info.key], (second, []))
+
+    def test_compactedWhenMostLinesAreGone(self):
+        """Expunged messages' lines stay until they are over a quarter of the file;
+        then the next numbering recreates it with the live ones only, UIDs kept."""
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(4)]
+        inode = os.stat(self.uidlistPath()).st_ino
+        self.successResultOf(self.inbox.expunge(uids[:2]))
+        self.assertEqual(len(self.text().splitlines()), 5)
+        fifth = self.successResultOf(self.inbox.append(MESSAGE))
+        self.assertNotEqual(os.stat(self.uidlistPath()).st_ino, inode)
+        uidlist = parseUIDList(self.text())
+        self.assertEqual(sorted(uid for uid, _ in uidlist.records.values()),
+                         uids[2:] + [fifth])
+        self.assertEqual(uidlist.lines, 3)
+        self.assertEqual((fifth, uidlist.nextUID), (uids[-1] + 1, uids[-1] + 2))
+
+    def crashedAppend(self, fragment):
+        """
+        Two messages with UIDs, a third placed without one, and the uidlist
+        ending in C{fragment(base of the third)}: what a crash in the middle of
+        appending its line leaves.
+        """
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(2)]
+        third = self.inbox.deliver(MESSAGE)
+        with open(self.uidlistPath(), "ab") as f:
+            f.write(fragment(third).encode())
+        return uids, third
+
+    def assertNotRenumbered(self, uids, third):
+        """Another process reading the mailbox keeps UIDVALIDITY and the UIDs; the
+        third message gets the next UID; the file is whole again."""
+        validity = self.inbox.uidValidity
+        events = self.captureLog()
+        other = self.freshInbox()
+        self.successResultOf(other.sync())
+        self.assertEqual(other.uidValidity, validity)
+        byKey = {info.key: info.uid for info in other.messages()}
+        self.assertEqual(sorted(byKey.values()), uids + [uids[-1] + 1])
+        self.assertEqual(byKey[third], uids[-1] + 1)
+        self.assertTrue(self.text().endswith("\n"))
+        self.assertEqual(parseUIDList(self.text()).records[third], (uids[-1] + 1, []))
+        self.assertFalse([e for e in events if "UIDVALIDITY" in str(e.get("log_format"))])
+
+    def test_tornUIDIgnored(self):
+        """A last line cut inside its UID (no space yet: the list used to be called
+        corrupt and the mailbox renumbered) is no record: no renumbering."""
+        uids, third = self.crashedAppend(lambda base: "3")
+        self.assertNotRenumbered(uids, third)
+
+    def test_tornNameIgnored(self):
+        """A last line cut inside its file name names no file: the message still gets
+        its UID, no renumbering, and the next line is not glued to the fragment."""
+        uids, third = self.crashedAppend(lambda base: "3 :" + base[:8])
+        self.assertNotRenumbered(uids, third)
+
+    def test_tornZeroesIgnored(self):
+        """A tail of NUL bytes (a filesystem that extended the file before the data
+        reached it) is ignored too."""
+        uids, third = self.crashedAppend(lambda base: "\0" * 40)
+        self.assertNotRenumbered(uids, third)
+
+    def test_appendFailsHalfway(self):
+        """ENOSPC after part of the new lines went out: the MULTIAPPEND fails and
+        leaves no file; a whole line written stays a record (its UID is never given
+        again), a cut one is dropped; no renumbering."""
+        self.successResultOf(self.inbox.append(MESSAGE))
+        validity, before = self.inbox.uidValidity, self.files("new")
+        realWrite = os.write
+        wrote = []
+
+        def halfThenFull(fd, data):
+            if not wrote:
+                wrote.append(bytes(data))
+                keep = bytes(data).index(b"\n") + 5  # the first line and a bit
+                return realWrite(fd, bytes(data)[:keep])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.patch(os, "write", halfThenFull)
+        d = self.inbox.appendMany([(MESSAGE, (), None), (MESSAGE, (), None)])
+        self.patch(os, "write", realWrite)
+        self.failureResultOf(d, NoSpace)
+        self.assertEqual(self.files("tmp"), [])
+        self.assertEqual(self.files("new"), before)
+        self.assertFalse(self.text().endswith("\n"))
+        uid = self.successResultOf(self.inbox.append(MESSAGE))
+        self.assertEqual(uid, 3)  # 2 went out whole: never given again
+        self.assertEqual(self.inbox.uidValidity, validity)
+        self.assertTrue(self.text().endswith("\n"))
+        self.assertEqual([info.uid for info in self.freshInbox().messages()], [1, 3])
+
+    def test_syncFails(self):
+        """fdatasync failing (EIO): the MULTIAPPEND fails with no file left, and the
+        UIDs its lines took are not given again."""
+        self.successResultOf(self.inbox.append(MESSAGE))
+        before = self.files("new")
+
+        def failing(fd):
+            raise OSError(errno.EIO, "Input/output error")
+        self.patch(os, "fdatasync", failing)
+        self.failureResultOf(self.inbox.appendMany([(MESSAGE, (), None)]), OSError)
+        self.assertEqual(self.files("new"), before)
+        self.patch(os, "fdatasync", os.fsync)
+        self.assertEqual(self.successResultOf(self.inbox.append(MESSAGE)), 3)
 
 
 class HeldJobsSelfTest(TestCase):

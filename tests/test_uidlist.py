@@ -61,8 +61,8 @@ class ParseTests(TestCase):
         """Malformed lists raise CorruptUIDList, with the UIDVALIDITY when readable."""
         cases = {"garbage": None, "1 x y": None, "4 V1 N1": None, "3 N5": None,
                  "3 V9 N0 G%s" % (GUID,): 9, "3 V9 N5 Gxyz": 9,
-                 "3 V9 N5\nxyz :a": 9, "3 V9 N5\n5 :a\n4 :b": 9, "3 V9 N5\n1 a": 9,
-                 "3 V9 N5\n1 :": 9, "3 V9 N5\n1 :a/b": 9, "1 9 5\n5 a": 9}
+                 "3 V9 N5\nxyz :a\n": 9, "3 V9 N5\n5 :a\n4 :b\n": 9, "3 V9 N5\n1 a\n": 9,
+                 "3 V9 N5\n1 :\n": 9, "3 V9 N5\n1 :a/b\n": 9, "1 9 5\n5 a\n": 9}
         for text, validity in cases.items():
             error = self.assertRaises(CorruptUIDList, parseUIDList, text)
             self.assertEqual(error.uidValidity, validity, text)
@@ -155,7 +155,10 @@ class UIDListTests(MaildirTestCase):
         keys = [self.inbox.deliver(MESSAGE) for _ in range(2)]
         self.assertEqual(self.successResultOf(self.inbox.sync()).added, [1, 2])
         lines = self.read("dovecot-uidlist").decode().splitlines()
-        self.assertRegex(lines[0], r"^3 V(\d+) N3 G[0-9a-f]{32}$")
+        # N is the next UID when the file was made: records appended since
+        # (Dovecot's way) raise it past their own
+        self.assertRegex(lines[0], r"^3 V(\d+) N\d+ G[0-9a-f]{32}$")
+        self.assertEqual(parseUIDList(self.read("dovecot-uidlist").decode()).nextUID, 3)
         self.assertEqual(int(lines[0].split()[1][1:]), self.inbox.uidValidity)
         self.assertEqual(lines[1:], ["1 :" + keys[0], "2 :" + keys[1]])
         self.assertEqual(self.inbox.uidNext, 3)

@@ -42,7 +42,7 @@ from mailstack.storage.interfaces import (
 from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import (
-    UIDLIST, loadForUpdate, newUIDValidity)
+    UIDLIST, appendRecords, loadForUpdate, newUIDValidity)
 
 __all__ = [
     "CHUNK_SIZE", "KEYWORDS", "MAX_KEYWORDS", "SUBSCRIPTIONS", "TMP_MAX_AGE", "UIDLIST",
@@ -649,19 +649,29 @@ class MaildirMailbox:
             return self._assignLocked(lock, order)
 
     def _assignLocked(self, lock, order):
-        """L{_assignUIDs}' work, C{lock} (the uidlist's L{DotLock}) held by the caller."""
+        """
+        L{_assignUIDs}' work, C{lock} (the uidlist's L{DotLock}) held by the
+        caller. As Dovecot does, the new records are appended to the file in
+        place (fdatasynced), and the file is recreated (written into the
+        lock, renamed over it) only when it must be: it cannot be appended
+        to, or most of its lines name files that are gone (expunged: their
+        lines are dropped then, not at each expunge).
+        """
         uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
                                 self._allocateUIDValidity)
         listing = self._listFilesCarefully()
         unknown = sorted((base for base in listing if base not in uidlist.records),
                          key=self._sortKey(listing, order))
+        for base in [b for b in uidlist.records if b not in listing]:
+            del uidlist.records[base]
         for base in unknown:
             uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
             uidlist.nextUID += 1
-        for base in [b for b in uidlist.records if b not in listing]:
-            del uidlist.records[base]
         with noSpaceAsStoreError():
-            lock.commit(uidlist.format())
+            if uidlist.wantsRecreating(len(unknown)):
+                lock.commit(uidlist.format())
+            elif unknown:
+                appendRecords(self._sub(UIDLIST), uidlist.formatRecords(unknown))
         return listing, uidlist
 
     def _apply(self, listing, uidlist):

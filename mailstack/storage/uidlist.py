@@ -1,7 +1,14 @@
 """
 Dovecot's C{dovecot-uidlist}: parsing (versions 1 and 3), writing (version 3), and
 the UIDVALIDITY rules for a list that is missing or corrupt. Callers change the file
-only under its L{mailstack.storage.dotlock.DotLock}.
+only under its L{mailstack.storage.dotlock.DotLock}: either recreated whole (written
+into the lock, renamed over the list) or, as Dovecot does, new records appended to
+its end in place (L{appendRecords}) and fdatasynced.
+
+An append cut short (a crash, a full disk) leaves a last line without its line
+end. Every reader ignores that fragment, as Dovecot does (it reads whole lines):
+it is no record, never a reason to call the list corrupt and renumber the
+mailbox; the next writer recreates the file without it rather than append after it.
 """
 
 import dataclasses
@@ -40,6 +47,12 @@ class UIDList:
     guid: str
     records: dict  # base name -> (uid, [extension fields such as "W123"])
     headerExtra: list = dataclasses.field(default_factory=list)
+    # What the file it was read from holds (not part of the list's value):
+    # its record lines (those of gone files included), and whether new
+    # records may be appended to it in place: version 3 with a mailbox GUID,
+    # ending with a whole line.
+    lines: int = dataclasses.field(default=0, compare=False)
+    appendable: bool = dataclasses.field(default=False, compare=False)
 
     @classmethod
     def empty(cls, uidValidity):
@@ -49,10 +62,28 @@ class UIDList:
     def format(self):
         """The file contents, version 3."""
         header = ["3", "V%d" % (self.uidValidity,), "N%d" % (self.nextUID,), "G" + self.guid]
-        lines = [" ".join(header + self.headerExtra)]
-        for base, (uid, extensions) in sorted(self.records.items(), key=lambda item: item[1][0]):
-            lines.append(" ".join(["%d" % (uid,)] + extensions + [":" + base]))
-        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        order = sorted(self.records, key=lambda base: self.records[base][0])
+        return (" ".join(header + self.headerExtra) + "\n").encode(
+            "utf-8", "surrogateescape") + self.formatRecords(order)
+
+    def formatRecords(self, bases):
+        """The lines of the records of C{bases}, in that order (to append them)."""
+        lines = []
+        for base in bases:
+            uid, extensions = self.records[base]
+            lines.append(" ".join(["%d" % (uid,)] + extensions + [":" + base]) + "\n")
+        return "".join(lines).encode("utf-8", "surrogateescape")
+
+    def wantsRecreating(self, added):
+        """
+        Whether a writer adding C{added} records should recreate the file
+        rather than append to it: it cannot be appended to, or (Dovecot's
+        rule, UIDLIST_COMPRESS_PERCENTAGE) no more than three quarters of its
+        lines, with the new ones, would name messages still there.
+        """
+        if not self.appendable:
+            return True
+        return (self.lines + added) * 3 // 4 >= len(self.records)
 
 
 def _parseHeader(line):
@@ -100,13 +131,19 @@ def parseUIDList(text):
 
     @raise CorruptUIDList: if it is not one, with the UIDVALIDITY when readable.
     """
+    end = text.rfind("\n")
+    whole = end + 1 == len(text)
+    if end >= 0:
+        text = text[:end]  # after the last line end: an append cut short, no record
     lines = text.split("\n")
     version, validity, nextUID, guid, extra = _parseHeader(lines[0])
     records = {}
     lastUID = 0
+    count = 0
     for number, line in enumerate(lines[1:], 2):
         if not line:
             continue
+        count += 1
         uidText, space, rest = line.partition(" ")
         if not uidText.isdigit() or not space or int(uidText) <= lastUID:
             raise CorruptUIDList("line %d: bad or unordered UID" % (number,), validity)
@@ -131,7 +168,26 @@ def parseUIDList(text):
             raise CorruptUIDList("line %d: bad file name" % (number,), validity)
         records[base] = (uid, extensions)
     return UIDList(validity, max(nextUID, lastUID + 1), guid or uuid.uuid4().hex,
-                   records, extra)
+                   records, extra, lines=count,
+                   appendable=whole and version == 3 and guid is not None)
+
+
+def appendRecords(path, data):
+    """
+    Append the record lines C{data} to the uidlist at C{path} in place and
+    fdatasync it (Dovecot's way of adding records): the caller holds the
+    lock and read the file under it (L{UIDList.appendable}). If this fails
+    part way, what was written stays: a whole line is a record whose UID is
+    then never given again, a cut one is ignored by every reader.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def readUIDList(path):
