@@ -317,6 +317,10 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
         top.activity = activity = workerlink.ForwardingActivity(reporter)
         workerlink.MetricsPusher(reporter, metrics, reactor,
                                  counter=counter).setServiceParent(top)
+        # The per-IP limit and the failed-login penalty are the server's.
+        limits = workerlink.LimitsLink(reporter, counter, authPenalty, reactor,
+                                       perIP=config.limits.connections_per_ip > 0)
+        limits.setServiceParent(top)
     else:
         top.activity = activity = ActivityRecorder(
             config.server.data_dir / "activity.json", reactor)
@@ -367,7 +371,7 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
     supervisor = _addWorkers(config, reactor, top, workerlink.WorkerReports(
         metrics=metrics, activity=activity, hub=hub,
         recordSubmission=_submissionRecorder(shared.get("smtp.submissions")),
-        sessions=sessions))
+        sessions=sessions), counter, authPenalty)
     if config.web is not None and config.server.worker == 1:  # the console: first process only
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
@@ -392,18 +396,28 @@ def _submissionRecorder(submissions):
     return record
 
 
-def _addWorkers(config, reactor, top, reports):
+def _addWorkers(config, reactor, top, reports, counter, authPenalty):
     """
     C{[server] workers}: the first process supervises the others (handing
     them every bound listener and reading their L{workerlink.WorkerReports}
-    C{reports}); a worker stops when the first process goes.
+    C{reports}) and shares the per-IP limit's C{counter} and the
+    C{authPenalty} with them; a worker stops when the first process goes.
 
     @return: the first process's L{msworkers.WorkerSupervisor}, or L{None}.
     """
     if config.server.worker > 1:
-        msworkers.ParentWatch(reactor).setServiceParent(top)
+        link = top.getServiceNamed("limits-link")
+        msworkers.ParentWatch(reactor, onData=link.received).setServiceParent(top)
         return None
     if config.server.workers > 1:
+        reports.limits = workerlink.SharedLimits(
+            counter, authPenalty, reactor, perIP=config.limits.connections_per_ip > 0)
+        reports.limits.setServiceParent(top)
+        log.info("{workers} processes share the per-IP limits: connections_per_ip = "
+                 "{perIP} and the failed-login penalty count every process's clients "
+                 "(exchanged every {interval:g} s)", workers=config.server.workers,
+                 perIP=config.limits.connections_per_ip,
+                 interval=workerlink.LIMITS_INTERVAL)
         listeners = [s for s in top if isinstance(s, ListenerService)]
 
         def bound():

@@ -69,6 +69,10 @@ class SessionCounter:
         self._perIP = collections.defaultdict(collections.Counter)
         self.total = collections.Counter()
         self.refused = collections.Counter()
+        # With [server] workers: {protocol: {ip: n}}, the sessions the other
+        # processes of the server have open, as last heard
+        # (mailstack.workerlink); the per-IP limit counts them too.
+        self.elsewhere = {}
 
     def open(self, protocol, ip):
         """
@@ -115,6 +119,17 @@ class SessionCounter:
             return sum(perIP.get(ip, 0) for perIP in self._perIP.values())
         perIP = self._perIP.get(protocol)
         return perIP.get(ip, 0) if perIP else 0
+
+    def serverCount(self, protocol, ip):
+        """
+        Open sessions of C{protocol} from C{ip} in every process of the
+        server: this one's and L{elsewhere}'s.
+        """
+        return self.count(protocol, ip) + self.elsewhere.get(protocol, {}).get(ip, 0)
+
+    def perIP(self):
+        """This process's open sessions per protocol and client IP: C{{protocol: {ip: n}}}."""
+        return {p: dict(c) for p, c in self._perIP.items()}
 
     def snapshot(self):
         """
@@ -258,7 +273,7 @@ class LimitingFactory(WrappingFactory):
                      protocol=self.protocolName, ip=ip, limit=self.maxConnections)
             return _RefusingProtocol(self.refusal)
         if ip is not None and self.maxPerIP:
-            current = self.counter.count(self.protocolName, ip)
+            current = self.counter.serverCount(self.protocolName, ip)
             if current >= self.maxPerIP:
                 self.counter.refuse(self.protocolName, ip)
                 self.metrics.connectionRefused(REFUSED_PER_IP)

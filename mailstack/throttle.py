@@ -70,6 +70,10 @@ class AuthPenalty:
         self.rememberSeconds = rememberSeconds
         self.maxAddresses = maxAddresses
         self._failures = collections.OrderedDict()  # key -> _Failures, oldest first
+        # With [server] workers: told authFailed(key) and authSucceeded(key) of
+        # this process's logins, so every process counts every failure
+        # (mailstack.workerlink.SharedLimits, LimitsLink).
+        self.share = None
 
     @classmethod
     def fromLimits(cls, limits, clock):
@@ -139,6 +143,17 @@ class AuthPenalty:
         key = self.key(address)
         if key is None:
             return 0
+        if self.share is not None and _shareable(key):
+            self.share.authFailed(key)
+        return self.failedElsewhere(key)
+
+    def failedElsewhere(self, key):
+        """
+        Count a failed login another process of the server saw from C{key}
+        (an address as L{key} gives it), not telling L{share}.
+
+        @return: the address's recent failures, this one included.
+        """
         record = self._record(key)
         now = self.clock.seconds()
         if record is None:
@@ -153,8 +168,13 @@ class AuthPenalty:
     def succeeded(self, address):
         """A login from C{address} succeeded: forget its failures (as Dovecot resets)."""
         key = self.key(address)
-        if key is not None:
-            self._failures.pop(key, None)
+        if key is not None and self._failures.pop(key, None) is not None:
+            if self.share is not None and _shareable(key):
+                self.share.authSucceeded(key)
+
+    def succeededElsewhere(self, key):
+        """A login from C{key} succeeded in another process: forget its failures here too."""
+        self._failures.pop(key, None)
 
     def _delay(self, record):
         if record is None or not self.delaySeconds:
@@ -176,6 +196,11 @@ class AuthPenalty:
             if failures[key].last > horizon:
                 break
             del failures[key]
+
+
+def _shareable(key):
+    """Whether other processes may see C{key}: a client address, not one session's own key."""
+    return not key.startswith("session ")
 
 
 @dataclasses.dataclass(frozen=True)

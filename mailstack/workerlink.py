@@ -24,14 +24,31 @@ one JSON array per line, never blocking its reactor:
     live transcript (L{ForwardingHub}), lines as the transcript file has
     them (secrets already C{***}), replayed into the first process's hub.
 
+  - C{["perIP", changes]}: its open sessions per protocol and client IP
+    that changed since it last said (C{{protocol: {ip: n}}}, 0 for none
+    left), every L{LIMITS_INTERVAL} seconds while they change, when
+    C{[limits] connections_per_ip} is on (L{LimitsLink});
+  - C{["authFailed", address]}, C{["authSucceeded", address]}: a failed
+    login from a client address, a success that cleared its failures
+    (L{LimitsLink}, told by L{mailstack.throttle.AuthPenalty}).
+
 The pipe is bounded: while more than C{maxBuffer} octets wait for the first
 process to read them, further reports are dropped (and counted), so a stuck
 first process cannot grow a worker's memory. L{WorkerReports} is the first
 process's side.
+
+The first process answers on the worker's standard input, the same way (one
+JSON array per line, bounded), with what the others did (L{SharedLimits}):
+C{["elsewhere", changes]}, the sessions every other process has open per
+protocol and client IP (changed entries only), and the C{authFailed} and
+C{authSucceeded} of every other process. So the per-IP connection limit and
+the failed-login penalty are the server's, not each process's: no round trip
+per connection, and the counts are at most about two L{LIMITS_INTERVAL}s old.
 """
 
 import collections
 import json
+import os
 
 from twisted.application import service
 from twisted.internet import abstract, defer, fdesc, task
@@ -43,10 +60,14 @@ from mailstack.activity import EVENTS, LOGIN, RECEIVED, SENT, IActivity
 log = Logger()
 
 __all__ = ["WorkerReporter", "MetricsPusher", "ForwardingActivity", "ForwardingSubmissions",
-           "ForwardingHub", "WorkerReports", "ServerSessions", "METRICS_INTERVAL"]
+           "ForwardingHub", "WorkerReports", "ServerSessions", "METRICS_INTERVAL",
+           "LimitsLink", "SharedLimits", "LIMITS_INTERVAL", "LineReader"]
 
 # Seconds between two looks at a worker's metrics (sent when they changed).
 METRICS_INTERVAL = 1.0
+
+# Seconds between two exchanges of per-IP session counts (when they changed).
+LIMITS_INTERVAL = 0.25
 
 # Octets a worker lets wait for the pipe before it drops reports.
 MAX_BUFFER = 4 * 1024 * 1024
@@ -80,6 +101,18 @@ class _PipeWriter(abstract.FileDescriptor):
         if isinstance(written, int):
             self.pending -= written
         return written
+
+    def connectionLost(self, reason):
+        abstract.FileDescriptor.connectionLost(self, reason)
+        self.close()
+
+    def close(self):
+        """Close the pipe (the reader has gone, or no longer needs it); once."""
+        if self.fd >= 0:
+            self.stopWriting()
+            self.connected = 0  # (FileDescriptor.write then keeps nothing)
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class WorkerReporter:
@@ -128,6 +161,42 @@ class WorkerReporter:
         doWrite = getattr(self.writer, "doWrite", None)
         if self.writer.pending and doWrite is not None:
             doWrite()
+
+    def close(self):
+        """Close the pipe (its reader has gone)."""
+        close = getattr(self.writer, "close", None)
+        if close is not None:
+            close()
+
+
+class LineReader:
+    """
+    Octets of a pipe of reports -> each report (a decoded JSON array) to
+    C{apply}; a line over C{maxLine} octets is skipped, one not understood
+    is logged, neither stops the rest.
+    """
+
+    def __init__(self, apply, maxLine=None):
+        self.apply = apply
+        self.maxLine = MAX_LINE if maxLine is None else maxLine
+        self._held = b""
+        self._skipping = False
+
+    def received(self, data):
+        lines = (self._held + data).split(b"\n")
+        self._held = lines.pop()
+        if len(self._held) > self.maxLine:
+            self._held = b""
+            self._skipping = True
+        for line in lines:
+            if self._skipping:
+                self._skipping = False  # the end of the overlong line
+                log.warn("report over {max} octets skipped", max=self.maxLine)
+                continue
+            try:
+                self.apply(json.loads(line))
+            except Exception:
+                log.failure("report not understood: {line!r}", line=line[:200])
 
 
 class MetricsPusher(service.Service):
@@ -259,12 +328,14 @@ class WorkerReports:
     @param recordSubmission: C{(record dict) -> None} keeping a submission
         record in the server's log (or L{None}).
     @param sessions: the L{ServerSessions} the console reads (or L{None}).
+    @param limits: the L{SharedLimits} (or L{None}).
     """
 
     def __init__(self, metrics=None, activity=None, hub=None, recordSubmission=None,
-                 sessions=None):
+                 sessions=None, limits=None):
         self.metrics = metrics
         self.sessions = sessions
+        self.limits = limits
         self.activity = activity
         self.hub = hub
         self.recordSubmission = recordSubmission
@@ -307,6 +378,9 @@ class WorkerReports:
         elif kind == "submission":
             if self.recordSubmission is not None:
                 self.recordSubmission(args[0])
+        elif kind in ("perIP", "authFailed", "authSucceeded"):
+            if self.limits is not None:
+                self.limits.reported(worker, kind, args)
         elif kind == "open":
             if self.hub is not None:
                 id, protocol, client, clientHost, server = args
@@ -325,11 +399,21 @@ class WorkerReports:
         else:
             raise ValueError("unknown report %r" % (kind,))
 
+    def started(self, worker, link):
+        """
+        C{worker} runs; C{link} (a L{WorkerReporter}) writes to its standard
+        input, for what the first process tells it.
+        """
+        if self.limits is not None:
+            self.limits.workerStarted(worker, link)
+
     def ended(self, worker):
         """
         C{worker} exited: its live sessions end (their connections died with
         it) and its metrics stop counting as running (its counters are kept).
         """
+        if self.limits is not None:
+            self.limits.workerEnded(worker)
         state = self._workers.pop(worker, None)
         if state is not None:
             for session in state.sessions.values():
@@ -393,3 +477,218 @@ class ServerSessions:
         if protocol is None:
             return sum(counts.get(ip, 0) for counts in perIP.values())
         return perIP.get(protocol, {}).get(ip, 0)
+
+
+def _changes(old, new):
+    """
+    The entries of C{new} (C{{protocol: {ip: n}}}) that differ from C{old}'s,
+    an address in C{old} but no longer in C{new} given as 0.
+    """
+    out = {}
+    for protocol in set(old) | set(new):
+        before, now = old.get(protocol, {}), new.get(protocol, {})
+        changed = {ip: n for ip, n in now.items() if before.get(ip) != n}
+        changed.update((ip, 0) for ip in before if ip not in now)
+        if changed:
+            out[protocol] = changed
+    return out
+
+
+def _applyChanges(into, changes):
+    """Apply L{_changes}' C{changes} to the counts C{into} (0 removes an address)."""
+    for protocol, changed in changes.items():
+        counts = into.setdefault(str(protocol), {})
+        for ip, n in changed.items():
+            if int(n) > 0:
+                counts[str(ip)] = int(n)
+            else:
+                counts.pop(str(ip), None)
+        if not counts:
+            del into[str(protocol)]
+
+
+def _add(into, counts):
+    for protocol, perIP in counts.items():
+        total = into.setdefault(protocol, {})
+        for ip, n in perIP.items():
+            total[ip] = total.get(ip, 0) + n
+
+
+class LimitsLink(service.Service):
+    """
+    In a worker: makes C{[limits] connections_per_ip} and the failed-login
+    penalty the whole server's. It tells the first process this process's
+    open sessions per client IP (when they changed, every C{interval}
+    seconds) and each failed login (and a success that cleared an address),
+    and applies what the first process says of the other processes
+    (L{received}, the worker's standard input): their sessions per IP go to
+    C{counter.elsewhere}, their failures and successes to C{penalty}.
+
+    @param reporter: the L{WorkerReporter} to the first process.
+    @param counter: this process's L{mailstack.sessions.SessionCounter}.
+    @param penalty: this process's L{mailstack.throttle.AuthPenalty} (its
+        C{share} becomes this link).
+    @param clock: an C{IReactorTime}.
+    @param perIP: whether to exchange per-IP counts (the limit is on).
+    """
+
+    name = "limits-link"
+
+    def __init__(self, reporter, counter, penalty, clock, perIP=True,
+                 interval=LIMITS_INTERVAL):
+        self.reporter = reporter
+        self.counter = counter
+        self.penalty = penalty
+        self.clock = clock
+        self.perIP = perIP
+        self.interval = interval
+        penalty.share = self
+        self._reader = LineReader(self.apply)
+        self._sent = {}
+        self._loop = None
+
+    def startService(self):
+        service.Service.startService(self)
+        if self.perIP:
+            self._loop = task.LoopingCall(self.push)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=True)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def push(self):
+        """Send the per-IP counts that changed since the last that went."""
+        changes = _changes(self._sent, self.counter.perIP())
+        if changes and self.reporter.send("perIP", changes):
+            _applyChanges(self._sent, changes)
+
+    def authFailed(self, key):
+        self.reporter.send("authFailed", key)
+
+    def authSucceeded(self, key):
+        self.reporter.send("authSucceeded", key)
+
+    def received(self, data):
+        """Octets from the first process (the worker's standard input)."""
+        self._reader.received(data)
+
+    def apply(self, report):
+        kind, args = report[0], report[1:]
+        if kind == "elsewhere":
+            _applyChanges(self.counter.elsewhere, args[0])
+        elif kind == "authFailed":
+            self.penalty.failedElsewhere(str(args[0]))
+        elif kind == "authSucceeded":
+            self.penalty.succeededElsewhere(str(args[0]))
+        else:
+            raise ValueError("unknown message %r" % (kind,))
+
+
+class _Peer:
+    """What the first process knows of one running worker's limits."""
+
+    def __init__(self, link):
+        self.link = link    # a WorkerReporter on the worker's standard input
+        self.counts = {}    # its open sessions: {protocol: {ip: n}}
+        self.sent = {}      # what it was last told of the others' sessions
+
+
+class SharedLimits(service.Service):
+    """
+    In the first process: the per-IP connection limit and the failed-login
+    penalty over every process. Each worker's sessions per IP (its
+    L{LimitsLink}'s C{perIP} reports) count in this process's
+    C{counter.elsewhere}; every C{interval} seconds each worker is told
+    the sessions of all the others (this process's and the other workers')
+    that changed. A failed login (or a success clearing an address) in any
+    process is applied here and told to every other worker.
+
+    @param counter: this process's L{mailstack.sessions.SessionCounter}.
+    @param penalty: this process's L{mailstack.throttle.AuthPenalty} (its
+        C{share} becomes this).
+    @param clock: an C{IReactorTime}.
+    @param perIP: whether to exchange per-IP counts (the limit is on).
+    """
+
+    name = "shared-limits"
+
+    def __init__(self, counter, penalty, clock, perIP=True, interval=LIMITS_INTERVAL):
+        self.counter = counter
+        self.penalty = penalty
+        self.clock = clock
+        self.perIP = perIP
+        self.interval = interval
+        penalty.share = self
+        self._peers = {}
+        self._loop = None
+
+    def startService(self):
+        service.Service.startService(self)
+        if self.perIP:
+            self._loop = task.LoopingCall(self.push)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=False)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def workerStarted(self, worker, link):
+        """C{worker} runs; C{link} (a L{WorkerReporter}) writes to its standard input."""
+        self._peers[worker] = _Peer(link)
+
+    def workerEnded(self, worker):
+        """C{worker} exited: its sessions died with it."""
+        if self._peers.pop(worker, None) is not None:
+            self._recount()
+
+    def reported(self, worker, kind, args):
+        """A C{perIP}, C{authFailed} or C{authSucceeded} report of C{worker}."""
+        peer = self._peers.get(worker)
+        if kind == "perIP":
+            if peer is not None:
+                _applyChanges(peer.counts, args[0])
+                self._recount()
+            return
+        key = str(args[0])
+        if kind == "authFailed":
+            self.penalty.failedElsewhere(key)
+        else:
+            self.penalty.succeededElsewhere(key)
+        self._tell(kind, key, but=worker)
+
+    def authFailed(self, key):
+        """A failed login in this process: every worker counts it."""
+        self._tell("authFailed", key)
+
+    def authSucceeded(self, key):
+        self._tell("authSucceeded", key)
+
+    def _tell(self, kind, key, but=None):
+        for worker, peer in self._peers.items():
+            if worker is not but:
+                peer.link.send(kind, key)
+
+    def _recount(self):
+        elsewhere = {}
+        for peer in self._peers.values():
+            _add(elsewhere, peer.counts)
+        self.counter.elsewhere = elsewhere
+
+    def push(self):
+        """Tell each worker what changed in the others' sessions per IP."""
+        total = self.counter.perIP()
+        _add(total, self.counter.elsewhere)
+        for peer in self._peers.values():
+            others = {protocol: {ip: n - peer.counts.get(protocol, {}).get(ip, 0)
+                                 for ip, n in perIP.items()}
+                      for protocol, perIP in total.items()}
+            others = {protocol: {ip: n for ip, n in perIP.items() if n > 0}
+                      for protocol, perIP in others.items()}
+            changes = _changes(peer.sent, {p: c for p, c in others.items() if c})
+            if changes and peer.link.send("elsewhere", changes):
+                _applyChanges(peer.sent, changes)

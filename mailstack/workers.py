@@ -37,6 +37,8 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailstack import workerlink
+
 log = Logger()
 
 # The first file descriptor a worker gets its listening sockets on.
@@ -154,6 +156,7 @@ class WorkerProtocol(protocol.ProcessProtocol):
         self.ended = defer.Deferred()
         self.running = True
         self.reportFD = None  # the report pipe's descriptor in the worker
+        self.downlink = None  # a WorkerReporter writing to its standard input
         self._lines = {1: _Lines(), 2: _Lines()}
 
     def childDataReceived(self, fd, data):
@@ -174,6 +177,8 @@ class WorkerProtocol(protocol.ProcessProtocol):
             for line in lines.rest():
                 self._log(line)
         self.running = False
+        if self.downlink is not None:
+            self.downlink.close()
         if self.supervisor.reports is not None:
             self.supervisor.reports.ended(self)
         self.supervisor.workerEnded(self, reason)
@@ -221,8 +226,13 @@ class WorkerSupervisor(service.Service):
     def _start(self, number):
         self._restarts.pop(number, None)
         worker = WorkerProtocol(self, number)
+        down = ()
         try:
-            childFDs = {0: "w", 1: "r", 2: "r"}
+            # Its standard input: a pipe the first process writes to (the
+            # other processes' counts, workerlink.SharedLimits) and whose
+            # end tells the worker that the first process has gone.
+            down = os.pipe()
+            childFDs = {0: down[0], 1: "r", 2: "r"}
             given = []
             for offset, (name, fd, family) in enumerate(self.listeners()):
                 childFDs[FIRST_INHERITED_FD + offset] = fd
@@ -235,9 +245,15 @@ class WorkerSupervisor(service.Service):
         except Exception as e:
             # (EMFILE, ENOMEM, EAGAIN from fork...): no process, so no
             # processEnded will come; try again later as after a crash.
+            for fd in down:
+                os.close(fd)
             self._failed(number, "could not be started (%s)" % (_describe(e),), 0.0)
             return
+        os.close(down[0])
+        worker.downlink = workerlink.WorkerReporter.toPipe(self.reactor, down[1])
         self.workers[number] = worker
+        if self.reports is not None:
+            self.reports.started(worker, worker.downlink)
         log.info("worker {number} started (pid {pid})", number=number,
                  pid=getattr(worker.transport, "pid", "?"))
 
@@ -342,17 +358,18 @@ def workerCommand(configPath, python=None):
 class _ParentPipe(abstract.FileDescriptor):
     """A worker's standard input, a pipe from the first process: its end is the parent's."""
 
-    def __init__(self, reactor, onClose, fd=0):
+    def __init__(self, reactor, onClose, fd=0, onData=None):
         abstract.FileDescriptor.__init__(self, reactor)
         self.fd = fd
         self.onClose = onClose
+        self.onData = onData or (lambda data: None)
         fdesc.setNonBlocking(fd)
 
     def fileno(self):
         return self.fd
 
     def doRead(self):
-        return fdesc.readFromFD(self.fd, lambda data: None)
+        return fdesc.readFromFD(self.fd, self.onData)
 
     def connectionLost(self, reason):
         abstract.FileDescriptor.connectionLost(self, reason)
@@ -362,19 +379,21 @@ class _ParentPipe(abstract.FileDescriptor):
 class ParentWatch(service.Service):
     """
     In a worker: stop the whole process when the first process goes away
-    (its pipe on standard input closes), however it went.
+    (its pipe on standard input closes), however it went; what it sends on
+    that pipe goes to C{onData} (L{mailstack.workerlink.LimitsLink.received}).
     """
 
     name = "parent-watch"
 
-    def __init__(self, reactor, fd=0):
+    def __init__(self, reactor, fd=0, onData=None):
         self.reactor = reactor
         self.fd = fd
+        self.onData = onData
         self._pipe = None
 
     def startService(self):
         service.Service.startService(self)
-        self._pipe = _ParentPipe(self.reactor, self._parentGone, self.fd)
+        self._pipe = _ParentPipe(self.reactor, self._parentGone, self.fd, self.onData)
         self._pipe.startReading()
 
     def _parentGone(self):

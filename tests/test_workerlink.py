@@ -364,3 +364,164 @@ class PipeTests(unittest.TestCase):
         self.assertIn(["mailstack_delivered_messages", "counter",
                        "mailstack_delivered_messages_total", [["destination", "local"]], 1.0],
                       last[1])
+
+
+class Server:
+    """
+    A first process and two workers wired in memory: each worker's
+    L{workerlink.LimitsLink} reports to the first process's
+    L{workerlink.WorkerReports} and L{workerlink.SharedLimits}, which
+    answers on each worker's standard input (L{deliver} moves both ways).
+    """
+
+    def __init__(self, perIP=True, delayAfter=2):
+        from mailstack.throttle import AuthPenalty
+        self.clock = Clock()
+
+        def penalty():
+            return AuthPenalty(self.clock, delayAfter=delayAfter, delaySeconds=2.0)
+        self.counter, self.penalty = SessionCounter(), penalty()
+        self.shared = workerlink.SharedLimits(self.counter, self.penalty, self.clock, perIP)
+        self.reports = workerlink.WorkerReports(limits=self.shared)
+        self.workers = {}
+        for name in ("w2", "w3"):
+            up, down = FakePipe(), FakePipe()
+            counter, workerPenalty = SessionCounter(), penalty()
+            link = workerlink.LimitsLink(workerlink.WorkerReporter(up), counter,
+                                         workerPenalty, self.clock, perIP)
+            self.workers[name] = (up, down, counter, workerPenalty, link)
+            self.reports.started(name, workerlink.WorkerReporter(down))
+        self.shared.startService()
+        for _, _, _, _, link in self.workers.values():
+            link.startService()
+
+    def deliver(self):
+        """Every worker's reports to the first process, then its answers to each worker."""
+        for name, (up, down, _, _, link) in self.workers.items():
+            data, up.data = up.data, b""
+            self.reports.received(name, data)
+        for name, (up, down, _, _, link) in self.workers.items():
+            data, down.data = down.data, b""
+            link.received(data)
+
+    def tick(self):
+        """
+        Two exchanges of per-IP counts (the workers and the first process push
+        at the same ticks, so a worker's news reaches the others at the next).
+        """
+        for _ in range(2):
+            self.clock.advance(workerlink.LIMITS_INTERVAL)
+            self.deliver()
+
+
+class SharedLimitsTests(unittest.TestCase):
+    """The per-IP limit and the failed-login penalty over the processes of one server."""
+
+    def test_perIPCountsEveryProcess(self):
+        """Sessions one address holds in any process count against the per-IP limit in every other, within one exchange."""
+        from mailstack.sessions import LimitingFactory
+        server = Server()
+        w2counter = server.workers["w2"][2]
+        w3counter = server.workers["w3"][2]
+        for _ in range(3):
+            w2counter.open("imap", "192.0.2.7")
+        server.counter.open("imap", "192.0.2.7")
+        server.tick()
+        self.assertEqual(server.counter.serverCount("imap", "192.0.2.7"), 4)
+        self.assertEqual(w3counter.serverCount("imap", "192.0.2.7"), 4)
+        self.assertEqual(w2counter.serverCount("imap", "192.0.2.7"), 4)
+        self.assertEqual(w3counter.serverCount("pop3", "192.0.2.7"), 0)
+        factory = LimitingFactory(object(), w3counter, "imap", 4, b"NO\r\n")
+
+        class Peer:
+            host = "192.0.2.7"
+        refused = factory.buildProtocol(Peer())
+        self.assertEqual(type(refused).__name__, "_RefusingProtocol")
+
+    def test_closedSessionsLeaveTheCount(self):
+        """Sessions that end, and every session of a worker that exits, stop counting elsewhere."""
+        server = Server()
+        w2counter, w3counter = server.workers["w2"][2], server.workers["w3"][2]
+        w2counter.open("imap", "192.0.2.7")
+        w2counter.open("imap", "192.0.2.7")
+        w3counter.open("imap", "192.0.2.7")
+        server.tick()
+        self.assertEqual(w3counter.serverCount("imap", "192.0.2.7"), 3)
+        w2counter.close("imap", "192.0.2.7")
+        server.tick()
+        self.assertEqual(w3counter.serverCount("imap", "192.0.2.7"), 2)
+        server.reports.ended("w2")
+        server.tick()
+        self.assertEqual(w3counter.serverCount("imap", "192.0.2.7"), 1)
+        self.assertEqual(server.counter.elsewhere, {"imap": {"192.0.2.7": 1}})
+        self.assertEqual(w3counter.elsewhere, {})
+
+    def test_onlyChangesSent(self):
+        """Counts that did not change are not sent again, either way."""
+        server = Server()
+        server.workers["w2"][2].open("smtp", "192.0.2.9")
+        server.tick()
+        server.clock.advance(workerlink.LIMITS_INTERVAL)
+        self.assertEqual([(up.data, down.data) for up, down, _, _, _ in
+                          server.workers.values()], [(b"", b""), (b"", b"")])
+
+    def test_noPerIPWhenTheLimitIsOff(self):
+        """With connections_per_ip = 0 no counts are exchanged at all."""
+        server = Server(perIP=False)
+        server.workers["w2"][2].open("smtp", "192.0.2.9")
+        server.tick()
+        self.assertEqual(server.counter.elsewhere, {})
+        self.assertEqual(server.workers["w2"][0].data, b"")
+
+    def test_penaltyCountsEveryProcess(self):
+        """Failed logins from one address in different processes add up: its logins wait everywhere after delayAfter failures in all, not per process."""
+        server = Server(delayAfter=2)
+        address = "198.51.100.3"
+        server.workers["w2"][3].failed(address)
+        server.deliver()
+        server.workers["w3"][3].failed(address)
+        server.deliver()
+        for penalty in [server.penalty] + [w[3] for w in server.workers.values()]:
+            self.assertEqual((penalty.failures(address), penalty.delayFor(address)), (2, 2.0))
+
+    def test_firstProcessFailuresShared(self):
+        """A failure in the first process is counted by every worker, once."""
+        server = Server()
+        server.penalty.failed("198.51.100.3")
+        server.deliver()
+        self.assertEqual([w[3].failures("198.51.100.3") for w in server.workers.values()],
+                         [1, 1])
+        self.assertEqual(server.penalty.failures("198.51.100.3"), 1)
+
+    def test_successClearsEverywhere(self):
+        """A login that succeeds in one process clears the address's failures in all."""
+        server = Server()
+        address = "198.51.100.3"
+        server.workers["w2"][3].failed(address)
+        server.deliver()
+        server.workers["w3"][3].succeeded(address)
+        server.deliver()
+        for penalty in [server.penalty] + [w[3] for w in server.workers.values()]:
+            self.assertEqual(penalty.failures(address), 0)
+
+    def test_successWithoutFailuresNotSent(self):
+        """A success from an address with no failures sends nothing (no pipe traffic per login)."""
+        server = Server()
+        server.workers["w2"][3].succeeded("198.51.100.3")
+        server.penalty.succeeded("198.51.100.3")
+        self.assertEqual(server.workers["w2"][0].data + server.workers["w2"][1].data, b"")
+
+    def test_sessionKeysNotShared(self):
+        """A client with no address (a UNIX socket: counted for its session alone) is not shared."""
+        server = Server()
+        server.workers["w2"][3].failed("session 7f00")
+        server.deliver()
+        self.assertEqual(server.penalty.failures("session 7f00"), 0)
+
+    def test_badMessageSkipped(self):
+        """A line the worker cannot read from the first process is logged and skipped; the next still applies."""
+        server = Server()
+        link = server.workers["w2"][4]
+        link.received(b'["nonsense"]\n["authFailed","198.51.100.3"]\n')
+        self.assertEqual(server.workers["w2"][3].failures("198.51.100.3"), 1)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

@@ -39,8 +39,8 @@ def alive(pid):
         return False
 
 
-class WorkersTests(unittest.TestCase):
-    """One server of two processes over one set of listening sockets."""
+class WorkersServer(unittest.TestCase):
+    """A real server of two processes for the tests (L{configure} may change its config)."""
 
     if not os.path.exists(TWISTD):
         skip = "twistd is not installed next to %s" % (TWISTD,)
@@ -55,6 +55,7 @@ class WorkersTests(unittest.TestCase):
         text = CONFIG.format(dataDir=os.path.join(top, "var")).replace(
             "[server]\n", "[server]\nworkers = 2\n").replace(
             "lock_wait = 2", "lock_wait = 20").replace("[lab]\n", "[lab]\ntranscripts = true\n")
+        text = self.configure(text)
         with open(config, "w") as f:
             f.write(text + textwrap.dedent(LISTENERS)
                     + '\n[web]\nendpoint = "tcp:0:interface=127.0.0.1"\n')
@@ -69,6 +70,10 @@ class WorkersTests(unittest.TestCase):
         self.worker = yield self.workerPid()
         yield self.waitFor(lambda: self.server.text().count("demo account: ") >= 2,
                            "the worker to start serving")
+
+    def configure(self, text):
+        """The config file's text (without its listeners), as a test class wants it."""
+        return text
 
     def waitFor(self, condition, what):
         """Poll C{condition} (in a thread) until true, or fail after L{WAIT} seconds."""
@@ -121,7 +126,9 @@ class WorkersTests(unittest.TestCase):
     def imap(self):
         return IdleClient(self.server.ports["imap"])
 
-    # The tests
+
+class WorkersTests(WorkersServer):
+    """One server of two processes over one set of listening sockets."""
 
     def test_bothServe(self):
         """Each of the two processes accepts and serves SMTP, IMAP and POP3 on the shared listeners."""
