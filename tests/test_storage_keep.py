@@ -168,6 +168,21 @@ class KeptTests(unittest.TestCase):
         second = self.successResultOf(MailboxView.open(view.store, False))
         self.assertEqual(second.recent, set())
 
+    def test_placedRecentKeptWhenAppendedAfterLookup(self):
+        """With nothing kept, a message APPENDed with flags after its mailbox was looked
+        up is still \\Recent for the next read-write SELECT once that object is gone."""
+        self.store = MaildirStore(self.mktemp(), cacheSize=0)
+        account = self.store.account(self.user(0))
+        self.successResultOf(account.createMailbox("Sent"))
+        sent = self.successResultOf(account.openMailbox("Sent"))
+        self.churn()
+        uid = self.successResultOf(sent.append(MESSAGE, ["\\Seen"]))
+        del sent
+        self.assertEqual(liveMailboxes(self.store.root), [])
+        view = self.successResultOf(MailboxView.open(
+            self.successResultOf(account.openMailbox("Sent")), False))
+        self.assertEqual(view.recent, {uid})
+
     def test_claimedRecentNotShownAgain(self):
         """A \\Recent message claimed by a SELECT before its mailbox was dropped is not
         \\Recent again after it is opened anew."""

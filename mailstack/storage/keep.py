@@ -18,14 +18,15 @@ closed, only no longer kept.
 One thing lives only in a mailbox object: which messages this process
 placed in cur/ (APPEND or COPY with flags) no read-write session has
 claimed yet, \\Recent for the next one (the messages in new/ are \\Recent
-on disk). A mailbox that leaves this list with such messages and no
-listener leaves their UIDs here (a few integers) for the next object of
-its directory (L{recentFor}), so dropping it changes nothing a client
-sees; at most C{max(4 * size, 1024)} mailboxes' UIDs are kept this way
-(beyond that the oldest are forgotten, as a restart forgets them all).
+on disk). When Python drops a mailbox object with such messages, their
+UIDs stay here (L{dropped}: a few integers) for the next object of its
+directory (L{recentFor}), so dropping it changes nothing a client sees; at
+most C{max(4 * size, 1024)} mailboxes' UIDs are kept this way (beyond that
+the oldest are forgotten, as a restart forgets them all).
 """
 
 import collections
+import threading
 
 __all__ = ["KeptMailboxes"]
 
@@ -41,19 +42,17 @@ class KeptMailboxes:
 
     def __init__(self, size=DEFAULT_SIZE):
         self.size = size
-        self._kept = collections.OrderedDict()   # path -> mailbox, oldest first
+        self._kept = collections.OrderedDict()    # path -> mailbox, oldest first
         self._recent = collections.OrderedDict()  # path -> (uidValidity, UIDs)
+        # dropped() runs wherever Python frees the object: maybe a worker thread.
+        self._recentLock = threading.Lock()
 
     def __len__(self):
         return len(self._kept)
 
-    def __contains__(self, mailbox):
-        return self._kept.get(mailbox.path) is mailbox
-
     def use(self, mailbox):
         """C{mailbox} was looked up: keep it (as the most recently used)."""
         path = mailbox.path
-        self._recent.pop(path, None)  # the live object's own state holds
         kept = self._kept
         if kept.get(path) is mailbox:
             kept.move_to_end(path)
@@ -61,28 +60,36 @@ class KeptMailboxes:
             kept.pop(path, None)
             kept[path] = mailbox
         while len(kept) > self.size:
-            self._let(*kept.popitem(last=False))
-
-    def _let(self, path, mailbox):
-        """C{mailbox} is no longer kept: note its unclaimed \\Recent placed UIDs."""
-        if mailbox.gone or mailbox.hasListeners():
-            return  # gone: nothing to keep; listened to: its sessions hold it
-        uidValidity, uids = mailbox.placedRecent()
-        if uids:
-            self._recent[path] = (uidValidity, uids)
-            while len(self._recent) > max(4 * self.size, 1024):
-                self._recent.popitem(last=False)
+            kept.popitem(last=False)  # still used elsewhere? then still found there
 
     def forget(self, path):
         """The mailbox at C{path} was deleted or renamed away: keep nothing of it."""
         self._kept.pop(path, None)
-        self._recent.pop(path, None)
+        with self._recentLock:
+            self._recent.pop(path, None)
+
+    def dropped(self, mailbox):
+        """
+        Python is freeing C{mailbox} (nothing uses it; called from its
+        finalizer, in any thread): keep the UIDs of its L{placedRecent
+        <mailstack.storage.maildir.MaildirMailbox.placedRecent>} messages.
+        """
+        if mailbox.gone:
+            return
+        uidValidity, uids = mailbox.placedRecent()
+        if not uids:
+            return
+        with self._recentLock:
+            self._recent[mailbox.path] = (uidValidity, uids)
+            while len(self._recent) > max(4 * self.size, 1024):
+                self._recent.popitem(last=False)
 
     def recentFor(self, mailbox):
         """
         A new object for a directory whose previous one was dropped: hand it
         the \\Recent placed UIDs that one left (if any).
         """
-        left = self._recent.pop(mailbox.path, None)
+        with self._recentLock:
+            left = self._recent.pop(mailbox.path, None)
         if left is not None:
             mailbox.restorePlacedRecent(*left)
