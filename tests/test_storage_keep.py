@@ -132,20 +132,22 @@ class KeptTests(unittest.TestCase):
         self.assertEqual(len(mailbox.messages()), 1)
 
     def test_reopenedSame(self):
-        """A mailbox dropped and opened again shows the same UIDs, flags, UIDVALIDITY and
-        \\Recent (messages still in new/)."""
+        """A mailbox dropped and opened again shows the same UIDs, flags, modseqs,
+        UIDVALIDITY and \\Recent (messages still in new/)."""
         for _ in range(3):
             self.successResultOf(self.store.deliver([self.user(0)], MESSAGE))
         mailbox = self.inbox(0)
         self.successResultOf(mailbox.setFlags(mailbox.messages()[0].uid, {"\\Flagged"}))
-        before = [(i.uid, i.flags) for i in mailbox.messages()]
+        before = [(i.uid, i.flags, i.modseq) for i in mailbox.messages()]
         validity, path, recent = mailbox.uidValidity, mailbox.path, mailbox.unclaimedUIDs()
+        highest = mailbox.highestModseq
         self.assertEqual(len(recent), 2)
         del mailbox
         self.churn()
         self.assertNotIn(path, [m.path for m in liveMailboxes()])
         view = self.select(0)
-        self.assertEqual([(i.uid, i.flags) for i in view.store.messages()], before)
+        self.assertEqual([(i.uid, i.flags, i.modseq) for i in view.store.messages()], before)
+        self.assertEqual(view.store.highestModseq, highest)
         self.assertEqual(view.store.uidValidity, validity)
         self.assertEqual(sorted(view.recent), recent)
 

@@ -71,18 +71,19 @@ class KeptMailboxes:
     def dropped(self, mailbox):
         """
         Python is freeing C{mailbox} (nothing uses it; called from its
-        finalizer, in any thread): keep the UIDs of its L{placedRecent
+        finalizer, in any thread): write its pending modseqs, keep the UIDs
+        of its L{placedRecent
         <mailstack.storage.maildir.MaildirMailbox.placedRecent>} messages.
         """
         if mailbox.gone:
             return
         uidValidity, uids = mailbox.placedRecent()
-        if not uids:
-            return
-        with self._recentLock:
-            self._recent[mailbox.path] = (uidValidity, uids)
-            while len(self._recent) > max(4 * self.size, 1024):
-                self._recent.popitem(last=False)
+        if uids:
+            with self._recentLock:
+                self._recent[mailbox.path] = (uidValidity, uids)
+                while len(self._recent) > max(4 * self.size, 1024):
+                    self._recent.popitem(last=False)
+        mailbox.writePending()  # else the next object gives those messages new modseqs
 
     def recentFor(self, mailbox):
         """

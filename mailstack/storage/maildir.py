@@ -428,6 +428,11 @@ class MaildirMailbox:
         if uidValidity == self._uidValidity:
             self._unclaimed |= set(uids) & self._entries.keys()
 
+    def writePending(self):
+        """Write the modseqs of flag changes and expunges not written yet (they are at
+        the next sync): the store drops this object (L{mailstack.storage.keep})."""
+        self._modseq.flush()
+
     def noteDelivery(self, wait=True):
         # Never waits on the reactor thread (lockTimeout is 0 unless a test
         # raises it). wait: a held lock leaves the new files for the next
