@@ -47,7 +47,7 @@ READABLE_ENCODINGS = frozenset([b"", b"7bit", b"8bit", b"binary", b"base64", b"q
 
 _BASE64_KEPT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _NOT_BASE64 = bytes(c for c in range(256) if c not in _BASE64_KEPT)
-_PADS = re.compile(rb"=+")
+_NOT_PAD = re.compile(rb"[^=]")
 
 
 # The whole-part path: the reference for the incremental one.
@@ -155,8 +155,12 @@ class Base64Decoder:
         pieces = [self._carry]
         quad = len(self._carry)
         position = 0
-        for run in _PADS.finditer(clean):
-            start, end = run.span()
+        while True:
+            start = clean.find(b"=", position)  # (find is much faster than a regular expression)
+            if start < 0:
+                break
+            afterPads = _NOT_PAD.search(clean, start)
+            end = afterPads.start() if afterPads else len(clean)
             if start > position:
                 pieces.append(clean[position:start])
                 quad = (quad + start - position) % 4
