@@ -6,12 +6,14 @@ puts into the Maildir, with inotify and with the polling fallback.
 import os
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import LogLevel
 from twisted.trial import unittest
 from zope.interface import implementer
 
 from mailstack.storage.interfaces import IMailboxListener
 from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
+from tests.helpers import LogWatch
 
 
 @implementer(IMailboxListener)
@@ -97,3 +99,32 @@ class WatcherTests(unittest.TestCase):
         changes = yield waiting
         self.assertEqual(len(changes.added), 5)
 
+
+    def test_waitingForUIDsWaitsForTheLock(self):
+        """A new file found while another process holds the uidlist lock (a worker
+        numbering its APPEND) is synced again at once, waiting for the lock in the
+        worker thread: the listener hears of it as soon as the lock is gone, not at
+        the next poll, with no warning."""
+        clock = task.Clock()
+        watcher = MailboxWatcher(clock, delay=0.05, pollInterval=5.0, useInotify=False)
+        mailbox, listener = self.open(watcher)
+        lock = os.path.join(mailbox.path, "dovecot-uidlist.lock")
+        dropMessage(mailbox.path)
+        with open(lock, "w"):
+            pass
+        waits = []
+        real = mailbox._assignInThread
+
+        def assignInThread(order, *args, timeout=None):
+            waits.append(timeout)
+            if timeout is None:  # waiting in the thread: the other process lets go
+                os.unlink(lock)
+            return real(order, *args, timeout=timeout)
+        self.patch(mailbox, "_assignInThread", assignInThread)
+        log = LogWatch(self)
+        clock.advance(5)  # the poll finds the file
+        self.assertEqual(waits, [None])
+        self.assertFalse(mailbox.waitingForUIDs)
+        self.assertEqual(len([c for c in listener.changes if c.added]), 1)
+        self.assertEqual(log.texts(LogLevel.warn), [])
+        self.assertEqual(log.problems(), [])

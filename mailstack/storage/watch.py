@@ -62,6 +62,7 @@ class MailboxWatcher(service.Service):
         self._trees = {}  # key -> [paths, changed, pending call]: account roots (NOTIFY)
         self._pending = {}
         self._failing = set()  # mailboxes whose last sync failed (retried)
+        self._waited = set()  # mailboxes whose last sync waited for the uidlist lock
         self._notifier = None
         self._poll = None
         self._useInotify = useInotify and inotify is not None
@@ -142,23 +143,33 @@ class MailboxWatcher(service.Service):
         if call is not None and call.active():
             call.cancel()
         self._failing.discard(mailbox)
+        self._waited.discard(mailbox)
 
     def _changed(self, mailbox):
         if mailbox in self._watched and mailbox not in self._pending:
             self._pending[mailbox] = self.reactor.callLater(self.delay, self._sync, mailbox)
 
-    def _sync(self, mailbox):
+    def _sync(self, mailbox, waitForLock=False):
         self._pending.pop(mailbox, None)
         if mailbox not in self._watched:
             return
-        d = mailbox.sync(claimRecent=False)  # claims nothing; never waits on the reactor
+        # claims nothing; never waits on the reactor
+        d = (mailbox.sync(claimRecent=False, waitForLock=True) if waitForLock
+             else mailbox.sync(claimRecent=False))
         d.addCallbacks(self._synced, self._failed, (mailbox,), None, (mailbox,))
 
     def _synced(self, _, mailbox):
         if mailbox.waitingForUIDs:
             # New files still without UIDs: another program holds the uidlist
-            # lock. inotify may not fire again: retry.
+            # lock, most often numbering them that moment (another worker
+            # process's APPEND, placed under the lock). inotify may not fire
+            # again: sync once more at once, waiting for the lock in the
+            # worker thread; if that does not do, retry as any failure.
+            if mailbox not in self._waited and mailbox in self._watched:
+                self._waited.add(mailbox)
+                return self._sync(mailbox, waitForLock=True)
             return self._retry(mailbox, "dovecot-uidlist is locked by another program")
+        self._waited.discard(mailbox)
         if mailbox in self._failing:
             self._failing.discard(mailbox)
             log.info("sync of {mailbox} works again", mailbox=mailbox)
