@@ -84,6 +84,7 @@ class PrometheusMetrics:
         self.deliveredBytes = Counter(
             "mailstack_delivered_bytes", "Octets of the messages accepted, by destination.",
             ("destination",), registry=registry)
+        self._delivered = {}  # destination -> its three labelled children
         self.queues = {}
         registry.register(_QueueCollector(self.queues))
         self.listeners = {}
@@ -101,9 +102,17 @@ class PrometheusMetrics:
         return listener
 
     def delivered(self, destination, recipients, octets):
-        self.deliveredMessages.labels(destination).inc()
-        self.deliveredRecipients.labels(destination).inc(recipients)
-        self.deliveredBytes.labels(destination).inc(octets)
+        # The labelled children, looked up once per destination (as commands').
+        children = self._delivered.get(destination)
+        if children is None:
+            children = self._delivered[destination] = (
+                self.deliveredMessages.labels(destination),
+                self.deliveredRecipients.labels(destination),
+                self.deliveredBytes.labels(destination))
+        messages, recipientCount, octetCount = children
+        messages.inc()
+        recipientCount.inc(recipients)
+        octetCount.inc(octets)
 
     def watchQueue(self, name, length):
         self.queues[name] = length

@@ -286,6 +286,23 @@ class RelayedDeliveryTests(unittest.TestCase):
                          len(b"Return-Path: <demo@lab.test>\r\n") + queue.sizes[0])
 
 
+class DeliveredCountTests(unittest.TestCase):
+    """The delivered counters, called directly."""
+
+    def test_repeatedAndMixed(self):
+        """Messages to several destinations, one after another, each add to their own series."""
+        metrics = PrometheusMetrics()
+        metrics.delivered("local", 2, 100)
+        metrics.delivered("relayed", 1, 50)
+        metrics.delivered("local", 1, 10)
+        self.assertEqual([value(metrics, "mailstack_delivered_%s_total" % (name,),
+                                destination="local")
+                          for name in ("messages", "recipients", "bytes")], [2, 3, 110])
+        self.assertEqual([value(metrics, "mailstack_delivered_%s_total" % (name,),
+                                destination="relayed")
+                          for name in ("messages", "recipients", "bytes")], [1, 1, 50])
+
+
 class IMAPSessionTests(IMAPTestMixin, unittest.TestCase):
     """
     An IMAP session's commands, logins and storage errors, counted.

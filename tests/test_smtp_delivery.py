@@ -5,6 +5,7 @@ Tests for L{mailstack.smtp.delivery}: recipient policy and delivery into the sto
 import io
 
 from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from mailstack.smtp.delivery import SMTPPolicy
@@ -73,6 +74,29 @@ class PolicyTests(PolicySetup, unittest.TestCase):
         self.successResultOf(bob.sync(claimRecent=False))
         self.assertEqual(len(bob.messages()), 1)
         self.assertEqual(len(self.delivered()), 1)
+
+
+class DeliveryLogTests(PolicySetup, unittest.TestCase):
+    """The one log line of a delivery."""
+
+    def setUp(self):
+        PolicySetup.setUp(self)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    @defer.inlineCallbacks
+    def test_deliveredLine(self):
+        """The line names the queue ID, the sender (braces kept as sent) and the recipients."""
+        envelope = Envelope("a{b}c%s@example.com", {})
+        envelope.recipients = [("demo@lab.test", "local")]
+        yield self.policy.deliver(envelope, b"Received: x\r\n", io.BytesIO(b"body\r\n"), "Q1")
+        [event] = [e for e in self.events if e.get("id") == "Q1"]
+        self.assertEqual(formatEvent(event),
+                         "Q1: from <a{b}c%s@example.com> delivered to ['demo@lab.test'] "
+                         "queued for []")
+        self.assertEqual((event["sender"], event["local"], event["relay"]),
+                         ("a{b}c%s@example.com", ["demo@lab.test"], []))
 
 
 class MaildirRescanTests(PolicySetup, unittest.TestCase):

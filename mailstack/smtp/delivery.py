@@ -45,6 +45,11 @@ def avatarAdapters():
     return {ISMTPSubmitter: _submitterAdapter}
 
 
+def literalFormat(text):
+    """C{text} as a log format that formats to itself: its braces doubled."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 # The temporary replies to a message not kept: any local fault, and a full disk
 # (RFC 3463 4.3.1 "mail system full").
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; please try again")
@@ -229,8 +234,12 @@ class SMTPPolicy:
 
         def delivered(_):
             if local or relay:  # (what was captured is logged by _captureWrite)
-                log.info("{id}: from <{sender}> delivered to {local} queued for {relay}",
-                         id=queueID, sender=envelope.sender, local=local, relay=relay)
+                # The text is made here, in one step (the fields stay in the
+                # event): twisted.logger's formatting of four fields was a
+                # third of the line's cost on the reactor thread (bench/README).
+                log.info(literalFormat("%s: from <%s> delivered to %s queued for %s" % (
+                    queueID, envelope.sender, local, relay)),
+                    id=queueID, sender=envelope.sender, local=local, relay=relay)
             if captured:
                 self.metrics.delivered(CAPTURED, len(captured), size)
             if local:
