@@ -8,6 +8,7 @@ file and use up no UID.
 
 import errno
 import os
+import shutil
 import threading
 
 from twisted.internet import defer
@@ -15,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from mailstack.storage import maildir
 from mailstack.storage.account import MaildirStore
-from mailstack.storage.interfaces import MailboxInUse, NoSpace
+from mailstack.storage.interfaces import MailboxInUse, NoSpace, NoSuchMailbox
 from mailstack.storage.uidlist import parseUIDList
 from tests.test_maildir import ADDRESS, MESSAGE, MaildirTestCase
 
@@ -148,6 +149,32 @@ class AppendLockScopeTests(TestCase):
             with open(os.path.join(self.inbox.path, "new", name), "rb") as f:
                 stored.add(f.read())
         self.assertEqual(stored, {b"first\r\n", b"three\r\n"})
+
+
+class AppendMailboxGoneTests(TestCase):
+    """A folder deleted between an APPEND's file write and its turn."""
+
+    def test_deletedBeforeTheTurn(self):
+        """The APPEND fails with NoSuchMailbox (IMAP NO [TRYCREATE]), nothing is left
+        behind and no lock file is made in its place."""
+        jobs = HeldJobs()
+        store = MaildirStore(self.mktemp(), runInThread=jobs)
+        account = store.account(ADDRESS)
+        created = account.createMailbox("Box")
+        while jobs.jobs:
+            jobs.runHere()
+        self.successResultOf(created)
+        opened = account.openMailbox("Box")
+        while jobs.jobs:
+            jobs.runHere()
+        box = self.successResultOf(opened)
+        d = box.append(MESSAGE)
+        jobs.runHere()  # the file written to tmp/
+        self.assertEqual(jobs.names(), ["_commitWritten"])
+        shutil.rmtree(box.path)  # another program deletes the folder
+        jobs.runHere()
+        self.failureResultOf(d, NoSuchMailbox)
+        self.assertFalse(os.path.exists(box.path))
 
 
 class AppendFaultTests(MaildirTestCase):

@@ -1190,6 +1190,13 @@ class MaildirMailbox:
             for pending in batch:
                 if pending.strict:
                     pending.discard(refused)
+        except BaseException:
+            failure = _asStoreFailure()
+            if not os.path.isdir(self._sub("cur")):  # deleted or renamed meanwhile
+                failure = Failure(NoSuchMailbox("mailbox %s no longer exists" % (self.name,)))
+            for pending in batch:
+                pending.discard(failure)
+            return
         try:
             live = [pending for pending in batch if pending.outcome is None]
             for pending in live:
