@@ -80,7 +80,8 @@ def _fallbackCharset(charset):
 
 def wholeMatches(data, encoding, charset, needle):
     """Whether the part whose body octets are C{data} holds the folded C{needle}."""
-    return needle in casemap.fold(decodeText(transferDecode(encoding, data), charset))
+    text = decodeText(transferDecode(encoding, data), textCharset(charset))
+    return needle in casemap.fold(text)
 
 
 # Incremental transfer decoders: decode(data, final) -> octets. After the
@@ -330,15 +331,19 @@ def _readingSteps(f, part, encoding, charset, needle, step, strict, needFailure)
     return _Outcome(matcher.found, failed, transfer.failed)
 
 
-def _knowsText(charset):
-    """Whether C{charset} names a codec decoding octets to text (not base64_codec, rot13...)."""
+def textCharset(charset):
+    """
+    C{charset}, or UTF-8 for a codec that does not decode octets to text
+    (C{charset=base64}, C{rot13}): a charset Dovecot does not know, read
+    as the others it does not know (L{searchfilter.partCharset}).
+    """
     try:
         b"\x00".decode(charset, "ignore")  # (empty octets would not reach the codec)
     except LookupError:
-        return False
+        return "utf-8"
     except ValueError:
         pass
-    return True
+    return charset
 
 
 def partSteps(f, part, encoding, charset, needle, step=STEP):
@@ -351,6 +356,7 @@ def partSteps(f, part, encoding, charset, needle, step=STEP):
     @param encoding: the part's Content-Transfer-Encoding, lower case.
     @param charset: the Python codec its charset names.
     """
+    charset = textCharset(charset)
     for transfer in ((encoding, b"") if encoding == b"base64" else (encoding,)):
         answer = yield from _charsetSteps(f, part, transfer, charset, needle, step)
         if answer is not None:
@@ -365,28 +371,24 @@ def _charsetSteps(f, part, encoding, charset, needle, step):
     L{None} when the transfer encoding fails (the part is read undecoded).
     """
     fallback = _fallbackCharset(charset)
-    first = None
-    if _knowsText(charset):
-        # Read with replacement characters after the first failure: that is
-        # the last choice's text when the fallback is this charset.
-        first = yield from _readingSteps(
-            f, part, encoding, charset, needle, step, strict=charset != fallback,
-            needFailure=charset not in ("utf-8", "latin-1", "iso8859-1"))
-        if first.transferFailed:
-            return None
-        if not first.charsetFailed:
-            return first.found
-        if charset == "utf-8":
-            return first.found  # UTF-8 fails again; the fallback read is this one
-    already = first is not None and first.found and charset == fallback
+    # Read with replacement characters after the first failure: that is
+    # the last choice's text when the fallback is this charset.
+    first = yield from _readingSteps(
+        f, part, encoding, charset, needle, step, strict=charset != fallback,
+        needFailure=charset not in ("utf-8", "latin-1", "iso8859-1"))
+    if first.transferFailed:
+        return None
+    if not first.charsetFailed:
+        return first.found
+    if charset == "utf-8":
+        return first.found  # UTF-8 fails again; the fallback read is this one
+    already = first.found and charset == fallback
     second = yield from _readingSteps(f, part, encoding, "utf-8", needle, step, strict=True,
                                       needFailure=not already)
     if second.transferFailed:
         return None
     if not second.charsetFailed:
         return second.found
-    if not _knowsText(fallback):
-        raise LookupError(fallback)
     if charset == fallback:
         return first.found
     third = yield from _readingSteps(f, part, encoding, fallback, needle, step, strict=False,
