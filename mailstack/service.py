@@ -371,7 +371,7 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
     supervisor = _addWorkers(config, reactor, top, workerlink.WorkerReports(
         metrics=metrics, activity=activity, hub=hub,
         recordSubmission=_submissionRecorder(shared.get("smtp.submissions")),
-        sessions=sessions), counter, authPenalty)
+        sessions=sessions), counter, authPenalty, shared.get("pop3.waiters"))
     if config.web is not None and config.server.worker == 1:  # the console: first process only
         top.web = WebContext(config=config, store=store, directory=directory, users=users,
                              submissions=shared.get("smtp.submissions"),
@@ -396,22 +396,27 @@ def _submissionRecorder(submissions):
     return record
 
 
-def _addWorkers(config, reactor, top, reports, counter, authPenalty):
+def _addWorkers(config, reactor, top, reports, counter, authPenalty, maildrops=None):
     """
     C{[server] workers}: the first process supervises the others (handing
     them every bound listener and reading their L{workerlink.WorkerReports}
-    C{reports}) and shares the per-IP limit's C{counter} and the
-    C{authPenalty} with them; a worker stops when the first process goes.
+    C{reports}) and shares the per-IP limit's C{counter}, the
+    C{authPenalty} and the POP3 C{maildrops} waiting line's releases with
+    them; a worker stops when the first process goes.
 
     @return: the first process's L{msworkers.WorkerSupervisor}, or L{None}.
     """
     if config.server.worker > 1:
         link = top.getServiceNamed("limits-link")
+        if maildrops is not None:
+            link.shareMaildrops(maildrops)
         msworkers.ParentWatch(reactor, onData=link.received).setServiceParent(top)
         return None
     if config.server.workers > 1:
         reports.limits = workerlink.SharedLimits(
             counter, authPenalty, reactor, perIP=config.limits.connections_per_ip > 0)
+        if maildrops is not None:
+            reports.limits.shareMaildrops(maildrops)
         reports.limits.setServiceParent(top)
         log.info("{workers} processes share the per-IP limits: connections_per_ip = "
                  "{perIP} and the failed-login penalty count every process's clients "

@@ -30,7 +30,9 @@ one JSON array per line, never blocking its reactor:
     C{[limits] connections_per_ip} is on (L{LimitsLink});
   - C{["authFailed", address]}, C{["authSucceeded", address]}: a failed
     login from a client address, a success that cleared its failures
-    (L{LimitsLink}, told by L{mailstack.throttle.AuthPenalty}).
+    (L{LimitsLink}, told by L{mailstack.throttle.AuthPenalty});
+  - C{["released", address]}: a POP3 session let C{address}'s maildrop go
+    (L{LimitsLink}, told by L{mailstack.pop3.waiting.MaildropWaiters}).
 
 The pipe is bounded: while more than C{maxBuffer} octets wait for the first
 process to read them, further reports are dropped (and counted), so a stuck
@@ -40,10 +42,13 @@ process's side.
 The first process answers on the worker's standard input, the same way (one
 JSON array per line, bounded), with what the others did (L{SharedLimits}):
 C{["elsewhere", changes]}, the sessions every other process has open per
-protocol and client IP (changed entries only), and the C{authFailed} and
-C{authSucceeded} of every other process. So the per-IP connection limit and
-the failed-login penalty are the server's, not each process's: no round trip
-per connection, and the counts are at most about two L{LIMITS_INTERVAL}s old.
+protocol and client IP (changed entries only), and the C{authFailed},
+C{authSucceeded} and C{released} of every other process. So the per-IP
+connection limit and the failed-login penalty are the server's, not each
+process's: no round trip per connection, and the counts are at most about
+two L{LIMITS_INTERVAL}s old. And a POP3 login waiting for a maildrop that a
+session of another process held tries as soon as it is let go, not at its
+next poll (a tenth of a second later).
 """
 
 import collections
@@ -378,7 +383,7 @@ class WorkerReports:
         elif kind == "submission":
             if self.recordSubmission is not None:
                 self.recordSubmission(args[0])
-        elif kind in ("perIP", "authFailed", "authSucceeded"):
+        elif kind in ("perIP", "authFailed", "authSucceeded", "released"):
             if self.limits is not None:
                 self.limits.reported(worker, kind, args)
         elif kind == "open":
@@ -530,9 +535,17 @@ class LimitsLink(service.Service):
         C{share} becomes this link).
     @param clock: an C{IReactorTime}.
     @param perIP: whether to exchange per-IP counts (the limit is on).
+    @ivar maildrops: the POP3 L{mailstack.pop3.waiting.MaildropWaiters} (or
+        L{None}): told when another process let a maildrop go; see L{shareMaildrops}.
     """
 
     name = "limits-link"
+    maildrops = None
+
+    def shareMaildrops(self, maildrops):
+        """Tell the other processes when C{maildrops}' sessions let a maildrop go, and it theirs."""
+        self.maildrops = maildrops
+        maildrops.share = self
 
     def __init__(self, reporter, counter, penalty, clock, perIP=True,
                  interval=LIMITS_INTERVAL):
@@ -571,6 +584,9 @@ class LimitsLink(service.Service):
     def authSucceeded(self, key):
         self.reporter.send("authSucceeded", key)
 
+    def maildropReleased(self, address):
+        self.reporter.send("released", address)
+
     def received(self, data):
         """Octets from the first process (the worker's standard input)."""
         self._reader.received(data)
@@ -583,6 +599,9 @@ class LimitsLink(service.Service):
             self.penalty.failedElsewhere(str(args[0]))
         elif kind == "authSucceeded":
             self.penalty.succeededElsewhere(str(args[0]))
+        elif kind == "released":
+            if self.maildrops is not None:
+                self.maildrops.releasedElsewhere(str(args[0]))
         else:
             raise ValueError("unknown message %r" % (kind,))
 
@@ -611,9 +630,17 @@ class SharedLimits(service.Service):
         C{share} becomes this).
     @param clock: an C{IReactorTime}.
     @param perIP: whether to exchange per-IP counts (the limit is on).
+    @ivar maildrops: the POP3 L{mailstack.pop3.waiting.MaildropWaiters} (or
+        L{None}); see L{shareMaildrops}.
     """
 
     name = "shared-limits"
+    maildrops = None
+
+    def shareMaildrops(self, maildrops):
+        """Tell the workers when C{maildrops}' sessions let a maildrop go, and it theirs."""
+        self.maildrops = maildrops
+        maildrops.share = self
 
     def __init__(self, counter, penalty, clock, perIP=True, interval=LIMITS_INTERVAL):
         self.counter = counter
@@ -657,8 +684,10 @@ class SharedLimits(service.Service):
         key = str(args[0])
         if kind == "authFailed":
             self.penalty.failedElsewhere(key)
-        else:
+        elif kind == "authSucceeded":
             self.penalty.succeededElsewhere(key)
+        elif self.maildrops is not None:
+            self.maildrops.releasedElsewhere(key)
         self._tell(kind, key, but=worker)
 
     def authFailed(self, key):
@@ -667,6 +696,10 @@ class SharedLimits(service.Service):
 
     def authSucceeded(self, key):
         self._tell("authSucceeded", key)
+
+    def maildropReleased(self, address):
+        """A session of this process let C{address}'s maildrop go: every worker hears it."""
+        self._tell("released", address)
 
     def _tell(self, kind, key, but=None):
         for worker, peer in self._peers.items():

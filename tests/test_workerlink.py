@@ -525,3 +525,50 @@ class SharedLimitsTests(unittest.TestCase):
         link.received(b'["nonsense"]\n["authFailed","198.51.100.3"]\n')
         self.assertEqual(server.workers["w2"][3].failures("198.51.100.3"), 1)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class MaildropReleaseTests(unittest.TestCase):
+    """POP3 logins waiting for a maildrop a session of another process holds."""
+
+    def setUp(self):
+        from mailstack.pop3.waiting import MaildropWaiters
+        from mailstack.storage.memory import MemoryStore
+        self.server = Server()
+        self.account = MemoryStore().account("alice@lab.test")  # one lock for every process
+        self.first = MaildropWaiters(self.server.clock)
+        self.server.shared.shareMaildrops(self.first)
+        self.waiters = {"first": self.first}
+        for name, (_, _, _, _, link) in self.server.workers.items():
+            self.waiters[name] = MaildropWaiters(self.server.clock)
+            link.shareMaildrops(self.waiters[name])
+
+    def acquire(self, process):
+        return self.waiters[process].acquire(self.account, "alice@lab.test", 5)
+
+    def test_wokenAtOnce(self):
+        """A login waiting in one worker takes the maildrop as soon as a session of the other worker lets it go, not at its next poll."""
+        lock = self.successResultOf(self.acquire("w2"))
+        waiting = self.acquire("w3")
+        self.assertNoResult(waiting)
+        lock.release()
+        self.server.deliver()
+        self.successResultOf(waiting).release()
+
+    def test_firstProcessWokenByAWorker(self):
+        """A worker's release wakes a login waiting in the first process, and the first process's a worker's."""
+        lock = self.successResultOf(self.acquire("w3"))
+        waiting = self.acquire("first")
+        lock.release()
+        self.server.deliver()
+        lock = self.successResultOf(waiting)
+        waiting = self.acquire("w2")
+        lock.release()
+        self.server.deliver()
+        self.successResultOf(waiting).release()
+
+    def test_nobodyWaiting(self):
+        """A release nobody waits for leaves every process's line empty and the maildrop free for the next login anywhere."""
+        self.successResultOf(self.acquire("w2")).release()
+        self.server.deliver()
+        self.assertEqual([w.waiting("alice@lab.test") for w in self.waiters.values()], [0, 0, 0])
+        self.successResultOf(self.acquire("w3")).release()

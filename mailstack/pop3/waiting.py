@@ -7,7 +7,9 @@ makes the second login wait for the lock instead of failing at once, and so
 does mailstack: L{MaildropWaiters} queues the logins of this process per
 address, hands the lock to the first in the queue as soon as a session of
 this process lets it go (L{MaildropWaiters.released}), and polls for a lock
-another process holds. Only after the configured wait does a login fail.
+another process holds (with C{[server] workers}, the others' releases wake
+the line too: L{MaildropWaiters.releasedElsewhere}). Only after the
+configured wait does a login fail.
 Nothing here blocks: timers on the reactor's clock.
 """
 
@@ -66,6 +68,11 @@ class MaildropWaiters:
         self.pollInterval = pollInterval
         self._lines = {}  # address -> deque of _Waiter, the first one tries
         self._polls = {}  # address -> the IDelayedCall of the next try
+        # With [server] workers: told maildropReleased(address) when a session
+        # of this process lets a maildrop go, so the logins another process
+        # has waiting for it try at once, not at their next poll
+        # (mailstack.workerlink.SharedLimits, LimitsLink).
+        self.share = None
 
     def waiting(self, address):
         """How many logins wait for C{address}'s maildrop."""
@@ -95,6 +102,12 @@ class MaildropWaiters:
 
     def released(self, address):
         """A session of this process let C{address}'s maildrop go: the next in line tries now."""
+        if self.share is not None:
+            self.share.maildropReleased(address)
+        self.releasedElsewhere(address)
+
+    def releasedElsewhere(self, address):
+        """C{address}'s maildrop was let go, maybe by another process: the next in line tries now."""
         if self._lines.get(address):
             self._cancelPoll(address)
             self._try(address)
