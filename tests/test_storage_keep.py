@@ -240,6 +240,31 @@ class MakeMaildirTests(unittest.TestCase):
             self.assertIs(self.store.account("a@lab.test"), account)
         self.assertEqual(self.made, [])
 
+    def test_existingMaildirNotMadeAgain(self):
+        """A fresh process opening an existing user's INBOX and folder makes nothing (it
+        only looks that cur/, new/, tmp/ and the folder marker are there)."""
+        account = self.store.account("a@lab.test")
+        self.successResultOf(account.createMailbox("Sent"))
+        del account
+        gc.collect()
+        self.made.clear()
+        account = MaildirStore(self.store.root).account("a@lab.test")
+        self.successResultOf(account.openMailbox("INBOX"))
+        self.successResultOf(account.openMailbox("Sent"))
+        self.assertEqual(self.made, [])
+
+    def test_missingPartsMade(self):
+        """A folder missing its tmp/ or its maildirfolder marker gets them when opened."""
+        account = self.store.account("a@lab.test")
+        self.successResultOf(account.createMailbox("Sent"))
+        folder = os.path.join(account.path, ".Sent")
+        os.rmdir(os.path.join(folder, "tmp"))
+        os.unlink(os.path.join(folder, "maildirfolder"))
+        gc.collect()
+        self.successResultOf(account.openMailbox("Sent"))
+        self.assertTrue(os.path.isdir(os.path.join(folder, "tmp")))
+        self.assertTrue(os.path.exists(os.path.join(folder, "maildirfolder")))
+
     def test_inboxRemovedMadeAgain(self):
         """An INBOX whose Maildir was removed while its account stayed in use is made
         again when it is next opened."""

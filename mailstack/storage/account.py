@@ -98,11 +98,19 @@ class MaildirAccount:
         self._kept = kept if kept is not None else KeptMailboxes()
         self._refusedLinks = set()
         self._accountListeners = accountevents.AccountListeners()  # NOTIFY (RFC 5465)
-        makeMaildir(path, folder=False)
-        self._realPath = os.path.realpath(path)
+        _ensureMaildir(path, folder=False)
 
     def __repr__(self):
         return "<MaildirAccount %r>" % (self.address,)
+
+    _resolved = None
+
+    @property
+    def _realPath(self):
+        """The account directory with its links resolved (asked only when a link is met)."""
+        if self._resolved is None:
+            self._resolved = os.path.realpath(self.path)
+        return self._resolved
 
     def _path(self, dirName):
         return os.path.join(self.path, dirName) if dirName else self.path
@@ -173,7 +181,7 @@ class MaildirAccount:
             raise NoSuchMailbox("no mailbox named %s" % (canonical,))
         # cur/ new/ tmp/ (INBOX's whole Maildir, removed behind our back)
         # made if missing: once per object, not at every login.
-        makeMaildir(path, folder=bool(dirName))
+        _ensureMaildir(path, folder=bool(dirName))
         mailbox = _KeptMailbox(canonical, path, self.watcher, self._allocateUIDValidity,
                                self._runInThread)
         mailbox.keeper = self._kept
@@ -459,8 +467,11 @@ class MaildirAccount:
         return self._inThread(self.createDefaultMailboxesNow, defaults)
 
     def createDefaultMailboxesNow(self, defaults):
-        if readSpecialUse(self._specialUsePath()) is not None:
+        try:
+            os.stat(self._specialUsePath())  # at every IMAP login: not read, only there
             return []
+        except FileNotFoundError:
+            pass
         created = []
         if not self._folderDirs() and not os.path.exists(self._subscriptionsPath()):
             for name, _ in defaults:
@@ -531,6 +542,19 @@ class MaildirAccount:
             return defer.succeed(self._maildropLocks.acquire(self.address, self.path))
         except Exception:
             return defer.fail()
+
+
+def _ensureMaildir(path, folder):
+    """
+    L{makeMaildir} if anything is missing: three or four C{stat()}s where
+    that takes nine or eleven system calls to find everything there.
+    """
+    wanted = ["cur", "new", "tmp"] + (["maildirfolder"] if folder else [])
+    try:
+        for name in wanted:
+            os.stat(os.path.join(path, name))
+    except (FileNotFoundError, NotADirectoryError):
+        makeMaildir(path, folder)  # makes what is missing, or raises what is wrong
 
 
 def _accountPath(root, address):
