@@ -149,6 +149,24 @@ class QuotedPrintableDecoderTests(unittest.TestCase):
             self.check(bytes(data), [rng.randrange(1, 20) for _ in range(5)])
 
 
+    def test_longLine(self):
+        """A line of 200 KB without a line end is decoded a piece at a time, not held to its end."""
+        data = quopri.encodestring(("caf\u00e9 na\u00efve " * 20000).encode("latin-1"),
+                                   quotetabs=True).replace(b"=\n", b"")
+        self.assertNotIn(b"\n", data)
+        decoder = partsearch.QuotedPrintableDecoder()
+        outs = [decoder.decode(data[i:i + 1000]) for i in range(0, len(data), 1000)]
+        outs.append(decoder.decode(b"", True))
+        self.assertEqual(b"".join(outs), quopri.decodestring(data))
+        self.assertLess(max(len(out) for out in outs), 2000)
+
+    def test_escapedCRHidesLine(self):
+        """After "=" and CR, the rest of the line is dropped, however it is cut into pieces."""
+        data = b"ab=\rhidden " * 50 + b"\nshown=\r\nmore"
+        for size in (1, 2, 3, 7, 100):
+            self.check(data, [size])
+
+
 class NeedleTests(unittest.TestCase):
     """
     L{partsearch.Needle} finds a substring across the joins of the pieces.

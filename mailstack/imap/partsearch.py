@@ -101,29 +101,47 @@ class IdentityDecoder:
 
 class QuotedPrintableDecoder:
     """
-    Quoted-printable, as C{binascii.a2b_qp} undoes it whole: each piece is
-    decoded up to its last line end (where no escape or soft line break can
-    straddle), the rest kept for the next piece.
+    Quoted-printable, as C{binascii.a2b_qp} undoes it whole. Each piece is
+    decoded up to a point no escape or soft line break straddles: its last
+    line end, or later, in a line, where the two octets before are not
+    C{=} (an escape reads at most two octets after its C{=}), unless the
+    line has a C{=} before a CR (which hides the rest of the line). The
+    rest waits for the next piece.
     """
 
     failed = False
     settled = True
     done = False
+    # How far back from a piece's end a cut inside a line is looked for.
+    LOOK_BACK = 64
 
     def __init__(self):
         self._pending = []
+        self._escapedCR = False  # the pending line holds "=" then CR
 
     def decode(self, data, final=False):
         if final:
             whole = b"".join(self._pending) + data
             self._pending = []
             return binascii.a2b_qp(whole)
-        end = data.rfind(b"\n") + 1
-        if not end:
+        lineStart = data.rfind(b"\n") + 1
+        if lineStart:
+            escapedCR = b"=\r" in data[lineStart:]
+        else:
+            before = self._pending[-1][-1:] if self._pending else b""
+            escapedCR = self._escapedCR or b"=\r" in before + data[:1] or b"=\r" in data
+        cut = lineStart
+        if not escapedCR:
+            for position in range(len(data), max(lineStart, 1, len(data) - self.LOOK_BACK), -1):
+                if data[position - 1] != 0x3d and data[position - 2] != 0x3d:
+                    cut = position
+                    break
+        self._escapedCR = escapedCR and cut < len(data)
+        if not cut:
             self._pending.append(data)
             return b""
-        whole = b"".join(self._pending) + data[:end]
-        self._pending = [data[end:]]
+        whole = b"".join(self._pending) + data[:cut]
+        self._pending = [data[cut:]]
         return binascii.a2b_qp(whole)
 
 
