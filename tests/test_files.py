@@ -20,6 +20,7 @@ class NameTests(TestCase):
     def test_uniqueName(self):
         """Names are <sec>.M<usec>P<pid>Q<seq>.<host>, the sequence always growing."""
         self.patch(files.socket, "gethostname", lambda: "a/b:c,d")
+        self.patch(files, "_host", [])
         first, second = files.uniqueName(), files.uniqueName()
         match = re.match(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)\.(.*)$", first)
         self.assertIsNotNone(match, first)
@@ -27,6 +28,15 @@ class NameTests(TestCase):
         self.assertEqual(int(match.group(3)), os.getpid())
         self.assertEqual(match.group(5), "a\\057b\\072c\\054d")
         self.assertGreater(int(second.split("Q")[1].split(".")[0]), int(match.group(4)))
+
+    def test_hostAskedOnce(self):
+        """The host name is asked of the system once; later names reuse it."""
+        asked = []
+        self.patch(files.socket, "gethostname", lambda: asked.append(1) or "mx")
+        self.patch(files, "_host", [])
+        names = [files.uniqueName() for _ in range(3)]
+        self.assertEqual(len(asked), 1)
+        self.assertEqual({name.rpartition(".")[2] for name in names}, {"mx"})
 
     def test_splitFilename(self):
         """The base and the flag letters; a name without ':2,' has no flags."""

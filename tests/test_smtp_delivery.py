@@ -8,7 +8,7 @@ from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from mailstack.smtp.delivery import SMTPPolicy
+from mailstack.smtp.delivery import ChainedReader, SMTPPolicy
 from mailstack.smtp.server import Envelope
 from tests.fakes import FakeUsers
 from tests.stores import StoreChoice, everyStore
@@ -74,6 +74,37 @@ class PolicyTests(PolicySetup, unittest.TestCase):
         self.successResultOf(bob.sync(claimRecent=False))
         self.assertEqual(len(bob.messages()), 1)
         self.assertEqual(len(self.delivered()), 1)
+
+
+class ChainedReaderTests(unittest.TestCase):
+    """The header prefix and the spooled body read as one stream."""
+
+    def sources(self):
+        return ChainedReader(b"Return-Path: <a@b>\r\n", io.BytesIO(b"body line\r\n" * 3))
+
+    def test_piecesInOrder(self):
+        """Pieces of a given size come from one source at a time, in order, to the end."""
+        reader = self.sources()
+        pieces = iter(lambda: reader.read(8), b"")
+        self.assertEqual(list(pieces), [b"Return-P", b"ath: <a@", b"b>\r\n", b"body lin",
+                                        b"e\r\nbody ", b"line\r\nbo", b"dy line\r",
+                                        b"\n"])
+
+    def test_readAllAndRewind(self):
+        """read() with no size gives everything left; seek(0) starts again; readinto works."""
+        reader = self.sources()
+        whole = b"Return-Path: <a@b>\r\n" + b"body line\r\n" * 3
+        self.assertEqual(reader.read(4), b"Retu")
+        self.assertEqual(reader.read(), whole[4:])
+        self.assertEqual(reader.read(), b"")
+        reader.seek(0)
+        self.assertEqual(reader.read(None), whole)
+        reader.seek(0)
+        buffer = bytearray(100)
+        self.assertEqual(reader.readinto(buffer), 20)
+        self.assertEqual(bytes(buffer[:20]), whole[:20])
+        reader.seek(0)
+        self.assertEqual(io.BufferedReader(reader).read(), whole)
 
 
 class DeliveryLogTests(PolicySetup, unittest.TestCase):

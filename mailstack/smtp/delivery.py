@@ -99,13 +99,27 @@ class ChainedReader(io.RawIOBase):
         return 0
 
     def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def read(self, size=-1):
+        """
+        The next octets of the current source (all that is left, if C{size}
+        is negative or L{None}). Not C{RawIOBase}'s read, which made and
+        zeroed a buffer of C{size} octets (the store asks for 64 KiB at a
+        time) and then copied out of it, for every piece.
+        """
+        if size is None or size < 0:
+            rest = b"".join(source.read() for source in self._sources)
+            self._sources = []
+            return rest
         while self._sources:
-            data = self._sources[0].read(len(buffer))
+            data = self._sources[0].read(size)
             if data:
-                buffer[:len(data)] = data
-                return len(data)
+                return data
             self._sources.pop(0)
-        return 0
+        return b""
 
 
 class SMTPPolicy:

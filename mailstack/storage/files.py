@@ -209,13 +209,29 @@ def atomicWrite(path, data, mode=PRIVATE_FILE, temporary=None, fsync=True,
         f.write(data)
 
 
+def maildirHost():
+    """
+    The host name as Maildir names carry it (C{/ : ,} escaped), read once
+    per process as Dovecot does (C{my_hostname}): asking the system at every
+    delivery was a system call, and a hand-over of the interpreter's lock,
+    in each delivery's worker thread.
+    """
+    if not _host:
+        _host.append(socket.gethostname().replace("/", "\\057").replace(
+            ":", "\\072").replace(",", "\\054"))
+    return _host[0]
+
+
+_host: list = []
+
+
 def uniqueName():
     """A Maildir unique name: C{<sec>.M<usec>P<pid>Q<seq>.<host>}."""
     now = time.time()
     with _sequenceLock:
         seq = next(_sequence)
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
-    return "%d.M%dP%dQ%d.%s" % (int(now), int((now % 1) * 1000000), os.getpid(), seq, host)
+    return "%d.M%dP%dQ%d.%s" % (int(now), int((now % 1) * 1000000), os.getpid(), seq,
+                                maildirHost())
 
 
 def createTemporary(tmpDir):
