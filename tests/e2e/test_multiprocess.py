@@ -291,6 +291,48 @@ class TwoProcessesTests(unittest.TestCase):
             self.assertEqual(given, sorted(set(given)))
 
     @defer.inlineCallbacks
+    def test_uidsNeverReusedWithExpunges(self):
+        """APPEND and EXPUNGE through both processes at once (each client deleting the
+        message it appended before, so lines of expunged messages pile up in the
+        uidlist and it is recreated now and then while the other process appends to
+        it): every APPENDUID is new, and both processes show the last message of each
+        client under the UID it was given."""
+        rounds = 8
+
+        def client(server, key):
+            c = self.imap(server)
+            given = []
+            try:
+                typ, data = c.select("INBOX")
+                self.assertEqual(typ, "OK", data)
+                for i in range(rounds):
+                    typ, data = c.append("INBOX", None, None, message("%s-%d" % (key, i)))
+                    self.assertEqual(typ, "OK", data)
+                    found = re.search(rb"\[APPENDUID \d+ (\d+)\]", data[0] or b"")
+                    self.assertIsNotNone(found, data)
+                    given.append(int(found.group(1)))
+                    if i:
+                        typ, data = c.uid("STORE", str(given[-2]), "+FLAGS.SILENT",
+                                          r"(\Deleted)")
+                        self.assertEqual(typ, "OK", data)
+                        typ, data = c.expunge()
+                        self.assertEqual(typ, "OK", data)
+            finally:
+                c.logout()
+            return key, given
+
+        work = [threads.deferToThread(client, server, "%s-x%d" % (server.name, n))
+                for server in (self.a, self.b) for n in range(3)]
+        results = yield defer.gatherResults(work, consumeErrors=True)
+        given = [uid for _, uids in results for uid in uids]
+        self.assertEqual(len(given), len(set(given)), "a UID given twice: %r" % (results,))
+        seenA = yield threads.deferToThread(self.uidMap, self.a)
+        seenB = yield threads.deferToThread(self.uidMap, self.b)
+        self.assertEqual(seenA, seenB)
+        self.assertEqual(sorted(seenA), sorted(
+            (uids[-1], messageId("%s-%d" % (key, rounds - 1))) for key, uids in results))
+
+    @defer.inlineCallbacks
     def test_idleBothWays(self):
         """An IDLE session in one process hears EXISTS for a message delivered through the other, both ways."""
         for watcher, deliverer in ((self.a, self.b), (self.b, self.a)):
