@@ -419,9 +419,10 @@ def _addWorkers(config, reactor, top, reports, counter, authPenalty, maildrops=N
             reports.limits.shareMaildrops(maildrops)
         reports.limits.setServiceParent(top)
         log.info("{workers} processes share the per-IP limits: connections_per_ip = "
-                 "{perIP} and the failed-login penalty count every process's clients "
+                 "{perIP}{off} and the failed-login penalty count every process's clients "
                  "(exchanged every {interval:g} s)", workers=config.server.workers,
                  perIP=config.limits.connections_per_ip,
+                 off="" if config.limits.connections_per_ip else " (no limit)",
                  interval=workerlink.LIMITS_INTERVAL)
         listeners = [s for s in top if isinstance(s, ListenerService)]
 
