@@ -432,5 +432,22 @@ class SlicedPartTests(IMAPTestMixin, unittest.TestCase):
         self.assertEqual(self.transport.value(), b"* SEARCH 1\r\na OK SEARCH completed\r\n")
         self.assertGreater(turns, len(BIG) // 256 // 2)
 
+    def test_sortSlicedMidPart(self):
+        """SORT with BODY goes through the big part in several slices too, and B's NOOP is answered meanwhile."""
+        self.select()
+        other = self.connect()
+        self.select(other)
+        self.assertEqual(self.send(b"a SORT (ARRIVAL) UTF-8 BODY nadel\r\n"), b"")
+        for _ in range(5):
+            self.clock.turn()
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.send(b"b NOOP\r\n", other), b"b OK NOOP completed\r\n")
+        turns = 5
+        while not self.transport.value() and turns < 1000:
+            self.clock.turn()
+            turns += 1
+        self.assertEqual(self.transport.value(), b"* SORT 1\r\na OK SORT completed\r\n")
+        self.assertGreater(turns, len(BIG) // 256 // 2)
+
 
 everyStore(globals())

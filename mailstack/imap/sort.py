@@ -21,7 +21,7 @@ import re
 from mailstack.imap import casemap as casemap_
 from mailstack.imap import datefield
 from mailstack.imap.address import parseAddresses
-from mailstack.imap.search import MessageReader, decodeHeader, matches
+from mailstack.imap.search import MessageReader, decodeHeader, matchSteps
 from mailstack.storage.interfaces import NoSuchMessage
 
 # A message ID as RFC 5256 threading reads it: <local@domain>, whitespace inside dropped.
@@ -400,7 +400,7 @@ def candidateSteps(view, program, fieldCache, found, structureCache=None, withFi
     L{mailstack.imap.search.compileKey}) and read the L{Fields} of those that
     match, one message per step (a generator for
     L{mailstack.imap.cooperative.run}), appending L{Candidate}s to C{found}
-    in sequence order.
+    in sequence order; a big text part takes several steps, as in SEARCH.
 
     @param fieldCache: a dict (UID -> L{Fields}) kept for the view: each
         message's header is parsed once.
@@ -415,7 +415,8 @@ def candidateSteps(view, program, fieldCache, found, structureCache=None, withFi
             continue
         message = MessageReader(view, info, structureCache)
         try:
-            if not matches(program, message, star):
+            # A big text part is matched over several steps (imap/partsearch.py).
+            if not (yield from matchSteps(program, message, star)):
                 yield
                 continue
             fields = fieldCache.get(uid) if withFields else None
