@@ -49,6 +49,18 @@ class ReferenceTests(TestCase):
             self.assertEqual(first + second, definition.sub(b"\r\n", data), data)
 
 
+    def test_everyShortString(self):
+        """Every string of up to seven octets of CR, LF and text converts as the definition says."""
+        import itertools
+        import re
+        definition = re.compile(rb"(?<!\r)\n")
+        for length in range(8):
+            for octets in itertools.product(b"\r\na", repeat=length):
+                data = bytes(octets)
+                self.assertEqual(crlf.toCRLF(data, False)[0], definition.sub(b"\r\n", data),
+                                 data)
+
+
 class CopyTests(TestCase):
     """
     L{crlf.copyAsCRLF} and L{crlf.wireSize}.
