@@ -95,6 +95,12 @@ class FakeReactor(Clock):
         self.spawned.append((proto, args, childFDs))
         return proto.transport
 
+    def closePipes(self):
+        """Close the pipes the supervisor made for workers that never ended (a test's cleanup)."""
+        for proto, _, _ in self.spawned:
+            if proto.downlink is not None:
+                proto.downlink.close()
+
 
 def ended(proto, code=None, signal=None):
     """Tell C{proto} its process ended, as the reactor would."""
@@ -110,6 +116,7 @@ class SupervisorTests(unittest.TestCase):
 
     def setUp(self):
         self.reactor = FakeReactor()
+        self.addCleanup(self.reactor.closePipes)
         self.listeners = [("smtp", 7, socket.AF_INET), ("imap", 9, socket.AF_INET6)]
         self.supervisor = workers.WorkerSupervisor(
             self.reactor, 3, lambda: self.listeners,
@@ -238,6 +245,7 @@ class SupervisorFaultTests(unittest.TestCase):
     """L{workers.WorkerSupervisor} when starting a worker fails or a worker keeps dying."""
 
     def supervisor(self, reactor, count=2):
+        self.addCleanup(reactor.closePipes)
         return workers.WorkerSupervisor(
             reactor, count, lambda: [("smtp", 7, socket.AF_INET)],
             lambda number, inherit: ["worker", str(number), inherit])
@@ -340,3 +348,27 @@ class SupervisorFaultTests(unittest.TestCase):
         errors = [e for e in seen if e.get("log_level") is not None
                   and e["log_level"].name == "error"]
         self.assertEqual((errors[-1]["failures"], errors[-1]["pause"]), (1, 0.0))
+
+    def test_failedStartsLeakNoDescriptor(self):
+        """Starts that keep failing (EMFILE) close the pipe each made: retrying cannot use up the descriptors."""
+        import os
+        reactor = FailingReactor([OSError(24, "Too many open files")] * 50)
+        supervisor = self.supervisor(reactor)
+        before = len(os.listdir("/proc/self/fd"))
+        supervisor.startService()
+        reactor.pump([workers.RESTART_MAX] * 49)
+        self.assertEqual(reactor.attempts, 50)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+
+    def test_endedWorkerPipeClosed(self):
+        """The pipe to a worker's standard input is closed when it ends; its replacement gets a new one."""
+        import os
+        reactor = FakeReactor()
+        supervisor = self.supervisor(reactor)
+        before = len(os.listdir("/proc/self/fd"))
+        supervisor.startService()
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before + 1)  # the write end kept
+        ended(reactor.spawned[0][0], code=1)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+        reactor.advance(workers.RESTART_FIRST)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before + 1)
