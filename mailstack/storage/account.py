@@ -41,8 +41,8 @@ class InvalidAddress(InvalidMailboxName, ValueError):
 class _KeptMailbox(MaildirMailbox):
     """
     A L{MaildirMailbox} that, as Python frees it (nothing uses it any more),
-    leaves what only it knew of \\Recent to the store's L{KeptMailboxes}
-    for the next object of its directory.
+    writes its pending modseqs and leaves what only it knew of \\Recent to
+    the store's L{KeptMailboxes} for the next object of its directory.
     """
 
     keeper = None

@@ -47,9 +47,6 @@ class KeptMailboxes:
         # dropped() runs wherever Python frees the object: maybe a worker thread.
         self._recentLock = threading.Lock()
 
-    def __len__(self):
-        return len(self._kept)
-
     def use(self, mailbox):
         """C{mailbox} was looked up: keep it (as the most recently used)."""
         path = mailbox.path
