@@ -20,6 +20,11 @@ from mailstack.storage.interfaces import StoreError
 
 log = Logger()
 
+# Looks (after delay, doubling: 1.55 s in all with the default delay) at a
+# mailbox whose new files wait for another process to give them UIDs,
+# before it is retried every pollInterval like a failure.
+SOON_LOOKS = 5
+
 try:
     from twisted.internet import inotify
 except ImportError:  # not Linux
@@ -62,7 +67,9 @@ class MailboxWatcher(service.Service):
         self._trees = {}  # key -> [paths, changed, pending call]: account roots (NOTIFY)
         self._pending = {}
         self._failing = set()  # mailboxes whose last sync failed (retried)
-        self._waited = set()  # mailboxes whose last sync waited for the uidlist lock
+        # mailbox -> (looks in a row that found files waiting for UIDs, its
+        # UIDNEXT at the last one)
+        self._soon = {}
         self._notifier = None
         self._poll = None
         self._useInotify = useInotify and inotify is not None
@@ -143,33 +150,39 @@ class MailboxWatcher(service.Service):
         if call is not None and call.active():
             call.cancel()
         self._failing.discard(mailbox)
-        self._waited.discard(mailbox)
+        self._soon.pop(mailbox, None)
 
     def _changed(self, mailbox):
         if mailbox in self._watched and mailbox not in self._pending:
             self._pending[mailbox] = self.reactor.callLater(self.delay, self._sync, mailbox)
 
-    def _sync(self, mailbox, waitForLock=False):
+    def _sync(self, mailbox):
         self._pending.pop(mailbox, None)
         if mailbox not in self._watched:
             return
-        # claims nothing; never waits on the reactor
-        d = (mailbox.sync(claimRecent=False, waitForLock=True) if waitForLock
-             else mailbox.sync(claimRecent=False))
+        d = mailbox.sync(claimRecent=False)  # claims nothing; never waits on the reactor
         d.addCallbacks(self._synced, self._failed, (mailbox,), None, (mailbox,))
 
     def _synced(self, _, mailbox):
         if mailbox.waitingForUIDs:
             # New files still without UIDs: another program holds the uidlist
             # lock, most often numbering them that moment (another worker
-            # process's APPEND, placed under the lock). inotify may not fire
-            # again: sync once more at once, waiting for the lock in the
-            # worker thread; if that does not do, retry as any failure.
-            if mailbox not in self._waited and mailbox in self._watched:
-                self._waited.add(mailbox)
-                return self._sync(mailbox, waitForLock=True)
+            # process's APPENDs, placed under the lock; the uidlist it then
+            # writes is not watched). Look again soon, after delay, doubling,
+            # starting over whenever messages got UIDs since the last look
+            # (UIDNEXT moved: this sync's or a session's); retry as any
+            # failure only when SOON_LOOKS in a row saw none.
+            looks, uidNext = self._soon.get(mailbox, (0, None))
+            if uidNext is not None and mailbox.uidNext != uidNext:
+                looks = 0
+            if looks < SOON_LOOKS and mailbox in self._watched:
+                self._soon[mailbox] = (looks + 1, mailbox.uidNext)
+                if mailbox not in self._pending:  # else a sync is on its way already
+                    self._pending[mailbox] = self.reactor.callLater(
+                        self.delay * 2 ** looks, self._sync, mailbox)
+                return None
             return self._retry(mailbox, "dovecot-uidlist is locked by another program")
-        self._waited.discard(mailbox)
+        self._soon.pop(mailbox, None)
         if mailbox in self._failing:
             self._failing.discard(mailbox)
             log.info("sync of {mailbox} works again", mailbox=mailbox)
