@@ -12,6 +12,7 @@ import shutil
 import threading
 
 from twisted.internet import defer
+from twisted.logger import formatEvent
 from twisted.trial.unittest import TestCase
 
 from mailstack.storage import maildir
@@ -402,3 +403,101 @@ class HeldJobsSelfTest(TestCase):
         self.assertNoResult(d)
         jobs.runHere()
         self.assertEqual(self.successResultOf(d), 2)
+
+
+class ReappearedTests(MaildirTestCase):
+    """
+    An EXPUNGEd file put back under its name (a restore from a backup, an admin's
+    mv back, Dovecot moving it out and back) gets a new UID, as Dovecot's index
+    gives it ("Expunged message reappeared, giving a new UID"): its uidlist line
+    stays after EXPUNGE, and its old UID was announced gone (RFC 3501 2.3.1.1).
+    """
+
+    def expungeKeepingCopy(self, mailbox, uid):
+        """EXPUNGE C{uid} in C{mailbox}; return a function putting its file back."""
+        mailbox.syncNow()  # where the file is now (another process may have moved it)
+        entry = mailbox._entries[uid]
+        source = mailbox._entryPath(entry)
+        backup = self.path("backup-%d" % (uid,))
+        shutil.copy(source, backup)
+        self.assertEqual(mailbox.expungeNow([uid]), [uid])
+        return lambda: shutil.move(backup, source)
+
+    def assertListedOnce(self, base, uid):
+        """dovecot-uidlist names C{base} on one line only, with C{uid}."""
+        text = self.read("dovecot-uidlist").decode()
+        self.assertEqual([line.split()[0] for line in text.splitlines()[1:]
+                          if line.endswith(":" + base)], [str(uid)])
+
+    def test_expungedFileBackGetsNewUID(self):
+        """A file EXPUNGEd and then put back under its name is shown under a new UID
+        (its old line dropped from dovecot-uidlist), with one warning."""
+        events = self.captureLog()
+        uids = [self.successResultOf(self.inbox.append(MESSAGE, ["\\Seen"])) for _ in range(3)]
+        base = self.inbox._entries[uids[1]].base
+        restore = self.expungeKeepingCopy(self.inbox, uids[1])
+        restore()
+        changes = self.inbox.syncNow()
+        self.assertEqual(list(changes.added), [uids[2] + 1])
+        self.assertEqual(sorted(self.inbox._entries), [uids[0], uids[2], uids[2] + 1])
+        self.assertEqual(self.inbox.uidNext, uids[2] + 2)
+        self.assertListedOnce(base, uids[2] + 1)
+        warnings = [formatEvent(e) for e in events if "reappeared" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("old uid=%d" % (uids[1],), warnings[0])
+        fresh = self.freshInbox()
+        fresh.syncNow()
+        self.assertEqual(sorted(fresh._entries), [uids[0], uids[2], uids[2] + 1])
+
+    def test_backThroughContractSync(self):
+        """The contract's sync (numbering in a worker thread) gives the file a new UID
+        too, never showing the old one in between."""
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(2)]
+        self.expungeKeepingCopy(self.inbox, uids[0])()
+        changes = self.successResultOf(self.inbox.sync())
+        self.assertEqual((list(changes.added), list(changes.expunged)), ([uids[1] + 1], []))
+        self.assertEqual(sorted(self.inbox._entries), [uids[1], uids[1] + 1])
+
+    def test_freshProcessNeverSawExpunge(self):
+        """A process opening the folder after the expunge and the restore (it never saw
+        the expunge: the modseq file's history tells it) gives the file a new UID."""
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(2)]
+        restore = self.expungeKeepingCopy(self.inbox, uids[0])
+        self.inbox.syncNow()  # the expunge's modseq record is written
+        restore()
+        fresh = self.freshInbox()
+        self.assertNotIn(uids[0], fresh._entries)
+        self.successResultOf(fresh.sync())
+        self.assertEqual(sorted(fresh._entries), [uids[1], uids[1] + 1])
+        self.inbox.syncNow()
+        self.assertEqual(sorted(self.inbox._entries), [uids[1], uids[1] + 1])
+
+    def test_otherProcessSawExpunge(self):
+        """Two processes that both saw the expunge: whichever numbers first gives the
+        file its new UID, the other takes that UID, the line listed once."""
+        other = self.freshInbox()
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(2)]
+        other.syncNow()
+        base = self.inbox._entries[uids[0]].base
+        restore = self.expungeKeepingCopy(self.inbox, uids[0])
+        self.assertEqual(list(other.syncNow().expunged), [uids[0]])
+        restore()
+        self.assertEqual(list(other.syncNow().added), [uids[1] + 1])
+        changes = self.inbox.syncNow()
+        self.assertEqual((list(changes.added), list(changes.expunged)), ([uids[1] + 1], []))
+        self.assertListedOnce(base, uids[1] + 1)
+
+    def test_otherProcessNeverSawExpunge(self):
+        """A process that still shows the message (it never synced between the
+        expunge and the restore) keeps its UID until the process that announced the
+        expunge renumbers it; then it sees the old UID go and the new one come."""
+        other = self.freshInbox()
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(2)]
+        other.syncNow()
+        self.expungeKeepingCopy(self.inbox, uids[0])()
+        self.assertEqual(list(other.syncNow().expunged), [])
+        self.assertIn(uids[0], other._entries)
+        self.assertEqual(list(self.inbox.syncNow().added), [uids[1] + 1])
+        changes = other.syncNow()
+        self.assertEqual((list(changes.added), list(changes.expunged)),
+                         ([uids[1] + 1], [uids[0]]))

@@ -621,23 +621,44 @@ class MaildirMailbox:
         self._needsUIDs = False
         listing, uidlist = self._index.opening(lambda: self._currentStamps()[:3]) or (
             self._listFilesCarefully(), self._index.readUIDList(self._sub(UIDLIST)))
-        if uidlist is None or any(base not in uidlist.records for base in listing):
+        back = self._reappeared(listing, uidlist)
+        if uidlist is None or back or any(base not in uidlist.records for base in listing):
             if not assign:
                 self._needsUIDs = True
                 if uidlist is None:
                     if self._uidValidity is None:
                         return (), (), (), False  # nothing to show until it is made
                     raise MailboxInUse("dovecot-uidlist is being rebuilt")
-                known = {b: v for b, v in listing.items() if b in uidlist.records}
+                known = {b: v for b, v in listing.items()
+                         if b in uidlist.records and b not in back}
                 return self._apply(known, uidlist) + (False,)
             try:
                 listing, uidlist = self._assignUIDs(order)
             except MailboxInUse:
                 if not partialIfBusy or uidlist is None:
                     raise
-                known = {b: v for b, v in listing.items() if b in uidlist.records}
+                known = {b: v for b, v in listing.items()
+                         if b in uidlist.records and b not in back}
                 return self._apply(known, uidlist) + (False,)
         return self._apply(listing, uidlist) + (True,)
+
+    def _reappeared(self, listing, uidlist, read=True):
+        """
+        The listed files the uidlist gives a UID this mailbox knows was
+        expunged (L{ModseqState.expungedUIDs}): an expunged file put back
+        under its name (a restore, a move out and back). EXPUNGE leaves its
+        uidlist line until the file is recreated, so the file would get its
+        old UID again, which clients were told is gone (RFC 3501 2.3.1.1):
+        as Dovecot does, it gets a new UID (L{_assignLocked}).
+        """
+        if uidlist is None:
+            return frozenset()
+        expunged = self._modseq.expungedUIDs(uidlist.uidValidity, read)
+        if not expunged:
+            return frozenset()
+        records, known = uidlist.records, self._byBase
+        return frozenset(base for base in listing if known.get(base) is None
+                         and records.get(base, (None,))[0] in expunged)
 
     def _assignUIDs(self, order, timeout=None):
         """
@@ -665,6 +686,13 @@ class MaildirMailbox:
         uidlist = loadForUpdate(self._sub(UIDLIST), self._uidValidity,
                                 self._allocateUIDValidity)
         listing = self._listFilesCarefully()
+        # In a worker thread: the history as the reactor last loaded it.
+        back = self._reappeared(listing, uidlist, read=False)
+        for base in back:
+            log.warn("{mailbox}: expunged message reappeared, giving a new UID (old "
+                     "uid={uid}, file={base})", mailbox=self, uid=uidlist.records[base][0],
+                     base=base)
+            del uidlist.records[base]
         unknown = sorted((base for base in listing if base not in uidlist.records),
                          key=self._sortKey(listing, order))
         for base in [b for b in uidlist.records if b not in listing]:
@@ -673,8 +701,8 @@ class MaildirMailbox:
             uidlist.records[base] = (uidlist.nextUID, self._sizeExtension(listing[base]))
             uidlist.nextUID += 1
         with noSpaceAsStoreError():
-            if uidlist.wantsRecreating(len(unknown)):
-                lock.commit(uidlist.format())
+            if back or uidlist.wantsRecreating(len(unknown)):
+                lock.commit(uidlist.format())  # a line of each file: the old ones go
             elif unknown:
                 appendRecords(self._sub(UIDLIST), uidlist.formatRecords(unknown))
         return listing, uidlist

@@ -100,6 +100,8 @@ class ModseqState:
         self._appended = 0
         self._rewrite = True
         self.loaded = False
+        self._readFor = None  # (uidValidity, what _read answered) once read
+        self._expunged = None  # every UID in self.expunges, built when asked
 
     def next(self):
         value = max(self.highest + 1, self._clock())
@@ -118,9 +120,10 @@ class ModseqState:
 
         @param current: C{{uid: letters}} of the messages there now.
         """
+        known = self._readOnce(uidValidity)
+        self._readFor = None
         self.loaded = True
         self.uidValidity = uidValidity
-        known = self._read(uidValidity)
         if known is None:
             self.reset(uidValidity, current)
             return
@@ -138,8 +141,27 @@ class ModseqState:
         self.floor = base
         self.modseqs = {uid: (base, letters) for uid, letters in current.items()}
         self.expunges = []
+        self._expunged = None
         self._pending = []
         self._rewrite = True
+
+    def expungedUIDs(self, uidValidity, read=True):
+        """
+        The UIDs the history records as expunged under C{uidValidity} (a set
+        the caller must not change): none may name a message again, so a file
+        listed under one has come back (a restore, a move back) and needs a
+        new UID. Before L{load}, the file's history is read (if C{read}; a
+        process that never saw the expunge learns it there).
+        """
+        if not self.loaded:
+            self._readFor = None  # read afresh: L{load} may follow much later
+            if not read or not self._readOnce(uidValidity):
+                return frozenset()
+        elif self.uidValidity != uidValidity:
+            return frozenset()
+        if self._expunged is None:
+            self._expunged = {uid for _, uids in self.expunges for uid in uids}
+        return self._expunged
 
     def changed(self, letters, expunged=()):
         """
@@ -156,6 +178,8 @@ class ModseqState:
             for uid in expunged:
                 del self.modseqs[uid]
             self.expunges.append((modseq, expunged))
+            if self._expunged is not None:
+                self._expunged.update(expunged)
             self._pending.append("X %d %s" % (modseq, formatRanges(expunged)))
             self._trimExpunges()
 
@@ -168,6 +192,7 @@ class ModseqState:
             self._rewrite = True
         while sum(len(uids) for _, uids in self.expunges) > MAX_EXPUNGED_UIDS:
             modseq, _ = self.expunges.pop(0)
+            self._expunged = None
             self.floor = max(self.floor, modseq)
             self._rewrite = True
 
@@ -185,6 +210,15 @@ class ModseqState:
         return sorted(out)
 
     # -- the file ------------------------------------------------------------
+
+    def _readOnce(self, uidValidity):
+        """L{_read} into a fresh state, unless read for C{uidValidity} since
+        L{expungedUIDs} asked (L{load} then reconciles what that read)."""
+        if self._readFor is None or self._readFor[0] != uidValidity:
+            self.modseqs, self.expunges, self._expunged = {}, [], None
+            self.floor = 0
+            self._readFor = (uidValidity, self._read(uidValidity))
+        return self._readFor[1]
 
     def _read(self, uidValidity):
         """Fill the state from the file; None if it is missing, foreign or damaged."""
