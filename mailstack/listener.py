@@ -74,11 +74,16 @@ class ProtocolBuilt:
         shared between listeners; each is added to the server once.
     @ivar compressible: whether sessions may turn on DEFLATE compression: the
         service puts L{mailstack.protocol.compress} under the transcript.
+    @ivar eagerWrites: whether the listener's TCP connections send a write at
+        once when nothing waits to be sent (L{mailstack.protocol.eager}): for
+        a protocol that answers each command in one write (SMTP); one that
+        writes a reply in many pieces would send each as a packet of its own.
     """
     factory: Factory
     refusal: bytes
     services: tuple[IService, ...] = ()
     compressible: bool = False
+    eagerWrites: bool = False
 
 
 class IProtocolPlugin(Interface):

@@ -364,8 +364,10 @@ def buildService(config, reactor=None, protocols=None, inherited=None):
             endpoint = msworkers.InheritedEndpoint(reactor, *inherited[listener.name])
         else:
             endpoint = endpoints.serverFromString(reactor, listener.endpoint)
-        # Replies leave at once when nothing waits to be sent (protocol/eager.py).
-        ListenerService(listener, EagerEndpoint(endpoint), factory).setServiceParent(top)
+        if built.eagerWrites:
+            # Replies leave at once when nothing waits to be sent (protocol/eager.py).
+            endpoint = EagerEndpoint(endpoint)
+        ListenerService(listener, endpoint, factory).setServiceParent(top)
     # The console's session counts: this process's and its workers'.
     sessions = workerlink.ServerSessions(counter)
     supervisor = _addWorkers(config, reactor, top, workerlink.WorkerReports(

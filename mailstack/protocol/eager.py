@@ -35,6 +35,12 @@ real socket, so a Twisted that changed it fails there loudly.
 L{EagerEndpoint} wraps a listener's endpoint: the TCP ports it makes give
 their connections this transport (C{Port.transport} is Twisted's way of
 choosing the connection class of a port); other ports (UNIX) are left alone.
+The service wraps only the listeners whose plug-in asks
+(C{ProtocolBuilt.eagerWrites}: SMTP, which answers each command in one
+write). IMAP and POP3 write a reply in many pieces (each untagged line of a
+SELECT), which Twisted joins into one send per reactor turn; sent at once,
+each would be a system call and a packet of its own: the IMAP busy class
+made 32 sends per session instead of 9.
 """
 
 from twisted.internet import tcp

@@ -121,7 +121,8 @@ class SMTPPlugin:
         return ProtocolBuilt(
             factory=factory,
             refusal=b"421 4.7.0 Too many connections from your address\r\n",
-            services=services)
+            services=services,
+            eagerWrites=True)  # every reply is one write
 
 
 plugin = SMTPPlugin()

@@ -13,7 +13,7 @@ import os
 import socket
 import ssl
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, tcp, threads
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IPushProducer, IPullProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -288,9 +288,13 @@ class ServiceListenerTests(E2EMixin, unittest.TestCase):
     """The server's listeners."""
 
     listeners = (listenerTOML("smtp", name="smtp", tls="starttls")
-                 + listenerTOML("pop3", name="pop3s", tls="implicit"))
+                 + listenerTOML("submission", name="submissions", tls="implicit")
+                 + listenerTOML("imap", name="imap", tls="starttls")
+                 + listenerTOML("pop3", name="pop3", tls="starttls"))
 
-    def test_listenersAcceptEager(self):
-        """Every TCP listener of the server gives its sessions eager writes."""
-        for name in ("smtp", "pop3s"):
-            self.assertIs(self.server.getServiceNamed(name).port.transport, EagerServer)
+    def test_smtpListenersEager(self):
+        """SMTP and submission listeners give their sessions eager writes; IMAP and POP3 do not."""
+        transports = {name: self.server.getServiceNamed(name).port.transport
+                      for name in ("smtp", "submissions", "imap", "pop3")}
+        self.assertEqual(transports, {"smtp": EagerServer, "submissions": EagerServer,
+                                      "imap": tcp.Server, "pop3": tcp.Server})
