@@ -7,6 +7,8 @@ shows the same messages, UIDs, flags and \\Recent.
 
 import gc
 import os
+import threading
+import weakref
 
 from twisted.internet import defer
 from twisted.trial import unittest
@@ -16,6 +18,7 @@ from mailstack.imap.mailbox import IIMAPAccount, MailboxView, avatarFactory
 from mailstack.pop3.mailbox import Maildrop
 from mailstack.storage import account as accountModule
 from mailstack.storage.account import MaildirStore
+from mailstack.storage.keep import KeptMailboxes
 from mailstack.storage.maildir import MaildirMailbox
 
 MESSAGE = b"From: a@lab.test\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -219,6 +222,135 @@ class KeptTests(unittest.TestCase):
         path = self.successResultOf(account.openMailbox("Old")).path
         self.successResultOf(account.deleteMailbox("Old"))
         self.assertNotIn(path, [m.path for m in liveMailboxes()])
+
+
+class DroppedWhileReopenedTests(unittest.TestCase):
+    """
+    Python frees a dropped mailbox object when its garbage cycle is collected,
+    in whatever thread allocates then, and clears its weak references first:
+    the store may make the next object of its directory while the old one is
+    still being freed. Nothing a client sees may depend on the old one then.
+    """
+
+    def setUp(self):
+        self.store = MaildirStore(self.mktemp(), cacheSize=0)
+        self.account = self.store.account("u@lab.test")
+        gc.disable()  # only the collections the tests run
+        self.addCleanup(gc.enable)
+
+    def open(self, name):
+        return self.successResultOf(self.account.openMailbox(name))
+
+    def changedFolder(self, name):
+        """A new folder with a message APPENDed \\Seen (\\Recent only in this process)
+        whose flags were then changed; @return: its mailbox and that UID."""
+        self.successResultOf(self.account.createMailbox(name))
+        mailbox = self.open(name)
+        uid = self.successResultOf(mailbox.append(MESSAGE, ["\\Seen"]))
+        mailbox.setFlagsNow(uid, ["\\Seen", "\\Flagged"])
+        return mailbox, uid
+
+    def laterModseq(self, name, uid):
+        """The MODSEQ of C{uid} shown by a fresh object of folder C{name}."""
+        gc.collect()
+        self.assertEqual(liveMailboxes(self.store.root), [])
+        return self.open(name).messageInfo(uid).modseq
+
+    def test_reopenedWhileCollectedInThread(self):
+        """A folder opened again while another thread's collection has cleared its dropped
+        object's weak reference but not freed it shows the APPENDed message as \\Recent,
+        and that message's MODSEQ never goes back afterwards (RFC 7162)."""
+        mailbox, uid = self.changedFolder("Sent")
+        collecting, release = threading.Event(), threading.Event()
+
+        def holdOpen(ref):
+            # every weak reference of the garbage is cleared, nothing freed yet
+            collecting.set()
+            if threading.current_thread() is not threading.main_thread():
+                release.wait(30)
+        ref = weakref.ref(mailbox, holdOpen)
+        del mailbox
+        collector = threading.Thread(target=gc.collect)
+        collector.start()
+        self.addCleanup(collector.join)
+        self.addCleanup(release.set)
+        self.assertTrue(collecting.wait(30))
+        self.assertIsNone(ref())
+        reopened = self.open("Sent")
+        recent, seen = reopened.unclaimedUIDs(), reopened.messageInfo(uid).modseq
+        release.set()
+        collector.join()
+        del reopened
+        self.assertEqual(recent, [uid])
+        self.assertGreaterEqual(self.laterModseq("Sent", uid), seen)
+
+    def test_reopenedWithinCollection(self):
+        """Folders opened again in the very collection that frees their dropped objects
+        (as the reactor can while a worker thread collects) each show their APPENDed
+        message as \\Recent, and no message's MODSEQ goes back afterwards."""
+        names = ["F%d" % (n,) for n in range(5)]
+        uids, refs, reopened, errors = {}, [], {}, []
+
+        def reopen(ref):
+            # the first callback: every dropped object's weak reference is cleared
+            try:
+                for name in names:
+                    if name not in reopened:
+                        mailbox = self.account.getMailbox(name)
+                        reopened[name] = (mailbox, mailbox.unclaimedUIDs(),
+                                          mailbox.messageInfo(uids[name]).modseq)
+            except Exception as e:
+                errors.append(e)
+        for name in names:
+            mailbox, uids[name] = self.changedFolder(name)
+            refs.append(weakref.ref(mailbox, reopen))
+        del mailbox
+        gc.collect()
+        self.assertEqual(errors, [])
+        self.assertEqual(sorted(reopened), names)
+        self.assertEqual({name: recent for name, (_, recent, _) in reopened.items()},
+                         {name: [uids[name]] for name in names})
+        seen = {name: modseq for name, (_, _, modseq) in reopened.items()}
+        reopened.clear()
+        later = {name: self.laterModseq(name, uids[name]) for name in names}
+        self.assertEqual([name for name in names if later[name] < seen[name]], [])
+
+    def test_changesWrittenAtOnce(self):
+        """A flag change's and an expunge's modseqs are on disk as soon as they are made:
+        another object of the folder shows the same MODSEQ, HIGHESTMODSEQ and VANISHED."""
+        mailbox, uid = self.changedFolder("Sent")
+        other = self.successResultOf(mailbox.append(MESSAGE, ["\\Seen"]))
+        mailbox.syncNow(claimRecent=False)
+        before = mailbox.highestModseq
+        mailbox.setFlagsNow(other, ["\\Answered"])
+        fresh = MaildirMailbox("Sent", mailbox.path)
+        self.assertEqual(fresh.messageInfo(other).modseq, mailbox.messageInfo(other).modseq)
+        self.assertEqual(fresh.highestModseq, mailbox.highestModseq)
+        mailbox.expungeNow([uid])
+        fresh = MaildirMailbox("Sent", mailbox.path)
+        self.assertEqual(fresh.highestModseq, mailbox.highestModseq)
+        self.assertEqual(fresh.vanishedSince(before), [uid])
+
+
+class PlacedRecentTests(unittest.TestCase):
+    def test_keptByDirectoryBounded(self):
+        """The \\Recent UIDs placed in cur/ outlive their mailbox objects for the 1,024
+        directories most recently given some; a claim, or a new UIDVALIDITY, ends them."""
+        kept = KeptMailboxes(0)
+        for n in range(1025):
+            placed = kept.placedFor("/m/%d" % (n,))
+            placed.validFor(7)
+            placed.add([n + 1])
+        self.assertFalse(kept.placedFor("/m/0").waiting)
+        last = kept.placedFor("/m/1024")
+        self.assertEqual(last.among({1025, 3}), {1025})
+        self.assertEqual(last.claim({1025}), {1025})
+        self.assertFalse(kept.placedFor("/m/1024").waiting)
+        again = kept.placedFor("/m/1023")
+        again.validFor(8)
+        self.assertFalse(kept.placedFor("/m/1023").waiting)
+        kept.forget("/m/1022")
+        self.assertFalse(kept.placedFor("/m/1022").waiting)
 
 
 class MakeMaildirTests(unittest.TestCase):

@@ -38,25 +38,6 @@ class InvalidAddress(InvalidMailboxName, ValueError):
     """The address cannot name an account directory (empty part, '/', '..', NUL)."""
 
 
-class _KeptMailbox(MaildirMailbox):
-    """
-    A L{MaildirMailbox} that, as Python frees it (nothing uses it any more),
-    writes its pending modseqs and leaves what only it knew of \\Recent to
-    the store's L{KeptMailboxes} for the next object of its directory.
-    """
-
-    keeper = None
-
-    def __del__(self):
-        keeper = self.keeper
-        if keeper is not None:
-            try:
-                keeper.dropped(self)
-            except Exception:
-                # a finalizer must not raise; a half-made object has nothing to keep
-                pass
-
-
 @implementer(IAccountStore)
 class MaildirAccount:
     """
@@ -182,10 +163,8 @@ class MaildirAccount:
         # cur/ new/ tmp/ (INBOX's whole Maildir, removed behind our back)
         # made if missing: once per object, not at every login.
         _ensureMaildir(path, folder=bool(dirName))
-        mailbox = _KeptMailbox(canonical, path, self.watcher, self._allocateUIDValidity,
-                               self._runInThread)
-        mailbox.keeper = self._kept
-        self._kept.recentFor(mailbox)
+        mailbox = MaildirMailbox(canonical, path, self.watcher, self._allocateUIDValidity,
+                                 self._runInThread, placed=self._kept.placedFor(path))
         self._mailboxes[dirName] = mailbox
         self._kept.use(mailbox)
         return mailbox

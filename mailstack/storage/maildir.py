@@ -39,6 +39,7 @@ from mailstack.storage.index import INDEX_FILE, MailboxIndex
 from mailstack.storage.interfaces import (
     NO_SPACE_ERRNOS, Changes, IMailboxStore, IMessageInfo, MailboxInUse, NoSpace,
     NoSuchMailbox, NoSuchMessage, StoreError)
+from mailstack.storage.keep import PlacedRecent
 from mailstack.storage.modseq import MODSEQ_FILE, ModseqState
 from mailstack.storage.subscriptions import SUBSCRIPTIONS
 from mailstack.storage.uidlist import (
@@ -289,7 +290,7 @@ class MaildirMailbox:
     staleLockAge = 120.0
 
     def __init__(self, name, path, watcher=None, allocateUIDValidity=None,
-                 runInThread=None):
+                 runInThread=None, placed=None):
         self.name = name
         self.path = path
         self.watcher = watcher
@@ -317,7 +318,8 @@ class MaildirMailbox:
         self._hasNew = False
         # UIDs this process placed in cur/ (APPEND or COPY with flags) that no
         # read-write session has claimed yet: \Recent like the files in new/.
-        self._unclaimed = set()
+        # The store's (by directory), so the next object of it has them.
+        self._placed = placed if placed is not None else PlacedRecent()
         self._refused = set()  # (subdir, filename) of non-files already logged
         self._lockBusy = False  # the last sync found the uidlist lock held elsewhere
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
@@ -415,23 +417,7 @@ class MaildirMailbox:
         """UIDs no read-write session has claimed as \\Recent yet: new/ files and
         messages this process placed in cur/ since the last claim."""
         return sorted({uid for uid, entry in self._entries.items() if entry.subdir == "new"}
-                      | (self._unclaimed & self._entries.keys()))
-
-    def placedRecent(self):
-        """C{(UIDVALIDITY, UIDs)} of the messages this process placed in cur/ that
-        are still \\Recent for the next read-write session: all that is lost
-        when the store drops this object (L{mailstack.storage.keep})."""
-        return self._uidValidity, frozenset(self._unclaimed & self._entries.keys())
-
-    def restorePlacedRecent(self, uidValidity, uids):
-        """A new object for this directory takes over a dropped one's L{placedRecent}."""
-        if uidValidity == self._uidValidity:
-            self._unclaimed |= set(uids) & self._entries.keys()
-
-    def writePending(self):
-        """Write the modseqs of flag changes and expunges not written yet (they are at
-        the next sync): the store drops this object (L{mailstack.storage.keep})."""
-        self._modseq.flush()
+                      | self._placed.among(self._entries.keys()))
 
     def noteDelivery(self, wait=True):
         # Never waits on the reactor thread (lockTimeout is 0 unless a test
@@ -496,9 +482,8 @@ class MaildirMailbox:
         recent = []
         if claimRecent:
             recent = self._claimNew() if self._hasNew else []
-            if self._unclaimed:
-                recent = sorted(set(recent) | (self._unclaimed & self._entries.keys()))
-                self._unclaimed = set()
+            if self._placed.waiting:
+                recent = sorted(set(recent) | self._placed.claim(self._entries.keys()))
         self._modseq.flush()
         self._notify(Changes(added, expunged, flagsChanged))
         return Changes(added, expunged, flagsChanged, recent)
@@ -713,7 +698,6 @@ class MaildirMailbox:
         renumbered = False
         if self._uidValidity is not None and uidlist.uidValidity != self._uidValidity:
             renumbered = True
-            self._unclaimed = set()
             log.warn("{mailbox}: UIDVALIDITY changed {old} -> {new}; all UIDs renumbered",
                      mailbox=self, old=self._uidValidity, new=uidlist.uidValidity)
             expunged.extend(old)
@@ -746,6 +730,7 @@ class MaildirMailbox:
         expunged.extend(uid for uid in old if uid not in entries)
         self._setEntries(entries)
         self._uidValidity = uidlist.uidValidity
+        self._placed.validFor(uidlist.uidValidity)
         self._uidNext = uidlist.nextUID
         if not self._modseq.loaded or renumbered:
             current = {uid: self._fileLetters(entry) for uid, entry in entries.items()}
@@ -1072,7 +1057,7 @@ class MaildirMailbox:
         if placed not in self._byBase:
             raise StoreError("appended message vanished before it got a UID")
         uid = self._byBase[placed]
-        self._unclaimed.add(uid)
+        self._placed.add([uid])
         return uid
 
     def append(self, source, flags=(), internalDate=None):
@@ -1315,7 +1300,7 @@ class MaildirMailbox:
                      "sync (dovecot-uidlist is locked by another program)", mailbox=self,
                      count=len(placed))
             return None
-        self._unclaimed.update(uids)
+        self._placed.add(uids)
         return uids
 
     def setFlags(self, uid, flags):
@@ -1357,6 +1342,7 @@ class MaildirMailbox:
         entry.subdir, entry.filename = "cur", filename
         if self._fileLetters(entry) != beforeLetters:
             self._modseq.changed({uid: self._fileLetters(entry)})
+            self._modseq.flush()  # now: a dropped object writes nothing (storage/keep.py)
             entry.forget()  # a new modseq
         if self._flagsOf(entry) != before:
             self._notify(Changes(flagsChanged=[uid]))
@@ -1412,6 +1398,7 @@ class MaildirMailbox:
         if removed:
             self._setEntries(self._entries)
             self._modseq.changed({}, removed)
+            self._modseq.flush()  # now: a dropped object writes nothing (storage/keep.py)
             self._notify(Changes(expunged=removed))
         if failed:
             raise StoreError("%d messages could not be removed; try again later" % (len(failed),))
@@ -1572,7 +1559,7 @@ class MaildirMailbox:
             for subdir in ("new", "cur"):
                 fsyncDirectory(self._sub(subdir))
         self._sync(claimRecent=False, order=order, skipBusy=not assign, assign=assign)
-        self._unclaimed.update(self._byBase[base] for base in order if base in self._byBase)
+        self._placed.add(self._byBase[base] for base in order if base in self._byBase)
 
     def cleanTemporary(self, maxAge=TMP_MAX_AGE):
         """
