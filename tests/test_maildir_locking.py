@@ -305,6 +305,25 @@ class InPlaceUIDListTests(MaildirTestCase):
         self.assertEqual(uidlist.lines, 3)
         self.assertEqual((fifth, uidlist.nextUID), (uids[-1] + 1, uids[-1] + 2))
 
+    def test_recreateDurable(self):
+        """A recreated uidlist (here a compaction) has its directory fsynced after
+        the rename, so a crash cannot bring the old file back; an append in place
+        leaves the directory alone (the file is fdatasynced)."""
+        synced = []
+        real = maildir.fsyncDirectory
+
+        def recording(path):
+            synced.append((path, os.stat(self.uidlistPath()).st_ino))
+            real(path)
+        self.patch(maildir, "fsyncDirectory", recording)
+        uids = [self.successResultOf(self.inbox.append(MESSAGE)) for _ in range(4)]
+        home = self.inbox.path
+        self.assertNotIn(home, [path for path, _ in synced])  # appended in place
+        self.successResultOf(self.inbox.expunge(uids[:2]))
+        self.successResultOf(self.inbox.append(MESSAGE))  # compacts
+        self.assertEqual([(path, inode) for path, inode in synced if path == home],
+                         [(home, os.stat(self.uidlistPath()).st_ino)])
+
     def crashedAppend(self, fragment):
         """
         Two messages with UIDs, a third placed without one, and the uidlist

@@ -688,6 +688,10 @@ class MaildirMailbox:
         with noSpaceAsStoreError():
             if back or uidlist.wantsRecreating(len(unknown)):
                 lock.commit(uidlist.format())  # a line of each file: the old ones go
+                # Durable as the appends are (fdatasynced): a crash must not bring
+                # back the old file and number this batch's files again. Rare
+                # (first write, torn file, compaction), shared with other threads.
+                fsyncDirectory(self.path)
             elif unknown:
                 appendRecords(self._sub(UIDLIST), uidlist.formatRecords(unknown))
         return listing, uidlist
