@@ -3,14 +3,16 @@ Tests for L{mailstack.storage.watch}: open sessions hear of mail another program
 puts into the Maildir, with inotify and with the polling fallback.
 """
 
+import gc
 import os
+import weakref
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from mailstack.storage.interfaces import IMailboxListener
+from mailstack.storage.interfaces import IMailboxListener, StoreError
 from mailstack.storage.account import MaildirStore
 from mailstack.storage.watch import MailboxWatcher
 from tests.helpers import LogWatch
@@ -31,6 +33,21 @@ class Listener:
     def nextAddition(self, timeout=10):
         self.waiting = defer.Deferred()
         return self.waiting.addTimeout(timeout, reactor)
+
+
+class SlowMailbox:
+    """A mailbox whose syncs answer when the test says."""
+
+    path = "/nonexistent"
+    waitingForUIDs = False
+    uidNext = 1
+
+    def __init__(self):
+        self.syncs = []
+
+    def sync(self, claimRecent=True):
+        self.syncs.append(defer.Deferred())
+        return self.syncs[-1]
 
 
 def dropMessage(mailboxPath, name="1700000000.outside.host", body=b"Subject: x\n\nhi\n"):
@@ -131,3 +148,25 @@ class WatcherTests(unittest.TestCase):
         self.assertEqual(added(), 1)
         self.assertEqual(len(log.texts(LogLevel.warn)), 1)
         self.assertEqual(log.problems(), [])
+
+    def test_unwatchedWhileSyncFailsLetGo(self):
+        """A mailbox unwatched (its last session gone) while a sync of it is under way
+        is let go when that sync fails: not retried, not warned about, and not held in
+        memory by the watcher (the store drops unused mailboxes)."""
+        clock = task.Clock()
+        watcher = MailboxWatcher(clock, pollInterval=5.0, useInotify=False)
+        self.addCleanup(watcher.stopService)
+        mailbox = SlowMailbox()
+        watcher.watch(mailbox)
+        clock.advance(5)  # the poll syncs it
+        self.assertEqual(len(mailbox.syncs), 1)
+        watcher.unwatch(mailbox)
+        log = LogWatch(self)
+        mailbox.syncs.pop().errback(StoreError("dovecot-uidlist is damaged"))
+        ref = weakref.ref(mailbox)
+        del mailbox
+        gc.collect()
+        self.assertIsNone(ref())
+        self.assertEqual(log.texts(LogLevel.warn), [])
+        clock.advance(5)  # the last poll, finding nothing watched
+        self.assertEqual(clock.getDelayedCalls(), [])

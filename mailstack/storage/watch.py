@@ -196,6 +196,8 @@ class MailboxWatcher(service.Service):
 
     def _retry(self, mailbox, error):
         """Sync again after C{pollInterval}, logging only the first failure."""
+        if mailbox not in self._watched:
+            return  # unwatched while it synced: nothing to retry, nothing to hold
         if mailbox not in self._failing:
             self._failing.add(mailbox)
             log.warn("sync of {mailbox} failed ({error}); retrying every {n} s",
