@@ -186,6 +186,40 @@ class StateTests(unittest.TestCase):
         self.assertGreater(s.floor, 1000)
         self.assertEqual(s.vanishedSince(1000, 31), list(range(1, 21)))
 
+    def test_expungedUIDs(self):
+        """The expunged UIDs are known before load (read from the file, which load
+        then uses: no second read), kept as expunges come, only for their
+        UIDVALIDITY, and forgotten with the history's oldest records."""
+        self.patch(modseq, "MAX_EXPUNGED_UIDS", 3)
+        s = self.state()
+        s.load(5, {uid: "" for uid in range(1, 6)})
+        s.changed({}, [1])
+        s.flush()
+        again = self.state()
+        self.assertEqual(again.expungedUIDs(5, read=False), frozenset())
+        self.assertEqual(again.expungedUIDs(6), frozenset())
+        self.assertEqual(again.expungedUIDs(5), {1})
+        reads = []
+        real = again._read
+        self.patch(again, "_read", lambda v: reads.append(v) or real(v))
+        again.load(5, {uid: "" for uid in range(2, 6)})
+        self.assertEqual(reads, [])
+        self.assertEqual(again.get(2), 1000)
+        again.changed({}, [2, 3])
+        self.assertEqual(again.expungedUIDs(5), {1, 2, 3})
+        self.assertEqual(again.expungedUIDs(6), frozenset())
+        again.changed({}, [4])
+        self.assertEqual(again.expungedUIDs(5), {2, 3, 4})
+
+    def test_expungedUIDsReset(self):
+        """A history started afresh (a new UIDVALIDITY) names no expunged UID."""
+        s = self.state()
+        s.load(5, {1: "", 2: ""})
+        s.changed({}, [1])
+        self.assertEqual(s.expungedUIDs(5), {1})
+        s.reset(7, {2: ""})
+        self.assertEqual(s.expungedUIDs(7), frozenset())
+
 
 class MailboxModseqTests(unittest.TestCase):
     """

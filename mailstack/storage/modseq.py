@@ -121,7 +121,6 @@ class ModseqState:
         @param current: C{{uid: letters}} of the messages there now.
         """
         known = self._readOnce(uidValidity)
-        self._readFor = None
         self.loaded = True
         self.uidValidity = uidValidity
         if known is None:
@@ -154,8 +153,10 @@ class ModseqState:
         process that never saw the expunge learns it there).
         """
         if not self.loaded:
+            if not read:
+                return frozenset()
             self._readFor = None  # read afresh: L{load} may follow much later
-            if not read or not self._readOnce(uidValidity):
+            if not self._readOnce(uidValidity):
                 return frozenset()
         elif self.uidValidity != uidValidity:
             return frozenset()
