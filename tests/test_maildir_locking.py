@@ -506,6 +506,27 @@ class ReappearedTests(MaildirTestCase):
         self.assertEqual((list(changes.added), list(changes.expunged)), ([uids[1] + 1], []))
         self.assertListedOnce(base, uids[1] + 1)
 
+    def test_expungedWhileListing(self):
+        """A file this process expunges while a worker thread numbering new files
+        has just listed it is not taken for a file come back: no new UID for a
+        file that is gone, no warning."""
+        events = self.captureLog()
+        uids = [self.successResultOf(self.inbox.append(MESSAGE, ["\\Seen"])) for _ in range(2)]
+        self.inbox.deliver(MESSAGE)  # waits for a UID: the sync numbers it in a thread
+        real = self.inbox._listFiles
+        lockPath = self.path("dovecot-uidlist.lock")
+
+        def listing():
+            found = real()
+            if os.path.exists(lockPath) and uids[0] in self.inbox._entries:
+                self.inbox.expungeNow([uids[0]])  # the reactor, meanwhile
+            return found
+        self.patch(self.inbox, "_listFiles", listing)
+        self.successResultOf(self.inbox.sync())
+        self.assertEqual(sorted(self.inbox._entries), [uids[1], uids[1] + 1])
+        self.assertEqual(self.inbox.uidNext, uids[1] + 2)
+        self.assertEqual([e for e in events if "reappeared" in formatEvent(e)], [])
+
     def test_otherProcessNeverSawExpunge(self):
         """A process that still shows the message (it never synced between the
         expunge and the restore) keeps its UID until the process that announced the

@@ -606,7 +606,9 @@ class MaildirMailbox:
         self._needsUIDs = False
         listing, uidlist = self._index.opening(lambda: self._currentStamps()[:3]) or (
             self._listFilesCarefully(), self._index.readUIDList(self._sub(UIDLIST)))
-        back = self._reappeared(listing, uidlist)
+        back, gone = self._reappeared(listing, uidlist)
+        if gone:
+            listing = {b: v for b, v in listing.items() if b not in gone}
         if uidlist is None or back or any(base not in uidlist.records for base in listing):
             if not assign:
                 self._needsUIDs = True
@@ -635,15 +637,25 @@ class MaildirMailbox:
         uidlist line until the file is recreated, so the file would get its
         old UID again, which clients were told is gone (RFC 3501 2.3.1.1):
         as Dovecot does, it gets a new UID (L{_assignLocked}).
+
+        @return: C{(back, gone)}: those files, and those the listing names but
+            that are gone now (L{_listFilesCarefully} adds what its first
+            listing saw: a file expunged by another process since is not
+            back). A file renamed since (a flag change) counts as gone until
+            the next listing finds its new name.
         """
         if uidlist is None:
-            return frozenset()
+            return frozenset(), frozenset()
         expunged = self._modseq.expungedUIDs(uidlist.uidValidity, read)
         if not expunged:
-            return frozenset()
+            return frozenset(), frozenset()
         records, known = uidlist.records, self._byBase
-        return frozenset(base for base in listing if known.get(base) is None
-                         and records.get(base, (None,))[0] in expunged)
+        back, gone = set(), set()
+        for base in listing:
+            if known.get(base) is None and records.get(base, (None,))[0] in expunged:
+                there = os.path.lexists(self._sub(*listing[base]))
+                (back if there else gone).add(base)
+        return back, gone
 
     def _assignUIDs(self, order, timeout=None):
         """
@@ -672,7 +684,9 @@ class MaildirMailbox:
                                 self._allocateUIDValidity)
         listing = self._listFilesCarefully()
         # In a worker thread: the history as the reactor last loaded it.
-        back = self._reappeared(listing, uidlist, read=False)
+        back, gone = self._reappeared(listing, uidlist, read=False)
+        for base in gone:
+            del listing[base]
         for base in back:
             log.warn("{mailbox}: expunged message reappeared, giving a new UID (old "
                      "uid={uid}, file={base})", mailbox=self, uid=uidlist.records[base][0],
