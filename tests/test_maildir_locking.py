@@ -527,6 +527,30 @@ class ReappearedTests(MaildirTestCase):
         self.assertEqual(self.inbox.uidNext, uids[1] + 2)
         self.assertEqual([e for e in events if "reappeared" in formatEvent(e)], [])
 
+    def test_freshListingMissesFile(self):
+        """A process opening the folder whose first directory listing misses a
+        message (readdir and a rename by another process at once) lists again
+        rather than record it expunged: it keeps its UID there and everywhere."""
+        events = self.captureLog()
+        uids = [self.successResultOf(self.inbox.append(MESSAGE, ["\\Seen"])) for _ in range(2)]
+        self.inbox.syncNow()  # the modseq file has both
+        missed = self.inbox._entries[uids[0]].base
+        real = maildir.MaildirMailbox._listFiles
+        calls = []
+
+        def listing(mailbox):
+            found = real(mailbox)
+            calls.append(1)
+            if len(calls) == 1:
+                del found[missed]
+            return found
+        self.patch(maildir.MaildirMailbox, "_listFiles", listing)
+        fresh = self.freshInbox()
+        self.successResultOf(fresh.sync())
+        self.assertEqual(sorted(fresh._entries), uids)
+        self.assertEqual(fresh.vanishedSince(fresh._modseq.floor), [])
+        self.assertEqual([e for e in events if "reappeared" in formatEvent(e)], [])
+
     def test_otherProcessNeverSawExpunge(self):
         """A process that still shows the message (it never synced between the
         expunge and the restore) keeps its UID until the process that announced the

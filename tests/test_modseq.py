@@ -187,8 +187,8 @@ class StateTests(unittest.TestCase):
         self.assertEqual(s.vanishedSince(1000, 31), list(range(1, 21)))
 
     def test_expungedUIDs(self):
-        """The expunged UIDs are known before load (read from the file, which load
-        then uses: no second read), kept as expunges come, only for their
+        """The expunged (and live) UIDs are known before load (read from the file,
+        which load then uses: no second read), kept as expunges come, only for their
         UIDVALIDITY, and forgotten with the history's oldest records."""
         self.patch(modseq, "MAX_EXPUNGED_UIDS", 3)
         s = self.state()
@@ -199,11 +199,13 @@ class StateTests(unittest.TestCase):
         self.assertEqual(again.expungedUIDs(5, read=False), frozenset())
         self.assertEqual(again.expungedUIDs(6), frozenset())
         self.assertEqual(again.expungedUIDs(5), {1})
+        self.assertEqual(set(again.liveUIDs(5)), {2, 3, 4, 5})
         reads = []
         real = again._read
         self.patch(again, "_read", lambda v: reads.append(v) or real(v))
         again.load(5, {uid: "" for uid in range(2, 6)})
         self.assertEqual(reads, [])
+        self.assertEqual(again.liveUIDs(5), frozenset())  # asked before load only
         self.assertEqual(again.get(2), 1000)
         again.changed({}, [2, 3])
         self.assertEqual(again.expungedUIDs(5), {1, 2, 3})

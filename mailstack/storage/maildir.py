@@ -604,8 +604,15 @@ class MaildirMailbox:
             rather than raise L{MailboxInUse}.
         """
         self._needsUIDs = False
-        listing, uidlist = self._index.opening(lambda: self._currentStamps()[:3]) or (
-            self._listFilesCarefully(), self._index.readUIDList(self._sub(UIDLIST)))
+        self._modseq.reread()  # until loaded: the file as it is at this sync
+        opened = self._index.opening(lambda: self._currentStamps()[:3])
+        if opened:
+            listing, uidlist = opened
+        else:
+            listing = self._listFilesCarefully()
+            uidlist = self._index.readUIDList(self._sub(UIDLIST))
+            if uidlist is not None and not self._modseq.loaded:
+                listing = self._firstListingChecked(listing, uidlist)
         back, gone = self._reappeared(listing, uidlist)
         if gone:
             listing = {b: v for b, v in listing.items() if b not in gone}
@@ -628,6 +635,23 @@ class MaildirMailbox:
                          if b in uidlist.records and b not in back}
                 return self._apply(known, uidlist) + (False,)
         return self._apply(listing, uidlist) + (True,)
+
+    def _firstListingChecked(self, listing, uidlist):
+        """
+        (Opening, no message known yet) The listing, listed again once if it
+        lacks a file that the uidlist names and mailstack-modseq has as a
+        message: readdir can miss a file renamed while it runs (a flag
+        change), and the modseq file's load would record it expunged, so that
+        it came back under a new UID (L{_reappeared}). As
+        L{_listFilesCarefully} does for the messages known.
+        """
+        live = self._modseq.liveUIDs(uidlist.uidValidity)
+        if live and any(uid in live and base not in listing
+                        for base, (uid, _) in uidlist.records.items()):
+            second = self._listFiles()
+            second.update({b: v for b, v in listing.items() if b not in second})
+            return second
+        return listing
 
     def _reappeared(self, listing, uidlist, read=True):
         """

@@ -153,16 +153,24 @@ class ModseqState:
         process that never saw the expunge learns it there).
         """
         if not self.loaded:
-            if not read:
-                return frozenset()
-            self._readFor = None  # read afresh: L{load} may follow much later
-            if not self._readOnce(uidValidity):
+            if not read or not self._readOnce(uidValidity):
                 return frozenset()
         elif self.uidValidity != uidValidity:
             return frozenset()
         if self._expunged is None:
             self._expunged = {uid for _, uids in self.expunges for uid in uids}
         return self._expunged
+
+    def reread(self):
+        """Before L{load}: read the file afresh when next asked (a sync's start)."""
+        if not self.loaded:
+            self._readFor = None
+
+    def liveUIDs(self, uidValidity):
+        """Before L{load}: the UIDs the file has as messages (read once, kept for load)."""
+        if self.loaded or not self._readOnce(uidValidity):
+            return frozenset()
+        return self.modseqs.keys()
 
     def changed(self, letters, expunged=()):
         """
