@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer, provider
 
 from mailstack.storage import accountevents
+from mailstack.storage.batchdeliver import DeliveryBatcher
 from mailstack.storage.files import makeDirectories, makeMaildir
 from mailstack.storage.keep import DEFAULT_SIZE, KeptMailboxes
 from mailstack.storage.interfaces import (
@@ -579,6 +580,10 @@ class MaildirStore:
                  cacheSize=DEFAULT_SIZE):
         self.root = root
         self.watcher = watcher
+        # Deliveries in rounds, by up to three writer threads of the
+        # reactor's pool (a given runInThread keeps one job each).
+        self._batcher = DeliveryBatcher(reactor) if (
+            reactor is not None and runInThread is None) else None
         if runInThread is None and reactor is not None:
             runInThread = _threadPoolRunner(reactor)
         self._runInThread = runInThread or defer.maybeDeferred
@@ -669,7 +674,10 @@ class MaildirStore:
     def _deliverTo(self, mailboxes, source, together):
         """L{deliver} into the INBOXes C{mailboxes}, already looked up."""
         placed = []
-        d = self._runInThread(_placeAll, mailboxes, source, placed)
+        if self._batcher is not None:
+            d = self._batcher.deliver(mailboxes, source).addCallback(placed.extend)
+        else:
+            d = self._runInThread(_placeAll, mailboxes, source, placed)
         if together is not None:
             d.addCallback(lambda _: together())
 

@@ -5,6 +5,7 @@ chunk by chunk, so a message is never loaded whole.
 """
 
 import io
+import os
 
 CHUNK_SIZE = 65536
 
@@ -123,3 +124,49 @@ class CRLFReader(io.RawIOBase):
         if not self.closed:
             self._f.close()
         io.RawIOBase.close(self)
+
+
+def writeAsCRLF(fd, source):
+    """
+    Write what C{source} holds into the file descriptor C{fd} with bare LFs
+    as CRLF (through L{copyAsCRLF}), in as few C{write} calls as it can: a
+    message smaller than C{CHUNK_SIZE} (an SMTP delivery's header lines and
+    body, two pieces) in one. A Python file object around C{fd} added an
+    C{isatty} ioctl and an C{lseek} to each file and a write per piece.
+
+    @return: how many bytes were written.
+    """
+    gathered = _Gathered(fd)
+    size = copyAsCRLF(source, gathered)
+    gathered.flush()
+    return size
+
+
+class _Gathered:
+    """A file-like C{write} that holds pieces until C{CHUNK_SIZE} octets (or
+    C{flush}), then writes them to C{fd} in one call."""
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._pending = []
+        self._held = 0
+
+    def write(self, data):
+        self._pending.append(data)
+        self._held += len(data)
+        if self._held >= CHUNK_SIZE:
+            self.flush()
+        return len(data)
+
+    def flush(self):
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending, self._held = [], 0
+            writeAll(self._fd, data)
+
+
+def writeAll(fd, data):
+    """C{os.write} C{data} whole to C{fd}, however many calls a short write takes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

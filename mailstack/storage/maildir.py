@@ -1072,6 +1072,42 @@ class MaildirMailbox:
             raise
         return base
 
+    def deliverUnsynced(self, source):
+        """
+        L{deliver} without its last step, for a writer that fsyncs new/ once
+        for several deliveries (L{mailstack.storage.batchdeliver}): the file
+        is written (one C{os.write} for a small message), fsynced and renamed
+        into new/, but new/ is not fsynced. Until its caller has fsynced new/,
+        the message must not be acknowledged; if that fails, the caller
+        removes the file. On a failure here nothing is left in tmp/ or new/.
+        Safe in a worker thread.
+
+        @param source: a binary file-like object (read from where it is) or bytes.
+        @return: C{(base name, path in new/)}.
+        """
+        if self._gone:
+            raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+        with noSpaceAsStoreError():
+            try:
+                name, tmpPath, fd = createTemporary(self._sub("tmp"))
+            except FileNotFoundError:
+                raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
+            try:
+                try:
+                    size = crlf.writeAsCRLF(fd, source)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                base = messageBase(name, size, size)
+                path = self._sub("new", base)
+                os.rename(tmpPath, path)
+            except BaseException:
+                removeQuietly(tmpPath)
+                raise
+        return base, path
+
     def discardPlaced(self, placed):
         """
         Remove a message placed by L{deliver} or L{placeMessage} that got no
