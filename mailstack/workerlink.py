@@ -519,7 +519,35 @@ def _add(into, counts):
             total[ip] = total.get(ip, 0) + n
 
 
-class LimitsLink(service.Service):
+class _LimitsService(service.Service):
+    """
+    What L{LimitsLink} and L{SharedLimits} share: C{push} every C{interval}
+    seconds while running, if per-IP counts are exchanged (C{perIP}), and
+    the POP3 maildrop waiters they tell of releases.
+    """
+
+    maildrops = None
+    pushAtStart = True  # push at once on start (else first after one interval)
+
+    def shareMaildrops(self, maildrops):
+        """Tell the other processes when C{maildrops}' sessions let a maildrop go, and it theirs."""
+        self.maildrops = maildrops
+        maildrops.share = self
+
+    def startService(self):
+        service.Service.startService(self)
+        if self.perIP:
+            self._loop = task.LoopingCall(self.push)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=self.pushAtStart)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
+class LimitsLink(_LimitsService):
     """
     In a worker: makes C{[limits] connections_per_ip} and the failed-login
     penalty the whole server's. It tells the first process this process's
@@ -540,12 +568,7 @@ class LimitsLink(service.Service):
     """
 
     name = "limits-link"
-    maildrops = None
 
-    def shareMaildrops(self, maildrops):
-        """Tell the other processes when C{maildrops}' sessions let a maildrop go, and it theirs."""
-        self.maildrops = maildrops
-        maildrops.share = self
 
     def __init__(self, reporter, counter, penalty, clock, perIP=True,
                  interval=LIMITS_INTERVAL):
@@ -560,17 +583,6 @@ class LimitsLink(service.Service):
         self._sent = {}
         self._loop = None
 
-    def startService(self):
-        service.Service.startService(self)
-        if self.perIP:
-            self._loop = task.LoopingCall(self.push)
-            self._loop.clock = self.clock
-            self._loop.start(self.interval, now=True)
-
-    def stopService(self):
-        service.Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
     def push(self):
         """Send the per-IP counts that changed since the last that went."""
@@ -615,7 +627,7 @@ class _Peer:
         self.sent = {}      # what it was last told of the others' sessions
 
 
-class SharedLimits(service.Service):
+class SharedLimits(_LimitsService):
     """
     In the first process: the per-IP connection limit and the failed-login
     penalty over every process. Each worker's sessions per IP (its
@@ -635,12 +647,8 @@ class SharedLimits(service.Service):
     """
 
     name = "shared-limits"
-    maildrops = None
+    pushAtStart = False
 
-    def shareMaildrops(self, maildrops):
-        """Tell the workers when C{maildrops}' sessions let a maildrop go, and it theirs."""
-        self.maildrops = maildrops
-        maildrops.share = self
 
     def __init__(self, counter, penalty, clock, perIP=True, interval=LIMITS_INTERVAL):
         self.counter = counter
@@ -652,17 +660,6 @@ class SharedLimits(service.Service):
         self._peers = {}
         self._loop = None
 
-    def startService(self):
-        service.Service.startService(self)
-        if self.perIP:
-            self._loop = task.LoopingCall(self.push)
-            self._loop.clock = self.clock
-            self._loop.start(self.interval, now=False)
-
-    def stopService(self):
-        service.Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
     def workerStarted(self, worker, link):
         """C{worker} runs; C{link} (a L{WorkerReporter}) writes to its standard input."""

@@ -20,7 +20,7 @@ import threading
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailstack.storage.files import removeQuietly
+from mailstack.storage.files import fsyncDirectoryNow, removeQuietly
 from mailstack.storage.maildir import noSpaceAsStoreError
 
 __all__ = ["DeliveryBatcher", "WRITERS"]
@@ -28,14 +28,6 @@ __all__ = ["DeliveryBatcher", "WRITERS"]
 log = Logger()
 
 WRITERS = 3
-
-
-def _fsyncDirectory(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _escaped(succeeded, result):
@@ -79,7 +71,7 @@ class _Delivery:
         self.error = error
 
 
-def writeRound(deliveries, fsyncDirectory=_fsyncDirectory):
+def writeRound(deliveries, fsyncDirectory=fsyncDirectoryNow):
     """
     In a worker thread: write C{deliveries} (L{_Delivery}s) one after the
     other, then fsync once each directory their copies were renamed into. A
@@ -125,7 +117,7 @@ class DeliveryBatcher:
         three kept the lower CPU per message and passed it.
     """
 
-    def __init__(self, reactor, fsyncDirectory=_fsyncDirectory, writers=WRITERS):
+    def __init__(self, reactor, fsyncDirectory=fsyncDirectoryNow, writers=WRITERS):
         self._reactor = reactor
         self._fsyncDirectory = fsyncDirectory
         self.writers = writers

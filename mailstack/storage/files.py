@@ -93,11 +93,11 @@ def fsyncDirectory(path):
     commit: L{mailstack.storage.groupsync}); each returns only after one that
     began after its call.
     """
-    syncDirectory(path, _fsyncDirectoryNow)
+    syncDirectory(path, fsyncDirectoryNow)
 
 
-def _fsyncDirectoryNow(path):
-    """One fsync of the directory C{path}, by whichever caller runs it."""
+def fsyncDirectoryNow(path):
+    """One fsync of the directory C{path}, now, by whichever caller runs it (no grouping)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
