@@ -69,8 +69,9 @@ class MaildirAccount:
     uidValidityLockTimeout = 0.0
 
     def __init__(self, address, path, watcher=None, runInThread=None, maildropLocks=None,
-                 kept=None):
+                 kept=None, callLater=None):
         self.address = address
+        self._callLater = callLater  # handed to the mailboxes (MaildirMailbox)
         self.path = path
         self.watcher = watcher
         self._runInThread = runInThread or defer.maybeDeferred
@@ -165,7 +166,8 @@ class MaildirAccount:
         # made if missing: once per object, not at every login.
         _ensureMaildir(path, folder=bool(dirName))
         mailbox = MaildirMailbox(canonical, path, self.watcher, self._allocateUIDValidity,
-                                 self._runInThread, placed=self._kept.placedFor(path))
+                                 self._runInThread, placed=self._kept.placedFor(path),
+                                 callLater=self._callLater)
         self._mailboxes[dirName] = mailbox
         self._kept.use(mailbox)
         return mailbox
@@ -570,6 +572,8 @@ class MaildirStore:
         in the calling thread.
     @param cacheSize: how many mailboxes no session uses are kept in memory
         (C{[storage] cached_mailboxes}; L{mailstack.storage.keep}).
+    @param clock: an C{IReactorTime} for the mailboxes' end-of-turn modseq
+        writes (default: C{reactor}; with neither, they are written at once).
 
     Accounts and mailboxes are found through weak references: the objects
     anyone uses, and the mailboxes kept, with their accounts; nothing else
@@ -577,8 +581,12 @@ class MaildirStore:
     """
 
     def __init__(self, root, watcher=None, reactor=None, runInThread=None,
-                 cacheSize=DEFAULT_SIZE):
+                 cacheSize=DEFAULT_SIZE, clock=None):
         self.root = root
+        # Where the mailboxes schedule their modseq writes (the reactor's
+        # callLater; a test may give a task.Clock alone).
+        clock = clock if clock is not None else reactor
+        self._callLater = clock.callLater if clock is not None else None
         self.watcher = watcher
         # Deliveries in rounds, by up to three writer threads of the
         # reactor's pool (a given runInThread keeps one job each).
@@ -606,7 +614,7 @@ class MaildirStore:
         if account is None:
             account = self._accounts[path] = MaildirAccount(
                 address, path, self.watcher, self._runInThread, self._maildropLocks,
-                self._kept)
+                self._kept, self._callLater)
         return account
 
     def deliver(self, addresses, source, together=None):

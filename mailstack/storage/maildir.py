@@ -290,7 +290,7 @@ class MaildirMailbox:
     staleLockAge = 120.0
 
     def __init__(self, name, path, watcher=None, allocateUIDValidity=None,
-                 runInThread=None, placed=None):
+                 runInThread=None, placed=None, callLater=None):
         self.name = name
         self.path = path
         self.watcher = watcher
@@ -323,6 +323,13 @@ class MaildirMailbox:
         self._refused = set()  # (subdir, filename) of non-files already logged
         self._lockBusy = False  # the last sync found the uidlist lock held elsewhere
         self._modseq = ModseqState(self._sub(MODSEQ_FILE), self._lock)
+        # callLater(0, f): the modseq lines of a flag change or expunge are
+        # written at the end of the reactor turn, one write for a STORE or
+        # EXPUNGE over many messages; the pending call holds this object, so
+        # it cannot be dropped (storage/keep.py) with lines unwritten. Without
+        # one (tools, tests) they are written at once.
+        self._callLater = callLater
+        self._modseqFlush = None
         # The persistent index (storage/index.py): opening without reading
         # every file; written in worker threads after changes.
         self._index = MailboxIndex(self._sub(INDEX_FILE), self._runInThread)
@@ -1420,11 +1427,26 @@ class MaildirMailbox:
         entry.subdir, entry.filename = "cur", filename
         if self._fileLetters(entry) != beforeLetters:
             self._modseq.changed({uid: self._fileLetters(entry)})
-            self._modseq.flush()  # now: a dropped object writes nothing (storage/keep.py)
+            self._flushModseqSoon()
             entry.forget()  # a new modseq
         if self._flagsOf(entry) != before:
             self._notify(Changes(flagsChanged=[uid]))
         return self._info(entry)
+
+    def _flushModseqSoon(self):
+        """
+        Have the pending modseq lines written before this object could be
+        dropped: at the end of this reactor turn (once for all the changes
+        made in it), or at once without a C{callLater}.
+        """
+        if self._callLater is None:
+            self._modseq.flush()
+        elif self._modseqFlush is None:
+            self._modseqFlush = self._callLater(0, self._flushModseqNow)
+
+    def _flushModseqNow(self):
+        self._modseqFlush = None
+        self._modseq.flush()
 
     def expunge(self, uids):
         """
@@ -1476,7 +1498,7 @@ class MaildirMailbox:
         if removed:
             self._setEntries(self._entries)
             self._modseq.changed({}, removed)
-            self._modseq.flush()  # now: a dropped object writes nothing (storage/keep.py)
+            self._flushModseqSoon()
             self._notify(Changes(expunged=removed))
         if failed:
             raise StoreError("%d messages could not be removed; try again later" % (len(failed),))
