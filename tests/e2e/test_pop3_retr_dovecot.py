@@ -60,6 +60,10 @@ def dropInto(dataDir):
         name = "17000000%02d.M%dP9Q%d.lab,S=%d,W=%d:2,S" % (n, n, n, len(data), wire)
         with open(os.path.join(cur, name), "wb") as f:
             f.write(data)
+    # One UIDVALIDITY for both servers (the UIDL keys hold it): left to each, it
+    # is the second each first opened the folder in, and they could differ by one.
+    with open(os.path.join(os.path.dirname(cur), "dovecot-uidlist"), "wb") as f:
+        f.write(b"3 V1700000000 N1 G0123456789abcdef0123456789abcdef\n")
 
 
 def retrieveAll(port):
