@@ -529,6 +529,15 @@ class _LimitsService(service.Service):
     maildrops = None
     pushAtStart = True  # push at once on start (else first after one interval)
 
+    def __init__(self, counter, penalty, clock, perIP, interval):
+        self.counter = counter
+        self.penalty = penalty
+        self.clock = clock
+        self.perIP = perIP
+        self.interval = interval
+        penalty.share = self
+        self._loop = None
+
     def shareMaildrops(self, maildrops):
         """Tell the other processes when C{maildrops}' sessions let a maildrop go, and it theirs."""
         self.maildrops = maildrops
@@ -569,20 +578,12 @@ class LimitsLink(_LimitsService):
 
     name = "limits-link"
 
-
     def __init__(self, reporter, counter, penalty, clock, perIP=True,
                  interval=LIMITS_INTERVAL):
+        _LimitsService.__init__(self, counter, penalty, clock, perIP, interval)
         self.reporter = reporter
-        self.counter = counter
-        self.penalty = penalty
-        self.clock = clock
-        self.perIP = perIP
-        self.interval = interval
-        penalty.share = self
         self._reader = LineReader(self.apply)
         self._sent = {}
-        self._loop = None
-
 
     def push(self):
         """Send the per-IP counts that changed since the last that went."""
@@ -649,17 +650,9 @@ class SharedLimits(_LimitsService):
     name = "shared-limits"
     pushAtStart = False
 
-
     def __init__(self, counter, penalty, clock, perIP=True, interval=LIMITS_INTERVAL):
-        self.counter = counter
-        self.penalty = penalty
-        self.clock = clock
-        self.perIP = perIP
-        self.interval = interval
-        penalty.share = self
+        _LimitsService.__init__(self, counter, penalty, clock, perIP, interval)
         self._peers = {}
-        self._loop = None
-
 
     def workerStarted(self, worker, link):
         """C{worker} runs; C{link} (a L{WorkerReporter}) writes to its standard input."""
