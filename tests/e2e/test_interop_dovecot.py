@@ -137,6 +137,19 @@ class DovecotTestCase(unittest.TestCase):
             for m in messages:
                 s.sendmail("alice@lab.test", ["demo@lab.test"], m)
 
+    def bothStates(self):
+        """The demo account as mailstack then Dovecot show it, each in a new session
+        (blocking): C{[ours, theirs]}."""
+        states = []
+        for client in (self.ours, lambda: self.dovecot.imap("demo@lab.test", "demo")):
+            self.dovecot.handOver(self.domainDir)
+            client = client()
+            try:
+                states.append(accountState(client))
+            finally:
+                client.logout()
+        return states
+
     def assertSameState(self, expected, actual, expectedName, actualName, account):
         differences = stateDifferences(expected, actual, expectedName, actualName)
         if differences:
@@ -292,15 +305,7 @@ class SharedTests(DovecotTestCase):
             finally:
                 ours.logout()
                 theirs.logout()
-            states = []
-            for client in (self.ours, lambda: self.dovecot.imap("demo@lab.test", "demo")):
-                self.dovecot.handOver(self.domainDir)
-                client = client()
-                try:
-                    states.append(accountState(client))
-                finally:
-                    client.logout()
-            return states
+            return self.bothStates()
 
         ours, theirs = yield threads.deferToThread(steps)
         self.assertEqual(

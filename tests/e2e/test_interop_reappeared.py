@@ -14,7 +14,7 @@ import time
 from twisted.internet import defer, threads
 
 from tests.e2e.test_interop_dovecot import DATE, DovecotTestCase, message
-from tests.interop import accountState, check
+from tests.interop import check
 
 
 class ReappearedTests(DovecotTestCase):
@@ -93,15 +93,7 @@ class ReappearedTests(DovecotTestCase):
             finally:
                 ours.logout()
                 theirs.logout()
-            states = []
-            for client in (self.ours, lambda: self.dovecot.imap("demo@lab.test", "demo")):
-                self.dovecot.handOver(self.domainDir)
-                client = client()
-                try:
-                    states.append(accountState(client))
-                finally:
-                    client.logout()
-            return states
+            return self.bothStates()
 
         ours, theirs = yield threads.deferToThread(steps)
         self.assertEqual([m["uid"] for m in ours["mailboxes"]["INBOX"]["messages"]],
