@@ -140,7 +140,7 @@ class SessionCounter:
         """
         return {
             "open": dict(self._open),
-            "perIP": {p: dict(c) for p, c in self._perIP.items()},
+            "perIP": self.perIP(),
             "total": dict(self.total),
             "refused": dict(self.refused),
         }

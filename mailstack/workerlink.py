@@ -181,9 +181,10 @@ class LineReader:
     is logged, neither stops the rest.
     """
 
-    def __init__(self, apply, maxLine=None):
+    def __init__(self, apply, maxLine=None, what="report"):
         self.apply = apply
         self.maxLine = MAX_LINE if maxLine is None else maxLine
+        self.what = what  # how the log names a line
         self._held = b""
         self._skipping = False
 
@@ -196,12 +197,14 @@ class LineReader:
         for line in lines:
             if self._skipping:
                 self._skipping = False  # the end of the overlong line
-                log.warn("report over {max} octets skipped", max=self.maxLine)
+                log.warn("{what} over {max} octets skipped", what=self.what,
+                         max=self.maxLine)
                 continue
             try:
                 self.apply(json.loads(line))
             except Exception:
-                log.failure("report not understood: {line!r}", line=line[:200])
+                log.failure("{what} not understood: {line!r}", what=self.what,
+                            line=line[:200])
 
 
 class MetricsPusher(service.Service):
@@ -316,9 +319,8 @@ class ForwardingHub:
 class _Worker:
     """What the first process keeps of one running worker's reports."""
 
-    def __init__(self):
-        self.held = b""
-        self.skipping = False
+    def __init__(self, apply):
+        self.reader = LineReader(apply, what="worker report")  # its pipe's lines
         self.sessions = {}  # the worker's session id -> the hub's LiveSession
 
 
@@ -350,21 +352,9 @@ class WorkerReports:
         """Octets from the report pipe of C{worker} (any hashable naming one run of a worker)."""
         state = self._workers.get(worker)
         if state is None:
-            state = self._workers[worker] = _Worker()
-        lines = (state.held + data).split(b"\n")
-        state.held = lines.pop()
-        if len(state.held) > MAX_LINE:
-            state.held = b""
-            state.skipping = True
-        for line in lines:
-            if state.skipping:
-                state.skipping = False  # the end of the overlong line
-                log.warn("worker report over {max} octets skipped", max=MAX_LINE)
-                continue
-            try:
-                self._apply(state, worker, json.loads(line))
-            except Exception:
-                log.failure("worker report not understood: {line!r}", line=line[:200])
+            state = self._workers[worker] = _Worker(
+                lambda report: self._apply(state, worker, report))
+        state.reader.received(data)
 
     def _apply(self, state, worker, report):
         kind, args = report[0], report[1:]
@@ -466,10 +456,7 @@ class ServerSessions:
                 into = merged.setdefault(key, {})
                 for protocol, n in snapshot.get(key, {}).items():
                     into[protocol] = into.get(protocol, 0) + n
-            for protocol, perIP in snapshot.get("perIP", {}).items():
-                into = merged.setdefault("perIP", {}).setdefault(protocol, {})
-                for ip, n in perIP.items():
-                    into[ip] = into.get(ip, 0) + n
+            _add(merged.setdefault("perIP", {}), snapshot.get("perIP", {}))
         return merged
 
     def count(self, protocol=None, ip=None):
@@ -522,8 +509,9 @@ def _add(into, counts):
 class _LimitsService(service.Service):
     """
     What L{LimitsLink} and L{SharedLimits} share: C{push} every C{interval}
-    seconds while running, if per-IP counts are exchanged (C{perIP}), and
-    the POP3 maildrop waiters they tell of releases.
+    seconds while running, if per-IP counts are exchanged (C{perIP}); this
+    process's failed logins and released maildrops told to the others
+    (each class's C{_tell}), and theirs applied here (L{_heard}).
     """
 
     maildrops = None
@@ -542,6 +530,33 @@ class _LimitsService(service.Service):
         """Tell the other processes when C{maildrops}' sessions let a maildrop go, and it theirs."""
         self.maildrops = maildrops
         maildrops.share = self
+
+    def authFailed(self, key):
+        """A failed login in this process: the other processes count it."""
+        self._tell("authFailed", key)
+
+    def authSucceeded(self, key):
+        self._tell("authSucceeded", key)
+
+    def maildropReleased(self, address):
+        """A session of this process let C{address}'s maildrop go: the others hear it."""
+        self._tell("released", address)
+
+    def _heard(self, kind, args):
+        """
+        Another process's failed or clearing login, or a maildrop it let go,
+        applied here; @return: its key (the address).
+        """
+        if kind not in ("authFailed", "authSucceeded", "released"):
+            raise ValueError("unknown message %r" % (kind,))
+        key = str(args[0])
+        if kind == "authFailed":
+            self.penalty.failedElsewhere(key)
+        elif kind == "authSucceeded":
+            self.penalty.succeededElsewhere(key)
+        elif self.maildrops is not None:
+            self.maildrops.releasedElsewhere(key)
+        return key
 
     def startService(self):
         service.Service.startService(self)
@@ -591,14 +606,8 @@ class LimitsLink(_LimitsService):
         if changes and self.reporter.send("perIP", changes):
             _applyChanges(self._sent, changes)
 
-    def authFailed(self, key):
-        self.reporter.send("authFailed", key)
-
-    def authSucceeded(self, key):
-        self.reporter.send("authSucceeded", key)
-
-    def maildropReleased(self, address):
-        self.reporter.send("released", address)
+    def _tell(self, kind, key):
+        self.reporter.send(kind, key)
 
     def received(self, data):
         """Octets from the first process (the worker's standard input)."""
@@ -608,15 +617,8 @@ class LimitsLink(_LimitsService):
         kind, args = report[0], report[1:]
         if kind == "elsewhere":
             _applyChanges(self.counter.elsewhere, args[0])
-        elif kind == "authFailed":
-            self.penalty.failedElsewhere(str(args[0]))
-        elif kind == "authSucceeded":
-            self.penalty.succeededElsewhere(str(args[0]))
-        elif kind == "released":
-            if self.maildrops is not None:
-                self.maildrops.releasedElsewhere(str(args[0]))
         else:
-            raise ValueError("unknown message %r" % (kind,))
+            self._heard(kind, args)
 
 
 class _Peer:
@@ -671,25 +673,7 @@ class SharedLimits(_LimitsService):
                 _applyChanges(peer.counts, args[0])
                 self._recount()
             return
-        key = str(args[0])
-        if kind == "authFailed":
-            self.penalty.failedElsewhere(key)
-        elif kind == "authSucceeded":
-            self.penalty.succeededElsewhere(key)
-        elif self.maildrops is not None:
-            self.maildrops.releasedElsewhere(key)
-        self._tell(kind, key, but=worker)
-
-    def authFailed(self, key):
-        """A failed login in this process: every worker counts it."""
-        self._tell("authFailed", key)
-
-    def authSucceeded(self, key):
-        self._tell("authSucceeded", key)
-
-    def maildropReleased(self, address):
-        """A session of this process let C{address}'s maildrop go: every worker hears it."""
-        self._tell("released", address)
+        self._tell(kind, self._heard(kind, args), but=worker)
 
     def _tell(self, kind, key, but=None):
         for worker, peer in self._peers.items():
