@@ -379,6 +379,8 @@ class InPlaceUIDListTests(MaildirTestCase):
         wrote = []
 
         def halfThenFull(fd, data):
+            if not os.readlink("/proc/self/fd/%d" % (fd,)).endswith(maildir.UIDLIST):
+                return realWrite(fd, data)  # the messages' own files
             if not wrote:
                 wrote.append(bytes(data))
                 keep = bytes(data).index(b"\n") + 5  # the first line and a bit

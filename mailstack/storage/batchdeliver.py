@@ -13,7 +13,6 @@ after its files and their directory entries are durable; a delivery that
 fails fails alone (its files removed), whatever the others in its round do.
 """
 
-import io
 import os
 import threading
 
@@ -53,12 +52,9 @@ class _Delivery:
         are removed and the error kept."""
         try:
             for mailbox in self.mailboxes:
-                source = self.source
-                if isinstance(source, bytes):
-                    source = io.BytesIO(source)
-                else:
-                    source.seek(0)
-                base, path = mailbox.deliverUnsynced(source)
+                if not isinstance(self.source, bytes):
+                    self.source.seek(0)  # bytes: each copy reads its own BytesIO
+                base, path = mailbox.deliverUnsynced(self.source)
                 self.placed.append((mailbox, base, path))
         except Exception as e:
             self.fail(e)

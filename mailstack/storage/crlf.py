@@ -7,7 +7,10 @@ chunk by chunk, so a message is never loaded whole.
 import io
 import os
 
+from mailstack.storage.files import writeAll
+
 CHUNK_SIZE = 65536
+
 
 def _bareLFtoCRLF(data):
     """
@@ -163,10 +166,3 @@ class _Gathered:
             data = b"".join(self._pending)
             self._pending, self._held = [], 0
             writeAll(self._fd, data)
-
-
-def writeAll(fd, data):
-    """C{os.write} C{data} whole to C{fd}, however many calls a short write takes."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

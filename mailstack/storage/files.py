@@ -105,6 +105,13 @@ def fsyncDirectoryNow(path):
         os.close(fd)
 
 
+def writeAll(fd, data):
+    """C{os.write} C{data} whole to C{fd}, however many calls a short write takes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def removeQuietly(path):
     """Remove the file C{path} if it can be; an C{OSError} is ignored."""
     try:

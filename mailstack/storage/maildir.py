@@ -1094,21 +1094,9 @@ class MaildirMailbox:
         """
         if self._gone:
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
-        if isinstance(source, bytes):
-            source = io.BytesIO(source)
         with noSpaceAsStoreError():
+            tmpPath, path, base = self._writeTemporary(source, "", None)  # path in new/
             try:
-                name, tmpPath, fd = createTemporary(self._sub("tmp"))
-            except FileNotFoundError:
-                raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
-            try:
-                try:
-                    size = crlf.writeAsCRLF(fd, source)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                base = messageBase(name, size, size)
-                path = self._sub("new", base)
                 os.rename(tmpPath, path)
             except BaseException:
                 removeQuietly(tmpPath)
@@ -1186,27 +1174,6 @@ class MaildirMailbox:
                      "by another program for {timeout} s", mailbox=self, count=count,
                      timeout=self.threadLockTimeout)
         return failure
-
-    def placeMessages(self, messages):
-        """
-        Write each of C{messages} (C{(source, flags, internalDate)}) to tmp/
-        and fsync it; then, holding the uidlist lock (as Dovecot saves),
-        rename them all into new/ or cur/, fsync those directories and give
-        them consecutive UIDs in one uidlist write (L{_commitWritten}). All
-        or nothing: on any failure before that write every file made is
-        removed, and as no other program (nor this one's reactor thread)
-        can number a placed file while the lock is held, no UID is used up.
-        Touches files only (safe in a worker thread).
-
-        @return: the base names placed, in the order given.
-        @raise MailboxInUse: another program held the lock for more than
-            L{threadLockTimeout} seconds (nothing is left).
-        """
-        pending = _Written(self._writeTemporaries(messages), strict=True)
-        self._commitWritten([pending])
-        if isinstance(pending.outcome, Failure):
-            pending.outcome.raiseException()
-        return pending.outcome
 
     def _writeTemporaries(self, messages):
         """
@@ -1355,10 +1322,12 @@ class MaildirMailbox:
         except FileNotFoundError:
             raise NoSuchMailbox("mailbox %s no longer exists" % (self.name,))
         try:
-            with os.fdopen(fd, "wb") as f:
-                size = crlf.copyAsCRLF(source, f)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                # one os.write for a small message (crlf.writeAsCRLF)
+                size = crlf.writeAsCRLF(fd, source)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             if internalDate is not None:
                 os.utime(tmpPath, (time.time(), internalDate))
         except BaseException:

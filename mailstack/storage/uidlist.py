@@ -20,6 +20,7 @@ import uuid
 from twisted.logger import Logger
 
 from mailstack.storage.dotlock import DotLock
+from mailstack.storage.files import writeAll
 
 log = Logger()
 
@@ -182,9 +183,7 @@ def appendRecords(path, data):
     """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        writeAll(fd, data)
         os.fdatasync(fd)
     finally:
         os.close(fd)
