@@ -201,11 +201,12 @@ class DotUnstuffer:
             count = texts.index(b".")  # the lines before the terminating one
         except ValueError:
             count = len(texts)
-        end = sum(map(len, texts[:count])) + 2 * count
+        head = texts[:count]
+        end = sum(map(len, head)) + 2 * count
         body = lines[:end]
         if body.startswith(b".") or b"\n." in body:
             return None
-        if count and max(map(len, texts[:count])) > self.maxLine - 2:
+        if count and max(map(len, head)) > self.maxLine - 2:
             return None
         self._lineLength = 0
         if end < len(lines):

@@ -101,11 +101,8 @@ class KeptMailboxes:
         """C{mailbox} was looked up: keep it (as the most recently used)."""
         path = mailbox.path
         kept = self._kept
-        if kept.get(path) is mailbox:
-            kept.move_to_end(path)
-        else:
-            kept.pop(path, None)
-            kept[path] = mailbox
+        kept[path] = mailbox  # replaces an object of a deleted and remade folder
+        kept.move_to_end(path)
         while len(kept) > self.size:
             kept.popitem(last=False)  # still used elsewhere? then still found there
 

@@ -680,10 +680,13 @@ class MaildirMailbox:
         expunged = self._modseq.expungedUIDs(uidlist.uidValidity, read)
         if not expunged:
             return frozenset(), frozenset()
-        records, known = uidlist.records, self._byBase
+        records = uidlist.records
         back, gone = set(), set()
-        for base in listing:
-            if known.get(base) is None and records.get(base, (None,))[0] in expunged:
+        # Only files this object has no UID for can be back; the set
+        # difference also reads _byBase in one step (this may run in a
+        # worker thread while the reactor changes it).
+        for base in listing.keys() - self._byBase.keys():
+            if records.get(base, (None,))[0] in expunged:
                 there = os.path.lexists(self._sub(*listing[base]))
                 (back if there else gone).add(base)
         return back, gone
